@@ -1,0 +1,92 @@
+# The two commands a user needs: `make run` and `make test`. Each installs what is missing
+# (Debian packages, npm modules for the second interop client), builds, then runs.
+SHELL := /bin/bash
+PY := /usr/bin/python3
+BUILD := build
+ASAN := build-asan
+FUZZ := build-fuzz
+PYGEN := $(BUILD)/pygen
+FUZZ_SECONDS ?= 20
+
+APT_PACKAGES := meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
+	libnghttp2-dev liburing-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler \
+	libsqlite3-dev zlib1g-dev libssl-dev libcmocka-dev grpc-proto protobuf-compiler-grpc \
+	python3 python3-grpcio python3-protobuf python3-pytest python3-h2 nghttp2-client \
+	procps
+
+.PHONY: all deps build asan run test unit e2e e2e-asan interop fuzz fuzz-run clean
+
+all: build
+
+# Installs only what is missing, so that a ready machine skips apt entirely.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing="$$missing nodejs npm"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(BUILD)/build.ninja: | deps
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+$(ASAN)/build.ninja: | deps
+	meson setup $(ASAN) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+$(FUZZ)/build.ninja: | deps
+	CC=clang meson setup $(FUZZ) --buildtype=debug -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dfuzz=true
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+asan: deps $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+
+run: build
+	./$(BUILD)/collector --listen 127.0.0.1:50051 --data ./data
+
+$(PYGEN)/.done: tests/gen_stubs.sh $(wildcard proto/collector/*.proto) | deps
+	tests/gen_stubs.sh $(PYGEN) && touch $@
+
+tests/interop/node/node_modules/.done: tests/interop/node/package.json | deps
+	cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.done
+
+unit: build asan
+	meson test -C $(BUILD) --print-errorlogs
+	meson test -C $(ASAN) --print-errorlogs
+
+interop: build tests/interop/node/node_modules/.done $(PYGEN)/.done
+	tests/interop/run_interop.sh $(BUILD)/tests/interop/interop_server
+
+fuzz: deps $(FUZZ)/build.ninja
+	ninja -C $(FUZZ)
+
+# Each harness for a short fixed budget on its committed corpus; any crash, leak or
+# sanitizer report fails the run.
+fuzz-run: fuzz
+	@set -e; for h in $$(ls fuzz/corpus); do \
+		echo "fuzz $$h: $(FUZZ_SECONDS) s"; \
+		work=$$(mktemp -d); cp fuzz/corpus/$$h/* $$work/ 2>/dev/null || true; \
+		./$(FUZZ)/fuzz/$$h -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-dict=fuzz/grpc.dict $$work > $(FUZZ)/$$h.log 2>&1 \
+			|| { tail -50 $(FUZZ)/$$h.log; rm -rf $$work; exit 1; }; \
+		grep -E 'stat::number_of_executed_units|cov:' $(FUZZ)/$$h.log | tail -2; \
+		rm -rf $$work; \
+	done
+
+e2e: build asan $(PYGEN)/.done
+	PYGEN_DIR=$(CURDIR)/$(PYGEN) COLLECTOR_BIN=$(CURDIR)/$(ASAN)/collector \
+		INTEROP_SERVER_BIN=$(CURDIR)/$(ASAN)/tests/interop/interop_server \
+		$(PY) -m pytest -q -m 'not load' tests/e2e -p no:cacheprovider
+	PYGEN_DIR=$(CURDIR)/$(PYGEN) COLLECTOR_BIN=$(CURDIR)/$(BUILD)/collector \
+		INTEROP_SERVER_BIN=$(CURDIR)/$(BUILD)/tests/interop/interop_server \
+		$(PY) -m pytest -q tests/e2e -p no:cacheprovider
+
+# Unit tests (plain and ASan+UBSan), fuzzers, interop with two stock clients, then the
+# end-to-end suite on the ASan build and on the plain build (its summary ends the run).
+test: unit fuzz-run interop e2e
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

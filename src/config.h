@@ -1,0 +1,25 @@
+/* The collector's settings: flags, each also settable in a config file. */
+#ifndef CONFIG_H
+#define CONFIG_H
+#include <stddef.h>
+
+typedef struct node_config {
+	char listen[128];
+	char data[512];
+	int threads;	   /* reactors; 0: one per core */
+	int pool_threads;  /* 0: 2 per core */
+	int pool_queue;
+	size_t max_message_bytes;
+	char ns[128];	   /* default namespace */
+	char id[64];	   /* empty: made once, kept in the data directory */
+	int log_level;
+	int grace_seconds;
+} node_config;
+
+void config_defaults(node_config *c);
+/* Parses argv (and the file named by --config, whose values the flags override).
+ * Returns 0 to run, 1 when --help was printed, -1 on an error (already reported). */
+int config_parse(node_config *c, int argc, char **argv);
+void config_usage(const char *prog);
+
+#endif

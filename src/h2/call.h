@@ -1,0 +1,76 @@
+/* The call API: what a service handler sees of one gRPC call on the server side.
+ *
+ * Lifetime: the server holds a reference from the call's start until its stream closes.
+ * A handler that finishes the call later (after pool work, a timer, another call) takes
+ * its own reference with call_ref and drops it with call_unref when done; the object
+ * stays valid, but once call_done() is true every send is a no-op. All functions run on
+ * the call's reactor thread. */
+#ifndef H2_CALL_H
+#define H2_CALL_H
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "h2/method.h"
+#include "h2/status.h"
+#include "io/reactor.h"
+
+typedef struct call_md {
+	const char *name; /* lowercase, NUL-terminated */
+	size_t name_len;
+	const uint8_t *value; /* -bin values are already base64-decoded */
+	size_t value_len;
+} call_md;
+
+void call_ref(call *c);
+void call_unref(call *c);
+
+const method *call_method(const call *c);
+/* The method's ctx (the service's state). */
+void *call_ctx(const call *c);
+void call_set_user(call *c, void *user);
+void *call_user(const call *c);
+reactor *call_reactor(const call *c);
+/* Scratch memory freed when the call object goes (arena: no individual free). */
+void *call_alloc(call *c, size_t size);
+
+/* Request metadata (custom headers only, reserved ones excluded). */
+size_t call_md_count(const call *c);
+const call_md *call_md_at(const call *c, size_t i);
+/* First value for name (lowercase), or NULL. */
+const call_md *call_md_get(const call *c, const char *name);
+/* Absolute deadline on the monotonic clock (ns); INT64_MAX when the client set none. */
+int64_t call_deadline(const call *c);
+/* Whether the most recent request message arrived compressed. */
+bool call_request_compressed(const call *c);
+/* The peer's address as host:port. */
+const char *call_peer(const call *c);
+
+/* Compress response messages with gzip when the client accepts it. */
+void call_set_response_compression(call *c, bool on);
+/* Metadata to send: initial before the first message or the headers go out, trailing
+ * before call_finish. -bin names get base64 values; others must be printable ASCII.
+ * 0, -EINVAL (bad key or value), -EALREADY (too late), -ENOMEM. */
+int call_add_initial_md(call *c, const char *name, const void *value, size_t len);
+int call_add_trailing_md(call *c, const char *name, const void *value, size_t len);
+
+/* Queues one response message. 0; -ECANCELED when the call is done; -EMSGSIZE when it
+ * is larger than the limit; -ENOMEM. */
+int call_send(call *c, const ProtobufCMessage *msg);
+int call_send_raw(call *c, const uint8_t *data, size_t len);
+/* True when the call holds more unsent output than its high-water mark: a streaming
+ * handler should stop and continue from on_writable. */
+bool call_send_would_block(const call *c);
+/* Ends the call with a status (message may be NULL). Queued messages go first. */
+void call_finish(call *c, int code, const char *message);
+/* printf-style status message. */
+void call_finishf(call *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* call_send then call_finish(OK). */
+void call_reply(call *c, const ProtobufCMessage *resp);
+/* Finished by the handler or cancelled. */
+bool call_done(const call *c);
+bool call_cancelled(const call *c);
+
+#endif

@@ -1,0 +1,559 @@
+/* gRPC client side on nghttp2. */
+#include "h2/client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2/compress.h"
+#include "h2/frame.h"
+#include "h2/metadata.h"
+#include "h2/session.h"
+#include "io/sock.h"
+
+typedef struct cconn cconn;
+
+struct h2_channel {
+	reactor *r;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	char authority[128];
+	size_t max_message_bytes;
+	nghttp2_session_callbacks *cbs;
+	cconn *conns;	/* every live connection; the first usable one takes new calls */
+	bool detached;
+};
+
+struct cconn {
+	h2_channel *ch;
+	io_conn *io; /* NULL when detached */
+	nghttp2_session *ng;
+	cconn *prev, *next;
+	ccall *calls;
+	bool goaway; /* the server said GOAWAY, or the connection failed: no new calls */
+	int err;
+};
+
+struct ccall {
+	cconn *conn;
+	ccall *prev, *next;
+	int32_t stream_id;
+	const ccall_ops *ops;
+	void *user;
+	arena arena;
+	timer deadline_timer;
+	deframer df;
+	bool compress, resp_gzip, resp_encoding_unknown, last_compressed;
+	bool half_close, done;
+	msg_queue out;
+	md_list md[2]; /* [0] initial, [1] trailing */
+	int http_status;
+	bool have_status;
+	int status;
+	const char *status_msg;
+};
+
+static void conn_want_send(cconn *h)
+{
+	if (h->io)
+		io_conn_want_send(h->io);
+}
+
+/* ---- finishing ---- */
+
+static void call_end(ccall *c, int code, const char *msg)
+{
+	if (c->done)
+		return;
+	c->done = true;
+	cconn *h = c->conn;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		h->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (c->stream_id > 0)
+		nghttp2_session_set_stream_user_data(h->ng, c->stream_id, NULL);
+	reactor_timer_disarm(h->ch->r, &c->deadline_timer);
+	if (c->ops->on_done)
+		c->ops->on_done(c, code, msg);
+	deframer_free(&c->df);
+	msg_queue_free(&c->out);
+	arena_free(&c->arena);
+	free(c);
+}
+
+/* Status for a response without grpc-status: the HTTP-to-gRPC mapping of the spec. */
+static int status_from_http(int http)
+{
+	switch (http) {
+	case 400:
+		return GRPC_INTERNAL;
+	case 401:
+		return GRPC_UNAUTHENTICATED;
+	case 403:
+		return GRPC_PERMISSION_DENIED;
+	case 404:
+		return GRPC_UNIMPLEMENTED;
+	case 429:
+	case 502:
+	case 503:
+	case 504:
+		return GRPC_UNAVAILABLE;
+	default:
+		return GRPC_UNKNOWN;
+	}
+}
+
+static void fail_stream(ccall *c, int code, const char *msg)
+{
+	if (c->done)
+		return;
+	nghttp2_submit_rst_stream(c->conn->ng, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_CANCEL);
+	conn_want_send(c->conn);
+	call_end(c, code, msg);
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
+		     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user)
+{
+	(void)flags;
+	(void)user;
+	if (frame->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	ccall *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+	if (!c)
+		return 0;
+	bool trailing = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
+	if (nlen == 7 && !memcmp(name, ":status", 7)) {
+		c->http_status = 0;
+		for (size_t i = 0; i < vlen && i < 3; i++)
+			c->http_status = c->http_status * 10 + (value[i] - '0');
+	} else if (nlen == 11 && !memcmp(name, "grpc-status", 11)) {
+		int code = 0;
+		bool ok = vlen > 0 && vlen <= 3;
+		for (size_t i = 0; ok && i < vlen; i++) {
+			ok = value[i] >= '0' && value[i] <= '9';
+			code = code * 10 + (value[i] - '0');
+		}
+		c->have_status = true;
+		c->status = ok ? code : GRPC_UNKNOWN;
+	} else if (nlen == 12 && !memcmp(name, "grpc-message", 12)) {
+		buf b = {0};
+		if (md_percent_decode(&b, value, vlen) == 0)
+			c->status_msg = arena_strndup(&c->arena, b.data, b.len);
+		buf_free(&b);
+	} else if (nlen == 13 && !memcmp(name, "grpc-encoding", 13)) {
+		c->resp_gzip = vlen == 4 && !memcmp(value, "gzip", 4);
+		c->resp_encoding_unknown = !c->resp_gzip && !(vlen == 8 && !memcmp(value, "identity", 8));
+	} else if (!md_is_reserved((const char *)name, nlen)) {
+		/* A -bin value that is not base64 is dropped rather than failing the call. */
+		if (md_list_add(&c->md[trailing], &c->arena, name, nlen, value, vlen) == -ENOMEM)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+	cconn *h = user;
+	if (frame->hd.type == NGHTTP2_GOAWAY) {
+		h->goaway = true;
+		return 0;
+	}
+	if (frame->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	ccall *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+	if (c && frame->headers.cat == NGHTTP2_HCAT_RESPONSE && c->ops->on_headers)
+		c->ops->on_headers(c);
+	return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
+			 const uint8_t *data, size_t len, void *user)
+{
+	(void)flags;
+	(void)user;
+	ccall *c = nghttp2_session_get_stream_user_data(ng, stream_id);
+	while (c && !c->done) {
+		const uint8_t *msg;
+		size_t msg_len;
+		bool compressed;
+		int rc = deframer_next(&c->df, &data, &len, &msg, &msg_len, &compressed);
+		if (rc == DEFRAME_NEED_MORE)
+			break;
+		if (rc == DEFRAME_TOO_LARGE) {
+			fail_stream(c, GRPC_RESOURCE_EXHAUSTED, "response message larger than the limit");
+			break;
+		}
+		if (rc != DEFRAME_MESSAGE) {
+			fail_stream(c, GRPC_INTERNAL, "malformed response message");
+			break;
+		}
+		c->last_compressed = compressed;
+		if (!compressed) {
+			if (c->ops->on_message)
+				c->ops->on_message(c, msg, msg_len);
+			continue;
+		}
+		if (!c->resp_gzip) {
+			fail_stream(c, GRPC_INTERNAL, "compressed response without a known grpc-encoding");
+			break;
+		}
+		buf plain = {0};
+		rc = gzip_decompress(&plain, msg, msg_len, c->conn->ch->max_message_bytes);
+		if (rc == -EFBIG)
+			fail_stream(c, GRPC_RESOURCE_EXHAUSTED, "decompressed response larger than the limit");
+		else if (rc)
+			fail_stream(c, GRPC_INTERNAL, "could not decompress the response");
+		else if (c->ops->on_message)
+			c->ops->on_message(c, plain.data, plain.len);
+		buf_free(&plain);
+	}
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code,
+			   void *user)
+{
+	(void)user;
+	ccall *c = nghttp2_session_get_stream_user_data(ng, stream_id);
+	if (!c)
+		return 0;
+	if (c->have_status)
+		call_end(c, c->status, c->status_msg);
+	else if (error_code == NGHTTP2_REFUSED_STREAM)
+		call_end(c, GRPC_UNAVAILABLE, "stream refused by the server");
+	else if (error_code != NGHTTP2_NO_ERROR)
+		call_end(c, GRPC_CANCELLED, "stream reset by the server");
+	else if (c->http_status && c->http_status != 200)
+		call_end(c, status_from_http(c->http_status), "HTTP status without grpc-status");
+	else
+		call_end(c, GRPC_INTERNAL, "response ended without grpc-status");
+	return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_fail_calls(cconn *h, int code, const char *msg)
+{
+	while (h->calls)
+		call_end(h->calls, code, msg);
+}
+
+static void conn_destroy(cconn *h)
+{
+	conn_fail_calls(h, GRPC_UNAVAILABLE, "connection closed");
+	if (h->prev)
+		h->prev->next = h->next;
+	else if (h->ch)
+		h->ch->conns = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	nghttp2_session_del(h->ng);
+	free(h);
+}
+
+static int conn_recv(io_conn *io, const uint8_t *data, size_t len)
+{
+	cconn *h = io_conn_user(io);
+	if (!h)
+		return -ECONNRESET;
+	ssize_t n = nghttp2_session_mem_recv(h->ng, data, len);
+	io_conn_want_send(io);
+	return n < 0 ? -EPROTO : 0;
+}
+
+static void conn_produce(io_conn *io)
+{
+	cconn *h = io_conn_user(io);
+	if (h && session_pump(h->ng, io) == 0)
+		session_after_pump(h->ng, io);
+}
+
+static void conn_connected(io_conn *io, int err)
+{
+	cconn *h = io_conn_user(io);
+	if (!h || !err)
+		return;
+	char msg[160];
+	snprintf(msg, sizeof(msg), "cannot connect to %s: %s", h->ch->authority, strerror(-err));
+	h->goaway = true;
+	conn_fail_calls(h, GRPC_UNAVAILABLE, msg);
+}
+
+static void conn_closed(io_conn *io, int err)
+{
+	(void)err;
+	cconn *h = io_conn_user(io);
+	if (h)
+		conn_destroy(h);
+}
+
+static const io_conn_ops cconn_ops = {
+	.on_recv = conn_recv,
+	.produce = conn_produce,
+	.on_connect = conn_connected,
+	.on_close = conn_closed,
+};
+
+static cconn *conn_new(h2_channel *ch)
+{
+	cconn *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->ch = ch;
+	if (nghttp2_session_client_new(&h->ng, ch->cbs, h)) {
+		free(h);
+		return NULL;
+	}
+	nghttp2_settings_entry iv[] = {
+		{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, SESSION_STREAM_WINDOW},
+	};
+	nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+	nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW);
+	if (!ch->detached) {
+		h->io = io_conn_connect(ch->r, (struct sockaddr *)&ch->addr, ch->addr_len, &cconn_ops, h);
+		if (!h->io) {
+			nghttp2_session_del(h->ng);
+			free(h);
+			return NULL;
+		}
+		io_conn_want_send(h->io);
+	}
+	h->next = ch->conns;
+	if (ch->conns)
+		ch->conns->prev = h;
+	ch->conns = h;
+	return h;
+}
+
+static cconn *usable_conn(h2_channel *ch)
+{
+	for (cconn *h = ch->conns; h; h = h->next)
+		if (!h->goaway && nghttp2_session_check_request_allowed(h->ng))
+			return h;
+	return conn_new(ch);
+}
+
+static h2_channel *channel_alloc(reactor *r, size_t max_message_bytes)
+{
+	h2_channel *ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return NULL;
+	ch->r = r;
+	ch->max_message_bytes = max_message_bytes ? max_message_bytes : 4 * 1024 * 1024;
+	if (nghttp2_session_callbacks_new(&ch->cbs)) {
+		free(ch);
+		return NULL;
+	}
+	nghttp2_session_callbacks_set_on_header_callback(ch->cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(ch->cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(ch->cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_on_stream_close_callback(ch->cbs, on_stream_close);
+	return ch;
+}
+
+h2_channel *h2_channel_new(reactor *r, const char *target, size_t max_message_bytes)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (sock_parse_addr(target, &ss, &len) || strlen(target) >= sizeof(((h2_channel *)0)->authority))
+		return NULL;
+	h2_channel *ch = channel_alloc(r, max_message_bytes);
+	if (!ch)
+		return NULL;
+	ch->addr = ss;
+	ch->addr_len = len;
+	snprintf(ch->authority, sizeof(ch->authority), "%s", target);
+	return ch;
+}
+
+h2_channel *h2_channel_new_detached(reactor *r, size_t max_message_bytes)
+{
+	h2_channel *ch = channel_alloc(r, max_message_bytes);
+	if (ch) {
+		ch->detached = true;
+		snprintf(ch->authority, sizeof(ch->authority), "detached");
+	}
+	return ch;
+}
+
+void h2_channel_free(h2_channel *ch)
+{
+	if (!ch)
+		return;
+	while (ch->conns) {
+		cconn *h = ch->conns;
+		conn_fail_calls(h, GRPC_CANCELLED, "channel closed");
+		if (h->io) {
+			io_conn_set_user(h->io, NULL);
+			io_conn_abort(h->io, -ECANCELED);
+		}
+		h->ch = NULL;
+		ch->conns = h->next;
+		if (h->next)
+			h->next->prev = NULL;
+		h->next = h->prev = NULL;
+		nghttp2_session_del(h->ng);
+		free(h);
+	}
+	nghttp2_session_callbacks_del(ch->cbs);
+	free(ch);
+}
+
+int h2_channel_feed(h2_channel *ch, const uint8_t *data, size_t len)
+{
+	cconn *h = ch->conns;
+	if (!h)
+		return -ENOTCONN;
+	int rc = nghttp2_session_mem_recv(h->ng, data, len) < 0 ? -EPROTO : 0;
+	if (session_discard_output(h->ng))
+		rc = -EPROTO;
+	return rc;
+}
+
+/* ---- calls ---- */
+
+static ssize_t read_request(nghttp2_session *ng, int32_t stream_id, uint8_t *out, size_t length,
+			    uint32_t *data_flags, nghttp2_data_source *src, void *user)
+{
+	(void)ng;
+	(void)stream_id;
+	(void)user;
+	ccall *c = src->ptr;
+	size_t n = msg_queue_pull(&c->out, out, length);
+	if (msg_queue_pending(&c->out))
+		return (ssize_t)n;
+	if (c->half_close) {
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+		return (ssize_t)n;
+	}
+	return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+}
+
+static void on_deadline(timer *t)
+{
+	ccall *c = (ccall *)((char *)t - offsetof(ccall, deadline_timer));
+	fail_stream(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+}
+
+static int build_request(ccall *c, const ccall_args *a, nv_list *l)
+{
+	h2_channel *ch = c->conn->ch;
+	int rc = NV_LIT(l, ":method", "POST");
+	rc = rc ? rc : NV_LIT(l, ":scheme", "http");
+	/* nghttp2 keeps pointers to NO_COPY values until the frame is written: copies
+	 * live in the call's arena. */
+	const char *path = arena_strndup(&c->arena, a->path, strlen(a->path));
+	rc = rc ? rc : path ? nv_push(l, ":path", 5, path, strlen(path)) : -ENOMEM;
+	rc = rc ? rc : nv_push(l, ":authority", 10, ch->authority, strlen(ch->authority));
+	rc = rc ? rc : NV_LIT(l, "content-type", "application/grpc");
+	rc = rc ? rc : NV_LIT(l, "te", "trailers");
+	rc = rc ? rc : NV_LIT(l, "user-agent", "collector-c/0.1");
+	rc = rc ? rc : NV_LIT(l, "grpc-accept-encoding", "identity,gzip");
+	if (!rc && a->compress)
+		rc = NV_LIT(l, "grpc-encoding", "gzip");
+	if (!rc && a->timeout_ns > 0) {
+		char *timeout = arena_alloc(&c->arena, 10);
+		rc = timeout ? nv_push(l, "grpc-timeout", 12, timeout,
+				       md_timeout_format(a->timeout_ns, timeout))
+			     : -ENOMEM;
+	}
+	for (size_t i = 0; !rc && i < a->nmd; i++)
+		rc = nv_push_md(l, &c->arena, a->md[i].name, a->md[i].value, a->md[i].value_len);
+	return rc;
+}
+
+ccall *ccall_start(h2_channel *ch, const ccall_args *a)
+{
+	if (!a->path || a->path[0] != '/' || !a->ops)
+		return NULL;
+	cconn *h = usable_conn(ch);
+	if (!h)
+		return NULL;
+	ccall *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->conn = h;
+	c->ops = a->ops;
+	c->user = a->user;
+	c->compress = a->compress;
+	deframer_init(&c->df, ch->max_message_bytes);
+	nv_list l = {0};
+	int rc = build_request(c, a, &l);
+	if (!rc) {
+		nghttp2_data_provider dp = {.source.ptr = c, .read_callback = read_request};
+		c->stream_id = nghttp2_submit_request(h->ng, NULL, l.v, l.n, &dp, c);
+	}
+	nv_list_free(&l);
+	if (rc || c->stream_id < 0) {
+		deframer_free(&c->df);
+		arena_free(&c->arena);
+		free(c);
+		return NULL;
+	}
+	c->next = h->calls;
+	if (h->calls)
+		h->calls->prev = c;
+	h->calls = c;
+	if (a->timeout_ns > 0) {
+		int64_t t = a->timeout_ns < INT64_MAX / 2 ? a->timeout_ns : INT64_MAX / 2;
+		reactor_timer_arm(ch->r, &c->deadline_timer, reactor_now(ch->r) + t, on_deadline);
+	}
+	conn_want_send(h);
+	return c;
+}
+
+int ccall_send(ccall *c, const uint8_t *data, size_t len)
+{
+	if (c->done || c->half_close)
+		return -ECANCELED;
+	if (len > c->conn->ch->max_message_bytes)
+		return -EMSGSIZE;
+	int rc = msg_queue_push(&c->out, data, len, c->compress);
+	if (rc)
+		return rc;
+	nghttp2_session_resume_data(c->conn->ng, c->stream_id);
+	conn_want_send(c->conn);
+	return 0;
+}
+
+int ccall_send_pb(ccall *c, const ProtobufCMessage *msg)
+{
+	uint8_t stackbuf[1024], *p;
+	size_t len;
+	if (pack_message(msg, stackbuf, sizeof(stackbuf), &p, &len))
+		return -ENOMEM;
+	int rc = ccall_send(c, p, len);
+	if (p != stackbuf)
+		free(p);
+	return rc;
+}
+
+void ccall_half_close(ccall *c)
+{
+	if (c->done || c->half_close)
+		return;
+	c->half_close = true;
+	nghttp2_session_resume_data(c->conn->ng, c->stream_id);
+	conn_want_send(c->conn);
+}
+
+void ccall_cancel(ccall *c) { fail_stream(c, GRPC_CANCELLED, "cancelled by the client"); }
+void *ccall_user(const ccall *c) { return c->user; }
+size_t ccall_md_count(const ccall *c, bool trailing) { return c->md[trailing].n; }
+const call_md *ccall_md_at(const ccall *c, bool trailing, size_t i)
+{
+	return i < c->md[trailing].n ? &c->md[trailing].v[i] : NULL;
+}
+const call_md *ccall_md_get(const ccall *c, bool trailing, const char *name)
+{
+	return md_list_get(&c->md[trailing], name);
+}
+bool ccall_response_compressed(const ccall *c) { return c->last_compressed; }

@@ -1,0 +1,284 @@
+#include "h2/metadata.h"
+
+#include <errno.h>
+#include <string.h>
+
+static const char hexdig[] = "0123456789ABCDEF";
+
+static bool percent_plain(uint8_t c) { return c >= 0x20 && c <= 0x7E && c != '%'; }
+
+int md_percent_encode(buf *out, const uint8_t *in, size_t len)
+{
+	if (len > SIZE_MAX / 3)
+		return -ENOMEM;
+	size_t extra = 0;
+	for (size_t i = 0; i < len; i++)
+		extra += percent_plain(in[i]) ? 0 : 2;
+	if (len + extra == 0)
+		return 0;
+	int rc = buf_reserve(out, len + extra);
+	if (rc)
+		return rc;
+	uint8_t *p = out->data + out->len;
+	for (size_t i = 0; i < len; i++) {
+		if (percent_plain(in[i])) {
+			*p++ = in[i];
+		} else {
+			*p++ = '%';
+			*p++ = (uint8_t)hexdig[in[i] >> 4];
+			*p++ = (uint8_t)hexdig[in[i] & 15];
+		}
+	}
+	out->len += len + extra;
+	return 0;
+}
+
+static int hexval(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int md_percent_decode(buf *out, const uint8_t *in, size_t len)
+{
+	if (!len)
+		return 0;
+	/* Decoding never lengthens the text. */
+	int rc = buf_reserve(out, len);
+	if (rc)
+		return rc;
+	uint8_t *p = out->data + out->len;
+	for (size_t i = 0; i < len; i++) {
+		int hi, lo;
+		if (in[i] == '%' && i + 2 < len && (hi = hexval(in[i + 1])) >= 0 &&
+		    (lo = hexval(in[i + 2])) >= 0) {
+			*p++ = (uint8_t)(hi << 4 | lo);
+			i += 2;
+		} else {
+			*p++ = in[i];
+		}
+	}
+	out->len = (size_t)(p - out->data);
+	return 0;
+}
+
+static const char b64dig[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int md_base64_encode(buf *out, const uint8_t *in, size_t len)
+{
+	if (!len)
+		return 0;
+	if (len > (SIZE_MAX / 4 - 1) * 3)
+		return -ENOMEM;
+	size_t n = (len + 2) / 3 * 4;
+	int rc = buf_reserve(out, n);
+	if (rc)
+		return rc;
+	uint8_t *p = out->data + out->len;
+	size_t i = 0;
+	for (; i + 3 <= len; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		*p++ = (uint8_t)b64dig[v >> 18];
+		*p++ = (uint8_t)b64dig[(v >> 12) & 63];
+		*p++ = (uint8_t)b64dig[(v >> 6) & 63];
+		*p++ = (uint8_t)b64dig[v & 63];
+	}
+	if (len - i == 1) {
+		uint32_t v = (uint32_t)in[i] << 16;
+		*p++ = (uint8_t)b64dig[v >> 18];
+		*p++ = (uint8_t)b64dig[(v >> 12) & 63];
+		*p++ = '=';
+		*p++ = '=';
+	} else if (len - i == 2) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+		*p++ = (uint8_t)b64dig[v >> 18];
+		*p++ = (uint8_t)b64dig[(v >> 12) & 63];
+		*p++ = (uint8_t)b64dig[(v >> 6) & 63];
+		*p++ = '=';
+	}
+	out->len += n;
+	return 0;
+}
+
+static int b64val(uint8_t c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int md_base64_decode(buf *out, const uint8_t *in, size_t len)
+{
+	/* Padding, when present, must complete the last quantum; without it the length
+	 * alone tells how many bytes the last group holds (a lone sixth of a byte never
+	 * makes sense). */
+	size_t body = len;
+	if (body && in[body - 1] == '=') {
+		if (len % 4)
+			return -EINVAL;
+		body--;
+		if (body && in[body - 1] == '=')
+			body--;
+	}
+	if (body % 4 == 1)
+		return -EINVAL;
+	if (!body)
+		return 0;
+	size_t n = body / 4 * 3 + (body % 4 ? body % 4 - 1 : 0);
+	int rc = buf_reserve(out, n);
+	if (rc)
+		return rc;
+	uint8_t *p = out->data + out->len;
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	for (size_t i = 0; i < body; i++) {
+		int v = b64val(in[i]);
+		if (v < 0)
+			return -EINVAL;
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			*p++ = (uint8_t)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	out->len += n;
+	return 0;
+}
+
+static const struct {
+	char unit;
+	int64_t ns;
+} units[] = {
+	{'n', 1},
+	{'u', 1000},
+	{'m', 1000000},
+	{'S', 1000000000},
+	{'M', 60LL * 1000000000},
+	{'H', 3600LL * 1000000000},
+};
+#define NUNITS (sizeof(units) / sizeof(units[0]))
+#define TIMEOUT_MAX_DIGITS 8
+#define TIMEOUT_MAX_VALUE 99999999
+
+int md_timeout_parse(const char *in, size_t len, int64_t *ns)
+{
+	if (len < 2 || len > TIMEOUT_MAX_DIGITS + 1)
+		return -EINVAL;
+	int64_t v = 0;
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (in[i] < '0' || in[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (in[i] - '0');
+	}
+	for (size_t u = 0; u < NUNITS; u++) {
+		if (in[len - 1] != units[u].unit)
+			continue;
+		*ns = v > INT64_MAX / units[u].ns ? INT64_MAX : v * units[u].ns;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+size_t md_timeout_format(int64_t ns, char out[10])
+{
+	if (ns < 1)
+		ns = 1;
+	size_t u = 0;
+	int64_t v = ns;
+	/* The smallest unit whose rounded-up count fits 8 digits: the finest precision
+	 * the header can carry, never shortening the caller's deadline. */
+	for (; u < NUNITS; u++) {
+		v = ns / units[u].ns + (ns % units[u].ns != 0);
+		if (v <= TIMEOUT_MAX_VALUE)
+			break;
+	}
+	char digits[TIMEOUT_MAX_DIGITS];
+	size_t nd = 0;
+	do {
+		digits[nd++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	size_t len = 0;
+	while (nd)
+		out[len++] = digits[--nd];
+	out[len++] = units[u].unit;
+	out[len] = '\0';
+	return len;
+}
+
+bool md_is_binary(const char *name, size_t len)
+{
+	return len >= 4 && !memcmp(name + len - 4, "-bin", 4);
+}
+
+static bool name_eq(const char *name, size_t len, const char *lit)
+{
+	size_t n = strlen(lit);
+	if (len != n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (c != lit[i])
+			return false;
+	}
+	return true;
+}
+
+bool md_is_reserved(const char *name, size_t len)
+{
+	/* HTTP/2 framing and connection-level headers, and what gRPC itself sets. Not
+	 * user-agent: applications read it. Everything under grpc- belongs to the protocol,
+	 * except the rich error details that handlers set and clients read. */
+	static const char *const reserved[] = {
+		"content-type", "te", "connection", "keep-alive", "proxy-connection",
+		"transfer-encoding", "upgrade", "host", "accept-encoding", "content-length",
+	};
+	if (len == 0)
+		return false;
+	if (name[0] == ':')
+		return true;
+	if (len >= 5 && name_eq(name, 5, "grpc-"))
+		return !name_eq(name, len, "grpc-status-details-bin");
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (name_eq(name, len, reserved[i]))
+			return true;
+	return false;
+}
+
+bool md_valid_key(const char *name, size_t len)
+{
+	if (!len)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || c == '_' || c == '.' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+bool md_valid_ascii_value(const uint8_t *v, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (v[i] < 0x20 || v[i] > 0x7E)
+			return false;
+	return true;
+}

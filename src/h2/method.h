@@ -1,0 +1,61 @@
+/* The method table: gRPC paths ("/pkg.Service/Method") to handlers. Built at start-up,
+ * read-only while reactors run, so it is shared by all of them without locks. */
+#ifndef H2_METHOD_H
+#define H2_METHOD_H
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+
+typedef struct call call;
+
+typedef enum call_kind {
+	CALL_UNARY,
+	CALL_CLIENT_STREAM,
+	CALL_SERVER_STREAM,
+	CALL_BIDI,
+} call_kind;
+
+/* Every callback runs on the call's reactor thread and must not block. */
+typedef struct method_handlers {
+	/* Headers arrived, before any message. Optional; may finish the call at once. */
+	void (*on_start)(call *c);
+	/* Unary and server-streaming: the single request, after the client half-closed. */
+	void (*on_request)(call *c, const ProtobufCMessage *req);
+	/* Client-streaming and bidi: each request as it arrives (freed after return). */
+	void (*on_message)(call *c, const ProtobufCMessage *msg);
+	/* Methods without an input descriptor get raw message bytes here instead of
+	 * on_request/on_message, with the same timing as those. */
+	void (*on_raw)(call *c, const uint8_t *data, size_t len);
+	/* Client-streaming and bidi: the client half-closed. */
+	void (*on_half_close)(call *c);
+	/* Buffered output fell below the low-water mark (see call_send_would_block). */
+	void (*on_writable)(call *c);
+	/* The call ended before the handler finished it (client reset, deadline, lost
+	 * connection, shutdown). Sends are no-ops from now on. Not called after
+	 * call_finish. */
+	void (*on_cancel)(call *c);
+} method_handlers;
+
+typedef struct method {
+	const char *path;
+	call_kind kind;
+	const ProtobufCMessageDescriptor *input;  /* NULL: raw bytes to on_raw */
+	const ProtobufCMessageDescriptor *output; /* NULL: handler sends raw bytes */
+	method_handlers h;
+	void *ctx; /* the service's state, see call_ctx */
+} method;
+
+typedef struct method_table method_table;
+
+method_table *method_table_new(void);
+void method_table_free(method_table *t);
+/* Copies *m (not the strings or descriptors it points to, which must outlive the table).
+ * Returns 0, -EEXIST for a duplicate path, -EINVAL for a malformed one, -ENOMEM. */
+int method_table_add(method_table *t, const method *m);
+const method *method_table_find(const method_table *t, const char *path, size_t len);
+size_t method_table_count(const method_table *t);
+const method *method_table_at(const method_table *t, size_t i);
+/* Visits each distinct service name ("pkg.Service") once, in the order added. */
+void method_table_each_service(const method_table *t,
+			       void (*fn)(const char *service, size_t len, void *arg), void *arg);
+
+#endif

@@ -1,0 +1,955 @@
+/* gRPC server side on nghttp2: connection sessions, request parsing, the call object. */
+#include "h2/server.h"
+
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "h2/buf.h"
+#include "h2/call.h"
+#include "h2/compress.h"
+#include "h2/frame.h"
+#include "h2/metadata.h"
+#include "h2/session.h"
+#include "io/sock.h"
+
+struct h2_server {
+	const method_table *methods;
+	h2_server_opts o;
+	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
+};
+
+struct h2_endpoint {
+	h2_server *s;
+	reactor *r;
+	h2_conn *conns;
+	size_t nconns;
+	size_t active_calls;
+	bool goaway;
+};
+
+struct h2_conn {
+	h2_endpoint *e;
+	io_conn *io; /* NULL for a detached (fuzzing) connection */
+	nghttp2_session *ng;
+	h2_conn *prev, *next;
+	call *calls; /* streams with a call attached */
+	call *writable; /* calls to tell on_writable after this send */
+	char peer[64];
+	bool goaway_sent;
+	bool broken;
+};
+
+struct call {
+	int refs;
+	h2_conn *conn; /* NULL once the stream is gone */
+	call *prev, *next; /* in conn->calls */
+	int32_t stream_id;
+	const method *m;
+	reactor *r;
+	arena arena;
+	void *user;
+
+	/* request headers */
+	const char *path;
+	size_t path_len;
+	bool is_post, grpc_content_type, headers_too_large, bad_metadata;
+	size_t header_bytes;
+	md_list md;
+	int64_t deadline;
+	timer deadline_timer;
+	enum { ENC_IDENTITY, ENC_GZIP, ENC_OTHER } req_encoding;
+	const char *req_encoding_name;
+	bool accept_gzip;
+
+	/* request messages */
+	deframer df;
+	bool last_compressed;
+	bool have_request;
+	ProtobufCMessage *request;
+	buf raw_request;
+	bool half_closed;
+
+	/* response */
+	bool started, finished, cancelled;
+	bool headers_submitted, compress_response;
+	bool would_block;
+	call *writable_next;
+	bool on_writable_list;
+	nv_list initial_md, trailing_md;
+	msg_queue out;
+	int status;
+	const char *status_msg;
+};
+
+void h2_server_opts_default(h2_server_opts *o)
+{
+	o->max_message_bytes = 4 * 1024 * 1024;
+	o->max_concurrent_streams = 100;
+	o->max_header_list_bytes = 16 * 1024;
+	o->stream_send_high_water = 256 * 1024;
+}
+
+void *call_alloc(call *c, size_t size) { return arena_alloc(&c->arena, size); }
+
+/* ---- call lifetime ---- */
+
+static void conn_want_send(h2_conn *h)
+{
+	if (h->io)
+		io_conn_want_send(h->io);
+}
+
+static void call_free(call *c)
+{
+	deframer_free(&c->df);
+	if (c->request)
+		protobuf_c_message_free_unpacked(c->request, NULL);
+	buf_free(&c->raw_request);
+	msg_queue_free(&c->out);
+	nv_list_free(&c->initial_md);
+	nv_list_free(&c->trailing_md);
+	arena_free(&c->arena);
+	free(c);
+}
+
+void call_ref(call *c) { c->refs++; }
+
+void call_unref(call *c)
+{
+	if (--c->refs == 0)
+		call_free(c);
+}
+
+/* The stream is gone (closed, reset, or its connection died). */
+static void call_detach(call *c)
+{
+	h2_conn *h = c->conn;
+	if (!h)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		h->calls = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->conn = NULL;
+	h->e->active_calls--;
+	reactor_timer_disarm(c->r, &c->deadline_timer);
+	if (!c->finished && !c->cancelled) {
+		c->cancelled = true;
+		if (c->started && c->m->h.on_cancel)
+			c->m->h.on_cancel(c);
+	}
+	call_unref(c);
+}
+
+/* ---- accessors ---- */
+
+const method *call_method(const call *c) { return c->m; }
+void *call_ctx(const call *c) { return c->m ? c->m->ctx : NULL; }
+void call_set_user(call *c, void *user) { c->user = user; }
+void *call_user(const call *c) { return c->user; }
+reactor *call_reactor(const call *c) { return c->r; }
+size_t call_md_count(const call *c) { return c->md.n; }
+const call_md *call_md_at(const call *c, size_t i) { return i < c->md.n ? &c->md.v[i] : NULL; }
+int64_t call_deadline(const call *c) { return c->deadline; }
+bool call_request_compressed(const call *c) { return c->last_compressed; }
+const char *call_peer(const call *c) { return c->conn ? c->conn->peer : ""; }
+bool call_done(const call *c) { return c->finished || c->cancelled || !c->conn; }
+bool call_cancelled(const call *c) { return c->cancelled; }
+
+const call_md *call_md_get(const call *c, const char *name) { return md_list_get(&c->md, name); }
+
+void call_set_response_compression(call *c, bool on) { c->compress_response = on; }
+
+/* ---- response headers ---- */
+
+int call_add_initial_md(call *c, const char *name, const void *value, size_t len)
+{
+	if (c->headers_submitted || call_done(c))
+		return -EALREADY;
+	return nv_push_md(&c->initial_md, &c->arena, name, value, len);
+}
+
+int call_add_trailing_md(call *c, const char *name, const void *value, size_t len)
+{
+	if (call_done(c))
+		return -EALREADY;
+	return nv_push_md(&c->trailing_md, &c->arena, name, value, len);
+}
+
+static bool response_gzip(const call *c) { return c->compress_response && c->accept_gzip; }
+
+/* :status 200 and the gRPC response headers, then the handler's initial metadata. */
+static int build_headers(call *c, nv_list *l)
+{
+	int rc = NV_LIT(l, ":status", "200");
+	rc = rc ? rc : NV_LIT(l, "content-type", "application/grpc");
+	if (!rc && response_gzip(c))
+		rc = NV_LIT(l, "grpc-encoding", "gzip");
+	rc = rc ? rc : NV_LIT(l, "grpc-accept-encoding", "identity,gzip");
+	for (size_t i = 0; !rc && i < c->initial_md.n; i++)
+		rc = nv_push(l, (char *)c->initial_md.v[i].name, c->initial_md.v[i].namelen,
+			     (char *)c->initial_md.v[i].value, c->initial_md.v[i].valuelen);
+	return rc;
+}
+
+static int build_trailers(call *c, nv_list *l)
+{
+	char *code = call_alloc(c, 12);
+	if (!code)
+		return -ENOMEM;
+	int n = snprintf(code, 12, "%d", c->status);
+	int rc = nv_push(l, "grpc-status", 11, code, (size_t)n);
+	if (!rc && c->status_msg && *c->status_msg) {
+		buf b = {0};
+		rc = md_percent_encode(&b, (const uint8_t *)c->status_msg, strlen(c->status_msg));
+		char *msg = rc ? NULL : arena_strndup(&c->arena, b.data, b.len);
+		rc = msg ? nv_push(l, "grpc-message", 12, msg, b.len) : -ENOMEM;
+		buf_free(&b);
+	}
+	for (size_t i = 0; !rc && i < c->trailing_md.n; i++)
+		rc = nv_push(l, (char *)c->trailing_md.v[i].name, c->trailing_md.v[i].namelen,
+			     (char *)c->trailing_md.v[i].value, c->trailing_md.v[i].valuelen);
+	return rc;
+}
+
+static void queue_writable(call *c)
+{
+	if (c->on_writable_list || !c->conn)
+		return;
+	c->on_writable_list = true;
+	call_ref(c);
+	c->writable_next = c->conn->writable;
+	c->conn->writable = c;
+}
+
+/* nghttp2 pulls response DATA from here; trailers go out when the queue is drained. */
+static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *out,
+			     size_t length, uint32_t *data_flags, nghttp2_data_source *src,
+			     void *user)
+{
+	(void)user;
+	call *c = src->ptr;
+	size_t n = msg_queue_pull(&c->out, out, length);
+	if (c->would_block &&
+	    msg_queue_pending(&c->out) < c->conn->e->s->o.stream_send_high_water / 2) {
+		c->would_block = false;
+		queue_writable(c);
+	}
+	if (msg_queue_pending(&c->out))
+		return (ssize_t)n;
+	if (!c->finished)
+		return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
+	*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	nv_list t = {0};
+	if (build_trailers(c, &t) == 0 && t.n) {
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		if (nghttp2_submit_trailer(ng, stream_id, t.v, t.n) != 0)
+			*data_flags &= ~NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	}
+	nv_list_free(&t);
+	return (ssize_t)n;
+}
+
+static int submit_headers(call *c, bool with_body)
+{
+	nv_list l = {0};
+	int rc = build_headers(c, &l);
+	if (!rc && !with_body)
+		rc = build_trailers(c, &l);
+	if (!rc) {
+		nghttp2_data_provider dp = {.source.ptr = c, .read_callback = read_response};
+		rc = nghttp2_submit_response(c->conn->ng, c->stream_id, l.v, l.n,
+					     with_body ? &dp : NULL);
+	}
+	nv_list_free(&l);
+	c->headers_submitted = true;
+	conn_want_send(c->conn);
+	return rc;
+}
+
+/* ---- sending ---- */
+
+static int queue_message(call *c, const uint8_t *data, size_t len)
+{
+	size_t max = c->conn->e->s->o.max_message_bytes;
+	if (len > max)
+		return -EMSGSIZE;
+	int rc = msg_queue_push(&c->out, data, len, response_gzip(c));
+	if (rc)
+		return rc;
+	if (!c->headers_submitted) {
+		if (submit_headers(c, true))
+			return -ENOMEM;
+	} else {
+		nghttp2_session_resume_data(c->conn->ng, c->stream_id);
+		conn_want_send(c->conn);
+	}
+	if (msg_queue_pending(&c->out) > c->conn->e->s->o.stream_send_high_water)
+		c->would_block = true;
+	return 0;
+}
+
+int call_send_raw(call *c, const uint8_t *data, size_t len)
+{
+	if (call_done(c))
+		return -ECANCELED;
+	return queue_message(c, data, len);
+}
+
+int call_send(call *c, const ProtobufCMessage *msg)
+{
+	if (call_done(c))
+		return -ECANCELED;
+	uint8_t stackbuf[1024], *p;
+	size_t len;
+	if (protobuf_c_message_get_packed_size(msg) > c->conn->e->s->o.max_message_bytes)
+		return -EMSGSIZE;
+	if (pack_message(msg, stackbuf, sizeof(stackbuf), &p, &len))
+		return -ENOMEM;
+	int rc = queue_message(c, p, len);
+	if (p != stackbuf)
+		free(p);
+	return rc;
+}
+
+bool call_send_would_block(const call *c) { return c->would_block; }
+
+/* Sends the status whatever the handler state (used for errors found by this layer). */
+static void send_status(call *c, int code, const char *message)
+{
+	c->finished = true;
+	c->status = code;
+	c->status_msg = message ? arena_strndup(&c->arena, message, strlen(message)) : NULL;
+	reactor_timer_disarm(c->r, &c->deadline_timer);
+	if (!c->conn)
+		return;
+	if (!c->headers_submitted) {
+		/* Trailers-Only when nothing was sent; otherwise headers + queued body. */
+		submit_headers(c, msg_queue_pending(&c->out) > 0);
+		return;
+	}
+	nghttp2_session_resume_data(c->conn->ng, c->stream_id);
+	conn_want_send(c->conn);
+}
+
+void call_finish(call *c, int code, const char *message)
+{
+	if (call_done(c))
+		return;
+	send_status(c, code, message);
+}
+
+void call_finishf(call *c, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	call_finish(c, code, msg);
+}
+
+void call_reply(call *c, const ProtobufCMessage *resp)
+{
+	int rc = call_send(c, resp);
+	if (rc == -EMSGSIZE)
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "response larger than the message size limit");
+	else if (rc && rc != -ECANCELED)
+		call_finish(c, GRPC_INTERNAL, "could not queue the response");
+	else
+		call_finish(c, GRPC_OK, NULL);
+}
+
+/* An error found by this layer: the handler is told the call is over. */
+static void fail_call(call *c, int code, const char *message)
+{
+	if (call_done(c))
+		return;
+	bool notify = c->started;
+	send_status(c, code, message);
+	if (notify && c->m && c->m->h.on_cancel) {
+		c->cancelled = true;
+		c->m->h.on_cancel(c);
+	}
+}
+
+/* ---- request path ---- */
+
+static void on_deadline(timer *t)
+{
+	call *c = (call *)((char *)t - offsetof(call, deadline_timer));
+	fail_call(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+}
+
+static bool kind_single_request(call_kind k) { return k == CALL_UNARY || k == CALL_SERVER_STREAM; }
+
+static void deliver_message(call *c, const uint8_t *data, size_t len)
+{
+	const method *m = c->m;
+	if (kind_single_request(m->kind)) {
+		if (c->have_request) {
+			fail_call(c, GRPC_UNIMPLEMENTED, "more than one request message on a unary call");
+			return;
+		}
+		c->have_request = true;
+		if (!m->input) {
+			if (buf_append(&c->raw_request, data, len))
+				fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		c->request = protobuf_c_message_unpack(m->input, NULL, len, data);
+		if (!c->request)
+			fail_call(c, GRPC_INTERNAL, "could not parse the request message");
+		return;
+	}
+	if (!m->input) {
+		if (m->h.on_raw)
+			m->h.on_raw(c, data, len);
+		return;
+	}
+	ProtobufCMessage *msg = protobuf_c_message_unpack(m->input, NULL, len, data);
+	if (!msg) {
+		fail_call(c, GRPC_INTERNAL, "could not parse the request message");
+		return;
+	}
+	call_ref(c);
+	if (m->h.on_message)
+		m->h.on_message(c, msg);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	call_unref(c);
+}
+
+static void handle_message(call *c, const uint8_t *data, size_t len, bool compressed)
+{
+	c->last_compressed = compressed;
+	if (!compressed) {
+		deliver_message(c, data, len);
+		return;
+	}
+	if (c->req_encoding == ENC_OTHER) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "grpc-encoding '%.100s' is not supported",
+			 c->req_encoding_name);
+		fail_call(c, GRPC_UNIMPLEMENTED, msg);
+		return;
+	}
+	if (c->req_encoding != ENC_GZIP) {
+		fail_call(c, GRPC_INTERNAL, "compressed message without grpc-encoding");
+		return;
+	}
+	buf plain = {0};
+	int rc = gzip_decompress(&plain, data, len, c->conn->e->s->o.max_message_bytes);
+	if (rc == -EFBIG)
+		fail_call(c, GRPC_RESOURCE_EXHAUSTED, "decompressed message larger than the limit");
+	else if (rc)
+		fail_call(c, GRPC_INTERNAL, "could not decompress the message");
+	else
+		deliver_message(c, plain.data, plain.len);
+	buf_free(&plain);
+}
+
+static void start_call(h2_conn *h, call *c)
+{
+	h2_server *s = h->e->s;
+	if (!c->grpc_content_type || !c->is_post) {
+		/* Not a gRPC request: plain HTTP answer, no handler. */
+		nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)(c->is_post ? "415" : "405"),
+				    7, 3, NGHTTP2_NV_FLAG_NONE}};
+		nghttp2_submit_response(h->ng, c->stream_id, nv, 1, NULL);
+		c->finished = true;
+		conn_want_send(h);
+		return;
+	}
+	if (c->headers_too_large) {
+		fail_call(c, GRPC_RESOURCE_EXHAUSTED, "request headers larger than the limit");
+		return;
+	}
+	if (c->bad_metadata) {
+		fail_call(c, GRPC_INTERNAL, "malformed metadata value");
+		return;
+	}
+	c->m = c->path ? method_table_find(s->methods, c->path, c->path_len) : NULL;
+	if (!c->m) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "unknown method %.250s", c->path ? c->path : "");
+		fail_call(c, GRPC_UNIMPLEMENTED, msg);
+		return;
+	}
+	if (c->deadline != INT64_MAX) {
+		if (c->deadline <= reactor_now(c->r)) {
+			fail_call(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+			return;
+		}
+		reactor_timer_arm(c->r, &c->deadline_timer, c->deadline, on_deadline);
+	}
+	c->started = true;
+	if (c->m->h.on_start) {
+		call_ref(c);
+		c->m->h.on_start(c);
+		call_unref(c);
+	}
+}
+
+static void half_close(call *c)
+{
+	if (c->half_closed)
+		return;
+	c->half_closed = true;
+	if (call_done(c))
+		return;
+	if (deframer_partial(&c->df)) {
+		fail_call(c, GRPC_INTERNAL, "stream ended inside a message");
+		return;
+	}
+	const method *m = c->m;
+	call_ref(c);
+	if (kind_single_request(m->kind)) {
+		if (!c->have_request)
+			fail_call(c, GRPC_UNIMPLEMENTED, "half-closed without a request message");
+		else if (!m->input && m->h.on_raw)
+			m->h.on_raw(c, c->raw_request.data, c->raw_request.len);
+		else if (m->input && m->h.on_request)
+			m->h.on_request(c, c->request);
+	} else if (m->h.on_half_close) {
+		m->h.on_half_close(c);
+	}
+	call_unref(c);
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+	h2_conn *h = user;
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	if (h->e->goaway)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	call *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	c->refs = 1;
+	c->conn = h;
+	c->r = h->e->r;
+	c->stream_id = frame->hd.stream_id;
+	c->deadline = INT64_MAX;
+	deframer_init(&c->df, h->e->s->o.max_message_bytes);
+	c->next = h->calls;
+	if (h->calls)
+		h->calls->prev = c;
+	h->calls = c;
+	h->e->active_calls++;
+	nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, c);
+	return 0;
+}
+
+static bool header_is(const uint8_t *name, size_t len, const char *lit)
+{
+	return len == strlen(lit) && !memcmp(name, lit, len);
+}
+
+static bool grpc_content_type(const uint8_t *v, size_t len)
+{
+	static const char ct[] = "application/grpc";
+	size_t n = sizeof(ct) - 1;
+	return len >= n && !memcmp(v, ct, n) && (len == n || v[n] == '+' || v[n] == ';');
+}
+
+static bool list_has_token(const uint8_t *v, size_t len, const char *token)
+{
+	size_t tlen = strlen(token);
+	size_t i = 0;
+	while (i < len) {
+		while (i < len && (v[i] == ' ' || v[i] == ','))
+			i++;
+		size_t start = i;
+		while (i < len && v[i] != ',' && v[i] != ' ')
+			i++;
+		if (i - start == tlen && !memcmp(v + start, token, tlen))
+			return true;
+	}
+	return false;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name,
+		     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user)
+{
+	(void)flags;
+	h2_conn *h = user;
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	call *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+	if (!c)
+		return 0;
+	/* nghttp2 1.52 advertises but does not enforce SETTINGS_MAX_HEADER_LIST_SIZE. */
+	c->header_bytes += nlen + vlen + 32;
+	if (c->header_bytes > h->e->s->o.max_header_list_bytes) {
+		c->headers_too_large = true;
+		return 0;
+	}
+	if (nlen && name[0] == ':') {
+		if (header_is(name, nlen, ":path")) {
+			c->path = arena_strndup(&c->arena, value, vlen);
+			c->path_len = vlen;
+		} else if (header_is(name, nlen, ":method")) {
+			c->is_post = header_is(value, vlen, "POST");
+		}
+		return 0;
+	}
+	if (header_is(name, nlen, "content-type")) {
+		c->grpc_content_type = grpc_content_type(value, vlen);
+	} else if (header_is(name, nlen, "grpc-timeout")) {
+		int64_t ns;
+		if (md_timeout_parse((const char *)value, vlen, &ns) == 0)
+			c->deadline = reactor_now(c->r) + (ns > INT64_MAX / 2 ? INT64_MAX / 2 : ns);
+		else
+			c->bad_metadata = true;
+	} else if (header_is(name, nlen, "grpc-encoding")) {
+		if (header_is(value, vlen, "gzip"))
+			c->req_encoding = ENC_GZIP;
+		else if (header_is(value, vlen, "identity"))
+			c->req_encoding = ENC_IDENTITY;
+		else {
+			c->req_encoding = ENC_OTHER;
+			c->req_encoding_name = arena_strndup(&c->arena, value, vlen);
+		}
+	} else if (header_is(name, nlen, "grpc-accept-encoding")) {
+		c->accept_gzip = list_has_token(value, vlen, "gzip");
+	} else if (!md_is_reserved((const char *)name, nlen)) {
+		int rc = md_list_add(&c->md, &c->arena, name, nlen, value, vlen);
+		if (rc == -EINVAL)
+			c->bad_metadata = true;
+		else if (rc)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+	h2_conn *h = user;
+	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+		return 0;
+	call *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+	if (!c)
+		return 0;
+	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+		start_call(h, c);
+	if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && c->conn)
+		half_close(c);
+	return 0;
+}
+
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
+			 const uint8_t *data, size_t len, void *user)
+{
+	(void)flags;
+	(void)user;
+	call *c = nghttp2_session_get_stream_user_data(ng, stream_id);
+	if (!c || call_done(c) || c->half_closed)
+		return 0;
+	call_ref(c);
+	while (!call_done(c)) {
+		const uint8_t *msg;
+		size_t msg_len;
+		bool compressed;
+		int rc = deframer_next(&c->df, &data, &len, &msg, &msg_len, &compressed);
+		if (rc == DEFRAME_NEED_MORE)
+			break;
+		if (rc == DEFRAME_MESSAGE) {
+			handle_message(c, msg, msg_len, compressed);
+			continue;
+		}
+		if (rc == DEFRAME_TOO_LARGE)
+			fail_call(c, GRPC_RESOURCE_EXHAUSTED, "request message larger than the limit");
+		else if (rc == DEFRAME_BAD_FLAG)
+			fail_call(c, GRPC_INTERNAL, "invalid message flag");
+		else
+			fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	call_unref(c);
+	return 0;
+}
+
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
+{
+	(void)user;
+	/* Trailers are out but the client is still sending: gRPC servers reset the
+	 * stream with NO_ERROR so that it does not linger. */
+	if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	call *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+	if (c && !c->half_closed)
+		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+					  NGHTTP2_NO_ERROR);
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code,
+			   void *user)
+{
+	(void)error_code;
+	(void)user;
+	call *c = nghttp2_session_get_stream_user_data(ng, stream_id);
+	if (c) {
+		nghttp2_session_set_stream_user_data(ng, stream_id, NULL);
+		call_detach(c);
+	}
+	return 0;
+}
+
+/* ---- server and endpoints ---- */
+
+h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts)
+{
+	h2_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->methods = methods;
+	if (opts)
+		s->o = *opts;
+	else
+		h2_server_opts_default(&s->o);
+	if (nghttp2_session_callbacks_new(&s->cbs) || nghttp2_option_new(&s->opt)) {
+		h2_server_free(s);
+		return NULL;
+	}
+	nghttp2_session_callbacks_set_on_begin_headers_callback(s->cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(s->cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(s->cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(s->cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_on_frame_send_callback(s->cbs, on_frame_send);
+	nghttp2_session_callbacks_set_on_stream_close_callback(s->cbs, on_stream_close);
+	nghttp2_option_set_max_deflate_dynamic_table_size(s->opt, 4096);
+	return s;
+}
+
+void h2_server_free(h2_server *s)
+{
+	if (!s)
+		return;
+	nghttp2_session_callbacks_del(s->cbs);
+	nghttp2_option_del(s->opt);
+	free(s);
+}
+
+h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r)
+{
+	h2_endpoint *e = calloc(1, sizeof(*e));
+	if (e) {
+		e->s = s;
+		e->r = r;
+	}
+	return e;
+}
+
+static void conn_destroy(h2_conn *h)
+{
+	while (h->calls)
+		call_detach(h->calls);
+	while (h->writable) {
+		call *c = h->writable;
+		h->writable = c->writable_next;
+		c->on_writable_list = false;
+		call_unref(c);
+	}
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		h->e->conns = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	h->e->nconns--;
+	nghttp2_session_del(h->ng);
+	free(h);
+}
+
+void h2_endpoint_free(h2_endpoint *e)
+{
+	if (!e)
+		return;
+	while (e->conns) {
+		h2_conn *h = e->conns;
+		if (h->io)
+			io_conn_set_user(h->io, NULL);
+		conn_destroy(h);
+	}
+	free(e);
+}
+
+static h2_conn *conn_new(h2_endpoint *e)
+{
+	h2_conn *h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->e = e;
+	if (nghttp2_session_server_new2(&h->ng, e->s->cbs, h, e->s->opt)) {
+		free(h);
+		return NULL;
+	}
+	nghttp2_settings_entry iv[] = {
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, e->s->o.max_concurrent_streams},
+		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, SESSION_STREAM_WINDOW},
+		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, e->s->o.max_header_list_bytes},
+	};
+	nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+	nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW);
+	h->next = e->conns;
+	if (e->conns)
+		e->conns->prev = h;
+	e->conns = h;
+	e->nconns++;
+	if (e->goaway) {
+		nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+		h->goaway_sent = true;
+	}
+	return h;
+}
+
+/* Tells handlers whose output drained that they may send again. */
+static void run_writable(h2_conn *h)
+{
+	while (h->writable) {
+		call *c = h->writable;
+		h->writable = c->writable_next;
+		c->on_writable_list = false;
+		if (!call_done(c) && c->m && c->m->h.on_writable)
+			c->m->h.on_writable(c);
+		call_unref(c);
+	}
+}
+
+static void conn_produce(io_conn *io)
+{
+	h2_conn *h = io_conn_user(io);
+	if (!h)
+		return;
+	/* Handlers woken by drained output may queue more: give them a few rounds. */
+	for (int round = 0; round < 4; round++) {
+		if (session_pump(h->ng, io))
+			return;
+		if (!h->writable)
+			break;
+		run_writable(h);
+	}
+	if (h->writable)
+		io_conn_want_send(io); /* the rest next turn, after other connections */
+	else
+		session_after_pump(h->ng, io);
+}
+
+static int conn_recv(io_conn *io, const uint8_t *data, size_t len)
+{
+	h2_conn *h = io_conn_user(io);
+	if (!h)
+		return -ECONNRESET;
+	ssize_t n = nghttp2_session_mem_recv(h->ng, data, len);
+	io_conn_want_send(io);
+	return n < 0 ? -EPROTO : 0;
+}
+
+static void conn_closed(io_conn *io, int err)
+{
+	(void)err;
+	h2_conn *h = io_conn_user(io);
+	if (h)
+		conn_destroy(h);
+}
+
+static const io_conn_ops conn_ops = {
+	.on_recv = conn_recv,
+	.produce = conn_produce,
+	.on_close = conn_closed,
+};
+
+void h2_endpoint_accept(h2_endpoint *e, int fd)
+{
+	h2_conn *h = conn_new(e);
+	if (!h) {
+		close(fd);
+		return;
+	}
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
+		sock_format_addr((struct sockaddr *)&ss, h->peer, sizeof(h->peer));
+	h->io = io_conn_new(e->r, fd, &conn_ops, h);
+	if (!h->io) {
+		close(fd);
+		conn_destroy(h);
+		return;
+	}
+	io_conn_want_send(h->io); /* our SETTINGS */
+}
+
+static void listener_accept(reactor *r, int fd, void *user)
+{
+	(void)r;
+	h2_endpoint_accept(user, fd);
+}
+
+const io_listener_ops h2_endpoint_listener_ops = {.on_accept = listener_accept};
+
+void h2_endpoint_goaway(h2_endpoint *e)
+{
+	e->goaway = true;
+	for (h2_conn *h = e->conns; h; h = h->next) {
+		if (h->goaway_sent)
+			continue;
+		h->goaway_sent = true;
+		nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(h->ng),
+				      NGHTTP2_NO_ERROR, NULL, 0);
+		conn_want_send(h);
+	}
+}
+
+void h2_endpoint_close_all(h2_endpoint *e)
+{
+	for (h2_conn *h = e->conns; h; h = h->next) {
+		for (call *c = h->calls; c; c = c->next)
+			fail_call(c, GRPC_UNAVAILABLE, "server shutting down");
+		if (h->io)
+			io_conn_close(h->io);
+	}
+}
+
+size_t h2_endpoint_active_calls(const h2_endpoint *e) { return e->active_calls; }
+size_t h2_endpoint_conn_count(const h2_endpoint *e) { return e->nconns; }
+
+/* ---- detached connections (fuzzing) ---- */
+
+h2_conn *h2_conn_new_detached(h2_endpoint *e)
+{
+	h2_conn *h = conn_new(e);
+	if (h)
+		snprintf(h->peer, sizeof(h->peer), "fuzz");
+	return h;
+}
+
+int h2_conn_feed(h2_conn *h, const uint8_t *data, size_t len)
+{
+	if (h->broken)
+		return -EPROTO;
+	if (nghttp2_session_mem_recv(h->ng, data, len) < 0)
+		h->broken = true;
+	for (int round = 0; round < 8; round++) {
+		if (session_discard_output(h->ng))
+			h->broken = true;
+		if (!h->writable)
+			break;
+		run_writable(h);
+	}
+	return h->broken ? -EPROTO : 0;
+}
+
+void h2_conn_free_detached(h2_conn *h) { conn_destroy(h); }

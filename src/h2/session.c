@@ -1,0 +1,202 @@
+#include "h2/session.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2/compress.h"
+#include "h2/frame.h"
+#include "h2/metadata.h"
+
+int session_pump(nghttp2_session *ng, io_conn *io)
+{
+	while (io_conn_out_pending(io) < SESSION_OUT_HIGH) {
+		const uint8_t *p;
+		ssize_t n = nghttp2_session_mem_send(ng, &p);
+		if (n < 0) {
+			io_conn_abort(io, -EPROTO);
+			return -EPROTO;
+		}
+		if (n == 0)
+			break;
+		if (io_conn_write(io, p, (size_t)n)) {
+			io_conn_abort(io, -ENOMEM);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+void session_after_pump(nghttp2_session *ng, io_conn *io)
+{
+	if (io_conn_out_pending(io) >= SESSION_OUT_HIGH && nghttp2_session_want_write(ng))
+		io_conn_want_send(io); /* the rest after this send completes */
+	else if (!nghttp2_session_want_read(ng) && !nghttp2_session_want_write(ng))
+		io_conn_close(io);
+}
+
+int session_discard_output(nghttp2_session *ng)
+{
+	const uint8_t *p;
+	ssize_t n;
+	while ((n = nghttp2_session_mem_send(ng, &p)) > 0)
+		;
+	return n < 0 ? -EPROTO : 0;
+}
+
+int msg_queue_push(msg_queue *q, const uint8_t *msg, size_t len, bool gzip)
+{
+	uint8_t prefix[GRPC_PREFIX_LEN];
+	if (!gzip) {
+		if (len > UINT32_MAX || buf_reserve(&q->data, sizeof(prefix) + len))
+			return -ENOMEM;
+		frame_prefix(prefix, false, (uint32_t)len);
+		buf_append(&q->data, prefix, sizeof(prefix));
+		buf_append(&q->data, msg, len);
+		return 0;
+	}
+	buf z = {0};
+	int rc = gzip_compress(&z, msg, len);
+	if (!rc && z.len > UINT32_MAX)
+		rc = -ENOMEM;
+	if (!rc) {
+		frame_prefix(prefix, true, (uint32_t)z.len);
+		rc = buf_append(&q->data, prefix, sizeof(prefix));
+		rc = rc ? rc : buf_append(&q->data, z.data, z.len);
+	}
+	buf_free(&z);
+	return rc;
+}
+
+size_t msg_queue_pull(msg_queue *q, uint8_t *out, size_t cap)
+{
+	size_t avail = q->data.len - q->off;
+	size_t n = avail < cap ? avail : cap;
+	if (!n)
+		return 0;
+	memcpy(out, q->data.data + q->off, n);
+	q->off += n;
+	if (q->off == q->data.len) {
+		q->data.len = q->off = 0;
+		/* A burst's buffer is not kept by an idle stream. */
+		if (q->data.cap > 64 * 1024)
+			buf_free(&q->data);
+	}
+	return n;
+}
+
+size_t msg_queue_pending(const msg_queue *q) { return q->data.len - q->off; }
+void msg_queue_free(msg_queue *q)
+{
+	buf_free(&q->data);
+	q->off = 0;
+}
+
+int nv_push(nv_list *l, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		nghttp2_nv *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (nghttp2_nv){
+		.name = (uint8_t *)name,
+		.value = (uint8_t *)value,
+		.namelen = nlen,
+		.valuelen = vlen,
+		.flags = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE,
+	};
+	return 0;
+}
+
+int nv_push_md(nv_list *l, arena *a, const char *name, const void *value, size_t len)
+{
+	size_t nlen = strlen(name);
+	if (!md_valid_key(name, nlen) || md_is_reserved(name, nlen))
+		return -EINVAL;
+	const char *v;
+	size_t vlen;
+	if (md_is_binary(name, nlen)) {
+		buf b = {0};
+		if (md_base64_encode(&b, value, len)) {
+			buf_free(&b);
+			return -ENOMEM;
+		}
+		v = arena_strndup(a, b.data, b.len);
+		vlen = b.len;
+		buf_free(&b);
+	} else {
+		if (!md_valid_ascii_value(value, len))
+			return -EINVAL;
+		v = arena_strndup(a, value, len);
+		vlen = len;
+	}
+	const char *n = arena_strndup(a, name, nlen);
+	if (!v || !n)
+		return -ENOMEM;
+	return nv_push(l, n, nlen, v, vlen);
+}
+
+void nv_list_free(nv_list *l)
+{
+	free(l->v);
+	memset(l, 0, sizeof(*l));
+}
+
+int md_list_add(md_list *l, arena *a, const uint8_t *name, size_t nlen, const uint8_t *value,
+		size_t vlen)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		call_md *v = arena_alloc(a, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		if (l->n)
+			memcpy(v, l->v, l->n * sizeof(*v));
+		l->v = v;
+		l->cap = cap;
+	}
+	call_md *m = &l->v[l->n];
+	m->name = arena_strndup(a, name, nlen);
+	m->name_len = nlen;
+	if (md_is_binary((const char *)name, nlen)) {
+		buf b = {0};
+		int rc = md_base64_decode(&b, value, vlen);
+		if (!rc) {
+			m->value = (uint8_t *)arena_strndup(a, b.data, b.len);
+			m->value_len = b.len;
+		}
+		buf_free(&b);
+		if (rc)
+			return rc == -ENOMEM ? rc : -EINVAL;
+	} else {
+		m->value = (uint8_t *)arena_strndup(a, value, vlen);
+		m->value_len = vlen;
+	}
+	if (!m->name || !m->value)
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+const call_md *md_list_get(const md_list *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i].name, name))
+			return &l->v[i];
+	return NULL;
+}
+
+int pack_message(const ProtobufCMessage *msg, uint8_t *stackbuf, size_t stackcap,
+		 uint8_t **out, size_t *len)
+{
+	*len = protobuf_c_message_get_packed_size(msg);
+	*out = *len <= stackcap ? stackbuf : malloc(*len);
+	if (!*out)
+		return -ENOMEM;
+	protobuf_c_message_pack(msg, *out);
+	return 0;
+}

@@ -1,0 +1,124 @@
+#include "io/pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+struct pool {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	pool_job *head, *tail;
+	size_t queued, queue_max;
+	bool stopping;
+	size_t nthreads;
+	pthread_t *threads;
+};
+
+static void complete(reactor_task *t)
+{
+	pool_job *j = (pool_job *)t;
+	j->done(j);
+}
+
+static void *pool_main(void *arg)
+{
+	pool *p = arg;
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (!p->head && !p->stopping)
+			pthread_cond_wait(&p->cv, &p->mu);
+		pool_job *j = p->head;
+		if (!j) {
+			pthread_mutex_unlock(&p->mu);
+			return NULL;
+		}
+		p->head = j->next;
+		if (!p->head)
+			p->tail = NULL;
+		p->queued--;
+		pthread_mutex_unlock(&p->mu);
+
+		j->work(j);
+		if (!j->done)
+			continue;
+		if (j->home) {
+			j->task.fn = complete;
+			reactor_post(j->home, &j->task);
+		} else {
+			j->done(j);
+		}
+	}
+}
+
+pool *pool_new(size_t threads, size_t queue_max)
+{
+	pool *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->queue_max = queue_max ? queue_max : 1;
+	p->threads = calloc(threads ? threads : 1, sizeof(pthread_t));
+	if (!p->threads) {
+		free(p);
+		return NULL;
+	}
+	for (size_t i = 0; i < (threads ? threads : 1); i++) {
+		if (pthread_create(&p->threads[i], NULL, pool_main, p) != 0)
+			break;
+		p->nthreads++;
+	}
+	if (!p->nthreads) {
+		pool_free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void pool_free(pool *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->stopping = true;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (size_t i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p->threads);
+	free(p);
+}
+
+int pool_submit(pool *p, reactor *home, pool_job *j)
+{
+	j->home = home;
+	j->next = NULL;
+	pthread_mutex_lock(&p->mu);
+	int rc = 0;
+	if (p->stopping)
+		rc = -ESHUTDOWN;
+	else if (p->queued >= p->queue_max)
+		rc = -EAGAIN;
+	if (rc == 0) {
+		if (p->tail)
+			p->tail->next = j;
+		else
+			p->head = j;
+		p->tail = j;
+		p->queued++;
+		pthread_cond_signal(&p->cv);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+size_t pool_queued(pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	size_t n = p->queued;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}

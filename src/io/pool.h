@@ -1,0 +1,31 @@
+/* The bounded blocking pool: a fixed set of threads and a bounded queue for work that may
+ * block (SQLite, files). A job's work runs on a pool thread; its done callback runs back on
+ * the reactor that submitted it. A full queue is refused at once (-EAGAIN) so that callers
+ * answer RESOURCE_EXHAUSTED instead of queueing without limit. */
+#ifndef IO_POOL_H
+#define IO_POOL_H
+#include <stddef.h>
+
+#include "io/reactor.h"
+
+typedef struct pool pool;
+typedef struct pool_job pool_job;
+
+struct pool_job {
+	reactor_task task; /* internal: carries the completion to the home reactor */
+	pool_job *next;	   /* internal */
+	reactor *home;	   /* NULL: done runs on the pool thread right after work */
+	void (*work)(pool_job *j);
+	void (*done)(pool_job *j);
+};
+
+pool *pool_new(size_t threads, size_t queue_max);
+/* Stops taking jobs, lets queued ones run, joins the threads. Done callbacks already
+ * posted to reactors still arrive there. */
+void pool_free(pool *p);
+/* Queues j (caller keeps ownership of j until done runs). 0, -EAGAIN when the queue is
+ * full, -ESHUTDOWN when the pool is stopping. */
+int pool_submit(pool *p, reactor *home, pool_job *j);
+size_t pool_queued(pool *p);
+
+#endif

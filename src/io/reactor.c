@@ -1,0 +1,661 @@
+#include "io/reactor.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "io/clock.h"
+
+/* Receive buffers: one provided-buffer ring per reactor, shared by its connections. */
+#define RECV_BUF_SIZE (16 * 1024)
+#define RECV_BUF_COUNT 256
+#define RECV_BGID 1
+#define RING_ENTRIES 1024
+/* Spare output capacity kept by an idle connection; more is freed after a send. */
+#define OUT_KEEP_CAP (16 * 1024)
+
+/* The low bits of an io_uring user_data say which operation completed. */
+enum op_tag {
+	OP_IGNORE = 0,
+	OP_RECV = 1,
+	OP_SEND = 2,
+	OP_CONNECT = 3,
+	OP_ACCEPT = 4,
+	OP_WAKE = 5,
+};
+#define TAG_MASK 7ULL
+
+typedef struct out_buf {
+	uint8_t *data;
+	size_t len, cap, off;
+} out_buf;
+
+struct io_conn {
+	reactor *r;
+	int fd;
+	const io_conn_ops *ops;
+	void *user;
+	out_buf pending; /* filled by io_conn_write */
+	out_buf inflight; /* handed to the kernel */
+	bool recv_armed, send_inflight, connect_inflight;
+	bool want_send, on_dirty_list;
+	bool closing, close_now, dead;
+	int close_err;
+	io_conn *dirty_next;
+	io_conn *prev, *next; /* all connections of the reactor */
+	struct sockaddr_storage peer;
+};
+
+typedef struct listener {
+	int fd;
+	bool closed;
+	const io_listener_ops *ops;
+	void *user;
+	struct listener *next;
+} listener;
+
+struct reactor {
+	struct io_uring ring;
+	struct io_uring_buf_ring *bufring;
+	uint8_t *bufs;
+	size_t bufring_bytes;
+	timer_heap timers;
+	int64_t now;
+	bool running;
+	int wake_fd;
+	uint64_t wake_val;
+	pthread_mutex_t post_mu;
+	reactor_task *post_head, *post_tail;
+	bool wake_pending;
+	io_conn *dirty;
+	io_conn *conns;
+	size_t nconns;
+	listener *listeners;
+	void *user;
+};
+
+static void mark_dirty(io_conn *c);
+
+static inline uint64_t tag(void *p, enum op_tag t) { return (uint64_t)(uintptr_t)p | t; }
+
+static struct io_uring_sqe *get_sqe(reactor *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+	if (!sqe) {
+		io_uring_submit(&r->ring);
+		sqe = io_uring_get_sqe(&r->ring);
+	}
+	return sqe;
+}
+
+static int setup_ring(reactor *r)
+{
+	struct io_uring_params p;
+	unsigned flag_sets[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int rc = -EINVAL;
+	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = flag_sets[i] | IORING_SETUP_SUBMIT_ALL;
+		rc = io_uring_queue_init_params(RING_ENTRIES, &r->ring, &p);
+		if (rc != -EINVAL)
+			break;
+	}
+	return rc;
+}
+
+static void recycle_buf(reactor *r, unsigned bid)
+{
+	io_uring_buf_ring_add(r->bufring, r->bufs + (size_t)bid * RECV_BUF_SIZE, RECV_BUF_SIZE,
+			      bid, io_uring_buf_ring_mask(RECV_BUF_COUNT), 0);
+	io_uring_buf_ring_advance(r->bufring, 1);
+}
+
+static int setup_bufring(reactor *r)
+{
+	/* liburing 2.3 has no io_uring_setup_buf_ring: map the ring memory ourselves. */
+	r->bufring_bytes = RECV_BUF_COUNT * sizeof(struct io_uring_buf);
+	void *mem = NULL;
+	if (posix_memalign(&mem, 4096, r->bufring_bytes))
+		return -ENOMEM;
+	r->bufring = mem;
+	io_uring_buf_ring_init(r->bufring);
+	struct io_uring_buf_reg reg = {
+		.ring_addr = (uint64_t)(uintptr_t)r->bufring,
+		.ring_entries = RECV_BUF_COUNT,
+		.bgid = RECV_BGID,
+	};
+	int rc = io_uring_register_buf_ring(&r->ring, &reg, 0);
+	if (rc)
+		return rc;
+	r->bufs = malloc((size_t)RECV_BUF_COUNT * RECV_BUF_SIZE);
+	if (!r->bufs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < RECV_BUF_COUNT; i++)
+		recycle_buf(r, i);
+	return 0;
+}
+
+static void arm_wake(reactor *r)
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+	io_uring_prep_read(sqe, r->wake_fd, &r->wake_val, sizeof(r->wake_val), 0);
+	io_uring_sqe_set_data64(sqe, tag(r, OP_WAKE));
+}
+
+reactor *reactor_new(int *err)
+{
+	reactor *r = calloc(1, sizeof(*r));
+	int rc = -ENOMEM;
+	if (!r)
+		goto fail;
+	r->wake_fd = -1;
+	rc = setup_ring(r);
+	if (rc < 0) {
+		free(r);
+		r = NULL;
+		goto fail;
+	}
+	rc = setup_bufring(r);
+	if (rc < 0)
+		goto fail;
+	r->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (r->wake_fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	pthread_mutex_init(&r->post_mu, NULL);
+	timer_heap_init(&r->timers);
+	r->now = clock_now_ns();
+	arm_wake(r);
+	return r;
+fail:
+	if (err)
+		*err = rc;
+	if (r) {
+		io_uring_queue_exit(&r->ring);
+		free(r->bufring);
+		free(r->bufs);
+		if (r->wake_fd >= 0)
+			close(r->wake_fd);
+		free(r);
+	}
+	return NULL;
+}
+
+static void out_free(out_buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+static void conn_free(io_conn *c)
+{
+	reactor *r = c->r;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		r->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	r->nconns--;
+	out_free(&c->pending);
+	out_free(&c->inflight);
+	free(c);
+}
+
+void reactor_free(reactor *r)
+{
+	if (!r)
+		return;
+	while (r->conns) {
+		io_conn *c = r->conns;
+		if (c->fd >= 0)
+			close(c->fd);
+		if (!c->dead && c->ops->on_close)
+			c->ops->on_close(c, -ECANCELED);
+		conn_free(c);
+	}
+	for (listener *l = r->listeners, *next; l; l = next) {
+		next = l->next;
+		if (l->fd >= 0)
+			close(l->fd);
+		free(l);
+	}
+	io_uring_queue_exit(&r->ring);
+	free(r->bufring);
+	free(r->bufs);
+	close(r->wake_fd);
+	timer_heap_free(&r->timers);
+	pthread_mutex_destroy(&r->post_mu);
+	free(r);
+}
+
+static void arm_accept(reactor *r, listener *l)
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, tag(l, OP_ACCEPT));
+}
+
+int reactor_listen(reactor *r, int fd, const io_listener_ops *ops, void *user)
+{
+	listener *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->fd = fd;
+	l->ops = ops;
+	l->user = user;
+	l->next = r->listeners;
+	r->listeners = l;
+	arm_accept(r, l);
+	return 0;
+}
+
+void reactor_close_listeners(reactor *r)
+{
+	for (listener *l = r->listeners; l; l = l->next) {
+		if (l->closed)
+			continue;
+		l->closed = true;
+		struct io_uring_sqe *sqe = get_sqe(r);
+		io_uring_prep_cancel64(sqe, tag(l, OP_ACCEPT), 0);
+		io_uring_sqe_set_data64(sqe, OP_IGNORE);
+	}
+}
+
+static void arm_recv(io_conn *c)
+{
+	struct io_uring_sqe *sqe = get_sqe(c->r);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RECV_BGID;
+	io_uring_sqe_set_data64(sqe, tag(c, OP_RECV));
+	c->recv_armed = true;
+}
+
+static io_conn *conn_alloc(reactor *r, int fd, const io_conn_ops *ops, void *user)
+{
+	io_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->r = r;
+	c->fd = fd;
+	c->ops = ops;
+	c->user = user;
+	c->next = r->conns;
+	if (r->conns)
+		r->conns->prev = c;
+	r->conns = c;
+	r->nconns++;
+	return c;
+}
+
+io_conn *io_conn_new(reactor *r, int fd, const io_conn_ops *ops, void *user)
+{
+	io_conn *c = conn_alloc(r, fd, ops, user);
+	if (c)
+		arm_recv(c);
+	return c;
+}
+
+io_conn *io_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
+			 const io_conn_ops *ops, void *user)
+{
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	io_conn *c = conn_alloc(r, fd, ops, user);
+	if (!c) {
+		close(fd);
+		return NULL;
+	}
+	if (len > sizeof(c->peer)) {
+		conn_free(c);
+		close(fd);
+		return NULL;
+	}
+	memcpy(&c->peer, addr, len);
+	struct io_uring_sqe *sqe = get_sqe(r);
+	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->peer, len);
+	io_uring_sqe_set_data64(sqe, tag(c, OP_CONNECT));
+	c->connect_inflight = true;
+	return c;
+}
+
+void *io_conn_user(io_conn *c) { return c->user; }
+void io_conn_set_user(io_conn *c, void *user) { c->user = user; }
+reactor *io_conn_reactor(io_conn *c) { return c->r; }
+int io_conn_fd(io_conn *c) { return c->fd; }
+size_t io_conn_out_pending(io_conn *c)
+{
+	return c->pending.len + (c->inflight.len - c->inflight.off);
+}
+
+static void mark_dirty(io_conn *c)
+{
+	if (c->on_dirty_list)
+		return;
+	c->on_dirty_list = true;
+	c->dirty_next = c->r->dirty;
+	c->r->dirty = c;
+}
+
+int io_conn_write(io_conn *c, const void *data, size_t len)
+{
+	out_buf *b = &c->pending;
+	if (c->close_now)
+		return 0;
+	if (b->len + len > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + len)
+			cap *= 2;
+		uint8_t *p = realloc(b->data, cap);
+		if (!p)
+			return -ENOMEM;
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	mark_dirty(c);
+	return 0;
+}
+
+void io_conn_want_send(io_conn *c)
+{
+	c->want_send = true;
+	/* With a send in flight, its completion asks for the output: producing now would
+	 * only find the buffer full again and spin. */
+	if (!c->send_inflight)
+		mark_dirty(c);
+}
+
+void io_conn_close(io_conn *c)
+{
+	c->closing = true;
+	mark_dirty(c);
+}
+
+void io_conn_abort(io_conn *c, int err)
+{
+	if (!c->close_now)
+		c->close_err = err;
+	c->closing = c->close_now = true;
+	mark_dirty(c);
+}
+
+static void submit_send(io_conn *c)
+{
+	out_buf *b = &c->inflight;
+	struct io_uring_sqe *sqe = get_sqe(c->r);
+	io_uring_prep_send(sqe, c->fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, tag(c, OP_SEND));
+	c->send_inflight = true;
+}
+
+/* Finishes a closing connection once the kernel holds no operation on it. */
+static void try_finish_close(io_conn *c)
+{
+	if (c->recv_armed || c->send_inflight || c->connect_inflight)
+		return;
+	if (c->dead)
+		return;
+	c->dead = true;
+	close(c->fd);
+	c->fd = -1;
+	if (c->ops->on_close)
+		c->ops->on_close(c, c->close_err);
+	/* Freed by flush_dirty, so that no caller up the stack holds a dangling c. */
+	mark_dirty(c);
+}
+
+static void begin_shutdown(io_conn *c)
+{
+	/* shutdown() ends the armed multishot recv with a 0-byte completion. */
+	if (c->fd >= 0)
+		shutdown(c->fd, SHUT_RDWR);
+	try_finish_close(c);
+}
+
+static void flush_conn(io_conn *c)
+{
+	if (c->dead || c->connect_inflight)
+		return;
+	if (!c->close_now && c->want_send && c->ops->produce) {
+		c->want_send = false;
+		c->ops->produce(c);
+	}
+	if (!c->close_now && !c->send_inflight && c->pending.len) {
+		out_buf tmp = c->inflight;
+		c->inflight = c->pending;
+		c->pending = tmp;
+		c->pending.len = c->pending.off = 0;
+		submit_send(c);
+	}
+	if (c->closing && (c->close_now || (!c->send_inflight && !c->pending.len)))
+		begin_shutdown(c);
+}
+
+static void flush_dirty(reactor *r)
+{
+	while (r->dirty) {
+		io_conn *c = r->dirty;
+		r->dirty = c->dirty_next;
+		c->on_dirty_list = false;
+		if (c->dead)
+			conn_free(c);
+		else
+			flush_conn(c);
+	}
+}
+
+static void on_recv_cqe(reactor *r, io_conn *c, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		c->recv_armed = false;
+	if (cqe->res > 0) {
+		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+		if (!c->closing) {
+			int rc = c->ops->on_recv(c, r->bufs + (size_t)bid * RECV_BUF_SIZE,
+						 (size_t)cqe->res);
+			if (rc < 0)
+				io_conn_abort(c, rc);
+		}
+		recycle_buf(r, bid);
+		if (!c->recv_armed && !c->closing)
+			arm_recv(c);
+		if (c->closing && !c->recv_armed)
+			try_finish_close(c);
+		return;
+	}
+	if (cqe->res == -ENOBUFS && !c->closing) {
+		/* Every buffer was in use: they are recycled as completions are handled. */
+		if (!c->recv_armed)
+			arm_recv(c);
+		return;
+	}
+	/* EOF or error: the peer is gone. */
+	if (!c->closing)
+		io_conn_abort(c, cqe->res == 0 ? 0 : cqe->res);
+	if (!c->recv_armed)
+		try_finish_close(c);
+}
+
+static void on_send_cqe(io_conn *c, struct io_uring_cqe *cqe)
+{
+	c->send_inflight = false;
+	out_buf *b = &c->inflight;
+	if (cqe->res < 0) {
+		io_conn_abort(c, cqe->res);
+		try_finish_close(c);
+		return;
+	}
+	b->off += (size_t)cqe->res;
+	if (b->off < b->len && !c->close_now) {
+		submit_send(c);
+		return;
+	}
+	b->len = b->off = 0;
+	if (b->cap > OUT_KEEP_CAP)
+		out_free(b);
+	if (c->pending.len || c->want_send || c->closing)
+		mark_dirty(c);
+	if (c->close_now)
+		try_finish_close(c);
+}
+
+static void on_connect_cqe(io_conn *c, struct io_uring_cqe *cqe)
+{
+	c->connect_inflight = false;
+	if (cqe->res < 0) {
+		c->close_err = cqe->res;
+		c->closing = c->close_now = true;
+		if (c->ops->on_connect)
+			c->ops->on_connect(c, cqe->res);
+		try_finish_close(c);
+		return;
+	}
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	arm_recv(c);
+	if (c->ops->on_connect)
+		c->ops->on_connect(c, 0);
+	if (c->pending.len || c->want_send || c->closing)
+		mark_dirty(c);
+}
+
+static void drain_posted(reactor *r)
+{
+	pthread_mutex_lock(&r->post_mu);
+	reactor_task *t = r->post_head;
+	r->post_head = r->post_tail = NULL;
+	r->wake_pending = false;
+	pthread_mutex_unlock(&r->post_mu);
+	while (t) {
+		reactor_task *next = t->next;
+		t->fn(t);
+		t = next;
+	}
+}
+
+static void handle_cqe(reactor *r, struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	void *p = (void *)(uintptr_t)(ud & ~TAG_MASK);
+	switch ((enum op_tag)(ud & TAG_MASK)) {
+	case OP_RECV:
+		on_recv_cqe(r, p, cqe);
+		break;
+	case OP_SEND:
+		on_send_cqe(p, cqe);
+		break;
+	case OP_CONNECT:
+		on_connect_cqe(p, cqe);
+		break;
+	case OP_ACCEPT: {
+		listener *l = p;
+		if (cqe->res >= 0 && l->closed) {
+			close(cqe->res);
+		} else if (cqe->res >= 0) {
+			int one = 1;
+			setsockopt(cqe->res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			l->ops->on_accept(r, cqe->res, l->user);
+		}
+		if (!(cqe->flags & IORING_CQE_F_MORE) && !l->closed) {
+			arm_accept(r, l);
+		} else if (!(cqe->flags & IORING_CQE_F_MORE) && l->fd >= 0) {
+			close(l->fd);
+			l->fd = -1;
+		}
+		break;
+	}
+	case OP_WAKE:
+		arm_wake(r);
+		drain_posted(r);
+		break;
+	case OP_IGNORE:
+		break;
+	}
+}
+
+int reactor_run_once(reactor *r, int64_t timeout_ns)
+{
+	flush_dirty(r);
+	int64_t next = timer_next(&r->timers);
+	int64_t now = clock_now_ns();
+	if (next != INT64_MAX && next - now < timeout_ns)
+		timeout_ns = next > now ? next - now : 0;
+	struct __kernel_timespec ts = {
+		.tv_sec = timeout_ns / NS_PER_SEC,
+		.tv_nsec = timeout_ns % NS_PER_SEC,
+	};
+	struct io_uring_cqe *cqe;
+	int rc = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
+	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+		return rc;
+	r->now = clock_now_ns();
+	unsigned head, seen = 0;
+	io_uring_for_each_cqe(&r->ring, head, cqe)
+	{
+		handle_cqe(r, cqe);
+		seen++;
+	}
+	io_uring_cq_advance(&r->ring, seen);
+	timer_run(&r->timers, r->now);
+	flush_dirty(r);
+	return 0;
+}
+
+int reactor_run(reactor *r)
+{
+	r->running = true;
+	while (r->running) {
+		int rc = reactor_run_once(r, 3600 * NS_PER_SEC);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+void reactor_stop(reactor *r) { r->running = false; }
+
+void reactor_post(reactor *r, reactor_task *t)
+{
+	t->next = NULL;
+	pthread_mutex_lock(&r->post_mu);
+	if (r->post_tail)
+		r->post_tail->next = t;
+	else
+		r->post_head = t;
+	r->post_tail = t;
+	bool wake = !r->wake_pending;
+	r->wake_pending = true;
+	pthread_mutex_unlock(&r->post_mu);
+	if (wake) {
+		uint64_t one = 1;
+		ssize_t n = write(r->wake_fd, &one, sizeof(one));
+		(void)n;
+	}
+}
+
+timer_heap *reactor_timers(reactor *r) { return &r->timers; }
+int64_t reactor_now(reactor *r) { return r->now; }
+int reactor_timer_arm(reactor *r, timer *t, int64_t deadline_ns, timer_fn fn)
+{
+	return timer_arm(&r->timers, t, deadline_ns, fn);
+}
+void reactor_timer_disarm(reactor *r, timer *t) { timer_disarm(&r->timers, t); }
+void reactor_set_user(reactor *r, void *user) { r->user = user; }
+void *reactor_user(reactor *r) { return r->user; }
+size_t reactor_conn_count(reactor *r) { return r->nconns; }

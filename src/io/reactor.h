@@ -1,0 +1,84 @@
+/* The reactor: one io_uring ring driven by one thread. It owns TCP connections (accepted
+ * or outbound), a timer heap, and a queue of tasks posted from other threads (pool
+ * completions, shutdown). Everything here except reactor_post runs on the reactor's
+ * own thread. */
+#ifndef IO_REACTOR_H
+#define IO_REACTOR_H
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "io/timer.h"
+
+typedef struct reactor reactor;
+typedef struct io_conn io_conn;
+
+typedef struct reactor_task reactor_task;
+struct reactor_task {
+	reactor_task *next;
+	void (*fn)(reactor_task *t);
+};
+
+typedef struct io_conn_ops {
+	/* Bytes arrived (valid only during the call). Return <0 to abort the connection. */
+	int (*on_recv)(io_conn *c, const uint8_t *data, size_t len);
+	/* The reactor is about to send: append output with io_conn_write. */
+	void (*produce)(io_conn *c);
+	/* Outbound connections: the connect finished (err 0) or failed (-errno). */
+	void (*on_connect)(io_conn *c, int err);
+	/* Last call for this connection: the socket is closed and c is freed on return. */
+	void (*on_close)(io_conn *c, int err);
+} io_conn_ops;
+
+typedef struct io_listener_ops {
+	/* A connection was accepted; the callee takes fd (usually with io_conn_new). */
+	void (*on_accept)(reactor *r, int fd, void *user);
+} io_listener_ops;
+
+/* Creates a reactor bound to the calling thread (the ring is single-issuer).
+ * On failure returns NULL and sets *err to a negative errno. */
+reactor *reactor_new(int *err);
+void reactor_free(reactor *r);
+/* Multishot accept on an already listening socket; the reactor owns fd from now on. */
+int reactor_listen(reactor *r, int fd, const io_listener_ops *ops, void *user);
+/* Stops accepting: new connections are refused from now on (graceful shutdown). */
+void reactor_close_listeners(reactor *r);
+/* Runs until reactor_stop. Returns 0 or a negative errno on a ring failure. */
+int reactor_run(reactor *r);
+/* Runs one loop turn, waiting at most timeout_ns for events (tests and fuzzers). */
+int reactor_run_once(reactor *r, int64_t timeout_ns);
+void reactor_stop(reactor *r);
+/* Thread-safe: runs t->fn on r's thread during a later loop turn. */
+void reactor_post(reactor *r, reactor_task *t);
+timer_heap *reactor_timers(reactor *r);
+/* Cached monotonic time of the current loop turn. */
+int64_t reactor_now(reactor *r);
+/* Arms a timer on r. */
+int reactor_timer_arm(reactor *r, timer *t, int64_t deadline_ns, timer_fn fn);
+void reactor_timer_disarm(reactor *r, timer *t);
+void reactor_set_user(reactor *r, void *user);
+void *reactor_user(reactor *r);
+/* Reactors live; the count of connections this one holds. */
+size_t reactor_conn_count(reactor *r);
+
+/* Wraps a connected socket; recv is armed at once. */
+io_conn *io_conn_new(reactor *r, int fd, const io_conn_ops *ops, void *user);
+/* Starts an outbound connection; ops->on_connect reports the result. */
+io_conn *io_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
+			 const io_conn_ops *ops, void *user);
+void *io_conn_user(io_conn *c);
+void io_conn_set_user(io_conn *c, void *user);
+reactor *io_conn_reactor(io_conn *c);
+int io_conn_fd(io_conn *c);
+/* Appends bytes to the connection's pending output. Returns 0 or -ENOMEM. */
+int io_conn_write(io_conn *c, const void *data, size_t len);
+/* Bytes appended but not yet handed to the kernel, plus those in flight. */
+size_t io_conn_out_pending(io_conn *c);
+/* Asks for a produce() call and a send at the end of this loop turn. */
+void io_conn_want_send(io_conn *c);
+/* Sends what is buffered, then closes. on_close follows. */
+void io_conn_close(io_conn *c);
+/* Closes at once, dropping unsent output. on_close follows. */
+void io_conn_abort(io_conn *c, int err);
+
+#endif

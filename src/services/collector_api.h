@@ -1,0 +1,9 @@
+/* Routes every method of the Collector API (proto/collector) through the method table.
+ * Each answers UNIMPLEMENTED until its service module lands and replaces the entry. */
+#ifndef SERVICES_COLLECTOR_API_H
+#define SERVICES_COLLECTOR_API_H
+#include "h2/method.h"
+
+int collector_api_register(method_table *t);
+
+#endif
