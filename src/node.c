@@ -53,7 +53,10 @@ static void drain_check(timer *t)
 		s->closing_calls = true;
 		h2_endpoint_close_all(s->ep);
 	}
-	if (h2_endpoint_conn_count(s->ep) == 0 || now >= s->grace_deadline + 2 * NS_PER_SEC) {
+	/* Pool jobs still out would complete onto a freed reactor: wait for them always. */
+	bool conns_gone = h2_endpoint_conn_count(s->ep) == 0 ||
+			  now >= s->grace_deadline + 2 * NS_PER_SEC;
+	if (conns_gone && reactor_jobs_pending(s->r) == 0) {
 		reactor_stop(s->r);
 		return;
 	}

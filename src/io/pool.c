@@ -18,7 +18,9 @@ struct pool {
 static void complete(reactor_task *t)
 {
 	pool_job *j = (pool_job *)t;
-	j->done(j);
+	reactor_job_end(j->home);
+	if (j->done)
+		j->done(j);
 }
 
 static void *pool_main(void *arg)
@@ -40,12 +42,10 @@ static void *pool_main(void *arg)
 		pthread_mutex_unlock(&p->mu);
 
 		j->work(j);
-		if (!j->done)
-			continue;
 		if (j->home) {
 			j->task.fn = complete;
 			reactor_post(j->home, &j->task);
-		} else {
+		} else if (j->done) {
 			j->done(j);
 		}
 	}
@@ -103,6 +103,8 @@ int pool_submit(pool *p, reactor *home, pool_job *j)
 	else if (p->queued >= p->queue_max)
 		rc = -EAGAIN;
 	if (rc == 0) {
+		if (home)
+			reactor_job_begin(home);
 		if (p->tail)
 			p->tail->next = j;
 		else

@@ -23,8 +23,9 @@ pool *pool_new(size_t threads, size_t queue_max);
 /* Stops taking jobs, lets queued ones run, joins the threads. Done callbacks already
  * posted to reactors still arrive there. */
 void pool_free(pool *p);
-/* Queues j (caller keeps ownership of j until done runs). 0, -EAGAIN when the queue is
- * full, -ESHUTDOWN when the pool is stopping. */
+/* Queues j (caller keeps ownership of j until done runs). With a home reactor, call it
+ * on that reactor's thread. 0, -EAGAIN when the queue is full, -ESHUTDOWN when the pool
+ * is stopping. */
 int pool_submit(pool *p, reactor *home, pool_job *j);
 size_t pool_queued(pool *p);
 

@@ -53,9 +53,15 @@ struct io_conn {
 	struct sockaddr_storage peer;
 };
 
+/* After accept fails for lack of descriptors or memory, wait this long before trying
+ * again instead of spinning on the same error. */
+#define ACCEPT_RETRY_NS (100 * NS_PER_MS)
+
 typedef struct listener {
 	int fd;
 	bool closed;
+	reactor *r;
+	timer retry;
 	const io_listener_ops *ops;
 	void *user;
 	struct listener *next;
@@ -77,6 +83,7 @@ struct reactor {
 	io_conn *dirty;
 	io_conn *conns;
 	size_t nconns;
+	size_t jobs_pending;
 	listener *listeners;
 	void *user;
 };
@@ -248,12 +255,20 @@ static void arm_accept(reactor *r, listener *l)
 	io_uring_sqe_set_data64(sqe, tag(l, OP_ACCEPT));
 }
 
+static void retry_accept(timer *t)
+{
+	listener *l = (listener *)((char *)t - offsetof(listener, retry));
+	if (!l->closed)
+		arm_accept(l->r, l);
+}
+
 int reactor_listen(reactor *r, int fd, const io_listener_ops *ops, void *user)
 {
 	listener *l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	l->fd = fd;
+	l->r = r;
 	l->ops = ops;
 	l->user = user;
 	l->next = r->listeners;
@@ -268,6 +283,13 @@ void reactor_close_listeners(reactor *r)
 		if (l->closed)
 			continue;
 		l->closed = true;
+		if (timer_armed(&l->retry)) {
+			/* Waiting to retry: no accept is in flight to cancel. */
+			timer_disarm(&r->timers, &l->retry);
+			close(l->fd);
+			l->fd = -1;
+			continue;
+		}
 		struct io_uring_sqe *sqe = get_sqe(r);
 		io_uring_prep_cancel64(sqe, tag(l, OP_ACCEPT), 0);
 		io_uring_sqe_set_data64(sqe, OP_IGNORE);
@@ -572,7 +594,11 @@ static void handle_cqe(reactor *r, struct io_uring_cqe *cqe)
 			setsockopt(cqe->res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			l->ops->on_accept(r, cqe->res, l->user);
 		}
-		if (!(cqe->flags & IORING_CQE_F_MORE) && !l->closed) {
+		bool starved = cqe->res == -EMFILE || cqe->res == -ENFILE ||
+			       cqe->res == -ENOBUFS || cqe->res == -ENOMEM;
+		if (!(cqe->flags & IORING_CQE_F_MORE) && !l->closed && starved) {
+			timer_arm(&r->timers, &l->retry, r->now + ACCEPT_RETRY_NS, retry_accept);
+		} else if (!(cqe->flags & IORING_CQE_F_MORE) && !l->closed) {
 			arm_accept(r, l);
 		} else if (!(cqe->flags & IORING_CQE_F_MORE) && l->fd >= 0) {
 			close(l->fd);
@@ -659,3 +685,6 @@ void reactor_timer_disarm(reactor *r, timer *t) { timer_disarm(&r->timers, t); }
 void reactor_set_user(reactor *r, void *user) { r->user = user; }
 void *reactor_user(reactor *r) { return r->user; }
 size_t reactor_conn_count(reactor *r) { return r->nconns; }
+size_t reactor_jobs_pending(reactor *r) { return r->jobs_pending; }
+void reactor_job_begin(reactor *r) { r->jobs_pending++; }
+void reactor_job_end(reactor *r) { r->jobs_pending--; }

@@ -58,8 +58,14 @@ int reactor_timer_arm(reactor *r, timer *t, int64_t deadline_ns, timer_fn fn);
 void reactor_timer_disarm(reactor *r, timer *t);
 void reactor_set_user(reactor *r, void *user);
 void *reactor_user(reactor *r);
-/* Reactors live; the count of connections this one holds. */
+/* The count of connections this reactor holds. */
 size_t reactor_conn_count(reactor *r);
+/* Pool jobs submitted from this reactor whose done callback has not run yet: a reactor
+ * must not stop (and be freed) while any is out, or the completion would land on freed
+ * memory. Maintained by pool_submit and the completion path. */
+size_t reactor_jobs_pending(reactor *r);
+void reactor_job_begin(reactor *r);
+void reactor_job_end(reactor *r);
 
 /* Wraps a connected socket; recv is armed at once. */
 io_conn *io_conn_new(reactor *r, int fd, const io_conn_ops *ops, void *user);

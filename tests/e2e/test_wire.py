@@ -9,6 +9,7 @@ Collector methods, flags, shutdown) run against a real `collector`.
 
 import base64
 import gzip
+import os
 import queue
 import re
 import signal
@@ -944,3 +945,39 @@ def test_node_id_kept_across_restarts(servers, tmp_path):
 def test_explicit_id(servers, tmp_path):
     n = servers.node("--id", "node-a", data_dir=tmp_path / "data")
     assert _node_id(n) == "node-a"
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_does_not_spin_and_recovers(tmp_path):
+    """With its descriptor limit reached, the node backs off accepting instead of spinning
+    on EMFILE, and serves again once descriptors are free."""
+    from conftest import COLLECTOR_BIN, LISTEN_RE, ServerProcess, _finish
+
+    sp = ServerProcess(["/bin/sh", "-c", f"ulimit -n 40; exec {COLLECTOR_BIN} --listen 127.0.0.1:0 "
+                        f"--data {tmp_path} --threads 1"], "collector")
+    try:
+        m = sp.wait_for_line(LISTEN_RE, 20)
+        port = int(m.group(2))
+        pid = sp.proc.pid
+        socks = []
+        for _ in range(60):
+            s = socket.create_connection(("127.0.0.1", port))
+            socks.append(s)
+        time.sleep(0.3)
+        before = _cpu_seconds(pid)
+        time.sleep(1.0)
+        spent = _cpu_seconds(pid) - before
+        assert spent < 0.3, f"node used {spent:.2f} s of CPU in 1 s while out of descriptors"
+        for s in socks:
+            s.close()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        _finish([sp])
