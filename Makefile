@@ -14,15 +14,25 @@ APT_PACKAGES := meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
 	python3 python3-grpcio python3-protobuf python3-pytest python3-h2 nghttp2-client \
 	procps
 
-.PHONY: all deps build asan run test unit e2e e2e-asan interop fuzz fuzz-run clean
+BENCH := build-bench
+BENCH_PACKAGES := libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc g++ gnuplot-nox
+
+.PHONY: all deps bench-deps apt-install build asan run test unit e2e interop fuzz fuzz-run bench clean
 
 all: build
 
 # Installs only what is missing, so that a ready machine skips apt entirely.
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(APT_PACKAGES)"
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory apt-install PACKAGES="nodejs npm"; fi
+
+bench-deps: deps
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(BENCH_PACKAGES)"
+
+apt-install:
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
 		| grep -q 'install ok installed' || echo $$p; done); \
-	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then missing="$$missing nodejs npm"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -88,5 +98,13 @@ e2e: build asan $(PYGEN)/.done
 # end-to-end suite on the ASan build and on the plain build (its summary ends the run).
 test: unit fuzz-run interop e2e
 
+$(BENCH)/build.ninja: | bench-deps
+	meson setup $(BENCH) --buildtype=release -Dbench=true
+
+# Not part of `make test`: this project's core against stock gRPC, side by side.
+bench: bench-deps $(BENCH)/build.ninja
+	ninja -C $(BENCH)
+	$(PY) bench/run.py --build $(BENCH)
+
 clean:
-	rm -rf $(BUILD) $(ASAN) $(FUZZ)
+	rm -rf $(BUILD) $(ASAN) $(FUZZ) $(BENCH)

@@ -18,8 +18,10 @@
 #define RECV_BUF_COUNT 256
 #define RECV_BGID 1
 #define RING_ENTRIES 1024
-/* Spare output capacity kept by an idle connection; more is freed after a send. */
-#define OUT_KEEP_CAP (16 * 1024)
+/* Output buffers come in blocks cached per reactor: a connection holds one only while it
+ * has output, so an idle connection costs no buffer memory and a busy one no malloc. */
+#define OUT_BLOCK (16 * 1024)
+#define OUT_FREE_MAX 256
 
 /* The low bits of an io_uring user_data say which operation completed. */
 enum op_tag {
@@ -81,6 +83,8 @@ struct reactor {
 	reactor_task *post_head, *post_tail;
 	bool wake_pending;
 	io_conn *dirty;
+	void *out_free; /* cached OUT_BLOCK buffers, linked through their first bytes */
+	size_t nout_free;
 	io_conn *conns;
 	size_t nconns;
 	size_t jobs_pending;
@@ -200,9 +204,15 @@ fail:
 	return NULL;
 }
 
-static void out_free(out_buf *b)
+static void out_release(reactor *r, out_buf *b)
 {
-	free(b->data);
+	if (b->data && b->cap == OUT_BLOCK && r->nout_free < OUT_FREE_MAX) {
+		*(void **)b->data = r->out_free;
+		r->out_free = b->data;
+		r->nout_free++;
+	} else {
+		free(b->data);
+	}
 	memset(b, 0, sizeof(*b));
 }
 
@@ -216,8 +226,8 @@ static void conn_free(io_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	r->nconns--;
-	out_free(&c->pending);
-	out_free(&c->inflight);
+	out_release(r, &c->pending);
+	out_release(r, &c->inflight);
 	free(c);
 }
 
@@ -238,6 +248,11 @@ void reactor_free(reactor *r)
 		if (l->fd >= 0)
 			close(l->fd);
 		free(l);
+	}
+	while (r->out_free) {
+		void *next = *(void **)r->out_free;
+		free(r->out_free);
+		r->out_free = next;
 	}
 	io_uring_queue_exit(&r->ring);
 	free(r->bufring);
@@ -378,8 +393,14 @@ int io_conn_write(io_conn *c, const void *data, size_t len)
 	out_buf *b = &c->pending;
 	if (c->close_now)
 		return 0;
+	if (!b->data && len <= OUT_BLOCK && c->r->out_free) {
+		b->data = c->r->out_free;
+		c->r->out_free = *(void **)b->data;
+		c->r->nout_free--;
+		b->cap = OUT_BLOCK;
+	}
 	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
+		size_t cap = b->cap ? b->cap : OUT_BLOCK;
 		while (cap < b->len + len)
 			cap *= 2;
 		uint8_t *p = realloc(b->data, cap);
@@ -528,9 +549,7 @@ static void on_send_cqe(io_conn *c, struct io_uring_cqe *cqe)
 		submit_send(c);
 		return;
 	}
-	b->len = b->off = 0;
-	if (b->cap > OUT_KEEP_CAP)
-		out_free(b);
+	out_release(c->r, b);
 	if (c->pending.len || c->want_send || c->closing)
 		mark_dirty(c);
 	if (c->close_now)

@@ -1,0 +1,381 @@
+/* grpc.testing.BenchmarkService on this project's core, the node's side of `make bench`:
+ *
+ *   bench_server --port N [--threads T]
+ *
+ * UnaryCall answers a SimpleRequest with a SimpleResponse whose payload is response_size
+ * zero bytes; StreamingCall is the ping-pong: one SimpleResponse per SimpleRequest, OK on
+ * the client's half-close. T reactor threads (default 1), each with its own SO_REUSEPORT
+ * listener on 127.0.0.1:N, as the node runs them; port 0 picks a free port. Prints
+ * "listening on 127.0.0.1:PORT" once every reactor accepts. SIGTERM or SIGINT: exit 0.
+ *
+ * Both methods take raw request bytes (no input descriptor) and write the response bytes
+ * themselves: only response_size is read, so a generic unpack (three allocations and a
+ * payload copy per request) and a generic pack buy nothing here. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "grpc/testing/messages.pb-c.h"
+#include "h2/call.h"
+#include "h2/method.h"
+#include "h2/server.h"
+#include "h2/status.h"
+#include "io/reactor.h"
+#include "io/sock.h"
+
+/* Room for the response's field headers in front of the zeros: tag and length of
+ * SimpleResponse.payload, tag and length of Payload.body (varints of up to 5 bytes). */
+#define HDR_ROOM 16
+#define LISTEN_BACKLOG 4096
+
+/* One reactor thread and what its handlers share (reactor_user of its reactor). */
+typedef struct bench_slot {
+	pthread_t thread;
+	int listen_fd;
+	h2_server *server;
+	reactor *r;
+	h2_endpoint *ep;
+	int err;
+	sem_t *ready;
+	reactor_task stop_task;
+	/* HDR_ROOM + max_message_bytes: the header bytes are rewritten per response, the
+	 * rest stays zero. One per thread, because the header is written in place. Only the
+	 * first page is ever written; the rest is the kernel's shared zero page. */
+	uint8_t *resp;
+	size_t max_message_bytes;
+} bench_slot;
+
+/* ---- the wire format, by hand ---- */
+
+static size_t varint_put(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+static size_t varint_len(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* Reads a varint at *p; false when it is truncated or longer than 10 bytes. */
+static bool varint_get(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned shift = 0; shift < 70 && *p < end; shift += 7) {
+		uint8_t b = *(*p)++;
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Walks a SimpleRequest and takes response_size (field 2, int32; the last one wins, as in
+ * any protobuf parser). Every field is checked for a well-formed wire encoding, so that a
+ * malformed request fails as it would with a generated parser. */
+static bool request_response_size(const uint8_t *p, size_t len, int32_t *size)
+{
+	const uint8_t *end = p + len;
+	*size = 0;
+	while (p < end) {
+		uint64_t key, v;
+		if (!varint_get(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX >> 3)
+			return false;
+		switch (key & 7) {
+		case 0:
+			if (!varint_get(&p, end, &v))
+				return false;
+			if (key >> 3 == 2)
+				*size = (int32_t)(uint32_t)v;
+			break;
+		case 1:
+			if (end - p < 8)
+				return false;
+			p += 8;
+			break;
+		case 2:
+			if (!varint_get(&p, end, &v) || v > (uint64_t)(end - p))
+				return false;
+			p += v;
+			break;
+		case 5:
+			if (end - p < 4)
+				return false;
+			p += 4;
+			break;
+		default:
+			return false; /* groups (3, 4) and undefined types */
+		}
+	}
+	return true;
+}
+
+/* Sends SimpleResponse{payload: {body: size zeros}}; a size of 0 is the empty message, as
+ * stock servers answer it. The call is finished with an error when it cannot be sent. */
+static bool send_response(call *c, const uint8_t *req, size_t len)
+{
+	int32_t size;
+	if (!request_response_size(req, len, &size)) {
+		call_finish(c, GRPC_INTERNAL, "could not parse the request message");
+		return false;
+	}
+	const bench_slot *s = reactor_user(call_reactor(c));
+	if (size < 0) {
+		call_finishf(c, GRPC_INVALID_ARGUMENT, "negative response_size %d", size);
+		return false;
+	}
+	if ((size_t)size + HDR_ROOM > s->max_message_bytes) {
+		call_finishf(c, GRPC_RESOURCE_EXHAUSTED, "response_size %d is over the limit", size);
+		return false;
+	}
+	uint8_t *body = s->resp + HDR_ROOM;
+	size_t n = 0;
+	if (size > 0) {
+		uint8_t hdr[HDR_ROOM];
+		uint64_t body_len = (uint64_t)size;
+		uint64_t payload_len = 1 + varint_len(body_len) + body_len;
+		size_t h = 0;
+		hdr[h++] = 0x0a; /* SimpleResponse.payload, length-delimited */
+		h += varint_put(hdr + h, payload_len);
+		hdr[h++] = 0x12; /* Payload.body, length-delimited */
+		h += varint_put(hdr + h, body_len);
+		body -= h;
+		memcpy(body, hdr, h);
+		n = h + body_len;
+	}
+	int rc = call_send_raw(c, body, n);
+	if (rc && rc != -ECANCELED) {
+		call_finishf(c, rc == -EMSGSIZE ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL,
+			     "could not queue the response: %s", strerror(-rc));
+		return false;
+	}
+	return rc == 0;
+}
+
+/* ---- the methods ---- */
+
+static void unary_raw(call *c, const uint8_t *data, size_t len)
+{
+	if (send_response(c, data, len))
+		call_finish(c, GRPC_OK, NULL);
+}
+
+static void streaming_raw(call *c, const uint8_t *data, size_t len)
+{
+	if (!call_done(c))
+		send_response(c, data, len);
+}
+
+static void streaming_half_close(call *c) { call_finish(c, GRPC_OK, NULL); }
+
+#define BS "/grpc.testing.BenchmarkService/"
+
+static int bench_add_methods(method_table *t)
+{
+	const method methods[] = {
+		{BS "UnaryCall", CALL_UNARY, NULL, &grpc__testing__simple_response__descriptor,
+		 {.on_raw = unary_raw}, NULL},
+		{BS "StreamingCall", CALL_BIDI, NULL, &grpc__testing__simple_response__descriptor,
+		 {.on_raw = streaming_raw, .on_half_close = streaming_half_close}, NULL},
+	};
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		int rc = method_table_add(t, &methods[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- reactor threads ---- */
+
+/* Shutdown of a benchmark server needs no grace: whatever runs is dropped. */
+static void slot_stop(reactor_task *t)
+{
+	bench_slot *s = (bench_slot *)((char *)t - offsetof(bench_slot, stop_task));
+	reactor_close_listeners(s->r);
+	h2_endpoint_close_all(s->ep);
+	reactor_stop(s->r);
+}
+
+static void *slot_main(void *arg)
+{
+	bench_slot *s = arg;
+	s->resp = calloc(1, s->max_message_bytes);
+	s->r = s->resp ? reactor_new(&s->err) : NULL;
+	if (!s->resp)
+		s->err = -ENOMEM;
+	if (s->r) {
+		reactor_set_user(s->r, s);
+		s->ep = h2_endpoint_new(s->server, s->r);
+		if (!s->ep)
+			s->err = -ENOMEM;
+		else
+			s->err = reactor_listen(s->r, s->listen_fd, &h2_endpoint_listener_ops, s->ep);
+	}
+	bool ok = s->err == 0;
+	if (!ok)
+		close(s->listen_fd); /* reactor_listen did not take it */
+	sem_post(s->ready);
+	if (ok) {
+		int rc = reactor_run(s->r);
+		if (rc)
+			fprintf(stderr, "bench_server: reactor failed: %s\n", strerror(-rc));
+	}
+	h2_endpoint_free(s->ep);
+	reactor_free(s->r);
+	free(s->resp);
+	return NULL;
+}
+
+/* ---- process ---- */
+
+static int usage(const char *why)
+{
+	fprintf(stderr, "bench_server: %s\nusage: bench_server --port N [--threads T]\n", why);
+	return 2;
+}
+
+static bool parse_int(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = s ? strtol(s, &end, 10) : 0;
+	if (!s || !*s || *end || errno || v < lo || v > hi)
+		return false;
+	*out = v;
+	return true;
+}
+
+int main(int argc, char **argv)
+{
+	long port = -1, threads = 1;
+	for (int i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *val = strchr(arg, '=');
+		size_t nlen = val ? (size_t)(val - arg) : strlen(arg);
+		if (val)
+			val++;
+		else if (i + 1 < argc)
+			val = argv[++i];
+		if (nlen == 6 && !strncmp(arg, "--port", nlen)) {
+			if (!parse_int(val, 0, 65535, &port))
+				return usage("--port needs a number from 0 to 65535");
+		} else if (nlen == 9 && !strncmp(arg, "--threads", nlen)) {
+			if (!parse_int(val, 1, 1024, &threads))
+				return usage("--threads needs a number from 1 to 1024");
+		} else {
+			char why[300];
+			snprintf(why, sizeof(why), "unknown argument '%.250s'", arg);
+			return usage(why);
+		}
+	}
+	if (port < 0)
+		return usage("--port is required");
+
+	/* Blocked in every thread: they reach only the sigwait below. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	char hostport[32];
+	snprintf(hostport, sizeof(hostport), "127.0.0.1:%ld", port);
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	if (sock_parse_addr(hostport, &ss, &slen))
+		return usage("bad address");
+
+	h2_server_opts opts;
+	h2_server_opts_default(&opts);
+	method_table *methods = method_table_new();
+	int rc = methods ? bench_add_methods(methods) : -ENOMEM;
+	h2_server *server = rc ? NULL : h2_server_new(methods, &opts);
+	bench_slot *slots = calloc((size_t)threads, sizeof(*slots));
+	if (!server || !slots) {
+		fprintf(stderr, "bench_server: cannot set up the server: %s\n",
+			strerror(rc ? -rc : ENOMEM));
+		return 1;
+	}
+	/* Every listener before any thread, so that port 0 resolves once for all of them. */
+	int bound = 0;
+	for (long i = 0; i < threads; i++) {
+		int fd = sock_listen((struct sockaddr *)&ss, slen, LISTEN_BACKLOG);
+		if (fd < 0) {
+			fprintf(stderr, "bench_server: cannot listen on %s: %s\n", hostport,
+				strerror(-fd));
+			return 1;
+		}
+		if (i == 0) {
+			bound = sock_local_port(fd);
+			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)bound);
+		}
+		slots[i].listen_fd = fd;
+	}
+
+	sem_t ready;
+	sem_init(&ready, 0, 0);
+	int failed = 0;
+	long started = 0;
+	for (long i = 0; i < threads; i++) {
+		slots[i].server = server;
+		slots[i].ready = &ready;
+		slots[i].max_message_bytes = opts.max_message_bytes;
+		if (pthread_create(&slots[i].thread, NULL, slot_main, &slots[i])) {
+			failed = -EAGAIN;
+			for (long j = i; j < threads; j++)
+				close(slots[j].listen_fd);
+			break;
+		}
+		started++;
+		sem_wait(&ready);
+		if (slots[i].err) {
+			failed = slots[i].err;
+			for (long j = i + 1; j < threads; j++)
+				close(slots[j].listen_fd);
+			break;
+		}
+	}
+	if (failed) {
+		fprintf(stderr, "bench_server: cannot start a reactor: %s\n", strerror(-failed));
+	} else {
+		printf("listening on 127.0.0.1:%d\n", bound);
+		fflush(stdout);
+		int sig;
+		sigwait(&sigs, &sig);
+	}
+	for (long i = 0; i < started; i++) {
+		if (slots[i].err)
+			continue;
+		slots[i].stop_task.fn = slot_stop;
+		reactor_post(slots[i].r, &slots[i].stop_task);
+	}
+	for (long i = 0; i < started; i++)
+		pthread_join(slots[i].thread, NULL);
+	sem_destroy(&ready);
+	h2_server_free(server);
+	method_table_free(methods);
+	free(slots);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,373 @@
+#!/usr/bin/python3
+"""The benchmark: this project's core against stock gRPC (Debian's libgrpc++, callback and
+sync APIs) on grpc.testing.BenchmarkService, side by side on this machine.
+
+Every server runs pinned to core 0 and every load generator to core 1 (taskset). Each
+figure is the median of --runs runs after a warm-up. Beside req/s and latency, the server's
+CPU time per call is read from /proc/<pid>/stat before and after each run: that ratio holds
+even where the load generator is the bottleneck.
+
+Writes bench/results/latest.json, PNG charts (gnuplot) and docs/benchmarks.md.
+Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER_CORE = "0"
+LOAD_CORE = "1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def servers(build):
+    b = Path(build) / "bench"
+    return {
+        "node": [str(b / "bench_server"), "--port", "0", "--threads", "1"],
+        "stock-callback": [str(b / "stock_server"), "--port", "0", "--api", "callback"],
+        # No thread quota: the sync API needs a thread per call in flight.
+        "stock-sync": [str(b / "stock_server"), "--port", "0", "--api", "sync",
+                       "--sync-max-threads", "0"],
+    }
+
+
+# name, load tool, connections, streams, payload bytes, mode
+SCENARIOS = [
+    ("unary 1x1 100B", "loadgen", 1, 1, 100, "unary"),
+    ("unary 4x32 100B", "loadgen", 4, 32, 100, "unary"),
+    ("unary 50x10 0B", "loadgen", 50, 10, 0, "unary"),
+    ("unary 50x10 100B", "loadgen", 50, 10, 100, "unary"),
+    ("unary 50x10 16KiB", "loadgen", 50, 10, 16384, "unary"),
+    ("unary 100x100 100B", "loadgen", 100, 100, 100, "unary"),
+    ("pingpong 1x1 100B", "loadgen", 1, 1, 100, "pingpong"),
+    ("h2load unary 50x10 100B", "h2load", 50, 10, 100, "unary"),
+]
+IDLE_CONNECTIONS = 10000
+
+
+class Server:
+    def __init__(self, argv):
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE] + argv,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        deadline = time.time() + 20
+        self.port = None
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        if not self.port:
+            self.stop()
+            raise RuntimeError(f"{argv[0]} did not start")
+        self.pid = self.proc.pid
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def status_kib(self, key):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def simple_request(payload):
+    """A framed SimpleRequest{response_size=payload, payload{body=payload zeros}}."""
+    inner = b"\x12" + _varint(payload) + b"\0" * payload  # Payload.body = 2
+    msg = (b"\x10" + _varint(payload) if payload else b"")  # response_size = 2
+    msg += b"\x1a" + _varint(len(inner)) + inner  # payload = 3
+    return struct.pack(">BI", 0, len(msg)) + msg
+
+
+def response_size(payload):
+    """Framed size of SimpleResponse{payload{body=payload zeros}} (what h2load must see)."""
+    inner = 1 + len(_varint(payload)) + payload if payload else 0
+    return 5 + 1 + len(_varint(inner)) + inner
+
+
+def run_loadgen(build, port, conns, streams, payload, mode, seconds):
+    argv = ["taskset", "-c", LOAD_CORE, str(Path(build) / "bench" / "loadgen"),
+            "--target", f"127.0.0.1:{port}", "--connections", str(conns), "--streams",
+            str(streams), "--duration", str(seconds), "--warmup", "1", "--payload", str(payload),
+            "--mode", mode]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"loadgen printed no result: {out.stdout} {out.stderr}")
+    r = json.loads(lines[-1])
+    if r.get("errors"):
+        raise RuntimeError(f"loadgen saw {r['errors']} failed calls: {r.get('first_error')}")
+    return {"calls": r["calls"], "rps": r["rps"], "p50_us": r["p50_us"], "p99_us": r["p99_us"],
+            "p999_us": r["p999_us"]}
+
+
+def run_h2load(port, conns, streams, payload, seconds, tmp):
+    body = Path(tmp) / f"req{payload}.bin"
+    body.write_bytes(simple_request(payload))
+    argv = ["taskset", "-c", LOAD_CORE, "h2load", "-D", str(seconds), "-c", str(conns), "-m",
+            str(streams), "-d", str(body), "-H", "content-type: application/grpc", "-H",
+            "te: trailers", f"http://127.0.0.1:{port}/grpc.testing.BenchmarkService/UnaryCall"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+    t = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", out)
+    d = re.search(r"\((\d+)\) data", out)
+    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if not (m and t and d):
+        raise RuntimeError(f"h2load output not understood:\n{out}")
+    done, ok = int(m.group(1)), int(m.group(2))
+    # h2load counts a gRPC error (HTTP 200, status in trailers) as a success: the response
+    # bytes tell whether every call really got its payload.
+    want = ok * response_size(payload)
+    if int(m.group(3)) or int(d.group(1)) != want:
+        raise RuntimeError(f"h2load: {m.group(3)} failed, data {d.group(1)} bytes, want {want}")
+    mean_us = _to_us(lat.group(3)) if lat else 0
+    return {"calls": done, "rps": float(t.group(2)), "p50_us": mean_us, "p99_us": None,
+            "p999_us": None}
+
+
+def _to_us(s):
+    m = re.match(r"([\d.]+)(us|ms|s)", s)
+    v = float(m.group(1))
+    return v * {"us": 1, "ms": 1000, "s": 1e6}[m.group(2)]
+
+
+def measure(build, server, scenario, seconds, tmp):
+    name, tool, conns, streams, payload, mode = scenario
+    cpu0 = server.cpu_seconds()
+    if tool == "h2load":
+        r = run_h2load(server.port, conns, streams, payload, seconds, tmp)
+    else:
+        r = run_loadgen(build, server.port, conns, streams, payload, mode, seconds)
+    cpu = server.cpu_seconds() - cpu0
+    # The loadgen's warm-up second is served too: spread CPU over every call served.
+    calls = r["calls"] + (r["rps"] if tool == "loadgen" else 0)
+    r["cpu_us_per_call"] = cpu * 1e6 / calls if calls else None
+    r["peak_rss_kib"] = server.status_kib("VmHWM")
+    return r
+
+
+def median_of(runs, key):
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def idle_memory(argv, count):
+    """RSS per idle HTTP/2 connection: preface + SETTINGS sent, then nothing."""
+    srv = Server(argv)
+    socks = []
+    try:
+        preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+        time.sleep(0.2)
+        base = srv.status_kib("VmRSS")
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.sendall(preface)
+            socks.append(s)
+        time.sleep(2.0)
+        rss = srv.status_kib("VmRSS")
+        return {"connections": count, "base_kib": base, "rss_kib": rss,
+                "bytes_per_conn": (rss - base) * 1024 / count}
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and v >= 100:
+        return f"{v:,.0f}{unit}"
+    if isinstance(v, float):
+        return f"{v:.1f}{unit}"
+    return f"{v:,}{unit}"
+
+
+def ratio(a, b, invert=False):
+    if not a or not b:
+        return "-"
+    return f"{(b / a) if invert else (a / b):.2f}x"
+
+
+def table(results, scen):
+    rows = results[scen]
+    stock = [k for k in rows if k.startswith("stock")]
+    best_rps = max((rows[k]["rps"] for k in stock if rows[k]), default=None)
+    best_cpu = min((rows[k]["cpu_us_per_call"] for k in stock if rows[k]), default=None)
+    lines = [f"### {scen}", "",
+             "| server | req/s | p50 µs | p99 µs | p99.9 µs | server CPU µs/call | peak RSS MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for k, r in rows.items():
+        if not r:
+            lines.append(f"| {k} | failed | | | | | |")
+            continue
+        lines.append(f"| {k} | {fmt(r['rps'])} | {fmt(r['p50_us'])} | {fmt(r['p99_us'])} | "
+                     f"{fmt(r['p999_us'])} | {fmt(r['cpu_us_per_call'])} | "
+                     f"{r['peak_rss_kib'] / 1024:.1f} |")
+    node = rows.get("node")
+    if node and best_rps:
+        lines.append("")
+        lines.append(f"node / best stock: req/s {ratio(node['rps'], best_rps)}, "
+                     f"CPU per call {ratio(node['cpu_us_per_call'], best_cpu, invert=True)} less")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def charts(results, outdir):
+    if not shutil.which("gnuplot"):
+        print("gnuplot not found: no charts", file=sys.stderr)
+        return []
+    made = []
+    for metric, title, fname in [("rps", "requests per second (higher is better)", "rps.png"),
+                                 ("cpu_us_per_call", "server CPU µs per call (lower is better)",
+                                  "cpu_per_call.png")]:
+        data = Path(outdir) / f"{metric}.dat"
+        names = list(next(iter(results.values())).keys())
+        with open(data, "w") as f:
+            f.write("scenario " + " ".join(names) + "\n")
+            for scen, rows in results.items():
+                vals = [str(rows[n][metric]) if rows.get(n) and rows[n][metric] is not None
+                        else "0" for n in names]
+                f.write('"' + scen + '" ' + " ".join(vals) + "\n")
+        script = f"""
+set terminal pngcairo size 1200,600 noenhanced
+set output '{Path(outdir) / fname}'
+set title '{title}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set xtics rotate by -30
+set key top right autotitle columnheader
+set grid ytics
+plot for [i=2:{len(names) + 1}] '{data}' using i:xtic(1)
+"""
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+        made.append(fname)
+    return made
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=str(REPO / "build-bench"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument("--quick", action="store_true", help="one run of 2 s per scenario")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results"))
+    ap.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"))
+    args = ap.parse_args()
+    if args.quick:
+        args.runs, args.seconds = 1, 2
+    os.makedirs(args.out, exist_ok=True)
+    srv_argv = servers(args.build)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scen in SCENARIOS:
+            results[scen[0]] = {}
+            for name, argv in srv_argv.items():
+                srv = Server(argv)
+                try:
+                    measure(args.build, srv, scen, 1, tmp)  # warm-up
+                    runs = [measure(args.build, srv, scen, args.seconds, tmp)
+                            for _ in range(args.runs)]
+                    results[scen[0]][name] = {k: median_of(runs, k) for k in runs[0]}
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    print(f"{scen[0]} / {name}: {e}", file=sys.stderr)
+                    results[scen[0]][name] = None
+                finally:
+                    srv.stop()
+            print(table(results, scen[0]), flush=True)
+        idle = {}
+        for name, argv in srv_argv.items():
+            try:
+                idle[name] = idle_memory(argv, IDLE_CONNECTIONS)
+            except OSError as e:
+                print(f"idle / {name}: {e}", file=sys.stderr)
+    idle_lines = ["### idle connections (memory per connection)", "",
+                  "| server | connections | RSS before MiB | RSS after MiB | bytes per connection |",
+                  "| --- | --- | --- | --- | --- |"]
+    for name, r in idle.items():
+        idle_lines.append(f"| {name} | {r['connections']} | {r['base_kib'] / 1024:.1f} | "
+                          f"{r['rss_kib'] / 1024:.1f} | {r['bytes_per_conn']:,.0f} |")
+    print("\n".join(idle_lines))
+    m = machine()
+    with open(Path(args.out) / "latest.json", "w") as f:
+        json.dump({"machine": m, "runs": args.runs, "seconds": args.seconds,
+                   "results": results, "idle": idle}, f, indent=2)
+    made = charts(results, args.out)
+    write_docs(args, m, results, idle_lines, made)
+
+
+def write_docs(args, m, results, idle_lines, made):
+    rel = os.path.relpath(args.out, Path(args.docs).parent)
+    doc = ["# Benchmarks", "",
+           "This project's core against stock gRPC (Debian's libgrpc++ 1.51, callback and sync",
+           "APIs) on grpc.testing.BenchmarkService, measured side by side by `make bench`.", "",
+           f"Machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}; {m['date']}.",
+           f"Each figure is the median of {args.runs} runs of {args.seconds} s after a warm-up; "
+           "servers pinned to core 0 (one reactor / one core), load to core 1.", "",
+           "Load: `bench/loadgen` (this project's client; checks every grpc-status; latency "
+           "percentiles from its histogram) and h2load (mean latency only; its response bytes "
+           "are checked against calls x expected size, since h2load counts gRPC errors as "
+           "successes). Server CPU per call comes from /proc/<pid>/stat around each run.", "",
+           "Commands: `make bench` (= `bench/run.py`; `bench/run.py --quick` for one short run).",
+           ""]
+    for scen in results:
+        doc.append(table(results, scen))
+    doc += idle_lines + [""]
+    for c in made:
+        doc.append(f"![{c}]({rel}/{c})")
+    Path(args.docs).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.docs).write_text("\n".join(doc) + "\n")
+
+
+if __name__ == "__main__":
+    main()
