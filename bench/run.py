@@ -52,6 +52,7 @@ SCENARIOS = [
     ("unary 100x100 100B", "loadgen", 100, 100, 100, "unary"),
     ("pingpong 1x1 100B", "loadgen", 1, 1, 100, "pingpong"),
     ("h2load unary 50x10 100B", "h2load", 50, 10, 100, "unary"),
+    ("h2load unary 50x10 16KiB", "h2load", 50, 10, 16384, "unary"),
 ]
 IDLE_CONNECTIONS = 10000
 
