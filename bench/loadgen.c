@@ -290,12 +290,12 @@ static void unary_done(ccall *c, int code, const char *msg)
 	}
 	if (w->expired)
 		worker_error(w, "UnaryCall still running %d s after the end", (int)(DRAIN_NS / NS_PER_SEC));
+	else if (s->bad)
+		worker_error(w, "UnaryCall: %s (%ld bytes)", s->bad, opts.payload);
 	else if (code != GRPC_OK)
 		worker_error(w, "UnaryCall: %s: %s", grpc_code_name(code), msg ? msg : "");
-	else if (s->msgs != 1)
-		worker_error(w, "UnaryCall: OK with %u response messages", s->msgs);
 	else
-		worker_error(w, "UnaryCall: %s (%ld bytes)", s->bad, opts.payload);
+		worker_error(w, "UnaryCall: OK with %u response messages", s->msgs);
 	slot_retry_later(s);
 }
 
@@ -371,10 +371,8 @@ static void slot_start(slot *s)
 		return;
 	}
 	w->active++;
-	/* A failed send ends the call with a status (on_done), or leaves it to the drain. */
-	int rc = ccall_send(s->c, request, request_len);
-	if (rc) {
-		worker_error(w, "cannot send a request: %s", strerror(-rc));
+	if (ccall_send(s->c, request, request_len)) {
+		s->bad = "cannot send the request"; /* on_done reports it */
 		ccall_cancel(s->c);
 		return;
 	}
@@ -403,8 +401,10 @@ static void end_fired(timer *t)
 {
 	worker *w = (worker *)((char *)t - offsetof(worker, end_timer));
 	w->stopping = true;
+	/* Retries are off; a pending cancel of a bad stream (slot with a call) still runs. */
 	for (size_t i = 0; i < w->nslots; i++)
-		reactor_timer_disarm(w->r, &w->slots[i].retry);
+		if (!w->slots[i].c)
+			reactor_timer_disarm(w->r, &w->slots[i].retry);
 	check_fired(&w->check_timer);
 }
 

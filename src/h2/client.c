@@ -178,8 +178,10 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 {
 	(void)flags;
 	(void)user;
-	ccall *c = nghttp2_session_get_stream_user_data(ng, stream_id);
-	while (c && !c->done) {
+	/* Fetched again each round: a callback may end (and free) the call, which clears
+	 * the stream's user data first. */
+	ccall *c;
+	while ((c = nghttp2_session_get_stream_user_data(ng, stream_id)) && !c->done) {
 		const uint8_t *msg;
 		size_t msg_len;
 		bool compressed;
@@ -241,6 +243,8 @@ static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t erro
 
 static void conn_fail_calls(cconn *h, int code, const char *msg)
 {
+	/* An on_done that starts a new call must not be handed this dying connection. */
+	h->goaway = true;
 	while (h->calls)
 		call_end(h->calls, code, msg);
 }
