@@ -613,15 +613,18 @@ static void handle_cqe(reactor *r, struct io_uring_cqe *cqe)
 			setsockopt(cqe->res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 			l->ops->on_accept(r, cqe->res, l->user);
 		}
+		if (cqe->flags & IORING_CQE_F_MORE)
+			break;
 		bool starved = cqe->res == -EMFILE || cqe->res == -ENFILE ||
 			       cqe->res == -ENOBUFS || cqe->res == -ENOMEM;
-		if (!(cqe->flags & IORING_CQE_F_MORE) && !l->closed && starved) {
-			timer_arm(&r->timers, &l->retry, r->now + ACCEPT_RETRY_NS, retry_accept);
-		} else if (!(cqe->flags & IORING_CQE_F_MORE) && !l->closed) {
-			arm_accept(r, l);
-		} else if (!(cqe->flags & IORING_CQE_F_MORE) && l->fd >= 0) {
-			close(l->fd);
+		if (l->closed) {
+			if (l->fd >= 0)
+				close(l->fd);
 			l->fd = -1;
+		} else if (starved) {
+			timer_arm(&r->timers, &l->retry, r->now + ACCEPT_RETRY_NS, retry_accept);
+		} else {
+			arm_accept(r, l);
 		}
 		break;
 	}
