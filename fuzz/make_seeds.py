@@ -90,6 +90,38 @@ def client_seeds():
         write('fuzz_client_response', name, sv.data_to_send(), 255)
 
 
+def frames_seeds():
+    """fuzz_frames reads ops, not bytes: HEADERS (op < 80: shape, extra, split),
+    a message (80..169: stream, flags, cut, length, payload), control frames (170..:
+    kind, a, b). Shape bit 7 ends the stream; bits 1..4 pick the path."""
+    def headers(path_index, end=False, extra=0, split=0):
+        return bytes([0, (path_index << 1) | (0x80 if end else 0), extra, split])
+
+    def message(payload, stream=0, flags=4, cut=63):
+        return bytes([100, stream, flags, cut, len(payload)]) + payload
+
+    def control(kind, a, b):
+        return bytes([200, kind, a, b])
+
+    seeds = {
+        'unary': headers(0) + message(b'hello'),
+        'health': headers(4) + message(b''),
+        'bidi': headers(2) + message(b'a', flags=0) + message(b'b', cut=1) ,
+        'reflection': headers(6) + message(b'\x3a\x00'),
+        'gzip_bad': headers(0, extra=0x08) + message(b'\x1f\x8b', flags=5),
+        'continuations': headers(4, split=0x0c) + message(b''),
+        'reset': headers(5) + message(b'') + control(0, 4, 8),
+        'controls': b''.join(control(k, 4, 7) for k in range(9)),
+        'timeouts': headers(1, extra=0x07) + message(b'x'),
+    }
+    for name, data in seeds.items():
+        d = os.path.join(HERE, 'corpus', 'fuzz_frames')
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, name), 'wb') as f:
+            f.write(data + bytes([3]))
+
+
 if __name__ == '__main__':
     server_seeds()
     client_seeds()
+    frames_seeds()

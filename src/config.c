@@ -1,11 +1,15 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/clock.h"
 #include "io/log.h"
 
 void config_defaults(node_config *c)
@@ -18,6 +22,127 @@ void config_defaults(node_config *c)
 	snprintf(c->ns, sizeof(c->ns), "default");
 	c->log_level = LOG_INFO;
 	c->grace_seconds = 10;
+	h2_server_opts_default(&c->wire);
+}
+
+/* The wire's limits: numbers with a range, printed in --help with their defaults. */
+enum limit_type { L_SIZE, L_U32, L_SECONDS, L_BOOL };
+typedef struct limit_flag {
+	const char *name;
+	enum limit_type type;
+	size_t offset; /* in h2_server_opts */
+	long min, max;
+	const char *help;
+} limit_flag;
+
+#define WIRE(f) offsetof(h2_server_opts, f)
+static const limit_flag limits[] = {
+	{"max-concurrent-streams", L_U32, WIRE(max_concurrent_streams), 1, 1 << 20,
+	 "SETTINGS_MAX_CONCURRENT_STREAMS per connection"},
+	{"max-calls-per-connection", L_U32, WIRE(max_calls_per_conn), 1, 1 << 20,
+	 "calls alive per connection, reset ones whose work still runs included;\n"
+	 "over it new calls get RESOURCE_EXHAUSTED"},
+	{"max-header-list-bytes", L_U32, WIRE(max_header_list_bytes), 1024, 1 << 24,
+	 "SETTINGS_MAX_HEADER_LIST_SIZE, enforced (name + value + 32 per field);\n"
+	 "over it the call gets RESOURCE_EXHAUSTED"},
+	{"max-connections", L_SIZE, WIRE(max_conns), 0, 10000000,
+	 "connections in total (0: no cap); over it: GOAWAY ENHANCE_YOUR_CALM"},
+	{"max-connections-per-peer", L_SIZE, WIRE(max_conns_per_peer), 0, 10000000,
+	 "connections from one IP address (0: no cap)"},
+	{"conn-buffer-bytes", L_SIZE, WIRE(conn_buffer_bytes), 65536, 1L << 32,
+	 "bytes buffered per connection for receiving, and again for sending\n"
+	 "(raised to one message + 64 KiB if smaller)"},
+	{"stream-send-buffer-bytes", L_SIZE, WIRE(stream_send_high_water), 4096, 1L << 30,
+	 "response bytes buffered per call before its handler is told to wait"},
+	{"reset-burst", L_U32, WIRE(reset_burst), 1, 1 << 30,
+	 "RST_STREAM frames a peer may send at once (rapid reset)"},
+	{"reset-rate", L_U32, WIRE(reset_rate), 1, 1 << 30,
+	 "RST_STREAM frames per second on average; over it: GOAWAY"},
+	{"max-continuations", L_U32, WIRE(max_continuations), 1, 1 << 20,
+	 "CONTINUATION frames per header block; over it: GOAWAY"},
+	{"flood-burst", L_U32, WIRE(flood_burst), 1, 1 << 30,
+	 "frames that carry no request (empty DATA, PRIORITY, SETTINGS, PING,\n"
+	 "unknown types) a peer may send at once"},
+	{"flood-rate", L_U32, WIRE(flood_rate), 0, 1 << 30,
+	 "such frames per second on average (0: no limit); over it:\n"
+	 "GOAWAY ENHANCE_YOUR_CALM"},
+	{"handshake-timeout", L_SECONDS, WIRE(handshake_timeout), 0, 3600,
+	 "seconds for the client preface, its SETTINGS and the ACK of ours"},
+	{"header-timeout", L_SECONDS, WIRE(header_timeout), 0, 3600,
+	 "seconds for a header block to complete (HEADERS to END_HEADERS)"},
+	{"idle-timeout", L_SECONDS, WIRE(idle_timeout), 0, 30 * 86400,
+	 "seconds without calls before GOAWAY and close (0: never)"},
+	{"keepalive-time", L_SECONDS, WIRE(keepalive_time), 0, 30 * 86400,
+	 "seconds of silence from the peer before we PING it (0: never)"},
+	{"keepalive-timeout", L_SECONDS, WIRE(keepalive_timeout), 1, 3600,
+	 "seconds for our PING's ACK before the connection is closed"},
+	{"ping-min-interval", L_SECONDS, WIRE(ping_min_interval), 0, 30 * 86400,
+	 "gRPC ping policy: pings closer than this (2 h without calls) with no\n"
+	 "data from us in between are strikes (0: no policy)"},
+	{"ping-max-strikes", L_U32, WIRE(ping_max_strikes), 0, 1000,
+	 "strikes allowed; one more: GOAWAY ENHANCE_YOUR_CALM \"too_many_pings\""},
+	{"send-stall-timeout", L_SECONDS, WIRE(send_stall_timeout), 0, 3600,
+	 "seconds output may wait on a peer that reads nothing before it is\n"
+	 "dropped (0: never)"},
+	{"require-te-trailers", L_BOOL, WIRE(require_te_trailers), 0, 1,
+	 "1: requests without 'te: trailers' get INTERNAL"},
+};
+#undef WIRE
+
+static long limit_get(const h2_server_opts *o, const limit_flag *f)
+{
+	const char *p = (const char *)o + f->offset;
+	switch (f->type) {
+	case L_SIZE:
+		return (long)*(const size_t *)p;
+	case L_U32:
+		return (long)*(const uint32_t *)p;
+	case L_SECONDS:
+		return (long)(*(const int64_t *)p / NS_PER_SEC);
+	case L_BOOL:
+		return *(const bool *)p;
+	}
+	return 0;
+}
+
+static void limit_set(h2_server_opts *o, const limit_flag *f, long v)
+{
+	char *p = (char *)o + f->offset;
+	switch (f->type) {
+	case L_SIZE:
+		*(size_t *)p = (size_t)v;
+		break;
+	case L_U32:
+		*(uint32_t *)p = (uint32_t)v;
+		break;
+	case L_SECONDS:
+		*(int64_t *)p = (int64_t)v * NS_PER_SEC;
+		break;
+	case L_BOOL:
+		*(bool *)p = v != 0;
+		break;
+	}
+}
+
+static void print_limits(void)
+{
+	h2_server_opts d;
+	h2_server_opts_default(&d);
+	printf("\nLimits and timeouts (README, Security):\n");
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		const limit_flag *f = &limits[i];
+		char flag[64];
+		snprintf(flag, sizeof(flag), "--%s N", f->name);
+		/* Names longer than the column get a line of their own. */
+		if (printf("  %-27s", flag) > 29)
+			printf("\n%29s", "");
+		for (const char *h = f->help; *h; h++) {
+			putchar(*h);
+			if (*h == '\n')
+				printf("%29s", "");
+		}
+		printf(" (default %ld)\n", limit_get(&d, f));
+	}
 }
 
 void config_usage(const char *prog)
@@ -45,6 +170,7 @@ void config_usage(const char *prog)
 	       "  --config FILE              read settings from FILE\n"
 	       "  --help                     print this help\n",
 	       prog);
+	print_limits();
 }
 
 static int parse_int(const char *name, const char *v, long min, long max, long *out)
@@ -119,6 +245,14 @@ static int set_option(node_config *c, const char *name, const char *v)
 			return -1;
 		}
 		c->log_level = l;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+		if (strcmp(name, limits[i].name))
+			continue;
+		if (parse_int(name, v, limits[i].min, limits[i].max, &n))
+			return -1;
+		limit_set(&c->wire, &limits[i], n);
 		return 0;
 	}
 	fprintf(stderr, "collector: unknown option '%s' (see --help)\n", name);

@@ -3,6 +3,8 @@
 #define CONFIG_H
 #include <stddef.h>
 
+#include "h2/server.h"
+
 typedef struct node_config {
 	char listen[128];
 	char data[512];
@@ -14,6 +16,7 @@ typedef struct node_config {
 	char id[64];	   /* empty: made once, kept in the data directory */
 	int log_level;
 	int grace_seconds;
+	h2_server_opts wire; /* limits and timeouts (README, Security) */
 } node_config;
 
 void config_defaults(node_config *c);

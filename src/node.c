@@ -214,8 +214,7 @@ int node_run(const node_config *cfg)
 		fprintf(stderr, "collector: cannot build the method table\n");
 		return 1;
 	}
-	h2_server_opts opts;
-	h2_server_opts_default(&opts);
+	h2_server_opts opts = cfg->wire;
 	opts.max_message_bytes = cfg->max_message_bytes;
 	h2_server *server = h2_server_new(methods, &opts);
 	pool *blocking = pool_new((size_t)pool_threads, (size_t)cfg->pool_queue);

@@ -55,8 +55,9 @@ void call_set_response_compression(call *c, bool on);
 int call_add_initial_md(call *c, const char *name, const void *value, size_t len);
 int call_add_trailing_md(call *c, const char *name, const void *value, size_t len);
 
-/* Queues one response message. 0; -ECANCELED when the call is done; -EMSGSIZE when it
- * is larger than the limit; -ENOMEM. */
+/* Queues one response message. 0; -ECANCELED when the call is done (or was just ended
+ * with RESOURCE_EXHAUSTED because its output went over the buffer limits, ignoring
+ * would_block); -EMSGSIZE when it is larger than the limit; -ENOMEM. */
 int call_send(call *c, const ProtobufCMessage *msg);
 int call_send_raw(call *c, const uint8_t *data, size_t len);
 /* True when the call holds more unsent output than its high-water mark: a streaming

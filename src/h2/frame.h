@@ -38,6 +38,8 @@ int deframer_next(deframer *d, const uint8_t **data, size_t *len, const uint8_t 
 		  size_t *msg_len, bool *compressed);
 /* True when bytes of a message are buffered (a stream ending now is truncated). */
 bool deframer_partial(const deframer *d);
+/* Bytes of memory the deframer holds for a partial message. */
+static inline size_t deframer_held(const deframer *d) { return d->body.cap; }
 /* Writes the 5-byte prefix for a payload of len bytes. */
 void frame_prefix(uint8_t out[GRPC_PREFIX_LEN], bool compressed, uint32_t len);
 

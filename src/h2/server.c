@@ -10,12 +10,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "h2/admit.h"
 #include "h2/buf.h"
 #include "h2/call.h"
 #include "h2/compress.h"
 #include "h2/frame.h"
+#include "h2/guard.h"
 #include "h2/metadata.h"
 #include "h2/session.h"
+#include "io/clock.h"
+#include "io/log.h"
 #include "io/sock.h"
 
 struct h2_server {
@@ -23,6 +27,7 @@ struct h2_server {
 	h2_server_opts o;
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *opt;
+	admit *admit;
 };
 
 struct h2_endpoint {
@@ -40,16 +45,39 @@ struct h2_conn {
 	nghttp2_session *ng;
 	h2_conn *prev, *next;
 	call *calls; /* streams with a call attached */
+	call *zombies; /* calls whose stream is gone but whose handler still holds them */
+	size_t ncalls, nzombies;
 	call *writable; /* calls to tell on_writable after this send */
 	char peer[64];
+	struct sockaddr_storage peer_addr;
+	bool admitted; /* counted by the server's admit table */
 	bool goaway_sent;
+	bool closing; /* GOAWAY for misbehaviour or a timeout: input ignored, close once sent */
 	bool broken;
+
+	/* guards (guard.h) */
+	frame_scan scan;
+	rate_limit flood;
+	ping_policy pings;
+	size_t recv_held;  /* bytes buffered by the deframers of this connection's calls */
+	size_t send_queued; /* response bytes queued by its calls, not yet taken by nghttp2 */
+	bool send_blocked;  /* over conn_buffer_bytes: calls were told to wait */
+
+	/* times (reactor clock) */
+	timer tick;
+	int64_t accepted_at, last_recv, idle_since, header_block_since;
+	int64_t ping_sent_at; /* our keepalive PING in flight, 0 if none */
+	int64_t closing_at;
+	bool got_settings, settings_acked;
+	uint64_t sent_mark; /* io bytes sent at the last progress check */
+	int64_t stall_since; /* output waiting without progress since, 0 if none */
 };
 
 struct call {
 	int refs;
 	h2_conn *conn; /* NULL once the stream is gone */
-	call *prev, *next; /* in conn->calls */
+	h2_conn *zombie_of; /* the stream is gone, this connection still counts the call */
+	call *prev, *next; /* in conn->calls, then in zombie_of->zombies */
 	int32_t stream_id;
 	const method *m;
 	reactor *r;
@@ -59,7 +87,8 @@ struct call {
 	/* request headers */
 	const char *path;
 	size_t path_len;
-	bool is_post, grpc_content_type, headers_too_large, bad_metadata;
+	bool is_post, grpc_content_type, te_trailers, headers_too_large, bad_metadata;
+	bool over_call_cap;
 	size_t header_bytes;
 	md_list md;
 	int64_t deadline;
@@ -70,6 +99,7 @@ struct call {
 
 	/* request messages */
 	deframer df;
+	size_t recv_counted; /* deframer memory counted in conn->recv_held */
 	bool last_compressed;
 	bool have_request;
 	ProtobufCMessage *request;
@@ -94,6 +124,24 @@ void h2_server_opts_default(h2_server_opts *o)
 	o->max_concurrent_streams = 100;
 	o->max_header_list_bytes = 16 * 1024;
 	o->stream_send_high_water = 256 * 1024;
+	o->conn_buffer_bytes = 16 * 1024 * 1024;
+	o->max_calls_per_conn = 200;
+	o->max_conns = 10000;
+	o->max_conns_per_peer = 1000;
+	o->reset_burst = 1000;
+	o->reset_rate = 33;
+	o->max_continuations = 8;
+	o->flood_burst = 1000;
+	o->flood_rate = 100;
+	o->handshake_timeout = 10 * NS_PER_SEC;
+	o->header_timeout = 10 * NS_PER_SEC;
+	o->idle_timeout = 300 * NS_PER_SEC;
+	o->keepalive_time = 7200 * NS_PER_SEC;
+	o->keepalive_timeout = 20 * NS_PER_SEC;
+	o->ping_min_interval = 300 * NS_PER_SEC;
+	o->ping_max_strikes = 2;
+	o->send_stall_timeout = 30 * NS_PER_SEC;
+	o->require_te_trailers = true;
 }
 
 void *call_alloc(call *c, size_t size) { return arena_alloc(&c->arena, size); }
@@ -106,8 +154,48 @@ static void conn_want_send(h2_conn *h)
 		io_conn_want_send(h->io);
 }
 
+static void conn_schedule(h2_conn *h);
+static void conn_tick(timer *t);
+
+static size_t conn_live_calls(const h2_conn *h) { return h->ncalls + h->nzombies; }
+
+static void list_unlink(call **head, call *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		*head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+}
+
+static void list_push(call **head, call *c)
+{
+	c->prev = NULL;
+	c->next = *head;
+	if (*head)
+		(*head)->prev = c;
+	*head = c;
+}
+
+/* A call ended on h: the connection may have become idle. */
+static void conn_call_gone(h2_conn *h)
+{
+	if (conn_live_calls(h) == 0 && h->io) {
+		h->idle_since = reactor_now(h->e->r);
+		conn_schedule(h);
+	}
+}
+
 static void call_free(call *c)
 {
+	h2_conn *z = c->zombie_of;
+	if (z) {
+		list_unlink(&z->zombies, c);
+		z->nzombies--;
+		conn_call_gone(z);
+	}
 	deframer_free(&c->df);
 	if (c->request)
 		protobuf_c_message_free_unpacked(c->request, NULL);
@@ -133,13 +221,18 @@ static void call_detach(call *c)
 	h2_conn *h = c->conn;
 	if (!h)
 		return;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		h->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_unlink(&h->calls, c);
+	h->ncalls--;
+	/* Until its handler lets go, the call still counts against the connection's cap:
+	 * resetting streams must not let a peer start unbounded work (rapid reset). */
+	list_push(&h->zombies, c);
+	h->nzombies++;
+	c->zombie_of = h;
 	c->conn = NULL;
+	h->recv_held -= c->recv_counted;
+	c->recv_counted = 0;
+	deframer_free(&c->df);
+	h->send_queued -= msg_queue_pending(&c->out);
 	h->e->active_calls--;
 	reactor_timer_disarm(c->r, &c->deadline_timer);
 	if (!c->finished && !c->cancelled) {
@@ -238,7 +331,15 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 {
 	(void)user;
 	call *c = src->ptr;
+	h2_conn *h = c->conn;
 	size_t n = msg_queue_pull(&c->out, out, length);
+	h->send_queued -= n;
+	if (h->send_blocked && h->send_queued < h->e->s->o.conn_buffer_bytes / 2) {
+		h->send_blocked = false;
+		for (call *o = h->calls; o; o = o->next)
+			if (o != c && !o->would_block)
+				queue_writable(o);
+	}
 	if (c->would_block &&
 	    msg_queue_pending(&c->out) < c->conn->e->s->o.stream_send_high_water / 2) {
 		c->would_block = false;
@@ -278,14 +379,30 @@ static int submit_headers(call *c, bool with_body)
 
 /* ---- sending ---- */
 
+static void send_status(call *c, int code, const char *message);
+
 static int queue_message(call *c, const uint8_t *data, size_t len)
 {
-	size_t max = c->conn->e->s->o.max_message_bytes;
-	if (len > max)
+	h2_conn *h = c->conn;
+	const h2_server_opts *o = &h->e->s->o;
+	if (len > o->max_message_bytes)
 		return -EMSGSIZE;
+	/* Handlers should stop at would_block; one that does not is cut off here, so that
+	 * a peer that never reads cannot make us buffer without bound. The handler learns
+	 * it from -ECANCELED, not from a re-entrant on_cancel in the middle of its send. */
+	size_t before = msg_queue_pending(&c->out);
+	if (before + len > o->stream_send_high_water + o->max_message_bytes ||
+	    h->send_queued + len > 2 * o->conn_buffer_bytes) {
+		send_status(c, GRPC_RESOURCE_EXHAUSTED,
+			    "send buffer limit reached: the client is not reading");
+		return -ECANCELED;
+	}
 	int rc = msg_queue_push(&c->out, data, len, response_gzip(c));
 	if (rc)
 		return rc;
+	h->send_queued += msg_queue_pending(&c->out) - before;
+	if (h->send_queued > o->conn_buffer_bytes)
+		h->send_blocked = true;
 	if (!c->headers_submitted) {
 		if (submit_headers(c, true))
 			return -ENOMEM;
@@ -321,7 +438,10 @@ int call_send(call *c, const ProtobufCMessage *msg)
 	return rc;
 }
 
-bool call_send_would_block(const call *c) { return c->would_block; }
+bool call_send_would_block(const call *c)
+{
+	return c->would_block || (c->conn && c->conn->send_blocked);
+}
 
 /* Sends the status whatever the handler state (used for errors found by this layer). */
 static void send_status(call *c, int code, const char *message)
@@ -473,6 +593,15 @@ static void start_call(h2_conn *h, call *c)
 		fail_call(c, GRPC_RESOURCE_EXHAUSTED, "request headers larger than the limit");
 		return;
 	}
+	if (!c->te_trailers && s->o.require_te_trailers) {
+		fail_call(c, GRPC_INTERNAL, "the request has no 'te: trailers' header");
+		return;
+	}
+	if (c->over_call_cap) {
+		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
+			  "too many calls still running on this connection");
+		return;
+	}
 	if (c->bad_metadata) {
 		fail_call(c, GRPC_INTERNAL, "malformed metadata value");
 		return;
@@ -542,11 +671,10 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 	c->r = h->e->r;
 	c->stream_id = frame->hd.stream_id;
 	c->deadline = INT64_MAX;
+	c->over_call_cap = conn_live_calls(h) >= h->e->s->o.max_calls_per_conn;
 	deframer_init(&c->df, h->e->s->o.max_message_bytes);
-	c->next = h->calls;
-	if (h->calls)
-		h->calls->prev = c;
-	h->calls = c;
+	list_push(&h->calls, c);
+	h->ncalls++;
 	h->e->active_calls++;
 	nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, c);
 	return 0;
@@ -607,6 +735,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 	}
 	if (header_is(name, nlen, "content-type")) {
 		c->grpc_content_type = grpc_content_type(value, vlen);
+	} else if (header_is(name, nlen, "te")) {
+		c->te_trailers = header_is(value, vlen, "trailers");
 	} else if (header_is(name, nlen, "grpc-timeout")) {
 		int64_t ns;
 		if (md_timeout_parse((const char *)value, vlen, &ns) == 0)
@@ -637,6 +767,17 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
 	h2_conn *h = user;
+	if (frame->hd.type == NGHTTP2_SETTINGS) {
+		if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+			h->settings_acked = true;
+		else
+			h->got_settings = true;
+		return 0;
+	}
+	if (frame->hd.type == NGHTTP2_PING && (frame->hd.flags & NGHTTP2_FLAG_ACK)) {
+		h->ping_sent_at = 0;
+		return 0;
+	}
 	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
 		return 0;
 	call *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
@@ -657,6 +798,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 	call *c = nghttp2_session_get_stream_user_data(ng, stream_id);
 	if (!c || call_done(c) || c->half_closed)
 		return 0;
+	h2_conn *h = c->conn;
 	call_ref(c);
 	while (!call_done(c)) {
 		const uint8_t *msg;
@@ -676,13 +818,26 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 		else
 			fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
+	if (c->conn) {
+		h->recv_held = h->recv_held - c->recv_counted + deframer_held(&c->df);
+		c->recv_counted = deframer_held(&c->df);
+		if (h->recv_held > h->e->s->o.conn_buffer_bytes) {
+			h->recv_held -= c->recv_counted;
+			c->recv_counted = 0;
+			deframer_free(&c->df);
+			fail_call(c, GRPC_RESOURCE_EXHAUSTED,
+				  "the connection's receive buffer limit was reached");
+		}
+	}
 	call_unref(c);
 	return 0;
 }
 
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *user)
 {
-	(void)user;
+	h2_conn *h = user;
+	if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA)
+		ping_policy_reset(&h->pings);
 	/* Trailers are out but the client is still sending: gRPC servers reset the
 	 * stream with NO_ERROR so that it does not linger. */
 	if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
@@ -730,6 +885,19 @@ h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts
 	nghttp2_session_callbacks_set_on_frame_send_callback(s->cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(s->cbs, on_stream_close);
 	nghttp2_option_set_max_deflate_dynamic_table_size(s->opt, 4096);
+	/* Set explicitly rather than trusting the library's defaults to stay as they are. */
+	nghttp2_option_set_stream_reset_rate_limit(s->opt, s->o.reset_burst, s->o.reset_rate);
+	nghttp2_option_set_max_continuations(s->opt, s->o.max_continuations);
+	nghttp2_option_set_max_outbound_ack(s->opt, 1000);
+	nghttp2_option_set_max_settings(s->opt, 32);
+	/* One message must always fit in a connection's buffers. */
+	if (s->o.conn_buffer_bytes < s->o.max_message_bytes + 64 * 1024)
+		s->o.conn_buffer_bytes = s->o.max_message_bytes + 64 * 1024;
+	s->admit = admit_new(s->o.max_conns, s->o.max_conns_per_peer);
+	if (!s->admit) {
+		h2_server_free(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -739,6 +907,7 @@ void h2_server_free(h2_server *s)
 		return;
 	nghttp2_session_callbacks_del(s->cbs);
 	nghttp2_option_del(s->opt);
+	admit_free(s->admit);
 	free(s);
 }
 
@@ -756,6 +925,11 @@ static void conn_destroy(h2_conn *h)
 {
 	while (h->calls)
 		call_detach(h->calls);
+	for (call *c = h->zombies; c; c = c->next)
+		c->zombie_of = NULL;
+	reactor_timer_disarm(h->e->r, &h->tick);
+	if (h->admitted)
+		admit_release(h->e->s->admit, (struct sockaddr *)&h->peer_addr);
 	while (h->writable) {
 		call *c = h->writable;
 		h->writable = c->writable_next;
@@ -792,6 +966,14 @@ static h2_conn *conn_new(h2_endpoint *e)
 	if (!h)
 		return NULL;
 	h->e = e;
+	const h2_server_opts *o = &e->s->o;
+	frame_scan_init(&h->scan, true);
+	rate_limit_init(&h->flood, o->flood_rate, o->flood_burst);
+	/* gRPC allows pings on a connection without calls only every two hours. */
+	int64_t idle_ping = o->ping_min_interval > 7200 * NS_PER_SEC || !o->ping_min_interval
+				    ? o->ping_min_interval
+				    : 7200 * NS_PER_SEC;
+	ping_policy_init(&h->pings, o->ping_min_interval, idle_ping, o->ping_max_strikes);
 	if (nghttp2_session_server_new2(&h->ng, e->s->cbs, h, e->s->opt)) {
 		free(h);
 		return NULL;
@@ -813,6 +995,167 @@ static h2_conn *conn_new(h2_endpoint *e)
 		h->goaway_sent = true;
 	}
 	return h;
+}
+
+/* ---- connection guards: misbehaviour and time ---- */
+
+/* After a GOAWAY for misbehaviour or a timeout, the time the peer gets to read it. */
+#define CLOSE_GRACE (5 * NS_PER_SEC)
+
+/* GOAWAY with a reason; the connection takes no more input and closes once the GOAWAY
+ * is out (or when the send stall timeout finds that it cannot go out). */
+static void conn_terminate(h2_conn *h, uint32_t code, const char *why)
+{
+	if (h->closing)
+		return;
+	h->closing = true;
+	h->closing_at = h->io ? reactor_now(h->e->r) : 0;
+	log_msg(code == NGHTTP2_NO_ERROR ? LOG_DEBUG : LOG_INFO, "connection from %s: GOAWAY %s: %s",
+		h->peer, nghttp2_http2_strerror(code), why);
+	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(h->ng), code,
+			      (const uint8_t *)why, strlen(why));
+	h->goaway_sent = true;
+	conn_want_send(h);
+}
+
+static void on_scanned_frame(void *user, const h2_frame_info *f)
+{
+	h2_conn *h = user;
+	if (h->closing)
+		return;
+	int64_t now = h->io ? reactor_now(h->e->r) : 0;
+	if (f->type == H2_PING && !(f->flags & H2_FLAG_ACK) &&
+	    ping_policy_on_ping(&h->pings, now, conn_live_calls(h) == 0)) {
+		conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM, "too_many_pings");
+		return;
+	}
+	if (frame_is_glitch(f) && !rate_limit_take(&h->flood, now))
+		conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM,
+			       "too many frames that carry no request (empty DATA, PRIORITY, "
+			       "SETTINGS, PING or unknown types)");
+}
+
+/* Sees every frame header before nghttp2 does. */
+static void conn_scan(h2_conn *h, const uint8_t *data, size_t len)
+{
+	frame_scan_feed(&h->scan, data, len, on_scanned_frame, h);
+	bool in_block = frame_scan_in_header_block(&h->scan);
+	if (in_block && !h->header_block_since && h->io) {
+		h->header_block_since = reactor_now(h->e->r);
+		conn_schedule(h);
+	} else if (!in_block) {
+		h->header_block_since = 0;
+	}
+}
+
+static bool conn_output_waiting(h2_conn *h)
+{
+	return h->send_queued > 0 || io_conn_out_pending(h->io) > 0;
+}
+
+static int64_t conn_next_deadline(h2_conn *h, int64_t now)
+{
+	const h2_server_opts *o = &h->e->s->o;
+	int64_t next = INT64_MAX;
+#define CONSIDER(cond, at)                                                                         \
+	do {                                                                                       \
+		if ((cond) && (at) < next)                                                         \
+			next = (at);                                                               \
+	} while (0)
+	CONSIDER(h->closing, h->closing_at + CLOSE_GRACE);
+	CONSIDER(o->handshake_timeout && !h->closing && !(h->got_settings && h->settings_acked),
+		 h->accepted_at + o->handshake_timeout);
+	CONSIDER(o->header_timeout && !h->closing && h->header_block_since,
+		 h->header_block_since + o->header_timeout);
+	CONSIDER(o->idle_timeout && !h->closing && conn_live_calls(h) == 0,
+		 h->idle_since + o->idle_timeout);
+	CONSIDER(o->keepalive_time && h->ping_sent_at, h->ping_sent_at + o->keepalive_timeout);
+	CONSIDER(o->keepalive_time && !h->ping_sent_at && !h->closing,
+		 h->last_recv + o->keepalive_time);
+	CONSIDER(o->send_stall_timeout && h->stall_since, h->stall_since + o->send_stall_timeout);
+#undef CONSIDER
+	/* Never at or before now: the timer heap would fire it again in the same run. */
+	return next <= now ? now + NS_PER_MS : next;
+}
+
+/* One timer per connection, armed for the earliest deadline. Deadlines that move later
+ * (activity) do not re-arm it: the tick finds out and arms again. */
+static void conn_schedule(h2_conn *h)
+{
+	if (!h->io)
+		return;
+	reactor *r = h->e->r;
+	int64_t next = conn_next_deadline(h, reactor_now(r));
+	if (next == INT64_MAX)
+		reactor_timer_disarm(r, &h->tick);
+	else if (!timer_armed(&h->tick) || next < h->tick.deadline_ns)
+		reactor_timer_arm(r, &h->tick, next, conn_tick);
+}
+
+/* Output is waiting: start watching for progress if not already. */
+static void conn_watch_stall(h2_conn *h)
+{
+	if (!h->e->s->o.send_stall_timeout || h->stall_since)
+		return;
+	if (conn_output_waiting(h)) {
+		h->stall_since = reactor_now(h->e->r);
+		h->sent_mark = io_conn_bytes_sent(h->io);
+		conn_schedule(h);
+	}
+}
+
+static void conn_tick(timer *t)
+{
+	h2_conn *h = (h2_conn *)((char *)t - offsetof(h2_conn, tick));
+	const h2_server_opts *o = &h->e->s->o;
+	int64_t now = reactor_now(h->e->r);
+	if (h->closing && now - h->closing_at >= CLOSE_GRACE) {
+		io_conn_abort(h->io, -ETIMEDOUT); /* our GOAWAY could not even be delivered */
+		return;
+	}
+	if (h->stall_since) {
+		uint64_t sent = io_conn_bytes_sent(h->io);
+		if (!conn_output_waiting(h)) {
+			h->stall_since = 0;
+		} else if (sent != h->sent_mark) {
+			h->sent_mark = sent;
+			h->stall_since = now;
+		} else if (now - h->stall_since >= o->send_stall_timeout) {
+			log_info("connection from %s: dropped, it read nothing for %lld s", h->peer,
+				 (long long)(o->send_stall_timeout / NS_PER_SEC));
+			io_conn_abort(h->io, -ETIMEDOUT);
+			return;
+		}
+	}
+	if (o->handshake_timeout && !h->closing && !(h->got_settings && h->settings_acked) &&
+	    now - h->accepted_at >= o->handshake_timeout) {
+		if (!h->got_settings) {
+			/* No HTTP/2 client at the other end: nothing to say to it. */
+			log_info("connection from %s: no HTTP/2 preface in time, closed", h->peer);
+			io_conn_abort(h->io, -ETIMEDOUT);
+			return;
+		}
+		conn_terminate(h, NGHTTP2_SETTINGS_TIMEOUT, "SETTINGS not acknowledged in time");
+	}
+	if (o->header_timeout && h->header_block_since &&
+	    now - h->header_block_since >= o->header_timeout)
+		conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM, "header block not completed in time");
+	if (o->idle_timeout && conn_live_calls(h) == 0 && now - h->idle_since >= o->idle_timeout)
+		conn_terminate(h, NGHTTP2_NO_ERROR, "idle");
+	if (o->keepalive_time && h->ping_sent_at && now - h->ping_sent_at >= o->keepalive_timeout) {
+		log_info("connection from %s: keepalive PING unanswered, closed", h->peer);
+		io_conn_abort(h->io, -ETIMEDOUT);
+		return;
+	}
+	if (o->keepalive_time && !h->ping_sent_at && !h->closing &&
+	    now - h->last_recv >= o->keepalive_time) {
+		if (nghttp2_submit_ping(h->ng, NGHTTP2_FLAG_NONE, NULL) == 0) {
+			h->ping_sent_at = now;
+			conn_want_send(h);
+		}
+	}
+	conn_schedule(h);
 }
 
 /* Tells handlers whose output drained that they may send again. */
@@ -843,8 +1186,11 @@ static void conn_produce(io_conn *io)
 	}
 	if (h->writable)
 		io_conn_want_send(io); /* the rest next turn, after other connections */
+	else if (h->closing && !nghttp2_session_want_write(h->ng))
+		io_conn_close(io); /* the GOAWAY is in the socket's buffer */
 	else
 		session_after_pump(h->ng, io);
+	conn_watch_stall(h);
 }
 
 static int conn_recv(io_conn *io, const uint8_t *data, size_t len)
@@ -852,7 +1198,11 @@ static int conn_recv(io_conn *io, const uint8_t *data, size_t len)
 	h2_conn *h = io_conn_user(io);
 	if (!h)
 		return -ECONNRESET;
-	ssize_t n = nghttp2_session_mem_recv(h->ng, data, len);
+	if (h->closing)
+		return 0; /* after our GOAWAY for misbehaviour, nothing more is read */
+	h->last_recv = reactor_now(h->e->r);
+	conn_scan(h, data, len);
+	ssize_t n = h->closing ? 0 : nghttp2_session_mem_recv(h->ng, data, len);
 	io_conn_want_send(io);
 	return n < 0 ? -EPROTO : 0;
 }
@@ -878,16 +1228,25 @@ void h2_endpoint_accept(h2_endpoint *e, int fd)
 		close(fd);
 		return;
 	}
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0)
-		sock_format_addr((struct sockaddr *)&ss, h->peer, sizeof(h->peer));
+	socklen_t len = sizeof(h->peer_addr);
+	if (getpeername(fd, (struct sockaddr *)&h->peer_addr, &len) == 0)
+		sock_format_addr((struct sockaddr *)&h->peer_addr, h->peer, sizeof(h->peer));
 	h->io = io_conn_new(e->r, fd, &conn_ops, h);
 	if (!h->io) {
 		close(fd);
 		conn_destroy(h);
 		return;
 	}
+	h->accepted_at = h->last_recv = h->idle_since = reactor_now(e->r);
+	/* Over a cap the peer still hears why (GOAWAY) rather than seeing a bare reset. */
+	int adm = admit_take(e->s->admit, (struct sockaddr *)&h->peer_addr);
+	if (adm == ADMIT_OK)
+		h->admitted = true;
+	else
+		conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM,
+			       adm == ADMIT_PEER ? "too many connections from this address"
+						 : "too many connections");
+	conn_schedule(h);
 	io_conn_want_send(h->io); /* our SETTINGS */
 }
 
@@ -940,7 +1299,8 @@ int h2_conn_feed(h2_conn *h, const uint8_t *data, size_t len)
 {
 	if (h->broken)
 		return -EPROTO;
-	if (nghttp2_session_mem_recv(h->ng, data, len) < 0)
+	conn_scan(h, data, len);
+	if (h->closing || nghttp2_session_mem_recv(h->ng, data, len) < 0)
 		h->broken = true;
 	for (int round = 0; round < 8; round++) {
 		if (session_discard_output(h->ng))

@@ -11,6 +11,7 @@ struct pool {
 	pool_job *head, *tail;
 	size_t queued, queue_max;
 	bool stopping;
+	size_t skipped;
 	size_t nthreads;
 	pthread_t *threads;
 };
@@ -21,6 +22,32 @@ static void complete(reactor_task *t)
 	reactor_job_end(j->home);
 	if (j->done)
 		j->done(j);
+}
+
+/* Done goes home to the reactor, or runs right here without one. */
+static void finish(pool_job *j)
+{
+	if (j->home) {
+		j->task.fn = complete;
+		reactor_post(j->home, &j->task);
+	} else if (j->done) {
+		j->done(j);
+	}
+}
+
+static void queue_unlink(pool *p, pool_job *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		p->head = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		p->tail = j->prev;
+	j->next = j->prev = NULL;
+	j->queued = false;
+	p->queued--;
 }
 
 static void *pool_main(void *arg)
@@ -35,19 +62,11 @@ static void *pool_main(void *arg)
 			pthread_mutex_unlock(&p->mu);
 			return NULL;
 		}
-		p->head = j->next;
-		if (!p->head)
-			p->tail = NULL;
-		p->queued--;
+		queue_unlink(p, j);
 		pthread_mutex_unlock(&p->mu);
 
 		j->work(j);
-		if (j->home) {
-			j->task.fn = complete;
-			reactor_post(j->home, &j->task);
-		} else if (j->done) {
-			j->done(j);
-		}
+		finish(j);
 	}
 }
 
@@ -95,7 +114,9 @@ void pool_free(pool *p)
 int pool_submit(pool *p, reactor *home, pool_job *j)
 {
 	j->home = home;
-	j->next = NULL;
+	j->pool = p;
+	j->next = j->prev = NULL;
+	j->cancelled = 0;
 	pthread_mutex_lock(&p->mu);
 	int rc = 0;
 	if (p->stopping)
@@ -105,11 +126,13 @@ int pool_submit(pool *p, reactor *home, pool_job *j)
 	if (rc == 0) {
 		if (home)
 			reactor_job_begin(home);
+		j->prev = p->tail;
 		if (p->tail)
 			p->tail->next = j;
 		else
 			p->head = j;
 		p->tail = j;
+		j->queued = true;
 		p->queued++;
 		pthread_cond_signal(&p->cv);
 	}
@@ -121,6 +144,30 @@ size_t pool_queued(pool *p)
 {
 	pthread_mutex_lock(&p->mu);
 	size_t n = p->queued;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+void pool_job_cancel(pool_job *j)
+{
+	pool *p = j->pool;
+	j->cancelled = 1;
+	pthread_mutex_lock(&p->mu);
+	bool was_queued = j->queued;
+	if (was_queued) {
+		queue_unlink(p, j);
+		p->skipped++;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (was_queued)
+		finish(j);
+}
+bool pool_job_cancelled(const pool_job *j) { return j->cancelled != 0; }
+
+size_t pool_skipped(pool *p)
+{
+	pthread_mutex_lock(&p->mu);
+	size_t n = p->skipped;
 	pthread_mutex_unlock(&p->mu);
 	return n;
 }

@@ -4,6 +4,7 @@
  * answer RESOURCE_EXHAUSTED instead of queueing without limit. */
 #ifndef IO_POOL_H
 #define IO_POOL_H
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "io/reactor.h"
@@ -13,7 +14,10 @@ typedef struct pool_job pool_job;
 
 struct pool_job {
 	reactor_task task; /* internal: carries the completion to the home reactor */
-	pool_job *next;	   /* internal */
+	pool_job *next, *prev; /* internal: the queue */
+	pool *pool;	   /* internal */
+	bool queued;	   /* internal, under the pool's lock */
+	_Atomic int cancelled; /* internal: see pool_job_cancel */
 	reactor *home;	   /* NULL: done runs on the pool thread right after work */
 	void (*work)(pool_job *j);
 	void (*done)(pool_job *j);
@@ -28,5 +32,14 @@ void pool_free(pool *p);
  * is stopping. */
 int pool_submit(pool *p, reactor *home, pool_job *j);
 size_t pool_queued(pool *p);
+/* Thread-safe, for a submitted job whose done has not run yet. A job still queued leaves
+ * the queue at once and skips its work; its done still runs (later, as always: on the
+ * home reactor, or here when it has none), where pool_job_cancelled tells it. A running
+ * job only gets the flag, which long work may poll. So calls abandoned by their clients
+ * free the queue instead of holding places in it. */
+void pool_job_cancel(pool_job *j);
+bool pool_job_cancelled(const pool_job *j);
+/* Jobs taken out of the queue by pool_job_cancel so far. */
+size_t pool_skipped(pool *p);
 
 #endif

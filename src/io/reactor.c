@@ -50,6 +50,7 @@ struct io_conn {
 	bool want_send, on_dirty_list;
 	bool closing, close_now, dead;
 	int close_err;
+	uint64_t bytes_sent;
 	io_conn *dirty_next;
 	io_conn *prev, *next; /* all connections of the reactor */
 	struct sockaddr_storage peer;
@@ -374,6 +375,8 @@ void *io_conn_user(io_conn *c) { return c->user; }
 void io_conn_set_user(io_conn *c, void *user) { c->user = user; }
 reactor *io_conn_reactor(io_conn *c) { return c->r; }
 int io_conn_fd(io_conn *c) { return c->fd; }
+uint64_t io_conn_bytes_sent(const io_conn *c) { return c->bytes_sent; }
+
 size_t io_conn_out_pending(io_conn *c)
 {
 	return c->pending.len + (c->inflight.len - c->inflight.off);
@@ -545,6 +548,7 @@ static void on_send_cqe(io_conn *c, struct io_uring_cqe *cqe)
 		return;
 	}
 	b->off += (size_t)cqe->res;
+	c->bytes_sent += (uint64_t)cqe->res;
 	if (b->off < b->len && !c->close_now) {
 		submit_send(c);
 		return;

@@ -80,6 +80,8 @@ int io_conn_fd(io_conn *c);
 int io_conn_write(io_conn *c, const void *data, size_t len);
 /* Bytes appended but not yet handed to the kernel, plus those in flight. */
 size_t io_conn_out_pending(io_conn *c);
+/* Bytes the kernel took so far: tells a slow reader from a stalled one. */
+uint64_t io_conn_bytes_sent(const io_conn *c);
 /* Asks for a produce() call and a send at the end of this loop turn. */
 void io_conn_want_send(io_conn *c);
 /* Sends what is buffered, then closes. on_close follows. */

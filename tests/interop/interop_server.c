@@ -3,17 +3,24 @@
  * descriptions. UnimplementedCall is left out on purpose: the method table then answers
  * UNIMPLEMENTED, which is what the unimplemented_method case expects.
  *
- *   interop_server --port N [--use_tls=false]
+ *   interop_server --port N [--use_tls=false] [--pool-threads N]
+ *                  [--max-calls-per-connection N]
+ *
+ * Beside TestService, a test-only service collector.test.Pool puts work on a blocking
+ * pool the way Collector's storage services do, for the tests of rapid reset: Sleep
+ * (request: milliseconds as decimal text) and Stats ("started=N skipped=N queued=N").
  *
  * One reactor on the main thread; prints "listening on 127.0.0.1:PORT" once it accepts.
  * SIGTERM or SIGINT: stop accepting, let running calls end (at most a second), exit 0. */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "grpc/testing/empty.pb-c.h"
@@ -24,6 +31,7 @@
 #include "h2/server.h"
 #include "h2/status.h"
 #include "io/clock.h"
+#include "io/pool.h"
 #include "io/reactor.h"
 #include "io/sock.h"
 
@@ -39,6 +47,8 @@ typedef struct interop_service {
 	 * memory that is only read stays on the kernel's shared zero page, so this costs no
 	 * resident memory and no per-response allocation. */
 	const uint8_t *zeros;
+	pool *pool;
+	atomic_size_t pool_started; /* Sleep jobs whose work began */
 } interop_service;
 
 /* ---- helpers shared by the methods ---- */
@@ -480,23 +490,137 @@ static int interop_add_methods(method_table *t, interop_service *svc)
 	return 0;
 }
 
+/* ---- collector.test.Pool ---- */
+
+typedef struct sleep_job {
+	pool_job j; /* first: the pool hands back this pointer */
+	call *c;
+	interop_service *svc;
+	long ms;
+} sleep_job;
+
+static void sleep_work(pool_job *pj)
+{
+	sleep_job *s = (sleep_job *)pj;
+	atomic_fetch_add(&s->svc->pool_started, 1);
+	struct timespec ts = {.tv_sec = s->ms / 1000, .tv_nsec = (s->ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+static void sleep_done(pool_job *pj)
+{
+	sleep_job *s = (sleep_job *)pj;
+	if (!call_done(s->c)) {
+		call_send_raw(s->c, (const uint8_t *)"ok", 2);
+		call_finish(s->c, GRPC_OK, NULL);
+	}
+	call_set_user(s->c, NULL);
+	call_unref(s->c);
+	free(s);
+}
+
+static void sleep_request(call *c, const uint8_t *data, size_t len)
+{
+	interop_service *svc = call_ctx(c);
+	char text[16];
+	char *end;
+	long ms = -1;
+	if (len > 0 && len < sizeof(text)) {
+		memcpy(text, data, len);
+		text[len] = 0;
+		ms = strtol(text, &end, 10);
+		if (*end)
+			ms = -1;
+	}
+	if (ms < 0 || ms > 60000) {
+		call_finish(c, GRPC_INVALID_ARGUMENT, "expected milliseconds, 0 to 60000");
+		return;
+	}
+	sleep_job *s = calloc(1, sizeof(*s));
+	if (!s) {
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	*s = (sleep_job){.j = {.work = sleep_work, .done = sleep_done}, .c = c, .svc = svc, .ms = ms};
+	call_ref(c);
+	call_set_user(c, s);
+	int rc = pool_submit(svc->pool, call_reactor(c), &s->j);
+	if (rc) {
+		call_set_user(c, NULL);
+		call_unref(c);
+		free(s);
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "the blocking pool is full");
+	}
+}
+
+/* The client went away: a job still queued leaves the queue without running. */
+static void sleep_cancel(call *c)
+{
+	sleep_job *s = call_user(c);
+	if (s)
+		pool_job_cancel(&s->j);
+}
+
+static void stats_request(call *c, const uint8_t *data, size_t len)
+{
+	(void)data;
+	(void)len;
+	interop_service *svc = call_ctx(c);
+	char text[128];
+	int n = snprintf(text, sizeof(text), "started=%zu skipped=%zu queued=%zu",
+			 atomic_load(&svc->pool_started), pool_skipped(svc->pool),
+			 pool_queued(svc->pool));
+	call_send_raw(c, (const uint8_t *)text, (size_t)n);
+	call_finish(c, GRPC_OK, NULL);
+}
+
+static int pool_add_methods(method_table *t, interop_service *svc)
+{
+	const method methods[] = {
+		{"/collector.test.Pool/Sleep", CALL_UNARY, NULL, NULL,
+		 {.on_raw = sleep_request, .on_cancel = sleep_cancel}, svc},
+		{"/collector.test.Pool/Stats", CALL_UNARY, NULL, NULL, {.on_raw = stats_request}, svc},
+	};
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		int rc = method_table_add(t, &methods[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 /* ---- process: flags, signals, the loop ---- */
 
 typedef struct interop_flags {
 	int port;
+	int pool_threads;
+	long max_calls_per_conn; /* 0: the server's default */
 } interop_flags;
 
 static int interop_usage(const char *why)
 {
-	fprintf(stderr, "interop_server: %s\nusage: interop_server --port N [--use_tls=false]\n",
+	fprintf(stderr,
+		"interop_server: %s\n"
+		"usage: interop_server --port N [--use_tls=false] [--pool-threads N]\n"
+		"       [--max-calls-per-connection N]\n",
 		why);
 	return 2;
+}
+
+static bool interop_number(const char *val, long min, long max, long *out)
+{
+	char *end;
+	if (!val || !*val)
+		return false;
+	*out = strtol(val, &end, 10);
+	return !*end && *out >= min && *out <= max;
 }
 
 /* Stock interop servers take "--flag=value"; "--flag value" is accepted as well. */
 static int interop_parse_flags(int argc, char **argv, interop_flags *f)
 {
 	f->port = -1;
+	f->pool_threads = 2;
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i], *val = NULL;
 		const char *eq = strchr(arg, '=');
@@ -505,12 +629,19 @@ static int interop_parse_flags(int argc, char **argv, interop_flags *f)
 			val = eq + 1;
 		else if (i + 1 < argc)
 			val = argv[++i];
+		long n;
 		if (nlen == 6 && !strncmp(arg, "--port", nlen)) {
-			char *end;
-			long p = val ? strtol(val, &end, 10) : -1;
-			if (!val || !*val || *end || p < 0 || p > 65535)
+			if (!interop_number(val, 0, 65535, &n))
 				return interop_usage("--port needs a number from 0 to 65535");
-			f->port = (int)p;
+			f->port = (int)n;
+		} else if (nlen == 14 && !strncmp(arg, "--pool-threads", nlen)) {
+			if (!interop_number(val, 1, 64, &n))
+				return interop_usage("--pool-threads needs a number from 1 to 64");
+			f->pool_threads = (int)n;
+		} else if (nlen == 26 && !strncmp(arg, "--max-calls-per-connection", nlen)) {
+			if (!interop_number(val, 1, 100000, &n))
+				return interop_usage("--max-calls-per-connection needs a number");
+			f->max_calls_per_conn = n;
 		} else if (nlen == 9 && !strncmp(arg, "--use_tls", nlen)) {
 			if (!val)
 				return interop_usage("--use_tls needs true or false");
@@ -583,7 +714,7 @@ static int interop_listen(int port, int *bound)
 
 int main(int argc, char **argv)
 {
-	interop_flags flags;
+	interop_flags flags = {0};
 	int rc = interop_parse_flags(argc, argv, &flags);
 	if (rc)
 		return rc;
@@ -613,16 +744,21 @@ int main(int argc, char **argv)
 	}
 	h2_server_opts opts;
 	h2_server_opts_default(&opts);
+	if (flags.max_calls_per_conn)
+		opts.max_calls_per_conn = (uint32_t)flags.max_calls_per_conn;
 	uint8_t *zeros = calloc(1, opts.max_message_bytes);
-	interop_service svc = {.max_message_bytes = opts.max_message_bytes, .zeros = zeros};
+	interop_service svc = {.max_message_bytes = opts.max_message_bytes,
+			       .zeros = zeros,
+			       .pool = pool_new((size_t)flags.pool_threads, 32)};
 	method_table *methods = method_table_new();
 	h2_server *server = NULL;
 	int status = 1;
-	if (!zeros) {
+	if (!zeros || !svc.pool) {
 		fprintf(stderr, "interop_server: %s\n", strerror(ENOMEM));
 		goto out;
 	}
-	if (!methods || (rc = interop_add_methods(methods, &svc))) {
+	if (!methods || (rc = interop_add_methods(methods, &svc)) ||
+	    (rc = pool_add_methods(methods, &svc))) {
 		fprintf(stderr, "interop_server: cannot build the method table: %s\n",
 			strerror(methods ? -rc : ENOMEM));
 		goto out;
@@ -661,7 +797,10 @@ int main(int argc, char **argv)
 		status = 0;
 out:
 	reactor_timer_disarm(p.r, &p.poll);
-	h2_endpoint_free(p.e);
+	h2_endpoint_free(p.e); /* cancels calls: their queued pool jobs leave the queue */
+	pool_free(svc.pool);   /* waits for running jobs */
+	while (reactor_jobs_pending(p.r))
+		reactor_run_once(p.r, 100 * NS_PER_MS); /* their done callbacks free the calls */
 	reactor_free(p.r);
 	h2_server_free(server);
 	method_table_free(methods);

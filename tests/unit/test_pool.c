@@ -156,6 +156,41 @@ static void test_queue_full(void **state)
 	free(v);
 }
 
+/* A job cancelled while queued skips its work, yet its done still runs (to free what the
+ * caller holds) and can see the cancellation; a job already running is not interrupted. */
+static void test_cancel_skips_queued_work(void **state)
+{
+	(void)state;
+	gate_reset();
+	pool *p = pool_new(1, 8);
+	assert_non_null(p);
+	job *blocker = jobs_new(1, work_blocked, done_count);
+	job *v = jobs_new(3, work_count, done_count);
+	assert_int_equal(pool_submit(p, NULL, &blocker->j), 0);
+	gate_wait_entered();
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(pool_submit(p, NULL, &v[i].j), 0);
+	pool_job_cancel(&v[0].j);
+	pool_job_cancel(&v[2].j);
+	pool_job_cancel(&blocker->j); /* running already: finishes normally */
+	/* Out of the queue at once: their places are free for others. */
+	assert_int_equal(pool_skipped(p), 2);
+	assert_int_equal(pool_queued(p), 1);
+	assert_int_equal(atomic_load(&v[0].done), 1);
+	gate_open();
+	pool_free(p);
+	assert_int_equal(atomic_load(&blocker->done), 1);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(atomic_load(&v[i].done), 1);
+	assert_int_equal(atomic_load(&v[0].worked), 0);
+	assert_int_equal(atomic_load(&v[1].worked), 1);
+	assert_int_equal(atomic_load(&v[2].worked), 0);
+	assert_true(pool_job_cancelled(&v[0].j));
+	assert_false(pool_job_cancelled(&v[1].j));
+	free(blocker);
+	free(v);
+}
+
 static void *free_pool_thread(void *arg)
 {
 	pool_free(arg);
@@ -244,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_jobs_run),
 		cmocka_unit_test(test_no_done_callback),
 		cmocka_unit_test(test_queue_full),
+		cmocka_unit_test(test_cancel_skips_queued_work),
 		cmocka_unit_test(test_free_drains),
 		cmocka_unit_test(test_home_reactor),
 	};

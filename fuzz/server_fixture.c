@@ -1,0 +1,72 @@
+#include "server_fixture.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "h2/call.h"
+#include "services/health.h"
+#include "services/reflection.h"
+
+extern const uint8_t api_descriptor_set[];
+extern const size_t api_descriptor_set_len;
+
+static reactor *r;
+static h2_endpoint *ep;
+
+static void echo_raw(call *c, const uint8_t *data, size_t len)
+{
+	const call_md *md = call_md_get(c, "x-echo-bin");
+	if (md)
+		call_add_initial_md(c, "x-echo-bin", md->value, md->value_len);
+	call_set_response_compression(c, len & 1);
+	call_send_raw(c, data, len);
+	if (call_method(c)->kind == CALL_UNARY)
+		call_finish(c, GRPC_OK, NULL);
+}
+
+static void stream_raw(call *c, const uint8_t *data, size_t len)
+{
+	for (int i = 0; i < 3; i++)
+		call_send_raw(c, data, len);
+	call_finishf(c, len ? GRPC_OK : GRPC_INVALID_ARGUMENT, "sent %zu", len);
+}
+
+static void half_close_finish(call *c)
+{
+	call_add_trailing_md(c, "x-trailer", "t", 1);
+	call_finish(c, GRPC_OK, NULL);
+}
+
+static const method test_methods[] = {
+	{"/fuzz.Test/Unary", CALL_UNARY, NULL, NULL, {.on_raw = echo_raw}},
+	{"/fuzz.Test/ServerStream", CALL_SERVER_STREAM, NULL, NULL, {.on_raw = stream_raw}},
+	{"/fuzz.Test/Bidi", CALL_BIDI, NULL, NULL,
+	 {.on_raw = echo_raw, .on_half_close = half_close_finish}},
+	{"/fuzz.Test/ClientStream", CALL_CLIENT_STREAM, NULL, NULL,
+	 {.on_half_close = half_close_finish}},
+};
+
+h2_endpoint *fuzz_server_endpoint(void)
+{
+	if (ep)
+		return ep;
+	int err;
+	r = reactor_new(&err);
+	method_table *t = method_table_new();
+	if (!r || !t || health_register(t) ||
+	    reflection_register(t, api_descriptor_set, api_descriptor_set_len))
+		abort();
+	for (size_t i = 0; i < sizeof(test_methods) / sizeof(test_methods[0]); i++)
+		if (method_table_add(t, &test_methods[i]))
+			abort();
+	h2_server_opts o;
+	h2_server_opts_default(&o);
+	o.max_message_bytes = 64 * 1024;
+	ep = h2_endpoint_new(h2_server_new(t, &o), r);
+	if (!ep)
+		abort();
+	return ep;
+}
+
+void fuzz_server_run_timers(void) { reactor_run_once(r, 0); }
+
