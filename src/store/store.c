@@ -1,0 +1,958 @@
+#include "store/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "io/clock.h"
+#include "io/log.h"
+#include "io/uuid.h"
+#include "store/coll.h"
+#include "store/files.h"
+
+/* Directory entries of a namespace that are not collections: a create in progress and a
+ * delete in progress. Names cannot start with '.', so these never collide with one. */
+#define NEW_PREFIX ".new-"
+#define DEL_PREFIX ".del-"
+
+static __thread char errmsg[512];
+
+const char *store_errmsg(void) { return errmsg[0] ? errmsg : "no error"; }
+
+int store_seterr(int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int store_sqlite_errno(int sqlite_rc)
+{
+	switch (sqlite_rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return 0;
+	case SQLITE_CONSTRAINT:
+		return sqlite_rc == SQLITE_CONSTRAINT_UNIQUE ||
+				       sqlite_rc == SQLITE_CONSTRAINT_PRIMARYKEY
+			       ? -EEXIST
+			       : -EINVAL;
+	case SQLITE_ERROR:
+	case SQLITE_MISMATCH:
+	case SQLITE_RANGE:
+		return -EINVAL;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_TOOBIG:
+		return -E2BIG;
+	case SQLITE_READONLY:
+		return -EROFS;
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_INTERRUPT:
+		return -EINTR;
+	default: /* IOERR, CORRUPT, NOTADB, CANTOPEN, PROTOCOL... */
+		return -EIO;
+	}
+}
+
+bool store_name_valid(const char *name)
+{
+	if (!name)
+		return false;
+	size_t n = 0;
+	for (const char *p = name; *p; p++, n++) {
+		char ch = *p;
+		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+			     (ch >= '0' && ch <= '9');
+		if (!alnum && (n == 0 || (ch != '_' && ch != '-')))
+			return false;
+		if (n >= STORE_NAME_MAX)
+			return false;
+	}
+	return n > 0;
+}
+
+bool store_ns_reserved(const char *ns)
+{
+	static const char *const reserved[] = {"system", "repo", "backups", "files"};
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (!strcasecmp(ns, reserved[i]))
+			return true;
+	return false;
+}
+
+/* --- the table of open collections --------------------------------------------------- */
+
+enum slot_state {
+	SLOT_OPENING, /* being opened; others wait */
+	SLOT_READY,
+	SLOT_CLOSING, /* evicted, being closed; others wait */
+	SLOT_DOOMED,  /* being deleted; acquire fails */
+};
+
+typedef struct slot {
+	struct slot *hnext;	  /* hash chain */
+	struct slot *prev, *next; /* LRU list, most recent first */
+	char ns[STORE_NAME_MAX + 1], name[STORE_NAME_MAX + 1];
+	struct store *owner;
+	store_coll *c;
+	size_t refs;
+	enum slot_state state;
+} slot;
+
+#define NBUCKETS 256
+
+struct store {
+	char *dir;
+	int dirfd;
+	coll_options copts;
+	size_t max_open;
+
+	pthread_mutex_t cat_mu; /* the catalog read connection and its statements */
+	sqlite3 *cat;
+	sqlite3_stmt *st_get;
+
+	pthread_mutex_t ddl_mu; /* create, delete, update: one at a time */
+	sqlite3 *ddl;
+
+	pthread_mutex_t mu; /* the open table */
+	pthread_cond_t cv;
+	slot *buckets[NBUCKETS];
+	slot lru; /* sentinel */
+	size_t nopen; /* slots opening or ready */
+};
+
+static int64_t now_us(void) { return clock_wall_ns() / 1000; }
+
+static size_t slot_hash(const char *ns, const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = ns; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ '/') * 16777619u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return h % NBUCKETS;
+}
+
+static slot *slot_find(store *s, const char *ns, const char *name)
+{
+	for (slot *sl = s->buckets[slot_hash(ns, name)]; sl; sl = sl->hnext)
+		if (!strcmp(sl->ns, ns) && !strcmp(sl->name, name))
+			return sl;
+	return NULL;
+}
+
+static void lru_unlink(slot *sl)
+{
+	sl->prev->next = sl->next;
+	sl->next->prev = sl->prev;
+}
+
+static void lru_push_front(store *s, slot *sl)
+{
+	sl->next = s->lru.next;
+	sl->prev = &s->lru;
+	s->lru.next->prev = sl;
+	s->lru.next = sl;
+}
+
+static slot *slot_add(store *s, const char *ns, const char *name, enum slot_state st)
+{
+	slot *sl = calloc(1, sizeof(*sl));
+	if (!sl)
+		return NULL;
+	strcpy(sl->ns, ns);
+	strcpy(sl->name, name);
+	sl->owner = s;
+	sl->state = st;
+	size_t b = slot_hash(ns, name);
+	sl->hnext = s->buckets[b];
+	s->buckets[b] = sl;
+	lru_push_front(s, sl);
+	if (st == SLOT_OPENING)
+		s->nopen++;
+	return sl;
+}
+
+static void slot_remove(store *s, slot *sl)
+{
+	slot **pp = &s->buckets[slot_hash(sl->ns, sl->name)];
+	while (*pp != sl)
+		pp = &(*pp)->hnext;
+	*pp = sl->hnext;
+	lru_unlink(sl);
+	if (sl->state == SLOT_OPENING || sl->state == SLOT_READY)
+		s->nopen--;
+	free(sl);
+}
+
+/* Marks idle collections beyond the cap CLOSING, least recently used first, and returns
+ * them for the caller to close without the lock. */
+static size_t evict_pick(store *s, slot **victims, size_t max)
+{
+	size_t n = 0;
+	for (slot *sl = s->lru.prev; sl != &s->lru && s->nopen > s->max_open && n < max;
+	     sl = sl->prev) {
+		if (sl->state != SLOT_READY || sl->refs)
+			continue;
+		sl->state = SLOT_CLOSING;
+		s->nopen--;
+		victims[n++] = sl;
+	}
+	return n;
+}
+
+#define EVICT_BATCH 8
+
+/* Called with mu held; returns with it held. */
+static void evict(store *s)
+{
+	slot *v[EVICT_BATCH];
+	size_t n = evict_pick(s, v, EVICT_BATCH);
+	if (!n)
+		return;
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < n; i++)
+		coll_close(v[i]->c);
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < n; i++)
+		slot_remove(s, v[i]);
+	pthread_cond_broadcast(&s->cv);
+}
+
+/* --- the catalog ---------------------------------------------------------------------- */
+
+#define CATALOG_SCHEMA                                                                   \
+	"CREATE TABLE IF NOT EXISTS collections ("                                       \
+	" namespace TEXT NOT NULL, name TEXT NOT NULL, def BLOB NOT NULL,"               \
+	" type_namespace TEXT NOT NULL, type_name TEXT NOT NULL,"                        \
+	" labels TEXT NOT NULL CHECK (CASE WHEN json_valid(labels)"                      \
+	"   THEN json_type(labels) = 'object' ELSE 0 END),"                              \
+	" indexed_fields TEXT NOT NULL CHECK (CASE WHEN json_valid(indexed_fields)"      \
+	"   THEN json_type(indexed_fields) = 'array' ELSE 0 END),"                       \
+	" created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"                     \
+	" PRIMARY KEY (namespace, name)) WITHOUT ROWID;"                                 \
+	"CREATE INDEX IF NOT EXISTS collections_by_type"                                 \
+	" ON collections(type_name, type_namespace);"
+
+#define CATALOG_COLUMNS                                                                  \
+	"namespace, name, def, type_namespace, type_name, labels, indexed_fields,"       \
+	" created_at, updated_at"
+
+static int db_fail(sqlite3 *db, int src, const char *what)
+{
+	int rc = store_sqlite_errno(src);
+	return store_seterr(rc ? rc : -EIO, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
+}
+
+static int catalog_conn(const char *path, const coll_options *o, sqlite3 **out)
+{
+	sqlite3 *db = NULL;
+	int src = sqlite3_open_v2(path, &db,
+				  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+				  NULL);
+	if (src != SQLITE_OK) {
+		int rc = db_fail(db, src, "open catalog");
+		sqlite3_close(db);
+		return rc;
+	}
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, o->busy_timeout_ms);
+	const char *sql = o->sync_normal ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+					 : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;";
+	src = sqlite3_exec(db, sql, NULL, NULL, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_exec(db, CATALOG_SCHEMA, NULL, NULL, NULL);
+	if (src != SQLITE_OK) {
+		int rc = db_fail(db, src, "catalog schema");
+		sqlite3_close(db);
+		return rc;
+	}
+	*out = db;
+	return 0;
+}
+
+static void bind_text_or(sqlite3_stmt *st, int i, const char *v, const char *dflt)
+{
+	sqlite3_bind_text(st, i, v ? v : dflt, -1, SQLITE_STATIC);
+}
+
+static void row_view(sqlite3_stmt *st, store_collection *c)
+{
+	c->ns = (const char *)sqlite3_column_text(st, 0);
+	c->name = (const char *)sqlite3_column_text(st, 1);
+	c->def = sqlite3_column_blob(st, 2);
+	c->def_len = (size_t)sqlite3_column_bytes(st, 2);
+	c->type_ns = (const char *)sqlite3_column_text(st, 3);
+	c->type_name = (const char *)sqlite3_column_text(st, 4);
+	c->labels = (const char *)sqlite3_column_text(st, 5);
+	c->indexed = (const char *)sqlite3_column_text(st, 6);
+	c->created_at = sqlite3_column_int64(st, 7);
+	c->updated_at = sqlite3_column_int64(st, 8);
+}
+
+/* One allocation: the struct, then the def bytes, then the strings. */
+static store_collection *row_copy(const store_collection *v)
+{
+	const char *strs[] = {v->ns, v->name, v->type_ns, v->type_name, v->labels, v->indexed};
+	size_t n = sizeof(*v) + v->def_len;
+	for (size_t i = 0; i < 6; i++)
+		n += strlen(strs[i] ? strs[i] : "") + 1;
+	store_collection *c = malloc(n);
+	if (!c)
+		return NULL;
+	*c = *v;
+	char *p = (char *)(c + 1);
+	if (v->def_len)
+		memcpy(p, v->def, v->def_len);
+	c->def = p;
+	p += v->def_len;
+	const char **dst[] = {&c->ns, &c->name, &c->type_ns, &c->type_name, &c->labels,
+			      &c->indexed};
+	for (size_t i = 0; i < 6; i++) {
+		size_t len = strlen(strs[i] ? strs[i] : "") + 1;
+		memcpy(p, strs[i] ? strs[i] : "", len);
+		*dst[i] = p;
+		p += len;
+	}
+	return c;
+}
+
+/* 1 when the row exists, 0 when not, or -errno. Takes cat_mu. */
+static int catalog_get(store *s, const char *ns, const char *name, store_collection **out)
+{
+	pthread_mutex_lock(&s->cat_mu);
+	sqlite3_stmt *st = s->st_get;
+	sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	int src = sqlite3_step(st);
+	int rc;
+	if (src == SQLITE_ROW) {
+		rc = 1;
+		if (out) {
+			store_collection v;
+			row_view(st, &v);
+			*out = row_copy(&v);
+			if (!*out)
+				rc = store_seterr(-ENOMEM, "out of memory");
+		}
+	} else if (src == SQLITE_DONE) {
+		rc = 0;
+	} else {
+		rc = db_fail(s->cat, src, "catalog read");
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	pthread_mutex_unlock(&s->cat_mu);
+	return rc;
+}
+
+/* Runs one statement of the ddl connection to completion. */
+static int ddl_exec(store *s, const char *sql)
+{
+	int src = sqlite3_exec(s->ddl, sql, NULL, NULL, NULL);
+	return src == SQLITE_OK ? 0 : db_fail(s->ddl, src, sql);
+}
+
+static void ddl_rollback(store *s)
+{
+	if (!sqlite3_get_autocommit(s->ddl))
+		sqlite3_exec(s->ddl, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* --- paths ------------------------------------------------------------------------------ */
+
+static int mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || !*p) {
+			char ch = *p;
+			*p = 0;
+			if (mkdir(buf, 0755) && errno != EEXIST)
+				return -errno;
+			*p = ch;
+			if (!ch)
+				return 0;
+		}
+	}
+}
+
+/* Removes what an interrupted create or delete left in each namespace directory. */
+static void sweep_leftovers(store *s)
+{
+	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!store_name_valid(e->d_name))
+			continue;
+		int nsfd = openat(s->dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		DIR *nd = nsfd >= 0 ? fdopendir(nsfd) : NULL;
+		if (!nd) {
+			if (nsfd >= 0)
+				close(nsfd);
+			continue;
+		}
+		struct dirent *c;
+		while ((c = readdir(nd))) {
+			if (strncmp(c->d_name, NEW_PREFIX, strlen(NEW_PREFIX)) &&
+			    strncmp(c->d_name, DEL_PREFIX, strlen(DEL_PREFIX)))
+				continue;
+			int rc = files_tree_remove(dirfd(nd), c->d_name);
+			log_info("store: removed leftover %s/%s: %s", e->d_name, c->d_name,
+				 rc ? strerror(-rc) : "ok");
+		}
+		closedir(nd);
+	}
+	closedir(d);
+}
+
+/* --- open, close ---------------------------------------------------------------------- */
+
+int store_open(const char *data_dir, const store_options *opts, store **out)
+{
+	store_options o = opts ? *opts : (store_options){0};
+	store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return store_seterr(-ENOMEM, "out of memory");
+	s->dirfd = -1;
+	s->copts = (coll_options){
+		.sync_normal = o.sync_normal,
+		.queue_max = o.queue_max ? o.queue_max : 10000,
+		.group_max = o.group_max,
+		.readers_max = o.readers_max ? o.readers_max : 4,
+		.busy_timeout_ms = o.busy_timeout_ms ? o.busy_timeout_ms : 5000,
+	};
+	s->max_open = o.max_open ? o.max_open : 64;
+	s->lru.next = s->lru.prev = &s->lru;
+	pthread_mutex_init(&s->cat_mu, NULL);
+	pthread_mutex_init(&s->ddl_mu, NULL);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+
+	char path[PATH_MAX];
+	int rc = 0;
+	s->dir = strdup(data_dir);
+	if (!s->dir) {
+		rc = store_seterr(-ENOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = mkdir_p(data_dir)) < 0) {
+		store_seterr(rc, "data directory %s: %s", data_dir, strerror(-rc));
+		goto fail;
+	}
+	s->dirfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->dirfd < 0 || (mkdirat(s->dirfd, "system", 0755) && errno != EEXIST)) {
+		rc = store_seterr(-errno, "data directory %s: %s", data_dir, strerror(errno));
+		goto fail;
+	}
+	if (snprintf(path, sizeof(path), "%s/system/catalog.db", data_dir) >= (int)sizeof(path)) {
+		rc = store_seterr(-ENAMETOOLONG, "data directory path too long");
+		goto fail;
+	}
+	if ((rc = catalog_conn(path, &s->copts, &s->ddl)) < 0 ||
+	    (rc = catalog_conn(path, &s->copts, &s->cat)) < 0)
+		goto fail;
+	int src = sqlite3_prepare_v3(s->cat,
+				     "SELECT " CATALOG_COLUMNS " FROM collections"
+				     " WHERE namespace = ?1 AND name = ?2",
+				     -1, SQLITE_PREPARE_PERSISTENT, &s->st_get, NULL);
+	if (src != SQLITE_OK) {
+		rc = db_fail(s->cat, src, "catalog");
+		goto fail;
+	}
+	sweep_leftovers(s);
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return rc;
+}
+
+void store_close(store *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	for (slot *sl = s->lru.next; sl != &s->lru;) {
+		slot *next = sl->next;
+		if (sl->refs)
+			log_error("store: closing %s/%s with %zu handles held", sl->ns, sl->name,
+				  sl->refs);
+		if (sl->c)
+			coll_close(sl->c);
+		slot_remove(s, sl);
+		sl = next;
+	}
+	pthread_mutex_unlock(&s->mu);
+	sqlite3_finalize(s->st_get);
+	sqlite3_close(s->cat);
+	sqlite3_close(s->ddl);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
+	pthread_mutex_destroy(&s->cat_mu);
+	pthread_mutex_destroy(&s->ddl_mu);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
+	free(s->dir);
+	free(s);
+}
+
+const char *store_data_dir(const store *s) { return s->dir; }
+
+static int check_names(const char *ns, const char *name)
+{
+	if (!store_name_valid(ns))
+		return store_seterr(-EINVAL, "invalid namespace name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
+	if (!store_name_valid(name))
+		return store_seterr(-EINVAL, "invalid collection name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
+	return 0;
+}
+
+/* --- create, delete, update --------------------------------------------------------- */
+
+static int build_dir(store *s, int nsfd, const char *ns, const char *tmp)
+{
+	char path[PATH_MAX];
+	if (mkdirat(nsfd, tmp, 0755))
+		return store_seterr(-errno, "mkdir %s/%s: %s", ns, tmp, strerror(errno));
+	if (snprintf(path, sizeof(path), "%s/%s/%s", s->dir, ns, tmp) >= (int)sizeof(path))
+		return store_seterr(-ENAMETOOLONG, "path too long");
+	int rc = coll_create_db(path);
+	if (rc < 0)
+		return rc;
+	int fd = openat(nsfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return store_seterr(-errno, "open %s: %s", tmp, strerror(errno));
+	if ((mkdirat(fd, "files", 0755) || mkdirat(fd, "staging", 0755) || fsync(fd)))
+		rc = store_seterr(-errno, "collection directory: %s", strerror(errno));
+	close(fd);
+	return rc;
+}
+
+int store_collection_create(store *s, const store_collection *c, int flags)
+{
+	int rc = check_names(c->ns, c->name);
+	if (rc < 0)
+		return rc;
+	if (!(flags & STORE_CREATE_RESERVED) && store_ns_reserved(c->ns))
+		return store_seterr(-EINVAL, "namespace %s is reserved", c->ns);
+
+	char tmp[64];
+	char uuid[UUID_STR_LEN];
+	if ((rc = uuid7_make(uuid)) < 0)
+		return store_seterr(rc, "no randomness");
+	snprintf(tmp, sizeof(tmp), NEW_PREFIX "%s", uuid);
+
+	pthread_mutex_lock(&s->ddl_mu);
+	int nsfd = -1;
+	bool built = false;
+	if (mkdirat(s->dirfd, c->ns, 0755) == 0) {
+		if (fsync(s->dirfd)) {
+			rc = store_seterr(-errno, "fsync data directory: %s", strerror(errno));
+			goto out;
+		}
+	} else if (errno != EEXIST) {
+		rc = store_seterr(-errno, "mkdir %s: %s", c->ns, strerror(errno));
+		goto out;
+	}
+	nsfd = openat(s->dirfd, c->ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (nsfd < 0) {
+		rc = store_seterr(-errno, "open %s: %s", c->ns, strerror(errno));
+		goto out;
+	}
+	/* The row goes in first but is committed last: until then nobody sees it, and the
+	 * insert itself is the duplicate and JSON check. */
+	if ((rc = ddl_exec(s, "BEGIN IMMEDIATE")) < 0)
+		goto out;
+	sqlite3_stmt *st = NULL;
+	int src = sqlite3_prepare_v2(s->ddl,
+				     "INSERT INTO collections (" CATALOG_COLUMNS ")"
+				     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+				     -1, &st, NULL);
+	if (src == SQLITE_OK) {
+		int64_t now = now_us();
+		sqlite3_bind_text(st, 1, c->ns, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 3, c->def ? c->def : "", (int)c->def_len, SQLITE_STATIC);
+		bind_text_or(st, 4, c->type_ns, "");
+		bind_text_or(st, 5, c->type_name, "");
+		bind_text_or(st, 6, c->labels, "{}");
+		bind_text_or(st, 7, c->indexed, "[]");
+		sqlite3_bind_int64(st, 8, c->created_at ? c->created_at : now);
+		sqlite3_bind_int64(st, 9, c->updated_at ? c->updated_at : now);
+		src = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	if (src != SQLITE_DONE) {
+		rc = store_sqlite_errno(src);
+		if (rc == -EEXIST)
+			store_seterr(rc, "collection %s/%s already exists", c->ns, c->name);
+		else if (rc == -EINVAL)
+			store_seterr(rc, "invalid collection: %s", sqlite3_errmsg(s->ddl));
+		else
+			rc = db_fail(s->ddl, src, "catalog insert");
+		goto out;
+	}
+	/* No row, so a directory of that name is what a crash left behind. */
+	rc = files_tree_remove(nsfd, c->name);
+	if (rc < 0 && rc != -ENOENT) {
+		store_seterr(rc, "removing leftover %s/%s: %s", c->ns, c->name, strerror(-rc));
+		goto out;
+	}
+	built = true;
+	if ((rc = build_dir(s, nsfd, c->ns, tmp)) < 0)
+		goto out;
+	if (renameat(nsfd, tmp, nsfd, c->name) || fsync(nsfd)) {
+		rc = store_seterr(-errno, "rename into %s/%s: %s", c->ns, c->name, strerror(errno));
+		goto out;
+	}
+	rc = ddl_exec(s, "COMMIT");
+out:
+	if (rc < 0) {
+		ddl_rollback(s);
+		/* With our row inserted, no committed collection had this name: whatever
+		 * we made under either name is ours to remove. */
+		if (built) {
+			files_tree_remove(nsfd, tmp);
+			files_tree_remove(nsfd, c->name);
+		}
+		unlinkat(s->dirfd, c->ns, AT_REMOVEDIR); /* only if we left it empty */
+	}
+	if (nsfd >= 0)
+		close(nsfd);
+	pthread_mutex_unlock(&s->ddl_mu);
+	return rc;
+}
+
+/* What a delete reports as removed; best effort, the delete goes on regardless. */
+static void count_contents(store *s, int nsfd, const char *ns, const char *name,
+			   int64_t *records, int64_t *files)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/%s/%s/records.db", s->dir, ns, name) < (int)sizeof(path)) {
+		sqlite3 *db = NULL;
+		sqlite3_stmt *st = NULL;
+		if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+		    sqlite3_prepare_v2(db, "SELECT count(*) FROM records", -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW)
+			*records = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	}
+	int fd = nsfd < 0 ? -1 : openat(nsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int ffd = fd < 0 ? -1 : openat(fd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int64_t bytes;
+	if (ffd >= 0) {
+		files_tree_stat(ffd, files, &bytes);
+		close(ffd);
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+int store_collection_delete(store *s, const char *ns, const char *name, int64_t *records,
+			    int64_t *files)
+{
+	int rc = check_names(ns, name);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&s->ddl_mu);
+	rc = catalog_get(s, ns, name, NULL);
+	if (rc <= 0) {
+		if (rc == 0)
+			rc = store_seterr(-ENOENT, "no collection %s/%s", ns, name);
+		pthread_mutex_unlock(&s->ddl_mu);
+		return rc;
+	}
+	rc = 0;
+
+	/* Doom the slot (adding one if the collection is not open) so that no acquire
+	 * opens it again, then wait for the handles in use to be released. */
+	pthread_mutex_lock(&s->mu);
+	slot *sl;
+	while ((sl = slot_find(s, ns, name)) &&
+	       (sl->state == SLOT_OPENING || sl->state == SLOT_CLOSING))
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (!sl) {
+		sl = slot_add(s, ns, name, SLOT_DOOMED);
+		if (!sl) {
+			pthread_mutex_unlock(&s->mu);
+			pthread_mutex_unlock(&s->ddl_mu);
+			return store_seterr(-ENOMEM, "out of memory");
+		}
+	} else {
+		s->nopen--;
+		sl->state = SLOT_DOOMED;
+		while (sl->refs)
+			pthread_cond_wait(&s->cv, &s->mu);
+	}
+	store_coll *c = sl->c;
+	sl->c = NULL;
+	pthread_mutex_unlock(&s->mu);
+
+	if (c)
+		coll_close(c);
+	int nsfd = openat(s->dirfd, ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int64_t nrec = 0, nfiles = 0;
+	count_contents(s, nsfd, ns, name, &nrec, &nfiles);
+
+	sqlite3_stmt *st = NULL;
+	int src = sqlite3_prepare_v2(s->ddl,
+				     "DELETE FROM collections WHERE namespace = ?1 AND name = ?2",
+				     -1, &st, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		src = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	if (src != SQLITE_DONE) {
+		rc = db_fail(s->ddl, src, "catalog delete");
+	} else if (nsfd >= 0) {
+		/* The row is gone: from here on the directory is garbage however far we get.
+		 * Renaming first makes what a crash leaves recognisable to the sweep. */
+		char uuid[UUID_STR_LEN], del[64];
+		if (uuid7_make(uuid) == 0) {
+			snprintf(del, sizeof(del), DEL_PREFIX "%s", uuid);
+			if (renameat(nsfd, name, nsfd, del) == 0) {
+				fsync(nsfd);
+				files_tree_remove(nsfd, del);
+			}
+		}
+		if (unlinkat(s->dirfd, ns, AT_REMOVEDIR) == 0)
+			fsync(s->dirfd);
+	}
+	if (nsfd >= 0)
+		close(nsfd);
+	if (rc == 0) {
+		if (records)
+			*records = nrec;
+		if (files)
+			*files = nfiles;
+	}
+	pthread_mutex_lock(&s->mu);
+	slot_remove(s, sl);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_mutex_unlock(&s->ddl_mu);
+	return rc;
+}
+
+int store_collection_get(store *s, const char *ns, const char *name, store_collection **out)
+{
+	int rc = check_names(ns, name);
+	if (rc < 0)
+		return rc;
+	rc = catalog_get(s, ns, name, out);
+	if (rc == 0)
+		return store_seterr(-ENOENT, "no collection %s/%s", ns, name);
+	return rc < 0 ? rc : 0;
+}
+
+int store_collection_list(store *s, const store_list_filter *f,
+			  int (*cb)(void *ctx, const store_collection *c), void *ctx, bool *more)
+{
+	if (more)
+		*more = false;
+	if (f->nlabels > STORE_LABEL_FILTERS_MAX)
+		return store_seterr(-EINVAL, "at most %d label filters", STORE_LABEL_FILTERS_MAX);
+	if ((f->after_ns == NULL) != (f->after_name == NULL))
+		return store_seterr(-EINVAL, "a cursor needs both namespace and name");
+	/* The SQL text is assembled from fixed fragments only; every value is a parameter. */
+	char sql[512 + STORE_LABEL_FILTERS_MAX * 80];
+	size_t n = (size_t)snprintf(sql, sizeof(sql),
+				    "SELECT " CATALOG_COLUMNS " FROM collections WHERE 1");
+#define APPEND(frag) n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s", frag)
+	if (f->ns)
+		APPEND(" AND namespace = ?");
+	if (f->type_ns)
+		APPEND(" AND type_namespace = ?");
+	if (f->type_name)
+		APPEND(" AND type_name = ?");
+	if (f->after_ns)
+		APPEND(" AND (namespace, name) > (?, ?)");
+	for (size_t i = 0; i < f->nlabels; i++)
+		APPEND(" AND EXISTS (SELECT 1 FROM json_each(labels) WHERE key = ? AND value = ?)");
+	APPEND(" ORDER BY namespace, name LIMIT ?");
+#undef APPEND
+
+	pthread_mutex_lock(&s->cat_mu);
+	sqlite3_stmt *st = NULL;
+	int src = sqlite3_prepare_v2(s->cat, sql, -1, &st, NULL);
+	int rc = 0;
+	if (src != SQLITE_OK) {
+		rc = db_fail(s->cat, src, "catalog list");
+		goto out;
+	}
+	int i = 1;
+	if (f->ns)
+		sqlite3_bind_text(st, i++, f->ns, -1, SQLITE_STATIC);
+	if (f->type_ns)
+		sqlite3_bind_text(st, i++, f->type_ns, -1, SQLITE_STATIC);
+	if (f->type_name)
+		sqlite3_bind_text(st, i++, f->type_name, -1, SQLITE_STATIC);
+	if (f->after_ns) {
+		sqlite3_bind_text(st, i++, f->after_ns, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, i++, f->after_name, -1, SQLITE_STATIC);
+	}
+	for (size_t k = 0; k < f->nlabels; k++) {
+		sqlite3_bind_text(st, i++, f->label_keys[k], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, i++, f->label_values[k], -1, SQLITE_STATIC);
+	}
+	/* One row past the limit tells whether there is more. */
+	sqlite3_bind_int64(st, i, f->limit ? (int64_t)f->limit + 1 : -1);
+	size_t rows = 0;
+	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+		if (f->limit && rows == f->limit) {
+			if (more)
+				*more = true;
+			break;
+		}
+		rows++;
+		store_collection v;
+		row_view(st, &v);
+		if ((rc = cb(ctx, &v)) != 0)
+			goto out;
+	}
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		rc = db_fail(s->cat, src, "catalog list");
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&s->cat_mu);
+	return rc;
+}
+
+int store_collection_update_def(store *s, const store_collection *c)
+{
+	int rc = check_names(c->ns, c->name);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&s->ddl_mu);
+	sqlite3_stmt *st = NULL;
+	int src = sqlite3_prepare_v2(s->ddl,
+				     "UPDATE collections SET def = ?3, type_namespace = ?4,"
+				     " type_name = ?5, labels = ?6, indexed_fields = ?7,"
+				     " updated_at = ?8 WHERE namespace = ?1 AND name = ?2",
+				     -1, &st, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, c->ns, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 3, c->def ? c->def : "", (int)c->def_len, SQLITE_STATIC);
+		bind_text_or(st, 4, c->type_ns, "");
+		bind_text_or(st, 5, c->type_name, "");
+		bind_text_or(st, 6, c->labels, "{}");
+		bind_text_or(st, 7, c->indexed, "[]");
+		sqlite3_bind_int64(st, 8, c->updated_at ? c->updated_at : now_us());
+		src = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	if (src != SQLITE_DONE) {
+		rc = store_sqlite_errno(src);
+		if (rc == -EINVAL)
+			store_seterr(rc, "invalid collection: %s", sqlite3_errmsg(s->ddl));
+		else
+			rc = db_fail(s->ddl, src, "catalog update");
+	} else if (sqlite3_changes(s->ddl) == 0) {
+		rc = store_seterr(-ENOENT, "no collection %s/%s", c->ns, c->name);
+	}
+	pthread_mutex_unlock(&s->ddl_mu);
+	return rc;
+}
+
+/* --- handles ------------------------------------------------------------------------- */
+
+int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **out)
+{
+	int rc = check_names(ns, name);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	slot *sl;
+	while ((sl = slot_find(s, ns, name))) {
+		if (sl->state == SLOT_READY) {
+			sl->refs++;
+			lru_unlink(sl);
+			lru_push_front(s, sl);
+			*out = sl->c;
+			pthread_mutex_unlock(&s->mu);
+			return 0;
+		}
+		if (sl->state == SLOT_DOOMED) {
+			pthread_mutex_unlock(&s->mu);
+			return store_seterr(-ENOENT, "no collection %s/%s", ns, name);
+		}
+		pthread_cond_wait(&s->cv, &s->mu);
+	}
+	sl = slot_add(s, ns, name, SLOT_OPENING);
+	pthread_mutex_unlock(&s->mu);
+	if (!sl)
+		return store_seterr(-ENOMEM, "out of memory");
+
+	/* Opening takes a while (files, schema, a thread): done without the table lock,
+	 * others asking for this collection wait for the outcome. */
+	store_coll *c = NULL;
+	rc = catalog_get(s, ns, name, NULL);
+	if (rc == 0) {
+		rc = store_seterr(-ENOENT, "no collection %s/%s", ns, name);
+	} else if (rc > 0) {
+		char path[PATH_MAX];
+		if (snprintf(path, sizeof(path), "%s/%s/%s", s->dir, ns, name) >= (int)sizeof(path))
+			rc = store_seterr(-ENAMETOOLONG, "path too long");
+		else
+			rc = coll_open(path, ns, name, &s->copts, sl, &c);
+	}
+
+	pthread_mutex_lock(&s->mu);
+	if (rc < 0) {
+		slot_remove(s, sl);
+	} else {
+		sl->c = c;
+		sl->state = SLOT_READY;
+		sl->refs = 1;
+		*out = c;
+		evict(s);
+	}
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+void store_coll_release(store_coll *c)
+{
+	slot *sl = coll_owner(c);
+	store *s = sl->owner;
+	pthread_mutex_lock(&s->mu);
+	if (--sl->refs == 0 && sl->state == SLOT_DOOMED)
+		pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,1309 @@
+/* The storage core: names, the catalog, open collections, the group-committing writer,
+ * readers, indexes, stats, and acknowledged writes surviving kill -9. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "io/clock.h"
+#include "store/coll.h"
+#include "store/files.h"
+#include "store/store.h"
+
+/* --- fixtures ---------------------------------------------------------------------------- */
+
+static char dir[64];
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static int setup_dir(void **state)
+{
+	(void)state;
+	snprintf(dir, sizeof(dir), "/tmp/test_store-XXXXXX");
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state)
+{
+	(void)state;
+	return nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static bool path_exists(const char *fmt, ...)
+{
+	char p[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(p, sizeof(p), fmt, ap);
+	va_end(ap);
+	struct stat sb;
+	return lstat(p, &sb) == 0;
+}
+
+static store *open_store(const store_options *o)
+{
+	store *s = NULL;
+	int rc = store_open(dir, o, &s);
+	if (rc)
+		fprintf(stderr, "store_open: %s\n", store_errmsg());
+	assert_int_equal(rc, 0);
+	return s;
+}
+
+static void create(store *s, const char *ns, const char *name)
+{
+	store_collection c = {.ns = ns, .name = name, .def = "def", .def_len = 3};
+	int rc = store_collection_create(s, &c, 0);
+	if (rc)
+		fprintf(stderr, "create: %s\n", store_errmsg());
+	assert_int_equal(rc, 0);
+}
+
+static store_coll *acquire(store *s, const char *ns, const char *name)
+{
+	store_coll *c = NULL;
+	assert_int_equal(store_coll_acquire(s, ns, name, &c), 0);
+	return c;
+}
+
+/* --- synchronous writes ------------------------------------------------------------------ */
+
+typedef struct treq {
+	store_write_req r; /* first: done gets this pointer back */
+	store_op ops[4];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done;
+	int rc;
+	atomic_int calls;
+} treq;
+
+static void treq_done(store_write_req *r, int rc)
+{
+	treq *t = (treq *)r;
+	atomic_fetch_add(&t->calls, 1);
+	pthread_mutex_lock(&t->mu);
+	t->rc = rc;
+	t->done = true;
+	pthread_cond_broadcast(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+}
+
+static void treq_init(treq *t, size_t nops, bool atomic)
+{
+	memset(t, 0, sizeof(*t));
+	pthread_mutex_init(&t->mu, NULL);
+	pthread_cond_init(&t->cv, NULL);
+	t->r.ops = t->ops;
+	t->r.nops = nops;
+	t->r.atomic = atomic;
+	t->r.done = treq_done;
+}
+
+static int treq_wait(treq *t)
+{
+	pthread_mutex_lock(&t->mu);
+	while (!t->done)
+		pthread_cond_wait(&t->cv, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+	assert_int_equal(atomic_load(&t->calls), 1);
+	pthread_mutex_destroy(&t->mu);
+	pthread_cond_destroy(&t->cv);
+	return t->rc;
+}
+
+static void op_insert(store_op *op, const char *id, const char *json)
+{
+	*op = (store_op){.kind = STORE_OP_INSERT, .id = id,
+			 .row = {.data = id, .data_len = strlen(id), .json = json}};
+}
+
+static int write1(store_coll *c, store_op op)
+{
+	treq t;
+	treq_init(&t, 1, false);
+	t.ops[0] = op;
+	int rc = store_write(c, &t.r);
+	if (rc)
+		return rc;
+	rc = treq_wait(&t);
+	assert_int_equal(t.ops[0].rc, rc);
+	return rc;
+}
+
+static int insert(store_coll *c, const char *id, const char *json)
+{
+	store_op op;
+	op_insert(&op, id, json);
+	return write1(c, op);
+}
+
+/* One integer from a query with one optional text parameter. */
+static int64_t query_int(store_coll *c, const char *sql, const char *param)
+{
+	store_reader *r;
+	assert_int_equal(store_coll_read_begin(c, &r), 0);
+	sqlite3_stmt *st;
+	assert_int_equal(store_reader_prepare(r, sql, &st), 0);
+	if (param)
+		sqlite3_bind_text(st, 1, param, -1, SQLITE_TRANSIENT);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(st, 0);
+	store_coll_read_end(r);
+	return v;
+}
+
+static bool has_id(store_coll *c, const char *id)
+{
+	return query_int(c, "SELECT count(*) FROM records WHERE id = ?1", id) == 1;
+}
+
+static int64_t fts_hits(store_coll *c, const char *word)
+{
+	return query_int(c, "SELECT count(*) FROM records_fts WHERE records_fts MATCH ?1", word);
+}
+
+/* A gate that holds the writer inside a transaction (in an apply callback). */
+static struct {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool entered, open;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+
+static int apply_gate(void *ctx, const store_row *old, store_row *out)
+{
+	(void)ctx;
+	pthread_mutex_lock(&gate.mu);
+	gate.entered = true;
+	pthread_cond_broadcast(&gate.cv);
+	while (!gate.open)
+		pthread_cond_wait(&gate.cv, &gate.mu);
+	pthread_mutex_unlock(&gate.mu);
+	*out = *old;
+	return 0;
+}
+
+static void gate_close(void)
+{
+	pthread_mutex_lock(&gate.mu);
+	gate.entered = gate.open = false;
+	pthread_mutex_unlock(&gate.mu);
+}
+
+static void gate_wait_entered(void)
+{
+	pthread_mutex_lock(&gate.mu);
+	while (!gate.entered)
+		pthread_cond_wait(&gate.cv, &gate.mu);
+	pthread_mutex_unlock(&gate.mu);
+}
+
+static void gate_open(void)
+{
+	pthread_mutex_lock(&gate.mu);
+	gate.open = true;
+	pthread_cond_broadcast(&gate.cv);
+	pthread_mutex_unlock(&gate.mu);
+}
+
+/* Queues a request whose apply holds the writer at the gate; returns once it is there. */
+static void block_writer(store_coll *c, treq *t, const char *id)
+{
+	gate_close();
+	treq_init(t, 1, false);
+	t->ops[0] = (store_op){.kind = STORE_OP_UPDATE, .id = id, .apply = apply_gate};
+	assert_int_equal(store_write(c, &t->r), 0);
+	gate_wait_entered();
+}
+
+/* --- names ------------------------------------------------------------------------------ */
+
+static void test_names(void **state)
+{
+	(void)state;
+	char max[STORE_NAME_MAX + 2];
+	memset(max, 'a', STORE_NAME_MAX);
+	max[STORE_NAME_MAX] = 0;
+	const char *good[] = {"a", "Z", "0", "a-b", "a_b", "Abc-09_x", "9lives", max};
+	for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
+		assert_true(store_name_valid(good[i]));
+	max[STORE_NAME_MAX] = 'a';
+	max[STORE_NAME_MAX + 1] = 0;
+	const char *bad[] = {"",     ".",     "..",    "../x", "a/b", "/a",     "a/",  "-a",
+			     "_a",   ".a",    "a.b",   "a b",  "a\\b", "a\tb",   "\xc3\xa9", "a:b",
+			     "a..b", "~root", "%2e%2e", max};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+		assert_false(store_name_valid(bad[i]));
+	assert_false(store_name_valid(NULL));
+
+	const char *reserved[] = {"system", "repo", "backups", "files", "SYSTEM", "Files"};
+	for (size_t i = 0; i < sizeof(reserved) / sizeof(*reserved); i++)
+		assert_true(store_ns_reserved(reserved[i]));
+	assert_false(store_ns_reserved("systems"));
+	assert_false(store_ns_reserved("zoo"));
+}
+
+static void test_names_enforced(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	const char *escapes[][2] = {{"..", "x"}, {"zoo", ".."}, {"zoo", "../../etc"},
+				    {"a/b", "c"}, {"zoo", ""},	 {"", "x"}};
+	for (size_t i = 0; i < sizeof(escapes) / sizeof(*escapes); i++) {
+		store_collection c = {.ns = escapes[i][0], .name = escapes[i][1]};
+		assert_int_equal(store_collection_create(s, &c, 0), -EINVAL);
+		assert_non_null(strstr(store_errmsg(), "invalid"));
+		store_coll *h;
+		assert_int_equal(store_coll_acquire(s, escapes[i][0], escapes[i][1], &h), -EINVAL);
+		assert_int_equal(store_collection_delete(s, escapes[i][0], escapes[i][1], NULL, NULL),
+				 -EINVAL);
+	}
+	/* Reserved namespaces: refused to users, allowed to the node. */
+	store_collection sys = {.ns = "system", .name = "protos"};
+	assert_int_equal(store_collection_create(s, &sys, 0), -EINVAL);
+	assert_non_null(strstr(store_errmsg(), "reserved"));
+	assert_int_equal(store_collection_create(s, &sys, STORE_CREATE_RESERVED), 0);
+	assert_true(path_exists("%s/system/protos/records.db", dir));
+	assert_true(path_exists("%s/system/catalog.db", dir));
+	store_close(s);
+}
+
+/* --- catalog ---------------------------------------------------------------------------- */
+
+typedef struct listed {
+	char names[16][140];
+	size_t n;
+} listed;
+
+static int collect(void *ctx, const store_collection *c)
+{
+	listed *l = ctx;
+	if (l->n < 16)
+		snprintf(l->names[l->n++], sizeof(l->names[0]), "%s/%s", c->ns, c->name);
+	return 0;
+}
+
+static void test_catalog(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	store_collection a = {.ns = "zoo", .name = "animals", .def = "\x0a\x00\x01", .def_len = 3,
+			      .type_ns = "zoo", .type_name = "zoo.Animal",
+			      .labels = "{\"env\":\"prod\",\"team\":\"x\"}", .indexed = "[\"name\"]"};
+	assert_int_equal(store_collection_create(s, &a, 0), 0);
+	assert_true(path_exists("%s/zoo/animals/records.db", dir));
+	assert_true(path_exists("%s/zoo/animals/files", dir));
+	assert_int_equal(store_collection_create(s, &a, 0), -EEXIST);
+	assert_non_null(strstr(store_errmsg(), "exists"));
+
+	store_collection *g = NULL;
+	assert_int_equal(store_collection_get(s, "zoo", "animals", &g), 0);
+	assert_string_equal(g->ns, "zoo");
+	assert_string_equal(g->name, "animals");
+	assert_int_equal(g->def_len, 3);
+	assert_memory_equal(g->def, "\x0a\x00\x01", 3);
+	assert_string_equal(g->type_ns, "zoo");
+	assert_string_equal(g->type_name, "zoo.Animal");
+	assert_string_equal(g->indexed, "[\"name\"]");
+	assert_true(g->created_at > 0);
+	assert_int_equal(g->created_at, g->updated_at);
+	int64_t created = g->created_at;
+	free(g);
+	assert_int_equal(store_collection_get(s, "zoo", "plants", &g), -ENOENT);
+
+	/* Defaults and more rows to list. */
+	store_collection b = {.ns = "zoo", .name = "birds", .labels = "{\"env\":\"dev\"}"};
+	store_collection c = {.ns = "farm", .name = "cows", .type_ns = "zoo",
+			      .type_name = "zoo.Animal", .labels = "{\"env\":\"prod\"}"};
+	store_collection d = {.ns = "zoo", .name = "cats", .type_ns = "zoo",
+			      .type_name = "zoo.Animal", .labels = "{\"env\":\"prod\"}"};
+	assert_int_equal(store_collection_create(s, &b, 0), 0);
+	assert_int_equal(store_collection_create(s, &c, 0), 0);
+	assert_int_equal(store_collection_create(s, &d, 0), 0);
+	assert_int_equal(store_collection_get(s, "zoo", "birds", &g), 0);
+	assert_int_equal(g->def_len, 0);
+	assert_string_equal(g->type_name, "");
+	assert_string_equal(g->indexed, "[]");
+	free(g);
+
+	/* Bad JSON is refused and leaves nothing behind. */
+	store_collection bad = {.ns = "zoo", .name = "bad", .labels = "[1]"};
+	assert_int_equal(store_collection_create(s, &bad, 0), -EINVAL);
+	bad.labels = "{not json";
+	assert_int_equal(store_collection_create(s, &bad, 0), -EINVAL);
+	bad.labels = NULL;
+	bad.indexed = "{}";
+	assert_int_equal(store_collection_create(s, &bad, 0), -EINVAL);
+	assert_false(path_exists("%s/zoo/bad", dir));
+
+	listed l = {0};
+	assert_int_equal(store_collection_list(s, &(store_list_filter){0}, collect, &l, NULL), 0);
+	assert_int_equal(l.n, 4);
+	assert_string_equal(l.names[0], "farm/cows");
+	assert_string_equal(l.names[3], "zoo/cats");
+
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_collection_list(s, &(store_list_filter){.ns = "zoo"}, collect, &l, NULL), 0);
+	assert_int_equal(l.n, 3);
+
+	const char *k[] = {"env", "team"}, *v[] = {"prod", "x"};
+	memset(&l, 0, sizeof(l));
+	store_list_filter f = {.nlabels = 1, .label_keys = k, .label_values = v};
+	assert_int_equal(store_collection_list(s, &f, collect, &l, NULL), 0);
+	assert_int_equal(l.n, 3); /* cows, animals, cats */
+	f.nlabels = 2;
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(store_collection_list(s, &f, collect, &l, NULL), 0);
+	assert_int_equal(l.n, 1);
+	assert_string_equal(l.names[0], "zoo/animals");
+
+	memset(&l, 0, sizeof(l));
+	f = (store_list_filter){.type_ns = "zoo", .type_name = "zoo.Animal", .ns = "zoo"};
+	assert_int_equal(store_collection_list(s, &f, collect, &l, NULL), 0);
+	assert_int_equal(l.n, 2);
+
+	/* Keyset paging, two at a time. */
+	bool more;
+	memset(&l, 0, sizeof(l));
+	f = (store_list_filter){.limit = 2};
+	assert_int_equal(store_collection_list(s, &f, collect, &l, &more), 0);
+	assert_int_equal(l.n, 2);
+	assert_true(more);
+	assert_string_equal(l.names[1], "zoo/animals");
+	f.after_ns = "zoo";
+	f.after_name = "animals";
+	assert_int_equal(store_collection_list(s, &f, collect, &l, &more), 0);
+	assert_int_equal(l.n, 4);
+	assert_false(more);
+	assert_string_equal(l.names[2], "zoo/birds");
+	assert_string_equal(l.names[3], "zoo/cats");
+	f.after_name = NULL;
+	assert_int_equal(store_collection_list(s, &f, collect, &l, &more), -EINVAL);
+
+	/* Modify: new definition and labels, same creation time. */
+	store_collection m = a;
+	m.def = "new";
+	m.def_len = 3;
+	m.indexed = "[\"name\",\"age\"]";
+	assert_int_equal(store_collection_update_def(s, &m), 0);
+	assert_int_equal(store_collection_get(s, "zoo", "animals", &g), 0);
+	assert_memory_equal(g->def, "new", 3);
+	assert_string_equal(g->indexed, "[\"name\",\"age\"]");
+	assert_int_equal(g->created_at, created);
+	assert_true(g->updated_at >= created);
+	free(g);
+	m.name = "nothing";
+	assert_int_equal(store_collection_update_def(s, &m), -ENOENT);
+	m.name = "animals";
+	m.labels = "nope";
+	assert_int_equal(store_collection_update_def(s, &m), -EINVAL);
+
+	/* Delete reports what went away. */
+	store_coll *h = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(h, "r1", "{\"a\":1}"), 0);
+	assert_int_equal(insert(h, "r2", "{\"a\":2}"), 0);
+	files_writer *w;
+	assert_int_equal(files_put_begin(h, "docs/a.txt", 0, &w), 0);
+	assert_int_equal(files_put_chunk(w, "hello", 5), 0);
+	assert_int_equal(files_put_commit(w), 0);
+	store_coll_release(h);
+	int64_t nrec = -1, nfiles = -1;
+	assert_int_equal(store_collection_delete(s, "zoo", "animals", &nrec, &nfiles), 0);
+	assert_int_equal(nrec, 2);
+	assert_int_equal(nfiles, 1);
+	assert_false(path_exists("%s/zoo/animals", dir));
+	assert_int_equal(store_collection_get(s, "zoo", "animals", &g), -ENOENT);
+	assert_int_equal(store_coll_acquire(s, "zoo", "animals", &h), -ENOENT);
+	assert_int_equal(store_collection_delete(s, "zoo", "animals", NULL, NULL), -ENOENT);
+	/* Counts also come from a collection that was not open. */
+	assert_int_equal(store_collection_delete(s, "farm", "cows", &nrec, &nfiles), 0);
+	assert_int_equal(nrec, 0);
+	assert_int_equal(nfiles, 0);
+	assert_false(path_exists("%s/farm", dir)); /* the emptied namespace goes too */
+	/* And the name can be used again, empty. */
+	assert_int_equal(store_collection_create(s, &a, 0), 0);
+	h = acquire(s, "zoo", "animals");
+	assert_false(has_id(h, "r1"));
+	store_coll_release(h);
+	store_close(s);
+}
+
+static void test_reopen(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(c, "r1", "{\"name\":\"zebra\"}"), 0);
+	store_coll_release(c);
+	store_close(s);
+
+	s = open_store(&(store_options){.sync_normal = true});
+	assert_string_equal(store_data_dir(s), dir);
+	store_collection *g;
+	assert_int_equal(store_collection_get(s, "zoo", "animals", &g), 0);
+	assert_memory_equal(g->def, "def", 3);
+	free(g);
+	c = acquire(s, "zoo", "animals");
+	assert_true(has_id(c, "r1"));
+	assert_int_equal(fts_hits(c, "zebra"), 1);
+	assert_int_equal(insert(c, "r1", "{}"), -EEXIST);
+	store_coll_release(c);
+	store_close(s);
+}
+
+/* What an interrupted create or delete leaves is cleaned up, never shown as a collection. */
+static void test_leftovers(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_close(s);
+	char p[512];
+	snprintf(p, sizeof(p), "%s/zoo/.new-0000", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/zoo/.del-0000", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/zoo/.del-0000/junk", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	/* A renamed-into-place directory whose catalog row was never committed. */
+	snprintf(p, sizeof(p), "%s/zoo/orphan", dir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/zoo/orphan/records.db", dir);
+	FILE *f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("garbage", f);
+	fclose(f);
+
+	s = open_store(NULL);
+	assert_false(path_exists("%s/zoo/.new-0000", dir));
+	assert_false(path_exists("%s/zoo/.del-0000", dir));
+	store_coll *c;
+	assert_int_equal(store_coll_acquire(s, "zoo", "orphan", &c), -ENOENT);
+	listed l = {0};
+	assert_int_equal(store_collection_list(s, &(store_list_filter){0}, collect, &l, NULL), 0);
+	assert_int_equal(l.n, 1);
+	create(s, "zoo", "orphan");
+	c = acquire(s, "zoo", "orphan");
+	assert_int_equal(insert(c, "x", "{}"), 0);
+	assert_int_equal(query_int(c, "SELECT count(*) FROM records", NULL), 1);
+	store_coll_release(c);
+	store_close(s);
+}
+
+/* --- writes --------------------------------------------------------------------------------- */
+
+static void test_write_ops(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+
+	store_op op = {.kind = STORE_OP_INSERT, .id = "r1",
+		       .row = {.data = "\x08\x01", .data_len = 2,
+			       .json = "{\"name\":\"striped zebra\",\"legs\":4,\"tags\":[\"wild\"]}",
+			       .labels = "{\"k\":\"v\"}"}};
+	treq t;
+	treq_init(&t, 1, false);
+	t.ops[0] = op;
+	assert_int_equal(store_write(c, &t.r), 0);
+	assert_int_equal(treq_wait(&t), 0);
+	int64_t created = t.ops[0].created_at;
+	assert_true(created > 0);
+	assert_int_equal(t.ops[0].updated_at, created);
+	assert_true(has_id(c, "r1"));
+	assert_int_equal(fts_hits(c, "zebra"), 1);
+	assert_int_equal(fts_hits(c, "wild"), 1);
+	assert_int_equal(fts_hits(c, "legs"), 0); /* keys are not text */
+	assert_int_equal(insert(c, "r1", "{}"), -EEXIST);
+
+	/* An empty message is zero bytes of data. */
+	store_op empty = {.kind = STORE_OP_INSERT, .id = "empty", .row = {.json = "{}"}};
+	assert_int_equal(write1(c, empty), 0);
+	assert_int_equal(query_int(c, "SELECT length(data) FROM records WHERE id = ?1", "empty"), 0);
+
+	/* Kept times (clone, restore). */
+	store_op kept = {.kind = STORE_OP_INSERT, .id = "old", .row = {.json = "{}"},
+			 .created_at = 1000, .updated_at = 2000};
+	assert_int_equal(write1(c, kept), 0);
+	assert_int_equal(query_int(c, "SELECT created_at FROM records WHERE id = ?1", "old"), 1000);
+	assert_int_equal(query_int(c, "SELECT updated_at FROM records WHERE id = ?1", "old"), 2000);
+
+	/* Replace: new data and text, labels kept when not given, created_at kept. */
+	store_op up = {.kind = STORE_OP_UPDATE, .id = "r1",
+		       .row = {.data = "\x08\x02", .data_len = 2, .json = "{\"name\":\"okapi\"}"}};
+	treq_init(&t, 1, false);
+	t.ops[0] = up;
+	assert_int_equal(store_write(c, &t.r), 0);
+	assert_int_equal(treq_wait(&t), 0);
+	assert_int_equal(t.ops[0].created_at, created);
+	assert_true(t.ops[0].updated_at >= created);
+	assert_int_equal(query_int(c, "SELECT created_at FROM records WHERE id = ?1", "r1"), created);
+	assert_int_equal(query_int(c, "SELECT hex(data) = '0802' FROM records WHERE id = ?1", "r1"), 1);
+	assert_int_equal(query_int(c, "SELECT labels = '{\"k\":\"v\"}' FROM records WHERE id = ?1", "r1"), 1);
+	assert_int_equal(fts_hits(c, "zebra"), 0);
+	assert_int_equal(fts_hits(c, "okapi"), 1);
+	up.row.labels = "{}";
+	assert_int_equal(write1(c, up), 0);
+	assert_int_equal(query_int(c, "SELECT labels = '{}' FROM records WHERE id = ?1", "r1"), 1);
+	up.id = "missing";
+	assert_int_equal(write1(c, up), -ENOENT);
+
+	/* Bad JSON fails the op alone. */
+	assert_int_equal(insert(c, "badjson", "{nope"), -EINVAL);
+	assert_false(has_id(c, "badjson"));
+	store_op badlabels = {.kind = STORE_OP_INSERT, .id = "badlabels",
+			      .row = {.json = "{}", .labels = "{\"k\":"}};
+	assert_int_equal(write1(c, badlabels), -EINVAL);
+	assert_false(has_id(c, "badlabels"));
+	badlabels.kind = STORE_OP_UPDATE;
+	badlabels.id = "empty";
+	assert_int_equal(write1(c, badlabels), -EINVAL);
+	assert_int_equal(query_int(c, "SELECT labels = '{}' FROM records WHERE id = ?1", "empty"), 1);
+
+	store_op del = {.kind = STORE_OP_DELETE, .id = "r1"};
+	assert_int_equal(write1(c, del), 0);
+	assert_false(has_id(c, "r1"));
+	assert_int_equal(fts_hits(c, "okapi"), 0);
+	assert_int_equal(query_int(c, "SELECT count(*) FROM records_fts", NULL), 2);
+	assert_int_equal(write1(c, del), -ENOENT);
+
+	/* Malformed requests are refused at once. */
+	treq_init(&t, 0, false);
+	assert_int_equal(store_write(c, &t.r), -EINVAL);
+	treq_init(&t, 1, false);
+	t.ops[0] = (store_op){.kind = STORE_OP_INSERT, .id = "x"};
+	assert_int_equal(store_write(c, &t.r), -EINVAL);
+	t.ops[0] = (store_op){.kind = STORE_OP_INSERT, .row = {.json = "{}"}};
+	assert_int_equal(store_write(c, &t.r), -EINVAL);
+	t.ops[0] = (store_op){.kind = STORE_OP_INSERT, .id = "x", .row = {.json = "{}", .data_len = 3}};
+	assert_int_equal(store_write(c, &t.r), -EINVAL);
+	store_coll_release(c);
+	store_close(s);
+}
+
+typedef struct merge {
+	char json[128];
+	int fail;
+	int calls;
+} merge;
+
+/* Read-modify-write: appends "!" to the old JSON's name by building a new document. */
+static int apply_merge(void *ctx, const store_row *old, store_row *out)
+{
+	merge *m = ctx;
+	m->calls++;
+	if (m->fail)
+		return m->fail;
+	snprintf(m->json, sizeof(m->json), "{\"was\":%s,\"n\":%zu}", old->json, old->data_len);
+	out->data = old->data; /* points into old: the writer must copy it */
+	out->data_len = old->data_len;
+	out->json = m->json;
+	out->labels = "{\"merged\":\"yes\"}";
+	return 0;
+}
+
+static void test_apply(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(c, "r1", "{\"name\":\"lynx\"}"), 0);
+
+	merge m = {0};
+	store_op op = {.kind = STORE_OP_UPDATE, .id = "r1", .apply = apply_merge, .apply_ctx = &m};
+	assert_int_equal(write1(c, op), 0);
+	assert_int_equal(m.calls, 1);
+	assert_int_equal(
+		query_int(c, "SELECT json = '{\"was\":{\"name\":\"lynx\"},\"n\":2}' FROM records WHERE id = ?1", "r1"),
+		1);
+	assert_int_equal(query_int(c, "SELECT data = CAST('r1' AS BLOB) FROM records WHERE id = ?1", "r1"), 1);
+	assert_int_equal(query_int(c, "SELECT labels = '{\"merged\":\"yes\"}' FROM records WHERE id = ?1", "r1"), 1);
+	assert_int_equal(fts_hits(c, "lynx"), 1);
+
+	/* A failing apply fails the op and changes nothing. */
+	m.fail = -EPERM;
+	assert_int_equal(write1(c, op), -EPERM);
+	assert_int_equal(query_int(c, "SELECT json LIKE '{\"was\":{\"name%' FROM records WHERE id = ?1", "r1"), 1);
+
+	/* No row: apply is not called. */
+	m.calls = 0;
+	op.id = "missing";
+	assert_int_equal(write1(c, op), -ENOENT);
+	assert_int_equal(m.calls, 0);
+	store_coll_release(c);
+	store_close(s);
+}
+
+/* Requests queued while the writer is busy share the next transaction, and each one's
+ * failure stays its own. */
+static void test_group_isolation(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(c, "base", "{}"), 0);
+	assert_int_equal(insert(c, "e", "{}"), 0);
+	uint64_t commits0, acked0;
+	store_coll_group_stats(c, &commits0, &acked0);
+
+	treq blocker;
+	block_writer(c, &blocker, "base");
+	enum { N = 6 };
+	treq t[N];
+	treq_init(&t[0], 1, false);
+	op_insert(&t[0].ops[0], "x1", "{}");
+	treq_init(&t[1], 1, false);
+	op_insert(&t[1].ops[0], "e", "{}"); /* duplicate */
+	treq_init(&t[2], 1, false);
+	op_insert(&t[2].ops[0], "x2", "{}");
+	treq_init(&t[3], 3, true); /* atomic: all or nothing */
+	op_insert(&t[3].ops[0], "y1", "{}");
+	op_insert(&t[3].ops[1], "e", "{}");
+	op_insert(&t[3].ops[2], "y2", "{}");
+	treq_init(&t[4], 3, false); /* not atomic: each op on its own */
+	op_insert(&t[4].ops[0], "z1", "{}");
+	op_insert(&t[4].ops[1], "e", "{}");
+	op_insert(&t[4].ops[2], "z2", "{}");
+	treq_init(&t[5], 2, true);
+	op_insert(&t[5].ops[0], "w1", "{}");
+	t[5].ops[1] = (store_op){.kind = STORE_OP_DELETE, .id = "e"};
+	for (int i = 0; i < N; i++)
+		assert_int_equal(store_write(c, &t[i].r), 0);
+	/* Nothing is acknowledged before its commit. */
+	for (int i = 0; i < N; i++)
+		assert_int_equal(atomic_load(&t[i].calls), 0);
+	gate_open();
+	assert_int_equal(treq_wait(&blocker), 0);
+	int rc[N];
+	for (int i = 0; i < N; i++)
+		rc[i] = treq_wait(&t[i]);
+
+	uint64_t commits, acked;
+	store_coll_group_stats(c, &commits, &acked);
+	assert_int_equal(commits - commits0, 2); /* the blocker's, then one for all six */
+	assert_int_equal(acked - acked0, 1 + N);
+
+	assert_int_equal(rc[0], 0);
+	assert_int_equal(rc[1], -EEXIST);
+	assert_int_equal(rc[2], 0);
+	assert_int_equal(rc[3], -EEXIST);
+	assert_int_equal(t[3].ops[0].rc, -ECANCELED);
+	assert_int_equal(t[3].ops[1].rc, -EEXIST);
+	assert_int_equal(t[3].ops[2].rc, -ECANCELED);
+	assert_int_equal(rc[4], -EEXIST);
+	assert_int_equal(t[4].ops[0].rc, 0);
+	assert_int_equal(t[4].ops[1].rc, -EEXIST);
+	assert_int_equal(t[4].ops[2].rc, 0);
+	assert_int_equal(rc[5], 0);
+	assert_true(has_id(c, "x1"));
+	assert_true(has_id(c, "x2"));
+	assert_false(has_id(c, "y1"));
+	assert_false(has_id(c, "y2"));
+	assert_true(has_id(c, "z1"));
+	assert_true(has_id(c, "z2"));
+	assert_true(has_id(c, "w1"));
+	assert_false(has_id(c, "e"));
+	assert_int_equal(query_int(c, "SELECT count(*) FROM records_fts", NULL),
+			 query_int(c, "SELECT count(*) FROM records", NULL));
+	store_coll_release(c);
+	store_close(s);
+}
+
+static void test_queue_full(void **state)
+{
+	(void)state;
+	store *s = open_store(&(store_options){.queue_max = 4});
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(c, "base", "{}"), 0);
+	treq blocker;
+	block_writer(c, &blocker, "base");
+	treq t[5];
+	char ids[5][8];
+	for (int i = 0; i < 5; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "q%d", i);
+		treq_init(&t[i], 1, false);
+		op_insert(&t[i].ops[0], ids[i], "{}");
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(store_write(c, &t[i].r), 0);
+	assert_int_equal(store_write(c, &t[4].r), -EAGAIN);
+	assert_non_null(strstr(store_errmsg(), "full"));
+	gate_open();
+	assert_int_equal(treq_wait(&blocker), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(treq_wait(&t[i]), 0);
+	assert_int_equal(store_write(c, &t[4].r), 0);
+	assert_int_equal(treq_wait(&t[4]), 0);
+	assert_int_equal(query_int(c, "SELECT count(*) FROM records", NULL), 6);
+	store_coll_release(c);
+	store_close(s);
+}
+
+/* --- many submitters ---------------------------------------------------------------------- */
+
+enum { SUBMITTERS = 8, PER_THREAD = 150 };
+
+typedef struct submitter {
+	store_coll *c;
+	int k;
+	int failures;
+} submitter;
+
+static void *submit_main(void *arg)
+{
+	submitter *sb = arg;
+	for (int n = 0; n < PER_THREAD; n++) {
+		char id[32], json[64];
+		snprintf(id, sizeof(id), "t%d-%d", sb->k, n);
+		snprintf(json, sizeof(json), "{\"k\":%d,\"n\":%d}", sb->k, n);
+		int rc;
+		while ((rc = insert(sb->c, id, json)) == -EAGAIN)
+			sched_yield();
+		sb->failures += rc != 0;
+	}
+	return NULL;
+}
+
+static void test_many_submitters(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	pthread_t th[SUBMITTERS];
+	submitter sb[SUBMITTERS];
+	for (int k = 0; k < SUBMITTERS; k++) {
+		sb[k] = (submitter){.c = c, .k = k};
+		assert_int_equal(pthread_create(&th[k], NULL, submit_main, &sb[k]), 0);
+	}
+	for (int k = 0; k < SUBMITTERS; k++) {
+		pthread_join(th[k], NULL);
+		assert_int_equal(sb[k].failures, 0);
+	}
+	assert_int_equal(query_int(c, "SELECT count(*) FROM records", NULL), SUBMITTERS * PER_THREAD);
+	for (int k = 0; k < SUBMITTERS; k++)
+		for (int n = 0; n < PER_THREAD; n += 37) {
+			char id[32];
+			snprintf(id, sizeof(id), "t%d-%d", k, n);
+			assert_true(has_id(c, id));
+		}
+	uint64_t commits, acked;
+	store_coll_group_stats(c, &commits, &acked);
+	assert_int_equal(acked, SUBMITTERS * PER_THREAD);
+	print_message("      %d submitters: %llu requests in %llu commits (%.1f per commit)\n",
+		      SUBMITTERS, (unsigned long long)acked, (unsigned long long)commits,
+		      (double)acked / (double)commits);
+	store_coll_release(c);
+	store_close(s);
+}
+
+/* --- readers ------------------------------------------------------------------------------- */
+
+static void test_readers(void **state)
+{
+	(void)state;
+	store *s = open_store(&(store_options){.readers_max = 2});
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(c, "base", "{}"), 0);
+
+	/* The writer sits inside a transaction that has already inserted a row. */
+	gate_close();
+	treq t;
+	treq_init(&t, 2, false);
+	op_insert(&t.ops[0], "pending", "{}");
+	t.ops[1] = (store_op){.kind = STORE_OP_UPDATE, .id = "base", .apply = apply_gate};
+	assert_int_equal(store_write(c, &t.r), 0);
+	gate_wait_entered();
+
+	/* Reads go on, and see the last commit only. Were they waiting for the writer, this
+	 * would never return. */
+	store_reader *r1, *r2;
+	assert_int_equal(store_coll_read_begin(c, &r1), 0);
+	assert_int_equal(store_coll_read_begin(c, &r2), 0);
+	sqlite3_stmt *a, *b, *a2;
+	assert_int_equal(store_reader_prepare(r1, "SELECT count(*) FROM records", &a), 0);
+	assert_int_equal(sqlite3_step(a), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(a, 0), 1);
+	/* The same text twice in one read: two statements. */
+	assert_int_equal(store_reader_prepare(r1, "SELECT count(*) FROM records", &a2), 0);
+	assert_ptr_not_equal(a, a2);
+	assert_int_equal(store_reader_prepare(r2, "SELECT id FROM records", &b), 0);
+	assert_int_equal(sqlite3_step(b), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(b, 0), "base");
+	store_coll_read_end(r2);
+	store_coll_read_end(r1);
+	/* The connection returned last is reused first, and its cache hands back the
+	 * prepared statement, reset. */
+	assert_int_equal(store_coll_read_begin(c, &r1), 0);
+	sqlite3_stmt *again;
+	assert_int_equal(store_reader_prepare(r1, "SELECT count(*) FROM records", &again), 0);
+	assert_true(again == a || again == a2);
+	assert_int_equal(sqlite3_stmt_busy(again), 0);
+	assert_int_equal(store_reader_prepare(r1, "SELEC nonsense", &again), -EINVAL);
+	store_coll_read_end(r1);
+
+	gate_open();
+	assert_int_equal(treq_wait(&t), 0);
+	assert_true(has_id(c, "pending"));
+	store_coll_release(c);
+	store_close(s);
+}
+
+/* --- indexes -------------------------------------------------------------------------------- */
+
+static bool index_sql(store_coll *c, const char *name, const char *sql)
+{
+	store_reader *r;
+	assert_int_equal(store_coll_read_begin(c, &r), 0);
+	sqlite3_stmt *st;
+	assert_int_equal(store_reader_prepare(r, "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1", &st), 0);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	bool ok = sqlite3_step(st) == SQLITE_ROW &&
+		  (!sql || !strcmp((const char *)sqlite3_column_text(st, 0), sql));
+	store_coll_read_end(r);
+	return ok;
+}
+
+static void test_indexes(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(c, "r1", "{\"a\":{\"b\":1},\"c\":\"x\"}"), 0);
+
+	const char *names[] = {"a_b", "c"};
+	const char *exprs[] = {"json_extract(json,'$.a.b')", "json_extract(json,'$.c')"};
+	assert_int_equal(store_coll_set_indexes(c, 2, names, exprs), 0);
+	assert_true(index_sql(c, "ix_a_b", "CREATE INDEX ix_a_b ON records(json_extract(json,'$.a.b'))"));
+	assert_true(index_sql(c, "ix_c", NULL));
+	assert_int_equal(
+		query_int(c, "SELECT count(*) FROM records WHERE json_extract(json,'$.a.b') = 1", NULL), 1);
+	/* The planner uses it. */
+	store_reader *r;
+	assert_int_equal(store_coll_read_begin(c, &r), 0);
+	sqlite3_stmt *st;
+	assert_int_equal(store_reader_prepare(r, "EXPLAIN QUERY PLAN SELECT id FROM records WHERE json_extract(json,'$.c') = 'x'", &st), 0);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_non_null(strstr((const char *)sqlite3_column_text(st, 3), "ix_c"));
+	store_coll_read_end(r);
+
+	/* Same set again: nothing changes. Then one dropped, one changed. */
+	assert_int_equal(store_coll_set_indexes(c, 2, names, exprs), 0);
+	const char *exprs2[] = {"json_extract(json,'$.c[0]')"};
+	assert_int_equal(store_coll_set_indexes(c, 1, &names[1], exprs2), 0);
+	assert_false(index_sql(c, "ix_a_b", NULL));
+	assert_true(index_sql(c, "ix_c", "CREATE INDEX ix_c ON records(json_extract(json,'$.c[0]'))"));
+	/* Indexes that are not ours stay. */
+	assert_int_equal(query_int(c, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_autoindex%'", NULL), 1);
+	assert_int_equal(store_coll_set_indexes(c, 0, NULL, NULL), 0);
+	assert_false(index_sql(c, "ix_c", NULL));
+	assert_int_equal(query_int(c, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_autoindex%'", NULL), 1);
+
+	const char *bad_names[] = {"a;b", "", "x y"};
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(store_coll_set_indexes(c, 1, &bad_names[i], exprs), -EINVAL);
+	const char *bad_exprs[] = {"1); DROP TABLE records; --", "json_extract(json,\"$.a\")",
+				   "x -- y", ""};
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(store_coll_set_indexes(c, 1, names, &bad_exprs[i]), -EINVAL);
+	const char *twice[] = {"c", "c"};
+	assert_int_equal(store_coll_set_indexes(c, 2, twice, exprs), -EINVAL);
+	/* An expression SQLite refuses leaves the previous set. */
+	assert_int_equal(store_coll_set_indexes(c, 1, names, exprs), 0);
+	const char *nondet[] = {"random()"};
+	assert_int_equal(store_coll_set_indexes(c, 1, &names[1], nondet), -EINVAL);
+	assert_true(index_sql(c, "ix_a_b", NULL));
+	assert_false(index_sql(c, "ix_c", NULL));
+	/* Writes go on after index work. */
+	assert_int_equal(insert(c, "r2", "{\"a\":{\"b\":2}}"), 0);
+	store_coll_release(c);
+	store_close(s);
+}
+
+/* --- stats, eviction, delete while in use --------------------------------------------------- */
+
+static void test_stats(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	int64_t n, bytes0, bytes;
+	assert_int_equal(store_coll_stats(c, &n, &bytes0), 0);
+	assert_int_equal(n, 0);
+	assert_true(bytes0 > 0);
+	char id[16];
+	for (int i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "r%d", i);
+		assert_int_equal(insert(c, id, "{\"text\":\"some words to index\"}"), 0);
+	}
+	assert_int_equal(store_coll_stats(c, &n, &bytes), 0);
+	assert_int_equal(n, 20);
+	assert_true(bytes > bytes0);
+	int64_t before = bytes;
+	files_writer *w;
+	static char blob[10000];
+	assert_int_equal(files_put_begin(c, "a/b.bin", 0, &w), 0);
+	assert_int_equal(files_put_chunk(w, blob, sizeof(blob)), 0);
+	assert_int_equal(files_put_commit(w), 0);
+	assert_int_equal(store_coll_stats(c, &n, &bytes), 0);
+	assert_int_equal(bytes - before, (int64_t)sizeof(blob));
+	store_coll_release(c);
+	store_close(s);
+}
+
+static void test_eviction(void **state)
+{
+	(void)state;
+	store *s = open_store(&(store_options){.max_open = 2});
+	const char *names[] = {"c0", "c1", "c2", "c3"};
+	for (int i = 0; i < 4; i++)
+		create(s, "zoo", names[i]);
+	/* A held handle is never closed, whatever the cap. */
+	store_coll *held = acquire(s, "zoo", "c0");
+	for (int round = 0; round < 2; round++)
+		for (int i = 1; i < 4; i++) {
+			store_coll *c = acquire(s, "zoo", names[i]);
+			char id[16];
+			snprintf(id, sizeof(id), "r%d", round);
+			assert_int_equal(insert(c, id, "{}"), 0);
+			store_coll_release(c);
+		}
+	assert_int_equal(insert(held, "still", "{}"), 0);
+	/* An open collection keeps its WAL file; closing the last connection removes it. */
+	int open = 0;
+	for (int i = 0; i < 4; i++)
+		open += path_exists("%s/zoo/%s/records.db-wal", dir, names[i]);
+	assert_int_equal(open, 2);
+	assert_true(path_exists("%s/zoo/c0/records.db-wal", dir));
+	store_coll_release(held);
+	for (int i = 0; i < 4; i++) {
+		store_coll *c = acquire(s, "zoo", names[i]);
+		assert_int_equal(query_int(c, "SELECT count(*) FROM records", NULL), i ? 2 : 1);
+		store_coll_release(c);
+	}
+	store_close(s);
+}
+
+typedef struct deleter {
+	store *s;
+	atomic_bool finished;
+	int rc;
+	int64_t records;
+} deleter;
+
+static void *delete_main(void *arg)
+{
+	deleter *d = arg;
+	d->rc = store_collection_delete(d->s, "zoo", "animals", &d->records, NULL);
+	atomic_store(&d->finished, true);
+	return NULL;
+}
+
+static void test_delete_waits_for_handles(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(c, "r1", "{}"), 0);
+	deleter d = {.s = s};
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, delete_main, &d), 0);
+	/* Once the delete has begun, new handles are refused. */
+	store_coll *other;
+	int rc;
+	while ((rc = store_coll_acquire(s, "zoo", "animals", &other)) == 0)
+		store_coll_release(other);
+	assert_int_equal(rc, -ENOENT);
+	/* The held handle still works, and the delete waits for it. */
+	assert_int_equal(insert(c, "r2", "{}"), 0);
+	assert_false(atomic_load(&d.finished));
+	store_coll_release(c);
+	pthread_join(th, NULL);
+	assert_int_equal(d.rc, 0);
+	assert_int_equal(d.records, 2);
+	assert_false(path_exists("%s/zoo/animals", dir));
+	store_close(s);
+}
+
+typedef struct opener {
+	store *s;
+	store_coll *c;
+} opener;
+
+static void *open_main(void *arg)
+{
+	opener *o = arg;
+	assert_int_equal(store_coll_acquire(o->s, "zoo", "animals", &o->c), 0);
+	return NULL;
+}
+
+static void test_concurrent_acquire(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	enum { N = 6 };
+	opener o[N];
+	pthread_t th[N];
+	for (int i = 0; i < N; i++) {
+		o[i] = (opener){.s = s};
+		assert_int_equal(pthread_create(&th[i], NULL, open_main, &o[i]), 0);
+	}
+	for (int i = 0; i < N; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 1; i < N; i++)
+		assert_ptr_equal(o[i].c, o[0].c);
+	assert_string_equal(store_coll_ns(o[0].c), "zoo");
+	assert_string_equal(store_coll_name(o[0].c), "animals");
+	for (int i = 0; i < N; i++)
+		store_coll_release(o[i].c);
+	store_coll *c;
+	assert_int_equal(store_coll_acquire(s, "zoo", "nothing", &c), -ENOENT);
+	store_close(s);
+}
+
+/* --- disk full ------------------------------------------------------------------------------ */
+
+/* In a child (the limit is per process): with the file size capped, a write that cannot fit
+ * fails with an error, is not acknowledged, and the collection goes on working. Exit code:
+ * 0, or the step that went wrong. */
+static int disk_full_child(void)
+{
+	store *s;
+	store_coll *c;
+	if (store_open(dir, NULL, &s) || store_coll_acquire(s, "zoo", "full", &c))
+		return 10;
+	if (insert(c, "before", "{}"))
+		return 11;
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit rl = {.rlim_cur = 1 << 20, .rlim_max = 1 << 20};
+	if (setrlimit(RLIMIT_FSIZE, &rl))
+		return 12;
+	static char big[4 << 20];
+	memset(big, 'x', sizeof(big));
+	store_op op = {.kind = STORE_OP_INSERT, .id = "big",
+		       .row = {.data = big, .data_len = sizeof(big), .json = "{}"}};
+	int rc = write1(c, op);
+	if (rc != -EIO && rc != -ENOSPC)
+		return 13;
+	if (has_id(c, "big"))
+		return 14;
+	if (insert(c, "after", "{}"))
+		return 15;
+	store_coll_release(c);
+	store_close(s);
+	return 0;
+}
+
+static void test_disk_full(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "full");
+	store_close(s);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(disk_full_child());
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	s = open_store(NULL);
+	store_coll *c = acquire(s, "zoo", "full");
+	assert_true(has_id(c, "before"));
+	assert_true(has_id(c, "after"));
+	assert_false(has_id(c, "big"));
+	store_coll_release(c);
+	store_close(s);
+}
+
+/* --- kill -9 --------------------------------------------------------------------------------- */
+
+/* A record's content follows from its id, so the parent can check it after the crash. */
+static void crash_json(const char *id, char *json, size_t n)
+{
+	snprintf(json, n, "{\"id\":\"%s\",\"pad\":\"%0*d\"}", id, 40, (int)strlen(id));
+}
+
+typedef struct crash_writer {
+	store_coll *c;
+	int round, k, fd;
+	pthread_mutex_t *mu;
+} crash_writer;
+
+static void *crash_main(void *arg)
+{
+	crash_writer *w = arg;
+	for (int n = 0;; n++) {
+		char id[32], json[128];
+		snprintf(id, sizeof(id), "r%d-k%d-%d", w->round, w->k, n);
+		crash_json(id, json, sizeof(json));
+		store_op op;
+		op_insert(&op, id, json);
+		int rc = write1(w->c, op);
+		if (rc == 0) {
+			char line[40];
+			int len = snprintf(line, sizeof(line), "%s\n", id);
+			pthread_mutex_lock(w->mu);
+			if (write(w->fd, line, (size_t)len) != len)
+				_exit(3);
+			pthread_mutex_unlock(w->mu);
+		} else if (rc != -EAGAIN) {
+			fprintf(stderr, "crash child: %s: %s\n", id, strerror(-rc));
+			_exit(2);
+		}
+	}
+	return NULL;
+}
+
+static void crash_child(int round, int fd)
+{
+	store *s;
+	if (store_open(dir, NULL, &s))
+		_exit(1);
+	store_coll *c;
+	if (store_coll_acquire(s, "zoo", "crash", &c))
+		_exit(1);
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	enum { W = 4 };
+	crash_writer w[W];
+	pthread_t th[W];
+	for (int k = 0; k < W; k++) {
+		w[k] = (crash_writer){.c = c, .round = round, .k = k, .fd = fd, .mu = &mu};
+		pthread_create(&th[k], NULL, crash_main, &w[k]);
+	}
+	for (;;)
+		pause();
+}
+
+static void test_crash(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "crash");
+	store_close(s);
+	srand((unsigned)clock_now_ns());
+	size_t total = 0;
+	for (int round = 0; round < 3; round++) {
+		int p[2];
+		assert_int_equal(pipe(p), 0);
+		pid_t pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			close(p[0]);
+			crash_child(round, p[1]);
+		}
+		close(p[1]);
+		/* From its first acknowledgement, let it run 20 to 250 ms more, then kill it. */
+		static char buf[1 << 20];
+		size_t len = 0;
+		fcntl(p[0], F_SETFL, O_NONBLOCK);
+		int64_t start = clock_now_ns(), kill_at = INT64_MAX;
+		while (clock_now_ns() < kill_at && clock_now_ns() - start < 30 * NS_PER_SEC) {
+			ssize_t n = read(p[0], buf + len, sizeof(buf) - len - 1);
+			if (n > 0)
+				len += (size_t)n;
+			else
+				usleep(1000);
+			if (kill_at == INT64_MAX && memchr(buf, '\n', len))
+				kill_at = clock_now_ns() + (20 + rand() % 230) * NS_PER_MS;
+		}
+		kill(pid, SIGKILL);
+		int status;
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFSIGNALED(status))
+			fail_msg("child ended by itself: status %d", status);
+		fcntl(p[0], F_SETFL, 0);
+		ssize_t n;
+		while ((n = read(p[0], buf + len, sizeof(buf) - len - 1)) > 0)
+			len += (size_t)n;
+		close(p[0]);
+		buf[len] = 0;
+
+		s = open_store(NULL);
+		store_coll *c = acquire(s, "zoo", "crash");
+		size_t acked = 0;
+		for (char *line = buf, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+			*nl = 0;
+			char json[128];
+			crash_json(line, json, sizeof(json));
+			store_reader *r;
+			assert_int_equal(store_coll_read_begin(c, &r), 0);
+			sqlite3_stmt *st;
+			assert_int_equal(store_reader_prepare(r, "SELECT data, json FROM records WHERE id = ?1", &st), 0);
+			sqlite3_bind_text(st, 1, line, -1, SQLITE_STATIC);
+			if (sqlite3_step(st) != SQLITE_ROW)
+				fail_msg("acknowledged %s is missing after kill -9", line);
+			assert_int_equal(sqlite3_column_bytes(st, 0), (int)strlen(line));
+			assert_memory_equal(sqlite3_column_blob(st, 0), line, strlen(line));
+			assert_string_equal((const char *)sqlite3_column_text(st, 1), json);
+			store_coll_read_end(r);
+			acked++;
+		}
+		assert_true(acked > 0);
+		assert_int_equal(query_int(c, "SELECT count(*) FROM pragma_integrity_check"
+					      " WHERE integrity_check = 'ok'", NULL), 1);
+		total += acked;
+		store_coll_release(c);
+		store_close(s);
+	}
+	print_message("      %zu acknowledged writes checked after 3 kills\n", total);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test_setup_teardown(test_names_enforced, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_catalog, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_reopen, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_leftovers, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_write_ops, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_apply, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_group_isolation, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_queue_full, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_many_submitters, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_readers, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_indexes, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_stats, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_eviction, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_delete_waits_for_handles, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_concurrent_acquire, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_disk_full, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_crash, setup_dir, teardown_dir),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
