@@ -1,0 +1,104 @@
+#include "store/path.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool ident_start(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+int path_parse(const char *s, size_t len, query_path *p, const char **why)
+{
+	size_t i = 0;
+	p->nseg = 0;
+	if (len == 0) {
+		*why = "empty path";
+		return -EINVAL;
+	}
+	for (;;) {
+		if (p->nseg == PATH_MAX_SEGMENTS) {
+			*why = "more than 16 segments";
+			return -EINVAL;
+		}
+		query_path_seg *seg = &p->seg[p->nseg++];
+		size_t start = i;
+		if (i == len || s[i] == '.') {
+			*why = "empty segment";
+			return -EINVAL;
+		}
+		if (!ident_start(s[i])) {
+			*why = "a segment must start with a letter or '_'";
+			return -EINVAL;
+		}
+		while (i < len && (ident_start(s[i]) || is_digit(s[i])))
+			i++;
+		if (i - start > PATH_MAX_NAME) {
+			*why = "segment longer than 64 characters";
+			return -EINVAL;
+		}
+		memcpy(seg->name, s + start, i - start);
+		seg->name[i - start] = '\0';
+		seg->nidx = 0;
+		while (i < len && s[i] == '[') {
+			if (seg->nidx == PATH_MAX_INDICES) {
+				*why = "more than 4 indices on a segment";
+				return -EINVAL;
+			}
+			size_t d = ++i;
+			uint32_t v = 0;
+			while (i < len && is_digit(s[i]) && i - d < 7)
+				v = v * 10 + (uint32_t)(s[i++] - '0');
+			if (i == d) {
+				*why = "an index must be a decimal number";
+				return -EINVAL;
+			}
+			if (i - d > 6) {
+				*why = "an index must be below 1000000 (at most 6 digits)";
+				return -EINVAL;
+			}
+			if (i == len || s[i] != ']') {
+				*why = "expected ']' after an index";
+				return -EINVAL;
+			}
+			i++;
+			seg->idx[seg->nidx++] = v;
+		}
+		if (i == len)
+			return 0;
+		if (s[i] != '.') {
+			*why = "only letters, digits, '_', '.' and [index] are allowed";
+			return -EINVAL;
+		}
+		i++;
+	}
+}
+
+size_t path_render(const query_path *p, char out[PATH_TEXT_MAX])
+{
+	size_t n = 0;
+	out[n++] = '$';
+	for (unsigned s = 0; s < p->nseg; s++) {
+		size_t l = strlen(p->seg[s].name);
+		out[n++] = '.';
+		memcpy(out + n, p->seg[s].name, l);
+		n += l;
+		for (unsigned k = 0; k < p->seg[s].nidx; k++)
+			n += (size_t)snprintf(out + n, PATH_TEXT_MAX - n, "[%u]", p->seg[s].idx[k]);
+	}
+	out[n] = '\0';
+	return n;
+}
+
+int path_append_index(query_path *p, uint32_t idx)
+{
+	query_path_seg *seg = &p->seg[p->nseg - 1];
+	if (seg->nidx == PATH_MAX_INDICES || idx > PATH_MAX_INDEX)
+		return -EINVAL;
+	seg->idx[seg->nidx++] = idx;
+	return 0;
+}
