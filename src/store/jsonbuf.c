@@ -1,0 +1,692 @@
+#include "store/jsonbuf.h"
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void jbuf_free(jbuf *b)
+{
+	free(b->data);
+	*b = (jbuf)JBUF_INIT;
+}
+
+char *jbuf_reserve(jbuf *b, size_t n)
+{
+	if (b->failed)
+		return NULL;
+	if (b->cap - b->len >= n)
+		return b->data + b->len;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap - b->len < n) {
+		if (cap > SIZE_MAX / 2) {
+			b->failed = true;
+			return NULL;
+		}
+		cap *= 2;
+	}
+	char *p = realloc(b->data, cap);
+	if (!p) {
+		b->failed = true;
+		return NULL;
+	}
+	b->data = p;
+	b->cap = cap;
+	return p + b->len;
+}
+
+void jbuf_terminate(jbuf *b)
+{
+	char *p = jbuf_reserve(b, 1);
+	if (p)
+		*p = '\0';
+}
+
+void jbuf_put_u64(jbuf *b, uint64_t v)
+{
+	char tmp[20];
+	size_t i = sizeof tmp;
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	jbuf_put(b, tmp + i, sizeof tmp - i);
+}
+
+void jbuf_put_i64(jbuf *b, int64_t v)
+{
+	if (v < 0) {
+		jbuf_putc(b, '-');
+		jbuf_put_u64(b, -(uint64_t)v);
+	} else {
+		jbuf_put_u64(b, (uint64_t)v);
+	}
+}
+
+void jbuf_put_double(jbuf *b, double v, bool as_float)
+{
+	/* Fewest digits that read back exactly: what Python's repr (doubles) and protobuf's
+	 * ToShortestFloat (floats, from 6 digits) produce, so both agree on the value. A
+	 * normal double's shortest form never has fewer than 15 digits once %g drops trailing
+	 * zeros; a subnormal's may. */
+	char tmp[40];
+	int n = 0;
+	int start = as_float ? 6 : fabs(v) < DBL_MIN ? 1 : 15;
+	for (int prec = start; prec <= 17; prec++) {
+		n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+		double r = strtod(tmp, NULL);
+		if (as_float ? (float)r == (float)v : r == v)
+			break;
+	}
+	jbuf_put(b, tmp, (size_t)n);
+}
+
+/* Length of the valid UTF-8 sequence at p (n > 0 bytes available), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+	if (c < 0x80)
+		return 1;
+	if (c < 0xc2)
+		return 0;
+	if (c < 0xe0)
+		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c < 0xf0) {
+		if (n < 3 || (p[2] & 0xc0) != 0x80)
+			return 0;
+		unsigned lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+		return p[1] >= lo && p[1] <= hi ? 3 : 0;
+	}
+	if (c < 0xf5) {
+		if (n < 4 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
+			return 0;
+		unsigned lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+		return p[1] >= lo && p[1] <= hi ? 4 : 0;
+	}
+	return 0;
+}
+
+bool jsonbuf_utf8_valid(const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	while (p < end) {
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		size_t k = utf8_seq(p, (size_t)(end - p));
+		if (!k)
+			return false;
+		p += k;
+	}
+	return true;
+}
+
+/* Bytes that go into a JSON string unchanged. */
+static inline bool json_plain(unsigned char c)
+{
+	return c >= 0x20 && c != '"' && c != '\\' && c < 0x80;
+}
+
+bool jbuf_put_json_string(jbuf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	jbuf_putc(b, '"');
+	while (p < end) {
+		const unsigned char *run = p;
+		while (p < end && json_plain(*p))
+			p++;
+		jbuf_put(b, run, (size_t)(p - run));
+		if (p == end)
+			break;
+		unsigned char c = *p;
+		if (c >= 0x80) {
+			size_t k = utf8_seq(p, (size_t)(end - p));
+			if (!k)
+				return false;
+			jbuf_put(b, p, k);
+			p += k;
+			continue;
+		}
+		char esc[6] = {'\\', 0};
+		size_t elen = 2;
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			elen = 6;
+		}
+		jbuf_put(b, esc, elen);
+		p++;
+	}
+	jbuf_putc(b, '"');
+	return true;
+}
+
+void jbuf_put_base64(jbuf *b, const uint8_t *s, size_t n)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *dst = jbuf_reserve(b, (n + 2) / 3 * 4 + 2);
+	if (!dst)
+		return;
+	char *o = dst;
+	*o++ = '"';
+	size_t i = 0;
+	for (; i + 3 <= n; i += 3) {
+		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+		o[0] = tab[v >> 18];
+		o[1] = tab[(v >> 12) & 63];
+		o[2] = tab[(v >> 6) & 63];
+		o[3] = tab[v & 63];
+		o += 4;
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+		o[0] = tab[v >> 18];
+		o[1] = tab[(v >> 12) & 63];
+		o[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+		o[3] = '=';
+		o += 4;
+	}
+	*o++ = '"';
+	b->len += (size_t)(o - dst);
+}
+
+static int b64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+' || c == '-')
+		return 62;
+	if (c == '/' || c == '_')
+		return 63;
+	return -1;
+}
+
+long jsonbuf_base64_decode(const char *s, size_t n, uint8_t *dst)
+{
+	if (n % 4 == 0 && n && s[n - 1] == '=')
+		n -= s[n - 2] == '=' ? 2 : 1;
+	if (n % 4 == 1)
+		return -1;
+	uint8_t *o = dst;
+	uint32_t acc = 0;
+	size_t i;
+	for (i = 0; i < n; i++) {
+		int v = b64_value((unsigned char)s[i]);
+		if (v < 0)
+			return -1;
+		acc = acc << 6 | (uint32_t)v;
+		if (i % 4 == 3) {
+			*o++ = (uint8_t)(acc >> 16);
+			*o++ = (uint8_t)(acc >> 8);
+			*o++ = (uint8_t)acc;
+			acc = 0;
+		}
+	}
+	if (i % 4 == 2) {
+		*o++ = (uint8_t)(acc >> 4);
+	} else if (i % 4 == 3) {
+		*o++ = (uint8_t)(acc >> 10);
+		*o++ = (uint8_t)(acc >> 2);
+	}
+	return (long)(o - dst);
+}
+
+void jscratch_init(jscratch *s, void *mem, size_t size)
+{
+	jscratch_block *b = mem;
+	b->prev = NULL;
+	b->cap = size - sizeof *b;
+	b->used = 0;
+	s->top = s->first = b;
+}
+
+void *jscratch_alloc(jscratch *s, size_t n)
+{
+	n = (n + 15) & ~(size_t)15;
+	jscratch_block *b = s->top;
+	if (b->cap - b->used < n) {
+		size_t cap = b->cap * 2 > n ? b->cap * 2 : n;
+		jscratch_block *nb = malloc(sizeof *nb + cap);
+		if (!nb)
+			return NULL;
+		nb->prev = b;
+		nb->cap = cap;
+		nb->used = 0;
+		s->top = b = nb;
+	}
+	void *p = b->data + b->used;
+	b->used += n;
+	return p;
+}
+
+void jscratch_release(jscratch *s, jscratch_mark m)
+{
+	while (s->top != m.block) {
+		jscratch_block *b = s->top;
+		s->top = b->prev;
+		free(b);
+	}
+	s->top->used = m.used;
+}
+
+void jscratch_free(jscratch *s)
+{
+	jscratch_release(s, (jscratch_mark){s->first, 0});
+}
+
+/* ---- reader ---- */
+
+typedef struct jparser {
+	jdoc *d;
+	const char *s;
+	size_t len;
+	size_t pos;
+	int max_depth;
+	char *err;
+	size_t errlen;
+} jparser;
+
+static int perr(jparser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int perr(jparser *p, const char *fmt, ...)
+{
+	char what[96];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	if (p->err && p->errlen)
+		snprintf(p->err, p->errlen, "invalid JSON: %s at byte %zu", what, p->pos);
+	return -EINVAL;
+}
+
+static int new_node(jparser *p, jtype t, uint32_t *idx)
+{
+	jdoc *d = p->d;
+	if (d->n == d->cap) {
+		uint32_t cap = d->cap ? d->cap * 2 : 64;
+		jnode *nn = realloc(d->nodes, (size_t)cap * sizeof *nn);
+		if (!nn)
+			return -ENOMEM;
+		d->nodes = nn;
+		d->cap = cap;
+	}
+	*idx = d->n++;
+	d->nodes[*idx] = (jnode){.type = (uint8_t)t, .off = (uint32_t)p->pos};
+	return 0;
+}
+
+static void skip_ws(jparser *p)
+{
+	while (p->pos < p->len) {
+		char c = p->s[p->pos];
+		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+			break;
+		p->pos++;
+	}
+}
+
+static int hex4(const char *s, uint32_t *out)
+{
+	uint32_t v = 0;
+	for (int i = 0; i < 4; i++) {
+		char c = s[i];
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (uint32_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (uint32_t)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (uint32_t)(c - 'A' + 10);
+		else
+			return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static uint32_t utf8_len(uint32_t cp)
+{
+	return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+}
+
+/* At the opening quote. */
+static int parse_string(jparser *p)
+{
+	uint32_t idx;
+	int rc = new_node(p, J_STRING, &idx);
+	if (rc)
+		return rc;
+	const unsigned char *s = (const unsigned char *)p->s;
+	size_t i = ++p->pos;
+	uint32_t ulen = 0;
+	bool esc = false;
+	for (;;) {
+		while (i < p->len && json_plain(s[i])) {
+			i++;
+			ulen++;
+		}
+		if (i >= p->len) {
+			p->pos = i;
+			return perr(p, "unterminated string");
+		}
+		unsigned char c = s[i];
+		if (c == '"')
+			break;
+		if (c < 0x20) {
+			p->pos = i;
+			return perr(p, "control character in string");
+		}
+		if (c >= 0x80) {
+			size_t k = utf8_seq(s + i, p->len - i);
+			if (!k) {
+				p->pos = i;
+				return perr(p, "invalid UTF-8");
+			}
+			i += k;
+			ulen += (uint32_t)k;
+			continue;
+		}
+		/* a backslash */
+		esc = true;
+		p->pos = i;
+		if (i + 1 >= p->len)
+			return perr(p, "unterminated string");
+		c = s[i + 1];
+		if (c != 'u') {
+			if (!strchr("\"\\/bfnrt", c) || !c)
+				return perr(p, "bad escape");
+			i += 2;
+			ulen++;
+			continue;
+		}
+		uint32_t cp;
+		if (i + 6 > p->len || hex4(p->s + i + 2, &cp))
+			return perr(p, "bad \\u escape");
+		i += 6;
+		if (cp >= 0xdc00 && cp <= 0xdfff)
+			return perr(p, "unpaired surrogate");
+		if (cp >= 0xd800 && cp <= 0xdbff) {
+			uint32_t lo;
+			if (i + 6 > p->len || s[i] != '\\' || s[i + 1] != 'u' ||
+			    hex4(p->s + i + 2, &lo) || lo < 0xdc00 || lo > 0xdfff)
+				return perr(p, "unpaired surrogate");
+			i += 6;
+			cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+		}
+		ulen += utf8_len(cp);
+	}
+	jnode *n = &p->d->nodes[idx];
+	n->esc = esc;
+	n->len = (uint32_t)(i - n->off - 1);
+	n->off++;
+	n->ulen = ulen;
+	p->pos = i + 1;
+	n->end = p->d->n;
+	return 0;
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int parse_number(jparser *p)
+{
+	uint32_t idx;
+	int rc = new_node(p, J_NUMBER, &idx);
+	if (rc)
+		return rc;
+	const char *s = p->s;
+	size_t i = p->pos;
+	bool frac = false;
+	if (s[i] == '-')
+		i++;
+	if (i < p->len && s[i] == '0') {
+		i++;
+	} else if (i < p->len && is_digit(s[i])) {
+		while (i < p->len && is_digit(s[i]))
+			i++;
+	} else {
+		p->pos = i;
+		return perr(p, "bad number");
+	}
+	if (i < p->len && s[i] == '.') {
+		frac = true;
+		if (++i >= p->len || !is_digit(s[i])) {
+			p->pos = i;
+			return perr(p, "bad number");
+		}
+		while (i < p->len && is_digit(s[i]))
+			i++;
+	}
+	if (i < p->len && (s[i] == 'e' || s[i] == 'E')) {
+		frac = true;
+		i++;
+		if (i < p->len && (s[i] == '+' || s[i] == '-'))
+			i++;
+		if (i >= p->len || !is_digit(s[i])) {
+			p->pos = i;
+			return perr(p, "bad number");
+		}
+		while (i < p->len && is_digit(s[i]))
+			i++;
+	}
+	jnode *n = &p->d->nodes[idx];
+	n->esc = frac;
+	n->len = (uint32_t)(i - p->pos);
+	n->end = p->d->n;
+	p->pos = i;
+	return 0;
+}
+
+static int parse_value(jparser *p, int depth);
+
+static int parse_container(jparser *p, int depth, bool object)
+{
+	if (depth >= p->max_depth)
+		return perr(p, "nesting deeper than %d", p->max_depth);
+	uint32_t idx;
+	int rc = new_node(p, object ? J_OBJECT : J_ARRAY, &idx);
+	if (rc)
+		return rc;
+	char close = object ? '}' : ']';
+	uint32_t count = 0;
+	p->pos++;
+	skip_ws(p);
+	if (p->pos < p->len && p->s[p->pos] == close) {
+		p->pos++;
+	} else {
+		for (;;) {
+			skip_ws(p);
+			if (object) {
+				if (p->pos >= p->len || p->s[p->pos] != '"')
+					return perr(p, "expected a member name");
+				if ((rc = parse_string(p)))
+					return rc;
+				skip_ws(p);
+				if (p->pos >= p->len || p->s[p->pos] != ':')
+					return perr(p, "expected ':'");
+				p->pos++;
+			}
+			if ((rc = parse_value(p, depth + 1)))
+				return rc;
+			count++;
+			skip_ws(p);
+			if (p->pos < p->len && p->s[p->pos] == ',') {
+				p->pos++;
+				continue;
+			}
+			if (p->pos < p->len && p->s[p->pos] == close) {
+				p->pos++;
+				break;
+			}
+			return perr(p, "expected ',' or '%c'", close);
+		}
+	}
+	jnode *n = &p->d->nodes[idx];
+	n->len = count;
+	n->end = p->d->n;
+	return 0;
+}
+
+static int parse_literal(jparser *p, const char *word, jtype t)
+{
+	size_t n = strlen(word);
+	if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0)
+		return perr(p, "unexpected character");
+	uint32_t idx;
+	int rc = new_node(p, t, &idx);
+	if (rc)
+		return rc;
+	p->pos += n;
+	p->d->nodes[idx].len = (uint32_t)n;
+	p->d->nodes[idx].end = p->d->n;
+	return 0;
+}
+
+static int parse_value(jparser *p, int depth)
+{
+	skip_ws(p);
+	if (p->pos >= p->len)
+		return perr(p, "unexpected end");
+	char c = p->s[p->pos];
+	switch (c) {
+	case '{': return parse_container(p, depth, true);
+	case '[': return parse_container(p, depth, false);
+	case '"': return parse_string(p);
+	case 't': return parse_literal(p, "true", J_TRUE);
+	case 'f': return parse_literal(p, "false", J_FALSE);
+	case 'n': return parse_literal(p, "null", J_NULL);
+	default:
+		if (c == '-' || is_digit(c))
+			return parse_number(p);
+		return perr(p, "unexpected character");
+	}
+}
+
+int jdoc_parse(jdoc *d, const char *text, size_t len, int max_depth, char *err, size_t errlen)
+{
+	*d = (jdoc){.src = text};
+	jparser p = {.d = d, .s = text, .len = len, .max_depth = max_depth, .err = err,
+		     .errlen = errlen};
+	if (len >= UINT32_MAX)
+		return perr(&p, "document larger than 4 GiB");
+	int rc = parse_value(&p, 0);
+	if (!rc) {
+		skip_ws(&p);
+		if (p.pos != len)
+			rc = perr(&p, "trailing characters");
+	}
+	if (rc == -ENOMEM && err && errlen)
+		snprintf(err, errlen, "out of memory");
+	return rc;
+}
+
+void jdoc_free(jdoc *d)
+{
+	free(d->nodes);
+	d->nodes = NULL;
+	d->n = d->cap = 0;
+}
+
+static size_t put_utf8(char *dst, uint32_t cp)
+{
+	if (cp < 0x80) {
+		dst[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		dst[0] = (char)(0xc0 | cp >> 6);
+		dst[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		dst[0] = (char)(0xe0 | cp >> 12);
+		dst[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		dst[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	dst[0] = (char)(0xf0 | cp >> 18);
+	dst[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	dst[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	dst[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+/* Walks the unescaped bytes of j in chunks: copies them to dst, or when cmp is set compares
+ * them with cmp instead (returns false at the first difference). */
+static bool unescape_walk(const jdoc *d, const jnode *j, char *dst, const char *cmp)
+{
+	const char *s = d->src + j->off, *end = s + j->len;
+	char one[4];
+	while (s < end) {
+		const char *chunk = s;
+		size_t n;
+		const char *bs = j->esc ? memchr(s, '\\', (size_t)(end - s)) : NULL;
+		if (bs == s) {
+			char c = s[1];
+			s += 2;
+			chunk = one;
+			n = 1;
+			switch (c) {
+			case 'b': one[0] = '\b'; break;
+			case 'f': one[0] = '\f'; break;
+			case 'n': one[0] = '\n'; break;
+			case 'r': one[0] = '\r'; break;
+			case 't': one[0] = '\t'; break;
+			case 'u': {
+				uint32_t cp, lo;
+				hex4(s, &cp);
+				s += 4;
+				if (cp >= 0xd800 && cp <= 0xdbff) {
+					hex4(s + 2, &lo);
+					s += 6;
+					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+				}
+				n = put_utf8(one, cp);
+				break;
+			}
+			default: one[0] = c; /* '"', '\\', '/' */
+			}
+		} else {
+			n = (size_t)((bs ? bs : end) - s);
+			s += n;
+		}
+		if (cmp) {
+			if (memcmp(cmp, chunk, n) != 0)
+				return false;
+			cmp += n;
+		} else {
+			memcpy(dst, chunk, n);
+			dst += n;
+		}
+	}
+	return true;
+}
+
+void jdoc_unescape(const jdoc *d, const jnode *j, char *dst)
+{
+	unescape_walk(d, j, dst, NULL);
+}
+
+bool jdoc_string_eq(const jdoc *d, const jnode *j, const char *s, size_t n)
+{
+	return j->ulen == n && unescape_walk(d, j, NULL, s);
+}

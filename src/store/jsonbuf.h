@@ -1,0 +1,159 @@
+/* A growing byte buffer with JSON writing helpers (jbuf), and a strict JSON reader that
+ * parses a whole document into a flat node array (jdoc). Both serve the protobuf <-> JSON
+ * transcoder, which runs on every record write: no allocation per value, one buffer that is
+ * reused across calls. */
+#ifndef STORE_JSONBUF_H
+#define STORE_JSONBUF_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Failure is sticky: once a growth fails every later write is dropped and `failed` stays
+ * set, so writers check once at the end instead of after each byte. */
+typedef struct jbuf {
+	char *data; /* owned; NULL until the first write */
+	size_t len;
+	size_t cap;
+	bool failed;
+} jbuf;
+
+#define JBUF_INIT {0}
+
+void jbuf_free(jbuf *b);
+/* Makes room for n more bytes; returns the write position or NULL (and sets failed). */
+char *jbuf_reserve(jbuf *b, size_t n);
+
+static inline void jbuf_put(jbuf *b, const void *p, size_t n)
+{
+	if (b->cap - b->len >= n) {
+		if (n)
+			memcpy(b->data + b->len, p, n);
+		b->len += n;
+		return;
+	}
+	char *dst = jbuf_reserve(b, n);
+	if (dst) {
+		memcpy(dst, p, n);
+		b->len += n;
+	}
+}
+
+static inline void jbuf_putc(jbuf *b, char c)
+{
+	if (b->len < b->cap) {
+		b->data[b->len++] = c;
+		return;
+	}
+	char *dst = jbuf_reserve(b, 1);
+	if (dst) {
+		*dst = c;
+		b->len++;
+	}
+}
+
+static inline void jbuf_puts(jbuf *b, const char *s)
+{
+	jbuf_put(b, s, strlen(s));
+}
+
+/* Terminates the contents with a NUL that is not counted in len. */
+void jbuf_terminate(jbuf *b);
+
+void jbuf_put_u64(jbuf *b, uint64_t v);
+void jbuf_put_i64(jbuf *b, int64_t v);
+/* The shortest decimal form that reads back as the same double, or as the same float when
+ * as_float (the value is then a float widened to double). Finite values only. */
+void jbuf_put_double(jbuf *b, double v, bool as_float);
+/* A JSON string literal with quotes. Returns false when s is not valid UTF-8 (nothing is
+ * then guaranteed about what was written). */
+bool jbuf_put_json_string(jbuf *b, const char *s, size_t n);
+/* Standard base64 with padding, inside quotes. */
+void jbuf_put_base64(jbuf *b, const uint8_t *s, size_t n);
+
+/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+bool jsonbuf_utf8_valid(const char *s, size_t n);
+
+/* Decodes base64 (standard or URL-safe alphabet, padding optional but complete when
+ * present) into dst, which needs jsonbuf_base64_max(n) bytes. Returns the decoded length
+ * or -1 when s is not base64. */
+long jsonbuf_base64_decode(const char *s, size_t n, uint8_t *dst);
+static inline size_t jsonbuf_base64_max(size_t n)
+{
+	return n / 4 * 3 + 3;
+}
+
+/* Scratch memory for one transcoding call: blocks that never move (pointers stay valid
+ * while more is allocated), released in stack order back to a mark. The first block is
+ * the caller's, usually on its stack, so small calls allocate nothing. */
+typedef struct jscratch_block {
+	struct jscratch_block *prev;
+	size_t cap;
+	size_t used;
+	_Alignas(16) unsigned char data[];
+} jscratch_block;
+
+typedef struct jscratch_mark {
+	jscratch_block *block;
+	size_t used;
+} jscratch_mark;
+
+typedef struct jscratch {
+	jscratch_block *top;
+	jscratch_block *first;
+} jscratch;
+
+/* mem (size bytes, 16-aligned) becomes the first block. */
+void jscratch_init(jscratch *s, void *mem, size_t size);
+void *jscratch_alloc(jscratch *s, size_t n); /* NULL when out of memory */
+static inline jscratch_mark jscratch_get_mark(const jscratch *s)
+{
+	return (jscratch_mark){s->top, s->top->used};
+}
+void jscratch_release(jscratch *s, jscratch_mark m);
+/* Frees every block but the caller's. */
+void jscratch_free(jscratch *s);
+
+typedef enum {
+	J_NULL,
+	J_FALSE,
+	J_TRUE,
+	J_NUMBER,
+	J_STRING,
+	J_ARRAY,
+	J_OBJECT,
+} jtype;
+
+/* One value. Arrays and objects are followed by their children in document order (an
+ * object's children alternate key, value), and `end` is the index just past the node's
+ * subtree, so siblings are reached by jumping to `end`. */
+typedef struct jnode {
+	uint8_t type;
+	bool esc;	/* string: contains escapes; number: has a fraction or exponent */
+	uint32_t off;	/* string: first byte after the quote; number: first byte */
+	uint32_t len;	/* string, number: source bytes; array: elements; object: members */
+	uint32_t ulen;	/* string: length once unescaped */
+	uint32_t end;
+} jnode;
+
+typedef struct jdoc {
+	const char *src; /* borrowed: the text parsed */
+	jnode *nodes;	 /* nodes[0] is the root */
+	uint32_t n;
+	uint32_t cap;
+} jdoc;
+
+/* Parses text as one JSON value (RFC 8259, no extensions: strict numbers, no control
+ * characters in strings, valid UTF-8, escapes with paired surrogates) nested at most
+ * max_depth arrays/objects deep. Returns 0, -EINVAL with a message in err (errlen bytes,
+ * naming the byte offset), or -ENOMEM. The document borrows text; free with jdoc_free. */
+int jdoc_parse(jdoc *d, const char *text, size_t len, int max_depth, char *err, size_t errlen);
+void jdoc_free(jdoc *d);
+
+/* Writes the unescaped bytes of string node j (j->ulen of them) to dst. */
+void jdoc_unescape(const jdoc *d, const jnode *j, char *dst);
+
+/* True when string node j equals s[0..n). */
+bool jdoc_string_eq(const jdoc *d, const jnode *j, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,169 @@
+/* The type pool: protobuf descriptors (FileDescriptorProtos) turned into an immutable graph
+ * of messages, fields and enums, looked up by full name per namespace.
+ *
+ * Namespaces: files added with ns NULL are global (the compiled-in API and the well-known
+ * types) and visible from every namespace; a named namespace sees its own files and the
+ * global ones. A symbol may not be defined twice where it would be visible twice.
+ *
+ * Lifetime: every object returned stays valid and unchanged until typepool_free. A new
+ * version of a file (same name, other contents, same namespace) is built as new objects
+ * that take over its names in lookups; the old objects live on, so files resolved against
+ * them earlier keep pointing at them.
+ *
+ * Threads: any number of readers at once; adding takes a write lock. The objects need no
+ * lock once found. */
+#ifndef STORE_TYPEPOOL_H
+#define STORE_TYPEPOOL_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "google/protobuf/descriptor.pb-c.h"
+
+typedef struct typepool typepool;
+typedef struct tp_message tp_message;
+typedef struct tp_enum tp_enum;
+
+/* google.protobuf.FieldDescriptorProto.Type, same numbers */
+typedef enum {
+	TP_DOUBLE = 1,
+	TP_FLOAT = 2,
+	TP_INT64 = 3,
+	TP_UINT64 = 4,
+	TP_INT32 = 5,
+	TP_FIXED64 = 6,
+	TP_FIXED32 = 7,
+	TP_BOOL = 8,
+	TP_STRING = 9,
+	TP_GROUP = 10,
+	TP_MESSAGE = 11,
+	TP_BYTES = 12,
+	TP_UINT32 = 13,
+	TP_ENUM = 14,
+	TP_SFIXED32 = 15,
+	TP_SFIXED64 = 16,
+	TP_SINT32 = 17,
+	TP_SINT64 = 18,
+} tp_type;
+
+/* Well-known types whose JSON form is special. Empty is not among them: it is {}. */
+typedef enum {
+	TP_WKT_NONE,
+	TP_WKT_ANY,
+	TP_WKT_TIMESTAMP,
+	TP_WKT_DURATION,
+	TP_WKT_FIELD_MASK,
+	TP_WKT_STRUCT,
+	TP_WKT_VALUE,
+	TP_WKT_LIST_VALUE,
+	TP_WKT_WRAPPER, /* DoubleValue ... BytesValue: the bare value of field 1 */
+} tp_wkt;
+
+typedef struct tp_field {
+	const char *name;	    /* as in the .proto */
+	const char *json_name;	    /* lowerCamel, or the json_name option */
+	const tp_message *parent;
+	const tp_message *message;  /* TP_MESSAGE, TP_GROUP: the field's type */
+	const tp_enum *enum_type;   /* TP_ENUM */
+	uint32_t number;
+	int32_t oneof;		    /* index of the containing oneof, -1 for none */
+	uint8_t type;		    /* tp_type */
+	bool repeated;
+	bool packed;		    /* repeated scalar written packed */
+	bool is_map;		    /* repeated map entry: message has key=1, value=2 */
+	bool proto3_optional;	    /* in a synthetic oneof of its own */
+	bool has_presence;	    /* set vs default is tracked: messages, oneofs, proto2 */
+	bool closed_enum;	    /* proto2: unknown enum numbers are not values */
+} tp_field;
+
+typedef struct tp_enum_value {
+	const char *name;
+	int32_t number;
+} tp_enum_value;
+
+typedef struct tp_oneof {
+	const char *name;
+	bool synthetic; /* the oneof of a proto3 optional field */
+} tp_oneof;
+
+typedef struct tp_service tp_service;
+
+typedef struct tp_method {
+	const char *name;
+	const tp_message *input;
+	const tp_message *output;
+	bool client_streaming;
+	bool server_streaming;
+} tp_method;
+
+typedef struct tp_file tp_file;
+
+typedef struct tp_message_info {
+	const char *full_name;	/* "pkg.Outer.Inner" */
+	const char *name;	/* "Inner" */
+	const char *file;	/* the .proto file name */
+	const tp_field *fields; /* sorted by number */
+	size_t n_fields;
+	const tp_oneof *oneofs;
+	size_t n_oneofs;
+	bool map_entry;
+	tp_wkt wkt;
+} tp_message_info;
+
+typedef struct tp_enum_info {
+	const char *full_name;
+	const tp_enum_value *values; /* in declaration order; values[0] is the default */
+	size_t n_values;
+	bool closed;		     /* declared in a proto2 file */
+	bool null_value;	     /* google.protobuf.NullValue: JSON null */
+} tp_enum_info;
+
+typedef struct tp_service_info {
+	const char *full_name;
+	const char *file;
+	const tp_method *methods; /* declaration order */
+	size_t n_methods;
+} tp_service_info;
+
+typepool *typepool_new(void);
+void typepool_free(typepool *tp);
+
+/* Adds every file of a serialized FileDescriptorSet, in order (imports first, as protoc
+ * writes them), all or nothing. Files already present with the same contents are skipped.
+ * ns NULL is the global namespace; a name must be non-empty. Returns 0, -EINVAL (bad set,
+ * unresolved type, duplicate symbol, invalid name or number, missing import) with *err set,
+ * or -ENOMEM. *err (when err is not NULL) is malloc'd, caller frees; NULL on success. */
+int typepool_add_set(typepool *tp, const char *ns, const uint8_t *bytes, size_t len, char **err);
+/* Adds one file, as typepool_add_set. */
+int typepool_add_file(typepool *tp, const char *ns, const Google__Protobuf__FileDescriptorProto *fdp,
+		      char **err);
+
+/* Lookups by full name, with or without a leading dot, as seen from ns (NULL: global only).
+ * NULL when unknown. */
+const tp_message *typepool_find_message(typepool *tp, const char *ns, const char *full_name);
+const tp_enum *typepool_find_enum(typepool *tp, const char *ns, const char *full_name);
+const tp_service *typepool_find_service(typepool *tp, const char *ns, const char *full_name);
+/* The message of a type URL ("type.googleapis.com/pkg.Msg": the part after the last '/'),
+ * len bytes long. */
+const tp_message *typepool_find_type_url(typepool *tp, const char *ns, const char *url,
+					 size_t len);
+
+const tp_message_info *tp_message_get(const tp_message *m);
+const tp_enum_info *tp_enum_get(const tp_enum *e);
+const tp_service_info *tp_service_get(const tp_service *s);
+
+const tp_field *tp_message_field_by_number(const tp_message *m, uint32_t number);
+/* By the .proto name, or by either that or the JSON name (s need not be NUL-terminated). */
+const tp_field *tp_message_field_by_name(const tp_message *m, const char *s, size_t n);
+const tp_field *tp_message_field_by_any_name(const tp_message *m, const char *s, size_t n);
+
+/* The name of a number (the first declared for it), NULL when it has none. */
+const char *tp_enum_name_of(const tp_enum *e, int32_t number);
+bool tp_enum_number_of(const tp_enum *e, const char *s, size_t n, int32_t *number);
+
+/* Follows a path of .proto field names from m: each segment but the last must be a singular
+ * message field, or a map field with string keys, whose next segment is then a key and
+ * whose value field stands for it. Returns the last field, NULL when a segment is none. */
+const tp_field *typepool_resolve_path(const tp_message *m, const char *const *segs, size_t n);
+
+#endif

@@ -1,0 +1,180 @@
+/* pbjson: the transcoder on the command line, for cross-checks against protobuf's own JSON
+ * (tests/e2e/test_json_transcode.py).
+ *
+ *   pbjson [-p] [-r] [-d SET] [-n NS] TYPE
+ *       stdin protobuf bytes of TYPE -> JSON on stdout (-p: .proto field names);
+ *       with -r, stdin JSON -> protobuf bytes on stdout.
+ *   pbjson --batch [-d SET] [-n NS]
+ *       each stdin line "MODE TYPE BASE64" -> one stdout line "ok OUTPUT" or "err MESSAGE".
+ *       MODE j or p: BASE64 is protobuf bytes, OUTPUT the JSON (JSON or .proto names);
+ *       MODE r: BASE64 is JSON text, OUTPUT the protobuf bytes in base64.
+ *
+ * The pool holds the compiled-in API; -d adds a serialized FileDescriptorSet, into
+ * namespace NS when given (types are then looked up from NS). Exit status: 0, 1 when a
+ * conversion failed (single mode), 2 on bad usage or setup. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/json.h"
+#include "store/typepool.h"
+
+extern const uint8_t api_descriptor_set[];
+extern const size_t api_descriptor_set_len;
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: pbjson [-p] [-r] [-d SET] [-n NS] TYPE\n"
+			"       pbjson --batch [-d SET] [-n NS]\n");
+	return 2;
+}
+
+static int read_all(FILE *f, jbuf *b)
+{
+	for (;;) {
+		char *p = jbuf_reserve(b, 65536);
+		if (!p)
+			return -ENOMEM;
+		size_t n = fread(p, 1, 65536, f);
+		b->len += n;
+		if (n < 65536)
+			return ferror(f) ? -EIO : 0;
+	}
+}
+
+static int convert(typepool *tp, const char *ns, char mode, const char *type, const char *in,
+		   size_t len, jbuf *out, char **err)
+{
+	const tp_message *m = typepool_find_message(tp, ns, type);
+	if (!m) {
+		*err = strdup("unknown message type");
+		return -EINVAL;
+	}
+	if (mode == 'r')
+		return json_to_proto(tp, ns, m, in, len, out, err);
+	return json_from_proto(tp, ns, m, (const uint8_t *)in, len, mode == 'p' ? JSON_PROTO_NAMES : 0,
+			       out, err);
+}
+
+static int batch(typepool *tp, const char *ns)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	jbuf out = JBUF_INIT, enc = JBUF_INIT;
+	while ((n = getline(&line, &cap, stdin)) > 0) {
+		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		char *type = strchr(line, ' ');
+		char *data = type ? strchr(type + 1, ' ') : NULL;
+		if (!data || type != line + 1 || !strchr("jpr", line[0])) {
+			printf("err bad request line\n");
+			continue;
+		}
+		*data++ = '\0';
+		type++;
+		size_t dlen = strlen(data);
+		uint8_t *raw = malloc(jsonbuf_base64_max(dlen));
+		long rlen = raw ? jsonbuf_base64_decode(data, dlen, raw) : -1;
+		if (rlen < 0) {
+			printf("err bad base64\n");
+			free(raw);
+			continue;
+		}
+		char *err = NULL;
+		out.len = 0;
+		int rc = convert(tp, ns, line[0], type, (const char *)raw, (size_t)rlen, &out, &err);
+		free(raw);
+		if (rc) {
+			for (char *p = err; p && *p; p++)
+				if (*p == '\n')
+					*p = ' ';
+			printf("err %s\n", err ? err : "?");
+			free(err);
+			continue;
+		}
+		if (line[0] == 'r') {
+			enc.len = 0;
+			jbuf_put_base64(&enc, (const uint8_t *)out.data, out.len);
+			printf("ok %.*s\n", (int)enc.len - 2, enc.data ? enc.data + 1 : "");
+		} else {
+			printf("ok %.*s\n", (int)out.len, out.data);
+		}
+		fflush(stdout);
+	}
+	free(line);
+	jbuf_free(&out);
+	jbuf_free(&enc);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	bool proto_names = false, reverse = false, batch_mode = false;
+	const char *set_path = NULL, *ns = NULL, *type = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "-p"))
+			proto_names = true;
+		else if (!strcmp(argv[i], "-r"))
+			reverse = true;
+		else if (!strcmp(argv[i], "--batch"))
+			batch_mode = true;
+		else if (!strcmp(argv[i], "-d") && i + 1 < argc)
+			set_path = argv[++i];
+		else if (!strcmp(argv[i], "-n") && i + 1 < argc)
+			ns = argv[++i];
+		else if (argv[i][0] != '-' && !type)
+			type = argv[i];
+		else
+			return usage();
+	}
+	if (batch_mode == (type != NULL))
+		return usage();
+
+	typepool *tp = typepool_new();
+	char *err = NULL;
+	if (!tp || typepool_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err)) {
+		fprintf(stderr, "pbjson: compiled-in types: %s\n", err ? err : "out of memory");
+		return 2;
+	}
+	if (set_path) {
+		FILE *f = fopen(set_path, "rb");
+		jbuf set = JBUF_INIT;
+		if (!f || read_all(f, &set)) {
+			fprintf(stderr, "pbjson: cannot read %s\n", set_path);
+			return 2;
+		}
+		fclose(f);
+		if (typepool_add_set(tp, ns, (const uint8_t *)set.data, set.len, &err)) {
+			fprintf(stderr, "pbjson: %s: %s\n", set_path, err);
+			return 2;
+		}
+		jbuf_free(&set);
+	}
+
+	int status = 0;
+	if (batch_mode) {
+		status = batch(tp, ns);
+	} else {
+		jbuf in = JBUF_INIT, out = JBUF_INIT;
+		if (read_all(stdin, &in)) {
+			fprintf(stderr, "pbjson: cannot read stdin\n");
+			return 2;
+		}
+		char mode = reverse ? 'r' : proto_names ? 'p' : 'j';
+		if (convert(tp, ns, mode, type, in.data ? in.data : "", in.len, &out, &err)) {
+			fprintf(stderr, "pbjson: %s\n", err);
+			free(err);
+			status = 1;
+		} else {
+			fwrite(out.data, 1, out.len, stdout);
+			if (!reverse)
+				putchar('\n');
+		}
+		jbuf_free(&in);
+		jbuf_free(&out);
+	}
+	typepool_free(tp);
+	return status;
+}
