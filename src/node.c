@@ -18,9 +18,13 @@
 #include "io/pool.h"
 #include "io/sock.h"
 #include "io/uuid.h"
+#include "services/collection.h"
 #include "services/collector_api.h"
 #include "services/health.h"
 #include "services/reflection.h"
+#include "services/repo.h"
+#include "store/store.h"
+#include "store/typepool.h"
 
 extern const uint8_t api_descriptor_set[];
 extern const size_t api_descriptor_set_len;
@@ -156,9 +160,14 @@ static void print_service(const char *name, size_t len, void *arg)
 	*first = 0;
 }
 
-static int build_methods(method_table *t)
+static int build_methods(method_table *t, svc_env *env)
 {
-	int rc = health_register(t);
+	/* The services first: collector_api_register then routes what is left. */
+	int rc = repo_register(t, env);
+	if (!rc)
+		rc = collection_register(t, env);
+	if (!rc)
+		rc = health_register(t);
 	if (!rc)
 		rc = reflection_register(t, api_descriptor_set, api_descriptor_set_len);
 	if (!rc)
@@ -209,17 +218,22 @@ int node_run(const node_config *cfg)
 	int nthreads = cfg->threads > 0 ? cfg->threads : (int)(cores > 0 ? cores : 1);
 	int pool_threads = cfg->pool_threads > 0 ? cfg->pool_threads : 2 * (int)(cores > 0 ? cores : 1);
 
-	method_table *methods = method_table_new();
-	if (!methods || build_methods(methods)) {
-		fprintf(stderr, "collector: cannot build the method table\n");
+	pool *blocking = pool_new((size_t)pool_threads, (size_t)cfg->pool_queue);
+	typepool *types = typepool_new();
+	if (!blocking || !types) {
+		fprintf(stderr, "collector: out of memory\n");
 		return 1;
 	}
-	h2_server_opts opts = cfg->wire;
-	opts.max_message_bytes = cfg->max_message_bytes;
-	h2_server *server = h2_server_new(methods, &opts);
-	pool *blocking = pool_new((size_t)pool_threads, (size_t)cfg->pool_queue);
-	if (!server || !blocking) {
-		fprintf(stderr, "collector: out of memory\n");
+	char *err = NULL;
+	if (typepool_add_set(types, NULL, api_descriptor_set, api_descriptor_set_len, &err)) {
+		fprintf(stderr, "collector: the compiled-in descriptors do not load: %s\n",
+			err ? err : "out of memory");
+		return 1;
+	}
+	store *st = NULL;
+	if ((rc = store_open(cfg->data, NULL, &st))) {
+		fprintf(stderr, "collector: cannot open the store in %s: %s\n", cfg->data,
+			store_errmsg());
 		return 1;
 	}
 
@@ -242,6 +256,27 @@ int node_run(const node_config *cfg)
 		}
 		slots[i].listen_fd = fd;
 	}
+	char addr[80];
+	sock_format_addr((struct sockaddr *)&ss, addr, sizeof(addr));
+
+	svc_env env = {.pool = blocking,
+		       .store = st,
+		       .types = types,
+		       .default_ns = cfg->ns,
+		       .endpoint = addr,
+		       .max_message_bytes = cfg->max_message_bytes};
+	method_table *methods = method_table_new();
+	if (!methods || build_methods(methods, &env)) {
+		fprintf(stderr, "collector: cannot build the method table\n");
+		return 1;
+	}
+	h2_server_opts opts = cfg->wire;
+	opts.max_message_bytes = cfg->max_message_bytes;
+	h2_server *server = h2_server_new(methods, &opts);
+	if (!server) {
+		fprintf(stderr, "collector: out of memory\n");
+		return 1;
+	}
 
 	grace_ns_cfg = cfg->grace_seconds;
 	sem_t ready;
@@ -260,8 +295,6 @@ int node_run(const node_config *cfg)
 		if (slots[i].err && !failed)
 			failed = slots[i].err;
 	}
-	char addr[80];
-	sock_format_addr((struct sockaddr *)&ss, addr, sizeof(addr));
 	if (failed) {
 		fprintf(stderr, "collector: cannot start a reactor: %s%s\n", strerror(-failed),
 			io_uring_hint(failed));
@@ -289,6 +322,8 @@ int node_run(const node_config *cfg)
 		pthread_join(slots[i].thread, NULL);
 	sem_destroy(&ready);
 	pool_free(blocking);
+	store_close(st);
+	typepool_free(types);
 	h2_server_free(server);
 	method_table_free(methods);
 	free(slots);

@@ -50,7 +50,7 @@ int collector_api_register(method_table *t)
 				.h = {.on_start = unimplemented},
 			};
 			int rc = method_table_add(t, &m);
-			if (rc)
+			if (rc && rc != -EEXIST) /* -EEXIST: its service registered it already */
 				return rc;
 		}
 	}

@@ -573,7 +573,7 @@ def test_health_check_node(shared_node, hstub):
 
 def test_collector_methods_unimplemented(shared_node):
     ch = shared_node.channel()
-    e = rpc_error(collection_server_pb2_grpc.CollectionServiceStub(ch).Get, collection_server_pb2.GetRequest(), timeout=10)
+    e = rpc_error(collection_server_pb2_grpc.CollectionServiceStub(ch).Invoke, collection_server_pb2.InvokeRequest(), timeout=10)
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details()
     e = rpc_error(registry_pb2_grpc.CollectorRegistryStub(ch).ListServices, registry_pb2.ListServicesRequest(), timeout=10)
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details()

@@ -1,0 +1,986 @@
+/* collector.CollectionService: the records of one collection. Reads run on the pool with a
+ * reader connection; writes are transcoded on the pool, then committed by the
+ * collection's writer in groups (store/coll.h), and answered once durable. */
+#include "services/collection.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector/collection_server.pb-c.h"
+#include "io/uuid.h"
+#include "services/colls.h"
+#include "store/coll.h"
+#include "store/json.h"
+#include "store/query.h"
+
+#define SVC "/collector.CollectionService/"
+#define ID_MAX 256
+#define SERVER_VERSION "collector-c 0.1.0"
+
+static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
+
+/* A record id: 1 to 256 bytes, none of them a control character. */
+static bool check_id(svc_job *j, const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	bool ok = n > 0 && n <= ID_MAX;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (unsigned char)id[i] >= 0x20 && id[i] != 0x7f;
+	if (!ok)
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+			     "invalid id: 1 to %d bytes without control characters", ID_MAX);
+	return ok;
+}
+
+/* An Any from a record's bytes (borrowed: lives as long as url and data). */
+static void record_any(Google__Protobuf__Any *any, char *url, const tp_message *m,
+		       const void *data, size_t len)
+{
+	snprintf(url, strlen(SVC_TYPE_URL_PREFIX) + strlen(tp_message_get(m)->full_name) + 1,
+		 "%s%s", SVC_TYPE_URL_PREFIX, tp_message_get(m)->full_name);
+	*any = (Google__Protobuf__Any)GOOGLE__PROTOBUF__ANY__INIT;
+	any->type_url = url;
+	any->value.data = (uint8_t *)data;
+	any->value.len = len;
+}
+
+static char *type_url_of(const tp_message *m)
+{
+	size_t n = strlen(SVC_TYPE_URL_PREFIX) + strlen(tp_message_get(m)->full_name) + 1;
+	char *url = malloc(n);
+	if (url)
+		snprintf(url, n, "%s%s", SVC_TYPE_URL_PREFIX, tp_message_get(m)->full_name);
+	return url;
+}
+
+/* The item must be a message of the collection's type: its JSON (proto field names) is
+ * what filters and full-text search see. */
+static bool transcode_item(svc_job *j, const svc_env *env, const coll_def *d,
+			   const Google__Protobuf__Any *item, jbuf *json)
+{
+	if (!item) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "item is required");
+		return false;
+	}
+	if (!svc_type_url_is(item->type_url, d->type)) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+			     "item is a '%.200s', the collection holds %s", item->type_url,
+			     tp_message_get(d->type)->full_name);
+		return false;
+	}
+	char *err = NULL;
+	int rc = json_from_proto(env->types, d->row->ns, d->type, item->value.data, item->value.len,
+				 JSON_PROTO_NAMES, json, &err);
+	if (rc) {
+		svc_job_fail(j, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INVALID_ARGUMENT,
+			     "item is not a valid %s: %s", tp_message_get(d->type)->full_name,
+			     err ? err : "out of memory");
+		free(err);
+		return false;
+	}
+	return true;
+}
+
+/* ---- writes: Create, Update, Delete ---- */
+
+typedef struct write_job {
+	svc_req_job r;
+	coll_def d;
+	store_coll *coll;
+	store_write_req wreq;
+	store_op op;
+	jbuf json;
+	jbuf merged; /* Update with a mask: the merged record, written from here */
+	char id[ID_MAX + 1];
+	int kind; /* which method */
+} write_job;
+
+enum { W_CREATE, W_UPDATE, W_DELETE };
+
+static void write_release(svc_job *sj)
+{
+	write_job *w = (write_job *)sj;
+	coll_def_free(&w->d);
+	jbuf_free(&w->json);
+	jbuf_free(&w->merged);
+	free(w);
+}
+
+/* Writer thread: the outcome is durable (or failed). */
+static void write_done(store_write_req *req, int rc)
+{
+	write_job *w = req->ctx;
+	svc_job *sj = &w->r.j;
+	const char *ns = w->d.row->ns, *name = w->d.row->name;
+	if (rc == -EEXIST)
+		svc_job_fail(sj, GRPC_ALREADY_EXISTS, "a record with id '%.200s' already exists in %s/%s",
+			     w->id, ns, name);
+	else if (rc == -ENOENT)
+		svc_job_fail(sj, GRPC_NOT_FOUND, "no record '%.200s' in %s/%s", w->id, ns, name);
+	else if (rc == -EAGAIN)
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "the collection's write queue is full");
+	else if (rc)
+		svc_job_fail(sj, GRPC_INTERNAL, "the write failed: %s", strerror(-rc));
+	else if (w->kind == W_CREATE) {
+		Collector__CreateResponse resp = COLLECTOR__CREATE_RESPONSE__INIT;
+		resp.status = &status_ok;
+		resp.id = w->id;
+		svc_job_answer(sj, &resp.base);
+	} else if (w->kind == W_UPDATE) {
+		Collector__UpdateResponse resp = COLLECTOR__UPDATE_RESPONSE__INIT;
+		resp.status = &status_ok;
+		svc_job_answer(sj, &resp.base);
+	} else {
+		Collector__DeleteResponse resp = COLLECTOR__DELETE_RESPONSE__INIT;
+		resp.status = &status_ok;
+		svc_job_answer(sj, &resp.base);
+	}
+	store_coll_release(w->coll);
+	w->coll = NULL;
+	svc_job_resume(sj);
+}
+
+/* Pool thread, after the op is filled: hands it to the collection's writer. */
+static void write_submit(write_job *w)
+{
+	svc_job *sj = &w->r.j;
+	if (!coll_def_open(sj, w->r.env, &w->d, &w->coll))
+		return;
+	w->wreq = (store_write_req){.ops = &w->op, .nops = 1, .done = write_done, .ctx = w};
+	w->op.id = w->id;
+	svc_job_defer(sj);
+	int rc = store_write(w->coll, &w->wreq);
+	if (rc) {
+		/* Refused before queueing: done will not come, answer here. */
+		store_coll_release(w->coll);
+		w->coll = NULL;
+		if (rc == -EAGAIN)
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "the collection's write queue is full");
+		else
+			svc_fail_store(sj, rc, "writing");
+		svc_job_resume(sj);
+	}
+}
+
+static void create_work(svc_job *sj)
+{
+	write_job *w = (write_job *)sj;
+	const Collector__CreateRequest *req = w->r.req;
+	if (!coll_def_load(sj, w->r.env, w->r.ns, req->collection_name, &w->d))
+		return;
+	if (req->id && *req->id) {
+		if (!check_id(sj, req->id))
+			return;
+		snprintf(w->id, sizeof(w->id), "%s", req->id);
+	} else if (uuid7_make(w->id)) {
+		svc_job_fail(sj, GRPC_INTERNAL, "no randomness for a record id");
+		return;
+	}
+	if (!transcode_item(sj, w->r.env, &w->d, req->item, &w->json))
+		return;
+	w->op.kind = STORE_OP_INSERT;
+	w->op.row = (store_row){.data = req->item->value.data,
+				.data_len = req->item->value.len,
+				.json = w->json.data};
+	write_submit(w);
+}
+
+static void delete_work(svc_job *sj)
+{
+	write_job *w = (write_job *)sj;
+	const Collector__DeleteRequest *req = w->r.req;
+	if (!coll_def_load(sj, w->r.env, w->r.ns, req->collection_name, &w->d) ||
+	    !check_id(sj, req->id))
+		return;
+	snprintf(w->id, sizeof(w->id), "%s", req->id);
+	w->op.kind = STORE_OP_DELETE;
+	write_submit(w);
+}
+
+static void update_work(svc_job *sj);
+
+static void write_start(call *c, const void *req, const char *ns, void (*work)(svc_job *),
+			int kind)
+{
+	const svc_env *env = call_ctx(c);
+	write_job *w = calloc(1, sizeof(*w));
+	if (!w) {
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	w->r.j.work = work;
+	w->r.j.release = write_release;
+	w->r.env = env;
+	w->r.req = req;
+	w->r.ns = svc_namespace(c, env, ns);
+	w->kind = kind;
+	svc_job_run(env->pool, c, &w->r.j);
+}
+
+static void create(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__CreateRequest *req = (const void *)msg;
+	write_start(c, req, req->namespace_, create_work, W_CREATE);
+}
+
+static void update(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__UpdateRequest *req = (const void *)msg;
+	write_start(c, req, req->namespace_, update_work, W_UPDATE);
+}
+
+static void delete(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__DeleteRequest *req = (const void *)msg;
+	write_start(c, req, req->namespace_, delete_work, W_DELETE);
+}
+
+/* ---- Update ---- */
+
+/* Update with a mask takes the masked fields from the item and keeps the rest: done on the
+ * JSON forms (proto field names), then back to protobuf, inside the writer's transaction
+ * so that concurrent updates of one record cannot lose each other's fields. */
+static int merge_apply(void *ctx, const store_row *old, store_row *out);
+
+static void update_work(svc_job *sj)
+{
+	write_job *w = (write_job *)sj;
+	const Collector__UpdateRequest *req = w->r.req;
+	if (!coll_def_load(sj, w->r.env, w->r.ns, req->collection_name, &w->d) ||
+	    !check_id(sj, req->id))
+		return;
+	snprintf(w->id, sizeof(w->id), "%s", req->id);
+	if (!transcode_item(sj, w->r.env, &w->d, req->item, &w->json))
+		return;
+	for (size_t i = 0; i < req->n_update_mask; i++) {
+		const char *p = req->update_mask[i];
+		query_path qp;
+		const char *why;
+		const char *segs[PATH_MAX_SEGMENTS];
+		if (path_parse(p, strlen(p), &qp, &why)) {
+			svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "update_mask '%.100s': %s", p, why);
+			return;
+		}
+		bool indexed = false;
+		for (unsigned k = 0; k < qp.nseg; k++) {
+			segs[k] = qp.seg[k].name;
+			indexed |= qp.seg[k].nidx > 0;
+		}
+		if (indexed || !typepool_resolve_path(w->d.type, segs, qp.nseg)) {
+			svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "update_mask '%.100s' is not a field of %s",
+				     p, tp_message_get(w->d.type)->full_name);
+			return;
+		}
+	}
+	w->op.kind = STORE_OP_UPDATE;
+	if (!req->n_update_mask) {
+		w->op.row = (store_row){.data = req->item->value.data,
+					.data_len = req->item->value.len,
+					.json = w->json.data};
+	} else {
+		w->op.apply = merge_apply;
+		w->op.apply_ctx = w;
+	}
+	write_submit(w);
+}
+
+/* Copies each masked path's value from the new JSON into the old one (or removes it when
+ * the new item does not set it), with SQLite's JSON functions on a private in-memory
+ * connection (the writer's own is in the middle of its transaction). */
+static int merge_apply(void *ctx, const store_row *old, store_row *out)
+{
+	write_job *w = ctx;
+	const Collector__UpdateRequest *req = w->r.req;
+	sqlite3 *merge_db = NULL;
+	if (sqlite3_open(":memory:", &merge_db) != SQLITE_OK) {
+		sqlite3_close(merge_db);
+		return -ENOMEM;
+	}
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(merge_db,
+			       "SELECT CASE WHEN json_type(?2, ?3) IS NULL THEN json_remove(?1, ?3)"
+			       " ELSE json_set(?1, ?3, json_extract(?2, ?3)) END",
+			       -1, &st, NULL) != SQLITE_OK) {
+		sqlite3_close(merge_db);
+		return -EIO;
+	}
+	char *merged = strdup(old->json);
+	int rc = merged ? 0 : -ENOMEM;
+	for (size_t i = 0; i < req->n_update_mask && !rc; i++) {
+		query_path qp;
+		const char *why;
+		char jp[PATH_TEXT_MAX];
+		path_parse(req->update_mask[i], strlen(req->update_mask[i]), &qp, &why);
+		path_render(&qp, jp);
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, merged, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, w->json.data, (int)w->json.len, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, jp, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_ROW) {
+			rc = -EIO;
+			break;
+		}
+		char *next = strdup((const char *)sqlite3_column_text(st, 0));
+		free(merged);
+		merged = next;
+		if (!merged)
+			rc = -ENOMEM;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(merge_db);
+	if (rc) {
+		free(merged);
+		return rc;
+	}
+	/* Back to protobuf, then to the canonical JSON the store keeps. */
+	jbuf bin = JBUF_INIT, canon = JBUF_INIT;
+	const svc_env *env = w->r.env;
+	rc = json_to_proto(env->types, w->d.row->ns, w->d.type, merged, strlen(merged), &bin, NULL);
+	if (!rc)
+		rc = json_from_proto(env->types, w->d.row->ns, w->d.type, (const uint8_t *)bin.data,
+				     bin.len, JSON_PROTO_NAMES, &canon, NULL);
+	free(merged);
+	if (rc) {
+		jbuf_free(&bin);
+		jbuf_free(&canon);
+		return rc;
+	}
+	/* The writer copies out after we return: the buffers stay with the job. */
+	jbuf_free(&w->json);
+	w->json = canon;
+	jbuf_free(&w->merged);
+	w->merged = bin;
+	*out = (store_row){.data = bin.data, .data_len = bin.len, .json = canon.data};
+	return 0;
+}
+
+/* ---- reads: Get, Describe, Meta ---- */
+
+typedef struct read_job {
+	svc_req_job r;
+	coll_def d;
+	store_coll *coll;
+	store_reader *rd;
+} read_job;
+
+static void read_release(svc_job *sj)
+{
+	read_job *rj = (read_job *)sj;
+	coll_def_free(&rj->d);
+	free(rj);
+}
+
+static void read_start(call *c, const void *req, const char *ns, void (*work)(svc_job *))
+{
+	const svc_env *env = call_ctx(c);
+	read_job *rj = calloc(1, sizeof(*rj));
+	if (!rj) {
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	rj->r.j.work = work;
+	rj->r.j.release = read_release;
+	rj->r.env = env;
+	rj->r.req = req;
+	rj->r.ns = svc_namespace(c, env, ns);
+	svc_job_run(env->pool, c, &rj->r.j);
+}
+
+/* Loads and opens the collection and begins a read. */
+static bool read_open(read_job *rj, const char *name)
+{
+	svc_job *sj = &rj->r.j;
+	if (!coll_def_load(sj, rj->r.env, rj->r.ns, name, &rj->d) ||
+	    !coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
+		return false;
+	int rc = store_coll_read_begin(rj->coll, &rj->rd);
+	if (rc) {
+		svc_fail_store(sj, rc, "reading");
+		store_coll_release(rj->coll);
+		return false;
+	}
+	return true;
+}
+
+static void read_close(read_job *rj)
+{
+	store_coll_read_end(rj->rd);
+	store_coll_release(rj->coll);
+}
+
+static void get_work(svc_job *sj)
+{
+	read_job *rj = (read_job *)sj;
+	const Collector__GetRequest *req = rj->r.req;
+	if (!check_id(sj, req->id) || !read_open(rj, req->collection_name))
+		return;
+	sqlite3_stmt *st;
+	if (store_reader_prepare(rj->rd, "SELECT data FROM records WHERE id = ?1", &st)) {
+		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", store_errmsg());
+	} else {
+		sqlite3_bind_text(st, 1, req->id, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			char *url = type_url_of(rj->d.type);
+			Google__Protobuf__Any any;
+			record_any(&any, url, rj->d.type, sqlite3_column_blob(st, 0),
+				   (size_t)sqlite3_column_bytes(st, 0));
+			Collector__GetResponse resp = COLLECTOR__GET_RESPONSE__INIT;
+			resp.status = &status_ok;
+			resp.item = &any;
+			if (url)
+				svc_job_answer(sj, &resp.base);
+			else
+				svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			free(url);
+		} else if (rc == SQLITE_DONE) {
+			svc_job_fail(sj, GRPC_NOT_FOUND, "no record '%.200s' in %s/%s", req->id,
+				     rj->d.row->ns, rj->d.row->name);
+		} else {
+			svc_job_fail(sj, GRPC_INTERNAL, "reading: %s",
+				     sqlite3_errmsg(store_reader_db(rj->rd)));
+		}
+	}
+	read_close(rj);
+}
+
+static void get(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__GetRequest *req = (const void *)msg;
+	read_start(c, req, req->namespace_, get_work);
+}
+
+static void describe_work(svc_job *sj)
+{
+	read_job *rj = (read_job *)sj;
+	const Collector__DescribeRequest *req = rj->r.req;
+	if (!coll_def_load(sj, rj->r.env, rj->r.ns, req->collection_name, &rj->d) ||
+	    !coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
+		return;
+	int64_t records = 0, bytes = 0;
+	int rc = store_coll_stats(rj->coll, &records, &bytes);
+	store_coll_release(rj->coll);
+	if (rc) {
+		svc_fail_store(sj, rc, "measuring the collection");
+		return;
+	}
+	Collector__DescribeResponse resp = COLLECTOR__DESCRIBE_RESPONSE__INIT;
+	resp.status = &status_ok;
+	resp.collection_definition = rj->d.def;
+	resp.record_count = records;
+	resp.storage_size_bytes = bytes;
+	svc_job_answer(sj, &resp.base);
+}
+
+static void describe(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__DescribeRequest *req = (const void *)msg;
+	read_start(c, req, req->namespace_, describe_work);
+}
+
+/* Meta needs no storage: answered on the reactor. The features this node has travel in
+ * the status details. */
+static void meta(call *c, const ProtobufCMessage *msg)
+{
+	(void)msg;
+	Collector__Status__DetailsEntry e = COLLECTOR__STATUS__DETAILS_ENTRY__INIT;
+	e.key = "features";
+	e.value = "crud,list,search,full-text,json-filters,keyset-paging,group-commit,indexed-fields";
+	Collector__Status__DetailsEntry *details[] = {&e};
+	Collector__Status st = COLLECTOR__STATUS__INIT;
+	st.n_details = 1;
+	st.details = details;
+	Collector__MetaResponse resp = COLLECTOR__META_RESPONSE__INIT;
+	resp.status = &st;
+	resp.server_version = SERVER_VERSION;
+	call_reply(c, &resp.base);
+}
+
+/* ---- List and Search ---- */
+
+/* The kind of a field path in the collection's message, for typed comparisons. */
+static int resolve_kind(void *ctx, const query_path *p, enum query_kind *kind)
+{
+	const tp_message *m = ctx;
+	const tp_field *f = NULL;
+	for (unsigned i = 0; i < p->nseg; i++) {
+		if (!m)
+			return -ENOENT;
+		f = tp_message_field_by_name(m, p->seg[i].name, strlen(p->seg[i].name));
+		if (!f || f->is_map)
+			return -ENOENT;
+		m = f->message;
+		if (f->repeated && p->seg[i].nidx == 0 && i + 1 < p->nseg)
+			return -ENOENT; /* a field inside a list needs the element's index */
+	}
+	const query_path_seg *last = &p->seg[p->nseg - 1];
+	if (f->repeated && last->nidx == 0) {
+		*kind = QUERY_KIND_REPEATED;
+		return 0;
+	}
+	switch (f->type) {
+	case TP_STRING:
+		*kind = QUERY_KIND_STRING;
+		break;
+	case TP_BYTES:
+		*kind = QUERY_KIND_BYTES;
+		break;
+	case TP_BOOL:
+		*kind = QUERY_KIND_BOOL;
+		break;
+	case TP_ENUM:
+		*kind = QUERY_KIND_ENUM;
+		break;
+	case TP_INT64:
+	case TP_UINT64:
+	case TP_SINT64:
+	case TP_FIXED64:
+	case TP_SFIXED64:
+		*kind = QUERY_KIND_INT64;
+		break;
+	case TP_MESSAGE:
+	case TP_GROUP:
+		switch (tp_message_get(f->message)->wkt) {
+		case TP_WKT_TIMESTAMP:
+			*kind = QUERY_KIND_TIMESTAMP;
+			break;
+		case TP_WKT_DURATION:
+			*kind = QUERY_KIND_DURATION;
+			break;
+		default:
+			*kind = QUERY_KIND_MESSAGE;
+		}
+		break;
+	default:
+		*kind = QUERY_KIND_NUMBER;
+	}
+	return 0;
+}
+
+/* google.protobuf.Value/Struct (protobuf-c) as the query module's plain values. The
+ * arena holds every node; it is freed in one go. */
+typedef struct value_arena {
+	query_value *vals;
+	query_member *members;
+	size_t nv, nm, capv, capm;
+	bool failed;
+} value_arena;
+
+static query_value *va_values(value_arena *a, size_t n)
+{
+	if (a->nv + n > a->capv) {
+		a->failed = true;
+		return NULL;
+	}
+	query_value *v = a->vals + a->nv;
+	a->nv += n;
+	return v;
+}
+
+static void convert_value(value_arena *a, const Google__Protobuf__Value *in, query_value *out);
+
+static void convert_struct(value_arena *a, const Google__Protobuf__Struct *s, query_value *out)
+{
+	out->type = QUERY_STRUCT;
+	size_t n = s ? s->n_fields : 0;
+	if (a->nm + n > a->capm) {
+		a->failed = true;
+		return;
+	}
+	query_member *mem = a->members + a->nm;
+	a->nm += n;
+	query_value *vals = va_values(a, n);
+	if (!vals && n)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		mem[i].key = s->fields[i]->key;
+		convert_value(a, s->fields[i]->value, &vals[i]);
+		mem[i].value = &vals[i];
+	}
+	out->u.object.members = mem;
+	out->u.object.n = n;
+}
+
+static void convert_value(value_arena *a, const Google__Protobuf__Value *in, query_value *out)
+{
+	*out = (query_value){.type = QUERY_NULL};
+	if (!in)
+		return;
+	switch (in->kind_case) {
+	case GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE:
+		out->type = QUERY_NUMBER;
+		out->u.number = in->number_value;
+		break;
+	case GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE:
+		out->type = QUERY_STRING;
+		out->u.string = in->string_value;
+		break;
+	case GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE:
+		out->type = QUERY_BOOL;
+		out->u.boolean = in->bool_value;
+		break;
+	case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE:
+		convert_struct(a, in->struct_value, out);
+		break;
+	case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE: {
+		size_t n = in->list_value ? in->list_value->n_values : 0;
+		query_value *items = va_values(a, n);
+		if (!items && n)
+			return;
+		for (size_t i = 0; i < n; i++)
+			convert_value(a, in->list_value->values[i], &items[i]);
+		out->type = QUERY_LIST;
+		out->u.list.items = items;
+		out->u.list.n = n;
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* Bounds the conversion: the request is at most max_message_bytes, and every Value or
+ * Struct entry takes at least two bytes of it. */
+static bool va_init(value_arena *a, size_t request_bytes)
+{
+	*a = (value_arena){0};
+	a->capv = a->capm = request_bytes / 2 + 16;
+	a->vals = calloc(a->capv, sizeof(*a->vals));
+	a->members = calloc(a->capm, sizeof(*a->members));
+	return a->vals && a->members;
+}
+
+static void va_free(value_arena *a)
+{
+	free(a->vals);
+	free(a->members);
+}
+
+typedef struct query_job {
+	read_job rd;
+	value_arena va;
+	query *q;
+} query_job;
+
+static void query_release(svc_job *sj)
+{
+	query_job *qj = (query_job *)sj;
+	query_free(qj->q);
+	va_free(&qj->va);
+	read_release(sj);
+}
+
+static void query_start(call *c, const ProtobufCMessage *req, const char *ns,
+			void (*work)(svc_job *))
+{
+	const svc_env *env = call_ctx(c);
+	query_job *qj = calloc(1, sizeof(*qj));
+	if (!qj) {
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	qj->rd.r.j.work = work;
+	qj->rd.r.j.release = query_release;
+	qj->rd.r.env = env;
+	qj->rd.r.req = req;
+	qj->rd.r.ns = svc_namespace(c, env, ns);
+	svc_job_run(env->pool, c, &qj->rd.r.j);
+}
+
+/* The schema the compiler needs: the message's kinds and the indexed fields. */
+static void schema_of(const coll_def *d, query_schema *s)
+{
+	*s = (query_schema){.resolve = resolve_kind,
+			    .resolve_ctx = (void *)d->type,
+			    .indexed = (const char *const *)d->def->indexed_fields,
+			    .nindexed = d->def->n_indexed_fields};
+}
+
+static int64_t count_rows(read_job *rj, const query *q)
+{
+	sqlite3_stmt *st;
+	if (store_reader_prepare(rj->rd, query_count_sql(q), &st) || query_bind(st, q) ||
+	    sqlite3_step(st) != SQLITE_ROW)
+		return -1;
+	return sqlite3_column_int64(st, 0);
+}
+
+/* Runs the page query: calls row(ctx, st) for up to page rows; *more when one more came. */
+static int run_page(read_job *rj, const query *q, int32_t page, bool *more,
+		    int (*row)(void *ctx, sqlite3_stmt *st), void *ctx)
+{
+	sqlite3_stmt *st;
+	if (store_reader_prepare(rj->rd, query_sql(q), &st) || query_bind(st, q))
+		return -EIO;
+	int n = 0, rc;
+	*more = false;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == page) {
+			*more = true;
+			break;
+		}
+		if (row(ctx, st))
+			return -ENOMEM;
+		n++;
+	}
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Items collected from rows: Anys pointing into one growing byte store. */
+typedef struct items {
+	Google__Protobuf__Any *any;
+	Google__Protobuf__Any **ptrs;
+	uint8_t **data;
+	double *scores;
+	size_t n, cap;
+	char *url;
+	const tp_message *type;
+	char *last_token; /* List: the token of the last row kept */
+	const query *q;
+} items;
+
+static int items_row(void *ctx, sqlite3_stmt *st)
+{
+	items *it = ctx;
+	if (it->n == it->cap) {
+		size_t cap = it->cap ? it->cap * 2 : 16;
+		void *a = realloc(it->any, cap * sizeof(*it->any));
+		if (a)
+			it->any = a;
+		void *d = realloc(it->data, cap * sizeof(*it->data));
+		if (d)
+			it->data = d;
+		void *s = realloc(it->scores, cap * sizeof(*it->scores));
+		if (s)
+			it->scores = s;
+		if (!a || !d || !s)
+			return -ENOMEM;
+		it->cap = cap;
+	}
+	size_t len = (size_t)sqlite3_column_bytes(st, QUERY_COL_DATA);
+	uint8_t *copy = malloc(len ? len : 1);
+	if (!copy)
+		return -ENOMEM;
+	if (len)
+		memcpy(copy, sqlite3_column_blob(st, QUERY_COL_DATA), len);
+	it->data[it->n] = copy;
+	record_any(&it->any[it->n], it->url, it->type, copy, len);
+	it->scores[it->n] = sqlite3_column_double(st, QUERY_COL_SCORE);
+	it->n++;
+	if (it->q) {
+		/* The token of the last row kept is the next page's start. */
+		free(it->last_token);
+		it->last_token = NULL;
+		if (query_next_token(it->q, st, &it->last_token) == -ENOMEM)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static bool items_init(items *it, const tp_message *type, const query *q)
+{
+	*it = (items){.type = type, .q = q};
+	it->url = type_url_of(type);
+	return it->url != NULL;
+}
+
+static Google__Protobuf__Any **items_ptrs(items *it)
+{
+	it->ptrs = calloc(it->n ? it->n : 1, sizeof(*it->ptrs));
+	for (size_t i = 0; it->ptrs && i < it->n; i++)
+		it->ptrs[i] = &it->any[i];
+	return it->ptrs;
+}
+
+static void items_free(items *it)
+{
+	for (size_t i = 0; i < it->n; i++)
+		free(it->data[i]);
+	free(it->any);
+	free(it->ptrs);
+	free(it->data);
+	free(it->scores);
+	free(it->url);
+	free(it->last_token);
+}
+
+static void list_work(svc_job *sj)
+{
+	query_job *qj = (query_job *)sj;
+	read_job *rj = &qj->rd;
+	const Collector__ListRequest *req = rj->r.req;
+	if (!coll_def_load(sj, rj->r.env, rj->r.ns, req->collection_name, &rj->d))
+		return;
+	if (!va_init(&qj->va, rj->r.env->max_message_bytes)) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	query_value filter;
+	if (req->filter)
+		convert_struct(&qj->va, req->filter, &filter);
+	query_schema schema;
+	schema_of(&rj->d, &schema);
+	query_list_params p = {.filter = req->filter ? &filter : NULL,
+			       .order_by = req->order_by,
+			       .page_size = req->page_size,
+			       .page_token = req->page_token};
+	query_err err;
+	int rc = qj->va.failed ? -ENOMEM : query_compile_list(&schema, &p, &qj->q, &err);
+	if (rc) {
+		svc_job_fail(sj, rc == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED, "%s",
+			     rc == -EINVAL ? err.msg : "out of memory");
+		return;
+	}
+	if (!coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
+		return;
+	if (store_coll_read_begin(rj->coll, &rj->rd)) {
+		svc_fail_store(sj, -EIO, "reading");
+		store_coll_release(rj->coll);
+		return;
+	}
+	items it;
+	bool more = false;
+	int64_t total = -1;
+	if (!items_init(&it, rj->d.type, qj->q)) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else if (run_page(rj, qj->q, query_page_size(qj->q), &more, items_row, &it) ||
+		   (total = count_rows(rj, qj->q)) < 0) {
+		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", sqlite3_errmsg(store_reader_db(rj->rd)));
+	} else {
+		Collector__ListResponse resp = COLLECTOR__LIST_RESPONSE__INIT;
+		resp.status = &status_ok;
+		resp.items = items_ptrs(&it);
+		resp.n_items = it.n;
+		resp.next_page_token = more && it.last_token ? it.last_token : "";
+		resp.total_count = total;
+		if (resp.items)
+			svc_job_answer(sj, &resp.base);
+		else
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	items_free(&it);
+	read_close(rj);
+}
+
+static void list(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__ListRequest *req = (const void *)msg;
+	query_start(c, msg, req->namespace_, list_work);
+}
+
+static void search_work(svc_job *sj)
+{
+	query_job *qj = (query_job *)sj;
+	read_job *rj = &qj->rd;
+	const Collector__SearchRequest *req = rj->r.req;
+	if (!coll_def_load(sj, rj->r.env, rj->r.ns, req->collection_name, &rj->d))
+		return;
+	if (req->n_vector) {
+		svc_job_fail(sj, GRPC_UNIMPLEMENTED, "vector search is not implemented yet");
+		return;
+	}
+	size_t nf = req->n_filters, nl = req->n_label_filters;
+	query_filter *filters = calloc(nf ? nf : 1, sizeof(*filters));
+	query_label *labels = calloc(nl ? nl : 1, sizeof(*labels));
+	if (!filters || !labels || !va_init(&qj->va, rj->r.env->max_message_bytes)) {
+		free(filters);
+		free(labels);
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < nf; i++) {
+		const Collector__Filter *f = req->filters[i]->value;
+		filters[i].path = req->filters[i]->key;
+		filters[i].op = f ? (enum query_op)f->operator_ : QUERY_EQUALS;
+		convert_value(&qj->va, f ? f->value : NULL, &filters[i].value);
+	}
+	for (size_t i = 0; i < nl; i++)
+		labels[i] = (query_label){req->label_filters[i]->key, req->label_filters[i]->value};
+	query_schema schema;
+	schema_of(&rj->d, &schema);
+	query_search_params p = {.full_text = req->full_text,
+				 .filters = filters,
+				 .nfilters = nf,
+				 .labels = labels,
+				 .nlabels = nl,
+				 .limit = req->limit,
+				 .offset = req->offset,
+				 .order_by = req->order_by,
+				 .ascending = req->ascending};
+	query_err err;
+	int rc = qj->va.failed ? -ENOMEM : query_compile_search(&schema, &p, &qj->q, &err);
+	free(filters);
+	free(labels);
+	if (rc) {
+		svc_job_fail(sj, rc == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED, "%s",
+			     rc == -EINVAL ? err.msg : "out of memory");
+		return;
+	}
+	if (!coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
+		return;
+	if (store_coll_read_begin(rj->coll, &rj->rd)) {
+		svc_fail_store(sj, -EIO, "reading");
+		store_coll_release(rj->coll);
+		return;
+	}
+	items it;
+	bool more = false;
+	int64_t total = -1;
+	if (!items_init(&it, rj->d.type, NULL)) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else if (run_page(rj, qj->q, query_page_size(qj->q), &more, items_row, &it) ||
+		   (total = count_rows(rj, qj->q)) < 0) {
+		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", sqlite3_errmsg(store_reader_db(rj->rd)));
+	} else {
+		Collector__SearchResult *res = calloc(it.n ? it.n : 1, sizeof(*res));
+		Collector__SearchResult **ptrs = calloc(it.n ? it.n : 1, sizeof(*ptrs));
+		if (res && ptrs) {
+			for (size_t i = 0; i < it.n; i++) {
+				collector__search_result__init(&res[i]);
+				res[i].item = &it.any[i];
+				res[i].score = it.scores[i];
+				ptrs[i] = &res[i];
+			}
+			Collector__SearchResponse resp = COLLECTOR__SEARCH_RESPONSE__INIT;
+			resp.status = &status_ok;
+			resp.results = ptrs;
+			resp.n_results = it.n;
+			resp.total_count = total;
+			svc_job_answer(sj, &resp.base);
+		} else {
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		}
+		free(res);
+		free(ptrs);
+	}
+	items_free(&it);
+	read_close(rj);
+}
+
+static void search(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__SearchRequest *req = (const void *)msg;
+	query_start(c, msg, req->namespace_, search_work);
+}
+
+int collection_register(method_table *t, svc_env *env)
+{
+#define UNARY(name, lower, fn)                                                                     \
+	{SVC name, CALL_UNARY, &collector__##lower##_request__descriptor,                          \
+	 &collector__##lower##_response__descriptor, {.on_request = fn, .on_cancel = svc_job_on_cancel}, env}
+	const method methods[] = {
+		UNARY("Create", create, create),   UNARY("Get", get, get),
+		UNARY("Update", update, update),   UNARY("Delete", delete, delete),
+		UNARY("List", list, list),	   UNARY("Search", search, search),
+		UNARY("Describe", describe, describe), UNARY("Meta", meta, meta),
+	};
+#undef UNARY
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		int rc = method_table_add(t, &methods[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}

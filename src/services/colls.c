@@ -1,0 +1,205 @@
+#include "services/colls.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2/buf.h"
+#include "h2/status.h"
+
+char *svc_strdup(const char *s) { return strdup(s ? s : ""); }
+
+const char *svc_namespace(call *c, const svc_env *env, const char *requested)
+{
+	if (requested && *requested)
+		return requested;
+	const call_md *md = call_md_get(c, SVC_NAMESPACE_HEADER);
+	if (md && md->value_len) {
+		char *ns = call_alloc(c, md->value_len + 1);
+		if (ns) {
+			memcpy(ns, md->value, md->value_len);
+			ns[md->value_len] = 0;
+			return ns;
+		}
+	}
+	return env->default_ns;
+}
+
+bool svc_check_name(svc_job *j, const char *what, const char *name)
+{
+	if (store_name_valid(name))
+		return true;
+	svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+		     "invalid %s name '%.80s': 1 to 63 of A-Z a-z 0-9 _ -, starting with a letter "
+		     "or digit",
+		     what, name ? name : "");
+	return false;
+}
+
+void svc_fail_store(svc_job *j, int rc, const char *doing)
+{
+	int code;
+	switch (rc) {
+	case -EINVAL:
+		code = GRPC_INVALID_ARGUMENT;
+		break;
+	case -ENOENT:
+		code = GRPC_NOT_FOUND;
+		break;
+	case -EEXIST:
+		code = GRPC_ALREADY_EXISTS;
+		break;
+	case -EAGAIN:
+	case -ENOSPC:
+	case -ENOMEM:
+		code = GRPC_RESOURCE_EXHAUSTED;
+		break;
+	case -ESHUTDOWN:
+		code = GRPC_UNAVAILABLE;
+		break;
+	default:
+		code = GRPC_INTERNAL;
+	}
+	svc_job_fail(j, code, "%s: %s", doing, store_errmsg());
+}
+
+const tp_message *svc_find_type(const svc_env *env, const char *ns,
+				const Collector__MessageTypeRef *ref)
+{
+	if (!ref || !ref->message_name || !*ref->message_name)
+		return NULL;
+	const char *where = ref->namespace_ && *ref->namespace_ ? ref->namespace_ : ns;
+	return typepool_find_message(env->types, where, ref->message_name);
+}
+
+bool svc_type_url_is(const char *url, const tp_message *m)
+{
+	const char *slash = url ? strrchr(url, '/') : NULL;
+	const char *name = slash ? slash + 1 : url;
+	return name && !strcmp(name, tp_message_get(m)->full_name);
+}
+
+bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name,
+		   coll_def *out)
+{
+	*out = (coll_def){0};
+	if (!svc_check_name(j, "namespace", ns) || !svc_check_name(j, "collection", name))
+		return false;
+	int rc = store_collection_get(env->store, ns, name, &out->row);
+	if (rc == -ENOENT) {
+		svc_job_fail(j, GRPC_NOT_FOUND, "no collection %s/%s", ns, name);
+		return false;
+	}
+	if (rc) {
+		svc_fail_store(j, rc, "reading the catalog");
+		return false;
+	}
+	out->def = collector__collection__unpack(NULL, out->row->def_len, out->row->def);
+	if (out->def)
+		out->type = typepool_find_message(env->types, out->row->type_ns[0] ? out->row->type_ns : NULL,
+						  out->row->type_name);
+	if (!out->def || !out->type) {
+		svc_job_fail(j, GRPC_INTERNAL, "the definition of %s/%s is unreadable", ns, name);
+		coll_def_free(out);
+		return false;
+	}
+	return true;
+}
+
+void coll_def_free(coll_def *d)
+{
+	if (d->def)
+		collector__collection__free_unpacked(d->def, NULL);
+	free(d->row);
+	*d = (coll_def){0};
+}
+
+bool coll_def_open(svc_job *j, const svc_env *env, const coll_def *d, store_coll **out)
+{
+	int rc = store_coll_acquire(env->store, d->row->ns, d->row->name, out);
+	if (rc == -ENOENT) {
+		svc_job_fail(j, GRPC_NOT_FOUND, "no collection %s/%s", d->row->ns, d->row->name);
+		return false;
+	}
+	if (rc) {
+		svc_fail_store(j, rc, "opening the collection");
+		return false;
+	}
+	return true;
+}
+
+static int json_string(buf *b, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	int rc = buf_append(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p && !rc; p++) {
+		if (*p == '"' || *p == '\\') {
+			char esc[2] = {'\\', (char)*p};
+			rc = buf_append(b, esc, 2);
+		} else if (*p < 0x20) {
+			char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+			rc = buf_append(b, esc, 6);
+		} else {
+			rc = buf_append(b, p, 1);
+		}
+	}
+	return rc ? rc : buf_append(b, "\"", 1);
+}
+
+static char *buf_finish(buf *b, int rc)
+{
+	if (!rc)
+		rc = buf_append(b, "", 1);
+	if (rc) {
+		buf_free(b);
+		return NULL;
+	}
+	return (char *)b->data;
+}
+
+char *svc_labels_json(Collector__Metadata__LabelsEntry *const *labels, size_t n)
+{
+	buf b = {0};
+	int rc = buf_append(&b, "{", 1);
+	for (size_t i = 0; i < n && !rc; i++) {
+		rc = i ? buf_append(&b, ",", 1) : 0;
+		rc = rc ? rc : json_string(&b, labels[i]->key);
+		rc = rc ? rc : buf_append(&b, ":", 1);
+		rc = rc ? rc : json_string(&b, labels[i]->value);
+	}
+	return buf_finish(&b, rc ? rc : buf_append(&b, "}", 1));
+}
+
+char *svc_strings_json(char *const *v, size_t n)
+{
+	buf b = {0};
+	int rc = buf_append(&b, "[", 1);
+	for (size_t i = 0; i < n && !rc; i++) {
+		rc = i ? buf_append(&b, ",", 1) : 0;
+		rc = rc ? rc : json_string(&b, v[i]);
+	}
+	return buf_finish(&b, rc ? rc : buf_append(&b, "]", 1));
+}
+
+static void req_job_release(svc_job *j) { free(j); }
+
+void svc_start(call *c, const void *req, const char *req_ns, void (*work)(svc_job *j))
+{
+	const svc_env *env = call_ctx(c);
+	svc_req_job *j = calloc(1, sizeof(*j));
+	if (!j) {
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	j->j.work = work;
+	j->j.release = req_job_release;
+	j->env = env;
+	j->req = req;
+	j->ns = svc_namespace(c, env, req_ns);
+	svc_job_run(env->pool, c, &j->j);
+}
+
+const char *svc_type_ns(const svc_env *env, const char *ns, const tp_message *m)
+{
+	return typepool_find_message(env->types, NULL, tp_message_get(m)->full_name) == m ? "" : ns;
+}

@@ -1,0 +1,82 @@
+/* What the Collections services (repo.c, collection.c) share: the node's storage
+ * environment, namespaces, names, and loading a collection's definition. */
+#ifndef SERVICES_COLLS_H
+#define SERVICES_COLLS_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "collector/collection.pb-c.h"
+#include "collector/common.pb-c.h"
+#include "h2/call.h"
+#include "io/pool.h"
+#include "services/job.h"
+#include "store/store.h"
+#include "store/typepool.h"
+
+#define SVC_NAMESPACE_HEADER "x-collector-namespace"
+#define SVC_TYPE_URL_PREFIX "type.googleapis.com/"
+
+typedef struct svc_env {
+	pool *pool;
+	store *store;
+	typepool *types;
+	const char *default_ns; /* --namespace */
+	const char *endpoint;	/* host:port this node serves on */
+	size_t max_message_bytes;
+} svc_env;
+
+/* The namespace a request means (reactor thread): its own field when set, else the
+ * caller's x-collector-namespace header, else the node's default. Lives as long as c. */
+const char *svc_namespace(call *c, const svc_env *env, const char *requested);
+/* Copies s (NULL: "") into a new allocation; NULL when out of memory. */
+char *svc_strdup(const char *s);
+
+/* Namespace and collection names (store_name_valid); fails j with INVALID_ARGUMENT. */
+bool svc_check_name(svc_job *j, const char *what, const char *name);
+
+/* A collection as the services see it. */
+typedef struct coll_def {
+	store_collection *row;	    /* the catalog row (one allocation) */
+	Collector__Collection *def; /* its definition, unpacked */
+	const tp_message *type;	    /* the records' message type */
+} coll_def;
+
+/* Loads ns/name; fails j (NOT_FOUND, INTERNAL) and returns false when it cannot. */
+bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name,
+		   coll_def *out);
+void coll_def_free(coll_def *d);
+/* Opens the loaded collection for reads and writes; fails j when it cannot. */
+bool coll_def_open(svc_job *j, const svc_env *env, const coll_def *d, store_coll **out);
+
+/* The message a MessageTypeRef names, seen from ns (the ref's own namespace when set):
+ * a full name, with or without a leading dot. NULL when unknown. */
+const tp_message *svc_find_type(const svc_env *env, const char *ns,
+				const Collector__MessageTypeRef *ref);
+/* Whether an Any's type URL names m (anything before the last '/' is accepted). */
+bool svc_type_url_is(const char *url, const tp_message *m);
+
+/* Maps a store error to a gRPC status on j, with the store's message. */
+void svc_fail_store(svc_job *j, int rc, const char *doing);
+
+/* A unary call's job: the request (valid while the job holds the call) and the namespace
+ * it means. */
+typedef struct svc_req_job {
+	svc_job j;
+	const svc_env *env;
+	const void *req;
+	const char *ns;
+} svc_req_job;
+
+/* on_request side: runs work(j) for c on the pool with req, in the namespace req_ns
+ * means (svc_namespace). */
+void svc_start(call *c, const void *req, const char *req_ns, void (*work)(svc_job *j));
+
+/* The namespace a collection records for its message type: "" for the global types. */
+const char *svc_type_ns(const svc_env *env, const char *ns, const tp_message *m);
+
+/* JSON text for the catalog: an object of string labels, an array of strings. malloc'd,
+ * NULL when out of memory. */
+char *svc_labels_json(Collector__Metadata__LabelsEntry *const *labels, size_t n);
+char *svc_strings_json(char *const *v, size_t n);
+
+#endif

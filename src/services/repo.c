@@ -1,0 +1,409 @@
+/* collector.CollectionRepo: collections as a whole (create, delete, discover, route).
+ * Clone, Fetch, Push/Pull and the backup methods stay UNIMPLEMENTED (collector_api.c)
+ * until their issue. */
+#include "services/repo.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector/collection_repo.pb-c.h"
+#include "io/clock.h"
+#include "services/colls.h"
+#include "store/coll.h"
+#include "store/query.h"
+
+#define REPO "/collector.CollectionRepo/"
+#define DISCOVER_DEFAULT 50
+#define DISCOVER_MAX 1000
+
+static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
+
+/* ---- CreateCollection ---- */
+
+/* Checks every indexed field against the message and renders its index. */
+static bool check_indexed(svc_job *j, const tp_message *m, Collector__Collection *in,
+			  char (*exprs)[QUERY_INDEX_EXPR_MAX], char (*names)[QUERY_INDEX_NAME_MAX])
+{
+	for (size_t i = 0; i < in->n_indexed_fields; i++) {
+		const char *f = in->indexed_fields[i];
+		query_err err;
+		if (query_index_field(f, exprs[i], names[i], &err)) {
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s': %s", f, err.msg);
+			return false;
+		}
+		query_path p;
+		const char *why;
+		const char *segs[PATH_MAX_SEGMENTS];
+		path_parse(f, strlen(f), &p, &why);
+		for (unsigned k = 0; k < p.nseg; k++)
+			segs[k] = p.seg[k].name;
+		if (!typepool_resolve_path(m, segs, p.nseg)) {
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s' is not a field of %s",
+				     f, tp_message_get(m)->full_name);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void set_indexes(const svc_env *env, const char *ns, const char *name, size_t n,
+			char (*exprs)[QUERY_INDEX_EXPR_MAX], char (*names)[QUERY_INDEX_NAME_MAX])
+{
+	if (!n)
+		return;
+	const char *ename[n], *eexpr[n];
+	for (size_t i = 0; i < n; i++) {
+		ename[i] = names[i] + 3; /* the store adds the "ix_" itself */
+		eexpr[i] = exprs[i];
+	}
+	store_coll *c;
+	if (store_coll_acquire(env->store, ns, name, &c) == 0) {
+		store_coll_set_indexes(c, n, ename, eexpr);
+		store_coll_release(c);
+	}
+}
+
+static void create_collection_work(svc_job *sj)
+{
+	svc_req_job *j = (svc_req_job *)sj;
+	const Collector__CreateCollectionRequest *req = j->req;
+	Collector__Collection *in = req->collection;
+	if (!in) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "collection is required");
+		return;
+	}
+	const char *ns = in->namespace_ && *in->namespace_ ? in->namespace_ : j->ns;
+	if (!svc_check_name(sj, "namespace", ns) || !svc_check_name(sj, "collection", in->name))
+		return;
+	if (store_ns_reserved(ns)) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "namespace '%s' is reserved for the node", ns);
+		return;
+	}
+	const tp_message *m = svc_find_type(j->env, ns, in->message_type);
+	if (!m) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "unknown message type '%.200s' in namespace %s",
+			     in->message_type && in->message_type->message_name
+				     ? in->message_type->message_name
+				     : "",
+			     ns);
+		return;
+	}
+	size_t nidx = in->n_indexed_fields;
+	if (nidx > 64) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "at most 64 indexed fields");
+		return;
+	}
+	char(*exprs)[QUERY_INDEX_EXPR_MAX] = calloc(nidx ? nidx : 1, sizeof(*exprs));
+	char(*names)[QUERY_INDEX_NAME_MAX] = calloc(nidx ? nidx : 1, sizeof(*names));
+	char *labels = NULL, *indexed = NULL;
+	uint8_t *def = NULL;
+	if (!exprs || !names || !check_indexed(sj, m, in, exprs, names))
+		goto out;
+
+	/* The definition as the node keeps it: names resolved, times and endpoint set. */
+	int64_t now_us = clock_wall_ns() / 1000;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	ts.seconds = now_us / 1000000;
+	ts.nanos = (int32_t)(now_us % 1000000) * 1000;
+	Collector__MessageTypeRef type = COLLECTOR__MESSAGE_TYPE_REF__INIT;
+	type.namespace_ = (char *)svc_type_ns(j->env, ns, m);
+	type.message_name = (char *)tp_message_get(m)->full_name;
+	Collector__Metadata md = COLLECTOR__METADATA__INIT;
+	md.created_at = md.updated_at = &ts;
+	if (in->metadata) {
+		md.n_labels = in->metadata->n_labels;
+		md.labels = in->metadata->labels;
+	}
+	Collector__Collection out = *in;
+	out.namespace_ = (char *)ns;
+	out.message_type = &type;
+	out.server_endpoint = (char *)j->env->endpoint;
+	out.metadata = &md;
+	size_t def_len = collector__collection__get_packed_size(&out);
+	def = malloc(def_len ? def_len : 1);
+	labels = svc_labels_json(md.labels, md.n_labels);
+	indexed = svc_strings_json(in->indexed_fields, nidx);
+	if (!def || !labels || !indexed) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	collector__collection__pack(&out, def);
+	store_collection row = {.ns = ns,
+				.name = in->name,
+				.def = def,
+				.def_len = def_len,
+				.type_ns = type.namespace_,
+				.type_name = type.message_name,
+				.labels = labels,
+				.indexed = indexed,
+				.created_at = now_us,
+				.updated_at = now_us};
+	int rc = store_collection_create(j->env->store, &row, 0);
+	if (rc == -EEXIST) {
+		svc_job_fail(sj, GRPC_ALREADY_EXISTS, "collection %s/%s already exists", ns, in->name);
+		goto out;
+	}
+	if (rc) {
+		svc_fail_store(sj, rc, "creating the collection");
+		goto out;
+	}
+	set_indexes(j->env, ns, in->name, nidx, exprs, names);
+
+	char id[2 * STORE_NAME_MAX + 2];
+	snprintf(id, sizeof(id), "%s/%s", ns, in->name);
+	Collector__CreateCollectionResponse resp = COLLECTOR__CREATE_COLLECTION_RESPONSE__INIT;
+	resp.status = &status_ok;
+	resp.collection_id = id;
+	resp.server_endpoint = (char *)j->env->endpoint;
+	svc_job_answer(sj, &resp.base);
+out:
+	free(exprs);
+	free(names);
+	free(labels);
+	free(indexed);
+	free(def);
+}
+
+static void create_collection(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__CreateCollectionRequest *req = (const void *)msg;
+	svc_start(c, req, req->collection ? req->collection->namespace_ : NULL,
+		  create_collection_work);
+}
+
+/* ---- DeleteCollection ---- */
+
+static void delete_collection_work(svc_job *sj)
+{
+	svc_req_job *j = (svc_req_job *)sj;
+	const Collector__DeleteCollectionRequest *req = j->req;
+	const char *name = req->collection ? req->collection->name : "";
+	if (!svc_check_name(sj, "namespace", j->ns) || !svc_check_name(sj, "collection", name))
+		return;
+	int64_t records = 0, files = 0;
+	int rc = store_collection_delete(j->env->store, j->ns, name, &records, &files);
+	if (rc == -ENOENT) {
+		svc_job_fail(sj, GRPC_NOT_FOUND, "no collection %s/%s", j->ns, name);
+		return;
+	}
+	if (rc) {
+		svc_fail_store(sj, rc, "deleting the collection");
+		return;
+	}
+	Collector__DeleteCollectionResponse resp = COLLECTOR__DELETE_COLLECTION_RESPONSE__INIT;
+	resp.status = &status_ok;
+	resp.records_deleted = records;
+	resp.files_deleted = files;
+	svc_job_answer(sj, &resp.base);
+}
+
+static void delete_collection(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__DeleteCollectionRequest *req = (const void *)msg;
+	svc_start(c, req, req->collection ? req->collection->namespace_ : NULL,
+		  delete_collection_work);
+}
+
+/* ---- Route ---- */
+
+static void route_work(svc_job *sj)
+{
+	svc_req_job *j = (svc_req_job *)sj;
+	const Collector__RouteRequest *req = j->req;
+	coll_def d;
+	if (!coll_def_load(sj, j->env, j->ns, req->collection ? req->collection->name : "", &d))
+		return;
+	Collector__RouteResponse resp = COLLECTOR__ROUTE_RESPONSE__INIT;
+	resp.status = &status_ok;
+	resp.server_endpoint = (char *)j->env->endpoint;
+	resp.collection = d.def;
+	svc_job_answer(sj, &resp.base);
+	coll_def_free(&d);
+}
+
+static void route(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__RouteRequest *req = (const void *)msg;
+	svc_start(c, req, req->collection ? req->collection->namespace_ : NULL, route_work);
+}
+
+/* ---- Discover ---- */
+
+/* Page tokens are the last (namespace, name) of a page, hex-encoded: opaque to clients
+ * and checked strictly on the way back. */
+static char *discover_token(const char *ns, const char *name)
+{
+	size_t n = strlen(ns) + 1 + strlen(name);
+	char *t = malloc(2 * n + 1);
+	if (!t)
+		return NULL;
+	static const char hex[] = "0123456789abcdef";
+	size_t k = 0;
+	for (const char *p = ns;; p++) {
+		unsigned char ch = (unsigned char)*p;
+		t[k++] = hex[ch >> 4];
+		t[k++] = hex[ch & 15];
+		if (!ch)
+			break;
+	}
+	for (const char *p = name; *p; p++) {
+		t[k++] = hex[(unsigned char)*p >> 4];
+		t[k++] = hex[(unsigned char)*p & 15];
+	}
+	t[k] = 0;
+	return t;
+}
+
+static bool discover_token_parse(const char *t, char ns[STORE_NAME_MAX + 1],
+				 char name[STORE_NAME_MAX + 1])
+{
+	size_t len = strlen(t);
+	char raw[2 * STORE_NAME_MAX + 4];
+	if (len % 2 || len / 2 >= sizeof(raw))
+		return false;
+	for (size_t i = 0; i < len / 2; i++) {
+		int v = 0;
+		for (int h = 0; h < 2; h++) {
+			char ch = t[2 * i + h];
+			int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+			if (d < 0)
+				return false;
+			v = v * 16 + d;
+		}
+		raw[i] = (char)v;
+	}
+	raw[len / 2] = 0;
+	size_t nslen = strnlen(raw, len / 2);
+	if (nslen == len / 2 || nslen > STORE_NAME_MAX || strlen(raw + nslen + 1) > STORE_NAME_MAX)
+		return false;
+	memcpy(ns, raw, nslen + 1);
+	strcpy(name, raw + nslen + 1);
+	return store_name_valid(ns) && store_name_valid(name);
+}
+
+typedef struct discover_acc {
+	Collector__Collection **v;
+	size_t n, cap;
+	char last_ns[STORE_NAME_MAX + 1], last_name[STORE_NAME_MAX + 1];
+} discover_acc;
+
+static int discover_row(void *ctx, const store_collection *row)
+{
+	discover_acc *a = ctx;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? 2 * a->cap : 16;
+		void *v = realloc(a->v, cap * sizeof(*a->v));
+		if (!v)
+			return -ENOMEM;
+		a->v = v;
+		a->cap = cap;
+	}
+	Collector__Collection *def = collector__collection__unpack(NULL, row->def_len, row->def);
+	if (!def)
+		return -EIO;
+	a->v[a->n++] = def;
+	snprintf(a->last_ns, sizeof(a->last_ns), "%s", row->ns);
+	snprintf(a->last_name, sizeof(a->last_name), "%s", row->name);
+	return 0;
+}
+
+static void discover_work(svc_job *sj)
+{
+	svc_req_job *j = (svc_req_job *)sj;
+	const Collector__DiscoverRequest *req = j->req;
+	if (req->page_size < 0 || req->page_size > DISCOVER_MAX) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "page_size must be 0 (default %d) to %d",
+			     DISCOVER_DEFAULT, DISCOVER_MAX);
+		return;
+	}
+	if (!svc_check_name(sj, "namespace", j->ns))
+		return;
+	store_list_filter f = {.ns = j->ns,
+			       .limit = req->page_size ? (size_t)req->page_size : DISCOVER_DEFAULT};
+	char after_ns[STORE_NAME_MAX + 1], after_name[STORE_NAME_MAX + 1];
+	if (req->page_token && *req->page_token) {
+		if (!discover_token_parse(req->page_token, after_ns, after_name) ||
+		    strcmp(after_ns, j->ns)) {
+			svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "invalid page_token");
+			return;
+		}
+		f.after_ns = after_ns;
+		f.after_name = after_name;
+	}
+	discover_acc a = {0};
+	Collector__DiscoverResponse resp = COLLECTOR__DISCOVER_RESPONSE__INIT;
+	if (req->message_type_filter && req->message_type_filter->message_name &&
+	    *req->message_type_filter->message_name) {
+		const tp_message *m = svc_find_type(j->env, j->ns, req->message_type_filter);
+		if (!m)
+			goto answer; /* nothing can be of a type nobody knows */
+		f.type_ns = svc_type_ns(j->env, j->ns, m);
+		f.type_name = tp_message_get(m)->full_name;
+	}
+	size_t nl = req->n_label_filter;
+	if (nl > STORE_LABEL_FILTERS_MAX) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "at most %d label filters",
+			     STORE_LABEL_FILTERS_MAX);
+		return;
+	}
+	const char *keys[STORE_LABEL_FILTERS_MAX], *values[STORE_LABEL_FILTERS_MAX];
+	for (size_t i = 0; i < nl; i++) {
+		keys[i] = req->label_filter[i]->key;
+		values[i] = req->label_filter[i]->value;
+	}
+	f.nlabels = nl;
+	f.label_keys = keys;
+	f.label_values = values;
+	bool more = false;
+	int rc = store_collection_list(j->env->store, &f, discover_row, &a, &more);
+	if (rc) {
+		svc_fail_store(sj, rc, "listing collections");
+		goto out;
+	}
+answer:
+	resp.status = &status_ok;
+	resp.collections = a.v;
+	resp.n_collections = a.n;
+	resp.next_page_token = more && a.n ? discover_token(a.last_ns, a.last_name) : NULL;
+	if (more && a.n && !resp.next_page_token)
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	else
+		svc_job_answer(sj, &resp.base);
+	free(resp.next_page_token);
+out:
+	for (size_t i = 0; i < a.n; i++)
+		collector__collection__free_unpacked(a.v[i], NULL);
+	free(a.v);
+}
+
+static void discover(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__DiscoverRequest *req = (const void *)msg;
+	svc_start(c, req, req->namespace_, discover_work);
+}
+
+int repo_register(method_table *t, svc_env *env)
+{
+	const method methods[] = {
+		{REPO "CreateCollection", CALL_UNARY, &collector__create_collection_request__descriptor,
+		 &collector__create_collection_response__descriptor,
+		 {.on_request = create_collection, .on_cancel = svc_job_on_cancel}, env},
+		{REPO "DeleteCollection", CALL_UNARY, &collector__delete_collection_request__descriptor,
+		 &collector__delete_collection_response__descriptor,
+		 {.on_request = delete_collection, .on_cancel = svc_job_on_cancel}, env},
+		{REPO "Route", CALL_UNARY, &collector__route_request__descriptor,
+		 &collector__route_response__descriptor,
+		 {.on_request = route, .on_cancel = svc_job_on_cancel}, env},
+		{REPO "Discover", CALL_UNARY, &collector__discover_request__descriptor,
+		 &collector__discover_response__descriptor,
+		 {.on_request = discover, .on_cancel = svc_job_on_cancel}, env},
+	};
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		int rc = method_table_add(t, &methods[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}

@@ -1,0 +1,10 @@
+/* collector.CollectionRepo. */
+#ifndef SERVICES_REPO_H
+#define SERVICES_REPO_H
+#include "h2/method.h"
+#include "services/colls.h"
+
+/* env must outlive the table. */
+int repo_register(method_table *t, svc_env *env);
+
+#endif
