@@ -398,6 +398,9 @@ static void civil_from_days(int64_t z, int *y, int *m, int *d)
  * range. */
 static bool parse_ts(const char *s, int64_t *secs, int32_t *nanos)
 {
+	/* The fixed part is read at fixed offsets. */
+	if (strlen(s) < 20)
+		return false;
 	int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2);
 	if (y < 1 || s[4] != '-' || s[7] != '-' || mo < 1 || mo > 12 || d < 1)
 		return false;
@@ -425,7 +428,7 @@ static bool parse_ts(const char *s, int64_t *secs, int32_t *nanos)
 	int64_t off = 0;
 	if (*p == 'Z' || *p == 'z') {
 		p++;
-	} else if (*p == '+' || *p == '-') {
+	} else if ((*p == '+' || *p == '-') && strlen(p) == 6) {
 		int oh = digits(p + 1, 2), om = digits(p + 4, 2);
 		if (oh < 0 || oh > 23 || p[3] != ':' || om < 0 || om > 59)
 			return false;
@@ -663,11 +666,15 @@ static const char *vtype_name(const query_value *v)
 	return (unsigned)v->type <= QUERY_STRUCT ? names[v->type] : "an invalid value";
 }
 
+/* Also refuses NaN and infinities, which JSON cannot hold (SQLite would bind NaN as NULL). */
 static bool bad_value(cc *c, const query_value *v)
 {
-	if ((unsigned)v->type <= QUERY_STRUCT)
+	if ((unsigned)v->type > QUERY_STRUCT)
+		fail(c, "invalid value type %d", (int)v->type);
+	else if (v->type == QUERY_NUMBER && !isfinite(v->u.number))
+		fail(c, "filter value %g is not a finite number", v->u.number);
+	else
 		return false;
-	fail(c, "invalid value type %d", (int)v->type);
 	return true;
 }
 
@@ -1298,6 +1305,8 @@ static int operator_struct(cc *c, const char *prefix, const char *key, const que
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		const query_member *m = &st->u.object.members[i];
+		if (!m->key || !m->value)
+			return 0; /* flatten reports it */
 		if (!strcmp(m->key, "operator") && !opv)
 			opv = m->value;
 		else if (!strcmp(m->key, "value") && val == &null_value)
@@ -1522,6 +1531,7 @@ static int order_item(cc *c, const char *s, size_t len, bool allow_score, bool *
 		fail(c, "order_by: expected asc or desc after '%s', found '%s'", quote(item, qk),
 		     quote(dir, qb));
 	} else if (!key_parse(c, item, allow_score, k)) {
+		k->o.text = NULL; /* item is freed below */
 		*dir_given = *dir;
 		o->desc[o->n] = *dir && !strcasecmp(dir, "desc");
 		if (k->ty == TY_MESSAGE || k->ty == TY_REPEATED || k->ty == TY_MAP)

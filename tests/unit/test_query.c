@@ -4,6 +4,7 @@
  * keyset paging while rows come and go, page-token tampering, and the grammar's
  * rejections. */
 #include <errno.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -325,6 +326,10 @@ static void test_numbers(void **state)
 	FILTER(&typed, "age", QUERY_GREATER_THAN, VNULL, "EINVAL");
 	FILTER(&typed, "age", QUERY_LESS_THAN, VST(MEM("a", VN(1))), "EINVAL");
 	FILTER(&typed, "age", QUERY_CONTAINS, VN(3), "EINVAL");
+	FILTER(&typed, "age", QUERY_NOT_EQUALS, VN(NAN), "EINVAL");
+	expect_einval_msg("finite");
+	FILTER(&typed, "took", QUERY_LESS_THAN, VN(INFINITY), "EINVAL");
+	FILTER(&untyped, "age", QUERY_IN, VL(VN(1), VN(-INFINITY)), "EINVAL");
 }
 
 static void test_int64(void **state)
@@ -441,6 +446,18 @@ static void test_times(void **state)
 	FILTER(&typed, "when", QUERY_EQUALS, VS("2024-01-01 00:00:00Z"), "EINVAL");
 	FILTER(&typed, "when", QUERY_EQUALS, VS("2024-01-01T00:00:00.1234567890Z"), "EINVAL");
 	FILTER(&typed, "when", QUERY_EQUALS, VN(0), "EINVAL");
+	/* Cut short anywhere (read at fixed offsets: found by fuzz_query). */
+	static const char *const short_ts[] = {"", "t1.5s", "2024", "2024-01-01T00:00:0",
+					       "2024-01-01T00:00:00", "2024-01-01T00:00:00+",
+					       "2024-01-01T00:00:00+01", "2024-01-01T00:00:00+01:0",
+					       "2024-01-01T00:00:00.", "2024-01-01T00:00:00+01:000"};
+	for (size_t i = 0; i < sizeof short_ts / sizeof short_ts[0]; i++) {
+		char *heap = strdup(short_ts[i]); /* so that ASan sees a read past its end */
+		FILTER(&typed, "when", QUERY_LESS_THAN, VS(heap), "EINVAL");
+		if (strcmp(heap, "2024")) /* an integer, fine for a time column */
+			FILTER(&typed, "@created_at", QUERY_EQUALS, VS(heap), "EINVAL");
+		free(heap);
+	}
 	FILTER(&typed, "took", QUERY_GREATER_THAN, VS("1s"), "r1,r2");
 	FILTER(&typed, "took", QUERY_LESS_THAN, VN(0), "r3");
 	FILTER(&typed, "took", QUERY_EQUALS, VS("1.5s"), "r1");
@@ -755,6 +772,14 @@ static void test_search_collections_struct(void **state)
 	qv = VST(MEM("age", VST(MEM("operator", VS("OP_EQUALS")))));
 	assert_string_equal(search(&typed, p), "EINVAL");
 	expect_einval_msg("needs a \"value\"");
+	query_member holes[] = {{NULL, &qv}, {"value", NULL}, {"operator", NULL}};
+	for (size_t i = 0; i < 3; i++) {
+		query_value inner = {.type = QUERY_STRUCT, .u.object = {&holes[i], 1}};
+		qv = VST(MEM("age", inner));
+		assert_string_equal(search(&typed, p), "EINVAL");
+		expect_einval_msg("without a key or value");
+		assert_string_equal(list(&typed, &qv, NULL), "EINVAL");
+	}
 	qv = VST(MEM("full_text", VN(1)));
 	assert_string_equal(search(&typed, p), "EINVAL");
 	qv = VST(MEM("full_text", VS("alice")));
