@@ -17,6 +17,7 @@
 #include "h2/frame.h"
 #include "h2/guard.h"
 #include "h2/metadata.h"
+#include "h2/pbcheck.h"
 #include "h2/session.h"
 #include "io/clock.h"
 #include "io/log.h"
@@ -512,6 +513,19 @@ static void on_deadline(timer *t)
 
 static bool kind_single_request(call_kind k) { return k == CALL_UNARY || k == CALL_SERVER_STREAM; }
 
+/* A string field that is not UTF-8, or that holds a NUL byte, is refused before any
+ * handler sees a silently truncated value. */
+static bool strings_ok(call *c, const uint8_t *data, size_t len)
+{
+	const char *field = NULL;
+	if (pbcheck_strings(c->m->input, data, len, &field))
+		return true;
+	char msg[200];
+	snprintf(msg, sizeof(msg), "string field '%.100s' is not UTF-8 or holds a NUL byte", field);
+	fail_call(c, GRPC_INVALID_ARGUMENT, msg);
+	return false;
+}
+
 static void deliver_message(call *c, const uint8_t *data, size_t len)
 {
 	const method *m = c->m;
@@ -526,6 +540,8 @@ static void deliver_message(call *c, const uint8_t *data, size_t len)
 				fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 			return;
 		}
+		if (!strings_ok(c, data, len))
+			return;
 		c->request = protobuf_c_message_unpack(m->input, NULL, len, data);
 		if (!c->request)
 			fail_call(c, GRPC_INTERNAL, "could not parse the request message");
@@ -536,6 +552,8 @@ static void deliver_message(call *c, const uint8_t *data, size_t len)
 			m->h.on_raw(c, data, len);
 		return;
 	}
+	if (!strings_ok(c, data, len))
+		return;
 	ProtobufCMessage *msg = protobuf_c_message_unpack(m->input, NULL, len, data);
 	if (!msg) {
 		fail_call(c, GRPC_INTERNAL, "could not parse the request message");

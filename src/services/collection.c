@@ -258,17 +258,14 @@ static void update_work(svc_job *sj)
 		const char *p = req->update_mask[i];
 		query_path qp;
 		const char *why;
-		const char *segs[PATH_MAX_SEGMENTS];
 		if (path_parse(p, strlen(p), &qp, &why)) {
 			svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "update_mask '%.100s': %s", p, why);
 			return;
 		}
-		bool indexed = false;
-		for (unsigned k = 0; k < qp.nseg; k++) {
-			segs[k] = qp.seg[k].name;
+		bool indexed = false, whole;
+		for (unsigned k = 0; k < qp.nseg; k++)
 			indexed |= qp.seg[k].nidx > 0;
-		}
-		if (indexed || !typepool_resolve_path(w->d.type, segs, qp.nseg)) {
+		if (indexed || !svc_field_at(w->d.type, &qp, &whole)) {
 			svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "update_mask '%.100s' is not a field of %s",
 				     p, tp_message_get(w->d.type)->full_name);
 			return;
@@ -503,21 +500,12 @@ static void meta(call *c, const ProtobufCMessage *msg)
 /* The kind of a field path in the collection's message, for typed comparisons. */
 static int resolve_kind(void *ctx, const query_path *p, enum query_kind *kind)
 {
-	const tp_message *m = ctx;
-	const tp_field *f = NULL;
-	for (unsigned i = 0; i < p->nseg; i++) {
-		if (!m)
-			return -ENOENT;
-		f = tp_message_field_by_name(m, p->seg[i].name, strlen(p->seg[i].name));
-		if (!f || f->is_map)
-			return -ENOENT;
-		m = f->message;
-		if (f->repeated && p->seg[i].nidx == 0 && i + 1 < p->nseg)
-			return -ENOENT; /* a field inside a list needs the element's index */
-	}
-	const query_path_seg *last = &p->seg[p->nseg - 1];
-	if (f->repeated && last->nidx == 0) {
-		*kind = QUERY_KIND_REPEATED;
+	bool whole;
+	const tp_field *f = svc_field_at(ctx, p, &whole);
+	if (!f)
+		return -ENOENT;
+	if (whole) {
+		*kind = f->is_map ? QUERY_KIND_MAP : QUERY_KIND_REPEATED;
 		return 0;
 	}
 	switch (f->type) {

@@ -69,7 +69,11 @@ const tp_message *svc_find_type(const svc_env *env, const char *ns,
 	if (!ref || !ref->message_name || !*ref->message_name)
 		return NULL;
 	const char *where = ref->namespace_ && *ref->namespace_ ? ref->namespace_ : ns;
-	return typepool_find_message(env->types, where, ref->message_name);
+	const tp_message *m = typepool_find_message(env->types, where, ref->message_name);
+	size_t matches;
+	if (!m && !strchr(ref->message_name, '.'))
+		m = typepool_find_bare(env->types, where, ref->message_name, &matches);
+	return m;
 }
 
 bool svc_type_url_is(const char *url, const tp_message *m)
@@ -202,4 +206,39 @@ void svc_start(call *c, const void *req, const char *req_ns, void (*work)(svc_jo
 const char *svc_type_ns(const svc_env *env, const char *ns, const tp_message *m)
 {
 	return typepool_find_message(env->types, NULL, tp_message_get(m)->full_name) == m ? "" : ns;
+}
+
+const tp_field *svc_field_at(const tp_message *m, const query_path *p, bool *whole)
+{
+	const tp_field *f = NULL;
+	*whole = false;
+	for (unsigned i = 0; i < p->nseg; i++) {
+		const query_path_seg *seg = &p->seg[i];
+		f = m ? tp_message_field_by_name(m, seg->name, strlen(seg->name)) : NULL;
+		if (!f)
+			return NULL;
+		if (f->is_map) {
+			if (seg->nidx)
+				return NULL;
+			if (i + 1 == p->nseg) {
+				*whole = true;
+				return f;
+			}
+			/* The next segment is a key: the path goes on in the value. */
+			const tp_field *key = tp_message_field_by_number(f->message, 1);
+			if (!key || key->type != TP_STRING || p->seg[++i].nidx)
+				return NULL;
+			f = tp_message_field_by_number(f->message, 2);
+			if (!f)
+				return NULL;
+		} else if (f->repeated) {
+			if (seg->nidx > 1 || (!seg->nidx && i + 1 < p->nseg))
+				return NULL; /* one index reaches an element; lists do not nest */
+			*whole = !seg->nidx;
+		} else if (seg->nidx) {
+			return NULL;
+		}
+		m = f->message;
+	}
+	return f;
 }

@@ -10,6 +10,7 @@
 #include "h2/call.h"
 #include "io/pool.h"
 #include "services/job.h"
+#include "store/path.h"
 #include "store/store.h"
 #include "store/typepool.h"
 
@@ -49,9 +50,15 @@ void coll_def_free(coll_def *d);
 bool coll_def_open(svc_job *j, const svc_env *env, const coll_def *d, store_coll **out);
 
 /* The message a MessageTypeRef names, seen from ns (the ref's own namespace when set):
- * a full name, with or without a leading dot. NULL when unknown. */
+ * a full name, with or without a leading dot, or a bare name that exactly one visible
+ * message has. NULL when unknown or ambiguous. */
 const tp_message *svc_find_type(const svc_env *env, const char *ns,
 				const Collector__MessageTypeRef *ref);
+/* The field a query path reaches in m: segments are .proto field names; a repeated
+ * field's element is reached with one [N]; a map with string keys takes the key as the
+ * next segment and stands for its value. NULL when the path reaches nothing. *whole
+ * tells that the path ends on a repeated field itself (no index) or a map. */
+const tp_field *svc_field_at(const tp_message *m, const query_path *p, bool *whole);
 /* Whether an Any's type URL names m (anything before the last '/' is accepted). */
 bool svc_type_url_is(const char *url, const tp_message *m);
 

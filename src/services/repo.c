@@ -35,11 +35,9 @@ static bool check_indexed(svc_job *j, const tp_message *m, Collector__Collection
 		}
 		query_path p;
 		const char *why;
-		const char *segs[PATH_MAX_SEGMENTS];
+		bool whole;
 		path_parse(f, strlen(f), &p, &why);
-		for (unsigned k = 0; k < p.nseg; k++)
-			segs[k] = p.seg[k].name;
-		if (!typepool_resolve_path(m, segs, p.nseg)) {
+		if (!svc_field_at(m, &p, &whole)) {
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s' is not a field of %s",
 				     f, tp_message_get(m)->full_name);
 			return false;
@@ -333,6 +331,7 @@ static void discover_work(svc_job *sj)
 		f.after_name = after_name;
 	}
 	discover_acc a = {0};
+	bool more = false;
 	Collector__DiscoverResponse resp = COLLECTOR__DISCOVER_RESPONSE__INIT;
 	if (req->message_type_filter && req->message_type_filter->message_name &&
 	    *req->message_type_filter->message_name) {
@@ -356,7 +355,6 @@ static void discover_work(svc_job *sj)
 	f.nlabels = nl;
 	f.label_keys = keys;
 	f.label_values = values;
-	bool more = false;
 	int rc = store_collection_list(j->env->store, &f, discover_row, &a, &more);
 	if (rc) {
 		svc_fail_store(sj, rc, "listing collections");

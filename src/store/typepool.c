@@ -1222,6 +1222,44 @@ const tp_message *typepool_find_message(typepool *tp, const char *ns, const char
 	return e ? e->obj : NULL;
 }
 
+/* Messages of t whose full name is `name` or ends with "." + name; the first goes to
+ * *found. */
+static size_t scan_bare(const symtab *t, const char *name, size_t n, const tp_message **found)
+{
+	size_t count = 0;
+	for (size_t i = 0; i < t->cap; i++) {
+		const sym *e = t->slots[i];
+		if (!e || e == TOMB || e->kind != SYM_MESSAGE)
+			continue;
+		size_t fl = e->len;
+		if (fl < n || memcmp(e->name + fl - n, name, n) || (fl > n && e->name[fl - n - 1] != '.'))
+			continue;
+		if (!count++)
+			*found = e->obj;
+	}
+	return count;
+}
+
+const tp_message *typepool_find_bare(typepool *tp, const char *ns, const char *name,
+				     size_t *matches)
+{
+	size_t n = strlen(name), count = 0;
+	const tp_message *found = NULL, *f;
+	pthread_rwlock_rdlock(&tp->lock);
+	if (ns) {
+		sym *nse = symtab_find(&tp->nss, ns, strlen(ns), name_hash(ns, strlen(ns)));
+		if (nse && (count = scan_bare(&((tp_ns *)nse->obj)->syms, name, n, &f)))
+			found = f;
+	}
+	size_t global = scan_bare(&tp->global.syms, name, n, &f);
+	if (global && !found)
+		found = f;
+	count += global;
+	pthread_rwlock_unlock(&tp->lock);
+	*matches = count;
+	return count == 1 ? found : NULL;
+}
+
 const tp_enum *typepool_find_enum(typepool *tp, const char *ns, const char *full_name)
 {
 	sym *e = find_sym(tp, ns, full_name, strlen(full_name), SYM_ENUM);

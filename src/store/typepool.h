@@ -142,6 +142,11 @@ int typepool_add_file(typepool *tp, const char *ns, const Google__Protobuf__File
  * NULL when unknown. */
 const tp_message *typepool_find_message(typepool *tp, const char *ns, const char *full_name);
 const tp_enum *typepool_find_enum(typepool *tp, const char *ns, const char *full_name);
+/* A message by its bare name ("Animal" for zoo.Animal), seen from ns: the message when
+ * exactly one visible message has that name, else NULL; *matches says how many do. A
+ * linear scan: for requests that name a type once, not for hot paths. */
+const tp_message *typepool_find_bare(typepool *tp, const char *ns, const char *name,
+				     size_t *matches);
 const tp_service *typepool_find_service(typepool *tp, const char *ns, const char *full_name);
 /* The message of a type URL ("type.googleapis.com/pkg.Msg": the part after the last '/'),
  * len bytes long. */
