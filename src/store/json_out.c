@@ -549,9 +549,6 @@ static int read_entry(ctx *c, const tp_field *mf, const uint8_t *p, size_t n, in
 				e->key = norm_key(kf->type, pf.v);
 			}
 		} else if (vf->type == TP_MESSAGE) {
-			int rc = whole_fields(c, pf.ptr, (size_t)pf.v, depth + 1);
-			if (rc)
-				return rc;
 			nvals++;
 			vtotal += (size_t)pf.v;
 			e->vp = pf.ptr;
@@ -573,6 +570,9 @@ static int read_entry(ctx *c, const tp_field *mf, const uint8_t *p, size_t n, in
 			pbfield pf;
 			next_field(c, &q, end, &pf, depth);
 			if (pf.num == 2) {
+				int rc = whole_fields(c, pf.ptr, (size_t)pf.v, depth + 1);
+				if (rc)
+					return rc;
 				memcpy(buf + at, pf.ptr, (size_t)pf.v);
 				at += (size_t)pf.v;
 			}

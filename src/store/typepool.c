@@ -563,10 +563,11 @@ static const char *camel(build *b, tp_file *f, const char *name)
 	return s;
 }
 
-/* JSON keys are written without escaping, so a json_name option must not need any. */
+/* JSON keys are written without escaping, so a json_name option must not need any; and
+ * "@type" belongs to Any, whose JSON holds the fields of the message inside it. */
 static bool json_name_ok(const char *s)
 {
-	if (!*s)
+	if (!*s || *s == '@')
 		return false;
 	for (; *s; s++)
 		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e || *s == '"' || *s == '\\')

@@ -548,6 +548,9 @@ static void test_malformed_bytes(void **state)
 	pb_err("t.S", "f2 01 02 08 80", "truncated varint");
 	pb_err("t.S", "f2 01 02 12 01", "length past the end");
 	pb_err("t.S", "f2 01 02 10 01", "wire type 0");
+	/* Occurrences of a message merge, but a field may not straddle two of them. */
+	pb_err("t.S", "9a 01 01 28 9a 01 01 01", "truncated varint");
+	pb_err("t.S", "82 02 09 0a 01 6b 12 01 28 12 01 01", "truncated varint");
 
 	/* 64 nested messages are fine, 65 are not. */
 	jbuf in = JBUF_INIT;
