@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "collector/collection_server.pb-c.h"
+#include "io/clock.h"
 #include "io/uuid.h"
 #include "services/colls.h"
 #include "store/coll.h"
@@ -83,50 +84,194 @@ static bool transcode_item(svc_job *j, const svc_env *env, const coll_def *d,
 	return true;
 }
 
-/* ---- writes: Create, Update, Delete ---- */
+/* ---- writes: Create, Update, Delete, Batch ---- */
 
+/* One write operation, checked and transcoded on the pool, then run by the writer. */
+typedef struct op_prep {
+	const svc_env *env;
+	const coll_def *d;
+	int kind;
+	const void *req; /* its Create/Update/DeleteRequest */
+	store_op *op;
+	jbuf json;
+	jbuf merged; /* Update with a mask: the merged record, written from here */
+	char id[ID_MAX + 1];
+} op_prep;
+
+enum { W_CREATE, W_UPDATE, W_DELETE };
+
+static void op_prep_free(op_prep *p)
+{
+	jbuf_free(&p->json);
+	jbuf_free(&p->merged);
+}
+
+static int merge_apply(void *ctx, const store_row *old, store_row *out);
+
+/* The op's collection fields must be empty or the call's own. */
+static bool same_collection(svc_job *j, const op_prep *p, const char *ns, const char *name)
+{
+	if ((ns && *ns && strcmp(ns, p->d->row->ns)) ||
+	    (name && *name && strcmp(name, p->d->row->name))) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+			     "an operation names another collection than the batch (%s/%s)",
+			     p->d->row->ns, p->d->row->name);
+		return false;
+	}
+	return true;
+}
+
+static bool prep_create(svc_job *j, op_prep *p)
+{
+	const Collector__CreateRequest *req = p->req;
+	if (req->id && *req->id) {
+		if (!check_id(j, req->id))
+			return false;
+		snprintf(p->id, sizeof(p->id), "%s", req->id);
+	} else if (uuid7_make(p->id)) {
+		svc_job_fail(j, GRPC_INTERNAL, "no randomness for a record id");
+		return false;
+	}
+	if (!transcode_item(j, p->env, p->d, req->item, &p->json))
+		return false;
+	p->op->kind = STORE_OP_INSERT;
+	p->op->row = (store_row){.data = req->item->value.data,
+				 .data_len = req->item->value.len,
+				 .json = p->json.data};
+	p->op->id = p->id;
+	return true;
+}
+
+static bool prep_update(svc_job *j, op_prep *p)
+{
+	const Collector__UpdateRequest *req = p->req;
+	if (!check_id(j, req->id))
+		return false;
+	snprintf(p->id, sizeof(p->id), "%s", req->id);
+	if (!transcode_item(j, p->env, p->d, req->item, &p->json))
+		return false;
+	for (size_t i = 0; i < req->n_update_mask; i++) {
+		const char *m = req->update_mask[i];
+		query_path qp;
+		const char *why;
+		if (path_parse(m, strlen(m), &qp, &why)) {
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "update_mask '%.100s': %s", m, why);
+			return false;
+		}
+		bool indexed = false, whole;
+		for (unsigned k = 0; k < qp.nseg; k++)
+			indexed |= qp.seg[k].nidx > 0;
+		if (indexed || !svc_field_at(p->d->type, &qp, &whole)) {
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "update_mask '%.100s' is not a field of %s",
+				     m, tp_message_get(p->d->type)->full_name);
+			return false;
+		}
+	}
+	p->op->kind = STORE_OP_UPDATE;
+	p->op->id = p->id;
+	if (!req->n_update_mask) {
+		p->op->row = (store_row){.data = req->item->value.data,
+					 .data_len = req->item->value.len,
+					 .json = p->json.data};
+	} else {
+		p->op->apply = merge_apply;
+		p->op->apply_ctx = p;
+	}
+	return true;
+}
+
+static bool prep_delete(svc_job *j, op_prep *p)
+{
+	const Collector__DeleteRequest *req = p->req;
+	if (!check_id(j, req->id))
+		return false;
+	snprintf(p->id, sizeof(p->id), "%s", req->id);
+	p->op->kind = STORE_OP_DELETE;
+	p->op->id = p->id;
+	return true;
+}
+
+static bool prep(svc_job *j, op_prep *p)
+{
+	switch (p->kind) {
+	case W_CREATE:
+		return prep_create(j, p);
+	case W_UPDATE:
+		return prep_update(j, p);
+	default:
+		return prep_delete(j, p);
+	}
+}
+
+/* A store outcome as the status of one operation. */
+static int op_status(int rc, const op_prep *p, char *msg, size_t cap)
+{
+	const char *ns = p->d->row->ns, *name = p->d->row->name;
+	switch (rc) {
+	case 0:
+		*msg = 0;
+		return GRPC_OK;
+	case -EEXIST:
+		snprintf(msg, cap, "a record with id '%.200s' already exists in %s/%s", p->id, ns, name);
+		return GRPC_ALREADY_EXISTS;
+	case -ENOENT:
+		snprintf(msg, cap, "no record '%.200s' in %s/%s", p->id, ns, name);
+		return GRPC_NOT_FOUND;
+	case -ECANCELED:
+		snprintf(msg, cap, "not applied: another operation of the batch failed");
+		return GRPC_ABORTED;
+	case -EAGAIN:
+		snprintf(msg, cap, "the collection's write queue is full");
+		return GRPC_RESOURCE_EXHAUSTED;
+	default:
+		snprintf(msg, cap, "the write failed: %s", strerror(-rc));
+		return GRPC_INTERNAL;
+	}
+}
+
+/* A call's writes: one op (Create, Update, Delete) or a Batch's. */
 typedef struct write_job {
 	svc_req_job r;
 	coll_def d;
 	store_coll *coll;
 	store_write_req wreq;
-	store_op op;
-	jbuf json;
-	jbuf merged; /* Update with a mask: the merged record, written from here */
-	char id[ID_MAX + 1];
-	int kind; /* which method */
+	int kind; /* W_*, or -1 for Batch */
+	size_t n;
+	store_op *ops;
+	op_prep *preps;
 } write_job;
 
-enum { W_CREATE, W_UPDATE, W_DELETE };
+#define W_BATCH (-1)
+#define BATCH_MAX 1000
 
 static void write_release(svc_job *sj)
 {
 	write_job *w = (write_job *)sj;
+	for (size_t i = 0; i < w->n; i++)
+		op_prep_free(&w->preps[i]);
+	free(w->preps);
+	free(w->ops);
 	coll_def_free(&w->d);
-	jbuf_free(&w->json);
-	jbuf_free(&w->merged);
 	free(w);
 }
+
+static void answer_batch(write_job *w, int rc);
 
 /* Writer thread: the outcome is durable (or failed). */
 static void write_done(store_write_req *req, int rc)
 {
 	write_job *w = req->ctx;
 	svc_job *sj = &w->r.j;
-	const char *ns = w->d.row->ns, *name = w->d.row->name;
-	if (rc == -EEXIST)
-		svc_job_fail(sj, GRPC_ALREADY_EXISTS, "a record with id '%.200s' already exists in %s/%s",
-			     w->id, ns, name);
-	else if (rc == -ENOENT)
-		svc_job_fail(sj, GRPC_NOT_FOUND, "no record '%.200s' in %s/%s", w->id, ns, name);
-	else if (rc == -EAGAIN)
-		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "the collection's write queue is full");
-	else if (rc)
-		svc_job_fail(sj, GRPC_INTERNAL, "the write failed: %s", strerror(-rc));
-	else if (w->kind == W_CREATE) {
+	if (w->kind == W_BATCH) {
+		answer_batch(w, rc);
+	} else if (rc) {
+		char msg[320];
+		int code = op_status(rc, &w->preps[0], msg, sizeof(msg));
+		svc_job_fail(sj, code, "%s", msg);
+	} else if (w->kind == W_CREATE) {
 		Collector__CreateResponse resp = COLLECTOR__CREATE_RESPONSE__INIT;
 		resp.status = &status_ok;
-		resp.id = w->id;
+		resp.id = w->preps[0].id;
 		svc_job_answer(sj, &resp.base);
 	} else if (w->kind == W_UPDATE) {
 		Collector__UpdateResponse resp = COLLECTOR__UPDATE_RESPONSE__INIT;
@@ -142,14 +287,17 @@ static void write_done(store_write_req *req, int rc)
 	svc_job_resume(sj);
 }
 
-/* Pool thread, after the op is filled: hands it to the collection's writer. */
+/* Pool thread, once every op is prepared: hands them to the collection's writer. */
 static void write_submit(write_job *w)
 {
 	svc_job *sj = &w->r.j;
 	if (!coll_def_open(sj, w->r.env, &w->d, &w->coll))
 		return;
-	w->wreq = (store_write_req){.ops = &w->op, .nops = 1, .done = write_done, .ctx = w};
-	w->op.id = w->id;
+	w->wreq = (store_write_req){.ops = w->ops,
+				    .nops = w->n,
+				    .atomic = w->kind == W_BATCH,
+				    .done = write_done,
+				    .ctx = w};
 	svc_job_defer(sj);
 	int rc = store_write(w->coll, &w->wreq);
 	if (rc) {
@@ -164,42 +312,140 @@ static void write_submit(write_job *w)
 	}
 }
 
-static void create_work(svc_job *sj)
+static bool write_alloc(svc_job *sj, write_job *w, size_t n)
+{
+	w->n = n;
+	w->ops = calloc(n, sizeof(*w->ops));
+	w->preps = calloc(n, sizeof(*w->preps));
+	if (!w->ops || !w->preps) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		w->n = 0;
+		return false;
+	}
+	for (size_t i = 0; i < n; i++)
+		w->preps[i] = (op_prep){.env = w->r.env, .d = &w->d, .op = &w->ops[i]};
+	return true;
+}
+
+/* Create, Update, Delete: one op. */
+static void single_work(svc_job *sj)
 {
 	write_job *w = (write_job *)sj;
-	const Collector__CreateRequest *req = w->r.req;
+	const char *name = w->kind == W_CREATE	 ? ((const Collector__CreateRequest *)w->r.req)->collection_name
+			   : w->kind == W_UPDATE ? ((const Collector__UpdateRequest *)w->r.req)->collection_name
+						 : ((const Collector__DeleteRequest *)w->r.req)->collection_name;
+	if (!coll_def_load(sj, w->r.env, w->r.ns, name, &w->d) || !write_alloc(sj, w, 1))
+		return;
+	w->preps[0].kind = w->kind;
+	w->preps[0].req = w->r.req;
+	if (prep(sj, &w->preps[0]))
+		write_submit(w);
+}
+
+static void batch_work(svc_job *sj)
+{
+	write_job *w = (write_job *)sj;
+	const Collector__BatchRequest *req = w->r.req;
 	if (!coll_def_load(sj, w->r.env, w->r.ns, req->collection_name, &w->d))
 		return;
-	if (req->id && *req->id) {
-		if (!check_id(sj, req->id))
-			return;
-		snprintf(w->id, sizeof(w->id), "%s", req->id);
-	} else if (uuid7_make(w->id)) {
-		svc_job_fail(sj, GRPC_INTERNAL, "no randomness for a record id");
+	if (!req->n_operations || req->n_operations > BATCH_MAX) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "a batch holds 1 to %d operations", BATCH_MAX);
 		return;
 	}
-	if (!transcode_item(sj, w->r.env, &w->d, req->item, &w->json))
+	if (!write_alloc(sj, w, req->n_operations))
 		return;
-	w->op.kind = STORE_OP_INSERT;
-	w->op.row = (store_row){.data = req->item->value.data,
-				.data_len = req->item->value.len,
-				.json = w->json.data};
+	for (size_t i = 0; i < w->n; i++) {
+		const Collector__RequestOp *o = req->operations[i];
+		op_prep *p = &w->preps[i];
+		const char *ns = NULL, *name = NULL;
+		switch (o->operation_case) {
+		case COLLECTOR__REQUEST_OP__OPERATION_CREATE:
+			p->kind = W_CREATE, p->req = o->create;
+			ns = o->create->namespace_, name = o->create->collection_name;
+			break;
+		case COLLECTOR__REQUEST_OP__OPERATION_UPDATE:
+			p->kind = W_UPDATE, p->req = o->update;
+			ns = o->update->namespace_, name = o->update->collection_name;
+			break;
+		case COLLECTOR__REQUEST_OP__OPERATION_DELETE:
+			p->kind = W_DELETE, p->req = o->delete_;
+			ns = o->delete_->namespace_, name = o->delete_->collection_name;
+			break;
+		default:
+			svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "operation %zu is empty", i);
+			return;
+		}
+		if (!same_collection(sj, p, ns, name) || !prep(sj, p)) {
+			char why[sizeof(sj->msg)];
+			snprintf(why, sizeof(why), "%s", sj->msg);
+			svc_job_fail(sj, sj->code, "operation %zu: %s", i, why);
+			return;
+		}
+	}
 	write_submit(w);
 }
 
-static void delete_work(svc_job *sj)
+/* Writer thread: every op's status; the batch's own says whether it applied. */
+static void answer_batch(write_job *w, int rc)
 {
-	write_job *w = (write_job *)sj;
-	const Collector__DeleteRequest *req = w->r.req;
-	if (!coll_def_load(sj, w->r.env, w->r.ns, req->collection_name, &w->d) ||
-	    !check_id(sj, req->id))
-		return;
-	snprintf(w->id, sizeof(w->id), "%s", req->id);
-	w->op.kind = STORE_OP_DELETE;
-	write_submit(w);
+	svc_job *sj = &w->r.j;
+	Collector__BatchResponse resp = COLLECTOR__BATCH_RESPONSE__INIT;
+	Collector__ResponseOp *ops = calloc(w->n, sizeof(*ops));
+	Collector__ResponseOp **ptrs = calloc(w->n, sizeof(*ptrs));
+	Collector__Status *st = calloc(w->n + 1, sizeof(*st));
+	char(*msgs)[320] = calloc(w->n + 1, sizeof(*msgs));
+	Collector__CreateResponse *creates = calloc(w->n, sizeof(*creates));
+	Collector__UpdateResponse upd = COLLECTOR__UPDATE_RESPONSE__INIT;
+	Collector__DeleteResponse del = COLLECTOR__DELETE_RESPONSE__INIT;
+	if (!ops || !ptrs || !st || !msgs || !creates) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	upd.status = del.status = &status_ok;
+	size_t failed = w->n;
+	for (size_t i = 0; i < w->n; i++) {
+		collector__response_op__init(&ops[i]);
+		collector__status__init(&st[i]);
+		int orc = rc && !w->ops[i].rc ? rc : w->ops[i].rc;
+		st[i].code = svc_status_code(op_status(orc, &w->preps[i], msgs[i], 320));
+		st[i].message = msgs[i];
+		if (orc && orc != -ECANCELED && failed == w->n)
+			failed = i;
+		ops[i].status = &st[i];
+		if (w->preps[i].kind == W_CREATE) {
+			collector__create_response__init(&creates[i]);
+			creates[i].status = &st[i];
+			creates[i].id = orc ? "" : w->preps[i].id;
+			ops[i].response_case = COLLECTOR__RESPONSE_OP__RESPONSE_CREATE;
+			ops[i].create = &creates[i];
+		} else if (w->preps[i].kind == W_UPDATE) {
+			ops[i].response_case = COLLECTOR__RESPONSE_OP__RESPONSE_UPDATE;
+			ops[i].update = &upd;
+		} else {
+			ops[i].response_case = COLLECTOR__RESPONSE_OP__RESPONSE_DELETE;
+			ops[i].delete_ = &del;
+		}
+		ptrs[i] = &ops[i];
+	}
+	Collector__Status *all = &st[w->n];
+	collector__status__init(all);
+	if (rc) {
+		all->code = COLLECTOR__STATUS__CODE__ABORTED;
+		snprintf(msgs[w->n], 320, "nothing applied: operation %zu failed: %s", failed,
+			 failed < w->n ? msgs[failed] : strerror(-rc));
+		all->message = msgs[w->n];
+	}
+	resp.status = all;
+	resp.responses = ptrs;
+	resp.n_responses = w->n;
+	svc_job_answer(sj, &resp.base);
+out:
+	free(ops);
+	free(ptrs);
+	free(st);
+	free(msgs);
+	free(creates);
 }
-
-static void update_work(svc_job *sj);
 
 static void write_start(call *c, const void *req, const char *ns, void (*work)(svc_job *),
 			int kind)
@@ -222,74 +468,37 @@ static void write_start(call *c, const void *req, const char *ns, void (*work)(s
 static void create(call *c, const ProtobufCMessage *msg)
 {
 	const Collector__CreateRequest *req = (const void *)msg;
-	write_start(c, req, req->namespace_, create_work, W_CREATE);
+	write_start(c, req, req->namespace_, single_work, W_CREATE);
 }
 
 static void update(call *c, const ProtobufCMessage *msg)
 {
 	const Collector__UpdateRequest *req = (const void *)msg;
-	write_start(c, req, req->namespace_, update_work, W_UPDATE);
+	write_start(c, req, req->namespace_, single_work, W_UPDATE);
 }
 
 static void delete(call *c, const ProtobufCMessage *msg)
 {
 	const Collector__DeleteRequest *req = (const void *)msg;
-	write_start(c, req, req->namespace_, delete_work, W_DELETE);
+	write_start(c, req, req->namespace_, single_work, W_DELETE);
 }
 
-/* ---- Update ---- */
+static void batch(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__BatchRequest *req = (const void *)msg;
+	write_start(c, req, req->namespace_, batch_work, W_BATCH);
+}
 
 /* Update with a mask takes the masked fields from the item and keeps the rest: done on the
  * JSON forms (proto field names), then back to protobuf, inside the writer's transaction
- * so that concurrent updates of one record cannot lose each other's fields. */
-static int merge_apply(void *ctx, const store_row *old, store_row *out);
-
-static void update_work(svc_job *sj)
-{
-	write_job *w = (write_job *)sj;
-	const Collector__UpdateRequest *req = w->r.req;
-	if (!coll_def_load(sj, w->r.env, w->r.ns, req->collection_name, &w->d) ||
-	    !check_id(sj, req->id))
-		return;
-	snprintf(w->id, sizeof(w->id), "%s", req->id);
-	if (!transcode_item(sj, w->r.env, &w->d, req->item, &w->json))
-		return;
-	for (size_t i = 0; i < req->n_update_mask; i++) {
-		const char *p = req->update_mask[i];
-		query_path qp;
-		const char *why;
-		if (path_parse(p, strlen(p), &qp, &why)) {
-			svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "update_mask '%.100s': %s", p, why);
-			return;
-		}
-		bool indexed = false, whole;
-		for (unsigned k = 0; k < qp.nseg; k++)
-			indexed |= qp.seg[k].nidx > 0;
-		if (indexed || !svc_field_at(w->d.type, &qp, &whole)) {
-			svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "update_mask '%.100s' is not a field of %s",
-				     p, tp_message_get(w->d.type)->full_name);
-			return;
-		}
-	}
-	w->op.kind = STORE_OP_UPDATE;
-	if (!req->n_update_mask) {
-		w->op.row = (store_row){.data = req->item->value.data,
-					.data_len = req->item->value.len,
-					.json = w->json.data};
-	} else {
-		w->op.apply = merge_apply;
-		w->op.apply_ctx = w;
-	}
-	write_submit(w);
-}
-
-/* Copies each masked path's value from the new JSON into the old one (or removes it when
- * the new item does not set it), with SQLite's JSON functions on a private in-memory
- * connection (the writer's own is in the middle of its transaction). */
+ * so that concurrent updates of one record cannot lose each other's fields. Copies each
+ * masked path's value from the new JSON into the old one (or removes it when the new item
+ * does not set it), with SQLite's JSON functions on a private in-memory connection (the
+ * writer's own is in the middle of its transaction). */
 static int merge_apply(void *ctx, const store_row *old, store_row *out)
 {
-	write_job *w = ctx;
-	const Collector__UpdateRequest *req = w->r.req;
+	op_prep *p = ctx;
+	const Collector__UpdateRequest *req = p->req;
 	sqlite3 *merge_db = NULL;
 	if (sqlite3_open(":memory:", &merge_db) != SQLITE_OK) {
 		sqlite3_close(merge_db);
@@ -298,7 +507,7 @@ static int merge_apply(void *ctx, const store_row *old, store_row *out)
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(merge_db,
 			       "SELECT CASE WHEN json_type(?2, ?3) IS NULL THEN json_remove(?1, ?3)"
-			       " ELSE json_set(?1, ?3, json_extract(?2, ?3)) END",
+			       " ELSE json_set(?1, ?3, json(?2 -> ?3)) END",
 			       -1, &st, NULL) != SQLITE_OK) {
 		sqlite3_close(merge_db);
 		return -EIO;
@@ -313,7 +522,7 @@ static int merge_apply(void *ctx, const store_row *old, store_row *out)
 		path_render(&qp, jp);
 		sqlite3_reset(st);
 		sqlite3_bind_text(st, 1, merged, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, w->json.data, (int)w->json.len, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, p->json.data, (int)p->json.len, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, jp, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) != SQLITE_ROW) {
 			rc = -EIO;
@@ -333,10 +542,10 @@ static int merge_apply(void *ctx, const store_row *old, store_row *out)
 	}
 	/* Back to protobuf, then to the canonical JSON the store keeps. */
 	jbuf bin = JBUF_INIT, canon = JBUF_INIT;
-	const svc_env *env = w->r.env;
-	rc = json_to_proto(env->types, w->d.row->ns, w->d.type, merged, strlen(merged), &bin, NULL);
+	const svc_env *env = p->env;
+	rc = json_to_proto(env->types, p->d->row->ns, p->d->type, merged, strlen(merged), &bin, NULL);
 	if (!rc)
-		rc = json_from_proto(env->types, w->d.row->ns, w->d.type, (const uint8_t *)bin.data,
+		rc = json_from_proto(env->types, p->d->row->ns, p->d->type, (const uint8_t *)bin.data,
 				     bin.len, JSON_PROTO_NAMES, &canon, NULL);
 	free(merged);
 	if (rc) {
@@ -345,10 +554,10 @@ static int merge_apply(void *ctx, const store_row *old, store_row *out)
 		return rc;
 	}
 	/* The writer copies out after we return: the buffers stay with the job. */
-	jbuf_free(&w->json);
-	w->json = canon;
-	jbuf_free(&w->merged);
-	w->merged = bin;
+	jbuf_free(&p->json);
+	p->json = canon;
+	jbuf_free(&p->merged);
+	p->merged = bin;
 	*out = (store_row){.data = bin.data, .data_len = bin.len, .json = canon.data};
 	return 0;
 }
@@ -475,6 +684,71 @@ static void describe(call *c, const ProtobufCMessage *msg)
 {
 	const Collector__DescribeRequest *req = (const void *)msg;
 	read_start(c, req, req->namespace_, describe_work);
+}
+
+/* Modify: the indexed fields become exactly the given ones (indexes built or dropped),
+ * then the definition says so. */
+static void modify_work(svc_job *sj)
+{
+	read_job *rj = (read_job *)sj;
+	const Collector__ModifyRequest *req = rj->r.req;
+	if (!coll_def_load(sj, rj->r.env, rj->r.ns, req->collection_name, &rj->d))
+		return;
+	svc_indexes ix;
+	char *indexed = NULL;
+	uint8_t *def = NULL;
+	if (!svc_indexes_check(sj, rj->d.type, req->indexed_fields, req->n_indexed_fields, &ix) ||
+	    !coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
+		goto out;
+	int rc = svc_indexes_apply(rj->coll, &ix);
+	store_coll_release(rj->coll);
+	if (rc) {
+		svc_fail_store(sj, rc, "building the indexes");
+		goto out;
+	}
+	Collector__Collection upd = *rj->d.def;
+	upd.indexed_fields = req->indexed_fields;
+	upd.n_indexed_fields = req->n_indexed_fields;
+	Collector__Metadata md = COLLECTOR__METADATA__INIT;
+	if (upd.metadata)
+		md = *upd.metadata;
+	int64_t now_us = clock_wall_ns() / 1000;
+	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	ts.seconds = now_us / 1000000;
+	ts.nanos = (int32_t)(now_us % 1000000) * 1000;
+	md.updated_at = &ts;
+	upd.metadata = &md;
+	size_t len = collector__collection__get_packed_size(&upd);
+	def = malloc(len ? len : 1);
+	indexed = svc_strings_json(req->indexed_fields, req->n_indexed_fields);
+	if (!def || !indexed) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	collector__collection__pack(&upd, def);
+	store_collection row = *rj->d.row;
+	row.def = def;
+	row.def_len = len;
+	row.indexed = indexed;
+	row.updated_at = now_us;
+	rc = store_collection_update_def(rj->r.env->store, &row);
+	if (rc) {
+		svc_fail_store(sj, rc, "updating the definition");
+		goto out;
+	}
+	Collector__ModifyResponse resp = COLLECTOR__MODIFY_RESPONSE__INIT;
+	resp.status = &status_ok;
+	svc_job_answer(sj, &resp.base);
+out:
+	svc_indexes_free(&ix);
+	free(indexed);
+	free(def);
+}
+
+static void modify(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__ModifyRequest *req = (const void *)msg;
+	read_start(c, req, req->namespace_, modify_work);
 }
 
 /* Meta needs no storage: answered on the reactor. The features this node has travel in
@@ -963,6 +1237,7 @@ int collection_register(method_table *t, svc_env *env)
 		UNARY("Update", update, update),   UNARY("Delete", delete, delete),
 		UNARY("List", list, list),	   UNARY("Search", search, search),
 		UNARY("Describe", describe, describe), UNARY("Meta", meta, meta),
+		UNARY("Modify", modify, modify),   UNARY("Batch", batch, batch),
 	};
 #undef UNARY
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {

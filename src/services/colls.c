@@ -6,6 +6,7 @@
 
 #include "h2/buf.h"
 #include "h2/status.h"
+#include "store/coll.h"
 
 char *svc_strdup(const char *s) { return strdup(s ? s : ""); }
 
@@ -34,6 +35,19 @@ bool svc_check_name(svc_job *j, const char *what, const char *name)
 		     "or digit",
 		     what, name ? name : "");
 	return false;
+}
+
+Collector__Status__Code svc_status_code(int g)
+{
+	if (g <= GRPC_INVALID_ARGUMENT && g >= 0)
+		return (Collector__Status__Code)g;
+	if (g == GRPC_DEADLINE_EXCEEDED)
+		return COLLECTOR__STATUS__CODE__UNAVAILABLE;
+	if (g == GRPC_UNAUTHENTICATED)
+		return COLLECTOR__STATUS__CODE__PERMISSION_DENIED;
+	if (g > GRPC_DEADLINE_EXCEEDED && g <= GRPC_DATA_LOSS)
+		return (Collector__Status__Code)(g - 1);
+	return COLLECTOR__STATUS__CODE__UNKNOWN;
 }
 
 void svc_fail_store(svc_job *j, int rc, const char *doing)
@@ -241,4 +255,56 @@ const tp_field *svc_field_at(const tp_message *m, const query_path *p, bool *who
 		m = f->message;
 	}
 	return f;
+}
+
+bool svc_indexes_check(svc_job *j, const tp_message *m, char *const *fields, size_t n,
+		       svc_indexes *out)
+{
+	*out = (svc_indexes){0};
+	if (n > SVC_MAX_INDEXES) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "at most %d indexed fields", SVC_MAX_INDEXES);
+		return false;
+	}
+	out->exprs = calloc(n ? n : 1, sizeof(*out->exprs));
+	out->names = calloc(n ? n : 1, sizeof(*out->names));
+	if (!out->exprs || !out->names) {
+		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *f = fields[i];
+		query_err err;
+		if (query_index_field(f, out->exprs[i], out->names[i], &err)) {
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s': %s", f, err.msg);
+			return false;
+		}
+		query_path p;
+		const char *why;
+		bool whole;
+		path_parse(f, strlen(f), &p, &why);
+		if (!svc_field_at(m, &p, &whole)) {
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s' is not a field of %s",
+				     f, tp_message_get(m)->full_name);
+			return false;
+		}
+	}
+	out->n = n;
+	return true;
+}
+
+int svc_indexes_apply(store_coll *c, const svc_indexes *ix)
+{
+	const char *names[SVC_MAX_INDEXES + 1], *exprs[SVC_MAX_INDEXES + 1];
+	for (size_t i = 0; i < ix->n; i++) {
+		names[i] = ix->names[i] + 3; /* the store adds the "ix_" itself */
+		exprs[i] = ix->exprs[i];
+	}
+	return store_coll_set_indexes(c, ix->n, names, exprs);
+}
+
+void svc_indexes_free(svc_indexes *ix)
+{
+	free(ix->exprs);
+	free(ix->names);
+	*ix = (svc_indexes){0};
 }

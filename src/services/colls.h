@@ -11,6 +11,7 @@
 #include "io/pool.h"
 #include "services/job.h"
 #include "store/path.h"
+#include "store/query.h"
 #include "store/store.h"
 #include "store/typepool.h"
 
@@ -59,8 +60,28 @@ const tp_message *svc_find_type(const svc_env *env, const char *ns,
  * next segment and stands for its value. NULL when the path reaches nothing. *whole
  * tells that the path ends on a repeated field itself (no index) or a map. */
 const tp_field *svc_field_at(const tp_message *m, const query_path *p, bool *whole);
+/* A collection's indexed_fields, checked against its message and rendered as index
+ * expressions (query_index_field). */
+#define SVC_MAX_INDEXES 64
+typedef struct svc_indexes {
+	size_t n;
+	char (*exprs)[QUERY_INDEX_EXPR_MAX];
+	char (*names)[QUERY_INDEX_NAME_MAX];
+} svc_indexes;
+/* Fails j with INVALID_ARGUMENT naming the first bad field. *out is always to be freed. */
+bool svc_indexes_check(svc_job *j, const tp_message *m, char *const *fields, size_t n,
+		       svc_indexes *out);
+/* Makes exactly these the collection's indexes (creates, drops). */
+int svc_indexes_apply(store_coll *c, const svc_indexes *ix);
+void svc_indexes_free(svc_indexes *ix);
+
 /* Whether an Any's type URL names m (anything before the last '/' is accepted). */
 bool svc_type_url_is(const char *url, const tp_message *m);
+
+/* collector.Status.Code for a gRPC code: the API's enum leaves out DEADLINE_EXCEEDED
+ * (reported as UNAVAILABLE) and UNAUTHENTICATED (PERMISSION_DENIED), so the numbers after
+ * them differ from gRPC's. */
+Collector__Status__Code svc_status_code(int grpc_code);
 
 /* Maps a store error to a gRPC status on j, with the store's message. */
 void svc_fail_store(svc_job *j, int rc, const char *doing);

@@ -10,6 +10,7 @@
 
 #include "collector/collection_repo.pb-c.h"
 #include "io/clock.h"
+#include "io/log.h"
 #include "services/colls.h"
 #include "store/coll.h"
 #include "store/query.h"
@@ -21,47 +22,6 @@
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
 
 /* ---- CreateCollection ---- */
-
-/* Checks every indexed field against the message and renders its index. */
-static bool check_indexed(svc_job *j, const tp_message *m, Collector__Collection *in,
-			  char (*exprs)[QUERY_INDEX_EXPR_MAX], char (*names)[QUERY_INDEX_NAME_MAX])
-{
-	for (size_t i = 0; i < in->n_indexed_fields; i++) {
-		const char *f = in->indexed_fields[i];
-		query_err err;
-		if (query_index_field(f, exprs[i], names[i], &err)) {
-			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s': %s", f, err.msg);
-			return false;
-		}
-		query_path p;
-		const char *why;
-		bool whole;
-		path_parse(f, strlen(f), &p, &why);
-		if (!svc_field_at(m, &p, &whole)) {
-			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s' is not a field of %s",
-				     f, tp_message_get(m)->full_name);
-			return false;
-		}
-	}
-	return true;
-}
-
-static void set_indexes(const svc_env *env, const char *ns, const char *name, size_t n,
-			char (*exprs)[QUERY_INDEX_EXPR_MAX], char (*names)[QUERY_INDEX_NAME_MAX])
-{
-	if (!n)
-		return;
-	const char *ename[n], *eexpr[n];
-	for (size_t i = 0; i < n; i++) {
-		ename[i] = names[i] + 3; /* the store adds the "ix_" itself */
-		eexpr[i] = exprs[i];
-	}
-	store_coll *c;
-	if (store_coll_acquire(env->store, ns, name, &c) == 0) {
-		store_coll_set_indexes(c, n, ename, eexpr);
-		store_coll_release(c);
-	}
-}
 
 static void create_collection_work(svc_job *sj)
 {
@@ -89,15 +49,10 @@ static void create_collection_work(svc_job *sj)
 		return;
 	}
 	size_t nidx = in->n_indexed_fields;
-	if (nidx > 64) {
-		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "at most 64 indexed fields");
-		return;
-	}
-	char(*exprs)[QUERY_INDEX_EXPR_MAX] = calloc(nidx ? nidx : 1, sizeof(*exprs));
-	char(*names)[QUERY_INDEX_NAME_MAX] = calloc(nidx ? nidx : 1, sizeof(*names));
+	svc_indexes ix;
 	char *labels = NULL, *indexed = NULL;
 	uint8_t *def = NULL;
-	if (!exprs || !names || !check_indexed(sj, m, in, exprs, names))
+	if (!svc_indexes_check(sj, m, in->indexed_fields, nidx, &ix))
 		goto out;
 
 	/* The definition as the node keeps it: names resolved, times and endpoint set. */
@@ -147,7 +102,15 @@ static void create_collection_work(svc_job *sj)
 		svc_fail_store(sj, rc, "creating the collection");
 		goto out;
 	}
-	set_indexes(j->env, ns, in->name, nidx, exprs, names);
+	if (nidx) {
+		store_coll *coll;
+		if (store_coll_acquire(j->env->store, ns, in->name, &coll) == 0) {
+			if (svc_indexes_apply(coll, &ix))
+				log_warn("collection %s/%s: indexes not built: %s", ns, in->name,
+					 store_errmsg());
+			store_coll_release(coll);
+		}
+	}
 
 	char id[2 * STORE_NAME_MAX + 2];
 	snprintf(id, sizeof(id), "%s/%s", ns, in->name);
@@ -157,8 +120,7 @@ static void create_collection_work(svc_job *sj)
 	resp.server_endpoint = (char *)j->env->endpoint;
 	svc_job_answer(sj, &resp.base);
 out:
-	free(exprs);
-	free(names);
+	svc_indexes_free(&ix);
 	free(labels);
 	free(indexed);
 	free(def);
