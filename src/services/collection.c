@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "collector/collection_repo.pb-c.h"
 #include "collector/collection_server.pb-c.h"
 #include "io/clock.h"
 #include "io/uuid.h"
@@ -996,6 +997,8 @@ typedef struct items {
 	Google__Protobuf__Any **ptrs;
 	uint8_t **data;
 	double *scores;
+	char **ids; /* kept when want_ids */
+	bool want_ids;
 	size_t n, cap;
 	char *url;
 	const tp_message *type;
@@ -1017,7 +1020,10 @@ static int items_row(void *ctx, sqlite3_stmt *st)
 		void *s = realloc(it->scores, cap * sizeof(*it->scores));
 		if (s)
 			it->scores = s;
-		if (!a || !d || !s)
+		void *ids = it->want_ids ? realloc(it->ids, cap * sizeof(*it->ids)) : it->ids;
+		if (ids)
+			it->ids = ids;
+		if (!a || !d || !s || (it->want_ids && !ids))
 			return -ENOMEM;
 		it->cap = cap;
 	}
@@ -1027,6 +1033,13 @@ static int items_row(void *ctx, sqlite3_stmt *st)
 		return -ENOMEM;
 	if (len)
 		memcpy(copy, sqlite3_column_blob(st, QUERY_COL_DATA), len);
+	if (it->want_ids) {
+		it->ids[it->n] = strdup((const char *)sqlite3_column_text(st, QUERY_COL_ID));
+		if (!it->ids[it->n]) {
+			free(copy);
+			return -ENOMEM;
+		}
+	}
 	it->data[it->n] = copy;
 	record_any(&it->any[it->n], it->url, it->type, copy, len);
 	it->scores[it->n] = sqlite3_column_double(st, QUERY_COL_SCORE);
@@ -1058,8 +1071,12 @@ static Google__Protobuf__Any **items_ptrs(items *it)
 
 static void items_free(items *it)
 {
-	for (size_t i = 0; i < it->n; i++)
+	for (size_t i = 0; i < it->n; i++) {
 		free(it->data[i]);
+		if (it->want_ids)
+			free(it->ids[i]);
+	}
+	free(it->ids);
 	free(it->any);
 	free(it->ptrs);
 	free(it->data);
@@ -1225,6 +1242,179 @@ static void search(call *c, const ProtobufCMessage *msg)
 {
 	const Collector__SearchRequest *req = (const void *)msg;
 	query_start(c, msg, req->namespace_, search_work);
+}
+
+/* ---- SearchCollections (a CollectionRepo method; the search machinery is here) ---- */
+
+#define SEARCH_COLLECTIONS_MAX 1000
+
+typedef struct coll_names {
+	char **v;
+	size_t n;
+} coll_names;
+
+static int collect_name(void *ctx, const store_collection *row)
+{
+	coll_names *names = ctx;
+	char *name = strdup(row->name);
+	if (!name)
+		return -ENOMEM;
+	names->v[names->n++] = name;
+	return 0;
+}
+
+/* One collection's matches into *res; false (j failed) on an error. */
+static bool search_one(query_job *qj, const char *name, const query_value *qv, items *it,
+		       Collector__SearchCollectionsResponse__CollectionResult *res,
+		       Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **scores,
+		       int64_t *total)
+{
+	svc_job *sj = &qj->rd.r.j;
+	read_job *rj = &qj->rd;
+	const Collector__SearchCollectionsRequest *req = rj->r.req;
+	coll_def_free(&rj->d);
+	query_free(qj->q);
+	qj->q = NULL;
+	if (!coll_def_load(sj, rj->r.env, rj->r.ns, name, &rj->d))
+		return false;
+	query_schema schema;
+	schema_of(&rj->d, &schema);
+	query_search_params p = {.query = qv, .limit = req->limit, .order_by = req->order_by};
+	query_err err;
+	int rc = query_compile_search(&schema, &p, &qj->q, &err);
+	if (rc) {
+		svc_job_fail(sj, rc == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED,
+			     "%s: %s", name, rc == -EINVAL ? err.msg : "out of memory");
+		return false;
+	}
+	if (!coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
+		return false;
+	if (store_coll_read_begin(rj->coll, &rj->rd)) {
+		svc_fail_store(sj, -EIO, "reading");
+		store_coll_release(rj->coll);
+		return false;
+	}
+	bool more, ok = items_init(it, rj->d.type, NULL);
+	it->want_ids = true;
+	int64_t count = -1;
+	if (!ok || run_page(rj, qj->q, query_page_size(qj->q), &more, items_row, it) ||
+	    (count = count_rows(rj, qj->q)) < 0) {
+		svc_job_fail(sj, GRPC_INTERNAL, "reading %s: %s", name,
+			     sqlite3_errmsg(store_reader_db(rj->rd)));
+		ok = false;
+	}
+	read_close(rj);
+	if (!ok)
+		return false;
+	*total += count;
+	collector__search_collections_response__collection_result__init(res);
+	res->collection_name = (char *)name;
+	res->items = items_ptrs(it);
+	res->n_items = it->n;
+	for (size_t i = 0; i < it->n; i++) {
+		collector__search_collections_response__collection_result__scores_entry__init(scores[i]);
+		scores[i]->key = it->ids[i];
+		scores[i]->value = it->scores[i];
+	}
+	res->scores = scores;
+	res->n_scores = it->n;
+	return res->items != NULL;
+}
+
+static void search_collections_work(svc_job *sj)
+{
+	query_job *qj = (query_job *)sj;
+	read_job *rj = &qj->rd;
+	const Collector__SearchCollectionsRequest *req = rj->r.req;
+	const svc_env *env = rj->r.env;
+	if (!svc_check_name(sj, "namespace", rj->r.ns))
+		return;
+	coll_names names = {.v = calloc(SEARCH_COLLECTIONS_MAX, sizeof(char *))};
+	if (!names.v) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	if (req->n_collection_names > SEARCH_COLLECTIONS_MAX) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "at most %d collections",
+			     SEARCH_COLLECTIONS_MAX);
+	} else if (req->n_collection_names) {
+		for (size_t i = 0; i < req->n_collection_names; i++)
+			names.v[names.n++] = strdup(req->collection_names[i]);
+	} else {
+		store_list_filter f = {.ns = rj->r.ns, .limit = SEARCH_COLLECTIONS_MAX};
+		int rc = store_collection_list(env->store, &f, collect_name, &names, NULL);
+		if (rc)
+			svc_fail_store(sj, rc, "listing collections");
+	}
+	size_t n = names.n;
+	items *its = calloc(n ? n : 1, sizeof(*its));
+	Collector__SearchCollectionsResponse__CollectionResult *res = calloc(n ? n : 1, sizeof(*res));
+	Collector__SearchCollectionsResponse__CollectionResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry ***scores =
+		calloc(n ? n : 1, sizeof(*scores));
+	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry *entries = NULL;
+	size_t done = 0;
+	int64_t total = 0;
+	query_value qv;
+	if (sj->code != GRPC_OK)
+		goto out;
+	if (!its || !res || !ptrs || !scores || !va_init(&qj->va, env->max_message_bytes)) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	if (req->query)
+		convert_struct(&qj->va, req->query, &qv);
+	size_t limit = req->limit > 0 && req->limit <= QUERY_MAX_PAGE ? (size_t)req->limit
+								   : QUERY_DEFAULT_PAGE;
+	entries = calloc(n * limit + 1, sizeof(*entries));
+	if (!entries || qj->va.failed) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	for (; done < n; done++) {
+		if (!names.v[done]) {
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			goto out;
+		}
+		scores[done] = calloc(limit + 1, sizeof(**scores));
+		if (!scores[done]) {
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			goto out;
+		}
+		for (size_t k = 0; k < limit; k++)
+			scores[done][k] = &entries[done * limit + k];
+		if (!search_one(qj, names.v[done], req->query ? &qv : NULL, &its[done], &res[done],
+				scores[done], &total)) {
+			done++;
+			goto out;
+		}
+		ptrs[done] = &res[done];
+	}
+	Collector__SearchCollectionsResponse resp = COLLECTOR__SEARCH_COLLECTIONS_RESPONSE__INIT;
+	resp.status = &status_ok;
+	resp.results = ptrs;
+	resp.n_results = n;
+	resp.total_matches = total;
+	svc_job_answer(sj, &resp.base);
+out:
+	for (size_t i = 0; i < done && its; i++)
+		items_free(&its[i]);
+	for (size_t i = 0; i < n && scores; i++)
+		free(scores[i]);
+	for (size_t i = 0; i < names.n; i++)
+		free(names.v[i]);
+	free(names.v);
+	free(its);
+	free(res);
+	free(ptrs);
+	free(scores);
+	free(entries);
+}
+
+void collection_search_collections(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__SearchCollectionsRequest *req = (const void *)msg;
+	query_start(c, msg, req->namespace_, search_collections_work);
 }
 
 int collection_register(method_table *t, svc_env *env)

@@ -11,6 +11,7 @@
 #include "collector/collection_repo.pb-c.h"
 #include "io/clock.h"
 #include "io/log.h"
+#include "services/collection.h"
 #include "services/colls.h"
 #include "store/coll.h"
 #include "store/query.h"
@@ -356,6 +357,10 @@ int repo_register(method_table *t, svc_env *env)
 		{REPO "Route", CALL_UNARY, &collector__route_request__descriptor,
 		 &collector__route_response__descriptor,
 		 {.on_request = route, .on_cancel = svc_job_on_cancel}, env},
+		{REPO "SearchCollections", CALL_UNARY,
+		 &collector__search_collections_request__descriptor,
+		 &collector__search_collections_response__descriptor,
+		 {.on_request = collection_search_collections, .on_cancel = svc_job_on_cancel}, env},
 		{REPO "Discover", CALL_UNARY, &collector__discover_request__descriptor,
 		 &collector__discover_response__descriptor,
 		 {.on_request = discover, .on_cancel = svc_job_on_cancel}, env},
