@@ -4,6 +4,7 @@
 #include "services/collection.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1149,6 +1150,178 @@ static void list(call *c, const ProtobufCMessage *msg)
 	query_start(c, msg, req->namespace_, list_work);
 }
 
+/* ---- vector search: an exact scan ranked by cosine similarity ---- */
+
+#define EMBEDDING_LABEL "embedding_field"
+#define VECTOR_MAX 65536
+
+typedef struct vhit {
+	double sim;
+	int64_t rid;
+} vhit;
+
+static int vhit_cmp(const void *a, const void *b)
+{
+	const vhit *x = a, *y = b;
+	return x->sim < y->sim ? 1 : x->sim > y->sim ? -1 : (x->rid > y->rid) - (x->rid < y->rid);
+}
+
+/* Cosine similarity of q with the JSON array of numbers in text; false when text is not
+ * such an array of q's length (or has no norm). */
+static bool cosine(const float *q, size_t n, double qnorm, const char *text, double *sim)
+{
+	const char *p = text;
+	char *end;
+	if (!p || *p != '[')
+		return false;
+	p++;
+	double dot = 0, norm = 0;
+	for (size_t i = 0; i < n; i++) {
+		double v = strtod(p, &end);
+		if (end == p)
+			return false;
+		dot += v * q[i];
+		norm += v * v;
+		p = end;
+		if (*p != (i + 1 == n ? ']' : ','))
+			return false;
+		p++;
+	}
+	if (norm <= 0 || qnorm <= 0)
+		return false;
+	*sim = dot / (sqrt(norm) * qnorm);
+	return true;
+}
+
+static void vector_search(query_job *qj)
+{
+	svc_job *sj = &qj->rd.r.j;
+	read_job *rj = &qj->rd;
+	const Collector__SearchRequest *req = rj->r.req;
+	if ((req->full_text && *req->full_text) || req->n_filters || req->n_label_filters ||
+	    (req->order_by && *req->order_by)) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "a vector search takes no full_text, filters or order_by");
+		return;
+	}
+	if (req->n_vector > VECTOR_MAX || req->limit < 0 || req->limit > QUERY_MAX_PAGE ||
+	    req->offset < 0 || req->offset > QUERY_MAX_OFFSET) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "vector of at most %d values, limit 0 to %d, "
+			     "offset 0 to %d", VECTOR_MAX, QUERY_MAX_PAGE, QUERY_MAX_OFFSET);
+		return;
+	}
+	const char *field = NULL;
+	const Collector__Metadata *md = rj->d.def->metadata;
+	for (size_t i = 0; md && i < md->n_labels; i++)
+		if (!strcmp(md->labels[i]->key, EMBEDDING_LABEL))
+			field = md->labels[i]->value;
+	query_path path;
+	const char *why;
+	bool whole;
+	const tp_field *f;
+	if (!field || path_parse(field, strlen(field), &path, &why) ||
+	    !(f = svc_field_at(rj->d.type, &path, &whole)) || !whole || f->is_map ||
+	    (f->type != TP_FLOAT && f->type != TP_DOUBLE)) {
+		svc_job_fail(sj, GRPC_FAILED_PRECONDITION,
+			     "%s/%s has no embedding: its label '" EMBEDDING_LABEL
+			     "' must name a repeated float or double field",
+			     rj->d.row->ns, rj->d.row->name);
+		return;
+	}
+	char jp[PATH_TEXT_MAX];
+	path_render(&path, jp);
+	double qnorm = 0;
+	for (size_t i = 0; i < req->n_vector; i++)
+		qnorm += (double)req->vector[i] * req->vector[i];
+	qnorm = sqrt(qnorm);
+	if (!coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
+		return;
+	if (store_coll_read_begin(rj->coll, &rj->rd)) {
+		svc_fail_store(sj, -EIO, "reading");
+		store_coll_release(rj->coll);
+		return;
+	}
+	vhit *hits = NULL;
+	size_t nhits = 0, cap = 0;
+	sqlite3_stmt *st;
+	int rc = store_reader_prepare(rj->rd, "SELECT rid, json_extract(json, ?1) FROM records", &st);
+	if (!rc) {
+		sqlite3_bind_text(st, 1, jp, -1, SQLITE_TRANSIENT);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			double sim;
+			const char *v = (const char *)sqlite3_column_text(st, 1);
+			if (!cosine(req->vector, req->n_vector, qnorm, v, &sim) ||
+			    sim < req->similarity_threshold)
+				continue;
+			if (nhits == cap) {
+				cap = cap ? 2 * cap : 256;
+				vhit *h = realloc(hits, cap * sizeof(*h));
+				if (!h)
+					break;
+				hits = h;
+			}
+			hits[nhits++] = (vhit){sim, sqlite3_column_int64(st, 0)};
+		}
+		rc = rc == SQLITE_DONE ? 0 : -EIO;
+	}
+	if (rc) {
+		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", sqlite3_errmsg(store_reader_db(rj->rd)));
+		goto out;
+	}
+	qsort(hits, nhits, sizeof(*hits), vhit_cmp);
+	size_t limit = req->limit ? (size_t)req->limit : QUERY_DEFAULT_PAGE;
+	size_t from = (size_t)req->offset < nhits ? (size_t)req->offset : nhits;
+	size_t n = nhits - from < limit ? nhits - from : limit;
+	Collector__SearchResult *res = calloc(n ? n : 1, sizeof(*res));
+	Collector__SearchResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	Google__Protobuf__Any *any = calloc(n ? n : 1, sizeof(*any));
+	char *url = type_url_of(rj->d.type);
+	sqlite3_stmt *get = NULL;
+	if (!res || !ptrs || !any || !url ||
+	    store_reader_prepare(rj->rd, "SELECT data FROM records WHERE rid = ?1", &get)) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else {
+		/* Each row's bytes are copied: the statement moves on to the next row. */
+		uint8_t **copies = calloc(n ? n : 1, sizeof(*copies));
+		for (size_t i = 0; copies && i < n; i++) {
+			sqlite3_reset(get);
+			sqlite3_bind_int64(get, 1, hits[from + i].rid);
+			size_t len = 0;
+			if (sqlite3_step(get) == SQLITE_ROW) {
+				len = (size_t)sqlite3_column_bytes(get, 0);
+				copies[i] = malloc(len ? len : 1);
+				if (copies[i] && len)
+					memcpy(copies[i], sqlite3_column_blob(get, 0), len);
+			}
+			record_any(&any[i], url, rj->d.type, copies[i], copies[i] ? len : 0);
+			collector__search_result__init(&res[i]);
+			res[i].item = &any[i];
+			res[i].score = hits[from + i].sim;
+			res[i].distance = 1 - hits[from + i].sim;
+			ptrs[i] = &res[i];
+		}
+		Collector__SearchResponse resp = COLLECTOR__SEARCH_RESPONSE__INIT;
+		resp.status = &status_ok;
+		resp.results = ptrs;
+		resp.n_results = n;
+		resp.total_count = (int64_t)nhits;
+		if (copies)
+			svc_job_answer(sj, &resp.base);
+		else
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		for (size_t i = 0; copies && i < n; i++)
+			free(copies[i]);
+		free(copies);
+	}
+	free(res);
+	free(ptrs);
+	free(any);
+	free(url);
+out:
+	free(hits);
+	read_close(rj);
+}
+
 static void search_work(svc_job *sj)
 {
 	query_job *qj = (query_job *)sj;
@@ -1157,7 +1330,7 @@ static void search_work(svc_job *sj)
 	if (!coll_def_load(sj, rj->r.env, rj->r.ns, req->collection_name, &rj->d))
 		return;
 	if (req->n_vector) {
-		svc_job_fail(sj, GRPC_UNIMPLEMENTED, "vector search is not implemented yet");
+		vector_search(qj);
 		return;
 	}
 	size_t nf = req->n_filters, nl = req->n_label_filters;
