@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,6 +138,33 @@ static int load_node_id(const char *dir, char *id, size_t cap)
 	return rename(tmp, path) ? -errno : 0;
 }
 
+/* DIR/token-key: 16 random bytes made once, that authenticate page tokens, so that a
+ * token stays valid across restarts and cannot be forged by a client. */
+static int load_token_key(const char *dir, uint8_t key[SVC_TOKEN_KEY_LEN])
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/token-key", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, key, SVC_TOKEN_KEY_LEN);
+		close(fd);
+		if (n == SVC_TOKEN_KEY_LEN)
+			return 0;
+	}
+	if (getrandom(key, SVC_TOKEN_KEY_LEN, 0) != SVC_TOKEN_KEY_LEN)
+		return -EIO;
+	char tmp[620];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	bool ok = write(fd, key, SVC_TOKEN_KEY_LEN) == SVC_TOKEN_KEY_LEN && fsync(fd) == 0;
+	close(fd);
+	if (!ok)
+		return -EIO;
+	return rename(tmp, path) ? -errno : 0;
+}
+
 static int make_dirs(const char *path)
 {
 	char p[512];
@@ -230,6 +259,12 @@ int node_run(const node_config *cfg)
 			err ? err : "out of memory");
 		return 1;
 	}
+	uint8_t token_key[SVC_TOKEN_KEY_LEN];
+	if ((rc = load_token_key(cfg->data, token_key))) {
+		fprintf(stderr, "collector: cannot keep the token key in %s: %s\n", cfg->data,
+			strerror(-rc));
+		return 1;
+	}
 	store *st = NULL;
 	if ((rc = store_open(cfg->data, NULL, &st))) {
 		fprintf(stderr, "collector: cannot open the store in %s: %s\n", cfg->data,
@@ -264,6 +299,7 @@ int node_run(const node_config *cfg)
 		       .types = types,
 		       .default_ns = cfg->ns,
 		       .endpoint = addr,
+		       .token_key = token_key,
 		       .max_message_bytes = cfg->max_message_bytes};
 	method_table *methods = method_table_new();
 	if (!methods || build_methods(methods, &env)) {

@@ -17,6 +17,7 @@
 
 #define SVC_NAMESPACE_HEADER "x-collector-namespace"
 #define SVC_TYPE_URL_PREFIX "type.googleapis.com/"
+#define SVC_TOKEN_KEY_LEN 16
 
 typedef struct svc_env {
 	pool *pool;
@@ -24,6 +25,7 @@ typedef struct svc_env {
 	typepool *types;
 	const char *default_ns; /* --namespace */
 	const char *endpoint;	/* host:port this node serves on */
+	const uint8_t *token_key; /* SVC_TOKEN_KEY_LEN bytes authenticating page tokens */
 	size_t max_message_bytes;
 } svc_env;
 

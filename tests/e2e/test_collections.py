@@ -1229,6 +1229,8 @@ def test_restart_keeps_collections_and_records(servers):
     s.delete("s3")
     s.update("s4", sr(44, "s4-updated"))
     c.update("c1", cm("c1-renamed"), ["name"])
+    first = s.list(order_by="response_size", page_size=5)
+    second = s.list(order_by="response_size", page_size=5, page_token=first.next_page_token)
     before = {
         "defs": sorted((_defn(x) for x in a.discover_all(DEFAULT_NS) + a.discover_all(ns2)), key=str),
         "s": s.snapshot(), "c": c.snapshot(),
@@ -1246,6 +1248,10 @@ def test_restart_keeps_collections_and_records(servers):
     }
     assert after == before
     assert s2.get("s4").value == sr(44, "s4-updated").SerializeToString()
+    # A page token made before the restart still opens the next page (the token key is
+    # kept in the data directory).
+    nxt = s2.list(order_by="response_size", page_size=5, page_token=first.next_page_token)
+    assert list(nxt.items) == list(second.items) and len(nxt.items) == 5
     assert [s2.get(g).value for g in gen] == [sr(100 + i, f"g{i}").SerializeToString() for i in range(5)]
     assert c2.get_msg("c1").name == "c1-renamed"
     expect_error(C.NOT_FOUND, b.svc.Get, s2.req(cs_pb2.GetRequest, id="s3"))
