@@ -1087,6 +1087,36 @@ static void items_free(items *it)
 	free(it->last_token);
 }
 
+/* A compile's outcome as the call's status; true when it compiled. */
+static bool compiled(svc_job *sj, int rc, const query_err *err, const char *what)
+{
+	if (rc)
+		svc_job_fail(sj, rc == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED,
+			     "%s%s%s", what, *what ? ": " : "", rc == -EINVAL ? err->msg : "out of memory");
+	return rc == 0;
+}
+
+/* Runs the compiled query on the loaded collection: its page into *it, and the count. */
+static bool fetch(query_job *qj, items *it, bool *more, int64_t *total)
+{
+	svc_job *sj = &qj->rd.r.j;
+	read_job *rj = &qj->rd;
+	if (!coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
+		return false;
+	if (store_coll_read_begin(rj->coll, &rj->rd)) {
+		svc_fail_store(sj, -EIO, "reading");
+		store_coll_release(rj->coll);
+		return false;
+	}
+	bool ok = run_page(rj, qj->q, query_page_size(qj->q), more, items_row, it) == 0 &&
+		  (*total = count_rows(rj, qj->q)) >= 0;
+	if (!ok)
+		svc_job_fail(sj, GRPC_INTERNAL, "reading %s/%s: %s", rj->d.row->ns, rj->d.row->name,
+			     sqlite3_errmsg(store_reader_db(rj->rd)));
+	read_close(rj);
+	return ok;
+}
+
 static void list_work(svc_job *sj)
 {
 	query_job *qj = (query_job *)sj;
@@ -1109,27 +1139,14 @@ static void list_work(svc_job *sj)
 			       .page_token = req->page_token};
 	query_err err;
 	int rc = qj->va.failed ? -ENOMEM : query_compile_list(&schema, &p, &qj->q, &err);
-	if (rc) {
-		svc_job_fail(sj, rc == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED, "%s",
-			     rc == -EINVAL ? err.msg : "out of memory");
+	if (!compiled(sj, rc, &err, ""))
 		return;
-	}
-	if (!coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
-		return;
-	if (store_coll_read_begin(rj->coll, &rj->rd)) {
-		svc_fail_store(sj, -EIO, "reading");
-		store_coll_release(rj->coll);
-		return;
-	}
 	items it;
 	bool more = false;
 	int64_t total = -1;
 	if (!items_init(&it, rj->d.type, qj->q)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	} else if (run_page(rj, qj->q, query_page_size(qj->q), &more, items_row, &it) ||
-		   (total = count_rows(rj, qj->q)) < 0) {
-		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", sqlite3_errmsg(store_reader_db(rj->rd)));
-	} else {
+	} else if (fetch(qj, &it, &more, &total)) {
 		Collector__ListResponse resp = COLLECTOR__LIST_RESPONSE__INIT;
 		resp.status = &status_ok;
 		resp.items = items_ptrs(&it);
@@ -1142,7 +1159,6 @@ static void list_work(svc_job *sj)
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
 	items_free(&it);
-	read_close(rj);
 }
 
 static void list(call *c, const ProtobufCMessage *msg)
@@ -1366,27 +1382,14 @@ static void search_work(svc_job *sj)
 	int rc = qj->va.failed ? -ENOMEM : query_compile_search(&schema, &p, &qj->q, &err);
 	free(filters);
 	free(labels);
-	if (rc) {
-		svc_job_fail(sj, rc == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED, "%s",
-			     rc == -EINVAL ? err.msg : "out of memory");
+	if (!compiled(sj, rc, &err, ""))
 		return;
-	}
-	if (!coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
-		return;
-	if (store_coll_read_begin(rj->coll, &rj->rd)) {
-		svc_fail_store(sj, -EIO, "reading");
-		store_coll_release(rj->coll);
-		return;
-	}
 	items it;
 	bool more = false;
 	int64_t total = -1;
 	if (!items_init(&it, rj->d.type, NULL)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	} else if (run_page(rj, qj->q, query_page_size(qj->q), &more, items_row, &it) ||
-		   (total = count_rows(rj, qj->q)) < 0) {
-		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", sqlite3_errmsg(store_reader_db(rj->rd)));
-	} else {
+	} else if (fetch(qj, &it, &more, &total)) {
 		Collector__SearchResult *res = calloc(it.n ? it.n : 1, sizeof(*res));
 		Collector__SearchResult **ptrs = calloc(it.n ? it.n : 1, sizeof(*ptrs));
 		if (res && ptrs) {
@@ -1409,7 +1412,6 @@ static void search_work(svc_job *sj)
 		free(ptrs);
 	}
 	items_free(&it);
-	read_close(rj);
 }
 
 static void search(call *c, const ProtobufCMessage *msg)
@@ -1455,30 +1457,16 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, i
 	schema_of(rj->r.env, &rj->d, &schema);
 	query_search_params p = {.query = qv, .limit = req->limit, .order_by = req->order_by};
 	query_err err;
-	int rc = query_compile_search(&schema, &p, &qj->q, &err);
-	if (rc) {
-		svc_job_fail(sj, rc == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED,
-			     "%s: %s", name, rc == -EINVAL ? err.msg : "out of memory");
+	if (!compiled(sj, query_compile_search(&schema, &p, &qj->q, &err), &err, name))
+		return false;
+	if (!items_init(it, rj->d.type, NULL)) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return false;
 	}
-	if (!coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
-		return false;
-	if (store_coll_read_begin(rj->coll, &rj->rd)) {
-		svc_fail_store(sj, -EIO, "reading");
-		store_coll_release(rj->coll);
-		return false;
-	}
-	bool more, ok = items_init(it, rj->d.type, NULL);
 	it->want_ids = true;
+	bool more;
 	int64_t count = -1;
-	if (!ok || run_page(rj, qj->q, query_page_size(qj->q), &more, items_row, it) ||
-	    (count = count_rows(rj, qj->q)) < 0) {
-		svc_job_fail(sj, GRPC_INTERNAL, "reading %s: %s", name,
-			     sqlite3_errmsg(store_reader_db(rj->rd)));
-		ok = false;
-	}
-	read_close(rj);
-	if (!ok)
+	if (!fetch(qj, it, &more, &count))
 		return false;
 	*total += count;
 	collector__search_collections_response__collection_result__init(res);
