@@ -338,8 +338,8 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 	if (h->send_blocked && h->send_queued < h->e->s->o.conn_buffer_bytes / 2) {
 		h->send_blocked = false;
 		for (call *o = h->calls; o; o = o->next)
-			if (o != c && !o->would_block)
-				queue_writable(o);
+			if (!o->would_block)
+				queue_writable(o); /* c too: it may wait on the connection alone */
 	}
 	if (c->would_block &&
 	    msg_queue_pending(&c->out) < c->conn->e->s->o.stream_send_high_water / 2) {
