@@ -22,6 +22,7 @@
 #include "io/uuid.h"
 #include "services/collection.h"
 #include "services/collector_api.h"
+#include "services/files_svc.h"
 #include "services/health.h"
 #include "services/reflection.h"
 #include "services/repo.h"
@@ -195,6 +196,8 @@ static int build_methods(method_table *t, svc_env *env)
 	int rc = repo_register(t, env);
 	if (!rc)
 		rc = collection_register(t, env);
+	if (!rc)
+		rc = files_svc_register(t, env);
 	if (!rc)
 		rc = health_register(t);
 	if (!rc)
