@@ -220,9 +220,10 @@ static int parse_int(ictx *c, const tp_field *f, const jnode *j, bool is_signed,
 		     uint64_t max, uint64_t *out)
 {
 	jscratch_mark mark = jscratch_get_mark(&c->scratch);
-	const char *s;
-	size_t n;
-	bool frac;
+	/* Set by numeric_text when it succeeds; initialized for -O3's flow analysis. */
+	const char *s = "";
+	size_t n = 0;
+	bool frac = false;
 	int rc = numeric_text(c, f, j, &s, &n, &frac);
 	if (rc)
 		return rc;
@@ -280,9 +281,10 @@ static int parse_double(ictx *c, const tp_field *f, const jnode *j, bool as_floa
 		}
 	}
 	jscratch_mark mark = jscratch_get_mark(&c->scratch);
-	const char *s;
-	size_t n;
-	bool frac;
+	/* Set by numeric_text when it succeeds; initialized for -O3's flow analysis. */
+	const char *s = "";
+	size_t n = 0;
+	bool frac = false;
 	int rc = numeric_text(c, f, j, &s, &n, &frac);
 	if (rc)
 		return rc;
