@@ -159,6 +159,9 @@ void config_usage(const char *prog)
 	       "  --pool-threads N           blocking pool threads (default: two per core)\n"
 	       "  --pool-queue N             blocking pool queue bound; when full, calls get\n"
 	       "                             RESOURCE_EXHAUSTED (default 1024)\n"
+	       "  --store-group-max N        write requests committed in one transaction\n"
+	       "                             (0: all that are queued; 1: one transaction per\n"
+	       "                             request, for comparison) (default 0)\n"
 	       "  --max-message-bytes N      largest request or response message\n"
 	       "                             (default 4194304 = 4 MiB)\n"
 	       "  --namespace NS             default namespace (default \"default\")\n"
@@ -224,6 +227,12 @@ static int set_option(node_config *c, const char *name, const char *v)
 		if (parse_int(name, v, 1, 1000000, &n))
 			return -1;
 		c->pool_queue = (int)n;
+		return 0;
+	}
+	if (!strcmp(name, "store-group-max")) {
+		if (parse_int(name, v, 0, 1000000, &n))
+			return -1;
+		c->store_group_max = (int)n;
 		return 0;
 	}
 	if (!strcmp(name, "max-message-bytes")) {

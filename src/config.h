@@ -11,6 +11,7 @@ typedef struct node_config {
 	int threads;	   /* reactors; 0: one per core */
 	int pool_threads;  /* 0: 2 per core */
 	int pool_queue;
+	int store_group_max; /* write requests per transaction; 0: unlimited */
 	size_t max_message_bytes;
 	char ns[128];	   /* default namespace */
 	char id[64];	   /* empty: made once, kept in the data directory */

@@ -269,7 +269,8 @@ int node_run(const node_config *cfg)
 		return 1;
 	}
 	store *st = NULL;
-	if ((rc = store_open(cfg->data, NULL, &st))) {
+	store_options so = {.group_max = (size_t)cfg->store_group_max};
+	if ((rc = store_open(cfg->data, &so, &st))) {
 		fprintf(stderr, "collector: cannot open the store in %s: %s\n", cfg->data,
 			store_errmsg());
 		return 1;

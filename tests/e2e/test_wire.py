@@ -614,6 +614,7 @@ def test_help_and_readme_document_the_same_flags(collector_bin, tmp_path):
         (["--no-such-flag", "1"], "no-such-flag"),
         (["--threads", "lots"], "threads"),
         (["--max-message-bytes", "-5"], "max-message-bytes"),
+        (["--store-group-max", "-1"], "store-group-max"),
         (["--log-level", "loud"], "log-level"),
         (["--data"], "data"),
     ],

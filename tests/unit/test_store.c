@@ -660,6 +660,46 @@ static void test_apply(void **state)
 	store_close(s);
 }
 
+/* group_max caps the requests of one transaction: 1 commits each request alone (the
+ * node's --store-group-max 1), 2 takes the queue two by two. */
+static void test_group_max(void **state)
+{
+	(void)state;
+	enum { N = 5 };
+	const size_t caps[] = {1, 2};
+	const uint64_t want[] = {N, (N + 1) / 2};
+	for (size_t k = 0; k < 2; k++) {
+		store_options o = {.group_max = caps[k]};
+		store *s = open_store(&o);
+		char name[16];
+		snprintf(name, sizeof(name), "g%zu", caps[k]);
+		create(s, "zoo", name);
+		store_coll *c = acquire(s, "zoo", name);
+		assert_int_equal(insert(c, "base", "{}"), 0);
+		uint64_t commits0, acked0, commits, acked;
+		store_coll_group_stats(c, &commits0, &acked0);
+		treq blocker, t[N];
+		char ids[N][8];
+		block_writer(c, &blocker, "base");
+		for (int i = 0; i < N; i++) {
+			snprintf(ids[i], sizeof(ids[i]), "r%d", i);
+			treq_init(&t[i], 1, false);
+			op_insert(&t[i].ops[0], ids[i], "{}");
+			assert_int_equal(store_write(c, &t[i].r), 0);
+		}
+		gate_open();
+		assert_int_equal(treq_wait(&blocker), 0);
+		for (int i = 0; i < N; i++)
+			assert_int_equal(treq_wait(&t[i]), 0);
+		store_coll_group_stats(c, &commits, &acked);
+		assert_int_equal(acked - acked0, 1 + N);
+		/* The blocker's own transaction, then the queued ones. */
+		assert_int_equal(commits - commits0, 1 + want[k]);
+		store_coll_release(c);
+		store_close(s);
+	}
+}
+
 /* Requests queued while the writer is busy share the next transaction, and each one's
  * failure stays its own. */
 static void test_group_isolation(void **state)
@@ -1294,6 +1334,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_ops, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_apply, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_group_isolation, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_group_max, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_queue_full, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_many_submitters, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_readers, setup_dir, teardown_dir),
