@@ -905,8 +905,9 @@ static void convert_value(value_arena *a, const Google__Protobuf__Value *in, que
 	}
 }
 
-/* Bounds the conversion: the request is at most max_message_bytes, and every Value or
- * Struct entry takes at least two bytes of it. */
+/* Bounds the conversion: every Value or Struct entry takes at least two bytes of the
+ * request. Sized by this request, not by the largest one allowed: tens of MiB mapped and
+ * unmapped per call cost more than the query itself. */
 static bool va_init(value_arena *a, size_t request_bytes)
 {
 	*a = (value_arena){0};
@@ -1124,7 +1125,7 @@ static void list_work(svc_job *sj)
 	const Collector__ListRequest *req = rj->r.req;
 	if (!coll_def_load(sj, rj->r.env, rj->r.ns, req->collection_name, &rj->d))
 		return;
-	if (!va_init(&qj->va, rj->r.env->max_message_bytes)) {
+	if (!va_init(&qj->va, protobuf_c_message_get_packed_size(&req->base))) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
@@ -1353,7 +1354,8 @@ static void search_work(svc_job *sj)
 	size_t nf = req->n_filters, nl = req->n_label_filters;
 	query_filter *filters = calloc(nf ? nf : 1, sizeof(*filters));
 	query_label *labels = calloc(nl ? nl : 1, sizeof(*labels));
-	if (!filters || !labels || !va_init(&qj->va, rj->r.env->max_message_bytes)) {
+	if (!filters || !labels ||
+	    !va_init(&qj->va, protobuf_c_message_get_packed_size(&req->base))) {
 		free(filters);
 		free(labels);
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
