@@ -1,8 +1,16 @@
-/* A closed-loop load generator for grpc.testing.BenchmarkService on this project's client
- * (src/h2/client.h), checking the grpc-status and the payload size of every call:
+/* A closed-loop load generator on this project's client (src/h2/client.h), checking the
+ * grpc-status of every call:
  *
  *   loadgen --target 127.0.0.1:PORT --connections C --streams S --duration SEC
  *           --warmup SEC --payload BYTES --mode unary|pingpong [--threads T]
+ *   loadgen --target 127.0.0.1:PORT ... --path /pkg.Service/Method --requests FILE [--once]
+ *
+ * The first form drives grpc.testing.BenchmarkService and checks the payload size of every
+ * response. The second sends the requests of FILE (gRPC-framed messages, one after the
+ * other, prepared in advance) to any unary method, each call taking the next request in
+ * turn, cycling; a call must end OK with one response message. With --once every request
+ * is sent exactly once, from the start (no warm-up), and the run ends with the last; the
+ * duration is then only a limit.
  *
  * C channels (one HTTP/2 connection each) with S calls outstanding on each. unary: every
  * finished UnaryCall starts the next at once. pingpong: S StreamingCall streams per
@@ -19,6 +27,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +117,8 @@ typedef struct lg_opts {
 	long conns, streams, threads, payload;
 	double duration, warmup;
 	lg_mode mode;
+	const char *path, *requests; /* --requests: any unary method */
+	bool once;
 } lg_opts;
 
 static lg_opts opts;
@@ -115,6 +126,15 @@ static lg_opts opts;
 static uint8_t *request;
 static size_t request_len;
 static int64_t window_start, window_end;
+
+/* --requests: the file's bytes and where each message lies in them; read-only once the
+ * threads run. Calls take the next index from file_next, shared by every thread. */
+static struct {
+	uint8_t *bytes;
+	size_t *off, *len;
+	size_t n;
+} file;
+static atomic_size_t file_next;
 
 /* ---- workers ---- */
 
@@ -144,7 +164,7 @@ struct worker {
 	timer end_timer, check_timer;
 	hist h;
 	uint64_t calls, errors;
-	int64_t first_error_at;
+	int64_t first_error_at, finished_at;
 	char first_error[256];
 	int err;
 };
@@ -267,7 +287,7 @@ static void unary_message(ccall *c, const uint8_t *data, size_t len)
 {
 	slot *s = ccall_user(c);
 	s->msgs++;
-	if (!response_ok(data, len))
+	if (!file.n && !response_ok(data, len))
 		s->bad = "the response does not carry the payload size asked for";
 }
 
@@ -289,13 +309,14 @@ static void unary_done(ccall *c, int code, const char *msg)
 		return;
 	}
 	if (w->expired)
-		worker_error(w, "UnaryCall still running %d s after the end", (int)(DRAIN_NS / NS_PER_SEC));
+		worker_error(w, "%s still running %d s after the end", opts.path,
+			     (int)(DRAIN_NS / NS_PER_SEC));
 	else if (s->bad)
-		worker_error(w, "UnaryCall: %s (%ld bytes)", s->bad, opts.payload);
+		worker_error(w, "%s: %s (%ld bytes)", opts.path, s->bad, opts.payload);
 	else if (code != GRPC_OK)
-		worker_error(w, "UnaryCall: %s: %s", grpc_code_name(code), msg ? msg : "");
+		worker_error(w, "%s: %s: %s", opts.path, grpc_code_name(code), msg ? msg : "");
 	else
-		worker_error(w, "UnaryCall: OK with %u response messages", s->msgs);
+		worker_error(w, "%s: OK with %u response messages", opts.path, s->msgs);
 	slot_retry_later(s);
 }
 
@@ -351,12 +372,29 @@ static void pingpong_done(ccall *c, int code, const char *msg)
 static const ccall_ops unary_ops = {.on_message = unary_message, .on_done = unary_done};
 static const ccall_ops pingpong_ops = {.on_message = pingpong_message, .on_done = pingpong_done};
 
+static void end_fired(timer *t);
+
 static void slot_start(slot *s)
 {
 	worker *w = s->w;
 	bool unary = opts.mode == MODE_UNARY;
+	const uint8_t *msg = request;
+	size_t len = request_len;
+	if (file.n) {
+		size_t i = atomic_fetch_add(&file_next, 1);
+		if (opts.once && i >= file.n) {
+			/* All sent: this worker ends once its last call is done. */
+			if (!w->active && !w->stopping) {
+				reactor_timer_disarm(w->r, &w->end_timer);
+				end_fired(&w->end_timer);
+			}
+			return;
+		}
+		msg = file.bytes + file.off[i % file.n];
+		len = file.len[i % file.n];
+	}
 	ccall_args a = {
-		.path = unary ? UNARY_PATH : STREAM_PATH,
+		.path = opts.path,
 		.ops = unary ? &unary_ops : &pingpong_ops,
 		.user = s,
 	};
@@ -371,7 +409,7 @@ static void slot_start(slot *s)
 		return;
 	}
 	w->active++;
-	if (ccall_send(s->c, request, request_len)) {
+	if (ccall_send(s->c, msg, len)) {
 		s->bad = "cannot send the request"; /* on_done reports it */
 		ccall_cancel(s->c);
 		return;
@@ -432,12 +470,14 @@ static void *worker_main(void *arg)
 		w->slots[i].w = w;
 		w->slots[i].ch = w->chans[i / (size_t)opts.streams];
 	}
+	/* Arming first: with --once a worker left without requests stops at its first slot. */
+	reactor_timer_arm(w->r, &w->end_timer, window_end, end_fired);
 	for (size_t i = 0; i < w->nslots; i++)
 		slot_start(&w->slots[i]);
-	reactor_timer_arm(w->r, &w->end_timer, window_end, end_fired);
-	int rc = reactor_run(w->r);
+	int rc = w->stopping && !w->active ? 0 : reactor_run(w->r);
 	if (rc)
 		w->err = rc;
+	w->finished_at = clock_now_ns();
 out:
 	if (w->chans) {
 		for (size_t i = 0; i < w->nslots; i++)
@@ -463,7 +503,9 @@ static int usage(const char *why)
 {
 	fprintf(stderr,
 		"loadgen: %s\nusage: loadgen --target HOST:PORT --connections C --streams S "
-		"--duration SEC --warmup SEC --payload BYTES --mode unary|pingpong [--threads T]\n",
+		"--duration SEC --warmup SEC --payload BYTES --mode unary|pingpong [--threads T]\n"
+		"       loadgen --target HOST:PORT ... --path /pkg.Service/Method --requests FILE "
+		"[--once]\n",
 		why);
 	return 2;
 }
@@ -495,6 +537,10 @@ static int parse_args(int argc, char **argv)
 			 .mode = MODE_UNARY};
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
+		if (!strcmp(arg, "--once")) { /* the one flag without a value */
+			opts.once = true;
+			continue;
+		}
 		const char *val = strchr(arg, '=');
 		size_t n = val ? (size_t)(val - arg) : strlen(arg);
 		if (val)
@@ -524,6 +570,14 @@ static int parse_args(int argc, char **argv)
 		} else if (IS("--warmup")) {
 			if (!parse_seconds(val, 0, &opts.warmup))
 				return usage("--warmup needs seconds (>= 0)");
+		} else if (IS("--path")) {
+			if (!val || val[0] != '/')
+				return usage("--path needs /package.Service/Method");
+			opts.path = val;
+		} else if (IS("--requests")) {
+			if (!val)
+				return usage("--requests needs a file");
+			opts.requests = val;
 		} else if (IS("--mode")) {
 			if (val && !strcmp(val, "unary"))
 				opts.mode = MODE_UNARY;
@@ -540,6 +594,14 @@ static int parse_args(int argc, char **argv)
 	}
 	if (!opts.target)
 		return usage("--target is required");
+	if (!opts.requests != !opts.path || (opts.once && !opts.requests))
+		return usage("--path and --requests go together (and --once needs them)");
+	if (opts.requests && opts.mode != MODE_UNARY)
+		return usage("--requests sends unary calls only");
+	if (!opts.path)
+		opts.path = opts.mode == MODE_UNARY ? UNARY_PATH : STREAM_PATH;
+	if (opts.once)
+		opts.warmup = 0;
 	if (opts.threads > opts.conns)
 		opts.threads = opts.conns;
 	return 0;
@@ -562,6 +624,67 @@ static int build_request(void)
 		protobuf_c_message_pack(&req.base, request);
 	free(zeros);
 	return request ? 0 : -ENOMEM;
+}
+
+/* Reads --requests: gRPC frames (flag 0, 4-byte big-endian length, message) back to back.
+ * 0, or -1 after saying what is wrong. */
+static int load_requests(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "loadgen: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	size_t cap = 1 << 20, size = 0, n;
+	file.bytes = malloc(cap);
+	while (file.bytes && (n = fread(file.bytes + size, 1, cap - size, f)) > 0) {
+		size += n;
+		if (size == cap) {
+			uint8_t *b = realloc(file.bytes, cap *= 2);
+			if (!b)
+				free(file.bytes);
+			file.bytes = b;
+		}
+	}
+	fclose(f);
+	if (!file.bytes) {
+		fprintf(stderr, "loadgen: out of memory\n");
+		return -1;
+	}
+	size_t cap_n = 0;
+	for (size_t at = 0; at < size;) {
+		if (size - at < 5 || file.bytes[at] != 0) {
+			fprintf(stderr, "loadgen: %s: bad frame header at byte %zu\n", path, at);
+			return -1;
+		}
+		size_t len = (size_t)file.bytes[at + 1] << 24 | (size_t)file.bytes[at + 2] << 16 |
+			     (size_t)file.bytes[at + 3] << 8 | file.bytes[at + 4];
+		if (len > size - at - 5 || len > MAX_MESSAGE) {
+			fprintf(stderr, "loadgen: %s: frame at byte %zu overruns the file\n", path, at);
+			return -1;
+		}
+		if (file.n == cap_n) {
+			cap_n = cap_n ? cap_n * 2 : 1024;
+			size_t *o = realloc(file.off, cap_n * sizeof(*o));
+			if (o)
+				file.off = o;
+			size_t *l = realloc(file.len, cap_n * sizeof(*l));
+			if (l)
+				file.len = l;
+			if (!o || !l) {
+				fprintf(stderr, "loadgen: out of memory\n");
+				return -1;
+			}
+		}
+		file.off[file.n] = at + 5;
+		file.len[file.n++] = len;
+		at += 5 + len;
+	}
+	if (!file.n) {
+		fprintf(stderr, "loadgen: %s holds no request\n", path);
+		return -1;
+	}
+	return 0;
 }
 
 /* JSON string body: quotes, backslashes and control characters escaped. */
@@ -587,6 +710,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "loadgen: out of memory\n");
 		return 1;
 	}
+	if (opts.requests && load_requests(opts.requests))
+		return 2;
 	worker *ws = calloc((size_t)opts.threads, sizeof(*ws));
 	if (!ws) {
 		fprintf(stderr, "loadgen: out of memory\n");
@@ -607,7 +732,7 @@ int main(int argc, char **argv)
 	hist *all = calloc(1, sizeof(*all));
 	uint64_t calls = 0, errors = 0;
 	const char *first_error = "";
-	int64_t first_at = INT64_MAX;
+	int64_t first_at = INT64_MAX, last_end = 0;
 	int failed = started < opts.threads;
 	for (long i = 0; i < started; i++) {
 		pthread_join(ws[i].thread, NULL);
@@ -620,6 +745,8 @@ int main(int argc, char **argv)
 			hist_merge(all, &ws[i].h);
 		calls += ws[i].calls;
 		errors += ws[i].errors;
+		if (ws[i].finished_at > last_end)
+			last_end = ws[i].finished_at;
 		if (ws[i].errors && ws[i].first_error_at < first_at) {
 			first_at = ws[i].first_error_at;
 			first_error = ws[i].first_error;
@@ -630,6 +757,14 @@ int main(int argc, char **argv)
 		free(ws);
 		free(request);
 		return 2;
+	}
+	/* --once: the run lasted until its last call, unless the limit cut it short. */
+	if (opts.once && last_end < window_end)
+		window_end = last_end;
+	if (opts.once && calls + errors < file.n) {
+		errors += file.n - calls - errors;
+		if (!*first_error)
+			first_error = "the duration ended before every request was sent";
 	}
 	double secs = (double)(window_end - window_start) / NS_PER_SEC;
 	printf("{\"calls\":%llu,\"errors\":%llu,\"first_error\":\"", (unsigned long long)calls,
@@ -642,5 +777,8 @@ int main(int argc, char **argv)
 	free(all);
 	free(ws);
 	free(request);
+	free(file.bytes);
+	free(file.off);
+	free(file.len);
 	return errors ? 1 : 0;
 }

@@ -7,17 +7,18 @@ figure is the median of --runs runs after a warm-up. Beside req/s and latency, t
 CPU time per call is read from /proc/<pid>/stat before and after each run: that ratio holds
 even where the load generator is the bottleneck.
 
+Then the Collections scenarios (bench/coll_scenarios.py): CollectionService on a real node
+beside the in-process limit of the same SQL.
+
 Writes bench/results/latest.json, PNG charts (gnuplot) and docs/benchmarks.md.
-Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
+Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick] [--only core|collections]
 """
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -25,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import coll_scenarios
+from benchlib import LOAD_CORE, Server, fmt, machine, median_of, ratio, run_loadgen
+
 REPO = Path(__file__).resolve().parents[1]
-SERVER_CORE = "0"
-LOAD_CORE = "1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def servers(build):
@@ -57,47 +58,6 @@ SCENARIOS = [
 IDLE_CONNECTIONS = 10000
 
 
-class Server:
-    def __init__(self, argv):
-        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE] + argv,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        deadline = time.time() + 20
-        self.port = None
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                break
-        if not self.port:
-            self.stop()
-            raise RuntimeError(f"{argv[0]} did not start")
-        self.pid = self.proc.pid
-
-    def cpu_seconds(self):
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def status_kib(self, key):
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-        return 0
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def _varint(n):
     out = b""
     while True:
@@ -120,22 +80,6 @@ def response_size(payload):
     """Framed size of SimpleResponse{payload{body=payload zeros}} (what h2load must see)."""
     inner = 1 + len(_varint(payload)) + payload if payload else 0
     return 5 + 1 + len(_varint(inner)) + inner
-
-
-def run_loadgen(build, port, conns, streams, payload, mode, seconds):
-    argv = ["taskset", "-c", LOAD_CORE, str(Path(build) / "bench" / "loadgen"),
-            "--target", f"127.0.0.1:{port}", "--connections", str(conns), "--streams",
-            str(streams), "--duration", str(seconds), "--warmup", "1", "--payload", str(payload),
-            "--mode", mode]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"loadgen printed no result: {out.stdout} {out.stderr}")
-    r = json.loads(lines[-1])
-    if r.get("errors"):
-        raise RuntimeError(f"loadgen saw {r['errors']} failed calls: {r.get('first_error')}")
-    return {"calls": r["calls"], "rps": r["rps"], "p50_us": r["p50_us"], "p99_us": r["p99_us"],
-            "p999_us": r["p999_us"]}
 
 
 def run_h2load(port, conns, streams, payload, seconds, tmp):
@@ -174,18 +118,14 @@ def measure(build, server, scenario, seconds, tmp):
     if tool == "h2load":
         r = run_h2load(server.port, conns, streams, payload, seconds, tmp)
     else:
-        r = run_loadgen(build, server.port, conns, streams, payload, mode, seconds)
+        r = run_loadgen(build, server.port, conns, streams, seconds,
+                        ["--payload", str(payload), "--mode", mode])
     cpu = server.cpu_seconds() - cpu0
     # The loadgen's warm-up second is served too: spread CPU over every call served.
     calls = r["calls"] + (r["rps"] if tool == "loadgen" else 0)
     r["cpu_us_per_call"] = cpu * 1e6 / calls if calls else None
     r["peak_rss_kib"] = server.status_kib("VmHWM")
     return r
-
-
-def median_of(runs, key):
-    vals = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(vals) if vals else None
 
 
 def idle_memory(argv, count):
@@ -208,22 +148,6 @@ def idle_memory(argv, count):
         for s in socks:
             s.close()
         srv.stop()
-
-
-def fmt(v, unit=""):
-    if v is None:
-        return "-"
-    if isinstance(v, float) and v >= 100:
-        return f"{v:,.0f}{unit}"
-    if isinstance(v, float):
-        return f"{v:.1f}{unit}"
-    return f"{v:,}{unit}"
-
-
-def ratio(a, b, invert=False):
-    if not a or not b:
-        return "-"
-    return f"{(b / a) if invert else (a / b):.2f}x"
 
 
 def table(results, scen):
@@ -283,17 +207,43 @@ plot for [i=2:{len(names) + 1}] '{data}' using i:xtic(1)
     return made
 
 
-def machine():
-    cpu = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+def run_core(args, tmp):
+    srv_argv = servers(args.build)
+    results = {}
+    for scen in SCENARIOS:
+        results[scen[0]] = {}
+        for name, argv in srv_argv.items():
+            srv = Server(argv)
+            try:
+                measure(args.build, srv, scen, 1, tmp)  # warm-up
+                runs = [measure(args.build, srv, scen, args.seconds, tmp)
+                        for _ in range(args.runs)]
+                results[scen[0]][name] = {k: median_of(runs, k) for k in runs[0]}
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                print(f"{scen[0]} / {name}: {e}", file=sys.stderr)
+                results[scen[0]][name] = None
+            finally:
+                srv.stop()
+        print(table(results, scen[0]), flush=True)
+    idle = {}
+    for name, argv in srv_argv.items():
+        try:
+            idle[name] = idle_memory(argv, IDLE_CONNECTIONS)
+        except OSError as e:
+            print(f"idle / {name}: {e}", file=sys.stderr)
+    print(idle_table(idle))
+    return {"machine": machine(), "runs": args.runs, "seconds": args.seconds,
+            "results": results, "idle": idle}
+
+
+def idle_table(idle):
+    lines = ["### idle connections (memory per connection)", "",
+             "| server | connections | RSS before MiB | RSS after MiB | bytes per connection |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, r in idle.items():
+        lines.append(f"| {name} | {r['connections']} | {r['base_kib'] / 1024:.1f} | "
+                     f"{r['rss_kib'] / 1024:.1f} | {r['bytes_per_conn']:,.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -302,70 +252,56 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="one run of 2 s per scenario")
+    ap.add_argument("--only", choices=["core", "collections"],
+                    help="run one part; the other keeps its figures from the last latest.json")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"))
     args = ap.parse_args()
     if args.quick:
         args.runs, args.seconds = 1, 2
     os.makedirs(args.out, exist_ok=True)
-    srv_argv = servers(args.build)
-    results = {}
+    latest = Path(args.out) / "latest.json"
+    data = json.loads(latest.read_text()) if args.only and latest.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
-        for scen in SCENARIOS:
-            results[scen[0]] = {}
-            for name, argv in srv_argv.items():
-                srv = Server(argv)
-                try:
-                    measure(args.build, srv, scen, 1, tmp)  # warm-up
-                    runs = [measure(args.build, srv, scen, args.seconds, tmp)
-                            for _ in range(args.runs)]
-                    results[scen[0]][name] = {k: median_of(runs, k) for k in runs[0]}
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                    print(f"{scen[0]} / {name}: {e}", file=sys.stderr)
-                    results[scen[0]][name] = None
-                finally:
-                    srv.stop()
-            print(table(results, scen[0]), flush=True)
-        idle = {}
-        for name, argv in srv_argv.items():
-            try:
-                idle[name] = idle_memory(argv, IDLE_CONNECTIONS)
-            except OSError as e:
-                print(f"idle / {name}: {e}", file=sys.stderr)
-    idle_lines = ["### idle connections (memory per connection)", "",
-                  "| server | connections | RSS before MiB | RSS after MiB | bytes per connection |",
-                  "| --- | --- | --- | --- | --- |"]
-    for name, r in idle.items():
-        idle_lines.append(f"| {name} | {r['connections']} | {r['base_kib'] / 1024:.1f} | "
-                          f"{r['rss_kib'] / 1024:.1f} | {r['bytes_per_conn']:,.0f} |")
-    print("\n".join(idle_lines))
-    m = machine()
-    with open(Path(args.out) / "latest.json", "w") as f:
-        json.dump({"machine": m, "runs": args.runs, "seconds": args.seconds,
-                   "results": results, "idle": idle}, f, indent=2)
-    made = charts(results, args.out)
-    write_docs(args, m, results, idle_lines, made)
+        if args.only != "collections":
+            data.update(run_core(args, tmp))
+        if args.only != "core":
+            data["collections"] = coll_scenarios.run(args, tmp)
+            print(coll_scenarios.tables(data["collections"]), flush=True)
+    latest.write_text(json.dumps(data, indent=2) + "\n")
+    if args.only == "collections":
+        made = [c for c in ("rps.png", "cpu_per_call.png") if (Path(args.out) / c).exists()]
+    else:
+        made = charts(data["results"], args.out)
+    write_docs(args, data, made)
 
 
-def write_docs(args, m, results, idle_lines, made):
+def write_docs(args, data, made):
     rel = os.path.relpath(args.out, Path(args.docs).parent)
-    doc = ["# Benchmarks", "",
-           "This project's core against stock gRPC (Debian's libgrpc++ 1.51, callback and sync",
-           "APIs) on grpc.testing.BenchmarkService, measured side by side by `make bench`.", "",
-           f"Machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}; {m['date']}.",
-           f"Each figure is the median of {args.runs} runs of {args.seconds} s after a warm-up; "
-           "servers pinned to core 0 (one reactor / one core), load to core 1.", "",
-           "Load: `bench/loadgen` (this project's client; checks every grpc-status; latency "
-           "percentiles from its histogram) and h2load (mean latency only; its response bytes "
-           "are checked against calls x expected size, since h2load counts gRPC errors as "
-           "successes). Server CPU per call comes from /proc/<pid>/stat around each run.", "",
-           "Commands: `make bench` (= `bench/run.py`; `bench/run.py --quick` for one short run).",
-           ""]
-    for scen in results:
-        doc.append(table(results, scen))
-    doc += idle_lines + [""]
-    for c in made:
-        doc.append(f"![{c}]({rel}/{c})")
+    doc = ["# Benchmarks", ""]
+    if "results" in data:
+        m = data["machine"]
+        doc += ["This project's core against stock gRPC (Debian's libgrpc++ 1.51, callback and "
+                "sync", "APIs) on grpc.testing.BenchmarkService, measured side by side by "
+                "`make bench`.", "",
+                f"Machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}; {m['date']}.",
+                f"Each figure is the median of {data['runs']} runs of {data['seconds']} s after "
+                "a warm-up; servers pinned to core 0 (one reactor / one core), load to core 1.", "",
+                "Load: `bench/loadgen` (this project's client; checks every grpc-status; latency "
+                "percentiles from its histogram) and h2load (mean latency only; its response "
+                "bytes are checked against calls x expected size, since h2load counts gRPC "
+                "errors as successes). Server CPU per call comes from /proc/<pid>/stat around "
+                "each run.", "",
+                "Commands: `make bench` (= `bench/run.py`; `bench/run.py --quick` for one short "
+                "run; `--only core` or `--only collections` for one part).", ""]
+        for scen in data["results"]:
+            doc.append(table(data["results"], scen))
+        doc.append(idle_table(data["idle"]))
+        for c in made:
+            doc.append(f"![{c}]({rel}/{c})")
+        doc.append("")
+    if "collections" in data:
+        doc.append(coll_scenarios.docs(data["collections"]))
     Path(args.docs).parent.mkdir(parents=True, exist_ok=True)
     Path(args.docs).write_text("\n".join(doc) + "\n")
 
