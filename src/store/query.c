@@ -197,6 +197,8 @@ typedef struct cc {
 	size_t nindexed;
 	unsigned nconds;
 	bool fts;
+	int fts_param;	 /* the MATCH text's parameter */
+	size_t fts_wlen; /* c->w's length right after the MATCH: longer means more conditions */
 	sb w; /* the conditions, ANDed */
 	leaf *leaves;
 	size_t nleaves, capleaves;
@@ -1468,6 +1470,8 @@ static void emit_fts(cc *c, const char *text)
 			sb_add(&c->w, " AND ");
 		sb_add(&c->w, "records_fts MATCH ");
 		sb_param(&c->w, p);
+		c->fts_param = p;
+		c->fts_wlen = c->w.len;
 	}
 	free(f.p);
 }
@@ -1920,6 +1924,34 @@ static void put_from_where(const cc *c, sb *b, const char *cond)
 	}
 }
 
+/* Full text alone, ranked by score: FTS5 ranks and cuts the page by itself, and only the
+ * rows kept are joined with `records` (whose data the general form would carry through
+ * the sort of every match); the count needs no join at all. */
+static void finish_fts_alone(cc *c, bool desc, int plimit, int poffset)
+{
+	sb page = {0}, count = {0};
+	sb_add(&page, "SELECT rid, id, data, labels, created_at, updated_at, f.score AS score"
+		      " FROM (SELECT rowid, -rank AS score FROM records_fts WHERE records_fts MATCH ");
+	sb_param(&page, c->fts_param);
+	/* The order of the general form: score, then rid in the same direction. */
+	sb_add(&page, desc ? " ORDER BY rank ASC, rowid DESC LIMIT " : " ORDER BY rank DESC, rowid ASC LIMIT ");
+	sb_param(&page, plimit);
+	sb_add(&page, " OFFSET ");
+	sb_param(&page, poffset);
+	sb_add(&page, desc ? ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score DESC, rid DESC"
+			   : ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score ASC, rid ASC");
+	sb_add(&count, "SELECT count(*) FROM records_fts WHERE records_fts MATCH ");
+	sb_param(&count, c->fts_param);
+	if (page.oom || count.oom) {
+		fail_errno(c, -ENOMEM, "query");
+		free(page.p);
+		free(count.p);
+		return;
+	}
+	c->q->sql = page.p;
+	c->q->count_sql = count.p;
+}
+
 /* Writes both statements. after: the keyset condition (List with a token), or NULL. */
 static void finish(cc *c, const order *o, bool keys, const char *after, int plimit,
 		   int poffset)
@@ -2101,7 +2133,9 @@ int query_compile_search(const query_schema *s, const query_search_params *p, qu
 		o.desc[0] = !p->ascending;
 	int plimit = bind_int(&c, c.q->page_size);
 	int poffset = bind_int(&c, p->offset);
-	if (!c.rc)
+	if (!c.rc && c.fts && c.w.len == c.fts_wlen && o.n == 1 && o.k[0].score)
+		finish_fts_alone(&c, o.desc[0], plimit, poffset);
+	else if (!c.rc)
 		finish(&c, &o, false, NULL, plimit, poffset);
 	return cc_end(&c, out);
 }
