@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from conftest import INTEROP_SERVER_BIN, binary_has_asan
 from h2raw import CANCEL, H2Client, frame_msg, parse_msgs, raw_call
 
 from collector import collection_server_pb2, collection_server_pb2_grpc
@@ -526,7 +527,10 @@ def test_slow_reader_does_not_pile_up_in_server_memory(interop):
         peak = max(peak, interop.rss_kib())
         time.sleep(0.05)
     grown_mib = (peak - base) / 1024
-    assert grown_mib < 20, f"server RSS grew by {grown_mib:.1f} MiB while the reader stalled (50 MiB stream)"
+    # ASan keeps freed 1 MiB messages in its quarantine and adds shadow memory: a looser
+    # bound there, still well under the 50 MiB that piling up would take.
+    limit = 32 if binary_has_asan(INTEROP_SERVER_BIN) else 20
+    assert grown_mib < limit, f"server RSS grew by {grown_mib:.1f} MiB while the reader stalled (50 MiB stream)"
 
     rest = list(call)
     assert len(rest) == 49 and all(len(r.payload.body) == MiB for r in rest)
