@@ -98,8 +98,11 @@ int64_t timer_next(const timer_heap *h)
 
 size_t timer_run(timer_heap *h, int64_t now_ns)
 {
-	size_t fired = 0;
-	while (h->n && h->v[0]->deadline_ns <= now_ns) {
+	/* At most as many firings as timers were armed on entry: a callback that re-arms a
+	 * timer at or before now (its own, say) gets it fired on the next run, not again and
+	 * again in this one while the loop never gets back to its I/O. */
+	size_t fired = 0, budget = h->n;
+	while (h->n && h->v[0]->deadline_ns <= now_ns && fired < budget) {
 		timer *t = h->v[0];
 		timer_disarm(h, t);
 		fired++;

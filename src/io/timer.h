@@ -28,7 +28,8 @@ void timer_disarm(timer_heap *h, timer *t);
 static inline int timer_armed(const timer *t) { return t->slot != 0; }
 /* Deadline of the earliest timer, or INT64_MAX when none is armed. */
 int64_t timer_next(const timer_heap *h);
-/* Fires (disarmed first) every timer whose deadline is <= now; returns how many fired. */
+/* Fires (disarmed first) the timers whose deadline is <= now, at most as many as were
+ * armed on entry (what callbacks arm for now fires on the next run); returns how many. */
 size_t timer_run(timer_heap *h, int64_t now_ns);
 
 #endif
