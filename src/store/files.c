@@ -269,6 +269,19 @@ void files_get_close(files_reader *r)
 
 /* --- list, delete, trees ------------------------------------------------------------------ */
 
+/* A directory stream on its own descriptor (a dup would share the read position). */
+static int open_dir(int dfd, const char *name, int flags, DIR **out)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
+	*out = fd >= 0 ? fdopendir(fd) : NULL;
+	if (*out)
+		return 0;
+	int e = errno;
+	if (fd >= 0)
+		close(fd);
+	return -e;
+}
+
 typedef struct walk {
 	int (*cb)(void *ctx, const files_entry *e);
 	void *ctx;
@@ -277,16 +290,10 @@ typedef struct walk {
 
 static int list_dir(walk *w, int dfd, size_t len, int depth)
 {
-	/* A descriptor of its own: a dup would share the read position with dfd. */
-	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		return -e;
-	}
-	int rc = 0;
+	DIR *d;
+	int rc = open_dir(dfd, ".", 0, &d);
+	if (rc)
+		return rc;
 	struct dirent *e;
 	while (rc == 0 && (e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
@@ -350,36 +357,31 @@ int files_list(store_coll *c, const char *under, int (*cb)(void *ctx, const file
 }
 
 /* Removes name in dirfd (a whole tree), counting regular files removed. */
-static int tree_remove(int dirfd, const char *name, int64_t *count)
+static int tree_remove(int parent, const char *name, int64_t *count)
 {
 	struct stat sb;
-	if (fstatat(dirfd, name, &sb, AT_SYMLINK_NOFOLLOW))
+	if (fstatat(parent, name, &sb, AT_SYMLINK_NOFOLLOW))
 		return -errno;
 	if (!S_ISDIR(sb.st_mode)) {
-		if (unlinkat(dirfd, name, 0))
+		if (unlinkat(parent, name, 0))
 			return -errno;
 		*count += S_ISREG(sb.st_mode);
 		return 0;
 	}
-	int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		return -e;
-	}
-	int rc = 0;
+	DIR *d;
+	int rc = open_dir(parent, name, O_NOFOLLOW, &d);
+	if (rc)
+		return rc;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		int r = tree_remove(fd, e->d_name, count);
+		int r = tree_remove(dirfd(d), e->d_name, count);
 		if (r < 0 && r != -ENOENT && rc == 0)
 			rc = r;
 	}
 	closedir(d);
-	if (rc == 0 && unlinkat(dirfd, name, AT_REMOVEDIR))
+	if (rc == 0 && unlinkat(parent, name, AT_REMOVEDIR))
 		rc = -errno;
 	return rc;
 }
@@ -392,15 +394,10 @@ int files_tree_remove(int dirfd, const char *name)
 
 static int tree_stat(int dfd, int64_t *count, int64_t *bytes, int depth)
 {
-	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		return -e;
-	}
-	int rc = 0;
+	DIR *d;
+	int rc = open_dir(dfd, ".", 0, &d);
+	if (rc)
+		return rc;
 	struct dirent *e;
 	while (rc == 0 && (e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))

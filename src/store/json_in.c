@@ -20,32 +20,21 @@ typedef struct ictx {
 	jdoc doc;
 	jbuf *out;
 	jscratch scratch;
-	char err[256];
-	bool has_err;
+	jerr e;
 	_Alignas(16) unsigned char scratch_inline[4096];
 } ictx;
 
 static int fail(ictx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(ictx *c, const char *fmt, ...)
 {
-	if (!c->has_err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(c->err, sizeof c->err, fmt, ap);
-		va_end(ap);
-		c->has_err = true;
-	}
-	return -EINVAL;
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = jerr_vfail(&c->e, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
-static int nomem(ictx *c)
-{
-	if (!c->has_err) {
-		snprintf(c->err, sizeof c->err, "out of memory");
-		c->has_err = true;
-	}
-	return -ENOMEM;
-}
+static int nomem(ictx *c) { return jerr_nomem(&c->e); }
 
 static const jnode *node(const ictx *c, uint32_t i)
 {
@@ -936,14 +925,14 @@ int json_to_proto(typepool *tp, const char *ns, const tp_message *m, const char 
 	c->tp = tp;
 	c->ns = ns;
 	c->out = out;
-	c->has_err = false;
+	c->e.set = false;
 	jscratch_init(&c->scratch, c->scratch_inline, sizeof c->scratch_inline);
 	size_t start = out->len;
 	/* Each message level adds at most two levels of JSON (a repeated field's array and
 	 * the element's object), so this limit never refuses what the message limit allows. */
-	int rc = jdoc_parse(&c->doc, json, len, 2 * JSON_MAX_DEPTH + 2, c->err, sizeof c->err);
+	int rc = jdoc_parse(&c->doc, json, len, 2 * JSON_MAX_DEPTH + 2, c->e.msg, sizeof c->e.msg);
 	if (rc)
-		c->has_err = true;
+		c->e.set = true;
 	else
 		rc = enc_message(c, m, 0, 1);
 	if (!rc && out->failed)
@@ -952,7 +941,7 @@ int json_to_proto(typepool *tp, const char *ns, const tp_message *m, const char 
 		out->len = start;
 		out->failed = false;
 		if (err)
-			*err = strdup(c->err);
+			*err = strdup(c->e.msg);
 	}
 	jdoc_free(&c->doc);
 	jscratch_free(&c->scratch);

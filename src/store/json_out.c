@@ -30,8 +30,7 @@ typedef struct ctx {
 	size_t n_occ;
 	size_t cap_occ;
 	jscratch scratch;
-	char err[256];
-	bool has_err;
+	jerr e;
 	occ occ_inline[128];
 	_Alignas(16) unsigned char scratch_inline[4096];
 } ctx;
@@ -49,24 +48,14 @@ static const uint8_t empty[1];
 static int fail(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(ctx *c, const char *fmt, ...)
 {
-	if (!c->has_err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(c->err, sizeof c->err, fmt, ap);
-		va_end(ap);
-		c->has_err = true;
-	}
-	return -EINVAL;
+	va_list ap;
+	va_start(ap, fmt);
+	int rc = jerr_vfail(&c->e, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
-static int nomem(ctx *c)
-{
-	if (!c->has_err) {
-		snprintf(c->err, sizeof c->err, "out of memory");
-		c->has_err = true;
-	}
-	return -ENOMEM;
-}
+static int nomem(ctx *c) { return jerr_nomem(&c->e); }
 
 static void *scratch_alloc(ctx *c, size_t n)
 {
@@ -709,8 +698,9 @@ static int emit_field_value(ctx *c, const tp_field *f, size_t from, size_t to, i
 	}
 	if (f->type == TP_MESSAGE || f->type == TP_GROUP) {
 		jscratch_mark mark = jscratch_get_mark(&c->scratch);
-		const uint8_t *p;
-		size_t n;
+		/* Set by merged when it succeeds; initialized for the compiler's flow analysis. */
+		const uint8_t *p = NULL;
+		size_t n = 0;
 		int rc = merged(c, from, to, depth + 1, &p, &n);
 		if (!rc)
 			rc = emit_message(c, f->message, p, n, depth + 1);
@@ -1044,7 +1034,7 @@ int json_from_proto(typepool *tp, const char *ns, const tp_message *m, const uin
 	c->n_occ = 0;
 	c->cap_occ = sizeof c->occ_inline / sizeof *c->occ_inline;
 	jscratch_init(&c->scratch, c->scratch_inline, sizeof c->scratch_inline);
-	c->has_err = false;
+	c->e.set = false;
 	size_t start = out->len;
 	int rc = emit_message(c, m, bytes ? bytes : empty, len, 1);
 	jbuf_terminate(out);
@@ -1054,7 +1044,7 @@ int json_from_proto(typepool *tp, const char *ns, const tp_message *m, const uin
 		out->len = start;
 		out->failed = false;
 		if (err)
-			*err = strdup(c->err);
+			*err = strdup(c->e.msg);
 	}
 	jscratch_free(&c->scratch);
 	if (c->occ != c->occ_inline)

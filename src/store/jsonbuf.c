@@ -692,3 +692,21 @@ bool jdoc_string_eq(const jdoc *d, const jnode *j, const char *s, size_t n)
 {
 	return j->ulen == n && unescape_walk(d, j, NULL, s);
 }
+
+int jerr_vfail(jerr *e, const char *fmt, va_list ap)
+{
+	if (!e->set) {
+		vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+		e->set = true;
+	}
+	return -EINVAL;
+}
+
+int jerr_nomem(jerr *e)
+{
+	if (!e->set) {
+		snprintf(e->msg, sizeof e->msg, "out of memory");
+		e->set = true;
+	}
+	return -ENOMEM;
+}

@@ -4,6 +4,7 @@
  * reused across calls. */
 #ifndef STORE_JSONBUF_H
 #define STORE_JSONBUF_H
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,6 +22,16 @@ typedef struct jbuf {
 #define JBUF_INIT {0}
 
 void jbuf_free(jbuf *b);
+
+/* The first error of a transcoding call: later ones are dropped, the first says most. */
+typedef struct jerr {
+	char msg[256];
+	bool set;
+} jerr;
+
+/* Record the error (if none yet); they return -EINVAL and -ENOMEM. */
+int jerr_vfail(jerr *e, const char *fmt, va_list ap);
+int jerr_nomem(jerr *e);
 /* Makes room for n more bytes; returns the write position or NULL (and sets failed). */
 char *jbuf_reserve(jbuf *b, size_t n);
 
