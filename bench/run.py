@@ -11,7 +11,10 @@ Then the Collections scenarios (bench/coll_scenarios.py): CollectionService on a
 beside the in-process limit of the same SQL.
 
 Writes bench/results/latest.json, PNG charts (gnuplot) and docs/benchmarks.md.
-Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick] [--only core|collections]
+Then the registry's validation cost (bench/validation_cost.py): one node, validation on and off.
+
+Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
+                    [--only core|collections|validation]
 """
 import argparse
 import json
@@ -27,6 +30,7 @@ import time
 from pathlib import Path
 
 import coll_scenarios
+import validation_cost
 from benchlib import LOAD_CORE, Server, fmt, machine, median_of, ratio, run_loadgen
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,8 +256,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="one run of 2 s per scenario")
-    ap.add_argument("--only", choices=["core", "collections"],
-                    help="run one part; the other keeps its figures from the last latest.json")
+    ap.add_argument("--only", choices=["core", "collections", "validation"],
+                    help="run one part; the others keep their figures from the last latest.json")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"))
     args = ap.parse_args()
@@ -263,13 +267,15 @@ def main():
     latest = Path(args.out) / "latest.json"
     data = json.loads(latest.read_text()) if args.only and latest.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
-        if args.only != "collections":
+        if args.only in (None, "core"):
             data.update(run_core(args, tmp))
-        if args.only != "core":
+        if args.only in (None, "collections"):
             data["collections"] = coll_scenarios.run(args, tmp)
             print(coll_scenarios.tables(data["collections"]), flush=True)
+        if args.only in (None, "validation"):
+            data["validation"] = validation_cost.run(args, tmp)
     latest.write_text(json.dumps(data, indent=2) + "\n")
-    if args.only == "collections":
+    if args.only in ("collections", "validation"):
         made = [c for c in ("rps.png", "cpu_per_call.png") if (Path(args.out) / c).exists()]
     else:
         made = charts(data["results"], args.out)
@@ -293,7 +299,7 @@ def write_docs(args, data, made):
                 "errors as successes). Server CPU per call comes from /proc/<pid>/stat around "
                 "each run.", "",
                 "Commands: `make bench` (= `bench/run.py`; `bench/run.py --quick` for one short "
-                "run; `--only core` or `--only collections` for one part).", ""]
+                "run; `--only core`, `--only collections` or `--only validation` for one part).", ""]
         for scen in data["results"]:
             doc.append(table(data["results"], scen))
         doc.append(idle_table(data["idle"]))
@@ -302,6 +308,8 @@ def write_docs(args, data, made):
         doc.append("")
     if "collections" in data:
         doc.append(coll_scenarios.docs(data["collections"]))
+    if "validation" in data:
+        doc.append(validation_cost.docs(data["validation"]))
     Path(args.docs).parent.mkdir(parents=True, exist_ok=True)
     Path(args.docs).write_text("\n".join(doc) + "\n")
 

@@ -57,7 +57,7 @@ h2_endpoint *fuzz_server_endpoint(void)
 	r = reactor_new(&err);
 	method_table *t = method_table_new();
 	if (!r || !t || health_register(t) ||
-	    reflection_register(t, api_descriptor_set, api_descriptor_set_len))
+	    reflection_register(t, api_descriptor_set, api_descriptor_set_len, NULL))
 		abort();
 	for (size_t i = 0; i < sizeof(test_methods) / sizeof(test_methods[0]); i++)
 		if (method_table_add(t, &test_methods[i]))

@@ -165,6 +165,9 @@ void config_usage(const char *prog)
 	       "  --max-message-bytes N      largest request or response message\n"
 	       "                             (default 4194304 = 4 MiB)\n"
 	       "  --namespace NS             default namespace (default \"default\")\n"
+	       "  --no-validation            do not check calls against the registry (by\n"
+	       "                             default a method not registered in the call's\n"
+	       "                             namespace answers UNIMPLEMENTED)\n"
 	       "  --id ID                    node id (default: a UUIDv7 made once and kept in\n"
 	       "                             DIR/node-id)\n"
 	       "  --log-level LEVEL          error, warn, info or debug (default info)\n"
@@ -209,6 +212,13 @@ static int set_option(node_config *c, const char *name, const char *v)
 		return copy_str(name, c->data, sizeof(c->data), v);
 	if (!strcmp(name, "namespace"))
 		return copy_str(name, c->ns, sizeof(c->ns), v);
+	if (!strcmp(name, "no-validation")) {
+		/* Bare on the command line; "= 1" or "= 0" in a config file. */
+		if (v && parse_int(name, v, 0, 1, &n))
+			return -1;
+		c->no_validation = v ? (int)n : 1;
+		return 0;
+	}
 	if (!strcmp(name, "id"))
 		return copy_str(name, c->id, sizeof(c->id), v);
 	if (!strcmp(name, "threads")) {
@@ -330,7 +340,7 @@ static int next_flag(int argc, char **argv, int *i, char *name, size_t cap, cons
 	name[n] = 0;
 	if (eq) {
 		*value = eq + 1;
-	} else if (!strcmp(name, "help")) {
+	} else if (!strcmp(name, "help") || !strcmp(name, "no-validation")) {
 		*value = NULL;
 	} else if (*i + 1 < argc) {
 		*value = argv[++*i];

@@ -14,6 +14,7 @@ typedef struct node_config {
 	int store_group_max; /* write requests per transaction; 0: unlimited */
 	size_t max_message_bytes;
 	char ns[128];	   /* default namespace */
+	int no_validation; /* calls are not checked against the registry */
 	char id[64];	   /* empty: made once, kept in the data directory */
 	int log_level;
 	int grace_seconds;

@@ -25,6 +25,7 @@
 #include "services/files_svc.h"
 #include "services/health.h"
 #include "services/reflection.h"
+#include "services/registry.h"
 #include "services/repo.h"
 #include "store/store.h"
 #include "store/typepool.h"
@@ -193,7 +194,9 @@ static void print_service(const char *name, size_t len, void *arg)
 static int build_methods(method_table *t, svc_env *env)
 {
 	/* The services first: collector_api_register then routes what is left. */
-	int rc = repo_register(t, env);
+	int rc = registry_register(t, env);
+	if (!rc)
+		rc = repo_register(t, env);
 	if (!rc)
 		rc = collection_register(t, env);
 	if (!rc)
@@ -201,7 +204,7 @@ static int build_methods(method_table *t, svc_env *env)
 	if (!rc)
 		rc = health_register(t);
 	if (!rc)
-		rc = reflection_register(t, api_descriptor_set, api_descriptor_set_len);
+		rc = reflection_register(t, api_descriptor_set, api_descriptor_set_len, env->registry);
 	if (!rc)
 		rc = collector_api_register(t);
 	return rc;
@@ -238,6 +241,11 @@ int node_run(const node_config *cfg)
 		fprintf(stderr, "collector: cannot keep the node id in %s: %s\n", cfg->data,
 			strerror(-rc));
 		return 1;
+	}
+	if (!store_name_valid(cfg->ns) || store_ns_reserved(cfg->ns)) {
+		fprintf(stderr, "collector: --namespace: '%s' is not a valid namespace name (1 to 63 "
+			"of A-Z a-z 0-9 _ -, not system, repo, backups or files)\n", cfg->ns);
+		return 2;
 	}
 	struct sockaddr_storage ss;
 	socklen_t slen;
@@ -305,8 +313,13 @@ int node_run(const node_config *cfg)
 		       .endpoint = addr,
 		       .token_key = token_key,
 		       .max_message_bytes = cfg->max_message_bytes};
+	if ((rc = registry_open(&env, &env.registry))) {
+		fprintf(stderr, "collector: cannot load the registry: %s\n", store_errmsg());
+		return 1;
+	}
 	method_table *methods = method_table_new();
-	if (!methods || build_methods(methods, &env)) {
+	if (!methods || build_methods(methods, &env) ||
+	    registry_add_node_services(env.registry, methods)) {
 		fprintf(stderr, "collector: cannot build the method table\n");
 		return 1;
 	}
@@ -317,6 +330,8 @@ int node_run(const node_config *cfg)
 		fprintf(stderr, "collector: out of memory\n");
 		return 1;
 	}
+	if (!cfg->no_validation)
+		h2_server_set_gate(server, registry_gate, env.registry);
 
 	grace_ns_cfg = cfg->grace_seconds;
 	sem_t ready;
@@ -339,8 +354,9 @@ int node_run(const node_config *cfg)
 		fprintf(stderr, "collector: cannot start a reactor: %s%s\n", strerror(-failed),
 			io_uring_hint(failed));
 	} else {
-		printf("collector %s\nid %s\nnamespace %s\nlistening on %s\nservices: ",
-		       "0.1.0", id, cfg->ns, addr);
+		printf("collector %s\nid %s\nnamespace %s\nvalidation %s\nlistening on %s\n"
+		       "services: ",
+		       "0.1.0", id, cfg->ns, cfg->no_validation ? "off" : "on", addr);
 		int first = 1;
 		method_table_each_service(methods, print_service, &first);
 		printf("\n");
@@ -362,6 +378,7 @@ int node_run(const node_config *cfg)
 		pthread_join(slots[i].thread, NULL);
 	sem_destroy(&ready);
 	pool_free(blocking);
+	registry_free(env.registry);
 	store_close(st);
 	typepool_free(types);
 	h2_server_free(server);

@@ -29,6 +29,8 @@ struct h2_server {
 	nghttp2_session_callbacks *cbs;
 	nghttp2_option *opt;
 	admit *admit;
+	h2_call_gate gate;
+	void *gate_ctx;
 };
 
 struct h2_endpoint {
@@ -625,6 +627,14 @@ static void start_call(h2_conn *h, call *c)
 		return;
 	}
 	c->m = c->path ? method_table_find(s->methods, c->path, c->path_len) : NULL;
+	if (s->gate && c->path) {
+		char msg[400];
+		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg, sizeof(msg));
+		if (code != GRPC_OK) {
+			fail_call(c, code, msg);
+			return;
+		}
+	}
 	if (!c->m) {
 		char msg[300];
 		snprintf(msg, sizeof(msg), "unknown method %.250s", c->path ? c->path : "");
@@ -917,6 +927,12 @@ h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts
 		return NULL;
 	}
 	return s;
+}
+
+void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx)
+{
+	s->gate = gate;
+	s->gate_ctx = ctx;
 }
 
 void h2_server_free(h2_server *s)

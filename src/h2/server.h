@@ -42,6 +42,13 @@ typedef struct h2_endpoint h2_endpoint;
 /* methods must outlive the server. */
 h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts);
 void h2_server_free(h2_server *s);
+/* A check of every call before its handler runs (the registry's validation): gets the call
+ * (for its metadata), its path and whether the method table serves it. Returns GRPC_OK to
+ * let the call go on, or the status code that ends it, with msg[0..cap) the message.
+ * Runs on every reactor thread at once. Set before the reactors start. */
+typedef int (*h2_call_gate)(void *ctx, call *c, const char *path, size_t path_len, bool served,
+			    char *msg, size_t cap);
+void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx);
 
 /* Per reactor; call on r's thread. */
 h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r);

@@ -19,6 +19,8 @@
 #define SVC_TYPE_URL_PREFIX "type.googleapis.com/"
 #define SVC_TOKEN_KEY_LEN 16
 
+struct registry;
+
 typedef struct svc_env {
 	pool *pool;
 	store *store;
@@ -27,6 +29,7 @@ typedef struct svc_env {
 	const char *endpoint;	/* host:port this node serves on */
 	const uint8_t *token_key; /* SVC_TOKEN_KEY_LEN bytes authenticating page tokens */
 	size_t max_message_bytes;
+	struct registry *registry; /* the node's registry (registry.h) */
 } svc_env;
 
 /* The namespace a request means (reactor thread): its own field when set, else the

@@ -14,6 +14,7 @@
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "h2/call.h"
+#include "services/registry.h"
 
 typedef Grpc__Reflection__V1__ServerReflectionRequest refl_request;
 typedef Grpc__Reflection__V1__ServerReflectionResponse refl_response;
@@ -55,6 +56,7 @@ struct refl_index {
 	size_t n_symbols, cap_symbols;
 	refl_ext *exts;
 	size_t n_exts, cap_exts;
+	registry *reg; /* NULL: the compiled-in files and the method table only */
 };
 
 static refl_index *indexes;
@@ -276,7 +278,9 @@ typedef struct answer {
 	Grpc__Reflection__V1__ListServiceResponse services;
 	Grpc__Reflection__V1__ErrorResponse error;
 	char error_text[320];
+	const char *ns; /* the caller's namespace, for the registry's files and services */
 	ProtobufCBinaryData *file_list;
+	size_t n_file_list, cap_file_list;
 	int32_t *number_list;
 	Grpc__Reflection__V1__ServiceResponse *service_items;
 	Grpc__Reflection__V1__ServiceResponse **service_ptrs;
@@ -333,6 +337,75 @@ static void answer_files(answer *a, const refl_index *ix, size_t first)
 	a->resp.file_descriptor_response = &a->files;
 }
 
+/* Appends a file's bytes to the answer unless it is there already (by name). */
+static bool file_list_add(answer *a, char ***names, const char *name, ProtobufCBinaryData bytes)
+{
+	for (size_t i = 0; i < a->n_file_list; i++)
+		if (!strcmp((*names)[i], name))
+			return true;
+	if (a->n_file_list == a->cap_file_list) {
+		size_t cap = a->cap_file_list ? 2 * a->cap_file_list : 8;
+		ProtobufCBinaryData *v = realloc(a->file_list, cap * sizeof(*v));
+		char **n = v ? realloc(*names, cap * sizeof(*n)) : NULL;
+		if (v)
+			a->file_list = v;
+		if (!n)
+			return false;
+		*names = n;
+		a->cap_file_list = cap;
+	}
+	(*names)[a->n_file_list] = strdup(name);
+	if (!(*names)[a->n_file_list])
+		return false;
+	a->file_list[a->n_file_list++] = bytes;
+	return true;
+}
+
+/* A file of the caller's namespace (or compiled in) and its transitive imports, breadth
+ * first: the registry's files may import both kinds. */
+static void answer_ns_files(answer *a, const refl_index *ix, const char *first)
+{
+	char **names = NULL;
+	bool ok = true;
+	ProtobufCBinaryData bytes;
+	const refl_name *n = name_find(ix->file_names, ix->n_files, first);
+	if (n)
+		ok = file_list_add(a, &names, first, ix->files[n->file].bytes);
+	else if (registry_file(ix->reg, a->ns, first, (const uint8_t **)&bytes.data, &bytes.len))
+		ok = file_list_add(a, &names, first, bytes);
+	else
+		answer_error(a, GRPC_NOT_FOUND, "file '%.200s' not found", first);
+	for (size_t k = 0; ok && k < a->n_file_list; k++) {
+		Google__Protobuf__FileDescriptorProto *fd =
+			google__protobuf__file_descriptor_proto__unpack(NULL, a->file_list[k].len,
+									 a->file_list[k].data);
+		ok = fd != NULL;
+		for (size_t d = 0; ok && d < fd->n_dependency; d++) {
+			const char *dep = fd->dependency[d];
+			if ((n = name_find(ix->file_names, ix->n_files, dep)))
+				ok = file_list_add(a, &names, dep, ix->files[n->file].bytes);
+			else if (registry_file(ix->reg, a->ns, dep, (const uint8_t **)&bytes.data,
+					       &bytes.len))
+				ok = file_list_add(a, &names, dep, bytes);
+		}
+		if (fd)
+			google__protobuf__file_descriptor_proto__free_unpacked(fd, NULL);
+	}
+	for (size_t i = 0; i < a->n_file_list; i++)
+		free(names[i]);
+	free(names);
+	if (!ok) {
+		a->out_of_memory = true;
+		return;
+	}
+	if (!a->n_file_list)
+		return;
+	a->files.n_file_descriptor_proto = a->n_file_list;
+	a->files.file_descriptor_proto = a->file_list;
+	a->resp.message_response_case = RESP(FILE_DESCRIPTOR_RESPONSE);
+	a->resp.file_descriptor_response = &a->files;
+}
+
 static void collect_service(const char *service, size_t len, void *arg)
 {
 	answer *a = arg;
@@ -358,7 +431,10 @@ static void collect_service(const char *service, size_t len, void *arg)
 
 static void answer_services(answer *a, const refl_index *ix)
 {
-	method_table_each_service(ix->methods, collect_service, a);
+	if (!ix->reg)
+		method_table_each_service(ix->methods, collect_service, a);
+	else if (registry_service_names(ix->reg, a->ns, &a->service_names, &a->n_services))
+		a->out_of_memory = true;
 	if (a->out_of_memory)
 		return;
 	size_t n = a->n_services;
@@ -423,18 +499,26 @@ static void answer_build(answer *a, const refl_index *ix, refl_request *req)
 		n = name_find(ix->file_names, ix->n_files, req->file_by_filename);
 		if (n)
 			answer_files(a, ix, n->file);
+		else if (ix->reg)
+			answer_ns_files(a, ix, req->file_by_filename);
 		else
 			answer_error(a, GRPC_NOT_FOUND, "file '%.200s' not found",
 				     req->file_by_filename);
 		break;
-	case REQ(FILE_CONTAINING_SYMBOL):
+	case REQ(FILE_CONTAINING_SYMBOL): {
 		n = name_find(ix->symbols, ix->n_symbols, req->file_containing_symbol);
+		const char *file = !n && ix->reg ? registry_symbol_file(ix->reg, a->ns,
+									req->file_containing_symbol)
+						 : NULL;
 		if (n)
 			answer_files(a, ix, n->file);
+		else if (file)
+			answer_ns_files(a, ix, file);
 		else
 			answer_error(a, GRPC_NOT_FOUND, "symbol '%.200s' not found",
 				     req->file_containing_symbol);
 		break;
+	}
 	case REQ(FILE_CONTAINING_EXTENSION):
 		answer_extension(a, ix, req->file_containing_extension);
 		break;
@@ -488,6 +572,7 @@ static bool reflection_answer(call *c, const refl_index *ix, const uint8_t *data
 		.services = GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT,
 		.error = GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT,
 	};
+	a.ns = ix->reg ? registry_call_ns(ix->reg, c) : NULL;
 	a.resp.valid_host = req->host;
 	a.resp.original_request = req;
 	answer_build(&a, ix, req);
@@ -618,7 +703,8 @@ static void reflection_on_cancel(call *c)
 		parked_clear(s);
 }
 
-int reflection_register(method_table *t, const uint8_t *descriptor_set, size_t len)
+int reflection_register(method_table *t, const uint8_t *descriptor_set, size_t len,
+			registry *reg)
 {
 	static const char *const paths[] = {
 		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -628,6 +714,7 @@ int reflection_register(method_table *t, const uint8_t *descriptor_set, size_t l
 	if (!ix)
 		return -ENOMEM;
 	ix->methods = t;
+	ix->reg = reg;
 	int rc = index_build(ix, descriptor_set, len);
 	if (rc) {
 		index_free(ix);

@@ -1144,8 +1144,8 @@ static tp_ns *get_ns(build *b, const char *name)
 	return ns;
 }
 
-static int add_files(typepool *tp, const char *ns, const file_proto *const *files, size_t n,
-		     char **err)
+int typepool_add_files(typepool *tp, const char *ns, const file_proto *const *files, size_t n,
+		       int flags, typepool_check_fn check, void *check_ctx, char **err)
 {
 	build b = {.tp = tp};
 	int rc = 0;
@@ -1163,9 +1163,13 @@ static int add_files(typepool *tp, const char *ns, const file_proto *const *file
 	}
 	for (size_t i = 0; i < n && !rc; i++)
 		rc = build_file(&b, files[i]);
-	if (!rc)
+	for (tp_file *f = b.staged; f && check && !rc; f = f->next)
+		if ((rc = check(check_ctx, (const tp_message *const *)f->messages.p, f->messages.n,
+				b.err, sizeof(b.err))))
+			rc = rc < 0 ? rc : -EINVAL;
+	if (!rc && !(flags & TYPEPOOL_CHECK_ONLY))
 		rc = commit(&b);
-	if (rc)
+	if (rc || (flags & TYPEPOOL_CHECK_ONLY))
 		abandon(&b);
 out:
 	pthread_rwlock_unlock(&tp->lock);
@@ -1178,7 +1182,7 @@ out_unlocked:
 
 int typepool_add_file(typepool *tp, const char *ns, const file_proto *fdp, char **err)
 {
-	return add_files(tp, ns, &fdp, 1, err);
+	return typepool_add_files(tp, ns, &fdp, 1, 0, NULL, NULL, err);
 }
 
 int typepool_add_set(typepool *tp, const char *ns, const uint8_t *bytes, size_t len, char **err)
@@ -1190,12 +1194,23 @@ int typepool_add_set(typepool *tp, const char *ns, const uint8_t *bytes, size_t 
 			*err = strdup("not a valid FileDescriptorSet");
 		return -EINVAL;
 	}
-	int rc = add_files(tp, ns, (const file_proto *const *)set->file, set->n_file, err);
+	int rc = typepool_add_files(tp, ns, (const file_proto *const *)set->file, set->n_file, 0,
+				    NULL, NULL, err);
 	google__protobuf__file_descriptor_set__free_unpacked(set, NULL);
 	return rc;
 }
 
 /* ---- lookups ---- */
+
+/* The namespace itself (NULL: the global one), without its fallback to the global one;
+ * NULL when it has no files. Under the lock. */
+static tp_ns *ns_of(typepool *tp, const char *ns)
+{
+	if (!ns)
+		return &tp->global;
+	sym *e = symtab_find(&tp->nss, ns, strlen(ns), name_hash(ns, strlen(ns)));
+	return e ? e->obj : NULL;
+}
 
 static sym *find_sym(typepool *tp, const char *ns, const char *name, size_t n, sym_kind kind)
 {
@@ -1282,6 +1297,37 @@ const tp_message *typepool_find_type_url(typepool *tp, const char *ns, const cha
 		return NULL;
 	sym *e = find_sym(tp, ns, name, n, SYM_MESSAGE);
 	return e ? e->obj : NULL;
+}
+
+const char *typepool_symbol_file(typepool *tp, const char *ns, const char *name)
+{
+	size_t n = strlen(name);
+	uint32_t h = name_hash(name, n);
+	sym *e = NULL;
+	pthread_rwlock_rdlock(&tp->lock);
+	tp_ns *space = ns_of(tp, ns);
+	if (space)
+		e = symtab_find(&space->syms, name, n, h);
+	pthread_rwlock_unlock(&tp->lock);
+	return e && e->kind != SYM_PACKAGE ? e->file->self.name : NULL;
+}
+
+bool typepool_file_bytes(typepool *tp, const char *ns, const char *name, const uint8_t **bytes,
+			 size_t *len)
+{
+	size_t n = strlen(name);
+	sym *e = NULL;
+	pthread_rwlock_rdlock(&tp->lock);
+	tp_ns *space = ns_of(tp, ns);
+	if (space)
+		e = symtab_find(&space->files, name, n, name_hash(name, n));
+	pthread_rwlock_unlock(&tp->lock);
+	if (!e)
+		return false;
+	const tp_file *f = e->obj;
+	*bytes = f->bytes;
+	*len = f->len;
+	return true;
 }
 
 const tp_message_info *tp_message_get(const tp_message *m)

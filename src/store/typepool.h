@@ -138,6 +138,27 @@ int typepool_add_set(typepool *tp, const char *ns, const uint8_t *bytes, size_t 
 int typepool_add_file(typepool *tp, const char *ns, const Google__Protobuf__FileDescriptorProto *fdp,
 		      char **err);
 
+/* Checks the files being added, before anything is visible: msgs are every message of one
+ * file (nested ones included), fully built. Runs under the pool's write lock: it must not
+ * call into the pool. Returns 0, or nonzero with a message in err[0..cap) to refuse the
+ * add (-EINVAL then, or the negative errno returned). */
+typedef int (*typepool_check_fn)(void *ctx, const tp_message *const *msgs, size_t n, char *err,
+				 size_t cap);
+#define TYPEPOOL_CHECK_ONLY 1 /* build and check, then drop: nothing is added */
+/* typepool_add_set for parsed files, with an optional check (NULL: none). */
+int typepool_add_files(typepool *tp, const char *ns,
+		       const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
+		       int flags, typepool_check_fn check, void *check_ctx, char **err);
+
+/* The file defining a symbol (message, enum, service, field, method, value...) of ns
+ * itself, not of the global files it sees (NULL: the global ones only); NULL when none.
+ * The name lives as long as the pool. */
+const char *typepool_symbol_file(typepool *tp, const char *ns, const char *full_name);
+/* The serialized FileDescriptorProto of a file of ns itself (NULL: global), as added;
+ * valid as long as the pool. false when there is none. */
+bool typepool_file_bytes(typepool *tp, const char *ns, const char *name, const uint8_t **bytes,
+			 size_t *len);
+
 /* Lookups by full name, with or without a leading dot, as seen from ns (NULL: global only).
  * NULL when unknown. */
 const tp_message *typepool_find_message(typepool *tp, const char *ns, const char *full_name);

@@ -7,13 +7,14 @@ import uuid
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, json_format, struct_pb2
+from google.protobuf import any_pb2, descriptor_pb2, json_format, struct_pb2
 
 from collector import collection_pb2, common_pb2
 from collector import collection_repo_pb2 as repo_pb2
 from collector import collection_repo_pb2_grpc
 from collector import collection_server_pb2 as cs_pb2
 from collector import collection_server_pb2_grpc
+from collector import registry_pb2, registry_pb2_grpc
 from stdgrpc.testing import messages_pb2
 
 T = 10  # seconds, every call's deadline
@@ -182,6 +183,19 @@ class Api:
         self.address = node.address
         self.repo = collection_repo_pb2_grpc.CollectionRepoStub(ch)
         self.svc = collection_server_pb2_grpc.CollectionServiceStub(ch)
+
+        self.registry = registry_pb2_grpc.CollectorRegistryStub(ch)
+
+    def serve_in(self, ns):
+        """Registers the node's CollectionRepo and CollectionService in ns, so that calls
+        naming ns in the x-collector-namespace header pass the registry's validation."""
+        for module in (repo_pb2, cs_pb2):
+            fdp = descriptor_pb2.FileDescriptorProto()
+            module.DESCRIPTOR.CopyToProto(fdp)
+            for sd in fdp.service:
+                assert_ok(call(self.registry.RegisterService, registry_pb2.RegisterServiceRequest(
+                    namespace=ns, service_descriptor=sd, file_descriptor=fdp)))
+        return ns
 
     def create_collection(self, name, type_name=SIMPLE, ns=DEFAULT_NS, metadata=None, **kw):
         resp = call(self.repo.CreateCollection, create_collection_req(ns, name, type_name, **kw), metadata)

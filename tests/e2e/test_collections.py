@@ -129,7 +129,7 @@ def test_reserved_namespaces_rejected(api, shared_node, ns, via):
 
 
 def test_empty_namespace_is_header_namespace(api):
-    ns, name = uniq("hdr"), uniq("h")
+    ns, name = api.serve_in(uniq("hdr")), uniq("h")
     api.create_collection(name, ns="", metadata=hdr(ns))
     r = api.route(ns, name)
     assert r.collection.namespace == ns and r.collection.name == name
@@ -143,7 +143,7 @@ def test_empty_namespace_is_header_namespace(api):
     assert api.route("", name, metadata=hdr(ns)).collection.namespace == ns
     # An explicit namespace wins over the header.
     d = assert_ok(call(api.svc.Describe, cs_pb2.DescribeRequest(namespace=ns, collection_name=name),
-                       hdr(uniq("other"))))
+                       hdr(api.serve_in(uniq("other")))))
     assert d.collection_definition.namespace == ns
 
 
@@ -376,6 +376,7 @@ def test_discover_definitions_and_filters(api):
     assert names(message_type_filter={"message_name": SIMPLE}) == ["c1", "c2"]
     assert names(message_type_filter={"message_name": COLL}, label_filter={"team": "b"}) == ["c3"]
     assert names(message_type_filter={"message_name": COLL}, label_filter={"team": "a"}) == []
+    api.serve_in(ns)
     assert sorted(c.name for c in api.discover_all("", metadata=hdr(ns))) == ["c1", "c2", "c3"]
     assert [c.name for c in api.discover_all(ns2)] == ["c4"]
 

@@ -222,7 +222,7 @@ def test_nested_paths_and_overwrite(api, shared_node):
 
 def test_same_name_in_other_collection_and_namespace(api):
     a, b = api.coll(), api.coll()
-    ns = uniq("fns")
+    ns = api.serve_in(uniq("fns"))
     c = api.coll(ns=ns)
     put(a, "f", b"in a")
     put(b, "f", b"in b")

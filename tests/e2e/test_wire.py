@@ -24,7 +24,7 @@ from conftest import INTEROP_SERVER_BIN, binary_has_asan
 from h2raw import CANCEL, H2Client, frame_msg, parse_msgs, raw_call
 
 from collector import collection_server_pb2, collection_server_pb2_grpc
-from collector import registry_pb2, registry_pb2_grpc
+from collector import dispatcher_pb2, dispatcher_pb2_grpc
 from stdgrpc.health.v1 import health_pb2, health_pb2_grpc
 from stdgrpc.testing import empty_pb2, messages_pb2, test_pb2_grpc
 
@@ -579,7 +579,7 @@ def test_collector_methods_unimplemented(shared_node):
     ch = shared_node.channel()
     e = rpc_error(collection_server_pb2_grpc.CollectionServiceStub(ch).Invoke, collection_server_pb2.InvokeRequest(), timeout=10)
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details()
-    e = rpc_error(registry_pb2_grpc.CollectorRegistryStub(ch).ListServices, registry_pb2.ListServicesRequest(), timeout=10)
+    e = rpc_error(dispatcher_pb2_grpc.CollectiveDispatcherStub(ch).Connect, dispatcher_pb2.ConnectRequest(), timeout=10)
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details()
 
 

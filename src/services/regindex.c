@@ -1,0 +1,241 @@
+#include "services/regindex.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "services/strmap.h"
+
+typedef struct reg_service {
+	char *ns, *name;
+	uint8_t *rec;
+	size_t len;
+	char **paths; /* "ns\0/name/Method" keys of methods */
+	size_t *path_lens;
+	size_t n_paths;
+} reg_service;
+
+struct regindex {
+	pthread_rwlock_t lock;
+	strmap methods;	   /* "ns\0/pkg.Service/Method" -> non-NULL when registered */
+	strmap services;   /* "ns\0pkg.Service" -> reg_service */
+	strmap namespaces; /* ns -> non-NULL once it has a service */
+};
+
+/* "a\0b" in buf; its length, or 0 when it does not fit. */
+static size_t pair_key(char *buf, size_t cap, const char *a, size_t alen, const char *b,
+		       size_t blen)
+{
+	if (alen + 1 + blen > cap)
+		return 0;
+	memcpy(buf, a, alen);
+	buf[alen] = 0;
+	memcpy(buf + alen + 1, b, blen);
+	return alen + 1 + blen;
+}
+
+regindex *regindex_new(void)
+{
+	regindex *x = calloc(1, sizeof(*x));
+	if (x && pthread_rwlock_init(&x->lock, NULL)) {
+		free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static void service_free(reg_service *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_paths; i++)
+		free(s->paths[i]);
+	free(s->paths);
+	free(s->path_lens);
+	free(s->rec);
+	free(s->ns);
+	free(s->name);
+	free(s);
+}
+
+static void free_service_entry(void *ctx, const char *key, size_t len, void *value)
+{
+	(void)ctx, (void)key, (void)len;
+	service_free(value);
+}
+
+void regindex_free(regindex *x)
+{
+	if (!x)
+		return;
+	strmap_each(&x->services, free_service_entry, NULL);
+	strmap_free(&x->services);
+	strmap_free(&x->methods);
+	strmap_free(&x->namespaces);
+	pthread_rwlock_destroy(&x->lock);
+	free(x);
+}
+
+bool regindex_has_method(regindex *x, const char *ns, size_t ns_len, const char *path,
+			 size_t path_len)
+{
+	char key[1024];
+	size_t n = pair_key(key, sizeof(key), ns, ns_len, path, path_len);
+	if (!n)
+		return false;
+	pthread_rwlock_rdlock(&x->lock);
+	bool found = strmap_get(&x->methods, key, n) != NULL;
+	pthread_rwlock_unlock(&x->lock);
+	return found;
+}
+
+bool regindex_has_namespace(regindex *x, const char *ns)
+{
+	pthread_rwlock_rdlock(&x->lock);
+	bool found = strmap_get(&x->namespaces, ns, strlen(ns)) != NULL;
+	pthread_rwlock_unlock(&x->lock);
+	return found;
+}
+
+/* A service entry with its method keys, built before the lock is taken. */
+static reg_service *service_new(const char *ns, const char *name, const uint8_t *rec, size_t len,
+				char *const *methods, size_t n)
+{
+	reg_service *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->ns = strdup(ns);
+	s->name = strdup(name);
+	s->rec = malloc(len ? len : 1);
+	s->paths = calloc(n ? n : 1, sizeof(*s->paths));
+	s->path_lens = calloc(n ? n : 1, sizeof(*s->path_lens));
+	if (!s->ns || !s->name || !s->rec || !s->paths || !s->path_lens)
+		goto fail;
+	memcpy(s->rec, rec, len);
+	s->len = len;
+	size_t ns_len = strlen(ns);
+	for (size_t i = 0; i < n; i++) {
+		char *path;
+		int plen = asprintf(&path, "/%s/%s", name, methods[i]);
+		if (plen < 0)
+			goto fail;
+		char *key = malloc(ns_len + 1 + (size_t)plen);
+		if (!key) {
+			free(path);
+			goto fail;
+		}
+		s->path_lens[i] = pair_key(key, ns_len + 1 + (size_t)plen, ns, ns_len, path,
+					   (size_t)plen);
+		free(path);
+		s->paths[s->n_paths++] = key;
+	}
+	return s;
+fail:
+	service_free(s);
+	return NULL;
+}
+
+int regindex_put_service(regindex *x, const char *ns, const char *name, const uint8_t *rec,
+			 size_t len, char *const *methods, size_t n_methods)
+{
+	reg_service *s = service_new(ns, name, rec, len, methods, n_methods);
+	if (!s)
+		return -ENOMEM;
+	char key[1024];
+	size_t klen = pair_key(key, sizeof(key), ns, strlen(ns), name, strlen(name));
+	if (!klen) {
+		service_free(s);
+		return -ENAMETOOLONG;
+	}
+	static char present = 1;
+	pthread_rwlock_wrlock(&x->lock);
+	reg_service *old = strmap_get(&x->services, key, klen);
+	/* Every insertion first, so that a failure leaves the old registration whole: a key
+	 * added here for a method is harmless while it still maps to NULL. */
+	int rc = strmap_put(&x->namespaces, ns, strlen(ns), &present, NULL);
+	for (size_t i = 0; i < s->n_paths && !rc; i++)
+		if (!strmap_get(&x->methods, s->paths[i], s->path_lens[i]))
+			rc = strmap_put(&x->methods, s->paths[i], s->path_lens[i], NULL, NULL);
+	if (!rc && !old)
+		rc = strmap_put(&x->services, key, klen, NULL, NULL);
+	if (!rc) {
+		for (size_t i = 0; old && i < old->n_paths; i++)
+			strmap_put(&x->methods, old->paths[i], old->path_lens[i], NULL, NULL);
+		for (size_t i = 0; i < s->n_paths; i++)
+			strmap_put(&x->methods, s->paths[i], s->path_lens[i], &present, NULL);
+		strmap_put(&x->services, key, klen, s, NULL);
+	}
+	pthread_rwlock_unlock(&x->lock);
+	if (rc) {
+		service_free(s);
+		return rc;
+	}
+	service_free(old);
+	return 0;
+}
+
+uint8_t *regindex_get_service(regindex *x, const char *ns, const char *name, size_t *len)
+{
+	char key[1024];
+	size_t klen = pair_key(key, sizeof(key), ns, strlen(ns), name, strlen(name));
+	uint8_t *copy = NULL;
+	*len = 0;
+	if (!klen)
+		return NULL;
+	pthread_rwlock_rdlock(&x->lock);
+	reg_service *s = strmap_get(&x->services, key, klen);
+	if (s) {
+		copy = malloc(s->len ? s->len : 1);
+		if (copy) {
+			memcpy(copy, s->rec, s->len);
+			*len = s->len;
+		} else {
+			*len = 1;
+		}
+	}
+	pthread_rwlock_unlock(&x->lock);
+	return copy;
+}
+
+typedef struct collect {
+	const char *ns;
+	reg_service **v;
+	size_t n;
+} collect;
+
+static void collect_service(void *ctx, const char *key, size_t len, void *value)
+{
+	(void)key, (void)len;
+	collect *c = ctx;
+	reg_service *s = value;
+	if (s && (!c->ns || !strcmp(c->ns, s->ns)))
+		c->v[c->n++] = s;
+}
+
+static int service_cmp(const void *a, const void *b)
+{
+	const reg_service *x = *(reg_service *const *)a, *y = *(reg_service *const *)b;
+	int d = strcmp(x->ns, y->ns);
+	return d ? d : strcmp(x->name, y->name);
+}
+
+int regindex_each_service(regindex *x, const char *ns,
+			  int (*fn)(void *ctx, const char *ns, const char *name, const uint8_t *rec,
+				    size_t len),
+			  void *ctx)
+{
+	pthread_rwlock_rdlock(&x->lock);
+	collect c = {.ns = ns, .v = calloc(x->services.used + 1, sizeof(*c.v))};
+	int rc = c.v ? 0 : -ENOMEM;
+	if (c.v) {
+		strmap_each(&x->services, collect_service, &c);
+		qsort(c.v, c.n, sizeof(*c.v), service_cmp);
+		for (size_t i = 0; i < c.n && !rc; i++)
+			rc = fn(ctx, c.v[i]->ns, c.v[i]->name, c.v[i]->rec, c.v[i]->len);
+	}
+	pthread_rwlock_unlock(&x->lock);
+	free(c.v);
+	return rc;
+}

@@ -1,0 +1,86 @@
+#include "services/strmap.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static unsigned key_hash(const char *s, size_t n)
+{
+	unsigned h = 2166136261u;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 16777619u;
+	return h;
+}
+
+static strmap_slot *find(const strmap *m, const char *key, size_t len, unsigned h)
+{
+	for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		strmap_slot *s = &m->slots[i];
+		if (!s->key || (s->hash == h && s->len == len && !memcmp(s->key, key, len)))
+			return s;
+	}
+}
+
+void *strmap_get(const strmap *m, const char *key, size_t len)
+{
+	if (!m->cap)
+		return NULL;
+	strmap_slot *s = find(m, key, len, key_hash(key, len));
+	return s->key ? s->value : NULL;
+}
+
+static int grow(strmap *m)
+{
+	size_t cap = m->cap ? 2 * m->cap : 16;
+	strmap_slot *slots = calloc(cap, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	strmap bigger = {.slots = slots, .cap = cap, .used = m->used};
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->slots[i].key)
+			*find(&bigger, m->slots[i].key, m->slots[i].len, m->slots[i].hash) = m->slots[i];
+	free(m->slots);
+	*m = bigger;
+	return 0;
+}
+
+int strmap_put(strmap *m, const char *key, size_t len, void *value, void **old)
+{
+	unsigned h = key_hash(key, len);
+	strmap_slot *s = m->cap ? find(m, key, len, h) : NULL;
+	if (old)
+		*old = s && s->key ? s->value : NULL;
+	if (s && s->key) { /* replacing never fails */
+		s->value = value;
+		return 0;
+	}
+	if ((m->used + 1) * 2 > m->cap) {
+		if (grow(m))
+			return -ENOMEM;
+		s = find(m, key, len, h);
+	}
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, key, len);
+	copy[len] = 0;
+	*s = (strmap_slot){.key = copy, .len = len, .value = value, .hash = h};
+	m->used++;
+	return 0;
+}
+
+void strmap_free(strmap *m)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		free(m->slots[i].key);
+	free(m->slots);
+	*m = (strmap){0};
+}
+
+void strmap_each(const strmap *m, void (*fn)(void *ctx, const char *key, size_t len, void *value),
+		 void *ctx)
+{
+	for (size_t i = 0; i < m->cap; i++)
+		if (m->slots[i].key)
+			fn(ctx, m->slots[i].key, m->slots[i].len, m->slots[i].value);
+}

@@ -1,0 +1,103 @@
+/* The registry's index (what the call gate reads) and the map under it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "services/regindex.h"
+#include "services/strmap.h"
+
+static void strmap_grows_and_replaces(void **state)
+{
+	(void)state;
+	strmap m = {0};
+	static int values[1000];
+	char key[32];
+	for (int i = 0; i < 1000; i++) {
+		int n = snprintf(key, sizeof(key), "k%d", i);
+		assert_int_equal(strmap_put(&m, key, (size_t)n, &values[i], NULL), 0);
+	}
+	for (int i = 0; i < 1000; i++) {
+		int n = snprintf(key, sizeof(key), "k%d", i);
+		assert_ptr_equal(strmap_get(&m, key, (size_t)n), &values[i]);
+	}
+	assert_null(strmap_get(&m, "k1000", 5));
+	/* Keys may hold NULs: "a\0b" and "a" differ. */
+	assert_int_equal(strmap_put(&m, "a\0b", 3, &values[1], NULL), 0);
+	assert_null(strmap_get(&m, "a", 1));
+	void *old = NULL;
+	assert_int_equal(strmap_put(&m, "a\0b", 3, &values[2], &old), 0);
+	assert_ptr_equal(old, &values[1]);
+	assert_ptr_equal(strmap_get(&m, "a\0b", 3), &values[2]);
+	assert_int_equal(m.used, 1001);
+	strmap_free(&m);
+}
+
+static int count(void *ctx, const char *ns, const char *name, const uint8_t *rec, size_t len)
+{
+	(void)ns, (void)rec, (void)len;
+	char *seen = ctx;
+	strcat(seen, name);
+	strcat(seen, ";");
+	return 0;
+}
+
+static bool has(regindex *x, const char *ns, const char *path)
+{
+	return regindex_has_method(x, ns, strlen(ns), path, strlen(path));
+}
+
+static void methods_per_namespace(void **state)
+{
+	(void)state;
+	regindex *x = regindex_new();
+	assert_non_null(x);
+	char *const m1[] = {"Feed", "Watch"};
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r1", 2, m1, 2), 0);
+	assert_true(has(x, "zoo", "/zoo.Feeder/Feed"));
+	assert_true(has(x, "zoo", "/zoo.Feeder/Watch"));
+	assert_false(has(x, "farm", "/zoo.Feeder/Feed"));
+	assert_false(has(x, "zoo", "/zoo.Feeder/Sleep"));
+	assert_true(regindex_has_namespace(x, "zoo"));
+	assert_false(regindex_has_namespace(x, "farm"));
+
+	/* Registering again replaces the method set. */
+	char *const m2[] = {"Feed", "Sleep"};
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r2", 2, m2, 2), 0);
+	assert_true(has(x, "zoo", "/zoo.Feeder/Feed"));
+	assert_true(has(x, "zoo", "/zoo.Feeder/Sleep"));
+	assert_false(has(x, "zoo", "/zoo.Feeder/Watch"));
+	size_t len;
+	uint8_t *rec = regindex_get_service(x, "zoo", "zoo.Feeder", &len);
+	assert_non_null(rec);
+	assert_int_equal(len, 2);
+	assert_memory_equal(rec, "r2", 2);
+	free(rec);
+	assert_null(regindex_get_service(x, "farm", "zoo.Feeder", &len));
+	assert_int_equal(len, 0);
+
+	char *const m3[] = {"Milk"};
+	assert_int_equal(regindex_put_service(x, "farm", "farm.Cow", (const uint8_t *)"", 0, m3, 1), 0);
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Bird", (const uint8_t *)"", 0, m3, 1), 0);
+	char seen[128] = "";
+	assert_int_equal(regindex_each_service(x, NULL, count, seen), 0);
+	assert_string_equal(seen, "farm.Cow;zoo.Bird;zoo.Feeder;");
+	seen[0] = 0;
+	assert_int_equal(regindex_each_service(x, "zoo", count, seen), 0);
+	assert_string_equal(seen, "zoo.Bird;zoo.Feeder;");
+	regindex_free(x);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(strmap_grows_and_replaces),
+		cmocka_unit_test(methods_per_namespace),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
