@@ -867,6 +867,74 @@ static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *
 	return true;
 }
 
+/* A service that no file of the namespace (nor the node) declares gets a file of its own,
+ * registry/<service>.proto, in its package and importing the files of its types, so that
+ * reflection can serve it like any other. */
+static bool declare_service(svc_job *j, registry *r, const char *ns,
+			    const Collector__RegisterServiceRequest *req, const service_plan *p)
+{
+	typepool *tp = r->env->types;
+	if (typepool_find_service(tp, ns, p->full_name))
+		return true;
+	const service_proto *sd = req->service_descriptor;
+	const char *pkg = req->file_descriptor && req->file_descriptor->package
+				  ? req->file_descriptor->package
+				  : "";
+	const char *dot = strrchr(p->full_name, '.');
+	char *package = dot ? strndup(p->full_name, (size_t)(dot - p->full_name)) : strdup("");
+	char *name = NULL;
+	strvec deps = {0}, types = {0};
+	Google__Protobuf__MethodDescriptorProto *methods = calloc(sd->n_method, sizeof(*methods));
+	Google__Protobuf__MethodDescriptorProto **mptrs = calloc(sd->n_method, sizeof(*mptrs));
+	bool ok = package && methods && mptrs && asprintf(&name, "registry/%s.proto", p->full_name) > 0;
+	for (size_t i = 0; ok && i < sd->n_method; i++) {
+		const tp_message *in = resolve_type(r, ns, pkg, sd->method[i]->input_type);
+		const tp_message *out = resolve_type(r, ns, pkg, sd->method[i]->output_type);
+		const tp_message *io[2] = {in, out};
+		for (int k = 0; k < 2; k++) {
+			const char *file = tp_message_get(io[k])->file;
+			if (!strvec_has(&deps, file))
+				strvec_push(&deps, strdup(file));
+			char *t;
+			strvec_push(&types, asprintf(&t, ".%s", tp_message_get(io[k])->full_name) < 0
+						    ? NULL
+						    : t);
+		}
+		methods[i] = *sd->method[i];
+		methods[i].input_type = types.failed ? NULL : types.v[2 * i];
+		methods[i].output_type = types.failed ? NULL : types.v[2 * i + 1];
+		mptrs[i] = &methods[i];
+		ok = !deps.failed && !types.failed;
+	}
+	char *id = NULL;
+	if (ok) {
+		service_proto svc = *sd;
+		svc.name = (char *)(dot ? dot + 1 : p->full_name);
+		svc.method = mptrs;
+		service_proto *svcs[1] = {&svc};
+		file_proto fd = GOOGLE__PROTOBUF__FILE_DESCRIPTOR_PROTO__INIT;
+		fd.name = name;
+		fd.package = package;
+		fd.syntax = "proto3";
+		fd.n_dependency = deps.n;
+		fd.dependency = deps.v;
+		fd.n_service = 1;
+		fd.service = svcs;
+		file_set fs = {.v = {&fd}, .n = 1};
+		ok = register_files(j, r, ns, &fs, &id);
+	} else {
+		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	free(id);
+	free(name);
+	free(package);
+	free(methods);
+	free(mptrs);
+	strvec_free(&deps);
+	strvec_free(&types);
+	return ok;
+}
+
 void registry_register_service(registry *r, svc_job *sj, const char *ns,
 			       const Collector__RegisterServiceRequest *req)
 {
@@ -888,7 +956,8 @@ void registry_register_service(registry *r, svc_job *sj, const char *ns,
 	char *file_id = NULL;
 	pthread_mutex_lock(&r->lock);
 	bool ok = (!req->file_descriptor || register_files(sj, r, ns, &fs, &file_id)) &&
-		  plan_service(sj, r, ns, req, &p) && save_service(sj, r, ns, &p, sd);
+		  plan_service(sj, r, ns, req, &p) && declare_service(sj, r, ns, req, &p) &&
+		  save_service(sj, r, ns, &p, sd);
 	pthread_mutex_unlock(&r->lock);
 	if (ok) {
 		Collector__RegisterServiceResponse resp = COLLECTOR__REGISTER_SERVICE_RESPONSE__INIT;
