@@ -97,11 +97,22 @@ bool svc_type_url_is(const char *url, const tp_message *m)
 	return name && !strcmp(name, tp_message_get(m)->full_name);
 }
 
+bool svc_check_user_ns(svc_job *j, const char *ns)
+{
+	if (!svc_check_name(j, "namespace", ns))
+		return false;
+	if (store_ns_reserved(ns)) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "namespace '%s' is reserved for the node", ns);
+		return false;
+	}
+	return true;
+}
+
 bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name,
 		   coll_def *out)
 {
 	*out = (coll_def){0};
-	if (!svc_check_name(j, "namespace", ns) || !svc_check_name(j, "collection", name))
+	if (!svc_check_user_ns(j, ns) || !svc_check_name(j, "collection", name))
 		return false;
 	int rc = store_collection_get(env->store, ns, name, &out->row);
 	if (rc == -ENOENT) {

@@ -41,6 +41,9 @@ char *svc_strdup(const char *s);
 /* Namespace and collection names (store_name_valid); fails j with INVALID_ARGUMENT. */
 bool svc_check_name(svc_job *j, const char *what, const char *name);
 
+/* A namespace a client may use: a valid name, not one of the node's own (system...);
+ * fails j with INVALID_ARGUMENT. */
+bool svc_check_user_ns(svc_job *j, const char *ns);
 /* A collection as the services see it. */
 typedef struct coll_def {
 	store_collection *row;	    /* the catalog row (one allocation) */

@@ -67,17 +67,6 @@ static void now_ts(Google__Protobuf__Timestamp *ts)
 	ts->nanos = (int32_t)(us % 1000000) * 1000;
 }
 
-static bool ns_ok(svc_job *j, const char *ns)
-{
-	if (!svc_check_name(j, "namespace", ns))
-		return false;
-	if (store_ns_reserved(ns)) {
-		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "namespace '%s' is reserved for the node", ns);
-		return false;
-	}
-	return true;
-}
-
 static uint8_t *pack_message(const ProtobufCMessage *m, size_t *len)
 {
 	*len = protobuf_c_message_get_packed_size(m);
@@ -635,7 +624,7 @@ static registry *registry_of(svc_req_job *j)
 void registry_register_proto(registry *r, svc_job *sj, const char *ns,
 			     const Collector__RegisterProtoRequest *req)
 {
-	if (!ns_ok(sj, ns))
+	if (!svc_check_user_ns(sj, ns))
 		return;
 	if (!req->file_descriptor || !req->file_descriptor->name || !*req->file_descriptor->name) {
 		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "file_descriptor with a name is required");
@@ -939,7 +928,7 @@ void registry_register_service(registry *r, svc_job *sj, const char *ns,
 			       const Collector__RegisterServiceRequest *req)
 {
 	const service_proto *sd = req->service_descriptor;
-	if (!ns_ok(sj, ns))
+	if (!svc_check_user_ns(sj, ns))
 		return;
 	if (!sd || !sd->name || !*sd->name) {
 		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "service_descriptor with a name is required");

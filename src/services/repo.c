@@ -34,12 +34,8 @@ static void create_collection_work(svc_job *sj)
 		return;
 	}
 	const char *ns = in->namespace_ && *in->namespace_ ? in->namespace_ : j->ns;
-	if (!svc_check_name(sj, "namespace", ns) || !svc_check_name(sj, "collection", in->name))
+	if (!svc_check_user_ns(sj, ns) || !svc_check_name(sj, "collection", in->name))
 		return;
-	if (store_ns_reserved(ns)) {
-		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "namespace '%s' is reserved for the node", ns);
-		return;
-	}
 	const tp_message *m = svc_find_type(j->env, ns, in->message_type);
 	if (!m) {
 		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "unknown message type '%.200s' in namespace %s",
@@ -141,7 +137,7 @@ static void delete_collection_work(svc_job *sj)
 	svc_req_job *j = (svc_req_job *)sj;
 	const Collector__DeleteCollectionRequest *req = j->req;
 	const char *name = req->collection ? req->collection->name : "";
-	if (!svc_check_name(sj, "namespace", j->ns) || !svc_check_name(sj, "collection", name))
+	if (!svc_check_user_ns(sj, j->ns) || !svc_check_name(sj, "collection", name))
 		return;
 	int64_t records = 0, files = 0;
 	int rc = store_collection_delete(j->env->store, j->ns, name, &records, &files);

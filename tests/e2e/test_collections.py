@@ -32,6 +32,7 @@ from collections_util import (
     C, Coll, Lazy, assert_ok, call, cm, create_collection_req, cs_pb2, expect_error, flt, nn,
     pack, raw_any, repo_pb2, sr, struct, uniq, unpack,
 )
+from collector import registry_pb2
 from stdgrpc.testing import messages_pb2
 
 OP = cs_pb2.FilterOperator
@@ -126,6 +127,23 @@ def test_reserved_namespaces_rejected(api, shared_node, ns, via):
     assert not list(shared_node.data_dir.glob(f"**/{name}"))
     api.assert_absent(DEFAULT_NS, name)
     api.create_collection(name)
+
+
+@pytest.mark.parametrize("name", ["RegisteredProtos", "RegisteredServices"])
+def test_system_collections_are_not_for_clients(api, name):
+    """The registry's own collections exist, but no client call may write, read or delete
+    them: a forged registration would otherwise be replayed at the next start."""
+    sys_ns = "system"
+    expect_error(C.INVALID_ARGUMENT, api.repo.DeleteCollection,
+                 repo_pb2.DeleteCollectionRequest(collection=nn(sys_ns, name)), mentions=("reserved",))
+    expect_error(C.INVALID_ARGUMENT, api.svc.Create,
+                 cs_pb2.CreateRequest(namespace=sys_ns, collection_name=name, item=pack(sr(1))),
+                 mentions=("reserved",))
+    expect_error(C.INVALID_ARGUMENT, api.svc.List,
+                 cs_pb2.ListRequest(namespace=sys_ns, collection_name=name), mentions=("reserved",))
+    # The registry still works: its collections were not touched.
+    assert api.registry.ListServices(registry_pb2.ListServicesRequest(namespace=DEFAULT_NS),
+                                     timeout=10).services
 
 
 def test_empty_namespace_is_header_namespace(api):
