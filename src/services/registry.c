@@ -988,8 +988,7 @@ static void lookup_work(svc_job *sj)
 	svc_req_job *j = (svc_req_job *)sj;
 	const Collector__LookupServiceRequest *req = j->req;
 	registry *r = registry_of(j);
-	if (!svc_check_name(sj, "namespace", j->ns) ||
-	    !name_given(sj, "service_name", req->service_name))
+	if (!svc_check_user_ns(sj, j->ns) || !name_given(sj, "service_name", req->service_name))
 		return;
 	size_t len;
 	uint8_t *rec = regindex_get_service(r->ix, j->ns, req->service_name, &len);
@@ -1025,8 +1024,7 @@ static void validate_work(svc_job *sj)
 	svc_req_job *j = (svc_req_job *)sj;
 	const Collector__ValidateMethodRequest *req = j->req;
 	registry *r = registry_of(j);
-	if (!svc_check_name(sj, "namespace", j->ns) ||
-	    !name_given(sj, "service_name", req->service_name) ||
+	if (!svc_check_user_ns(sj, j->ns) || !name_given(sj, "service_name", req->service_name) ||
 	    !name_given(sj, "method_name", req->method_name))
 		return;
 	char *path;
@@ -1081,7 +1079,7 @@ static void list_work(svc_job *sj)
 	registry *r = registry_of(j);
 	/* An empty namespace asks for every namespace (not the caller's). */
 	const char *ns = req->namespace_ && *req->namespace_ ? req->namespace_ : NULL;
-	if (ns && !svc_check_name(sj, "namespace", ns))
+	if (ns && !svc_check_user_ns(sj, ns))
 		return;
 	if (ns && !regindex_has_namespace(r->ix, ns)) {
 		svc_job_fail(sj, GRPC_NOT_FOUND, "nothing is registered in namespace '%s'", ns);
@@ -1226,6 +1224,28 @@ void registry_free(registry *r)
 	free(r);
 }
 
+/* Whether ns already has the service `name` registered with exactly this descriptor. */
+static bool same_service(registry *r, const char *ns, const char *name, const service_proto *sd)
+{
+	size_t len, a_len, b_len;
+	uint8_t *rec = regindex_get_service(r->ix, ns, name, &len);
+	Collector__RegisteredService *old =
+		rec ? collector__registered_service__unpack(NULL, len, rec) : NULL;
+	free(rec);
+	if (!old || !old->service_descriptor) {
+		if (old)
+			collector__registered_service__free_unpacked(old, NULL);
+		return false;
+	}
+	uint8_t *a = pack_message(&old->service_descriptor->base, &a_len);
+	uint8_t *b = pack_message(&sd->base, &b_len);
+	bool same = a && b && a_len == b_len && !memcmp(a, b, a_len);
+	free(a);
+	free(b);
+	collector__registered_service__free_unpacked(old, NULL);
+	return same;
+}
+
 typedef struct node_services {
 	registry *r;
 	int rc;
@@ -1259,21 +1279,17 @@ static void add_node_service(const char *service, size_t len, void *arg)
 	service_plan p = {.full_name = name};
 	for (size_t i = 0; sd && i < sd->n_method; i++)
 		strvec_push(&p.methods, strdup(sd->method[i]->name));
-	Google__Protobuf__Timestamp now;
-	now_ts(&now);
-	Collector__Metadata md = COLLECTOR__METADATA__INIT;
-	md.created_at = md.updated_at = &now;
-	size_t rlen = 0;
-	uint8_t *rec = NULL;
-	if (sd && !p.methods.failed && !uuid7_make(p.id)) {
-		Collector__RegisteredService out;
-		service_record(&out, r->env->default_ns, &p, sd, &md);
-		rec = pack_message(&out.base, &rlen);
-	}
-	ns->rc = rec ? regindex_put_service(r->ix, r->env->default_ns, name, rec, rlen, p.methods.v,
-					    p.methods.n)
-		     : -ENOMEM;
-	free(rec);
+	/* Kept like any registration, so that ids and creation times survive restarts; written
+	 * again only when the node's descriptor changed. */
+	svc_job j = {0};
+	const char *dns = r->env->default_ns;
+	if (!sd || p.methods.failed)
+		ns->rc = -ENOMEM;
+	else if (earlier_service(&j, r, dns, &p) && !same_service(r, dns, name, sd) &&
+		 !save_service(&j, r, dns, &p, sd))
+		log_error("registry: %s not kept: %s", name, j.msg);
+	if (!ns->rc && j.code)
+		ns->rc = -EIO;
 	strvec_free(&p.methods);
 	if (fp)
 		google__protobuf__file_descriptor_proto__free_unpacked(fp, NULL);
