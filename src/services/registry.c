@@ -689,8 +689,9 @@ static const tp_message *resolve_type(registry *r, const char *ns, const char *p
 		const tp_message *m = typepool_find_message(r->env->types, ns, full);
 		if (m || !scope)
 			return m;
-		while (scope && pkg[scope] != '.')
+		do /* drop the innermost package part */
 			scope--;
+		while (scope && pkg[scope] != '.');
 	}
 }
 

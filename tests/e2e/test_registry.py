@@ -575,6 +575,25 @@ def test_register_service_unresolved_method_type(reg, m, bad_type):
     expect_error(C.NOT_FOUND, reg.stub.LookupService, registry_pb2.LookupServiceRequest(namespace=ns, service_name="zoo.Feeder"))
 
 
+def test_register_service_relative_types_from_nested_package(reg):
+    """Relative names resolve as protoc does: zoo.staff.X, then zoo.X, then X. A name found
+    nowhere is refused (this once looped for ever on the second package part)."""
+    ns = uniq("nested-pkg")
+    reg.proto(ns, animal_file())
+    ok = proto_file("zoo/staff.proto", package="zoo.staff", deps=[ANIMAL_FILE],
+                    services=[service("Keeper", method("Check", "Animal", ".zoo.Animal"))])
+    assert list(reg.service(ns, ok.service[0], ok).registered_methods) == ["Check"]
+    # The service apart from its file: the registry resolves its types itself.
+    context = proto_file("zoo/staff2.proto", package="zoo.staff", deps=[ANIMAL_FILE])
+    sd = service("Keeper2", method("Check", "Animal", ".zoo.Animal"))
+    assert list(reg.service(ns, sd, context).registered_methods) == ["Check"]
+    bad = service("Keeper3", method("Check", "Nowhere", ".zoo.Animal"))
+    expect_error(C.INVALID_ARGUMENT, reg.stub.RegisterService,
+                 registry_pb2.RegisterServiceRequest(namespace=ns, service_descriptor=bad,
+                                                     file_descriptor=context),
+                 mentions=["Nowhere"])
+
+
 def test_register_service_types_of_other_namespace_do_not_resolve(reg):
     a, b = uniq("svc-a"), uniq("svc-b")
     reg.zoo(a)
