@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -53,6 +54,12 @@ static void queue_unlink(pool *p, pool_job *j)
 static void *pool_main(void *arg)
 {
 	pool *p = arg;
+	/* Batch threads do not preempt the reactor when woken: it hands over every request
+	 * of a read before a pool thread runs, and the pool then works through them in one
+	 * go. Without it each submit could switch threads twice, the larger part of a short
+	 * read's cost when reactor and pool share a core. */
+	struct sched_param sp = {0};
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
 		while (!p->head && !p->stopping)

@@ -1,7 +1,9 @@
 /* The bounded blocking pool: a fixed set of threads and a bounded queue for work that may
  * block (SQLite, files). A job's work runs on a pool thread; its done callback runs back on
  * the reactor that submitted it. A full queue is refused at once (-EAGAIN) so that callers
- * answer RESOURCE_EXHAUSTED instead of queueing without limit. */
+ * answer RESOURCE_EXHAUSTED instead of queueing without limit. The threads run under
+ * SCHED_BATCH: a woken one waits for an idle core or the end of the running thread's
+ * slice instead of preempting it (the reactor). */
 #ifndef IO_POOL_H
 #define IO_POOL_H
 #include <stdbool.h>

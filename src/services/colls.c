@@ -1,6 +1,7 @@
 #include "services/colls.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,26 +109,121 @@ bool svc_check_user_ns(svc_job *j, const char *ns)
 	return true;
 }
 
+/* ---- definitions, unpacked once per version of their row ---- */
+
+typedef struct def_entry {
+	uint64_t version; /* the row's; 0: read from the catalog, not cached */
+	size_t refs;	  /* under defs.mu */
+	store_collection *row;
+	Collector__Collection *def;
+} def_entry;
+
+#define DEF_SLOTS 256
+
+/* One entry per slot, by the hash of ns/name; a collection hashing to a taken slot
+ * replaces the entry there, which bounds the cache without bookkeeping. Process-wide, as
+ * versions are: an entry matches a version, never a name. */
+static struct {
+	pthread_mutex_t mu;
+	def_entry *slot[DEF_SLOTS];
+} defs = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static size_t def_slot(const char *ns, const char *name)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = ns; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	h = (h ^ '/') * 16777619u;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return h % DEF_SLOTS;
+}
+
+static void def_entry_free(def_entry *e)
+{
+	if (e->def)
+		collector__collection__free_unpacked(e->def, NULL);
+	free(e->row);
+	free(e);
+}
+
+static void def_entry_unref(def_entry *e)
+{
+	pthread_mutex_lock(&defs.mu);
+	bool last = --e->refs == 0;
+	pthread_mutex_unlock(&defs.mu);
+	if (last)
+		def_entry_free(e);
+}
+
+/* The cached entry of the row's current version, with a reference; NULL when none. */
+static def_entry *def_cached(const svc_env *env, const char *ns, const char *name)
+{
+	uint64_t v = store_collection_version(env->store, ns, name);
+	if (!v)
+		return NULL;
+	pthread_mutex_lock(&defs.mu);
+	def_entry *e = defs.slot[def_slot(ns, name)];
+	if (e && e->version == v)
+		e->refs++;
+	else
+		e = NULL;
+	pthread_mutex_unlock(&defs.mu);
+	return e;
+}
+
+/* Reads and unpacks the row; caches it when the store keeps the row (an open
+ * collection). A reference for the caller, or NULL with j failed. */
+static def_entry *def_read(svc_job *j, const svc_env *env, const char *ns, const char *name)
+{
+	def_entry *e = calloc(1, sizeof(*e));
+	if (!e) {
+		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return NULL;
+	}
+	e->refs = 1;
+	int rc = store_collection_get(env->store, ns, name, &e->row);
+	if (rc) {
+		if (rc == -ENOENT)
+			svc_job_fail(j, GRPC_NOT_FOUND, "no collection %s/%s", ns, name);
+		else
+			svc_fail_store(j, rc, "reading the catalog");
+		def_entry_free(e);
+		return NULL;
+	}
+	e->def = collector__collection__unpack(NULL, e->row->def_len, e->row->def);
+	if (!e->def) {
+		svc_job_fail(j, GRPC_INTERNAL, "the definition of %s/%s is unreadable", ns, name);
+		def_entry_free(e);
+		return NULL;
+	}
+	e->version = e->row->version;
+	if (!e->version)
+		return e;
+	pthread_mutex_lock(&defs.mu);
+	def_entry **slot = &defs.slot[def_slot(ns, name)], *old = *slot;
+	bool drop = old && --old->refs == 0;
+	*slot = e;
+	e->refs++;
+	pthread_mutex_unlock(&defs.mu);
+	if (drop)
+		def_entry_free(old);
+	return e;
+}
+
 bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name,
 		   coll_def *out)
 {
 	*out = (coll_def){0};
 	if (!svc_check_user_ns(j, ns) || !svc_check_name(j, "collection", name))
 		return false;
-	int rc = store_collection_get(env->store, ns, name, &out->row);
-	if (rc == -ENOENT) {
-		svc_job_fail(j, GRPC_NOT_FOUND, "no collection %s/%s", ns, name);
+	def_entry *e = def_cached(env, ns, name);
+	if (!e && !(e = def_read(j, env, ns, name)))
 		return false;
-	}
-	if (rc) {
-		svc_fail_store(j, rc, "reading the catalog");
-		return false;
-	}
-	out->def = collector__collection__unpack(NULL, out->row->def_len, out->row->def);
-	if (out->def)
-		out->type = typepool_find_message(env->types, out->row->type_ns[0] ? out->row->type_ns : NULL,
-						  out->row->type_name);
-	if (!out->def || !out->type) {
+	*out = (coll_def){.row = e->row, .def = e->def, .entry = e};
+	out->type = typepool_find_message(env->types, e->row->type_ns[0] ? e->row->type_ns : NULL,
+					  e->row->type_name);
+	if (!out->type) {
 		svc_job_fail(j, GRPC_INTERNAL, "the definition of %s/%s is unreadable", ns, name);
 		coll_def_free(out);
 		return false;
@@ -137,9 +233,8 @@ bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *n
 
 void coll_def_free(coll_def *d)
 {
-	if (d->def)
-		collector__collection__free_unpacked(d->def, NULL);
-	free(d->row);
+	if (d->entry)
+		def_entry_unref(d->entry);
 	*d = (coll_def){0};
 }
 

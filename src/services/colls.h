@@ -44,14 +44,20 @@ bool svc_check_name(svc_job *j, const char *what, const char *name);
 /* A namespace a client may use: a valid name, not one of the node's own (system...);
  * fails j with INVALID_ARGUMENT. */
 bool svc_check_user_ns(svc_job *j, const char *ns);
-/* A collection as the services see it. */
+/* A collection as the services see it. row and def are shared with other calls: read
+ * only, valid until coll_def_free. */
 typedef struct coll_def {
-	store_collection *row;	    /* the catalog row (one allocation) */
-	Collector__Collection *def; /* its definition, unpacked */
-	const tp_message *type;	    /* the records' message type */
+	const store_collection *row; /* the catalog row */
+	Collector__Collection *def;  /* its definition, unpacked */
+	const tp_message *type;	     /* the records' message type */
+	struct def_entry *entry;     /* internal: holds row and def */
 } coll_def;
 
-/* Loads ns/name; fails j (NOT_FOUND, INTERNAL) and returns false when it cannot. */
+/* Loads ns/name; fails j (NOT_FOUND, INTERNAL) and returns false when it cannot. The
+ * definition of an open collection is unpacked once per version of its catalog row
+ * (store_collection_version) and shared, so a Modify, or a delete and create again, is
+ * seen by the next load; the type is looked up every time (a registered file may have
+ * changed it). */
 bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name,
 		   coll_def *out);
 void coll_def_free(coll_def *d);

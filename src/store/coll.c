@@ -67,6 +67,7 @@ static const char *const writer_sql[ST_COUNT] = {
 struct store_reader {
 	store_coll *c;
 	sqlite3 *db;
+	sqlite3_stmt *begin, *commit; /* prepared once: every read runs both */
 	struct {
 		sqlite3_stmt *st;
 		bool used;
@@ -641,10 +642,18 @@ static int reader_open(store_coll *c, store_reader **out)
 	if (src == SQLITE_OK) {
 		sqlite3_extended_result_codes(r->db, 1);
 		sqlite3_busy_timeout(r->db, c->o.busy_timeout_ms);
+		src = sqlite3_prepare_v3(r->db, "BEGIN", -1, SQLITE_PREPARE_PERSISTENT, &r->begin,
+					 NULL);
+	}
+	if (src == SQLITE_OK)
+		src = sqlite3_prepare_v3(r->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &r->commit,
+					 NULL);
+	if (src == SQLITE_OK) {
 		*out = r;
 		return 0;
 	}
 	int rc = db_fail(r->db, src, "open reader");
+	sqlite3_finalize(r->begin);
 	sqlite3_close(r->db);
 	free(r);
 	return rc;
@@ -654,6 +663,8 @@ static void reader_free(store_reader *r)
 {
 	for (size_t i = 0; i < r->ncache; i++)
 		sqlite3_finalize(r->cache[i].st);
+	sqlite3_finalize(r->begin);
+	sqlite3_finalize(r->commit);
 	sqlite3_close(r->db);
 	free(r);
 }
@@ -677,7 +688,7 @@ int store_coll_read_begin(store_coll *c, store_reader **out)
 		pthread_mutex_unlock(&c->rmu);
 		return rc;
 	}
-	int src = sqlite3_exec(r->db, "BEGIN", NULL, NULL, NULL);
+	int src = run(r->begin);
 	if (src != SQLITE_OK) {
 		rc = db_fail(r->db, src, "begin read");
 		store_coll_read_end(r);
@@ -730,7 +741,7 @@ void store_coll_read_end(store_reader *r)
 	for (sqlite3_stmt *st = sqlite3_next_stmt(r->db, NULL); st; st = sqlite3_next_stmt(r->db, st))
 		sqlite3_reset(st);
 	if (!sqlite3_get_autocommit(r->db))
-		sqlite3_exec(r->db, "COMMIT", NULL, NULL, NULL);
+		run(r->commit);
 	bool stuck = !sqlite3_get_autocommit(r->db);
 	if (stuck) {
 		log_warn("store: %s/%s: dropping a reader stuck in its transaction", c->ns, c->name);

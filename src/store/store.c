@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,9 +117,25 @@ typedef struct slot {
 	char ns[STORE_NAME_MAX + 1], name[STORE_NAME_MAX + 1];
 	struct store *owner;
 	store_coll *c;
+	/* The catalog row as of the open, kept current by store_collection_update_def:
+	 * store_collection_get answers from it while the slot is READY. NULL: ask the catalog. */
+	store_collection *row;
+	uint64_t version; /* of row: see store_collection_version */
 	size_t refs;
 	enum slot_state state;
 } slot;
+
+/* Versions of kept rows, unique in the process (across stores too). */
+static atomic_uint_fast64_t row_versions;
+
+static void slot_set_row(slot *sl, store_collection *row)
+{
+	free(sl->row);
+	sl->row = row;
+	sl->version = atomic_fetch_add(&row_versions, 1) + 1;
+	if (row)
+		row->version = sl->version;
+}
 
 #define NBUCKETS 256
 
@@ -204,6 +221,7 @@ static void slot_remove(store *s, slot *sl)
 	lru_unlink(sl);
 	if (sl->state == SLOT_OPENING || sl->state == SLOT_READY)
 		s->nopen--;
+	free(sl->row);
 	free(sl);
 }
 
@@ -310,6 +328,7 @@ static void row_view(sqlite3_stmt *st, store_collection *c)
 	c->indexed = (const char *)sqlite3_column_text(st, 6);
 	c->created_at = sqlite3_column_int64(st, 7);
 	c->updated_at = sqlite3_column_int64(st, 8);
+	c->version = 0;
 }
 
 /* One allocation: the struct, then the def bytes, then the strings. */
@@ -773,10 +792,29 @@ int store_collection_get(store *s, const char *ns, const char *name, store_colle
 	int rc = check_names(ns, name);
 	if (rc < 0)
 		return rc;
+	/* Every call of the services starts here: an open collection answers from its slot
+	 * instead of a catalog read on the one shared connection. */
+	pthread_mutex_lock(&s->mu);
+	slot *sl = slot_find(s, ns, name);
+	store_collection *copy = sl && sl->state == SLOT_READY && sl->row ? row_copy(sl->row) : NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (copy) {
+		*out = copy;
+		return 0;
+	}
 	rc = catalog_get(s, ns, name, out);
 	if (rc == 0)
 		return store_seterr(-ENOENT, "no collection %s/%s", ns, name);
 	return rc < 0 ? rc : 0;
+}
+
+uint64_t store_collection_version(store *s, const char *ns, const char *name)
+{
+	pthread_mutex_lock(&s->mu);
+	slot *sl = slot_find(s, ns, name);
+	uint64_t v = sl && sl->state == SLOT_READY && sl->row ? sl->version : 0;
+	pthread_mutex_unlock(&s->mu);
+	return v;
 }
 
 int store_collection_list(store *s, const store_list_filter *f,
@@ -852,6 +890,26 @@ out:
 	return rc;
 }
 
+/* After a committed change of the row (ddl_mu held): an open slot takes the new row. An
+ * opening one may have read the old row, so it is waited for. Without a row (no memory,
+ * a failed read) store_collection_get falls back to the catalog. */
+static void slot_refresh(store *s, const char *ns, const char *name)
+{
+	store_collection *row = NULL;
+	if (catalog_get(s, ns, name, &row) <= 0)
+		row = NULL;
+	pthread_mutex_lock(&s->mu);
+	slot *sl;
+	while ((sl = slot_find(s, ns, name)) && sl->state == SLOT_OPENING)
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (sl && sl->state == SLOT_READY) {
+		slot_set_row(sl, row);
+		row = NULL;
+	}
+	pthread_mutex_unlock(&s->mu);
+	free(row);
+}
+
 int store_collection_update_def(store *s, const store_collection *c)
 {
 	int rc = check_names(c->ns, c->name);
@@ -884,6 +942,8 @@ int store_collection_update_def(store *s, const store_collection *c)
 			rc = db_fail(s->ddl, src, "catalog update");
 	} else if (sqlite3_changes(s->ddl) == 0) {
 		rc = store_seterr(-ENOENT, "no collection %s/%s", c->ns, c->name);
+	} else {
+		slot_refresh(s, c->ns, c->name);
 	}
 	pthread_mutex_unlock(&s->ddl_mu);
 	return rc;
@@ -921,7 +981,8 @@ int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **
 	/* Opening takes a while (files, schema, a thread): done without the table lock,
 	 * others asking for this collection wait for the outcome. */
 	store_coll *c = NULL;
-	rc = catalog_get(s, ns, name, NULL);
+	store_collection *row = NULL;
+	rc = catalog_get(s, ns, name, &row);
 	if (rc == 0) {
 		rc = store_seterr(-ENOENT, "no collection %s/%s", ns, name);
 	} else if (rc > 0) {
@@ -934,9 +995,11 @@ int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **
 
 	pthread_mutex_lock(&s->mu);
 	if (rc < 0) {
+		free(row);
 		slot_remove(s, sl);
 	} else {
 		sl->c = c;
+		slot_set_row(sl, row);
 		sl->state = SLOT_READY;
 		sl->refs = 1;
 		*out = c;

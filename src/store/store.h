@@ -5,7 +5,8 @@
  *   <data>/<ns>/<name>/records.db        one database per collection (coll.h)
  *   <data>/<ns>/<name>/files/            its attachments (files.h)
  *
- * The catalog row is the truth: a collection exists when its row does. Create builds the
+ * The catalog row is the truth: a collection exists when its row does (an open collection
+ * keeps a copy of its row, replaced whenever the row changes). Create builds the
  * directory under a temporary name, renames it into place and commits the row last; delete
  * removes the row first. A crash between the steps leaves only a directory no row points
  * to, removed by the next create of that name (or at open, for the temporary names).
@@ -46,6 +47,7 @@ typedef struct store_collection {
 	const char *labels;    /* JSON object of strings; NULL: "{}" */
 	const char *indexed;   /* JSON array of field paths; NULL: "[]" */
 	int64_t created_at, updated_at; /* unix microseconds; 0 on input: now */
+	uint64_t version; /* output: see store_collection_version; ignored on input */
 } store_collection;
 
 /* Filters of store_collection_list; NULL or 0 fields do not filter. */
@@ -78,8 +80,16 @@ int store_collection_create(store *s, const store_collection *c, int flags);
 /* Waits until no handle of the collection is held, then removes it. Counts are optional. */
 int store_collection_delete(store *s, const char *ns, const char *name, int64_t *records,
 			    int64_t *files);
-/* *out: one allocation, free() it. */
+/* *out: one allocation, free() it. An open collection keeps its row (read when it was
+ * opened, replaced by store_collection_update_def): that copy is returned, with its
+ * version; other rows come from the catalog, with version 0. */
 int store_collection_get(store *s, const char *ns, const char *name, store_collection **out);
+/* The version of the row an open collection keeps, 0 when it keeps none (not open,
+ * opening, closing, being deleted). A version is one content of one row, unique in the
+ * process: it changes with every update of the row and when a deleted collection is made
+ * again. For caches of what callers derive from a row (the services' unpacked
+ * definitions): equal versions mean an unchanged row. */
+uint64_t store_collection_version(store *s, const char *ns, const char *name);
 /* Calls cb for each matching row in (ns, name) order; cb runs under the catalog lock and
  * must not call into the store; a nonzero return stops the listing and is returned.
  * *more (optional) tells whether rows remain after the limit. */

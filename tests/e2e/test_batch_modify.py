@@ -124,6 +124,25 @@ def test_modify_builds_and_drops_indexes(api, shared_node):
     assert list(coll.describe().collection_definition.indexed_fields) == ["fill_username"]
 
 
+def test_modify_then_describe_and_query(api):
+    """Modify changes the definition the node keeps in memory for an open collection: the
+    next Describe sees the new indexed fields at once, and queries (which write indexed
+    paths as the index's expression) keep their answers."""
+    coll = api.coll(indexed=["response_size"])
+    ids = [coll.put(pack(sr(i, fill=i % 2 == 0))) for i in range(10)]
+    assert list(coll.describe().collection_definition.indexed_fields) == ["response_size"]
+    for fields in (["fill_username"], [], ["payload.body", "response_size"], ["response_size"]):
+        coll.get(ids[0])  # the definition in use just before
+        assert_ok(call(coll.svc.Modify, coll.req(cs_pb2.ModifyRequest, indexed_fields=fields)))
+        d = coll.describe().collection_definition
+        assert list(d.indexed_fields) == fields
+        assert d.metadata.HasField("updated_at")
+        r = coll.search(filters={"response_size": flt(cs_pb2.OP_GREATER_EQUAL, 6)})
+        assert r.total_count == 4
+    # Records are untouched by the definition's changes.
+    assert sorted(unpack(coll.get(i), SIMPLE).response_size for i in ids) == list(range(10))
+
+
 @pytest.mark.parametrize("field", ["no_such_field", "a b", "x'); DROP TABLE records; --", "@id"])
 def test_modify_rejects_bad_fields(api, shared_node, field):
     coll = api.coll(indexed=["response_size"])

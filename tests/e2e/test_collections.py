@@ -26,11 +26,12 @@ import signal
 import threading
 import time
 
+import grpc
 import pytest
 from collections_util import (
     BACKUP, COLL, DEFAULT_NS, NS_HEADER, SIMPLE, STREAMOUT, STRUCT, TYPE_PREFIX, UUID7, Api,
     C, Coll, Lazy, assert_ok, call, cm, create_collection_req, cs_pb2, expect_error, flt, nn,
-    pack, raw_any, repo_pb2, sr, struct, uniq, unpack,
+    pack, raw_any, repo_pb2, sr, struct, T, uniq, unpack,
 )
 from collector import registry_pb2
 from stdgrpc.testing import messages_pb2
@@ -364,6 +365,66 @@ def test_delete_collection(api):
     again.put(cm("new"))
     r = assert_ok(call(api.repo.DeleteCollection, repo_pb2.DeleteCollectionRequest(collection=nn(coll.ns, coll.name))))
     assert r.records_deleted == 1
+
+
+def test_recreated_collection_never_served_stale(api):
+    """The node keeps open collections' definitions in memory: a collection deleted and made
+    again with another type must be seen with its new definition by the very next call, and
+    by every call started after the create returned, under concurrent reads."""
+    coll = api.coll(SIMPLE, indexed=["response_size"], labels={"gen": "1"})
+    coll.put(sr(7, "old"), id="same")
+    assert coll.get("same").type_url == TYPE_PREFIX + SIMPLE  # open, definition cached
+    stop, seen, errors = threading.Event(), [], []
+
+    def reader():
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                r = api.svc.Get(coll.req(cs_pb2.GetRequest, id="same"), timeout=T)
+                seen.append((t0, r.item.type_url))
+            except grpc.RpcError as e:
+                if e.code() != C.NOT_FOUND:
+                    errors.append(f"{e.code().name}: {e.details()}")
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for gen in range(2, 5):
+            time.sleep(0.05)
+            assert_ok(call(api.repo.DeleteCollection,
+                           repo_pb2.DeleteCollectionRequest(collection=nn(coll.ns, coll.name))))
+            api.create_collection(coll.name, COLL, indexed=["server_endpoint"], labels={"gen": str(gen)})
+            again = Coll(api, coll.ns, coll.name, COLL)
+            # The very next calls: the old type is refused, the new one taken.
+            e = expect_error(C.INVALID_ARGUMENT, api.svc.Create,
+                             again.req(cs_pb2.CreateRequest, item=pack(sr(1, "stale")), id="x"),
+                             mentions=(COLL,))
+            assert "stale" not in e.details()
+            again.put(cm(f"gen{gen}"), id="same")
+            done = time.monotonic()
+            d = again.describe().collection_definition
+            assert (d.message_type.message_name, list(d.indexed_fields), dict(d.metadata.labels)) == \
+                (COLL, ["server_endpoint"], {"gen": str(gen)})
+            assert unpack(again.get("same"), COLL).name == f"gen{gen}"
+            time.sleep(0.05)
+            late = [url for t0, url in list(seen) if t0 > done]
+            assert late and set(late) == {TYPE_PREFIX + COLL}, set(late)
+            # Back to the first type for the next round.
+            assert_ok(call(api.repo.DeleteCollection,
+                           repo_pb2.DeleteCollectionRequest(collection=nn(coll.ns, coll.name))))
+            api.create_collection(coll.name, SIMPLE)
+            coll.put(sr(gen, "old"), id="same")
+            done = time.monotonic()
+            assert coll.describe().collection_definition.message_type.message_name == SIMPLE
+            time.sleep(0.05)
+            late = [url for t0, url in list(seen) if t0 > done]
+            assert late and set(late) == {TYPE_PREFIX + SIMPLE}, set(late)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
 
 
 def _defn(c):

@@ -451,6 +451,84 @@ static void test_catalog(void **state)
 	store_close(s);
 }
 
+/* An open collection answers store_collection_get from the row it keeps; the row and its
+ * version follow every update, a delete and a create again. */
+static void test_kept_rows(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	store_collection a = {.ns = "zoo", .name = "kept", .def = "one", .def_len = 3,
+			      .type_name = "zoo.Animal", .indexed = "[\"a\"]"};
+	assert_int_equal(store_collection_create(s, &a, 0), 0);
+	store_collection *g = NULL;
+	assert_int_equal(store_collection_get(s, "zoo", "kept", &g), 0);
+	assert_int_equal(g->version, 0); /* not open: from the catalog */
+	free(g);
+	assert_int_equal(store_collection_version(s, "zoo", "kept"), 0);
+
+	store_coll *c = acquire(s, "zoo", "kept");
+	uint64_t v1 = store_collection_version(s, "zoo", "kept");
+	assert_true(v1 != 0);
+	assert_int_equal(store_collection_get(s, "zoo", "kept", &g), 0);
+	assert_int_equal(g->version, v1);
+	assert_string_equal(g->type_name, "zoo.Animal");
+	assert_memory_equal(g->def, "one", 3);
+	int64_t created = g->created_at;
+	free(g);
+
+	store_collection u = a;
+	u.def = "two!";
+	u.def_len = 4;
+	u.type_name = "zoo.Plant";
+	u.indexed = "[\"b\"]";
+	assert_int_equal(store_collection_update_def(s, &u), 0);
+	uint64_t v2 = store_collection_version(s, "zoo", "kept");
+	assert_true(v2 != 0 && v2 != v1);
+	assert_int_equal(store_collection_get(s, "zoo", "kept", &g), 0);
+	assert_int_equal(g->version, v2);
+	assert_int_equal(g->def_len, 4);
+	assert_memory_equal(g->def, "two!", 4);
+	assert_string_equal(g->type_name, "zoo.Plant");
+	assert_string_equal(g->indexed, "[\"b\"]");
+	assert_int_equal(g->created_at, created);
+	free(g);
+	/* A failed update changes nothing. */
+	u.labels = "[1]";
+	assert_int_equal(store_collection_update_def(s, &u), -EINVAL);
+	assert_int_equal(store_collection_version(s, "zoo", "kept"), v2);
+	u.labels = NULL;
+	store_coll_release(c);
+
+	assert_int_equal(store_collection_delete(s, "zoo", "kept", NULL, NULL), 0);
+	assert_int_equal(store_collection_version(s, "zoo", "kept"), 0);
+	assert_int_equal(store_collection_get(s, "zoo", "kept", &g), -ENOENT);
+	store_collection b = {.ns = "zoo", .name = "kept", .def = "three", .def_len = 5,
+			      .type_name = "zoo.Fungus"};
+	assert_int_equal(store_collection_create(s, &b, 0), 0);
+	assert_int_equal(store_collection_get(s, "zoo", "kept", &g), 0);
+	assert_string_equal(g->type_name, "zoo.Fungus");
+	free(g);
+	c = acquire(s, "zoo", "kept");
+	uint64_t v3 = store_collection_version(s, "zoo", "kept");
+	assert_true(v3 != 0 && v3 != v1 && v3 != v2);
+	assert_int_equal(store_collection_get(s, "zoo", "kept", &g), 0);
+	assert_int_equal(g->version, v3);
+	assert_memory_equal(g->def, "three", 5);
+	assert_string_equal(g->type_name, "zoo.Fungus");
+	assert_string_equal(g->indexed, "[]");
+	free(g);
+	store_coll_release(c);
+	store_close(s);
+
+	/* Versions are unique in the process, across stores. */
+	s = open_store(NULL);
+	c = acquire(s, "zoo", "kept");
+	uint64_t v4 = store_collection_version(s, "zoo", "kept");
+	assert_true(v4 > v3);
+	store_coll_release(c);
+	store_close(s);
+}
+
 static void test_reopen(void **state)
 {
 	(void)state;
@@ -1329,6 +1407,7 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test_setup_teardown(test_names_enforced, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_catalog, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_kept_rows, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_reopen, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_leftovers, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_write_ops, setup_dir, teardown_dir),
