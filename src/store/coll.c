@@ -15,6 +15,7 @@
 #include "io/clock.h"
 #include "io/log.h"
 #include "store/files.h"
+#include "store/jsonbuf.h"
 
 enum {
 	ST_BEGIN,
@@ -23,9 +24,6 @@ enum {
 	ST_SP_REQ,
 	ST_RELEASE_REQ,
 	ST_UNDO_REQ,
-	ST_SP_OP,
-	ST_RELEASE_OP,
-	ST_UNDO_OP,
 	ST_INSERT,
 	ST_FTS_INSERT,
 	ST_SELECT,
@@ -36,9 +34,6 @@ enum {
 	ST_COUNT
 };
 
-/* The FTS text of a record: its JSON's string leaves. */
-#define FTS_TEXT "(SELECT coalesce(group_concat(value, ' '), '') FROM json_tree(?2) WHERE type = 'text')"
-
 /* json(?4) refuses malformed labels (the op fails with -EINVAL) so that label filters
  * never meet bad JSON later. */
 static const char *const writer_sql[ST_COUNT] = {
@@ -48,16 +43,13 @@ static const char *const writer_sql[ST_COUNT] = {
 	[ST_SP_REQ] = "SAVEPOINT req",
 	[ST_RELEASE_REQ] = "RELEASE req",
 	[ST_UNDO_REQ] = "ROLLBACK TO req",
-	[ST_SP_OP] = "SAVEPOINT op",
-	[ST_RELEASE_OP] = "RELEASE op",
-	[ST_UNDO_OP] = "ROLLBACK TO op",
 	[ST_INSERT] = "INSERT INTO records (id, data, json, labels, created_at, updated_at)"
 		      " VALUES (?1, ?2, ?3, json(?4), ?5, ?6)",
-	[ST_FTS_INSERT] = "INSERT INTO records_fts (rowid, text) VALUES (?1, " FTS_TEXT ")",
+	[ST_FTS_INSERT] = "INSERT INTO records_fts (rowid, text) VALUES (?1, ?2)",
 	[ST_SELECT] = "SELECT rid, data, json, labels FROM records WHERE id = ?1",
 	[ST_UPDATE] = "UPDATE records SET data = ?2, json = ?3, labels = coalesce(json(?4), labels),"
 		      " updated_at = ?5 WHERE id = ?1 RETURNING rid, created_at",
-	[ST_FTS_UPDATE] = "UPDATE records_fts SET text = " FTS_TEXT " WHERE rowid = ?1",
+	[ST_FTS_UPDATE] = "UPDATE records_fts SET text = ?2 WHERE rowid = ?1",
 	[ST_DELETE] = "DELETE FROM records WHERE id = ?1 RETURNING rid",
 	[ST_FTS_DELETE] = "DELETE FROM records_fts WHERE rowid = ?1",
 };
@@ -92,6 +84,7 @@ struct store_coll {
 
 	sqlite3 *wdb; /* the writer's, used by the writer thread only */
 	sqlite3_stmt *st[ST_COUNT];
+	jbuf text; /* the writer's: the FTS text of the op at hand */
 	pthread_t thread;
 	bool thread_started;
 
@@ -111,6 +104,9 @@ struct store_coll {
 	size_t nfree, nreaders;
 };
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static int64_t now_us(void) { return clock_wall_ns() / 1000; }
 
 static int db_fail(sqlite3 *db, int src, const char *what)
@@ -126,6 +122,52 @@ static int run(sqlite3_stmt *st)
 	int src = sqlite3_step(st);
 	sqlite3_reset(st);
 	return src == SQLITE_DONE ? SQLITE_OK : src;
+}
+
+static void text_walk(const jdoc *d, uint32_t i, jbuf *out, size_t *n)
+{
+	const jnode *j = &d->nodes[i];
+	if (j->type == J_STRING) {
+		if ((*n)++)
+			jbuf_putc(out, ' ');
+		char *dst = jbuf_reserve(out, j->ulen);
+		if (dst) {
+			jdoc_unescape(d, j, dst);
+			/* As SQLite's JSON functions: an escaped NUL ends the string. */
+			char *nul = j->esc ? memchr(dst, 0, j->ulen) : NULL;
+			out->len += nul ? (size_t)(nul - dst) : j->ulen;
+		}
+	} else if (j->type == J_ARRAY) {
+		for (uint32_t k = i + 1; k < j->end; k = d->nodes[k].end)
+			text_walk(d, k, out, n);
+	} else if (j->type == J_OBJECT) {
+		/* Members alternate key and value: keys are not text. */
+		for (uint32_t k = i + 1; k < j->end;) {
+			uint32_t v = d->nodes[k].end;
+			text_walk(d, v, out, n);
+			k = d->nodes[v].end;
+		}
+	}
+}
+
+int coll_fts_text(const char *json, size_t len, jbuf *out)
+{
+	jdoc d;
+	char err[128];
+	out->len = 0;
+	out->failed = false;
+	int rc = jdoc_parse(&d, json, len, COLL_JSON_MAX_DEPTH, err, sizeof(err));
+	if (rc == 0) {
+		size_t n = 0;
+		text_walk(&d, 0, out, &n);
+		jbuf_terminate(out);
+		if (out->failed)
+			rc = -ENOMEM;
+	}
+	jdoc_free(&d);
+	if (rc == -EINVAL)
+		return store_seterr(rc, "record JSON: %s", err);
+	return rc ? store_seterr(rc, "out of memory") : 0;
 }
 
 static int conn_pragmas(sqlite3 *db, const coll_options *o)
@@ -151,8 +193,13 @@ int coll_create_db(const char *dir)
 				  NULL);
 	if (src == SQLITE_OK)
 		src = sqlite3_exec(db,
-				   "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-				   " BEGIN;" COLL_SCHEMA " COMMIT;",
+				   /* The page size first: it is fixed once the file has a page. */
+				   "PRAGMA page_size=" STR(COLL_PAGE_SIZE) ";"
+				   " PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+				   " BEGIN;" COLL_SCHEMA
+				   " INSERT INTO records_fts (records_fts, rank)"
+				   " VALUES ('automerge', " STR(COLL_FTS_AUTOMERGE) ");"
+				   " COMMIT;",
 				   NULL, NULL, NULL);
 	int rc = src == SQLITE_OK ? 0 : db_fail(db, src, "create records.db");
 	/* Closing the last connection checkpoints the WAL into the (fsynced) database. */
@@ -182,10 +229,41 @@ static bool op_error(sqlite3 *db, int src)
 
 static const void *blob_ptr(const void *p) { return p ? p : ""; }
 
+/* An op either applies whole or changes nothing, without a savepoint of its own: the one
+ * statement that can fail for the op alone (duplicate id, no such record, bad labels)
+ * runs first and SQLite undoes a failing statement; what follows it (the FTS row) can
+ * only fail for reasons that doom the group. A malformed JSON is refused before either. */
+
+/* The group's error from a statement that must not fail on its own. */
+static int group_fail(store_coll *c, int src, const char *what, int *fatal)
+{
+	return *fatal = db_fail(c->wdb, src, what);
+}
+
+/* The op's error from its first statement: the op's alone, or the group's. */
+static int op_fail(store_coll *c, int src, const char *what, int *fatal)
+{
+	if (op_error(c->wdb, src))
+		return store_sqlite_errno(src);
+	return group_fail(c, src, what, fatal);
+}
+
+/* c->text := the FTS text of json; -EINVAL for a malformed one fails the op. */
+static int op_text(store_coll *c, const char *json, int *fatal)
+{
+	int rc = coll_fts_text(json, strlen(json), &c->text);
+	if (rc == -ENOMEM)
+		*fatal = rc;
+	return rc;
+}
+
 /* 0, an op error (negative errno), or with *fatal set, the group's error. */
 static int op_insert(store_coll *c, store_op *op, int *fatal)
 {
 	sqlite3_stmt *ins = c->st[ST_INSERT], *fts = c->st[ST_FTS_INSERT];
+	int rc = op_text(c, op->row.json, fatal);
+	if (rc)
+		return rc;
 	int64_t now = now_us();
 	op->created_at = op->created_at ? op->created_at : now;
 	op->updated_at = op->updated_at ? op->updated_at : op->created_at;
@@ -197,90 +275,92 @@ static int op_insert(store_coll *c, store_op *op, int *fatal)
 	sqlite3_bind_int64(ins, 6, op->updated_at);
 	int src = run(ins);
 	sqlite3_clear_bindings(ins);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_int64(fts, 1, sqlite3_last_insert_rowid(c->wdb));
-		sqlite3_bind_text(fts, 2, op->row.json, -1, SQLITE_STATIC);
-		src = run(fts);
-		sqlite3_clear_bindings(fts);
+	if (src != SQLITE_OK)
+		return op_fail(c, src, "insert", fatal);
+	sqlite3_bind_int64(fts, 1, sqlite3_last_insert_rowid(c->wdb));
+	sqlite3_bind_text(fts, 2, c->text.data, (int)c->text.len, SQLITE_STATIC);
+	src = run(fts);
+	sqlite3_clear_bindings(fts);
+	return src == SQLITE_OK ? 0 : group_fail(c, src, "insert text", fatal);
+}
+
+/* UPDATE with apply: reads the old row and binds what apply makes of it into up. */
+static int apply_old(store_coll *c, store_op *op, sqlite3_stmt *up, int *fatal)
+{
+	sqlite3_stmt *sel = c->st[ST_SELECT];
+	sqlite3_bind_text(sel, 1, op->id, -1, SQLITE_STATIC);
+	int src = sqlite3_step(sel);
+	int rc = 0;
+	if (src == SQLITE_ROW) {
+		store_row old = {
+			.data = sqlite3_column_blob(sel, 1),
+			.data_len = (size_t)sqlite3_column_bytes(sel, 1),
+			.json = (const char *)sqlite3_column_text(sel, 2),
+			.labels = (const char *)sqlite3_column_text(sel, 3),
+		};
+		store_row out = {0};
+		rc = old.json && old.labels ? op->apply(op->apply_ctx, &old, &out) : -ENOMEM;
+		if (rc == 0 && (!out.json || (!out.data && out.data_len) || out.data_len > INT_MAX))
+			rc = -EINVAL;
+		if (rc == 0)
+			rc = op_text(c, out.json, fatal);
+		if (rc == 0) {
+			/* Copies: out may point into old, which the reset below ends. */
+			sqlite3_bind_blob(up, 2, blob_ptr(out.data), (int)out.data_len,
+					  SQLITE_TRANSIENT);
+			sqlite3_bind_text(up, 3, out.json, -1, SQLITE_TRANSIENT);
+			if (out.labels)
+				sqlite3_bind_text(up, 4, out.labels, -1, SQLITE_TRANSIENT);
+		}
+	} else if (src == SQLITE_DONE) {
+		rc = -ENOENT;
+	} else {
+		rc = group_fail(c, src, "read for update", fatal);
 	}
-	if (src == SQLITE_OK)
-		return 0;
-	if (op_error(c->wdb, src))
-		return store_sqlite_errno(src);
-	return *fatal = db_fail(c->wdb, src, "insert");
+	sqlite3_reset(sel);
+	sqlite3_clear_bindings(sel);
+	return rc;
 }
 
 static int op_update(store_coll *c, store_op *op, int *fatal)
 {
 	sqlite3_stmt *up = c->st[ST_UPDATE], *fts = c->st[ST_FTS_UPDATE];
 	sqlite3_bind_text(up, 1, op->id, -1, SQLITE_STATIC);
+	int rc = 0;
 	if (op->apply) {
-		sqlite3_stmt *sel = c->st[ST_SELECT];
-		sqlite3_bind_text(sel, 1, op->id, -1, SQLITE_STATIC);
-		int src = sqlite3_step(sel);
-		int rc = 0;
-		if (src == SQLITE_ROW) {
-			store_row old = {
-				.data = sqlite3_column_blob(sel, 1),
-				.data_len = (size_t)sqlite3_column_bytes(sel, 1),
-				.json = (const char *)sqlite3_column_text(sel, 2),
-				.labels = (const char *)sqlite3_column_text(sel, 3),
-			};
-			store_row out = {0};
-			rc = old.json && old.labels ? op->apply(op->apply_ctx, &old, &out) : -ENOMEM;
-			if (rc == 0 && (!out.json || (!out.data && out.data_len) ||
-					out.data_len > INT_MAX))
-				rc = -EINVAL;
-			if (rc == 0) {
-				/* Copies: out may point into old, which the reset below ends. */
-				sqlite3_bind_blob(up, 2, blob_ptr(out.data), (int)out.data_len,
-						  SQLITE_TRANSIENT);
-				sqlite3_bind_text(up, 3, out.json, -1, SQLITE_TRANSIENT);
-				if (out.labels)
-					sqlite3_bind_text(up, 4, out.labels, -1, SQLITE_TRANSIENT);
-				sqlite3_bind_text(fts, 2, out.json, -1, SQLITE_TRANSIENT);
-			}
-		} else if (src == SQLITE_DONE) {
-			rc = -ENOENT;
-		} else {
-			rc = *fatal = db_fail(c->wdb, src, "read for update");
-		}
-		sqlite3_reset(sel);
-		sqlite3_clear_bindings(sel);
-		if (rc < 0) {
-			sqlite3_clear_bindings(up);
-			sqlite3_clear_bindings(fts);
-			return rc;
-		}
-	} else {
+		rc = apply_old(c, op, up, fatal);
+	} else if ((rc = op_text(c, op->row.json, fatal)) == 0) {
 		sqlite3_bind_blob(up, 2, blob_ptr(op->row.data), (int)op->row.data_len,
 				  SQLITE_STATIC);
 		sqlite3_bind_text(up, 3, op->row.json, -1, SQLITE_STATIC);
 		if (op->row.labels)
 			sqlite3_bind_text(up, 4, op->row.labels, -1, SQLITE_STATIC);
-		sqlite3_bind_text(fts, 2, op->row.json, -1, SQLITE_STATIC);
+	}
+	if (rc) {
+		sqlite3_clear_bindings(up);
+		return rc;
 	}
 	op->updated_at = now_us();
 	sqlite3_bind_int64(up, 5, op->updated_at);
 	int src = sqlite3_step(up);
+	int64_t rid = 0;
 	bool found = src == SQLITE_ROW;
 	if (found) {
-		sqlite3_bind_int64(fts, 1, sqlite3_column_int64(up, 0));
+		rid = sqlite3_column_int64(up, 0);
 		op->created_at = sqlite3_column_int64(up, 1);
 		src = sqlite3_step(up);
 	}
 	sqlite3_reset(up);
 	sqlite3_clear_bindings(up);
-	if (src == SQLITE_DONE && found)
-		src = run(fts);
-	sqlite3_clear_bindings(fts);
-	if (src == SQLITE_DONE)
+	if (src == SQLITE_DONE && !found)
 		return -ENOENT;
-	if (src == SQLITE_OK)
-		return 0;
-	if (op_error(c->wdb, src))
-		return store_sqlite_errno(src);
-	return *fatal = db_fail(c->wdb, src, "update");
+	if (src != SQLITE_DONE)
+		return op_fail(c, src, "update", fatal);
+	sqlite3_bind_int64(fts, 1, rid);
+	sqlite3_bind_text(fts, 2, c->text.data, (int)c->text.len, SQLITE_STATIC);
+	src = run(fts);
+	sqlite3_clear_bindings(fts);
+	return src == SQLITE_OK ? 0 : group_fail(c, src, "update text", fatal);
 }
 
 static int op_delete(store_coll *c, store_op *op, int *fatal)
@@ -298,15 +378,11 @@ static int op_delete(store_coll *c, store_op *op, int *fatal)
 	sqlite3_clear_bindings(del);
 	if (src == SQLITE_DONE && !found)
 		return -ENOENT;
-	if (src == SQLITE_DONE) {
-		sqlite3_bind_int64(fts, 1, rid);
-		src = run(fts);
-	}
-	if (src == SQLITE_OK)
-		return 0;
-	if (op_error(c->wdb, src))
-		return store_sqlite_errno(src);
-	return *fatal = db_fail(c->wdb, src, "delete");
+	if (src != SQLITE_DONE)
+		return op_fail(c, src, "delete", fatal);
+	sqlite3_bind_int64(fts, 1, rid);
+	src = run(fts);
+	return src == SQLITE_OK ? 0 : group_fail(c, src, "delete text", fatal);
 }
 
 static int run_op(store_coll *c, store_op *op, int *fatal)
@@ -331,24 +407,20 @@ static int run_fixed(store_coll *c, int which, int *fatal)
 	return *fatal;
 }
 
-/* Runs one request inside its savepoint; sets req->status. */
+/* Runs one request; sets req->status. Ops apply whole or not at all by themselves, so
+ * only an atomic request of several ops takes a savepoint, to undo its earlier ops when a
+ * later one fails. Savepoints are not cheap here: FTS5 writes its pending terms out as a
+ * new segment at each one, which doubled the cost of an insert. */
 static void run_request(store_coll *c, store_write_req *req, int *fatal)
 {
-	/* Ops of a non-atomic request with several ops each get a savepoint of their own. */
-	bool op_sp = !req->atomic && req->nops > 1;
+	bool sp = req->atomic && req->nops > 1;
 	int first = 0;
-	if (run_fixed(c, ST_SP_REQ, fatal))
+	if (sp && run_fixed(c, ST_SP_REQ, fatal))
 		return;
 	for (size_t i = 0; i < req->nops; i++) {
 		store_op *op = &req->ops[i];
-		if (op_sp && run_fixed(c, ST_SP_OP, fatal))
-			return;
 		int rc = run_op(c, op, fatal);
 		if (*fatal)
-			return;
-		if (op_sp && rc && run_fixed(c, ST_UNDO_OP, fatal))
-			return;
-		if (op_sp && run_fixed(c, ST_RELEASE_OP, fatal))
 			return;
 		op->rc = rc;
 		if (rc && !first)
@@ -360,9 +432,9 @@ static void run_request(store_coll *c, store_write_req *req, int *fatal)
 			break;
 		}
 	}
-	if (first && !op_sp && run_fixed(c, ST_UNDO_REQ, fatal))
+	if (sp && first && run_fixed(c, ST_UNDO_REQ, fatal))
 		return;
-	if (run_fixed(c, ST_RELEASE_REQ, fatal))
+	if (sp && run_fixed(c, ST_RELEASE_REQ, fatal))
 		return;
 	req->status = first;
 }
@@ -859,6 +931,7 @@ void coll_close(store_coll *c)
 		reader_free(c->rfree[i]);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(c->st[i]);
+	jbuf_free(&c->text);
 	int src = sqlite3_close(c->wdb);
 	if (src != SQLITE_OK)
 		log_error("store: %s/%s: close: %s", c->ns, c->name, sqlite3_errstr(src));

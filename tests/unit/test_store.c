@@ -451,6 +451,60 @@ static void test_catalog(void **state)
 	store_close(s);
 }
 
+/* The FTS text built in C is what the SQL definition gives (json_tree's text values). */
+static void test_fts_text(void **state)
+{
+	(void)state;
+	static const char *const docs[] = {
+		"{}",
+		"[]",
+		"\"alone\"",
+		"42",
+		"{\"name\":\"striped zebra\",\"legs\":4,\"tags\":[\"wild\",\"\",\"fast\"]}",
+		"{\"a\":{\"b\":{\"c\":\"deep\"},\"d\":[[\"x\"],{\"e\":\"y\"}]},\"f\":null,\"g\":true}",
+		"{\"key only\":1,\"k2\":{\"inner key\":false}}",
+		"{\"esc\":\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t\",\"u\":\"\\u00e9\\u4e2d\\ud83d\\ude00\"}",
+		"{\"raw\":\"caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80\",\"n\":-1.5e3}",
+		" { \"spaced\" : [ \"a\" , \"b\" ] } ",
+		"{\"m\":{\"k1\":\"v1\",\"k2\":\"v2\"},\"l\":[1,\"two\",3.0,\"four\"]}",
+		"{\"nul\":\"x\\u0000y\",\"b\":\"z\"}",
+	};
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT coalesce(group_concat(value, ' '), '') FROM"
+					    " json_tree(?1) WHERE type = 'text'",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	jbuf t = JBUF_INIT;
+	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+		assert_int_equal(coll_fts_text(docs[i], strlen(docs[i]), &t), 0);
+		sqlite3_bind_text(st, 1, docs[i], -1, SQLITE_STATIC);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		const char *want = (const char *)sqlite3_column_text(st, 0);
+		size_t wlen = (size_t)sqlite3_column_bytes(st, 0);
+		if (t.len != wlen || memcmp(t.data, want, wlen))
+			fprintf(stderr, "doc %zu: C '%.*s', SQL '%s'\n", i, (int)t.len, t.data, want);
+		assert_int_equal(t.len, wlen);
+		assert_memory_equal(t.data, want, wlen);
+		assert_int_equal(t.data[t.len], 0);
+		sqlite3_reset(st);
+	}
+	assert_int_equal(coll_fts_text("{\"a\":\"b\" \"c\":1}", 15, &t), -EINVAL);
+	assert_non_null(strstr(store_errmsg(), "JSON"));
+	assert_int_equal(coll_fts_text("{nope", 5, &t), -EINVAL);
+	assert_int_equal(coll_fts_text("", 0, &t), -EINVAL);
+	/* Depth is bounded, not recursion without end. */
+	char deep[2 * COLL_JSON_MAX_DEPTH + 8];
+	memset(deep, '[', COLL_JSON_MAX_DEPTH + 1);
+	memset(deep + COLL_JSON_MAX_DEPTH + 1, ']', COLL_JSON_MAX_DEPTH + 1);
+	assert_int_equal(coll_fts_text(deep, 2 * COLL_JSON_MAX_DEPTH + 2, &t), -EINVAL);
+	jbuf_free(&t);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
 /* An open collection answers store_collection_get from the row it keeps; the row and its
  * version follow every update, a delete and a create again. */
 static void test_kept_rows(void **state)
@@ -600,6 +654,11 @@ static void test_write_ops(void **state)
 	store *s = open_store(NULL);
 	create(s, "zoo", "animals");
 	store_coll *c = acquire(s, "zoo", "animals");
+	/* The layout of a new records.db. */
+	assert_int_equal(query_int(c, "SELECT page_size FROM pragma_page_size()", NULL),
+			 COLL_PAGE_SIZE);
+	assert_int_equal(query_int(c, "SELECT v FROM records_fts_config WHERE k = 'automerge'", NULL),
+			 COLL_FTS_AUTOMERGE);
 
 	store_op op = {.kind = STORE_OP_INSERT, .id = "r1",
 		       .row = {.data = "\x08\x01", .data_len = 2,
@@ -687,6 +746,7 @@ static void test_write_ops(void **state)
 typedef struct merge {
 	char json[128];
 	int fail;
+	bool bad_json;
 	int calls;
 } merge;
 
@@ -702,6 +762,8 @@ static int apply_merge(void *ctx, const store_row *old, store_row *out)
 	out->data_len = old->data_len;
 	out->json = m->json;
 	out->labels = "{\"merged\":\"yes\"}";
+	if (m->bad_json)
+		out->json = "{\"was\":";
 	return 0;
 }
 
@@ -728,6 +790,14 @@ static void test_apply(void **state)
 	m.fail = -EPERM;
 	assert_int_equal(write1(c, op), -EPERM);
 	assert_int_equal(query_int(c, "SELECT json LIKE '{\"was\":{\"name%' FROM records WHERE id = ?1", "r1"), 1);
+
+	/* A malformed result fails the op alone, before anything is written. */
+	m.fail = 0;
+	m.bad_json = true;
+	assert_int_equal(write1(c, op), -EINVAL);
+	assert_int_equal(query_int(c, "SELECT json LIKE '{\"was\":{\"name%' FROM records WHERE id = ?1", "r1"), 1);
+	assert_int_equal(fts_hits(c, "lynx"), 1);
+	m.bad_json = false;
 
 	/* No row: apply is not called. */
 	m.calls = 0;
@@ -1407,6 +1477,7 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test_setup_teardown(test_names_enforced, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_catalog, setup_dir, teardown_dir),
+		cmocka_unit_test(test_fts_text),
 		cmocka_unit_test_setup_teardown(test_kept_rows, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_reopen, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_leftovers, setup_dir, teardown_dir),
