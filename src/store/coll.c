@@ -95,6 +95,9 @@ struct store_coll {
 	size_t queued;
 	bool stopping;
 	idx_job *idx;
+	size_t want;		/* queued requests that wake the writer */
+	size_t last_n;		/* the writer's: requests of the last group */
+	int64_t last_ns;	/* and how long it took */
 	pthread_mutex_t idx_mu; /* one set_indexes at a time */
 	atomic_uint_least64_t commits, acked;
 
@@ -585,6 +588,29 @@ out:
 	return rc;
 }
 
+#define GATHER_MIN 32
+#define GATHER_MAX_NS (20 * NS_PER_MS)
+
+/* Under a steady load requests come back in waves, as each group is answered, and a writer
+ * starting on the first few of a wave splits it over two groups: twice the commits, and
+ * per insert a commit costs as much as ~100 inserts (an fsync, the FTS segment). After a
+ * big group the writer waits for as many requests as it had, at most as long as that group
+ * took (and GATHER_MAX_NS): under lighter load it waits once, then groups are small and
+ * nothing waits. Called with mu held. */
+static void gather(store_coll *c)
+{
+	if (c->last_n < GATHER_MIN || c->queued >= c->last_n)
+		return;
+	int64_t wait = c->last_ns < GATHER_MAX_NS ? c->last_ns : GATHER_MAX_NS;
+	int64_t deadline = clock_now_ns() + wait;
+	struct timespec ts = {.tv_sec = deadline / NS_PER_SEC, .tv_nsec = deadline % NS_PER_SEC};
+	c->want = c->last_n;
+	while (c->queued < c->want && !c->stopping && !c->idx)
+		if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
+			break;
+	c->want = 1;
+}
+
 static void *writer_main(void *arg)
 {
 	store_coll *c = arg;
@@ -592,6 +618,8 @@ static void *writer_main(void *arg)
 	for (;;) {
 		while (!c->head && !c->idx && !c->stopping)
 			pthread_cond_wait(&c->cv, &c->mu);
+		if (c->head && !c->idx && !c->stopping)
+			gather(c);
 		if (c->idx) {
 			idx_job *j = c->idx;
 			pthread_mutex_unlock(&c->mu);
@@ -618,7 +646,10 @@ static void *writer_main(void *arg)
 		last->next = NULL;
 		c->queued -= n;
 		pthread_mutex_unlock(&c->mu);
+		int64_t t0 = clock_now_ns();
 		run_group(c, group);
+		c->last_ns = clock_now_ns() - t0;
+		c->last_n = n;
 		pthread_mutex_lock(&c->mu);
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -665,8 +696,8 @@ int store_write(store_coll *c, store_write_req *req)
 		else
 			c->head = req;
 		c->tail = req;
-		c->queued++;
-		pthread_cond_signal(&c->cv);
+		if (++c->queued >= c->want)
+			pthread_cond_signal(&c->cv);
 	}
 	pthread_mutex_unlock(&c->mu);
 	return rc;
@@ -858,7 +889,12 @@ int coll_open(const char *dir, const char *ns, const char *name, const coll_opti
 	c->o = *o;
 	c->files_fd = c->staging_fd = -1;
 	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* gather's deadline */
+	pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	c->want = 1;
 	pthread_cond_init(&c->idx_cv, NULL);
 	pthread_mutex_init(&c->idx_mu, NULL);
 	pthread_mutex_init(&c->rmu, NULL);

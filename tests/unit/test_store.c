@@ -848,6 +848,88 @@ static void test_group_max(void **state)
 	}
 }
 
+static int apply_slow(void *ctx, const store_row *old, store_row *out)
+{
+	(void)ctx;
+	struct timespec ts = {0, 100 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	*out = *old;
+	return 0;
+}
+
+static void submit(store_coll *c, treq *t, const char *id)
+{
+	treq_init(t, 1, false);
+	op_insert(&t->ops[0], id, "{}");
+	assert_int_equal(store_write(c, &t->r), 0);
+}
+
+/* After a big group the writer waits for as many requests before it begins the next (at
+ * most as long as that group took): a wave of requests arriving in parts shares one
+ * commit. After small groups nothing waits. */
+static void test_gather(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(c, "base", "{}"), 0);
+	enum { N = 40 };
+	treq blocker, t[N];
+	char ids[N][16];
+	/* A big group that takes 100 ms: N requests queued behind the held writer. */
+	block_writer(c, &blocker, "base");
+	treq_init(&t[0], 1, false);
+	t[0].ops[0] = (store_op){.kind = STORE_OP_UPDATE, .id = "base", .apply = apply_slow};
+	assert_int_equal(store_write(c, &t[0].r), 0);
+	for (int i = 1; i < N; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "a%d", i);
+		submit(c, &t[i], ids[i]);
+	}
+	gate_open();
+	assert_int_equal(treq_wait(&blocker), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(treq_wait(&t[i]), 0);
+
+	/* The next wave in two halves 3 ms apart: one commit. */
+	uint64_t commits0, acked0, commits, acked;
+	store_coll_group_stats(c, &commits0, &acked0);
+	for (int i = 0; i < N; i++) {
+		if (i == N / 2) {
+			struct timespec ts = {0, 3 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		snprintf(ids[i], sizeof(ids[i]), "b%d", i);
+		submit(c, &t[i], ids[i]);
+	}
+	for (int i = 0; i < N; i++)
+		assert_int_equal(treq_wait(&t[i]), 0);
+	store_coll_group_stats(c, &commits, &acked);
+	assert_int_equal(acked - acked0, N);
+	assert_int_equal(commits - commits0, 1);
+
+	/* Load gone: a lone request waits once, at most as long as the last group took. */
+	int64_t t0 = clock_now_ns();
+	assert_int_equal(insert(c, "lone1", "{}"), 0);
+	assert_true(clock_now_ns() - t0 < NS_PER_SEC);
+	/* Then groups are small: requests in parts commit apart. */
+	store_coll_group_stats(c, &commits0, &acked0);
+	for (int i = 0; i < N; i++) {
+		if (i == N / 2) {
+			struct timespec ts = {0, 30 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+		snprintf(ids[i], sizeof(ids[i]), "c%d", i);
+		submit(c, &t[i], ids[i]);
+	}
+	for (int i = 0; i < N; i++)
+		assert_int_equal(treq_wait(&t[i]), 0);
+	store_coll_group_stats(c, &commits, &acked);
+	assert_true(commits - commits0 >= 2);
+	store_coll_release(c);
+	store_close(s);
+}
+
 /* Requests queued while the writer is busy share the next transaction, and each one's
  * failure stays its own. */
 static void test_group_isolation(void **state)
@@ -1485,6 +1567,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_apply, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_group_isolation, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_group_max, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_gather, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_queue_full, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_many_submitters, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_readers, setup_dir, teardown_dir),
