@@ -249,6 +249,15 @@ bool coll_def_open(svc_job *j, const svc_env *env, const coll_def *d, store_coll
 		svc_fail_store(j, rc, "opening the collection");
 		return false;
 	}
+	/* The definition was read before the acquire: a delete and create in between would
+	 * pair it with another collection of the name. */
+	if (store_coll_created_at(*out) != d->row->created_at) {
+		store_coll_release(*out);
+		*out = NULL;
+		svc_job_fail(j, GRPC_ABORTED, "collection %s/%s was deleted and created again during "
+			     "the call", d->row->ns, d->row->name);
+		return false;
+	}
 	return true;
 }
 

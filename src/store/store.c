@@ -121,6 +121,7 @@ typedef struct slot {
 	 * store_collection_get answers from it while the slot is READY. NULL: ask the catalog. */
 	store_collection *row;
 	uint64_t version; /* of row: see store_collection_version */
+	int64_t created_at; /* the row's when opened: one incarnation of the name */
 	size_t refs;
 	enum slot_state state;
 } slot;
@@ -999,6 +1000,7 @@ int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **
 		slot_remove(s, sl);
 	} else {
 		sl->c = c;
+		sl->created_at = row->created_at;
 		slot_set_row(sl, row);
 		sl->state = SLOT_READY;
 		sl->refs = 1;
@@ -1008,6 +1010,12 @@ int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	return rc;
+}
+
+int64_t store_coll_created_at(const store_coll *c)
+{
+	const slot *sl = coll_owner(c);
+	return sl->created_at;
 }
 
 void store_coll_release(store_coll *c)

@@ -105,6 +105,10 @@ int store_collection_update_def(store *s, const store_collection *c);
  * from any thread, a done callback included. */
 int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **out);
 void store_coll_release(store_coll *c);
+/* The created_at of the catalog row of the collection a handle holds: a collection deleted
+ * and made again under the same name is another value. A held collection cannot be
+ * deleted, so this tells whether it is the one a row read before the acquire describes. */
+int64_t store_coll_created_at(const store_coll *c);
 
 /* The message of this thread's last failure in the store (never NULL). */
 const char *store_errmsg(void);

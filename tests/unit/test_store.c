@@ -528,6 +528,7 @@ static void test_kept_rows(void **state)
 	assert_string_equal(g->type_name, "zoo.Animal");
 	assert_memory_equal(g->def, "one", 3);
 	int64_t created = g->created_at;
+	assert_int_equal(store_coll_created_at(c), created);
 	free(g);
 
 	store_collection u = a;
@@ -570,6 +571,9 @@ static void test_kept_rows(void **state)
 	assert_memory_equal(g->def, "three", 5);
 	assert_string_equal(g->type_name, "zoo.Fungus");
 	assert_string_equal(g->indexed, "[]");
+	/* Another incarnation of the name. */
+	assert_int_equal(store_coll_created_at(c), g->created_at);
+	assert_true(g->created_at != created);
 	free(g);
 	store_coll_release(c);
 	store_close(s);
