@@ -2,7 +2,8 @@
 Create, Get and Search on a real node (build/collector, pinned to core 0, one reactor),
 loaded from core 1 by bench/loadgen with requests prepared in advance, and beside each the
 in-process limit: bench/store_inproc running the node's SQL straight on SQLite (same
-schema, WAL, synchronous=FULL), pinned to core 0 as well.
+schema, WAL, synchronous=FULL), pinned to core 0 as well. Node and in-process runs take
+turns, so that each ratio compares runs made minutes apart at most.
 
 Records are collector.Collection messages of ~1 KB (compiled into the node, so no type is
 registered): 8 strings of 16 words drawn from a vocabulary of 10,000 made-up words fill
@@ -158,10 +159,14 @@ def inproc_run(build, seconds, *args):
             "matches": r["matches"] or None}
 
 
-def median_run(fn, runs):
-    fn()  # warm-up
-    rs = [fn() for _ in range(runs)]
-    return {k: median_of(rs, k) for k in rs[0]}
+def paired(node_fn, inproc_fn, runs):
+    """Medians of runs of each, node and in-process taking turns after a warm-up of each:
+    the machine's speed and fsync times move over minutes, and a ratio should compare runs
+    that met the same machine. The in-process runs go while the node is up but idle."""
+    node_fn()
+    inproc_fn()
+    rs = [(node_fn(), inproc_fn()) for _ in range(runs)]
+    return tuple({k: median_of([r[i] for r in rs], k) for k in rs[0][i]} for i in (0, 1))
 
 
 def run(args, tmp):
@@ -181,56 +186,55 @@ def run(args, tmp):
     n = iter(range(1000))
 
     def inproc_create(src, batch):
-        return median_run(lambda: inproc_run(
-            b, secs, "create", "--src", src, "--dir", str(Path(tmp) / f"inproc{next(n)}"),
-            "--batch", str(batch), "--threads", str(INPROC_THREADS)), runs)
+        return inproc_run(b, secs, "create", "--src", src, "--dir",
+                          str(Path(tmp) / f"inproc{next(n)}"), "--batch", str(batch),
+                          "--threads", str(INPROC_THREADS))
+
+    def node_create(srv):
+        return node_run(b, srv, 50, 10, secs, "Create", files["create"])
 
     srv = start_node(b, Path(tmp) / "one", "--store-group-max", "1")
     try:
         grpc_setup(srv.port, ["create"])
-        create["node, --store-group-max 1"] = median_run(
-            lambda: node_run(b, srv, 50, 10, secs, "Create", files["create"]), runs)
+        # The in-process inserts take the records the node's warm-up stored.
+        src = str(Path(tmp) / "one" / NS / "create" / "records.db")
+        create["node, --store-group-max 1"], create["in-process, one transaction per insert"] = \
+            paired(lambda: node_create(srv), lambda: inproc_create(src, 1), runs)
     finally:
         srv.stop()
-    # At once, so that both meet the same disk: fsync times move with the machine's load.
-    create["in-process, one transaction per insert"] = inproc_create(
-        str(Path(tmp) / "one" / NS / "create" / "records.db"), 1)
 
     data = Path(tmp) / "grouped"
+    db = str(data / NS / "records" / "records.db")
     srv = start_node(b, data)
     try:
         records, matches = grpc_setup(srv.port, ["create", "records"])
-        create["node, group commit"] = median_run(
-            lambda: node_run(b, srv, 50, 10, secs, "Create", files["create"]), runs)
         r = run_loadgen(b, srv.port, 50, 10, 600,
                         ["--path", SVC + "Create", "--requests", str(files["preload"]), "--once"])
         preload = {"records": records(), "records_per_s": r["rps"]}
         if preload["records"] != RECORDS:
             raise RuntimeError(f"preload left {preload['records']} records, not {RECORDS}")
         print(f"collections: {RECORDS:,} records preloaded at {r['rps']:,.0f}/s", flush=True)
-        res["Get 50x10"]["node"] = median_run(
-            lambda: node_run(b, srv, 50, 10, secs, "Get", files["get"]), runs)
-        found = {}
+        create["node, group commit"], create[f"in-process, {INPROC_BATCH} per transaction"] = \
+            paired(lambda: node_create(srv), lambda: inproc_create(db, INPROC_BATCH), runs)
+        get = res["Get 50x10"]
+        get["node"], get[f"in-process, {INPROC_THREADS} threads"] = paired(
+            lambda: node_run(b, srv, 50, 10, secs, "Get", files["get"]),
+            lambda: inproc_run(b, secs, "get", "--src", db, "--threads", str(INPROC_THREADS)),
+            runs)
         for kind, key in (("full text", "text"), ("filter", "filter")):
-            found[kind] = matches(files[key])
-            for c, (conns, streams) in (("1x1", (1, 1)), ("4x4", (4, 4))):
-                r = median_run(lambda: node_run(b, srv, conns, streams, secs, "Search",
-                                                files[key]), runs)
-                r["matches"] = found[kind][0]
-                res[f"Search {kind} {c}"]["node"] = r
+            found = matches(files[key])
+            for c, (conns, streams), threads in (("1x1", (1, 1), 1), ("4x4", (4, 4), 16)):
+                node, inproc = paired(
+                    lambda: node_run(b, srv, conns, streams, secs, "Search", files[key]),
+                    lambda: inproc_run(b, secs, "search", "--src", db, "--queries",
+                                       str(Path(tmp) / f"{key}.q"), "--limit", str(LIMIT),
+                                       "--indexed", INDEXED, "--threads", str(threads)),
+                    runs)
+                node["matches"] = found[0]
+                res[f"Search {kind} {c}"]["node"] = node
+                res[f"Search {kind} {c}"][f"in-process, {threads} threads"] = inproc
     finally:
         srv.stop()
-
-    db = str(data / NS / "records" / "records.db")
-    create[f"in-process, {INPROC_BATCH} per transaction"] = inproc_create(db, INPROC_BATCH)
-    res["Get 50x10"][f"in-process, {INPROC_THREADS} threads"] = median_run(
-        lambda: inproc_run(b, secs, "get", "--src", db, "--threads", str(INPROC_THREADS)), runs)
-    for kind, key in (("full text", "text"), ("filter", "filter")):
-        for c, threads in (("1x1", 1), ("4x4", 16)):
-            res[f"Search {kind} {c}"][f"in-process, {threads} threads"] = median_run(
-                lambda: inproc_run(b, secs, "search", "--src", db, "--queries",
-                                   str(Path(tmp) / f"{key}.q"), "--limit", str(LIMIT),
-                                   "--indexed", INDEXED, "--threads", str(threads)), runs)
     return {"machine": machine(), "runs": runs, "seconds": secs, "records": RECORDS,
             "record_bytes": round(record_bytes), "preload": preload,
             "load_average_before": load_before, "results": res}
@@ -288,8 +292,9 @@ def docs(c):
         "one connection (as requests on the node's writer), each insert making its record's "
         "full-text text from the JSON as the writer does (coll_fts_text); the node also "
         "renders the JSON from the protobuf bytes, which the in-process run reads ready-made "
-        "from the database. Its one-per-insert run follows "
-        "the node's one-per-call run at once, as fsync times move with the machine's load. "
+        "from the database. Node and in-process runs take turns (node, in-process, node, ...; "
+        "the in-process ones while the node is up but idle, on its databases as they are), as "
+        "the machine's speed and fsync times move over minutes. "
         "Matches is the mean count of records a search finds (its total_count). In-process "
         "latencies are per transaction or per read, on 4 (Get), 1 or 16 (Search) threads: "
         "they compare with the node's at 1x1 only.", "",
