@@ -38,24 +38,33 @@ static bool check_id(svc_job *j, const char *id)
 }
 
 /* An Any from a record's bytes (borrowed: lives as long as url and data). */
-static void record_any(Google__Protobuf__Any *any, char *url, const tp_message *m,
-		       const void *data, size_t len)
+static void record_any(Google__Protobuf__Any *any, char *url, const void *data, size_t len)
 {
-	snprintf(url, strlen(SVC_TYPE_URL_PREFIX) + strlen(tp_message_get(m)->full_name) + 1,
-		 "%s%s", SVC_TYPE_URL_PREFIX, tp_message_get(m)->full_name);
 	*any = (Google__Protobuf__Any)GOOGLE__PROTOBUF__ANY__INIT;
 	any->type_url = url;
 	any->value.data = (uint8_t *)data;
 	any->value.len = len;
 }
 
+/* The type URL of m in buf (cap bytes) when it fits, else malloc'd (*heap, for the caller
+ * to free). NULL when out of memory. Built once per call, not per record. */
+static char *type_url(const tp_message *m, char *buf, size_t cap, char **heap)
+{
+	const char *name = tp_message_get(m)->full_name;
+	size_t pre = strlen(SVC_TYPE_URL_PREFIX), n = strlen(name);
+	char *url = buf;
+	*heap = NULL;
+	if (pre + n + 1 > cap && !(url = *heap = malloc(pre + n + 1)))
+		return NULL;
+	memcpy(url, SVC_TYPE_URL_PREFIX, pre);
+	memcpy(url + pre, name, n + 1);
+	return url;
+}
+
 static char *type_url_of(const tp_message *m)
 {
-	size_t n = strlen(SVC_TYPE_URL_PREFIX) + strlen(tp_message_get(m)->full_name) + 1;
-	char *url = malloc(n);
-	if (url)
-		snprintf(url, n, "%s%s", SVC_TYPE_URL_PREFIX, tp_message_get(m)->full_name);
-	return url;
+	char *heap;
+	return type_url(m, NULL, 0, &heap);
 }
 
 /* The item must be a message of the collection's type: its JSON (proto field names) is
@@ -631,9 +640,10 @@ static void get_work(svc_job *sj)
 		sqlite3_bind_text(st, 1, req->id, -1, SQLITE_STATIC);
 		int rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
-			char *url = type_url_of(rj->d.type);
+			char buf[256], *heap;
+			char *url = type_url(rj->d.type, buf, sizeof(buf), &heap);
 			Google__Protobuf__Any any;
-			record_any(&any, url, rj->d.type, sqlite3_column_blob(st, 0),
+			record_any(&any, url, sqlite3_column_blob(st, 0),
 				   (size_t)sqlite3_column_bytes(st, 0));
 			Collector__GetResponse resp = COLLECTOR__GET_RESPONSE__INIT;
 			resp.status = &status_ok;
@@ -642,7 +652,7 @@ static void get_work(svc_job *sj)
 				svc_job_answer(sj, &resp.base);
 			else
 				svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-			free(url);
+			free(heap);
 		} else if (rc == SQLITE_DONE) {
 			svc_job_fail(sj, GRPC_NOT_FOUND, "no record '%.200s' in %s/%s", req->id,
 				     rj->d.row->ns, rj->d.row->name);
@@ -1004,7 +1014,6 @@ typedef struct items {
 	bool want_ids;
 	size_t n, cap;
 	char *url;
-	const tp_message *type;
 	char *last_token; /* List: the token of the last row kept */
 	const query *q;
 } items;
@@ -1044,7 +1053,7 @@ static int items_row(void *ctx, sqlite3_stmt *st)
 		}
 	}
 	it->data[it->n] = copy;
-	record_any(&it->any[it->n], it->url, it->type, copy, len);
+	record_any(&it->any[it->n], it->url, copy, len);
 	it->scores[it->n] = sqlite3_column_double(st, QUERY_COL_SCORE);
 	it->n++;
 	if (it->q) {
@@ -1059,7 +1068,7 @@ static int items_row(void *ctx, sqlite3_stmt *st)
 
 static bool items_init(items *it, const tp_message *type, const query *q)
 {
-	*it = (items){.type = type, .q = q};
+	*it = (items){.q = q};
 	it->url = type_url_of(type);
 	return it->url != NULL;
 }
@@ -1311,7 +1320,7 @@ static void vector_search(query_job *qj)
 				if (copies[i] && len)
 					memcpy(copies[i], sqlite3_column_blob(get, 0), len);
 			}
-			record_any(&any[i], url, rj->d.type, copies[i], copies[i] ? len : 0);
+			record_any(&any[i], url, copies[i], copies[i] ? len : 0);
 			collector__search_result__init(&res[i]);
 			res[i].item = &any[i];
 			res[i].score = hits[from + i].sim;
