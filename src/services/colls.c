@@ -7,6 +7,7 @@
 
 #include "h2/buf.h"
 #include "h2/status.h"
+#include "io/hash.h"
 #include "store/coll.h"
 
 char *svc_strdup(const char *s) { return strdup(s ? s : ""); }
@@ -130,12 +131,9 @@ static struct {
 
 static size_t def_slot(const char *ns, const char *name)
 {
-	uint32_t h = 2166136261u;
-	for (const char *p = ns; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	h = (h ^ '/') * 16777619u;
-	for (const char *p = name; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
+	uint32_t h = hash_fnv1a(HASH_FNV1A_INIT, ns, strlen(ns));
+	h = hash_fnv1a(h, "/", 1);
+	h = hash_fnv1a(h, name, strlen(name));
 	return h % DEF_SLOTS;
 }
 

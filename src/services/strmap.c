@@ -4,12 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/hash.h"
+
 static unsigned key_hash(const char *s, size_t n)
 {
-	unsigned h = 2166136261u;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
+	return hash_fnv1a(HASH_FNV1A_INIT, s, n);
 }
 
 static strmap_slot *find(const strmap *m, const char *key, size_t len, unsigned h)

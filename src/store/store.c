@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "io/clock.h"
+#include "io/hash.h"
 #include "io/log.h"
 #include "io/uuid.h"
 #include "store/coll.h"
@@ -164,12 +165,9 @@ static int64_t now_us(void) { return clock_wall_ns() / 1000; }
 
 static size_t slot_hash(const char *ns, const char *name)
 {
-	uint32_t h = 2166136261u;
-	for (const char *p = ns; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	h = (h ^ '/') * 16777619u;
-	for (const char *p = name; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
+	uint32_t h = hash_fnv1a(HASH_FNV1A_INIT, ns, strlen(ns));
+	h = hash_fnv1a(h, "/", 1);
+	h = hash_fnv1a(h, name, strlen(name));
 	return h % NBUCKETS;
 }
 

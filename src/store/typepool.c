@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/hash.h"
+
 typedef Google__Protobuf__FileDescriptorProto file_proto;
 typedef Google__Protobuf__DescriptorProto message_proto;
 typedef Google__Protobuf__FieldDescriptorProto field_proto;
@@ -99,10 +101,7 @@ static sym tombstone;
 
 static uint32_t name_hash(const char *s, size_t n)
 {
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
+	return hash_fnv1a(HASH_FNV1A_INIT, s, n);
 }
 
 static sym *symtab_find(const symtab *t, const char *s, size_t n, uint32_t h)
