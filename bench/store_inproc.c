@@ -1,17 +1,18 @@
 /* The in-process limit of the Collections benchmark: the node's SQL run straight on SQLite,
  * with the same schema (store/coll.h) and durability (WAL, synchronous=FULL), and no RPC:
  *
- *   store_inproc create --src DB --dir DIR [--batch B] [--rows N]    [--threads T] [--seconds S]
+ *   store_inproc create --src DB --dir DIR [--batch B] [--rows N] [--existing] [-t T] [-s S]
  *   store_inproc get    --src DB                                     [--threads T] [--seconds S]
  *   store_inproc search --src DB --queries FILE [--limit L] [--indexed PATH] [-t T] [-s S]
  *
  * create: inserts the first N records of DB (their data and json) again under new UUIDv7
  *   ids into a new DIR/records.db, as the collection's writer does: BEGIN IMMEDIATE, per
  *   request the FTS text of the JSON (coll_fts_text), the INSERT and the FTS insert, then
- *   COMMIT after B requests (1: one transaction per insert). T threads take turns on one
- *   connection, as the node's
- *   requests do on the collection's writer: connections taking turns would each find
- *   their page cache stale after the other's commit.
+ *   COMMIT after B requests (1: one transaction per insert); --existing: into the
+ *   DIR/records.db that is there (a copy of a collection's), not a new one. T threads take
+ *   turns on one connection, as the node's requests do on the collection's writer:
+ *   connections taking turns would each find their page cache stale after the other's
+ *   commit.
  * get: the node's Get, SELECT data FROM records WHERE id = ?1 (prepared), for random ids of
  *   DB on T read-only connections.
  * search: the node's Search, its page and count queries in one read transaction, compiled
@@ -43,6 +44,7 @@
 static struct {
 	const char *mode, *src, *dir, *queries, *indexed;
 	int threads, batch, rows, limit;
+	bool existing;
 	double seconds;
 } opt = {.threads = 4, .batch = 1, .rows = 20000, .limit = 20, .seconds = 4};
 
@@ -228,7 +230,7 @@ static int create_load(void)
 	}
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/records.db", opt.dir);
-	if (coll_create_db(opt.dir)) {
+	if (!opt.existing && coll_create_db(opt.dir)) {
 		fprintf(stderr, "store_inproc: %s\n", store_errmsg());
 		return -1;
 	}
@@ -424,7 +426,8 @@ static int cmp_i64(const void *a, const void *b)
 static int usage(void)
 {
 	fprintf(stderr,
-		"usage: store_inproc create --src DB --dir DIR [--batch B] [--rows N] [opts]\n"
+		"usage: store_inproc create --src DB --dir DIR [--batch B] [--rows N] [--existing]"
+		" [opts]\n"
 		"       store_inproc get --src DB [opts]\n"
 		"       store_inproc search --src DB --queries FILE [--limit L] [--indexed PATH] "
 		"[opts]\n"
@@ -439,7 +442,8 @@ int main(int argc, char **argv)
 		{"batch", required_argument, NULL, 'b'},   {"rows", required_argument, NULL, 'n'},
 		{"threads", required_argument, NULL, 't'}, {"seconds", required_argument, NULL, 's'},
 		{"queries", required_argument, NULL, 'q'}, {"limit", required_argument, NULL, 'l'},
-		{"indexed", required_argument, NULL, 'x'}, {0},
+		{"indexed", required_argument, NULL, 'x'}, {"existing", no_argument, NULL, 'e'},
+		{0},
 	};
 	if (argc < 2)
 		return usage();
@@ -457,6 +461,7 @@ int main(int argc, char **argv)
 		case 'q': opt.queries = optarg; break;
 		case 'l': opt.limit = atoi(optarg); break;
 		case 'x': opt.indexed = optarg; break;
+		case 'e': opt.existing = true; break;
 		default: return usage();
 		}
 	}
