@@ -1924,6 +1924,19 @@ static void put_from_where(const cc *c, sb *b, const char *cond)
 	}
 }
 
+/* The query takes both statements, or fails for want of memory and frees them. */
+static void set_statements(cc *c, sb *page, sb *count, bool oom)
+{
+	if (oom || page->oom || count->oom) {
+		fail_errno(c, -ENOMEM, "query");
+		free(page->p);
+		free(count->p);
+		return;
+	}
+	c->q->sql = page->p;
+	c->q->count_sql = count->p;
+}
+
 /* Full text alone, ranked by score: FTS5 ranks and cuts the page by itself, and only the
  * rows kept are joined with `records` (whose data the general form would carry through
  * the sort of every match); the count needs no join at all. */
@@ -1942,14 +1955,7 @@ static void finish_fts_alone(cc *c, bool desc, int plimit, int poffset)
 			   : ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score ASC, rid ASC");
 	sb_add(&count, "SELECT count(*) FROM records_fts WHERE records_fts MATCH ");
 	sb_param(&count, c->fts_param);
-	if (page.oom || count.oom) {
-		fail_errno(c, -ENOMEM, "query");
-		free(page.p);
-		free(count.p);
-		return;
-	}
-	c->q->sql = page.p;
-	c->q->count_sql = count.p;
+	set_statements(c, &page, &count, false);
 }
 
 /* Writes both statements. after: the keyset condition (List with a token), or NULL. */
@@ -1980,14 +1986,7 @@ static void finish(cc *c, const order *o, bool keys, const char *after, int plim
 	sb_add(&count, "SELECT count(*)");
 	put_from_where(c, &count, c->w.p);
 	free(where.p);
-	if (page.oom || count.oom || where.oom || c->w.oom) {
-		fail_errno(c, -ENOMEM, "query");
-		free(page.p);
-		free(count.p);
-		return;
-	}
-	c->q->sql = page.p;
-	c->q->count_sql = count.p;
+	set_statements(c, &page, &count, where.oom || c->w.oom);
 }
 
 static int cc_end(cc *c, query **out)
