@@ -52,6 +52,14 @@ static const limit_flag limits[] = {
 	{"conn-buffer-bytes", L_SIZE, WIRE(conn_buffer_bytes), 65536, 1L << 32,
 	 "bytes buffered per connection for receiving, and again for sending\n"
 	 "(raised to one message + 64 KiB if smaller)"},
+	{"max-buffered-bytes", L_SIZE, WIRE(max_buffered_bytes), 0, 1L << 40,
+	 "message bytes buffered by all connections together, both directions\n"
+	 "(0: no budget; default a sixteenth of RAM within 64 MiB..1 GiB); over it\n"
+	 "big messages get RESOURCE_EXHAUSTED and the connections holding the most\n"
+	 "without progress are closed"},
+	{"body-timeout", L_SECONDS, WIRE(body_timeout), 0, 3600,
+	 "seconds a request message may stop arriving part way before its call\n"
+	 "is ended (0: never)"},
 	{"stream-send-buffer-bytes", L_SIZE, WIRE(stream_send_high_water), 4096, 1L << 30,
 	 "response bytes buffered per call before its handler is told to wait"},
 	{"reset-burst", L_U32, WIRE(reset_burst), 1, 1 << 30,

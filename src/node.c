@@ -330,6 +330,7 @@ int node_run(const node_config *cfg)
 		fprintf(stderr, "collector: out of memory\n");
 		return 1;
 	}
+	h2_server_set_pool(server, blocking);
 	if (!cfg->no_validation)
 		h2_server_set_gate(server, registry_gate, env.registry);
 

@@ -4,20 +4,22 @@
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/pbdecode.h"
 #include "h2/admit.h"
 #include "h2/buf.h"
 #include "h2/call.h"
 #include "h2/compress.h"
+#include "h2/decode.h"
 #include "h2/frame.h"
 #include "h2/guard.h"
 #include "h2/metadata.h"
-#include "h2/pbcheck.h"
 #include "h2/session.h"
 #include "io/clock.h"
 #include "io/log.h"
@@ -31,6 +33,8 @@ struct h2_server {
 	admit *admit;
 	h2_call_gate gate;
 	void *gate_ctx;
+	pool *pool; /* decodes large and compressed requests; NULL: all on the reactor */
+	_Atomic size_t held; /* message bytes buffered by every connection (o.max_buffered_bytes) */
 };
 
 struct h2_endpoint {
@@ -40,6 +44,8 @@ struct h2_endpoint {
 	size_t nconns;
 	size_t active_calls;
 	bool goaway;
+	size_t held;	    /* this endpoint's share of s->held */
+	timer budget_timer; /* sheds connections while the node is over its budget */
 };
 
 struct h2_conn {
@@ -62,8 +68,10 @@ struct h2_conn {
 	frame_scan scan;
 	rate_limit flood;
 	ping_policy pings;
-	size_t recv_held;  /* bytes buffered by the deframers of this connection's calls */
+	size_t recv_held;  /* bytes of request messages its calls buffer (call_held) */
 	size_t send_queued; /* response bytes queued by its calls, not yet taken by nghttp2 */
+	int64_t progress_at; /* a request message's bytes arrived or response bytes left */
+	int64_t body_check_at; /* a partial message may have stalled by then (0: none) */
 	bool send_blocked;  /* over conn_buffer_bytes: calls were told to wait */
 
 	/* times (reactor clock) */
@@ -102,9 +110,16 @@ struct call {
 
 	/* request messages */
 	deframer df;
-	size_t recv_counted; /* deframer memory counted in conn->recv_held */
+	size_t recv_counted; /* call_held as last counted in conn->recv_held */
+	int64_t body_since;  /* a partial message last grew then (0: none) */
 	bool last_compressed;
 	bool have_request;
+	decode_job *decoding; /* a request message on the pool, NULL if none */
+	pool *request_pool;   /* request was decoded there: it is freed there too */
+	size_t decoding_len;
+	struct pending_msg *pending, **pending_tail; /* arrived while one was decoding */
+	size_t pending_bytes;
+	bool half_close_waits; /* half-closed while messages were still decoding */
 	ProtobufCMessage *request;
 	buf raw_request;
 	bool half_closed;
@@ -121,6 +136,15 @@ struct call {
 	const char *status_msg;
 };
 
+/* A sixteenth of the machine's memory, within 64 MiB .. 1 GiB. */
+static size_t h2_default_buffer_budget(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	size_t ram = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+	size_t b = ram / 16, lo = (size_t)64 << 20, hi = (size_t)1 << 30;
+	return b < lo ? lo : b > hi ? hi : b;
+}
+
 void h2_server_opts_default(h2_server_opts *o)
 {
 	o->max_message_bytes = 4 * 1024 * 1024;
@@ -128,9 +152,11 @@ void h2_server_opts_default(h2_server_opts *o)
 	o->max_header_list_bytes = 16 * 1024;
 	o->stream_send_high_water = 256 * 1024;
 	o->conn_buffer_bytes = 16 * 1024 * 1024;
+	o->max_buffered_bytes = h2_default_buffer_budget();
+	o->body_timeout = 30 * NS_PER_SEC;
 	o->max_calls_per_conn = 200;
 	o->max_conns = 10000;
-	o->max_conns_per_peer = 1000;
+	o->max_conns_per_peer = 100;
 	o->reset_burst = 1000;
 	o->reset_rate = 33;
 	o->max_continuations = 8;
@@ -161,6 +187,102 @@ static void conn_schedule(h2_conn *h);
 static void conn_tick(timer *t);
 
 static size_t conn_live_calls(const h2_conn *h) { return h->ncalls + h->nzombies; }
+
+/* ---- memory held for messages: per connection, per endpoint, node-wide ---- */
+
+/* While an endpoint holds message bytes, it looks this often whether the node is over its
+ * budget (a reactor whose connections stall silently would otherwise never look). */
+#define BUDGET_CHECK (100 * NS_PER_MS)
+
+static void budget_tick(timer *t);
+
+static bool over_budget(const h2_server *s)
+{
+	return s->o.max_buffered_bytes &&
+	       atomic_load_explicit(&s->held, memory_order_relaxed) > s->o.max_buffered_bytes;
+}
+
+static void budget_watch(h2_endpoint *e)
+{
+	if (!e->s->o.max_buffered_bytes)
+		return;
+	int64_t at = reactor_now(e->r) + (over_budget(e->s) ? 0 : BUDGET_CHECK);
+	if (!timer_armed(&e->budget_timer) || at < e->budget_timer.deadline_ns)
+		reactor_timer_arm(e->r, &e->budget_timer, at, budget_tick);
+}
+
+static void held_add(h2_conn *h, size_t n)
+{
+	h->e->held += n;
+	atomic_fetch_add_explicit(&h->e->s->held, n, memory_order_relaxed);
+	budget_watch(h->e);
+}
+
+static void held_sub(h2_conn *h, size_t n)
+{
+	h->e->held -= n;
+	atomic_fetch_sub_explicit(&h->e->s->held, n, memory_order_relaxed);
+}
+
+static void send_add(h2_conn *h, size_t n)
+{
+	h->send_queued += n;
+	held_add(h, n);
+}
+
+static void send_sub(h2_conn *h, size_t n)
+{
+	h->send_queued -= n;
+	held_sub(h, n);
+}
+
+/* A message that arrived while an earlier one of its call was still being decoded. */
+typedef struct pending_msg {
+	struct pending_msg *next;
+	size_t len;
+	bool compressed;
+	uint8_t data[];
+} pending_msg;
+
+/* Bytes of request messages c holds: a partial message, messages waiting for decoding. */
+static size_t call_held(const call *c) { return deframer_held(&c->df) + c->pending_bytes; }
+
+/* Brings c's share of its connection's and the node's counts up to date. */
+static void call_account(call *c)
+{
+	h2_conn *h = c->conn;
+	if (!h)
+		return;
+	size_t now = call_held(c);
+	if (now > c->recv_counted) {
+		h->recv_held += now - c->recv_counted;
+		held_add(h, now - c->recv_counted);
+	} else {
+		h->recv_held -= c->recv_counted - now;
+		held_sub(h, c->recv_counted - now);
+	}
+	c->recv_counted = now;
+}
+
+static void pending_free(call *c)
+{
+	while (c->pending) {
+		pending_msg *pm = c->pending;
+		c->pending = pm->next;
+		c->pending_bytes -= pm->len;
+		free(pm);
+	}
+	c->pending_tail = NULL;
+}
+
+/* Drops what c holds of request messages (the call is being ended). */
+static void call_release_input(call *c)
+{
+	deframer_free(&c->df);
+	pending_free(c);
+	call_account(c);
+	c->body_since = 0;
+}
 
 static void list_unlink(call **head, call *c)
 {
@@ -200,7 +322,10 @@ static void call_free(call *c)
 		conn_call_gone(z);
 	}
 	deframer_free(&c->df);
-	if (c->request)
+	pending_free(c);
+	if (c->request && c->request_pool)
+		decode_free_later(c->request_pool, c->request);
+	else if (c->request)
 		protobuf_c_message_free_unpacked(c->request, NULL);
 	buf_free(&c->raw_request);
 	msg_queue_free(&c->out);
@@ -231,11 +356,18 @@ static void call_detach(call *c)
 	list_push(&h->zombies, c);
 	h->nzombies++;
 	c->zombie_of = h;
-	c->conn = NULL;
-	h->recv_held -= c->recv_counted;
-	c->recv_counted = 0;
 	deframer_free(&c->df);
-	h->send_queued -= msg_queue_pending(&c->out);
+	pending_free(c);
+	if (c->decoding) {
+		/* The job frees itself; its reference to the call goes below. */
+		decode_cancel(c->decoding);
+		c->decoding = NULL;
+		c->pending_bytes -= c->decoding_len;
+		c->refs--;
+	}
+	call_account(c);
+	c->conn = NULL;
+	send_sub(h, msg_queue_pending(&c->out));
 	h->e->active_calls--;
 	reactor_timer_disarm(c->r, &c->deadline_timer);
 	if (!c->finished && !c->cancelled) {
@@ -336,7 +468,9 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 	call *c = src->ptr;
 	h2_conn *h = c->conn;
 	size_t n = msg_queue_pull(&c->out, out, length);
-	h->send_queued -= n;
+	send_sub(h, n);
+	if (n)
+		h->progress_at = reactor_now(h->e->r);
 	if (h->send_blocked && h->send_queued < h->e->s->o.conn_buffer_bytes / 2) {
 		h->send_blocked = false;
 		for (call *o = h->calls; o; o = o->next)
@@ -403,7 +537,7 @@ static int queue_message(call *c, const uint8_t *data, size_t len)
 	int rc = msg_queue_push(&c->out, data, len, response_gzip(c));
 	if (rc)
 		return rc;
-	h->send_queued += msg_queue_pending(&c->out) - before;
+	send_add(h, msg_queue_pending(&c->out) - before);
 	if (h->send_queued > o->conn_buffer_bytes)
 		h->send_blocked = true;
 	if (!c->headers_submitted) {
@@ -515,86 +649,180 @@ static void on_deadline(timer *t)
 
 static bool kind_single_request(call_kind k) { return k == CALL_UNARY || k == CALL_SERVER_STREAM; }
 
-/* A string field that is not UTF-8, or that holds a NUL byte, is refused before any
- * handler sees a silently truncated value. */
-static bool strings_ok(call *c, const uint8_t *data, size_t len)
-{
-	const char *field = NULL;
-	if (pbcheck_strings(c->m->input, data, len, &field))
-		return true;
-	char msg[200];
-	snprintf(msg, sizeof(msg), "string field '%.100s' is not UTF-8 or holds a NUL byte", field);
-	fail_call(c, GRPC_INVALID_ARGUMENT, msg);
-	return false;
-}
-
-static void deliver_message(call *c, const uint8_t *data, size_t len)
+/* A decoded request: the unary request, or one message of a stream (freed here). One
+ * that was decoded on pool p is freed there too. */
+static void deliver_decoded(call *c, ProtobufCMessage *msg, pool *p)
 {
 	const method *m = c->m;
 	if (kind_single_request(m->kind)) {
-		if (c->have_request) {
-			fail_call(c, GRPC_UNIMPLEMENTED, "more than one request message on a unary call");
-			return;
-		}
-		c->have_request = true;
-		if (!m->input) {
-			if (buf_append(&c->raw_request, data, len))
-				fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-			return;
-		}
-		if (!strings_ok(c, data, len))
-			return;
-		c->request = protobuf_c_message_unpack(m->input, NULL, len, data);
-		if (!c->request)
-			fail_call(c, GRPC_INTERNAL, "could not parse the request message");
-		return;
-	}
-	if (!m->input) {
-		if (m->h.on_raw)
-			m->h.on_raw(c, data, len);
-		return;
-	}
-	if (!strings_ok(c, data, len))
-		return;
-	ProtobufCMessage *msg = protobuf_c_message_unpack(m->input, NULL, len, data);
-	if (!msg) {
-		fail_call(c, GRPC_INTERNAL, "could not parse the request message");
+		c->request = msg;
+		c->request_pool = p;
 		return;
 	}
 	call_ref(c);
 	if (m->h.on_message)
 		m->h.on_message(c, msg);
-	protobuf_c_message_free_unpacked(msg, NULL);
+	if (p)
+		decode_free_later(p, msg);
+	else
+		protobuf_c_message_free_unpacked(msg, NULL);
 	call_unref(c);
 }
 
-static void handle_message(call *c, const uint8_t *data, size_t len, bool compressed)
+/* A plain message for a method that takes raw bytes. */
+static void deliver_raw(call *c, const uint8_t *data, size_t len)
 {
-	c->last_compressed = compressed;
-	if (!compressed) {
-		deliver_message(c, data, len);
+	const method *m = c->m;
+	if (kind_single_request(m->kind)) {
+		if (buf_append(&c->raw_request, data, len))
+			fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else if (m->h.on_raw) {
+		m->h.on_raw(c, data, len);
+	}
+}
+
+static void finish_half_close(call *c);
+static void process_message(call *c, const uint8_t *data, size_t len, bool compressed);
+
+/* Messages that waited for a decode go in order; a deferred half-close comes last. */
+static void drain_pending(call *c)
+{
+	while (!c->decoding && c->pending && !call_done(c)) {
+		pending_msg *pm = c->pending;
+		if (!(c->pending = pm->next))
+			c->pending_tail = NULL;
+		c->pending_bytes -= pm->len;
+		process_message(c, pm->data, pm->len, pm->compressed);
+		free(pm);
+	}
+	if (call_done(c))
+		pending_free(c);
+	if (!c->decoding && !c->pending && c->half_close_waits && !call_done(c)) {
+		c->half_close_waits = false;
+		finish_half_close(c);
+	}
+	call_account(c);
+}
+
+static void on_decoded(void *owner, ProtobufCMessage *msg, int code, const char *err)
+{
+	call *c = owner;
+	c->decoding = NULL;
+	c->pending_bytes -= c->decoding_len;
+	if (call_done(c)) {
+		if (msg)
+			protobuf_c_message_free_unpacked(msg, NULL);
+	} else if (!msg) {
+		fail_call(c, code, err);
+	} else {
+		deliver_decoded(c, msg, c->conn->e->s->pool);
+	}
+	drain_pending(c);
+	call_unref(c);
+}
+
+/* Hands a large or compressed message to the pool (decode.h); its call waits for it. */
+static void offload(call *c, const uint8_t *data, size_t len, bool gzip)
+{
+	h2_server *s = c->conn->e->s;
+	int rc = decode_submit(s->pool, c->r, c->m->input, data, len, gzip, s->o.max_message_bytes,
+			       on_decoded, c, &c->decoding);
+	if (rc) {
+		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
+			  rc == -EAGAIN ? "the node is busy: its blocking pool's queue is full"
+					: "out of memory");
 		return;
 	}
-	if (c->req_encoding == ENC_OTHER) {
+	call_ref(c);
+	c->decoding_len = len;
+	c->pending_bytes += len;
+}
+
+/* One whole request message, in arrival order: inflated and decoded on the reactor when
+ * that is cheap (decode.h), else on the pool. */
+static void process_message(call *c, const uint8_t *data, size_t len, bool compressed)
+{
+	const method *m = c->m;
+	if (compressed && c->req_encoding == ENC_OTHER) {
 		char msg[160];
 		snprintf(msg, sizeof(msg), "grpc-encoding '%.100s' is not supported",
 			 c->req_encoding_name);
 		fail_call(c, GRPC_UNIMPLEMENTED, msg);
 		return;
 	}
-	if (c->req_encoding != ENC_GZIP) {
+	if (compressed && c->req_encoding != ENC_GZIP) {
 		fail_call(c, GRPC_INTERNAL, "compressed message without grpc-encoding");
 		return;
 	}
+	if (kind_single_request(m->kind)) {
+		if (c->have_request) {
+			fail_call(c, GRPC_UNIMPLEMENTED, "more than one request message on a unary call");
+			return;
+		}
+		c->have_request = true;
+	}
+	c->last_compressed = compressed;
+	h2_server *s = c->conn->e->s;
+	bool pooled = s->pool && m->input;
 	buf plain = {0};
-	int rc = gzip_decompress(&plain, data, len, c->conn->e->s->o.max_message_bytes);
-	if (rc == -EFBIG)
-		fail_call(c, GRPC_RESOURCE_EXHAUSTED, "decompressed message larger than the limit");
-	else if (rc)
-		fail_call(c, GRPC_INTERNAL, "could not decompress the message");
-	else
-		deliver_message(c, plain.data, plain.len);
+	if (compressed) {
+		/* Inflating more than the inline size is the pool's job, like decoding it. */
+		size_t cap = pooled && s->o.max_message_bytes > DECODE_INLINE_MAX
+				     ? DECODE_INLINE_MAX
+				     : s->o.max_message_bytes;
+		int rc = gzip_decompress(&plain, data, len, cap);
+		if (rc == -EFBIG && cap < s->o.max_message_bytes) {
+			offload(c, data, len, true);
+		} else if (rc) {
+			fail_call(c, rc == -EFBIG ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL,
+				  rc == -EFBIG ? "decompressed message larger than the limit"
+					       : "could not decompress the message");
+		}
+		data = plain.data;
+		len = plain.len;
+		if (rc) {
+			buf_free(&plain);
+			return;
+		}
+	}
+	if (!m->input) {
+		deliver_raw(c, data, len);
+	} else if (pooled && len > DECODE_INLINE_MAX &&
+		   !pbdecode_fields_within(m->input, data, len, DECODE_INLINE_FIELDS)) {
+		offload(c, data, len, false);
+	} else {
+		ProtobufCMessage *msg;
+		char err[200];
+		int code = decode_message(m->input, data, len, false, 0, &msg, err, sizeof(err));
+		if (code == GRPC_OK)
+			deliver_decoded(c, msg, NULL);
+		else
+			fail_call(c, code, err);
+	}
 	buf_free(&plain);
+}
+
+static void handle_message(call *c, const uint8_t *data, size_t len, bool compressed)
+{
+	if (!c->decoding && !c->pending) {
+		process_message(c, data, len, compressed);
+		return;
+	}
+	pending_msg *pm = malloc(sizeof(*pm) + len);
+	if (!pm) {
+		fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	pm->next = NULL;
+	pm->len = len;
+	pm->compressed = compressed;
+	memcpy(pm->data, data, len);
+	if (c->pending_tail)
+		*c->pending_tail = pm;
+	else
+		c->pending = pm;
+	c->pending_tail = &pm->next;
+	c->pending_bytes += len;
 }
 
 static void start_call(h2_conn *h, call *c)
@@ -656,17 +884,9 @@ static void start_call(h2_conn *h, call *c)
 	}
 }
 
-static void half_close(call *c)
+/* The client is done sending and every message it sent has been handled. */
+static void finish_half_close(call *c)
 {
-	if (c->half_closed)
-		return;
-	c->half_closed = true;
-	if (call_done(c))
-		return;
-	if (deframer_partial(&c->df)) {
-		fail_call(c, GRPC_INTERNAL, "stream ended inside a message");
-		return;
-	}
 	const method *m = c->m;
 	call_ref(c);
 	if (kind_single_request(m->kind)) {
@@ -680,6 +900,23 @@ static void half_close(call *c)
 		m->h.on_half_close(c);
 	}
 	call_unref(c);
+}
+
+static void half_close(call *c)
+{
+	if (c->half_closed)
+		return;
+	c->half_closed = true;
+	if (call_done(c))
+		return;
+	if (deframer_partial(&c->df)) {
+		fail_call(c, GRPC_INTERNAL, "stream ended inside a message");
+		return;
+	}
+	if (c->decoding || c->pending)
+		c->half_close_waits = true; /* drain_pending finishes it */
+	else
+		finish_half_close(c);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -818,6 +1055,44 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	return 0;
 }
 
+/* After DATA for c: its buffers against the connection's cap and the node's budget, and
+ * the clock of a message that is only partly here. */
+static void account_received(h2_conn *h, call *c)
+{
+	const h2_server_opts *o = &h->e->s->o;
+	int64_t now = h->io ? reactor_now(h->e->r) : 0;
+	size_t before = c->recv_counted;
+	h->progress_at = now;
+	if (call_done(c)) {
+		call_release_input(c);
+		return;
+	}
+	call_account(c);
+	if (h->recv_held > o->conn_buffer_bytes) {
+		call_release_input(c);
+		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
+			  "the connection's receive buffer limit was reached");
+		return;
+	}
+	if (c->recv_counted > before && over_budget(h->e->s)) {
+		/* Messages that arrive whole are never buffered, so small calls (health
+		 * checks among them) go on while big ones are refused. */
+		call_release_input(c);
+		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
+			  "the node's budget for buffered messages is spent (--max-buffered-bytes)");
+		return;
+	}
+	if (!deframer_partial(&c->df)) {
+		c->body_since = 0;
+		return;
+	}
+	c->body_since = now;
+	if (o->body_timeout && (!h->body_check_at || now + o->body_timeout < h->body_check_at)) {
+		h->body_check_at = now + o->body_timeout;
+		conn_schedule(h);
+	}
+}
+
 static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 			 const uint8_t *data, size_t len, void *user)
 {
@@ -846,17 +1121,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 		else
 			fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
-	if (c->conn) {
-		h->recv_held = h->recv_held - c->recv_counted + deframer_held(&c->df);
-		c->recv_counted = deframer_held(&c->df);
-		if (h->recv_held > h->e->s->o.conn_buffer_bytes) {
-			h->recv_held -= c->recv_counted;
-			c->recv_counted = 0;
-			deframer_free(&c->df);
-			fail_call(c, GRPC_RESOURCE_EXHAUSTED,
-				  "the connection's receive buffer limit was reached");
-		}
-	}
+	if (c->conn)
+		account_received(h, c);
 	call_unref(c);
 	return 0;
 }
@@ -935,6 +1201,10 @@ void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx)
 	s->gate_ctx = ctx;
 }
 
+void h2_server_set_pool(h2_server *s, pool *p) { s->pool = p; }
+
+size_t h2_server_held(h2_server *s) { return atomic_load(&s->held); }
+
 void h2_server_free(h2_server *s)
 {
 	if (!s)
@@ -991,6 +1261,7 @@ void h2_endpoint_free(h2_endpoint *e)
 			io_conn_set_user(h->io, NULL);
 		conn_destroy(h);
 	}
+	reactor_timer_disarm(e->r, &e->budget_timer);
 	free(e);
 }
 
@@ -1108,6 +1379,7 @@ static int64_t conn_next_deadline(h2_conn *h, int64_t now)
 	CONSIDER(o->keepalive_time && !h->ping_sent_at && !h->closing,
 		 h->last_recv + o->keepalive_time);
 	CONSIDER(o->send_stall_timeout && h->stall_since, h->stall_since + o->send_stall_timeout);
+	CONSIDER(o->body_timeout && h->body_check_at && !h->closing, h->body_check_at);
 #undef CONSIDER
 	/* Never at or before now: the timer heap would fire it again in the same run. */
 	return next <= now ? now + NS_PER_MS : next;
@@ -1137,6 +1409,84 @@ static void conn_watch_stall(h2_conn *h)
 		h->sent_mark = io_conn_bytes_sent(h->io);
 		conn_schedule(h);
 	}
+}
+
+/* Calls whose request message stopped arriving part way are ended: a peer must not keep
+ * memory (and a call slot) by never sending a message's last bytes. */
+static void conn_check_bodies(h2_conn *h, int64_t now)
+{
+	int64_t timeout = h->e->s->o.body_timeout;
+	h->body_check_at = 0;
+	for (call *c = h->calls; c; c = c->next) {
+		if (!c->body_since || call_done(c))
+			continue;
+		if (now - c->body_since >= timeout) {
+			call_release_input(c);
+			char msg[120];
+			snprintf(msg, sizeof(msg),
+				 "no bytes of the request message for %lld s (--body-timeout)",
+				 (long long)(timeout / NS_PER_SEC));
+			fail_call(c, GRPC_CANCELLED, msg);
+		} else if (!h->body_check_at || c->body_since + timeout < h->body_check_at) {
+			h->body_check_at = c->body_since + timeout;
+		}
+	}
+}
+
+/* Over the node's budget, the connections of this endpoint that hold the most message
+ * bytes for the longest without progress are closed, until the node is back under 7/8 of
+ * its budget or no connection holds a noticeable amount. */
+#define SHED_MIN_BYTES (64 * 1024)
+
+static void conn_shed(h2_conn *h)
+{
+	log_info("connection from %s: closed, it held %zu bytes of messages while the node was "
+		 "over its budget (--max-buffered-bytes)",
+		 h->peer, h->recv_held + h->send_queued);
+	for (call *c = h->calls; c; c = c->next) {
+		call_release_input(c);
+		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
+			  "the node's budget for buffered messages is spent (--max-buffered-bytes)");
+	}
+	conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM,
+		       "over the node's budget for buffered messages");
+	/* Response bytes it holds go only with the connection: a peer that was not reading
+	 * them will not read the GOAWAY either. */
+	if (h->send_queued && h->io)
+		io_conn_abort(h->io, -ENOBUFS);
+}
+
+static void endpoint_shed(h2_endpoint *e)
+{
+	h2_server *s = e->s;
+	size_t target = s->o.max_buffered_bytes - s->o.max_buffered_bytes / 8;
+	int64_t now = reactor_now(e->r);
+	while (atomic_load_explicit(&s->held, memory_order_relaxed) > target) {
+		h2_conn *victim = NULL;
+		double worst = 0;
+		for (h2_conn *h = e->conns; h; h = h->next) {
+			size_t held = h->recv_held + h->send_queued;
+			if (held < SHED_MIN_BYTES || h->closing)
+				continue; /* a closing connection's memory goes with it soon */
+			double score = (double)held * (double)(now - h->progress_at + NS_PER_MS);
+			if (score > worst) {
+				worst = score;
+				victim = h;
+			}
+		}
+		if (!victim)
+			return;
+		conn_shed(victim);
+	}
+}
+
+static void budget_tick(timer *t)
+{
+	h2_endpoint *e = (h2_endpoint *)((char *)t - offsetof(h2_endpoint, budget_timer));
+	if (over_budget(e->s))
+		endpoint_shed(e);
+	if (e->held)
+		reactor_timer_arm(e->r, t, reactor_now(e->r) + BUDGET_CHECK, budget_tick);
 }
 
 static void conn_tick(timer *t)
@@ -1172,6 +1522,8 @@ static void conn_tick(timer *t)
 		}
 		conn_terminate(h, NGHTTP2_SETTINGS_TIMEOUT, "SETTINGS not acknowledged in time");
 	}
+	if (o->body_timeout && h->body_check_at && now >= h->body_check_at)
+		conn_check_bodies(h, now);
 	if (o->header_timeout && h->header_block_since &&
 	    now - h->header_block_since >= o->header_timeout)
 		conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM, "header block not completed in time");

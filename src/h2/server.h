@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "h2/method.h"
+#include "io/pool.h"
 #include "io/reactor.h"
 
 /* Limits and timeouts (README, Security). Times are nanoseconds; 0 turns a timeout or a
@@ -18,6 +19,8 @@ typedef struct h2_server_opts {
 	uint32_t max_header_list_bytes;	  /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced */
 	size_t stream_send_high_water;	  /* per-call buffered output before would_block */
 	size_t conn_buffer_bytes;	  /* per connection, receive side and send side each */
+	size_t max_buffered_bytes;	  /* node-wide, both sides (0: no budget) */
+	int64_t body_timeout;		  /* a partial request message that stops growing */
 	uint32_t max_calls_per_conn;	  /* handlers alive, reset streams' included */
 	size_t max_conns, max_conns_per_peer;
 	uint32_t reset_burst, reset_rate; /* nghttp2's RST_STREAM token bucket */
@@ -49,6 +52,11 @@ void h2_server_free(h2_server *s);
 typedef int (*h2_call_gate)(void *ctx, call *c, const char *path, size_t path_len, bool served,
 			    char *msg, size_t cap);
 void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx);
+/* The pool that decodes large and compressed requests (decode.h), so that no reactor is
+ * held by one; without one (tests, fuzzers), everything is decoded on the reactor. */
+void h2_server_set_pool(h2_server *s, pool *p);
+/* Message bytes buffered by every connection of the server (both directions). */
+size_t h2_server_held(h2_server *s);
 
 /* Per reactor; call on r's thread. */
 h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r);

@@ -24,5 +24,9 @@ enum grpc_code {
 
 /* "NOT_FOUND" etc.; "UNKNOWN" for codes outside the set. */
 const char *grpc_code_name(int code);
+/* The status for a failed pbdecode (base/pbdecode.h) of a peer's message: limits and bad
+ * strings are the peer's INVALID_ARGUMENT; bytes that are not protobuf at all are
+ * INTERNAL, as every gRPC implementation answers a request it cannot parse. */
+int grpc_code_of_decode(int rc);
 
 #endif

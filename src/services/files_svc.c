@@ -16,7 +16,7 @@
 #include "collector/collection_server.pb-c.h"
 #include "h2/arena.h"
 #include "h2/buf.h"
-#include "h2/pbcheck.h"
+#include "base/pbdecode.h"
 #include "store/files.h"
 
 #define SVC "/collector.CollectionService/"
@@ -741,7 +741,7 @@ static int tree_entry(void *ctx, const files_entry *e)
 		return 0;
 	/* Names this API cannot have made (not UTF-8) would make the answer unreadable; a
 	 * directory left out takes its contents with it. */
-	if (!t->dirs[depth] || !pbcheck_utf8((const uint8_t *)leaf, strlen(leaf))) {
+	if (!t->dirs[depth] || !pbdecode_utf8((const uint8_t *)leaf, strlen(leaf))) {
 		if (e->is_dir)
 			t->dirs[depth + 1] = NULL;
 		return 0;
