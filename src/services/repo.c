@@ -24,6 +24,24 @@ static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
 
 /* ---- CreateCollection ---- */
 
+/* A count of backups and an age cannot be negative. */
+static bool check_backup_policy(svc_job *sj, const Collector__BackupPolicy *p)
+{
+	if (p && p->max_backups < 0) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "backup_policy.max_backups must be 0 or more, not %d",
+			     (int)p->max_backups);
+		return false;
+	}
+	if (p && p->retention_seconds < 0) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "backup_policy.retention_seconds must be 0 or more, not %lld",
+			     (long long)p->retention_seconds);
+		return false;
+	}
+	return true;
+}
+
 static void create_collection_work(svc_job *sj)
 {
 	svc_req_job *j = (svc_req_job *)sj;
@@ -34,7 +52,8 @@ static void create_collection_work(svc_job *sj)
 		return;
 	}
 	const char *ns = in->namespace_ && *in->namespace_ ? in->namespace_ : j->ns;
-	if (!svc_check_user_ns(sj, ns) || !svc_check_name(sj, "collection", in->name))
+	if (!svc_check_user_ns(sj, ns) || !svc_check_name(sj, "collection", in->name) ||
+	    !check_backup_policy(sj, in->backup_policy))
 		return;
 	const tp_message *m = svc_find_type(j->env, ns, in->message_type);
 	if (!m) {
