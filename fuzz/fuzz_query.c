@@ -165,9 +165,11 @@ static void fill_value(input *in, query_value *v, int depth)
 		break;
 	}
 	case 3:
-	case 8:
 		v->type = QUERY_STRING;
 		v->u.string = pool(in);
+		break;
+	case 8:
+		v->type = QUERY_ABSENT;
 		break;
 	case 4:
 		v->type = QUERY_BOOL;

@@ -877,12 +877,17 @@ static void convert_struct(value_arena *a, const Google__Protobuf__Struct *s, qu
 	out->u.object.n = n;
 }
 
+/* A Value not sent, or sent with none of its kinds set, is QUERY_ABSENT: the compiler
+ * refuses it where an operator needs a value, rather than comparing with null. */
 static void convert_value(value_arena *a, const Google__Protobuf__Value *in, query_value *out)
 {
-	*out = (query_value){.type = QUERY_NULL};
+	*out = (query_value){.type = QUERY_ABSENT};
 	if (!in)
 		return;
 	switch (in->kind_case) {
+	case GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE:
+		out->type = QUERY_NULL;
+		break;
 	case GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE:
 		out->type = QUERY_NUMBER;
 		out->u.number = in->number_value;

@@ -663,15 +663,16 @@ static int bind_i64_text(cc *c, int64_t i)
 
 static const char *vtype_name(const query_value *v)
 {
-	static const char *const names[] = {"null", "a number", "a string",
-					    "a bool", "a list", "a Struct"};
-	return (unsigned)v->type <= QUERY_STRUCT ? names[v->type] : "an invalid value";
+	static const char *const names[] = {"null",	"a number", "a string", "a bool",
+					    "a list", "a Struct", "no value"};
+	return (unsigned)v->type <= QUERY_ABSENT ? names[v->type] : "an invalid value";
 }
 
-/* Also refuses NaN and infinities, which JSON cannot hold (SQLite would bind NaN as NULL). */
+/* Also refuses NaN and infinities, which JSON cannot hold (SQLite would bind NaN as NULL).
+ * An absent value was refused by emit_filter with its key; this is the backstop. */
 static bool bad_value(cc *c, const query_value *v)
 {
-	if ((unsigned)v->type > QUERY_STRUCT)
+	if ((unsigned)v->type >= QUERY_ABSENT)
 		fail(c, "invalid value type %d", (int)v->type);
 	else if (v->type == QUERY_NUMBER && !isfinite(v->u.number))
 		fail(c, "filter value %g is not a finite number", v->u.number);
@@ -1180,6 +1181,17 @@ static void emit_contains(cc *c, sb *b, const opnd *o, enum ty ty, const query_v
 	}
 }
 
+/* Whether v, or an element of its lists, is no value at all. */
+static bool value_absent(const query_value *v)
+{
+	if (v->type == QUERY_ABSENT)
+		return true;
+	for (size_t i = 0; v->type == QUERY_LIST && i < v->u.list.n; i++)
+		if (value_absent(&v->u.list.items[i]))
+			return true;
+	return false;
+}
+
 static void emit_filter(cc *c, const char *path, enum query_op op, const query_value *v)
 {
 	char qb[QUOTE_MAX];
@@ -1190,6 +1202,12 @@ static void emit_filter(cc *c, const char *path, enum query_op op, const query_v
 	}
 	if ((unsigned)op > QUERY_NOT_EXISTS) {
 		fail(c, "unknown operator %d on '%s'", (int)op, quote(path, qb));
+		return;
+	}
+	if (op != QUERY_EXISTS && op != QUERY_NOT_EXISTS && value_absent(v)) {
+		fail(c, "%s on '%s' needs a value%s (only EXISTS and NOT_EXISTS take none)",
+		     op_names[op], quote(path, qb),
+		     v->type == QUERY_ABSENT ? "" : " in every element of its list");
 		return;
 	}
 	if (key_parse(c, path, false, &k))
@@ -1296,12 +1314,13 @@ static bool parse_op(const query_value *v, enum query_op *op)
 	return false;
 }
 
-/* SearchCollections: {"operator": OP, "value": v} (value optional). 1 when st is one, 0
- * when not, -EINVAL when it is one with a bad operator. */
+/* SearchCollections: {"operator": OP, "value": v} (value optional: emit_filter decides
+ * whether OP needs one). 1 when st is one, 0 when not, -EINVAL when it is one with a bad
+ * operator. */
 static int operator_struct(cc *c, const char *prefix, const char *key, const query_value *st)
 {
-	static const query_value null_value = {.type = QUERY_NULL};
-	const query_value *opv = NULL, *val = &null_value;
+	static const query_value absent = {.type = QUERY_ABSENT};
+	const query_value *opv = NULL, *val = &absent;
 	size_t n = st->u.object.n;
 	if (n < 1 || n > 2)
 		return 0;
@@ -1311,7 +1330,7 @@ static int operator_struct(cc *c, const char *prefix, const char *key, const que
 			return 0; /* flatten reports it */
 		if (!strcmp(m->key, "operator") && !opv)
 			opv = m->value;
-		else if (!strcmp(m->key, "value") && val == &null_value)
+		else if (!strcmp(m->key, "value") && val == &absent)
 			val = m->value;
 		else
 			return 0;
@@ -1322,9 +1341,6 @@ static int operator_struct(cc *c, const char *prefix, const char *key, const que
 	char qb[QUOTE_MAX];
 	if (!parse_op(opv, &op))
 		return fail(c, "unknown operator for '%s' (use a FilterOperator name or number)",
-			    quote(key, qb));
-	if (n == 1 && op != QUERY_EXISTS && op != QUERY_NOT_EXISTS)
-		return fail(c, "operator %s on '%s' needs a \"value\"", op_names[op],
 			    quote(key, qb));
 	leaf_add(c, prefix, key, op, val);
 	return 1;

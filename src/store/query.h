@@ -48,7 +48,9 @@
  * Operators: NOT_EQUALS is the negation of EQUALS, so a record missing the field IS "not
  * equal" and matches. IN needs a list (at most 1000 values, empty matches nothing) and is
  * EQUALS to any of them. EXISTS is true when the path is present (even as JSON null),
- * NOT_EXISTS when it is absent; their value is ignored.
+ * NOT_EXISTS when it is absent; their value is ignored. Every other operator needs a value:
+ * QUERY_ABSENT there, or anywhere inside its lists, is -EINVAL naming the key (a filter
+ * with no value is a client's mistake, not a comparison with null).
  *
  * List's filter Struct: every key is EQUALS; a nested Struct extends the path
  * ({"address": {"city": "x"}} is address.city = "x"); a list value compares the whole
@@ -128,8 +130,17 @@ enum query_kind {
 typedef int (*query_resolve_fn)(void *ctx, const query_path *p, enum query_kind *kind);
 
 /* A google.protobuf.Value. Strings are NUL-terminated. Borrowed: nothing here is freed or
- * kept by the compiler beyond the call. */
-enum query_vtype { QUERY_NULL, QUERY_NUMBER, QUERY_STRING, QUERY_BOOL, QUERY_LIST, QUERY_STRUCT };
+ * kept by the compiler beyond the call. QUERY_ABSENT is a Value that is not there, or one
+ * with none of its kinds set: unlike QUERY_NULL (JSON null) it is no value at all. */
+enum query_vtype {
+	QUERY_NULL,
+	QUERY_NUMBER,
+	QUERY_STRING,
+	QUERY_BOOL,
+	QUERY_LIST,
+	QUERY_STRUCT,
+	QUERY_ABSENT,
+};
 
 typedef struct query_value query_value;
 typedef struct query_member {

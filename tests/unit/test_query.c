@@ -30,6 +30,7 @@ static sqlite3 *db;
 #define VN(n) ((query_value){.type = QUERY_NUMBER, .u.number = (n)})
 #define VB(b) ((query_value){.type = QUERY_BOOL, .u.boolean = (b)})
 #define VNULL ((query_value){.type = QUERY_NULL})
+#define VABSENT ((query_value){.type = QUERY_ABSENT})
 #define VARR(...) ((query_value[]){__VA_ARGS__})
 #define VL(...)                                                                         \
 	((query_value){.type = QUERY_LIST,                                              \
@@ -381,6 +382,17 @@ static void test_bools_and_missing(void **state)
 	FILTER(&typed, "@created_at", QUERY_NOT_EXISTS, VNULL, "");
 	FILTER(&typed, "@id", QUERY_EQUALS, VNULL, "");
 	FILTER(&typed, "@id", QUERY_NOT_EQUALS, VNULL, "r1,r2,r3,r4");
+	/* No value is not null: only EXISTS and NOT_EXISTS go without one. */
+	FILTER(&typed, "age", QUERY_EXISTS, VABSENT, "r1,r2,r4");
+	FILTER(&typed, "age", QUERY_NOT_EXISTS, VABSENT, "r3");
+	for (int op = QUERY_EQUALS; op <= QUERY_IN; op++) {
+		FILTER(&typed, "age", (enum query_op)op, VABSENT, "EINVAL");
+		expect_einval_msg("on 'age' needs a value");
+		FILTER(&untyped, "age", (enum query_op)op, VABSENT, "EINVAL");
+	}
+	FILTER(&typed, "age", QUERY_IN, VL(VN(30), VABSENT), "EINVAL");
+	expect_einval_msg("IN on 'age' needs a value in every element of its list");
+	FILTER(&typed, "tags", QUERY_EQUALS, VL(VS("a"), VABSENT), "EINVAL");
 }
 
 static void test_in(void **state)
@@ -771,7 +783,16 @@ static void test_search_collections_struct(void **state)
 	assert_string_equal(search(&typed, p), "EINVAL");
 	qv = VST(MEM("age", VST(MEM("operator", VS("OP_EQUALS")))));
 	assert_string_equal(search(&typed, p), "EINVAL");
-	expect_einval_msg("needs a \"value\"");
+	expect_einval_msg("EQUALS on 'age' needs a value");
+	qv = VST(MEM("address", VST(MEM("city", VST(MEM("operator", VS("OP_IN")),
+						     MEM("value", VABSENT))))));
+	assert_string_equal(search(&typed, p), "EINVAL");
+	expect_einval_msg("IN on 'address.city' needs a value");
+	qv = VST(MEM("address", VST(MEM("operator", VS("EXISTS")), MEM("value", VABSENT))));
+	assert_string_equal(search(&typed, p), "r1,r2,r4");
+	qv = VST(MEM("name", VABSENT));
+	assert_string_equal(list(&typed, &qv, NULL), "EINVAL");
+	expect_einval_msg("'name' needs a value");
 	query_member holes[] = {{NULL, &qv}, {"value", NULL}, {"operator", NULL}};
 	for (size_t i = 0; i < 3; i++) {
 		query_value inner = {.type = QUERY_STRUCT, .u.object = {&holes[i], 1}};
