@@ -969,14 +969,23 @@ static void query_start(call *c, const ProtobufCMessage *req, const char *ns,
 	svc_job_run(env->pool, c, &qj->rd.r.j);
 }
 
-/* The schema the compiler needs: the message's kinds, the indexed fields, the key. */
-static void schema_of(const svc_env *env, const coll_def *d, query_schema *s)
+#define SCOPE_MAX (2 * STORE_NAME_MAX + 24)
+
+/* The schema the compiler needs: the message's kinds, the indexed fields, the key, and
+ * the scope of its page tokens (written into scope): the collection by name and creation
+ * time, so that a token is refused by another collection, and by one deleted and made
+ * again under the name. */
+static void schema_of(const svc_env *env, const coll_def *d, char scope[SCOPE_MAX],
+		      query_schema *s)
 {
+	snprintf(scope, SCOPE_MAX, "%s/%s/%lld", d->row->ns, d->row->name,
+		 (long long)d->row->created_at);
 	*s = (query_schema){.resolve = resolve_kind,
 			    .resolve_ctx = (void *)d->type,
 			    .indexed = (const char *const *)d->def->indexed_fields,
 			    .nindexed = d->def->n_indexed_fields,
-			    .token_key = env->token_key};
+			    .token_key = env->token_key,
+			    .scope = scope};
 }
 
 static int64_t count_rows(read_job *rj, const query *q)
@@ -1147,7 +1156,8 @@ static void list_work(svc_job *sj)
 	if (req->filter)
 		convert_struct(&qj->va, req->filter, &filter);
 	query_schema schema;
-	schema_of(rj->r.env, &rj->d, &schema);
+	char scope[SCOPE_MAX];
+	schema_of(rj->r.env, &rj->d, scope, &schema);
 	query_list_params p = {.filter = req->filter ? &filter : NULL,
 			       .order_by = req->order_by,
 			       .page_size = req->page_size,
@@ -1384,7 +1394,8 @@ static void search_work(svc_job *sj)
 	for (size_t i = 0; i < nl; i++)
 		labels[i] = (query_label){req->label_filters[i]->key, req->label_filters[i]->value};
 	query_schema schema;
-	schema_of(rj->r.env, &rj->d, &schema);
+	char scope[SCOPE_MAX];
+	schema_of(rj->r.env, &rj->d, scope, &schema);
 	query_search_params p = {.full_text = req->full_text,
 				 .filters = filters,
 				 .nfilters = nf,
@@ -1470,7 +1481,8 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, i
 	if (!coll_def_load(sj, rj->r.env, rj->r.ns, name, &rj->d))
 		return false;
 	query_schema schema;
-	schema_of(rj->r.env, &rj->d, &schema);
+	char scope[SCOPE_MAX];
+	schema_of(rj->r.env, &rj->d, scope, &schema);
 	query_search_params p = {.query = qv, .limit = req->limit, .order_by = req->order_by};
 	query_err err;
 	if (!compiled(sj, query_compile_search(&schema, &p, &qj->q, &err), &err, name))

@@ -2,6 +2,9 @@
 INVALID_ARGUMENT and a message naming what is wrong, and changes nothing.
 
 - CreateCollection: a negative backup_policy.max_backups or retention_seconds.
+- List: a page token from another collection (another name, another namespace, or the
+  same name deleted and created again); Discover: a token from another namespace or
+  other filters, or one the node did not issue.
 - Search: a filter whose operator needs a value (all but OP_EXISTS and OP_NOT_EXISTS)
   without one, or with one of the wrong kind (OP_IN takes a list); the same in
   SearchCollections' query.
@@ -11,8 +14,8 @@ import pytest
 from google.protobuf import struct_pb2
 
 from collections_util import (
-    BACKUP, Api, C, assert_ok, call, collection_msg, cs_pb2, expect_error, flt, pack, repo_pb2, struct,
-    uniq,
+    BACKUP, DEFAULT_NS, Api, C, Coll, assert_ok, call, collection_msg, cs_pb2, expect_error, flt,
+    nn, pack, repo_pb2, sr, struct, uniq,
 )
 
 OP = cs_pb2.FilterOperator
@@ -56,6 +59,95 @@ def test_backup_policy_zero_and_positive_kept(api):
         assert_ok(call(api.repo.CreateCollection, repo_pb2.CreateCollectionRequest(collection=c)))
         p = api.route(ns, name).collection.backup_policy
         assert (p.max_backups, p.retention_seconds) == (mb, rs)
+
+
+# =======================================================================================
+# Page tokens belong to the collection they came from
+
+
+def _filled(api, ns=DEFAULT_NS, name=None, n=6):
+    """A collection (a fresh name unless given) of n SimpleRequests r0..r{n-1}."""
+    if name:
+        api.create_collection(name, ns=ns)
+        coll = Coll(api, ns, name)
+    else:
+        coll = api.coll(ns=ns)
+    for i in range(n):
+        coll.put(sr(i + 1, f"r{i}", fill=True), id=f"r{i}")
+    return coll
+
+
+def _first_token(coll, **kw):
+    r = coll.list(page_size=2, **kw)
+    assert r.next_page_token, "a first page of 2 out of 6 has a next_page_token"
+    return r.next_page_token
+
+
+def test_list_token_from_another_collection_refused(api):
+    a, b = _filled(api), _filled(api)
+    for kw in ({}, {"order_by": "response_size desc"}, {"order_by": "@id", "filter": {"fill_username": True}}):
+        tok = _first_token(a, **kw)
+        req = b.req(cs_pb2.ListRequest, page_size=2, page_token=tok, order_by=kw.get("order_by", ""))
+        if "filter" in kw:
+            req.filter.CopyFrom(struct(kw["filter"]))
+        b.rejected(C.INVALID_ARGUMENT, api.svc.List, req, mentions=["page_token", "collection"])
+        # The token still works where it came from.
+        req.collection_name = a.name
+        assert len(assert_ok(call(api.svc.List, req)).items) == 2
+
+
+def test_list_token_from_same_name_in_another_namespace_refused(api):
+    ns2 = api.serve_in(uniq("tok"))
+    name = uniq("same")
+    a = _filled(api, DEFAULT_NS, name)
+    b = _filled(api, ns2, name)
+    tok = _first_token(a)
+    b.rejected(C.INVALID_ARGUMENT, api.svc.List, b.req(cs_pb2.ListRequest, page_size=2, page_token=tok),
+               mentions=["page_token", "collection"])
+
+
+def test_list_token_from_deleted_and_recreated_collection_refused(api):
+    name = uniq("again")
+    a = _filled(api, DEFAULT_NS, name)
+    tok = _first_token(a)
+    assert_ok(call(api.repo.DeleteCollection, repo_pb2.DeleteCollectionRequest(collection=nn(DEFAULT_NS, name))))
+    again = _filled(api, DEFAULT_NS, name)
+    again.rejected(C.INVALID_ARGUMENT, api.svc.List, again.req(cs_pb2.ListRequest, page_size=2, page_token=tok),
+                   mentions=["page_token", "collection"])
+    # A token of the new collection pages it to the end.
+    assert len(again.list_all()) == 6
+
+
+def _discover(api, ns, **kw):
+    return assert_ok(call(api.repo.Discover, repo_pb2.DiscoverRequest(namespace=ns, **kw)))
+
+
+def test_discover_token_bound_to_namespace_and_filters(api):
+    ns, ns2 = uniq("dt"), uniq("dt")
+    for n in ("p0", "p1", "p2", "p3"):
+        api.create_collection(n, ns=ns, labels={"team": "a"})
+        api.create_collection(n, ns=ns2, labels={"team": "a"})
+    tok = _discover(api, ns, page_size=2).next_page_token
+    assert tok
+    assert [c.name for c in _discover(api, ns, page_size=2, page_token=tok).collections] == ["p2", "p3"]
+    before = catalog(api, ns2)
+    expect_error(C.INVALID_ARGUMENT, api.repo.Discover,
+                 repo_pb2.DiscoverRequest(namespace=ns2, page_size=2, page_token=tok), mentions=["page_token"])
+    for kw in ({"label_filter": {"team": "a"}}, {"message_type_filter": {"message_name": BACKUP}}):
+        expect_error(C.INVALID_ARGUMENT, api.repo.Discover,
+                     repo_pb2.DiscoverRequest(namespace=ns, page_size=2, page_token=tok, **kw),
+                     mentions=["page_token"])
+    # A token made by hand is not one the node issued, even one naming a real position.
+    for forged in ((ns + "\0p1").encode().hex(), (ns + "\0").encode().hex()):
+        expect_error(C.INVALID_ARGUMENT, api.repo.Discover,
+                     repo_pb2.DiscoverRequest(namespace=ns, page_size=2, page_token=forged), mentions=["page_token"])
+    # A List token is no Discover token, nor the other way round.
+    coll = _filled(api, ns)
+    expect_error(C.INVALID_ARGUMENT, api.repo.Discover,
+                 repo_pb2.DiscoverRequest(namespace=ns, page_token=_first_token(coll)), mentions=["page_token"])
+    coll.rejected(C.INVALID_ARGUMENT, api.svc.List, coll.req(cs_pb2.ListRequest, page_size=2, page_token=tok),
+                  mentions=["page_token"])
+    assert catalog(api, ns2) == before
 
 
 # =======================================================================================

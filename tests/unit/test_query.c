@@ -1410,6 +1410,21 @@ static void test_token_tampering(void **state)
 	assert_int_equal(with_token(&typed, &f, "s desc, big", tok), -EINVAL);
 	expect_einval_msg("corrupt");
 
+	/* Another scope (another collection), the same query and key. */
+	query_schema other = s;
+	other.scope = "ns/other/1";
+	assert_int_equal(with_token(&other, &f, "s desc, big", tok), -EINVAL);
+	expect_einval_msg("another collection");
+	s.scope = "ns/c/1";
+	char *scoped = first_token(&s, &f, "s desc, big", 2);
+	assert_int_equal(with_token(&s, &f, "s desc, big", scoped), 0);
+	s.scope = "ns/c/2";
+	assert_int_equal(with_token(&s, &f, "s desc, big", scoped), -EINVAL);
+	expect_einval_msg("another collection");
+	s.scope = NULL;
+	assert_int_equal(with_token(&s, &f, "s desc, big", scoped), -EINVAL);
+	free(scoped);
+
 	/* Well-sealed payloads that are wrong inside. */
 	uint8_t raw[512], forged[512];
 	size_t n = unb64(tok, raw) - 8; /* without the MAC */
@@ -1421,8 +1436,9 @@ static void test_token_tampering(void **state)
 	} cases[] = {
 		{"version", 0, 1, "version"},
 		{"query hash", 3, 1, "another query"},
-		{"key count", 9, 1, "malformed"},
-		{"first tag", 10, 7, "malformed"},
+		{"scope hash", 12, 1, "another collection"},
+		{"key count", 17, 1, "malformed"},
+		{"first tag", 18, 7, "malformed"},
 		{"truncated", n - 1, 0, "malformed"},
 		{"no rid", n - 8, 0, "malformed"},
 	};
@@ -1448,8 +1464,8 @@ static void test_token_tampering(void **state)
 	assert_int_equal(with_token(&s, &f, "s desc, big", sealed), -EINVAL);
 	free(sealed);
 	/* A NaN or an oversized string as a key value. */
-	memcpy(forged, raw, 10);
-	size_t m = 10;
+	memcpy(forged, raw, 18);
+	size_t m = 18;
 	forged[m++] = 2; /* real */
 	memcpy(forged + m, "\x7f\xf8\0\0\0\0\0\1", 8);
 	m += 8;
@@ -1459,7 +1475,7 @@ static void test_token_tampering(void **state)
 	assert_int_equal(query_token_seal(key, forged, m, &sealed), 0);
 	assert_int_equal(with_token(&s, &f, "s desc, big", sealed), -EINVAL);
 	free(sealed);
-	m = 10;
+	m = 18;
 	forged[m++] = 3; /* text, length 2^31 */
 	memcpy(forged + m, "\x80\0\0\0", 4);
 	m += 4;
@@ -1467,7 +1483,7 @@ static void test_token_tampering(void **state)
 	assert_int_equal(with_token(&s, &f, "s desc, big", sealed), -EINVAL);
 	free(sealed);
 	/* Well-formed values of other types than the rows have are fine (just a position). */
-	m = 10;
+	m = 18;
 	forged[m++] = 1; /* int */
 	memset(forged + m, 0, 8);
 	m += 8;
