@@ -13,6 +13,7 @@
 #include "collector/collection_server.pb-c.h"
 #include "io/clock.h"
 #include "io/uuid.h"
+#include "services/budget.h"
 #include "services/colls.h"
 #include "store/coll.h"
 #include "store/json.h"
@@ -997,7 +998,15 @@ static int64_t count_rows(read_job *rj, const query *q)
 	return sqlite3_column_int64(st, 0);
 }
 
-/* Runs the page query: calls row(ctx, st) for up to page rows; *more when one more came. */
+/* What a List, Search or SearchCollections response holds besides its items and a page
+ * token: the status (OK is an empty message: a tag and a zero length) and a count. */
+#define RESPONSE_FIXED (2 + BUDGET_INT64_FIELD)
+
+/* A row callback's answer: the response is full, stop before this row. */
+#define ROW_FULL 1
+
+/* Runs the page query: calls row(ctx, st) for up to page rows; *more when one more came,
+ * or when row said the response could take no more. row's errors are returned. */
 static int run_page(read_job *rj, const query *q, int32_t page, bool *more,
 		    int (*row)(void *ctx, sqlite3_stmt *st), void *ctx)
 {
@@ -1007,82 +1016,137 @@ static int run_page(read_job *rj, const query *q, int32_t page, bool *more,
 	int n = 0, rc;
 	*more = false;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == page) {
+		int r = n == page ? ROW_FULL : row(ctx, st);
+		if (r == ROW_FULL) {
 			*more = true;
 			break;
 		}
-		if (row(ctx, st))
-			return -ENOMEM;
+		if (r)
+			return r;
 		n++;
 	}
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-/* Items collected from rows: Anys pointing into one growing byte store. */
+/* What one item adds to its response besides its Any. */
+enum items_shape {
+	ITEMS_ANY,    /* List: a repeated Any */
+	ITEMS_RESULT, /* Search: a SearchResult around it, with its score */
+	ITEMS_SCORED, /* SearchCollections: an Any, and a scores entry keyed by its id */
+};
+
+/* Items collected from rows: Anys pointing into one growing byte store, as many as the
+ * response's budget takes. */
 typedef struct items {
 	Google__Protobuf__Any *any;
 	Google__Protobuf__Any **ptrs;
 	uint8_t **data;
 	double *scores;
-	char **ids; /* kept when want_ids */
-	bool want_ids;
+	char **ids; /* kept for ITEMS_SCORED */
+	enum items_shape shape;
+	budget *budget;
 	size_t n, cap;
 	char *url;
 	char *last_token; /* List: the token of the last row kept */
 	const query *q;
+	char too_big[ID_MAX + 1]; /* the record no response can hold (run_page: -EMSGSIZE) */
+	size_t too_big_bytes;	  /* the response it would make */
 } items;
 
-static int items_row(void *ctx, sqlite3_stmt *st)
+static size_t item_cost(const items *it, Google__Protobuf__Any *any, double score, const char *id)
 {
-	items *it = ctx;
-	if (it->n == it->cap) {
-		size_t cap = it->cap ? it->cap * 2 : 16;
-		void *a = realloc(it->any, cap * sizeof(*it->any));
-		if (a)
-			it->any = a;
-		void *d = realloc(it->data, cap * sizeof(*it->data));
-		if (d)
-			it->data = d;
-		void *s = realloc(it->scores, cap * sizeof(*it->scores));
-		if (s)
-			it->scores = s;
-		void *ids = it->want_ids ? realloc(it->ids, cap * sizeof(*it->ids)) : it->ids;
-		if (ids)
-			it->ids = ids;
-		if (!a || !d || !s || (it->want_ids && !ids))
-			return -ENOMEM;
-		it->cap = cap;
+	size_t any_field = budget_field(google__protobuf__any__get_packed_size(any));
+	if (it->shape == ITEMS_RESULT) {
+		Collector__SearchResult r = COLLECTOR__SEARCH_RESULT__INIT;
+		r.item = any;
+		r.score = score;
+		return budget_field(collector__search_result__get_packed_size(&r));
 	}
-	size_t len = (size_t)sqlite3_column_bytes(st, QUERY_COL_DATA);
-	uint8_t *copy = malloc(len ? len : 1);
-	if (!copy)
+	if (it->shape == ITEMS_SCORED) {
+		Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry e =
+			COLLECTOR__SEARCH_COLLECTIONS_RESPONSE__COLLECTION_RESULT__SCORES_ENTRY__INIT;
+		e.key = (char *)id;
+		e.value = score;
+		return any_field + budget_field(protobuf_c_message_get_packed_size(&e.base));
+	}
+	return any_field;
+}
+
+static int items_grow(items *it)
+{
+	size_t cap = it->cap ? it->cap * 2 : 16;
+	void *a = realloc(it->any, cap * sizeof(*it->any));
+	if (a)
+		it->any = a;
+	void *d = realloc(it->data, cap * sizeof(*it->data));
+	if (d)
+		it->data = d;
+	void *s = realloc(it->scores, cap * sizeof(*it->scores));
+	if (s)
+		it->scores = s;
+	bool want_ids = it->shape == ITEMS_SCORED;
+	void *ids = want_ids ? realloc(it->ids, cap * sizeof(*it->ids)) : it->ids;
+	if (ids)
+		it->ids = ids;
+	if (!a || !d || !s || (want_ids && !ids))
 		return -ENOMEM;
-	if (len)
-		memcpy(copy, sqlite3_column_blob(st, QUERY_COL_DATA), len);
-	if (it->want_ids) {
-		it->ids[it->n] = strdup((const char *)sqlite3_column_text(st, QUERY_COL_ID));
-		if (!it->ids[it->n]) {
-			free(copy);
-			return -ENOMEM;
-		}
-	}
-	it->data[it->n] = copy;
-	record_any(&it->any[it->n], it->url, copy, len);
-	it->scores[it->n] = sqlite3_column_double(st, QUERY_COL_SCORE);
-	it->n++;
-	if (it->q) {
-		/* The token of the last row kept is the next page's start. */
-		free(it->last_token);
-		it->last_token = NULL;
-		if (query_next_token(it->q, st, &it->last_token) == -ENOMEM)
-			return -ENOMEM;
-	}
+	it->cap = cap;
 	return 0;
 }
 
-static bool items_init(items *it, const tp_message *type, const query *q)
+/* Keeps the row when it fits in the response: its size is known before its bytes are
+ * copied, so a page never holds more than one response's worth of records. */
+static int items_row(void *ctx, sqlite3_stmt *st)
 {
-	*it = (items){.q = q};
+	items *it = ctx;
+	if (it->n == it->cap && items_grow(it))
+		return -ENOMEM;
+	size_t len = (size_t)sqlite3_column_bytes(st, QUERY_COL_DATA);
+	const void *blob = sqlite3_column_blob(st, QUERY_COL_DATA);
+	const char *id = (const char *)sqlite3_column_text(st, QUERY_COL_ID);
+	double score = sqlite3_column_double(st, QUERY_COL_SCORE);
+	Google__Protobuf__Any any;
+	record_any(&any, it->url, blob, len);
+	/* List: this row's token starts the next page if the page ends here. */
+	char *token = NULL;
+	if (it->q && query_next_token(it->q, st, &token) == -ENOMEM)
+		return -ENOMEM;
+	size_t cost = item_cost(it, &any, score, id ? id : "");
+	size_t reserve = token ? budget_field(strlen(token)) : 0;
+	bool was_full = it->budget->full;
+	if (!budget_take(it->budget, cost, reserve)) {
+		free(token);
+		/* Only the first item of a response can be one that no response holds. */
+		if (was_full || it->budget->items || budget_fits_alone(it->budget, cost, reserve))
+			return ROW_FULL;
+		snprintf(it->too_big, sizeof(it->too_big), "%s", id ? id : "");
+		it->too_big_bytes = it->budget->fixed + cost + reserve;
+		return -EMSGSIZE;
+	}
+	uint8_t *copy = malloc(len ? len : 1);
+	char *kept_id = it->shape == ITEMS_SCORED ? strdup(id ? id : "") : NULL;
+	if (!copy || (it->shape == ITEMS_SCORED && !kept_id)) {
+		free(copy);
+		free(token);
+		return -ENOMEM;
+	}
+	if (len)
+		memcpy(copy, blob, len);
+	if (kept_id)
+		it->ids[it->n] = kept_id;
+	it->data[it->n] = copy;
+	record_any(&it->any[it->n], it->url, copy, len);
+	it->scores[it->n] = score;
+	it->n++;
+	free(it->last_token);
+	it->last_token = token;
+	return 0;
+}
+
+static bool items_init(items *it, const tp_message *type, const query *q,
+		       enum items_shape shape, budget *b)
+{
+	*it = (items){.q = q, .shape = shape, .budget = b};
 	it->url = type_url_of(type);
 	return it->url != NULL;
 }
@@ -1099,7 +1163,7 @@ static void items_free(items *it)
 {
 	for (size_t i = 0; i < it->n; i++) {
 		free(it->data[i]);
-		if (it->want_ids)
+		if (it->shape == ITEMS_SCORED)
 			free(it->ids[i]);
 	}
 	free(it->ids);
@@ -1120,6 +1184,18 @@ static bool compiled(svc_job *sj, int rc, const query_err *err, const char *what
 	return rc == 0;
 }
 
+/* A record no response can hold, even alone (written when the limit was higher, or just
+ * under it by a request that carried less around it): named, so that it can be fetched
+ * with Get, deleted, or filtered out. */
+static void fail_too_big(svc_job *sj, const coll_def *d, const char *id, size_t bytes,
+			 size_t limit)
+{
+	svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED,
+		     "record '%.200s' of %s/%s does not fit in a response: with it the response "
+		     "takes %zu bytes, over the message size limit of %zu",
+		     id, d->row->ns, d->row->name, bytes, limit);
+}
+
 /* Runs the compiled query on the loaded collection: its page into *it, and the count. */
 static bool fetch(query_job *qj, items *it, bool *more, int64_t *total)
 {
@@ -1132,13 +1208,18 @@ static bool fetch(query_job *qj, items *it, bool *more, int64_t *total)
 		store_coll_release(rj->coll);
 		return false;
 	}
-	bool ok = run_page(rj, qj->q, query_page_size(qj->q), more, items_row, it) == 0 &&
-		  (*total = count_rows(rj, qj->q)) >= 0;
-	if (!ok)
+	int rc = run_page(rj, qj->q, query_page_size(qj->q), more, items_row, it);
+	if (!rc && (*total = count_rows(rj, qj->q)) < 0)
+		rc = -EIO;
+	if (rc == -EMSGSIZE)
+		fail_too_big(sj, &rj->d, it->too_big, it->too_big_bytes, it->budget->limit);
+	else if (rc == -ENOMEM)
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	else if (rc)
 		svc_job_fail(sj, GRPC_INTERNAL, "reading %s/%s: %s", rj->d.row->ns, rj->d.row->name,
 			     sqlite3_errmsg(store_reader_db(rj->rd)));
 	read_close(rj);
-	return ok;
+	return rc == 0;
 }
 
 static void list_work(svc_job *sj)
@@ -1169,7 +1250,9 @@ static void list_work(svc_job *sj)
 	items it;
 	bool more = false;
 	int64_t total = -1;
-	if (!items_init(&it, rj->d.type, qj->q)) {
+	budget b;
+	budget_init(&b, rj->r.env->max_message_bytes, RESPONSE_FIXED);
+	if (!items_init(&it, rj->d.type, qj->q, ITEMS_ANY, &b)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else if (fetch(qj, &it, &more, &total)) {
 		Collector__ListResponse resp = COLLECTOR__LIST_RESPONSE__INIT;
@@ -1319,42 +1402,60 @@ static void vector_search(query_job *qj)
 	Google__Protobuf__Any *any = calloc(n ? n : 1, sizeof(*any));
 	char *url = type_url_of(rj->d.type);
 	sqlite3_stmt *get = NULL;
-	if (!res || !ptrs || !any || !url ||
-	    store_reader_prepare(rj->rd, "SELECT data FROM records WHERE rid = ?1", &get)) {
+	uint8_t **copies = calloc(n ? n : 1, sizeof(*copies));
+	size_t kept = 0;
+	budget bud;
+	budget_init(&bud, rj->r.env->max_message_bytes, RESPONSE_FIXED);
+	if (!res || !ptrs || !any || !url || !copies ||
+	    store_reader_prepare(rj->rd, "SELECT data, id FROM records WHERE rid = ?1", &get)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	} else {
-		/* Each row's bytes are copied: the statement moves on to the next row. */
-		uint8_t **copies = calloc(n ? n : 1, sizeof(*copies));
-		for (size_t i = 0; copies && i < n; i++) {
-			sqlite3_reset(get);
-			sqlite3_bind_int64(get, 1, hits[from + i].rid);
-			size_t len = 0;
-			if (sqlite3_step(get) == SQLITE_ROW) {
-				len = (size_t)sqlite3_column_bytes(get, 0);
-				copies[i] = malloc(len ? len : 1);
-				if (copies[i] && len)
-					memcpy(copies[i], sqlite3_column_blob(get, 0), len);
-			}
-			record_any(&any[i], url, copies[i], copies[i] ? len : 0);
-			collector__search_result__init(&res[i]);
-			res[i].item = &any[i];
-			res[i].score = hits[from + i].sim;
-			res[i].distance = 1 - hits[from + i].sim;
-			ptrs[i] = &res[i];
+		n = 0;
+	}
+	/* As many of the page's results as the response holds. Each row's bytes are copied:
+	 * the statement moves on to the next row. */
+	while (kept < n && sj->code == GRPC_OK) {
+		const vhit *h = &hits[from + kept];
+		sqlite3_reset(get);
+		sqlite3_bind_int64(get, 1, h->rid);
+		if (sqlite3_step(get) != SQLITE_ROW) {
+			svc_job_fail(sj, GRPC_INTERNAL, "reading: %s",
+				     sqlite3_errmsg(store_reader_db(rj->rd)));
+			break;
 		}
+		size_t len = (size_t)sqlite3_column_bytes(get, 0);
+		record_any(&any[kept], url, sqlite3_column_blob(get, 0), len);
+		collector__search_result__init(&res[kept]);
+		res[kept].item = &any[kept];
+		res[kept].score = h->sim;
+		res[kept].distance = 1 - h->sim;
+		size_t cost = budget_field(collector__search_result__get_packed_size(&res[kept]));
+		if (!budget_take(&bud, cost, 0)) {
+			if (!kept)
+				fail_too_big(sj, &rj->d, (const char *)sqlite3_column_text(get, 1),
+					     RESPONSE_FIXED + cost, bud.limit);
+			break;
+		}
+		if (!(copies[kept] = malloc(len ? len : 1))) {
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			break;
+		}
+		if (len)
+			memcpy(copies[kept], sqlite3_column_blob(get, 0), len);
+		any[kept].value.data = copies[kept];
+		ptrs[kept] = &res[kept];
+		kept++;
+	}
+	if (sj->code == GRPC_OK) {
 		Collector__SearchResponse resp = COLLECTOR__SEARCH_RESPONSE__INIT;
 		resp.status = &status_ok;
 		resp.results = ptrs;
-		resp.n_results = n;
+		resp.n_results = kept;
 		resp.total_count = (int64_t)nhits;
-		if (copies)
-			svc_job_answer(sj, &resp.base);
-		else
-			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		for (size_t i = 0; copies && i < n; i++)
-			free(copies[i]);
-		free(copies);
+		svc_job_answer(sj, &resp.base);
 	}
+	for (size_t i = 0; copies && i < kept; i++)
+		free(copies[i]);
+	free(copies);
 	free(res);
 	free(ptrs);
 	free(any);
@@ -1414,7 +1515,9 @@ static void search_work(svc_job *sj)
 	items it;
 	bool more = false;
 	int64_t total = -1;
-	if (!items_init(&it, rj->d.type, NULL)) {
+	budget b;
+	budget_init(&b, rj->r.env->max_message_bytes, RESPONSE_FIXED);
+	if (!items_init(&it, rj->d.type, NULL, ITEMS_RESULT, &b)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else if (fetch(qj, &it, &more, &total)) {
 		Collector__SearchResult *res = calloc(it.n ? it.n : 1, sizeof(*res));
@@ -1466,11 +1569,20 @@ static int collect_name(void *ctx, const store_collection *row)
 	return 0;
 }
 
-/* One collection's matches into *res; false (j failed) on an error. */
-static bool search_one(query_job *qj, const char *name, const query_value *qv, items *it,
-		       Collector__SearchCollectionsResponse__CollectionResult *res,
+/* What a collection's entry in the results holds besides its items: a tag and a length
+ * (up to 5 bytes), and its name. */
+static size_t result_header(const char *name)
+{
+	return 1 + 5 + budget_field(strlen(name));
+}
+
+/* One collection's matches into *res, its scores into *scores (for the caller to free);
+ * *reached is false when the response had no room left for it. false (j failed) on an
+ * error. */
+static bool search_one(query_job *qj, const char *name, const query_value *qv, budget *b,
+		       items *it, Collector__SearchCollectionsResponse__CollectionResult *res,
 		       Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **scores,
-		       int64_t *total)
+		       bool *reached, int64_t *total)
 {
 	svc_job *sj = &qj->rd.r.j;
 	read_job *rj = &qj->rd;
@@ -1487,30 +1599,47 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, i
 	query_err err;
 	if (!compiled(sj, query_compile_search(&schema, &p, &qj->q, &err), &err, name))
 		return false;
-	if (!items_init(it, rj->d.type, NULL)) {
+	if (!items_init(it, rj->d.type, NULL, ITEMS_SCORED, b)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return false;
 	}
-	it->want_ids = true;
+	/* Still searched when the response is full: total_matches counts every match. */
+	budget_take_bytes(b, result_header(name));
 	bool more;
 	int64_t count = -1;
 	if (!fetch(qj, it, &more, &count))
 		return false;
 	*total += count;
+	/* Cut before its first item, it is left out: an entry means "these are its matches". */
+	*reached = it->n > 0 || !b->full;
+	/* One block: the entries, then the pointers to them. */
+	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry *e =
+		calloc(it->n ? it->n : 1, sizeof(*e) + sizeof(e));
+	*scores = e;
+	if (!e || !items_ptrs(it)) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return false;
+	}
+	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **ptrs =
+		(void *)(e + (it->n ? it->n : 1));
+	for (size_t i = 0; i < it->n; i++) {
+		collector__search_collections_response__collection_result__scores_entry__init(&e[i]);
+		e[i].key = it->ids[i];
+		e[i].value = it->scores[i];
+		ptrs[i] = &e[i];
+	}
 	collector__search_collections_response__collection_result__init(res);
 	res->collection_name = (char *)name;
-	res->items = items_ptrs(it);
+	res->items = it->ptrs;
 	res->n_items = it->n;
-	for (size_t i = 0; i < it->n; i++) {
-		collector__search_collections_response__collection_result__scores_entry__init(scores[i]);
-		scores[i]->key = it->ids[i];
-		scores[i]->value = it->scores[i];
-	}
-	res->scores = scores;
+	res->scores = ptrs;
 	res->n_scores = it->n;
-	return res->items != NULL;
+	return true;
 }
 
+/* The response holds the collections in order up to the first item that does not fit in
+ * it (that collection keeps the items that did, and is left out when none did); every
+ * collection is searched, so total_matches counts all the matches. */
 static void search_collections_work(svc_job *sj)
 {
 	query_job *qj = (query_job *)sj;
@@ -1536,16 +1665,17 @@ static void search_collections_work(svc_job *sj)
 		if (rc)
 			svc_fail_store(sj, rc, "listing collections");
 	}
-	size_t n = names.n;
+	size_t n = names.n, nres = 0;
 	items *its = calloc(n ? n : 1, sizeof(*its));
 	Collector__SearchCollectionsResponse__CollectionResult *res = calloc(n ? n : 1, sizeof(*res));
 	Collector__SearchCollectionsResponse__CollectionResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry ***scores =
+	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **scores =
 		calloc(n ? n : 1, sizeof(*scores));
-	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry *entries = NULL;
 	size_t done = 0;
 	int64_t total = 0;
 	query_value qv;
+	budget b;
+	budget_init(&b, env->max_message_bytes, RESPONSE_FIXED);
 	if (sj->code != GRPC_OK)
 		goto out;
 	if (!its || !res || !ptrs || !scores || !va_init(&qj->va, env->max_message_bytes)) {
@@ -1554,36 +1684,28 @@ static void search_collections_work(svc_job *sj)
 	}
 	if (req->query)
 		convert_struct(&qj->va, req->query, &qv);
-	size_t limit = req->limit > 0 && req->limit <= QUERY_MAX_PAGE ? (size_t)req->limit
-								   : QUERY_DEFAULT_PAGE;
-	entries = calloc(n * limit + 1, sizeof(*entries));
-	if (!entries || qj->va.failed) {
+	if (qj->va.failed) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
 	for (; done < n; done++) {
+		bool reached;
 		if (!names.v[done]) {
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;
 		}
-		scores[done] = calloc(limit + 1, sizeof(**scores));
-		if (!scores[done]) {
-			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-			goto out;
-		}
-		for (size_t k = 0; k < limit; k++)
-			scores[done][k] = &entries[done * limit + k];
-		if (!search_one(qj, names.v[done], req->query ? &qv : NULL, &its[done], &res[done],
-				scores[done], &total)) {
+		if (!search_one(qj, names.v[done], req->query ? &qv : NULL, &b, &its[done], &res[done],
+				&scores[done], &reached, &total)) {
 			done++;
 			goto out;
 		}
-		ptrs[done] = &res[done];
+		if (reached)
+			ptrs[nres++] = &res[done];
 	}
 	Collector__SearchCollectionsResponse resp = COLLECTOR__SEARCH_COLLECTIONS_RESPONSE__INIT;
 	resp.status = &status_ok;
 	resp.results = ptrs;
-	resp.n_results = n;
+	resp.n_results = nres;
 	resp.total_matches = total;
 	svc_job_answer(sj, &resp.base);
 out:
@@ -1598,7 +1720,6 @@ out:
 	free(res);
 	free(ptrs);
 	free(scores);
-	free(entries);
 }
 
 void collection_search_collections(call *c, const ProtobufCMessage *msg)

@@ -12,6 +12,7 @@
 #include "h2/buf.h"
 #include "io/clock.h"
 #include "io/log.h"
+#include "services/budget.h"
 #include "services/collection.h"
 #include "services/colls.h"
 #include "store/coll.h"
@@ -303,10 +304,17 @@ static bool discover_token_parse(svc_job *j, const svc_env *env, const char *t, 
 	return ok && !strcmp(ns, req_ns) && h == filters;
 }
 
+/* A Discover response: its status and, when more follow, a token besides the definitions. */
+#define DISCOVER_FIXED (2 + 3 + DISCOVER_TOKEN_MAX_CHARS)
+/* discover_row: the response is full, the page ends before this row. */
+#define DISCOVER_FULL 1
+
 typedef struct discover_acc {
 	Collector__Collection **v;
 	size_t n, cap;
+	budget b;
 	char last_ns[STORE_NAME_MAX + 1], last_name[STORE_NAME_MAX + 1];
+	size_t too_big; /* the response the row that fits in none would make */
 } discover_acc;
 
 static int discover_row(void *ctx, const store_collection *row)
@@ -323,6 +331,17 @@ static int discover_row(void *ctx, const store_collection *row)
 	Collector__Collection *def = collector__collection__unpack(NULL, row->def_len, row->def);
 	if (!def)
 		return -EIO;
+	size_t cost = budget_field(collector__collection__get_packed_size(def));
+	if (!budget_take(&a->b, cost, 0)) {
+		collector__collection__free_unpacked(def, NULL);
+		if (a->n)
+			return DISCOVER_FULL;
+		/* The page cannot start: the row's name is the one reported. */
+		snprintf(a->last_ns, sizeof(a->last_ns), "%s", row->ns);
+		snprintf(a->last_name, sizeof(a->last_name), "%s", row->name);
+		a->too_big = DISCOVER_FIXED + cost;
+		return -EMSGSIZE;
+	}
 	a->v[a->n++] = def;
 	snprintf(a->last_ns, sizeof(a->last_ns), "%s", row->ns);
 	snprintf(a->last_name, sizeof(a->last_name), "%s", row->name);
@@ -362,6 +381,7 @@ static void discover_work(svc_job *sj)
 		f.after_name = after_name;
 	}
 	discover_acc a = {0};
+	budget_init(&a.b, j->env->max_message_bytes, DISCOVER_FIXED);
 	bool more = false;
 	Collector__DiscoverResponse resp = COLLECTOR__DISCOVER_RESPONSE__INIT;
 	if (req->message_type_filter && req->message_type_filter->message_name &&
@@ -381,7 +401,15 @@ static void discover_work(svc_job *sj)
 	f.label_keys = keys;
 	f.label_values = values;
 	int rc = store_collection_list(j->env->store, &f, discover_row, &a, &more);
-	if (rc) {
+	if (rc == DISCOVER_FULL) {
+		more = true;
+	} else if (rc == -EMSGSIZE) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED,
+			     "the definition of %s/%s does not fit in a response: with it the "
+			     "response takes %zu bytes, over the message size limit of %zu",
+			     a.last_ns, a.last_name, a.too_big, a.b.limit);
+		goto out;
+	} else if (rc) {
 		svc_fail_store(sj, rc, "listing collections");
 		goto out;
 	}
