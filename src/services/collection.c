@@ -15,6 +15,7 @@
 #include "io/uuid.h"
 #include "services/budget.h"
 #include "services/colls.h"
+#include "services/items.h"
 #include "store/coll.h"
 #include "store/json.h"
 #include "store/query.h"
@@ -36,36 +37,6 @@ static bool check_id(svc_job *j, const char *id)
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 			     "invalid id: 1 to %d bytes without control characters", ID_MAX);
 	return ok;
-}
-
-/* An Any from a record's bytes (borrowed: lives as long as url and data). */
-static void record_any(Google__Protobuf__Any *any, char *url, const void *data, size_t len)
-{
-	*any = (Google__Protobuf__Any)GOOGLE__PROTOBUF__ANY__INIT;
-	any->type_url = url;
-	any->value.data = (uint8_t *)data;
-	any->value.len = len;
-}
-
-/* The type URL of m in buf (cap bytes) when it fits, else malloc'd (*heap, for the caller
- * to free). NULL when out of memory. Built once per call, not per record. */
-static char *type_url(const tp_message *m, char *buf, size_t cap, char **heap)
-{
-	const char *name = tp_message_get(m)->full_name;
-	size_t pre = strlen(SVC_TYPE_URL_PREFIX), n = strlen(name);
-	char *url = buf;
-	*heap = NULL;
-	if (pre + n + 1 > cap && !(url = *heap = malloc(pre + n + 1)))
-		return NULL;
-	memcpy(url, SVC_TYPE_URL_PREFIX, pre);
-	memcpy(url + pre, name, n + 1);
-	return url;
-}
-
-static char *type_url_of(const tp_message *m)
-{
-	char *heap;
-	return type_url(m, NULL, 0, &heap);
 }
 
 /* The item must be a message of the collection's type: its JSON (proto field names) is
@@ -642,9 +613,9 @@ static void get_work(svc_job *sj)
 		int rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			char buf[256], *heap;
-			char *url = type_url(rj->d.type, buf, sizeof(buf), &heap);
+			char *url = svc_type_url(rj->d.type, buf, sizeof(buf), &heap);
 			Google__Protobuf__Any any;
-			record_any(&any, url, sqlite3_column_blob(st, 0),
+			svc_record_any(&any, url, sqlite3_column_blob(st, 0),
 				   (size_t)sqlite3_column_bytes(st, 0));
 			Collector__GetResponse resp = COLLECTOR__GET_RESPONSE__INIT;
 			resp.status = &status_ok;
@@ -989,191 +960,9 @@ static void schema_of(const svc_env *env, const coll_def *d, char scope[SCOPE_MA
 			    .scope = scope};
 }
 
-static int64_t count_rows(read_job *rj, const query *q)
-{
-	sqlite3_stmt *st;
-	if (store_reader_prepare(rj->rd, query_count_sql(q), &st) || query_bind(st, q) ||
-	    sqlite3_step(st) != SQLITE_ROW)
-		return -1;
-	return sqlite3_column_int64(st, 0);
-}
-
 /* What a List, Search or SearchCollections response holds besides its items and a page
  * token: the status (OK is an empty message: a tag and a zero length) and a count. */
 #define RESPONSE_FIXED (2 + BUDGET_INT64_FIELD)
-
-/* A row callback's answer: the response is full, stop before this row. */
-#define ROW_FULL 1
-
-/* Runs the page query: calls row(ctx, st) for up to page rows; *more when one more came,
- * or when row said the response could take no more. row's errors are returned. */
-static int run_page(read_job *rj, const query *q, int32_t page, bool *more,
-		    int (*row)(void *ctx, sqlite3_stmt *st), void *ctx)
-{
-	sqlite3_stmt *st;
-	if (store_reader_prepare(rj->rd, query_sql(q), &st) || query_bind(st, q))
-		return -EIO;
-	int n = 0, rc;
-	*more = false;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int r = n == page ? ROW_FULL : row(ctx, st);
-		if (r == ROW_FULL) {
-			*more = true;
-			break;
-		}
-		if (r)
-			return r;
-		n++;
-	}
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
-}
-
-/* What one item adds to its response besides its Any. */
-enum items_shape {
-	ITEMS_ANY,    /* List: a repeated Any */
-	ITEMS_RESULT, /* Search: a SearchResult around it, with its score */
-	ITEMS_SCORED, /* SearchCollections: an Any, and a scores entry keyed by its id */
-};
-
-/* Items collected from rows: Anys pointing into one growing byte store, as many as the
- * response's budget takes. */
-typedef struct items {
-	Google__Protobuf__Any *any;
-	Google__Protobuf__Any **ptrs;
-	uint8_t **data;
-	double *scores;
-	char **ids; /* kept for ITEMS_SCORED */
-	enum items_shape shape;
-	budget *budget;
-	size_t n, cap;
-	char *url;
-	char *last_token; /* List: the token of the last row kept */
-	const query *q;
-	char too_big[ID_MAX + 1]; /* the record no response can hold (run_page: -EMSGSIZE) */
-	size_t too_big_bytes;	  /* the response it would make */
-} items;
-
-static size_t item_cost(const items *it, Google__Protobuf__Any *any, double score, const char *id)
-{
-	size_t any_field = budget_field(google__protobuf__any__get_packed_size(any));
-	if (it->shape == ITEMS_RESULT) {
-		Collector__SearchResult r = COLLECTOR__SEARCH_RESULT__INIT;
-		r.item = any;
-		r.score = score;
-		return budget_field(collector__search_result__get_packed_size(&r));
-	}
-	if (it->shape == ITEMS_SCORED) {
-		Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry e =
-			COLLECTOR__SEARCH_COLLECTIONS_RESPONSE__COLLECTION_RESULT__SCORES_ENTRY__INIT;
-		e.key = (char *)id;
-		e.value = score;
-		return any_field + budget_field(protobuf_c_message_get_packed_size(&e.base));
-	}
-	return any_field;
-}
-
-static int items_grow(items *it)
-{
-	size_t cap = it->cap ? it->cap * 2 : 16;
-	void *a = realloc(it->any, cap * sizeof(*it->any));
-	if (a)
-		it->any = a;
-	void *d = realloc(it->data, cap * sizeof(*it->data));
-	if (d)
-		it->data = d;
-	void *s = realloc(it->scores, cap * sizeof(*it->scores));
-	if (s)
-		it->scores = s;
-	bool want_ids = it->shape == ITEMS_SCORED;
-	void *ids = want_ids ? realloc(it->ids, cap * sizeof(*it->ids)) : it->ids;
-	if (ids)
-		it->ids = ids;
-	if (!a || !d || !s || (want_ids && !ids))
-		return -ENOMEM;
-	it->cap = cap;
-	return 0;
-}
-
-/* Keeps the row when it fits in the response: its size is known before its bytes are
- * copied, so a page never holds more than one response's worth of records. */
-static int items_row(void *ctx, sqlite3_stmt *st)
-{
-	items *it = ctx;
-	if (it->n == it->cap && items_grow(it))
-		return -ENOMEM;
-	size_t len = (size_t)sqlite3_column_bytes(st, QUERY_COL_DATA);
-	const void *blob = sqlite3_column_blob(st, QUERY_COL_DATA);
-	const char *id = (const char *)sqlite3_column_text(st, QUERY_COL_ID);
-	double score = sqlite3_column_double(st, QUERY_COL_SCORE);
-	Google__Protobuf__Any any;
-	record_any(&any, it->url, blob, len);
-	/* List: this row's token starts the next page if the page ends here. */
-	char *token = NULL;
-	if (it->q && query_next_token(it->q, st, &token) == -ENOMEM)
-		return -ENOMEM;
-	size_t cost = item_cost(it, &any, score, id ? id : "");
-	size_t reserve = token ? budget_field(strlen(token)) : 0;
-	bool was_full = it->budget->full;
-	if (!budget_take(it->budget, cost, reserve)) {
-		free(token);
-		/* Only the first item of a response can be one that no response holds. */
-		if (was_full || it->budget->items || budget_fits_alone(it->budget, cost, reserve))
-			return ROW_FULL;
-		snprintf(it->too_big, sizeof(it->too_big), "%s", id ? id : "");
-		it->too_big_bytes = it->budget->fixed + cost + reserve;
-		return -EMSGSIZE;
-	}
-	uint8_t *copy = malloc(len ? len : 1);
-	char *kept_id = it->shape == ITEMS_SCORED ? strdup(id ? id : "") : NULL;
-	if (!copy || (it->shape == ITEMS_SCORED && !kept_id)) {
-		free(copy);
-		free(token);
-		return -ENOMEM;
-	}
-	if (len)
-		memcpy(copy, blob, len);
-	if (kept_id)
-		it->ids[it->n] = kept_id;
-	it->data[it->n] = copy;
-	record_any(&it->any[it->n], it->url, copy, len);
-	it->scores[it->n] = score;
-	it->n++;
-	free(it->last_token);
-	it->last_token = token;
-	return 0;
-}
-
-static bool items_init(items *it, const tp_message *type, const query *q,
-		       enum items_shape shape, budget *b)
-{
-	*it = (items){.q = q, .shape = shape, .budget = b};
-	it->url = type_url_of(type);
-	return it->url != NULL;
-}
-
-static Google__Protobuf__Any **items_ptrs(items *it)
-{
-	it->ptrs = calloc(it->n ? it->n : 1, sizeof(*it->ptrs));
-	for (size_t i = 0; it->ptrs && i < it->n; i++)
-		it->ptrs[i] = &it->any[i];
-	return it->ptrs;
-}
-
-static void items_free(items *it)
-{
-	for (size_t i = 0; i < it->n; i++) {
-		free(it->data[i]);
-		if (it->shape == ITEMS_SCORED)
-			free(it->ids[i]);
-	}
-	free(it->ids);
-	free(it->any);
-	free(it->ptrs);
-	free(it->data);
-	free(it->scores);
-	free(it->url);
-	free(it->last_token);
-}
 
 /* A compile's outcome as the call's status; true when it compiled. */
 static bool compiled(svc_job *sj, int rc, const query_err *err, const char *what)
@@ -1208,9 +997,7 @@ static bool fetch(query_job *qj, items *it, bool *more, int64_t *total)
 		store_coll_release(rj->coll);
 		return false;
 	}
-	int rc = run_page(rj, qj->q, query_page_size(qj->q), more, items_row, it);
-	if (!rc && (*total = count_rows(rj, qj->q)) < 0)
-		rc = -EIO;
+	int rc = items_fetch(it, rj->rd, qj->q, more, total);
 	if (rc == -EMSGSIZE)
 		fail_too_big(sj, &rj->d, it->too_big, it->too_big_bytes, it->budget->limit);
 	else if (rc == -ENOMEM)
@@ -1400,7 +1187,7 @@ static void vector_search(query_job *qj)
 	Collector__SearchResult *res = calloc(n ? n : 1, sizeof(*res));
 	Collector__SearchResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
 	Google__Protobuf__Any *any = calloc(n ? n : 1, sizeof(*any));
-	char *url = type_url_of(rj->d.type);
+	char *url_heap, *url = svc_type_url(rj->d.type, NULL, 0, &url_heap);
 	sqlite3_stmt *get = NULL;
 	uint8_t **copies = calloc(n ? n : 1, sizeof(*copies));
 	size_t kept = 0;
@@ -1423,7 +1210,7 @@ static void vector_search(query_job *qj)
 			break;
 		}
 		size_t len = (size_t)sqlite3_column_bytes(get, 0);
-		record_any(&any[kept], url, sqlite3_column_blob(get, 0), len);
+		svc_record_any(&any[kept], url, sqlite3_column_blob(get, 0), len);
 		collector__search_result__init(&res[kept]);
 		res[kept].item = &any[kept];
 		res[kept].score = h->sim;
