@@ -304,7 +304,8 @@ static bool discover_token_parse(svc_job *j, const svc_env *env, const char *t, 
 	return ok && !strcmp(ns, req_ns) && h == filters;
 }
 
-/* A Discover response: its status and, when more follow, a token besides the definitions. */
+/* What a Discover response holds besides the definitions: its status (2 bytes) and, when
+ * more follow, a token (a tag, a length of 2 bytes, the token). */
 #define DISCOVER_FIXED (2 + 3 + DISCOVER_TOKEN_MAX_CHARS)
 /* discover_row: the response is full, the page ends before this row. */
 #define DISCOVER_FULL 1

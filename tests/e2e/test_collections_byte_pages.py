@@ -71,7 +71,7 @@ def ids_of(items):
 
 
 def page_all(coll, page_size, order_by=""):
-    """Every page of a List, each checked to fit and to be cut only where it had to be."""
+    """Every page of a List, each checked to fit in a response and to hold something."""
     pages, token = [], ""
     while True:
         r = coll.list(order_by=order_by, page_size=page_size, page_token=token)
@@ -121,7 +121,7 @@ def test_search_results_bounded_by_bytes(mixed):
             assert calls <= len(SIZES)
         assert sorted(got) == list(range(len(SIZES))), kw
         assert calls < len(SIZES), "results that fit together share a response"
-        if "order_by" in kw and kw["order_by"] == "@id":
+        if kw.get("order_by") == "@id":
             assert got == list(range(len(SIZES)))
 
 
@@ -184,6 +184,27 @@ def test_discover_pages_bounded_by_bytes(api):
         assert len(pages) < 10
     assert seen == names, "every collection exactly once, in order"
     assert len(pages) > 1 and max(pages) > 1
+
+
+def test_discover_definition_that_fits_no_page_is_named(api):
+    ns = uniq("dhuge")
+    api.create_collection("a0", ns=ns, labels={"small": "y"})
+    # The request is (about) the limit; the definition kept adds the endpoint and times.
+    req = repo_pb2.CreateCollectionRequest(collection=collection_msg(ns, "b-huge", labels={"blob": ""}))
+    labels = req.collection.metadata.labels
+    while req.ByteSize() < LIMIT - 2 or req.ByteSize() > LIMIT:
+        labels["blob"] = "b" * (len(labels["blob"]) + LIMIT - req.ByteSize() - 1)
+    assert_ok(call(api.repo.CreateCollection, req))
+    api.create_collection("c0", ns=ns, labels={"small": "y"})
+    r = assert_ok(call(api.repo.Discover, repo_pb2.DiscoverRequest(namespace=ns, page_size=10)))
+    assert [c.name for c in r.collections] == ["a0"] and r.next_page_token
+    expect_error(C.RESOURCE_EXHAUSTED, api.repo.Discover,
+                 repo_pb2.DiscoverRequest(namespace=ns, page_size=10, page_token=r.next_page_token),
+                 mentions=[f"{ns}/b-huge", str(LIMIT)])
+    # Filtered out, the rest pages on.
+    r = assert_ok(call(api.repo.Discover, repo_pb2.DiscoverRequest(namespace=ns, page_size=10,
+                                                                   label_filter={"small": "y"})))
+    assert [c.name for c in r.collections] == ["a0", "c0"] and not r.next_page_token
 
 
 def test_list_near_limit_record_with_small_pages(api):
