@@ -165,9 +165,11 @@ static void fill_value(input *in, query_value *v, int depth)
 		break;
 	}
 	case 3:
-	case 8:
 		v->type = QUERY_STRING;
 		v->u.string = pool(in);
+		break;
+	case 8:
+		v->type = QUERY_ABSENT;
 		break;
 	case 4:
 		v->type = QUERY_BOOL;
@@ -429,6 +431,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.indexed = flags & 2 ? indexed : NULL,
 		.nindexed = flags & 2 ? sizeof indexed / sizeof indexed[0] : 0,
 		.token_key = flags & 4 ? token_key : NULL,
+		.scope = flags & 4 ? "fuzz/c/1" : NULL,
 	};
 	query_err err;
 	query *q;

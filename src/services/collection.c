@@ -13,7 +13,9 @@
 #include "collector/collection_server.pb-c.h"
 #include "io/clock.h"
 #include "io/uuid.h"
+#include "services/budget.h"
 #include "services/colls.h"
+#include "services/items.h"
 #include "store/coll.h"
 #include "store/json.h"
 #include "store/query.h"
@@ -35,36 +37,6 @@ static bool check_id(svc_job *j, const char *id)
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 			     "invalid id: 1 to %d bytes without control characters", ID_MAX);
 	return ok;
-}
-
-/* An Any from a record's bytes (borrowed: lives as long as url and data). */
-static void record_any(Google__Protobuf__Any *any, char *url, const void *data, size_t len)
-{
-	*any = (Google__Protobuf__Any)GOOGLE__PROTOBUF__ANY__INIT;
-	any->type_url = url;
-	any->value.data = (uint8_t *)data;
-	any->value.len = len;
-}
-
-/* The type URL of m in buf (cap bytes) when it fits, else malloc'd (*heap, for the caller
- * to free). NULL when out of memory. Built once per call, not per record. */
-static char *type_url(const tp_message *m, char *buf, size_t cap, char **heap)
-{
-	const char *name = tp_message_get(m)->full_name;
-	size_t pre = strlen(SVC_TYPE_URL_PREFIX), n = strlen(name);
-	char *url = buf;
-	*heap = NULL;
-	if (pre + n + 1 > cap && !(url = *heap = malloc(pre + n + 1)))
-		return NULL;
-	memcpy(url, SVC_TYPE_URL_PREFIX, pre);
-	memcpy(url + pre, name, n + 1);
-	return url;
-}
-
-static char *type_url_of(const tp_message *m)
-{
-	char *heap;
-	return type_url(m, NULL, 0, &heap);
 }
 
 /* The item must be a message of the collection's type: its JSON (proto field names) is
@@ -641,9 +613,9 @@ static void get_work(svc_job *sj)
 		int rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW) {
 			char buf[256], *heap;
-			char *url = type_url(rj->d.type, buf, sizeof(buf), &heap);
+			char *url = svc_type_url(rj->d.type, buf, sizeof(buf), &heap);
 			Google__Protobuf__Any any;
-			record_any(&any, url, sqlite3_column_blob(st, 0),
+			svc_record_any(&any, url, sqlite3_column_blob(st, 0),
 				   (size_t)sqlite3_column_bytes(st, 0));
 			Collector__GetResponse resp = COLLECTOR__GET_RESPONSE__INIT;
 			resp.status = &status_ok;
@@ -877,12 +849,17 @@ static void convert_struct(value_arena *a, const Google__Protobuf__Struct *s, qu
 	out->u.object.n = n;
 }
 
+/* A Value not sent, or sent with none of its kinds set, is QUERY_ABSENT: the compiler
+ * refuses it where an operator needs a value, rather than comparing with null. */
 static void convert_value(value_arena *a, const Google__Protobuf__Value *in, query_value *out)
 {
-	*out = (query_value){.type = QUERY_NULL};
+	*out = (query_value){.type = QUERY_ABSENT};
 	if (!in)
 		return;
 	switch (in->kind_case) {
+	case GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE:
+		out->type = QUERY_NULL;
+		break;
 	case GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE:
 		out->type = QUERY_NUMBER;
 		out->u.number = in->number_value;
@@ -964,138 +941,28 @@ static void query_start(call *c, const ProtobufCMessage *req, const char *ns,
 	svc_job_run(env->pool, c, &qj->rd.r.j);
 }
 
-/* The schema the compiler needs: the message's kinds, the indexed fields, the key. */
-static void schema_of(const svc_env *env, const coll_def *d, query_schema *s)
+#define SCOPE_MAX (2 * STORE_NAME_MAX + 24)
+
+/* The schema the compiler needs: the message's kinds, the indexed fields, the key, and
+ * the scope of its page tokens (written into scope): the collection by name and creation
+ * time, so that a token is refused by another collection, and by one deleted and made
+ * again under the name. */
+static void schema_of(const svc_env *env, const coll_def *d, char scope[SCOPE_MAX],
+		      query_schema *s)
 {
+	snprintf(scope, SCOPE_MAX, "%s/%s/%lld", d->row->ns, d->row->name,
+		 (long long)d->row->created_at);
 	*s = (query_schema){.resolve = resolve_kind,
 			    .resolve_ctx = (void *)d->type,
 			    .indexed = (const char *const *)d->def->indexed_fields,
 			    .nindexed = d->def->n_indexed_fields,
-			    .token_key = env->token_key};
+			    .token_key = env->token_key,
+			    .scope = scope};
 }
 
-static int64_t count_rows(read_job *rj, const query *q)
-{
-	sqlite3_stmt *st;
-	if (store_reader_prepare(rj->rd, query_count_sql(q), &st) || query_bind(st, q) ||
-	    sqlite3_step(st) != SQLITE_ROW)
-		return -1;
-	return sqlite3_column_int64(st, 0);
-}
-
-/* Runs the page query: calls row(ctx, st) for up to page rows; *more when one more came. */
-static int run_page(read_job *rj, const query *q, int32_t page, bool *more,
-		    int (*row)(void *ctx, sqlite3_stmt *st), void *ctx)
-{
-	sqlite3_stmt *st;
-	if (store_reader_prepare(rj->rd, query_sql(q), &st) || query_bind(st, q))
-		return -EIO;
-	int n = 0, rc;
-	*more = false;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (n == page) {
-			*more = true;
-			break;
-		}
-		if (row(ctx, st))
-			return -ENOMEM;
-		n++;
-	}
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
-}
-
-/* Items collected from rows: Anys pointing into one growing byte store. */
-typedef struct items {
-	Google__Protobuf__Any *any;
-	Google__Protobuf__Any **ptrs;
-	uint8_t **data;
-	double *scores;
-	char **ids; /* kept when want_ids */
-	bool want_ids;
-	size_t n, cap;
-	char *url;
-	char *last_token; /* List: the token of the last row kept */
-	const query *q;
-} items;
-
-static int items_row(void *ctx, sqlite3_stmt *st)
-{
-	items *it = ctx;
-	if (it->n == it->cap) {
-		size_t cap = it->cap ? it->cap * 2 : 16;
-		void *a = realloc(it->any, cap * sizeof(*it->any));
-		if (a)
-			it->any = a;
-		void *d = realloc(it->data, cap * sizeof(*it->data));
-		if (d)
-			it->data = d;
-		void *s = realloc(it->scores, cap * sizeof(*it->scores));
-		if (s)
-			it->scores = s;
-		void *ids = it->want_ids ? realloc(it->ids, cap * sizeof(*it->ids)) : it->ids;
-		if (ids)
-			it->ids = ids;
-		if (!a || !d || !s || (it->want_ids && !ids))
-			return -ENOMEM;
-		it->cap = cap;
-	}
-	size_t len = (size_t)sqlite3_column_bytes(st, QUERY_COL_DATA);
-	uint8_t *copy = malloc(len ? len : 1);
-	if (!copy)
-		return -ENOMEM;
-	if (len)
-		memcpy(copy, sqlite3_column_blob(st, QUERY_COL_DATA), len);
-	if (it->want_ids) {
-		it->ids[it->n] = strdup((const char *)sqlite3_column_text(st, QUERY_COL_ID));
-		if (!it->ids[it->n]) {
-			free(copy);
-			return -ENOMEM;
-		}
-	}
-	it->data[it->n] = copy;
-	record_any(&it->any[it->n], it->url, copy, len);
-	it->scores[it->n] = sqlite3_column_double(st, QUERY_COL_SCORE);
-	it->n++;
-	if (it->q) {
-		/* The token of the last row kept is the next page's start. */
-		free(it->last_token);
-		it->last_token = NULL;
-		if (query_next_token(it->q, st, &it->last_token) == -ENOMEM)
-			return -ENOMEM;
-	}
-	return 0;
-}
-
-static bool items_init(items *it, const tp_message *type, const query *q)
-{
-	*it = (items){.q = q};
-	it->url = type_url_of(type);
-	return it->url != NULL;
-}
-
-static Google__Protobuf__Any **items_ptrs(items *it)
-{
-	it->ptrs = calloc(it->n ? it->n : 1, sizeof(*it->ptrs));
-	for (size_t i = 0; it->ptrs && i < it->n; i++)
-		it->ptrs[i] = &it->any[i];
-	return it->ptrs;
-}
-
-static void items_free(items *it)
-{
-	for (size_t i = 0; i < it->n; i++) {
-		free(it->data[i]);
-		if (it->want_ids)
-			free(it->ids[i]);
-	}
-	free(it->ids);
-	free(it->any);
-	free(it->ptrs);
-	free(it->data);
-	free(it->scores);
-	free(it->url);
-	free(it->last_token);
-}
+/* What a List, Search or SearchCollections response holds besides its items and a page
+ * token: the status (OK is an empty message: a tag and a zero length) and a count. */
+#define RESPONSE_FIXED (2 + BUDGET_INT64_FIELD)
 
 /* A compile's outcome as the call's status; true when it compiled. */
 static bool compiled(svc_job *sj, int rc, const query_err *err, const char *what)
@@ -1104,6 +971,18 @@ static bool compiled(svc_job *sj, int rc, const query_err *err, const char *what
 		svc_job_fail(sj, rc == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED,
 			     "%s%s%s", what, *what ? ": " : "", rc == -EINVAL ? err->msg : "out of memory");
 	return rc == 0;
+}
+
+/* A record no response can hold, even alone (written when the limit was higher, or just
+ * under it by a request that carried less around it): named, so that it can be fetched
+ * with Get, deleted, or filtered out. */
+static void fail_too_big(svc_job *sj, const coll_def *d, const char *id, size_t bytes,
+			 size_t limit)
+{
+	svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED,
+		     "record '%.200s' of %s/%s does not fit in a response: with it the response "
+		     "takes %zu bytes, over the message size limit of %zu",
+		     id, d->row->ns, d->row->name, bytes, limit);
 }
 
 /* Runs the compiled query on the loaded collection: its page into *it, and the count. */
@@ -1118,13 +997,16 @@ static bool fetch(query_job *qj, items *it, bool *more, int64_t *total)
 		store_coll_release(rj->coll);
 		return false;
 	}
-	bool ok = run_page(rj, qj->q, query_page_size(qj->q), more, items_row, it) == 0 &&
-		  (*total = count_rows(rj, qj->q)) >= 0;
-	if (!ok)
+	int rc = items_fetch(it, rj->rd, qj->q, more, total);
+	if (rc == -EMSGSIZE)
+		fail_too_big(sj, &rj->d, it->too_big, it->too_big_bytes, it->budget->limit);
+	else if (rc == -ENOMEM)
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	else if (rc)
 		svc_job_fail(sj, GRPC_INTERNAL, "reading %s/%s: %s", rj->d.row->ns, rj->d.row->name,
 			     sqlite3_errmsg(store_reader_db(rj->rd)));
 	read_close(rj);
-	return ok;
+	return rc == 0;
 }
 
 static void list_work(svc_job *sj)
@@ -1142,7 +1024,8 @@ static void list_work(svc_job *sj)
 	if (req->filter)
 		convert_struct(&qj->va, req->filter, &filter);
 	query_schema schema;
-	schema_of(rj->r.env, &rj->d, &schema);
+	char scope[SCOPE_MAX];
+	schema_of(rj->r.env, &rj->d, scope, &schema);
 	query_list_params p = {.filter = req->filter ? &filter : NULL,
 			       .order_by = req->order_by,
 			       .page_size = req->page_size,
@@ -1154,7 +1037,9 @@ static void list_work(svc_job *sj)
 	items it;
 	bool more = false;
 	int64_t total = -1;
-	if (!items_init(&it, rj->d.type, qj->q)) {
+	budget b;
+	budget_init(&b, rj->r.env->max_message_bytes, RESPONSE_FIXED);
+	if (!items_init(&it, rj->d.type, qj->q, ITEMS_ANY, &b)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else if (fetch(qj, &it, &more, &total)) {
 		Collector__ListResponse resp = COLLECTOR__LIST_RESPONSE__INIT;
@@ -1302,44 +1187,62 @@ static void vector_search(query_job *qj)
 	Collector__SearchResult *res = calloc(n ? n : 1, sizeof(*res));
 	Collector__SearchResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
 	Google__Protobuf__Any *any = calloc(n ? n : 1, sizeof(*any));
-	char *url = type_url_of(rj->d.type);
+	char *url_heap, *url = svc_type_url(rj->d.type, NULL, 0, &url_heap);
 	sqlite3_stmt *get = NULL;
-	if (!res || !ptrs || !any || !url ||
-	    store_reader_prepare(rj->rd, "SELECT data FROM records WHERE rid = ?1", &get)) {
+	uint8_t **copies = calloc(n ? n : 1, sizeof(*copies));
+	size_t kept = 0;
+	budget bud;
+	budget_init(&bud, rj->r.env->max_message_bytes, RESPONSE_FIXED);
+	if (!res || !ptrs || !any || !url || !copies ||
+	    store_reader_prepare(rj->rd, "SELECT data, id FROM records WHERE rid = ?1", &get)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	} else {
-		/* Each row's bytes are copied: the statement moves on to the next row. */
-		uint8_t **copies = calloc(n ? n : 1, sizeof(*copies));
-		for (size_t i = 0; copies && i < n; i++) {
-			sqlite3_reset(get);
-			sqlite3_bind_int64(get, 1, hits[from + i].rid);
-			size_t len = 0;
-			if (sqlite3_step(get) == SQLITE_ROW) {
-				len = (size_t)sqlite3_column_bytes(get, 0);
-				copies[i] = malloc(len ? len : 1);
-				if (copies[i] && len)
-					memcpy(copies[i], sqlite3_column_blob(get, 0), len);
-			}
-			record_any(&any[i], url, copies[i], copies[i] ? len : 0);
-			collector__search_result__init(&res[i]);
-			res[i].item = &any[i];
-			res[i].score = hits[from + i].sim;
-			res[i].distance = 1 - hits[from + i].sim;
-			ptrs[i] = &res[i];
+		n = 0;
+	}
+	/* As many of the page's results as the response holds. Each row's bytes are copied:
+	 * the statement moves on to the next row. */
+	while (kept < n && sj->code == GRPC_OK) {
+		const vhit *h = &hits[from + kept];
+		sqlite3_reset(get);
+		sqlite3_bind_int64(get, 1, h->rid);
+		if (sqlite3_step(get) != SQLITE_ROW) {
+			svc_job_fail(sj, GRPC_INTERNAL, "reading: %s",
+				     sqlite3_errmsg(store_reader_db(rj->rd)));
+			break;
 		}
+		size_t len = (size_t)sqlite3_column_bytes(get, 0);
+		svc_record_any(&any[kept], url, sqlite3_column_blob(get, 0), len);
+		collector__search_result__init(&res[kept]);
+		res[kept].item = &any[kept];
+		res[kept].score = h->sim;
+		res[kept].distance = 1 - h->sim;
+		size_t cost = budget_field(collector__search_result__get_packed_size(&res[kept]));
+		if (!budget_take(&bud, cost, 0)) {
+			if (!kept)
+				fail_too_big(sj, &rj->d, (const char *)sqlite3_column_text(get, 1),
+					     RESPONSE_FIXED + cost, bud.limit);
+			break;
+		}
+		if (!(copies[kept] = malloc(len ? len : 1))) {
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			break;
+		}
+		if (len)
+			memcpy(copies[kept], sqlite3_column_blob(get, 0), len);
+		any[kept].value.data = copies[kept];
+		ptrs[kept] = &res[kept];
+		kept++;
+	}
+	if (sj->code == GRPC_OK) {
 		Collector__SearchResponse resp = COLLECTOR__SEARCH_RESPONSE__INIT;
 		resp.status = &status_ok;
 		resp.results = ptrs;
-		resp.n_results = n;
+		resp.n_results = kept;
 		resp.total_count = (int64_t)nhits;
-		if (copies)
-			svc_job_answer(sj, &resp.base);
-		else
-			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		for (size_t i = 0; copies && i < n; i++)
-			free(copies[i]);
-		free(copies);
+		svc_job_answer(sj, &resp.base);
 	}
+	for (size_t i = 0; copies && i < kept; i++)
+		free(copies[i]);
+	free(copies);
 	free(res);
 	free(ptrs);
 	free(any);
@@ -1379,7 +1282,8 @@ static void search_work(svc_job *sj)
 	for (size_t i = 0; i < nl; i++)
 		labels[i] = (query_label){req->label_filters[i]->key, req->label_filters[i]->value};
 	query_schema schema;
-	schema_of(rj->r.env, &rj->d, &schema);
+	char scope[SCOPE_MAX];
+	schema_of(rj->r.env, &rj->d, scope, &schema);
 	query_search_params p = {.full_text = req->full_text,
 				 .filters = filters,
 				 .nfilters = nf,
@@ -1398,7 +1302,9 @@ static void search_work(svc_job *sj)
 	items it;
 	bool more = false;
 	int64_t total = -1;
-	if (!items_init(&it, rj->d.type, NULL)) {
+	budget b;
+	budget_init(&b, rj->r.env->max_message_bytes, RESPONSE_FIXED);
+	if (!items_init(&it, rj->d.type, NULL, ITEMS_RESULT, &b)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else if (fetch(qj, &it, &more, &total)) {
 		Collector__SearchResult *res = calloc(it.n ? it.n : 1, sizeof(*res));
@@ -1450,11 +1356,20 @@ static int collect_name(void *ctx, const store_collection *row)
 	return 0;
 }
 
-/* One collection's matches into *res; false (j failed) on an error. */
-static bool search_one(query_job *qj, const char *name, const query_value *qv, items *it,
-		       Collector__SearchCollectionsResponse__CollectionResult *res,
+/* What a collection's entry in the results holds besides its items: a tag and a length
+ * (up to 5 bytes), and its name. */
+static size_t result_header(const char *name)
+{
+	return 1 + 5 + budget_field(strlen(name));
+}
+
+/* One collection's matches into *res, its scores into *scores (for the caller to free);
+ * *reached is false when the response had no room left for it. false (j failed) on an
+ * error. */
+static bool search_one(query_job *qj, const char *name, const query_value *qv, budget *b,
+		       items *it, Collector__SearchCollectionsResponse__CollectionResult *res,
 		       Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **scores,
-		       int64_t *total)
+		       bool *reached, int64_t *total)
 {
 	svc_job *sj = &qj->rd.r.j;
 	read_job *rj = &qj->rd;
@@ -1465,35 +1380,53 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, i
 	if (!coll_def_load(sj, rj->r.env, rj->r.ns, name, &rj->d))
 		return false;
 	query_schema schema;
-	schema_of(rj->r.env, &rj->d, &schema);
+	char scope[SCOPE_MAX];
+	schema_of(rj->r.env, &rj->d, scope, &schema);
 	query_search_params p = {.query = qv, .limit = req->limit, .order_by = req->order_by};
 	query_err err;
 	if (!compiled(sj, query_compile_search(&schema, &p, &qj->q, &err), &err, name))
 		return false;
-	if (!items_init(it, rj->d.type, NULL)) {
+	if (!items_init(it, rj->d.type, NULL, ITEMS_SCORED, b)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return false;
 	}
-	it->want_ids = true;
+	/* Still searched when the response is full: total_matches counts every match. */
+	budget_take_bytes(b, result_header(name));
 	bool more;
 	int64_t count = -1;
 	if (!fetch(qj, it, &more, &count))
 		return false;
 	*total += count;
+	/* Cut before its first item, it is left out: an entry means "these are its matches". */
+	*reached = it->n > 0 || !b->full;
+	/* One block: the entries, then the pointers to them. */
+	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry *e =
+		calloc(it->n ? it->n : 1, sizeof(*e) + sizeof(e));
+	*scores = e;
+	if (!e || !items_ptrs(it)) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return false;
+	}
+	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **ptrs =
+		(void *)(e + (it->n ? it->n : 1));
+	for (size_t i = 0; i < it->n; i++) {
+		collector__search_collections_response__collection_result__scores_entry__init(&e[i]);
+		e[i].key = it->ids[i];
+		e[i].value = it->scores[i];
+		ptrs[i] = &e[i];
+	}
 	collector__search_collections_response__collection_result__init(res);
 	res->collection_name = (char *)name;
-	res->items = items_ptrs(it);
+	res->items = it->ptrs;
 	res->n_items = it->n;
-	for (size_t i = 0; i < it->n; i++) {
-		collector__search_collections_response__collection_result__scores_entry__init(scores[i]);
-		scores[i]->key = it->ids[i];
-		scores[i]->value = it->scores[i];
-	}
-	res->scores = scores;
+	res->scores = ptrs;
 	res->n_scores = it->n;
-	return res->items != NULL;
+	return true;
 }
 
+/* The response holds the collections in order up to the first item that does not fit in
+ * it (that collection keeps the items that did, and is left out when none did); every
+ * collection is searched, so total_matches counts all the matches. */
 static void search_collections_work(svc_job *sj)
 {
 	query_job *qj = (query_job *)sj;
@@ -1519,16 +1452,17 @@ static void search_collections_work(svc_job *sj)
 		if (rc)
 			svc_fail_store(sj, rc, "listing collections");
 	}
-	size_t n = names.n;
+	size_t n = names.n, nres = 0;
 	items *its = calloc(n ? n : 1, sizeof(*its));
 	Collector__SearchCollectionsResponse__CollectionResult *res = calloc(n ? n : 1, sizeof(*res));
 	Collector__SearchCollectionsResponse__CollectionResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry ***scores =
+	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **scores =
 		calloc(n ? n : 1, sizeof(*scores));
-	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry *entries = NULL;
 	size_t done = 0;
 	int64_t total = 0;
 	query_value qv;
+	budget b;
+	budget_init(&b, env->max_message_bytes, RESPONSE_FIXED);
 	if (sj->code != GRPC_OK)
 		goto out;
 	if (!its || !res || !ptrs || !scores || !va_init(&qj->va, env->max_message_bytes)) {
@@ -1537,36 +1471,28 @@ static void search_collections_work(svc_job *sj)
 	}
 	if (req->query)
 		convert_struct(&qj->va, req->query, &qv);
-	size_t limit = req->limit > 0 && req->limit <= QUERY_MAX_PAGE ? (size_t)req->limit
-								   : QUERY_DEFAULT_PAGE;
-	entries = calloc(n * limit + 1, sizeof(*entries));
-	if (!entries || qj->va.failed) {
+	if (qj->va.failed) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
 	for (; done < n; done++) {
+		bool reached;
 		if (!names.v[done]) {
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;
 		}
-		scores[done] = calloc(limit + 1, sizeof(**scores));
-		if (!scores[done]) {
-			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-			goto out;
-		}
-		for (size_t k = 0; k < limit; k++)
-			scores[done][k] = &entries[done * limit + k];
-		if (!search_one(qj, names.v[done], req->query ? &qv : NULL, &its[done], &res[done],
-				scores[done], &total)) {
+		if (!search_one(qj, names.v[done], req->query ? &qv : NULL, &b, &its[done], &res[done],
+				&scores[done], &reached, &total)) {
 			done++;
 			goto out;
 		}
-		ptrs[done] = &res[done];
+		if (reached)
+			ptrs[nres++] = &res[done];
 	}
 	Collector__SearchCollectionsResponse resp = COLLECTOR__SEARCH_COLLECTIONS_RESPONSE__INIT;
 	resp.status = &status_ok;
 	resp.results = ptrs;
-	resp.n_results = n;
+	resp.n_results = nres;
 	resp.total_matches = total;
 	svc_job_answer(sj, &resp.base);
 out:
@@ -1581,7 +1507,6 @@ out:
 	free(res);
 	free(ptrs);
 	free(scores);
-	free(entries);
 }
 
 void collection_search_collections(call *c, const ProtobufCMessage *msg)

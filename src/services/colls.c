@@ -99,6 +99,27 @@ bool svc_type_url_is(const char *url, const tp_message *m)
 	return name && !strcmp(name, tp_message_get(m)->full_name);
 }
 
+char *svc_type_url(const tp_message *m, char *buf, size_t cap, char **heap)
+{
+	const char *name = tp_message_get(m)->full_name;
+	size_t pre = strlen(SVC_TYPE_URL_PREFIX), n = strlen(name);
+	char *url = buf;
+	*heap = NULL;
+	if (pre + n + 1 > cap && !(url = *heap = malloc(pre + n + 1)))
+		return NULL;
+	memcpy(url, SVC_TYPE_URL_PREFIX, pre);
+	memcpy(url + pre, name, n + 1);
+	return url;
+}
+
+void svc_record_any(Google__Protobuf__Any *any, char *url, const void *data, size_t len)
+{
+	*any = (Google__Protobuf__Any)GOOGLE__PROTOBUF__ANY__INIT;
+	any->type_url = url;
+	any->value.data = (uint8_t *)data;
+	any->value.len = len;
+}
+
 bool svc_check_user_ns(svc_job *j, const char *ns)
 {
 	if (!svc_check_name(j, "namespace", ns))

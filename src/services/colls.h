@@ -7,6 +7,7 @@
 
 #include "collector/collection.pb-c.h"
 #include "collector/common.pb-c.h"
+#include "google/protobuf/any.pb-c.h"
 #include "h2/call.h"
 #include "io/pool.h"
 #include "services/job.h"
@@ -91,6 +92,11 @@ void svc_indexes_free(svc_indexes *ix);
 
 /* Whether an Any's type URL names m (anything before the last '/' is accepted). */
 bool svc_type_url_is(const char *url, const tp_message *m);
+/* The type URL of m in buf (cap bytes) when it fits, else malloc'd (*heap, for the caller
+ * to free). NULL when out of memory. Built once per call, not per record. */
+char *svc_type_url(const tp_message *m, char *buf, size_t cap, char **heap);
+/* An Any from a record's bytes (borrowed: lives as long as url and data). */
+void svc_record_any(Google__Protobuf__Any *any, char *url, const void *data, size_t len);
 
 /* collector.Status.Code for a gRPC code: the API's enum leaves out DEADLINE_EXCEEDED
  * (reported as UNAVAILABLE) and UNAUTHENTICATED (PERMISSION_DENIED), so the numbers after

@@ -9,8 +9,10 @@
 #include <string.h>
 
 #include "collector/collection_repo.pb-c.h"
+#include "h2/buf.h"
 #include "io/clock.h"
 #include "io/log.h"
+#include "services/budget.h"
 #include "services/collection.h"
 #include "services/colls.h"
 #include "store/coll.h"
@@ -24,6 +26,24 @@ static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
 
 /* ---- CreateCollection ---- */
 
+/* A count of backups and an age cannot be negative. */
+static bool check_backup_policy(svc_job *sj, const Collector__BackupPolicy *p)
+{
+	if (p && p->max_backups < 0) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "backup_policy.max_backups must be 0 or more, not %d",
+			     (int)p->max_backups);
+		return false;
+	}
+	if (p && p->retention_seconds < 0) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "backup_policy.retention_seconds must be 0 or more, not %lld",
+			     (long long)p->retention_seconds);
+		return false;
+	}
+	return true;
+}
+
 static void create_collection_work(svc_job *sj)
 {
 	svc_req_job *j = (svc_req_job *)sj;
@@ -34,7 +54,8 @@ static void create_collection_work(svc_job *sj)
 		return;
 	}
 	const char *ns = in->namespace_ && *in->namespace_ ? in->namespace_ : j->ns;
-	if (!svc_check_user_ns(sj, ns) || !svc_check_name(sj, "collection", in->name))
+	if (!svc_check_user_ns(sj, ns) || !svc_check_name(sj, "collection", in->name) ||
+	    !check_backup_policy(sj, in->backup_policy))
 		return;
 	const tp_message *m = svc_find_type(j->env, ns, in->message_type);
 	if (!m) {
@@ -188,62 +209,113 @@ static void route(call *c, const ProtobufCMessage *msg)
 
 /* ---- Discover ---- */
 
-/* Page tokens are the last (namespace, name) of a page, hex-encoded: opaque to clients
- * and checked strictly on the way back. */
-static char *discover_token(const char *ns, const char *name)
+/* Page tokens: sealed with the node's token key like List's (query_token_seal), bound to
+ * the query's filters and holding the last (namespace, name) of the page. Their first
+ * byte is no List token's version, so that neither API takes the other's tokens. */
+#define DISCOVER_TOKEN_VERSION 0x44
+#define DISCOVER_TOKEN_HEADER 9 /* the version, the filters' hash */
+#define DISCOVER_TOKEN_MAX_CHARS 256
+
+typedef struct label_pair {
+	const char *key, *value;
+} label_pair;
+
+static int label_pair_cmp(const void *a, const void *b)
 {
-	size_t n = strlen(ns) + 1 + strlen(name);
-	char *t = malloc(2 * n + 1);
-	if (!t)
-		return NULL;
-	static const char hex[] = "0123456789abcdef";
-	size_t k = 0;
-	for (const char *p = ns;; p++) {
-		unsigned char ch = (unsigned char)*p;
-		t[k++] = hex[ch >> 4];
-		t[k++] = hex[ch & 15];
-		if (!ch)
-			break;
-	}
-	for (const char *p = name; *p; p++) {
-		t[k++] = hex[(unsigned char)*p >> 4];
-		t[k++] = hex[(unsigned char)*p & 15];
-	}
-	t[k] = 0;
-	return t;
+	const label_pair *x = a, *y = b;
+	int r = strcmp(x->key, y->key);
+	return r ? r : strcmp(x->value, y->value);
 }
 
-static bool discover_token_parse(const char *t, char ns[STORE_NAME_MAX + 1],
+/* The filters a token belongs to, as the request gives them: the message type and the
+ * labels in key order (a map's entries may come in any order). 0, or -ENOMEM. */
+static int discover_filters_hash(const Collector__DiscoverRequest *req, uint64_t *hash)
+{
+	label_pair pairs[STORE_LABEL_FILTERS_MAX];
+	size_t nl = req->n_label_filter;
+	for (size_t i = 0; i < nl; i++)
+		pairs[i] = (label_pair){req->label_filter[i]->key, req->label_filter[i]->value};
+	qsort(pairs, nl, sizeof(*pairs), label_pair_cmp);
+	const Collector__MessageTypeRef *t = req->message_type_filter;
+	const char *type_ns = t && t->namespace_ ? t->namespace_ : "";
+	const char *type_name = t && t->message_name ? t->message_name : "";
+	buf b = {0};
+	int rc = buf_append(&b, type_ns, strlen(type_ns) + 1);
+	rc = rc ? rc : buf_append(&b, type_name, strlen(type_name) + 1);
+	for (size_t i = 0; i < nl && !rc; i++) {
+		rc = buf_append(&b, pairs[i].key, strlen(pairs[i].key) + 1);
+		rc = rc ? rc : buf_append(&b, pairs[i].value, strlen(pairs[i].value) + 1);
+	}
+	if (!rc)
+		*hash = query_hash(b.data, b.len);
+	buf_free(&b);
+	return rc;
+}
+
+/* The token continuing after (ns, name); NULL when out of memory. */
+static char *discover_token(const svc_env *env, uint64_t filters, const char *ns, const char *name)
+{
+	uint8_t payload[DISCOVER_TOKEN_HEADER + 2 * STORE_NAME_MAX + 1];
+	size_t nl = strlen(ns), ml = strlen(name), n = 0;
+	payload[n++] = DISCOVER_TOKEN_VERSION;
+	for (int i = 0; i < 8; i++)
+		payload[n++] = (uint8_t)(filters >> (56 - 8 * i));
+	memcpy(payload + n, ns, nl + 1);
+	memcpy(payload + n + nl + 1, name, ml);
+	char *token;
+	return query_token_seal(env->token_key, payload, n + nl + 1 + ml, &token) ? NULL : token;
+}
+
+/* Checks a token against the request's namespace and filters and reads its position;
+ * fails j with INVALID_ARGUMENT saying what is wrong. */
+static bool discover_token_parse(svc_job *j, const svc_env *env, const char *t, uint64_t filters,
+				 const char *req_ns, char ns[STORE_NAME_MAX + 1],
 				 char name[STORE_NAME_MAX + 1])
 {
-	size_t len = strlen(t);
-	char raw[2 * STORE_NAME_MAX + 4];
-	if (len % 2 || len / 2 >= sizeof(raw))
+	uint8_t *p;
+	size_t n;
+	const char *why;
+	if (query_token_open(env->token_key, t, DISCOVER_TOKEN_MAX_CHARS, &p, &n, &why)) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "%s", why);
 		return false;
-	for (size_t i = 0; i < len / 2; i++) {
-		int v = 0;
-		for (int h = 0; h < 2; h++) {
-			char ch = t[2 * i + h];
-			int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-			if (d < 0)
-				return false;
-			v = v * 16 + d;
-		}
-		raw[i] = (char)v;
 	}
-	raw[len / 2] = 0;
-	size_t nslen = strnlen(raw, len / 2);
-	if (nslen == len / 2 || nslen > STORE_NAME_MAX || strlen(raw + nslen + 1) > STORE_NAME_MAX)
-		return false;
-	memcpy(ns, raw, nslen + 1);
-	strcpy(name, raw + nslen + 1);
-	return store_name_valid(ns) && store_name_valid(name);
+	bool ok = n > DISCOVER_TOKEN_HEADER && p[0] == DISCOVER_TOKEN_VERSION;
+	const char *raw = (const char *)p + DISCOVER_TOKEN_HEADER;
+	size_t len = ok ? n - DISCOVER_TOKEN_HEADER : 0, nslen = strnlen(raw, len);
+	ok = ok && nslen < len && nslen <= STORE_NAME_MAX && len - nslen - 1 <= STORE_NAME_MAX;
+	if (ok) {
+		memcpy(ns, raw, nslen + 1);
+		memcpy(name, raw + nslen + 1, len - nslen - 1);
+		name[len - nslen - 1] = 0;
+		ok = store_name_valid(ns) && store_name_valid(name);
+	}
+	uint64_t h = 0;
+	for (int i = 0; ok && i < 8; i++)
+		h = h << 8 | p[1 + i];
+	free(p);
+	if (!ok)
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "page_token is not a Discover token of this node");
+	else if (strcmp(ns, req_ns))
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "page_token belongs to another namespace (%s)", ns);
+	else if (h != filters)
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+			     "page_token belongs to another query (label_filter or message_type_filter "
+			     "changed)");
+	return ok && !strcmp(ns, req_ns) && h == filters;
 }
+
+/* What a Discover response holds besides the definitions: its status (2 bytes) and, when
+ * more follow, a token (a tag, a length of 2 bytes, the token). */
+#define DISCOVER_FIXED (2 + 3 + DISCOVER_TOKEN_MAX_CHARS)
+/* discover_row: the response is full, the page ends before this row. */
+#define DISCOVER_FULL 1
 
 typedef struct discover_acc {
 	Collector__Collection **v;
 	size_t n, cap;
+	budget b;
 	char last_ns[STORE_NAME_MAX + 1], last_name[STORE_NAME_MAX + 1];
+	size_t too_big; /* the response the row that fits in none would make */
 } discover_acc;
 
 static int discover_row(void *ctx, const store_collection *row)
@@ -260,6 +332,17 @@ static int discover_row(void *ctx, const store_collection *row)
 	Collector__Collection *def = collector__collection__unpack(NULL, row->def_len, row->def);
 	if (!def)
 		return -EIO;
+	size_t cost = budget_field(collector__collection__get_packed_size(def));
+	if (!budget_take(&a->b, cost, 0)) {
+		collector__collection__free_unpacked(def, NULL);
+		if (a->n)
+			return DISCOVER_FULL;
+		/* The page cannot start: the row's name is the one reported. */
+		snprintf(a->last_ns, sizeof(a->last_ns), "%s", row->ns);
+		snprintf(a->last_name, sizeof(a->last_name), "%s", row->name);
+		a->too_big = DISCOVER_FIXED + cost;
+		return -EMSGSIZE;
+	}
 	a->v[a->n++] = def;
 	snprintf(a->last_ns, sizeof(a->last_ns), "%s", row->ns);
 	snprintf(a->last_name, sizeof(a->last_name), "%s", row->name);
@@ -279,17 +362,27 @@ static void discover_work(svc_job *sj)
 		return;
 	store_list_filter f = {.ns = j->ns,
 			       .limit = req->page_size ? (size_t)req->page_size : DISCOVER_DEFAULT};
+	size_t nl = req->n_label_filter;
+	if (nl > STORE_LABEL_FILTERS_MAX) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "at most %d label filters",
+			     STORE_LABEL_FILTERS_MAX);
+		return;
+	}
+	uint64_t filters;
+	if (discover_filters_hash(req, &filters)) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
 	char after_ns[STORE_NAME_MAX + 1], after_name[STORE_NAME_MAX + 1];
 	if (req->page_token && *req->page_token) {
-		if (!discover_token_parse(req->page_token, after_ns, after_name) ||
-		    strcmp(after_ns, j->ns)) {
-			svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "invalid page_token");
+		if (!discover_token_parse(sj, j->env, req->page_token, filters, j->ns, after_ns,
+					  after_name))
 			return;
-		}
 		f.after_ns = after_ns;
 		f.after_name = after_name;
 	}
 	discover_acc a = {0};
+	budget_init(&a.b, j->env->max_message_bytes, DISCOVER_FIXED);
 	bool more = false;
 	Collector__DiscoverResponse resp = COLLECTOR__DISCOVER_RESPONSE__INIT;
 	if (req->message_type_filter && req->message_type_filter->message_name &&
@@ -300,12 +393,6 @@ static void discover_work(svc_job *sj)
 		f.type_ns = svc_type_ns(j->env, j->ns, m);
 		f.type_name = tp_message_get(m)->full_name;
 	}
-	size_t nl = req->n_label_filter;
-	if (nl > STORE_LABEL_FILTERS_MAX) {
-		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "at most %d label filters",
-			     STORE_LABEL_FILTERS_MAX);
-		return;
-	}
 	const char *keys[STORE_LABEL_FILTERS_MAX], *values[STORE_LABEL_FILTERS_MAX];
 	for (size_t i = 0; i < nl; i++) {
 		keys[i] = req->label_filter[i]->key;
@@ -315,7 +402,15 @@ static void discover_work(svc_job *sj)
 	f.label_keys = keys;
 	f.label_values = values;
 	int rc = store_collection_list(j->env->store, &f, discover_row, &a, &more);
-	if (rc) {
+	if (rc == DISCOVER_FULL) {
+		more = true;
+	} else if (rc == -EMSGSIZE) {
+		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED,
+			     "the definition of %s/%s does not fit in a response: with it the "
+			     "response takes %zu bytes, over the message size limit of %zu",
+			     a.last_ns, a.last_name, a.too_big, a.b.limit);
+		goto out;
+	} else if (rc) {
 		svc_fail_store(sj, rc, "listing collections");
 		goto out;
 	}
@@ -323,7 +418,8 @@ answer:
 	resp.status = &status_ok;
 	resp.collections = a.v;
 	resp.n_collections = a.n;
-	resp.next_page_token = more && a.n ? discover_token(a.last_ns, a.last_name) : NULL;
+	resp.next_page_token = more && a.n ? discover_token(j->env, filters, a.last_ns, a.last_name)
+					   : NULL;
 	if (more && a.n && !resp.next_page_token)
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	else

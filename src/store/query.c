@@ -9,8 +9,10 @@
 #include <string.h>
 #include <strings.h>
 
-/* Page tokens: version byte, query hash, key count, typed key values, rid, MAC. */
-#define TOKEN_VERSION 1
+/* Page tokens: version byte, query hash, scope hash, key count, typed key values, rid, MAC.
+ * Version 1 had no scope: its tokens are refused. */
+#define TOKEN_VERSION 2
+#define TOKEN_HEADER 18
 #define TOKEN_MAX_CHARS (4 * (QUERY_MAX_ORDER_KEYS * (5 + QUERY_MAX_TOKEN_TEXT) + 64) / 3)
 #define QUOTE_MAX 64
 #define MAX_FTS_TERMS 64
@@ -161,7 +163,7 @@ struct query {
 	int32_t page_size;
 	bool list;
 	unsigned nkeys;
-	uint64_t qhash;
+	uint64_t qhash, scope_hash;
 	uint8_t key[16];
 };
 
@@ -663,15 +665,16 @@ static int bind_i64_text(cc *c, int64_t i)
 
 static const char *vtype_name(const query_value *v)
 {
-	static const char *const names[] = {"null", "a number", "a string",
-					    "a bool", "a list", "a Struct"};
-	return (unsigned)v->type <= QUERY_STRUCT ? names[v->type] : "an invalid value";
+	static const char *const names[] = {"null",	"a number", "a string", "a bool",
+					    "a list", "a Struct", "no value"};
+	return (unsigned)v->type <= QUERY_ABSENT ? names[v->type] : "an invalid value";
 }
 
-/* Also refuses NaN and infinities, which JSON cannot hold (SQLite would bind NaN as NULL). */
+/* Also refuses NaN and infinities, which JSON cannot hold (SQLite would bind NaN as NULL).
+ * An absent value was refused by emit_filter with its key; this is the backstop. */
 static bool bad_value(cc *c, const query_value *v)
 {
-	if ((unsigned)v->type > QUERY_STRUCT)
+	if ((unsigned)v->type >= QUERY_ABSENT)
 		fail(c, "invalid value type %d", (int)v->type);
 	else if (v->type == QUERY_NUMBER && !isfinite(v->u.number))
 		fail(c, "filter value %g is not a finite number", v->u.number);
@@ -1180,6 +1183,17 @@ static void emit_contains(cc *c, sb *b, const opnd *o, enum ty ty, const query_v
 	}
 }
 
+/* Whether v, or an element of its lists, is no value at all. */
+static bool value_absent(const query_value *v)
+{
+	if (v->type == QUERY_ABSENT)
+		return true;
+	for (size_t i = 0; v->type == QUERY_LIST && i < v->u.list.n; i++)
+		if (value_absent(&v->u.list.items[i]))
+			return true;
+	return false;
+}
+
 static void emit_filter(cc *c, const char *path, enum query_op op, const query_value *v)
 {
 	char qb[QUOTE_MAX];
@@ -1190,6 +1204,12 @@ static void emit_filter(cc *c, const char *path, enum query_op op, const query_v
 	}
 	if ((unsigned)op > QUERY_NOT_EXISTS) {
 		fail(c, "unknown operator %d on '%s'", (int)op, quote(path, qb));
+		return;
+	}
+	if (op != QUERY_EXISTS && op != QUERY_NOT_EXISTS && value_absent(v)) {
+		fail(c, "%s on '%s' needs a value%s (only EXISTS and NOT_EXISTS take none)",
+		     op_names[op], quote(path, qb),
+		     v->type == QUERY_ABSENT ? "" : " in every element of its list");
 		return;
 	}
 	if (key_parse(c, path, false, &k))
@@ -1296,12 +1316,13 @@ static bool parse_op(const query_value *v, enum query_op *op)
 	return false;
 }
 
-/* SearchCollections: {"operator": OP, "value": v} (value optional). 1 when st is one, 0
- * when not, -EINVAL when it is one with a bad operator. */
+/* SearchCollections: {"operator": OP, "value": v} (value optional: emit_filter decides
+ * whether OP needs one). 1 when st is one, 0 when not, -EINVAL when it is one with a bad
+ * operator. */
 static int operator_struct(cc *c, const char *prefix, const char *key, const query_value *st)
 {
-	static const query_value null_value = {.type = QUERY_NULL};
-	const query_value *opv = NULL, *val = &null_value;
+	static const query_value absent = {.type = QUERY_ABSENT};
+	const query_value *opv = NULL, *val = &absent;
 	size_t n = st->u.object.n;
 	if (n < 1 || n > 2)
 		return 0;
@@ -1311,7 +1332,7 @@ static int operator_struct(cc *c, const char *prefix, const char *key, const que
 			return 0; /* flatten reports it */
 		if (!strcmp(m->key, "operator") && !opv)
 			opv = m->value;
-		else if (!strcmp(m->key, "value") && val == &null_value)
+		else if (!strcmp(m->key, "value") && val == &absent)
 			val = m->value;
 		else
 			return 0;
@@ -1322,9 +1343,6 @@ static int operator_struct(cc *c, const char *prefix, const char *key, const que
 	char qb[QUOTE_MAX];
 	if (!parse_op(opv, &op))
 		return fail(c, "unknown operator for '%s' (use a FilterOperator name or number)",
-			    quote(key, qb));
-	if (n == 1 && op != QUERY_EXISTS && op != QUERY_NOT_EXISTS)
-		return fail(c, "operator %s on '%s' needs a \"value\"", op_names[op],
 			    quote(key, qb));
 	leaf_add(c, prefix, key, op, val);
 	return 1;
@@ -1679,6 +1697,8 @@ int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char 
 	return *token ? 0 : -ENOMEM;
 }
 
+uint64_t query_hash(const void *data, size_t n) { return siphash(NULL, data, n); }
+
 static void hash_binds(sb *h, const query *q)
 {
 	for (size_t i = 0; i < q->nbinds; i++) {
@@ -1696,38 +1716,58 @@ static void hash_binds(sb *h, const query *q)
 	}
 }
 
+int query_token_open(const uint8_t *key, const char *token, size_t max_chars, uint8_t **payload,
+		     size_t *n, const char **why)
+{
+	size_t len = strlen(token);
+	*payload = NULL;
+	if (len > max_chars) {
+		*why = "page_token is too long";
+		return -EINVAL;
+	}
+	uint8_t *t = b64_decode(token, len, n);
+	if (!t) {
+		*why = "page_token is not a token this node issued (bad encoding)";
+		return -EINVAL;
+	}
+	if (*n < 8 || siphash(key, t, *n - 8) != get_be64(t + *n - 8)) {
+		free(t);
+		*why = "page_token is corrupt or was issued elsewhere";
+		return -EINVAL;
+	}
+	*n -= 8;
+	*payload = t;
+	return 0;
+}
+
 /* Decodes and checks a token, then appends the keyset condition "after this row" to w. */
 static void emit_after(cc *c, const char *token, const order *o, sb *w)
 {
 	const query *q = c->q;
-	size_t len = strlen(token), n = 0;
-	if (len > TOKEN_MAX_CHARS) {
-		fail(c, "page_token is too long");
-		return;
-	}
-	uint8_t *t = b64_decode(token, len, &n);
-	if (!t) {
-		fail(c, "page_token is not a token this node issued (bad encoding)");
+	size_t n = 0;
+	uint8_t *t;
+	const char *why;
+	if (query_token_open(q->key, token, TOKEN_MAX_CHARS, &t, &n, &why)) {
+		fail(c, "%s", why);
 		return;
 	}
 	query_bindval vals[QUERY_MAX_ORDER_KEYS];
 	int params[QUERY_MAX_ORDER_KEYS];
-	size_t at = 10;
+	size_t at = TOKEN_HEADER;
 	unsigned i;
-	if (n < 1 + 8 + 1 + 8 + 8 || t[0] != TOKEN_VERSION) {
-		fail(c, "page_token is not a token this node issued (bad version)");
+	if (n < TOKEN_HEADER + 8 || t[0] != TOKEN_VERSION) {
+		fail(c, "page_token is not a List token of this node (bad version)");
 		goto out;
 	}
-	n -= 8;
-	if (siphash(q->key, t, n) != get_be64(t + n)) {
-		fail(c, "page_token is corrupt or was issued elsewhere");
+	if (get_be64(t + 9) != q->scope_hash) {
+		fail(c, "page_token belongs to another collection (or to one of this name deleted since)");
 		goto out;
 	}
 	if (get_be64(t + 1) != q->qhash) {
 		fail(c, "page_token belongs to another query (filter or order_by changed)");
 		goto out;
 	}
-	if (t[9] != o->n)
+	if (t[17] != o->n)
 		goto bad;
 	for (i = 0; i < o->n; i++) {
 		if (at >= n)
@@ -1820,15 +1860,15 @@ out:
 int query_next_token(const query *q, sqlite3_stmt *st, char **token)
 {
 	sb b = {0};
-	uint8_t hdr[10] = {TOKEN_VERSION};
+	uint8_t ver = TOKEN_VERSION, nkeys = (uint8_t)q->nkeys;
 	int rc = 0;
 	*token = NULL;
 	if (!q->list)
 		return -EINVAL;
-	for (int i = 0; i < 8; i++)
-		hdr[1 + i] = (uint8_t)(q->qhash >> (56 - 8 * i));
-	hdr[9] = (uint8_t)q->nkeys;
-	sb_put(&b, hdr, sizeof hdr);
+	sb_put(&b, &ver, 1);
+	put_be64(&b, q->qhash);
+	put_be64(&b, q->scope_hash);
+	sb_put(&b, &nkeys, 1);
 	for (unsigned i = 0; i < q->nkeys && !rc; i++) {
 		int col = QUERY_COL_KEYS + (int)i;
 		uint8_t tag;
@@ -1895,6 +1935,8 @@ static int cc_init(cc *c, const query_schema *s, query_err *err)
 	}
 	if (s->token_key)
 		memcpy(c->q->key, s->token_key, 16);
+	if (s->scope)
+		c->q->scope_hash = siphash(NULL, (const uint8_t *)s->scope, strlen(s->scope));
 	for (size_t i = 0; i < s->nindexed; i++) {
 		query_path p;
 		const char *why;

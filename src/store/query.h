@@ -48,7 +48,9 @@
  * Operators: NOT_EQUALS is the negation of EQUALS, so a record missing the field IS "not
  * equal" and matches. IN needs a list (at most 1000 values, empty matches nothing) and is
  * EQUALS to any of them. EXISTS is true when the path is present (even as JSON null),
- * NOT_EXISTS when it is absent; their value is ignored.
+ * NOT_EXISTS when it is absent; their value is ignored. Every other operator needs a value:
+ * QUERY_ABSENT there, or anywhere inside its lists, is -EINVAL naming the key (a filter
+ * with no value is a client's mistake, not a comparison with null).
  *
  * List's filter Struct: every key is EQUALS; a nested Struct extends the path
  * ({"address": {"city": "x"}} is address.city = "x"); a list value compares the whole
@@ -71,8 +73,9 @@
  * keyset positions (order-key values and rid), so rows inserted or deleted between pages
  * never make a row that existed throughout appear twice or be skipped (a row whose own
  * order key is updated may move). A token names the query it belongs to (filter, order,
- * resolver types, indexed set): used with another query it is -EINVAL. Tokens are
- * base64url, versioned and authenticated with SipHash-2-4 under the schema's token key.
+ * resolver types, indexed set) and the schema's scope: used with another query, or in
+ * another scope, it is -EINVAL saying which. Tokens are base64url, versioned and
+ * authenticated with SipHash-2-4 under the schema's token key.
  * Search: limit 0 means 50, 1..1000; offset 0..100000.
  */
 #ifndef STORE_QUERY_H
@@ -128,8 +131,17 @@ enum query_kind {
 typedef int (*query_resolve_fn)(void *ctx, const query_path *p, enum query_kind *kind);
 
 /* A google.protobuf.Value. Strings are NUL-terminated. Borrowed: nothing here is freed or
- * kept by the compiler beyond the call. */
-enum query_vtype { QUERY_NULL, QUERY_NUMBER, QUERY_STRING, QUERY_BOOL, QUERY_LIST, QUERY_STRUCT };
+ * kept by the compiler beyond the call. QUERY_ABSENT is a Value that is not there, or one
+ * with none of its kinds set: unlike QUERY_NULL (JSON null) it is no value at all. */
+enum query_vtype {
+	QUERY_NULL,
+	QUERY_NUMBER,
+	QUERY_STRING,
+	QUERY_BOOL,
+	QUERY_LIST,
+	QUERY_STRUCT,
+	QUERY_ABSENT,
+};
 
 typedef struct query_value query_value;
 typedef struct query_member {
@@ -171,6 +183,10 @@ typedef struct query_schema {
 	const char *const *indexed; /* the collection's indexed_fields (validated ones) */
 	size_t nindexed;
 	const uint8_t *token_key; /* 16 bytes authenticating page tokens; NULL = all zero */
+	/* The collection the query reads, as the caller names it (namespace, name and what
+	 * tells a collection from one deleted and made again under its name): a page token
+	 * belongs to its scope as it belongs to its query. NULL: no scope. */
+	const char *scope;
 } query_schema;
 
 typedef struct query_list_params {
@@ -249,9 +265,20 @@ int32_t query_page_size(const query *q);
 int query_next_token(const query *q, sqlite3_stmt *st, char **token);
 
 /* Seals payload as a page token (payload, SipHash-2-4 MAC under key, base64url): how
- * query_next_token finishes; exposed so that tests and the fuzzer can reach the token
- * parser with payloads of their own. 0 with *token (free()) or -ENOMEM. */
+ * query_next_token finishes; exposed for the other paged APIs (Discover), and so that
+ * tests and the fuzzer can reach the token parser with payloads of their own. 0 with
+ * *token (free()) or -ENOMEM. */
 int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char **token);
+/* The payload of a token sealed under key, at most max_chars long: 0 with *payload
+ * (free()) and its length *n, or -EINVAL with *why (a static message naming page_token)
+ * when the token is too long, not base64url (or memory ran out decoding it) or not sealed
+ * under key. The caller
+ * checks what is inside: a version of its own first, so that the tokens of one API are
+ * refused by another. */
+int query_token_open(const uint8_t *key, const char *token, size_t max_chars, uint8_t **payload,
+		     size_t *n, const char **why);
+/* An unkeyed 64-bit hash (SipHash-2-4, zero key) for binding a token to its query. */
+uint64_t query_hash(const void *data, size_t n);
 
 /* Validates an indexed_fields entry (a field path; no @columns) and renders the index
  * expression `json_extract(json,'$.a.b')` and a stable index name `ix_<16 hex>`, which the

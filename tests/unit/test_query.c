@@ -30,6 +30,7 @@ static sqlite3 *db;
 #define VN(n) ((query_value){.type = QUERY_NUMBER, .u.number = (n)})
 #define VB(b) ((query_value){.type = QUERY_BOOL, .u.boolean = (b)})
 #define VNULL ((query_value){.type = QUERY_NULL})
+#define VABSENT ((query_value){.type = QUERY_ABSENT})
 #define VARR(...) ((query_value[]){__VA_ARGS__})
 #define VL(...)                                                                         \
 	((query_value){.type = QUERY_LIST,                                              \
@@ -381,6 +382,17 @@ static void test_bools_and_missing(void **state)
 	FILTER(&typed, "@created_at", QUERY_NOT_EXISTS, VNULL, "");
 	FILTER(&typed, "@id", QUERY_EQUALS, VNULL, "");
 	FILTER(&typed, "@id", QUERY_NOT_EQUALS, VNULL, "r1,r2,r3,r4");
+	/* No value is not null: only EXISTS and NOT_EXISTS go without one. */
+	FILTER(&typed, "age", QUERY_EXISTS, VABSENT, "r1,r2,r4");
+	FILTER(&typed, "age", QUERY_NOT_EXISTS, VABSENT, "r3");
+	for (int op = QUERY_EQUALS; op <= QUERY_IN; op++) {
+		FILTER(&typed, "age", (enum query_op)op, VABSENT, "EINVAL");
+		expect_einval_msg("on 'age' needs a value");
+		FILTER(&untyped, "age", (enum query_op)op, VABSENT, "EINVAL");
+	}
+	FILTER(&typed, "age", QUERY_IN, VL(VN(30), VABSENT), "EINVAL");
+	expect_einval_msg("IN on 'age' needs a value in every element of its list");
+	FILTER(&typed, "tags", QUERY_EQUALS, VL(VS("a"), VABSENT), "EINVAL");
 }
 
 static void test_in(void **state)
@@ -771,7 +783,16 @@ static void test_search_collections_struct(void **state)
 	assert_string_equal(search(&typed, p), "EINVAL");
 	qv = VST(MEM("age", VST(MEM("operator", VS("OP_EQUALS")))));
 	assert_string_equal(search(&typed, p), "EINVAL");
-	expect_einval_msg("needs a \"value\"");
+	expect_einval_msg("EQUALS on 'age' needs a value");
+	qv = VST(MEM("address", VST(MEM("city", VST(MEM("operator", VS("OP_IN")),
+						     MEM("value", VABSENT))))));
+	assert_string_equal(search(&typed, p), "EINVAL");
+	expect_einval_msg("IN on 'address.city' needs a value");
+	qv = VST(MEM("address", VST(MEM("operator", VS("EXISTS")), MEM("value", VABSENT))));
+	assert_string_equal(search(&typed, p), "r1,r2,r4");
+	qv = VST(MEM("name", VABSENT));
+	assert_string_equal(list(&typed, &qv, NULL), "EINVAL");
+	expect_einval_msg("'name' needs a value");
 	query_member holes[] = {{NULL, &qv}, {"value", NULL}, {"operator", NULL}};
 	for (size_t i = 0; i < 3; i++) {
 		query_value inner = {.type = QUERY_STRUCT, .u.object = {&holes[i], 1}};
@@ -1389,6 +1410,21 @@ static void test_token_tampering(void **state)
 	assert_int_equal(with_token(&typed, &f, "s desc, big", tok), -EINVAL);
 	expect_einval_msg("corrupt");
 
+	/* Another scope (another collection), the same query and key. */
+	query_schema other = s;
+	other.scope = "ns/other/1";
+	assert_int_equal(with_token(&other, &f, "s desc, big", tok), -EINVAL);
+	expect_einval_msg("another collection");
+	s.scope = "ns/c/1";
+	char *scoped = first_token(&s, &f, "s desc, big", 2);
+	assert_int_equal(with_token(&s, &f, "s desc, big", scoped), 0);
+	s.scope = "ns/c/2";
+	assert_int_equal(with_token(&s, &f, "s desc, big", scoped), -EINVAL);
+	expect_einval_msg("another collection");
+	s.scope = NULL;
+	assert_int_equal(with_token(&s, &f, "s desc, big", scoped), -EINVAL);
+	free(scoped);
+
 	/* Well-sealed payloads that are wrong inside. */
 	uint8_t raw[512], forged[512];
 	size_t n = unb64(tok, raw) - 8; /* without the MAC */
@@ -1400,8 +1436,9 @@ static void test_token_tampering(void **state)
 	} cases[] = {
 		{"version", 0, 1, "version"},
 		{"query hash", 3, 1, "another query"},
-		{"key count", 9, 1, "malformed"},
-		{"first tag", 10, 7, "malformed"},
+		{"scope hash", 12, 1, "another collection"},
+		{"key count", 17, 1, "malformed"},
+		{"first tag", 18, 7, "malformed"},
 		{"truncated", n - 1, 0, "malformed"},
 		{"no rid", n - 8, 0, "malformed"},
 	};
@@ -1427,8 +1464,8 @@ static void test_token_tampering(void **state)
 	assert_int_equal(with_token(&s, &f, "s desc, big", sealed), -EINVAL);
 	free(sealed);
 	/* A NaN or an oversized string as a key value. */
-	memcpy(forged, raw, 10);
-	size_t m = 10;
+	memcpy(forged, raw, 18);
+	size_t m = 18;
 	forged[m++] = 2; /* real */
 	memcpy(forged + m, "\x7f\xf8\0\0\0\0\0\1", 8);
 	m += 8;
@@ -1438,7 +1475,7 @@ static void test_token_tampering(void **state)
 	assert_int_equal(query_token_seal(key, forged, m, &sealed), 0);
 	assert_int_equal(with_token(&s, &f, "s desc, big", sealed), -EINVAL);
 	free(sealed);
-	m = 10;
+	m = 18;
 	forged[m++] = 3; /* text, length 2^31 */
 	memcpy(forged + m, "\x80\0\0\0", 4);
 	m += 4;
@@ -1446,7 +1483,7 @@ static void test_token_tampering(void **state)
 	assert_int_equal(with_token(&s, &f, "s desc, big", sealed), -EINVAL);
 	free(sealed);
 	/* Well-formed values of other types than the rows have are fine (just a position). */
-	m = 10;
+	m = 18;
 	forged[m++] = 1; /* int */
 	memset(forged + m, 0, 8);
 	m += 8;

@@ -1,0 +1,174 @@
+#include "services/items.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "collector/collection_repo.pb-c.h"
+#include "collector/collection_server.pb-c.h"
+#include "services/colls.h"
+
+/* A row's answer: the response is full, the page ends before this row. */
+#define ROW_FULL 1
+
+static int64_t count_rows(store_reader *rd, const query *q)
+{
+	sqlite3_stmt *st;
+	if (store_reader_prepare(rd, query_count_sql(q), &st) || query_bind(st, q) ||
+	    sqlite3_step(st) != SQLITE_ROW)
+		return -1;
+	return sqlite3_column_int64(st, 0);
+}
+
+static size_t item_cost(const items *it, Google__Protobuf__Any *any, double score, const char *id)
+{
+	size_t any_field = budget_field(google__protobuf__any__get_packed_size(any));
+	if (it->shape == ITEMS_RESULT) {
+		Collector__SearchResult r = COLLECTOR__SEARCH_RESULT__INIT;
+		r.item = any;
+		r.score = score;
+		return budget_field(collector__search_result__get_packed_size(&r));
+	}
+	if (it->shape == ITEMS_SCORED) {
+		Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry e =
+			COLLECTOR__SEARCH_COLLECTIONS_RESPONSE__COLLECTION_RESULT__SCORES_ENTRY__INIT;
+		e.key = (char *)id;
+		e.value = score;
+		return any_field + budget_field(protobuf_c_message_get_packed_size(&e.base));
+	}
+	return any_field;
+}
+
+static int items_grow(items *it)
+{
+	size_t cap = it->cap ? it->cap * 2 : 16;
+	void *a = realloc(it->any, cap * sizeof(*it->any));
+	if (a)
+		it->any = a;
+	void *d = realloc(it->data, cap * sizeof(*it->data));
+	if (d)
+		it->data = d;
+	void *s = realloc(it->scores, cap * sizeof(*it->scores));
+	if (s)
+		it->scores = s;
+	bool want_ids = it->shape == ITEMS_SCORED;
+	void *ids = want_ids ? realloc(it->ids, cap * sizeof(*it->ids)) : it->ids;
+	if (ids)
+		it->ids = ids;
+	if (!a || !d || !s || (want_ids && !ids))
+		return -ENOMEM;
+	it->cap = cap;
+	return 0;
+}
+
+/* Keeps the row when it fits in the response: its size is known before its bytes are
+ * copied, so a page never holds more than one response's worth of records. */
+static int items_row(items *it, sqlite3_stmt *st)
+{
+	if (it->n == it->cap && items_grow(it))
+		return -ENOMEM;
+	size_t len = (size_t)sqlite3_column_bytes(st, QUERY_COL_DATA);
+	const void *blob = sqlite3_column_blob(st, QUERY_COL_DATA);
+	const char *id = (const char *)sqlite3_column_text(st, QUERY_COL_ID);
+	double score = sqlite3_column_double(st, QUERY_COL_SCORE);
+	Google__Protobuf__Any any;
+	svc_record_any(&any, it->url, blob, len);
+	/* List: this row's token starts the next page if the page ends here. */
+	char *token = NULL;
+	if (it->q && query_next_token(it->q, st, &token) == -ENOMEM)
+		return -ENOMEM;
+	size_t cost = item_cost(it, &any, score, id ? id : "");
+	size_t reserve = token ? budget_field(strlen(token)) : 0;
+	bool was_full = it->budget->full;
+	if (!budget_take(it->budget, cost, reserve)) {
+		free(token);
+		/* Only the first item of a response can be one that no response holds. */
+		if (was_full || it->budget->items || budget_fits_alone(it->budget, cost, reserve))
+			return ROW_FULL;
+		snprintf(it->too_big, sizeof(it->too_big), "%s", id ? id : "");
+		it->too_big_bytes = it->budget->fixed + cost + reserve;
+		return -EMSGSIZE;
+	}
+	uint8_t *copy = malloc(len ? len : 1);
+	char *kept_id = it->shape == ITEMS_SCORED ? strdup(id ? id : "") : NULL;
+	if (!copy || (it->shape == ITEMS_SCORED && !kept_id)) {
+		free(copy);
+		free(token);
+		return -ENOMEM;
+	}
+	if (len)
+		memcpy(copy, blob, len);
+	if (kept_id)
+		it->ids[it->n] = kept_id;
+	it->data[it->n] = copy;
+	svc_record_any(&it->any[it->n], it->url, copy, len);
+	it->scores[it->n] = score;
+	it->n++;
+	free(it->last_token);
+	it->last_token = token;
+	return 0;
+}
+
+/* Runs the page query: up to page rows into it; *more when one more came, or when the
+ * response could take no more. */
+static int run_page(items *it, store_reader *rd, const query *q, int32_t page, bool *more)
+{
+	sqlite3_stmt *st;
+	if (store_reader_prepare(rd, query_sql(q), &st) || query_bind(st, q))
+		return -EIO;
+	int n = 0, rc;
+	*more = false;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int r = n == page ? ROW_FULL : items_row(it, st);
+		if (r == ROW_FULL) {
+			*more = true;
+			break;
+		}
+		if (r)
+			return r;
+		n++;
+	}
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+bool items_init(items *it, const tp_message *m, const query *q, enum items_shape shape,
+		budget *b)
+{
+	*it = (items){.q = q, .shape = shape, .budget = b};
+	char *heap;
+	it->url = svc_type_url(m, NULL, 0, &heap);
+	return it->url != NULL;
+}
+
+Google__Protobuf__Any **items_ptrs(items *it)
+{
+	it->ptrs = calloc(it->n ? it->n : 1, sizeof(*it->ptrs));
+	for (size_t i = 0; it->ptrs && i < it->n; i++)
+		it->ptrs[i] = &it->any[i];
+	return it->ptrs;
+}
+
+void items_free(items *it)
+{
+	for (size_t i = 0; i < it->n; i++) {
+		free(it->data[i]);
+		if (it->shape == ITEMS_SCORED)
+			free(it->ids[i]);
+	}
+	free(it->ids);
+	free(it->any);
+	free(it->ptrs);
+	free(it->data);
+	free(it->scores);
+	free(it->url);
+	free(it->last_token);
+}
+
+int items_fetch(items *it, store_reader *rd, const query *q, bool *more, int64_t *total)
+{
+	int rc = run_page(it, rd, q, query_page_size(q), more);
+	if (!rc && (*total = count_rows(rd, q)) < 0)
+		rc = -EIO;
+	return rc;
+}
