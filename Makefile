@@ -73,14 +73,17 @@ interop: build tests/interop/node/node_modules/.done $(PYGEN)/.done
 fuzz: deps $(FUZZ)/build.ninja
 	ninja -C $(FUZZ)
 
-# Each harness for a short fixed budget on its committed corpus; any crash, leak or
+# Each harness for a short fixed budget on its committed corpus (every seed replayed
+# first: crash and timeout inputs found earlier are kept there as regression seeds), with
+# its own flags from fuzz/<harness>.flags when there is one; any crash, timeout, leak or
 # sanitizer report fails the run.
 fuzz-run: fuzz
 	@set -e; for h in $$(ls fuzz/corpus); do \
 		echo "fuzz $$h: $(FUZZ_SECONDS) s"; \
 		work=$$(mktemp -d); cp fuzz/corpus/$$h/* $$work/ 2>/dev/null || true; \
+		flags=$$(cat fuzz/$$h.flags 2>/dev/null || true); \
 		./$(FUZZ)/fuzz/$$h -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-			-dict=fuzz/grpc.dict $$work > $(FUZZ)/$$h.log 2>&1 \
+			-dict=fuzz/grpc.dict $$flags $$work > $(FUZZ)/$$h.log 2>&1 \
 			|| { tail -50 $(FUZZ)/$$h.log; rm -rf $$work; exit 1; }; \
 		grep -E 'stat::number_of_executed_units|cov:' $(FUZZ)/$$h.log | tail -2; \
 		rm -rf $$work; \

@@ -191,25 +191,6 @@ static void print_service(const char *name, size_t len, void *arg)
 	*first = 0;
 }
 
-static int build_methods(method_table *t, svc_env *env)
-{
-	/* The services first: collector_api_register then routes what is left. */
-	int rc = registry_register(t, env);
-	if (!rc)
-		rc = repo_register(t, env);
-	if (!rc)
-		rc = collection_register(t, env);
-	if (!rc)
-		rc = files_svc_register(t, env);
-	if (!rc)
-		rc = health_register(t);
-	if (!rc)
-		rc = reflection_register(t, api_descriptor_set, api_descriptor_set_len, env->registry);
-	if (!rc)
-		rc = collector_api_register(t);
-	return rc;
-}
-
 static const char *io_uring_hint(int err)
 {
 	if (err == -EPERM || err == -ENOSYS || err == -EACCES)
@@ -318,7 +299,7 @@ int node_run(const node_config *cfg)
 		return 1;
 	}
 	method_table *methods = method_table_new();
-	if (!methods || build_methods(methods, &env) ||
+	if (!methods || collector_api_register_all(methods, &env) ||
 	    registry_add_node_services(env.registry, methods)) {
 		fprintf(stderr, "collector: cannot build the method table\n");
 		return 1;
