@@ -1,4 +1,6 @@
-/* gRPC server side on nghttp2: connection sessions, request parsing, the call object. */
+/* gRPC server side on nghttp2: endpoints and connection sessions, the nghttp2 callbacks,
+ * the call object and its API (call.h). The request path is call_in.c, the timers and
+ * memory limits of connections conn_limits.c; server_int.h is what they share. */
 #include "h2/server.h"
 
 #include <errno.h>
@@ -8,133 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include "base/pbdecode.h"
-#include "h2/admit.h"
-#include "h2/buf.h"
 #include "h2/call.h"
-#include "h2/compress.h"
-#include "h2/decode.h"
-#include "h2/frame.h"
-#include "h2/guard.h"
 #include "h2/metadata.h"
+#include "h2/server_int.h"
 #include "h2/session.h"
 #include "io/clock.h"
 #include "io/log.h"
 #include "io/sock.h"
-
-struct h2_server {
-	const method_table *methods;
-	h2_server_opts o;
-	nghttp2_session_callbacks *cbs;
-	nghttp2_option *opt;
-	admit *admit;
-	h2_call_gate gate;
-	void *gate_ctx;
-	pool *pool; /* decodes large and compressed requests; NULL: all on the reactor */
-	_Atomic size_t held; /* message bytes buffered by every connection (o.max_buffered_bytes) */
-};
-
-struct h2_endpoint {
-	h2_server *s;
-	reactor *r;
-	h2_conn *conns;
-	size_t nconns;
-	size_t active_calls;
-	bool goaway;
-	size_t held;	    /* this endpoint's share of s->held */
-	timer budget_timer; /* sheds connections while the node is over its budget */
-};
-
-struct h2_conn {
-	h2_endpoint *e;
-	io_conn *io; /* NULL for a detached (fuzzing) connection */
-	nghttp2_session *ng;
-	h2_conn *prev, *next;
-	call *calls; /* streams with a call attached */
-	call *zombies; /* calls whose stream is gone but whose handler still holds them */
-	size_t ncalls, nzombies;
-	call *writable; /* calls to tell on_writable after this send */
-	char peer[64];
-	struct sockaddr_storage peer_addr;
-	bool admitted; /* counted by the server's admit table */
-	bool goaway_sent;
-	bool closing; /* GOAWAY for misbehaviour or a timeout: input ignored, close once sent */
-	bool broken;
-
-	/* guards (guard.h) */
-	frame_scan scan;
-	rate_limit flood;
-	ping_policy pings;
-	size_t recv_held;  /* bytes of request messages its calls buffer (call_held) */
-	size_t send_queued; /* response bytes queued by its calls, not yet taken by nghttp2 */
-	int64_t progress_at; /* a request message's bytes arrived or response bytes left */
-	int64_t body_check_at; /* a partial message may have stalled by then (0: none) */
-	bool send_blocked;  /* over conn_buffer_bytes: calls were told to wait */
-
-	/* times (reactor clock) */
-	timer tick;
-	int64_t accepted_at, last_recv, idle_since, header_block_since;
-	int64_t ping_sent_at; /* our keepalive PING in flight, 0 if none */
-	int64_t closing_at;
-	bool got_settings, settings_acked;
-	uint64_t sent_mark; /* io bytes sent at the last progress check */
-	int64_t stall_since; /* output waiting without progress since, 0 if none */
-};
-
-struct call {
-	int refs;
-	h2_conn *conn; /* NULL once the stream is gone */
-	h2_conn *zombie_of; /* the stream is gone, this connection still counts the call */
-	call *prev, *next; /* in conn->calls, then in zombie_of->zombies */
-	int32_t stream_id;
-	const method *m;
-	reactor *r;
-	arena arena;
-	void *user;
-
-	/* request headers */
-	const char *path;
-	size_t path_len;
-	bool is_post, grpc_content_type, te_trailers, headers_too_large, bad_metadata;
-	bool over_call_cap;
-	size_t header_bytes;
-	md_list md;
-	int64_t deadline;
-	timer deadline_timer;
-	enum { ENC_IDENTITY, ENC_GZIP, ENC_OTHER } req_encoding;
-	const char *req_encoding_name;
-	bool accept_gzip;
-
-	/* request messages */
-	deframer df;
-	size_t recv_counted; /* call_held as last counted in conn->recv_held */
-	int64_t body_since;  /* a partial message last grew then (0: none) */
-	bool last_compressed;
-	bool have_request;
-	decode_job *decoding; /* a request message on the pool, NULL if none */
-	pool *request_pool;   /* request was decoded there: it is freed there too */
-	size_t decoding_len;
-	struct pending_msg *pending, **pending_tail; /* arrived while one was decoding */
-	size_t pending_bytes;
-	bool half_close_waits; /* half-closed while messages were still decoding */
-	ProtobufCMessage *request;
-	buf raw_request;
-	bool half_closed;
-
-	/* response */
-	bool started, finished, cancelled;
-	bool headers_submitted, compress_response;
-	bool would_block;
-	call *writable_next;
-	bool on_writable_list;
-	nv_list initial_md, trailing_md;
-	msg_queue out;
-	int status;
-	const char *status_msg;
-};
 
 /* A sixteenth of the machine's memory, within 64 MiB .. 1 GiB. */
 static size_t h2_default_buffer_budget(void)
@@ -177,112 +61,6 @@ void *call_alloc(call *c, size_t size) { return arena_alloc(&c->arena, size); }
 
 /* ---- call lifetime ---- */
 
-static void conn_want_send(h2_conn *h)
-{
-	if (h->io)
-		io_conn_want_send(h->io);
-}
-
-static void conn_schedule(h2_conn *h);
-static void conn_tick(timer *t);
-
-static size_t conn_live_calls(const h2_conn *h) { return h->ncalls + h->nzombies; }
-
-/* ---- memory held for messages: per connection, per endpoint, node-wide ---- */
-
-/* While an endpoint holds message bytes, it looks this often whether the node is over its
- * budget (a reactor whose connections stall silently would otherwise never look). */
-#define BUDGET_CHECK (100 * NS_PER_MS)
-
-static void budget_tick(timer *t);
-
-static bool over_budget(const h2_server *s)
-{
-	return s->o.max_buffered_bytes &&
-	       atomic_load_explicit(&s->held, memory_order_relaxed) > s->o.max_buffered_bytes;
-}
-
-static void budget_watch(h2_endpoint *e)
-{
-	if (!e->s->o.max_buffered_bytes)
-		return;
-	int64_t at = reactor_now(e->r) + (over_budget(e->s) ? 0 : BUDGET_CHECK);
-	if (!timer_armed(&e->budget_timer) || at < e->budget_timer.deadline_ns)
-		reactor_timer_arm(e->r, &e->budget_timer, at, budget_tick);
-}
-
-static void held_add(h2_conn *h, size_t n)
-{
-	h->e->held += n;
-	atomic_fetch_add_explicit(&h->e->s->held, n, memory_order_relaxed);
-	budget_watch(h->e);
-}
-
-static void held_sub(h2_conn *h, size_t n)
-{
-	h->e->held -= n;
-	atomic_fetch_sub_explicit(&h->e->s->held, n, memory_order_relaxed);
-}
-
-static void send_add(h2_conn *h, size_t n)
-{
-	h->send_queued += n;
-	held_add(h, n);
-}
-
-static void send_sub(h2_conn *h, size_t n)
-{
-	h->send_queued -= n;
-	held_sub(h, n);
-}
-
-/* A message that arrived while an earlier one of its call was still being decoded. */
-typedef struct pending_msg {
-	struct pending_msg *next;
-	size_t len;
-	bool compressed;
-	uint8_t data[];
-} pending_msg;
-
-/* Bytes of request messages c holds: a partial message, messages waiting for decoding. */
-static size_t call_held(const call *c) { return deframer_held(&c->df) + c->pending_bytes; }
-
-/* Brings c's share of its connection's and the node's counts up to date. */
-static void call_account(call *c)
-{
-	h2_conn *h = c->conn;
-	if (!h)
-		return;
-	size_t now = call_held(c);
-	if (now > c->recv_counted) {
-		h->recv_held += now - c->recv_counted;
-		held_add(h, now - c->recv_counted);
-	} else {
-		h->recv_held -= c->recv_counted - now;
-		held_sub(h, c->recv_counted - now);
-	}
-	c->recv_counted = now;
-}
-
-static void pending_free(call *c)
-{
-	while (c->pending) {
-		pending_msg *pm = c->pending;
-		c->pending = pm->next;
-		c->pending_bytes -= pm->len;
-		free(pm);
-	}
-	c->pending_tail = NULL;
-}
-
-/* Drops what c holds of request messages (the call is being ended). */
-static void call_release_input(call *c)
-{
-	deframer_free(&c->df);
-	pending_free(c);
-	call_account(c);
-	c->body_since = 0;
-}
 
 static void list_unlink(call **head, call *c)
 {
@@ -322,7 +100,7 @@ static void call_free(call *c)
 		conn_call_gone(z);
 	}
 	deframer_free(&c->df);
-	pending_free(c);
+	call_pending_free(c);
 	if (c->request && c->request_pool)
 		decode_free_later(c->request_pool, c->request);
 	else if (c->request)
@@ -357,7 +135,7 @@ static void call_detach(call *c)
 	h->nzombies++;
 	c->zombie_of = h;
 	deframer_free(&c->df);
-	pending_free(c);
+	call_pending_free(c);
 	if (c->decoding) {
 		/* The job frees itself; its reference to the call goes below. */
 		decode_cancel(c->decoding);
@@ -367,7 +145,7 @@ static void call_detach(call *c)
 	}
 	call_account(c);
 	c->conn = NULL;
-	send_sub(h, msg_queue_pending(&c->out));
+	conn_send_sub(h, msg_queue_pending(&c->out));
 	h->e->active_calls--;
 	reactor_timer_disarm(c->r, &c->deadline_timer);
 	if (!c->finished && !c->cancelled) {
@@ -468,7 +246,7 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 	call *c = src->ptr;
 	h2_conn *h = c->conn;
 	size_t n = msg_queue_pull(&c->out, out, length);
-	send_sub(h, n);
+	conn_send_sub(h, n);
 	if (n)
 		h->progress_at = reactor_now(h->e->r);
 	if (h->send_blocked && h->send_queued < h->e->s->o.conn_buffer_bytes / 2) {
@@ -537,7 +315,7 @@ static int queue_message(call *c, const uint8_t *data, size_t len)
 	int rc = msg_queue_push(&c->out, data, len, response_gzip(c));
 	if (rc)
 		return rc;
-	send_add(h, msg_queue_pending(&c->out) - before);
+	conn_send_add(h, msg_queue_pending(&c->out) - before);
 	if (h->send_queued > o->conn_buffer_bytes)
 		h->send_blocked = true;
 	if (!c->headers_submitted) {
@@ -627,7 +405,7 @@ void call_reply(call *c, const ProtobufCMessage *resp)
 }
 
 /* An error found by this layer: the handler is told the call is over. */
-static void fail_call(call *c, int code, const char *message)
+void call_fail(call *c, int code, const char *message)
 {
 	if (call_done(c))
 		return;
@@ -637,286 +415,6 @@ static void fail_call(call *c, int code, const char *message)
 		c->cancelled = true;
 		c->m->h.on_cancel(c);
 	}
-}
-
-/* ---- request path ---- */
-
-static void on_deadline(timer *t)
-{
-	call *c = (call *)((char *)t - offsetof(call, deadline_timer));
-	fail_call(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
-}
-
-static bool kind_single_request(call_kind k) { return k == CALL_UNARY || k == CALL_SERVER_STREAM; }
-
-/* A decoded request: the unary request, or one message of a stream (freed here). One
- * that was decoded on pool p is freed there too. */
-static void deliver_decoded(call *c, ProtobufCMessage *msg, pool *p)
-{
-	const method *m = c->m;
-	if (kind_single_request(m->kind)) {
-		c->request = msg;
-		c->request_pool = p;
-		return;
-	}
-	call_ref(c);
-	if (m->h.on_message)
-		m->h.on_message(c, msg);
-	if (p)
-		decode_free_later(p, msg);
-	else
-		protobuf_c_message_free_unpacked(msg, NULL);
-	call_unref(c);
-}
-
-/* A plain message for a method that takes raw bytes. */
-static void deliver_raw(call *c, const uint8_t *data, size_t len)
-{
-	const method *m = c->m;
-	if (kind_single_request(m->kind)) {
-		if (buf_append(&c->raw_request, data, len))
-			fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	} else if (m->h.on_raw) {
-		m->h.on_raw(c, data, len);
-	}
-}
-
-static void finish_half_close(call *c);
-static void process_message(call *c, const uint8_t *data, size_t len, bool compressed);
-
-/* Messages that waited for a decode go in order; a deferred half-close comes last. */
-static void drain_pending(call *c)
-{
-	while (!c->decoding && c->pending && !call_done(c)) {
-		pending_msg *pm = c->pending;
-		if (!(c->pending = pm->next))
-			c->pending_tail = NULL;
-		c->pending_bytes -= pm->len;
-		process_message(c, pm->data, pm->len, pm->compressed);
-		free(pm);
-	}
-	if (call_done(c))
-		pending_free(c);
-	if (!c->decoding && !c->pending && c->half_close_waits && !call_done(c)) {
-		c->half_close_waits = false;
-		finish_half_close(c);
-	}
-	call_account(c);
-}
-
-static void on_decoded(void *owner, ProtobufCMessage *msg, int code, const char *err)
-{
-	call *c = owner;
-	c->decoding = NULL;
-	c->pending_bytes -= c->decoding_len;
-	if (call_done(c)) {
-		if (msg)
-			protobuf_c_message_free_unpacked(msg, NULL);
-	} else if (!msg) {
-		fail_call(c, code, err);
-	} else {
-		deliver_decoded(c, msg, c->conn->e->s->pool);
-	}
-	drain_pending(c);
-	call_unref(c);
-}
-
-/* Hands a large or compressed message to the pool (decode.h); its call waits for it. */
-static void offload(call *c, const uint8_t *data, size_t len, bool gzip)
-{
-	h2_server *s = c->conn->e->s;
-	int rc = decode_submit(s->pool, c->r, c->m->input, data, len, gzip, s->o.max_message_bytes,
-			       on_decoded, c, &c->decoding);
-	if (rc) {
-		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
-			  rc == -EAGAIN ? "the node is busy: its blocking pool's queue is full"
-					: "out of memory");
-		return;
-	}
-	call_ref(c);
-	c->decoding_len = len;
-	c->pending_bytes += len;
-}
-
-/* One whole request message, in arrival order: inflated and decoded on the reactor when
- * that is cheap (decode.h), else on the pool. */
-static void process_message(call *c, const uint8_t *data, size_t len, bool compressed)
-{
-	const method *m = c->m;
-	if (compressed && c->req_encoding == ENC_OTHER) {
-		char msg[160];
-		snprintf(msg, sizeof(msg), "grpc-encoding '%.100s' is not supported",
-			 c->req_encoding_name);
-		fail_call(c, GRPC_UNIMPLEMENTED, msg);
-		return;
-	}
-	if (compressed && c->req_encoding != ENC_GZIP) {
-		fail_call(c, GRPC_INTERNAL, "compressed message without grpc-encoding");
-		return;
-	}
-	if (kind_single_request(m->kind)) {
-		if (c->have_request) {
-			fail_call(c, GRPC_UNIMPLEMENTED, "more than one request message on a unary call");
-			return;
-		}
-		c->have_request = true;
-	}
-	c->last_compressed = compressed;
-	h2_server *s = c->conn->e->s;
-	bool pooled = s->pool && m->input;
-	buf plain = {0};
-	if (compressed) {
-		/* Inflating more than the inline size is the pool's job, like decoding it. */
-		size_t cap = pooled && s->o.max_message_bytes > DECODE_INLINE_MAX
-				     ? DECODE_INLINE_MAX
-				     : s->o.max_message_bytes;
-		int rc = gzip_decompress(&plain, data, len, cap);
-		if (rc == -EFBIG && cap < s->o.max_message_bytes) {
-			offload(c, data, len, true);
-		} else if (rc) {
-			fail_call(c, rc == -EFBIG ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL,
-				  rc == -EFBIG ? "decompressed message larger than the limit"
-					       : "could not decompress the message");
-		}
-		data = plain.data;
-		len = plain.len;
-		if (rc) {
-			buf_free(&plain);
-			return;
-		}
-	}
-	if (!m->input) {
-		deliver_raw(c, data, len);
-	} else if (pooled && len > DECODE_INLINE_MAX &&
-		   !pbdecode_fields_within(m->input, data, len, DECODE_INLINE_FIELDS)) {
-		offload(c, data, len, false);
-	} else {
-		ProtobufCMessage *msg;
-		char err[200];
-		int code = decode_message(m->input, data, len, false, 0, &msg, err, sizeof(err));
-		if (code == GRPC_OK)
-			deliver_decoded(c, msg, NULL);
-		else
-			fail_call(c, code, err);
-	}
-	buf_free(&plain);
-}
-
-static void handle_message(call *c, const uint8_t *data, size_t len, bool compressed)
-{
-	if (!c->decoding && !c->pending) {
-		process_message(c, data, len, compressed);
-		return;
-	}
-	pending_msg *pm = malloc(sizeof(*pm) + len);
-	if (!pm) {
-		fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return;
-	}
-	pm->next = NULL;
-	pm->len = len;
-	pm->compressed = compressed;
-	memcpy(pm->data, data, len);
-	if (c->pending_tail)
-		*c->pending_tail = pm;
-	else
-		c->pending = pm;
-	c->pending_tail = &pm->next;
-	c->pending_bytes += len;
-}
-
-static void start_call(h2_conn *h, call *c)
-{
-	h2_server *s = h->e->s;
-	if (!c->grpc_content_type || !c->is_post) {
-		/* Not a gRPC request: plain HTTP answer, no handler. */
-		nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)(c->is_post ? "415" : "405"),
-				    7, 3, NGHTTP2_NV_FLAG_NONE}};
-		nghttp2_submit_response(h->ng, c->stream_id, nv, 1, NULL);
-		c->finished = true;
-		conn_want_send(h);
-		return;
-	}
-	if (c->headers_too_large) {
-		fail_call(c, GRPC_RESOURCE_EXHAUSTED, "request headers larger than the limit");
-		return;
-	}
-	if (!c->te_trailers && s->o.require_te_trailers) {
-		fail_call(c, GRPC_INTERNAL, "the request has no 'te: trailers' header");
-		return;
-	}
-	if (c->over_call_cap) {
-		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
-			  "too many calls still running on this connection");
-		return;
-	}
-	if (c->bad_metadata) {
-		fail_call(c, GRPC_INTERNAL, "malformed metadata value");
-		return;
-	}
-	c->m = c->path ? method_table_find(s->methods, c->path, c->path_len) : NULL;
-	if (s->gate && c->path) {
-		char msg[400];
-		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg, sizeof(msg));
-		if (code != GRPC_OK) {
-			fail_call(c, code, msg);
-			return;
-		}
-	}
-	if (!c->m) {
-		char msg[300];
-		snprintf(msg, sizeof(msg), "unknown method %.250s", c->path ? c->path : "");
-		fail_call(c, GRPC_UNIMPLEMENTED, msg);
-		return;
-	}
-	if (c->deadline != INT64_MAX) {
-		if (c->deadline <= reactor_now(c->r)) {
-			fail_call(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
-			return;
-		}
-		reactor_timer_arm(c->r, &c->deadline_timer, c->deadline, on_deadline);
-	}
-	c->started = true;
-	if (c->m->h.on_start) {
-		call_ref(c);
-		c->m->h.on_start(c);
-		call_unref(c);
-	}
-}
-
-/* The client is done sending and every message it sent has been handled. */
-static void finish_half_close(call *c)
-{
-	const method *m = c->m;
-	call_ref(c);
-	if (kind_single_request(m->kind)) {
-		if (!c->have_request)
-			fail_call(c, GRPC_UNIMPLEMENTED, "half-closed without a request message");
-		else if (!m->input && m->h.on_raw)
-			m->h.on_raw(c, c->raw_request.data, c->raw_request.len);
-		else if (m->input && m->h.on_request)
-			m->h.on_request(c, c->request);
-	} else if (m->h.on_half_close) {
-		m->h.on_half_close(c);
-	}
-	call_unref(c);
-}
-
-static void half_close(call *c)
-{
-	if (c->half_closed)
-		return;
-	c->half_closed = true;
-	if (call_done(c))
-		return;
-	if (deframer_partial(&c->df)) {
-		fail_call(c, GRPC_INTERNAL, "stream ended inside a message");
-		return;
-	}
-	if (c->decoding || c->pending)
-		c->half_close_waits = true; /* drain_pending finishes it */
-	else
-		finish_half_close(c);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -1049,48 +547,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	if (!c)
 		return 0;
 	if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
-		start_call(h, c);
+		call_start(h, c);
 	if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && c->conn)
-		half_close(c);
+		call_half_close(c);
 	return 0;
-}
-
-/* After DATA for c: its buffers against the connection's cap and the node's budget, and
- * the clock of a message that is only partly here. */
-static void account_received(h2_conn *h, call *c)
-{
-	const h2_server_opts *o = &h->e->s->o;
-	int64_t now = h->io ? reactor_now(h->e->r) : 0;
-	size_t before = c->recv_counted;
-	h->progress_at = now;
-	if (call_done(c)) {
-		call_release_input(c);
-		return;
-	}
-	call_account(c);
-	if (h->recv_held > o->conn_buffer_bytes) {
-		call_release_input(c);
-		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
-			  "the connection's receive buffer limit was reached");
-		return;
-	}
-	if (c->recv_counted > before && over_budget(h->e->s)) {
-		/* Messages that arrive whole are never buffered, so small calls (health
-		 * checks among them) go on while big ones are refused. */
-		call_release_input(c);
-		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
-			  "the node's budget for buffered messages is spent (--max-buffered-bytes)");
-		return;
-	}
-	if (!deframer_partial(&c->df)) {
-		c->body_since = 0;
-		return;
-	}
-	c->body_since = now;
-	if (o->body_timeout && (!h->body_check_at || now + o->body_timeout < h->body_check_at)) {
-		h->body_check_at = now + o->body_timeout;
-		conn_schedule(h);
-	}
 }
 
 static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
@@ -1111,18 +571,18 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 		if (rc == DEFRAME_NEED_MORE)
 			break;
 		if (rc == DEFRAME_MESSAGE) {
-			handle_message(c, msg, msg_len, compressed);
+			call_message_in(c, msg, msg_len, compressed);
 			continue;
 		}
 		if (rc == DEFRAME_TOO_LARGE)
-			fail_call(c, GRPC_RESOURCE_EXHAUSTED, "request message larger than the limit");
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "request message larger than the limit");
 		else if (rc == DEFRAME_BAD_FLAG)
-			fail_call(c, GRPC_INTERNAL, "invalid message flag");
+			call_fail(c, GRPC_INTERNAL, "invalid message flag");
 		else
-			fail_call(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
 	if (c->conn)
-		account_received(h, c);
+		call_received(h, c);
 	call_unref(c);
 	return 0;
 }
@@ -1302,248 +762,6 @@ static h2_conn *conn_new(h2_endpoint *e)
 	return h;
 }
 
-/* ---- connection guards: misbehaviour and time ---- */
-
-/* After a GOAWAY for misbehaviour or a timeout, the time the peer gets to read it. */
-#define CLOSE_GRACE (5 * NS_PER_SEC)
-
-/* GOAWAY with a reason; the connection takes no more input and closes once the GOAWAY
- * is out (or when the send stall timeout finds that it cannot go out). */
-static void conn_terminate(h2_conn *h, uint32_t code, const char *why)
-{
-	if (h->closing)
-		return;
-	h->closing = true;
-	h->closing_at = h->io ? reactor_now(h->e->r) : 0;
-	log_msg(code == NGHTTP2_NO_ERROR ? LOG_DEBUG : LOG_INFO, "connection from %s: GOAWAY %s: %s",
-		h->peer, nghttp2_http2_strerror(code), why);
-	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
-			      nghttp2_session_get_last_proc_stream_id(h->ng), code,
-			      (const uint8_t *)why, strlen(why));
-	h->goaway_sent = true;
-	conn_want_send(h);
-}
-
-static void on_scanned_frame(void *user, const h2_frame_info *f)
-{
-	h2_conn *h = user;
-	if (h->closing)
-		return;
-	int64_t now = h->io ? reactor_now(h->e->r) : 0;
-	if (f->type == H2_PING && !(f->flags & H2_FLAG_ACK) &&
-	    ping_policy_on_ping(&h->pings, now, conn_live_calls(h) == 0)) {
-		conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM, "too_many_pings");
-		return;
-	}
-	if (frame_is_glitch(f) && !rate_limit_take(&h->flood, now))
-		conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM,
-			       "too many frames that carry no request (empty DATA, PRIORITY, "
-			       "SETTINGS, PING or unknown types)");
-}
-
-/* Sees every frame header before nghttp2 does. */
-static void conn_scan(h2_conn *h, const uint8_t *data, size_t len)
-{
-	frame_scan_feed(&h->scan, data, len, on_scanned_frame, h);
-	bool in_block = frame_scan_in_header_block(&h->scan);
-	if (in_block && !h->header_block_since && h->io) {
-		h->header_block_since = reactor_now(h->e->r);
-		conn_schedule(h);
-	} else if (!in_block) {
-		h->header_block_since = 0;
-	}
-}
-
-static bool conn_output_waiting(h2_conn *h)
-{
-	return h->send_queued > 0 || io_conn_out_pending(h->io) > 0;
-}
-
-static int64_t conn_next_deadline(h2_conn *h, int64_t now)
-{
-	const h2_server_opts *o = &h->e->s->o;
-	int64_t next = INT64_MAX;
-#define CONSIDER(cond, at)                                                                         \
-	do {                                                                                       \
-		if ((cond) && (at) < next)                                                         \
-			next = (at);                                                               \
-	} while (0)
-	CONSIDER(h->closing, h->closing_at + CLOSE_GRACE);
-	CONSIDER(o->handshake_timeout && !h->closing && !(h->got_settings && h->settings_acked),
-		 h->accepted_at + o->handshake_timeout);
-	CONSIDER(o->header_timeout && !h->closing && h->header_block_since,
-		 h->header_block_since + o->header_timeout);
-	CONSIDER(o->idle_timeout && !h->closing && conn_live_calls(h) == 0,
-		 h->idle_since + o->idle_timeout);
-	CONSIDER(o->keepalive_time && h->ping_sent_at, h->ping_sent_at + o->keepalive_timeout);
-	CONSIDER(o->keepalive_time && !h->ping_sent_at && !h->closing,
-		 h->last_recv + o->keepalive_time);
-	CONSIDER(o->send_stall_timeout && h->stall_since, h->stall_since + o->send_stall_timeout);
-	CONSIDER(o->body_timeout && h->body_check_at && !h->closing, h->body_check_at);
-#undef CONSIDER
-	/* Never at or before now: the timer heap would fire it again in the same run. */
-	return next <= now ? now + NS_PER_MS : next;
-}
-
-/* One timer per connection, armed for the earliest deadline. Deadlines that move later
- * (activity) do not re-arm it: the tick finds out and arms again. */
-static void conn_schedule(h2_conn *h)
-{
-	if (!h->io)
-		return;
-	reactor *r = h->e->r;
-	int64_t next = conn_next_deadline(h, reactor_now(r));
-	if (next == INT64_MAX)
-		reactor_timer_disarm(r, &h->tick);
-	else if (!timer_armed(&h->tick) || next < h->tick.deadline_ns)
-		reactor_timer_arm(r, &h->tick, next, conn_tick);
-}
-
-/* Output is waiting: start watching for progress if not already. */
-static void conn_watch_stall(h2_conn *h)
-{
-	if (!h->e->s->o.send_stall_timeout || h->stall_since)
-		return;
-	if (conn_output_waiting(h)) {
-		h->stall_since = reactor_now(h->e->r);
-		h->sent_mark = io_conn_bytes_sent(h->io);
-		conn_schedule(h);
-	}
-}
-
-/* Calls whose request message stopped arriving part way are ended: a peer must not keep
- * memory (and a call slot) by never sending a message's last bytes. */
-static void conn_check_bodies(h2_conn *h, int64_t now)
-{
-	int64_t timeout = h->e->s->o.body_timeout;
-	h->body_check_at = 0;
-	for (call *c = h->calls; c; c = c->next) {
-		if (!c->body_since || call_done(c))
-			continue;
-		if (now - c->body_since >= timeout) {
-			call_release_input(c);
-			char msg[120];
-			snprintf(msg, sizeof(msg),
-				 "no bytes of the request message for %lld s (--body-timeout)",
-				 (long long)(timeout / NS_PER_SEC));
-			fail_call(c, GRPC_CANCELLED, msg);
-		} else if (!h->body_check_at || c->body_since + timeout < h->body_check_at) {
-			h->body_check_at = c->body_since + timeout;
-		}
-	}
-}
-
-/* Over the node's budget, the connections of this endpoint that hold the most message
- * bytes for the longest without progress are closed, until the node is back under 7/8 of
- * its budget or no connection holds a noticeable amount. */
-#define SHED_MIN_BYTES (64 * 1024)
-
-static void conn_shed(h2_conn *h)
-{
-	log_info("connection from %s: closed, it held %zu bytes of messages while the node was "
-		 "over its budget (--max-buffered-bytes)",
-		 h->peer, h->recv_held + h->send_queued);
-	for (call *c = h->calls; c; c = c->next) {
-		call_release_input(c);
-		fail_call(c, GRPC_RESOURCE_EXHAUSTED,
-			  "the node's budget for buffered messages is spent (--max-buffered-bytes)");
-	}
-	conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM,
-		       "over the node's budget for buffered messages");
-	/* Response bytes it holds go only with the connection: a peer that was not reading
-	 * them will not read the GOAWAY either. */
-	if (h->send_queued && h->io)
-		io_conn_abort(h->io, -ENOBUFS);
-}
-
-static void endpoint_shed(h2_endpoint *e)
-{
-	h2_server *s = e->s;
-	size_t target = s->o.max_buffered_bytes - s->o.max_buffered_bytes / 8;
-	int64_t now = reactor_now(e->r);
-	while (atomic_load_explicit(&s->held, memory_order_relaxed) > target) {
-		h2_conn *victim = NULL;
-		double worst = 0;
-		for (h2_conn *h = e->conns; h; h = h->next) {
-			size_t held = h->recv_held + h->send_queued;
-			if (held < SHED_MIN_BYTES || h->closing)
-				continue; /* a closing connection's memory goes with it soon */
-			double score = (double)held * (double)(now - h->progress_at + NS_PER_MS);
-			if (score > worst) {
-				worst = score;
-				victim = h;
-			}
-		}
-		if (!victim)
-			return;
-		conn_shed(victim);
-	}
-}
-
-static void budget_tick(timer *t)
-{
-	h2_endpoint *e = (h2_endpoint *)((char *)t - offsetof(h2_endpoint, budget_timer));
-	if (over_budget(e->s))
-		endpoint_shed(e);
-	if (e->held)
-		reactor_timer_arm(e->r, t, reactor_now(e->r) + BUDGET_CHECK, budget_tick);
-}
-
-static void conn_tick(timer *t)
-{
-	h2_conn *h = (h2_conn *)((char *)t - offsetof(h2_conn, tick));
-	const h2_server_opts *o = &h->e->s->o;
-	int64_t now = reactor_now(h->e->r);
-	if (h->closing && now - h->closing_at >= CLOSE_GRACE) {
-		io_conn_abort(h->io, -ETIMEDOUT); /* our GOAWAY could not even be delivered */
-		return;
-	}
-	if (h->stall_since) {
-		uint64_t sent = io_conn_bytes_sent(h->io);
-		if (!conn_output_waiting(h)) {
-			h->stall_since = 0;
-		} else if (sent != h->sent_mark) {
-			h->sent_mark = sent;
-			h->stall_since = now;
-		} else if (now - h->stall_since >= o->send_stall_timeout) {
-			log_info("connection from %s: dropped, it read nothing for %lld s", h->peer,
-				 (long long)(o->send_stall_timeout / NS_PER_SEC));
-			io_conn_abort(h->io, -ETIMEDOUT);
-			return;
-		}
-	}
-	if (o->handshake_timeout && !h->closing && !(h->got_settings && h->settings_acked) &&
-	    now - h->accepted_at >= o->handshake_timeout) {
-		if (!h->got_settings) {
-			/* No HTTP/2 client at the other end: nothing to say to it. */
-			log_info("connection from %s: no HTTP/2 preface in time, closed", h->peer);
-			io_conn_abort(h->io, -ETIMEDOUT);
-			return;
-		}
-		conn_terminate(h, NGHTTP2_SETTINGS_TIMEOUT, "SETTINGS not acknowledged in time");
-	}
-	if (o->body_timeout && h->body_check_at && now >= h->body_check_at)
-		conn_check_bodies(h, now);
-	if (o->header_timeout && h->header_block_since &&
-	    now - h->header_block_since >= o->header_timeout)
-		conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM, "header block not completed in time");
-	if (o->idle_timeout && conn_live_calls(h) == 0 && now - h->idle_since >= o->idle_timeout)
-		conn_terminate(h, NGHTTP2_NO_ERROR, "idle");
-	if (o->keepalive_time && h->ping_sent_at && now - h->ping_sent_at >= o->keepalive_timeout) {
-		log_info("connection from %s: keepalive PING unanswered, closed", h->peer);
-		io_conn_abort(h->io, -ETIMEDOUT);
-		return;
-	}
-	if (o->keepalive_time && !h->ping_sent_at && !h->closing &&
-	    now - h->last_recv >= o->keepalive_time) {
-		if (nghttp2_submit_ping(h->ng, NGHTTP2_FLAG_NONE, NULL) == 0) {
-			h->ping_sent_at = now;
-			conn_want_send(h);
-		}
-	}
-	conn_schedule(h);
-}
-
 /* Tells handlers whose output drained that they may send again. */
 static void run_writable(h2_conn *h)
 {
@@ -1662,7 +880,7 @@ void h2_endpoint_close_all(h2_endpoint *e)
 {
 	for (h2_conn *h = e->conns; h; h = h->next) {
 		for (call *c = h->calls; c; c = c->next)
-			fail_call(c, GRPC_UNAVAILABLE, "server shutting down");
+			call_fail(c, GRPC_UNAVAILABLE, "server shutting down");
 		if (h->io)
 			io_conn_close(h->io);
 	}

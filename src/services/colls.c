@@ -5,10 +5,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/pbdecode.h"
 #include "h2/buf.h"
 #include "h2/status.h"
 #include "io/hash.h"
 #include "store/coll.h"
+
+void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len)
+{
+	ProtobufCMessage *m;
+	char err[160];
+	return pbdecode(d, data, len, &m, err, sizeof(err)) ? NULL : m;
+}
 
 char *svc_strdup(const char *s) { return strdup(s ? s : ""); }
 
@@ -210,7 +218,7 @@ static def_entry *def_read(svc_job *j, const svc_env *env, const char *ns, const
 		def_entry_free(e);
 		return NULL;
 	}
-	e->def = collector__collection__unpack(NULL, e->row->def_len, e->row->def);
+	e->def = svc_decode(&collector__collection__descriptor, e->row->def, e->row->def_len);
 	if (!e->def) {
 		svc_job_fail(j, GRPC_INTERNAL, "the definition of %s/%s is unreadable", ns, name);
 		def_entry_free(e);

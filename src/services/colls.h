@@ -36,6 +36,10 @@ typedef struct svc_env {
 /* The namespace a request means (reactor thread): its own field when set, else the
  * caller's x-collector-namespace header, else the node's default. Lives as long as c. */
 const char *svc_namespace(call *c, const svc_env *env, const char *requested);
+/* Decodes bytes the node stored itself (a definition, a registration) with the bounds of
+ * every decode (base/pbdecode.h): a damaged or hostile row is refused, never trusted to
+ * protobuf-c alone. NULL when it does not decode. */
+void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len);
 /* Copies s (NULL: "") into a new allocation; NULL when out of memory. */
 char *svc_strdup(const char *s);
 

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/pbdecode.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "h2/call.h"
+#include "services/colls.h"
 #include "services/registry.h"
 
 typedef Grpc__Reflection__V1__ServerReflectionRequest refl_request;
@@ -377,8 +379,8 @@ static void answer_ns_files(answer *a, const refl_index *ix, const char *first)
 		answer_error(a, GRPC_NOT_FOUND, "file '%.200s' not found", first);
 	for (size_t k = 0; ok && k < a->n_file_list; k++) {
 		Google__Protobuf__FileDescriptorProto *fd =
-			google__protobuf__file_descriptor_proto__unpack(NULL, a->file_list[k].len,
-									 a->file_list[k].data);
+			svc_decode(&google__protobuf__file_descriptor_proto__descriptor,
+				   a->file_list[k].data, a->file_list[k].len);
 		ok = fd != NULL;
 		for (size_t d = 0; ok && d < fd->n_dependency; d++) {
 			const char *dep = fd->dependency[d];
@@ -560,9 +562,12 @@ static int answer_send(call *c, const refl_response *resp)
 /* Answers one request. Returns false when the call had to end. */
 static bool reflection_answer(call *c, const refl_index *ix, const uint8_t *data, size_t len)
 {
-	refl_request *req = grpc__reflection__v1__server_reflection_request__unpack(NULL, len, data);
-	if (!req) {
-		call_finish(c, GRPC_INTERNAL, "could not parse the request message");
+	refl_request *req;
+	char err[200];
+	int drc = pbdecode(&grpc__reflection__v1__server_reflection_request__descriptor, data, len,
+			   (ProtobufCMessage **)&req, err, sizeof(err));
+	if (drc) {
+		call_finish(c, grpc_code_of_decode(drc), err);
 		return false;
 	}
 	answer a = {

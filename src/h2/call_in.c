@@ -1,0 +1,373 @@
+/* The request side of a server call: headers checked and the method found, gRPC messages
+ * deframed, inflated and decoded with the node's bounds (on the reactor when cheap, on
+ * the pool when not, in arrival order either way), handed to the handler, and what the
+ * call buffers meanwhile counted against its connection and the node. */
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/pbdecode.h"
+#include "h2/compress.h"
+#include "h2/decode.h"
+#include "h2/server_int.h"
+
+/* ---- request path ---- */
+
+static void on_deadline(timer *t)
+{
+	call *c = (call *)((char *)t - offsetof(call, deadline_timer));
+	call_fail(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+}
+
+static bool kind_single_request(call_kind k) { return k == CALL_UNARY || k == CALL_SERVER_STREAM; }
+
+/* A decoded request: the unary request, or one message of a stream (freed here). One
+ * that was decoded on pool p is freed there too. */
+static void deliver_decoded(call *c, ProtobufCMessage *msg, pool *p)
+{
+	const method *m = c->m;
+	if (kind_single_request(m->kind)) {
+		c->request = msg;
+		c->request_pool = p;
+		return;
+	}
+	call_ref(c);
+	if (m->h.on_message)
+		m->h.on_message(c, msg);
+	if (p)
+		decode_free_later(p, msg);
+	else
+		protobuf_c_message_free_unpacked(msg, NULL);
+	call_unref(c);
+}
+
+/* A plain message for a method that takes raw bytes. */
+static void deliver_raw(call *c, const uint8_t *data, size_t len)
+{
+	const method *m = c->m;
+	if (kind_single_request(m->kind)) {
+		if (buf_append(&c->raw_request, data, len))
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	} else if (m->h.on_raw) {
+		m->h.on_raw(c, data, len);
+	}
+}
+
+static void finish_half_close(call *c);
+static void process_message(call *c, const uint8_t *data, size_t len, bool compressed);
+
+/* Messages that waited for a decode go in order; a deferred half-close comes last. */
+static void drain_pending(call *c)
+{
+	while (!c->decoding && c->pending && !call_done(c)) {
+		pending_msg *pm = c->pending;
+		if (!(c->pending = pm->next))
+			c->pending_tail = NULL;
+		c->pending_bytes -= pm->len;
+		process_message(c, pm->data, pm->len, pm->compressed);
+		free(pm);
+	}
+	if (call_done(c))
+		call_pending_free(c);
+	if (!c->decoding && !c->pending && c->half_close_waits && !call_done(c)) {
+		c->half_close_waits = false;
+		finish_half_close(c);
+	}
+	call_account(c);
+}
+
+static void on_decoded(void *owner, ProtobufCMessage *msg, int code, const char *err)
+{
+	call *c = owner;
+	c->decoding = NULL;
+	c->pending_bytes -= c->decoding_len;
+	if (call_done(c)) {
+		if (msg)
+			protobuf_c_message_free_unpacked(msg, NULL);
+	} else if (!msg) {
+		call_fail(c, code, err);
+	} else {
+		deliver_decoded(c, msg, c->conn->e->s->pool);
+	}
+	drain_pending(c);
+	call_unref(c);
+}
+
+/* Hands a large or compressed message to the pool (decode.h); its call waits for it. */
+static void offload(call *c, const uint8_t *data, size_t len, bool gzip)
+{
+	h2_server *s = c->conn->e->s;
+	int rc = decode_submit(s->pool, c->r, c->m->input, data, len, gzip, s->o.max_message_bytes,
+			       on_decoded, c, &c->decoding);
+	if (rc) {
+		call_fail(c, GRPC_RESOURCE_EXHAUSTED,
+			  rc == -EAGAIN ? "the node is busy: its blocking pool's queue is full"
+					: "out of memory");
+		return;
+	}
+	call_ref(c);
+	c->decoding_len = len;
+	c->pending_bytes += len;
+}
+
+/* One whole request message, in arrival order: inflated and decoded on the reactor when
+ * that is cheap (decode.h), else on the pool. */
+static void process_message(call *c, const uint8_t *data, size_t len, bool compressed)
+{
+	const method *m = c->m;
+	if (compressed && c->req_encoding == ENC_OTHER) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "grpc-encoding '%.100s' is not supported",
+			 c->req_encoding_name);
+		call_fail(c, GRPC_UNIMPLEMENTED, msg);
+		return;
+	}
+	if (compressed && c->req_encoding != ENC_GZIP) {
+		call_fail(c, GRPC_INTERNAL, "compressed message without grpc-encoding");
+		return;
+	}
+	if (kind_single_request(m->kind)) {
+		if (c->have_request) {
+			call_fail(c, GRPC_UNIMPLEMENTED, "more than one request message on a unary call");
+			return;
+		}
+		c->have_request = true;
+	}
+	c->last_compressed = compressed;
+	h2_server *s = c->conn->e->s;
+	bool pooled = s->pool && m->input;
+	buf plain = {0};
+	if (compressed) {
+		/* Inflating more than the inline size is the pool's job, like decoding it. */
+		size_t cap = pooled && s->o.max_message_bytes > DECODE_INLINE_MAX
+				     ? DECODE_INLINE_MAX
+				     : s->o.max_message_bytes;
+		int rc = gzip_decompress(&plain, data, len, cap);
+		if (rc == -EFBIG && cap < s->o.max_message_bytes) {
+			offload(c, data, len, true);
+		} else if (rc) {
+			call_fail(c, rc == -EFBIG ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL,
+				  rc == -EFBIG ? "decompressed message larger than the limit"
+					       : "could not decompress the message");
+		}
+		data = plain.data;
+		len = plain.len;
+		if (rc) {
+			buf_free(&plain);
+			return;
+		}
+	}
+	if (!m->input) {
+		deliver_raw(c, data, len);
+	} else if (pooled && len > DECODE_INLINE_MAX &&
+		   !pbdecode_fields_within(m->input, data, len, DECODE_INLINE_FIELDS)) {
+		offload(c, data, len, false);
+	} else {
+		ProtobufCMessage *msg;
+		char err[200];
+		int code = decode_message(m->input, data, len, false, 0, &msg, err, sizeof(err));
+		if (code == GRPC_OK)
+			deliver_decoded(c, msg, NULL);
+		else
+			call_fail(c, code, err);
+	}
+	buf_free(&plain);
+}
+
+void call_message_in(call *c, const uint8_t *data, size_t len, bool compressed)
+{
+	if (!c->decoding && !c->pending) {
+		process_message(c, data, len, compressed);
+		return;
+	}
+	pending_msg *pm = malloc(sizeof(*pm) + len);
+	if (!pm) {
+		call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	pm->next = NULL;
+	pm->len = len;
+	pm->compressed = compressed;
+	memcpy(pm->data, data, len);
+	if (c->pending_tail)
+		*c->pending_tail = pm;
+	else
+		c->pending = pm;
+	c->pending_tail = &pm->next;
+	c->pending_bytes += len;
+}
+
+void call_start(h2_conn *h, call *c)
+{
+	h2_server *s = h->e->s;
+	if (!c->grpc_content_type || !c->is_post) {
+		/* Not a gRPC request: plain HTTP answer, no handler. */
+		nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)(c->is_post ? "415" : "405"),
+				    7, 3, NGHTTP2_NV_FLAG_NONE}};
+		nghttp2_submit_response(h->ng, c->stream_id, nv, 1, NULL);
+		c->finished = true;
+		conn_want_send(h);
+		return;
+	}
+	if (c->headers_too_large) {
+		call_fail(c, GRPC_RESOURCE_EXHAUSTED, "request headers larger than the limit");
+		return;
+	}
+	if (!c->te_trailers && s->o.require_te_trailers) {
+		call_fail(c, GRPC_INTERNAL, "the request has no 'te: trailers' header");
+		return;
+	}
+	if (c->over_call_cap) {
+		call_fail(c, GRPC_RESOURCE_EXHAUSTED,
+			  "too many calls still running on this connection");
+		return;
+	}
+	if (c->bad_metadata) {
+		call_fail(c, GRPC_INTERNAL, "malformed metadata value");
+		return;
+	}
+	c->m = c->path ? method_table_find(s->methods, c->path, c->path_len) : NULL;
+	if (s->gate && c->path) {
+		char msg[400];
+		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg, sizeof(msg));
+		if (code != GRPC_OK) {
+			call_fail(c, code, msg);
+			return;
+		}
+	}
+	if (!c->m) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "unknown method %.250s", c->path ? c->path : "");
+		call_fail(c, GRPC_UNIMPLEMENTED, msg);
+		return;
+	}
+	if (c->deadline != INT64_MAX) {
+		if (c->deadline <= reactor_now(c->r)) {
+			call_fail(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+			return;
+		}
+		reactor_timer_arm(c->r, &c->deadline_timer, c->deadline, on_deadline);
+	}
+	c->started = true;
+	if (c->m->h.on_start) {
+		call_ref(c);
+		c->m->h.on_start(c);
+		call_unref(c);
+	}
+}
+
+/* The client is done sending and every message it sent has been handled. */
+static void finish_half_close(call *c)
+{
+	const method *m = c->m;
+	call_ref(c);
+	if (kind_single_request(m->kind)) {
+		if (!c->have_request)
+			call_fail(c, GRPC_UNIMPLEMENTED, "half-closed without a request message");
+		else if (!m->input && m->h.on_raw)
+			m->h.on_raw(c, c->raw_request.data, c->raw_request.len);
+		else if (m->input && m->h.on_request)
+			m->h.on_request(c, c->request);
+	} else if (m->h.on_half_close) {
+		m->h.on_half_close(c);
+	}
+	call_unref(c);
+}
+
+void call_half_close(call *c)
+{
+	if (c->half_closed)
+		return;
+	c->half_closed = true;
+	if (call_done(c))
+		return;
+	if (deframer_partial(&c->df)) {
+		call_fail(c, GRPC_INTERNAL, "stream ended inside a message");
+		return;
+	}
+	if (c->decoding || c->pending)
+		c->half_close_waits = true; /* drain_pending finishes it */
+	else
+		finish_half_close(c);
+}
+
+/* Bytes of request messages c holds: a partial message, messages waiting for decoding. */
+static size_t call_held(const call *c) { return deframer_held(&c->df) + c->pending_bytes; }
+
+/* Brings c's share of its connection's and the node's counts up to date. */
+void call_account(call *c)
+{
+	h2_conn *h = c->conn;
+	if (!h)
+		return;
+	size_t now = call_held(c);
+	if (now > c->recv_counted) {
+		h->recv_held += now - c->recv_counted;
+		conn_held_add(h, now - c->recv_counted);
+	} else {
+		h->recv_held -= c->recv_counted - now;
+		conn_held_sub(h, c->recv_counted - now);
+	}
+	c->recv_counted = now;
+}
+
+void call_pending_free(call *c)
+{
+	while (c->pending) {
+		pending_msg *pm = c->pending;
+		c->pending = pm->next;
+		c->pending_bytes -= pm->len;
+		free(pm);
+	}
+	c->pending_tail = NULL;
+}
+
+/* Drops what c holds of request messages (the call is being ended). */
+void call_release_input(call *c)
+{
+	deframer_free(&c->df);
+	call_pending_free(c);
+	call_account(c);
+	c->body_since = 0;
+}
+
+/* After DATA for c: its buffers against the connection's cap and the node's budget, and
+ * the clock of a message that is only partly here. */
+void call_received(h2_conn *h, call *c)
+{
+	const h2_server_opts *o = &h->e->s->o;
+	int64_t now = h->io ? reactor_now(h->e->r) : 0;
+	size_t before = c->recv_counted;
+	h->progress_at = now;
+	if (call_done(c)) {
+		call_release_input(c);
+		return;
+	}
+	call_account(c);
+	if (h->recv_held > o->conn_buffer_bytes) {
+		call_release_input(c);
+		call_fail(c, GRPC_RESOURCE_EXHAUSTED,
+			  "the connection's receive buffer limit was reached");
+		return;
+	}
+	if (c->recv_counted > before && server_over_budget(h->e->s)) {
+		/* Messages that arrive whole are never buffered, so small calls (health
+		 * checks among them) go on while big ones are refused. */
+		call_release_input(c);
+		call_fail(c, GRPC_RESOURCE_EXHAUSTED,
+			  "the node's budget for buffered messages is spent (--max-buffered-bytes)");
+		return;
+	}
+	if (!deframer_partial(&c->df)) {
+		c->body_since = 0;
+		return;
+	}
+	c->body_since = now;
+	if (o->body_timeout && (!h->body_check_at || now + o->body_timeout < h->body_check_at)) {
+		h->body_check_at = now + o->body_timeout;
+		conn_schedule(h);
+	}
+}
+
