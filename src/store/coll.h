@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/json.h"
 #include "store/jsonbuf.h"
 #include "store/store.h"
 
@@ -42,8 +43,10 @@
  * its JSON, not the keys, unescaped, in document order, joined by single spaces. The same
  * as SELECT coalesce(group_concat(value, ' '), '') FROM json_tree(json) WHERE type =
  * 'text', built in C because json_tree makes a row for every node. Replaces out's
- * contents (NUL-terminated, the NUL not counted); 0, -EINVAL for malformed JSON, -ENOMEM. */
-#define COLL_JSON_MAX_DEPTH 1000
+ * contents (NUL-terminated, the NUL not counted); 0, -EINVAL for malformed JSON, -ENOMEM.
+ * The JSON is the node's own rendering of a record: nested as deep as its message
+ * (JSON_MAX_DEPTH), with an object and an array per level at most. */
+#define COLL_JSON_MAX_DEPTH (2 * JSON_MAX_DEPTH + 2)
 int coll_fts_text(const char *json, size_t len, jbuf *out);
 
 typedef struct store_row {

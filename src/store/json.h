@@ -14,17 +14,19 @@
  * one oneof are errors. The output is canonical: fields in number order, packed repeated
  * scalars, defaults of fields without presence left out.
  *
- * Messages may nest JSON_MAX_DEPTH deep (map entries and the innards of well-known types
- * count as messages); deeper input is an error in both directions. */
+ * Messages may nest JSON_MAX_DEPTH deep, the node's one nesting limit (PB_MAX_DEPTH, map
+ * entries and the innards of well-known types counted as messages); deeper input is an
+ * error in both directions. */
 #ifndef STORE_JSON_H
 #define STORE_JSON_H
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/pbdecode.h"
 #include "store/jsonbuf.h"
 #include "store/typepool.h"
 
-#define JSON_MAX_DEPTH 64
+#define JSON_MAX_DEPTH PB_MAX_DEPTH
 
 enum {
 	JSON_PROTO_NAMES = 1, /* keys are .proto field names instead of JSON names */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/pbdecode.h"
 #include "io/hash.h"
 
 typedef Google__Protobuf__FileDescriptorProto file_proto;
@@ -447,8 +448,8 @@ static int declare_enum(build *b, tp_file *f, const char *scope, const enum_prot
 static int declare_message(build *b, tp_file *f, const char *scope, const message_proto *mp,
 			   int depth)
 {
-	if (depth > 64)
-		return fail(b, "messages nested deeper than 64 in %s", f->self.name);
+	if (depth > PB_MAX_DEPTH)
+		return fail(b, "messages nested deeper than %d in %s", PB_MAX_DEPTH, f->self.name);
 	if (!ident_ok(mp->name))
 		return fail(b, "invalid message name \"%s\" in %s", mp->name ? mp->name : "",
 			    scope[0] ? scope : f->self.name);
