@@ -38,6 +38,39 @@ static void strmap_grows_and_replaces(void **state)
 	strmap_free(&m);
 }
 
+/* Deleting keeps every other key reachable, whichever probe chains the deleted keys sat
+ * in: keys leave in a scrambled order, and after each deletion every key is looked up. */
+static void strmap_deletes(void **state)
+{
+	(void)state;
+	strmap m = {0};
+	static int values[600];
+	char key[32];
+	for (int i = 0; i < 600; i++) {
+		int n = snprintf(key, sizeof(key), "d%d", i);
+		assert_int_equal(strmap_put(&m, key, (size_t)n, &values[i], NULL), 0);
+	}
+	bool gone[600] = {0};
+	for (int step = 0; step < 600; step++) {
+		int i = (step * 337) % 600;
+		int n = snprintf(key, sizeof(key), "d%d", i);
+		assert_ptr_equal(strmap_del(&m, key, (size_t)n), &values[i]);
+		assert_null(strmap_del(&m, key, (size_t)n));
+		gone[i] = true;
+		for (int k = 0; k < 600; k++) {
+			n = snprintf(key, sizeof(key), "d%d", k);
+			assert_ptr_equal(strmap_get(&m, key, (size_t)n), gone[k] ? NULL : &values[k]);
+		}
+	}
+	assert_int_equal(m.used, 0);
+	assert_null(strmap_del(&m, "nothing", 7));
+	/* Emptied, the map takes keys again. */
+	assert_int_equal(strmap_put(&m, "again", 5, &values[0], NULL), 0);
+	assert_ptr_equal(strmap_get(&m, "again", 5), &values[0]);
+	strmap_free(&m);
+	assert_null(strmap_del(&m, "again", 5));
+}
+
 static int count(void *ctx, const char *ns, const char *name, const uint8_t *rec, size_t len)
 {
 	(void)ns, (void)rec, (void)len;
@@ -97,6 +130,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(strmap_grows_and_replaces),
+		cmocka_unit_test(strmap_deletes),
 		cmocka_unit_test(methods_per_namespace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
