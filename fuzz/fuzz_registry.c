@@ -55,7 +55,7 @@ static void world_up(void)
 	    store_open(w.dir, &so, &w.st))
 		abort();
 	w.env = (svc_env){.store = w.st, .types = w.types, .default_ns = "fa"};
-	if (registry_open(&w.env, &w.env.registry))
+	if (registry_open(&w.env, NULL, &w.env.registry))
 		abort();
 }
 

@@ -117,11 +117,11 @@ bool regquota_allows(const regquota *q, const char *ns, const regquota_item *ite
 				new_files++;
 			if (versions > q->lim.versions) {
 				snprintf(msg, cap,
-					 "file %.200s has %zu versions in namespace '%s', the most "
-					 "allowed (--%s %zu): a changed file is a new version; "
-					 "UnregisterProto removes them all",
-					 it->file, versions - 1, ns, REGQUOTA_FLAG_VERSIONS,
-					 q->lim.versions);
+					 "registry quota --%s (%zu) reached: file %.100s has %zu "
+					 "versions in namespace '%s' (each change of a file is one; "
+					 "UnregisterProto removes them all)",
+					 REGQUOTA_FLAG_VERSIONS, q->lim.versions, it->file,
+					 versions - 1, ns);
 				return false;
 			}
 			delta += (int64_t)cost(it->bytes);
@@ -132,9 +132,9 @@ bool regquota_allows(const regquota *q, const char *ns, const regquota_item *ite
 	}
 	if (new_files && files + new_files > q->lim.files) {
 		snprintf(msg, cap,
-			 "namespace '%s' has %zu files, the most allowed (--%s %zu); this "
+			 "registry quota --%s (%zu) reached: namespace '%s' has %zu files, this "
 			 "registration adds %zu",
-			 ns, files, REGQUOTA_FLAG_FILES, q->lim.files, new_files);
+			 REGQUOTA_FLAG_FILES, q->lim.files, ns, files, new_files);
 		return false;
 	}
 	if (delta <= 0)
@@ -142,23 +142,24 @@ bool regquota_allows(const regquota *q, const char *ns, const regquota_item *ite
 	size_t ns_bytes = (u ? u->bytes : 0) + (size_t)delta;
 	if (ns_bytes > q->lim.ns_bytes) {
 		snprintf(msg, cap,
-			 "namespace '%s' would hold %zu bytes of descriptors, over the limit of %zu "
-			 "(--%s)",
-			 ns, ns_bytes, q->lim.ns_bytes, REGQUOTA_FLAG_NS_BYTES);
+			 "registry quota --%s (%zu) reached: namespace '%s' would hold %zu bytes of "
+			 "descriptors",
+			 REGQUOTA_FLAG_NS_BYTES, q->lim.ns_bytes, ns, ns_bytes);
 		return false;
 	}
 	if (!u && q->ns.used + 1 > q->lim.namespaces) {
 		snprintf(msg, cap,
-			 "%zu namespaces hold registrations, the most allowed (--%s %zu)",
-			 q->ns.used, REGQUOTA_FLAG_NAMESPACES, q->lim.namespaces);
+			 "registry quota --%s (%zu) reached: %zu namespaces hold registrations",
+			 REGQUOTA_FLAG_NAMESPACES, q->lim.namespaces, q->ns.used);
 		return false;
 	}
 	size_t total = q->bytes + q->retired + (size_t)delta;
 	if (total > q->lim.total_bytes) {
 		snprintf(msg, cap,
-			 "the node would hold %zu bytes of descriptors (%zu of them unregistered "
-			 "since the start, freed at the next restart), over the limit of %zu (--%s)",
-			 total, q->retired, q->lim.total_bytes, REGQUOTA_FLAG_TOTAL_BYTES);
+			 "registry quota --%s (%zu) reached: the node would hold %zu bytes of "
+			 "descriptors (%zu of them unregistered since the start, freed at the next "
+			 "restart)",
+			 REGQUOTA_FLAG_TOTAL_BYTES, q->lim.total_bytes, total, q->retired);
 		return false;
 	}
 	return true;

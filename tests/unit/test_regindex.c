@@ -1,4 +1,5 @@
 /* The registry's index (what the call gate reads) and the map under it. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -126,12 +127,48 @@ static void methods_per_namespace(void **state)
 	regindex_free(x);
 }
 
+static void remove_service(void **state)
+{
+	(void)state;
+	regindex *x = regindex_new();
+	assert_non_null(x);
+	char *const m1[] = {"Feed", "Watch"}, *const m2[] = {"Milk"};
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r", 1, m1, 2), 0);
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Bird", (const uint8_t *)"b", 1, m2, 1), 0);
+	assert_int_equal(regindex_put_service(x, "farm", "zoo.Feeder", (const uint8_t *)"f", 1, m1, 2), 0);
+
+	assert_int_equal(regindex_remove_service(x, "zoo", "zoo.Feeder"), 0);
+	assert_false(has(x, "zoo", "/zoo.Feeder/Feed"));
+	assert_false(has(x, "zoo", "/zoo.Feeder/Watch"));
+	size_t len;
+	assert_null(regindex_get_service(x, "zoo", "zoo.Feeder", &len));
+	assert_int_equal(len, 0);
+	assert_int_equal(regindex_remove_service(x, "zoo", "zoo.Feeder"), -ENOENT);
+	/* The other service of the namespace, and the same service elsewhere, stay. */
+	assert_true(has(x, "zoo", "/zoo.Bird/Milk"));
+	assert_true(has(x, "farm", "/zoo.Feeder/Feed"));
+	assert_true(regindex_has_namespace(x, "zoo"));
+	/* Its last service gone, the namespace is unknown. */
+	assert_int_equal(regindex_remove_service(x, "zoo", "zoo.Bird"), 0);
+	assert_false(regindex_has_namespace(x, "zoo"));
+	assert_true(regindex_has_namespace(x, "farm"));
+	char seen[128] = "";
+	assert_int_equal(regindex_each_service(x, NULL, count, seen), 0);
+	assert_string_equal(seen, "zoo.Feeder;");
+	/* And it can come back. */
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r", 1, m2, 1), 0);
+	assert_true(has(x, "zoo", "/zoo.Feeder/Milk"));
+	assert_false(has(x, "zoo", "/zoo.Feeder/Feed"));
+	regindex_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(strmap_grows_and_replaces),
 		cmocka_unit_test(strmap_deletes),
 		cmocka_unit_test(methods_per_namespace),
+		cmocka_unit_test(remove_service),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

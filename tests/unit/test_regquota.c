@@ -65,7 +65,7 @@ static void files_per_namespace(void **state)
 	assert_true(try_add(q, "ns", &a, 1, msg));
 	/* Two new files at once when one fits: neither. */
 	regquota_item bc[] = {b, c};
-	refused_naming(q, "ns", bc, 2, "--" REGQUOTA_FLAG_FILES " 2");
+	refused_naming(q, "ns", bc, 2, "--" REGQUOTA_FLAG_FILES " (2)");
 	assert_true(try_add(q, "ns", &b, 1, msg));
 	refused_naming(q, "ns", &c, 1, REGQUOTA_FLAG_FILES);
 	/* A new version of a file it has is no new file; another namespace has its own. */
@@ -92,7 +92,7 @@ static void versions_per_file(void **state)
 	regquota_item v = file("v.proto", 5);
 	for (int i = 0; i < 3; i++)
 		assert_true(try_add(q, "ns", &v, 1, msg));
-	refused_naming(q, "ns", &v, 1, "--" REGQUOTA_FLAG_VERSIONS " 3");
+	refused_naming(q, "ns", &v, 1, "--" REGQUOTA_FLAG_VERSIONS " (3)");
 	/* Two versions in one registration count as two. */
 	regquota *q2 = regquota_new(&l);
 	regquota_item twice[] = {v, v, v, v};
@@ -145,7 +145,7 @@ static void namespaces(void **state)
 	regquota_item f = file("f.proto", 1), s = svc("p.S", 1);
 	assert_true(try_add(q, "a", &f, 1, msg));
 	assert_true(try_add(q, "b", &s, 1, msg));
-	refused_naming(q, "c", &f, 1, "--" REGQUOTA_FLAG_NAMESPACES " 2");
+	refused_naming(q, "c", &f, 1, "--" REGQUOTA_FLAG_NAMESPACES " (2)");
 	/* The namespaces that hold something may still grow. */
 	regquota_item g = file("g.proto", 1);
 	assert_true(try_add(q, "a", &g, 1, msg));
