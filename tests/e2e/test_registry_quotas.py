@@ -37,7 +37,7 @@ DEFAULTS = {
     "registry-max-versions": 100,
     "registry-max-namespace-bytes": 16 << 20,
     "registry-max-namespaces": 1000,
-    "registry-max-total-bytes": 48 << 20,
+    "registry-max-total-bytes": 40 << 20,
 }
 
 
