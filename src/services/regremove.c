@@ -267,7 +267,8 @@ void registry_unregister_proto(registry *r, svc_job *j, const char *ns,
 		file_gone(r, ns, file, &messages);
 	pthread_mutex_unlock(&r->lock);
 	if (ok) {
-		log_info("registry: %s unregistered from namespace %s (%zu versions)", file, ns, ids.n);
+		log_info("registry: %.200s unregistered from namespace %s (%zu versions)", file, ns,
+			 ids.n);
 		Collector__UnregisterProtoResponse resp = COLLECTOR__UNREGISTER_PROTO_RESPONSE__INIT;
 		resp.status = &status_ok;
 		resp.versions_removed = (int32_t)ids.n;
@@ -393,7 +394,7 @@ void registry_unregister_service(registry *r, svc_job *j, const char *ns,
 	}
 	pthread_mutex_unlock(&r->lock);
 	if (ok) {
-		log_info("registry: service %s unregistered from namespace %s", name, ns);
+		log_info("registry: service %.200s unregistered from namespace %s", name, ns);
 		Collector__UnregisterServiceResponse resp = COLLECTOR__UNREGISTER_SERVICE_RESPONSE__INIT;
 		resp.status = &status_ok;
 		svc_job_answer(j, &resp.base);

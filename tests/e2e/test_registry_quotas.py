@@ -501,8 +501,8 @@ def test_replay_skips_broken_records(servers):
     reg.proto(ns, animal_file())
     reg.proto(ns, small("q/ok.proto", "Ok"))
     n1.stop(signal.SIGTERM)
-    # Records an older build (or a bad disk) could leave: bytes that do not decode, a file
-    # whose import is not there, a file that imports itself.
+    # Records an older build (or a bad disk) could leave: bytes that do not decode (a file,
+    # a service), a file whose import is not there, a file that imports itself.
     missing = registry_pb2.RegisteredProto(id="r-missing", namespace=ns)
     missing.file_descriptor.CopyFrom(small("q/m.proto", "M", deps=["q/nowhere.proto"]))
     itself = registry_pb2.RegisteredProto(id="r-self", namespace=ns)
@@ -513,11 +513,17 @@ def test_replay_skips_broken_records(servers):
         db.execute("INSERT INTO records (id, data, json, created_at, updated_at) VALUES (?, ?, '{}', 0, 0)", (rid, data))
     db.commit()
     db.close()
+    db = sqlite3.connect(n1.data_dir / "system" / "RegisteredServices" / "records.db")
+    db.execute("INSERT INTO records (id, data, json, created_at, updated_at) VALUES ('s-garbage', ?, '{}', 0, 0)",
+               (b"\x0a\xff\xff",))
+    db.commit()
+    db.close()
 
     n2 = servers.node(data_dir=n1.data_dir)
     reg, api = Reg(n2), Api(n2)
     err = n2.stderr()
-    assert "unreadable record" in err, err
+    assert "unreadable record in system/RegisteredProtos" in err, err
+    assert "unreadable record in system/RegisteredServices" in err, err
     assert re.search(r"q/m\.proto in namespace .* no longer loads.*q/nowhere\.proto", err), err
     assert re.search(r"q/me\.proto in namespace .* no longer loads.*imports itself", err), err
     api.coll("zoo.Animal", ns=ns)
