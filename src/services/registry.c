@@ -1,5 +1,6 @@
 #include "services/registry.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -575,12 +576,29 @@ const tp_message *registry_resolve_type(registry *r, const char *ns, const char 
 	}
 }
 
+/* A method name protoc would take: it becomes the last part of the call's path, and of
+ * the file the registry makes for the service. */
+static bool method_name_ok(const char *s)
+{
+	if (!isalpha((unsigned char)*s) && *s != '_')
+		return false;
+	while (*++s)
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	return true;
+}
+
 static bool method_proto_ok(svc_job *j, const Google__Protobuf__MethodDescriptorProto *m)
 {
 	if (!m->name || !*m->name || !m->input_type || !*m->input_type || !m->output_type ||
 	    !*m->output_type) {
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 			     "every method needs a name, an input_type and an output_type");
+		return false;
+	}
+	if (!method_name_ok(m->name)) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "method name '%.100s' is not an identifier",
+			     m->name);
 		return false;
 	}
 	return true;
@@ -757,85 +775,24 @@ static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *
 	return true;
 }
 
-/* registry/<service>.proto: the file of a service that no file of its namespace (nor the
- * node) declares, in the service's package and importing the files of its types, so that
- * reflection can serve it like any other. */
-typedef struct synth {
-	file_proto fd;
-	service_proto svc;
-	service_proto *svcs[1];
-	strvec deps, types;
-	Google__Protobuf__MethodDescriptorProto *methods, **mptrs;
-} synth;
-
-static void synth_free(synth *s)
+/* Whether the service gets the file the registry makes: when no file of ns (nor the node)
+ * declares it, or when that file is the one made before (made again: the methods may have
+ * changed since). */
+static bool needs_made_file(registry *r, const char *ns, const char *full)
 {
-	free(s->fd.name);
-	free(s->fd.package);
-	free(s->methods);
-	free(s->mptrs);
-	strvec_free(&s->deps);
-	strvec_free(&s->types);
-}
-
-/* Builds the file of service `full` (sd, its types relative to pkg). 0, -ENOENT when a
- * type does not resolve (yet), -ENOMEM; *s is to be freed in every case. */
-static int synth_build(registry *r, const char *ns, const char *pkg, const service_proto *sd,
-		       const char *full, synth *s)
-{
-	*s = (synth){.fd = GOOGLE__PROTOBUF__FILE_DESCRIPTOR_PROTO__INIT};
-	const char *dot = strrchr(full, '.');
-	s->fd.package = dot ? strndup(full, (size_t)(dot - full)) : strdup("");
-	s->methods = calloc(sd->n_method + 1, sizeof(*s->methods));
-	s->mptrs = calloc(sd->n_method + 1, sizeof(*s->mptrs));
-	if (asprintf(&s->fd.name, REGISTRY_SYNTH_FILE, full) < 0)
-		s->fd.name = NULL;
-	if (!s->fd.package || !s->methods || !s->mptrs || !s->fd.name)
-		return -ENOMEM;
-	for (size_t i = 0; i < sd->n_method; i++) {
-		const tp_message *io[2] = {
-			registry_resolve_type(r, ns, pkg, sd->method[i]->input_type),
-			registry_resolve_type(r, ns, pkg, sd->method[i]->output_type)};
-		if (!io[0] || !io[1])
-			return -ENOENT;
-		for (int k = 0; k < 2; k++) {
-			const char *file = tp_message_get(io[k])->file;
-			if (!strvec_has(&s->deps, file))
-				strvec_push(&s->deps, strdup(file));
-			char *t;
-			strvec_push(&s->types, asprintf(&t, ".%s", tp_message_get(io[k])->full_name) < 0
-						       ? NULL
-						       : t);
-		}
-		if (s->deps.failed || s->types.failed)
-			return -ENOMEM;
-		s->methods[i] = *sd->method[i];
-		s->methods[i].input_type = s->types.v[2 * i];
-		s->methods[i].output_type = s->types.v[2 * i + 1];
-		s->mptrs[i] = &s->methods[i];
-	}
-	s->svc = *sd;
-	s->svc.name = (char *)(dot ? dot + 1 : full);
-	s->svc.method = s->mptrs;
-	s->svcs[0] = &s->svc;
-	s->fd.syntax = "proto3";
-	s->fd.n_dependency = s->deps.n;
-	s->fd.dependency = s->deps.v;
-	s->fd.n_service = 1;
-	s->fd.service = s->svcs;
-	return 0;
+	return !typepool_find_service(r->env->types, ns, full) || registry_made_file(r, ns, full);
 }
 
 static bool declare_service(svc_job *j, registry *r, const char *ns,
 			    const Collector__RegisterServiceRequest *req, const service_plan *p)
 {
-	if (typepool_find_service(r->env->types, ns, p->full_name))
+	if (!needs_made_file(r, ns, p->full_name))
 		return true;
-	synth s;
+	registry_synth s;
 	char *id = NULL;
 	/* plan_service resolved every type: only memory can fail here. */
-	bool ok = !synth_build(r, ns, request_package(req), req->service_descriptor, p->full_name,
-			       &s);
+	bool ok = !registry_synth_build(r, ns, request_package(req), req->service_descriptor,
+					p->full_name, &s);
 	if (ok) {
 		file_set fs = {.v = {&s.fd}, .n = 1};
 		ok = register_files(j, r, ns, &fs, &id);
@@ -843,41 +800,18 @@ static bool declare_service(svc_job *j, registry *r, const char *ns,
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
 	free(id);
-	synth_free(&s);
+	registry_synth_free(&s);
 	return ok;
 }
 
-/* Bounds for service_fits, where the exact sizes are not known before the writes: a
- * length-delimited field costs at most 6 bytes beyond its contents (tag, 32-bit varint). */
-#define FIELD_MAX 6
-
-/* The file synth_build makes when its types do not all resolve before the request's file
- * is in: each type may grow by the package (a relative name made absolute), and imports
- * the file of its type, the request's for those not known yet. */
-static size_t synth_bound(registry *r, const char *ns, const char *pkg, const service_proto *sd,
-			  const char *full, const file_proto *fd)
-{
-	size_t n = protobuf_c_message_get_packed_size(&sd->base) + 2 * (strlen(full) + 16) +
-		   4 * FIELD_MAX;
-	for (size_t i = 0; i < sd->n_method; i++) {
-		const char *io[2] = {sd->method[i]->input_type, sd->method[i]->output_type};
-		n += 2 * FIELD_MAX;
-		for (int k = 0; k < 2; k++) {
-			const tp_message *m = registry_resolve_type(r, ns, pkg, io[k]);
-			n += strlen(pkg) + 2 + FIELD_MAX;
-			n += strlen(m ? tp_message_get(m)->file : fd ? fd->name : "") + FIELD_MAX;
-		}
-	}
-	return n;
-}
-
-/* The service's record (save_service): metadata of two timestamps, each field at most. */
+/* An upper bound of the size of the service's record (save_service), for service_fits:
+ * metadata of two timestamps, every field at most. */
 static size_t record_bound(const char *ns, const char *full, const service_proto *sd)
 {
 	size_t n = protobuf_c_message_get_packed_size(&sd->base) + UUID_STR_LEN + strlen(ns) +
-		   strlen(full) + 2 * (2 * (11 + 6) + FIELD_MAX) + 6 * FIELD_MAX;
+		   strlen(full) + 2 * (2 * (11 + 6) + REGISTRY_FIELD_MAX) + 6 * REGISTRY_FIELD_MAX;
 	for (size_t i = 0; i < sd->n_method; i++)
-		n += strlen(sd->method[i]->name) + FIELD_MAX;
+		n += strlen(sd->method[i]->name) + REGISTRY_FIELD_MAX;
 	return n;
 }
 
@@ -897,7 +831,7 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 	size_t n = 0, len = 0;
 	file_set fs = {.v = {fd}, .n = 1};
 	char *full = join_name(pkg, sd->name);
-	synth s = {0};
+	registry_synth s = {0};
 	uint8_t *bytes = NULL;
 	bool ok = full && (!fd || mark_changes(r, ns, &fs));
 	if (ok && fd && fs.changed[0])
@@ -906,8 +840,8 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 	bool declared = false;
 	for (size_t i = 0; fd && i < fd->n_service; i++)
 		declared |= fd->service[i]->name && !strcmp(fd->service[i]->name, sd->name);
-	if (ok && !declared && !typepool_find_service(r->env->types, ns, full)) {
-		int rc = synth_build(r, ns, pkg, sd, full, &s);
+	if (ok && !declared && needs_made_file(r, ns, full)) {
+		int rc = registry_synth_build(r, ns, pkg, sd, full, &s);
 		const uint8_t *old;
 		size_t old_len;
 		if (!rc && (bytes = pack_message(&s.fd.base, &len)) &&
@@ -916,7 +850,7 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 			items[n++] = (regquota_item){.file = s.fd.name, .bytes = len};
 		else if (rc == -ENOENT)
 			items[n++] = (regquota_item){.file = s.fd.name,
-						     .bytes = synth_bound(r, ns, pkg, sd, full, fd)};
+						     .bytes = registry_synth_bound(r, ns, pkg, sd, full, fd)};
 		ok = rc != -ENOMEM && (rc || bytes);
 	}
 	if (ok && service_counts(r, ns, full))
@@ -927,7 +861,7 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	free(bytes);
 	free(full);
-	synth_free(&s);
+	registry_synth_free(&s);
 	return ok;
 }
 

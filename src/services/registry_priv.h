@@ -40,6 +40,33 @@ void registry_file_messages(const file_proto *fp, strvec *out);
 /* A method's input or output type, resolved as protoc would from package pkg. */
 const tp_message *registry_resolve_type(registry *r, const char *ns, const char *pkg,
 					const char *name);
+/* ---- regsynth.c: registry/<service>.proto, the file the registry makes for a service that
+ * no file declares ---- */
+
+typedef struct registry_synth {
+	file_proto fd;
+	service_proto svc;
+	service_proto *svcs[1];
+	strvec deps, types;
+	Google__Protobuf__MethodDescriptorProto *methods, **mptrs;
+} registry_synth;
+
+/* Builds the file of service `full` (sd, its types relative to pkg) in s->fd. 0, -ENOENT
+ * when a type does not resolve (yet), -ENOMEM; s is to be freed in every case. */
+int registry_synth_build(registry *r, const char *ns, const char *pkg, const service_proto *sd,
+			 const char *full, registry_synth *s);
+void registry_synth_free(registry_synth *s);
+/* Whether ns has registry/<service>.proto as the registry made it: that service alone. */
+bool registry_made_file(registry *r, const char *ns, const char *service);
+
+/* A length-delimited field costs at most this beyond its contents (tag, 32-bit length). */
+#define REGISTRY_FIELD_MAX 6
+/* An upper bound of the size of the file registry_synth_build makes, for when its types do
+ * not all resolve before the request's file fd is in: each type may grow by the package (a
+ * relative name made absolute), and imports the file of its type, fd's for those not known
+ * yet. */
+size_t registry_synth_bound(registry *r, const char *ns, const char *pkg,
+			    const service_proto *sd, const char *full, const file_proto *fd);
 /* After every version of a file left ns (its records and the type pool): forgets its id,
  * and the field history of its messages (those another file of ns does not define now). */
 void registry_file_removed(registry *r, const char *ns, const char *file,

@@ -302,28 +302,6 @@ static bool node_own(registry *r, const char *ns, const char *name)
 	return n.found;
 }
 
-/* Whether ns has registry/<name>.proto as the registry made it: the service alone. */
-static bool made_for(registry *r, const char *ns, const char *file, const char *name)
-{
-	const uint8_t *bytes;
-	size_t len;
-	if (!typepool_file_bytes(r->env->types, ns, file, &bytes, &len))
-		return false;
-	file_proto *fp = google__protobuf__file_descriptor_proto__unpack(NULL, len, bytes);
-	bool made = false;
-	if (fp && !fp->n_message_type && !fp->n_enum_type && fp->n_service == 1) {
-		char *full = NULL;
-		const char *pkg = fp->package ? fp->package : "";
-		if (asprintf(&full, "%s%s%s", pkg, *pkg ? "." : "", fp->service[0]->name) > 0) {
-			made = !strcmp(full, name);
-			free(full);
-		}
-	}
-	if (fp)
-		google__protobuf__file_descriptor_proto__free_unpacked(fp, NULL);
-	return made;
-}
-
 /* The service's id, from its record in the index. */
 static char *service_id(svc_job *j, registry *r, const char *ns, const char *name)
 {
@@ -370,7 +348,7 @@ void registry_unregister_service(registry *r, svc_job *j, const char *ns,
 		ok = false;
 	}
 	/* The file made for the service goes with it, unless another file imports it. */
-	bool with_file = ok && made_for(r, ns, made, name);
+	bool with_file = ok && registry_made_file(r, ns, name);
 	ok = ok && (!with_file || no_file_imports(j, r, ns, made));
 	int rc = 0;
 	if (ok && with_file && (rc = stored_strings(r, sql_ids, ns, made, &made_ids)))

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 
 import grpc
+import pytest
 
 from collections_util import (
     DEFAULT_NS, Api, C, assert_ok, call, create_collection_req, expect_error, nn, pack, repo_pb2, uniq,
@@ -429,6 +430,45 @@ def test_unregister_service_refusals(servers):
     expect_error(FP, reg.stub.UnregisterProto, unregister_proto_req(ns, "registry/zoo.Pen.proto"), mentions=["zoo.Pen"])
     reg.unregister_service(ns, "zoo.Pen")
     reg.unregister_proto(ns, ANIMAL_FILE)
+
+
+def test_service_registered_again_remakes_its_file(servers):
+    """The file made for a service follows its method set (it kept the first one, so
+    reflection served methods the registration no longer had)."""
+    n = servers.node("--no-validation")
+    reg = Reg(n)
+    ns = uniq("remake")
+    reg.zoo(ns)
+    refl = Reflect(n, VERSIONS[0])
+
+    def methods():
+        fds = files_of(refl.ask(ns, file_containing_symbol="zoo.Pantry"))
+        assert fds[0].name == "registry/zoo.Pantry.proto"
+        return [m.name for m in fds[0].service[0].method]
+
+    reg.service(ns, service("zoo.Pantry", method("Stock", ".zoo.FeedRequest", ".zoo.FeedReply")))
+    assert methods() == ["Stock"]
+    reg.service(ns, service("zoo.Pantry", method("Stock", ".zoo.FeedRequest", ".zoo.FeedReply"),
+                            method("Count", ".zoo.Animal", ".google.protobuf.Empty")))
+    assert methods() == ["Stock", "Count"]
+    reg.unregister_service(ns, "zoo.Pantry")
+    expect_error(C.NOT_FOUND, reg.stub.UnregisterProto, unregister_proto_req(ns, "registry/zoo.Pantry.proto"))
+
+
+@pytest.mark.parametrize("name", ["Do/It", "1st", "do.it", "a b"])
+def test_method_name_must_be_an_identifier(servers, name):
+    n = servers.node()
+    reg = Reg(n)
+    ns = uniq("mname")
+    reg.proto(ns, animal_file())
+    fd = small("q/s.proto", "M")
+    fd.service.append(service("S", method("Do", ".q.M", ".q.M")))
+    reg.service(ns, fd.service[0], fd)
+    for sd, f in ((service("S", method(name, ".q.M", ".q.M")), fd),
+                  (service("q.T", method(name, ".zoo.Animal", ".zoo.Animal")), None)):
+        expect_error(C.INVALID_ARGUMENT, reg.stub.RegisterService, reg.service_req(ns, sd, f), mentions=[name])
+    assert list(reg.lookup(ns, "q.S").method_names) == ["Do"]
+    lookup_absent(reg, ns, "q.T")
 
 
 # =======================================================================================
