@@ -3,9 +3,11 @@
  * into the type pool, the compatibility ledger and the system collections of a real store.
  *
  * Input: byte 0 = bit 0: a RegisterServiceRequest (else RegisterProtoRequest); bits 1-2:
- * the namespace (one of three, so that versions meet earlier ones); the rest is the
- * request, protobuf. Each request runs twice: the second time must change nothing (same
- * answer), and a refusal must leave the same refusal.
+ * the namespace (one of three, so that versions meet earlier ones); bit 3: unregister what
+ * was registered; the rest is the request, protobuf. Each request runs twice: the second
+ * time must change nothing (same answer), and a refusal must leave the same refusal. A
+ * removal that succeeds must find nothing the second time, and the registration must be
+ * accepted again (or refused by the quotas, which count removed files until a restart).
  *
  * The world (store, pool, registry) is made again every RESET_EVERY inputs, so that the
  * versions kept in memory stay bounded in long campaigns. */
@@ -55,7 +57,7 @@ static void world_up(void)
 	    store_open(w.dir, &so, &w.st))
 		abort();
 	w.env = (svc_env){.store = w.st, .types = w.types, .default_ns = "fa"};
-	if (registry_open(&w.env, &w.env.registry))
+	if (registry_open(&w.env, NULL, &w.env.registry))
 		abort();
 }
 
@@ -66,6 +68,46 @@ static void run(uint8_t kind, const char *ns, const ProtobufCMessage *req, svc_j
 		registry_register_service(w.env.registry, j, ns, (const void *)req);
 	else
 		registry_register_proto(w.env.registry, j, ns, (const void *)req);
+}
+
+/* UnregisterProto of the request's file, or UnregisterService of its service, after the
+ * registration was accepted. */
+static void unregister(uint8_t kind, const char *ns, const ProtobufCMessage *req)
+{
+	svc_job j, again;
+	char name[1200];
+	for (int k = 0; k < 2; k++) {
+		memset(k ? &again : &j, 0, sizeof(j));
+		if (kind & 1) {
+			const Collector__RegisterServiceRequest *sr = (const void *)req;
+			const char *pkg = sr->file_descriptor && sr->file_descriptor->package
+						  ? sr->file_descriptor->package
+						  : "";
+			snprintf(name, sizeof(name), "%s%s%s", pkg, *pkg ? "." : "",
+				 sr->service_descriptor->name);
+			Collector__UnregisterServiceRequest u = COLLECTOR__UNREGISTER_SERVICE_REQUEST__INIT;
+			u.service_name = name;
+			registry_unregister_service(w.env.registry, k ? &again : &j, ns, &u);
+		} else {
+			const Collector__RegisterProtoRequest *pr = (const void *)req;
+			Collector__UnregisterProtoRequest u = COLLECTOR__UNREGISTER_PROTO_REQUEST__INIT;
+			u.file_name = pr->file_descriptor->name;
+			registry_unregister_proto(w.env.registry, k ? &again : &j, ns, &u);
+		}
+	}
+	if (j.code == 0 && again.code != GRPC_NOT_FOUND)
+		abort();
+	if (j.code && j.code != GRPC_FAILED_PRECONDITION && j.code != GRPC_NOT_FOUND)
+		abort();
+	free(j.out);
+	free(again.out);
+	if (j.code)
+		return;
+	svc_job back;
+	run(kind, ns, req, &back);
+	if (back.code && back.code != GRPC_RESOURCE_EXHAUSTED)
+		abort();
+	free(back.out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -94,6 +136,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	free(first.out);
 	free(again.out);
+	if ((kind & 8) && !first.code)
+		unregister(kind, ns, req);
 	protobuf_c_message_free_unpacked(req, NULL);
 	if (++w.runs % RESET_EVERY == 0) {
 		world_down();

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the seed corpus of fuzz_registry: RegisterProto and RegisterService requests
-(byte 0 = kind and namespace, see fuzz_registry.c) with files that import each other,
-compatible and incompatible versions, nested messages, maps, enums and services. Needs the
+(byte 0 = kind, namespace and removal, see fuzz_registry.c) with files that import each
+other, compatible and incompatible versions, nested messages, maps, enums and services. Needs the
 python stubs (tests/gen_stubs.sh build/pygen). Run: fuzz/make_registry_seeds.py"""
 import os
 import sys
@@ -74,6 +74,9 @@ def main():
                     output_type='.collector.Status')
     req = registry_pb2.RegisterServiceRequest(service_descriptor=bare)
     seeds['service_bare'] = bytes([3]) + req.SerializeToString()
+    # Bit 3 of byte 0: unregister what was registered, then register it again.
+    for name in ('proto_animal_v2', 'proto_keeper_with_dep', 'service_feeder', 'service_bare'):
+        seeds[name + '_unregister'] = bytes([seeds[name][0] | 8]) + seeds[name][1:]
     for name, data in seeds.items():
         with open(os.path.join(OUT, name), 'wb') as out:
             out.write(data)

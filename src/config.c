@@ -23,6 +23,7 @@ void config_defaults(node_config *c)
 	c->log_level = LOG_INFO;
 	c->grace_seconds = 10;
 	h2_server_opts_default(&c->wire);
+	regquota_limits_default(&c->registry);
 }
 
 /* The wire's limits: numbers with a range, printed in --help with their defaults. */
@@ -153,6 +154,66 @@ static void print_limits(void)
 	}
 }
 
+/* ---- the registry's quotas (README, Registry), apart from the wire's limits ---- */
+
+typedef struct quota_flag {
+	const char *name;
+	size_t offset; /* of a size_t in regquota_limits */
+	long max;
+	const char *help;
+} quota_flag;
+
+#define QUOTA(f) offsetof(regquota_limits, f)
+static const quota_flag quotas[] = {
+	{REGQUOTA_FLAG_FILES, QUOTA(files), 100000000, "distinct files registered per namespace"},
+	{REGQUOTA_FLAG_VERSIONS, QUOTA(versions), 100000000,
+	 "versions kept per file (each change of a file is one)"},
+	{REGQUOTA_FLAG_NS_BYTES, QUOTA(ns_bytes), 1L << 40,
+	 "bytes of descriptors per namespace: every kept version's serialized\n"
+	 "FileDescriptorProto and every service record, each plus 1 KiB"},
+	{REGQUOTA_FLAG_NAMESPACES, QUOTA(namespaces), 100000000,
+	 "namespaces holding registrations"},
+	{REGQUOTA_FLAG_TOTAL_BYTES, QUOTA(total_bytes), 1L << 40,
+	 "bytes of descriptors in every namespace, those unregistered since the\n"
+	 "start included (their memory is freed at a restart)"},
+};
+#undef QUOTA
+
+static void print_quotas(void)
+{
+	regquota_limits d;
+	regquota_limits_default(&d);
+	printf("\nRegistry quotas (README, Registry); over one, a registration gets\n"
+	       "RESOURCE_EXHAUSTED and changes nothing:\n");
+	for (size_t i = 0; i < sizeof(quotas) / sizeof(quotas[0]); i++) {
+		const quota_flag *f = &quotas[i];
+		printf("  --%s N\n%29s", f->name, "");
+		for (const char *h = f->help; *h; h++) {
+			putchar(*h);
+			if (*h == '\n')
+				printf("%29s", "");
+		}
+		printf(" (default %zu)\n", *(const size_t *)((const char *)&d + f->offset));
+	}
+}
+
+static int parse_int(const char *name, const char *v, long min, long max, long *out);
+
+/* 1 when name is no quota flag, else set_option's answer. */
+static int set_quota(node_config *c, const char *name, const char *v)
+{
+	for (size_t i = 0; i < sizeof(quotas) / sizeof(quotas[0]); i++) {
+		long n;
+		if (strcmp(name, quotas[i].name))
+			continue;
+		if (parse_int(name, v, 1, quotas[i].max, &n))
+			return -1;
+		*(size_t *)((char *)&c->registry + quotas[i].offset) = (size_t)n;
+		return 0;
+	}
+	return 1;
+}
+
 void config_usage(const char *prog)
 {
 	printf("usage: %s [flags]\n"
@@ -185,6 +246,7 @@ void config_usage(const char *prog)
 	       "  --help                     print this help\n",
 	       prog);
 	print_limits();
+	print_quotas();
 }
 
 static int parse_int(const char *name, const char *v, long min, long max, long *out)
@@ -282,6 +344,9 @@ static int set_option(node_config *c, const char *name, const char *v)
 		limit_set(&c->wire, &limits[i], n);
 		return 0;
 	}
+	int quota = set_quota(c, name, v);
+	if (quota <= 0)
+		return quota;
 	fprintf(stderr, "collector: unknown option '%s' (see --help)\n", name);
 	return -1;
 }

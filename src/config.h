@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "h2/server.h"
+#include "services/regquota.h"
 
 typedef struct node_config {
 	char listen[128];
@@ -19,6 +20,7 @@ typedef struct node_config {
 	int log_level;
 	int grace_seconds;
 	h2_server_opts wire; /* limits and timeouts (README, Security) */
+	regquota_limits registry; /* the registry's quotas (README, Registry) */
 } node_config;
 
 void config_defaults(node_config *c);

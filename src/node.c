@@ -294,7 +294,7 @@ int node_run(const node_config *cfg)
 		       .endpoint = addr,
 		       .token_key = token_key,
 		       .max_message_bytes = cfg->max_message_bytes};
-	if ((rc = registry_open(&env, &env.registry))) {
+	if ((rc = registry_open(&env, &cfg->registry, &env.registry))) {
 		fprintf(stderr, "collector: cannot load the registry: %s\n", store_errmsg());
 		return 1;
 	}

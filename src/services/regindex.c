@@ -137,6 +137,37 @@ fail:
 	return NULL;
 }
 
+/* Deletes the method keys of s that map to no registration. Under the write lock. */
+static void drop_unregistered(regindex *x, const reg_service *s)
+{
+	for (size_t i = 0; s && i < s->n_paths; i++)
+		if (!strmap_get(&x->methods, s->paths[i], s->path_lens[i]))
+			strmap_del(&x->methods, s->paths[i], s->path_lens[i]);
+}
+
+typedef struct ns_probe {
+	const char *ns;
+	bool found;
+} ns_probe;
+
+static void probe_service(void *ctx, const char *key, size_t len, void *value)
+{
+	(void)key, (void)len;
+	ns_probe *p = ctx;
+	const reg_service *s = value;
+	if (s && !strcmp(s->ns, p->ns))
+		p->found = true;
+}
+
+/* ns leaves the namespaces once no service of it is left. Under the write lock. */
+static void forget_namespace(regindex *x, const char *ns)
+{
+	ns_probe p = {.ns = ns};
+	strmap_each(&x->services, probe_service, &p);
+	if (!p.found)
+		strmap_del(&x->namespaces, ns, strlen(ns));
+}
+
 int regindex_put_service(regindex *x, const char *ns, const char *name, const uint8_t *rec,
 			 size_t len, char *const *methods, size_t n_methods)
 {
@@ -153,7 +184,7 @@ int regindex_put_service(regindex *x, const char *ns, const char *name, const ui
 	pthread_rwlock_wrlock(&x->lock);
 	reg_service *old = strmap_get(&x->services, key, klen);
 	/* Every insertion first, so that a failure leaves the old registration whole: a key
-	 * added here for a method is harmless while it still maps to NULL. */
+	 * added here for a method is not registered while it maps to NULL. */
 	int rc = strmap_put(&x->namespaces, ns, strlen(ns), &present, NULL);
 	for (size_t i = 0; i < s->n_paths && !rc; i++)
 		if (!strmap_get(&x->methods, s->paths[i], s->path_lens[i]))
@@ -167,6 +198,14 @@ int regindex_put_service(regindex *x, const char *ns, const char *name, const ui
 			strmap_put(&x->methods, s->paths[i], s->path_lens[i], &present, NULL);
 		strmap_put(&x->services, key, klen, s, NULL);
 	}
+	/* Keys no registration has (the old methods the new set dropped, or those added
+	 * before a failure) go, so that changing method sets cannot grow the map. */
+	drop_unregistered(x, old);
+	if (rc) {
+		drop_unregistered(x, s);
+		if (!old)
+			forget_namespace(x, ns);
+	}
 	pthread_rwlock_unlock(&x->lock);
 	if (rc) {
 		service_free(s);
@@ -174,6 +213,26 @@ int regindex_put_service(regindex *x, const char *ns, const char *name, const ui
 	}
 	service_free(old);
 	return 0;
+}
+
+int regindex_remove_service(regindex *x, const char *ns, const char *name)
+{
+	char key[1024];
+	size_t klen = pair_key(key, sizeof(key), ns, strlen(ns), name, strlen(name));
+	if (!klen)
+		return -ENOENT;
+	pthread_rwlock_wrlock(&x->lock);
+	reg_service *s = strmap_get(&x->services, key, klen);
+	if (s) {
+		strmap_del(&x->services, key, klen);
+		for (size_t i = 0; i < s->n_paths; i++)
+			strmap_put(&x->methods, s->paths[i], s->path_lens[i], NULL, NULL);
+		drop_unregistered(x, s);
+		forget_namespace(x, ns);
+	}
+	pthread_rwlock_unlock(&x->lock);
+	service_free(s);
+	return s ? 0 : -ENOENT;
 }
 
 uint8_t *regindex_get_service(regindex *x, const char *ns, const char *name, size_t *len)

@@ -24,6 +24,9 @@ bool regindex_has_namespace(regindex *x, const char *ns);
  * 0 or -ENOMEM (nothing changed then). */
 int regindex_put_service(regindex *x, const char *ns, const char *name, const uint8_t *rec,
 			 size_t len, char *const *methods, size_t n_methods);
+/* Removes the service `name` of ns and its methods; ns is no longer known when it was its
+ * last service. 0, or -ENOENT when it is not registered. */
+int regindex_remove_service(regindex *x, const char *ns, const char *name);
 /* A malloc'd copy of the service's packed RegisteredService, or NULL (*len 0) when it is not
  * registered (or out of memory: *len is then 1). */
 uint8_t *regindex_get_service(regindex *x, const char *ns, const char *name, size_t *len);

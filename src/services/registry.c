@@ -1,7 +1,7 @@
 #include "services/registry.h"
 
+#include <ctype.h>
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +11,7 @@
 #include "io/clock.h"
 #include "io/log.h"
 #include "io/uuid.h"
-#include "services/regindex.h"
-#include "services/strmap.h"
-#include "store/coll.h"
+#include "services/registry_priv.h"
 #include "store/json.h"
 
 #define REG "/collector.CollectorRegistry/"
@@ -22,28 +20,6 @@
 #define SERVICES "RegisteredServices"
 #define MAX_DEPENDENCIES 64
 #define NAME_MAX_LEN 512
-
-typedef Google__Protobuf__FileDescriptorProto file_proto;
-typedef Google__Protobuf__DescriptorProto message_proto;
-typedef Google__Protobuf__ServiceDescriptorProto service_proto;
-
-/* What a message's field number has meant in any version registered so far. */
-typedef struct ledger_field {
-	char *name;
-	char *type_name; /* message or enum full name, "" for scalars */
-	uint8_t type;
-	bool repeated;
-} ledger_field;
-
-struct registry {
-	svc_env *env;
-	regindex *ix;
-	store_coll *protos, *services; /* held open for the node's life */
-	const method_table *served;
-	pthread_mutex_t lock; /* one registration at a time: check, persist, apply */
-	strmap ledger;	      /* "ns\0message\0" + number (4 bytes) -> ledger_field */
-	strmap file_ids;      /* "ns\0file" -> id of its newest RegisteredProto (char *) */
-};
 
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
 
@@ -76,50 +52,6 @@ static uint8_t *pack_message(const ProtobufCMessage *m, size_t *len)
 	return b;
 }
 
-/* A growing array of malloc'd strings. */
-typedef struct strvec {
-	char **v;
-	size_t n, cap;
-	bool failed;
-} strvec;
-
-static void strvec_push(strvec *s, char *str)
-{
-	if (!str || s->failed) {
-		s->failed = true;
-		free(str);
-		return;
-	}
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? 2 * s->cap : 16;
-		char **v = realloc(s->v, cap * sizeof(*v));
-		if (!v) {
-			s->failed = true;
-			free(str);
-			return;
-		}
-		s->v = v;
-		s->cap = cap;
-	}
-	s->v[s->n++] = str;
-}
-
-static void strvec_free(strvec *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->v[i]);
-	free(s->v);
-	*s = (strvec){0};
-}
-
-static bool strvec_has(const strvec *s, const char *str)
-{
-	for (size_t i = 0; i < s->n; i++)
-		if (!strcmp(s->v[i], str))
-			return true;
-	return false;
-}
-
 static char *join_name(const char *scope, const char *name)
 {
 	char *s;
@@ -139,7 +71,7 @@ static void message_names(const message_proto *mp, const char *scope, strvec *ou
 		message_names(mp->nested_type[i], full, out);
 }
 
-static void file_message_names(const file_proto *fp, strvec *out)
+void registry_file_messages(const file_proto *fp, strvec *out)
 {
 	for (size_t i = 0; i < fp->n_message_type; i++)
 		message_names(fp->message_type[i], fp->package ? fp->package : "", out);
@@ -164,9 +96,9 @@ static void write_done(store_write_req *req, int rc)
 	pthread_mutex_unlock(&w->m);
 }
 
-/* One atomic write, waited for: registrations are rare and must be durable before they
- * are answered (and before they take effect). */
-static int write_wait(store_coll *c, store_op *ops, size_t n)
+/* Registrations are rare and must be durable before they are answered (and before they
+ * take effect): each waits for its write. */
+int registry_write_wait(store_coll *c, store_op *ops, size_t n)
 {
 	waiter w = {.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 	store_write_req req = {.ops = ops, .nops = n, .atomic = true, .done = write_done, .ctx = &w};
@@ -253,104 +185,6 @@ static int sys_each(registry *r, store_coll *c,
 	}
 	store_coll_read_end(rd);
 	return rc;
-}
-
-/* ---- the ledger of field numbers, and the compatibility check ---- */
-
-static size_t ledger_key(char *buf, size_t cap, const char *ns, const char *msg, uint32_t number)
-{
-	size_t n = key2(buf, cap, ns, msg);
-	if (!n || n + 5 > cap)
-		return 0;
-	buf[n++] = 0;
-	memcpy(buf + n, &number, 4);
-	return n + 4;
-}
-
-static const char *field_type_name(const tp_field *f)
-{
-	if (f->message)
-		return tp_message_get(f->message)->full_name;
-	if (f->enum_type)
-		return tp_enum_get(f->enum_type)->full_name;
-	return "";
-}
-
-static const char *const type_words[] = {
-	"?", "double", "float", "int64", "uint64", "int32", "fixed64", "fixed32", "bool",
-	"string", "group", "message", "bytes", "uint32", "enum", "sfixed32", "sfixed64",
-	"sint32", "sint64",
-};
-
-static const char *type_word(uint8_t t)
-{
-	return t < sizeof(type_words) / sizeof(type_words[0]) ? type_words[t] : "?";
-}
-
-/* Remembers what every field of m means (the first meaning of a number stays). */
-static void ledger_record(registry *r, const char *ns, const tp_message *m)
-{
-	const tp_message_info *mi = tp_message_get(m);
-	for (size_t i = 0; i < mi->n_fields; i++) {
-		const tp_field *f = &mi->fields[i];
-		char key[NAME_MAX_LEN * 2 + 16];
-		size_t klen = ledger_key(key, sizeof(key), ns, mi->full_name, f->number);
-		if (!klen || strmap_get(&r->ledger, key, klen))
-			continue;
-		ledger_field *lf = calloc(1, sizeof(*lf));
-		if (lf) {
-			lf->name = strdup(f->name);
-			lf->type_name = strdup(field_type_name(f));
-			lf->type = f->type;
-			lf->repeated = f->repeated;
-		}
-		if (!lf || !lf->name || !lf->type_name ||
-		    strmap_put(&r->ledger, key, klen, lf, NULL)) {
-			if (lf) {
-				free(lf->name);
-				free(lf->type_name);
-			}
-			free(lf);
-			log_error("registry: out of memory recording the fields of %s", mi->full_name);
-		}
-	}
-}
-
-typedef struct compat_ctx {
-	registry *r;
-	const char *ns;
-	bool refused; /* the check (not the build) said no */
-} compat_ctx;
-
-/* typepool_check_fn: every field number of the new messages means what it meant before. */
-static int compat_check(void *ctx, const tp_message *const *msgs, size_t n, char *err, size_t cap)
-{
-	compat_ctx *cc = ctx;
-	for (size_t k = 0; k < n; k++) {
-		const tp_message_info *mi = tp_message_get(msgs[k]);
-		for (size_t i = 0; i < mi->n_fields; i++) {
-			const tp_field *f = &mi->fields[i];
-			char key[NAME_MAX_LEN * 2 + 16];
-			size_t klen = ledger_key(key, sizeof(key), cc->ns, mi->full_name, f->number);
-			const ledger_field *was = klen ? strmap_get(&cc->r->ledger, key, klen) : NULL;
-			if (!was)
-				continue;
-			const char *tn = field_type_name(f);
-			if (was->type == f->type && was->repeated == f->repeated &&
-			    !strcmp(was->type_name, tn) && !strcmp(was->name, f->name))
-				continue;
-			snprintf(err, cap,
-				 "incompatible change of %s: field number %u was %s%s %s%s%s, now "
-				 "%s%s %s%s%s",
-				 mi->full_name, f->number, was->repeated ? "repeated " : "",
-				 type_word(was->type), *was->type_name ? was->type_name : "",
-				 *was->type_name ? " " : "", was->name, f->repeated ? "repeated " : "",
-				 type_word(f->type), *tn ? tn : "", *tn ? " " : "", f->name);
-			cc->refused = true;
-			return 1;
-		}
-	}
-	return 0;
 }
 
 /* ---- registering files ---- */
@@ -446,12 +280,13 @@ static bool check_removed(svc_job *j, registry *r, const char *ns, const file_pr
 	size_t old_len;
 	if (!typepool_file_bytes(r->env->types, ns, fp->name, &old_bytes, &old_len))
 		return true;
-	file_proto *old = google__protobuf__file_descriptor_proto__unpack(NULL, old_len, old_bytes);
+	file_proto *old =
+		svc_decode(&google__protobuf__file_descriptor_proto__descriptor, old_bytes, old_len);
 	strvec before = {0}, after = {0};
 	bool ok = old != NULL;
 	if (ok) {
-		file_message_names(old, &before);
-		file_message_names(fp, &after);
+		registry_file_messages(old, &before);
+		registry_file_messages(fp, &after);
 		ok = !before.failed && !after.failed;
 	}
 	if (!ok)
@@ -511,14 +346,36 @@ static void remember_id(registry *r, const char *ns, const char *file, const cha
 static void file_applied(registry *r, const char *ns, const file_proto *fp, const char *id)
 {
 	strvec names = {0};
-	file_message_names(fp, &names);
+	registry_file_messages(fp, &names);
 	for (size_t i = 0; i < names.n; i++) {
 		const tp_message *m = typepool_find_message(r->env->types, ns, names.v[i]);
 		if (m)
-			ledger_record(r, ns, m);
+			regledger_record(&r->ledger, ns, m);
 	}
 	strvec_free(&names);
 	remember_id(r, ns, fp->name, id);
+}
+
+void registry_file_removed(registry *r, const char *ns, const char *file,
+			   const strvec *messages)
+{
+	char key[NAME_MAX_LEN * 2];
+	size_t klen = key2(key, sizeof(key), ns, file);
+	if (klen)
+		free(strmap_del(&r->file_ids, key, klen));
+	/* A message another file of ns defines now keeps its history: that file took the
+	 * name over (after an earlier version of this one dropped it), and its numbers are
+	 * in the same entries. */
+	char **gone = calloc(messages->n + 1, sizeof(*gone));
+	size_t n = 0;
+	for (size_t i = 0; gone && i < messages->n; i++)
+		if (!typepool_symbol_file(r->env->types, ns, messages->v[i]))
+			gone[n++] = messages->v[i];
+	if (!gone || !regledger_forget(&r->ledger, ns, gone, n))
+		log_error("registry: out of memory forgetting the field numbers of %s in %s: some "
+			  "still count",
+			  file, ns);
+	free(gone);
 }
 
 static void proto_record(Collector__RegisteredProto *rec, const char *id, const char *ns,
@@ -535,6 +392,18 @@ static void proto_record(Collector__RegisteredProto *rec, const char *id, const 
 	rec->metadata = md;
 }
 
+/* Whether ns can take the items (regquota_allows); fails j with RESOURCE_EXHAUSTED when
+ * not. */
+static bool quota_allows(svc_job *j, registry *r, const char *ns, const regquota_item *items,
+			 size_t n)
+{
+	char msg[sizeof(j->msg)];
+	if (regquota_allows(r->quota, ns, items, n, msg, sizeof(msg)))
+		return true;
+	svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "%s", msg);
+	return false;
+}
+
 /* Checks, persists and applies the files of fs in ns; the caller holds r->lock. *id gets
  * the id of the last file (the main one). Fails j and returns false when it cannot. */
 static bool register_files(svc_job *j, registry *r, const char *ns, file_set *fs, char **main_id)
@@ -544,13 +413,23 @@ static bool register_files(svc_job *j, registry *r, const char *ns, file_set *fs
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return false;
 	}
+	/* The quotas first: a refusal costs no build of the files. */
+	regquota_item items[MAX_DEPENDENCIES + 1];
+	size_t nitems = 0;
+	for (size_t i = 0; i < fs->n; i++)
+		if (fs->changed[i])
+			items[nitems++] = (regquota_item){
+				.file = fs->v[i]->name,
+				.bytes = protobuf_c_message_get_packed_size(&fs->v[i]->base)};
+	if (!quota_allows(j, r, ns, items, nitems))
+		return false;
 	for (size_t i = 0; i < fs->n; i++)
 		if (fs->changed[i] && !check_removed(j, r, ns, fs->v[i]))
 			return false;
-	compat_ctx cc = {.r = r, .ns = ns};
+	regledger_check cc = {.l = &r->ledger, .ns = ns};
 	char *err = NULL;
 	int rc = typepool_add_files(r->env->types, ns, fs->v, fs->n, TYPEPOOL_CHECK_ONLY,
-				    compat_check, &cc, &err);
+				    regledger_check_fn, &cc, &err);
 	if (rc) {
 		svc_job_fail(j,
 			     rc == -ENOMEM	? GRPC_RESOURCE_EXHAUSTED
@@ -576,7 +455,7 @@ static bool register_files(svc_job *j, registry *r, const char *ns, file_set *fs
 		if (!fs->changed[i])
 			continue;
 		strvec names = {0};
-		file_message_names(fs->v[i], &names);
+		registry_file_messages(fs->v[i], &names);
 		Collector__RegisteredProto rec;
 		proto_record(&rec, ids[i], ns, fs->v[i], &names, &md);
 		ok = !names.failed && !uuid7_make(ids[i]);
@@ -587,7 +466,7 @@ static bool register_files(svc_job *j, registry *r, const char *ns, file_set *fs
 		ops[nops - 1] = (store_op){.kind = STORE_OP_INSERT, .id = ids[i],
 					   .row = {row->data, row->len, row->json.data, NULL}};
 	}
-	rc = ok ? (nops ? write_wait(r->protos, ops, nops) : 0) : -ENOMEM;
+	rc = ok ? (nops ? registry_write_wait(r->protos, ops, nops) : 0) : -ENOMEM;
 	for (size_t i = 0; i < nops; i++)
 		sys_row_free(&rows[i]);
 	if (rc) {
@@ -606,6 +485,9 @@ static bool register_files(svc_job *j, registry *r, const char *ns, file_set *fs
 	for (size_t i = 0; i < fs->n; i++)
 		if (fs->changed[i])
 			file_applied(r, ns, fs->v[i], ids[i]);
+	if (regquota_add(r->quota, ns, items, nitems))
+		log_error("registry: out of memory counting %s against the quotas",
+			  fs->v[fs->n - 1]->name);
 	*main_id = proto_id_of(r, ns, fs->v[fs->n - 1]->name);
 	if (!*main_id) {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -640,7 +522,7 @@ void registry_register_proto(registry *r, svc_job *sj, const char *ns,
 	if (!ok)
 		return;
 	strvec names = {0};
-	file_message_names(req->file_descriptor, &names);
+	registry_file_messages(req->file_descriptor, &names);
 	Collector__RegisterProtoResponse resp = COLLECTOR__REGISTER_PROTO_RESPONSE__INIT;
 	resp.status = &status_ok;
 	resp.proto_id = id;
@@ -670,8 +552,8 @@ static void register_proto(call *c, const ProtobufCMessage *msg)
 
 /* A method's input or output type, resolved as protoc would from the service's package:
  * ".a.b.M" is absolute, "M" is looked up in pkg, then its parents, then the root. */
-static const tp_message *resolve_type(registry *r, const char *ns, const char *pkg,
-				      const char *name)
+const tp_message *registry_resolve_type(registry *r, const char *ns, const char *pkg,
+					const char *name)
 {
 	if (name[0] == '.')
 		return typepool_find_message(r->env->types, ns, name + 1);
@@ -695,12 +577,29 @@ static const tp_message *resolve_type(registry *r, const char *ns, const char *p
 	}
 }
 
+/* A method name protoc would take: it becomes the last part of the call's path, and of
+ * the file the registry makes for the service. */
+static bool method_name_ok(const char *s)
+{
+	if (!isalpha((unsigned char)*s) && *s != '_')
+		return false;
+	while (*++s)
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	return true;
+}
+
 static bool method_proto_ok(svc_job *j, const Google__Protobuf__MethodDescriptorProto *m)
 {
 	if (!m->name || !*m->name || !m->input_type || !*m->input_type || !m->output_type ||
 	    !*m->output_type) {
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 			     "every method needs a name, an input_type and an output_type");
+		return false;
+	}
+	if (!method_name_ok(m->name)) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "method name '%.100s' is not an identifier",
+			     m->name);
 		return false;
 	}
 	return true;
@@ -733,6 +632,13 @@ static bool served_signature_ok(svc_job *j, registry *r, const char *service,
 	return false;
 }
 
+/* The package a service's relative names resolve in: its file's, else the root. */
+static const char *request_package(const Collector__RegisterServiceRequest *req)
+{
+	return req->file_descriptor && req->file_descriptor->package ? req->file_descriptor->package
+								     : "";
+}
+
 typedef struct service_plan {
 	char *full_name;
 	strvec methods;
@@ -752,7 +658,8 @@ static bool earlier_service(svc_job *j, registry *r, const char *ns, service_pla
 	}
 	if (!rec)
 		return true;
-	Collector__RegisteredService *old = collector__registered_service__unpack(NULL, len, rec);
+	Collector__RegisteredService *old =
+		svc_decode(&collector__registered_service__descriptor, rec, len);
 	free(rec);
 	if (!old) {
 		svc_job_fail(j, GRPC_INTERNAL, "the registration of %s is unreadable", p->full_name);
@@ -770,9 +677,7 @@ static bool plan_service(svc_job *j, registry *r, const char *ns,
 			 const Collector__RegisterServiceRequest *req, service_plan *p)
 {
 	const service_proto *sd = req->service_descriptor;
-	const char *pkg = req->file_descriptor && req->file_descriptor->package
-				  ? req->file_descriptor->package
-				  : "";
+	const char *pkg = request_package(req);
 	p->full_name = join_name(pkg, sd->name);
 	if (!p->full_name) {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -790,8 +695,8 @@ static bool plan_service(svc_job *j, registry *r, const char *ns,
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "method %s appears twice", mp->name);
 			return false;
 		}
-		const tp_message *in = resolve_type(r, ns, pkg, mp->input_type);
-		const tp_message *out = resolve_type(r, ns, pkg, mp->output_type);
+		const tp_message *in = registry_resolve_type(r, ns, pkg, mp->input_type);
+		const tp_message *out = registry_resolve_type(r, ns, pkg, mp->output_type);
 		if (!in || !out) {
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 				     "method %s.%s: %s type '%s' is not known in namespace '%s'",
@@ -808,6 +713,13 @@ static bool plan_service(svc_job *j, registry *r, const char *ns,
 		return false;
 	}
 	return earlier_service(j, r, ns, p);
+}
+
+/* The node's own services in its default namespace (registered at every start) do not
+ * count against the quotas; everywhere else a service does. */
+static bool service_counts(registry *r, const char *ns, const char *name)
+{
+	return strcmp(ns, r->env->default_ns) || !typepool_find_service(r->env->types, NULL, name);
 }
 
 static void service_record(Collector__RegisteredService *rec, const char *ns, service_plan *p,
@@ -842,10 +754,16 @@ static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *
 	service_record(&rec, ns, p, sd, &md);
 	sys_row row;
 	int rc = sys_row_make(r, &rec.base, &row);
+	regquota_item it = {.service = p->full_name, .bytes = row.len};
+	bool counts = service_counts(r, ns, p->full_name);
+	if (!rc && counts && !quota_allows(j, r, ns, &it, 1)) {
+		sys_row_free(&row);
+		return false;
+	}
 	store_op op = {.kind = p->exists ? STORE_OP_UPDATE : STORE_OP_INSERT, .id = p->id,
 		       .row = {row.data, row.len, row.json.data, NULL}};
 	if (!rc)
-		rc = write_wait(r->services, &op, 1);
+		rc = registry_write_wait(r->services, &op, 1);
 	if (!rc)
 		rc = regindex_put_service(r->ix, ns, p->full_name, row.data, row.len, p->methods.v,
 					  p->methods.n);
@@ -854,74 +772,98 @@ static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *
 		svc_fail_store(j, rc, "saving the service");
 		return false;
 	}
+	if (counts && regquota_add(r->quota, ns, &it, 1))
+		log_error("registry: out of memory counting %s against the quotas", p->full_name);
 	return true;
 }
 
-/* A service that no file of the namespace (nor the node) declares gets a file of its own,
- * registry/<service>.proto, in its package and importing the files of its types, so that
- * reflection can serve it like any other. */
+/* Whether the service gets the file the registry makes: when no file of ns (nor the node)
+ * declares it, or when that file is the one made before (made again: the methods may have
+ * changed since). */
+static bool needs_made_file(registry *r, const char *ns, const char *full)
+{
+	return !typepool_find_service(r->env->types, ns, full) || registry_made_file(r, ns, full);
+}
+
 static bool declare_service(svc_job *j, registry *r, const char *ns,
 			    const Collector__RegisterServiceRequest *req, const service_plan *p)
 {
-	typepool *tp = r->env->types;
-	if (typepool_find_service(tp, ns, p->full_name))
+	if (!needs_made_file(r, ns, p->full_name))
 		return true;
-	const service_proto *sd = req->service_descriptor;
-	const char *pkg = req->file_descriptor && req->file_descriptor->package
-				  ? req->file_descriptor->package
-				  : "";
-	const char *dot = strrchr(p->full_name, '.');
-	char *package = dot ? strndup(p->full_name, (size_t)(dot - p->full_name)) : strdup("");
-	char *name = NULL;
-	strvec deps = {0}, types = {0};
-	Google__Protobuf__MethodDescriptorProto *methods = calloc(sd->n_method, sizeof(*methods));
-	Google__Protobuf__MethodDescriptorProto **mptrs = calloc(sd->n_method, sizeof(*mptrs));
-	bool ok = package && methods && mptrs && asprintf(&name, "registry/%s.proto", p->full_name) > 0;
-	for (size_t i = 0; ok && i < sd->n_method; i++) {
-		const tp_message *in = resolve_type(r, ns, pkg, sd->method[i]->input_type);
-		const tp_message *out = resolve_type(r, ns, pkg, sd->method[i]->output_type);
-		const tp_message *io[2] = {in, out};
-		for (int k = 0; k < 2; k++) {
-			const char *file = tp_message_get(io[k])->file;
-			if (!strvec_has(&deps, file))
-				strvec_push(&deps, strdup(file));
-			char *t;
-			strvec_push(&types, asprintf(&t, ".%s", tp_message_get(io[k])->full_name) < 0
-						    ? NULL
-						    : t);
-		}
-		methods[i] = *sd->method[i];
-		methods[i].input_type = types.failed ? NULL : types.v[2 * i];
-		methods[i].output_type = types.failed ? NULL : types.v[2 * i + 1];
-		mptrs[i] = &methods[i];
-		ok = !deps.failed && !types.failed;
-	}
+	registry_synth s;
 	char *id = NULL;
+	/* plan_service resolved every type: only memory can fail here. */
+	bool ok = !registry_synth_build(r, ns, request_package(req), req->service_descriptor,
+					p->full_name, &s);
 	if (ok) {
-		service_proto svc = *sd;
-		svc.name = (char *)(dot ? dot + 1 : p->full_name);
-		svc.method = mptrs;
-		service_proto *svcs[1] = {&svc};
-		file_proto fd = GOOGLE__PROTOBUF__FILE_DESCRIPTOR_PROTO__INIT;
-		fd.name = name;
-		fd.package = package;
-		fd.syntax = "proto3";
-		fd.n_dependency = deps.n;
-		fd.dependency = deps.v;
-		fd.n_service = 1;
-		fd.service = svcs;
-		file_set fs = {.v = {&fd}, .n = 1};
+		file_set fs = {.v = {&s.fd}, .n = 1};
 		ok = register_files(j, r, ns, &fs, &id);
 	} else {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
 	free(id);
-	free(name);
-	free(package);
-	free(methods);
-	free(mptrs);
-	strvec_free(&deps);
-	strvec_free(&types);
+	registry_synth_free(&s);
+	return ok;
+}
+
+/* An upper bound of the size of the service's record (save_service), for service_fits:
+ * metadata of two timestamps, every field at most. */
+static size_t record_bound(const char *ns, const char *full, const service_proto *sd)
+{
+	size_t n = protobuf_c_message_get_packed_size(&sd->base) + UUID_STR_LEN + strlen(ns) +
+		   strlen(full) + 2 * (2 * (11 + 6) + REGISTRY_FIELD_MAX) + 6 * REGISTRY_FIELD_MAX;
+	for (size_t i = 0; i < sd->n_method; i++)
+		n += strlen(sd->method[i]->name) + REGISTRY_FIELD_MAX;
+	return n;
+}
+
+/* Whether the whole registration fits the quotas, checked before any of it is written:
+ * the file, the file made for the service when no file declares it, and the service's
+ * record. Sizes not known yet are bounded from above, so that no later step is refused. */
+static bool service_fits(svc_job *j, registry *r, const char *ns,
+			 const Collector__RegisterServiceRequest *req)
+{
+	const service_proto *sd = req->service_descriptor;
+	const file_proto *fd = req->file_descriptor;
+	for (size_t i = 0; i < sd->n_method; i++)
+		if (!method_proto_ok(j, sd->method[i]))
+			return false;
+	const char *pkg = request_package(req);
+	regquota_item items[3];
+	size_t n = 0, len = 0;
+	file_set fs = {.v = {fd}, .n = 1};
+	char *full = join_name(pkg, sd->name);
+	registry_synth s = {0};
+	uint8_t *bytes = NULL;
+	bool ok = full && (!fd || mark_changes(r, ns, &fs));
+	if (ok && fd && fs.changed[0])
+		items[n++] = (regquota_item){.file = fd->name,
+					     .bytes = protobuf_c_message_get_packed_size(&fd->base)};
+	bool declared = false;
+	for (size_t i = 0; fd && i < fd->n_service; i++)
+		declared |= fd->service[i]->name && !strcmp(fd->service[i]->name, sd->name);
+	if (ok && !declared && needs_made_file(r, ns, full)) {
+		int rc = registry_synth_build(r, ns, pkg, sd, full, &s);
+		const uint8_t *old;
+		size_t old_len;
+		if (!rc && (bytes = pack_message(&s.fd.base, &len)) &&
+		    !(typepool_file_bytes(r->env->types, ns, s.fd.name, &old, &old_len) &&
+		      old_len == len && !memcmp(old, bytes, len)))
+			items[n++] = (regquota_item){.file = s.fd.name, .bytes = len};
+		else if (rc == -ENOENT)
+			items[n++] = (regquota_item){.file = s.fd.name,
+						     .bytes = registry_synth_bound(r, ns, pkg, sd, full, fd)};
+		ok = rc != -ENOMEM && (rc || bytes);
+	}
+	if (ok && service_counts(r, ns, full))
+		items[n++] = (regquota_item){.service = full, .bytes = record_bound(ns, full, sd)};
+	if (ok)
+		ok = quota_allows(j, r, ns, items, n);
+	else
+		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	free(bytes);
+	free(full);
+	registry_synth_free(&s);
 	return ok;
 }
 
@@ -945,7 +887,8 @@ void registry_register_service(registry *r, svc_job *sj, const char *ns,
 	service_plan p = {0};
 	char *file_id = NULL;
 	pthread_mutex_lock(&r->lock);
-	bool ok = (!req->file_descriptor || register_files(sj, r, ns, &fs, &file_id)) &&
+	bool ok = service_fits(sj, r, ns, req) &&
+		  (!req->file_descriptor || register_files(sj, r, ns, &fs, &file_id)) &&
 		  plan_service(sj, r, ns, req, &p) && declare_service(sj, r, ns, req, &p) &&
 		  save_service(sj, r, ns, &p, sd);
 	pthread_mutex_unlock(&r->lock);
@@ -1001,7 +944,8 @@ static void lookup_work(svc_job *sj)
 				     req->service_name, j->ns);
 		return;
 	}
-	Collector__RegisteredService *s = collector__registered_service__unpack(NULL, len, rec);
+	Collector__RegisteredService *s =
+		svc_decode(&collector__registered_service__descriptor, rec, len);
 	free(rec);
 	if (!s) {
 		svc_job_fail(sj, GRPC_INTERNAL, "the registration is unreadable");
@@ -1069,7 +1013,7 @@ static int list_one(void *ctx, const char *ns, const char *name, const uint8_t *
 		l->v = v;
 		l->cap = cap;
 	}
-	l->v[l->n] = collector__registered_service__unpack(NULL, len, rec);
+	l->v[l->n] = svc_decode(&collector__registered_service__descriptor, rec, len);
 	return l->v[l->n++] ? 0 : -ENOMEM;
 }
 
@@ -1108,6 +1052,30 @@ static void list(call *c, const ProtobufCMessage *msg)
 	svc_start(c, msg, NULL, list_work);
 }
 
+static void unregister_proto_work(svc_job *sj)
+{
+	svc_req_job *j = (svc_req_job *)sj;
+	registry_unregister_proto(registry_of(j), sj, j->ns, j->req);
+}
+
+static void unregister_proto(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__UnregisterProtoRequest *req = (const void *)msg;
+	svc_start(c, req, req->namespace_, unregister_proto_work);
+}
+
+static void unregister_service_work(svc_job *sj)
+{
+	svc_req_job *j = (svc_req_job *)sj;
+	registry_unregister_service(registry_of(j), sj, j->ns, j->req);
+}
+
+static void unregister_service(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__UnregisterServiceRequest *req = (const void *)msg;
+	svc_start(c, req, req->namespace_, unregister_service_work);
+}
+
 int registry_register(method_table *t, svc_env *env)
 {
 	const method methods[] = {
@@ -1126,6 +1094,13 @@ int registry_register(method_table *t, svc_env *env)
 		{REG "ListServices", CALL_UNARY, &collector__list_services_request__descriptor,
 		 &collector__list_services_response__descriptor,
 		 {.on_request = list, .on_cancel = svc_job_on_cancel}, env},
+		{REG "UnregisterProto", CALL_UNARY, &collector__unregister_proto_request__descriptor,
+		 &collector__unregister_proto_response__descriptor,
+		 {.on_request = unregister_proto, .on_cancel = svc_job_on_cancel}, env},
+		{REG "UnregisterService", CALL_UNARY,
+		 &collector__unregister_service_request__descriptor,
+		 &collector__unregister_service_response__descriptor,
+		 {.on_request = unregister_service, .on_cancel = svc_job_on_cancel}, env},
 	};
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
 		int rc = method_table_add(t, &methods[i]);
@@ -1137,48 +1112,106 @@ int registry_register(method_table *t, svc_env *env)
 
 /* ---- start-up ---- */
 
+/* Start-up replays the records in the order they were written, through the quotas as a
+ * registration meets them: what a registration would be refused today (limits lowered,
+ * records of an older build) is skipped with a warning, and so is a record that does not
+ * decode or resolve. Nothing stored stops the node from starting. */
 static void load_proto(registry *r, const uint8_t *data, size_t len)
 {
-	Collector__RegisteredProto *p = collector__registered_proto__unpack(NULL, len, data);
-	if (!p || !p->file_descriptor || !p->namespace_ || !*p->namespace_) {
+	Collector__RegisteredProto *p =
+		svc_decode(&collector__registered_proto__descriptor, data, len);
+	if (!p || !p->file_descriptor || !p->file_descriptor->name || !p->namespace_ ||
+	    !*p->namespace_ || !p->id) {
 		log_error("registry: an unreadable record in %s/%s is skipped", SYSTEM_NS, PROTOS);
 		if (p)
 			collector__registered_proto__free_unpacked(p, NULL);
 		return;
 	}
-	char *err = NULL;
+	char *err = NULL, msg[320];
 	const file_proto *fp = p->file_descriptor;
-	if (typepool_add_files(r->env->types, p->namespace_, &fp, 1, 0, NULL, NULL, &err))
+	regquota_item it = {.file = fp->name, .bytes = protobuf_c_message_get_packed_size(&fp->base)};
+	if (!regquota_allows(r->quota, p->namespace_, &it, 1, msg, sizeof(msg)))
+		log_warn("registry: a version of %s in namespace %s is skipped: %s", fp->name,
+			 p->namespace_, msg);
+	else if (typepool_add_files(r->env->types, p->namespace_, &fp, 1, 0, NULL, NULL, &err))
 		log_error("registry: %s in namespace %s no longer loads: %s", fp->name,
 			  p->namespace_, err ? err : "out of memory");
-	else
+	else {
 		file_applied(r, p->namespace_, fp, p->id);
+		if (regquota_add(r->quota, p->namespace_, &it, 1))
+			log_error("registry: out of memory counting %s against the quotas",
+				  fp->name);
+	}
 	free(err);
 	collector__registered_proto__free_unpacked(p, NULL);
 }
 
+/* Whether every method type of a stored service resolves in its namespace, from the
+ * package its full name gives (a superset of the scopes it was registered with). */
+static bool service_resolves(registry *r, const Collector__RegisteredService *s)
+{
+	const service_proto *sd = s->service_descriptor;
+	const char *dot = strrchr(s->service_name, '.');
+	char *pkg = dot ? strndup(s->service_name, (size_t)(dot - s->service_name)) : strdup("");
+	bool ok = pkg && sd;
+	for (size_t i = 0; ok && i < sd->n_method; i++) {
+		const Google__Protobuf__MethodDescriptorProto *m = sd->method[i];
+		ok = m->input_type && m->output_type &&
+		     registry_resolve_type(r, s->namespace_, pkg, m->input_type) &&
+		     registry_resolve_type(r, s->namespace_, pkg, m->output_type);
+	}
+	free(pkg);
+	return ok;
+}
+
 static void load_service(registry *r, const uint8_t *data, size_t len)
 {
-	Collector__RegisteredService *s = collector__registered_service__unpack(NULL, len, data);
-	if (!s || !s->namespace_ || !s->service_name ||
-	    regindex_put_service(r->ix, s->namespace_, s->service_name, data, len, s->method_names,
-				 s->n_method_names))
-		log_error("registry: a record in %s/%s is skipped", SYSTEM_NS, SERVICES);
+	Collector__RegisteredService *s =
+		svc_decode(&collector__registered_service__descriptor, data, len);
+	char msg[320];
+	regquota_item it = {.service = s ? s->service_name : NULL, .bytes = len};
+	bool counts = s && s->namespace_ && s->service_name &&
+		      service_counts(r, s->namespace_, s->service_name);
+	if (!s || !s->namespace_ || !s->service_name)
+		log_error("registry: an unreadable record in %s/%s is skipped", SYSTEM_NS, SERVICES);
+	else if (!service_resolves(r, s))
+		log_error("registry: service %s in namespace %s is skipped: its types do not "
+			  "resolve",
+			  s->service_name, s->namespace_);
+	else if (counts && !regquota_allows(r->quota, s->namespace_, &it, 1, msg, sizeof(msg)))
+		log_warn("registry: service %s in namespace %s is skipped: %s", s->service_name,
+			 s->namespace_, msg);
+	else if (regindex_put_service(r->ix, s->namespace_, s->service_name, data, len,
+				      s->method_names, s->n_method_names))
+		log_error("registry: service %s in namespace %s is skipped: out of memory",
+			  s->service_name, s->namespace_);
+	else if (counts && regquota_add(r->quota, s->namespace_, &it, 1))
+		log_error("registry: out of memory counting %s against the quotas", s->service_name);
 	if (s)
 		collector__registered_service__free_unpacked(s, NULL);
 }
 
-int registry_open(svc_env *env, registry **out)
+int registry_open(svc_env *env, const regquota_limits *limits, registry **out)
 {
 	registry *r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->env = env;
 	pthread_mutex_init(&r->lock, NULL);
+	regquota_limits defaults;
+	if (!limits) {
+		regquota_limits_default(&defaults);
+		limits = &defaults;
+	}
 	r->ix = regindex_new();
-	int rc = r->ix ? 0 : -ENOMEM;
+	r->quota = regquota_new(limits);
+	int rc = r->ix && r->quota ? 0 : -ENOMEM;
 	if (!rc)
 		rc = sys_collection(r, PROTOS, "collector.RegisteredProto", &r->protos);
+	/* The removals find a file's versions by namespace (regremove.c). */
+	const char *ix_name[] = {"namespace"}, *ix_expr[] = {REGISTRY_NS_EXPR};
+	if (!rc)
+		rc = store_coll_set_indexes(r->protos, 1, ix_name, ix_expr);
 	if (!rc)
 		rc = sys_collection(r, SERVICES, "collector.RegisteredService", &r->services);
 	if (!rc)
@@ -1191,15 +1224,6 @@ int registry_open(svc_env *env, registry **out)
 	}
 	*out = r;
 	return 0;
-}
-
-static void free_ledger_entry(void *ctx, const char *key, size_t len, void *value)
-{
-	(void)ctx, (void)key, (void)len;
-	ledger_field *lf = value;
-	free(lf->name);
-	free(lf->type_name);
-	free(lf);
 }
 
 static void free_value(void *ctx, const char *key, size_t len, void *value)
@@ -1217,8 +1241,8 @@ void registry_free(registry *r)
 	if (r->services)
 		store_coll_release(r->services);
 	regindex_free(r->ix);
-	strmap_each(&r->ledger, free_ledger_entry, NULL);
-	strmap_free(&r->ledger);
+	regquota_free(r->quota);
+	regledger_free(&r->ledger);
 	strmap_each(&r->file_ids, free_value, NULL);
 	strmap_free(&r->file_ids);
 	pthread_mutex_destroy(&r->lock);
@@ -1231,7 +1255,7 @@ static bool same_service(registry *r, const char *ns, const char *name, const se
 	size_t len, a_len, b_len;
 	uint8_t *rec = regindex_get_service(r->ix, ns, name, &len);
 	Collector__RegisteredService *old =
-		rec ? collector__registered_service__unpack(NULL, len, rec) : NULL;
+		rec ? svc_decode(&collector__registered_service__descriptor, rec, len) : NULL;
 	free(rec);
 	if (!old || !old->service_descriptor) {
 		if (old)
@@ -1268,7 +1292,8 @@ static void add_node_service(const char *service, size_t len, void *arg)
 		log_warn("registry: %s has no compiled-in descriptor: not registered", name);
 		return;
 	}
-	file_proto *fp = google__protobuf__file_descriptor_proto__unpack(NULL, blen, bytes);
+	file_proto *fp =
+		svc_decode(&google__protobuf__file_descriptor_proto__descriptor, bytes, blen);
 	service_proto *sd = NULL;
 	for (size_t i = 0; fp && i < fp->n_service && !sd; i++) {
 		char full[NAME_MAX_LEN * 2];

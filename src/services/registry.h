@@ -15,13 +15,15 @@
 #include "collector/registry.pb-c.h"
 #include "h2/method.h"
 #include "services/colls.h"
+#include "services/regquota.h"
 
 typedef struct registry registry;
 
 /* Opens (creates) the system collections and loads every registration into env->types and
- * the index. Records that no longer load (a type gone from the compiled-in API) are logged
- * and skipped. env must outlive the registry. 0 or a negative errno. */
-int registry_open(svc_env *env, registry **out);
+ * the index, within the quotas (limits; NULL: the defaults). Records that do not load (do
+ * not decode, a type gone from the compiled-in API, beyond a quota) are logged and
+ * skipped. env must outlive the registry. 0 or a negative errno. */
+int registry_open(svc_env *env, const regquota_limits *limits, registry **out);
 void registry_free(registry *r);
 
 /* Registers the services of t (the node's own) in the default namespace. In memory only:
@@ -34,6 +36,11 @@ void registry_register_proto(registry *r, svc_job *j, const char *ns,
 			     const Collector__RegisterProtoRequest *req);
 void registry_register_service(registry *r, svc_job *j, const char *ns,
 			       const Collector__RegisterServiceRequest *req);
+/* The work of UnregisterProto and UnregisterService (regremove.c), likewise. */
+void registry_unregister_proto(registry *r, svc_job *j, const char *ns,
+			       const Collector__UnregisterProtoRequest *req);
+void registry_unregister_service(registry *r, svc_job *j, const char *ns,
+				 const Collector__UnregisterServiceRequest *req);
 /* The CollectorRegistry methods. */
 int registry_register(method_table *t, svc_env *env);
 

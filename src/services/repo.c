@@ -329,7 +329,8 @@ static int discover_row(void *ctx, const store_collection *row)
 		a->v = v;
 		a->cap = cap;
 	}
-	Collector__Collection *def = svc_decode(&collector__collection__descriptor, row->def, row->def_len);
+	Collector__Collection *def =
+		svc_decode(&collector__collection__descriptor, row->def, row->def_len);
 	if (!def)
 		return -EIO;
 	size_t cost = budget_field(collector__collection__get_packed_size(def));

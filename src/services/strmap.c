@@ -68,6 +68,30 @@ int strmap_put(strmap *m, const char *key, size_t len, void *value, void **old)
 	return 0;
 }
 
+void *strmap_del(strmap *m, const char *key, size_t len)
+{
+	if (!m->cap)
+		return NULL;
+	strmap_slot *s = find(m, key, len, key_hash(key, len));
+	if (!s->key)
+		return NULL;
+	void *value = s->value;
+	free(s->key);
+	size_t mask = m->cap - 1, hole = (size_t)(s - m->slots);
+	for (size_t i = (hole + 1) & mask; m->slots[i].key; i = (i + 1) & mask) {
+		/* The entry at i may fill the hole when the hole lies between its home slot and
+		 * i: a lookup for it starts at home and would otherwise stop at the hole. */
+		size_t home = m->slots[i].hash & mask;
+		if (((i - home) & mask) >= ((i - hole) & mask)) {
+			m->slots[hole] = m->slots[i];
+			hole = i;
+		}
+	}
+	m->slots[hole] = (strmap_slot){0};
+	m->used--;
+	return value;
+}
+
 void strmap_free(strmap *m)
 {
 	for (size_t i = 0; i < m->cap; i++)

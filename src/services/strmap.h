@@ -22,6 +22,10 @@ void *strmap_get(const strmap *m, const char *key, size_t len);
 /* Sets key's value. 0, or -ENOMEM for a new key (replacing a value never fails). *old
  * (optional) gets the replaced value. */
 int strmap_put(strmap *m, const char *key, size_t len, void *value, void **old);
+/* Removes key; its value (the caller's to free), or NULL when it was not there. The
+ * entries after it in its probe chain move up, so that the map needs no tombstones and
+ * lookups stay as short as after inserts alone. */
+void *strmap_del(strmap *m, const char *key, size_t len);
 /* Frees the map's memory; values are the caller's (visit them first with strmap_each). */
 void strmap_free(strmap *m);
 /* Visits every entry, in no order. */

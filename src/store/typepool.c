@@ -36,7 +36,11 @@ static void *arena_alloc(arena *a, size_t n)
 	n = (n + 15) & ~(size_t)15;
 	chunk *c = a->head;
 	if (!c || c->cap - c->used < n) {
-		size_t cap = n > 8192 ? n : 8192;
+		/* A file's first chunk is small: a small file is common, and in a namespace of
+		 * many small files (or versions) a full chunk each would cost more than they. */
+		size_t cap = c ? 8192 : 1024;
+		if (n > cap)
+			cap = n;
 		c = malloc(sizeof *c + cap);
 		if (!c)
 			return NULL;
@@ -265,6 +269,14 @@ static void ns_free(tp_ns *ns)
 	free(ns->files.slots);
 }
 
+/* A named namespace, with its name. */
+static void ns_drop(tp_ns *ns)
+{
+	ns_free(ns);
+	free((char *)ns->self.name);
+	free(ns);
+}
+
 void typepool_free(typepool *tp)
 {
 	if (!tp)
@@ -277,9 +289,7 @@ void typepool_free(typepool *tp)
 		sym *e = tp->nss.slots[i];
 		if (e && e != TOMB) {
 			tp_ns *ns = e->obj;
-			ns_free(ns);
-			free((char *)ns->self.name);
-			free(ns);
+			ns_drop(ns);
 		}
 	}
 	free(tp->nss.slots);
@@ -293,6 +303,7 @@ void typepool_free(typepool *tp)
 typedef struct build {
 	typepool *tp;
 	tp_ns *ns;	     /* where the files go */
+	tp_ns *new_ns;	     /* ns when it is new: joins the pool at commit only */
 	symtab stage;	     /* symbols of the files being added */
 	tp_file *staged;     /* files being added, newest first */
 	char err[512];
@@ -979,6 +990,8 @@ static int build_file(build *b, const file_proto *fp)
 
 	for (size_t i = 0; i < fp->n_dependency; i++) {
 		bool g;
+		if (!strcmp(fp->dependency[i], fp->name))
+			return fail(b, "file %s imports itself", fp->name);
 		tp_file *dep = find_file(b, fp->dependency[i], &g);
 		if (!dep || dep->hidden)
 			return fail(b, "file %s imports %s, which is not known", fp->name,
@@ -1073,8 +1086,13 @@ static int commit(build *b)
 		nsyms += f->syms.n;
 		nfiles++;
 	}
-	if (symtab_reserve(&b->ns->syms, nsyms) || symtab_reserve(&b->ns->files, nfiles))
+	if (symtab_reserve(&b->ns->syms, nsyms) || symtab_reserve(&b->ns->files, nfiles) ||
+	    (b->new_ns && symtab_reserve(&b->tp->nss, 1)))
 		return oom(b);
+	if (b->new_ns) {
+		symtab_put(&b->tp->nss, &b->new_ns->self);
+		b->new_ns = NULL;
+	}
 	/* Oldest first, so that the pool's file list stays in order of addition. */
 	tp_file *rev = NULL;
 	while (b->staged) {
@@ -1122,6 +1140,9 @@ static void abandon(build *b)
 	b->staged = NULL;
 }
 
+/* A namespace that is not there yet is made aside (b->new_ns) and joins the pool when the
+ * add commits: adds that fail or only check leave no namespace behind, however many
+ * names they try. */
 static tp_ns *get_ns(build *b, const char *name)
 {
 	if (!name)
@@ -1133,14 +1154,14 @@ static tp_ns *get_ns(build *b, const char *name)
 		return e->obj;
 	tp_ns *ns = calloc(1, sizeof *ns);
 	char *copy = strdup(name);
-	if (!ns || !copy || symtab_reserve(&b->tp->nss, 1)) {
+	if (!ns || !copy) {
 		free(ns);
 		free(copy);
 		oom(b);
 		return NULL;
 	}
 	ns->self = (sym){.name = copy, .len = (uint32_t)n, .hash = h, .kind = SYM_NS, .obj = ns};
-	symtab_put(&b->tp->nss, &ns->self);
+	b->new_ns = ns;
 	return ns;
 }
 
@@ -1171,6 +1192,8 @@ int typepool_add_files(typepool *tp, const char *ns, const file_proto *const *fi
 		rc = commit(&b);
 	if (rc || (flags & TYPEPOOL_CHECK_ONLY))
 		abandon(&b);
+	if (b.new_ns)
+		ns_drop(b.new_ns);
 out:
 	pthread_rwlock_unlock(&tp->lock);
 	free(b.stage.slots);
@@ -1198,6 +1221,48 @@ int typepool_add_set(typepool *tp, const char *ns, const uint8_t *bytes, size_t 
 				    NULL, NULL, err);
 	google__protobuf__file_descriptor_set__free_unpacked(set, NULL);
 	return rc;
+}
+
+/* Whether a file of ns (other than f) has the package p or one inside it. */
+static bool package_in_use(const tp_ns *ns, const tp_file *f, const char *p, size_t n)
+{
+	for (size_t i = 0; i < ns->files.cap; i++) {
+		const sym *e = ns->files.slots[i];
+		const tp_file *o = e && e != TOMB ? e->obj : NULL;
+		if (o && o != f && !strncmp(o->package, p, n) && (!o->package[n] || o->package[n] == '.'))
+			return true;
+	}
+	return false;
+}
+
+int typepool_remove_file(typepool *tp, const char *ns, const char *name)
+{
+	size_t n = strlen(name);
+	pthread_rwlock_wrlock(&tp->lock);
+	sym *nse = symtab_find(&tp->nss, ns, strlen(ns), name_hash(ns, strlen(ns)));
+	tp_ns *space = nse ? nse->obj : NULL;
+	sym *e = space ? symtab_find(&space->files, name, n, name_hash(name, n)) : NULL;
+	if (!e) {
+		pthread_rwlock_unlock(&tp->lock);
+		return -ENOENT;
+	}
+	tp_file *f = e->obj;
+	for (size_t i = 0; i < f->syms.n; i++)
+		if (((sym *)f->syms.p[i])->kind != SYM_PACKAGE)
+			symtab_remove(&space->syms, f->syms.p[i]);
+	symtab_remove(&space->files, &f->self);
+	/* A package stays while another file of the namespace is in it (the symbol in the
+	 * table may be any file's: the first to bring the package defined it). */
+	for (size_t k = 0, len = strlen(f->package); k < len; k++) {
+		if (f->package[k + 1] && f->package[k + 1] != '.')
+			continue;
+		sym *p = symtab_find(&space->syms, f->package, k + 1,
+				     name_hash(f->package, k + 1));
+		if (p && p->kind == SYM_PACKAGE && !package_in_use(space, f, f->package, k + 1))
+			symtab_remove(&space->syms, p);
+	}
+	pthread_rwlock_unlock(&tp->lock);
+	return 0;
 }
 
 /* ---- lookups ---- */

@@ -8,7 +8,8 @@
  * Lifetime: every object returned stays valid and unchanged until typepool_free. A new
  * version of a file (same name, other contents, same namespace) is built as new objects
  * that take over its names in lookups; the old objects live on, so files resolved against
- * them earlier keep pointing at them.
+ * them earlier keep pointing at them. The same holds for a removed file
+ * (typepool_remove_file).
  *
  * Threads: any number of readers at once; adding takes a write lock. The objects need no
  * lock once found. */
@@ -149,6 +150,13 @@ typedef int (*typepool_check_fn)(void *ctx, const tp_message *const *msgs, size_
 int typepool_add_files(typepool *tp, const char *ns,
 		       const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
 		       int flags, typepool_check_fn check, void *check_ctx, char **err);
+
+/* Removes the file `name` of ns (not a global one) from lookups: its symbols, its bytes,
+ * and its packages that no other file of ns is in. Like a replaced version, its objects
+ * stay valid (and in memory) until typepool_free: a caller may still hold them. Files of
+ * ns that import it keep the objects they resolved. 0, or -ENOENT when ns has no such
+ * file. */
+int typepool_remove_file(typepool *tp, const char *ns, const char *name);
 
 /* The file defining a symbol (message, enum, service, field, method, value...) of ns
  * itself, not of the global files it sees (NULL: the global ones only); NULL when none.

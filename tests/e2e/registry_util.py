@@ -296,6 +296,14 @@ class Reg:
         return list(assert_ok(call(self.stub.ListServices, registry_pb2.ListServicesRequest(namespace=ns),
                                    metadata)).services)
 
+    def unregister_proto(self, ns, file_name, metadata=None):
+        req = registry_pb2.UnregisterProtoRequest(namespace=ns, file_name=file_name)
+        return assert_ok(call(self.stub.UnregisterProto, req, metadata))
+
+    def unregister_service(self, ns, service_name, metadata=None):
+        req = registry_pb2.UnregisterServiceRequest(namespace=ns, service_name=service_name)
+        return assert_ok(call(self.stub.UnregisterService, req, metadata))
+
     def zoo(self, ns):
         """animal.proto, keeper.proto (with its import given) and the Feeder service
         registered in ns; returns the three responses."""

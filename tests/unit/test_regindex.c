@@ -1,4 +1,5 @@
 /* The registry's index (what the call gate reads) and the map under it. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,6 +37,39 @@ static void strmap_grows_and_replaces(void **state)
 	assert_ptr_equal(strmap_get(&m, "a\0b", 3), &values[2]);
 	assert_int_equal(m.used, 1001);
 	strmap_free(&m);
+}
+
+/* Deleting keeps every other key reachable, whichever probe chains the deleted keys sat
+ * in: keys leave in a scrambled order, and after each deletion every key is looked up. */
+static void strmap_deletes(void **state)
+{
+	(void)state;
+	strmap m = {0};
+	static int values[600];
+	char key[32];
+	for (int i = 0; i < 600; i++) {
+		int n = snprintf(key, sizeof(key), "d%d", i);
+		assert_int_equal(strmap_put(&m, key, (size_t)n, &values[i], NULL), 0);
+	}
+	bool gone[600] = {0};
+	for (int step = 0; step < 600; step++) {
+		int i = (step * 337) % 600;
+		int n = snprintf(key, sizeof(key), "d%d", i);
+		assert_ptr_equal(strmap_del(&m, key, (size_t)n), &values[i]);
+		assert_null(strmap_del(&m, key, (size_t)n));
+		gone[i] = true;
+		for (int k = 0; k < 600; k++) {
+			n = snprintf(key, sizeof(key), "d%d", k);
+			assert_ptr_equal(strmap_get(&m, key, (size_t)n), gone[k] ? NULL : &values[k]);
+		}
+	}
+	assert_int_equal(m.used, 0);
+	assert_null(strmap_del(&m, "nothing", 7));
+	/* Emptied, the map takes keys again. */
+	assert_int_equal(strmap_put(&m, "again", 5, &values[0], NULL), 0);
+	assert_ptr_equal(strmap_get(&m, "again", 5), &values[0]);
+	strmap_free(&m);
+	assert_null(strmap_del(&m, "again", 5));
 }
 
 static int count(void *ctx, const char *ns, const char *name, const uint8_t *rec, size_t len)
@@ -93,11 +127,48 @@ static void methods_per_namespace(void **state)
 	regindex_free(x);
 }
 
+static void remove_service(void **state)
+{
+	(void)state;
+	regindex *x = regindex_new();
+	assert_non_null(x);
+	char *const m1[] = {"Feed", "Watch"}, *const m2[] = {"Milk"};
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r", 1, m1, 2), 0);
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Bird", (const uint8_t *)"b", 1, m2, 1), 0);
+	assert_int_equal(regindex_put_service(x, "farm", "zoo.Feeder", (const uint8_t *)"f", 1, m1, 2), 0);
+
+	assert_int_equal(regindex_remove_service(x, "zoo", "zoo.Feeder"), 0);
+	assert_false(has(x, "zoo", "/zoo.Feeder/Feed"));
+	assert_false(has(x, "zoo", "/zoo.Feeder/Watch"));
+	size_t len;
+	assert_null(regindex_get_service(x, "zoo", "zoo.Feeder", &len));
+	assert_int_equal(len, 0);
+	assert_int_equal(regindex_remove_service(x, "zoo", "zoo.Feeder"), -ENOENT);
+	/* The other service of the namespace, and the same service elsewhere, stay. */
+	assert_true(has(x, "zoo", "/zoo.Bird/Milk"));
+	assert_true(has(x, "farm", "/zoo.Feeder/Feed"));
+	assert_true(regindex_has_namespace(x, "zoo"));
+	/* Its last service gone, the namespace is unknown. */
+	assert_int_equal(regindex_remove_service(x, "zoo", "zoo.Bird"), 0);
+	assert_false(regindex_has_namespace(x, "zoo"));
+	assert_true(regindex_has_namespace(x, "farm"));
+	char seen[128] = "";
+	assert_int_equal(regindex_each_service(x, NULL, count, seen), 0);
+	assert_string_equal(seen, "zoo.Feeder;");
+	/* And it can come back. */
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r", 1, m2, 1), 0);
+	assert_true(has(x, "zoo", "/zoo.Feeder/Milk"));
+	assert_false(has(x, "zoo", "/zoo.Feeder/Feed"));
+	regindex_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(strmap_grows_and_replaces),
+		cmocka_unit_test(strmap_deletes),
 		cmocka_unit_test(methods_per_namespace),
+		cmocka_unit_test(remove_service),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -441,6 +441,75 @@ static void test_new_version(void **state)
 	db_free();
 }
 
+/* A removed file leaves the lookups (its symbols, its bytes, its packages when no other
+ * file is in them); its objects stay readable; the same names can come back in another
+ * shape. */
+static void test_remove_file(void **state)
+{
+	(void)state;
+	typepool *tp = builtin_pool();
+	db_file *v1 = db_file_new("pets/pets.proto", "pets.home", "proto3");
+	db_field_add(db_message(v1, "Pet"), "name", 1, 1, T_STRING, NULL);
+	db_value(db_enum_add(v1, NULL, "Kind"), "KIND_UNKNOWN", 0);
+	add_ok(tp, "ns", v1);
+	db_file *other = db_file_new("pets/toys.proto", "pets.toys", "proto3");
+	db_message(other, "Toy");
+	add_ok(tp, "ns", other);
+	const tp_message *pet = typepool_find_message(tp, "ns", "pets.home.Pet");
+	assert_non_null(pet);
+
+	assert_int_equal(typepool_remove_file(tp, "ns", "pets/pets.proto"), 0);
+	assert_null(typepool_find_message(tp, "ns", "pets.home.Pet"));
+	assert_null(typepool_find_enum(tp, "ns", "pets.home.Kind"));
+	assert_null(typepool_symbol_file(tp, "ns", "pets.home.Pet.name"));
+	const uint8_t *bytes;
+	size_t len;
+	assert_false(typepool_file_bytes(tp, "ns", "pets/pets.proto", &bytes, &len));
+	assert_string_equal(tp_message_get(pet)->fields[0].name, "name");
+	assert_int_equal(typepool_remove_file(tp, "ns", "pets/pets.proto"), -ENOENT);
+	/* The other file and its package stay. */
+	assert_non_null(typepool_find_message(tp, "ns", "pets.toys.Toy"));
+
+	/* pets.home went with the file: a message may now take that name; pets is still the
+	 * other file's package. */
+	db_file *taker = db_file_new("taker.proto", "pets", "proto3");
+	db_message(taker, "home");
+	add_ok(tp, "ns", taker);
+	db_file *clash = db_file_new("clash.proto", "", "proto3");
+	db_message(clash, "pets");
+	add_fails(tp, "ns", clash, "\"pets\" is already defined");
+
+	/* The file again, with field 1 meaning something else: the pool keeps no history. */
+	db_file *v2 = db_file_new("pets/pets.proto", "pets.house", "proto3");
+	db_field_add(db_message(v2, "Pet"), "age", 1, 1, T_INT32, NULL);
+	add_ok(tp, "ns", v2);
+	const tp_message *again = typepool_find_message(tp, "ns", "pets.house.Pet");
+	assert_non_null(again);
+	assert_string_equal(tp_message_get(again)->fields[0].name, "age");
+
+	/* Only a namespace's own files go: not global ones, not in unknown namespaces. */
+	assert_int_equal(typepool_remove_file(tp, "ns", "google/protobuf/timestamp.proto"), -ENOENT);
+	assert_int_equal(typepool_remove_file(tp, "nowhere", "pets/pets.proto"), -ENOENT);
+	assert_non_null(typepool_find_message(tp, "ns", "google.protobuf.Timestamp"));
+	typepool_free(tp);
+	db_free();
+}
+
+/* protoc refuses a file that imports itself; so does the pool, and changes nothing. */
+static void test_self_import(void **state)
+{
+	(void)state;
+	typepool *tp = builtin_pool();
+	db_file *f = db_file_new("me.proto", "me", "proto3");
+	db_import(f, "google/protobuf/timestamp.proto");
+	db_import(f, "me.proto");
+	db_message(f, "Me");
+	add_fails(tp, "ns", f, "me.proto imports itself");
+	assert_null(typepool_find_message(tp, "ns", "me.Me"));
+	typepool_free(tp);
+	db_free();
+}
+
 static void test_field_kinds(void **state)
 {
 	(void)state;
@@ -593,6 +662,8 @@ int main(void)
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_namespaces),
 		cmocka_unit_test(test_new_version),
+		cmocka_unit_test(test_remove_file),
+		cmocka_unit_test(test_self_import),
 		cmocka_unit_test(test_field_kinds),
 		cmocka_unit_test(test_resolve_path),
 		cmocka_unit_test(test_concurrent_readers),
