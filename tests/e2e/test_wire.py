@@ -587,10 +587,11 @@ def test_collector_methods_unimplemented(shared_node):
 # Flags and the node id
 
 def readme_flags():
-    """Every flag the README's tables document (`--name ...` at the start of a cell)."""
+    """Every flag the README's tables document (`--name ...` at the start of a row's first
+    cell; a table may be indented inside a list)."""
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    return set(re.findall(r"^\| `(--[a-z0-9-]+)", text, re.M)) | set(
-        re.findall(r"^\| `--[a-z0-9-]+ [A-Z/0-9]+`, `(--[a-z0-9-]+)", text, re.M))
+    return set(re.findall(r"^ *\| `(--[a-z0-9-]+)", text, re.M)) | set(
+        re.findall(r"^ *\| `--[a-z0-9-]+ [A-Z/0-9]+`, `(--[a-z0-9-]+)", text, re.M))
 
 
 SANITIZED = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
