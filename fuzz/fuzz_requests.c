@@ -95,7 +95,7 @@ static void world_up(void)
 			  .token_key = w.token_key,
 			  .max_message_bytes = MESSAGE_LIMIT};
 	w.methods = method_table_new();
-	if (registry_open(&w.env, &w.env.registry) || !w.methods ||
+	if (registry_open(&w.env, NULL, &w.env.registry) || !w.methods ||
 	    collector_api_register_all(w.methods, &w.env) ||
 	    registry_add_node_services(w.env.registry, w.methods))
 		abort();
