@@ -37,6 +37,8 @@ static void budget_watch(h2_endpoint *e)
 
 void conn_held_add(h2_conn *h, size_t n)
 {
+	if (!n)
+		return;
 	h->e->held += n;
 	atomic_fetch_add_explicit(&h->e->s->held, n, memory_order_relaxed);
 	budget_watch(h->e);
@@ -44,6 +46,8 @@ void conn_held_add(h2_conn *h, size_t n)
 
 void conn_held_sub(h2_conn *h, size_t n)
 {
+	if (!n)
+		return;
 	h->e->held -= n;
 	atomic_fetch_sub_explicit(&h->e->s->held, n, memory_order_relaxed);
 }

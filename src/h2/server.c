@@ -841,7 +841,7 @@ void h2_endpoint_accept(h2_endpoint *e, int fd)
 		conn_destroy(h);
 		return;
 	}
-	h->accepted_at = h->last_recv = h->idle_since = reactor_now(e->r);
+	h->accepted_at = h->last_recv = h->idle_since = h->progress_at = reactor_now(e->r);
 	/* Over a cap the peer still hears why (GOAWAY) rather than seeing a bare reset. */
 	int adm = admit_take(e->s->admit, (struct sockaddr *)&h->peer_addr);
 	if (adm == ADMIT_OK)
