@@ -18,7 +18,8 @@ typedef struct ccall ccall;
 typedef struct ccall_ops {
 	/* Response headers arrived (initial metadata readable). Optional. */
 	void (*on_headers)(ccall *c);
-	/* One response message (already decompressed), valid during the call. */
+	/* One response message (already decompressed), valid during the call. Peer bytes:
+	 * decode them with pbdecode (base/pbdecode.h), never protobuf-c's unpack alone. */
 	void (*on_message)(ccall *c, const uint8_t *data, size_t len);
 	/* The call is over. Trailing metadata is readable now; c is freed on return. */
 	void (*on_done)(ccall *c, int code, const char *message);
