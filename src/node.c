@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "h2/reactor_group.h"
 #include "h2/server.h"
 #include "io/clock.h"
 #include "io/log.h"
@@ -33,77 +34,10 @@
 extern const uint8_t api_descriptor_set[];
 extern const size_t api_descriptor_set_len;
 
-#define DRAIN_CHECK_NS (50 * NS_PER_MS)
-
-typedef struct reactor_slot {
-	pthread_t thread;
-	int listen_fd;
-	h2_server *server;
-	reactor *r;
-	h2_endpoint *ep;
-	int err;
-	sem_t *ready;
-	reactor_task shutdown_task;
-	timer drain_timer;
-	int64_t grace_deadline;
-	bool closing_calls;
-} reactor_slot;
-
-static int grace_ns_cfg;
-
-static void drain_check(timer *t)
+static void drain_health(reactor *r, void *ctx)
 {
-	reactor_slot *s = (reactor_slot *)((char *)t - offsetof(reactor_slot, drain_timer));
-	int64_t now = reactor_now(s->r);
-	if (!s->closing_calls &&
-	    (h2_endpoint_active_calls(s->ep) == 0 || now >= s->grace_deadline)) {
-		/* Grace is over (or nothing is left): end what remains. */
-		s->closing_calls = true;
-		h2_endpoint_close_all(s->ep);
-	}
-	/* Pool jobs still out would complete onto a freed reactor: wait for them always. */
-	bool conns_gone = h2_endpoint_conn_count(s->ep) == 0 ||
-			  now >= s->grace_deadline + 2 * NS_PER_SEC;
-	if (conns_gone && reactor_jobs_pending(s->r) == 0) {
-		reactor_stop(s->r);
-		return;
-	}
-	reactor_timer_arm(s->r, t, now + DRAIN_CHECK_NS, drain_check);
-}
-
-static void begin_shutdown(reactor_task *t)
-{
-	reactor_slot *s = (reactor_slot *)((char *)t - offsetof(reactor_slot, shutdown_task));
-	reactor_close_listeners(s->r);
-	health_notify(s->r);
-	h2_endpoint_goaway(s->ep);
-	s->grace_deadline = reactor_now(s->r) + (int64_t)grace_ns_cfg * NS_PER_SEC;
-	reactor_timer_arm(s->r, &s->drain_timer, reactor_now(s->r) + DRAIN_CHECK_NS, drain_check);
-}
-
-static void *reactor_main(void *arg)
-{
-	reactor_slot *s = arg;
-	s->r = reactor_new(&s->err);
-	if (s->r) {
-		s->ep = h2_endpoint_new(s->server, s->r);
-		if (!s->ep)
-			s->err = -ENOMEM;
-		else
-			s->err = reactor_listen(s->r, s->listen_fd, &h2_endpoint_listener_ops, s->ep);
-	}
-	sem_post(s->ready);
-	if (s->err) {
-		h2_endpoint_free(s->ep);
-		reactor_free(s->r);
-		return NULL;
-	}
-	int rc = reactor_run(s->r);
-	if (rc < 0)
-		log_error("reactor stopped: %s", strerror(-rc));
-	h2_endpoint_free(s->ep);
-	reactor_free(s->r);
-	return NULL;
+	(void)ctx;
+	health_notify(r);
 }
 
 /* Reads DIR/node-id, or makes and keeps a new UUIDv7 there. */
@@ -191,14 +125,6 @@ static void print_service(const char *name, size_t len, void *arg)
 	*first = 0;
 }
 
-static const char *io_uring_hint(int err)
-{
-	if (err == -EPERM || err == -ENOSYS || err == -EACCES)
-		return " (io_uring is disabled here: check sysctl kernel.io_uring_disabled, or the "
-		       "container's seccomp profile)";
-	return "";
-}
-
 int node_run(const node_config *cfg)
 {
 	/* Every thread (pool, reactors) inherits this mask: signals reach only the sigwait
@@ -226,13 +152,6 @@ int node_run(const node_config *cfg)
 	if (!store_name_valid(cfg->ns) || store_ns_reserved(cfg->ns)) {
 		fprintf(stderr, "collector: --namespace: '%s' is not a valid namespace name (1 to 63 "
 			"of A-Z a-z 0-9 _ -, not system, repo, backups or files)\n", cfg->ns);
-		return 2;
-	}
-	struct sockaddr_storage ss;
-	socklen_t slen;
-	if (sock_parse_addr(cfg->listen, &ss, &slen)) {
-		fprintf(stderr, "collector: --listen: cannot parse '%s' (want HOST:PORT)\n",
-			cfg->listen);
 		return 2;
 	}
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -267,25 +186,18 @@ int node_run(const node_config *cfg)
 
 	/* Listening sockets are made here, before any thread, so that a bad address fails
 	 * at once and port 0 resolves to one port shared by every reactor. */
-	reactor_slot *slots = calloc((size_t)nthreads, sizeof(*slots));
-	for (int i = 0; i < nthreads; i++) {
-		int fd = sock_listen((struct sockaddr *)&ss, slen, 4096);
-		if (fd < 0) {
-			fprintf(stderr, "collector: cannot listen on %s: %s\n", cfg->listen,
-				strerror(-fd));
-			return 1;
-		}
-		if (i == 0 && sock_local_port(fd) > 0) {
-			int port = sock_local_port(fd);
-			if (ss.ss_family == AF_INET6)
-				((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-			else
-				((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
-		}
-		slots[i].listen_fd = fd;
+	reactor_group_opts gopts = {.listen = cfg->listen,
+				    .threads = nthreads,
+				    .backlog = 4096,
+				    .on_drain = drain_health};
+	reactor_group *group = NULL;
+	char gerr[256];
+	rc = reactor_group_open(&gopts, &group, gerr, sizeof(gerr));
+	if (rc) {
+		fprintf(stderr, "collector: --listen: %s\n", gerr);
+		return rc == -EINVAL ? 2 : 1;
 	}
-	char addr[80];
-	sock_format_addr((struct sockaddr *)&ss, addr, sizeof(addr));
+	const char *addr = reactor_group_address(group);
 
 	svc_env env = {.pool = blocking,
 		       .store = st,
@@ -315,26 +227,9 @@ int node_run(const node_config *cfg)
 	if (!cfg->no_validation)
 		h2_server_set_gate(server, registry_gate, env.registry);
 
-	grace_ns_cfg = cfg->grace_seconds;
-	sem_t ready;
-	sem_init(&ready, 0, 0);
-	int failed = 0, started = 0;
-	for (int i = 0; i < nthreads; i++) {
-		slots[i].server = server;
-		slots[i].ready = &ready;
-		if (pthread_create(&slots[i].thread, NULL, reactor_main, &slots[i])) {
-			failed = -EAGAIN;
-			close(slots[i].listen_fd);
-			break;
-		}
-		started++;
-		sem_wait(&ready);
-		if (slots[i].err && !failed)
-			failed = slots[i].err;
-	}
+	int failed = reactor_group_start(group, server, gerr, sizeof(gerr));
 	if (failed) {
-		fprintf(stderr, "collector: cannot start a reactor: %s%s\n", strerror(-failed),
-			io_uring_hint(failed));
+		fprintf(stderr, "collector: %s\n", gerr);
 	} else {
 		printf("collector %s\nid %s\nnamespace %s\nvalidation %s\nlistening on %s\n"
 		       "services: ",
@@ -350,22 +245,14 @@ int node_run(const node_config *cfg)
 		log_info("signal %d: GOAWAY, %d s grace for calls in flight", sig, cfg->grace_seconds);
 	}
 	health_set_serving(false);
-	for (int i = 0; i < started; i++) {
-		if (slots[i].err)
-			continue;
-		slots[i].shutdown_task.fn = begin_shutdown;
-		reactor_post(slots[i].r, &slots[i].shutdown_task);
-	}
-	for (int i = 0; i < started; i++)
-		pthread_join(slots[i].thread, NULL);
-	sem_destroy(&ready);
+	reactor_group_stop(group, (int64_t)cfg->grace_seconds * NS_PER_SEC);
+	reactor_group_free(group);
 	pool_free(blocking);
 	registry_free(env.registry);
 	store_close(st);
 	typepool_free(types);
 	h2_server_free(server);
 	method_table_free(methods);
-	free(slots);
 	log_info("stopped");
 	return failed ? 1 : 0;
 }
