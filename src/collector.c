@@ -180,6 +180,7 @@ void collector_config_defaults(collector_config *c)
 
 static void wire_opts(const collector_config *c, h2_server_opts *w)
 {
+	/* Whatever the wire grows before collector_config does keeps its default. */
 	h2_server_opts_default(w);
 	w->max_message_bytes = c->max_message_bytes;
 	w->max_concurrent_streams = c->max_concurrent_streams;
