@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "grpc/testing/messages.pb-c.h"
 #include "h2/call.h"
