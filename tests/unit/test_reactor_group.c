@@ -7,8 +7,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -76,6 +78,50 @@ static void test_bad_address_fails_before_any_thread(void **state)
 	assert_int_equal(atomic_load(&h.started), 0);
 }
 
+/* Listening sockets of this machine on port (the kernel's table: st 0A is LISTEN). */
+static int listeners_on(int port, bool v6)
+{
+	FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
+	if (!f)
+		return -1;
+	char line[512];
+	int n = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char local[64];
+		unsigned st;
+		if (sscanf(line, "%*d: %63s %*s %x", local, &st) != 2 || st != 0x0A)
+			continue;
+		const char *colon = strrchr(local, ':');
+		if (colon && strtol(colon + 1, NULL, 16) == port)
+			n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Every reactor binds the port the first one got, IPv6 as well as IPv4. */
+static void test_port_zero_resolves_once(void **state)
+{
+	(void)state;
+	const char *addrs[] = {"127.0.0.1:0", "[::1]:0"};
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		hooks h = {0};
+		reactor_group_opts o = opts_for(addrs[i], 3, &h);
+		reactor_group *g = NULL;
+		char err[256] = "";
+		int rc = reactor_group_open(&o, &g, err, sizeof(err));
+		if (rc == -EADDRNOTAVAIL || rc == -EAFNOSUPPORT)
+			continue; /* no IPv6 on this machine */
+		assert_int_equal(rc, 0);
+		const char *a = reactor_group_address(g);
+		assert_true(port_of(a) > 0);
+		assert_int_equal(a[0] == '[', i == 1);
+		assert_int_equal(listeners_on(port_of(a), i == 1), 3);
+		reactor_group_free(g);
+		assert_int_equal(atomic_load(&h.started), 0);
+	}
+}
+
 static void test_serve_and_stop(void **state)
 {
 	(void)state;
@@ -141,6 +187,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_address_fails_before_any_thread),
+		cmocka_unit_test(test_port_zero_resolves_once),
 		cmocka_unit_test(test_serve_and_stop),
 		cmocka_unit_test(test_failed_start_stops_the_others),
 	};
