@@ -14,45 +14,34 @@
  * the request bytes and writes the response bytes itself (no allocation): it shows what
  * the core alone costs. */
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "grpc/testing/messages.pb-c.h"
 #include "h2/call.h"
 #include "h2/method.h"
+#include "h2/reactor_group.h"
 #include "h2/server.h"
 #include "h2/status.h"
 #include "io/reactor.h"
-#include "io/sock.h"
 
 /* Room for the response's field headers in front of the zeros: tag and length of
  * SimpleResponse.payload, tag and length of Payload.body (varints of up to 5 bytes). */
 #define HDR_ROOM 16
 #define LISTEN_BACKLOG 4096
 
-/* One reactor thread and what its handlers share (reactor_user of its reactor). */
-typedef struct bench_slot {
-	pthread_t thread;
-	int listen_fd;
-	h2_server *server;
-	reactor *r;
-	h2_endpoint *ep;
-	int err;
-	sem_t *ready;
-	reactor_task stop_task;
+/* What a reactor's handlers share (reactor_user of its reactor). */
+typedef struct bench_reactor {
 	/* HDR_ROOM + max_message_bytes: the header bytes are rewritten per response, the
-	 * rest stays zero. One per thread, because the header is written in place. Only the
+	 * rest stays zero. One per reactor, because the header is written in place. Only the
 	 * first page is ever written; the rest is the kernel's shared zero page. */
 	uint8_t *resp;
 	size_t max_message_bytes;
-} bench_slot;
+} bench_reactor;
 
 /* ---- the wire format, by hand ---- */
 
@@ -141,7 +130,7 @@ static bool send_response(call *c, const uint8_t *req, size_t len)
 		call_finish(c, GRPC_INTERNAL, "could not parse the request message");
 		return false;
 	}
-	const bench_slot *s = reactor_user(call_reactor(c));
+	const bench_reactor *s = reactor_user(call_reactor(c));
 	if (size < 0) {
 		call_finishf(c, GRPC_INVALID_ARGUMENT, "negative response_size %d", size);
 		return false;
@@ -194,7 +183,7 @@ static void streaming_half_close(call *c) { call_finish(c, GRPC_OK, NULL); }
 static bool send_decoded(call *c, const ProtobufCMessage *msg)
 {
 	const Grpc__Testing__SimpleRequest *req = (const void *)msg;
-	const bench_slot *s = reactor_user(call_reactor(c));
+	const bench_reactor *s = reactor_user(call_reactor(c));
 	if (req->response_size < 0 ||
 	    (size_t)req->response_size + HDR_ROOM > s->max_message_bytes) {
 		call_finishf(c, GRPC_INVALID_ARGUMENT, "response_size %d out of range",
@@ -252,45 +241,29 @@ static int bench_add_methods(method_table *t, bool raw)
 	return 0;
 }
 
-/* ---- reactor threads ---- */
+/* ---- reactors ---- */
 
-/* Shutdown of a benchmark server needs no grace: whatever runs is dropped. */
-static void slot_stop(reactor_task *t)
+static int bench_reactor_new(reactor *r, void *ctx)
 {
-	bench_slot *s = (bench_slot *)((char *)t - offsetof(bench_slot, stop_task));
-	reactor_close_listeners(s->r);
-	h2_endpoint_close_all(s->ep);
-	reactor_stop(s->r);
+	const size_t *max_message_bytes = ctx;
+	bench_reactor *b = calloc(1, sizeof(*b));
+	uint8_t *resp = calloc(1, *max_message_bytes);
+	if (!b || !resp) {
+		free(b);
+		free(resp);
+		return -ENOMEM;
+	}
+	*b = (bench_reactor){.resp = resp, .max_message_bytes = *max_message_bytes};
+	reactor_set_user(r, b);
+	return 0;
 }
 
-static void *slot_main(void *arg)
+static void bench_reactor_free(reactor *r, void *ctx)
 {
-	bench_slot *s = arg;
-	s->resp = calloc(1, s->max_message_bytes);
-	s->r = s->resp ? reactor_new(&s->err) : NULL;
-	if (!s->resp)
-		s->err = -ENOMEM;
-	if (s->r) {
-		reactor_set_user(s->r, s);
-		s->ep = h2_endpoint_new(s->server, s->r);
-		if (!s->ep)
-			s->err = -ENOMEM;
-		else
-			s->err = reactor_listen(s->r, s->listen_fd, &h2_endpoint_listener_ops, s->ep);
-	}
-	bool ok = s->err == 0;
-	if (!ok)
-		close(s->listen_fd); /* reactor_listen did not take it */
-	sem_post(s->ready);
-	if (ok) {
-		int rc = reactor_run(s->r);
-		if (rc)
-			fprintf(stderr, "bench_server: reactor failed: %s\n", strerror(-rc));
-	}
-	h2_endpoint_free(s->ep);
-	reactor_free(s->r);
-	free(s->resp);
-	return NULL;
+	(void)ctx;
+	bench_reactor *b = reactor_user(r);
+	free(b->resp);
+	free(b);
 }
 
 /* ---- process ---- */
@@ -356,80 +329,36 @@ int main(int argc, char **argv)
 
 	char hostport[32];
 	snprintf(hostport, sizeof(hostport), "127.0.0.1:%ld", port);
-	struct sockaddr_storage ss;
-	socklen_t slen;
-	if (sock_parse_addr(hostport, &ss, &slen))
-		return usage("bad address");
-
 	h2_server_opts opts;
 	h2_server_opts_default(&opts);
+	reactor_group_opts gopts = {.listen = hostport,
+				    .threads = (int)threads,
+				    .backlog = LISTEN_BACKLOG,
+				    .on_start = bench_reactor_new,
+				    .on_exit = bench_reactor_free,
+				    .ctx = &opts.max_message_bytes};
+	char err[256];
+	reactor_group *group = NULL;
 	method_table *methods = method_table_new();
+	h2_server *server = NULL;
 	int rc = methods ? bench_add_methods(methods, raw) : -ENOMEM;
-	h2_server *server = rc ? NULL : h2_server_new(methods, &opts);
-	bench_slot *slots = calloc((size_t)threads, sizeof(*slots));
-	if (!server || !slots) {
-		fprintf(stderr, "bench_server: cannot set up the server: %s\n",
-			strerror(rc ? -rc : ENOMEM));
-		return 1;
-	}
-	/* Every listener before any thread, so that port 0 resolves once for all of them. */
-	int bound = 0;
-	for (long i = 0; i < threads; i++) {
-		int fd = sock_listen((struct sockaddr *)&ss, slen, LISTEN_BACKLOG);
-		if (fd < 0) {
-			fprintf(stderr, "bench_server: cannot listen on %s: %s\n", hostport,
-				strerror(-fd));
-			return 1;
-		}
-		if (i == 0) {
-			bound = sock_local_port(fd);
-			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)bound);
-		}
-		slots[i].listen_fd = fd;
-	}
-
-	sem_t ready;
-	sem_init(&ready, 0, 0);
-	int failed = 0;
-	long started = 0;
-	for (long i = 0; i < threads; i++) {
-		slots[i].server = server;
-		slots[i].ready = &ready;
-		slots[i].max_message_bytes = opts.max_message_bytes;
-		if (pthread_create(&slots[i].thread, NULL, slot_main, &slots[i])) {
-			failed = -EAGAIN;
-			for (long j = i; j < threads; j++)
-				close(slots[j].listen_fd);
-			break;
-		}
-		started++;
-		sem_wait(&ready);
-		if (slots[i].err) {
-			failed = slots[i].err;
-			for (long j = i + 1; j < threads; j++)
-				close(slots[j].listen_fd);
-			break;
-		}
-	}
-	if (failed) {
-		fprintf(stderr, "bench_server: cannot start a reactor: %s\n", strerror(-failed));
+	if (rc) {
+		fprintf(stderr, "bench_server: cannot build the method table: %s\n", strerror(-rc));
+	} else if (!(server = h2_server_new(methods, &opts))) {
+		rc = -ENOMEM;
+		fprintf(stderr, "bench_server: cannot set up the server: %s\n", strerror(ENOMEM));
+	} else if ((rc = reactor_group_open(&gopts, &group, err, sizeof(err))) ||
+		   (rc = reactor_group_start(group, server, err, sizeof(err)))) {
+		fprintf(stderr, "bench_server: %s\n", err);
 	} else {
-		printf("listening on 127.0.0.1:%d\n", bound);
+		printf("listening on %s\n", reactor_group_address(group));
 		fflush(stdout);
 		int sig;
 		sigwait(&sigs, &sig);
 	}
-	for (long i = 0; i < started; i++) {
-		if (slots[i].err)
-			continue;
-		slots[i].stop_task.fn = slot_stop;
-		reactor_post(slots[i].r, &slots[i].stop_task);
-	}
-	for (long i = 0; i < started; i++)
-		pthread_join(slots[i].thread, NULL);
-	sem_destroy(&ready);
+	/* A benchmark server's shutdown needs no grace: whatever runs is dropped. */
+	reactor_group_free(group);
 	h2_server_free(server);
 	method_table_free(methods);
-	free(slots);
-	return failed ? 1 : 0;
+	return rc ? 1 : 0;
 }

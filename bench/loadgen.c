@@ -418,12 +418,27 @@ static void slot_start(slot *s)
 		ccall_half_close(s->c);
 }
 
+/* Ends the worker's calls and connections; its reactor_run returns once they are gone. */
+static void worker_close(worker *w)
+{
+	w->stopping = w->expired = true;
+	for (size_t i = 0; w->slots && i < w->nslots; i++)
+		reactor_timer_disarm(w->r, &w->slots[i].retry);
+	for (long i = 0; w->chans && i < w->nconns; i++) {
+		h2_channel_free(w->chans[i]);
+		w->chans[i] = NULL;
+	}
+	reactor_timer_disarm(w->r, &w->end_timer);
+	reactor_timer_disarm(w->r, &w->check_timer);
+	reactor_stop(w->r);
+}
+
 static void check_fired(timer *t)
 {
 	worker *w = (worker *)((char *)t - offsetof(worker, check_timer));
 	int64_t now = reactor_now(w->r);
 	if (w->active == 0) {
-		reactor_stop(w->r);
+		worker_close(w);
 		return;
 	}
 	if (now >= window_end + DRAIN_NS && !w->expired) {
@@ -474,23 +489,16 @@ static void *worker_main(void *arg)
 	reactor_timer_arm(w->r, &w->end_timer, window_end, end_fired);
 	for (size_t i = 0; i < w->nslots; i++)
 		slot_start(&w->slots[i]);
-	int rc = w->stopping && !w->active ? 0 : reactor_run(w->r);
+	int rc = reactor_run(w->r);
 	if (rc)
 		w->err = rc;
 	w->finished_at = clock_now_ns();
 out:
 	if (w->chans) {
-		for (size_t i = 0; i < w->nslots; i++)
-			reactor_timer_disarm(w->r, &w->slots[i].retry);
-		w->stopping = w->expired = true;
-		for (long i = 0; i < w->nconns; i++)
-			h2_channel_free(w->chans[i]);
 		/* Lets the aborted connections finish closing before the ring goes. */
-		for (int i = 0; i < 10; i++)
-			reactor_run_once(w->r, NS_PER_MS);
+		worker_close(w);
+		reactor_run(w->r);
 	}
-	reactor_timer_disarm(w->r, &w->end_timer);
-	reactor_timer_disarm(w->r, &w->check_timer);
 	free(w->chans);
 	free(w->slots);
 	reactor_free(w->r);

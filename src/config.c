@@ -9,123 +9,102 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/clock.h"
-#include "io/log.h"
-
-void config_defaults(node_config *c)
-{
-	memset(c, 0, sizeof(*c));
-	snprintf(c->listen, sizeof(c->listen), "127.0.0.1:50051");
-	snprintf(c->data, sizeof(c->data), "./data");
-	c->pool_queue = 1024;
-	c->max_message_bytes = 4 * 1024 * 1024;
-	snprintf(c->ns, sizeof(c->ns), "default");
-	c->log_level = LOG_INFO;
-	c->grace_seconds = 10;
-	h2_server_opts_default(&c->wire);
-	regquota_limits_default(&c->registry);
-}
+#include "services/regquota.h"
 
 /* The wire's limits: numbers with a range, printed in --help with their defaults. */
-enum limit_type { L_SIZE, L_U32, L_SECONDS, L_BOOL };
+enum limit_type { L_SIZE, L_U32, L_BOOL };
 typedef struct limit_flag {
 	const char *name;
 	enum limit_type type;
-	size_t offset; /* in h2_server_opts */
+	size_t offset; /* in collector_config */
 	long min, max;
 	const char *help;
 } limit_flag;
 
-#define WIRE(f) offsetof(h2_server_opts, f)
+#define CFG(f) offsetof(collector_config, f)
 static const limit_flag limits[] = {
-	{"max-concurrent-streams", L_U32, WIRE(max_concurrent_streams), 1, 1 << 20,
+	{"max-concurrent-streams", L_U32, CFG(max_concurrent_streams), 1, 1 << 20,
 	 "SETTINGS_MAX_CONCURRENT_STREAMS per connection"},
-	{"max-calls-per-connection", L_U32, WIRE(max_calls_per_conn), 1, 1 << 20,
+	{"max-calls-per-connection", L_U32, CFG(max_calls_per_connection), 1, 1 << 20,
 	 "calls alive per connection, reset ones whose work still runs included;\n"
 	 "over it new calls get RESOURCE_EXHAUSTED"},
-	{"max-header-list-bytes", L_U32, WIRE(max_header_list_bytes), 1024, 1 << 24,
+	{"max-header-list-bytes", L_U32, CFG(max_header_list_bytes), 1024, 1 << 24,
 	 "SETTINGS_MAX_HEADER_LIST_SIZE, enforced (name + value + 32 per field);\n"
 	 "over it the call gets RESOURCE_EXHAUSTED"},
-	{"max-connections", L_SIZE, WIRE(max_conns), 0, 10000000,
+	{"max-connections", L_SIZE, CFG(max_connections), 0, 10000000,
 	 "connections in total (0: no cap); over it: GOAWAY ENHANCE_YOUR_CALM"},
-	{"max-connections-per-peer", L_SIZE, WIRE(max_conns_per_peer), 0, 10000000,
+	{"max-connections-per-peer", L_SIZE, CFG(max_connections_per_peer), 0, 10000000,
 	 "connections from one IP address (0: no cap)"},
-	{"conn-buffer-bytes", L_SIZE, WIRE(conn_buffer_bytes), 65536, 1L << 32,
+	{"conn-buffer-bytes", L_SIZE, CFG(conn_buffer_bytes), 65536, 1L << 32,
 	 "bytes buffered per connection for receiving, and again for sending\n"
 	 "(raised to one message + 64 KiB if smaller)"},
-	{"max-buffered-bytes", L_SIZE, WIRE(max_buffered_bytes), 0, 1L << 40,
+	{"max-buffered-bytes", L_SIZE, CFG(max_buffered_bytes), 0, 1L << 40,
 	 "message bytes buffered by all connections together, both directions\n"
 	 "(0: no budget; default a sixteenth of RAM within 64 MiB..1 GiB); over it\n"
 	 "big messages get RESOURCE_EXHAUSTED and the connections holding the most\n"
 	 "without progress are closed"},
-	{"body-timeout", L_SECONDS, WIRE(body_timeout), 0, 3600,
+	{"body-timeout", L_U32, CFG(body_timeout), 0, 3600,
 	 "seconds a request message may stop arriving part way before its call\n"
 	 "is ended (0: never)"},
-	{"stream-send-buffer-bytes", L_SIZE, WIRE(stream_send_high_water), 4096, 1L << 30,
+	{"stream-send-buffer-bytes", L_SIZE, CFG(stream_send_buffer_bytes), 4096, 1L << 30,
 	 "response bytes buffered per call before its handler is told to wait"},
-	{"reset-burst", L_U32, WIRE(reset_burst), 1, 1 << 30,
+	{"reset-burst", L_U32, CFG(reset_burst), 1, 1 << 30,
 	 "RST_STREAM frames a peer may send at once (rapid reset)"},
-	{"reset-rate", L_U32, WIRE(reset_rate), 1, 1 << 30,
+	{"reset-rate", L_U32, CFG(reset_rate), 1, 1 << 30,
 	 "RST_STREAM frames per second on average; over it: GOAWAY"},
-	{"max-continuations", L_U32, WIRE(max_continuations), 1, 1 << 20,
+	{"max-continuations", L_U32, CFG(max_continuations), 1, 1 << 20,
 	 "CONTINUATION frames per header block; over it: GOAWAY"},
-	{"flood-burst", L_U32, WIRE(flood_burst), 1, 1 << 30,
+	{"flood-burst", L_U32, CFG(flood_burst), 1, 1 << 30,
 	 "frames that carry no request (empty DATA, PRIORITY, SETTINGS, PING,\n"
 	 "unknown types) a peer may send at once"},
-	{"flood-rate", L_U32, WIRE(flood_rate), 0, 1 << 30,
+	{"flood-rate", L_U32, CFG(flood_rate), 0, 1 << 30,
 	 "such frames per second on average (0: no limit); over it:\n"
 	 "GOAWAY ENHANCE_YOUR_CALM"},
-	{"handshake-timeout", L_SECONDS, WIRE(handshake_timeout), 0, 3600,
+	{"handshake-timeout", L_U32, CFG(handshake_timeout), 0, 3600,
 	 "seconds for the client preface, its SETTINGS and the ACK of ours"},
-	{"header-timeout", L_SECONDS, WIRE(header_timeout), 0, 3600,
+	{"header-timeout", L_U32, CFG(header_timeout), 0, 3600,
 	 "seconds for a header block to complete (HEADERS to END_HEADERS)"},
-	{"idle-timeout", L_SECONDS, WIRE(idle_timeout), 0, 30 * 86400,
+	{"idle-timeout", L_U32, CFG(idle_timeout), 0, 30 * 86400,
 	 "seconds without calls before GOAWAY and close (0: never)"},
-	{"keepalive-time", L_SECONDS, WIRE(keepalive_time), 0, 30 * 86400,
+	{"keepalive-time", L_U32, CFG(keepalive_time), 0, 30 * 86400,
 	 "seconds of silence from the peer before we PING it (0: never)"},
-	{"keepalive-timeout", L_SECONDS, WIRE(keepalive_timeout), 1, 3600,
+	{"keepalive-timeout", L_U32, CFG(keepalive_timeout), 1, 3600,
 	 "seconds for our PING's ACK before the connection is closed"},
-	{"ping-min-interval", L_SECONDS, WIRE(ping_min_interval), 0, 30 * 86400,
+	{"ping-min-interval", L_U32, CFG(ping_min_interval), 0, 30 * 86400,
 	 "gRPC ping policy: pings closer than this (2 h without calls) with no\n"
 	 "data from us in between are strikes (0: no policy)"},
-	{"ping-max-strikes", L_U32, WIRE(ping_max_strikes), 0, 1000,
+	{"ping-max-strikes", L_U32, CFG(ping_max_strikes), 0, 1000,
 	 "strikes allowed; one more: GOAWAY ENHANCE_YOUR_CALM \"too_many_pings\""},
-	{"send-stall-timeout", L_SECONDS, WIRE(send_stall_timeout), 0, 3600,
+	{"send-stall-timeout", L_U32, CFG(send_stall_timeout), 0, 3600,
 	 "seconds output may wait on a peer that reads nothing before it is\n"
 	 "dropped (0: never)"},
-	{"require-te-trailers", L_BOOL, WIRE(require_te_trailers), 0, 1,
+	{"require-te-trailers", L_BOOL, CFG(require_te_trailers), 0, 1,
 	 "1: requests without 'te: trailers' get INTERNAL"},
 };
-#undef WIRE
 
-static long limit_get(const h2_server_opts *o, const limit_flag *f)
+static long limit_get(const collector_config *c, const limit_flag *f)
 {
-	const char *p = (const char *)o + f->offset;
+	const char *p = (const char *)c + f->offset;
 	switch (f->type) {
 	case L_SIZE:
 		return (long)*(const size_t *)p;
 	case L_U32:
 		return (long)*(const uint32_t *)p;
-	case L_SECONDS:
-		return (long)(*(const int64_t *)p / NS_PER_SEC);
 	case L_BOOL:
 		return *(const bool *)p;
 	}
 	return 0;
 }
 
-static void limit_set(h2_server_opts *o, const limit_flag *f, long v)
+static void limit_set(collector_config *c, const limit_flag *f, long v)
 {
-	char *p = (char *)o + f->offset;
+	char *p = (char *)c + f->offset;
 	switch (f->type) {
 	case L_SIZE:
 		*(size_t *)p = (size_t)v;
 		break;
 	case L_U32:
 		*(uint32_t *)p = (uint32_t)v;
-		break;
-	case L_SECONDS:
-		*(int64_t *)p = (int64_t)v * NS_PER_SEC;
 		break;
 	case L_BOOL:
 		*(bool *)p = v != 0;
@@ -135,8 +114,8 @@ static void limit_set(h2_server_opts *o, const limit_flag *f, long v)
 
 static void print_limits(void)
 {
-	h2_server_opts d;
-	h2_server_opts_default(&d);
+	collector_config d;
+	collector_config_defaults(&d);
 	printf("\nLimits and timeouts (README, Security):\n");
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
 		const limit_flag *f = &limits[i];
@@ -158,31 +137,31 @@ static void print_limits(void)
 
 typedef struct quota_flag {
 	const char *name;
-	size_t offset; /* of a size_t in regquota_limits */
+	size_t offset; /* of a size_t in collector_config */
 	long max;
 	const char *help;
 } quota_flag;
 
-#define QUOTA(f) offsetof(regquota_limits, f)
 static const quota_flag quotas[] = {
-	{REGQUOTA_FLAG_FILES, QUOTA(files), 100000000, "distinct files registered per namespace"},
-	{REGQUOTA_FLAG_VERSIONS, QUOTA(versions), 100000000,
+	{REGQUOTA_FLAG_FILES, CFG(registry_max_files), 100000000,
+	 "distinct files registered per namespace"},
+	{REGQUOTA_FLAG_VERSIONS, CFG(registry_max_versions), 100000000,
 	 "versions kept per file (each change of a file is one)"},
-	{REGQUOTA_FLAG_NS_BYTES, QUOTA(ns_bytes), 1L << 40,
+	{REGQUOTA_FLAG_NS_BYTES, CFG(registry_max_namespace_bytes), 1L << 40,
 	 "bytes of descriptors per namespace: every kept version's serialized\n"
 	 "FileDescriptorProto and every service record, each plus 1 KiB"},
-	{REGQUOTA_FLAG_NAMESPACES, QUOTA(namespaces), 100000000,
+	{REGQUOTA_FLAG_NAMESPACES, CFG(registry_max_namespaces), 100000000,
 	 "namespaces holding registrations"},
-	{REGQUOTA_FLAG_TOTAL_BYTES, QUOTA(total_bytes), 1L << 40,
+	{REGQUOTA_FLAG_TOTAL_BYTES, CFG(registry_max_total_bytes), 1L << 40,
 	 "bytes of descriptors in every namespace, those unregistered since the\n"
 	 "start included (their memory is freed at a restart)"},
 };
-#undef QUOTA
+#undef CFG
 
 static void print_quotas(void)
 {
-	regquota_limits d;
-	regquota_limits_default(&d);
+	collector_config d;
+	collector_config_defaults(&d);
 	printf("\nRegistry quotas (README, Registry); over one, a registration gets\n"
 	       "RESOURCE_EXHAUSTED and changes nothing:\n");
 	for (size_t i = 0; i < sizeof(quotas) / sizeof(quotas[0]); i++) {
@@ -200,7 +179,7 @@ static void print_quotas(void)
 static int parse_int(const char *name, const char *v, long min, long max, long *out);
 
 /* 1 when name is no quota flag, else set_option's answer. */
-static int set_quota(node_config *c, const char *name, const char *v)
+static int set_quota(collector_config *c, const char *name, const char *v)
 {
 	for (size_t i = 0; i < sizeof(quotas) / sizeof(quotas[0]); i++) {
 		long n;
@@ -208,13 +187,13 @@ static int set_quota(node_config *c, const char *name, const char *v)
 			continue;
 		if (parse_int(name, v, 1, quotas[i].max, &n))
 			return -1;
-		*(size_t *)((char *)&c->registry + quotas[i].offset) = (size_t)n;
+		*(size_t *)((char *)c + quotas[i].offset) = (size_t)n;
 		return 0;
 	}
 	return 1;
 }
 
-void config_usage(const char *prog)
+static void config_usage(const char *prog)
 {
 	printf("usage: %s [flags]\n"
 	       "\n"
@@ -273,7 +252,10 @@ static int copy_str(const char *name, char *dst, size_t cap, const char *v)
 	return 0;
 }
 
-static int set_option(node_config *c, const char *name, const char *v)
+/* Indexed by enum collector_log_level. */
+static const char *const log_levels[] = {"error", "warn", "info", "debug"};
+
+static int set_option(collector_config *c, const char *name, const char *v)
 {
 	long n;
 	if (!strcmp(name, "listen"))
@@ -281,12 +263,12 @@ static int set_option(node_config *c, const char *name, const char *v)
 	if (!strcmp(name, "data"))
 		return copy_str(name, c->data, sizeof(c->data), v);
 	if (!strcmp(name, "namespace"))
-		return copy_str(name, c->ns, sizeof(c->ns), v);
+		return copy_str(name, c->default_namespace, sizeof(c->default_namespace), v);
 	if (!strcmp(name, "no-validation")) {
 		/* Bare on the command line; "= 1" or "= 0" in a config file. */
 		if (v && parse_int(name, v, 0, 1, &n))
 			return -1;
-		c->no_validation = v ? (int)n : 1;
+		c->no_validation = v ? n != 0 : true;
 		return 0;
 	}
 	if (!strcmp(name, "id"))
@@ -328,20 +310,21 @@ static int set_option(node_config *c, const char *name, const char *v)
 		return 0;
 	}
 	if (!strcmp(name, "log-level")) {
-		int l = log_parse_level(v);
-		if (l < 0) {
-			fprintf(stderr, "collector: --log-level: expected error, warn, info or debug\n");
-			return -1;
+		for (int l = COLLECTOR_LOG_ERROR; l <= COLLECTOR_LOG_DEBUG; l++) {
+			if (!strcmp(v, log_levels[l])) {
+				c->log_level = l;
+				return 0;
+			}
 		}
-		c->log_level = l;
-		return 0;
+		fprintf(stderr, "collector: --log-level: expected error, warn, info or debug\n");
+		return -1;
 	}
 	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
 		if (strcmp(name, limits[i].name))
 			continue;
 		if (parse_int(name, v, limits[i].min, limits[i].max, &n))
 			return -1;
-		limit_set(&c->wire, &limits[i], n);
+		limit_set(c, &limits[i], n);
 		return 0;
 	}
 	int quota = set_quota(c, name, v);
@@ -361,7 +344,7 @@ static char *trim(char *s)
 	return s;
 }
 
-static int read_config_file(node_config *c, const char *path)
+static int read_config_file(collector_config *c, const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
@@ -424,7 +407,7 @@ static int next_flag(int argc, char **argv, int *i, char *name, size_t cap, cons
 	return 0;
 }
 
-int config_parse(node_config *c, int argc, char **argv)
+int config_parse(collector_config *c, int argc, char **argv)
 {
 	char name[64];
 	const char *value;

@@ -1,23 +1,63 @@
+/* The collector program: flags in, a node out (collector.h), until SIGTERM or SIGINT. */
+#include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 
+#include "collector.h"
 #include "config.h"
-#include "io/log.h"
-#include "node.h"
+
+static collector *node;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	collector_stop(node);
+}
 
 int main(int argc, char **argv)
 {
-	node_config cfg;
-	config_defaults(&cfg);
+	collector_config cfg;
+	collector_config_defaults(&cfg);
 	int rc = config_parse(&cfg, argc, argv);
 	if (rc)
 		return rc > 0 ? 0 : 2;
-	log_set_level((enum log_level)cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	/* Calls allocate and free their buffers in waves: with glibc's default (and dynamic)
 	 * trim threshold every thread's heap shrinks after a wave (madvise) and faults its
 	 * pages back in for the next one, a third of the CPU of small calls. The heaps keep up
 	 * to this much free memory instead. */
 	mallopt(M_TRIM_THRESHOLD, 32 << 20);
-	return node_run(&cfg);
+
+	/* Held back until the node exists: a signal during start-up then stops it as soon as
+	 * it serves, instead of killing it half-open. */
+	sigset_t sigs, saved;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, &saved);
+	char err[600];
+	rc = collector_open(&cfg, &node, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "collector: %s\n", err);
+		return rc == -EINVAL ? 2 : 1;
+	}
+	printf("collector %s\nid %s\nnamespace %s\nvalidation %s\nlistening on %s\nservices: ",
+	       collector_version(), collector_id(node), cfg.default_namespace,
+	       cfg.no_validation ? "off" : "on", collector_address(node));
+	for (size_t i = 0; collector_service(node, i); i++)
+		printf("%s%s", i ? ", " : "", collector_service(node, i));
+	printf("\n");
+	fflush(stdout);
+	/* The node's threads block these signals: they arrive here, on the thread that
+	 * serves, and a second one during the grace period changes nothing. */
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	rc = collector_serve(node);
+	collector_close(node);
+	return rc ? 1 : 0;
 }

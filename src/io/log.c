@@ -2,7 +2,6 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -10,14 +9,6 @@ static enum log_level threshold = LOG_INFO;
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
 void log_set_level(enum log_level l) { threshold = l; }
-
-int log_parse_level(const char *s)
-{
-	for (int i = 0; i < 4; i++)
-		if (!strcmp(s, names[i]))
-			return i;
-	return -1;
-}
 
 void log_msg(enum log_level l, const char *fmt, ...)
 {

@@ -77,7 +77,7 @@ struct reactor {
 	size_t bufring_bytes;
 	timer_heap timers;
 	int64_t now;
-	bool running;
+	bool stopping;
 	int wake_fd;
 	uint64_t wake_val;
 	pthread_mutex_t post_mu;
@@ -671,8 +671,9 @@ int reactor_run_once(reactor *r, int64_t timeout_ns)
 
 int reactor_run(reactor *r)
 {
-	r->running = true;
-	while (r->running) {
+	/* Every way out of busy (a connection freed, a job's completion) happens during a
+	 * turn, so checking between turns is enough. */
+	while (!r->stopping || r->nconns || r->jobs_pending) {
 		int rc = reactor_run_once(r, 3600 * NS_PER_SEC);
 		if (rc < 0)
 			return rc;
@@ -680,7 +681,14 @@ int reactor_run(reactor *r)
 	return 0;
 }
 
-void reactor_stop(reactor *r) { r->running = false; }
+void reactor_stop(reactor *r) { r->stopping = true; }
+
+void reactor_abort_all(reactor *r, int err)
+{
+	for (io_conn *c = r->conns; c; c = c->next)
+		if (!c->dead)
+			io_conn_abort(c, err);
+}
 
 void reactor_post(reactor *r, reactor_task *t)
 {

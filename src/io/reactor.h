@@ -43,11 +43,20 @@ void reactor_free(reactor *r);
 int reactor_listen(reactor *r, int fd, const io_listener_ops *ops, void *user);
 /* Stops accepting: new connections are refused from now on (graceful shutdown). */
 void reactor_close_listeners(reactor *r);
-/* Runs until reactor_stop. Returns 0 or a negative errno on a ring failure. */
+/* Runs until reactor_stop was called and the reactor is idle: it holds no connection and
+ * no pool job is out (reactor_jobs_pending). So whoever stops a reactor never frees it
+ * under work that would still land on it. Returns 0 or a negative errno on a ring
+ * failure. */
 int reactor_run(reactor *r);
 /* Runs one loop turn, waiting at most timeout_ns for events (tests and fuzzers). */
 int reactor_run_once(reactor *r, int64_t timeout_ns);
+/* Asks reactor_run to return once the reactor is idle; may come before reactor_run. The
+ * connections are their owners' to end (closed, or reactor_abort_all); pool jobs always
+ * come back by themselves. */
 void reactor_stop(reactor *r);
+/* Aborts every connection (io_conn_abort): the bound on a shutdown, whatever the peers
+ * do. */
+void reactor_abort_all(reactor *r, int err);
 /* Thread-safe: runs t->fn on r's thread during a later loop turn. */
 void reactor_post(reactor *r, reactor_task *t);
 timer_heap *reactor_timers(reactor *r);
@@ -60,9 +69,10 @@ void reactor_set_user(reactor *r, void *user);
 void *reactor_user(reactor *r);
 /* The count of connections this reactor holds. */
 size_t reactor_conn_count(reactor *r);
-/* Pool jobs submitted from this reactor whose done callback has not run yet: a reactor
- * must not stop (and be freed) while any is out, or the completion would land on freed
- * memory. Maintained by pool_submit and the completion path. */
+/* Pool jobs submitted from this reactor whose done callback has not run yet (and other
+ * work that holds the reactor the same way, reactor_job_begin/end): reactor_run does not
+ * return while any is out, or its completion would land on freed memory. Maintained by
+ * pool_submit and the completion path. */
 size_t reactor_jobs_pending(reactor *r);
 void reactor_job_begin(reactor *r);
 void reactor_job_end(reactor *r);

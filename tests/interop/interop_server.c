@@ -10,34 +10,32 @@
  * pool the way Collector's storage services do, for the tests of rapid reset: Sleep
  * (request: milliseconds as decimal text) and Stats ("started=N skipped=N queued=N").
  *
- * One reactor on the main thread; prints "listening on 127.0.0.1:PORT" once it accepts.
- * SIGTERM or SIGINT: stop accepting, let running calls end (at most a second), exit 0. */
+ * One reactor thread; prints "listening on 127.0.0.1:PORT" once it accepts. SIGTERM or
+ * SIGINT: stop accepting, GOAWAY, let running calls end (at most a second), exit 0. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
 #include "grpc/testing/test.pb-c.h"
 #include "h2/call.h"
 #include "h2/method.h"
+#include "h2/reactor_group.h"
 #include "h2/server.h"
 #include "h2/status.h"
 #include "io/clock.h"
 #include "io/pool.h"
 #include "io/reactor.h"
-#include "io/sock.h"
 
 #define ECHO_INITIAL "x-grpc-test-echo-initial"
 #define ECHO_TRAILING "x-grpc-test-echo-trailing-bin"
-#define SIGNAL_POLL_NS (100 * NS_PER_MS)
 #define SHUTDOWN_GRACE_NS (1 * NS_PER_SEC)
 
 /* The service's state, shared by every call through call_ctx. */
@@ -662,56 +660,6 @@ static int interop_parse_flags(int argc, char **argv, interop_flags *f)
 	return 0;
 }
 
-/* Signals arrive on a signalfd (they are blocked), polled from a timer: the reactor has no
- * way to watch an arbitrary fd, and a blocked signal cannot interrupt it mid-callback. */
-typedef struct interop_proc {
-	reactor *r;
-	h2_endpoint *e;
-	int sigfd;
-	timer poll;
-	int64_t stop_at; /* 0 until a signal came */
-} interop_proc;
-
-static void interop_poll_signals(timer *t)
-{
-	interop_proc *p = (interop_proc *)((char *)t - offsetof(interop_proc, poll));
-	struct signalfd_siginfo si;
-	if (!p->stop_at && read(p->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		p->stop_at = reactor_now(p->r) + SHUTDOWN_GRACE_NS;
-		reactor_close_listeners(p->r);
-		h2_endpoint_goaway(p->e);
-	}
-	if (p->stop_at &&
-	    (h2_endpoint_active_calls(p->e) == 0 || reactor_now(p->r) >= p->stop_at)) {
-		reactor_stop(p->r);
-		return;
-	}
-	if (reactor_timer_arm(p->r, &p->poll, reactor_now(p->r) + SIGNAL_POLL_NS,
-			      interop_poll_signals))
-		reactor_stop(p->r);
-}
-
-static int interop_listen(int port, int *bound)
-{
-	char hostport[32];
-	snprintf(hostport, sizeof(hostport), "127.0.0.1:%d", port);
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int rc = sock_parse_addr(hostport, &ss, &len);
-	if (rc)
-		return rc;
-	int fd = sock_listen((struct sockaddr *)&ss, len, 512);
-	if (fd < 0)
-		return fd;
-	*bound = sock_local_port(fd);
-	if (*bound < 0) {
-		rc = *bound;
-		close(fd);
-		return rc;
-	}
-	return fd;
-}
-
 int main(int argc, char **argv)
 {
 	interop_flags flags = {0};
@@ -723,25 +671,10 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
-	/* Blocked before anything else, so that no thread started later takes them. */
-	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0) {
-		perror("interop_server: sigprocmask");
-		return 1;
-	}
+	/* Blocked before any thread starts, so that they reach only the sigwait below. */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	interop_proc p = {.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)};
-	if (p.sigfd < 0) {
-		perror("interop_server: signalfd");
-		return 1;
-	}
 
-	int err = 0;
-	p.r = reactor_new(&err);
-	if (!p.r) {
-		fprintf(stderr, "interop_server: cannot start the reactor: %s\n", strerror(-err));
-		close(p.sigfd);
-		return 1;
-	}
 	h2_server_opts opts;
 	h2_server_opts_default(&opts);
 	if (flags.max_calls_per_conn)
@@ -752,59 +685,36 @@ int main(int argc, char **argv)
 			       .pool = pool_new((size_t)flags.pool_threads, 32)};
 	method_table *methods = method_table_new();
 	h2_server *server = NULL;
+	reactor_group *group = NULL;
+	char hostport[32], err[256];
+	snprintf(hostport, sizeof(hostport), "127.0.0.1:%d", flags.port);
+	reactor_group_opts gopts = {.listen = hostport, .threads = 1, .backlog = 512};
 	int status = 1;
-	if (!zeros || !svc.pool) {
+	if (!zeros || !svc.pool || !methods) {
 		fprintf(stderr, "interop_server: %s\n", strerror(ENOMEM));
-		goto out;
-	}
-	if (!methods || (rc = interop_add_methods(methods, &svc)) ||
-	    (rc = pool_add_methods(methods, &svc))) {
+	} else if ((rc = interop_add_methods(methods, &svc)) ||
+		   (rc = pool_add_methods(methods, &svc))) {
 		fprintf(stderr, "interop_server: cannot build the method table: %s\n",
-			strerror(methods ? -rc : ENOMEM));
-		goto out;
-	}
-	server = h2_server_new(methods, &opts);
-	p.e = server ? h2_endpoint_new(server, p.r) : NULL;
-	if (!p.e) {
+			strerror(-rc));
+	} else if (!(server = h2_server_new(methods, &opts))) {
 		fprintf(stderr, "interop_server: cannot create the server: %s\n", strerror(ENOMEM));
-		goto out;
-	}
-	int port = 0;
-	int fd = interop_listen(flags.port, &port);
-	if (fd < 0) {
-		fprintf(stderr, "interop_server: cannot listen on 127.0.0.1:%d: %s\n", flags.port,
-			strerror(-fd));
-		goto out;
-	}
-	rc = reactor_listen(p.r, fd, &h2_endpoint_listener_ops, p.e);
-	if (rc) {
-		fprintf(stderr, "interop_server: cannot accept: %s\n", strerror(-rc));
-		close(fd);
-		goto out;
-	}
-	rc = reactor_timer_arm(p.r, &p.poll, reactor_now(p.r) + SIGNAL_POLL_NS,
-			       interop_poll_signals);
-	if (rc) {
-		fprintf(stderr, "interop_server: cannot arm a timer: %s\n", strerror(-rc));
-		goto out;
-	}
-	printf("listening on 127.0.0.1:%d\n", port);
-	fflush(stdout);
-	rc = reactor_run(p.r);
-	if (rc)
-		fprintf(stderr, "interop_server: reactor failed: %s\n", strerror(-rc));
-	else
+	} else if (reactor_group_open(&gopts, &group, err, sizeof(err)) ||
+		   reactor_group_start(group, server, err, sizeof(err))) {
+		fprintf(stderr, "interop_server: %s\n", err);
+	} else {
+		printf("listening on %s\n", reactor_group_address(group));
+		fflush(stdout);
+		int sig;
+		sigwait(&set, &sig);
+		reactor_group_stop(group, SHUTDOWN_GRACE_NS);
 		status = 0;
-out:
-	reactor_timer_disarm(p.r, &p.poll);
-	h2_endpoint_free(p.e); /* cancels calls: their queued pool jobs leave the queue */
-	pool_free(svc.pool);   /* waits for running jobs */
-	while (reactor_jobs_pending(p.r))
-		reactor_run_once(p.r, 100 * NS_PER_MS); /* their done callbacks free the calls */
-	reactor_free(p.r);
+	}
+	/* The reactor's loop ends once the pool jobs of its calls came back: the pool is
+	 * idle when it goes. */
+	reactor_group_free(group);
+	pool_free(svc.pool);
 	h2_server_free(server);
 	method_table_free(methods);
 	free(zeros);
-	close(p.sigfd);
 	return status;
 }

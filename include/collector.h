@@ -1,0 +1,125 @@
+/* libcollector: a Collector node inside another program.
+ *
+ *   collector_config cfg;
+ *   collector_config_defaults(&cfg);
+ *   snprintf(cfg.listen, sizeof(cfg.listen), "127.0.0.1:0");
+ *   collector *node;
+ *   char err[256];
+ *   if (collector_open(&cfg, &node, err, sizeof(err)) == 0) {
+ *           printf("serving on %s\n", collector_address(node));
+ *           collector_serve(node);  // until collector_stop, from a signal handler or a thread
+ *           collector_close(node);
+ *   }
+ *
+ * The node is the `collector` program's (README): the same services, data directory
+ * layout, limits and graceful shutdown. It runs its own threads (reactors, a blocking
+ * pool, storage writers) with the process's asynchronous signals blocked, so that those
+ * reach the application's threads. One node at a time per process: the health status
+ * and the log level are process-wide. Link with `pkg-config --cflags --libs collector`. */
+#ifndef COLLECTOR_H
+#define COLLECTOR_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct collector collector;
+
+enum collector_log_level {
+	COLLECTOR_LOG_ERROR,
+	COLLECTOR_LOG_WARN,
+	COLLECTOR_LOG_INFO,
+	COLLECTOR_LOG_DEBUG,
+};
+
+/* The node's settings; each field is the `collector` flag of the same name (README,
+ * Running and Security): `--max-calls-per-connection` is max_calls_per_connection, and so
+ * on. Start from collector_config_defaults. Times are whole seconds; 0 turns a timeout or
+ * a cap off where the README says so. */
+typedef struct collector_config {
+	char listen[128];	     /* HOST:PORT; port 0 picks a free port */
+	char data[512];		     /* data directory, created when missing */
+	char default_namespace[128]; /* `--namespace` */
+	char id[64];		     /* node id; empty: a UUIDv7 made once, kept in data */
+	int threads;		     /* reactors; 0: one per core */
+	int pool_threads;	     /* blocking pool threads; 0: two per core */
+	int pool_queue;		     /* blocking pool queue bound */
+	int store_group_max;	     /* write requests per transaction; 0: all queued */
+	size_t max_message_bytes;    /* largest request or response message */
+	bool no_validation;	     /* calls are not checked against the registry */
+	int log_level;		     /* enum collector_log_level */
+	int grace_seconds;	     /* for calls in flight when the node stops */
+
+	/* The wire's limits and timeouts (README, Security). */
+	uint32_t max_concurrent_streams;
+	uint32_t max_calls_per_connection;
+	uint32_t max_header_list_bytes;
+	size_t max_connections;
+	size_t max_connections_per_peer;
+	size_t conn_buffer_bytes;
+	size_t max_buffered_bytes;
+	uint32_t body_timeout;
+	size_t stream_send_buffer_bytes;
+	uint32_t reset_burst;
+	uint32_t reset_rate;
+	uint32_t max_continuations;
+	uint32_t flood_burst;
+	uint32_t flood_rate;
+	uint32_t handshake_timeout;
+	uint32_t header_timeout;
+	uint32_t idle_timeout;
+	uint32_t keepalive_time;
+	uint32_t keepalive_timeout;
+	uint32_t ping_min_interval;
+	uint32_t ping_max_strikes;
+	uint32_t send_stall_timeout;
+	bool require_te_trailers;
+
+	/* The registry's quotas (README, Registry). */
+	size_t registry_max_files;
+	size_t registry_max_versions;
+	size_t registry_max_namespace_bytes;
+	size_t registry_max_namespaces;
+	size_t registry_max_total_bytes;
+} collector_config;
+
+/* The defaults of the `collector` program. */
+void collector_config_defaults(collector_config *cfg);
+
+/* Opens the data directory, the store and the registry, binds the listeners and starts
+ * the reactors: the node serves calls when this returns 0. cfg is copied. On failure,
+ * nothing is left running or open, *out is NULL, err[0..cap) says why, and the return is
+ * -EINVAL for a setting that is wrong (address, namespace), -EBUSY while another node is
+ * open in this process, or another negative errno. */
+int collector_open(const collector_config *cfg, collector **out, char *err, size_t cap);
+
+/* Blocks until collector_stop, then shuts down gracefully: health turns NOT_SERVING, every
+ * connection gets GOAWAY, calls in flight get grace_seconds, the blocking pool's work
+ * still out completes. Returns 0. Call it once, from one thread. */
+int collector_serve(collector *c);
+
+/* Makes collector_serve begin the shutdown. Thread-safe and async-signal-safe (a SIGTERM
+ * handler may call it); later calls do nothing. */
+void collector_stop(collector *c);
+
+/* Frees the node after collector_serve returned; a node that was never served is shut
+ * down first, as collector_serve does. NULL is ignored. */
+void collector_close(collector *c);
+
+/* HOST:PORT the node listens on, port 0 resolved. Valid until collector_close. */
+const char *collector_address(const collector *c);
+/* The node id (cfg.id, or the one kept in the data directory). */
+const char *collector_id(const collector *c);
+/* The i-th gRPC service the node serves (full name), NULL past the last. */
+const char *collector_service(const collector *c, size_t i);
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *collector_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

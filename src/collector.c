@@ -1,0 +1,455 @@
+#include "collector.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "h2/reactor_group.h"
+#include "h2/server.h"
+#include "io/clock.h"
+#include "io/log.h"
+#include "io/pool.h"
+#include "io/sock.h"
+#include "io/uuid.h"
+#include "services/collector_api.h"
+#include "services/colls.h"
+#include "services/health.h"
+#include "services/registry.h"
+#include "store/store.h"
+#include "store/typepool.h"
+
+extern const uint8_t api_descriptor_set[];
+extern const size_t api_descriptor_set_len;
+
+/* The health status and the log level are process-wide (health.h, log.h). */
+static atomic_bool node_open;
+
+struct collector {
+	collector_config cfg;
+	char id[64];
+	char address[80];
+	int threads, pool_threads;
+	pool *pool;
+	typepool *types;
+	store *store;
+	uint8_t token_key[SVC_TOKEN_KEY_LEN];
+	svc_env env; /* the services keep a pointer to it */
+	method_table *methods;
+	h2_server *server;
+	reactor_group *group;
+	char **services;
+	size_t nservices;
+	sem_t stop;
+	atomic_bool stop_asked;
+};
+
+/* Reads DIR/node-id, or makes and keeps a new UUIDv7 there. */
+static int load_node_id(const char *dir, char *id, size_t cap)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/node-id", dir);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		char *ok = fgets(id, (int)cap, f);
+		fclose(f);
+		if (ok) {
+			id[strcspn(id, "\r\n")] = 0;
+			if (*id)
+				return 0;
+		}
+	}
+	char fresh[UUID_STR_LEN];
+	int rc = uuid7_make(fresh);
+	if (rc)
+		return rc;
+	snprintf(id, cap, "%s", fresh);
+	char tmp[620];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "%s\n", id);
+	if (fflush(f) || fsync(fileno(f))) {
+		fclose(f);
+		return -EIO;
+	}
+	fclose(f);
+	return rename(tmp, path) ? -errno : 0;
+}
+
+/* DIR/token-key: 16 random bytes made once, that authenticate page tokens, so that a
+ * token stays valid across restarts and cannot be forged by a client. */
+static int load_token_key(const char *dir, uint8_t key[SVC_TOKEN_KEY_LEN])
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/token-key", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		ssize_t n = read(fd, key, SVC_TOKEN_KEY_LEN);
+		close(fd);
+		if (n == SVC_TOKEN_KEY_LEN)
+			return 0;
+	}
+	if (getrandom(key, SVC_TOKEN_KEY_LEN, 0) != SVC_TOKEN_KEY_LEN)
+		return -EIO;
+	char tmp[620];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	bool ok = write(fd, key, SVC_TOKEN_KEY_LEN) == SVC_TOKEN_KEY_LEN && fsync(fd) == 0;
+	close(fd);
+	if (!ok)
+		return -EIO;
+	return rename(tmp, path) ? -errno : 0;
+}
+
+static int make_dirs(const char *path)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s", path);
+	for (char *s = p + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = 0;
+		if (mkdir(p, 0755) && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(p, 0755) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+void collector_config_defaults(collector_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->listen, sizeof(c->listen), "127.0.0.1:50051");
+	snprintf(c->data, sizeof(c->data), "./data");
+	snprintf(c->default_namespace, sizeof(c->default_namespace), "default");
+	c->pool_queue = 1024;
+	c->max_message_bytes = 4 * 1024 * 1024;
+	c->log_level = COLLECTOR_LOG_INFO;
+	c->grace_seconds = 10;
+
+	/* The wire's defaults live with the wire (h2_server_opts_default), the quotas' with the
+	 * registry: copied, not restated. */
+	h2_server_opts w;
+	h2_server_opts_default(&w);
+	c->max_concurrent_streams = w.max_concurrent_streams;
+	c->max_calls_per_connection = w.max_calls_per_conn;
+	c->max_header_list_bytes = w.max_header_list_bytes;
+	c->max_connections = w.max_conns;
+	c->max_connections_per_peer = w.max_conns_per_peer;
+	c->conn_buffer_bytes = w.conn_buffer_bytes;
+	c->max_buffered_bytes = w.max_buffered_bytes;
+	c->body_timeout = (uint32_t)(w.body_timeout / NS_PER_SEC);
+	c->stream_send_buffer_bytes = w.stream_send_high_water;
+	c->reset_burst = w.reset_burst;
+	c->reset_rate = w.reset_rate;
+	c->max_continuations = w.max_continuations;
+	c->flood_burst = w.flood_burst;
+	c->flood_rate = w.flood_rate;
+	c->handshake_timeout = (uint32_t)(w.handshake_timeout / NS_PER_SEC);
+	c->header_timeout = (uint32_t)(w.header_timeout / NS_PER_SEC);
+	c->idle_timeout = (uint32_t)(w.idle_timeout / NS_PER_SEC);
+	c->keepalive_time = (uint32_t)(w.keepalive_time / NS_PER_SEC);
+	c->keepalive_timeout = (uint32_t)(w.keepalive_timeout / NS_PER_SEC);
+	c->ping_min_interval = (uint32_t)(w.ping_min_interval / NS_PER_SEC);
+	c->ping_max_strikes = w.ping_max_strikes;
+	c->send_stall_timeout = (uint32_t)(w.send_stall_timeout / NS_PER_SEC);
+	c->require_te_trailers = w.require_te_trailers;
+	regquota_limits q;
+	regquota_limits_default(&q);
+	c->registry_max_files = q.files;
+	c->registry_max_versions = q.versions;
+	c->registry_max_namespace_bytes = q.ns_bytes;
+	c->registry_max_namespaces = q.namespaces;
+	c->registry_max_total_bytes = q.total_bytes;
+}
+
+static void wire_opts(const collector_config *c, h2_server_opts *w)
+{
+	/* Whatever the wire grows before collector_config does keeps its default. */
+	h2_server_opts_default(w);
+	w->max_message_bytes = c->max_message_bytes;
+	w->max_concurrent_streams = c->max_concurrent_streams;
+	w->max_calls_per_conn = c->max_calls_per_connection;
+	w->max_header_list_bytes = c->max_header_list_bytes;
+	w->max_conns = c->max_connections;
+	w->max_conns_per_peer = c->max_connections_per_peer;
+	w->conn_buffer_bytes = c->conn_buffer_bytes;
+	w->max_buffered_bytes = c->max_buffered_bytes;
+	w->body_timeout = (int64_t)c->body_timeout * NS_PER_SEC;
+	w->stream_send_high_water = c->stream_send_buffer_bytes;
+	w->reset_burst = c->reset_burst;
+	w->reset_rate = c->reset_rate;
+	w->max_continuations = c->max_continuations;
+	w->flood_burst = c->flood_burst;
+	w->flood_rate = c->flood_rate;
+	w->handshake_timeout = (int64_t)c->handshake_timeout * NS_PER_SEC;
+	w->header_timeout = (int64_t)c->header_timeout * NS_PER_SEC;
+	w->idle_timeout = (int64_t)c->idle_timeout * NS_PER_SEC;
+	w->keepalive_time = (int64_t)c->keepalive_time * NS_PER_SEC;
+	w->keepalive_timeout = (int64_t)c->keepalive_timeout * NS_PER_SEC;
+	w->ping_min_interval = (int64_t)c->ping_min_interval * NS_PER_SEC;
+	w->ping_max_strikes = c->ping_max_strikes;
+	w->send_stall_timeout = (int64_t)c->send_stall_timeout * NS_PER_SEC;
+	w->require_te_trailers = c->require_te_trailers;
+}
+
+static void drain_health(reactor *r, void *ctx)
+{
+	(void)ctx;
+	health_notify(r);
+}
+
+static void count_service(const char *name, size_t len, void *arg)
+{
+	(void)name;
+	(void)len;
+	(*(size_t *)arg)++;
+}
+
+static void copy_service(const char *name, size_t len, void *arg)
+{
+	collector *c = arg;
+	c->services[c->nservices++] = strndup(name, len);
+}
+
+/* The settings a caller can get wrong, checked before anything is touched. */
+static int check_settings(const collector_config *cfg, char *err, size_t cap)
+{
+	if (!store_name_valid(cfg->default_namespace) ||
+	    store_ns_reserved(cfg->default_namespace)) {
+		snprintf(err, cap, "namespace: '%s' is not a valid namespace name (1 to 63 of "
+			 "A-Z a-z 0-9 _ -, not system, repo, backups or files)",
+			 cfg->default_namespace);
+		return -EINVAL;
+	}
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (sock_parse_addr(cfg->listen, &ss, &len)) {
+		snprintf(err, cap, "listen: cannot parse '%s' (want HOST:PORT)", cfg->listen);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Everything but the reactors, in the order it is built; each step undone by
+ * collector_free_parts. */
+static int node_build(collector *c, char *err, size_t cap)
+{
+	const collector_config *cfg = &c->cfg;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cores < 1)
+		cores = 1;
+	c->threads = cfg->threads > 0 ? cfg->threads : (int)cores;
+	c->pool_threads = cfg->pool_threads > 0 ? cfg->pool_threads : 2 * (int)cores;
+	/* Listening sockets first, before any thread and before the data directory is
+	 * touched, so that a bad address fails at once and port 0 resolves to one port that
+	 * the services can name. */
+	reactor_group_opts gopts = {.listen = cfg->listen,
+				    .threads = c->threads,
+				    .backlog = 4096,
+				    .on_drain = drain_health};
+	int rc = reactor_group_open(&gopts, &c->group, err, cap);
+	if (rc)
+		return rc;
+	snprintf(c->address, sizeof(c->address), "%s", reactor_group_address(c->group));
+
+	if ((rc = make_dirs(cfg->data))) {
+		snprintf(err, cap, "cannot create data directory %s: %s", cfg->data, strerror(-rc));
+		return rc;
+	}
+	if (cfg->id[0])
+		snprintf(c->id, sizeof(c->id), "%s", cfg->id);
+	else if ((rc = load_node_id(cfg->data, c->id, sizeof(c->id)))) {
+		snprintf(err, cap, "cannot keep the node id in %s: %s", cfg->data, strerror(-rc));
+		return rc;
+	}
+	c->pool = pool_new((size_t)c->pool_threads, (size_t)cfg->pool_queue);
+	c->types = typepool_new();
+	if (!c->pool || !c->types) {
+		snprintf(err, cap, "out of memory");
+		return -ENOMEM;
+	}
+	char *terr = NULL;
+	if ((rc = typepool_add_set(c->types, NULL, api_descriptor_set, api_descriptor_set_len,
+				   &terr))) {
+		snprintf(err, cap, "the compiled-in descriptors do not load: %s",
+			 terr ? terr : "out of memory");
+		free(terr);
+		return rc;
+	}
+	if ((rc = load_token_key(cfg->data, c->token_key))) {
+		snprintf(err, cap, "cannot keep the token key in %s: %s", cfg->data, strerror(-rc));
+		return rc;
+	}
+	store_options so = {.group_max = (size_t)cfg->store_group_max};
+	if ((rc = store_open(cfg->data, &so, &c->store))) {
+		snprintf(err, cap, "cannot open the store in %s: %s", cfg->data, store_errmsg());
+		return rc;
+	}
+	c->env = (svc_env){.pool = c->pool,
+			   .store = c->store,
+			   .types = c->types,
+			   .default_ns = cfg->default_namespace,
+			   .endpoint = c->address,
+			   .token_key = c->token_key,
+			   .max_message_bytes = cfg->max_message_bytes};
+	regquota_limits quotas = {.files = cfg->registry_max_files,
+				  .versions = cfg->registry_max_versions,
+				  .ns_bytes = cfg->registry_max_namespace_bytes,
+				  .namespaces = cfg->registry_max_namespaces,
+				  .total_bytes = cfg->registry_max_total_bytes};
+	if ((rc = registry_open(&c->env, &quotas, &c->env.registry))) {
+		snprintf(err, cap, "cannot load the registry: %s", store_errmsg());
+		return rc;
+	}
+	c->methods = method_table_new();
+	if (!c->methods || collector_api_register_all(c->methods, &c->env) ||
+	    registry_add_node_services(c->env.registry, c->methods)) {
+		snprintf(err, cap, "cannot build the method table");
+		return -ENOMEM;
+	}
+	size_t n = 0;
+	method_table_each_service(c->methods, count_service, &n);
+	c->services = calloc(n + 1, sizeof(*c->services));
+	if (c->services)
+		method_table_each_service(c->methods, copy_service, c);
+	bool named = c->services != NULL;
+	for (size_t i = 0; named && i < n; i++)
+		named = c->services[i] != NULL;
+	h2_server_opts opts;
+	wire_opts(cfg, &opts);
+	c->server = named ? h2_server_new(c->methods, &opts) : NULL;
+	if (!c->server) {
+		snprintf(err, cap, "out of memory");
+		return -ENOMEM;
+	}
+	h2_server_set_pool(c->server, c->pool);
+	if (!cfg->no_validation)
+		h2_server_set_gate(c->server, registry_gate, c->env.registry);
+	return 0;
+}
+
+/* The graceful shutdown (collector.h, collector_serve); the group's reactors end once
+ * their connections and their pool jobs are gone. */
+static void node_shut_down(collector *c)
+{
+	if (!c->group)
+		return;
+	log_info("stopping: GOAWAY, %d s grace for calls in flight", c->cfg.grace_seconds);
+	health_set_serving(false);
+	reactor_group_stop(c->group, (int64_t)c->cfg.grace_seconds * NS_PER_SEC);
+	reactor_group_free(c->group);
+	c->group = NULL;
+	log_info("stopped");
+}
+
+static void collector_free_parts(collector *c)
+{
+	reactor_group_free(c->group);
+	pool_free(c->pool);
+	registry_free(c->env.registry);
+	store_close(c->store);
+	typepool_free(c->types);
+	h2_server_free(c->server);
+	method_table_free(c->methods);
+	for (size_t i = 0; i < c->nservices; i++)
+		free(c->services[i]);
+	free(c->services);
+	sem_destroy(&c->stop);
+	free(c);
+	atomic_store(&node_open, false);
+}
+
+int collector_open(const collector_config *cfg, collector **out, char *err, size_t cap)
+{
+	*out = NULL;
+	if (atomic_exchange(&node_open, true)) {
+		snprintf(err, cap, "another node is open in this process");
+		return -EBUSY;
+	}
+	collector *c = calloc(1, sizeof(*c));
+	if (!c) {
+		atomic_store(&node_open, false);
+		snprintf(err, cap, "out of memory");
+		return -ENOMEM;
+	}
+	c->cfg = *cfg;
+	sem_init(&c->stop, 0, 0);
+	log_set_level((enum log_level)cfg->log_level);
+	health_set_serving(true);
+
+	/* Every thread started from here on (reactors, the pool, the store's writers, and
+	 * those they start) inherits this mask: the application's signals reach its own
+	 * threads. Faults stay deliverable, or they would kill without a report. */
+	static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS};
+	sigset_t block, saved;
+	sigfillset(&block);
+	for (size_t i = 0; i < sizeof(faults) / sizeof(faults[0]); i++)
+		sigdelset(&block, faults[i]);
+	pthread_sigmask(SIG_BLOCK, &block, &saved);
+	int rc = check_settings(cfg, err, cap);
+	if (!rc) {
+		rc = node_build(c, err, cap);
+		if (!rc)
+			rc = reactor_group_start(c->group, c->server, err, cap);
+		/* -EINVAL is kept for the settings above, the caller's to fix. */
+		if (rc == -EINVAL)
+			rc = -EIO;
+	}
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	if (rc) {
+		collector_free_parts(c);
+		return rc;
+	}
+	log_info("serving on %s with %d reactor(s), pool %d threads / queue %d", c->address,
+		 c->threads, c->pool_threads, cfg->pool_queue);
+	*out = c;
+	return 0;
+}
+
+int collector_serve(collector *c)
+{
+	while (sem_wait(&c->stop) && errno == EINTR)
+		;
+	node_shut_down(c);
+	return 0;
+}
+
+void collector_stop(collector *c)
+{
+	if (!atomic_exchange(&c->stop_asked, true))
+		sem_post(&c->stop);
+}
+
+void collector_close(collector *c)
+{
+	if (!c)
+		return;
+	node_shut_down(c);
+	collector_free_parts(c);
+}
+
+const char *collector_address(const collector *c) { return c->address; }
+const char *collector_id(const collector *c) { return c->id; }
+
+const char *collector_service(const collector *c, size_t i)
+{
+	return i < c->nservices ? c->services[i] : NULL;
+}
+
+const char *collector_version(void) { return COLLECTOR_VERSION; }
