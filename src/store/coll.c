@@ -1,6 +1,5 @@
 #include "store/coll.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,8 +13,9 @@
 
 #include "io/clock.h"
 #include "io/log.h"
-#include "store/files.h"
+#include "store/dirs.h"
 #include "store/jsonbuf.h"
+#include "store/store_int.h"
 
 enum {
 	ST_BEGIN,
@@ -111,13 +111,6 @@ struct store_coll {
 #define STR(x) STR_(x)
 
 static int64_t now_us(void) { return clock_wall_ns() / 1000; }
-
-static int db_fail(sqlite3 *db, int src, const char *what)
-{
-	int rc = store_sqlite_errno(src);
-	return store_seterr(rc ? rc : -EIO, "%s: %s", what,
-			    db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
-}
 
 /* Steps a statement that returns no rows, then resets it. The SQLite code. */
 static int run(sqlite3_stmt *st)
@@ -861,22 +854,6 @@ void store_coll_read_end(store_reader *r)
 
 /* --- open, close, stats ------------------------------------------------------------------ */
 
-static void clear_dir(int dirfd)
-{
-	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			files_tree_remove(dirfd, e->d_name);
-	closedir(d);
-}
-
 int coll_open(const char *dir, const char *ns, const char *name, const coll_options *o,
 	      void *owner, store_coll **out)
 {
@@ -922,7 +899,7 @@ int coll_open(const char *dir, const char *ns, const char *name, const coll_opti
 		goto fail;
 	}
 	/* Uploads that were in progress when the collection last closed are dead. */
-	clear_dir(c->staging_fd);
+	dirs_clear(c->staging_fd);
 
 	int src = sqlite3_open_v2(c->db_path, &c->wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
 				  NULL);
@@ -1015,7 +992,7 @@ int store_coll_stats(store_coll *c, int64_t *records, int64_t *bytes)
 			total += sb.st_size;
 	}
 	int64_t nfiles, fbytes;
-	if ((rc = files_tree_stat(c->files_fd, &nfiles, &fbytes)) < 0)
+	if ((rc = dirs_tree_stat(c->files_fd, &nfiles, &fbytes)) < 0)
 		return store_seterr(rc, "attachments: %s", strerror(-rc));
 	*bytes = total + fbytes;
 	return 0;

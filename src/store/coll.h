@@ -119,22 +119,4 @@ void store_coll_group_stats(store_coll *c, uint64_t *commits, uint64_t *requests
 const char *store_coll_ns(const store_coll *c);
 const char *store_coll_name(const store_coll *c);
 
-/* For store.c and files.c. */
-typedef struct coll_options {
-	bool sync_normal;
-	size_t queue_max, group_max, readers_max;
-	int busy_timeout_ms;
-} coll_options;
-
-/* Creates records.db with the schema in dir (which exists). */
-int coll_create_db(const char *dir);
-/* Opens the collection in dir; owner is the store's table entry (coll_owner). */
-int coll_open(const char *dir, const char *ns, const char *name, const coll_options *o,
-	      void *owner, store_coll **out);
-/* Lets queued writes finish, stops the writer and closes every connection. */
-void coll_close(store_coll *c);
-void *coll_owner(const store_coll *c);
-int coll_files_fd(const store_coll *c);   /* files/, O_DIRECTORY */
-int coll_staging_fd(const store_coll *c); /* staging/, uploads in progress */
-
 #endif
