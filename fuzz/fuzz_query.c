@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "store/query.h"
+#include "store/store_int.h"
 
 #define CHECK(cond)                                                                     \
 	do {                                                                            \

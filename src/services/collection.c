@@ -4,7 +4,6 @@
 #include "services/collection.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +76,7 @@ typedef struct op_prep {
 	const void *req; /* its Create/Update/DeleteRequest */
 	store_op *op;
 	jbuf json;
-	jbuf merged; /* Update with a mask: the merged record, written from here */
+	jbuf merged; /* Update with a mask: the merged record's bytes, written from here */
 	char id[ID_MAX + 1];
 } op_prep;
 
@@ -157,6 +156,9 @@ static bool prep_update(svc_job *j, op_prep *p)
 					 .data_len = req->item->value.len,
 					 .json = p->json.data};
 	} else {
+		p->op->row.json = p->json.data;
+		p->op->mask = (const char *const *)req->update_mask;
+		p->op->nmask = req->n_update_mask;
 		p->op->apply = merge_apply;
 		p->op->apply_ctx = p;
 	}
@@ -472,65 +474,20 @@ static void batch(call *c, const ProtobufCMessage *msg)
 	write_start(c, req, req->namespace_, batch_work, W_BATCH);
 }
 
-/* Update with a mask takes the masked fields from the item and keeps the rest: done on the
- * JSON forms (proto field names), then back to protobuf, inside the writer's transaction
- * so that concurrent updates of one record cannot lose each other's fields. Copies each
- * masked path's value from the new JSON into the old one (or removes it when the new item
- * does not set it), with SQLite's JSON functions on a private in-memory connection (the
- * writer's own is in the middle of its transaction). */
-static int merge_apply(void *ctx, const store_row *old, store_row *out)
+/* Update with a mask takes the masked fields from the item and keeps the rest: the writer
+ * merges the JSON forms (proto field names) inside its transaction (store_op.mask), so
+ * that concurrent updates of one record cannot lose each other's fields; here the merged
+ * JSON goes back to protobuf, then to the canonical JSON the store keeps. */
+static int merge_apply(void *ctx, const store_row *merged, store_row *out)
 {
 	op_prep *p = ctx;
-	const Collector__UpdateRequest *req = p->req;
-	sqlite3 *merge_db = NULL;
-	if (sqlite3_open(":memory:", &merge_db) != SQLITE_OK) {
-		sqlite3_close(merge_db);
-		return -ENOMEM;
-	}
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(merge_db,
-			       "SELECT CASE WHEN json_type(?2, ?3) IS NULL THEN json_remove(?1, ?3)"
-			       " ELSE json_set(?1, ?3, json(?2 -> ?3)) END",
-			       -1, &st, NULL) != SQLITE_OK) {
-		sqlite3_close(merge_db);
-		return -EIO;
-	}
-	char *merged = strdup(old->json);
-	int rc = merged ? 0 : -ENOMEM;
-	for (size_t i = 0; i < req->n_update_mask && !rc; i++) {
-		query_path qp;
-		const char *why;
-		char jp[PATH_TEXT_MAX];
-		path_parse(req->update_mask[i], strlen(req->update_mask[i]), &qp, &why);
-		path_render(&qp, jp);
-		sqlite3_reset(st);
-		sqlite3_bind_text(st, 1, merged, -1, SQLITE_TRANSIENT);
-		sqlite3_bind_text(st, 2, p->json.data, (int)p->json.len, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, jp, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_ROW) {
-			rc = -EIO;
-			break;
-		}
-		char *next = strdup((const char *)sqlite3_column_text(st, 0));
-		free(merged);
-		merged = next;
-		if (!merged)
-			rc = -ENOMEM;
-	}
-	sqlite3_finalize(st);
-	sqlite3_close(merge_db);
-	if (rc) {
-		free(merged);
-		return rc;
-	}
-	/* Back to protobuf, then to the canonical JSON the store keeps. */
 	jbuf bin = JBUF_INIT, canon = JBUF_INIT;
 	const svc_env *env = p->env;
-	rc = json_to_proto(env->types, p->d->row->ns, p->d->type, merged, strlen(merged), &bin, NULL);
+	int rc = json_to_proto(env->types, p->d->row->ns, p->d->type, merged->json,
+			       strlen(merged->json), &bin, NULL);
 	if (!rc)
 		rc = json_from_proto(env->types, p->d->row->ns, p->d->type, (const uint8_t *)bin.data,
 				     bin.len, JSON_PROTO_NAMES, &canon, NULL);
-	free(merged);
 	if (rc) {
 		jbuf_free(&bin);
 		jbuf_free(&canon);
@@ -605,33 +562,26 @@ static void get_work(svc_job *sj)
 	const Collector__GetRequest *req = rj->r.req;
 	if (!check_id(sj, req->id) || !read_open(rj, req->collection_name))
 		return;
-	sqlite3_stmt *st;
-	if (store_reader_prepare(rj->rd, "SELECT data FROM records WHERE id = ?1", &st)) {
-		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", store_errmsg());
+	store_record rec;
+	int rc = store_reader_get(rj->rd, req->id, &rec);
+	if (rc == 0) {
+		char buf[256], *heap;
+		char *url = svc_type_url(rj->d.type, buf, sizeof(buf), &heap);
+		Google__Protobuf__Any any;
+		svc_record_any(&any, url, rec.data, rec.data_len);
+		Collector__GetResponse resp = COLLECTOR__GET_RESPONSE__INIT;
+		resp.status = &status_ok;
+		resp.item = &any;
+		if (url)
+			svc_job_answer(sj, &resp.base);
+		else
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		free(heap);
+	} else if (rc == -ENOENT) {
+		svc_job_fail(sj, GRPC_NOT_FOUND, "no record '%.200s' in %s/%s", req->id,
+			     rj->d.row->ns, rj->d.row->name);
 	} else {
-		sqlite3_bind_text(st, 1, req->id, -1, SQLITE_STATIC);
-		int rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW) {
-			char buf[256], *heap;
-			char *url = svc_type_url(rj->d.type, buf, sizeof(buf), &heap);
-			Google__Protobuf__Any any;
-			svc_record_any(&any, url, sqlite3_column_blob(st, 0),
-				   (size_t)sqlite3_column_bytes(st, 0));
-			Collector__GetResponse resp = COLLECTOR__GET_RESPONSE__INIT;
-			resp.status = &status_ok;
-			resp.item = &any;
-			if (url)
-				svc_job_answer(sj, &resp.base);
-			else
-				svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-			free(heap);
-		} else if (rc == SQLITE_DONE) {
-			svc_job_fail(sj, GRPC_NOT_FOUND, "no record '%.200s' in %s/%s", req->id,
-				     rj->d.row->ns, rj->d.row->name);
-		} else {
-			svc_job_fail(sj, GRPC_INTERNAL, "reading: %s",
-				     sqlite3_errmsg(store_reader_db(rj->rd)));
-		}
+		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", store_errmsg());
 	}
 	read_close(rj);
 }
@@ -1004,7 +954,7 @@ static bool fetch(query_job *qj, items *it, bool *more, int64_t *total)
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	else if (rc)
 		svc_job_fail(sj, GRPC_INTERNAL, "reading %s/%s: %s", rj->d.row->ns, rj->d.row->name,
-			     sqlite3_errmsg(store_reader_db(rj->rd)));
+			     store_errmsg());
 	read_close(rj);
 	return rc == 0;
 }
@@ -1067,44 +1017,6 @@ static void list(call *c, const ProtobufCMessage *msg)
 #define EMBEDDING_LABEL "embedding_field"
 #define VECTOR_MAX 65536
 
-typedef struct vhit {
-	double sim;
-	int64_t rid;
-} vhit;
-
-static int vhit_cmp(const void *a, const void *b)
-{
-	const vhit *x = a, *y = b;
-	return x->sim < y->sim ? 1 : x->sim > y->sim ? -1 : (x->rid > y->rid) - (x->rid < y->rid);
-}
-
-/* Cosine similarity of q with the JSON array of numbers in text; false when text is not
- * such an array of q's length (or has no norm). */
-static bool cosine(const float *q, size_t n, double qnorm, const char *text, double *sim)
-{
-	const char *p = text;
-	char *end;
-	if (!p || *p != '[')
-		return false;
-	p++;
-	double dot = 0, norm = 0;
-	for (size_t i = 0; i < n; i++) {
-		double v = strtod(p, &end);
-		if (end == p)
-			return false;
-		dot += v * q[i];
-		norm += v * v;
-		p = end;
-		if (*p != (i + 1 == n ? ']' : ','))
-			return false;
-		p++;
-	}
-	if (norm <= 0 || qnorm <= 0)
-		return false;
-	*sim = dot / (sqrt(norm) * qnorm);
-	return true;
-}
-
 static void vector_search(query_job *qj)
 {
 	svc_job *sj = &qj->rd.r.j;
@@ -1140,12 +1052,6 @@ static void vector_search(query_job *qj)
 			     rj->d.row->ns, rj->d.row->name);
 		return;
 	}
-	char jp[PATH_TEXT_MAX];
-	path_render(&path, jp);
-	double qnorm = 0;
-	for (size_t i = 0; i < req->n_vector; i++)
-		qnorm += (double)req->vector[i] * req->vector[i];
-	qnorm = sqrt(qnorm);
 	if (!coll_def_open(sj, rj->r.env, &rj->d, &rj->coll))
 		return;
 	if (store_coll_read_begin(rj->coll, &rj->rd)) {
@@ -1153,34 +1059,15 @@ static void vector_search(query_job *qj)
 		store_coll_release(rj->coll);
 		return;
 	}
-	vhit *hits = NULL;
-	size_t nhits = 0, cap = 0;
-	sqlite3_stmt *st;
-	int rc = store_reader_prepare(rj->rd, "SELECT rid, json_extract(json, ?1) FROM records", &st);
-	if (!rc) {
-		sqlite3_bind_text(st, 1, jp, -1, SQLITE_TRANSIENT);
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			double sim;
-			const char *v = (const char *)sqlite3_column_text(st, 1);
-			if (!cosine(req->vector, req->n_vector, qnorm, v, &sim) ||
-			    sim < req->similarity_threshold)
-				continue;
-			if (nhits == cap) {
-				cap = cap ? 2 * cap : 256;
-				vhit *h = realloc(hits, cap * sizeof(*h));
-				if (!h)
-					break;
-				hits = h;
-			}
-			hits[nhits++] = (vhit){sim, sqlite3_column_int64(st, 0)};
-		}
-		rc = rc == SQLITE_DONE ? 0 : -EIO;
-	}
+	store_hit *hits = NULL;
+	size_t nhits = 0;
+	int rc = store_reader_vector(rj->rd, &path, req->vector, req->n_vector,
+				     req->similarity_threshold, &hits, &nhits);
 	if (rc) {
-		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", sqlite3_errmsg(store_reader_db(rj->rd)));
+		svc_job_fail(sj, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL, "reading: %s",
+			     store_errmsg());
 		goto out;
 	}
-	qsort(hits, nhits, sizeof(*hits), vhit_cmp);
 	size_t limit = req->limit ? (size_t)req->limit : QUERY_DEFAULT_PAGE;
 	size_t from = (size_t)req->offset < nhits ? (size_t)req->offset : nhits;
 	size_t n = nhits - from < limit ? nhits - from : limit;
@@ -1188,38 +1075,34 @@ static void vector_search(query_job *qj)
 	Collector__SearchResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
 	Google__Protobuf__Any *any = calloc(n ? n : 1, sizeof(*any));
 	char *url_heap, *url = svc_type_url(rj->d.type, NULL, 0, &url_heap);
-	sqlite3_stmt *get = NULL;
 	uint8_t **copies = calloc(n ? n : 1, sizeof(*copies));
 	size_t kept = 0;
 	budget bud;
 	budget_init(&bud, rj->r.env->max_message_bytes, RESPONSE_FIXED);
-	if (!res || !ptrs || !any || !url || !copies ||
-	    store_reader_prepare(rj->rd, "SELECT data, id FROM records WHERE rid = ?1", &get)) {
+	if (!res || !ptrs || !any || !url || !copies) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		n = 0;
 	}
-	/* As many of the page's results as the response holds. Each row's bytes are copied:
-	 * the statement moves on to the next row. */
+	/* As many of the page's results as the response holds. Each record's bytes are
+	 * copied: the reader moves on to the next one. */
 	while (kept < n && sj->code == GRPC_OK) {
-		const vhit *h = &hits[from + kept];
-		sqlite3_reset(get);
-		sqlite3_bind_int64(get, 1, h->rid);
-		if (sqlite3_step(get) != SQLITE_ROW) {
-			svc_job_fail(sj, GRPC_INTERNAL, "reading: %s",
-				     sqlite3_errmsg(store_reader_db(rj->rd)));
+		const store_hit *h = &hits[from + kept];
+		store_record rec;
+		if ((rc = store_reader_get_hit(rj->rd, h, &rec))) {
+			svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", store_errmsg());
 			break;
 		}
-		size_t len = (size_t)sqlite3_column_bytes(get, 0);
-		svc_record_any(&any[kept], url, sqlite3_column_blob(get, 0), len);
+		size_t len = rec.data_len;
+		svc_record_any(&any[kept], url, rec.data, len);
 		collector__search_result__init(&res[kept]);
 		res[kept].item = &any[kept];
-		res[kept].score = h->sim;
-		res[kept].distance = 1 - h->sim;
+		res[kept].score = h->similarity;
+		res[kept].distance = 1 - h->similarity;
 		size_t cost = budget_field(collector__search_result__get_packed_size(&res[kept]));
 		if (!budget_take(&bud, cost, 0)) {
 			if (!kept)
-				fail_too_big(sj, &rj->d, (const char *)sqlite3_column_text(get, 1),
-					     RESPONSE_FIXED + cost, bud.limit);
+				fail_too_big(sj, &rj->d, rec.id ? rec.id : "", RESPONSE_FIXED + cost,
+					     bud.limit);
 			break;
 		}
 		if (!(copies[kept] = malloc(len ? len : 1))) {
@@ -1227,7 +1110,7 @@ static void vector_search(query_job *qj)
 			break;
 		}
 		if (len)
-			memcpy(copies[kept], sqlite3_column_blob(get, 0), len);
+			memcpy(copies[kept], rec.data, len);
 		any[kept].value.data = copies[kept];
 		ptrs[kept] = &res[kept];
 		kept++;

@@ -163,6 +163,18 @@ static int sys_collection(registry *r, const char *name, const char *type, store
 	return store_coll_acquire(s, SYSTEM_NS, name, out);
 }
 
+typedef struct replay {
+	registry *r;
+	void (*fn)(registry *r, const uint8_t *data, size_t len);
+} replay;
+
+static int replay_one(void *ctx, const store_record *rec)
+{
+	replay *p = ctx;
+	p->fn(p->r, rec->data, rec->data_len);
+	return 0;
+}
+
 /* Calls fn with every record of c, oldest first. */
 static int sys_each(registry *r, store_coll *c,
 		    void (*fn)(registry *r, const uint8_t *data, size_t len))
@@ -171,18 +183,8 @@ static int sys_each(registry *r, store_coll *c,
 	int rc = store_coll_read_begin(c, &rd);
 	if (rc)
 		return rc;
-	sqlite3_stmt *st;
-	rc = store_reader_prepare(rd, "SELECT data FROM records ORDER BY rid", &st);
-	while (!rc) {
-		int step = sqlite3_step(st);
-		if (step == SQLITE_DONE)
-			break;
-		if (step != SQLITE_ROW) {
-			rc = store_sqlite_errno(step);
-			break;
-		}
-		fn(r, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-	}
+	replay p = {r, fn};
+	rc = store_reader_scan(rd, NULL, 0, 0, replay_one, &p);
 	store_coll_read_end(rd);
 	return rc;
 }
@@ -1209,9 +1211,11 @@ int registry_open(svc_env *env, const regquota_limits *limits, registry **out)
 	if (!rc)
 		rc = sys_collection(r, PROTOS, "collector.RegisteredProto", &r->protos);
 	/* The removals find a file's versions by namespace (regremove.c). */
-	const char *ix_name[] = {"namespace"}, *ix_expr[] = {REGISTRY_NS_EXPR};
-	if (!rc)
+	char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX];
+	if (!rc && !(rc = query_index_field(REGISTRY_NS_FIELD, expr, name, NULL))) {
+		const char *ix_name[] = {name + 3}, *ix_expr[] = {expr}; /* the store adds "ix_" */
 		rc = store_coll_set_indexes(r->protos, 1, ix_name, ix_expr);
+	}
 	if (!rc)
 		rc = sys_collection(r, SERVICES, "collector.RegisteredService", &r->services);
 	if (!rc)

@@ -15,8 +15,8 @@
 /* The file the registry makes for a service that no file declares (%s: its full name). */
 #define REGISTRY_SYNTH_FILE "registry/%s.proto"
 
-/* RegisteredProtos is indexed on this expression of its records' JSON (the namespace). */
-#define REGISTRY_NS_EXPR "json_extract(json,'$.namespace')"
+/* RegisteredProtos is indexed on this field of its records (RegisteredProto.namespace). */
+#define REGISTRY_NS_FIELD "namespace"
 
 typedef Google__Protobuf__FileDescriptorProto file_proto;
 typedef Google__Protobuf__DescriptorProto message_proto;

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "store/store_int.h"
+
 /* Page tokens: version byte, query hash, scope hash, key count, typed key values, rid, MAC.
  * Version 1 had no scope: its tokens are refused. */
 #define TOKEN_VERSION 2

@@ -17,6 +17,7 @@
 #include "io/hash.h"
 #include "io/log.h"
 #include "io/uuid.h"
+#include "store/coll.h"
 #include "store/dirs.h"
 #include "store/store_int.h"
 
@@ -489,7 +490,7 @@ static int build_dir(store *s, int nsfd, const char *ns, const char *tmp)
 		return store_seterr(-errno, "mkdir %s/%s: %s", ns, tmp, strerror(errno));
 	if (snprintf(path, sizeof(path), "%s/%s/%s", s->dir, ns, tmp) >= (int)sizeof(path))
 		return store_seterr(-ENAMETOOLONG, "path too long");
-	int rc = coll_create_db(path);
+	int rc = store_writer_create(path);
 	if (rc < 0)
 		return rc;
 	int fd = openat(nsfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -601,15 +602,11 @@ static void count_contents(store *s, int nsfd, const char *ns, const char *name,
 			   int64_t *records, int64_t *files)
 {
 	char path[PATH_MAX];
-	if (snprintf(path, sizeof(path), "%s/%s/%s/records.db", s->dir, ns, name) < (int)sizeof(path)) {
-		sqlite3 *db = NULL;
-		sqlite3_stmt *st = NULL;
-		if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-		    sqlite3_prepare_v2(db, "SELECT count(*) FROM records", -1, &st, NULL) == SQLITE_OK &&
-		    sqlite3_step(st) == SQLITE_ROW)
-			*records = sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-		sqlite3_close(db);
+	store_reader *r;
+	if (snprintf(path, sizeof(path), "%s/%s/%s/records.db", s->dir, ns, name) < (int)sizeof(path) &&
+	    store_reader_open(path, s->copts.busy_timeout_ms, &r) == 0) {
+		store_reader_count(r, records);
+		store_reader_close(r);
 	}
 	int fd = nsfd < 0 ? -1 : openat(nsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	int ffd = fd < 0 ? -1 : openat(fd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -112,7 +112,4 @@ void store_coll_release(store_coll *c);
  * deleted, so this tells whether it is the one a row read before the acquire describes. */
 int64_t store_coll_created_at(const store_coll *c);
 
-/* For store modules: a SQLite result code as a negative errno. */
-int store_sqlite_errno(int sqlite_rc);
-
 #endif

@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "store/query.h"
+#include "store/store_int.h"
 
 static const char schema_sql[] =
 	"CREATE TABLE records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
