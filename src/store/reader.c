@@ -26,6 +26,7 @@ struct store_reader {
 	sqlite3 *db;
 	sqlite3_stmt *begin, *commit; /* prepared once: every read runs both */
 	sqlite3_stmt *fixed[RD_FIXED];
+	unsigned fixed_used; /* bit per fixed statement stepped since store_reader_end */
 	struct {
 		sqlite3_stmt *st;
 		bool used;
@@ -100,6 +101,7 @@ bool store_reader_end(store_reader *r)
 	}
 	r->q = NULL;
 	r->page = NULL;
+	r->fixed_used = 0;
 	/* Every statement, the fixed ones too: one left stepping would hold the snapshot. */
 	for (sqlite3_stmt *st = sqlite3_next_stmt(r->db, NULL); st; st = sqlite3_next_stmt(r->db, st))
 		sqlite3_reset(st);
@@ -140,7 +142,8 @@ int store_reader_prepare(store_reader *r, const char *sql, sqlite3_stmt **st)
 	return 0;
 }
 
-/* One of the reader's own statements, ready to bind. */
+/* One of the reader's own statements, ready to bind: store_reader_end resets them all, so
+ * only a second use in one read resets it here. */
 static int fixed(store_reader *r, int which, sqlite3_stmt **st)
 {
 	if (!r->fixed[which]) {
@@ -148,9 +151,10 @@ static int fixed(store_reader *r, int which, sqlite3_stmt **st)
 					     &r->fixed[which], NULL);
 		if (src != SQLITE_OK)
 			return db_fail(r->db, src, "prepare");
-	} else {
+	} else if (r->fixed_used & 1u << which) {
 		sqlite3_reset(r->fixed[which]);
 	}
+	r->fixed_used |= 1u << which;
 	*st = r->fixed[which];
 	return 0;
 }
@@ -261,7 +265,7 @@ int store_reader_page_token(store_reader *r, char **token)
 {
 	if (!r->q)
 		return store_seterr(-EINVAL, "no query at hand");
-	return query_next_token(r->q, r->page, token);
+	return query_token_next(r->q, r->page, token);
 }
 
 /* ---- scans ---- */
