@@ -247,7 +247,7 @@ static int discover_filters_hash(const Collector__DiscoverRequest *req, uint64_t
 		rc = rc ? rc : buf_append(&b, pairs[i].value, strlen(pairs[i].value) + 1);
 	}
 	if (!rc)
-		*hash = query_hash(b.data, b.len);
+		*hash = query_token_hash(b.data, b.len);
 	buf_free(&b);
 	return rc;
 }

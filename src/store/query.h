@@ -237,7 +237,7 @@ int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char 
 int query_token_open(const uint8_t *key, const char *token, size_t max_chars, uint8_t **payload,
 		     size_t *n, const char **why);
 /* An unkeyed 64-bit hash (SipHash-2-4, zero key) for binding a token to its query. */
-uint64_t query_hash(const void *data, size_t n);
+uint64_t query_token_hash(const void *data, size_t n);
 
 /* Validates an indexed_fields entry (a field path; no @columns) and renders the index
  * expression `json_extract(json,'$.a.b')` and a stable index name `ix_<16 hex>`, which the

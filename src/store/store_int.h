@@ -90,6 +90,6 @@ int query_bind(sqlite3_stmt *st, const query *q);
 /* Next-page token from the row st is on (the last row returned to the user), List only.
  * 0 with *token (free()), -EOVERFLOW when an order-key string is longer than
  * QUERY_MAX_TOKEN_TEXT, -EINVAL (not a List query), -ENOMEM. */
-int query_next_token(const query *q, sqlite3_stmt *st, char **token);
+int query_token_next(const query *q, sqlite3_stmt *st, char **token);
 
 #endif
