@@ -43,6 +43,11 @@ void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_
 /* Copies s (NULL: "") into a new allocation; NULL when out of memory. */
 char *svc_strdup(const char *s);
 
+/* A record id: 1 to SVC_ID_MAX bytes, none of them a control character; fails j with
+ * INVALID_ARGUMENT. */
+#define SVC_ID_MAX 256
+bool svc_check_id(svc_job *j, const char *id);
+
 /* Namespace and collection names (store_name_valid); fails j with INVALID_ARGUMENT. */
 bool svc_check_name(svc_job *j, const char *what, const char *name);
 

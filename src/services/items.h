@@ -10,11 +10,12 @@
 
 #include "google/protobuf/any.pb-c.h"
 #include "services/budget.h"
+#include "services/colls.h"
 #include "store/coll.h"
 #include "store/query.h"
 #include "store/typepool.h"
 
-#define ITEMS_ID_MAX 256 /* the longest record id (collection.c refuses longer ones) */
+#define ITEMS_ID_MAX SVC_ID_MAX /* the longest record id */
 
 /* What one item adds to its response besides its Any. */
 enum items_shape {
