@@ -1,4 +1,4 @@
-/* What the Collections services (repo.c, collection.c) share: the node's storage
+/* What the Collections services (repo.c, coll_*.c) share: the node's storage
  * environment, namespaces, names, and loading a collection's definition. */
 #ifndef SERVICES_COLLS_H
 #define SERVICES_COLLS_H
