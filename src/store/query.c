@@ -1,214 +1,10 @@
 /* The query compiler: List and Search parameters to a page query and a count query over
- * the records (query.h). The compiler's state and the order are here; the SQL of
- * conditions is query_emit.c's, page tokens query_token.c's. */
+ * the records (query.h). Its parts: the state of a compile (query_state.c), the values of
+ * requests (query_value.c), the SQL of conditions (query_emit.c), the order
+ * (query_order.c), page tokens (query_token.c). */
 #include <errno.h>
-#include <stdarg.h>
-#include <strings.h>
 
 #include "store/query_int.h"
-
-const char *const query_ty_names[] = {
-	"untyped", "string", "number", "int64",	   "bool",	"enum",	    "bytes",
-	"message", "repeated", "map",  "timestamp", "duration", "time column",
-};
-
-const char *query_quote(const char *s, char out[QUOTE_MAX])
-{
-	size_t o = 0;
-	for (size_t i = 0; s[i]; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (o > QUOTE_MAX - 8) {
-			memcpy(out + o, "...", 4);
-			return out;
-		}
-		if (ch >= 0x20 && ch < 0x7f && ch != '\\')
-			out[o++] = (char)ch;
-		else
-			o += (size_t)snprintf(out + o, QUOTE_MAX - o, "\\x%02x", ch);
-	}
-	out[o] = '\0';
-	return out;
-}
-
-__attribute__((format(printf, 2, 3))) int query_fail(cc *c, const char *fmt, ...)
-{
-	if (c->rc)
-		return c->rc;
-	c->rc = -EINVAL;
-	if (c->err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(c->err->msg, sizeof c->err->msg, fmt, ap);
-		va_end(ap);
-	}
-	return c->rc;
-}
-
-void query_fail_errno(cc *c, int rc, const char *what)
-{
-	if (c->rc)
-		return;
-	c->rc = rc;
-	if (c->err)
-		snprintf(c->err->msg, sizeof c->err->msg, "%s: %s", what, strerror(-rc));
-}
-
-/* Appends a parameter value and returns its number (?N), or 0 after a failure. */
-int query_param(cc *c, query_bindval v)
-{
-	query *q = c->q;
-	if (c->rc)
-		return 0;
-	if (q->nbinds == QUERY_MAX_BINDS) {
-		query_fail(c, "query too large: more than %d parameters", QUERY_MAX_BINDS);
-		return 0;
-	}
-	if (q->nbinds == q->cap) {
-		size_t cap = q->cap ? 2 * q->cap : 16;
-		query_bindval *nb = realloc(q->binds, cap * sizeof *nb);
-		if (!nb) {
-			query_fail_errno(c, -ENOMEM, "query");
-			return 0;
-		}
-		q->binds = nb;
-		q->cap = cap;
-	}
-	if (v.type == QUERY_BIND_TEXT) {
-		char *t = malloc(v.u.text.len + 1);
-		if (!t) {
-			query_fail_errno(c, -ENOMEM, "query");
-			return 0;
-		}
-		memcpy(t, v.u.text.p, v.u.text.len);
-		t[v.u.text.len] = '\0';
-		v.u.text.p = t;
-	}
-	q->binds[q->nbinds++] = v;
-	return (int)q->nbinds;
-}
-
-int query_param_text(cc *c, const char *s, size_t len)
-{
-	return query_param(c, (query_bindval){.type = QUERY_BIND_TEXT, .u.text = {s, len}});
-}
-
-int query_param_int(cc *c, int64_t i)
-{
-	return query_param(c, (query_bindval){.type = QUERY_BIND_INT, .u.i = i});
-}
-
-int query_param_real(cc *c, double d)
-{
-	return query_param(c, (query_bindval){.type = QUERY_BIND_REAL, .u.d = d});
-}
-
-/* ---- order ---- */
-
-void query_put_key(const cc *c, sb *b, const key *k)
-{
-	if (k->score)
-		sb_add(b, c->fts ? "-bm25(records_fts)" : "0.0");
-	else if (k->o.col || k->ty == TY_RUNTIME)
-		query_emit_operand(b, &k->o);
-	else
-		query_emit_lhs(b, &k->o, k->ty, true);
-}
-
-static bool is_ws(char ch) { return ch == ' ' || ch == '\t'; }
-
-static bool same_key(const key *x, const key *y)
-{
-	if (x->score || y->score)
-		return x->score == y->score;
-	if (x->o.col || y->o.col)
-		return x->o.col && y->o.col && !strcmp(x->o.col, y->o.col);
-	return !strcmp(x->o.path, y->o.path);
-}
-
-static int order_item(cc *c, const char *s, size_t len, bool allow_score, bool *dir_given,
-		      order *o)
-{
-	char qb[QUOTE_MAX], qk[QUOTE_MAX];
-	size_t a = 0, e;
-	while (a < len && is_ws(s[a]))
-		a++;
-	while (len > a && is_ws(s[len - 1]))
-		len--;
-	char *item = strndup(s + a, len - a);
-	if (!item) {
-		query_fail_errno(c, -ENOMEM, "query");
-		return c->rc;
-	}
-	for (e = 0; item[e] && !is_ws(item[e]); e++)
-		;
-	const char *dir = item + e;
-	while (is_ws(*dir))
-		dir++;
-	item[e] = '\0';
-	key *k = &o->k[o->n];
-	if (!item[0]) {
-		query_fail(c, "empty key in order_by");
-	} else if (o->n == (allow_score ? 1u : QUERY_MAX_ORDER_KEYS)) {
-		query_fail(c, "order_by has more than %d key%s", allow_score ? 1 : QUERY_MAX_ORDER_KEYS,
-		     allow_score ? "" : "s");
-	} else if (*dir && strcasecmp(dir, "asc") && strcasecmp(dir, "desc")) {
-		query_fail(c, "order_by: expected asc or desc after '%s', found '%s'", query_quote(item, qk),
-		     query_quote(dir, qb));
-	} else if (!query_emit_key(c, item, allow_score, k)) {
-		k->o.text = NULL; /* item is freed below */
-		*dir_given = *dir;
-		o->desc[o->n] = *dir && !strcasecmp(dir, "desc");
-		if (k->ty == TY_MESSAGE || k->ty == TY_REPEATED || k->ty == TY_MAP)
-			query_fail(c, "cannot order by '%s' (%s)", query_quote(item, qb), query_ty_names[k->ty]);
-		for (unsigned i = 0; i < o->n && !c->rc; i++)
-			if (same_key(&o->k[i], k))
-				query_fail(c, "order_by names '%s' twice", query_quote(item, qb));
-		o->n++;
-	}
-	free(item);
-	return c->rc;
-}
-
-static int order_parse(cc *c, const char *s, bool allow_score, bool *dir_given, order *o)
-{
-	o->n = 0;
-	*dir_given = false;
-	size_t i = 0;
-	while (s && is_ws(s[i]))
-		i++;
-	if (!s || !s[i])
-		return 0;
-	for (;;) {
-		const char *comma = strchr(s, ',');
-		size_t n = comma ? (size_t)(comma - s) : strlen(s);
-		if (order_item(c, s, n, allow_score, dir_given, o))
-			return c->rc;
-		if (!comma)
-			return 0;
-		s = comma + 1;
-	}
-}
-
-static void default_key(key *k, const char *col, bool score)
-{
-	memset(&k->o, 0, offsetof(opnd, p));
-	k->o.col = score ? NULL : col;
-	k->o.text = col;
-	k->ty = score ? TY_NUMBER : TY_MICROS;
-	k->score = score;
-}
-
-static void put_order_by(const cc *c, sb *b, const order *o)
-{
-	sb_add(b, " ORDER BY ");
-	for (unsigned i = 0; i < o->n; i++) {
-		query_put_key(c, b, &o->k[i]);
-		sb_add(b, o->desc[i] ? " DESC, " : " ASC, ");
-	}
-	sb_add(b, o->desc[o->n - 1] ? "rid DESC" : "rid ASC");
-}
-
-/* ---- compiling ---- */
 
 static int cc_init(cc *c, const query_schema *s, query_err *err)
 {
@@ -306,10 +102,10 @@ static void finish(cc *c, const order *o, bool keys, const char *after, int plim
 	sb_add(&page, " AS score");
 	for (unsigned i = 0; keys && i < o->n; i++) {
 		sb_add(&page, ", ");
-		query_put_key(c, &page, &o->k[i]);
+		query_order_key(c, &page, &o->k[i]);
 	}
 	put_from_where(c, &page, where.p);
-	put_order_by(c, &page, o);
+	query_order_by(c, &page, o);
 	sb_add(&page, " LIMIT ");
 	sb_param(&page, plimit);
 	if (poffset) {
@@ -355,8 +151,8 @@ int query_compile_list(const query_schema *s, const query_list_params *p, query 
 	else if (p->filter)
 		query_emit_struct(&c, NULL, p->filter, false, 0);
 	query_emit_leaves(&c);
-	if (!c.rc && !order_parse(&c, p->order_by, false, &dir_given, &o) && !o.n) {
-		default_key(&o.k[0], "created_at", false);
+	if (!c.rc && !query_order_parse(&c, p->order_by, false, &dir_given, &o) && !o.n) {
+		query_order_default(&o.k[0], "created_at", false);
 		o.desc[0] = false;
 		o.n = 1;
 	}
@@ -368,7 +164,7 @@ int query_compile_list(const query_schema *s, const query_list_params *p, query 
 
 	/* The query's identity: conditions, order and every value bound so far. */
 	sb h = {0}, ob = {0};
-	put_order_by(&c, &ob, &o);
+	query_order_by(&c, &ob, &o);
 	sb_add(&h, c.w.p ? c.w.p : "");
 	sb_put(&h, "", 1);
 	sb_add(&h, ob.p ? ob.p : "");
@@ -457,8 +253,8 @@ int query_compile_search(const query_schema *s, const query_search_params *p, qu
 	for (size_t i = 0; i < p->nlabels && !c.rc; i++)
 		query_emit_label(&c, &p->labels[i]);
 	free(members);
-	if (!c.rc && !order_parse(&c, p->order_by, true, &dir_given, &o) && !o.n) {
-		default_key(&o.k[0], c.fts ? "@score" : "created_at", c.fts);
+	if (!c.rc && !query_order_parse(&c, p->order_by, true, &dir_given, &o) && !o.n) {
+		query_order_default(&o.k[0], c.fts ? "@score" : "created_at", c.fts);
 		o.n = 1;
 	}
 	if (!dir_given)

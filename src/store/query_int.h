@@ -1,7 +1,10 @@
-/* What the query compiler's files share (query.c the compiler, query_value.c the values
- * of requests, query_emit.c the SQL of conditions, query_token.c page tokens and keyset
- * positions): the compiled query, the compiler's state and the helpers each file lends the
- * others. For those four files only. */
+/* What the query compiler's files share (query.c the compiler, query_state.c the state of
+ * a compile, query_value.c the values of requests, query_emit.c the SQL of conditions,
+ * query_order.c the order, query_token.c page tokens and keyset positions): the compiled
+ * query, the compiler's state and what each file lends the others. They call each other
+ * downward only: query.c uses them all; query_token.c query_order.c; query_order.c
+ * query_emit.c; query_emit.c query_value.c; all of them query_state.c. For those files
+ * only. */
 #ifndef STORE_QUERY_INT_H
 #define STORE_QUERY_INT_H
 #include <stdbool.h>
@@ -131,7 +134,7 @@ typedef struct order {
 	unsigned n;
 } order;
 
-/* ---- query.c: the compiler's state ---- */
+/* ---- query_state.c: the state of a compile ---- */
 
 /* s, printable and cut to fit out, for messages. */
 const char *query_quote(const char *s, char out[QUOTE_MAX]);
@@ -145,8 +148,6 @@ int query_param(cc *c, query_bindval v);
 int query_param_text(cc *c, const char *s, size_t len);
 int query_param_int(cc *c, int64_t i);
 int query_param_real(cc *c, double d);
-/* An order key as the ORDER BY and the result columns have it. */
-void query_put_key(const cc *c, sb *b, const key *k);
 
 /* ---- query_value.c: values of requests ---- */
 
@@ -188,6 +189,17 @@ void query_emit_leaves(cc *c);
 void query_emit_label(cc *c, const query_label *l);
 /* The full-text MATCH. */
 void query_emit_fts(cc *c, const char *text);
+
+/* ---- query_order.c: the order ---- */
+
+/* order_by into o (o->n 0 when empty); *dir_given when a direction was written. c->rc. */
+int query_order_parse(cc *c, const char *s, bool allow_score, bool *dir_given, order *o);
+/* A default order key: the column col, or the full-text score. */
+void query_order_default(key *k, const char *col, bool score);
+/* An order key as the ORDER BY and the result columns have it. */
+void query_order_key(const cc *c, sb *b, const key *k);
+/* " ORDER BY" the keys, then rid in the direction of the last key. */
+void query_order_by(const cc *c, sb *b, const order *o);
 
 /* ---- query_token.c: page tokens and keyset positions ---- */
 

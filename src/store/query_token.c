@@ -274,7 +274,7 @@ void query_token_after(cc *c, const char *token, const order *o, sb *w)
 		first = 0;
 		sb_add(w, "(");
 		for (i = 0; i < j; i++) {
-			query_put_key(c, w, &o->k[i]);
+			query_order_key(c, w, &o->k[i]);
 			if (params[i]) {
 				sb_add(w, " IS ");
 				sb_param(w, params[i]);
@@ -287,16 +287,16 @@ void query_token_after(cc *c, const char *token, const order *o, sb *w)
 			sb_add(w, desc ? "rid < " : "rid > ");
 			sb_param(w, prid);
 		} else if (!params[j]) {
-			query_put_key(c, w, &o->k[j]);
+			query_order_key(c, w, &o->k[j]);
 			sb_add(w, " IS NOT NULL");
 		} else {
 			sb_add(w, "(");
-			query_put_key(c, w, &o->k[j]);
+			query_order_key(c, w, &o->k[j]);
 			sb_add(w, desc ? " < " : " > ");
 			sb_param(w, params[j]);
 			if (desc) {
 				sb_add(w, " OR ");
-				query_put_key(c, w, &o->k[j]);
+				query_order_key(c, w, &o->k[j]);
 				sb_add(w, " IS NULL");
 			}
 			sb_add(w, ")");

@@ -51,7 +51,7 @@ sqlite3 *store_reader_db(store_reader *r);
  * by store_reader_end, and handed out once per read. */
 int store_reader_prepare(store_reader *r, const char *sql, sqlite3_stmt **st);
 
-/* ---- a compiled query as SQL, for the reader that runs it (query.c) ---- */
+/* ---- a compiled query as SQL, for the reader that runs it (query.c, query_token.c) ---- */
 
 enum query_bind_type { QUERY_BIND_NULL, QUERY_BIND_INT, QUERY_BIND_REAL, QUERY_BIND_TEXT };
 
