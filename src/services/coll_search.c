@@ -417,8 +417,8 @@ static void vector_search(query_job *qj)
 		size_t cost = budget_field(collector__search_result__get_packed_size(&res[kept]));
 		if (!budget_take(&bud, cost, 0)) {
 			if (!kept)
-				fail_too_big(sj, &rj->d, rec.id ? rec.id : "", RESPONSE_FIXED + cost,
-					     bud.limit);
+				fail_too_big(sj, &rj->d, store_reader_hit_id(rj->rd),
+					     RESPONSE_FIXED + cost, bud.limit);
 			break;
 		}
 		if (!(copies[kept] = malloc(len ? len : 1))) {

@@ -192,9 +192,15 @@ int store_reader_get_hit(store_reader *r, const store_hit *h, store_record *out)
 	size_t len = (size_t)sqlite3_column_bytes(st, 0);
 	*out = (store_record){.data = sqlite3_column_blob(st, 0),
 			      .data_len = len,
-			      .id = (const char *)sqlite3_column_text(st, 1),
 			      .score = h->similarity};
 	return 0;
+}
+
+const char *store_reader_hit_id(store_reader *r)
+{
+	const char *id = r->fixed[RD_HIT] ? (const char *)sqlite3_column_text(r->fixed[RD_HIT], 1)
+					   : NULL;
+	return id ? id : "";
 }
 
 int store_reader_count(store_reader *r, int64_t *n)

@@ -70,15 +70,18 @@ int store_reader_scan(store_reader *r, const store_match *where, size_t n, int f
 
 /* Vector search: the records whose JSON holds, at path, an array of n numbers whose cosine
  * similarity with v is at least threshold, best first (equal ones in the order written).
- * *hits (malloc'd, the caller frees it) and *nhits; a hit's record is read with
- * store_reader_get_hit. An exact scan of every record. */
+ * *hits (malloc'd, the caller frees it) and *nhits. An exact scan of every record. */
 typedef struct store_hit {
 	double similarity;
 	int64_t rid; /* the record's row */
 } store_hit;
 int store_reader_vector(store_reader *r, const query_path *path, const float *v, size_t n,
 			double threshold, store_hit **hits, size_t *nhits);
+/* A hit's record: its data and similarity (score), not its id, which a search rarely
+ * needs: store_reader_hit_id reads it. */
 int store_reader_get_hit(store_reader *r, const store_hit *h, store_record *out);
+/* The id of the record store_reader_get_hit read last, valid as long as that record. */
+const char *store_reader_hit_id(store_reader *r);
 
 /* The number of records. */
 int store_reader_count(store_reader *r, int64_t *n);

@@ -1031,9 +1031,10 @@ static void test_reads(void **state)
 	assert_int_equal(nhits, 2);
 	assert_true(hits[0].similarity > 0.99 && hits[1].similarity < 0.71);
 	assert_int_equal(store_reader_get_hit(r, &hits[0], &rec), 0);
-	assert_string_equal(rec.id, "z");
+	assert_memory_equal(rec.data, "z", 1);
+	assert_string_equal(store_reader_hit_id(r), "z");
 	assert_int_equal(store_reader_get_hit(r, &hits[1], &rec), 0);
-	assert_string_equal(rec.id, "x");
+	assert_string_equal(store_reader_hit_id(r), "x");
 	free(hits);
 	store_coll_read_end(r);
 	store_coll_release(c);
