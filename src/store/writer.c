@@ -452,6 +452,8 @@ int store_writer_run(store_writer *w, store_write_req *group)
 	return store_seterr(fatal, "%s", why);
 }
 
+/* --- indexes -------------------------------------------------------------------------- */
+
 static bool index_name_ok(const char *s)
 {
 	size_t n = 0;
@@ -577,6 +579,8 @@ out:
 		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
 }
+
+/* --- checks, open, close ------------------------------------------------------------- */
 
 static bool mask_valid(const store_op *op)
 {
