@@ -1,9 +1,9 @@
 """The Collections part of the benchmark (`bench/run.py --only collections`): CollectionService
 Create, Get and Search on a real node (build/collector, pinned to core 0, one reactor),
 loaded from core 1 by bench/loadgen with requests prepared in advance, and beside each the
-in-process limit: bench/store_inproc running the node's SQL straight on SQLite (same
-schema, WAL, synchronous=FULL), pinned to core 0 as well. Node and in-process runs take
-turns, so that each ratio compares runs made minutes apart at most.
+in-process limit: bench/store_inproc running the store's own writer and reader straight on
+a records.db (same schema, WAL, synchronous=FULL), pinned to core 0 as well. Node and
+in-process runs take turns, so that each ratio compares runs made minutes apart at most.
 
 Records are collector.Collection messages of ~1 KB (compiled into the node, so no type is
 registered): 8 strings of 16 words drawn from a vocabulary of 10,000 made-up words fill
@@ -301,8 +301,9 @@ def docs(c):
         "## Collections", "",
         "CollectionService on a real node (`build-bench/collector --threads 1`, pinned to core 0 "
         "with its pool and writer threads; load from core 1), beside the in-process limit: "
-        "`bench/store_inproc` runs the node's SQL straight on SQLite with the same schema and "
-        "durability (WAL, synchronous=FULL), pinned to core 0 too. "
+        "`bench/store_inproc` runs the store's own writer and reader (store/writer.h, "
+        "store/reader.h) straight on a records.db with the same schema and durability (WAL, "
+        "synchronous=FULL), without RPC or the store's threads, pinned to core 0 too. "
         f"Records: {c['records']:,} collector.Collection messages of ~{c['record_bytes']} bytes "
         "(made-up words in indexed_fields for full-text search; server_endpoint, 1,000 values, "
         "is the indexed field of the filter query); Search asks for 20 results, best first.", "",
@@ -317,7 +318,7 @@ def docs(c):
         "into a new database: an fsync per commit bounds both. In-process Create inserts "
         "records the node stored again under new ids, 4 threads taking turns on "
         "one connection (as requests on the node's writer), each insert making its record's "
-        "full-text text from the JSON as the writer does (coll_fts_text); the node also "
+        "full-text text from the JSON (store_writer_run, as the node's writer); the node also "
         "renders the JSON from the protobuf bytes, which the in-process run reads ready-made "
         "from the database. Node and in-process runs take turns (node, in-process, node, ...; "
         "the in-process ones while the node is up but idle, on its databases as they are), as "

@@ -1,24 +1,24 @@
-/* The in-process limit of the Collections benchmark: the node's SQL run straight on SQLite,
- * with the same schema (store/coll.h) and durability (WAL, synchronous=FULL), and no RPC:
+/* The in-process limit of the Collections benchmark: the store's own reads and writes
+ * (store/writer.h, store/reader.h) run straight on a records.db, with the node's schema
+ * and durability (WAL, synchronous=FULL), without RPC, threads of the store or its queues:
  *
  *   store_inproc create --src DB --dir DIR [--batch B] [--rows N] [--existing] [-t T] [-s S]
  *   store_inproc get    --src DB                                     [--threads T] [--seconds S]
  *   store_inproc search --src DB --queries FILE [--limit L] [--indexed PATH] [-t T] [-s S]
  *
  * create: inserts the first N records of DB (their data and json) again under new UUIDv7
- *   ids into a new DIR/records.db, as the collection's writer does: BEGIN IMMEDIATE, per
- *   request the FTS text of the JSON (coll_fts_text), the INSERT and the FTS insert, then
- *   COMMIT after B requests (1: one transaction per insert); --existing: into the
- *   DIR/records.db that is there (a copy of a collection's), not a new one. T threads take
- *   turns on one connection, as the node's requests do on the collection's writer:
+ *   ids into a new DIR/records.db, as the collection's writer does (store_writer_run): B
+ *   requests of one insert each in one transaction (1: one transaction per insert);
+ *   --existing: into the DIR/records.db that is there (a copy of a collection's), not a new
+ *   one. T threads take turns on one writer, as the node's requests do on the collection's:
  *   connections taking turns would each find their page cache stale after the other's
  *   commit.
- * get: the node's Get, SELECT data FROM records WHERE id = ?1 (prepared), for random ids of
- *   DB on T read-only connections.
- * search: the node's Search, its page and count queries in one read transaction, compiled
- *   by store/query.c with every path a string field (as collector.Collection's are) and
- *   PATH as the indexed field. FILE lines: "text WORDS" or "eq PATH VALUE"; each call takes
- *   the next line in turn.
+ * get: the node's Get (store_reader_get), each its own read, for random ids of DB on T
+ *   readers.
+ * search: the node's Search (store_reader_query: its page and count in one read
+ *   transaction), compiled by store/query.c with every path a string field (as
+ *   collector.Collection's are) and PATH as the indexed field. FILE lines: "text WORDS" or
+ *   "eq PATH VALUE"; each call takes the next line in turn.
  *
  * Prints one JSON line: {"ops":N,"errors":E,"seconds":S,"ops_s":R,"p50_us":..,"p99_us":..,
  * "matches":M}, a latency being one transaction (create: B inserts) or one read, and M the
@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,11 +34,13 @@
 
 #include "io/clock.h"
 #include "io/uuid.h"
-#include "store/coll.h"
+#include "store/err.h"
 #include "store/query.h"
+#include "store/reader.h"
+#include "store/writer.h"
 
 #define MAX_QUERIES 1024
-#define STMT_CACHE 4
+#define BUSY_TIMEOUT_MS 5000
 
 static struct {
 	const char *mode, *src, *dir, *queries, *indexed;
@@ -51,17 +52,16 @@ static struct {
 static int64_t deadline;
 static atomic_int failures;
 
-/* create: the rows to insert, and the one writer connection with its statements (used
- * under write_lock). */
+/* create: the rows to insert, and the one writer (used under write_lock). */
 static struct {
 	void **data;
-	int *data_len;
+	size_t *data_len;
 	char **json;
 	size_t n;
 } rows;
 static atomic_size_t next_row;
 static pthread_mutex_t write_lock = PTHREAD_MUTEX_INITIALIZER;
-static sqlite3 *wdb;
+static store_writer *writer;
 
 /* get: every id of DB. */
 static char **ids;
@@ -74,18 +74,15 @@ static size_t nqueries;
 typedef struct worker {
 	pthread_t thread;
 	unsigned k;
-	sqlite3 *db;
+	store_reader *rd;
 	int64_t *lat; /* ns, one per op */
 	size_t nlat, cap;
 	uint64_t ops, matches;
-	struct {
-		sqlite3_stmt *st;
-	} cache[STMT_CACHE];
 } worker;
 
-static void fail(const char *what, sqlite3 *db)
+static void fail(const char *what)
 {
-	fprintf(stderr, "store_inproc: %s: %s\n", what, db ? sqlite3_errmsg(db) : "failed");
+	fprintf(stderr, "store_inproc: %s: %s\n", what, store_errmsg());
 	atomic_fetch_add(&failures, 1);
 }
 
@@ -102,124 +99,74 @@ static void lat_add(worker *w, int64_t ns)
 	w->lat[w->nlat++] = ns;
 }
 
-static sqlite3 *open_db(const char *path, bool writer)
-{
-	sqlite3 *db = NULL;
-	int flags = (writer ? SQLITE_OPEN_READWRITE : SQLITE_OPEN_READONLY) | SQLITE_OPEN_NOMUTEX;
-	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
-		fail(path, db);
-		sqlite3_close(db);
-		return NULL;
-	}
-	sqlite3_busy_timeout(db, 5000);
-	/* The writer's pragmas (coll.c conn_pragmas); readers set none, as the node's. */
-	if (writer && sqlite3_exec(db,
-				   "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-				   " PRAGMA journal_size_limit=67108864;",
-				   NULL, NULL, NULL) != SQLITE_OK) {
-		fail("pragmas", db);
-		sqlite3_close(db);
-		return NULL;
-	}
-	return db;
-}
-
-static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
-		fail(sql, db);
-	return st;
-}
-
-static int step_done(sqlite3_stmt *st)
-{
-	int src = sqlite3_step(st);
-	sqlite3_reset(st);
-	return src == SQLITE_DONE ? 0 : -EIO;
-}
-
 /* ---- create ---- */
 
-/* The writer's statements (coll.c writer_sql) for a Create, in the order it runs them. */
-enum { W_BEGIN, W_COMMIT, W_INSERT, W_FTS, W_COUNT };
-static const char *const write_sql[W_COUNT] = {
-	[W_BEGIN] = "BEGIN IMMEDIATE",
-	[W_COMMIT] = "COMMIT",
-	[W_INSERT] = "INSERT INTO records (id, data, json, labels, created_at, updated_at)"
-		     " VALUES (?1, ?2, ?3, json(?4), ?5, ?6)",
-	[W_FTS] = "INSERT INTO records_fts (rowid, text) VALUES (?1, ?2)",
-};
-
-static sqlite3_stmt *wst[W_COUNT];
-static jbuf text; /* under write_lock */
-
-static int insert_one(sqlite3_stmt *const st[W_COUNT])
-{
-	size_t i = atomic_fetch_add(&next_row, 1) % rows.n;
+/* One transaction's requests: one insert each, as Create makes them. */
+typedef struct create_req {
+	store_write_req req;
+	store_op op;
 	char id[UUID_STR_LEN];
-	if (uuid7_make(id) || coll_fts_text(rows.json[i], strlen(rows.json[i]), &text))
-		return -EIO;
-	int64_t now = clock_wall_ns() / 1000;
-	sqlite3_bind_text(st[W_INSERT], 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st[W_INSERT], 2, rows.data[i], rows.data_len[i], SQLITE_STATIC);
-	sqlite3_bind_text(st[W_INSERT], 3, rows.json[i], -1, SQLITE_STATIC);
-	sqlite3_bind_text(st[W_INSERT], 4, "{}", -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st[W_INSERT], 5, now);
-	sqlite3_bind_int64(st[W_INSERT], 6, now);
-	if (step_done(st[W_INSERT]))
-		return -EIO;
-	sqlite3_bind_int64(st[W_FTS], 1, sqlite3_last_insert_rowid(wdb));
-	sqlite3_bind_text(st[W_FTS], 2, text.data, (int)text.len, SQLITE_STATIC);
-	return step_done(st[W_FTS]) ? -EIO : 0;
-}
+} create_req;
 
 static void create_run(worker *w)
 {
-	while (clock_now_ns() < deadline) {
+	create_req *reqs = calloc((size_t)opt.batch, sizeof(*reqs));
+	while (reqs && clock_now_ns() < deadline) {
 		int64_t t0 = clock_now_ns();
-		pthread_mutex_lock(&write_lock);
-		int rc = step_done(wst[W_BEGIN]);
-		for (int b = 0; b < opt.batch && !rc; b++)
-			rc = insert_one(wst);
-		if (!rc)
-			rc = step_done(wst[W_COMMIT]);
-		if (rc) {
-			fail("insert", wdb);
-			sqlite3_exec(wdb, "ROLLBACK", NULL, NULL, NULL);
+		int rc = 0;
+		for (int b = 0; b < opt.batch && !rc; b++) {
+			create_req *c = &reqs[b];
+			size_t i = atomic_fetch_add(&next_row, 1) % rows.n;
+			rc = uuid7_make(c->id);
+			c->op = (store_op){.kind = STORE_OP_INSERT, .id = c->id,
+					   .row = {.data = rows.data[i], .data_len = rows.data_len[i],
+						   .json = rows.json[i]}};
+			c->req = (store_write_req){.ops = &c->op, .nops = 1,
+						   .next = b + 1 < opt.batch ? &reqs[b + 1].req : NULL};
+			if (!rc)
+				rc = store_writer_check(&c->req);
 		}
+		pthread_mutex_lock(&write_lock);
+		if (!rc)
+			rc = store_writer_run(writer, &reqs[0].req);
+		for (int b = 0; b < opt.batch && !rc; b++)
+			rc = reqs[b].req.status;
 		pthread_mutex_unlock(&write_lock);
-		if (rc)
+		if (rc) {
+			fail("insert");
 			break;
+		}
 		lat_add(w, clock_now_ns() - t0);
 		w->ops += (uint64_t)opt.batch;
 	}
+	free(reqs);
+}
+
+static int keep_row(void *ctx, const store_record *rec)
+{
+	(void)ctx;
+	rows.data[rows.n] = malloc(rec->data_len + 1);
+	rows.json[rows.n] = strdup(rec->json ? rec->json : "");
+	if (!rows.data[rows.n] || !rows.json[rows.n])
+		return -ENOMEM;
+	memcpy(rows.data[rows.n], rec->data, rec->data_len);
+	rows.data_len[rows.n++] = rec->data_len;
+	return rows.n == (size_t)opt.rows;
 }
 
 static int create_load(void)
 {
-	sqlite3 *db = open_db(opt.src, false);
-	sqlite3_stmt *st = db ? prepare(db, "SELECT data, json FROM records ORDER BY rid LIMIT ?1")
-			      : NULL;
-	if (!st) {
-		sqlite3_close(db);
+	store_reader *rd;
+	if (store_reader_open(opt.src, BUSY_TIMEOUT_MS, &rd)) {
+		fail(opt.src);
 		return -1;
 	}
 	rows.data = calloc((size_t)opt.rows, sizeof(*rows.data));
 	rows.data_len = calloc((size_t)opt.rows, sizeof(*rows.data_len));
 	rows.json = calloc((size_t)opt.rows, sizeof(*rows.json));
-	sqlite3_bind_int(st, 1, opt.rows);
-	while (rows.data && rows.data_len && rows.json && sqlite3_step(st) == SQLITE_ROW) {
-		int len = sqlite3_column_bytes(st, 0);
-		rows.data[rows.n] = malloc((size_t)len + 1);
-		rows.json[rows.n] = strdup((const char *)sqlite3_column_text(st, 1));
-		if (!rows.data[rows.n] || !rows.json[rows.n])
-			break;
-		memcpy(rows.data[rows.n], sqlite3_column_blob(st, 0), (size_t)len);
-		rows.data_len[rows.n++] = len;
-	}
-	sqlite3_finalize(st);
-	sqlite3_close(db);
+	if (rows.data && rows.data_len && rows.json)
+		store_reader_scan(rd, NULL, 0, STORE_SCAN_JSON, keep_row, NULL);
+	store_reader_close(rd);
 	if (!rows.n) {
 		fprintf(stderr, "store_inproc: no rows in %s\n", opt.src);
 		return -1;
@@ -230,15 +177,11 @@ static int create_load(void)
 	}
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/records.db", opt.dir);
-	if (!opt.existing && coll_create_db(opt.dir)) {
-		fprintf(stderr, "store_inproc: %s\n", store_errmsg());
+	if ((!opt.existing && store_writer_create(opt.dir)) ||
+	    store_writer_open(path, false, BUSY_TIMEOUT_MS, &writer)) {
+		fail(path);
 		return -1;
 	}
-	if (!(wdb = open_db(path, true)))
-		return -1;
-	for (int i = 0; i < W_COUNT; i++)
-		if (!(wst[i] = prepare(wdb, write_sql[i])))
-			return -1;
 	return 0;
 }
 
@@ -254,41 +197,45 @@ static uint64_t xorshift(uint64_t *s)
 
 static void get_run(worker *w)
 {
-	sqlite3_stmt *st = prepare(w->db, "SELECT data FROM records WHERE id = ?1");
 	uint64_t seed = 0x9e3779b97f4a7c15ull * (w->k + 1);
-	while (st && clock_now_ns() < deadline) {
+	while (clock_now_ns() < deadline) {
 		int64_t t0 = clock_now_ns();
-		sqlite3_bind_text(st, 1, ids[xorshift(&seed) % nids], -1, SQLITE_STATIC);
-		bool found = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) > 0;
-		sqlite3_reset(st);
+		store_record rec;
+		bool found = store_reader_get(w->rd, ids[xorshift(&seed) % nids], &rec) == 0 &&
+			     rec.data_len > 0;
+		store_reader_end(w->rd);
 		if (!found) {
-			fail("get", w->db);
+			fail("get");
 			break;
 		}
 		lat_add(w, clock_now_ns() - t0);
 		w->ops++;
 	}
-	sqlite3_finalize(st);
+}
+
+static int keep_id(void *ctx, const store_record *rec)
+{
+	size_t *cap = ctx;
+	if (nids == *cap) {
+		char **n = realloc(ids, (*cap = *cap ? *cap * 2 : 1024) * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		ids = n;
+	}
+	if (!(ids[nids] = strdup(rec->id ? rec->id : "")))
+		return -ENOMEM;
+	nids++;
+	return 0;
 }
 
 static int get_load(void)
 {
-	sqlite3 *db = open_db(opt.src, false);
-	sqlite3_stmt *st = db ? prepare(db, "SELECT id FROM records") : NULL;
+	store_reader *rd;
 	size_t cap = 0;
-	while (st && sqlite3_step(st) == SQLITE_ROW) {
-		if (nids == cap) {
-			char **n = realloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof(*n));
-			if (!n)
-				break;
-			ids = n;
-		}
-		if (!(ids[nids] = strdup((const char *)sqlite3_column_text(st, 0))))
-			break;
-		nids++;
+	if (store_reader_open(opt.src, BUSY_TIMEOUT_MS, &rd) == 0) {
+		store_reader_scan(rd, NULL, 0, 0, keep_id, &cap);
+		store_reader_close(rd);
 	}
-	sqlite3_finalize(st);
-	sqlite3_close(db);
 	if (!nids)
 		fprintf(stderr, "store_inproc: no ids in %s\n", opt.src);
 	return nids ? 0 : -1;
@@ -305,39 +252,26 @@ static int resolve_string(void *ctx, const query_path *p, enum query_kind *kind)
 	return 0;
 }
 
-/* A statement for sql, prepared once per connection (queries of one shape share it). */
-static sqlite3_stmt *cached(worker *w, const char *sql)
+/* As the node: each record of the page read, its bytes counted. */
+static int count_bytes(void *ctx, const store_record *rec)
 {
-	for (int i = 0; i < STMT_CACHE && w->cache[i].st; i++)
-		if (!strcmp(sqlite3_sql(w->cache[i].st), sql))
-			return w->cache[i].st;
-	for (int i = 0; i < STMT_CACHE; i++)
-		if (!w->cache[i].st)
-			return w->cache[i].st = prepare(w->db, sql);
-	fail("more query shapes than the statement cache holds", NULL);
-	return NULL;
+	*(size_t *)ctx += rec->data_len;
+	return 0;
 }
 
 static int search_one(worker *w, const query *q)
 {
-	sqlite3_stmt *page = cached(w, query_sql(q)), *count = cached(w, query_count_sql(q));
-	if (!page || !count || query_bind(page, q) || query_bind(count, q) ||
-	    sqlite3_exec(w->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return -EIO;
-	/* As the node: up to limit rows and one more (is there more?), each row's data read. */
-	int n = 0, src = SQLITE_DONE;
 	size_t bytes = 0;
-	while (n <= query_page_size(q) && (src = sqlite3_step(page)) == SQLITE_ROW) {
-		bytes += (size_t)sqlite3_column_bytes(page, QUERY_COL_DATA);
-		n++;
-	}
-	bool ok = (src == SQLITE_ROW || src == SQLITE_DONE) && sqlite3_step(count) == SQLITE_ROW;
-	if (ok)
-		w->matches += (uint64_t)sqlite3_column_int64(count, 0);
-	sqlite3_reset(page);
-	sqlite3_reset(count);
-	sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
-	return ok && (n == 0 || bytes > 0) ? 0 : -EIO;
+	bool more;
+	int64_t total = 0;
+	int rc = store_reader_begin(w->rd);
+	if (!rc)
+		rc = store_reader_query(w->rd, q, count_bytes, &bytes, &more, &total);
+	store_reader_end(w->rd);
+	if (rc)
+		return rc;
+	w->matches += (uint64_t)total;
+	return total == 0 || bytes > 0 ? 0 : -EIO;
 }
 
 static void search_run(worker *w)
@@ -346,14 +280,12 @@ static void search_run(worker *w)
 	while (clock_now_ns() < deadline) {
 		int64_t t0 = clock_now_ns();
 		if (search_one(w, queries[i++ % nqueries])) {
-			fail("search", w->db);
+			fail("search");
 			break;
 		}
 		lat_add(w, clock_now_ns() - t0);
 		w->ops++;
 	}
-	for (int k = 0; k < STMT_CACHE; k++)
-		sqlite3_finalize(w->cache[k].st);
 }
 
 static int search_load(void)
@@ -477,8 +409,10 @@ int main(int argc, char **argv)
 	worker *ws = calloc((size_t)opt.threads, sizeof(*ws));
 	for (int k = 0; ws && k < opt.threads; k++) {
 		ws[k].k = (unsigned)k;
-		if (!create && !(ws[k].db = open_db(opt.src, false)))
+		if (!create && store_reader_open(opt.src, BUSY_TIMEOUT_MS, &ws[k].rd)) {
+			fail(opt.src);
 			return 1;
+		}
 	}
 	if (!ws)
 		return 1;
@@ -504,7 +438,7 @@ int main(int argc, char **argv)
 		memcpy(lat + at, ws[k].lat, ws[k].nlat * sizeof(*lat));
 		at += ws[k].nlat;
 		free(ws[k].lat);
-		sqlite3_close(ws[k].db);
+		store_reader_close(ws[k].rd);
 	}
 	qsort(lat, nlat, sizeof(*lat), cmp_i64);
 	double p50 = nlat ? (double)lat[nlat / 2] / 1000 : 0;
@@ -517,9 +451,6 @@ int main(int argc, char **argv)
 	free(ws);
 	for (size_t i = 0; i < nqueries; i++)
 		query_free(queries[i]);
-	for (int i = 0; i < W_COUNT; i++)
-		sqlite3_finalize(wst[i]);
-	sqlite3_close(wdb);
-	jbuf_free(&text);
+	store_writer_close(writer);
 	return atomic_load(&failures) ? 1 : 0;
 }

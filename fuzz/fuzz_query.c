@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "store/query.h"
+#include "store/store_int.h"
 
 #define CHECK(cond)                                                                     \
 	do {                                                                            \
@@ -296,7 +297,7 @@ static void run_sql(const query *q, const char *sql, bool page, char **token)
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		rows++;
 		if (page && token && !*token && rows == 1) {
-			int t = query_next_token(q, st, token);
+			int t = query_token_next(q, st, token);
 			CHECK(t == 0 || t == -EOVERFLOW);
 		}
 	}

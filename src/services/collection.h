@@ -6,8 +6,5 @@
 
 /* env must outlive the table. */
 int collection_register(method_table *t, svc_env *env);
-/* CollectionRepo.SearchCollections' handler (repo.c registers it): it runs the searches of
- * CollectionService over several collections. */
-void collection_search_collections(call *c, const ProtobufCMessage *msg);
 
 #endif

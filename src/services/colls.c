@@ -36,6 +36,18 @@ const char *svc_namespace(call *c, const svc_env *env, const char *requested)
 	return env->default_ns;
 }
 
+bool svc_check_id(svc_job *j, const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	bool ok = n > 0 && n <= SVC_ID_MAX;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (unsigned char)id[i] >= 0x20 && id[i] != 0x7f;
+	if (!ok)
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+			     "invalid id: 1 to %d bytes without control characters", SVC_ID_MAX);
+	return ok;
+}
+
 bool svc_check_name(svc_job *j, const char *what, const char *name)
 {
 	if (store_name_valid(name))

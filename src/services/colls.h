@@ -1,4 +1,4 @@
-/* What the Collections services (repo.c, collection.c) share: the node's storage
+/* What the Collections services (repo.c, coll_*.c) share: the node's storage
  * environment, namespaces, names, and loading a collection's definition. */
 #ifndef SERVICES_COLLS_H
 #define SERVICES_COLLS_H
@@ -42,6 +42,11 @@ const char *svc_namespace(call *c, const svc_env *env, const char *requested);
 void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len);
 /* Copies s (NULL: "") into a new allocation; NULL when out of memory. */
 char *svc_strdup(const char *s);
+
+/* A record id: 1 to SVC_ID_MAX bytes, none of them a control character; fails j with
+ * INVALID_ARGUMENT. */
+#define SVC_ID_MAX 256
+bool svc_check_id(svc_job *j, const char *id);
 
 /* Namespace and collection names (store_name_valid); fails j with INVALID_ARGUMENT. */
 bool svc_check_name(svc_job *j, const char *what, const char *name);

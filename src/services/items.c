@@ -9,17 +9,8 @@
 #include "collector/collection_server.pb-c.h"
 #include "services/colls.h"
 
-/* A row's answer: the response is full, the page ends before this row. */
+/* A record's answer: the response is full, the page ends before this record. */
 #define ROW_FULL 1
-
-static int64_t count_rows(store_reader *rd, const query *q)
-{
-	sqlite3_stmt *st;
-	if (store_reader_prepare(rd, query_count_sql(q), &st) || query_bind(st, q) ||
-	    sqlite3_step(st) != SQLITE_ROW)
-		return -1;
-	return sqlite3_column_int64(st, 0);
-}
 
 static size_t item_cost(const items *it, Google__Protobuf__Any *any, double score, const char *id)
 {
@@ -62,21 +53,22 @@ static int items_grow(items *it)
 	return 0;
 }
 
-/* Keeps the row when it fits in the response: its size is known before its bytes are
+/* Keeps the record when it fits in the response: its size is known before its bytes are
  * copied, so a page never holds more than one response's worth of records. */
-static int items_row(items *it, sqlite3_stmt *st)
+static int items_row(void *ctx, const store_record *rec)
 {
+	items *it = ctx;
 	if (it->n == it->cap && items_grow(it))
 		return -ENOMEM;
-	size_t len = (size_t)sqlite3_column_bytes(st, QUERY_COL_DATA);
-	const void *blob = sqlite3_column_blob(st, QUERY_COL_DATA);
-	const char *id = (const char *)sqlite3_column_text(st, QUERY_COL_ID);
-	double score = sqlite3_column_double(st, QUERY_COL_SCORE);
+	size_t len = rec->data_len;
+	const void *blob = rec->data;
+	const char *id = rec->id;
+	double score = rec->score;
 	Google__Protobuf__Any any;
 	svc_record_any(&any, it->url, blob, len);
-	/* List: this row's token starts the next page if the page ends here. */
+	/* List: this record's token starts the next page if the page ends here. */
 	char *token = NULL;
-	if (it->q && query_next_token(it->q, st, &token) == -ENOMEM)
+	if (it->q && store_reader_page_token(it->rd, &token) == -ENOMEM)
 		return -ENOMEM;
 	size_t cost = item_cost(it, &any, score, id ? id : "");
 	size_t reserve = token ? budget_field(strlen(token)) : 0;
@@ -108,28 +100,6 @@ static int items_row(items *it, sqlite3_stmt *st)
 	free(it->last_token);
 	it->last_token = token;
 	return 0;
-}
-
-/* Runs the page query: up to page rows into it; *more when one more came, or when the
- * response could take no more. */
-static int run_page(items *it, store_reader *rd, const query *q, int32_t page, bool *more)
-{
-	sqlite3_stmt *st;
-	if (store_reader_prepare(rd, query_sql(q), &st) || query_bind(st, q))
-		return -EIO;
-	int n = 0, rc;
-	*more = false;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int r = n == page ? ROW_FULL : items_row(it, st);
-		if (r == ROW_FULL) {
-			*more = true;
-			break;
-		}
-		if (r)
-			return r;
-		n++;
-	}
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 bool items_init(items *it, const tp_message *m, const query *q, enum items_shape shape,
@@ -167,8 +137,6 @@ void items_free(items *it)
 
 int items_fetch(items *it, store_reader *rd, const query *q, bool *more, int64_t *total)
 {
-	int rc = run_page(it, rd, q, query_page_size(q), more);
-	if (!rc && (*total = count_rows(rd, q)) < 0)
-		rc = -EIO;
-	return rc;
+	it->rd = rd;
+	return store_reader_query(rd, q, items_row, it, more, total);
 }

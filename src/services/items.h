@@ -10,11 +10,12 @@
 
 #include "google/protobuf/any.pb-c.h"
 #include "services/budget.h"
+#include "services/colls.h"
 #include "store/coll.h"
 #include "store/query.h"
 #include "store/typepool.h"
 
-#define ITEMS_ID_MAX 256 /* the longest record id (collection.c refuses longer ones) */
+#define ITEMS_ID_MAX SVC_ID_MAX /* the longest record id */
 
 /* What one item adds to its response besides its Any. */
 enum items_shape {
@@ -35,6 +36,7 @@ typedef struct items {
 	char *url;
 	char *last_token; /* List (a query given to items_init): the last item's page token */
 	const query *q;
+	store_reader *rd; /* items_fetch's */
 	char too_big[ITEMS_ID_MAX + 1]; /* items_fetch -EMSGSIZE: the record no response holds */
 	size_t too_big_bytes;		/* and the response it would make */
 } items;
@@ -44,10 +46,10 @@ typedef struct items {
  * when out of memory; items_free in any case. */
 bool items_init(items *it, const tp_message *m, const query *q, enum items_shape shape,
 		budget *b);
-/* Runs q on rd: its page, up to query_page_size rows and as many as the budget takes,
- * into it (*more: rows remain after the page), and its count into *total. 0; -EMSGSIZE
- * when the page's first record fits in no response (it->too_big names it); -ENOMEM;
- * -EIO (the reader's database has the message). */
+/* Runs q on rd: its page, up to query_page_size records and as many as the budget takes,
+ * into it (*more: records remain after the page), and its count into *total. 0; -EMSGSIZE
+ * when the page's first record fits in no response (it->too_big names it); -ENOMEM; or
+ * the store's error (store_errmsg). */
 int items_fetch(items *it, store_reader *rd, const query *q, bool *more, int64_t *total);
 /* The items as the repeated field a response takes (it->ptrs); NULL when out of memory. */
 Google__Protobuf__Any **items_ptrs(items *it);

@@ -1,6 +1,5 @@
 #include "services/registry.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +17,6 @@
 #define SYSTEM_NS "system"
 #define PROTOS "RegisteredProtos"
 #define SERVICES "RegisteredServices"
-#define MAX_DEPENDENCIES 64
-#define NAME_MAX_LEN 512
 
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
 
@@ -35,7 +32,7 @@ static size_t key2(char *buf, size_t cap, const char *a, const char *b)
 	return la + 1 + lb;
 }
 
-static void now_ts(Google__Protobuf__Timestamp *ts)
+void registry_now(Google__Protobuf__Timestamp *ts)
 {
 	int64_t us = clock_wall_ns() / 1000;
 	google__protobuf__timestamp__init(ts);
@@ -43,7 +40,7 @@ static void now_ts(Google__Protobuf__Timestamp *ts)
 	ts->nanos = (int32_t)(us % 1000000) * 1000;
 }
 
-static uint8_t *pack_message(const ProtobufCMessage *m, size_t *len)
+uint8_t *registry_pack(const ProtobufCMessage *m, size_t *len)
 {
 	*len = protobuf_c_message_get_packed_size(m);
 	uint8_t *b = malloc(*len ? *len : 1);
@@ -52,7 +49,7 @@ static uint8_t *pack_message(const ProtobufCMessage *m, size_t *len)
 	return b;
 }
 
-static char *join_name(const char *scope, const char *name)
+char *registry_join_name(const char *scope, const char *name)
 {
 	char *s;
 	if (asprintf(&s, "%s%s%s", scope, *scope ? "." : "", name ? name : "") < 0)
@@ -63,7 +60,7 @@ static char *join_name(const char *scope, const char *name)
 /* Full names of a message and the messages nested in it. */
 static void message_names(const message_proto *mp, const char *scope, strvec *out)
 {
-	char *full = join_name(scope, mp->name);
+	char *full = registry_join_name(scope, mp->name);
 	strvec_push(out, full);
 	if (!full || out->failed)
 		return;
@@ -112,25 +109,18 @@ int registry_write_wait(store_coll *c, store_op *ops, size_t n)
 	return w.rc;
 }
 
-/* A row of a system collection: the record and its JSON rendering. */
-typedef struct sys_row {
-	uint8_t *data;
-	size_t len;
-	jbuf json;
-} sys_row;
-
-static int sys_row_make(registry *r, const ProtobufCMessage *m, sys_row *row)
+int registry_row_make(registry *r, const ProtobufCMessage *m, registry_row *row)
 {
-	*row = (sys_row){.json = JBUF_INIT};
+	*row = (registry_row){.json = JBUF_INIT};
 	const tp_message *type = typepool_find_message(r->env->types, NULL, m->descriptor->name);
-	row->data = pack_message(m, &row->len);
+	row->data = registry_pack(m, &row->len);
 	if (!type || !row->data)
 		return -ENOMEM;
 	return json_from_proto(r->env->types, NULL, type, row->data, row->len, JSON_PROTO_NAMES,
 			       &row->json, NULL);
 }
 
-static void sys_row_free(sys_row *row)
+void registry_row_free(registry_row *row)
 {
 	free(row->data);
 	jbuf_free(&row->json);
@@ -150,7 +140,7 @@ static int sys_collection(registry *r, const char *name, const char *type, store
 		def.name = (char *)name;
 		def.message_type = &ref;
 		size_t len;
-		uint8_t *bytes = pack_message(&def.base, &len);
+		uint8_t *bytes = registry_pack(&def.base, &len);
 		if (!bytes)
 			return -ENOMEM;
 		store_collection c = {.ns = SYSTEM_NS, .name = name, .def = bytes, .def_len = len,
@@ -163,6 +153,18 @@ static int sys_collection(registry *r, const char *name, const char *type, store
 	return store_coll_acquire(s, SYSTEM_NS, name, out);
 }
 
+typedef struct replay {
+	registry *r;
+	void (*fn)(registry *r, const uint8_t *data, size_t len);
+} replay;
+
+static int replay_one(void *ctx, const store_record *rec)
+{
+	replay *p = ctx;
+	p->fn(p->r, rec->data, rec->data_len);
+	return 0;
+}
+
 /* Calls fn with every record of c, oldest first. */
 static int sys_each(registry *r, store_coll *c,
 		    void (*fn)(registry *r, const uint8_t *data, size_t len))
@@ -171,42 +173,25 @@ static int sys_each(registry *r, store_coll *c,
 	int rc = store_coll_read_begin(c, &rd);
 	if (rc)
 		return rc;
-	sqlite3_stmt *st;
-	rc = store_reader_prepare(rd, "SELECT data FROM records ORDER BY rid", &st);
-	while (!rc) {
-		int step = sqlite3_step(st);
-		if (step == SQLITE_DONE)
-			break;
-		if (step != SQLITE_ROW) {
-			rc = store_sqlite_errno(step);
-			break;
-		}
-		fn(r, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-	}
+	replay p = {r, fn};
+	rc = store_reader_scan(rd, NULL, 0, 0, replay_one, &p);
 	store_coll_read_end(rd);
 	return rc;
 }
 
 /* ---- registering files ---- */
 
-/* The files of one registration, imports first. */
-typedef struct file_set {
-	const file_proto *v[MAX_DEPENDENCIES + 1];
-	size_t n;
-	bool changed[MAX_DEPENDENCIES + 1]; /* not yet in the namespace with these contents */
-} file_set;
-
 /* Orders deps and main so that each file comes after the files of the set it imports. */
-static bool order_files(svc_job *j, file_set *fs, Google__Protobuf__FileDescriptorProto *const *deps,
+bool registry_order_files(svc_job *j, registry_file_set *fs, Google__Protobuf__FileDescriptorProto *const *deps,
 			size_t n_deps, const file_proto *main)
 {
-	if (n_deps > MAX_DEPENDENCIES) {
+	if (n_deps > REGISTRY_MAX_DEPENDENCIES) {
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "at most %d dependencies per request",
-			     MAX_DEPENDENCIES);
+			     REGISTRY_MAX_DEPENDENCIES);
 		return false;
 	}
-	const file_proto *all[MAX_DEPENDENCIES + 1];
-	bool placed[MAX_DEPENDENCIES + 1] = {0};
+	const file_proto *all[REGISTRY_MAX_DEPENDENCIES + 1];
+	bool placed[REGISTRY_MAX_DEPENDENCIES + 1] = {0};
 	size_t total = 0;
 	for (size_t i = 0; i < n_deps; i++)
 		all[total++] = deps[i];
@@ -243,7 +228,7 @@ static bool order_files(svc_job *j, file_set *fs, Google__Protobuf__FileDescript
 
 /* Whether the namespace already has fp exactly (or the node compiles in a file of that
  * name, which then stands); sets fs->changed. */
-static bool mark_changes(registry *r, const char *ns, file_set *fs)
+bool registry_mark_changes(registry *r, const char *ns, registry_file_set *fs)
 {
 	for (size_t i = 0; i < fs->n; i++) {
 		const uint8_t *old;
@@ -251,7 +236,7 @@ static bool mark_changes(registry *r, const char *ns, file_set *fs)
 		fs->changed[i] = false;
 		if (typepool_file_bytes(r->env->types, NULL, fs->v[i]->name, &old, &old_len))
 			continue;
-		uint8_t *now = pack_message(&fs->v[i]->base, &len);
+		uint8_t *now = registry_pack(&fs->v[i]->base, &len);
 		if (!now)
 			return false;
 		fs->changed[i] = !typepool_file_bytes(r->env->types, ns, fs->v[i]->name, &old,
@@ -317,7 +302,7 @@ static bool check_removed(svc_job *j, registry *r, const char *ns, const file_pr
 
 static char *proto_id_of(registry *r, const char *ns, const char *file)
 {
-	char key[NAME_MAX_LEN * 2];
+	char key[REGISTRY_NAME_MAX * 2];
 	size_t klen = key2(key, sizeof(key), ns, file);
 	const char *id = klen ? strmap_get(&r->file_ids, key, klen) : NULL;
 	if (id)
@@ -331,7 +316,7 @@ static char *proto_id_of(registry *r, const char *ns, const char *file)
 
 static void remember_id(registry *r, const char *ns, const char *file, const char *id)
 {
-	char key[NAME_MAX_LEN * 2];
+	char key[REGISTRY_NAME_MAX * 2];
 	size_t klen = key2(key, sizeof(key), ns, file);
 	char *copy = strdup(id);
 	void *old = NULL;
@@ -359,7 +344,7 @@ static void file_applied(registry *r, const char *ns, const file_proto *fp, cons
 void registry_file_removed(registry *r, const char *ns, const char *file,
 			   const strvec *messages)
 {
-	char key[NAME_MAX_LEN * 2];
+	char key[REGISTRY_NAME_MAX * 2];
 	size_t klen = key2(key, sizeof(key), ns, file);
 	if (klen)
 		free(strmap_del(&r->file_ids, key, klen));
@@ -394,7 +379,7 @@ static void proto_record(Collector__RegisteredProto *rec, const char *id, const 
 
 /* Whether ns can take the items (regquota_allows); fails j with RESOURCE_EXHAUSTED when
  * not. */
-static bool quota_allows(svc_job *j, registry *r, const char *ns, const regquota_item *items,
+bool registry_quota_allows(svc_job *j, registry *r, const char *ns, const regquota_item *items,
 			 size_t n)
 {
 	char msg[sizeof(j->msg)];
@@ -406,22 +391,22 @@ static bool quota_allows(svc_job *j, registry *r, const char *ns, const regquota
 
 /* Checks, persists and applies the files of fs in ns; the caller holds r->lock. *id gets
  * the id of the last file (the main one). Fails j and returns false when it cannot. */
-static bool register_files(svc_job *j, registry *r, const char *ns, file_set *fs, char **main_id)
+bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_file_set *fs, char **main_id)
 {
 	*main_id = NULL;
-	if (!mark_changes(r, ns, fs)) {
+	if (!registry_mark_changes(r, ns, fs)) {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return false;
 	}
 	/* The quotas first: a refusal costs no build of the files. */
-	regquota_item items[MAX_DEPENDENCIES + 1];
+	regquota_item items[REGISTRY_MAX_DEPENDENCIES + 1];
 	size_t nitems = 0;
 	for (size_t i = 0; i < fs->n; i++)
 		if (fs->changed[i])
 			items[nitems++] = (regquota_item){
 				.file = fs->v[i]->name,
 				.bytes = protobuf_c_message_get_packed_size(&fs->v[i]->base)};
-	if (!quota_allows(j, r, ns, items, nitems))
+	if (!registry_quota_allows(j, r, ns, items, nitems))
 		return false;
 	for (size_t i = 0; i < fs->n; i++)
 		if (fs->changed[i] && !check_removed(j, r, ns, fs->v[i]))
@@ -442,12 +427,12 @@ static bool register_files(svc_job *j, registry *r, const char *ns, file_set *fs
 
 	/* Durable first, then visible: nothing answered can be lost, and nothing visible can
 	 * vanish at a restart. */
-	store_op ops[MAX_DEPENDENCIES + 1];
-	sys_row rows[MAX_DEPENDENCIES + 1];
-	char ids[MAX_DEPENDENCIES + 1][UUID_STR_LEN];
+	store_op ops[REGISTRY_MAX_DEPENDENCIES + 1];
+	registry_row rows[REGISTRY_MAX_DEPENDENCIES + 1];
+	char ids[REGISTRY_MAX_DEPENDENCIES + 1][UUID_STR_LEN];
 	size_t nops = 0;
 	Google__Protobuf__Timestamp ts;
-	now_ts(&ts);
+	registry_now(&ts);
 	Collector__Metadata md = COLLECTOR__METADATA__INIT;
 	md.created_at = md.updated_at = &ts;
 	bool ok = true;
@@ -459,16 +444,16 @@ static bool register_files(svc_job *j, registry *r, const char *ns, file_set *fs
 		Collector__RegisteredProto rec;
 		proto_record(&rec, ids[i], ns, fs->v[i], &names, &md);
 		ok = !names.failed && !uuid7_make(ids[i]);
-		sys_row *row = &rows[nops++];
-		*row = (sys_row){.json = JBUF_INIT};
-		ok = ok && !sys_row_make(r, &rec.base, row);
+		registry_row *row = &rows[nops++];
+		*row = (registry_row){.json = JBUF_INIT};
+		ok = ok && !registry_row_make(r, &rec.base, row);
 		strvec_free(&names);
 		ops[nops - 1] = (store_op){.kind = STORE_OP_INSERT, .id = ids[i],
 					   .row = {row->data, row->len, row->json.data, NULL}};
 	}
 	rc = ok ? (nops ? registry_write_wait(r->protos, ops, nops) : 0) : -ENOMEM;
 	for (size_t i = 0; i < nops; i++)
-		sys_row_free(&rows[i]);
+		registry_row_free(&rows[i]);
 	if (rc) {
 		svc_fail_store(j, rc, "saving the registration");
 		return false;
@@ -512,12 +497,12 @@ void registry_register_proto(registry *r, svc_job *sj, const char *ns,
 		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "file_descriptor with a name is required");
 		return;
 	}
-	file_set fs;
-	if (!order_files(sj, &fs, req->dependencies, req->n_dependencies, req->file_descriptor))
+	registry_file_set fs;
+	if (!registry_order_files(sj, &fs, req->dependencies, req->n_dependencies, req->file_descriptor))
 		return;
 	char *id = NULL;
 	pthread_mutex_lock(&r->lock);
-	bool ok = register_files(sj, r, ns, &fs, &id);
+	bool ok = registry_register_files(sj, r, ns, &fs, &id);
 	pthread_mutex_unlock(&r->lock);
 	if (!ok)
 		return;
@@ -546,363 +531,6 @@ static void register_proto(call *c, const ProtobufCMessage *msg)
 {
 	const Collector__RegisterProtoRequest *req = (const void *)msg;
 	svc_start(c, req, req->namespace_, register_proto_work);
-}
-
-/* ---- RegisterService ---- */
-
-/* A method's input or output type, resolved as protoc would from the service's package:
- * ".a.b.M" is absolute, "M" is looked up in pkg, then its parents, then the root. */
-const tp_message *registry_resolve_type(registry *r, const char *ns, const char *pkg,
-					const char *name)
-{
-	if (name[0] == '.')
-		return typepool_find_message(r->env->types, ns, name + 1);
-	char full[NAME_MAX_LEN * 2];
-	size_t scope = strlen(pkg);
-	for (;;) {
-		if (scope + 1 + strlen(name) >= sizeof(full))
-			return NULL;
-		size_t n = 0;
-		memcpy(full, pkg, scope);
-		n += scope;
-		if (scope)
-			full[n++] = '.';
-		memcpy(full + n, name, strlen(name) + 1);
-		const tp_message *m = typepool_find_message(r->env->types, ns, full);
-		if (m || !scope)
-			return m;
-		do /* drop the innermost package part */
-			scope--;
-		while (scope && pkg[scope] != '.');
-	}
-}
-
-/* A method name protoc would take: it becomes the last part of the call's path, and of
- * the file the registry makes for the service. */
-static bool method_name_ok(const char *s)
-{
-	if (!isalpha((unsigned char)*s) && *s != '_')
-		return false;
-	while (*++s)
-		if (!isalnum((unsigned char)*s) && *s != '_')
-			return false;
-	return true;
-}
-
-static bool method_proto_ok(svc_job *j, const Google__Protobuf__MethodDescriptorProto *m)
-{
-	if (!m->name || !*m->name || !m->input_type || !*m->input_type || !m->output_type ||
-	    !*m->output_type) {
-		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
-			     "every method needs a name, an input_type and an output_type");
-		return false;
-	}
-	if (!method_name_ok(m->name)) {
-		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "method name '%.100s' is not an identifier",
-			     m->name);
-		return false;
-	}
-	return true;
-}
-
-/* A method this node serves keeps its compiled-in signature in every namespace. */
-static bool served_signature_ok(svc_job *j, registry *r, const char *service,
-				const Google__Protobuf__MethodDescriptorProto *mp,
-				const tp_message *in, const tp_message *out)
-{
-	char path[NAME_MAX_LEN * 2];
-	int n = snprintf(path, sizeof(path), "/%s/%s", service, mp->name);
-	if (!r->served || n < 0 || (size_t)n >= sizeof(path) ||
-	    !method_table_find(r->served, path, (size_t)n))
-		return true;
-	const tp_service *ts = typepool_find_service(r->env->types, NULL, service);
-	const tp_service_info *si = ts ? tp_service_get(ts) : NULL;
-	const tp_method *m = NULL;
-	for (size_t i = 0; si && i < si->n_methods && !m; i++)
-		if (!strcmp(si->methods[i].name, mp->name))
-			m = &si->methods[i];
-	if (!m || (m->input == in && m->output == out && m->client_streaming == mp->client_streaming &&
-		   m->server_streaming == mp->server_streaming))
-		return true;
-	svc_job_fail(j, GRPC_FAILED_PRECONDITION,
-		     "%s is served by this node as %s%s -> %s%s: it cannot be registered with "
-		     "another signature",
-		     path, m->client_streaming ? "stream " : "", tp_message_get(m->input)->full_name,
-		     m->server_streaming ? "stream " : "", tp_message_get(m->output)->full_name);
-	return false;
-}
-
-/* The package a service's relative names resolve in: its file's, else the root. */
-static const char *request_package(const Collector__RegisterServiceRequest *req)
-{
-	return req->file_descriptor && req->file_descriptor->package ? req->file_descriptor->package
-								     : "";
-}
-
-typedef struct service_plan {
-	char *full_name;
-	strvec methods;
-	char id[UUID_STR_LEN];
-	Google__Protobuf__Timestamp created;
-	bool exists;
-} service_plan;
-
-/* Reads what an earlier registration of the service keeps: its id and creation time. */
-static bool earlier_service(svc_job *j, registry *r, const char *ns, service_plan *p)
-{
-	size_t len;
-	uint8_t *rec = regindex_get_service(r->ix, ns, p->full_name, &len);
-	if (!rec && len) {
-		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return false;
-	}
-	if (!rec)
-		return true;
-	Collector__RegisteredService *old =
-		svc_decode(&collector__registered_service__descriptor, rec, len);
-	free(rec);
-	if (!old) {
-		svc_job_fail(j, GRPC_INTERNAL, "the registration of %s is unreadable", p->full_name);
-		return false;
-	}
-	p->exists = true;
-	snprintf(p->id, sizeof(p->id), "%s", old->id);
-	if (old->metadata && old->metadata->created_at)
-		p->created = *old->metadata->created_at;
-	collector__registered_service__free_unpacked(old, NULL);
-	return true;
-}
-
-static bool plan_service(svc_job *j, registry *r, const char *ns,
-			 const Collector__RegisterServiceRequest *req, service_plan *p)
-{
-	const service_proto *sd = req->service_descriptor;
-	const char *pkg = request_package(req);
-	p->full_name = join_name(pkg, sd->name);
-	if (!p->full_name) {
-		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return false;
-	}
-	if (strlen(p->full_name) > NAME_MAX_LEN) {
-		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "service name too long");
-		return false;
-	}
-	for (size_t i = 0; i < sd->n_method; i++) {
-		const Google__Protobuf__MethodDescriptorProto *mp = sd->method[i];
-		if (!method_proto_ok(j, mp))
-			return false;
-		if (strvec_has(&p->methods, mp->name)) {
-			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "method %s appears twice", mp->name);
-			return false;
-		}
-		const tp_message *in = registry_resolve_type(r, ns, pkg, mp->input_type);
-		const tp_message *out = registry_resolve_type(r, ns, pkg, mp->output_type);
-		if (!in || !out) {
-			svc_job_fail(j, GRPC_INVALID_ARGUMENT,
-				     "method %s.%s: %s type '%s' is not known in namespace '%s'",
-				     p->full_name, mp->name, in ? "output" : "input",
-				     in ? mp->output_type : mp->input_type, ns);
-			return false;
-		}
-		if (!served_signature_ok(j, r, p->full_name, mp, in, out))
-			return false;
-		strvec_push(&p->methods, strdup(mp->name));
-	}
-	if (p->methods.failed) {
-		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return false;
-	}
-	return earlier_service(j, r, ns, p);
-}
-
-/* The node's own services in its default namespace (registered at every start) do not
- * count against the quotas; everywhere else a service does. */
-static bool service_counts(registry *r, const char *ns, const char *name)
-{
-	return strcmp(ns, r->env->default_ns) || !typepool_find_service(r->env->types, NULL, name);
-}
-
-static void service_record(Collector__RegisteredService *rec, const char *ns, service_plan *p,
-			   const service_proto *sd, Collector__Metadata *md)
-{
-	collector__registered_service__init(rec);
-	rec->id = p->id;
-	rec->namespace_ = (char *)ns;
-	rec->service_name = p->full_name;
-	rec->service_descriptor = (service_proto *)sd;
-	rec->n_method_names = p->methods.n;
-	rec->method_names = p->methods.v;
-	rec->metadata = md;
-}
-
-static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *p,
-			 const service_proto *sd)
-{
-	Google__Protobuf__Timestamp now;
-	now_ts(&now);
-	if (!p->exists) {
-		p->created = now;
-		if (uuid7_make(p->id)) {
-			svc_job_fail(j, GRPC_INTERNAL, "cannot make an id");
-			return false;
-		}
-	}
-	Collector__Metadata md = COLLECTOR__METADATA__INIT;
-	md.created_at = &p->created;
-	md.updated_at = &now;
-	Collector__RegisteredService rec;
-	service_record(&rec, ns, p, sd, &md);
-	sys_row row;
-	int rc = sys_row_make(r, &rec.base, &row);
-	regquota_item it = {.service = p->full_name, .bytes = row.len};
-	bool counts = service_counts(r, ns, p->full_name);
-	if (!rc && counts && !quota_allows(j, r, ns, &it, 1)) {
-		sys_row_free(&row);
-		return false;
-	}
-	store_op op = {.kind = p->exists ? STORE_OP_UPDATE : STORE_OP_INSERT, .id = p->id,
-		       .row = {row.data, row.len, row.json.data, NULL}};
-	if (!rc)
-		rc = registry_write_wait(r->services, &op, 1);
-	if (!rc)
-		rc = regindex_put_service(r->ix, ns, p->full_name, row.data, row.len, p->methods.v,
-					  p->methods.n);
-	sys_row_free(&row);
-	if (rc) {
-		svc_fail_store(j, rc, "saving the service");
-		return false;
-	}
-	if (counts && regquota_add(r->quota, ns, &it, 1))
-		log_error("registry: out of memory counting %s against the quotas", p->full_name);
-	return true;
-}
-
-/* Whether the service gets the file the registry makes: when no file of ns (nor the node)
- * declares it, or when that file is the one made before (made again: the methods may have
- * changed since). */
-static bool needs_made_file(registry *r, const char *ns, const char *full)
-{
-	return !typepool_find_service(r->env->types, ns, full) || registry_made_file(r, ns, full);
-}
-
-static bool declare_service(svc_job *j, registry *r, const char *ns,
-			    const Collector__RegisterServiceRequest *req, const service_plan *p)
-{
-	if (!needs_made_file(r, ns, p->full_name))
-		return true;
-	registry_synth s;
-	char *id = NULL;
-	/* plan_service resolved every type: only memory can fail here. */
-	bool ok = !registry_synth_build(r, ns, request_package(req), req->service_descriptor,
-					p->full_name, &s);
-	if (ok) {
-		file_set fs = {.v = {&s.fd}, .n = 1};
-		ok = register_files(j, r, ns, &fs, &id);
-	} else {
-		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	}
-	free(id);
-	registry_synth_free(&s);
-	return ok;
-}
-
-/* An upper bound of the size of the service's record (save_service), for service_fits:
- * metadata of two timestamps, every field at most. */
-static size_t record_bound(const char *ns, const char *full, const service_proto *sd)
-{
-	size_t n = protobuf_c_message_get_packed_size(&sd->base) + UUID_STR_LEN + strlen(ns) +
-		   strlen(full) + 2 * (2 * (11 + 6) + REGISTRY_FIELD_MAX) + 6 * REGISTRY_FIELD_MAX;
-	for (size_t i = 0; i < sd->n_method; i++)
-		n += strlen(sd->method[i]->name) + REGISTRY_FIELD_MAX;
-	return n;
-}
-
-/* Whether the whole registration fits the quotas, checked before any of it is written:
- * the file, the file made for the service when no file declares it, and the service's
- * record. Sizes not known yet are bounded from above, so that no later step is refused. */
-static bool service_fits(svc_job *j, registry *r, const char *ns,
-			 const Collector__RegisterServiceRequest *req)
-{
-	const service_proto *sd = req->service_descriptor;
-	const file_proto *fd = req->file_descriptor;
-	for (size_t i = 0; i < sd->n_method; i++)
-		if (!method_proto_ok(j, sd->method[i]))
-			return false;
-	const char *pkg = request_package(req);
-	regquota_item items[3];
-	size_t n = 0, len = 0;
-	file_set fs = {.v = {fd}, .n = 1};
-	char *full = join_name(pkg, sd->name);
-	registry_synth s = {0};
-	uint8_t *bytes = NULL;
-	bool ok = full && (!fd || mark_changes(r, ns, &fs));
-	if (ok && fd && fs.changed[0])
-		items[n++] = (regquota_item){.file = fd->name,
-					     .bytes = protobuf_c_message_get_packed_size(&fd->base)};
-	bool declared = false;
-	for (size_t i = 0; fd && i < fd->n_service; i++)
-		declared |= fd->service[i]->name && !strcmp(fd->service[i]->name, sd->name);
-	if (ok && !declared && needs_made_file(r, ns, full)) {
-		int rc = registry_synth_build(r, ns, pkg, sd, full, &s);
-		const uint8_t *old;
-		size_t old_len;
-		if (!rc && (bytes = pack_message(&s.fd.base, &len)) &&
-		    !(typepool_file_bytes(r->env->types, ns, s.fd.name, &old, &old_len) &&
-		      old_len == len && !memcmp(old, bytes, len)))
-			items[n++] = (regquota_item){.file = s.fd.name, .bytes = len};
-		else if (rc == -ENOENT)
-			items[n++] = (regquota_item){.file = s.fd.name,
-						     .bytes = registry_synth_bound(r, ns, pkg, sd, full, fd)};
-		ok = rc != -ENOMEM && (rc || bytes);
-	}
-	if (ok && service_counts(r, ns, full))
-		items[n++] = (regquota_item){.service = full, .bytes = record_bound(ns, full, sd)};
-	if (ok)
-		ok = quota_allows(j, r, ns, items, n);
-	else
-		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	free(bytes);
-	free(full);
-	registry_synth_free(&s);
-	return ok;
-}
-
-void registry_register_service(registry *r, svc_job *sj, const char *ns,
-			       const Collector__RegisterServiceRequest *req)
-{
-	const service_proto *sd = req->service_descriptor;
-	if (!svc_check_user_ns(sj, ns))
-		return;
-	if (!sd || !sd->name || !*sd->name) {
-		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "service_descriptor with a name is required");
-		return;
-	}
-	if (!sd->n_method) {
-		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "service %s has no methods", sd->name);
-		return;
-	}
-	file_set fs;
-	if (req->file_descriptor && !order_files(sj, &fs, NULL, 0, req->file_descriptor))
-		return;
-	service_plan p = {0};
-	char *file_id = NULL;
-	pthread_mutex_lock(&r->lock);
-	bool ok = service_fits(sj, r, ns, req) &&
-		  (!req->file_descriptor || register_files(sj, r, ns, &fs, &file_id)) &&
-		  plan_service(sj, r, ns, req, &p) && declare_service(sj, r, ns, req, &p) &&
-		  save_service(sj, r, ns, &p, sd);
-	pthread_mutex_unlock(&r->lock);
-	if (ok) {
-		Collector__RegisterServiceResponse resp = COLLECTOR__REGISTER_SERVICE_RESPONSE__INIT;
-		resp.status = &status_ok;
-		resp.service_id = p.id;
-		resp.n_registered_methods = p.methods.n;
-		resp.registered_methods = p.methods.v;
-		svc_job_answer(sj, &resp.base);
-	}
-	free(file_id);
-	free(p.full_name);
-	strvec_free(&p.methods);
 }
 
 static void register_service_work(svc_job *sj)
@@ -1171,7 +799,7 @@ static void load_service(registry *r, const uint8_t *data, size_t len)
 	char msg[320];
 	regquota_item it = {.service = s ? s->service_name : NULL, .bytes = len};
 	bool counts = s && s->namespace_ && s->service_name &&
-		      service_counts(r, s->namespace_, s->service_name);
+		      registry_service_counts(r, s->namespace_, s->service_name);
 	if (!s || !s->namespace_ || !s->service_name)
 		log_error("registry: an unreadable record in %s/%s is skipped", SYSTEM_NS, SERVICES);
 	else if (!service_resolves(r, s))
@@ -1209,9 +837,11 @@ int registry_open(svc_env *env, const regquota_limits *limits, registry **out)
 	if (!rc)
 		rc = sys_collection(r, PROTOS, "collector.RegisteredProto", &r->protos);
 	/* The removals find a file's versions by namespace (regremove.c). */
-	const char *ix_name[] = {"namespace"}, *ix_expr[] = {REGISTRY_NS_EXPR};
-	if (!rc)
+	char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX];
+	if (!rc && !(rc = query_index_field(REGISTRY_NS_FIELD, expr, name, NULL))) {
+		const char *ix_name[] = {name + 3}, *ix_expr[] = {expr}; /* the store adds "ix_" */
 		rc = store_coll_set_indexes(r->protos, 1, ix_name, ix_expr);
+	}
 	if (!rc)
 		rc = sys_collection(r, SERVICES, "collector.RegisteredService", &r->services);
 	if (!rc)
@@ -1247,86 +877,6 @@ void registry_free(registry *r)
 	strmap_free(&r->file_ids);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
-}
-
-/* Whether ns already has the service `name` registered with exactly this descriptor. */
-static bool same_service(registry *r, const char *ns, const char *name, const service_proto *sd)
-{
-	size_t len, a_len, b_len;
-	uint8_t *rec = regindex_get_service(r->ix, ns, name, &len);
-	Collector__RegisteredService *old =
-		rec ? svc_decode(&collector__registered_service__descriptor, rec, len) : NULL;
-	free(rec);
-	if (!old || !old->service_descriptor) {
-		if (old)
-			collector__registered_service__free_unpacked(old, NULL);
-		return false;
-	}
-	uint8_t *a = pack_message(&old->service_descriptor->base, &a_len);
-	uint8_t *b = pack_message(&sd->base, &b_len);
-	bool same = a && b && a_len == b_len && !memcmp(a, b, a_len);
-	free(a);
-	free(b);
-	collector__registered_service__free_unpacked(old, NULL);
-	return same;
-}
-
-typedef struct node_services {
-	registry *r;
-	int rc;
-} node_services;
-
-/* The compiled-in ServiceDescriptorProto of a service, from its file. */
-static void add_node_service(const char *service, size_t len, void *arg)
-{
-	node_services *ns = arg;
-	registry *r = ns->r;
-	if (ns->rc)
-		return;
-	char name[NAME_MAX_LEN];
-	snprintf(name, sizeof(name), "%.*s", (int)len, service);
-	const tp_service *ts = typepool_find_service(r->env->types, NULL, name);
-	const uint8_t *bytes;
-	size_t blen;
-	if (!ts || !typepool_file_bytes(r->env->types, NULL, tp_service_get(ts)->file, &bytes, &blen)) {
-		log_warn("registry: %s has no compiled-in descriptor: not registered", name);
-		return;
-	}
-	file_proto *fp =
-		svc_decode(&google__protobuf__file_descriptor_proto__descriptor, bytes, blen);
-	service_proto *sd = NULL;
-	for (size_t i = 0; fp && i < fp->n_service && !sd; i++) {
-		char full[NAME_MAX_LEN * 2];
-		const char *pkg = fp->package ? fp->package : "";
-		snprintf(full, sizeof(full), "%s%s%s", pkg, *pkg ? "." : "", fp->service[i]->name);
-		if (!strcmp(full, name))
-			sd = fp->service[i];
-	}
-	service_plan p = {.full_name = name};
-	for (size_t i = 0; sd && i < sd->n_method; i++)
-		strvec_push(&p.methods, strdup(sd->method[i]->name));
-	/* Kept like any registration, so that ids and creation times survive restarts; written
-	 * again only when the node's descriptor changed. */
-	svc_job j = {0};
-	const char *dns = r->env->default_ns;
-	if (!sd || p.methods.failed)
-		ns->rc = -ENOMEM;
-	else if (earlier_service(&j, r, dns, &p) && !same_service(r, dns, name, sd) &&
-		 !save_service(&j, r, dns, &p, sd))
-		log_error("registry: %s not kept: %s", name, j.msg);
-	if (!ns->rc && j.code)
-		ns->rc = -EIO;
-	strvec_free(&p.methods);
-	if (fp)
-		google__protobuf__file_descriptor_proto__free_unpacked(fp, NULL);
-}
-
-int registry_add_node_services(registry *r, const method_table *t)
-{
-	r->served = t;
-	node_services ns = {.r = r};
-	method_table_each_service(t, add_node_service, &ns);
-	return ns.rc;
 }
 
 /* ---- the call gate and reflection's view ---- */

@@ -1,5 +1,6 @@
-/* What registry.c shares with regremove.c (the removals, kept apart for size): the
- * registry's state and the helpers both use. For these two files only. */
+/* What registry.c shares with regservice.c (RegisterService), regremove.c (the removals)
+ * and regsynth.c (the file made for a service): the registry's state and the helpers they
+ * use. For these files only. */
 #ifndef SERVICES_REGISTRY_PRIV_H
 #define SERVICES_REGISTRY_PRIV_H
 #include <pthread.h>
@@ -15,8 +16,8 @@
 /* The file the registry makes for a service that no file declares (%s: its full name). */
 #define REGISTRY_SYNTH_FILE "registry/%s.proto"
 
-/* RegisteredProtos is indexed on this expression of its records' JSON (the namespace). */
-#define REGISTRY_NS_EXPR "json_extract(json,'$.namespace')"
+/* RegisteredProtos is indexed on this field of its records (RegisteredProto.namespace). */
+#define REGISTRY_NS_FIELD "namespace"
 
 typedef Google__Protobuf__FileDescriptorProto file_proto;
 typedef Google__Protobuf__DescriptorProto message_proto;
@@ -32,6 +33,56 @@ struct registry {
 	regledger ledger;     /* the history of every message's field numbers */
 	strmap file_ids;      /* "ns\0file" -> id of its newest RegisteredProto (char *) */
 };
+
+/* Full names are refused beyond this: it bounds the scratch buffers of resolution. */
+#define REGISTRY_NAME_MAX 512
+/* Files a RegisterProto may bring along as dependencies. */
+#define REGISTRY_MAX_DEPENDENCIES 64
+
+/* The files of one registration, imports first. */
+typedef struct registry_file_set {
+	const file_proto *v[REGISTRY_MAX_DEPENDENCIES + 1];
+	size_t n;
+	bool changed[REGISTRY_MAX_DEPENDENCIES + 1]; /* not yet in the namespace with these contents */
+} registry_file_set;
+
+/* Orders deps and main so that each file comes after the files of the set it imports;
+ * fails j (INVALID_ARGUMENT) when they cannot be. */
+bool registry_order_files(svc_job *j, registry_file_set *fs,
+			  Google__Protobuf__FileDescriptorProto *const *deps, size_t n_deps,
+			  const file_proto *main);
+/* Whether the namespace already has each file exactly (or the node compiles in a file of
+ * that name, which then stands): sets fs->changed. false when out of memory. */
+bool registry_mark_changes(registry *r, const char *ns, registry_file_set *fs);
+/* Checks, persists and applies the files of fs in ns; the caller holds r->lock. *main_id
+ * gets the id of the last file (the main one). Fails j and returns false when it cannot. */
+bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_file_set *fs,
+			     char **main_id);
+/* Whether ns can take the items (regquota_allows); fails j with RESOURCE_EXHAUSTED when
+ * not. */
+bool registry_quota_allows(svc_job *j, registry *r, const char *ns, const regquota_item *items,
+			   size_t n);
+/* Whether a service counts against the quotas: the node's own services in its default
+ * namespace (registered at every start) do not. */
+bool registry_service_counts(registry *r, const char *ns, const char *name);
+
+/* A row of a system collection: the record and its JSON rendering. */
+typedef struct registry_row {
+	uint8_t *data;
+	size_t len;
+	jbuf json;
+} registry_row;
+
+/* m packed, and rendered as the JSON the store keeps. 0 or -ENOMEM...; free it in every
+ * case. */
+int registry_row_make(registry *r, const ProtobufCMessage *m, registry_row *row);
+void registry_row_free(registry_row *row);
+/* m packed (malloc'd, *len bytes); NULL when out of memory. */
+uint8_t *registry_pack(const ProtobufCMessage *m, size_t *len);
+/* "scope.name" ("name" at the root), malloc'd; NULL when out of memory. */
+char *registry_join_name(const char *scope, const char *name);
+/* The time now, for a record's metadata. */
+void registry_now(Google__Protobuf__Timestamp *ts);
 
 /* One atomic write to a system collection, waited for: durable when it returns 0. */
 int registry_write_wait(store_coll *c, store_op *ops, size_t n);

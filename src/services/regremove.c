@@ -16,39 +16,87 @@ static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
 /* ---- what RegisteredProtos keeps of a file, every version (start-up may have skipped
  * some, and a removal takes those too) ---- */
 
-#define OF_NS "json_extract(records.json,'$.namespace') = ?1"
-#define FILE_NAME "json_extract(records.json,'$.file_descriptor.name')"
+/* The field of a RegisteredProto that names its file. */
+#define FILE_NAME_FIELD "file_descriptor.name"
 
-static const char sql_ids[] = "SELECT id FROM records WHERE " OF_NS " AND " FILE_NAME " = ?2";
-static const char sql_messages[] =
-	"SELECT DISTINCT m.value FROM records, json_each(records.json, '$.message_names') AS m "
-	"WHERE " OF_NS " AND " FILE_NAME " = ?2";
-/* Another file of which some kept version imports ?2. */
-static const char sql_importer[] =
-	"SELECT " FILE_NAME " FROM records, json_each(records.json, '$.dependencies') AS d "
-	"WHERE " OF_NS " AND d.value = ?2 AND " FILE_NAME " <> ?2 LIMIT 1";
-
-/* Runs sql on RegisteredProtos with ?1 = ns and ?2 = name; pushes column 0 of each row. */
-static int stored_strings(registry *r, const char *sql, const char *ns, const char *name,
-			  strvec *out)
+/* Runs fn over the records of RegisteredProtos in namespace ns (and of file file when
+ * given), in the order written. 0, fn's nonzero value, or the store's error. */
+static int stored_versions(registry *r, const char *ns, const char *file, store_record_fn fn,
+			   void *ctx)
 {
 	store_reader *rd;
 	int rc = store_coll_read_begin(r->protos, &rd);
 	if (rc)
 		return rc;
-	sqlite3_stmt *st;
-	rc = store_reader_prepare(rd, sql, &st);
-	if (!rc) {
-		sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-		int step;
-		while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-			const char *v = (const char *)sqlite3_column_text(st, 0);
-			strvec_push(out, strdup(v ? v : ""));
-		}
-		rc = step != SQLITE_DONE ? store_sqlite_errno(step) : out->failed ? -ENOMEM : 0;
-	}
+	const store_match where[] = {{REGISTRY_NS_FIELD, ns}, {FILE_NAME_FIELD, file}};
+	rc = store_reader_scan(rd, where, file ? 2 : 1, 0, fn, ctx);
 	store_coll_read_end(rd);
+	return rc;
+}
+
+/* What the versions of one file hold: their record ids, and (when messages is given) the
+ * messages any of them defines, each once, in the order first met. */
+typedef struct versions {
+	strvec *ids, *messages;
+	strmap seen;
+	bool failed;
+} versions;
+
+static int version_one(void *ctx, const store_record *rec)
+{
+	versions *v = ctx;
+	strvec_push(v->ids, strdup(rec->id ? rec->id : ""));
+	if (!v->messages)
+		return 0;
+	Collector__RegisteredProto *p =
+		svc_decode(&collector__registered_proto__descriptor, rec->data, rec->data_len);
+	for (size_t i = 0; p && i < p->n_message_names; i++) {
+		const char *m = p->message_names[i];
+		size_t len = strlen(m);
+		if (strmap_get(&v->seen, m, len))
+			continue;
+		if (strmap_put(&v->seen, m, len, v, NULL))
+			v->failed = true;
+		strvec_push(v->messages, strdup(m));
+	}
+	if (p)
+		collector__registered_proto__free_unpacked(p, NULL);
+	return 0;
+}
+
+/* The ids of the records of every version of file in ns, and with messages, the messages
+ * they define. */
+static int file_versions(registry *r, const char *ns, const char *file, strvec *ids,
+			 strvec *messages)
+{
+	versions v = {.ids = ids, .messages = messages};
+	int rc = stored_versions(r, ns, file, version_one, &v);
+	strmap_free(&v.seen);
+	if (!rc && (v.failed || ids->failed || (messages && messages->failed)))
+		rc = -ENOMEM;
+	return rc;
+}
+
+/* Another file of which some kept version imports file. */
+typedef struct importer {
+	const char *file;
+	char *name;
+} importer;
+
+static int find_importer(void *ctx, const store_record *rec)
+{
+	importer *im = ctx;
+	Collector__RegisteredProto *p =
+		svc_decode(&collector__registered_proto__descriptor, rec->data, rec->data_len);
+	const char *name = p && p->file_descriptor ? p->file_descriptor->name : NULL;
+	bool imports = false;
+	for (size_t i = 0; name && strcmp(name, im->file) && i < p->n_dependencies && !imports; i++)
+		imports = !strcmp(p->dependencies[i], im->file);
+	int rc = 0;
+	if (imports)
+		rc = (im->name = strdup(name)) ? 1 : -ENOMEM;
+	if (p)
+		collector__registered_proto__free_unpacked(p, NULL);
 	return rc;
 }
 
@@ -198,20 +246,20 @@ static bool imports_now(registry *r, const char *ns, const char *file, const cha
  * would no longer load. */
 static bool no_file_imports(svc_job *j, registry *r, const char *ns, const char *file)
 {
-	strvec importer = {0};
-	int rc = stored_strings(r, sql_importer, ns, file, &importer);
-	bool ok = !rc && !importer.n;
-	if (rc)
+	importer im = {.file = file};
+	int rc = stored_versions(r, ns, NULL, find_importer, &im);
+	bool ok = rc == 0;
+	if (rc < 0)
 		svc_fail_store(j, rc, "reading the registrations");
-	else if (!ok && imports_now(r, ns, importer.v[0], file))
+	else if (!ok && imports_now(r, ns, im.name, file))
 		svc_job_fail(j, GRPC_FAILED_PRECONDITION, "%s is in use: file %s imports it", file,
-			     importer.v[0]);
+			     im.name);
 	else if (!ok)
 		svc_job_fail(j, GRPC_FAILED_PRECONDITION,
 			     "%s is in use: an earlier version of file %s, kept for the history of "
 			     "its field numbers, imports it (UnregisterProto that file first)",
-			     file, importer.v[0]);
-	strvec_free(&importer);
+			     file, im.name);
+	free(im.name);
 	return ok;
 }
 
@@ -251,9 +299,7 @@ void registry_unregister_proto(registry *r, svc_job *j, const char *ns,
 	const char *file = req->file_name;
 	strvec ids = {0}, messages = {0};
 	pthread_mutex_lock(&r->lock);
-	int rc = stored_strings(r, sql_ids, ns, file, &ids);
-	if (!rc)
-		rc = stored_strings(r, sql_messages, ns, file, &messages);
+	int rc = file_versions(r, ns, file, &ids, &messages);
 	bool ok = !rc && ids.n;
 	if (rc)
 		svc_fail_store(j, rc, "reading the registrations");
@@ -354,7 +400,7 @@ void registry_unregister_service(registry *r, svc_job *j, const char *ns,
 	bool with_file = ok && registry_made_file(r, ns, name);
 	ok = ok && (!with_file || no_file_imports(j, r, ns, made));
 	int rc = 0;
-	if (ok && with_file && (rc = stored_strings(r, sql_ids, ns, made, &made_ids)))
+	if (ok && with_file && (rc = file_versions(r, ns, made, &made_ids, NULL)))
 		svc_fail_store(j, rc, "reading the registrations");
 	ok = ok && !rc;
 	/* The service first: once its record is gone it is gone, and a file left behind by a

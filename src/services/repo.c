@@ -13,7 +13,7 @@
 #include "io/clock.h"
 #include "io/log.h"
 #include "services/budget.h"
-#include "services/collection.h"
+#include "services/coll_search.h"
 #include "services/colls.h"
 #include "store/coll.h"
 #include "store/query.h"
@@ -247,7 +247,7 @@ static int discover_filters_hash(const Collector__DiscoverRequest *req, uint64_t
 		rc = rc ? rc : buf_append(&b, pairs[i].value, strlen(pairs[i].value) + 1);
 	}
 	if (!rc)
-		*hash = query_hash(b.data, b.len);
+		*hash = query_token_hash(b.data, b.len);
 	buf_free(&b);
 	return rc;
 }
@@ -453,7 +453,7 @@ int repo_register(method_table *t, svc_env *env)
 		{REPO "SearchCollections", CALL_UNARY,
 		 &collector__search_collections_request__descriptor,
 		 &collector__search_collections_response__descriptor,
-		 {.on_request = collection_search_collections, .on_cancel = svc_job_on_cancel}, env},
+		 {.on_request = coll_search_collections, .on_cancel = svc_job_on_cancel}, env},
 		{REPO "Discover", CALL_UNARY, &collector__discover_request__descriptor,
 		 &collector__discover_response__descriptor,
 		 {.on_request = discover, .on_cancel = svc_job_on_cancel}, env},

@@ -1,6 +1,5 @@
 #include "store/files.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -13,6 +12,8 @@
 #include <unistd.h>
 
 #include "io/uuid.h"
+#include "store/dirs.h"
+#include "store/store_int.h"
 
 static atomic_bool have_openat2 = true;
 
@@ -269,19 +270,6 @@ void files_get_close(files_reader *r)
 
 /* --- list, delete, trees ------------------------------------------------------------------ */
 
-/* A directory stream on its own descriptor (a dup would share the read position). */
-static int open_dir(int dfd, const char *name, int flags, DIR **out)
-{
-	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | flags);
-	*out = fd >= 0 ? fdopendir(fd) : NULL;
-	if (*out)
-		return 0;
-	int e = errno;
-	if (fd >= 0)
-		close(fd);
-	return -e;
-}
-
 typedef struct walk {
 	int (*cb)(void *ctx, const files_entry *e);
 	void *ctx;
@@ -291,7 +279,7 @@ typedef struct walk {
 static int list_dir(walk *w, int dfd, size_t len, int depth)
 {
 	DIR *d;
-	int rc = open_dir(dfd, ".", 0, &d);
+	int rc = dirs_open(dfd, ".", 0, &d);
 	if (rc)
 		return rc;
 	struct dirent *e;
@@ -357,75 +345,6 @@ int files_list(store_coll *c, const char *under, int (*cb)(void *ctx, const file
 }
 
 /* Removes name in dirfd (a whole tree), counting regular files removed. */
-static int tree_remove(int parent, const char *name, int64_t *count)
-{
-	struct stat sb;
-	if (fstatat(parent, name, &sb, AT_SYMLINK_NOFOLLOW))
-		return -errno;
-	if (!S_ISDIR(sb.st_mode)) {
-		if (unlinkat(parent, name, 0))
-			return -errno;
-		*count += S_ISREG(sb.st_mode);
-		return 0;
-	}
-	DIR *d;
-	int rc = open_dir(parent, name, O_NOFOLLOW, &d);
-	if (rc)
-		return rc;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		int r = tree_remove(dirfd(d), e->d_name, count);
-		if (r < 0 && r != -ENOENT && rc == 0)
-			rc = r;
-	}
-	closedir(d);
-	if (rc == 0 && unlinkat(parent, name, AT_REMOVEDIR))
-		rc = -errno;
-	return rc;
-}
-
-int files_tree_remove(int dirfd, const char *name)
-{
-	int64_t n = 0;
-	return tree_remove(dirfd, name, &n);
-}
-
-static int tree_stat(int dfd, int64_t *count, int64_t *bytes, int depth)
-{
-	DIR *d;
-	int rc = open_dir(dfd, ".", 0, &d);
-	if (rc)
-		return rc;
-	struct dirent *e;
-	while (rc == 0 && (e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		struct stat sb;
-		if (fstatat(dfd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW))
-			continue;
-		if (S_ISREG(sb.st_mode)) {
-			*count += 1;
-			*bytes += sb.st_size;
-		} else if (S_ISDIR(sb.st_mode) && depth < 2 * FILES_DEPTH_MAX) {
-			int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (sub >= 0) {
-				rc = tree_stat(sub, count, bytes, depth + 1);
-				close(sub);
-			}
-		}
-	}
-	closedir(d);
-	return rc;
-}
-
-int files_tree_stat(int dirfd, int64_t *count, int64_t *bytes)
-{
-	*count = *bytes = 0;
-	return tree_stat(dirfd, count, bytes, 0);
-}
-
 int files_delete(store_coll *c, const char *path, bool recursive, int64_t *removed)
 {
 	int rc = files_path_check(path);
@@ -440,7 +359,7 @@ int files_delete(store_coll *c, const char *path, bool recursive, int64_t *remov
 	if (fstatat(pfd, leaf, &sb, AT_SYMLINK_NOFOLLOW))
 		rc = -errno;
 	else if (S_ISDIR(sb.st_mode) && recursive)
-		rc = tree_remove(pfd, leaf, &n);
+		rc = dirs_tree_remove(pfd, leaf, &n);
 	else if (S_ISDIR(sb.st_mode))
 		rc = unlinkat(pfd, leaf, AT_REMOVEDIR) ? -errno : 0;
 	else if (unlinkat(pfd, leaf, 0))

@@ -57,10 +57,6 @@ int files_list(store_coll *c, const char *under,
  * *removed (optional): files removed. -ENOTEMPTY for a non-empty directory. */
 int files_delete(store_coll *c, const char *path, bool recursive, int64_t *removed);
 
-/* Regular files and their total size under dirfd, not following links. */
-int files_tree_stat(int dirfd, int64_t *count, int64_t *bytes);
-/* Removes name (a file or a whole tree) inside dirfd, not following links. */
-int files_tree_remove(int dirfd, const char *name);
 /* Tests: walk with O_NOFOLLOW even where openat2 exists. */
 void files_use_openat2(bool on);
 

@@ -69,7 +69,7 @@
  *
  * Paging. List: page_size 0 means 50, 1..1000 allowed, anything else -EINVAL. The page
  * query returns up to page_size + 1 rows: when the extra row arrives there is a next
- * page; make its token from the page_size-th row with query_next_token. Tokens are
+ * page; make its token from the page_size-th row (store_reader_page_token). Tokens are
  * keyset positions (order-key values and rid), so rows inserted or deleted between pages
  * never make a row that existed throughout appear twice or be skipped (a row whose own
  * order key is updated may move). A token names the query it belongs to (filter, order,
@@ -83,8 +83,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <sqlite3.h>
 
 #include "store/path.h"
 
@@ -212,32 +210,6 @@ typedef struct query_err {
 	char msg[256];
 } query_err;
 
-enum query_bind_type { QUERY_BIND_NULL, QUERY_BIND_INT, QUERY_BIND_REAL, QUERY_BIND_TEXT };
-
-typedef struct query_bindval {
-	enum query_bind_type type;
-	union {
-		int64_t i;
-		double d;
-		struct {
-			const char *p; /* owned by the query; may hold NUL bytes */
-			size_t len;
-		} text;
-	} u;
-} query_bindval;
-
-/* Result columns of the page query, then one column per order key. */
-enum {
-	QUERY_COL_RID,
-	QUERY_COL_ID,
-	QUERY_COL_DATA,
-	QUERY_COL_LABELS,
-	QUERY_COL_CREATED_AT,
-	QUERY_COL_UPDATED_AT,
-	QUERY_COL_SCORE,
-	QUERY_COL_KEYS,
-};
-
 typedef struct query query;
 
 /* Compile a List or Search. 0 with *out (free with query_free), -EINVAL with err->msg set,
@@ -248,24 +220,11 @@ int query_compile_search(const query_schema *s, const query_search_params *p, qu
 			 query_err *err);
 void query_free(query *q);
 
-/* The page query and the count query (one row: count(*) with the same conditions). */
-const char *query_sql(const query *q);
-const char *query_count_sql(const query *q);
-/* All parameter values, ?1 first. The count query uses a prefix of them. */
-const query_bindval *query_binds(const query *q, size_t *n);
-/* Binds every parameter st has (st was prepared from query_sql or query_count_sql).
- * 0, -EINVAL (st wants more than q has), -ENOMEM or -EIO. */
-int query_bind(sqlite3_stmt *st, const query *q);
 /* Rows the caller returns: List's page_size (the query asks one more), Search's limit. */
 int32_t query_page_size(const query *q);
 
-/* Next-page token from the row st is on (the last row returned to the user), List only.
- * 0 with *token (free()), -EOVERFLOW when an order-key string is longer than
- * QUERY_MAX_TOKEN_TEXT, -EINVAL (not a List query), -ENOMEM. */
-int query_next_token(const query *q, sqlite3_stmt *st, char **token);
-
 /* Seals payload as a page token (payload, SipHash-2-4 MAC under key, base64url): how
- * query_next_token finishes; exposed for the other paged APIs (Discover), and so that
+ * a List's next-page token is made; exposed for the other paged APIs (Discover), and so that
  * tests and the fuzzer can reach the token parser with payloads of their own. 0 with
  * *token (free()) or -ENOMEM. */
 int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char **token);
@@ -278,7 +237,7 @@ int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char 
 int query_token_open(const uint8_t *key, const char *token, size_t max_chars, uint8_t **payload,
 		     size_t *n, const char **why);
 /* An unkeyed 64-bit hash (SipHash-2-4, zero key) for binding a token to its query. */
-uint64_t query_hash(const void *data, size_t n);
+uint64_t query_token_hash(const void *data, size_t n);
 
 /* Validates an indexed_fields entry (a field path; no @columns) and renders the index
  * expression `json_extract(json,'$.a.b')` and a stable index name `ix_<16 hex>`, which the

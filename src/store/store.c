@@ -5,8 +5,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <sqlite3.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,62 +18,13 @@
 #include "io/log.h"
 #include "io/uuid.h"
 #include "store/coll.h"
-#include "store/files.h"
+#include "store/dirs.h"
+#include "store/store_int.h"
 
 /* Directory entries of a namespace that are not collections: a create in progress and a
  * delete in progress. Names cannot start with '.', so these never collide with one. */
 #define NEW_PREFIX ".new-"
 #define DEL_PREFIX ".del-"
-
-static __thread char errmsg[512];
-
-const char *store_errmsg(void) { return errmsg[0] ? errmsg : "no error"; }
-
-int store_seterr(int rc, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-int store_sqlite_errno(int sqlite_rc)
-{
-	switch (sqlite_rc & 0xff) {
-	case SQLITE_OK:
-	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_CONSTRAINT:
-		return sqlite_rc == SQLITE_CONSTRAINT_UNIQUE ||
-				       sqlite_rc == SQLITE_CONSTRAINT_PRIMARYKEY
-			       ? -EEXIST
-			       : -EINVAL;
-	case SQLITE_ERROR:
-	case SQLITE_MISMATCH:
-	case SQLITE_RANGE:
-		return -EINVAL;
-	case SQLITE_FULL:
-		return -ENOSPC;
-	case SQLITE_NOMEM:
-		return -ENOMEM;
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		return -EBUSY;
-	case SQLITE_TOOBIG:
-		return -E2BIG;
-	case SQLITE_READONLY:
-		return -EROFS;
-	case SQLITE_PERM:
-	case SQLITE_AUTH:
-		return -EACCES;
-	case SQLITE_INTERRUPT:
-		return -EINTR;
-	default: /* IOERR, CORRUPT, NOTADB, CANTOPEN, PROTOCOL... */
-		return -EIO;
-	}
-}
 
 bool store_name_valid(const char *name)
 {
@@ -277,12 +226,6 @@ static void evict(store *s)
 	"namespace, name, def, type_namespace, type_name, labels, indexed_fields,"       \
 	" created_at, updated_at"
 
-static int db_fail(sqlite3 *db, int src, const char *what)
-{
-	int rc = store_sqlite_errno(src);
-	return store_seterr(rc ? rc : -EIO, "%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
-}
-
 static int catalog_conn(const char *path, const coll_options *o, sqlite3 **out)
 {
 	sqlite3 *db = NULL;
@@ -401,24 +344,6 @@ static void ddl_rollback(store *s)
 
 /* --- paths ------------------------------------------------------------------------------ */
 
-static int mkdir_p(const char *path)
-{
-	char buf[PATH_MAX];
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (char *p = buf + 1;; p++) {
-		if (*p == '/' || !*p) {
-			char ch = *p;
-			*p = 0;
-			if (mkdir(buf, 0755) && errno != EEXIST)
-				return -errno;
-			*p = ch;
-			if (!ch)
-				return 0;
-		}
-	}
-}
-
 /* Removes what an interrupted create or delete left in each namespace directory. */
 static void sweep_leftovers(store *s)
 {
@@ -445,7 +370,7 @@ static void sweep_leftovers(store *s)
 			if (strncmp(c->d_name, NEW_PREFIX, strlen(NEW_PREFIX)) &&
 			    strncmp(c->d_name, DEL_PREFIX, strlen(DEL_PREFIX)))
 				continue;
-			int rc = files_tree_remove(dirfd(nd), c->d_name);
+			int rc = dirs_tree_remove(dirfd(nd), c->d_name, NULL);
 			log_info("store: removed leftover %s/%s: %s", e->d_name, c->d_name,
 				 rc ? strerror(-rc) : "ok");
 		}
@@ -484,7 +409,7 @@ int store_open(const char *data_dir, const store_options *opts, store **out)
 		rc = store_seterr(-ENOMEM, "out of memory");
 		goto fail;
 	}
-	if ((rc = mkdir_p(data_dir)) < 0) {
+	if ((rc = dirs_mkdir_p(data_dir)) < 0) {
 		store_seterr(rc, "data directory %s: %s", data_dir, strerror(-rc));
 		goto fail;
 	}
@@ -565,7 +490,7 @@ static int build_dir(store *s, int nsfd, const char *ns, const char *tmp)
 		return store_seterr(-errno, "mkdir %s/%s: %s", ns, tmp, strerror(errno));
 	if (snprintf(path, sizeof(path), "%s/%s/%s", s->dir, ns, tmp) >= (int)sizeof(path))
 		return store_seterr(-ENAMETOOLONG, "path too long");
-	int rc = coll_create_db(path);
+	int rc = store_writer_create(path);
 	if (rc < 0)
 		return rc;
 	int fd = openat(nsfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -642,7 +567,7 @@ int store_collection_create(store *s, const store_collection *c, int flags)
 		goto out;
 	}
 	/* No row, so a directory of that name is what a crash left behind. */
-	rc = files_tree_remove(nsfd, c->name);
+	rc = dirs_tree_remove(nsfd, c->name, NULL);
 	if (rc < 0 && rc != -ENOENT) {
 		store_seterr(rc, "removing leftover %s/%s: %s", c->ns, c->name, strerror(-rc));
 		goto out;
@@ -661,8 +586,8 @@ out:
 		/* With our row inserted, no committed collection had this name: whatever
 		 * we made under either name is ours to remove. */
 		if (built) {
-			files_tree_remove(nsfd, tmp);
-			files_tree_remove(nsfd, c->name);
+			dirs_tree_remove(nsfd, tmp, NULL);
+			dirs_tree_remove(nsfd, c->name, NULL);
 		}
 		unlinkat(s->dirfd, c->ns, AT_REMOVEDIR); /* only if we left it empty */
 	}
@@ -677,21 +602,17 @@ static void count_contents(store *s, int nsfd, const char *ns, const char *name,
 			   int64_t *records, int64_t *files)
 {
 	char path[PATH_MAX];
-	if (snprintf(path, sizeof(path), "%s/%s/%s/records.db", s->dir, ns, name) < (int)sizeof(path)) {
-		sqlite3 *db = NULL;
-		sqlite3_stmt *st = NULL;
-		if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-		    sqlite3_prepare_v2(db, "SELECT count(*) FROM records", -1, &st, NULL) == SQLITE_OK &&
-		    sqlite3_step(st) == SQLITE_ROW)
-			*records = sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-		sqlite3_close(db);
+	store_reader *r;
+	if (snprintf(path, sizeof(path), "%s/%s/%s/records.db", s->dir, ns, name) < (int)sizeof(path) &&
+	    store_reader_open(path, s->copts.busy_timeout_ms, &r) == 0) {
+		store_reader_count(r, records);
+		store_reader_close(r);
 	}
 	int fd = nsfd < 0 ? -1 : openat(nsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	int ffd = fd < 0 ? -1 : openat(fd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	int64_t bytes;
 	if (ffd >= 0) {
-		files_tree_stat(ffd, files, &bytes);
+		dirs_tree_stat(ffd, files, &bytes);
 		close(ffd);
 	}
 	if (fd >= 0)
@@ -764,7 +685,7 @@ int store_collection_delete(store *s, const char *ns, const char *name, int64_t 
 			snprintf(del, sizeof(del), DEL_PREFIX "%s", uuid);
 			if (renameat(nsfd, name, nsfd, del) == 0) {
 				fsync(nsfd);
-				files_tree_remove(nsfd, del);
+				dirs_tree_remove(nsfd, del, NULL);
 			}
 		}
 		if (unlinkat(s->dirfd, ns, AT_REMOVEDIR) == 0)

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/err.h"
+
 #define STORE_NAME_MAX 63
 
 typedef struct store store;
@@ -109,12 +111,5 @@ void store_coll_release(store_coll *c);
  * and made again under the same name is another value. A held collection cannot be
  * deleted, so this tells whether it is the one a row read before the acquire describes. */
 int64_t store_coll_created_at(const store_coll *c);
-
-/* The message of this thread's last failure in the store (never NULL). */
-const char *store_errmsg(void);
-/* For store modules: sets this thread's message and returns rc. */
-int store_seterr(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* For store modules: a SQLite result code as a negative errno. */
-int store_sqlite_errno(int sqlite_rc);
 
 #endif

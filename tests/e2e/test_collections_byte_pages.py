@@ -141,6 +141,29 @@ def test_vector_search_bounded_by_bytes(api):
     assert got == SIZES
 
 
+def test_vector_hit_that_fits_no_response_is_named(api):
+    """The best hit of a vector search is a record no response holds: RESOURCE_EXHAUSTED
+    naming it, as for List and Search."""
+    coll = api.coll(SEARCH_REQ, prefix="vhuge", labels={"embedding_field": "vector"})
+    coll.put(pack(cs_pb2.SearchRequest(full_text="small", vector=[0.0, 1.0])), id="small")
+    # A Create of exactly LIMIT bytes, with the shortest type URL: the response carries more.
+    def huge(n):
+        return cs_pb2.SearchRequest(full_text="h" * n, vector=[1.0, 0.0]).SerializeToString()
+    req = coll.req(cs_pb2.CreateRequest, id="huge", item=raw_any(SEARCH_REQ, huge(0), "/"))
+    n = LIMIT - req.ByteSize()
+    while req.ByteSize() != LIMIT:
+        req.item.value = huge(n)
+        n += LIMIT - req.ByteSize()
+    assert_ok(call(coll.svc.Create, req))
+    expect_error(C.RESOURCE_EXHAUSTED, api.svc.Search,
+                 coll.req(cs_pb2.SearchRequest, vector=[1.0, 0.0], similarity_threshold=-1),
+                 mentions=["'huge'", str(LIMIT)])
+    r = assert_ok(call(api.svc.Search, coll.req(cs_pb2.SearchRequest, vector=[0.0, 1.0],
+                                                similarity_threshold=0.5)))
+    assert [x.item.value for x in r.results] == [
+        pack(cs_pb2.SearchRequest(full_text="small", vector=[0.0, 1.0])).value]
+
+
 def test_search_collections_bounded_by_bytes(api, mixed):
     other = api.coll(prefix="bytes2")
     for i, size in enumerate([20000, 20000, 20000]):

@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "store/query.h"
+#include "store/store_int.h"
 
 static const char schema_sql[] =
 	"CREATE TABLE records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
@@ -972,7 +973,7 @@ static void test_search_order_and_limits(void **state)
 	char *tok = NULL;
 	query_free(q);
 	assert_int_equal(query_compile_search(&typed, &p, &q, &qerr), 0);
-	assert_int_equal(query_next_token(q, NULL, &tok), -EINVAL);
+	assert_int_equal(query_token_next(q, NULL, &tok), -EINVAL);
 	query_free(q);
 }
 
@@ -1118,7 +1119,7 @@ static int list_all(const query_value *f, const char *order, int32_t size, char 
 			n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "",
 					      (const char *)sqlite3_column_text(st, QUERY_COL_ID));
 			if (++rows == size)
-				assert_int_equal(query_next_token(q, st, &token), 0);
+				assert_int_equal(query_token_next(q, st, &token), 0);
 		}
 		(*pages)++;
 		sqlite3_finalize(st);
@@ -1310,7 +1311,7 @@ static char *first_token(const query_schema *s, const query_value *f, const char
 	sqlite3_stmt *st = prepare(query_sql(q), q);
 	for (int i = 0; i < size; i++)
 		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(query_next_token(q, st, &token), 0);
+	assert_int_equal(query_token_next(q, st, &token), 0);
 	sqlite3_finalize(st);
 	query_free(q);
 	return token;
@@ -1509,7 +1510,7 @@ static void test_token_tampering(void **state)
 	sqlite3_stmt *st = prepare(query_sql(q), q);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	char *t2 = NULL;
-	assert_int_equal(query_next_token(q, st, &t2), -EOVERFLOW);
+	assert_int_equal(query_token_next(q, st, &t2), -EOVERFLOW);
 	assert_null(t2);
 	sqlite3_finalize(st);
 	query_free(q);

@@ -25,7 +25,9 @@
 #include "io/clock.h"
 #include "store/coll.h"
 #include "store/files.h"
+#include "store/path.h"
 #include "store/store.h"
+#include "store/store_int.h"
 
 /* --- fixtures ---------------------------------------------------------------------------- */
 
@@ -479,7 +481,7 @@ static void test_fts_text(void **state)
 			 SQLITE_OK);
 	jbuf t = JBUF_INIT;
 	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
-		assert_int_equal(coll_fts_text(docs[i], strlen(docs[i]), &t), 0);
+		assert_int_equal(store_writer_fts_text(docs[i], strlen(docs[i]), &t), 0);
 		sqlite3_bind_text(st, 1, docs[i], -1, SQLITE_STATIC);
 		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 		const char *want = (const char *)sqlite3_column_text(st, 0);
@@ -491,15 +493,15 @@ static void test_fts_text(void **state)
 		assert_int_equal(t.data[t.len], 0);
 		sqlite3_reset(st);
 	}
-	assert_int_equal(coll_fts_text("{\"a\":\"b\" \"c\":1}", 15, &t), -EINVAL);
+	assert_int_equal(store_writer_fts_text("{\"a\":\"b\" \"c\":1}", 15, &t), -EINVAL);
 	assert_non_null(strstr(store_errmsg(), "JSON"));
-	assert_int_equal(coll_fts_text("{nope", 5, &t), -EINVAL);
-	assert_int_equal(coll_fts_text("", 0, &t), -EINVAL);
+	assert_int_equal(store_writer_fts_text("{nope", 5, &t), -EINVAL);
+	assert_int_equal(store_writer_fts_text("", 0, &t), -EINVAL);
 	/* Depth is bounded, not recursion without end. */
-	char deep[2 * COLL_JSON_MAX_DEPTH + 8];
-	memset(deep, '[', COLL_JSON_MAX_DEPTH + 1);
-	memset(deep + COLL_JSON_MAX_DEPTH + 1, ']', COLL_JSON_MAX_DEPTH + 1);
-	assert_int_equal(coll_fts_text(deep, 2 * COLL_JSON_MAX_DEPTH + 2, &t), -EINVAL);
+	char deep[2 * WRITER_JSON_MAX_DEPTH + 8];
+	memset(deep, '[', WRITER_JSON_MAX_DEPTH + 1);
+	memset(deep + WRITER_JSON_MAX_DEPTH + 1, ']', WRITER_JSON_MAX_DEPTH + 1);
+	assert_int_equal(store_writer_fts_text(deep, 2 * WRITER_JSON_MAX_DEPTH + 2, &t), -EINVAL);
 	jbuf_free(&t);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
@@ -660,9 +662,9 @@ static void test_write_ops(void **state)
 	store_coll *c = acquire(s, "zoo", "animals");
 	/* The layout of a new records.db. */
 	assert_int_equal(query_int(c, "SELECT page_size FROM pragma_page_size()", NULL),
-			 COLL_PAGE_SIZE);
+			 WRITER_PAGE_SIZE);
 	assert_int_equal(query_int(c, "SELECT v FROM records_fts_config WHERE k = 'automerge'", NULL),
-			 COLL_FTS_AUTOMERGE);
+			 WRITER_FTS_AUTOMERGE);
 
 	store_op op = {.kind = STORE_OP_INSERT, .id = "r1",
 		       .row = {.data = "\x08\x01", .data_len = 2,
@@ -808,6 +810,233 @@ static void test_apply(void **state)
 	op.id = "missing";
 	assert_int_equal(write1(c, op), -ENOENT);
 	assert_int_equal(m.calls, 0);
+	store_coll_release(c);
+	store_close(s);
+}
+
+/* The merge of a masked update as the service ran it before the writer did: SQLite's JSON
+ * functions, one path at a time, on a private in-memory connection. */
+static char *merge_reference(const char *old, const char *new, const char *const *mask, size_t n)
+{
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	sqlite3_stmt *st = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT CASE WHEN json_type(?2, ?3) IS NULL THEN json_remove(?1, ?3)"
+					    " ELSE json_set(?1, ?3, json(?2 -> ?3)) END",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	char *merged = strdup(old);
+	for (size_t i = 0; i < n; i++) {
+		query_path qp;
+		const char *why;
+		char jp[PATH_TEXT_MAX];
+		assert_int_equal(path_parse(mask[i], strlen(mask[i]), &qp, &why), 0);
+		path_render(&qp, jp);
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, merged, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(st, 2, new, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, jp, -1, SQLITE_STATIC);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		char *next = strdup((const char *)sqlite3_column_text(st, 0));
+		free(merged);
+		merged = next;
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return merged;
+}
+
+typedef struct merged_seen {
+	char json[1024];
+	int calls;
+} merged_seen;
+
+/* Writes the merged row as the writer hands it over, and remembers its JSON. */
+static int apply_keep(void *ctx, const store_row *merged, store_row *out)
+{
+	merged_seen *m = ctx;
+	m->calls++;
+	snprintf(m->json, sizeof(m->json), "%s", merged->json);
+	*out = (store_row){.data = merged->data, .data_len = merged->data_len, .json = merged->json};
+	return 0;
+}
+
+typedef struct stored_json {
+	const char *id;
+	char json[1024];
+} stored_json;
+
+static int keep_json(void *ctx, const store_record *rec)
+{
+	stored_json *sj = ctx;
+	if (strcmp(rec->id, sj->id))
+		return 0;
+	snprintf(sj->json, sizeof(sj->json), "%s", rec->json);
+	return 1;
+}
+
+static void stored(store_coll *c, const char *id, char json[1024])
+{
+	store_reader *r;
+	assert_int_equal(store_coll_read_begin(c, &r), 0);
+	stored_json sj = {.id = id};
+	assert_int_equal(store_reader_scan(r, NULL, 0, STORE_SCAN_JSON, keep_json, &sj), 1);
+	store_coll_read_end(r);
+	memcpy(json, sj.json, sizeof(sj.json));
+}
+
+/* A masked update merges on the writer's connection, inside its transaction, exactly as
+ * the private in-memory connection of the service did before. */
+static void test_update_mask(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	const char *old = "{\"name\":\"orig\",\"namespace\":\"ns0\",\"message_type\":{\"namespace\":"
+			  "\"tns\",\"message_name\":\"m.Orig\"},\"indexed_fields\":[\"a\",\"b\"],"
+			  "\"metadata\":{\"labels\":{\"k\":\"v\",\"x y\":\"w\"}},\"server_endpoint\":"
+			  "\"h:1\",\"items\":[{\"n\":1},{\"n\":2}]}";
+	const char *new = "{\"name\":\"new\",\"namespace\":\"ns1\",\"message_type\":{\"namespace\":"
+			  "\"tns2\",\"message_name\":\"m.New\"},\"indexed_fields\":[\"z\"],\"metadata\":"
+			  "{\"labels\":{\"k2\":\"v2\"}},\"items\":[{\"n\":7}],\"deep\":{\"a\":{\"b\":1}}}";
+	static const char *const masks[][4] = {
+		{"name", "message_type.message_name", "indexed_fields", "server_endpoint"},
+		{"metadata.labels"},
+		{"message_type"},
+		{"namespace", "metadata"},
+		{"metadata.labels.k2", "metadata.labels.k"},
+		{"deep.a.b", "missing.field"},
+		{"items[0].n", "items[1]"},
+	};
+	const size_t nmask[] = {4, 1, 1, 2, 2, 2, 2};
+	for (size_t i = 0; i < sizeof(nmask) / sizeof(nmask[0]); i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%zu", i);
+		assert_int_equal(insert(c, id, old), 0);
+		merged_seen m = {0};
+		store_op op = {.kind = STORE_OP_UPDATE, .id = id, .row = {.json = new},
+			       .mask = masks[i], .nmask = nmask[i], .apply = apply_keep,
+			       .apply_ctx = &m};
+		assert_int_equal(write1(c, op), 0);
+		assert_int_equal(m.calls, 1);
+		char *want = merge_reference(old, new, masks[i], nmask[i]);
+		assert_string_equal(m.json, want);
+		char json[1024];
+		stored(c, id, json);
+		assert_string_equal(json, want);
+		free(want);
+	}
+	/* What the first mask makes: its fields from the new JSON, server_endpoint (which the
+	 * new JSON lacks) removed, the rest kept. */
+	char json[1024];
+	stored(c, "m0", json);
+	assert_non_null(strstr(json, "\"name\":\"new\""));
+	assert_non_null(strstr(json, "\"namespace\":\"ns0\""));
+	assert_non_null(strstr(json, "\"message_name\":\"m.New\""));
+	assert_non_null(strstr(json, "\"namespace\":\"tns\""));
+	assert_null(strstr(json, "server_endpoint"));
+
+	/* A mask needs apply and valid paths; no record: apply is not called. */
+	merged_seen m = {0};
+	const char *bad[] = {"name; DROP TABLE records"};
+	store_op op = {.kind = STORE_OP_UPDATE, .id = "m0", .row = {.json = new},
+		       .mask = bad, .nmask = 1, .apply = apply_keep, .apply_ctx = &m};
+	assert_int_equal(write1(c, op), -EINVAL);
+	op.mask = masks[0];
+	op.apply = NULL;
+	assert_int_equal(write1(c, op), -EINVAL);
+	op.apply = apply_keep;
+	op.id = "missing";
+	assert_int_equal(write1(c, op), -ENOENT);
+	assert_int_equal(m.calls, 0);
+	stored(c, "m0", json);
+	assert_non_null(strstr(json, "\"name\":\"new\""));
+	store_coll_release(c);
+	store_close(s);
+}
+
+typedef struct collected {
+	char ids[16][16];
+	size_t n;
+} collected;
+
+static int collect_id(void *ctx, const store_record *rec)
+{
+	collected *cl = ctx;
+	snprintf(cl->ids[cl->n++], sizeof(cl->ids[0]), "%s", rec->id);
+	assert_null(rec->json);
+	return cl->n == 16;
+}
+
+/* The reads the services use: by id, scans (in the order written, with matches, served by
+ * an index), vector search, the count. */
+static void test_reads(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	assert_int_equal(insert(c, "z", "{\"ns\":\"a\",\"f\":{\"n\":\"x\"},\"v\":[1,0]}"), 0);
+	assert_int_equal(insert(c, "y", "{\"ns\":\"b\",\"f\":{\"n\":\"x\"},\"v\":[0,1]}"), 0);
+	assert_int_equal(insert(c, "x", "{\"ns\":\"a\",\"f\":{\"n\":\"y\"},\"v\":[1,1]}"), 0);
+	assert_int_equal(insert(c, "w", "{\"ns\":\"a\",\"f\":{\"n\":\"x\"},\"v\":\"no\"}"), 0);
+	char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX];
+	assert_int_equal(query_index_field("ns", expr, name, NULL), 0);
+	const char *names[] = {name + 3}, *exprs[] = {expr};
+	assert_int_equal(store_coll_set_indexes(c, 1, names, exprs), 0);
+
+	store_reader *r;
+	assert_int_equal(store_coll_read_begin(c, &r), 0);
+	store_record rec;
+	assert_int_equal(store_reader_get(r, "y", &rec), 0);
+	assert_int_equal(rec.data_len, 1);
+	assert_memory_equal(rec.data, "y", 1);
+	assert_int_equal(store_reader_get(r, "x", &rec), 0); /* again in the same read */
+	assert_memory_equal(rec.data, "x", 1);
+	assert_int_equal(store_reader_get(r, "nope", &rec), -ENOENT);
+	int64_t n = 0;
+	assert_int_equal(store_reader_count(r, &n), 0);
+	assert_int_equal(n, 4);
+
+	collected all = {0}, some = {0}, none = {0};
+	assert_int_equal(store_reader_scan(r, NULL, 0, 0, collect_id, &all), 0);
+	assert_int_equal(all.n, 4);
+	assert_string_equal(all.ids[0], "z");
+	assert_string_equal(all.ids[3], "w");
+	const store_match where[] = {{"ns", "a"}, {"f.n", "x"}};
+	assert_int_equal(store_reader_scan(r, where, 2, 0, collect_id, &some), 0);
+	assert_int_equal(some.n, 2);
+	assert_string_equal(some.ids[0], "z");
+	assert_string_equal(some.ids[1], "w");
+	const store_match odd[] = {{"ns", "a' OR 1=1 --"}};
+	assert_int_equal(store_reader_scan(r, odd, 1, 0, collect_id, &none), 0);
+	assert_int_equal(none.n, 0);
+	const store_match bad[] = {{"@id", "z"}};
+	assert_int_equal(store_reader_scan(r, bad, 1, 0, collect_id, &none), -EINVAL);
+	sqlite3_stmt *plan;
+	assert_int_equal(store_reader_prepare(r, "EXPLAIN QUERY PLAN SELECT id, data FROM records WHERE "
+					      "json_extract(json,'$.ns') = ?1 ORDER BY rid", &plan), 0);
+	assert_int_equal(sqlite3_step(plan), SQLITE_ROW);
+	assert_non_null(strstr((const char *)sqlite3_column_text(plan, 3), name));
+
+	query_path vp;
+	const char *why;
+	assert_int_equal(path_parse("v", 1, &vp, &why), 0);
+	const float v[] = {1, 0};
+	store_hit *hits = NULL;
+	size_t nhits = 0;
+	assert_int_equal(store_reader_vector(r, &vp, v, 2, 0.5, &hits, &nhits), 0);
+	assert_int_equal(nhits, 2);
+	assert_true(hits[0].similarity > 0.99 && hits[1].similarity < 0.71);
+	assert_int_equal(store_reader_get_hit(r, &hits[0], &rec), 0);
+	assert_memory_equal(rec.data, "z", 1);
+	assert_string_equal(store_reader_hit_id(r), "z");
+	assert_int_equal(store_reader_get_hit(r, &hits[1], &rec), 0);
+	assert_string_equal(store_reader_hit_id(r), "x");
+	free(hits);
+	store_coll_read_end(r);
 	store_coll_release(c);
 	store_close(s);
 }
@@ -1569,6 +1798,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_leftovers, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_write_ops, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_apply, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_update_mask, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_reads, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_group_isolation, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_group_max, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_gather, setup_dir, teardown_dir),
