@@ -36,7 +36,7 @@
 #include "grpc/testing/messages.pb-c.h"
 #include "h2/client.h"
 #include "h2/status.h"
-#include "io/clock.h"
+#include "base/clock.h"
 #include "io/reactor.h"
 
 #define UNARY_PATH "/grpc.testing.BenchmarkService/UnaryCall"

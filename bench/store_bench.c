@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/clock.h"
+#include "base/clock.h"
 #include "store/coll.h"
 #include "store/store.h"
 

@@ -32,8 +32,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "io/clock.h"
-#include "io/uuid.h"
+#include "base/clock.h"
+#include "base/uuid.h"
 #include "store/err.h"
 #include "store/query.h"
 #include "store/reader.h"

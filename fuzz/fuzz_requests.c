@@ -25,8 +25,8 @@
 
 #include "h2/buf.h"
 #include "h2/server.h"
-#include "io/hash.h"
-#include "io/log.h"
+#include "base/hash.h"
+#include "base/log.h"
 #include "io/pool.h"
 #include "services/collector_api.h"
 #include "services/registry.h"

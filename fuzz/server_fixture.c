@@ -4,7 +4,7 @@
 #include <stdlib.h>
 
 #include "h2/call.h"
-#include "io/log.h"
+#include "base/log.h"
 #include "services/health.h"
 #include "services/reflection.h"
 

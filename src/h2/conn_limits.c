@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "h2/server_int.h"
-#include "io/clock.h"
-#include "io/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 
 /* ---- memory held for messages: per connection, per endpoint, node-wide ---- */
 

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io/clock.h"
-#include "io/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "io/sock.h"
 
 /* After the grace period, connections still closing (a peer that reads nothing holds our

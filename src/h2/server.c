@@ -16,8 +16,8 @@
 #include "h2/metadata.h"
 #include "h2/server_int.h"
 #include "h2/session.h"
-#include "io/clock.h"
-#include "io/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "io/sock.h"
 
 /* A sixteenth of the machine's memory, within 64 MiB .. 1 GiB. */

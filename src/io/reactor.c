@@ -11,7 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "io/clock.h"
+#include "base/clock.h"
 
 /* Receive buffers: one provided-buffer ring per reactor, shared by its connections. */
 #define RECV_BUF_SIZE (16 * 1024)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "collector/collection_server.pb-c.h"
-#include "io/clock.h"
+#include "base/clock.h"
 #include "store/coll.h"
 
 #define SERVER_VERSION "collector-c 0.1.0"

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "collector/collection_server.pb-c.h"
-#include "io/uuid.h"
+#include "base/uuid.h"
 #include "store/coll.h"
 #include "store/json.h"
 

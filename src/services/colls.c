@@ -8,7 +8,7 @@
 #include "base/pbdecode.h"
 #include "h2/buf.h"
 #include "h2/status.h"
-#include "io/hash.h"
+#include "base/hash.h"
 #include "store/coll.h"
 
 void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len)

@@ -7,9 +7,9 @@
 
 #include "collector/collection.pb-c.h"
 #include "collector/registry.pb-c.h"
-#include "io/clock.h"
-#include "io/log.h"
-#include "io/uuid.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/uuid.h"
 #include "services/registry_priv.h"
 #include "store/json.h"
 

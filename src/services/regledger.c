@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/log.h"
+#include "base/log.h"
 
 /* One allocation per number: the ledger holds an entry for every field ever registered. */
 typedef struct meaning {

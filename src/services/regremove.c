@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "collector/registry.pb-c.h"
-#include "io/log.h"
+#include "base/log.h"
 #include "services/registry_priv.h"
 
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "collector/registry.pb-c.h"
-#include "io/log.h"
-#include "io/uuid.h"
+#include "base/log.h"
+#include "base/uuid.h"
 #include "services/registry_priv.h"
 
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;

@@ -10,8 +10,8 @@
 
 #include "collector/collection_repo.pb-c.h"
 #include "h2/buf.h"
-#include "io/clock.h"
-#include "io/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "services/budget.h"
 #include "services/coll_search.h"
 #include "services/colls.h"

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/hash.h"
+#include "base/hash.h"
 
 static unsigned key_hash(const char *s, size_t n)
 {

@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/clock.h"
-#include "io/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "store/dirs.h"
 #include "store/store_int.h"
 

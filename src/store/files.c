@@ -11,7 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "io/uuid.h"
+#include "base/uuid.h"
 #include "store/dirs.h"
 #include "store/store_int.h"
 

@@ -13,10 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "io/clock.h"
-#include "io/hash.h"
-#include "io/log.h"
-#include "io/uuid.h"
+#include "base/clock.h"
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/uuid.h"
 #include "store/coll.h"
 #include "store/dirs.h"
 #include "store/store_int.h"

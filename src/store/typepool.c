@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/hash.h"
+#include "base/hash.h"
 #include "store/typepool_int.h"
 
 void *tp_arena_alloc(arena *a, size_t n)

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "io/clock.h"
-#include "io/log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "store/path.h"
 #include "store/store_int.h"
 

@@ -13,7 +13,7 @@
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
 #include "h2/client.h"
-#include "io/clock.h"
+#include "base/clock.h"
 
 #define MAX_MSGS 16
 

@@ -30,7 +30,7 @@
 #include "h2/reactor_group.h"
 #include "h2/server.h"
 #include "h2/status.h"
-#include "io/clock.h"
+#include "base/clock.h"
 #include "io/pool.h"
 #include "io/reactor.h"
 

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "io/clock.h"
+#include "base/clock.h"
 #include "io/pool.h"
 #include "io/reactor.h"
 

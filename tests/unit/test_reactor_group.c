@@ -21,7 +21,7 @@
 #include "h2/method.h"
 #include "h2/reactor_group.h"
 #include "h2/server.h"
-#include "io/clock.h"
+#include "base/clock.h"
 
 typedef struct hooks {
 	atomic_int started, drained, exited;

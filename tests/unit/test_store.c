@@ -22,7 +22,7 @@
 
 #include <cmocka.h>
 
-#include "io/clock.h"
+#include "base/clock.h"
 #include "store/coll.h"
 #include "store/files.h"
 #include "store/path.h"

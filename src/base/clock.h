@@ -1,6 +1,6 @@
 /* Monotonic and wall clocks in nanoseconds. */
-#ifndef IO_CLOCK_H
-#define IO_CLOCK_H
+#ifndef BASE_CLOCK_H
+#define BASE_CLOCK_H
 #include <stdint.h>
 
 #define NS_PER_MS 1000000LL

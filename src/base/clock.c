@@ -1,4 +1,4 @@
-#include "io/clock.h"
+#include "base/clock.h"
 
 #include <time.h>
 

@@ -1,6 +1,6 @@
 /* Logging to stderr with a level threshold. Thread-safe (one write per line). */
-#ifndef IO_LOG_H
-#define IO_LOG_H
+#ifndef BASE_LOG_H
+#define BASE_LOG_H
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 

@@ -2,8 +2,8 @@
  * open collections, definition cache): fast on short names, and chainable, so that a key
  * made of parts needs no joined copy. Not for anything a client could exploit to collide
  * on purpose at scale: every user of it bounds its table or its input. */
-#ifndef IO_HASH_H
-#define IO_HASH_H
+#ifndef BASE_HASH_H
+#define BASE_HASH_H
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,6 +1,6 @@
 /* UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then random bits; sortable by time. */
-#ifndef IO_UUID_H
-#define IO_UUID_H
+#ifndef BASE_UUID_H
+#define BASE_UUID_H
 
 #define UUID_STR_LEN 37 /* 36 characters and the NUL */
 

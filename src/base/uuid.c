@@ -1,10 +1,10 @@
-#include "io/uuid.h"
+#include "base/uuid.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <sys/random.h>
 
-#include "io/clock.h"
+#include "base/clock.h"
 
 int uuid7_make(char out[UUID_STR_LEN])
 {
