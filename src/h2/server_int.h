@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "base/arena.h"
 #include "h2/admit.h"
-#include "h2/arena.h"
 #include "h2/buf.h"
 #include "h2/call.h"
 #include "h2/decode.h"

@@ -5,7 +5,7 @@
 #include <nghttp2/nghttp2.h>
 #include <stdbool.h>
 
-#include "h2/arena.h"
+#include "base/arena.h"
 #include "h2/buf.h"
 #include "h2/call.h"
 #include "io/reactor.h"

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "collector/collection_server.pb-c.h"
-#include "h2/arena.h"
+#include "base/arena.h"
 #include "h2/buf.h"
 #include "base/pbdecode.h"
 #include "store/files.h"

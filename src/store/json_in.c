@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/arena.h"
 #include "store/pbwire.h"
 
 typedef struct ictx {
@@ -19,9 +20,9 @@ typedef struct ictx {
 	const char *ns;
 	jdoc doc;
 	jbuf *out;
-	jscratch scratch;
+	arena scratch;
 	jerr e;
-	_Alignas(16) unsigned char scratch_inline[4096];
+	_Alignas(max_align_t) unsigned char scratch_inline[4096];
 } ictx;
 
 static int fail(ictx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -58,7 +59,7 @@ static const char *str_of(ictx *c, const jnode *j)
 {
 	if (!j->esc)
 		return c->doc.src + j->off;
-	char *s = jscratch_alloc(&c->scratch, j->ulen + 1);
+	char *s = arena_alloc(&c->scratch, j->ulen + 1);
 	if (s) {
 		jdoc_unescape(&c->doc, j, s);
 		s[j->ulen] = '\0';
@@ -189,7 +190,7 @@ static int numeric_text(ictx *c, const tp_field *f, const jnode *j, const char *
 		return fail(c, "%s.%s: expected a number, got %s", msg_name(f->parent), f->name,
 			    type_word(j));
 	}
-	char *t = jscratch_alloc(&c->scratch, *n + 1);
+	char *t = arena_alloc(&c->scratch, *n + 1);
 	if (!t)
 		return nomem(c);
 	if (j->type == J_STRING)
@@ -208,7 +209,7 @@ static int numeric_text(ictx *c, const tp_field *f, const jnode *j, const char *
 static int parse_int(ictx *c, const tp_field *f, const jnode *j, bool is_signed, int64_t min,
 		     uint64_t max, uint64_t *out)
 {
-	jscratch_mark mark = jscratch_get_mark(&c->scratch);
+	arena_mark mark = arena_get_mark(&c->scratch);
 	/* Set by numeric_text when it succeeds; initialized for -O3's flow analysis. */
 	const char *s = "";
 	size_t n = 0;
@@ -230,7 +231,7 @@ static int parse_int(ictx *c, const tp_field *f, const jnode *j, bool is_signed,
 	} else {
 		double d = strtod(s, NULL);
 		if (!isfinite(d) || d != trunc(d)) {
-			jscratch_release(&c->scratch, mark);
+			arena_release(&c->scratch, mark);
 			return fail(c, "%s.%s: %.32s is not an integer", msg_name(f->parent), f->name,
 				    s);
 		}
@@ -249,7 +250,7 @@ static int parse_int(ictx *c, const tp_field *f, const jnode *j, bool is_signed,
 	} else {
 		*out = neg ? 0 - mag : mag;
 	}
-	jscratch_release(&c->scratch, mark);
+	arena_release(&c->scratch, mark);
 	return rc;
 }
 
@@ -269,7 +270,7 @@ static int parse_double(ictx *c, const tp_field *f, const jnode *j, bool as_floa
 			return 0;
 		}
 	}
-	jscratch_mark mark = jscratch_get_mark(&c->scratch);
+	arena_mark mark = arena_get_mark(&c->scratch);
 	/* Set by numeric_text when it succeeds; initialized for -O3's flow analysis. */
 	const char *s = "";
 	size_t n = 0;
@@ -282,7 +283,7 @@ static int parse_double(ictx *c, const tp_field *f, const jnode *j, bool as_floa
 	if (isinf(d) || (as_float && isinf((float)d)))
 		rc = fail(c, "%s.%s: %.32s is out of range", msg_name(f->parent), f->name, s);
 	*out = d;
-	jscratch_release(&c->scratch, mark);
+	arena_release(&c->scratch, mark);
 	return rc;
 }
 
@@ -290,14 +291,14 @@ static int parse_enum(ictx *c, const tp_field *f, const jnode *j, int32_t *out)
 {
 	const tp_enum *e = f->enum_type;
 	if (j->type == J_STRING) {
-		jscratch_mark mark = jscratch_get_mark(&c->scratch);
+		arena_mark mark = arena_get_mark(&c->scratch);
 		const char *s = str_of(c, j);
 		if (!s)
 			return nomem(c);
 		bool found = tp_enum_number_of(e, s, j->ulen, out);
 		bool frac;
 		bool numeric = !found && number_syntax(s, j->ulen, &frac);
-		jscratch_release(&c->scratch, mark);
+		arena_release(&c->scratch, mark);
 		if (found)
 			return 0;
 		if (!numeric)
@@ -404,9 +405,9 @@ static int put_bytes(ictx *c, const tp_field *f, const jnode *j, bool keep)
 	if (j->type != J_STRING)
 		return fail(c, "%s.%s: expected a base64 string, got %s", msg_name(f->parent),
 			    f->name, type_word(j));
-	jscratch_mark mark = jscratch_get_mark(&c->scratch);
+	arena_mark mark = arena_get_mark(&c->scratch);
 	const char *s = str_of(c, j);
-	uint8_t *dst = jscratch_alloc(&c->scratch, jsonbuf_base64_max(j->ulen));
+	uint8_t *dst = arena_alloc(&c->scratch, jsonbuf_base64_max(j->ulen));
 	if (!s || !dst)
 		return nomem(c);
 	long n = jsonbuf_base64_decode(s, j->ulen, dst);
@@ -418,7 +419,7 @@ static int put_bytes(ictx *c, const tp_field *f, const jnode *j, bool keep)
 		put_varint(c->out, (uint64_t)n);
 		jbuf_put(c->out, dst, (size_t)n);
 	}
-	jscratch_release(&c->scratch, mark);
+	arena_release(&c->scratch, mark);
 	return rc;
 }
 
@@ -523,8 +524,8 @@ static int enc_map(ictx *c, const tp_field *f, uint32_t ji, int depth)
 		return fail(c, "nesting deeper than %d", JSON_MAX_DEPTH);
 	const tp_message_info *em = tp_message_get(f->message);
 	const tp_field *kf = &em->fields[0], *vf = &em->fields[1];
-	jscratch_mark mark = jscratch_get_mark(&c->scratch);
-	mkey *keys = jscratch_alloc(&c->scratch, (j->len + 1) * sizeof *keys);
+	arena_mark mark = arena_get_mark(&c->scratch);
+	mkey *keys = arena_alloc(&c->scratch, (j->len + 1) * sizeof *keys);
 	if (!keys)
 		return nomem(c);
 	jbuf *b = c->out;
@@ -554,7 +555,7 @@ static int enc_map(ictx *c, const tp_field *f, uint32_t ji, int depth)
 	for (uint32_t i = 1; i < j->len; i++)
 		if (!cmp_mkey(&keys[i - 1], &keys[i]))
 			return fail(c, "%s.%s: duplicate map key", msg_name(f->parent), f->name);
-	jscratch_release(&c->scratch, mark);
+	arena_release(&c->scratch, mark);
 	return 0;
 }
 
@@ -615,9 +616,9 @@ static int enc_members(ictx *c, const tp_message *m, uint32_t ji, int depth, boo
 {
 	const tp_message_info *mi = tp_message_get(m);
 	const jnode *j = node(c, ji);
-	jscratch_mark mark = jscratch_get_mark(&c->scratch);
-	member *ms = jscratch_alloc(&c->scratch, (j->len + 1) * sizeof *ms);
-	uint8_t *oneof_set = jscratch_alloc(&c->scratch, mi->n_oneofs + 1);
+	arena_mark mark = arena_get_mark(&c->scratch);
+	member *ms = arena_alloc(&c->scratch, (j->len + 1) * sizeof *ms);
+	uint8_t *oneof_set = arena_alloc(&c->scratch, mi->n_oneofs + 1);
 	if (!ms || !oneof_set)
 		return nomem(c);
 	memset(oneof_set, 0, mi->n_oneofs + 1);
@@ -656,7 +657,7 @@ static int enc_members(ictx *c, const tp_message *m, uint32_t ji, int depth, boo
 		if (rc)
 			return rc;
 	}
-	jscratch_release(&c->scratch, mark);
+	arena_release(&c->scratch, mark);
 	return 0;
 }
 
@@ -782,9 +783,9 @@ static int enc_field_mask(ictx *c, const tp_message *m, const jnode *j)
 {
 	if (j->type != J_STRING)
 		return fail(c, "%s: expected a string, got %s", msg_name(m), type_word(j));
-	jscratch_mark mark = jscratch_get_mark(&c->scratch);
+	arena_mark mark = arena_get_mark(&c->scratch);
 	const char *s = str_of(c, j);
-	char *path = jscratch_alloc(&c->scratch, 2 * (size_t)j->ulen + 1);
+	char *path = arena_alloc(&c->scratch, 2 * (size_t)j->ulen + 1);
 	if (!s || !path)
 		return nomem(c);
 	size_t n = j->ulen;
@@ -806,7 +807,7 @@ static int enc_field_mask(ictx *c, const tp_message *m, const jnode *j)
 		jbuf_put(c->out, path, k);
 		i++;
 	}
-	jscratch_release(&c->scratch, mark);
+	arena_release(&c->scratch, mark);
 	return 0;
 }
 
@@ -926,7 +927,7 @@ int json_to_proto(typepool *tp, const char *ns, const tp_message *m, const char 
 	c->ns = ns;
 	c->out = out;
 	c->e.set = false;
-	jscratch_init(&c->scratch, c->scratch_inline, sizeof c->scratch_inline);
+	arena_init_on(&c->scratch, c->scratch_inline, sizeof c->scratch_inline, 8192);
 	size_t start = out->len;
 	/* Each message level adds at most two levels of JSON (a repeated field's array and
 	 * the element's object), so this limit never refuses what the message limit allows. */
@@ -944,6 +945,6 @@ int json_to_proto(typepool *tp, const char *ns, const tp_message *m, const char 
 			*err = strdup(c->e.msg);
 	}
 	jdoc_free(&c->doc);
-	jscratch_free(&c->scratch);
+	arena_free(&c->scratch);
 	return rc;
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/arena.h"
 #include "store/pbwire.h"
 
 typedef struct occ {
@@ -29,10 +30,10 @@ typedef struct ctx {
 	occ *occ;
 	size_t n_occ;
 	size_t cap_occ;
-	jscratch scratch;
+	arena scratch;
 	jerr e;
 	occ occ_inline[128];
-	_Alignas(16) unsigned char scratch_inline[4096];
+	_Alignas(max_align_t) unsigned char scratch_inline[4096];
 } ctx;
 
 typedef struct pbfield {
@@ -59,7 +60,7 @@ static int nomem(ctx *c) { return jerr_nomem(&c->e); }
 
 static void *scratch_alloc(ctx *c, size_t n)
 {
-	return jscratch_alloc(&c->scratch, n);
+	return arena_alloc(&c->scratch, n);
 }
 
 static int push_occ(ctx *c, occ o)
@@ -245,7 +246,7 @@ static int collect(ctx *c, const tp_message *m, const uint8_t *p, size_t n, int 
 	size_t k = c->n_occ - base;
 	if (!k || (sorted && !oneofs))
 		return 0;
-	jscratch_mark mark = jscratch_get_mark(&c->scratch);
+	arena_mark mark = arena_get_mark(&c->scratch);
 	if (!sorted) {
 		/* Counting sort: stable, so each field keeps its wire order. */
 		uint32_t *start = scratch_alloc(c, (mi->n_fields + 1) * sizeof *start);
@@ -291,7 +292,7 @@ static int collect(ctx *c, const tp_message *m, const uint8_t *p, size_t n, int 
 		}
 		c->n_occ = w;
 	}
-	jscratch_release(&c->scratch, mark);
+	arena_release(&c->scratch, mark);
 	return 0;
 }
 
@@ -584,7 +585,7 @@ static int emit_map(ctx *c, const tp_field *f, size_t from, size_t to, int depth
 	const tp_message_info *em = tp_message_get(f->message);
 	const tp_field *kf = &em->fields[0], *vf = &em->fields[1];
 	size_t k = to - from, kept = 0;
-	jscratch_mark mark = jscratch_get_mark(&c->scratch);
+	arena_mark mark = arena_get_mark(&c->scratch);
 	mentry *es = scratch_alloc(c, k * sizeof *es);
 	if (!es)
 		return nomem(c);
@@ -640,7 +641,7 @@ static int emit_map(ctx *c, const tp_field *f, size_t from, size_t to, int depth
 			return rc;
 	}
 	jbuf_putc(c->out, '}');
-	jscratch_release(&c->scratch, mark);
+	arena_release(&c->scratch, mark);
 	return kept > 0;
 }
 
@@ -697,14 +698,14 @@ static int emit_field_value(ctx *c, const tp_field *f, size_t from, size_t to, i
 		return count > 0;
 	}
 	if (f->type == TP_MESSAGE || f->type == TP_GROUP) {
-		jscratch_mark mark = jscratch_get_mark(&c->scratch);
+		arena_mark mark = arena_get_mark(&c->scratch);
 		/* Set by merged when it succeeds; initialized for the compiler's flow analysis. */
 		const uint8_t *p = NULL;
 		size_t n = 0;
 		int rc = merged(c, from, to, depth + 1, &p, &n);
 		if (!rc)
 			rc = emit_message(c, f->message, p, n, depth + 1);
-		jscratch_release(&c->scratch, mark);
+		arena_release(&c->scratch, mark);
 		return rc ? rc : 1;
 	}
 	/* The last occurrence wins; a dropped enum number leaves the one before it. */
@@ -845,7 +846,7 @@ static int emit_field_mask(ctx *c, const tp_message *m, const uint8_t *p, size_t
 		if (pf.num == 1)
 			total += (size_t)pf.v + 1;
 	}
-	jscratch_mark mark = jscratch_get_mark(&c->scratch);
+	arena_mark mark = arena_get_mark(&c->scratch);
 	char *buf = scratch_alloc(c, total + 1);
 	if (!buf)
 		return nomem(c);
@@ -878,7 +879,7 @@ static int emit_field_mask(ctx *c, const tp_message *m, const uint8_t *p, size_t
 				    (int)(pf.v > 64 ? 64 : pf.v), (const char *)pf.ptr);
 	}
 	int rc = put_string(c, &mi->fields[0], (const uint8_t *)buf, at);
-	jscratch_release(&c->scratch, mark);
+	arena_release(&c->scratch, mark);
 	return rc;
 }
 
@@ -1033,7 +1034,7 @@ int json_from_proto(typepool *tp, const char *ns, const tp_message *m, const uin
 	c->occ = c->occ_inline;
 	c->n_occ = 0;
 	c->cap_occ = sizeof c->occ_inline / sizeof *c->occ_inline;
-	jscratch_init(&c->scratch, c->scratch_inline, sizeof c->scratch_inline);
+	arena_init_on(&c->scratch, c->scratch_inline, sizeof c->scratch_inline, 8192);
 	c->e.set = false;
 	size_t start = out->len;
 	int rc = emit_message(c, m, bytes ? bytes : empty, len, 1);
@@ -1046,7 +1047,7 @@ int json_from_proto(typepool *tp, const char *ns, const tp_message *m, const uin
 		if (err)
 			*err = strdup(c->e.msg);
 	}
-	jscratch_free(&c->scratch);
+	arena_free(&c->scratch);
 	if (c->occ != c->occ_inline)
 		free(c->occ);
 	return rc;

@@ -248,49 +248,6 @@ long jsonbuf_base64_decode(const char *s, size_t n, uint8_t *dst)
 	return (long)(o - dst);
 }
 
-void jscratch_init(jscratch *s, void *mem, size_t size)
-{
-	jscratch_block *b = mem;
-	b->prev = NULL;
-	b->cap = size - sizeof *b;
-	b->used = 0;
-	s->top = s->first = b;
-}
-
-void *jscratch_alloc(jscratch *s, size_t n)
-{
-	n = (n + 15) & ~(size_t)15;
-	jscratch_block *b = s->top;
-	if (b->cap - b->used < n) {
-		size_t cap = b->cap * 2 > n ? b->cap * 2 : n;
-		jscratch_block *nb = malloc(sizeof *nb + cap);
-		if (!nb)
-			return NULL;
-		nb->prev = b;
-		nb->cap = cap;
-		nb->used = 0;
-		s->top = b = nb;
-	}
-	void *p = b->data + b->used;
-	b->used += n;
-	return p;
-}
-
-void jscratch_release(jscratch *s, jscratch_mark m)
-{
-	while (s->top != m.block) {
-		jscratch_block *b = s->top;
-		s->top = b->prev;
-		free(b);
-	}
-	s->top->used = m.used;
-}
-
-void jscratch_free(jscratch *s)
-{
-	jscratch_release(s, (jscratch_mark){s->first, 0});
-}
-
 /* ---- reader ---- */
 
 typedef struct jparser {

@@ -94,37 +94,6 @@ static inline size_t jsonbuf_base64_max(size_t n)
 	return n / 4 * 3 + 3;
 }
 
-/* Scratch memory for one transcoding call: blocks that never move (pointers stay valid
- * while more is allocated), released in stack order back to a mark. The first block is
- * the caller's, usually on its stack, so small calls allocate nothing. */
-typedef struct jscratch_block {
-	struct jscratch_block *prev;
-	size_t cap;
-	size_t used;
-	_Alignas(16) unsigned char data[];
-} jscratch_block;
-
-typedef struct jscratch_mark {
-	jscratch_block *block;
-	size_t used;
-} jscratch_mark;
-
-typedef struct jscratch {
-	jscratch_block *top;
-	jscratch_block *first;
-} jscratch;
-
-/* mem (size bytes, 16-aligned) becomes the first block. */
-void jscratch_init(jscratch *s, void *mem, size_t size);
-void *jscratch_alloc(jscratch *s, size_t n); /* NULL when out of memory */
-static inline jscratch_mark jscratch_get_mark(const jscratch *s)
-{
-	return (jscratch_mark){s->top, s->top->used};
-}
-void jscratch_release(jscratch *s, jscratch_mark m);
-/* Frees every block but the caller's. */
-void jscratch_free(jscratch *s);
-
 typedef enum {
 	J_NULL,
 	J_FALSE,

@@ -7,49 +7,6 @@
 #include "base/hash.h"
 #include "store/typepool_int.h"
 
-void *tp_arena_alloc(arena *a, size_t n)
-{
-	n = (n + 15) & ~(size_t)15;
-	chunk *c = a->head;
-	if (!c || c->cap - c->used < n) {
-		/* A file's first chunk is small: a small file is common, and in a namespace of
-		 * many small files (or versions) a full chunk each would cost more than they. */
-		size_t cap = c ? 8192 : 1024;
-		if (n > cap)
-			cap = n;
-		c = malloc(sizeof *c + cap);
-		if (!c)
-			return NULL;
-		c->next = a->head;
-		c->used = 0;
-		c->cap = cap;
-		a->head = c;
-	}
-	void *p = c->data + c->used;
-	c->used += n;
-	memset(p, 0, n);
-	return p;
-}
-
-char *tp_arena_strndup(arena *a, const char *s, size_t n)
-{
-	char *p = tp_arena_alloc(a, n + 1);
-	if (p) {
-		memcpy(p, s, n);
-		p[n] = '\0';
-	}
-	return p;
-}
-
-void tp_arena_free(arena *a)
-{
-	for (chunk *c = a->head, *next; c; c = next) {
-		next = c->next;
-		free(c);
-	}
-	a->head = NULL;
-}
-
 /* ---- symbols ---- */
 
 sym tp_tombstone;
@@ -150,7 +107,7 @@ void tp_file_free(tp_file *f)
 	free(f->services.p);
 	free(f->enums.p);
 	arena mem = f->mem;
-	tp_arena_free(&mem); /* f itself lives in its arena */
+	arena_free(&mem); /* f itself lives in its arena */
 }
 
 void tp_ns_free(tp_ns *ns)

@@ -98,7 +98,7 @@ static int define(build *b, tp_file *f, const char *name, sym_kind kind, void *o
 		return fail(b, "\"%s\" is already defined (as a %s in %s)", name,
 			    kind_name(old->kind), old->file ? old->file->self.name : "?");
 	}
-	sym *e = tp_arena_alloc(&f->mem, sizeof *e);
+	sym *e = arena_zalloc(&f->mem, sizeof *e);
 	if (!e || tp_symtab_reserve(&b->stage, 1) || tp_ptrvec_push(&f->syms, e))
 		return oom(b);
 	*e = (sym){.name = name, .len = (uint32_t)n, .hash = tp_name_hash(name, n),
@@ -111,7 +111,7 @@ static int define(build *b, tp_file *f, const char *name, sym_kind kind, void *o
 static const char *join(build *b, tp_file *f, const char *scope, const char *name)
 {
 	size_t ls = strlen(scope), ln = strlen(name);
-	char *s = tp_arena_alloc(&f->mem, ls + ln + 2);
+	char *s = arena_zalloc(&f->mem, ls + ln + 2);
 	if (!s) {
 		oom(b);
 		return NULL;
@@ -130,7 +130,7 @@ static int declare_enum(build *b, tp_file *f, const char *scope, const enum_prot
 		return fail(b, "invalid enum name \"%s\" in %s", ep->name ? ep->name : "",
 			    scope[0] ? scope : f->self.name);
 	const char *full = join(b, f, scope, ep->name);
-	tp_enum *e = tp_arena_alloc(&f->mem, sizeof *e);
+	tp_enum *e = arena_zalloc(&f->mem, sizeof *e);
 	if (!full || !e)
 		return oom(b);
 	if (ep->n_value == 0)
@@ -138,7 +138,7 @@ static int declare_enum(build *b, tp_file *f, const char *scope, const enum_prot
 	e->info.full_name = full;
 	e->info.closed = !f->proto3;
 	e->info.null_value = strcmp(full, "google.protobuf.NullValue") == 0;
-	tp_enum_value *vals = tp_arena_alloc(&f->mem, ep->n_value * sizeof *vals);
+	tp_enum_value *vals = arena_zalloc(&f->mem, ep->n_value * sizeof *vals);
 	if (!vals)
 		return oom(b);
 	int rc = define(b, f, full, SYM_ENUM, e);
@@ -174,7 +174,7 @@ static int declare_message(build *b, tp_file *f, const char *scope, const messag
 		return fail(b, "invalid message name \"%s\" in %s", mp->name ? mp->name : "",
 			    scope[0] ? scope : f->self.name);
 	const char *full = join(b, f, scope, mp->name);
-	tp_message *m = tp_arena_alloc(&f->mem, sizeof *m);
+	tp_message *m = arena_zalloc(&f->mem, sizeof *m);
 	if (!full || !m)
 		return oom(b);
 	m->info.full_name = full;
@@ -263,7 +263,7 @@ static sym *resolve(build *b, const char *scope, const char *name)
 static const char *camel(build *b, tp_file *f, const char *name)
 {
 	size_t n = strlen(name);
-	char *s = tp_arena_alloc(&f->mem, n + 1);
+	char *s = arena_zalloc(&f->mem, n + 1);
 	if (!s) {
 		oom(b);
 		return NULL;
@@ -345,22 +345,22 @@ static int build_fields(build *b, tp_file *f, tp_message *m)
 	const message_proto *mp = m->src;
 	const char *full = m->info.full_name;
 	size_t n = mp->n_field;
-	tp_oneof *oneofs = tp_arena_alloc(&f->mem, (mp->n_oneof_decl + 1) * sizeof *oneofs);
-	tp_field *fields = tp_arena_alloc(&f->mem, (n + 1) * sizeof *fields);
-	uint32_t *by_name = tp_arena_alloc(&f->mem, (n + 1) * sizeof *by_name);
-	uint32_t *by_json = tp_arena_alloc(&f->mem, (n + 1) * sizeof *by_json);
+	tp_oneof *oneofs = arena_zalloc(&f->mem, (mp->n_oneof_decl + 1) * sizeof *oneofs);
+	tp_field *fields = arena_zalloc(&f->mem, (n + 1) * sizeof *fields);
+	uint32_t *by_name = arena_zalloc(&f->mem, (n + 1) * sizeof *by_name);
+	uint32_t *by_json = arena_zalloc(&f->mem, (n + 1) * sizeof *by_json);
 	if (!oneofs || !fields || !by_name || !by_json)
 		return oom(b);
 	for (size_t i = 0; i < mp->n_oneof_decl; i++) {
 		const char *name = mp->oneof_decl[i]->name;
-		if (!(oneofs[i].name = tp_arena_strndup(&f->mem, name, strlen(name))))
+		if (!(oneofs[i].name = arena_strndup(&f->mem, name, strlen(name))))
 			return oom(b);
 	}
 	for (size_t i = 0; i < n; i++) {
 		const field_proto *fp = mp->field[i];
 		tp_field *fd = &fields[i];
 		fd->parent = m;
-		fd->name = tp_arena_strndup(&f->mem, fp->name, strlen(fp->name));
+		fd->name = arena_strndup(&f->mem, fp->name, strlen(fp->name));
 		if (!fd->name)
 			return oom(b);
 		if (!fp->has_number || fp->number < 1 || (uint32_t)fp->number > 536870911u ||
@@ -372,7 +372,7 @@ static int build_fields(build *b, tp_file *f, tp_message *m)
 			if (!json_name_ok(fp->json_name))
 				return fail(b, "field %s.%s has an invalid json_name", full,
 					    fp->name);
-			fd->json_name = tp_arena_strndup(&f->mem, fp->json_name, strlen(fp->json_name));
+			fd->json_name = arena_strndup(&f->mem, fp->json_name, strlen(fp->json_name));
 		} else {
 			fd->json_name = camel(b, f, fp->name);
 		}
@@ -463,7 +463,7 @@ static int build_fields(build *b, tp_file *f, tp_message *m)
 	}
 	uint32_t max = n ? fields[n - 1].number : 0;
 	if (n && max < 1024 && max <= 4 * n + 16) {
-		uint32_t *dense = tp_arena_alloc(&f->mem, (max + 1) * sizeof *dense);
+		uint32_t *dense = arena_zalloc(&f->mem, (max + 1) * sizeof *dense);
 		if (!dense)
 			return oom(b);
 		for (uint32_t i = 0; i < n; i++)
@@ -553,8 +553,8 @@ static void mark_wkt(tp_message *m)
 static int build_enum(build *b, tp_file *f, tp_enum *e)
 {
 	size_t n = e->info.n_values;
-	uint32_t *by_number = tp_arena_alloc(&f->mem, n * sizeof *by_number);
-	uint32_t *by_name = tp_arena_alloc(&f->mem, n * sizeof *by_name);
+	uint32_t *by_number = arena_zalloc(&f->mem, n * sizeof *by_number);
+	uint32_t *by_name = arena_zalloc(&f->mem, n * sizeof *by_name);
 	if (!by_number || !by_name)
 		return oom(b);
 	for (uint32_t i = 0; i < n; i++)
@@ -569,7 +569,7 @@ static int build_enum(build *b, tp_file *f, tp_enum *e)
 static int build_service(build *b, tp_file *f, tp_service *s)
 {
 	const Google__Protobuf__ServiceDescriptorProto *sp = s->src;
-	tp_method *ms = tp_arena_alloc(&f->mem, (sp->n_method + 1) * sizeof *ms);
+	tp_method *ms = arena_zalloc(&f->mem, (sp->n_method + 1) * sizeof *ms);
 	if (!ms)
 		return oom(b);
 	for (size_t i = 0; i < sp->n_method; i++) {
@@ -586,7 +586,7 @@ static int build_service(build *b, tp_file *f, tp_service *s)
 			msgs[k] = t->obj;
 		}
 		ms[i] = (tp_method){
-			.name = tp_arena_strndup(&f->mem, mp->name, strlen(mp->name)),
+			.name = arena_strndup(&f->mem, mp->name, strlen(mp->name)),
 			.input = msgs[0],
 			.output = msgs[1],
 			.client_streaming = mp->has_client_streaming && mp->client_streaming,
@@ -671,8 +671,8 @@ static int build_file(build *b, const file_proto *fp)
 		return fail(b, "file %s appears twice with different contents", fp->name);
 	}
 
-	arena mem = {0};
-	tp_file *f = tp_arena_alloc(&mem, sizeof *f);
+	arena mem = TP_ARENA_INIT;
+	tp_file *f = arena_zalloc(&mem, sizeof *f);
 	if (!f) {
 		free(bytes);
 		return oom(b);
@@ -684,8 +684,8 @@ static int build_file(build *b, const file_proto *fp)
 	f->proto3 = !strcmp(syntax, "proto3");
 	f->staged = true;
 	f->self = (sym){.kind = SYM_FILE, .obj = f, .file = f};
-	f->self.name = tp_arena_strndup(&f->mem, fp->name, strlen(fp->name));
-	f->package = tp_arena_strndup(&f->mem, package, strlen(package));
+	f->self.name = arena_strndup(&f->mem, fp->name, strlen(fp->name));
+	f->package = arena_strndup(&f->mem, package, strlen(package));
 	f->next = b->staged;
 	b->staged = f;
 	if (!f->self.name || !f->package)
@@ -715,7 +715,7 @@ static int build_file(build *b, const file_proto *fp)
 			size_t k = dot ? (size_t)(dot - package) : strlen(package);
 			memcpy(part, package, k);
 			part[k] = '\0';
-			const char *pn = tp_arena_strndup(&f->mem, part, k);
+			const char *pn = arena_strndup(&f->mem, part, k);
 			if (!pn)
 				return oom(b);
 			if ((rc = define(b, f, pn, SYM_PACKAGE, NULL)))
@@ -745,7 +745,7 @@ static int build_file(build *b, const file_proto *fp)
 			return fail(b, "file %s: invalid service name \"%s\"", fp->name,
 				    sp->name ? sp->name : "");
 		const char *sfull = join(b, f, f->package, sp->name);
-		tp_service *s = tp_arena_alloc(&f->mem, sizeof *s);
+		tp_service *s = arena_zalloc(&f->mem, sizeof *s);
 		if (!sfull || !s)
 			return oom(b);
 		s->info.full_name = sfull;

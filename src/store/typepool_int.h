@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/arena.h"
 #include "store/typepool.h"
 
 typedef Google__Protobuf__FileDescriptorProto file_proto;
@@ -18,23 +19,10 @@ typedef Google__Protobuf__EnumDescriptorProto enum_proto;
 /* Full names longer than this are refused: it bounds the scratch buffers of resolution. */
 #define NAME_MAX_LEN 1024
 
-/* ---- arena: every object of a file lives in its file's arena ---- */
-
-typedef struct chunk {
-	struct chunk *next;
-	size_t used;
-	size_t cap;
-	_Alignas(16) unsigned char data[];
-} chunk;
-
-typedef struct arena {
-	chunk *head;
-} arena;
-
-/* n zeroed bytes, 16-aligned; NULL when out of memory. */
-void *tp_arena_alloc(arena *a, size_t n);
-char *tp_arena_strndup(arena *a, const char *s, size_t n);
-void tp_arena_free(arena *a);
+/* Every object of a file lives in its file's arena, allocated zeroed. A file's first block
+ * is small: a small file is common, and in a namespace of many small files (or versions) a
+ * full block each would cost more than they. */
+#define TP_ARENA_INIT ARENA_INIT(1024, 8192)
 
 /* ---- symbols and the open-addressing table that maps names to them ---- */
 
