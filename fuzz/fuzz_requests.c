@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "h2/buf.h"
+#include "base/buf.h"
 #include "h2/server.h"
 #include "base/hash.h"
 #include "base/log.h"

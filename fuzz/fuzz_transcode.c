@@ -102,9 +102,9 @@ static void init(void)
 
 /* JSON j1 of some message: it converts to bytes, and those back to j1. */
 static void check_stable(typepool *tp, const char *ns, const tp_message *m, int flags,
-			 const jbuf *j1)
+			 const buf *j1)
 {
-	jbuf b = JBUF_INIT, j2 = JBUF_INIT;
+	buf b = BUF_INIT, j2 = BUF_INIT;
 	char *err = NULL;
 	int rc = json_to_proto(tp, ns, m, j1->data, j1->len, &b, &err);
 	CHECK(rc == 0, "%s: JSON %s does not convert back: %s", tp_message_get(m)->full_name,
@@ -114,14 +114,14 @@ static void check_stable(typepool *tp, const char *ns, const tp_message *m, int 
 	      j1->data, err);
 	CHECK(j1->len == j2.len && !memcmp(j1->data, j2.data, j2.len), "%s: %s became %s",
 	      tp_message_get(m)->full_name, j1->data, j2.data);
-	jbuf_free(&b);
-	jbuf_free(&j2);
+	buf_free(&b);
+	buf_free(&j2);
 }
 
 static void run(typepool *tp, const char *ns, const tp_message *m, int flags,
 		const uint8_t *payload, size_t len)
 {
-	jbuf j = JBUF_INIT, b = JBUF_INIT;
+	buf j = BUF_INIT, b = BUF_INIT;
 	char *err = NULL;
 	if (json_from_proto(tp, ns, m, payload, len, flags, &j, &err) == 0)
 		check_stable(tp, ns, m, flags, &j);
@@ -140,8 +140,8 @@ static void run(typepool *tp, const char *ns, const tp_message *m, int flags,
 		CHECK(err && b.len == 0, "an error without a message");
 	}
 	free(err);
-	jbuf_free(&j);
-	jbuf_free(&b);
+	buf_free(&j);
+	buf_free(&b);
 }
 
 static void with_descriptor(int flags, const uint8_t *data, size_t size)

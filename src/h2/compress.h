@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "h2/buf.h"
+#include "base/buf.h"
 
 /* Appends the gzip form of in to out. 0 or -ENOMEM / -EIO. */
 int gzip_compress(buf *out, const uint8_t *in, size_t len);

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "base/pbdecode.h"
-#include "h2/buf.h"
+#include "base/buf.h"
 #include "h2/compress.h"
 #include "h2/status.h"
 

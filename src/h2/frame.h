@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "h2/buf.h"
+#include "base/buf.h"
 
 #define GRPC_PREFIX_LEN 5
 

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "h2/buf.h"
+#include "base/buf.h"
 
 /* Percent-encodes a status message as gRPC prescribes: bytes outside 0x20-0x7E and '%'
  * become %XX. Appends to out. 0 or -ENOMEM. */

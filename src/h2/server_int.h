@@ -12,7 +12,7 @@
 
 #include "base/arena.h"
 #include "h2/admit.h"
-#include "h2/buf.h"
+#include "base/buf.h"
 #include "h2/call.h"
 #include "h2/decode.h"
 #include "h2/frame.h"

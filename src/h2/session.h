@@ -6,7 +6,7 @@
 #include <stdbool.h>
 
 #include "base/arena.h"
-#include "h2/buf.h"
+#include "base/buf.h"
 #include "h2/call.h"
 #include "io/reactor.h"
 

@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/clock.h"
 
 /* Receive buffers: one provided-buffer ring per reactor, shared by its connections. */
@@ -35,8 +36,8 @@ enum op_tag {
 #define TAG_MASK 7ULL
 
 typedef struct out_buf {
-	uint8_t *data;
-	size_t len, cap, off;
+	buf b;
+	size_t off; /* bytes the kernel has taken */
 } out_buf;
 
 struct io_conn {
@@ -205,16 +206,16 @@ fail:
 	return NULL;
 }
 
-static void out_release(reactor *r, out_buf *b)
+static void out_release(reactor *r, out_buf *o)
 {
-	if (b->data && b->cap == OUT_BLOCK && r->nout_free < OUT_FREE_MAX) {
-		*(void **)b->data = r->out_free;
-		r->out_free = b->data;
+	if (o->b.data && o->b.cap == OUT_BLOCK && r->nout_free < OUT_FREE_MAX) {
+		*(void **)o->b.data = r->out_free;
+		r->out_free = o->b.data;
 		r->nout_free++;
 	} else {
-		free(b->data);
+		buf_free(&o->b);
 	}
-	memset(b, 0, sizeof(*b));
+	*o = (out_buf){.b = BUF_INIT};
 }
 
 static void conn_free(io_conn *c)
@@ -379,7 +380,7 @@ uint64_t io_conn_bytes_sent(const io_conn *c) { return c->bytes_sent; }
 
 size_t io_conn_out_pending(io_conn *c)
 {
-	return c->pending.len + (c->inflight.len - c->inflight.off);
+	return c->pending.b.len + (c->inflight.b.len - c->inflight.off);
 }
 
 static void mark_dirty(io_conn *c)
@@ -393,7 +394,7 @@ static void mark_dirty(io_conn *c)
 
 int io_conn_write(io_conn *c, const void *data, size_t len)
 {
-	out_buf *b = &c->pending;
+	buf *b = &c->pending.b;
 	if (c->close_now)
 		return 0;
 	if (!b->data && len <= OUT_BLOCK && c->r->out_free) {
@@ -402,18 +403,11 @@ int io_conn_write(io_conn *c, const void *data, size_t len)
 		c->r->nout_free--;
 		b->cap = OUT_BLOCK;
 	}
-	if (b->len + len > b->cap) {
-		size_t cap = b->cap ? b->cap : OUT_BLOCK;
-		while (cap < b->len + len)
-			cap *= 2;
-		uint8_t *p = realloc(b->data, cap);
-		if (!p)
-			return -ENOMEM;
-		b->data = p;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, data, len);
-	b->len += len;
+	/* A new buffer is at least a block, which the cache takes back when sent. */
+	int rc = buf_reserve(b, !b->cap && len < OUT_BLOCK ? OUT_BLOCK : len);
+	if (rc)
+		return rc;
+	buf_append(b, data, len);
 	mark_dirty(c);
 	return 0;
 }
@@ -443,9 +437,9 @@ void io_conn_abort(io_conn *c, int err)
 
 static void submit_send(io_conn *c)
 {
-	out_buf *b = &c->inflight;
+	out_buf *o = &c->inflight;
 	struct io_uring_sqe *sqe = get_sqe(c->r);
-	io_uring_prep_send(sqe, c->fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, c->fd, o->b.data + o->off, o->b.len - o->off, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, tag(c, OP_SEND));
 	c->send_inflight = true;
 }
@@ -482,14 +476,15 @@ static void flush_conn(io_conn *c)
 		c->want_send = false;
 		c->ops->produce(c);
 	}
-	if (!c->close_now && !c->send_inflight && c->pending.len) {
+	if (!c->close_now && !c->send_inflight && c->pending.b.len) {
 		out_buf tmp = c->inflight;
 		c->inflight = c->pending;
 		c->pending = tmp;
-		c->pending.len = c->pending.off = 0;
+		buf_reset(&c->pending.b);
+		c->pending.off = 0;
 		submit_send(c);
 	}
-	if (c->closing && (c->close_now || (!c->send_inflight && !c->pending.len)))
+	if (c->closing && (c->close_now || (!c->send_inflight && !c->pending.b.len)))
 		begin_shutdown(c);
 }
 
@@ -541,20 +536,20 @@ static void on_recv_cqe(reactor *r, io_conn *c, struct io_uring_cqe *cqe)
 static void on_send_cqe(io_conn *c, struct io_uring_cqe *cqe)
 {
 	c->send_inflight = false;
-	out_buf *b = &c->inflight;
+	out_buf *o = &c->inflight;
 	if (cqe->res < 0) {
 		io_conn_abort(c, cqe->res);
 		try_finish_close(c);
 		return;
 	}
-	b->off += (size_t)cqe->res;
+	o->off += (size_t)cqe->res;
 	c->bytes_sent += (uint64_t)cqe->res;
-	if (b->off < b->len && !c->close_now) {
+	if (o->off < o->b.len && !c->close_now) {
 		submit_send(c);
 		return;
 	}
-	out_release(c->r, b);
-	if (c->pending.len || c->want_send || c->closing)
+	out_release(c->r, o);
+	if (c->pending.b.len || c->want_send || c->closing)
 		mark_dirty(c);
 	if (c->close_now)
 		try_finish_close(c);
@@ -576,7 +571,7 @@ static void on_connect_cqe(io_conn *c, struct io_uring_cqe *cqe)
 	arm_recv(c);
 	if (c->ops->on_connect)
 		c->ops->on_connect(c, 0);
-	if (c->pending.len || c->want_send || c->closing)
+	if (c->pending.b.len || c->want_send || c->closing)
 		mark_dirty(c);
 }
 

@@ -18,7 +18,7 @@ static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
 /* The item must be a message of the collection's type: its JSON (proto field names) is
  * what filters and full-text search see. */
 static bool transcode_item(svc_job *j, const svc_env *env, const coll_def *d,
-			   const Google__Protobuf__Any *item, jbuf *json)
+			   const Google__Protobuf__Any *item, buf *json)
 {
 	if (!item) {
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "item is required");
@@ -50,8 +50,8 @@ typedef struct op_prep {
 	int kind;
 	const void *req; /* its Create/Update/DeleteRequest */
 	store_op *op;
-	jbuf json;
-	jbuf merged; /* Update with a mask: the merged record's bytes, written from here */
+	buf json;
+	buf merged; /* Update with a mask: the merged record's bytes, written from here */
 	char id[SVC_ID_MAX + 1];
 } op_prep;
 
@@ -59,8 +59,8 @@ enum { W_CREATE, W_UPDATE, W_DELETE };
 
 static void op_prep_free(op_prep *p)
 {
-	jbuf_free(&p->json);
-	jbuf_free(&p->merged);
+	buf_free(&p->json);
+	buf_free(&p->merged);
 }
 
 static int merge_apply(void *ctx, const store_row *old, store_row *out);
@@ -94,7 +94,7 @@ static bool prep_create(svc_job *j, op_prep *p)
 	p->op->kind = STORE_OP_INSERT;
 	p->op->row = (store_row){.data = req->item->value.data,
 				 .data_len = req->item->value.len,
-				 .json = p->json.data};
+				 .json = p->json.text};
 	p->op->id = p->id;
 	return true;
 }
@@ -129,9 +129,9 @@ static bool prep_update(svc_job *j, op_prep *p)
 	if (!req->n_update_mask) {
 		p->op->row = (store_row){.data = req->item->value.data,
 					 .data_len = req->item->value.len,
-					 .json = p->json.data};
+					 .json = p->json.text};
 	} else {
-		p->op->row.json = p->json.data;
+		p->op->row.json = p->json.text;
 		p->op->mask = (const char *const *)req->update_mask;
 		p->op->nmask = req->n_update_mask;
 		p->op->apply = merge_apply;
@@ -456,7 +456,7 @@ void coll_write_batch(call *c, const ProtobufCMessage *msg)
 static int merge_apply(void *ctx, const store_row *merged, store_row *out)
 {
 	op_prep *p = ctx;
-	jbuf bin = JBUF_INIT, canon = JBUF_INIT;
+	buf bin = BUF_INIT, canon = BUF_INIT;
 	const svc_env *env = p->env;
 	int rc = json_to_proto(env->types, p->d->row->ns, p->d->type, merged->json,
 			       strlen(merged->json), &bin, NULL);
@@ -464,15 +464,15 @@ static int merge_apply(void *ctx, const store_row *merged, store_row *out)
 		rc = json_from_proto(env->types, p->d->row->ns, p->d->type, (const uint8_t *)bin.data,
 				     bin.len, JSON_PROTO_NAMES, &canon, NULL);
 	if (rc) {
-		jbuf_free(&bin);
-		jbuf_free(&canon);
+		buf_free(&bin);
+		buf_free(&canon);
 		return rc;
 	}
 	/* The writer copies out after we return: the buffers stay with the job. */
-	jbuf_free(&p->json);
+	buf_free(&p->json);
 	p->json = canon;
-	jbuf_free(&p->merged);
+	buf_free(&p->merged);
 	p->merged = bin;
-	*out = (store_row){.data = bin.data, .data_len = bin.len, .json = canon.data};
+	*out = (store_row){.data = bin.data, .data_len = bin.len, .json = canon.text};
 	return 0;
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "base/pbdecode.h"
-#include "h2/buf.h"
+#include "base/buf.h"
 #include "h2/status.h"
 #include "base/hash.h"
 #include "store/coll.h"
@@ -326,7 +326,7 @@ static char *buf_finish(buf *b, int rc)
 		buf_free(b);
 		return NULL;
 	}
-	return (char *)b->data;
+	return b->text;
 }
 
 char *svc_labels_json(Collector__Metadata__LabelsEntry *const *labels, size_t n)

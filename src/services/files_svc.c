@@ -15,7 +15,7 @@
 
 #include "collector/collection_server.pb-c.h"
 #include "base/arena.h"
-#include "h2/buf.h"
+#include "base/buf.h"
 #include "base/pbdecode.h"
 #include "store/files.h"
 

@@ -111,7 +111,7 @@ int registry_write_wait(store_coll *c, store_op *ops, size_t n)
 
 int registry_row_make(registry *r, const ProtobufCMessage *m, registry_row *row)
 {
-	*row = (registry_row){.json = JBUF_INIT};
+	*row = (registry_row){.json = BUF_INIT};
 	const tp_message *type = typepool_find_message(r->env->types, NULL, m->descriptor->name);
 	row->data = registry_pack(m, &row->len);
 	if (!type || !row->data)
@@ -123,7 +123,7 @@ int registry_row_make(registry *r, const ProtobufCMessage *m, registry_row *row)
 void registry_row_free(registry_row *row)
 {
 	free(row->data);
-	jbuf_free(&row->json);
+	buf_free(&row->json);
 }
 
 static int sys_collection(registry *r, const char *name, const char *type, store_coll **out)
@@ -445,11 +445,11 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 		proto_record(&rec, ids[i], ns, fs->v[i], &names, &md);
 		ok = !names.failed && !uuid7_make(ids[i]);
 		registry_row *row = &rows[nops++];
-		*row = (registry_row){.json = JBUF_INIT};
+		*row = (registry_row){.json = BUF_INIT};
 		ok = ok && !registry_row_make(r, &rec.base, row);
 		strvec_free(&names);
 		ops[nops - 1] = (store_op){.kind = STORE_OP_INSERT, .id = ids[i],
-					   .row = {row->data, row->len, row->json.data, NULL}};
+					   .row = {row->data, row->len, row->json.text, NULL}};
 	}
 	rc = ok ? (nops ? registry_write_wait(r->protos, ops, nops) : 0) : -ENOMEM;
 	for (size_t i = 0; i < nops; i++)

@@ -70,7 +70,7 @@ bool registry_service_counts(registry *r, const char *ns, const char *name);
 typedef struct registry_row {
 	uint8_t *data;
 	size_t len;
-	jbuf json;
+	buf json;
 } registry_row;
 
 /* m packed, and rendered as the JSON the store keeps. 0 or -ENOMEM...; free it in every

@@ -225,7 +225,7 @@ static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *
 		return false;
 	}
 	store_op op = {.kind = p->exists ? STORE_OP_UPDATE : STORE_OP_INSERT, .id = p->id,
-		       .row = {row.data, row.len, row.json.data, NULL}};
+		       .row = {row.data, row.len, row.json.text, NULL}};
 	if (!rc)
 		rc = registry_write_wait(r->services, &op, 1);
 	if (!rc)

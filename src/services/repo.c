@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "collector/collection_repo.pb-c.h"
-#include "h2/buf.h"
+#include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "services/budget.h"

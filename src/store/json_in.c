@@ -19,7 +19,7 @@ typedef struct ictx {
 	typepool *tp;
 	const char *ns;
 	jdoc doc;
-	jbuf *out;
+	buf *out;
 	arena scratch;
 	jerr e;
 	_Alignas(max_align_t) unsigned char scratch_inline[4096];
@@ -69,31 +69,29 @@ static const char *str_of(ictx *c, const jnode *j)
 
 /* ---- writing ---- */
 
-static void put_varint(jbuf *b, uint64_t v)
+static void put_varint(buf *b, uint64_t v)
 {
-	char *p = jbuf_reserve(b, 10);
-	if (p)
-		b->len += pb_put_varint((uint8_t *)p, v);
+	if (!buf_reserve(b, 10))
+		b->len += pb_put_varint(b->data + b->len, v);
 }
 
-static void put_tag(jbuf *b, uint32_t num, int wt)
+static void put_tag(buf *b, uint32_t num, int wt)
 {
 	put_varint(b, (uint64_t)num << 3 | (uint64_t)wt);
 }
 
-static void put_raw(jbuf *b, uint8_t wt, uint64_t v)
+static void put_raw(buf *b, uint8_t wt, uint64_t v)
 {
-	char *p;
 	switch (wt) {
 	case PB_FIXED64:
-		if ((p = jbuf_reserve(b, 8))) {
-			pb_put_le64((uint8_t *)p, v);
+		if (!buf_reserve(b, 8)) {
+			pb_put_le64(b->data + b->len, v);
 			b->len += 8;
 		}
 		break;
 	case PB_FIXED32:
-		if ((p = jbuf_reserve(b, 4))) {
-			pb_put_le32((uint8_t *)p, (uint32_t)v);
+		if (!buf_reserve(b, 4)) {
+			pb_put_le32(b->data + b->len, (uint32_t)v);
 			b->len += 4;
 		}
 		break;
@@ -101,26 +99,26 @@ static void put_raw(jbuf *b, uint8_t wt, uint64_t v)
 	}
 }
 
-static size_t begin_len(jbuf *b)
+static size_t begin_len(buf *b)
 {
 	size_t at = b->len;
-	jbuf_putc(b, 0);
+	buf_putc(b, 0);
 	return at;
 }
 
-static void end_len(jbuf *b, size_t at)
+static void end_len(buf *b, size_t at)
 {
 	if (b->failed)
 		return;
 	size_t n = b->len - at - 1;
 	size_t k = pb_varint_size(n);
 	if (k > 1) {
-		if (!jbuf_reserve(b, k - 1))
+		if (buf_reserve(b, k - 1))
 			return;
 		memmove(b->data + at + k, b->data + at + 1, n);
 		b->len += k - 1;
 	}
-	pb_put_varint((uint8_t *)b->data + at, n);
+	pb_put_varint(b->data + at, n);
 }
 
 static uint8_t wire_type(uint8_t type)
@@ -392,9 +390,8 @@ static int put_string(ictx *c, const tp_field *f, const jnode *j, bool keep)
 		return 0;
 	put_tag(c->out, f->number, PB_LEN);
 	put_varint(c->out, j->ulen);
-	char *dst = jbuf_reserve(c->out, j->ulen);
-	if (dst) {
-		jdoc_unescape(&c->doc, j, dst);
+	if (!buf_reserve(c->out, j->ulen)) {
+		jdoc_unescape(&c->doc, j, c->out->text + c->out->len);
 		c->out->len += j->ulen;
 	}
 	return 0;
@@ -417,7 +414,7 @@ static int put_bytes(ictx *c, const tp_field *f, const jnode *j, bool keep)
 	} else if (n || keep) {
 		put_tag(c->out, f->number, PB_LEN);
 		put_varint(c->out, (uint64_t)n);
-		jbuf_put(c->out, dst, (size_t)n);
+		buf_append(c->out, dst, (size_t)n);
 	}
 	arena_release(&c->scratch, mark);
 	return rc;
@@ -434,7 +431,7 @@ static bool null_is_value(const tp_field *f)
 static int enc_single(ictx *c, const tp_field *f, uint32_t ji, int depth, bool keep)
 {
 	const jnode *j = node(c, ji);
-	jbuf *b = c->out;
+	buf *b = c->out;
 	int rc = 0;
 	switch (f->type) {
 	case TP_MESSAGE: {
@@ -528,7 +525,7 @@ static int enc_map(ictx *c, const tp_field *f, uint32_t ji, int depth)
 	mkey *keys = arena_alloc(&c->scratch, (j->len + 1) * sizeof *keys);
 	if (!keys)
 		return nomem(c);
-	jbuf *b = c->out;
+	buf *b = c->out;
 	uint32_t k = ji + 1;
 	for (uint32_t i = 0; i < j->len; i++) {
 		uint32_t v = k + 1;
@@ -542,7 +539,7 @@ static int enc_map(ictx *c, const tp_field *f, uint32_t ji, int depth)
 		put_tag(b, 1, wire_type(kf->type));
 		if (kf->type == TP_STRING) {
 			put_varint(b, keys[i].n);
-			jbuf_put(b, keys[i].s, keys[i].n);
+			buf_append(b, keys[i].s, keys[i].n);
 		} else {
 			put_raw(b, wire_type(kf->type), keys[i].v);
 		}
@@ -570,7 +567,7 @@ static int enc_field(ictx *c, const tp_field *f, uint32_t ji, int depth)
 	if (j->type != J_ARRAY)
 		return fail(c, "%s.%s: expected an array, got %s", msg_name(f->parent), f->name,
 			    type_word(j));
-	jbuf *b = c->out;
+	buf *b = c->out;
 	size_t undo = b->len, at = 0;
 	if (f->packed) {
 		put_tag(b, f->number, PB_LEN);
@@ -706,7 +703,7 @@ static bool nanos_of(const char *s, size_t n, size_t *i, int32_t *nanos)
 	return *i > start;
 }
 
-static void put_seconds_nanos(jbuf *b, int64_t s, int32_t ns)
+static void put_seconds_nanos(buf *b, int64_t s, int32_t ns)
 {
 	if (s) {
 		put_tag(b, 1, PB_VARINT);
@@ -804,7 +801,7 @@ static int enc_field_mask(ictx *c, const tp_message *m, const jnode *j)
 		}
 		put_tag(c->out, 1, PB_LEN);
 		put_varint(c->out, k);
-		jbuf_put(c->out, path, k);
+		buf_append(c->out, path, k);
 		i++;
 	}
 	arena_release(&c->scratch, mark);
@@ -815,7 +812,7 @@ static int enc_value(ictx *c, const tp_message *m, uint32_t ji, int depth)
 {
 	const tp_message_info *mi = tp_message_get(m);
 	const jnode *j = node(c, ji);
-	jbuf *b = c->out;
+	buf *b = c->out;
 	switch (j->type) {
 	case J_NULL:
 		put_tag(b, 1, PB_VARINT);
@@ -868,10 +865,10 @@ static int enc_any(ictx *c, const tp_message *m, uint32_t ji, int depth)
 	if (!inner)
 		return fail(c, "Any type \"%.*s\" is not known", (int)(t->ulen > 128 ? 128 : t->ulen),
 			    url);
-	jbuf *b = c->out;
+	buf *b = c->out;
 	put_tag(b, 1, PB_LEN);
 	put_varint(b, t->ulen);
-	jbuf_put(b, url, t->ulen);
+	buf_append(b, url, t->ulen);
 	size_t undo = b->len;
 	put_tag(b, 2, PB_LEN);
 	size_t at = begin_len(b);
@@ -918,7 +915,7 @@ static int enc_message(ictx *c, const tp_message *m, uint32_t ji, int depth)
 }
 
 int json_to_proto(typepool *tp, const char *ns, const tp_message *m, const char *json, size_t len,
-		  jbuf *out, char **err)
+		  buf *out, char **err)
 {
 	ictx cs, *c = &cs;
 	if (err)
@@ -939,8 +936,7 @@ int json_to_proto(typepool *tp, const char *ns, const tp_message *m, const char 
 	if (!rc && out->failed)
 		rc = nomem(c);
 	if (rc) {
-		out->len = start;
-		out->failed = false;
+		buf_truncate(out, start);
 		if (err)
 			*err = strdup(c->e.msg);
 	}

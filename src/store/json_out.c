@@ -26,7 +26,7 @@ typedef struct ctx {
 	typepool *tp;
 	const char *ns;
 	int flags;
-	jbuf *out;
+	buf *out;
 	occ *occ;
 	size_t n_occ;
 	size_t cap_occ;
@@ -320,26 +320,26 @@ static int put_string(ctx *c, const tp_field *f, const uint8_t *s, size_t n)
 static int put_double(ctx *c, double d, bool as_float)
 {
 	if (isnan(d))
-		jbuf_puts(c->out, "\"NaN\"");
+		buf_puts(c->out, "\"NaN\"");
 	else if (isinf(d))
-		jbuf_puts(c->out, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+		buf_puts(c->out, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
 	else
 		jbuf_put_double(c->out, d, as_float);
 	return 0;
 }
 
-static void put_quoted_i64(jbuf *b, int64_t v)
+static void put_quoted_i64(buf *b, int64_t v)
 {
-	jbuf_putc(b, '"');
+	buf_putc(b, '"');
 	jbuf_put_i64(b, v);
-	jbuf_putc(b, '"');
+	buf_putc(b, '"');
 }
 
-static void put_quoted_u64(jbuf *b, uint64_t v)
+static void put_quoted_u64(buf *b, uint64_t v)
 {
-	jbuf_putc(b, '"');
+	buf_putc(b, '"');
 	jbuf_put_u64(b, v);
-	jbuf_putc(b, '"');
+	buf_putc(b, '"');
 }
 
 /* Whether a scalar holds its type's default (what a field without presence leaves out). */
@@ -368,7 +368,7 @@ static bool scalar_kept(const tp_field *f, uint64_t v)
 
 static void put_scalar(ctx *c, const tp_field *f, uint64_t v)
 {
-	jbuf *b = c->out;
+	buf *b = c->out;
 	switch (f->type) {
 	case TP_DOUBLE: put_double(c, pb_bits_double(v), false); break;
 	case TP_FLOAT: put_double(c, pb_bits_float((uint32_t)v), true); break;
@@ -382,11 +382,11 @@ static void put_scalar(ctx *c, const tp_field *f, uint64_t v)
 	case TP_SINT32: jbuf_put_i64(b, (int32_t)pb_unzigzag((uint32_t)v)); break;
 	case TP_UINT32:
 	case TP_FIXED32: jbuf_put_u64(b, (uint32_t)v); break;
-	case TP_BOOL: jbuf_puts(b, v ? "true" : "false"); break;
+	case TP_BOOL: buf_puts(b, v ? "true" : "false"); break;
 	case TP_ENUM: {
 		const char *name = tp_enum_name_of(f->enum_type, (int32_t)v);
 		if (tp_enum_get(f->enum_type)->null_value)
-			jbuf_puts(b, "null");
+			buf_puts(b, "null");
 		else if (name)
 			jbuf_put_json_string(b, name, strlen(name));
 		else
@@ -616,31 +616,31 @@ static int emit_map(ctx *c, const tp_field *f, size_t from, size_t to, int depth
 				es[a.idx].drop = true;
 		}
 	}
-	jbuf_putc(c->out, '{');
+	buf_putc(c->out, '{');
 	for (size_t i = 0; i < k; i++) {
 		mentry *e = &es[i];
 		if (e->drop)
 			continue;
 		if (kept++)
-			jbuf_putc(c->out, ',');
+			buf_putc(c->out, ',');
 		int rc = 0;
 		if (kf->type == TP_STRING) {
 			rc = put_string(c, kf, e->kp, e->klen);
 		} else if (kf->type == TP_BOOL) {
-			jbuf_puts(c->out, e->key ? "\"true\"" : "\"false\"");
+			buf_puts(c->out, e->key ? "\"true\"" : "\"false\"");
 		} else if (kf->type == TP_INT32 || kf->type == TP_SINT32 || kf->type == TP_SFIXED32 ||
 			   kf->type == TP_INT64 || kf->type == TP_SINT64 || kf->type == TP_SFIXED64) {
 			put_quoted_i64(c->out, (int64_t)e->key);
 		} else {
 			put_quoted_u64(c->out, e->key);
 		}
-		jbuf_putc(c->out, ':');
+		buf_putc(c->out, ':');
 		if (!rc)
 			rc = put_value(c, vf, e->vp, e->vlen, e->v, depth + 2);
 		if (rc)
 			return rc;
 	}
-	jbuf_putc(c->out, '}');
+	buf_putc(c->out, '}');
 	arena_release(&c->scratch, mark);
 	return kept > 0;
 }
@@ -668,7 +668,7 @@ static int emit_field_value(ctx *c, const tp_field *f, size_t from, size_t to, i
 		return emit_map(c, f, from, to, depth);
 	if (f->repeated) {
 		size_t count = 0;
-		jbuf_putc(c->out, '[');
+		buf_putc(c->out, '[');
 		for (size_t i = from; i < to; i++) {
 			occ o = c->occ[i];
 			if (scalar_type(f->type) && o.ptr) {
@@ -681,7 +681,7 @@ static int emit_field_value(ctx *c, const tp_field *f, size_t from, size_t to, i
 					if (!scalar_kept(f, v))
 						continue;
 					if (count++)
-						jbuf_putc(c->out, ',');
+						buf_putc(c->out, ',');
 					put_scalar(c, f, v);
 				}
 				continue;
@@ -689,12 +689,12 @@ static int emit_field_value(ctx *c, const tp_field *f, size_t from, size_t to, i
 			if (scalar_type(f->type) && !scalar_kept(f, o.v))
 				continue;
 			if (count++)
-				jbuf_putc(c->out, ',');
+				buf_putc(c->out, ',');
 			int rc = put_value(c, f, o.ptr, (size_t)o.v, o.v, depth + 1);
 			if (rc)
 				return rc;
 		}
-		jbuf_putc(c->out, ']');
+		buf_putc(c->out, ']');
 		return count > 0;
 	}
 	if (f->type == TP_MESSAGE || f->type == TP_GROUP) {
@@ -808,7 +808,7 @@ static int emit_timestamp(ctx *c, const tp_message *m, const uint8_t *p, size_t 
 			 (unsigned)(rem / 3600), (unsigned)(rem / 60 % 60), (unsigned)(rem % 60));
 	k += (int)frac(buf + k, (uint32_t)ns);
 	memcpy(buf + k, "Z\"", 2);
-	jbuf_put(c->out, buf, (size_t)k + 2);
+	buf_append(c->out, buf, (size_t)k + 2);
 	return 0;
 }
 
@@ -827,7 +827,7 @@ static int emit_duration(ctx *c, const tp_message *m, const uint8_t *p, size_t n
 	int k = snprintf(buf, sizeof buf, "\"%s%lld", neg ? "-" : "", (long long)(neg ? -s : s));
 	k += (int)frac(buf + k, (uint32_t)(neg ? -ns : ns));
 	memcpy(buf + k, "s\"", 2);
-	jbuf_put(c->out, buf, (size_t)k + 2);
+	buf_append(c->out, buf, (size_t)k + 2);
 	return 0;
 }
 
@@ -908,7 +908,7 @@ static int emit_any(ctx *c, const tp_message *m, const uint8_t *p, size_t n, int
 	if (!url_len) {
 		if (val_len)
 			return fail(c, "Any with a value but no type URL");
-		jbuf_puts(c->out, "{}");
+		buf_puts(c->out, "{}");
 		return 0;
 	}
 	if (!jsonbuf_utf8_valid((const char *)url, url_len))
@@ -917,18 +917,18 @@ static int emit_any(ctx *c, const tp_message *m, const uint8_t *p, size_t n, int
 	if (!inner)
 		return fail(c, "Any type \"%.*s\" is not known", (int)(url_len > 128 ? 128 : url_len),
 			    (const char *)url);
-	jbuf_puts(c->out, "{\"@type\":");
+	buf_puts(c->out, "{\"@type\":");
 	jbuf_put_json_string(c->out, (const char *)url, url_len);
 	int rc;
 	if (tp_message_get(inner)->wkt != TP_WKT_NONE) {
-		jbuf_puts(c->out, ",\"value\":");
+		buf_puts(c->out, ",\"value\":");
 		rc = emit_message(c, inner, val, val_len, depth + 1);
 	} else {
 		bool first = false;
 		rc = depth + 1 > JSON_MAX_DEPTH ? fail(c, "nesting deeper than %d", JSON_MAX_DEPTH)
 						: emit_fields(c, inner, val, val_len, depth + 1, &first);
 	}
-	jbuf_putc(c->out, '}');
+	buf_putc(c->out, '}');
 	return rc;
 }
 
@@ -949,11 +949,11 @@ static int emit_wrapped(ctx *c, const tp_message *m, const uint8_t *p, size_t n,
 		if (f)
 			rc = emit_field_value(c, f, base, c->n_occ, depth, true);
 		else
-			jbuf_puts(c->out, mi->wkt == TP_WKT_STRUCT ? "{}" : "[]");
+			buf_puts(c->out, mi->wkt == TP_WKT_STRUCT ? "{}" : "[]");
 		break;
 	case TP_WKT_VALUE:
 		if (!f || f->number == 1) {
-			jbuf_puts(c->out, "null");
+			buf_puts(c->out, "null");
 			break;
 		}
 		if (f->number == 2) {
@@ -985,10 +985,10 @@ static int emit_fields(ctx *c, const tp_message *m, const uint8_t *p, size_t n, 
 		const tp_field *f = &mi->fields[c->occ[i].field];
 		size_t undo = c->out->len;
 		if (!*first)
-			jbuf_putc(c->out, ',');
-		jbuf_putc(c->out, '"');
-		jbuf_puts(c->out, key_of(c, f));
-		jbuf_put(c->out, "\":", 2);
+			buf_putc(c->out, ',');
+		buf_putc(c->out, '"');
+		buf_puts(c->out, key_of(c, f));
+		buf_append(c->out, "\":", 2);
 		rc = emit_field_value(c, f, i, j, depth, false);
 		if (rc == 0) {
 			c->out->len = undo;
@@ -1015,14 +1015,14 @@ static int emit_message(ctx *c, const tp_message *m, const uint8_t *p, size_t n,
 	default: return emit_wrapped(c, m, p, n, depth);
 	}
 	bool first = true;
-	jbuf_putc(c->out, '{');
+	buf_putc(c->out, '{');
 	int rc = emit_fields(c, m, p, n, depth, &first);
-	jbuf_putc(c->out, '}');
+	buf_putc(c->out, '}');
 	return rc;
 }
 
 int json_from_proto(typepool *tp, const char *ns, const tp_message *m, const uint8_t *bytes,
-		    size_t len, int flags, jbuf *out, char **err)
+		    size_t len, int flags, buf *out, char **err)
 {
 	ctx cs, *c = &cs;
 	if (err)
@@ -1038,12 +1038,11 @@ int json_from_proto(typepool *tp, const char *ns, const tp_message *m, const uin
 	c->e.set = false;
 	size_t start = out->len;
 	int rc = emit_message(c, m, bytes ? bytes : empty, len, 1);
-	jbuf_terminate(out);
+	buf_terminate(out);
 	if (!rc && out->failed)
 		rc = nomem(c);
 	if (rc) {
-		out->len = start;
-		out->failed = false;
+		buf_truncate(out, start);
 		if (err)
 			*err = strdup(c->e.msg);
 	}

@@ -7,44 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-void jbuf_free(jbuf *b)
-{
-	free(b->data);
-	*b = (jbuf)JBUF_INIT;
-}
-
-char *jbuf_reserve(jbuf *b, size_t n)
-{
-	if (b->failed)
-		return NULL;
-	if (b->cap - b->len >= n)
-		return b->data + b->len;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap - b->len < n) {
-		if (cap > SIZE_MAX / 2) {
-			b->failed = true;
-			return NULL;
-		}
-		cap *= 2;
-	}
-	char *p = realloc(b->data, cap);
-	if (!p) {
-		b->failed = true;
-		return NULL;
-	}
-	b->data = p;
-	b->cap = cap;
-	return p + b->len;
-}
-
-void jbuf_terminate(jbuf *b)
-{
-	char *p = jbuf_reserve(b, 1);
-	if (p)
-		*p = '\0';
-}
-
-void jbuf_put_u64(jbuf *b, uint64_t v)
+void jbuf_put_u64(buf *b, uint64_t v)
 {
 	char tmp[20];
 	size_t i = sizeof tmp;
@@ -52,20 +15,20 @@ void jbuf_put_u64(jbuf *b, uint64_t v)
 		tmp[--i] = (char)('0' + v % 10);
 		v /= 10;
 	} while (v);
-	jbuf_put(b, tmp + i, sizeof tmp - i);
+	buf_append(b, tmp + i, sizeof tmp - i);
 }
 
-void jbuf_put_i64(jbuf *b, int64_t v)
+void jbuf_put_i64(buf *b, int64_t v)
 {
 	if (v < 0) {
-		jbuf_putc(b, '-');
+		buf_putc(b, '-');
 		jbuf_put_u64(b, -(uint64_t)v);
 	} else {
 		jbuf_put_u64(b, (uint64_t)v);
 	}
 }
 
-void jbuf_put_double(jbuf *b, double v, bool as_float)
+void jbuf_put_double(buf *b, double v, bool as_float)
 {
 	/* Fewest digits that read back exactly: what Python's repr (doubles) and protobuf's
 	 * ToShortestFloat (floats, from 6 digits) produce, so both agree on the value. A
@@ -80,7 +43,7 @@ void jbuf_put_double(jbuf *b, double v, bool as_float)
 		if (as_float ? (float)r == (float)v : r == v)
 			break;
 	}
-	jbuf_put(b, tmp, (size_t)n);
+	buf_append(b, tmp, (size_t)n);
 }
 
 /* Length of the valid UTF-8 sequence at p (n > 0 bytes available), 0 if invalid. */
@@ -130,16 +93,16 @@ static inline bool json_plain(unsigned char c)
 	return c >= 0x20 && c != '"' && c != '\\' && c < 0x80;
 }
 
-bool jbuf_put_json_string(jbuf *b, const char *s, size_t n)
+bool jbuf_put_json_string(buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
 	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-	jbuf_putc(b, '"');
+	buf_putc(b, '"');
 	while (p < end) {
 		const unsigned char *run = p;
 		while (p < end && json_plain(*p))
 			p++;
-		jbuf_put(b, run, (size_t)(p - run));
+		buf_append(b, run, (size_t)(p - run));
 		if (p == end)
 			break;
 		unsigned char c = *p;
@@ -147,7 +110,7 @@ bool jbuf_put_json_string(jbuf *b, const char *s, size_t n)
 			size_t k = utf8_seq(p, (size_t)(end - p));
 			if (!k)
 				return false;
-			jbuf_put(b, p, k);
+			buf_append(b, p, k);
 			p += k;
 			continue;
 		}
@@ -167,19 +130,19 @@ bool jbuf_put_json_string(jbuf *b, const char *s, size_t n)
 			esc[5] = hex[c & 15];
 			elen = 6;
 		}
-		jbuf_put(b, esc, elen);
+		buf_append(b, esc, elen);
 		p++;
 	}
-	jbuf_putc(b, '"');
+	buf_putc(b, '"');
 	return true;
 }
 
-void jbuf_put_base64(jbuf *b, const uint8_t *s, size_t n)
+void jbuf_put_base64(buf *b, const uint8_t *s, size_t n)
 {
 	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *dst = jbuf_reserve(b, (n + 2) / 3 * 4 + 2);
-	if (!dst)
+	if (buf_reserve(b, (n + 2) / 3 * 4 + 2))
 		return;
+	char *dst = b->text + b->len;
 	char *o = dst;
 	*o++ = '"';
 	size_t i = 0;

@@ -1,5 +1,5 @@
-/* A growing byte buffer with JSON writing helpers (jbuf), and a strict JSON reader that
- * parses a whole document into a flat node array (jdoc). Both serve the protobuf <-> JSON
+/* JSON writing helpers on a byte buffer (jbuf_*), and a strict JSON reader that parses a
+ * whole document into a flat node array (jdoc). Both serve the protobuf <-> JSON
  * transcoder, which runs on every record write: no allocation per value, one buffer that is
  * reused across calls. */
 #ifndef STORE_JSONBUF_H
@@ -10,18 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Failure is sticky: once a growth fails every later write is dropped and `failed` stays
- * set, so writers check once at the end instead of after each byte. */
-typedef struct jbuf {
-	char *data; /* owned; NULL until the first write */
-	size_t len;
-	size_t cap;
-	bool failed;
-} jbuf;
-
-#define JBUF_INIT {0}
-
-void jbuf_free(jbuf *b);
+#include "base/buf.h"
 
 /* The first error of a transcoding call: later ones are dropped, the first says most. */
 typedef struct jerr {
@@ -32,55 +21,17 @@ typedef struct jerr {
 /* Record the error (if none yet); they return -EINVAL and -ENOMEM. */
 int jerr_vfail(jerr *e, const char *fmt, va_list ap);
 int jerr_nomem(jerr *e);
-/* Makes room for n more bytes; returns the write position or NULL (and sets failed). */
-char *jbuf_reserve(jbuf *b, size_t n);
 
-static inline void jbuf_put(jbuf *b, const void *p, size_t n)
-{
-	if (b->cap - b->len >= n) {
-		if (n)
-			memcpy(b->data + b->len, p, n);
-		b->len += n;
-		return;
-	}
-	char *dst = jbuf_reserve(b, n);
-	if (dst) {
-		memcpy(dst, p, n);
-		b->len += n;
-	}
-}
-
-static inline void jbuf_putc(jbuf *b, char c)
-{
-	if (b->len < b->cap) {
-		b->data[b->len++] = c;
-		return;
-	}
-	char *dst = jbuf_reserve(b, 1);
-	if (dst) {
-		*dst = c;
-		b->len++;
-	}
-}
-
-static inline void jbuf_puts(jbuf *b, const char *s)
-{
-	jbuf_put(b, s, strlen(s));
-}
-
-/* Terminates the contents with a NUL that is not counted in len. */
-void jbuf_terminate(jbuf *b);
-
-void jbuf_put_u64(jbuf *b, uint64_t v);
-void jbuf_put_i64(jbuf *b, int64_t v);
+void jbuf_put_u64(buf *b, uint64_t v);
+void jbuf_put_i64(buf *b, int64_t v);
 /* The shortest decimal form that reads back as the same double, or as the same float when
  * as_float (the value is then a float widened to double). Finite values only. */
-void jbuf_put_double(jbuf *b, double v, bool as_float);
+void jbuf_put_double(buf *b, double v, bool as_float);
 /* A JSON string literal with quotes. Returns false when s is not valid UTF-8 (nothing is
  * then guaranteed about what was written). */
-bool jbuf_put_json_string(jbuf *b, const char *s, size_t n);
+bool jbuf_put_json_string(buf *b, const char *s, size_t n);
 /* Standard base64 with padding, inside quotes. */
-void jbuf_put_base64(jbuf *b, const uint8_t *s, size_t n);
+void jbuf_put_base64(buf *b, const uint8_t *s, size_t n);
 
 /* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
 bool jsonbuf_utf8_valid(const char *s, size_t n);

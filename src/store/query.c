@@ -40,30 +40,30 @@ static void cc_done(cc *c)
 		free(c->leaves[i].path);
 	free(c->leaves);
 	free(c->indexed);
-	free(c->w.p);
+	buf_free(&c->w);
 }
 
-static void put_from_where(const cc *c, sb *b, const char *cond)
+static void put_from_where(const cc *c, buf *b, const buf *cond)
 {
-	sb_add(b, c->fts ? " FROM records JOIN records_fts ON records_fts.rowid = records.rid"
+	buf_puts(b, c->fts ? " FROM records JOIN records_fts ON records_fts.rowid = records.rid"
 			 : " FROM records");
-	if (cond && *cond) {
-		sb_add(b, " WHERE ");
-		sb_add(b, cond);
+	if (cond->len) {
+		buf_puts(b, " WHERE ");
+		buf_append(b, cond->data, cond->len);
 	}
 }
 
 /* The query takes both statements, or fails for want of memory and frees them. */
-static void set_statements(cc *c, sb *page, sb *count, bool oom)
+static void set_statements(cc *c, buf *page, buf *count, bool oom)
 {
-	if (oom || page->oom || count->oom) {
+	if (oom || buf_terminate(page) || buf_terminate(count)) {
 		query_fail_errno(c, -ENOMEM, "query");
-		free(page->p);
-		free(count->p);
+		buf_free(page);
+		buf_free(count);
 		return;
 	}
-	c->q->sql = page->p;
-	c->q->count_sql = count->p;
+	c->q->sql = page->text;
+	c->q->count_sql = count->text;
 }
 
 /* Full text alone, ranked by score: FTS5 ranks and cuts the page by itself, and only the
@@ -71,51 +71,51 @@ static void set_statements(cc *c, sb *page, sb *count, bool oom)
  * the sort of every match); the count needs no join at all. */
 static void finish_fts_alone(cc *c, bool desc, int plimit, int poffset)
 {
-	sb page = {0}, count = {0};
-	sb_add(&page, "SELECT rid, id, data, labels, created_at, updated_at, f.score AS score"
+	buf page = BUF_INIT, count = BUF_INIT;
+	buf_puts(&page, "SELECT rid, id, data, labels, created_at, updated_at, f.score AS score"
 		      " FROM (SELECT rowid, -rank AS score FROM records_fts WHERE records_fts MATCH ");
-	sb_param(&page, c->fts_param);
+	query_put_param(&page, c->fts_param);
 	/* The order of the general form: score, then rid in the same direction. */
-	sb_add(&page, desc ? " ORDER BY rank ASC, rowid DESC LIMIT " : " ORDER BY rank DESC, rowid ASC LIMIT ");
-	sb_param(&page, plimit);
-	sb_add(&page, " OFFSET ");
-	sb_param(&page, poffset);
-	sb_add(&page, desc ? ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score DESC, rid DESC"
+	buf_puts(&page, desc ? " ORDER BY rank ASC, rowid DESC LIMIT " : " ORDER BY rank DESC, rowid ASC LIMIT ");
+	query_put_param(&page, plimit);
+	buf_puts(&page, " OFFSET ");
+	query_put_param(&page, poffset);
+	buf_puts(&page, desc ? ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score DESC, rid DESC"
 			   : ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score ASC, rid ASC");
-	sb_add(&count, "SELECT count(*) FROM records_fts WHERE records_fts MATCH ");
-	sb_param(&count, c->fts_param);
+	buf_puts(&count, "SELECT count(*) FROM records_fts WHERE records_fts MATCH ");
+	query_put_param(&count, c->fts_param);
 	set_statements(c, &page, &count, false);
 }
 
 /* Writes both statements. after: the keyset condition (List with a token), or NULL. */
-static void finish(cc *c, const order *o, bool keys, const char *after, int plimit,
+static void finish(cc *c, const order *o, bool keys, const buf *after, int plimit,
 		   int poffset)
 {
-	sb page = {0}, count = {0}, where = {0};
-	sb_add(&where, c->w.p ? c->w.p : "");
-	if (after) {
-		sb_add(&where, where.len ? " AND " : "");
-		sb_add(&where, after);
+	buf page = BUF_INIT, count = BUF_INIT, where = BUF_INIT;
+	buf_append(&where, c->w.data, c->w.len);
+	if (after && after->len) {
+		buf_puts(&where, where.len ? " AND " : "");
+		buf_append(&where, after->data, after->len);
 	}
-	sb_add(&page, "SELECT rid, id, data, labels, created_at, updated_at, ");
-	sb_add(&page, c->fts ? "-bm25(records_fts)" : "0.0");
-	sb_add(&page, " AS score");
+	buf_puts(&page, "SELECT rid, id, data, labels, created_at, updated_at, ");
+	buf_puts(&page, c->fts ? "-bm25(records_fts)" : "0.0");
+	buf_puts(&page, " AS score");
 	for (unsigned i = 0; keys && i < o->n; i++) {
-		sb_add(&page, ", ");
+		buf_puts(&page, ", ");
 		query_order_key(c, &page, &o->k[i]);
 	}
-	put_from_where(c, &page, where.p);
+	put_from_where(c, &page, &where);
 	query_order_by(c, &page, o);
-	sb_add(&page, " LIMIT ");
-	sb_param(&page, plimit);
+	buf_puts(&page, " LIMIT ");
+	query_put_param(&page, plimit);
 	if (poffset) {
-		sb_add(&page, " OFFSET ");
-		sb_param(&page, poffset);
+		buf_puts(&page, " OFFSET ");
+		query_put_param(&page, poffset);
 	}
-	sb_add(&count, "SELECT count(*)");
-	put_from_where(c, &count, c->w.p);
-	free(where.p);
-	set_statements(c, &page, &count, where.oom || c->w.oom);
+	buf_puts(&count, "SELECT count(*)");
+	put_from_where(c, &count, &c->w);
+	buf_free(&where);
+	set_statements(c, &page, &count, where.failed || c->w.failed);
 }
 
 static int cc_end(cc *c, query **out)
@@ -156,36 +156,36 @@ int query_compile_list(const query_schema *s, const query_list_params *p, query 
 		o.desc[0] = false;
 		o.n = 1;
 	}
-	if (c.w.oom)
+	if (c.w.failed)
 		query_fail_errno(&c, -ENOMEM, "query");
 	if (c.rc)
 		return cc_end(&c, out);
 	c.q->nkeys = o.n;
 
 	/* The query's identity: conditions, order and every value bound so far. */
-	sb h = {0}, ob = {0};
+	buf h = BUF_INIT, ob = BUF_INIT;
 	query_order_by(&c, &ob, &o);
-	sb_add(&h, c.w.p ? c.w.p : "");
-	sb_put(&h, "", 1);
-	sb_add(&h, ob.p ? ob.p : "");
-	sb_put(&h, "", 1);
+	buf_append(&h, c.w.data, c.w.len);
+	buf_append(&h, "", 1);
+	buf_append(&h, ob.data, ob.len);
+	buf_append(&h, "", 1);
 	query_token_hash_binds(&h, c.q);
-	if (h.oom || ob.oom)
+	if (h.failed || ob.failed)
 		query_fail_errno(&c, -ENOMEM, "query");
 	else
-		c.q->qhash = query_token_siphash(NULL, (const uint8_t *)h.p, h.len);
-	free(h.p);
-	free(ob.p);
+		c.q->qhash = query_token_siphash(NULL, h.data, h.len);
+	buf_free(&h);
+	buf_free(&ob);
 
-	sb after = {0};
+	buf after = BUF_INIT;
 	if (!c.rc && p->page_token && *p->page_token)
 		query_token_after(&c, p->page_token, &o, &after);
-	if (after.oom)
+	if (after.failed)
 		query_fail_errno(&c, -ENOMEM, "query");
 	int plimit = query_param_int(&c, (int64_t)c.q->page_size + 1);
 	if (!c.rc)
-		finish(&c, &o, true, after.p, plimit, 0);
-	free(after.p);
+		finish(&c, &o, true, &after, plimit, 0);
+	buf_free(&after);
 	return cc_end(&c, out);
 }
 
@@ -326,7 +326,7 @@ int query_index_field(const char *field, char expr[QUERY_INDEX_EXPR_MAX],
 	char qb[QUOTE_MAX];
 	const char *why;
 	opnd o = {0};
-	sb b = {0};
+	buf b = BUF_INIT;
 	if (err)
 		err->msg[0] = '\0';
 	if (!field || !*field)
@@ -338,12 +338,13 @@ int query_index_field(const char *field, char expr[QUERY_INDEX_EXPR_MAX],
 		return query_fail(&c, "invalid indexed field '%s': %s", query_quote(field, qb), why);
 	size_t n = path_render(&o.p, o.path);
 	query_emit_operand(&b, &o);
-	if (b.oom) {
-		free(b.p);
+	if (b.failed) {
+		buf_free(&b);
 		return -ENOMEM;
 	}
-	memcpy(expr, b.p, b.len + 1);
-	free(b.p);
+	memcpy(expr, b.data, b.len);
+	expr[b.len] = 0;
+	buf_free(&b);
 	snprintf(name, QUERY_INDEX_NAME_MAX, "ix_%016llx",
 		 (unsigned long long)query_token_siphash(NULL, (const uint8_t *)o.path, n));
 	return 0;

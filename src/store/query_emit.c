@@ -35,59 +35,59 @@ static enum ty ty_of(enum query_kind k)
 
 /* ---- operands ---- */
 
-static void put_path(sb *b, const opnd *o)
+static void put_path(buf *b, const opnd *o)
 {
 	if (o->param) {
-		sb_param(b, o->param);
+		query_put_param(b, o->param);
 	} else {
-		sb_add(b, "'");
-		sb_add(b, o->path);
-		sb_add(b, "'");
+		buf_puts(b, "'");
+		buf_puts(b, o->path);
+		buf_puts(b, "'");
 	}
 }
 
 /* The value at the operand. For a spliced path this is exactly query_index_field's
  * expression, so SQLite matches it with the expression index. */
-void query_emit_operand(sb *b, const opnd *o)
+void query_emit_operand(buf *b, const opnd *o)
 {
 	if (o->col) {
-		sb_add(b, o->col);
+		buf_puts(b, o->col);
 	} else if (o->each) {
-		sb_add(b, "value");
+		buf_puts(b, "value");
 	} else {
-		sb_add(b, "json_extract(json,");
+		buf_puts(b, "json_extract(json,");
 		put_path(b, o);
-		sb_add(b, ")");
+		buf_puts(b, ")");
 	}
 }
 
-static void put_t(sb *b, const opnd *o)
+static void put_t(buf *b, const opnd *o)
 {
 	if (o->each) {
-		sb_add(b, "type");
+		buf_puts(b, "type");
 	} else {
-		sb_add(b, "json_type(json,");
+		buf_puts(b, "json_type(json,");
 		put_path(b, o);
-		sb_add(b, ")");
+		buf_puts(b, ")");
 	}
 }
 
 /* The operand as compared by type: int64 strings as integers, timestamps without their
  * "Z" (so that "...:05Z" sorts after "...:04.5Z"), durations as seconds. */
-void query_emit_lhs(sb *b, const opnd *o, enum ty ty, bool ordering)
+void query_emit_lhs(buf *b, const opnd *o, enum ty ty, bool ordering)
 {
 	if (ty == TY_INT64 && ordering) {
-		sb_add(b, "CAST(");
+		buf_puts(b, "CAST(");
 		query_emit_operand(b, o);
-		sb_add(b, " AS INTEGER)");
+		buf_puts(b, " AS INTEGER)");
 	} else if (ty == TY_TIMESTAMP && ordering) {
-		sb_add(b, "rtrim(");
+		buf_puts(b, "rtrim(");
 		query_emit_operand(b, o);
-		sb_add(b, ",'Z')");
+		buf_puts(b, ",'Z')");
 	} else if (ty == TY_DURATION) {
-		sb_add(b, "CAST(rtrim(");
+		buf_puts(b, "CAST(rtrim(");
 		query_emit_operand(b, o);
-		sb_add(b, ",'s') AS REAL)");
+		buf_puts(b, ",'s') AS REAL)");
 	} else {
 		query_emit_operand(b, o);
 	}
@@ -183,14 +183,14 @@ typedef struct rhs {
 	bool dur;
 } rhs;
 
-static void put_rhs(sb *b, rhs r)
+static void put_rhs(buf *b, rhs r)
 {
 	if (r.dur) {
-		sb_add(b, "CAST(rtrim(");
-		sb_param(b, r.param);
-		sb_add(b, ",'s') AS REAL)");
+		buf_puts(b, "CAST(rtrim(");
+		query_put_param(b, r.param);
+		buf_puts(b, ",'s') AS REAL)");
 	} else {
-		sb_param(b, r.param);
+		query_put_param(b, r.param);
 	}
 }
 
@@ -366,30 +366,30 @@ static bool rt_numeric(const query_value *v, double *d, int64_t *i, bool *integr
 }
 
 /* The operand as a number when its JSON is a number or an integer string, else NULL. */
-static void put_rt_num(sb *b, const opnd *o)
+static void put_rt_num(buf *b, const opnd *o)
 {
-	sb_add(b, "CASE ");
+	buf_puts(b, "CASE ");
 	put_t(b, o);
-	sb_add(b, " WHEN 'integer' THEN ");
+	buf_puts(b, " WHEN 'integer' THEN ");
 	query_emit_operand(b, o);
-	sb_add(b, " WHEN 'real' THEN ");
+	buf_puts(b, " WHEN 'real' THEN ");
 	query_emit_operand(b, o);
-	sb_add(b, " WHEN 'text' THEN iif(CAST(CAST(");
+	buf_puts(b, " WHEN 'text' THEN iif(CAST(CAST(");
 	query_emit_operand(b, o);
-	sb_add(b, " AS INTEGER) AS TEXT) = ");
+	buf_puts(b, " AS INTEGER) AS TEXT) = ");
 	query_emit_operand(b, o);
-	sb_add(b, ", CAST(");
+	buf_puts(b, ", CAST(");
 	query_emit_operand(b, o);
-	sb_add(b, " AS INTEGER), NULL) END");
+	buf_puts(b, " AS INTEGER), NULL) END");
 }
 
-static void emit_eq(cc *c, sb *b, const opnd *o, enum ty ty, const query_value *v);
+static void emit_eq(cc *c, buf *b, const opnd *o, enum ty ty, const query_value *v);
 
 /* Items lo..hi-1 joined by op as a balanced tree: a flat chain of 1000 terms would exceed
  * SQLite's expression depth limit. */
-typedef void (*item_fn)(cc *c, sb *b, size_t i, const void *arg);
+typedef void (*item_fn)(cc *c, buf *b, size_t i, const void *arg);
 
-static void emit_tree(cc *c, sb *b, size_t lo, size_t hi, const char *op, item_fn item,
+static void emit_tree(cc *c, buf *b, size_t lo, size_t hi, const char *op, item_fn item,
 		      const void *arg)
 {
 	if (hi - lo == 1) {
@@ -397,11 +397,11 @@ static void emit_tree(cc *c, sb *b, size_t lo, size_t hi, const char *op, item_f
 		return;
 	}
 	size_t mid = lo + (hi - lo) / 2;
-	sb_add(b, "(");
+	buf_puts(b, "(");
 	emit_tree(c, b, lo, mid, op, item, arg);
-	sb_add(b, op);
+	buf_puts(b, op);
 	emit_tree(c, b, mid, hi, op, item, arg);
-	sb_add(b, ")");
+	buf_puts(b, ")");
 }
 
 typedef struct elems {
@@ -411,7 +411,7 @@ typedef struct elems {
 } elems;
 
 /* Element i of the array at o equals element i of the list. */
-static void elem_eq(cc *c, sb *b, size_t i, const void *arg)
+static void elem_eq(cc *c, buf *b, size_t i, const void *arg)
 {
 	const elems *x = arg;
 	char qb[QUOTE_MAX];
@@ -434,7 +434,7 @@ static void elem_eq(cc *c, sb *b, size_t i, const void *arg)
 }
 
 /* The operand equals list element i. */
-static void any_eq(cc *c, sb *b, size_t i, const void *arg)
+static void any_eq(cc *c, buf *b, size_t i, const void *arg)
 {
 	const elems *x = arg;
 	emit_eq(c, b, x->o, x->ty, &x->v->u.list.items[i]);
@@ -451,7 +451,7 @@ static enum ty elem_ty(cc *c, const opnd *o)
 }
 
 /* Same length, and each element equal in order. */
-static void emit_list_eq(cc *c, sb *b, const opnd *o, enum ty ty, const query_value *v)
+static void emit_list_eq(cc *c, buf *b, const opnd *o, enum ty ty, const query_value *v)
 {
 	char qb[QUOTE_MAX];
 	size_t n = v->u.list.n;
@@ -466,65 +466,65 @@ static void emit_list_eq(cc *c, sb *b, const opnd *o, enum ty ty, const query_va
 	}
 	if (n == 0 && ty == TY_REPEATED) {
 		/* proto3 JSON leaves empty repeated fields out. */
-		sb_add(b, "(IFNULL(json_array_length(json,");
+		buf_puts(b, "(IFNULL(json_array_length(json,");
 		put_path(b, o);
-		sb_add(b, "),0) = 0)");
+		buf_puts(b, "),0) = 0)");
 		return;
 	}
-	sb_add(b, "(");
+	buf_puts(b, "(");
 	put_t(b, o);
-	sb_add(b, " = 'array' AND json_array_length(json,");
+	buf_puts(b, " = 'array' AND json_array_length(json,");
 	put_path(b, o);
-	sb_add(b, ") = ");
-	sb_param(b, query_param_int(c, (int64_t)n));
+	buf_puts(b, ") = ");
+	query_put_param(b, query_param_int(c, (int64_t)n));
 	if (n) {
 		elems x = {o, ty, v};
-		sb_add(b, " AND ");
+		buf_puts(b, " AND ");
 		emit_tree(c, b, 0, n, " AND ", elem_eq, &x);
 	}
-	sb_add(b, ")");
+	buf_puts(b, ")");
 }
 
-static void emit_rt_eq(cc *c, sb *b, const opnd *o, const query_value *v)
+static void emit_rt_eq(cc *c, buf *b, const opnd *o, const query_value *v)
 {
 	double d;
 	int64_t i;
 	bool integral;
 	if (v->type == QUERY_BOOL) {
-		sb_add(b, "(");
+		buf_puts(b, "(");
 		put_t(b, o);
-		sb_add(b, v->u.boolean ? " = 'true')" : " = 'false')");
+		buf_puts(b, v->u.boolean ? " = 'true')" : " = 'false')");
 	} else if (rt_numeric(v, &d, &i, &integral)) {
-		sb_add(b, "(");
+		buf_puts(b, "(");
 		query_emit_operand(b, o);
 		if (integral) {
 			/* A JSON number, or the integer string proto3 writes for int64; not a
 			 * bool, which json_extract also reads as 0 or 1. */
 			int pi = query_param_int(c, i), pt = bind_i64_text(c, i);
-			sb_add(b, " IN (");
-			sb_param(b, pi);
-			sb_add(b, ",");
-			sb_param(b, pt);
-			sb_add(b, ") AND ");
+			buf_puts(b, " IN (");
+			query_put_param(b, pi);
+			buf_puts(b, ",");
+			query_put_param(b, pt);
+			buf_puts(b, ") AND ");
 			put_t(b, o);
-			sb_add(b, " NOT IN ('true','false'))");
+			buf_puts(b, " NOT IN ('true','false'))");
 		} else {
-			sb_add(b, " = ");
-			sb_param(b, query_param_real(c, d));
-			sb_add(b, ")");
+			buf_puts(b, " = ");
+			query_put_param(b, query_param_real(c, d));
+			buf_puts(b, ")");
 		}
 	} else {
-		sb_add(b, "(");
+		buf_puts(b, "(");
 		put_t(b, o);
-		sb_add(b, " = 'text' AND ");
+		buf_puts(b, " = 'text' AND ");
 		query_emit_operand(b, o);
-		sb_add(b, " = ");
-		sb_param(b, query_param_text(c, v->u.string, strlen(v->u.string)));
-		sb_add(b, ")");
+		buf_puts(b, " = ");
+		query_put_param(b, query_param_text(c, v->u.string, strlen(v->u.string)));
+		buf_puts(b, ")");
 	}
 }
 
-static void emit_eq(cc *c, sb *b, const opnd *o, enum ty ty, const query_value *v)
+static void emit_eq(cc *c, buf *b, const opnd *o, enum ty ty, const query_value *v)
 {
 	char qb[QUOTE_MAX];
 	rhs r[2];
@@ -533,11 +533,11 @@ static void emit_eq(cc *c, sb *b, const opnd *o, enum ty ty, const query_value *
 	switch (v->type) {
 	case QUERY_NULL:
 		if (o->col) {
-			sb_add(b, "0");
+			buf_puts(b, "0");
 		} else {
-			sb_add(b, "(");
+			buf_puts(b, "(");
 			query_emit_operand(b, o);
-			sb_add(b, " IS NULL)");
+			buf_puts(b, " IS NULL)");
 		}
 		return;
 	case QUERY_STRUCT:
@@ -557,19 +557,19 @@ static void emit_eq(cc *c, sb *b, const opnd *o, enum ty ty, const query_value *
 	int n = typed_rhs(c, o, ty, QUERY_EQUALS, v, r);
 	if (!n)
 		return;
-	sb_add(b, "(");
+	buf_puts(b, "(");
 	query_emit_lhs(b, o, ty, false);
-	sb_add(b, n == 1 ? " = " : " IN (");
+	buf_puts(b, n == 1 ? " = " : " IN (");
 	put_rhs(b, r[0]);
 	if (n == 2) {
-		sb_add(b, ",");
+		buf_puts(b, ",");
 		put_rhs(b, r[1]);
-		sb_add(b, ")");
+		buf_puts(b, ")");
 	}
-	sb_add(b, ")");
+	buf_puts(b, ")");
 }
 
-static void emit_in(cc *c, sb *b, const opnd *o, enum ty ty, const query_value *v)
+static void emit_in(cc *c, buf *b, const opnd *o, enum ty ty, const query_value *v)
 {
 	char qb[QUOTE_MAX];
 	if (bad_value(c, v))
@@ -585,16 +585,16 @@ static void emit_in(cc *c, sb *b, const opnd *o, enum ty ty, const query_value *
 		return;
 	}
 	if (n == 0) {
-		sb_add(b, "0");
+		buf_puts(b, "0");
 		return;
 	}
 	const query_value *items = v->u.list.items;
 	if (typed_scalar(ty)) {
 		/* One IN list, which an expression index can serve. */
 		bool nulls = false, first = true;
-		sb_add(b, "(");
+		buf_puts(b, "(");
 		query_emit_lhs(b, o, ty, false);
-		sb_add(b, " IN (");
+		buf_puts(b, " IN (");
 		for (size_t i = 0; i < n && !c->rc; i++) {
 			rhs r[2];
 			if (items[i].type == QUERY_NULL) {
@@ -603,27 +603,27 @@ static void emit_in(cc *c, sb *b, const opnd *o, enum ty ty, const query_value *
 			}
 			int k = typed_rhs(c, o, ty, QUERY_IN, &items[i], r);
 			for (int j = 0; j < k; j++) {
-				sb_add(b, first ? "" : ",");
+				buf_puts(b, first ? "" : ",");
 				put_rhs(b, r[j]);
 				first = false;
 			}
 		}
-		sb_add(b, ")");
+		buf_puts(b, ")");
 		if (nulls && !o->col) {
-			sb_add(b, " OR ");
+			buf_puts(b, " OR ");
 			query_emit_operand(b, o);
-			sb_add(b, " IS NULL");
+			buf_puts(b, " IS NULL");
 		}
-		sb_add(b, ")");
+		buf_puts(b, ")");
 		return;
 	}
 	elems x = {o, ty, v};
-	sb_add(b, "(");
+	buf_puts(b, "(");
 	emit_tree(c, b, 0, n, " OR ", any_eq, &x);
-	sb_add(b, ")");
+	buf_puts(b, ")");
 }
 
-static void emit_order_cmp(cc *c, sb *b, const opnd *o, enum ty ty, enum query_op op,
+static void emit_order_cmp(cc *c, buf *b, const opnd *o, enum ty ty, enum query_op op,
 			   const query_value *v)
 {
 	double d;
@@ -635,39 +635,39 @@ static void emit_order_cmp(cc *c, sb *b, const opnd *o, enum ty ty, enum query_o
 		rhs r[2];
 		if (!typed_rhs(c, o, ty, op, v, r))
 			return;
-		sb_add(b, "(");
+		buf_puts(b, "(");
 		query_emit_lhs(b, o, ty, true);
-		sb_add(b, " ");
-		sb_add(b, op_sql[op]);
-		sb_add(b, " ");
+		buf_puts(b, " ");
+		buf_puts(b, op_sql[op]);
+		buf_puts(b, " ");
 		put_rhs(b, r[0]);
-		sb_add(b, ")");
+		buf_puts(b, ")");
 	} else if (rt_numeric(v, &d, &i, &integral)) {
 		int p = integral ? query_param_int(c, i) : query_param_real(c, d);
-		sb_add(b, "(");
+		buf_puts(b, "(");
 		put_rt_num(b, o);
-		sb_add(b, " ");
-		sb_add(b, op_sql[op]);
-		sb_add(b, " ");
-		sb_param(b, p);
-		sb_add(b, ")");
+		buf_puts(b, " ");
+		buf_puts(b, op_sql[op]);
+		buf_puts(b, " ");
+		query_put_param(b, p);
+		buf_puts(b, ")");
 	} else if (v->type == QUERY_STRING) {
-		sb_add(b, "(");
+		buf_puts(b, "(");
 		put_t(b, o);
-		sb_add(b, " = 'text' AND ");
+		buf_puts(b, " = 'text' AND ");
 		query_emit_operand(b, o);
-		sb_add(b, " ");
-		sb_add(b, op_sql[op]);
-		sb_add(b, " ");
-		sb_param(b, query_param_text(c, v->u.string, strlen(v->u.string)));
-		sb_add(b, ")");
+		buf_puts(b, " ");
+		buf_puts(b, op_sql[op]);
+		buf_puts(b, " ");
+		query_put_param(b, query_param_text(c, v->u.string, strlen(v->u.string)));
+		buf_puts(b, ")");
 	} else {
 		type_mismatch(c, o, ty, op, v);
 	}
 }
 
 /* EXISTS over the elements of the array at o, each compared for equality with v. */
-static void emit_any(cc *c, sb *b, const opnd *o, enum ty et, const query_value *v)
+static void emit_any(cc *c, buf *b, const opnd *o, enum ty et, const query_value *v)
 {
 	opnd *e = malloc(sizeof *e);
 	if (!e) {
@@ -676,15 +676,15 @@ static void emit_any(cc *c, sb *b, const opnd *o, enum ty et, const query_value 
 	}
 	*e = *o;
 	e->each = true;
-	sb_add(b, "EXISTS (SELECT 1 FROM json_each(records.json,");
+	buf_puts(b, "EXISTS (SELECT 1 FROM json_each(records.json,");
 	put_path(b, o);
-	sb_add(b, ") WHERE ");
+	buf_puts(b, ") WHERE ");
 	emit_eq(c, b, e, et, v);
-	sb_add(b, ")");
+	buf_puts(b, ")");
 	free(e);
 }
 
-static void emit_contains(cc *c, sb *b, const opnd *o, enum ty ty, const query_value *v)
+static void emit_contains(cc *c, buf *b, const opnd *o, enum ty ty, const query_value *v)
 {
 	char qb[QUOTE_MAX];
 	if (bad_value(c, v))
@@ -698,28 +698,28 @@ static void emit_contains(cc *c, sb *b, const opnd *o, enum ty ty, const query_v
 			type_mismatch(c, o, ty, QUERY_CONTAINS, v);
 			return;
 		}
-		sb_add(b, "(instr(");
+		buf_puts(b, "(instr(");
 		query_emit_operand(b, o);
-		sb_add(b, ",");
-		sb_param(b, query_param_text(c, v->u.string, strlen(v->u.string)));
-		sb_add(b, ") > 0)");
+		buf_puts(b, ",");
+		query_put_param(b, query_param_text(c, v->u.string, strlen(v->u.string)));
+		buf_puts(b, ") > 0)");
 	} else if (ty == TY_REPEATED) {
-		sb_add(b, "(");
+		buf_puts(b, "(");
 		emit_any(c, b, o, elem_ty(c, o), v);
-		sb_add(b, ")");
+		buf_puts(b, ")");
 	} else if (ty == TY_RUNTIME) {
-		sb_add(b, "(CASE ");
+		buf_puts(b, "(CASE ");
 		put_t(b, o);
 		if (v->type == QUERY_STRING) {
-			sb_add(b, " WHEN 'text' THEN instr(");
+			buf_puts(b, " WHEN 'text' THEN instr(");
 			query_emit_operand(b, o);
-			sb_add(b, ",");
-			sb_param(b, query_param_text(c, v->u.string, strlen(v->u.string)));
-			sb_add(b, ") > 0");
+			buf_puts(b, ",");
+			query_put_param(b, query_param_text(c, v->u.string, strlen(v->u.string)));
+			buf_puts(b, ") > 0");
 		}
-		sb_add(b, " WHEN 'array' THEN ");
+		buf_puts(b, " WHEN 'array' THEN ");
 		emit_any(c, b, o, TY_RUNTIME, v);
-		sb_add(b, " ELSE 0 END)");
+		buf_puts(b, " ELSE 0 END)");
 	} else {
 		query_fail(c, "CONTAINS needs a string or repeated field; '%s' is %s", query_quote(o->text, qb),
 		     query_ty_names[ty]);
@@ -757,17 +757,17 @@ static void emit_filter(cc *c, const char *path, enum query_op op, const query_v
 	}
 	if (query_emit_key(c, path, false, &k))
 		return;
-	sb *b = &c->w;
+	buf *b = &c->w;
 	if (b->len)
-		sb_add(b, " AND ");
+		buf_puts(b, " AND ");
 	switch (op) {
 	case QUERY_EQUALS:
 		emit_eq(c, b, &k.o, k.ty, v);
 		break;
 	case QUERY_NOT_EQUALS:
-		sb_add(b, "(");
+		buf_puts(b, "(");
 		emit_eq(c, b, &k.o, k.ty, v);
-		sb_add(b, " IS NOT 1)");
+		buf_puts(b, " IS NOT 1)");
 		break;
 	case QUERY_GREATER_THAN:
 	case QUERY_LESS_THAN:
@@ -784,11 +784,11 @@ static void emit_filter(cc *c, const char *path, enum query_op op, const query_v
 	case QUERY_EXISTS:
 	case QUERY_NOT_EXISTS:
 		if (k.o.col) {
-			sb_add(b, op == QUERY_EXISTS ? "1" : "0");
+			buf_puts(b, op == QUERY_EXISTS ? "1" : "0");
 		} else {
-			sb_add(b, "(");
+			buf_puts(b, "(");
 			put_t(b, &k.o);
-			sb_add(b, op == QUERY_EXISTS ? " IS NOT NULL)" : " IS NULL)");
+			buf_puts(b, op == QUERY_EXISTS ? " IS NOT NULL)" : " IS NULL)");
 		}
 		break;
 	}
@@ -947,7 +947,7 @@ void query_emit_leaves(cc *c)
 
 void query_emit_label(cc *c, const query_label *l)
 {
-	sb *b = &c->w;
+	buf *b = &c->w;
 	if (!l->key || !l->value) {
 		query_fail(c, "label filter without a key or value");
 		return;
@@ -960,12 +960,12 @@ void query_emit_label(cc *c, const query_label *l)
 	int pk = query_param_text(c, l->key, strlen(l->key));
 	int pv = query_param_text(c, l->value, strlen(l->value));
 	if (b->len)
-		sb_add(b, " AND ");
-	sb_add(b, "EXISTS (SELECT 1 FROM json_each(records.labels) WHERE key = ");
-	sb_param(b, pk);
-	sb_add(b, " AND value = ");
-	sb_param(b, pv);
-	sb_add(b, ")");
+		buf_puts(b, " AND ");
+	buf_puts(b, "EXISTS (SELECT 1 FROM json_each(records.labels) WHERE key = ");
+	query_put_param(b, pk);
+	buf_puts(b, " AND value = ");
+	query_put_param(b, pv);
+	buf_puts(b, ")");
 }
 
 /* ---- full text ---- */
@@ -991,7 +991,7 @@ void query_emit_fts(cc *c, const char *text)
 	size_t len = strlen(text), i = 0;
 	unsigned terms = 0;
 	bool blank = true;
-	sb f = {0};
+	buf f = BUF_INIT;
 	if (len > QUERY_MAX_TEXT) {
 		query_fail(c, "full_text longer than %d bytes", QUERY_MAX_TEXT);
 		return;
@@ -1011,28 +1011,28 @@ void query_emit_fts(cc *c, const char *text)
 			query_fail(c, "full_text has more than %d terms", MAX_FTS_TERMS);
 			break;
 		}
-		sb_add(&f, terms > 1 ? " AND \"" : "\"");
+		buf_puts(&f, terms > 1 ? " AND \"" : "\"");
 		for (size_t j = start; j < i; j++)
-			sb_put(&f, text[j] == '"' ? "\"\"" : text + j, text[j] == '"' ? 2 : 1);
-		sb_add(&f, "\"");
+			buf_append(&f, text[j] == '"' ? "\"\"" : text + j, text[j] == '"' ? 2 : 1);
+		buf_puts(&f, "\"");
 	}
 	if (blank || c->rc) {
-		free(f.p);
+		buf_free(&f);
 		return;
 	}
 	if (!terms)
-		sb_add(&f, "\"\""); /* an empty phrase: matches nothing */
-	if (f.oom) {
+		buf_puts(&f, "\"\""); /* an empty phrase: matches nothing */
+	if (f.failed) {
 		query_fail_errno(c, -ENOMEM, "query");
 	} else {
 		c->fts = true;
-		int p = query_param_text(c, f.p, f.len);
+		int p = query_param_text(c, f.text, f.len);
 		if (c->w.len)
-			sb_add(&c->w, " AND ");
-		sb_add(&c->w, "records_fts MATCH ");
-		sb_param(&c->w, p);
+			buf_puts(&c->w, " AND ");
+		buf_puts(&c->w, "records_fts MATCH ");
+		query_put_param(&c->w, p);
 		c->fts_param = p;
 		c->fts_wlen = c->w.len;
 	}
-	free(f.p);
+	buf_free(&f);
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "store/query.h"
 #include "store/store_int.h"
 
@@ -40,41 +41,13 @@ enum ty {
 /* Their names, for messages. */
 extern const char *const query_ty_names[];
 
-/* ---- growing strings ---- */
+/* ---- SQL text ---- */
 
-typedef struct sb {
-	char *p;
-	size_t len, cap;
-	bool oom;
-} sb;
-
-static inline void sb_put(sb *b, const void *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static inline void sb_add(sb *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static inline void sb_param(sb *b, int n)
+/* Parameter n's placeholder, ?n. */
+static inline void query_put_param(buf *b, int n)
 {
 	char t[16];
-	sb_put(b, t, (size_t)snprintf(t, sizeof t, "?%d", n));
+	buf_append(b, t, (size_t)snprintf(t, sizeof t, "?%d", n));
 }
 
 struct query {
@@ -122,7 +95,7 @@ typedef struct cc {
 	bool fts;
 	int fts_param;	 /* the MATCH text's parameter */
 	size_t fts_wlen; /* c->w's length right after the MATCH: longer means more conditions */
-	sb w; /* the conditions, ANDed */
+	buf w; /* the conditions, ANDed */
 	leaf *leaves;
 	size_t nleaves, capleaves;
 } cc;
@@ -170,10 +143,10 @@ bool query_value_duration_ok(const char *s);
 
 /* The value at the operand. For a spliced path this is exactly query_index_field's
  * expression, so SQLite matches it with the expression index. */
-void query_emit_operand(sb *b, const opnd *o);
+void query_emit_operand(buf *b, const opnd *o);
 /* The operand as compared by type: int64 strings as integers, timestamps without their
  * "Z" (so that "...:05Z" sorts after "...:04.5Z"), durations as seconds. */
-void query_emit_lhs(sb *b, const opnd *o, enum ty ty, bool ordering);
+void query_emit_lhs(buf *b, const opnd *o, enum ty ty, bool ordering);
 /* Parses a filter or order key into k (its path bound, or spliced when indexed). */
 int query_emit_key(cc *c, const char *s, bool allow_score, key *k);
 /* Adds the filter prefix.key op v, to be emitted by query_emit_leaves. */
@@ -197,18 +170,18 @@ int query_order_parse(cc *c, const char *s, bool allow_score, bool *dir_given, o
 /* A default order key: the column col, or the full-text score. */
 void query_order_default(key *k, const char *col, bool score);
 /* An order key as the ORDER BY and the result columns have it. */
-void query_order_key(const cc *c, sb *b, const key *k);
+void query_order_key(const cc *c, buf *b, const key *k);
 /* " ORDER BY" the keys, then rid in the direction of the last key. */
-void query_order_by(const cc *c, sb *b, const order *o);
+void query_order_by(const cc *c, buf *b, const order *o);
 
 /* ---- query_token.c: page tokens and keyset positions ---- */
 
 /* SipHash-2-4 of m under key (NULL: all zero). */
 uint64_t query_token_siphash(const uint8_t *key, const uint8_t *m, size_t n);
 /* Every parameter bound so far, typed, into h: part of a List's identity. */
-void query_token_hash_binds(sb *h, const query *q);
+void query_token_hash_binds(buf *h, const query *q);
 /* Checks a List's page token against the query, then appends the keyset condition
  * "after its row" (in order o) to w. */
-void query_token_after(cc *c, const char *token, const order *o, sb *w);
+void query_token_after(cc *c, const char *token, const order *o, buf *w);
 
 #endif

@@ -5,10 +5,10 @@
 
 #include "store/query_int.h"
 
-void query_order_key(const cc *c, sb *b, const key *k)
+void query_order_key(const cc *c, buf *b, const key *k)
 {
 	if (k->score)
-		sb_add(b, c->fts ? "-bm25(records_fts)" : "0.0");
+		buf_puts(b, c->fts ? "-bm25(records_fts)" : "0.0");
 	else if (k->o.col || k->ty == TY_RUNTIME)
 		query_emit_operand(b, &k->o);
 	else
@@ -99,12 +99,12 @@ void query_order_default(key *k, const char *col, bool score)
 	k->score = score;
 }
 
-void query_order_by(const cc *c, sb *b, const order *o)
+void query_order_by(const cc *c, buf *b, const order *o)
 {
-	sb_add(b, " ORDER BY ");
+	buf_puts(b, " ORDER BY ");
 	for (unsigned i = 0; i < o->n; i++) {
 		query_order_key(c, b, &o->k[i]);
-		sb_add(b, o->desc[i] ? " DESC, " : " ASC, ");
+		buf_puts(b, o->desc[i] ? " DESC, " : " ASC, ");
 	}
-	sb_add(b, o->desc[o->n - 1] ? "rid DESC" : "rid ASC");
+	buf_puts(b, o->desc[o->n - 1] ? "rid DESC" : "rid ASC");
 }

@@ -125,12 +125,12 @@ static uint8_t *b64_decode(const char *s, size_t len, size_t *n)
 	return out;
 }
 
-static void put_be64(sb *b, uint64_t v)
+static void put_be64(buf *b, uint64_t v)
 {
 	uint8_t t[8];
 	for (int i = 0; i < 8; i++)
 		t[i] = (uint8_t)(v >> (56 - 8 * i));
-	sb_put(b, t, 8);
+	buf_append(b, t, 8);
 }
 
 static uint64_t get_be64(const uint8_t *p)
@@ -143,29 +143,29 @@ static uint64_t get_be64(const uint8_t *p)
 
 int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char **token)
 {
-	sb b = {0};
-	sb_put(&b, payload, n);
+	buf b = BUF_INIT;
+	buf_append(&b, payload, n);
 	put_be64(&b, query_token_siphash(key, payload, n));
-	*token = b.oom ? NULL : b64_encode((const uint8_t *)b.p, b.len);
-	free(b.p);
+	*token = b.failed ? NULL : b64_encode(b.data, b.len);
+	buf_free(&b);
 	return *token ? 0 : -ENOMEM;
 }
 
 uint64_t query_token_hash(const void *data, size_t n) { return query_token_siphash(NULL, data, n); }
 
-void query_token_hash_binds(sb *h, const query *q)
+void query_token_hash_binds(buf *h, const query *q)
 {
 	for (size_t i = 0; i < q->nbinds; i++) {
 		const query_bindval *v = &q->binds[i];
 		uint8_t t = (uint8_t)v->type;
-		sb_put(h, &t, 1);
+		buf_append(h, &t, 1);
 		if (v->type == QUERY_BIND_INT)
 			put_be64(h, (uint64_t)v->u.i);
 		else if (v->type == QUERY_BIND_REAL)
-			sb_put(h, &v->u.d, sizeof v->u.d);
+			buf_append(h, &v->u.d, sizeof v->u.d);
 		else if (v->type == QUERY_BIND_TEXT) {
 			put_be64(h, v->u.text.len);
-			sb_put(h, v->u.text.p, v->u.text.len);
+			buf_append(h, v->u.text.p, v->u.text.len);
 		}
 	}
 }
@@ -195,7 +195,7 @@ int query_token_open(const uint8_t *key, const char *token, size_t max_chars, ui
 }
 
 /* Decodes and checks a token, then appends the keyset condition "after this row" to w. */
-void query_token_after(cc *c, const char *token, const order *o, sb *w)
+void query_token_after(cc *c, const char *token, const order *o, buf *w)
 {
 	const query *q = c->q;
 	size_t n = 0;
@@ -265,45 +265,45 @@ void query_token_after(cc *c, const char *token, const order *o, sb *w)
 		params[i] = vals[i].type == QUERY_BIND_NULL ? 0 : query_param(c, vals[i]);
 	/* (k0 > v0) OR (k0 IS v0 AND k1 > v1) OR ... OR (all equal AND rid > r), where a
 	 * missing key (NULL) sorts first ascending and last descending. */
-	sb_add(w, "(");
+	buf_puts(w, "(");
 	for (unsigned j = 0, first = 1; j <= o->n; j++) {
 		bool desc = o->desc[j < o->n ? j : o->n - 1];
 		if (j < o->n && desc && !params[j])
 			continue; /* nothing sorts after NULL descending */
-		sb_add(w, first ? "" : " OR ");
+		buf_puts(w, first ? "" : " OR ");
 		first = 0;
-		sb_add(w, "(");
+		buf_puts(w, "(");
 		for (i = 0; i < j; i++) {
 			query_order_key(c, w, &o->k[i]);
 			if (params[i]) {
-				sb_add(w, " IS ");
-				sb_param(w, params[i]);
+				buf_puts(w, " IS ");
+				query_put_param(w, params[i]);
 			} else {
-				sb_add(w, " IS NULL");
+				buf_puts(w, " IS NULL");
 			}
-			sb_add(w, " AND ");
+			buf_puts(w, " AND ");
 		}
 		if (j == o->n) {
-			sb_add(w, desc ? "rid < " : "rid > ");
-			sb_param(w, prid);
+			buf_puts(w, desc ? "rid < " : "rid > ");
+			query_put_param(w, prid);
 		} else if (!params[j]) {
 			query_order_key(c, w, &o->k[j]);
-			sb_add(w, " IS NOT NULL");
+			buf_puts(w, " IS NOT NULL");
 		} else {
-			sb_add(w, "(");
+			buf_puts(w, "(");
 			query_order_key(c, w, &o->k[j]);
-			sb_add(w, desc ? " < " : " > ");
-			sb_param(w, params[j]);
+			buf_puts(w, desc ? " < " : " > ");
+			query_put_param(w, params[j]);
 			if (desc) {
-				sb_add(w, " OR ");
+				buf_puts(w, " OR ");
 				query_order_key(c, w, &o->k[j]);
-				sb_add(w, " IS NULL");
+				buf_puts(w, " IS NULL");
 			}
-			sb_add(w, ")");
+			buf_puts(w, ")");
 		}
-		sb_add(w, ")");
+		buf_puts(w, ")");
 	}
-	sb_add(w, ")");
+	buf_puts(w, ")");
 	goto out;
 bad:
 	query_fail(c, "page_token is malformed");
@@ -313,27 +313,27 @@ out:
 
 int query_token_next(const query *q, sqlite3_stmt *st, char **token)
 {
-	sb b = {0};
+	buf b = BUF_INIT;
 	uint8_t ver = TOKEN_VERSION, nkeys = (uint8_t)q->nkeys;
 	int rc = 0;
 	*token = NULL;
 	if (!q->list)
 		return -EINVAL;
-	sb_put(&b, &ver, 1);
+	buf_append(&b, &ver, 1);
 	put_be64(&b, q->qhash);
 	put_be64(&b, q->scope_hash);
-	sb_put(&b, &nkeys, 1);
+	buf_append(&b, &nkeys, 1);
 	for (unsigned i = 0; i < q->nkeys && !rc; i++) {
 		int col = QUERY_COL_KEYS + (int)i;
 		uint8_t tag;
 		switch (sqlite3_column_type(st, col)) {
 		case SQLITE_NULL:
 			tag = TAG_NULL;
-			sb_put(&b, &tag, 1);
+			buf_append(&b, &tag, 1);
 			break;
 		case SQLITE_INTEGER:
 			tag = TAG_INT;
-			sb_put(&b, &tag, 1);
+			buf_append(&b, &tag, 1);
 			put_be64(&b, (uint64_t)sqlite3_column_int64(st, col));
 			break;
 		case SQLITE_FLOAT: {
@@ -341,7 +341,7 @@ int query_token_next(const query *q, sqlite3_stmt *st, char **token)
 			uint64_t u;
 			memcpy(&u, &d, 8);
 			tag = TAG_REAL;
-			sb_put(&b, &tag, 1);
+			buf_append(&b, &tag, 1);
 			put_be64(&b, u);
 			break;
 		}
@@ -355,8 +355,8 @@ int query_token_next(const query *q, sqlite3_stmt *st, char **token)
 			} else if (l > QUERY_MAX_TOKEN_TEXT) {
 				rc = -EOVERFLOW;
 			} else {
-				sb_put(&b, h, 5);
-				sb_put(&b, s, l);
+				buf_append(&b, h, 5);
+				buf_append(&b, s, l);
 			}
 			break;
 		}
@@ -366,7 +366,7 @@ int query_token_next(const query *q, sqlite3_stmt *st, char **token)
 	}
 	put_be64(&b, (uint64_t)sqlite3_column_int64(st, QUERY_COL_RID));
 	if (!rc)
-		rc = b.oom ? -ENOMEM : query_token_seal(q->key, (uint8_t *)b.p, b.len, token);
-	free(b.p);
+		rc = b.failed ? -ENOMEM : query_token_seal(q->key, b.data, b.len, token);
+	buf_free(&b);
 	return rc;
 }

@@ -63,7 +63,7 @@ static const char *const writer_sql[ST_COUNT] = {
 struct store_writer {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
-	jbuf text; /* the FTS text of the op at hand */
+	buf text; /* the FTS text of the op at hand */
 };
 
 #define STR_(x) #x
@@ -79,14 +79,14 @@ static int run(sqlite3_stmt *st)
 	return src == SQLITE_DONE ? SQLITE_OK : src;
 }
 
-static void text_walk(const jdoc *d, uint32_t i, jbuf *out, size_t *n)
+static void text_walk(const jdoc *d, uint32_t i, buf *out, size_t *n)
 {
 	const jnode *j = &d->nodes[i];
 	if (j->type == J_STRING) {
 		if ((*n)++)
-			jbuf_putc(out, ' ');
-		char *dst = jbuf_reserve(out, j->ulen);
-		if (dst) {
+			buf_putc(out, ' ');
+		if (!buf_reserve(out, j->ulen)) {
+			char *dst = out->text + out->len;
 			jdoc_unescape(d, j, dst);
 			/* As SQLite's JSON functions: an escaped NUL ends the string. */
 			char *nul = j->esc ? memchr(dst, 0, j->ulen) : NULL;
@@ -105,17 +105,16 @@ static void text_walk(const jdoc *d, uint32_t i, jbuf *out, size_t *n)
 	}
 }
 
-int store_writer_fts_text(const char *json, size_t len, jbuf *out)
+int store_writer_fts_text(const char *json, size_t len, buf *out)
 {
 	jdoc d;
 	char err[128];
-	out->len = 0;
-	out->failed = false;
+	buf_reset(out);
 	int rc = jdoc_parse(&d, json, len, WRITER_JSON_MAX_DEPTH, err, sizeof(err));
 	if (rc == 0) {
 		size_t n = 0;
 		text_walk(&d, 0, out, &n);
-		jbuf_terminate(out);
+		buf_terminate(out);
 		if (out->failed)
 			rc = -ENOMEM;
 	}
@@ -221,7 +220,7 @@ static int op_insert(store_writer *w, store_op *op, int *fatal)
 	if (src != SQLITE_OK)
 		return op_fail(w, src, "insert", fatal);
 	sqlite3_bind_int64(fts, 1, sqlite3_last_insert_rowid(w->db));
-	sqlite3_bind_text(fts, 2, w->text.data, (int)w->text.len, SQLITE_STATIC);
+	sqlite3_bind_text(fts, 2, w->text.text, (int)w->text.len, SQLITE_STATIC);
 	src = run(fts);
 	sqlite3_clear_bindings(fts);
 	return src == SQLITE_OK ? 0 : group_fail(w, src, "insert text", fatal);
@@ -343,7 +342,7 @@ static int op_update(store_writer *w, store_op *op, int *fatal)
 	if (src != SQLITE_DONE)
 		return op_fail(w, src, "update", fatal);
 	sqlite3_bind_int64(fts, 1, rid);
-	sqlite3_bind_text(fts, 2, w->text.data, (int)w->text.len, SQLITE_STATIC);
+	sqlite3_bind_text(fts, 2, w->text.text, (int)w->text.len, SQLITE_STATIC);
 	src = run(fts);
 	sqlite3_clear_bindings(fts);
 	return src == SQLITE_OK ? 0 : group_fail(w, src, "update text", fatal);
@@ -661,7 +660,7 @@ void store_writer_close(store_writer *w)
 		return;
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(w->st[i]);
-	jbuf_free(&w->text);
+	buf_free(&w->text);
 	int src = sqlite3_close(w->db);
 	if (src != SQLITE_OK)
 		log_error("store: close records.db: %s", sqlite3_errstr(src));

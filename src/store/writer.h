@@ -28,7 +28,7 @@
  * for malformed JSON, -ENOMEM. The JSON is the node's own rendering of a record: nested
  * as deep as its message (JSON_MAX_DEPTH), with an object and an array per level at most. */
 #define WRITER_JSON_MAX_DEPTH (2 * JSON_MAX_DEPTH + 2)
-int store_writer_fts_text(const char *json, size_t len, jbuf *out);
+int store_writer_fts_text(const char *json, size_t len, buf *out);
 
 typedef struct store_row {
 	const void *data;

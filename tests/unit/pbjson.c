@@ -30,13 +30,12 @@ static int usage(void)
 	return 2;
 }
 
-static int read_all(FILE *f, jbuf *b)
+static int read_all(FILE *f, buf *b)
 {
 	for (;;) {
-		char *p = jbuf_reserve(b, 65536);
-		if (!p)
+		if (buf_reserve(b, 65536))
 			return -ENOMEM;
-		size_t n = fread(p, 1, 65536, f);
+		size_t n = fread(b->data + b->len, 1, 65536, f);
 		b->len += n;
 		if (n < 65536)
 			return ferror(f) ? -EIO : 0;
@@ -44,7 +43,7 @@ static int read_all(FILE *f, jbuf *b)
 }
 
 static int convert(typepool *tp, const char *ns, char mode, const char *type, const char *in,
-		   size_t len, jbuf *out, char **err)
+		   size_t len, buf *out, char **err)
 {
 	const tp_message *m = typepool_find_message(tp, ns, type);
 	if (!m) {
@@ -62,7 +61,7 @@ static int batch(typepool *tp, const char *ns)
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
-	jbuf out = JBUF_INIT, enc = JBUF_INIT;
+	buf out = BUF_INIT, enc = BUF_INIT;
 	while ((n = getline(&line, &cap, stdin)) > 0) {
 		while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
 			line[--n] = '\0';
@@ -97,15 +96,15 @@ static int batch(typepool *tp, const char *ns)
 		if (line[0] == 'r') {
 			enc.len = 0;
 			jbuf_put_base64(&enc, (const uint8_t *)out.data, out.len);
-			printf("ok %.*s\n", (int)enc.len - 2, enc.data ? enc.data + 1 : "");
+			printf("ok %.*s\n", (int)enc.len - 2, enc.text ? enc.text + 1 : "");
 		} else {
 			printf("ok %.*s\n", (int)out.len, out.data);
 		}
 		fflush(stdout);
 	}
 	free(line);
-	jbuf_free(&out);
-	jbuf_free(&enc);
+	buf_free(&out);
+	buf_free(&enc);
 	return 0;
 }
 
@@ -140,7 +139,7 @@ int main(int argc, char **argv)
 	}
 	if (set_path) {
 		FILE *f = fopen(set_path, "rb");
-		jbuf set = JBUF_INIT;
+		buf set = BUF_INIT;
 		if (!f || read_all(f, &set)) {
 			fprintf(stderr, "pbjson: cannot read %s\n", set_path);
 			return 2;
@@ -150,20 +149,20 @@ int main(int argc, char **argv)
 			fprintf(stderr, "pbjson: %s: %s\n", set_path, err);
 			return 2;
 		}
-		jbuf_free(&set);
+		buf_free(&set);
 	}
 
 	int status = 0;
 	if (batch_mode) {
 		status = batch(tp, ns);
 	} else {
-		jbuf in = JBUF_INIT, out = JBUF_INIT;
+		buf in = BUF_INIT, out = BUF_INIT;
 		if (read_all(stdin, &in)) {
 			fprintf(stderr, "pbjson: cannot read stdin\n");
 			return 2;
 		}
 		char mode = reverse ? 'r' : proto_names ? 'p' : 'j';
-		if (convert(tp, ns, mode, type, in.data ? in.data : "", in.len, &out, &err)) {
+		if (convert(tp, ns, mode, type, in.text ? in.text : "", in.len, &out, &err)) {
 			fprintf(stderr, "pbjson: %s\n", err);
 			free(err);
 			status = 1;
@@ -172,8 +171,8 @@ int main(int argc, char **argv)
 			if (!reverse)
 				putchar('\n');
 		}
-		jbuf_free(&in);
-		jbuf_free(&out);
+		buf_free(&in);
+		buf_free(&out);
 	}
 	typepool_free(tp);
 	return status;

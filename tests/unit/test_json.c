@@ -144,16 +144,16 @@ static void to_json_f(const char *t, const char *hex, int flags, const char *jso
 {
 	uint8_t bytes[4096];
 	size_t n = unhex(hex, bytes);
-	jbuf out = JBUF_INIT;
+	buf out = BUF_INIT;
 	char *err = NULL;
 	int rc = json_from_proto(tp, "t", type(t), bytes, n, flags, &out, &err);
 	if (rc)
 		fail_msg("%s %s -> JSON failed: %s", t, hex, err);
 	assert_null(err);
-	assert_int_equal(strlen(out.data), out.len);
-	if (strcmp(out.data, json))
+	assert_int_equal(strlen(out.text), out.len);
+	if (strcmp(out.text, json))
 		fail_msg("%s %s -> %s, expected %s", t, hex, out.data, json);
-	jbuf_free(&out);
+	buf_free(&out);
 }
 
 static void to_json(const char *t, const char *hex, const char *json)
@@ -166,7 +166,7 @@ static void to_pb(const char *t, const char *json, const char *hex)
 {
 	uint8_t want[4096];
 	size_t n = unhex(hex, want);
-	jbuf out = JBUF_INIT;
+	buf out = BUF_INIT;
 	char *err = NULL;
 	int rc = json_to_proto(tp, "t", type(t), json, strlen(json), &out, &err);
 	if (rc)
@@ -174,7 +174,7 @@ static void to_pb(const char *t, const char *json, const char *hex)
 	if (out.len != n || (n && memcmp(out.data, want, n)))
 		fail_msg("%s %s -> %s, expected %s", t, json, hexof((uint8_t *)out.data, out.len),
 			 hex);
-	jbuf_free(&out);
+	buf_free(&out);
 }
 
 /* Both ways: json is the canonical JSON of hex. */
@@ -186,8 +186,8 @@ static void rt(const char *t, const char *json, const char *hex)
 
 static void json_err(const char *t, const char *json, const char *want)
 {
-	jbuf out = JBUF_INIT;
-	jbuf_put(&out, "keep", 4);
+	buf out = BUF_INIT;
+	buf_append(&out, "keep", 4);
 	char *err = NULL;
 	int rc = json_to_proto(tp, "t", type(t), json, strlen(json), &out, &err);
 	if (rc != -EINVAL)
@@ -199,24 +199,24 @@ static void json_err(const char *t, const char *json, const char *want)
 	assert_int_equal(out.len, 4); /* what was there before is kept */
 	assert_memory_equal(out.data, "keep", 4);
 	free(err);
-	jbuf_free(&out);
+	buf_free(&out);
 }
 
 static void pb_err_n(const char *t, const uint8_t *bytes, size_t n, const char *want)
 {
-	jbuf out = JBUF_INIT;
-	jbuf_put(&out, "keep", 4);
+	buf out = BUF_INIT;
+	buf_append(&out, "keep", 4);
 	char *err = NULL;
 	int rc = json_from_proto(tp, "t", type(t), bytes, n, 0, &out, &err);
 	if (rc != -EINVAL)
 		fail_msg("%s %s: expected an error, got %d (%s)", t, hexof(bytes, n), rc,
-			 rc ? err : out.data + 4);
+			 rc ? err : out.text + 4);
 	if (!strstr(err, want))
 		fail_msg("%s %s: error \"%s\" does not mention \"%s\"", t, hexof(bytes, n), err,
 			 want);
 	assert_int_equal(out.len, 4);
 	free(err);
-	jbuf_free(&out);
+	buf_free(&out);
 }
 
 static void pb_err(const char *t, const char *hex, const char *want)
@@ -368,7 +368,7 @@ static void test_names_and_collector_types(void **state)
 			    "\"zoo.Animal\"},\"indexed_fields\":[\"a.b\"],\"metadata\":{\"created_at\":"
 			    "\"2024-01-02T03:04:05.123Z\",\"labels\":{\"k\":\"v\"}}}";
 	const tp_message *m = typepool_find_message(tp, NULL, "collector.Collection");
-	jbuf a = JBUF_INIT, b = JBUF_INIT, j = JBUF_INIT;
+	buf a = BUF_INIT, b = BUF_INIT, j = BUF_INIT;
 	char *err = NULL;
 	assert_int_equal(json_to_proto(tp, NULL, m, json, strlen(json), &a, &err), 0);
 	assert_int_equal(json_to_proto(tp, NULL, m, proto, strlen(proto), &b, &err), 0);
@@ -382,9 +382,9 @@ static void test_names_and_collector_types(void **state)
 			 0);
 	assert_int_equal(j.len, strlen(json) + strlen(proto));
 	assert_string_equal(j.data + strlen(json), proto);
-	jbuf_free(&a);
-	jbuf_free(&b);
-	jbuf_free(&j);
+	buf_free(&a);
+	buf_free(&b);
+	buf_free(&j);
 	const char *both = "{\"indexedFields\":[],\"indexed_fields\":[]}";
 	assert_int_equal(json_to_proto(tp, NULL, m, both, strlen(both), &a, &err), -EINVAL);
 	assert_non_null(strstr(err, "indexed_fields is given twice"));
@@ -394,7 +394,7 @@ static void test_names_and_collector_types(void **state)
 	assert_int_equal(json_to_proto(tp, NULL, push, two, strlen(two), &a, &err), -EINVAL);
 	assert_non_null(strstr(err, "oneof data"));
 	free(err);
-	jbuf_free(&a);
+	buf_free(&a);
 }
 
 static void test_well_known(void **state)
@@ -516,12 +516,12 @@ static void test_any(void **state)
 	const tp_message *any = typepool_find_message(tp, NULL, "google.protobuf.Any");
 	uint8_t b[16];
 	size_t n = unhex("0a 03 74 2e 53", b);
-	jbuf out = JBUF_INIT;
+	buf out = BUF_INIT;
 	char *err = NULL;
 	assert_int_equal(json_from_proto(tp, NULL, any, b, n, 0, &out, &err), -EINVAL);
 	assert_non_null(strstr(err, "not known"));
 	free(err);
-	jbuf_free(&out);
+	buf_free(&out);
 }
 
 static void test_malformed_bytes(void **state)
@@ -553,9 +553,9 @@ static void test_malformed_bytes(void **state)
 	pb_err("t.S", "82 02 09 0a 01 6b 12 01 28 12 01 01", "truncated varint");
 
 	/* 64 nested messages are fine, 65 are not. */
-	jbuf in = JBUF_INIT;
+	buf in = BUF_INIT;
 	for (int level = 2; level <= 65; level++) {
-		jbuf w = JBUF_INIT;
+		buf w = BUF_INIT;
 		uint8_t hdr[4] = {0x9a, 0x01};
 		size_t hl = 2;
 		size_t len = in.len;
@@ -563,27 +563,27 @@ static void test_malformed_bytes(void **state)
 			hdr[hl++] = (uint8_t)(len | (len >= 0x80 ? 0x80 : 0));
 			len >>= 7;
 		} while (len);
-		jbuf_put(&w, hdr, hl);
-		jbuf_put(&w, in.data, in.len);
-		jbuf_free(&in);
+		buf_append(&w, hdr, hl);
+		buf_append(&w, in.data, in.len);
+		buf_free(&in);
 		in = w;
-		jbuf out = JBUF_INIT;
+		buf out = BUF_INIT;
 		char *err = NULL;
 		int rc = json_from_proto(tp, "t", type("t.S"), (uint8_t *)in.data, in.len, 0, &out, &err);
 		if (level <= 64) {
 			assert_int_equal(rc, 0);
 			/* and back: the JSON of the deepest message allowed converts again */
-			jbuf pb = JBUF_INIT;
-			assert_int_equal(json_to_proto(tp, "t", type("t.S"), out.data, out.len, &pb, &err),
+			buf pb = BUF_INIT;
+			assert_int_equal(json_to_proto(tp, "t", type("t.S"), out.text, out.len, &pb, &err),
 					 0);
 			assert_int_equal(pb.len, in.len);
-			jbuf_free(&pb);
+			buf_free(&pb);
 		} else {
 			assert_int_equal(rc, -EINVAL);
 			assert_non_null(strstr(err, "nesting deeper than 64"));
 			free(err);
 		}
-		jbuf_free(&out);
+		buf_free(&out);
 	}
 	/* 65 levels of JSON objects are refused too. */
 	char js[1024] = "";
@@ -593,7 +593,7 @@ static void test_malformed_bytes(void **state)
 	for (int i = 0; i < 64; i++)
 		strcat(js, "}");
 	json_err("t.S", js, "nesting deeper than 64");
-	jbuf_free(&in);
+	buf_free(&in);
 }
 
 static void test_bad_json(void **state)
@@ -679,22 +679,22 @@ static void test_unterminated_input(void **state)
 		size_t n = strlen(texts[i]);
 		char *exact = malloc(n);
 		memcpy(exact, texts[i], n);
-		jbuf out = JBUF_INIT;
+		buf out = BUF_INIT;
 		char *err = NULL;
 		assert_int_equal(json_to_proto(tp, "t", type(types[i]), exact, n, &out, &err), -EINVAL);
 		free(err);
 		free(exact);
-		jbuf_free(&out);
+		buf_free(&out);
 	}
 	const tp_message *ts = type("google.protobuf.Timestamp");
 	const char *ok = "\"1970-01-01T00:00:01Z\"";
 	char *exact = malloc(strlen(ok));
 	memcpy(exact, ok, strlen(ok));
-	jbuf out = JBUF_INIT;
+	buf out = BUF_INIT;
 	assert_int_equal(json_to_proto(tp, NULL, ts, exact, strlen(ok), &out, NULL), 0);
 	assert_int_equal(out.len, 2);
 	free(exact);
-	jbuf_free(&out);
+	buf_free(&out);
 }
 
 int main(void)

@@ -479,7 +479,7 @@ static void test_fts_text(void **state)
 					    " json_tree(?1) WHERE type = 'text'",
 					    -1, &st, NULL),
 			 SQLITE_OK);
-	jbuf t = JBUF_INIT;
+	buf t = BUF_INIT;
 	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
 		assert_int_equal(store_writer_fts_text(docs[i], strlen(docs[i]), &t), 0);
 		sqlite3_bind_text(st, 1, docs[i], -1, SQLITE_STATIC);
@@ -502,7 +502,7 @@ static void test_fts_text(void **state)
 	memset(deep, '[', WRITER_JSON_MAX_DEPTH + 1);
 	memset(deep + WRITER_JSON_MAX_DEPTH + 1, ']', WRITER_JSON_MAX_DEPTH + 1);
 	assert_int_equal(store_writer_fts_text(deep, 2 * WRITER_JSON_MAX_DEPTH + 2, &t), -EINVAL);
-	jbuf_free(&t);
+	buf_free(&t);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 }
