@@ -6,42 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool pbdecode_utf8(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		uint8_t c = s[i];
-		if (c == 0)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t len;
-		uint32_t cp, min;
-		if ((c & 0xe0) == 0xc0) {
-			len = 2, cp = c & 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			len = 3, cp = c & 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			len = 4, cp = c & 0x07, min = 0x10000;
-		} else {
-			return false;
-		}
-		if (n - i < len)
-			return false;
-		for (size_t k = 1; k < len; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		/* Overlong forms, UTF-16 surrogates and beyond Unicode are not UTF-8. */
-		if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return false;
-		i += len;
-	}
-	return true;
-}
+#include "base/utf8.h"
 
 /* ---- reading the wire ---- */
 
@@ -172,7 +137,7 @@ static int check(walk *w, const ProtobufCMessageDescriptor *d, const uint8_t *p,
 			return fail(w, -EBADMSG, "field '%s' of %s: a message with a scalar wire type",
 				    f->name, d->name);
 		if (f->type == PROTOBUF_C_TYPE_STRING && wf.wt == WT_LEN &&
-		    !pbdecode_utf8(wf.payload, (size_t)(wf.end - wf.payload)))
+		    !utf8_valid(wf.payload, (size_t)(wf.end - wf.payload), true))
 			return fail(w, -EILSEQ, "string field '%s' is not UTF-8 or holds a NUL byte",
 				    f->name);
 		if (f->type != PROTOBUF_C_TYPE_MESSAGE)

@@ -51,7 +51,4 @@ int pbdecode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t le
 bool pbdecode_fields_within(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
 			    size_t max_fields);
 
-/* Valid UTF-8 without NUL bytes. */
-bool pbdecode_utf8(const uint8_t *s, size_t n);
-
 #endif

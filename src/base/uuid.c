@@ -5,6 +5,7 @@
 #include <sys/random.h>
 
 #include "base/clock.h"
+#include "base/hex.h"
 
 int uuid7_make(char out[UUID_STR_LEN])
 {
@@ -18,13 +19,12 @@ int uuid7_make(char out[UUID_STR_LEN])
 	b[8] = (uint8_t)(0x80 | (b[8] & 0x3f)); /* variant 10 */
 	/* By hand: one per record Create, and snprintf's format parsing cost more than the
 	 * rest together. */
-	static const char hex[] = "0123456789abcdef";
 	char *o = out;
 	for (int i = 0; i < 16; i++) {
 		if (i == 4 || i == 6 || i == 8 || i == 10)
 			*o++ = '-';
-		*o++ = hex[b[i] >> 4];
-		*o++ = hex[b[i] & 15];
+		*o++ = hex_lower(b[i] >> 4);
+		*o++ = hex_lower(b[i]);
 	}
 	*o = 0;
 	return 0;

@@ -3,7 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
-static const char hexdig[] = "0123456789ABCDEF";
+#include "base/hex.h"
 
 static bool percent_plain(uint8_t c) { return c >= 0x20 && c <= 0x7E && c != '%'; }
 
@@ -25,23 +25,12 @@ int md_percent_encode(buf *out, const uint8_t *in, size_t len)
 			*p++ = in[i];
 		} else {
 			*p++ = '%';
-			*p++ = (uint8_t)hexdig[in[i] >> 4];
-			*p++ = (uint8_t)hexdig[in[i] & 15];
+			*p++ = (uint8_t)hex_upper(in[i] >> 4);
+			*p++ = (uint8_t)hex_upper(in[i]);
 		}
 	}
 	out->len += len + extra;
 	return 0;
-}
-
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 int md_percent_decode(buf *out, const uint8_t *in, size_t len)
@@ -55,8 +44,8 @@ int md_percent_decode(buf *out, const uint8_t *in, size_t len)
 	uint8_t *p = out->data + out->len;
 	for (size_t i = 0; i < len; i++) {
 		int hi, lo;
-		if (in[i] == '%' && i + 2 < len && (hi = hexval(in[i + 1])) >= 0 &&
-		    (lo = hexval(in[i + 2])) >= 0) {
+		if (in[i] == '%' && i + 2 < len && (hi = hex_value(in[i + 1])) >= 0 &&
+		    (lo = hex_value(in[i + 2])) >= 0) {
 			*p++ = (uint8_t)(hi << 4 | lo);
 			i += 2;
 		} else {
@@ -64,99 +53,6 @@ int md_percent_decode(buf *out, const uint8_t *in, size_t len)
 		}
 	}
 	out->len = (size_t)(p - out->data);
-	return 0;
-}
-
-static const char b64dig[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-int md_base64_encode(buf *out, const uint8_t *in, size_t len)
-{
-	if (!len)
-		return 0;
-	if (len > (SIZE_MAX / 4 - 1) * 3)
-		return -ENOMEM;
-	size_t n = (len + 2) / 3 * 4;
-	int rc = buf_reserve(out, n);
-	if (rc)
-		return rc;
-	uint8_t *p = out->data + out->len;
-	size_t i = 0;
-	for (; i + 3 <= len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		*p++ = (uint8_t)b64dig[v >> 18];
-		*p++ = (uint8_t)b64dig[(v >> 12) & 63];
-		*p++ = (uint8_t)b64dig[(v >> 6) & 63];
-		*p++ = (uint8_t)b64dig[v & 63];
-	}
-	if (len - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		*p++ = (uint8_t)b64dig[v >> 18];
-		*p++ = (uint8_t)b64dig[(v >> 12) & 63];
-		*p++ = '=';
-		*p++ = '=';
-	} else if (len - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-		*p++ = (uint8_t)b64dig[v >> 18];
-		*p++ = (uint8_t)b64dig[(v >> 12) & 63];
-		*p++ = (uint8_t)b64dig[(v >> 6) & 63];
-		*p++ = '=';
-	}
-	out->len += n;
-	return 0;
-}
-
-static int b64val(uint8_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-int md_base64_decode(buf *out, const uint8_t *in, size_t len)
-{
-	/* Padding, when present, must complete the last quantum; without it the length
-	 * alone tells how many bytes the last group holds (a lone sixth of a byte never
-	 * makes sense). */
-	size_t body = len;
-	if (body && in[body - 1] == '=') {
-		if (len % 4)
-			return -EINVAL;
-		body--;
-		if (body && in[body - 1] == '=')
-			body--;
-	}
-	if (body % 4 == 1)
-		return -EINVAL;
-	if (!body)
-		return 0;
-	size_t n = body / 4 * 3 + (body % 4 ? body % 4 - 1 : 0);
-	int rc = buf_reserve(out, n);
-	if (rc)
-		return rc;
-	uint8_t *p = out->data + out->len;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	for (size_t i = 0; i < body; i++) {
-		int v = b64val(in[i]);
-		if (v < 0)
-			return -EINVAL;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			*p++ = (uint8_t)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	out->len += n;
 	return 0;
 }
 

@@ -1,5 +1,5 @@
-/* gRPC metadata encodings: grpc-message percent-encoding, base64 for -bin headers, and
- * grpc-timeout. Pure functions over caller-given buffers; no allocation unless stated. */
+/* gRPC metadata encodings: grpc-message percent-encoding and grpc-timeout (-bin values are
+ * base/base64.h's). Pure functions over caller-given buffers; no allocation unless stated. */
 #ifndef H2_METADATA_H
 #define H2_METADATA_H
 #include <stdbool.h>
@@ -14,12 +14,6 @@ int md_percent_encode(buf *out, const uint8_t *in, size_t len);
 /* Decodes %XX sequences; an invalid sequence is kept as it is (gRPC: never fail on a
  * message). Appends to out. */
 int md_percent_decode(buf *out, const uint8_t *in, size_t len);
-
-/* Base64 (standard alphabet), padded on output. Appends to out. */
-int md_base64_encode(buf *out, const uint8_t *in, size_t len);
-/* Accepts padded and unpadded input. Returns 0, -EINVAL on a bad character or length,
- * -ENOMEM. Appends to out. */
-int md_base64_decode(buf *out, const uint8_t *in, size_t len);
 
 /* Parses a grpc-timeout value (1-8 digits then H, M, S, m, u or n) into nanoseconds,
  * saturating at INT64_MAX. 0 or -EINVAL. */

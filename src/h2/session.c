@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base64.h"
 #include "h2/compress.h"
 #include "h2/frame.h"
 #include "h2/metadata.h"
@@ -120,14 +121,14 @@ int nv_push_md(nv_list *l, arena *a, const char *name, const void *value, size_t
 	const char *v;
 	size_t vlen;
 	if (md_is_binary(name, nlen)) {
-		buf b = {0};
-		if (md_base64_encode(&b, value, len)) {
-			buf_free(&b);
-			return -ENOMEM;
+		/* Standard alphabet, padded: what gRPC's implementations send. */
+		vlen = len > SIZE_MAX / 2 ? SIZE_MAX : base64_encoded_len(len, 0);
+		char *enc = vlen == SIZE_MAX ? NULL : arena_alloc(a, vlen + 1);
+		if (enc) {
+			base64_encode(enc, value, len, 0);
+			enc[vlen] = 0;
 		}
-		v = arena_strndup(a, b.data, b.len);
-		vlen = b.len;
-		buf_free(&b);
+		v = enc;
 	} else {
 		if (!md_valid_ascii_value(value, len))
 			return -EINVAL;
@@ -163,15 +164,16 @@ int md_list_add(md_list *l, arena *a, const uint8_t *name, size_t nlen, const ui
 	m->name = arena_strndup(a, name, nlen);
 	m->name_len = nlen;
 	if (md_is_binary((const char *)name, nlen)) {
-		buf b = {0};
-		int rc = md_base64_decode(&b, value, vlen);
-		if (!rc) {
-			m->value = (uint8_t *)arena_strndup(a, b.data, b.len);
-			m->value_len = b.len;
-		}
-		buf_free(&b);
-		if (rc)
-			return rc == -ENOMEM ? rc : -EINVAL;
+		/* Padded or not, as gRPC accepts; a NUL after the value, as for text. */
+		uint8_t *dec = arena_alloc(a, base64_decoded_max(vlen) + 1);
+		if (!dec)
+			return -ENOMEM;
+		long n = base64_decode(dec, (const char *)value, vlen, 0);
+		if (n < 0)
+			return -EINVAL;
+		dec[n] = 0;
+		m->value = dec;
+		m->value_len = (size_t)n;
 	} else {
 		m->value = (uint8_t *)arena_strndup(a, value, vlen);
 		m->value_len = vlen;

@@ -7,6 +7,7 @@
 
 #include "base/pbdecode.h"
 #include "base/buf.h"
+#include "base/jsonstr.h"
 #include "h2/status.h"
 #include "base/hash.h"
 #include "store/coll.h"
@@ -300,24 +301,6 @@ bool coll_def_open(svc_job *j, const svc_env *env, const coll_def *d, store_coll
 	return true;
 }
 
-static int json_string(buf *b, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	int rc = buf_append(b, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p && !rc; p++) {
-		if (*p == '"' || *p == '\\') {
-			char esc[2] = {'\\', (char)*p};
-			rc = buf_append(b, esc, 2);
-		} else if (*p < 0x20) {
-			char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-			rc = buf_append(b, esc, 6);
-		} else {
-			rc = buf_append(b, p, 1);
-		}
-	}
-	return rc ? rc : buf_append(b, "\"", 1);
-}
-
 static char *buf_finish(buf *b, int rc)
 {
 	if (!rc)
@@ -335,9 +318,9 @@ char *svc_labels_json(Collector__Metadata__LabelsEntry *const *labels, size_t n)
 	int rc = buf_append(&b, "{", 1);
 	for (size_t i = 0; i < n && !rc; i++) {
 		rc = i ? buf_append(&b, ",", 1) : 0;
-		rc = rc ? rc : json_string(&b, labels[i]->key);
+		rc = rc ? rc : jsonstr_put(&b, labels[i]->key, strlen(labels[i]->key));
 		rc = rc ? rc : buf_append(&b, ":", 1);
-		rc = rc ? rc : json_string(&b, labels[i]->value);
+		rc = rc ? rc : jsonstr_put(&b, labels[i]->value, strlen(labels[i]->value));
 	}
 	return buf_finish(&b, rc ? rc : buf_append(&b, "}", 1));
 }
@@ -348,7 +331,7 @@ char *svc_strings_json(char *const *v, size_t n)
 	int rc = buf_append(&b, "[", 1);
 	for (size_t i = 0; i < n && !rc; i++) {
 		rc = i ? buf_append(&b, ",", 1) : 0;
-		rc = rc ? rc : json_string(&b, v[i]);
+		rc = rc ? rc : jsonstr_put(&b, v[i], strlen(v[i]));
 	}
 	return buf_finish(&b, rc ? rc : buf_append(&b, "]", 1));
 }

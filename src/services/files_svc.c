@@ -16,7 +16,8 @@
 #include "collector/collection_server.pb-c.h"
 #include "base/arena.h"
 #include "base/buf.h"
-#include "base/pbdecode.h"
+#include "base/hex.h"
+#include "base/utf8.h"
 #include "store/files.h"
 
 #define SVC "/collector.CollectionService/"
@@ -212,8 +213,7 @@ static void put_commit(put_call *p)
 		svc_job_fail(&p->x.st, GRPC_INTERNAL, "cannot finish the SHA-256 digest");
 		return;
 	}
-	for (unsigned i = 0; i < n; i++)
-		snprintf(p->hex + 2 * i, 3, "%02x", md[i]);
+	hex_encode(p->hex, md, n);
 	int rc = files_put_commit(p->w);
 	p->w = NULL;
 	const char *slash = strrchr(p->path, '/');
@@ -741,7 +741,7 @@ static int tree_entry(void *ctx, const files_entry *e)
 		return 0;
 	/* Names this API cannot have made (not UTF-8) would make the answer unreadable; a
 	 * directory left out takes its contents with it. */
-	if (!t->dirs[depth] || !pbdecode_utf8((const uint8_t *)leaf, strlen(leaf))) {
+	if (!t->dirs[depth] || !utf8_valid(leaf, strlen(leaf), true)) {
 		if (e->is_dir)
 			t->dirs[depth + 1] = NULL;
 		return 0;

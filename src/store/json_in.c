@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "base/arena.h"
+#include "base/base64.h"
 #include "store/pbwire.h"
 
 typedef struct ictx {
@@ -404,10 +405,10 @@ static int put_bytes(ictx *c, const tp_field *f, const jnode *j, bool keep)
 			    f->name, type_word(j));
 	arena_mark mark = arena_get_mark(&c->scratch);
 	const char *s = str_of(c, j);
-	uint8_t *dst = arena_alloc(&c->scratch, jsonbuf_base64_max(j->ulen));
+	uint8_t *dst = arena_alloc(&c->scratch, base64_decoded_max(j->ulen));
 	if (!s || !dst)
 		return nomem(c);
-	long n = jsonbuf_base64_decode(s, j->ulen, dst);
+	long n = base64_decode(dst, s, j->ulen, BASE64_EITHER);
 	int rc = 0;
 	if (n < 0) {
 		rc = fail(c, "%s.%s: invalid base64", msg_name(f->parent), f->name);

@@ -13,6 +13,9 @@
 #include <stdlib.h>
 
 #include "base/arena.h"
+#include "base/base64.h"
+#include "base/jsonstr.h"
+#include "base/utf8.h"
 #include "store/pbwire.h"
 
 typedef struct occ {
@@ -312,7 +315,7 @@ static int emit_fields(ctx *c, const tp_message *m, const uint8_t *p, size_t n, 
 
 static int put_string(ctx *c, const tp_field *f, const uint8_t *s, size_t n)
 {
-	if (!jbuf_put_json_string(c->out, (const char *)s, n))
+	if (jsonstr_put(c->out, (const char *)s, n) == -EILSEQ)
 		return fail(c, "%s.%s: invalid UTF-8", msg_name(f->parent), f->name);
 	return 0;
 }
@@ -388,7 +391,7 @@ static void put_scalar(ctx *c, const tp_field *f, uint64_t v)
 		if (tp_enum_get(f->enum_type)->null_value)
 			buf_puts(b, "null");
 		else if (name)
-			jbuf_put_json_string(b, name, strlen(name));
+			jsonstr_put(b, name, strlen(name));
 		else
 			jbuf_put_i64(b, (int32_t)v);
 		break;
@@ -653,7 +656,11 @@ static int put_value(ctx *c, const tp_field *f, const uint8_t *p, size_t n, uint
 	case TP_MESSAGE:
 	case TP_GROUP: return emit_message(c, f->message, p ? p : empty, p ? n : 0, depth);
 	case TP_STRING: return put_string(c, f, p ? p : empty, p ? n : 0);
-	case TP_BYTES: jbuf_put_base64(c->out, p ? p : empty, p ? n : 0); return 0;
+	case TP_BYTES:
+		buf_putc(c->out, '"');
+		base64_put(c->out, p ? p : empty, p ? n : 0, 0);
+		buf_putc(c->out, '"');
+		return 0;
 	default: put_scalar(c, f, v); return 0;
 	}
 }
@@ -911,14 +918,14 @@ static int emit_any(ctx *c, const tp_message *m, const uint8_t *p, size_t n, int
 		buf_puts(c->out, "{}");
 		return 0;
 	}
-	if (!jsonbuf_utf8_valid((const char *)url, url_len))
+	if (!utf8_valid(url, url_len, false))
 		return fail(c, "Any type URL is not valid UTF-8");
 	const tp_message *inner = typepool_find_type_url(c->tp, c->ns, (const char *)url, url_len);
 	if (!inner)
 		return fail(c, "Any type \"%.*s\" is not known", (int)(url_len > 128 ? 128 : url_len),
 			    (const char *)url);
 	buf_puts(c->out, "{\"@type\":");
-	jbuf_put_json_string(c->out, (const char *)url, url_len);
+	jsonstr_put(c->out, (const char *)url, url_len);
 	int rc;
 	if (tp_message_get(inner)->wkt != TP_WKT_NONE) {
 		buf_puts(c->out, ",\"value\":");

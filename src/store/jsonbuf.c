@@ -7,6 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/hex.h"
+#include "base/jsonstr.h"
+#include "base/utf8.h"
+
 void jbuf_put_u64(buf *b, uint64_t v)
 {
 	char tmp[20];
@@ -44,171 +48,6 @@ void jbuf_put_double(buf *b, double v, bool as_float)
 			break;
 	}
 	buf_append(b, tmp, (size_t)n);
-}
-
-/* Length of the valid UTF-8 sequence at p (n > 0 bytes available), 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned c = p[0];
-	if (c < 0x80)
-		return 1;
-	if (c < 0xc2)
-		return 0;
-	if (c < 0xe0)
-		return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c < 0xf0) {
-		if (n < 3 || (p[2] & 0xc0) != 0x80)
-			return 0;
-		unsigned lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-		return p[1] >= lo && p[1] <= hi ? 3 : 0;
-	}
-	if (c < 0xf5) {
-		if (n < 4 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
-			return 0;
-		unsigned lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-		return p[1] >= lo && p[1] <= hi ? 4 : 0;
-	}
-	return 0;
-}
-
-bool jsonbuf_utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-	while (p < end) {
-		if (*p < 0x80) {
-			p++;
-			continue;
-		}
-		size_t k = utf8_seq(p, (size_t)(end - p));
-		if (!k)
-			return false;
-		p += k;
-	}
-	return true;
-}
-
-/* Bytes that go into a JSON string unchanged. */
-static inline bool json_plain(unsigned char c)
-{
-	return c >= 0x20 && c != '"' && c != '\\' && c < 0x80;
-}
-
-bool jbuf_put_json_string(buf *b, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-	buf_putc(b, '"');
-	while (p < end) {
-		const unsigned char *run = p;
-		while (p < end && json_plain(*p))
-			p++;
-		buf_append(b, run, (size_t)(p - run));
-		if (p == end)
-			break;
-		unsigned char c = *p;
-		if (c >= 0x80) {
-			size_t k = utf8_seq(p, (size_t)(end - p));
-			if (!k)
-				return false;
-			buf_append(b, p, k);
-			p += k;
-			continue;
-		}
-		char esc[6] = {'\\', 0};
-		size_t elen = 2;
-		switch (c) {
-		case '"': esc[1] = '"'; break;
-		case '\\': esc[1] = '\\'; break;
-		case '\b': esc[1] = 'b'; break;
-		case '\f': esc[1] = 'f'; break;
-		case '\n': esc[1] = 'n'; break;
-		case '\r': esc[1] = 'r'; break;
-		case '\t': esc[1] = 't'; break;
-		default:
-			memcpy(esc + 1, "u00", 3);
-			esc[4] = hex[c >> 4];
-			esc[5] = hex[c & 15];
-			elen = 6;
-		}
-		buf_append(b, esc, elen);
-		p++;
-	}
-	buf_putc(b, '"');
-	return true;
-}
-
-void jbuf_put_base64(buf *b, const uint8_t *s, size_t n)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	if (buf_reserve(b, (n + 2) / 3 * 4 + 2))
-		return;
-	char *dst = b->text + b->len;
-	char *o = dst;
-	*o++ = '"';
-	size_t i = 0;
-	for (; i + 3 <= n; i += 3) {
-		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-		o[0] = tab[v >> 18];
-		o[1] = tab[(v >> 12) & 63];
-		o[2] = tab[(v >> 6) & 63];
-		o[3] = tab[v & 63];
-		o += 4;
-	}
-	if (i < n) {
-		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
-		o[0] = tab[v >> 18];
-		o[1] = tab[(v >> 12) & 63];
-		o[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-		o[3] = '=';
-		o += 4;
-	}
-	*o++ = '"';
-	b->len += (size_t)(o - dst);
-}
-
-static int b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
-
-long jsonbuf_base64_decode(const char *s, size_t n, uint8_t *dst)
-{
-	if (n % 4 == 0 && n && s[n - 1] == '=')
-		n -= s[n - 2] == '=' ? 2 : 1;
-	if (n % 4 == 1)
-		return -1;
-	uint8_t *o = dst;
-	uint32_t acc = 0;
-	size_t i;
-	for (i = 0; i < n; i++) {
-		int v = b64_value((unsigned char)s[i]);
-		if (v < 0)
-			return -1;
-		acc = acc << 6 | (uint32_t)v;
-		if (i % 4 == 3) {
-			*o++ = (uint8_t)(acc >> 16);
-			*o++ = (uint8_t)(acc >> 8);
-			*o++ = (uint8_t)acc;
-			acc = 0;
-		}
-	}
-	if (i % 4 == 2) {
-		*o++ = (uint8_t)(acc >> 4);
-	} else if (i % 4 == 3) {
-		*o++ = (uint8_t)(acc >> 10);
-		*o++ = (uint8_t)(acc >> 2);
-	}
-	return (long)(o - dst);
 }
 
 /* ---- reader ---- */
@@ -266,16 +105,10 @@ static int hex4(const char *s, uint32_t *out)
 {
 	uint32_t v = 0;
 	for (int i = 0; i < 4; i++) {
-		char c = s[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (uint32_t)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (uint32_t)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (uint32_t)(c - 'A' + 10);
-		else
+		int d = hex_value((unsigned char)s[i]);
+		if (d < 0)
 			return -1;
+		v = v << 4 | (uint32_t)d;
 	}
 	*out = v;
 	return 0;
@@ -298,7 +131,7 @@ static int parse_string(jparser *p)
 	uint32_t ulen = 0;
 	bool esc = false;
 	for (;;) {
-		while (i < p->len && json_plain(s[i])) {
+		while (i < p->len && jsonstr_plain(s[i])) {
 			i++;
 			ulen++;
 		}
@@ -314,7 +147,7 @@ static int parse_string(jparser *p)
 			return perr(p, "control character in string");
 		}
 		if (c >= 0x80) {
-			size_t k = utf8_seq(s + i, p->len - i);
+			size_t k = utf8_seq_len(s + i, p->len - i);
 			if (!k) {
 				p->pos = i;
 				return perr(p, "invalid UTF-8");

@@ -27,24 +27,6 @@ void jbuf_put_i64(buf *b, int64_t v);
 /* The shortest decimal form that reads back as the same double, or as the same float when
  * as_float (the value is then a float widened to double). Finite values only. */
 void jbuf_put_double(buf *b, double v, bool as_float);
-/* A JSON string literal with quotes. Returns false when s is not valid UTF-8 (nothing is
- * then guaranteed about what was written). */
-bool jbuf_put_json_string(buf *b, const char *s, size_t n);
-/* Standard base64 with padding, inside quotes. */
-void jbuf_put_base64(buf *b, const uint8_t *s, size_t n);
-
-/* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
-bool jsonbuf_utf8_valid(const char *s, size_t n);
-
-/* Decodes base64 (standard or URL-safe alphabet, padding optional but complete when
- * present) into dst, which needs jsonbuf_base64_max(n) bytes. Returns the decoded length
- * or -1 when s is not base64. */
-long jsonbuf_base64_decode(const char *s, size_t n, uint8_t *dst);
-static inline size_t jsonbuf_base64_max(size_t n)
-{
-	return n / 4 * 3 + 3;
-}
-
 typedef enum {
 	J_NULL,
 	J_FALSE,

@@ -229,9 +229,8 @@ int32_t query_page_size(const query *q);
  * *token (free()) or -ENOMEM. */
 int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char **token);
 /* The payload of a token sealed under key, at most max_chars long: 0 with *payload
- * (free()) and its length *n, or -EINVAL with *why (a static message naming page_token)
- * when the token is too long, not base64url (or memory ran out decoding it) or not sealed
- * under key. The caller
+ * (free()) and its length *n, -EINVAL with *why (a static message naming page_token)
+ * when the token is too long, not base64url or not sealed under key, or -ENOMEM. The caller
  * checks what is inside: a version of its own first, so that the tokens of one API are
  * refused by another. */
 int query_token_open(const uint8_t *key, const char *token, size_t max_chars, uint8_t **payload,

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 
+#include "base/hex.h"
 #include "store/query_int.h"
 
 const char *const query_ty_names[] = {
@@ -19,10 +20,14 @@ const char *query_quote(const char *s, char out[QUOTE_MAX])
 			memcpy(out + o, "...", 4);
 			return out;
 		}
-		if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+		if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
 			out[o++] = (char)ch;
-		else
-			o += (size_t)snprintf(out + o, QUOTE_MAX - o, "\\x%02x", ch);
+		} else {
+			memcpy(out + o, "\\x", 2);
+			out[o + 2] = hex_lower(ch >> 4);
+			out[o + 3] = hex_lower(ch);
+			o += 4;
+		}
 	}
 	out[o] = '\0';
 	return out;

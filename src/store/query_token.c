@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <math.h>
 
+#include "base/base64.h"
+#include "base/mem.h"
 #include "store/query_int.h"
 
 /* Page tokens: version byte, query hash, scope hash, key count, typed key values, rid, MAC.
@@ -62,68 +64,8 @@ uint64_t query_token_siphash(const uint8_t *key, const uint8_t *m, size_t n)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static char *b64_encode(const uint8_t *in, size_t n)
-{
-	char *out = malloc(4 * ((n + 2) / 3) + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (i + 2 < n)
-			v |= in[i + 2];
-		*o++ = b64url[v >> 18];
-		*o++ = b64url[(v >> 12) & 63];
-		if (i + 1 < n)
-			*o++ = b64url[(v >> 6) & 63];
-		if (i + 2 < n)
-			*o++ = b64url[v & 63];
-	}
-	*o = '\0';
-	return out;
-}
-
-static int b64_val(char ch)
-{
-	const char *p = ch ? strchr(b64url, ch) : NULL;
-	return p ? (int)(p - b64url) : -1;
-}
-
-/* Strict: alphabet only, no padding, no leftover bits set (one spelling per token). */
-static uint8_t *b64_decode(const char *s, size_t len, size_t *n)
-{
-	if (len % 4 == 1)
-		return NULL;
-	uint8_t *out = malloc(len * 3 / 4 + 1);
-	if (!out)
-		return NULL;
-	size_t o = 0;
-	uint32_t acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < len; i++) {
-		int v = b64_val(s[i]);
-		if (v < 0) {
-			free(out);
-			return NULL;
-		}
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (uint8_t)(acc >> bits);
-			acc &= (1u << bits) - 1;
-		}
-	}
-	if (acc) {
-		free(out);
-		return NULL;
-	}
-	*n = o;
-	return out;
-}
+/* Tokens are base64url without padding, and strict: one spelling per token. */
+#define TOKEN_BASE64 (BASE64_URL | BASE64_NOPAD | BASE64_EXACT)
 
 static void put_be64(buf *b, uint64_t v)
 {
@@ -146,7 +88,12 @@ int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char 
 	buf b = BUF_INIT;
 	buf_append(&b, payload, n);
 	put_be64(&b, query_token_siphash(key, payload, n));
-	*token = b.failed ? NULL : b64_encode(b.data, b.len);
+	size_t len = base64_encoded_len(b.len, TOKEN_BASE64);
+	*token = b.failed ? NULL : mem_alloc(len + 1);
+	if (*token) {
+		base64_encode(*token, b.data, b.len, TOKEN_BASE64);
+		(*token)[len] = 0;
+	}
 	buf_free(&b);
 	return *token ? 0 : -ENOMEM;
 }
@@ -179,13 +126,20 @@ int query_token_open(const uint8_t *key, const char *token, size_t max_chars, ui
 		*why = "page_token is too long";
 		return -EINVAL;
 	}
-	uint8_t *t = b64_decode(token, len, n);
+	uint8_t *t = mem_alloc(base64_decoded_max(len));
 	if (!t) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	long got = base64_decode(t, token, len, TOKEN_BASE64);
+	if (got < 0) {
+		mem_free(t);
 		*why = "page_token is not a token this node issued (bad encoding)";
 		return -EINVAL;
 	}
+	*n = (size_t)got;
 	if (*n < 8 || query_token_siphash(key, t, *n - 8) != get_be64(t + *n - 8)) {
-		free(t);
+		mem_free(t);
 		*why = "page_token is corrupt or was issued elsewhere";
 		return -EINVAL;
 	}
@@ -201,8 +155,12 @@ void query_token_after(cc *c, const char *token, const order *o, buf *w)
 	size_t n = 0;
 	uint8_t *t;
 	const char *why;
-	if (query_token_open(q->key, token, TOKEN_MAX_CHARS, &t, &n, &why)) {
-		query_fail(c, "%s", why);
+	int rc = query_token_open(q->key, token, TOKEN_MAX_CHARS, &t, &n, &why);
+	if (rc) {
+		if (rc == -ENOMEM)
+			query_fail_errno(c, rc, "query");
+		else
+			query_fail(c, "%s", why);
 		return;
 	}
 	query_bindval vals[QUERY_MAX_ORDER_KEYS];

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base64.h"
 #include "store/json.h"
 #include "store/typepool.h"
 
@@ -74,8 +75,8 @@ static int batch(typepool *tp, const char *ns)
 		*data++ = '\0';
 		type++;
 		size_t dlen = strlen(data);
-		uint8_t *raw = malloc(jsonbuf_base64_max(dlen));
-		long rlen = raw ? jsonbuf_base64_decode(data, dlen, raw) : -1;
+		uint8_t *raw = malloc(base64_decoded_max(dlen));
+		long rlen = raw ? base64_decode(raw, data, dlen, BASE64_EITHER) : -1;
 		if (rlen < 0) {
 			printf("err bad base64\n");
 			free(raw);
@@ -95,8 +96,8 @@ static int batch(typepool *tp, const char *ns)
 		}
 		if (line[0] == 'r') {
 			enc.len = 0;
-			jbuf_put_base64(&enc, (const uint8_t *)out.data, out.len);
-			printf("ok %.*s\n", (int)enc.len - 2, enc.text ? enc.text + 1 : "");
+			base64_put(&enc, out.data, out.len, 0);
+			printf("ok %.*s\n", (int)enc.len, enc.text ? enc.text : "");
 		} else {
 			printf("ok %.*s\n", (int)out.len, out.data);
 		}

@@ -1,5 +1,5 @@
-/* Metadata encodings: grpc-message percent-encoding, base64 for -bin values, grpc-timeout,
- * and the key classification that decides what handlers see. */
+/* Metadata encodings: grpc-message percent-encoding, grpc-timeout, and the key
+ * classification that decides what handlers see (-bin values' base64: test_base.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -100,108 +100,6 @@ static void test_percent_roundtrip_all_bytes(void **state)
 	assert_memory_equal(dec.data, all, sizeof(all));
 	buf_free(&enc);
 	buf_free(&dec);
-}
-
-static void test_base64_encode(void **state)
-{
-	(void)state;
-	/* RFC 4648 section 10 vectors, plus the two characters past the letters and digits. */
-	static const char *const vec[][2] = {
-		{"", ""},	  {"f", "Zg=="},	 {"fo", "Zm8="},	 {"foo", "Zm9v"},
-		{"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
-		{"\xfb\xff", "+/8="},
-	};
-	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
-		buf b = {0};
-		assert_int_equal(md_base64_encode(&b, (const uint8_t *)vec[i][0], strlen(vec[i][0])),
-				 0);
-		expect_buf(&b, vec[i][1]);
-		buf_free(&b);
-	}
-}
-
-static void test_base64_decode(void **state)
-{
-	(void)state;
-	static const char *const vec[][2] = {
-		{"", ""},	     {"Zg==", "f"},	  {"Zg", "f"},	       {"Zm8=", "fo"},
-		{"Zm8", "fo"},	     {"Zm9v", "foo"},	  {"Zm9vYg==", "foob"}, {"Zm9vYg", "foob"},
-		{"Zm9vYmE=", "fooba"}, {"Zm9vYmE", "fooba"}, {"Zm9vYmFy", "foobar"},
-		{"+/8=", "\xfb\xff"},	 {"+/8", "\xfb\xff"},
-	};
-	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
-		buf b = {0};
-		assert_int_equal(md_base64_decode(&b, (const uint8_t *)vec[i][0], strlen(vec[i][0])),
-				 0);
-		expect_buf(&b, vec[i][1]);
-		buf_free(&b);
-	}
-}
-
-static void test_base64_decode_invalid(void **state)
-{
-	(void)state;
-	static const char *const bad[] = {
-		"Z",	    /* a lone sixth of a byte */
-		"Zm9vY",    /* same after a full group */
-		"Zg=",	    /* padding that does not complete the group */
-		"Zg===",    /* too much padding */
-		"Z===",	    /* three pad characters */
-		"====",	    /* only padding */
-		"=",	    /* only padding */
-		"Zg==Zg==", /* padding in the middle */
-		"Z=g=",	    /* padding in the middle of a group */
-		"Zm9v!",    /* outside the alphabet */
-		"Zm 9v",    /* whitespace */
-		"Zm9v\n",   /* trailing newline */
-		"-_8",	    /* the URL-safe alphabet is a different encoding */
-		"Zm9\x80",  /* high byte */
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		buf b = {0};
-		assert_int_equal(buf_append(&b, "kept", 4), 0);
-		int rc = md_base64_decode(&b, (const uint8_t *)bad[i], strlen(bad[i]));
-		if (rc != -EINVAL)
-			fail_msg("\"%s\" decoded with rc %d", bad[i], rc);
-		/* Nothing is appended on failure. */
-		expect_buf(&b, "kept");
-		buf_free(&b);
-	}
-	/* An embedded NUL is not base64 either. */
-	buf b = {0};
-	assert_int_equal(md_base64_decode(&b, (const uint8_t *)"Zm\0v", 4), -EINVAL);
-	/* Only len bytes are read: "Zm9vYg==" cut to 6 is unpadded "foob". */
-	assert_int_equal(md_base64_decode(&b, (const uint8_t *)"Zm9vYg==", 6), 0);
-	expect_buf(&b, "foob");
-	buf_free(&b);
-}
-
-static void test_base64_roundtrip(void **state)
-{
-	(void)state;
-	uint8_t data[300];
-	for (size_t i = 0; i < sizeof(data); i++)
-		data[i] = (uint8_t)(i * 151 + 17);
-	for (size_t n = 0; n <= sizeof(data); n++) {
-		buf enc = {0}, dec = {0};
-		assert_int_equal(md_base64_encode(&enc, data, n), 0);
-		assert_int_equal(enc.len, (n + 2) / 3 * 4);
-		assert_int_equal(md_base64_decode(&dec, enc.data, enc.len), 0);
-		assert_int_equal(dec.len, n);
-		if (n)
-			assert_memory_equal(dec.data, data, n);
-		/* The same without padding, as some peers send it. */
-		size_t unpadded = enc.len;
-		while (unpadded && enc.data[unpadded - 1] == '=')
-			unpadded--;
-		buf_reset(&dec);
-		assert_int_equal(md_base64_decode(&dec, enc.data, unpadded), 0);
-		assert_int_equal(dec.len, n);
-		if (n)
-			assert_memory_equal(dec.data, data, n);
-		buf_free(&enc);
-		buf_free(&dec);
-	}
 }
 
 static int64_t parse_ok(const char *s)
@@ -401,10 +299,6 @@ int main(void)
 		cmocka_unit_test(test_percent_encode),
 		cmocka_unit_test(test_percent_decode),
 		cmocka_unit_test(test_percent_roundtrip_all_bytes),
-		cmocka_unit_test(test_base64_encode),
-		cmocka_unit_test(test_base64_decode),
-		cmocka_unit_test(test_base64_decode_invalid),
-		cmocka_unit_test(test_base64_roundtrip),
 		cmocka_unit_test(test_timeout_parse),
 		cmocka_unit_test(test_timeout_parse_invalid),
 		cmocka_unit_test(test_timeout_format),

@@ -69,33 +69,6 @@ static int decode(const ProtobufCMessageDescriptor *d, const wire *w, ProtobufCM
 
 /* ---- strings ---- */
 
-static void test_utf8(void **state)
-{
-	(void)state;
-	struct {
-		const char *s;
-		size_t n;
-		bool ok;
-	} cases[] = {
-		{"", 0, true},
-		{"plain ascii", 11, true},
-		{"caf\xc3\xa9", 5, true},
-		{"\xe2\x98\xba", 3, true},
-		{"\xf0\x9f\x98\x88", 4, true},
-		{"a\0b", 3, false},		/* NUL */
-		{"\xc3", 1, false},		/* truncated */
-		{"\xc0\xaf", 2, false},		/* overlong '/' */
-		{"\xe0\x80\xaf", 3, false},	/* overlong */
-		{"\xed\xa0\x80", 3, false},	/* UTF-16 surrogate */
-		{"\xf4\x90\x80\x80", 4, false}, /* above U+10FFFF */
-		{"\xff", 1, false},
-		{"\x80", 1, false},		/* lone continuation */
-		{"\xe2\x28\xa1", 3, false},	/* bad continuation */
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		assert_int_equal(pbdecode_utf8((const uint8_t *)cases[i].s, cases[i].n), cases[i].ok);
-}
-
 /* A CreateCollectionRequest whose nested collection.name is name[0..len). */
 static void create_collection(wire *w, const char *name, size_t len)
 {
@@ -366,7 +339,6 @@ static void test_fields_within(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_nested_strings),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_depth_limit),
