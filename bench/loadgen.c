@@ -33,10 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
+#include "base/container_of.h"
 #include "grpc/testing/messages.pb-c.h"
 #include "h2/client.h"
 #include "h2/status.h"
-#include "base/clock.h"
 #include "io/reactor.h"
 
 #define UNARY_PATH "/grpc.testing.BenchmarkService/UnaryCall"
@@ -262,7 +263,7 @@ static void slot_start(slot *s);
 
 static void slot_retry_fired(timer *t)
 {
-	slot *s = (slot *)((char *)t - offsetof(slot, retry));
+	slot *s = container_of(t, slot, retry);
 	if (!s->w->stopping)
 		slot_start(s);
 }
@@ -278,7 +279,7 @@ static void slot_retry_later(slot *s)
  * callback returns): a bad stream is cancelled from a timer instead. */
 static void slot_cancel_fired(timer *t)
 {
-	slot *s = (slot *)((char *)t - offsetof(slot, retry));
+	slot *s = container_of(t, slot, retry);
 	if (s->c)
 		ccall_cancel(s->c);
 }
@@ -435,7 +436,7 @@ static void worker_close(worker *w)
 
 static void check_fired(timer *t)
 {
-	worker *w = (worker *)((char *)t - offsetof(worker, check_timer));
+	worker *w = container_of(t, worker, check_timer);
 	int64_t now = reactor_now(w->r);
 	if (w->active == 0) {
 		worker_close(w);
@@ -452,7 +453,7 @@ static void check_fired(timer *t)
 
 static void end_fired(timer *t)
 {
-	worker *w = (worker *)((char *)t - offsetof(worker, end_timer));
+	worker *w = container_of(t, worker, end_timer);
 	w->stopping = true;
 	/* Retries are off; a pending cancel of a bad stream (slot with a call) still runs. */
 	for (size_t i = 0; i < w->nslots; i++)

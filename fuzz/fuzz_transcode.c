@@ -106,14 +106,14 @@ static void check_stable(typepool *tp, const char *ns, const tp_message *m, int 
 {
 	buf b = BUF_INIT, j2 = BUF_INIT;
 	char *err = NULL;
-	int rc = json_to_proto(tp, ns, m, j1->data, j1->len, &b, &err);
+	int rc = json_to_proto(tp, ns, m, j1->text, j1->len, &b, &err);
 	CHECK(rc == 0, "%s: JSON %s does not convert back: %s", tp_message_get(m)->full_name,
-	      j1->data, err);
-	rc = json_from_proto(tp, ns, m, (const uint8_t *)b.data, b.len, flags, &j2, &err);
+	      j1->text, err);
+	rc = json_from_proto(tp, ns, m, b.data, b.len, flags, &j2, &err);
 	CHECK(rc == 0, "%s: bytes of %s do not convert: %s", tp_message_get(m)->full_name,
-	      j1->data, err);
+	      j1->text, err);
 	CHECK(j1->len == j2.len && !memcmp(j1->data, j2.data, j2.len), "%s: %s became %s",
-	      tp_message_get(m)->full_name, j1->data, j2.data);
+	      tp_message_get(m)->full_name, j1->text, j2.text);
 	buf_free(&b);
 	buf_free(&j2);
 }
@@ -132,7 +132,7 @@ static void run(typepool *tp, const char *ns, const tp_message *m, int flags,
 	j.len = 0;
 
 	if (json_to_proto(tp, ns, m, (const char *)payload, len, &b, &err) == 0) {
-		int rc = json_from_proto(tp, ns, m, (const uint8_t *)b.data, b.len, flags, &j, &err);
+		int rc = json_from_proto(tp, ns, m, b.data, b.len, flags, &j, &err);
 		CHECK(rc == 0, "%s: bytes from JSON %.*s do not convert: %s",
 		      tp_message_get(m)->full_name, (int)len, (const char *)payload, err);
 		check_stable(tp, ns, m, flags, &j);

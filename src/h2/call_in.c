@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/container_of.h"
 #include "base/pbdecode.h"
 #include "h2/compress.h"
 #include "h2/decode.h"
@@ -17,7 +18,7 @@
 
 static void on_deadline(timer *t)
 {
-	call *c = (call *)((char *)t - offsetof(call, deadline_timer));
+	call *c = container_of(t, call, deadline_timer);
 	call_fail(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/list.h"
 #include "h2/compress.h"
 #include "h2/frame.h"
 #include "h2/metadata.h"
@@ -21,7 +22,7 @@ struct h2_channel {
 	char authority[128];
 	size_t max_message_bytes;
 	nghttp2_session_callbacks *cbs;
-	cconn *conns;	/* every live connection; the first usable one takes new calls */
+	list_node conns; /* every live connection; the first usable one takes new calls */
 	bool detached;
 };
 
@@ -29,15 +30,15 @@ struct cconn {
 	h2_channel *ch;
 	io_conn *io; /* NULL when detached */
 	nghttp2_session *ng;
-	cconn *prev, *next;
-	ccall *calls;
+	list_node link; /* in ch->conns */
+	list_node calls;
 	bool goaway; /* the server said GOAWAY, or the connection failed: no new calls */
 	int err;
 };
 
 struct ccall {
 	cconn *conn;
-	ccall *prev, *next;
+	list_node link; /* in conn->calls */
 	int32_t stream_id;
 	const ccall_ops *ops;
 	void *user;
@@ -68,12 +69,7 @@ static void call_end(ccall *c, int code, const char *msg)
 		return;
 	c->done = true;
 	cconn *h = c->conn;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		h->calls = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_remove(&c->link);
 	if (c->stream_id > 0)
 		nghttp2_session_set_stream_user_data(h->ng, c->stream_id, NULL);
 	reactor_timer_disarm(h->ch->r, &c->deadline_timer);
@@ -245,19 +241,14 @@ static void conn_fail_calls(cconn *h, int code, const char *msg)
 {
 	/* An on_done that starts a new call must not be handed this dying connection. */
 	h->goaway = true;
-	while (h->calls)
-		call_end(h->calls, code, msg);
+	while (!list_empty(&h->calls))
+		call_end(container_of(h->calls.next, ccall, link), code, msg);
 }
 
 static void conn_destroy(cconn *h)
 {
 	conn_fail_calls(h, GRPC_UNAVAILABLE, "connection closed");
-	if (h->prev)
-		h->prev->next = h->next;
-	else if (h->ch)
-		h->ch->conns = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
+	list_remove(&h->link);
 	nghttp2_session_del(h->ng);
 	free(h);
 }
@@ -311,6 +302,8 @@ static cconn *conn_new(h2_channel *ch)
 	if (!h)
 		return NULL;
 	h->ch = ch;
+	list_init(&h->link);
+	list_init(&h->calls);
 	if (nghttp2_session_client_new(&h->ng, ch->cbs, h)) {
 		free(h);
 		return NULL;
@@ -330,18 +323,17 @@ static cconn *conn_new(h2_channel *ch)
 		}
 		io_conn_want_send(h->io);
 	}
-	h->next = ch->conns;
-	if (ch->conns)
-		ch->conns->prev = h;
-	ch->conns = h;
+	list_push_front(&ch->conns, &h->link);
 	return h;
 }
 
 static cconn *usable_conn(h2_channel *ch)
 {
-	for (cconn *h = ch->conns; h; h = h->next)
+	list_each(it, &ch->conns) {
+		cconn *h = container_of(it, cconn, link);
 		if (!h->goaway && nghttp2_session_check_request_allowed(h->ng))
 			return h;
+	}
 	return conn_new(ch);
 }
 
@@ -351,6 +343,7 @@ static h2_channel *channel_alloc(reactor *r, size_t max_message_bytes)
 	if (!ch)
 		return NULL;
 	ch->r = r;
+	list_init(&ch->conns);
 	ch->max_message_bytes = max_message_bytes ? max_message_bytes : 4 * 1024 * 1024;
 	if (nghttp2_session_callbacks_new(&ch->cbs)) {
 		free(ch);
@@ -392,18 +385,15 @@ void h2_channel_free(h2_channel *ch)
 {
 	if (!ch)
 		return;
-	while (ch->conns) {
-		cconn *h = ch->conns;
+	while (!list_empty(&ch->conns)) {
+		cconn *h = container_of(ch->conns.next, cconn, link);
 		conn_fail_calls(h, GRPC_CANCELLED, "channel closed");
 		if (h->io) {
 			io_conn_set_user(h->io, NULL);
 			io_conn_abort(h->io, -ECANCELED);
 		}
 		h->ch = NULL;
-		ch->conns = h->next;
-		if (h->next)
-			h->next->prev = NULL;
-		h->next = h->prev = NULL;
+		list_remove(&h->link);
 		nghttp2_session_del(h->ng);
 		free(h);
 	}
@@ -413,9 +403,9 @@ void h2_channel_free(h2_channel *ch)
 
 int h2_channel_feed(h2_channel *ch, const uint8_t *data, size_t len)
 {
-	cconn *h = ch->conns;
-	if (!h)
+	if (list_empty(&ch->conns))
 		return -ENOTCONN;
+	cconn *h = container_of(ch->conns.next, cconn, link);
 	int rc = nghttp2_session_mem_recv(h->ng, data, len) < 0 ? -EPROTO : 0;
 	if (session_discard_output(h->ng))
 		rc = -EPROTO;
@@ -443,7 +433,7 @@ static ssize_t read_request(nghttp2_session *ng, int32_t stream_id, uint8_t *out
 
 static void on_deadline(timer *t)
 {
-	ccall *c = (ccall *)((char *)t - offsetof(ccall, deadline_timer));
+	ccall *c = container_of(t, ccall, deadline_timer);
 	fail_stream(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 
@@ -502,10 +492,7 @@ ccall *ccall_start(h2_channel *ch, const ccall_args *a)
 		free(c);
 		return NULL;
 	}
-	c->next = h->calls;
-	if (h->calls)
-		h->calls->prev = c;
-	h->calls = c;
+	list_push_front(&h->calls, &c->link);
 	if (a->timeout_ns > 0) {
 		int64_t t = a->timeout_ns < INT64_MAX / 2 ? a->timeout_ns : INT64_MAX / 2;
 		reactor_timer_arm(ch->r, &c->deadline_timer, reactor_now(ch->r) + t, on_deadline);

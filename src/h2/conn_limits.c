@@ -179,7 +179,8 @@ static void conn_check_bodies(h2_conn *h, int64_t now)
 {
 	int64_t timeout = h->e->s->o.body_timeout;
 	h->body_check_at = 0;
-	for (call *c = h->calls; c; c = c->next) {
+	list_each_safe(it, &h->calls) {
+		call *c = container_of(it, call, link);
 		if (!c->body_since || call_done(c))
 			continue;
 		if (now - c->body_since >= timeout) {
@@ -205,7 +206,8 @@ static void conn_shed(h2_conn *h)
 	log_info("connection from %s: closed, it held %zu bytes of messages while the node was "
 		 "over its budget (--max-buffered-bytes)",
 		 h->peer, h->recv_held + h->send_queued);
-	for (call *c = h->calls; c; c = c->next) {
+	list_each_safe(it, &h->calls) {
+		call *c = container_of(it, call, link);
 		call_release_input(c);
 		call_fail(c, GRPC_RESOURCE_EXHAUSTED,
 			  "the node's budget for buffered messages is spent (--max-buffered-bytes)");
@@ -226,7 +228,8 @@ static void endpoint_shed(h2_endpoint *e)
 	while (atomic_load_explicit(&s->held, memory_order_relaxed) > target) {
 		h2_conn *victim = NULL;
 		double worst = 0;
-		for (h2_conn *h = e->conns; h; h = h->next) {
+		list_each(it, &e->conns) {
+			h2_conn *h = container_of(it, h2_conn, link);
 			size_t held = h->recv_held + h->send_queued;
 			if (held < SHED_MIN_BYTES || h->closing)
 				continue; /* a closing connection's memory goes with it soon */
@@ -244,7 +247,7 @@ static void endpoint_shed(h2_endpoint *e)
 
 static void budget_tick(timer *t)
 {
-	h2_endpoint *e = (h2_endpoint *)((char *)t - offsetof(h2_endpoint, budget_timer));
+	h2_endpoint *e = container_of(t, h2_endpoint, budget_timer);
 	if (server_over_budget(e->s))
 		endpoint_shed(e);
 	if (e->held)
@@ -253,7 +256,7 @@ static void budget_tick(timer *t)
 
 static void conn_tick(timer *t)
 {
-	h2_conn *h = (h2_conn *)((char *)t - offsetof(h2_conn, tick));
+	h2_conn *h = container_of(t, h2_conn, tick);
 	const h2_server_opts *o = &h->e->s->o;
 	int64_t now = reactor_now(h->e->r);
 	if (h->closing && now - h->closing_at >= CLOSE_GRACE) {

@@ -5,8 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/pbdecode.h"
 #include "base/buf.h"
+#include "base/container_of.h"
+#include "base/pbdecode.h"
 #include "h2/compress.h"
 #include "h2/status.h"
 
@@ -49,7 +50,7 @@ int decode_message(const ProtobufCMessageDescriptor *d, const uint8_t *data, siz
 
 static void job_work(pool_job *pj)
 {
-	decode_job *j = (decode_job *)pj;
+	decode_job *j = container_of(pj, decode_job, pj);
 	if (pool_job_cancelled(pj))
 		return;
 	j->code = decode_message(j->d, j->data, j->len, j->gzip, j->max_len, &j->msg, j->err,
@@ -58,7 +59,7 @@ static void job_work(pool_job *pj)
 
 static void job_done(pool_job *pj)
 {
-	decode_job *j = (decode_job *)pj;
+	decode_job *j = container_of(pj, decode_job, pj);
 	free(j->data);
 	if (j->cancelled || pool_job_cancelled(pj)) {
 		if (j->msg)
@@ -113,7 +114,7 @@ typedef struct free_job {
 
 static void free_work(pool_job *pj)
 {
-	free_job *j = (free_job *)pj;
+	free_job *j = container_of(pj, free_job, pj);
 	protobuf_c_message_free_unpacked(j->msg, NULL);
 }
 

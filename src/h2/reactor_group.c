@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/container_of.h"
 #include "base/log.h"
 #include "io/sock.h"
 
@@ -45,20 +46,20 @@ struct reactor_group {
 
 static void slot_abort_rest(timer *t)
 {
-	group_slot *s = (group_slot *)((char *)t - offsetof(group_slot, drain_timer));
+	group_slot *s = container_of(t, group_slot, drain_timer);
 	reactor_abort_all(s->r, -ECANCELED);
 }
 
 static void slot_grace_over(timer *t)
 {
-	group_slot *s = (group_slot *)((char *)t - offsetof(group_slot, drain_timer));
+	group_slot *s = container_of(t, group_slot, drain_timer);
 	h2_endpoint_close_all(s->ep);
 	reactor_timer_arm(s->r, t, reactor_now(s->r) + CLOSE_WAIT_NS, slot_abort_rest);
 }
 
 static void slot_drain(reactor_task *t)
 {
-	group_slot *s = (group_slot *)((char *)t - offsetof(group_slot, stop_task));
+	group_slot *s = container_of(t, group_slot, stop_task);
 	reactor_group *g = s->g;
 	reactor_close_listeners(s->r);
 	if (g->o.on_drain)

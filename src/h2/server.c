@@ -61,27 +61,6 @@ void *call_alloc(call *c, size_t size) { return arena_alloc(&c->arena, size); }
 
 /* ---- call lifetime ---- */
 
-
-static void list_unlink(call **head, call *c)
-{
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		*head = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	c->prev = c->next = NULL;
-}
-
-static void list_push(call **head, call *c)
-{
-	c->prev = NULL;
-	c->next = *head;
-	if (*head)
-		(*head)->prev = c;
-	*head = c;
-}
-
 /* A call ended on h: the connection may have become idle. */
 static void conn_call_gone(h2_conn *h)
 {
@@ -95,7 +74,7 @@ static void call_free(call *c)
 {
 	h2_conn *z = c->zombie_of;
 	if (z) {
-		list_unlink(&z->zombies, c);
+		list_remove(&c->link);
 		z->nzombies--;
 		conn_call_gone(z);
 	}
@@ -127,11 +106,11 @@ static void call_detach(call *c)
 	h2_conn *h = c->conn;
 	if (!h)
 		return;
-	list_unlink(&h->calls, c);
+	list_remove(&c->link);
 	h->ncalls--;
 	/* Until its handler lets go, the call still counts against the connection's cap:
 	 * resetting streams must not let a peer start unbounded work (rapid reset). */
-	list_push(&h->zombies, c);
+	list_push_front(&h->zombies, &c->link);
 	h->nzombies++;
 	c->zombie_of = h;
 	deframer_free(&c->df);
@@ -251,9 +230,11 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 		h->progress_at = reactor_now(h->e->r);
 	if (h->send_blocked && h->send_queued < h->e->s->o.conn_buffer_bytes / 2) {
 		h->send_blocked = false;
-		for (call *o = h->calls; o; o = o->next)
+		list_each(it, &h->calls) {
+			call *o = container_of(it, call, link);
 			if (!o->would_block)
 				queue_writable(o); /* c too: it may wait on the connection alone */
+		}
 	}
 	if (c->would_block &&
 	    msg_queue_pending(&c->out) < c->conn->e->s->o.stream_send_high_water / 2) {
@@ -436,7 +417,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 	c->deadline = INT64_MAX;
 	c->over_call_cap = conn_live_calls(h) >= h->e->s->o.max_calls_per_conn;
 	deframer_init(&c->df, h->e->s->o.max_message_bytes);
-	list_push(&h->calls, c);
+	list_push_front(&h->calls, &c->link);
 	h->ncalls++;
 	h->e->active_calls++;
 	nghttp2_session_set_stream_user_data(ng, frame->hd.stream_id, c);
@@ -681,16 +662,19 @@ h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r)
 	if (e) {
 		e->s = s;
 		e->r = r;
+		list_init(&e->conns);
 	}
 	return e;
 }
 
 static void conn_destroy(h2_conn *h)
 {
-	while (h->calls)
-		call_detach(h->calls);
-	for (call *c = h->zombies; c; c = c->next)
-		c->zombie_of = NULL;
+	while (!list_empty(&h->calls))
+		call_detach(container_of(h->calls.next, call, link));
+	list_each_safe(it, &h->zombies) {
+		container_of(it, call, link)->zombie_of = NULL;
+		list_remove(it);
+	}
 	reactor_timer_disarm(h->e->r, &h->tick);
 	if (h->admitted)
 		admit_release(h->e->s->admit, (struct sockaddr *)&h->peer_addr);
@@ -700,12 +684,7 @@ static void conn_destroy(h2_conn *h)
 		c->on_writable_list = false;
 		call_unref(c);
 	}
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		h->e->conns = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
+	list_remove(&h->link);
 	h->e->nconns--;
 	nghttp2_session_del(h->ng);
 	free(h);
@@ -715,8 +694,8 @@ void h2_endpoint_free(h2_endpoint *e)
 {
 	if (!e)
 		return;
-	while (e->conns) {
-		h2_conn *h = e->conns;
+	while (!list_empty(&e->conns)) {
+		h2_conn *h = container_of(e->conns.next, h2_conn, link);
 		if (h->io)
 			io_conn_set_user(h->io, NULL);
 		conn_destroy(h);
@@ -731,6 +710,8 @@ static h2_conn *conn_new(h2_endpoint *e)
 	if (!h)
 		return NULL;
 	h->e = e;
+	list_init(&h->calls);
+	list_init(&h->zombies);
 	const h2_server_opts *o = &e->s->o;
 	frame_scan_init(&h->scan, true);
 	rate_limit_init(&h->flood, o->flood_rate, o->flood_burst);
@@ -750,10 +731,7 @@ static h2_conn *conn_new(h2_endpoint *e)
 	};
 	nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
 	nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW);
-	h->next = e->conns;
-	if (e->conns)
-		e->conns->prev = h;
-	e->conns = h;
+	list_push_front(&e->conns, &h->link);
 	e->nconns++;
 	if (e->goaway) {
 		nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
@@ -865,7 +843,8 @@ const io_listener_ops h2_endpoint_listener_ops = {.on_accept = listener_accept};
 void h2_endpoint_goaway(h2_endpoint *e)
 {
 	e->goaway = true;
-	for (h2_conn *h = e->conns; h; h = h->next) {
+	list_each(it, &e->conns) {
+		h2_conn *h = container_of(it, h2_conn, link);
 		if (h->goaway_sent)
 			continue;
 		h->goaway_sent = true;
@@ -878,9 +857,10 @@ void h2_endpoint_goaway(h2_endpoint *e)
 
 void h2_endpoint_close_all(h2_endpoint *e)
 {
-	for (h2_conn *h = e->conns; h; h = h->next) {
-		for (call *c = h->calls; c; c = c->next)
-			call_fail(c, GRPC_UNAVAILABLE, "server shutting down");
+	list_each(it, &e->conns) {
+		h2_conn *h = container_of(it, h2_conn, link);
+		list_each_safe(ci, &h->calls)
+			call_fail(container_of(ci, call, link), GRPC_UNAVAILABLE, "server shutting down");
 		if (h->io)
 			io_conn_close(h->io);
 	}

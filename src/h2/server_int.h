@@ -13,6 +13,7 @@
 #include "base/arena.h"
 #include "h2/admit.h"
 #include "base/buf.h"
+#include "base/list.h"
 #include "h2/call.h"
 #include "h2/decode.h"
 #include "h2/frame.h"
@@ -35,7 +36,7 @@ struct h2_server {
 struct h2_endpoint {
 	h2_server *s;
 	reactor *r;
-	h2_conn *conns;
+	list_node conns;
 	size_t nconns;
 	size_t active_calls;
 	bool goaway;
@@ -47,9 +48,9 @@ struct h2_conn {
 	h2_endpoint *e;
 	io_conn *io; /* NULL for a detached (fuzzing) connection */
 	nghttp2_session *ng;
-	h2_conn *prev, *next;
-	call *calls; /* streams with a call attached */
-	call *zombies; /* calls whose stream is gone but whose handler still holds them */
+	list_node link;	  /* in e->conns */
+	list_node calls;   /* streams with a call attached */
+	list_node zombies; /* calls whose stream is gone but whose handler still holds them */
 	size_t ncalls, nzombies;
 	call *writable; /* calls to tell on_writable after this send */
 	char peer[64];
@@ -83,7 +84,7 @@ struct call {
 	int refs;
 	h2_conn *conn; /* NULL once the stream is gone */
 	h2_conn *zombie_of; /* the stream is gone, this connection still counts the call */
-	call *prev, *next; /* in conn->calls, then in zombie_of->zombies */
+	list_node link; /* in conn->calls, then in zombie_of->zombies */
 	int32_t stream_id;
 	const method *m;
 	reactor *r;

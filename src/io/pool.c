@@ -9,7 +9,7 @@
 struct pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	pool_job *head, *tail;
+	list_node queue;
 	size_t queued, queue_max;
 	bool stopping;
 	size_t skipped;
@@ -19,7 +19,7 @@ struct pool {
 
 static void complete(reactor_task *t)
 {
-	pool_job *j = (pool_job *)t;
+	pool_job *j = container_of(t, pool_job, task);
 	reactor_job_end(j->home);
 	if (j->done)
 		j->done(j);
@@ -38,15 +38,7 @@ static void finish(pool_job *j)
 
 static void queue_unlink(pool *p, pool_job *j)
 {
-	if (j->prev)
-		j->prev->next = j->next;
-	else
-		p->head = j->next;
-	if (j->next)
-		j->next->prev = j->prev;
-	else
-		p->tail = j->prev;
-	j->next = j->prev = NULL;
+	list_remove(&j->link);
 	j->queued = false;
 	p->queued--;
 }
@@ -62,13 +54,13 @@ static void *pool_main(void *arg)
 	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
-		while (!p->head && !p->stopping)
+		while (list_empty(&p->queue) && !p->stopping)
 			pthread_cond_wait(&p->cv, &p->mu);
-		pool_job *j = p->head;
-		if (!j) {
+		if (list_empty(&p->queue)) {
 			pthread_mutex_unlock(&p->mu);
 			return NULL;
 		}
+		pool_job *j = container_of(p->queue.next, pool_job, link);
 		queue_unlink(p, j);
 		pthread_mutex_unlock(&p->mu);
 
@@ -84,6 +76,7 @@ pool *pool_new(size_t threads, size_t queue_max)
 		return NULL;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
+	list_init(&p->queue);
 	p->queue_max = queue_max ? queue_max : 1;
 	p->threads = calloc(threads ? threads : 1, sizeof(pthread_t));
 	if (!p->threads) {
@@ -122,7 +115,6 @@ int pool_submit(pool *p, reactor *home, pool_job *j)
 {
 	j->home = home;
 	j->pool = p;
-	j->next = j->prev = NULL;
 	j->cancelled = 0;
 	pthread_mutex_lock(&p->mu);
 	int rc = 0;
@@ -133,12 +125,7 @@ int pool_submit(pool *p, reactor *home, pool_job *j)
 	if (rc == 0) {
 		if (home)
 			reactor_job_begin(home);
-		j->prev = p->tail;
-		if (p->tail)
-			p->tail->next = j;
-		else
-			p->head = j;
-		p->tail = j;
+		list_push_back(&p->queue, &j->link);
 		j->queued = true;
 		p->queued++;
 		pthread_cond_signal(&p->cv);

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "base/list.h"
 #include "io/reactor.h"
 
 typedef struct pool pool;
@@ -16,7 +17,7 @@ typedef struct pool_job pool_job;
 
 struct pool_job {
 	reactor_task task; /* internal: carries the completion to the home reactor */
-	pool_job *next, *prev; /* internal: the queue */
+	list_node link;	   /* internal: the queue */
 	pool *pool;	   /* internal */
 	bool queued;	   /* internal, under the pool's lock */
 	_Atomic int cancelled; /* internal: see pool_job_cancel */

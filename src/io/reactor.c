@@ -13,6 +13,7 @@
 
 #include "base/buf.h"
 #include "base/clock.h"
+#include "base/list.h"
 
 /* Receive buffers: one provided-buffer ring per reactor, shared by its connections. */
 #define RECV_BUF_SIZE (16 * 1024)
@@ -53,7 +54,7 @@ struct io_conn {
 	int close_err;
 	uint64_t bytes_sent;
 	io_conn *dirty_next;
-	io_conn *prev, *next; /* all connections of the reactor */
+	list_node link; /* in the reactor's conns */
 	struct sockaddr_storage peer;
 };
 
@@ -87,7 +88,7 @@ struct reactor {
 	io_conn *dirty;
 	void *out_free; /* cached OUT_BLOCK buffers, linked through their first bytes */
 	size_t nout_free;
-	io_conn *conns;
+	list_node conns;
 	size_t nconns;
 	size_t jobs_pending;
 	listener *listeners;
@@ -173,6 +174,7 @@ reactor *reactor_new(int *err)
 	if (!r)
 		goto fail;
 	r->wake_fd = -1;
+	list_init(&r->conns);
 	rc = setup_ring(r);
 	if (rc < 0) {
 		free(r);
@@ -221,12 +223,7 @@ static void out_release(reactor *r, out_buf *o)
 static void conn_free(io_conn *c)
 {
 	reactor *r = c->r;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		r->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	list_remove(&c->link);
 	r->nconns--;
 	out_release(r, &c->pending);
 	out_release(r, &c->inflight);
@@ -237,8 +234,8 @@ void reactor_free(reactor *r)
 {
 	if (!r)
 		return;
-	while (r->conns) {
-		io_conn *c = r->conns;
+	while (!list_empty(&r->conns)) {
+		io_conn *c = container_of(r->conns.next, io_conn, link);
 		if (c->fd >= 0)
 			close(c->fd);
 		if (!c->dead && c->ops->on_close)
@@ -274,7 +271,7 @@ static void arm_accept(reactor *r, listener *l)
 
 static void retry_accept(timer *t)
 {
-	listener *l = (listener *)((char *)t - offsetof(listener, retry));
+	listener *l = container_of(t, listener, retry);
 	if (!l->closed)
 		arm_accept(l->r, l);
 }
@@ -332,10 +329,7 @@ static io_conn *conn_alloc(reactor *r, int fd, const io_conn_ops *ops, void *use
 	c->fd = fd;
 	c->ops = ops;
 	c->user = user;
-	c->next = r->conns;
-	if (r->conns)
-		r->conns->prev = c;
-	r->conns = c;
+	list_push_front(&r->conns, &c->link);
 	r->nconns++;
 	return c;
 }
@@ -680,9 +674,11 @@ void reactor_stop(reactor *r) { r->stopping = true; }
 
 void reactor_abort_all(reactor *r, int err)
 {
-	for (io_conn *c = r->conns; c; c = c->next)
+	list_each(it, &r->conns) {
+		io_conn *c = container_of(it, io_conn, link);
 		if (!c->dead)
 			io_conn_abort(c, err);
+	}
 }
 
 void reactor_post(reactor *r, reactor_task *t)

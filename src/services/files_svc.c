@@ -13,11 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "collector/collection_server.pb-c.h"
 #include "base/arena.h"
 #include "base/buf.h"
+#include "base/container_of.h"
 #include "base/hex.h"
 #include "base/utf8.h"
+#include "collector/collection_server.pb-c.h"
 #include "store/files.h"
 
 #define SVC "/collector.CollectionService/"
@@ -226,7 +227,7 @@ static void put_commit(put_call *p)
 
 static void put_work(pool_job *pj)
 {
-	put_call *p = (put_call *)pj;
+	put_call *p = container_of(pj, put_call, x.pj);
 	int rc;
 	switch (p->x.op) {
 	case PUT_OPEN:
@@ -250,7 +251,7 @@ static void put_work(pool_job *pj)
 
 static void put_end(xfer *x)
 {
-	put_call *p = (put_call *)x;
+	put_call *p = container_of(x, put_call, x);
 	x->ending = true;
 	if (x->busy)
 		return;
@@ -302,7 +303,7 @@ static void put_next(put_call *p)
 
 static void put_done(pool_job *pj)
 {
-	put_call *p = (put_call *)pj;
+	put_call *p = container_of(pj, put_call, x.pj);
 	call *c = p->x.c;
 	p->x.busy = false;
 	if (p->x.ending || call_done(c)) {
@@ -535,7 +536,7 @@ static void get_read(get_call *g)
 
 static void get_work(pool_job *pj)
 {
-	get_call *g = (get_call *)pj;
+	get_call *g = container_of(pj, get_call, x.pj);
 	if (g->x.op == GET_OPEN && !get_open(g)) {
 		get_release(g);
 		return;
@@ -549,7 +550,7 @@ static void get_work(pool_job *pj)
 
 static void get_end(xfer *x)
 {
-	get_call *g = (get_call *)x;
+	get_call *g = container_of(x, get_call, x);
 	x->ending = true;
 	if (x->busy)
 		return;
@@ -601,7 +602,7 @@ static void get_pump(get_call *g)
 
 static void get_done(pool_job *pj)
 {
-	get_call *g = (get_call *)pj;
+	get_call *g = container_of(pj, get_call, x.pj);
 	call *c = g->x.c;
 	g->x.busy = false;
 	if (g->x.ending || call_done(c)) {

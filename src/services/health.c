@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/list.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "h2/call.h"
 
@@ -27,7 +28,7 @@ typedef struct watcher watcher;
 typedef struct watch_list watch_list;
 struct watch_list {
 	reactor *r;
-	watcher *head;
+	list_node watchers;
 	watch_list *next;
 };
 
@@ -35,8 +36,7 @@ static _Atomic(watch_list *) lists;
 
 struct watcher {
 	call *c;
-	watch_list *list;
-	watcher *prev, *next;
+	list_node link; /* in its reactor's watch_list */
 	/* Whether the name was found at the start: the table cannot change afterwards. */
 	bool known;
 	serving_status sent;
@@ -101,22 +101,12 @@ static watch_list *watch_list_get(reactor *r)
 	if (!l)
 		return NULL;
 	l->r = r;
+	list_init(&l->watchers);
 	l->next = atomic_load_explicit(&lists, memory_order_relaxed);
 	while (!atomic_compare_exchange_weak_explicit(&lists, &l->next, l, memory_order_release,
 						      memory_order_relaxed))
 		;
 	return l;
-}
-
-static void watcher_unlink(watcher *w)
-{
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		w->list->head = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	w->prev = w->next = NULL;
 }
 
 static serving_status watcher_status(const watcher *w)
@@ -153,7 +143,7 @@ static void health_watch(call *c, const ProtobufCMessage *msg)
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	*w = (watcher){.c = c, .list = l, .known = service_known(req->service)};
+	*w = (watcher){.c = c, .known = service_known(req->service)};
 	if (watcher_send(w, watcher_status(w))) {
 		call_finish(c, GRPC_INTERNAL, "could not queue the health status");
 		return;
@@ -165,10 +155,7 @@ static void health_watch(call *c, const ProtobufCMessage *msg)
 	}
 	call_ref(c);
 	call_set_user(c, w);
-	w->next = l->head;
-	if (l->head)
-		l->head->prev = w;
-	l->head = w;
+	list_push_front(&l->watchers, &w->link);
 }
 
 static void health_watch_cancel(call *c)
@@ -176,7 +163,7 @@ static void health_watch_cancel(call *c)
 	watcher *w = call_user(c);
 	if (!w)
 		return;
-	watcher_unlink(w);
+	list_remove(&w->link);
 	call_set_user(c, NULL);
 	call_unref(c);
 }
@@ -187,13 +174,12 @@ void health_notify(reactor *r)
 	if (!l)
 		return;
 	bool ending = !atomic_load_explicit(&serving, memory_order_acquire);
-	watcher *next;
-	for (watcher *w = l->head; w; w = next) {
-		next = w->next;
+	list_each_safe(it, &l->watchers) {
+		watcher *w = container_of(it, watcher, link);
 		serving_status st = watcher_status(w);
 		int rc = st == w->sent ? 0 : watcher_send(w, st);
 		if (rc || ending) {
-			watcher_unlink(w);
+			list_remove(&w->link);
 			if (rc)
 				watcher_end(w, GRPC_INTERNAL, "could not queue the health status");
 			else

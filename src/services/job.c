@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "base/container_of.h"
+
 /* Reactor thread: answer (if anyone still listens) and let go. */
 static void job_finish(svc_job *j)
 {
@@ -32,7 +34,7 @@ static void job_finish(svc_job *j)
 
 static void job_work(pool_job *pj)
 {
-	svc_job *j = (svc_job *)pj;
+	svc_job *j = container_of(pj, svc_job, pj);
 	j->work(j);
 }
 
@@ -40,7 +42,7 @@ static void job_work(pool_job *pj)
  * second one finishes. */
 static void job_pool_done(pool_job *pj)
 {
-	svc_job *j = (svc_job *)pj;
+	svc_job *j = container_of(pj, svc_job, pj);
 	j->work_returned = true;
 	if (j->deferred && !j->resumed) {
 		/* The reactor must not stop while the other thread still holds j. */
@@ -53,7 +55,7 @@ static void job_pool_done(pool_job *pj)
 
 static void job_resumed(reactor_task *t)
 {
-	svc_job *j = (svc_job *)((char *)t - offsetof(svc_job, resume_task));
+	svc_job *j = container_of(t, svc_job, resume_task);
 	j->resumed = true;
 	if (!j->work_returned)
 		return;

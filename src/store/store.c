@@ -15,6 +15,7 @@
 
 #include "base/clock.h"
 #include "base/hash.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "base/uuid.h"
 #include "store/coll.h"
@@ -63,7 +64,7 @@ enum slot_state {
 
 typedef struct slot {
 	struct slot *hnext;	  /* hash chain */
-	struct slot *prev, *next; /* LRU list, most recent first */
+	list_node lru;		  /* in the store's lru, most recent first */
 	char ns[STORE_NAME_MAX + 1], name[STORE_NAME_MAX + 1];
 	struct store *owner;
 	store_coll *c;
@@ -106,7 +107,7 @@ struct store {
 	pthread_mutex_t mu; /* the open table */
 	pthread_cond_t cv;
 	slot *buckets[NBUCKETS];
-	slot lru; /* sentinel */
+	list_node lru;
 	size_t nopen; /* slots opening or ready */
 };
 
@@ -128,20 +129,6 @@ static slot *slot_find(store *s, const char *ns, const char *name)
 	return NULL;
 }
 
-static void lru_unlink(slot *sl)
-{
-	sl->prev->next = sl->next;
-	sl->next->prev = sl->prev;
-}
-
-static void lru_push_front(store *s, slot *sl)
-{
-	sl->next = s->lru.next;
-	sl->prev = &s->lru;
-	s->lru.next->prev = sl;
-	s->lru.next = sl;
-}
-
 static slot *slot_add(store *s, const char *ns, const char *name, enum slot_state st)
 {
 	slot *sl = calloc(1, sizeof(*sl));
@@ -154,7 +141,7 @@ static slot *slot_add(store *s, const char *ns, const char *name, enum slot_stat
 	size_t b = slot_hash(ns, name);
 	sl->hnext = s->buckets[b];
 	s->buckets[b] = sl;
-	lru_push_front(s, sl);
+	list_push_front(&s->lru, &sl->lru);
 	if (st == SLOT_OPENING)
 		s->nopen++;
 	return sl;
@@ -166,7 +153,7 @@ static void slot_remove(store *s, slot *sl)
 	while (*pp != sl)
 		pp = &(*pp)->hnext;
 	*pp = sl->hnext;
-	lru_unlink(sl);
+	list_remove(&sl->lru);
 	if (sl->state == SLOT_OPENING || sl->state == SLOT_READY)
 		s->nopen--;
 	free(sl->row);
@@ -178,8 +165,9 @@ static void slot_remove(store *s, slot *sl)
 static size_t evict_pick(store *s, slot **victims, size_t max)
 {
 	size_t n = 0;
-	for (slot *sl = s->lru.prev; sl != &s->lru && s->nopen > s->max_open && n < max;
-	     sl = sl->prev) {
+	for (list_node *it = s->lru.prev; it != &s->lru && s->nopen > s->max_open && n < max;
+	     it = it->prev) {
+		slot *sl = container_of(it, slot, lru);
 		if (sl->state != SLOT_READY || sl->refs)
 			continue;
 		sl->state = SLOT_CLOSING;
@@ -396,7 +384,7 @@ int store_open(const char *data_dir, const store_options *opts, store **out)
 		.busy_timeout_ms = o.busy_timeout_ms ? o.busy_timeout_ms : 5000,
 	};
 	s->max_open = o.max_open ? o.max_open : 64;
-	s->lru.next = s->lru.prev = &s->lru;
+	list_init(&s->lru);
 	pthread_mutex_init(&s->cat_mu, NULL);
 	pthread_mutex_init(&s->ddl_mu, NULL);
 	pthread_mutex_init(&s->mu, NULL);
@@ -446,15 +434,14 @@ void store_close(store *s)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
-	for (slot *sl = s->lru.next; sl != &s->lru;) {
-		slot *next = sl->next;
+	list_each_safe(it, &s->lru) {
+		slot *sl = container_of(it, slot, lru);
 		if (sl->refs)
 			log_error("store: closing %s/%s with %zu handles held", sl->ns, sl->name,
 				  sl->refs);
 		if (sl->c)
 			coll_close(sl->c);
 		slot_remove(s, sl);
-		sl = next;
 	}
 	pthread_mutex_unlock(&s->mu);
 	sqlite3_finalize(s->st_get);
@@ -881,8 +868,8 @@ int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **
 	while ((sl = slot_find(s, ns, name))) {
 		if (sl->state == SLOT_READY) {
 			sl->refs++;
-			lru_unlink(sl);
-			lru_push_front(s, sl);
+			list_remove(&sl->lru);
+			list_push_front(&s->lru, &sl->lru);
 			*out = sl->c;
 			pthread_mutex_unlock(&s->mu);
 			return 0;

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/container_of.h"
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
 #include "grpc/testing/test.pb-c.h"
@@ -324,7 +325,7 @@ static void out_pump(out_stream *st)
 
 static void out_timer_fired(timer *t)
 {
-	out_stream *st = (out_stream *)((char *)t - offsetof(out_stream, t));
+	out_stream *st = container_of(t, out_stream, t);
 	st->slept = true;
 	out_pump(st);
 }

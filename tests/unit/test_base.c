@@ -1,5 +1,5 @@
 /* The base layer: the allocation hook and its failure injection, the arena, the byte
- * buffer, base64, hex, UTF-8 and JSON strings. */
+ * buffer, lists and container_of, base64, hex, UTF-8 and JSON strings. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdalign.h>
@@ -17,6 +17,7 @@
 #include "base/buf.h"
 #include "base/hex.h"
 #include "base/jsonstr.h"
+#include "base/list.h"
 #include "base/mem.h"
 #include "base/utf8.h"
 
@@ -204,6 +205,60 @@ static void test_buf_failure_is_sticky(void **state)
 	buf_reset(&b);
 	expect_buf(&b, "");
 	buf_free(&b);
+}
+
+/* ---- lists ---- */
+
+typedef struct item {
+	int v;
+	list_node link;
+} item;
+
+static void expect_list(list_node *l, const int *want, size_t n)
+{
+	size_t i = 0;
+	list_each(it, l) {
+		assert_true(i < n);
+		assert_int_equal(container_of(it, item, link)->v, want[i++]);
+	}
+	assert_int_equal(i, n);
+	/* And back, through prev. */
+	for (list_node *it = l->prev; it != l; it = it->prev)
+		assert_int_equal(container_of(it, item, link)->v, want[--i]);
+}
+
+static void test_list(void **state)
+{
+	(void)state;
+	list_node l;
+	list_init(&l);
+	assert_true(list_empty(&l));
+	item it[5];
+	for (int i = 0; i < 5; i++)
+		it[i].v = i;
+	list_push_back(&l, &it[1].link);
+	list_push_back(&l, &it[2].link);
+	list_push_front(&l, &it[0].link);
+	list_insert_after(&it[2].link, &it[4].link);
+	list_insert_after(&it[2].link, &it[3].link);
+	expect_list(&l, (const int[]){0, 1, 2, 3, 4}, 5);
+	list_remove(&it[0].link);
+	list_remove(&it[2].link);
+	list_remove(&it[4].link);
+	expect_list(&l, (const int[]){1, 3}, 2);
+	/* A removed node is on no list: removing it again changes nothing. */
+	list_remove(&it[2].link);
+	expect_list(&l, (const int[]){1, 3}, 2);
+	/* The safe walk may take out the node it is at. */
+	list_push_back(&l, &it[4].link);
+	list_each_safe(n, &l)
+		if (container_of(n, item, link)->v != 3)
+			list_remove(n);
+	expect_list(&l, (const int[]){3}, 1);
+	list_remove(&it[3].link);
+	assert_true(list_empty(&l));
+	/* container_of of a member that is not the first. */
+	assert_ptr_equal(container_of(&it[3].link, item, link), &it[3]);
 }
 
 /* ---- base64 ---- */
@@ -440,6 +495,7 @@ int main(void)
 		cmocka_unit_test(test_arena_sizes),
 		cmocka_unit_test(test_buf_writes),
 		cmocka_unit_test(test_buf_failure_is_sticky),
+		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_base64_encode),
 		cmocka_unit_test(test_base64_decode),
 		cmocka_unit_test(test_base64_decode_invalid),

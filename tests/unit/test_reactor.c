@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "base/clock.h"
+#include "base/container_of.h"
 #include "io/pool.h"
 #include "io/reactor.h"
 
@@ -93,7 +94,7 @@ static const io_conn_ops conn_ops = {.on_recv = ignore_recv, .on_close = note_cl
 
 static void end_conn(timer *t)
 {
-	conn_state *s = (conn_state *)((char *)t - offsetof(conn_state, t));
+	conn_state *s = container_of(t, conn_state, t);
 	if (s->abort)
 		reactor_abort_all(s->r, -ECANCELED);
 	else

@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "base/container_of.h"
 #include "io/timer.h"
 
 typedef struct item {
@@ -27,7 +28,7 @@ static struct {
 	item *other; /* for callbacks that act on another timer */
 } ctx;
 
-static item *owner(timer *t) { return (item *)((char *)t - offsetof(item, t)); }
+static item *owner(timer *t) { return container_of(t, item, t); }
 
 static void on_fire(timer *t)
 {
