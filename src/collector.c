@@ -14,13 +14,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/fs.h"
+#include "base/log.h"
+#include "base/uuid.h"
 #include "h2/reactor_group.h"
 #include "h2/server.h"
-#include "base/clock.h"
-#include "base/log.h"
 #include "io/pool.h"
 #include "io/sock.h"
-#include "base/uuid.h"
 #include "services/collector_api.h"
 #include "services/colls.h"
 #include "services/health.h"
@@ -112,23 +113,6 @@ static int load_token_key(const char *dir, uint8_t key[SVC_TOKEN_KEY_LEN])
 	if (!ok)
 		return -EIO;
 	return rename(tmp, path) ? -errno : 0;
-}
-
-static int make_dirs(const char *path)
-{
-	char p[512];
-	snprintf(p, sizeof(p), "%s", path);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	if (mkdir(p, 0755) && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 void collector_config_defaults(collector_config *c)
@@ -268,7 +252,7 @@ static int node_build(collector *c, char *err, size_t cap)
 		return rc;
 	snprintf(c->address, sizeof(c->address), "%s", reactor_group_address(c->group));
 
-	if ((rc = make_dirs(cfg->data))) {
+	if ((rc = fs_mkdir_p(cfg->data))) {
 		snprintf(err, cap, "cannot create data directory %s: %s", cfg->data, strerror(-rc));
 		return rc;
 	}

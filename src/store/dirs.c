@@ -96,24 +96,6 @@ int dirs_tree_stat(int dirfd, int64_t *count, int64_t *bytes)
 	return tree_stat(dirfd, count, bytes, 0);
 }
 
-int dirs_mkdir_p(const char *path)
-{
-	char buf[PATH_MAX];
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (char *p = buf + 1;; p++) {
-		if (*p == '/' || !*p) {
-			char ch = *p;
-			*p = 0;
-			if (mkdir(buf, 0755) && errno != EEXIST)
-				return -errno;
-			*p = ch;
-			if (!ch)
-				return 0;
-		}
-	}
-}
-
 void dirs_clear(int dirfd)
 {
 	DIR *d;

@@ -1,5 +1,6 @@
 /* Directory helpers of the store, below its other modules: whole trees counted and removed
- * through descriptors without following links, paths made, directories emptied. Functions
+ * through descriptors without following links, directories emptied (paths are made by
+ * base/fs.h). Functions
  * return 0 or a negative errno and set no message (their callers say what they were
  * doing). */
 #ifndef STORE_DIRS_H
@@ -15,8 +16,6 @@ int dirs_tree_stat(int dirfd, int64_t *count, int64_t *bytes);
 /* Removes name (a file or a whole tree) inside dirfd, not following links; *count
  * (optional) gets the regular files removed. */
 int dirs_tree_remove(int dirfd, const char *name, int64_t *count);
-/* Makes path and its missing parents. */
-int dirs_mkdir_p(const char *path);
 /* Removes everything inside dirfd, best effort. */
 void dirs_clear(int dirfd);
 

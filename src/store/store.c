@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/fs.h"
 #include "base/hash.h"
 #include "base/list.h"
 #include "base/log.h"
@@ -397,7 +398,7 @@ int store_open(const char *data_dir, const store_options *opts, store **out)
 		rc = store_seterr(-ENOMEM, "out of memory");
 		goto fail;
 	}
-	if ((rc = dirs_mkdir_p(data_dir)) < 0) {
+	if ((rc = fs_mkdir_p(data_dir)) < 0) {
 		store_seterr(rc, "data directory %s: %s", data_dir, strerror(-rc));
 		goto fail;
 	}

@@ -1,5 +1,5 @@
 /* The base layer: the allocation hook and its failure injection, the arena, the byte
- * buffer, lists and container_of, base64, hex, UTF-8 and JSON strings. */
+ * buffer, lists and container_of, base64, hex, UTF-8, JSON strings and mkdir -p. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdalign.h>
@@ -8,13 +8,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "base/arena.h"
 #include "base/base64.h"
 #include "base/buf.h"
+#include "base/fs.h"
 #include "base/hex.h"
 #include "base/jsonstr.h"
 #include "base/list.h"
@@ -484,6 +488,37 @@ static void test_jsonstr(void **state)
 	buf_free(&b);
 }
 
+/* ---- file system ---- */
+
+static void test_fs_mkdir_p(void **state)
+{
+	(void)state;
+	char root[] = "/tmp/test_base_XXXXXX", path[128];
+	assert_non_null(mkdtemp(root));
+	snprintf(path, sizeof(path), "%s/a/b/c", root);
+	assert_int_equal(fs_mkdir_p(path), 0);
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(fs_mkdir_p(path), 0); /* already there */
+	snprintf(path, sizeof(path), "%s/a/b/c/", root);
+	assert_int_equal(fs_mkdir_p(path), 0);
+	/* A file in the way. */
+	snprintf(path, sizeof(path), "%s/f", root);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/f/g", root);
+	assert_int_equal(fs_mkdir_p(path), -ENOTDIR);
+	char longer[5000];
+	memset(longer, 'x', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = 0;
+	assert_int_equal(fs_mkdir_p(longer), -ENAMETOOLONG);
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -505,6 +540,7 @@ int main(void)
 		cmocka_unit_test(test_utf8),
 		cmocka_unit_test(test_utf8_nul),
 		cmocka_unit_test(test_jsonstr),
+		cmocka_unit_test(test_fs_mkdir_p),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
