@@ -17,6 +17,7 @@
 #include "base/clock.h"
 #include "base/fs.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "base/uuid.h"
 #include "h2/reactor_group.h"
 #include "h2/server.h"
@@ -208,7 +209,7 @@ static void count_service(const char *name, size_t len, void *arg)
 static void copy_service(const char *name, size_t len, void *arg)
 {
 	collector *c = arg;
-	c->services[c->nservices++] = strndup(name, len);
+	c->services[c->nservices++] = mem_strndup(name, len);
 }
 
 /* The settings a caller can get wrong, checked before anything is touched. */
@@ -273,7 +274,7 @@ static int node_build(collector *c, char *err, size_t cap)
 				   &terr))) {
 		snprintf(err, cap, "the compiled-in descriptors do not load: %s",
 			 terr ? terr : "out of memory");
-		free(terr);
+		mem_free(terr);
 		return rc;
 	}
 	if ((rc = load_token_key(cfg->data, c->token_key))) {
@@ -309,7 +310,7 @@ static int node_build(collector *c, char *err, size_t cap)
 	}
 	size_t n = 0;
 	method_table_each_service(c->methods, count_service, &n);
-	c->services = calloc(n + 1, sizeof(*c->services));
+	c->services = mem_calloc(n + 1, sizeof(*c->services));
 	if (c->services)
 		method_table_each_service(c->methods, copy_service, c);
 	bool named = c->services != NULL;
@@ -352,10 +353,10 @@ static void collector_free_parts(collector *c)
 	h2_server_free(c->server);
 	method_table_free(c->methods);
 	for (size_t i = 0; i < c->nservices; i++)
-		free(c->services[i]);
-	free(c->services);
+		mem_free(c->services[i]);
+	mem_free(c->services);
 	sem_destroy(&c->stop);
-	free(c);
+	mem_free(c);
 	atomic_store(&node_open, false);
 }
 
@@ -366,7 +367,7 @@ int collector_open(const collector_config *cfg, collector **out, char *err, size
 		snprintf(err, cap, "another node is open in this process");
 		return -EBUSY;
 	}
-	collector *c = calloc(1, sizeof(*c));
+	collector *c = mem_calloc(1, sizeof(*c));
 	if (!c) {
 		atomic_store(&node_open, false);
 		snprintf(err, cap, "out of memory");

@@ -1,9 +1,15 @@
 #!/usr/bin/python3
-"""The layer rule of DESIGN.md for SQLite: it belongs to src/store/ alone.
+"""The layer rules of DESIGN.md and the README that a machine can check.
 
-Fails (exit 1, naming file and line) when a C file outside src/store/ includes sqlite3.h
-or the store's internal header, calls SQLite, or holds SQL in a string literal. The
-store's own white-box tests (EXEMPT) check the SQL the store runs and may do all of it.
+Fails (exit 1, naming file and line) when:
+- a C file outside src/store/ includes sqlite3.h or the store's internal header, calls
+  SQLite, or holds SQL in a string literal (SQLite is src/store/'s alone). The store's own
+  white-box tests (EXEMPT) check the SQL the store runs and may do all of it;
+- a file of src/base/ includes a header of ours that is not in src/base/ (base is below
+  every layer: it depends on nothing of ours);
+- a file of src/ outside src/base/ calls the C library's allocator (malloc, calloc,
+  realloc, strdup, free, asprintf...) instead of base/mem.h, whose hook the tests use to
+  make allocations fail (ALLOC_EXEMPT lists the files allowed, with the reason).
 Run by `meson test` (suite lint), so `make test` fails with the tree.
 
 usage: check_layers.py SOURCE_ROOT
@@ -18,6 +24,16 @@ EXEMPT = {
     Path("tests/unit/test_store.c"): "the store's unit tests read what it wrote",
     Path("tests/unit/test_query.c"): "runs the compiled SQL of the query module",
     Path("fuzz/fuzz_query.c"): "runs the compiled SQL of the query module",
+}
+
+BASE = Path("src/base")
+# Our headers are quoted; the libraries' come in angle brackets.
+OUR_INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"')
+ALLOC = re.compile(r"(?<![\w.>])(malloc|calloc|realloc|reallocarray|strdup|strndup|free|asprintf"
+                   r"|vasprintf|posix_memalign|aligned_alloc|memalign|valloc)\s*\(")
+ALLOC_EXEMPT = {
+    Path("src/base/mem.c"): "the hook itself: the one caller of the C library's allocator",
+    Path("src/base/mem.h"): "the hook's inline fast path",
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"](sqlite3\.h|store/store_int\.h)[>"]')
@@ -98,23 +114,58 @@ def check(root, path):
     return found
 
 
+def check_base(root, path):
+    """A file of src/base/: its headers of ours are src/base/'s."""
+    rel = path.relative_to(root)
+    found = []
+    for k, l in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        m = OUR_INCLUDE.match(l)
+        if m and not m.group(1).startswith("base/"):
+            found.append(f"{rel}:{k}: base includes {m.group(1)}, a layer above it")
+    return found
+
+
+def check_alloc(root, path):
+    """A file of src/: it allocates through base/mem.h."""
+    rel = path.relative_to(root)
+    if rel in ALLOC_EXEMPT:
+        return []
+    code, _ = strip(path.read_text(errors="replace"))
+    found = []
+    for k, l in enumerate(code.splitlines(), 1):
+        m = ALLOC.search(l)
+        if m and not l.lstrip().startswith("#"):
+            found.append(f"{rel}:{k}: calls {m.group(1)}() instead of base/mem.h")
+    return found
+
+
 def main():
     root = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
-    found = []
+    sql, base, alloc = [], [], []
     for top in SCANNED:
         for path in sorted((root / top).rglob("*")):
             rel = path.relative_to(root)
-            if path.suffix not in (".c", ".h") or rel in EXEMPT:
+            if path.suffix not in (".c", ".h") or "build" in rel.parts[0]:
                 continue
-            if rel.parts[:2] == STORE.parts or "build" in rel.parts[0]:
+            if rel.parts[:2] == BASE.parts:
+                base += check_base(root, path)
+            if rel.parts[0] == "src":
+                alloc += check_alloc(root, path)
+            if rel in EXEMPT or rel.parts[:2] == STORE.parts:
                 continue
-            found += check(root, path)
-    for f in found:
+            sql += check(root, path)
+    for f in sql + base + alloc:
         print(f)
-    if found:
-        print(f"{len(found)} violation(s) of the layer rule: SQLite is src/store/'s alone")
+    if sql:
+        print(f"{len(sql)} violation(s) of the layer rule: SQLite is src/store/'s alone")
+    if base:
+        print(f"{len(base)} violation(s) of the layer rule: src/base/ depends on nothing of ours")
+    if alloc:
+        print(f"{len(alloc)} allocation(s) around base/mem.h, whose hook the tests use")
+    if sql or base or alloc:
         return 1
-    print("layers: no SQLite outside src/store/")
+    print("layers: no SQLite outside src/store/, base depends on nothing of ours, "
+          "allocations go through base/mem.h")
     return 0
 
 

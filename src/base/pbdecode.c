@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "base/utf8.h"
 
 /* ---- reading the wire ---- */
@@ -255,7 +256,7 @@ static int rewrite(out *o, const ProtobufCMessageDescriptor *d, const seg *s, si
 {
 	size_t nf = d->n_fields;
 	uint32_t small[2 * SMALL_FIELDS];
-	uint32_t *cnt = nf <= SMALL_FIELDS ? small : calloc(2 * nf, sizeof(*cnt));
+	uint32_t *cnt = nf <= SMALL_FIELDS ? small : mem_calloc(2 * nf, sizeof(*cnt));
 	if (!cnt)
 		return -ENOMEM;
 	uint32_t *at = cnt + nf; /* where each repeated field's pieces start in occ */
@@ -274,10 +275,10 @@ static int rewrite(out *o, const ProtobufCMessageDescriptor *d, const seg *s, si
 			at[i] = (uint32_t)total;
 			total += cnt[i];
 		}
-	seg *occ = total ? malloc(total * sizeof(*occ)) : NULL;
+	seg *occ = total ? mem_alloc(total * sizeof(*occ)) : NULL;
 	int rc = total && !occ ? -ENOMEM : 0;
 	if (occ) {
-		uint32_t *fill = calloc(nf, sizeof(*fill));
+		uint32_t *fill = mem_calloc(nf, sizeof(*fill));
 		if (!fill)
 			rc = -ENOMEM;
 		for (size_t k = 0; !rc && k < ns; k++)
@@ -287,7 +288,7 @@ static int rewrite(out *o, const ProtobufCMessageDescriptor *d, const seg *s, si
 				if (f && merges(f) && cnt[i] > 1)
 					occ[at[i] + fill[i]++] = (seg){wf.payload, wf.end};
 			}
-		free(fill);
+		mem_free(fill);
 	}
 	for (size_t k = 0; !rc && k < ns; k++)
 		for (p = s[k].p; !rc && p < s[k].end && !next_field(&p, s[k].end, &wf);) {
@@ -305,10 +306,27 @@ static int rewrite(out *o, const ProtobufCMessageDescriptor *d, const seg *s, si
 				rc = put_message(o, &wf, f, &one, 1);
 			}
 		}
-	free(occ);
+	mem_free(occ);
 	if (cnt != small)
-		free(cnt);
+		mem_free(cnt);
 	return rc;
+}
+
+/* protobuf-c allocates through the node's hook, so that injected failures reach it too.
+ * It answers NULL for a failed allocation as for bad bytes: the allocator remembers, so
+ * that running out of memory is -ENOMEM and not a peer's fault. */
+static void *unpack_alloc(void *failed, size_t n)
+{
+	void *p = mem_alloc(n);
+	if (!p)
+		*(bool *)failed = true;
+	return p;
+}
+
+static void unpack_free(void *failed, void *p)
+{
+	(void)failed;
+	mem_free(p);
 }
 
 int pbdecode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
@@ -326,21 +344,23 @@ int pbdecode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t le
 		if (len > (SIZE_MAX - 16) / 3)
 			return -ENOMEM;
 		o.cap = 3 * len + 16;
-		if (!(o.b = malloc(o.cap)))
+		if (!(o.b = mem_alloc(o.cap)))
 			return -ENOMEM;
 		seg whole = {data, data + len};
 		if ((rc = rewrite(&o, d, &whole, 1))) {
-			free(o.b);
+			mem_free(o.b);
 			return rc;
 		}
 		data = o.b;
 		len = o.len;
 	}
-	*out_msg = protobuf_c_message_unpack(d, NULL, len, data);
-	free(o.b);
+	bool failed = false;
+	ProtobufCAllocator a = {.alloc = unpack_alloc, .free = unpack_free, .allocator_data = &failed};
+	*out_msg = protobuf_c_message_unpack(d, &a, len, data);
+	mem_free(o.b);
 	if (*out_msg)
 		return 0;
 	if (cap)
-		snprintf(err, cap, "could not parse %s", d->name);
-	return -EBADMSG;
+		snprintf(err, cap, failed ? "out of memory decoding %s" : "could not parse %s", d->name);
+	return failed ? -ENOMEM : -EBADMSG;
 }

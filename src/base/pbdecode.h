@@ -38,9 +38,10 @@ typedef struct pbdecode_info {
 int pbdecode_check(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
 		   pbdecode_info *info, char *err, size_t cap);
 
-/* pbdecode_check, the merge rewrite when needed, then protobuf-c's unpack. Returns 0 and
- * *out (freed with protobuf_c_message_free_unpacked); the errors of pbdecode_check,
- * -EBADMSG when protobuf-c refuses the bytes, -ENOMEM. */
+/* pbdecode_check, the merge rewrite when needed, then protobuf-c's unpack (allocating
+ * through base/mem.h). Returns 0 and *out (freed with protobuf_c_message_free_unpacked, its
+ * default allocator); the errors of pbdecode_check, -EBADMSG when protobuf-c refuses the
+ * bytes, -ENOMEM. */
 int pbdecode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
 	     ProtobufCMessage **out, char *err, size_t cap);
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
+
 /* Peers are keyed by IP address only: ports change with every connection. */
 typedef struct peer_key {
 	uint8_t ip[16];
@@ -49,7 +51,7 @@ static size_t hash_of(const peer_key *k)
 
 admit *admit_new(size_t max_total, size_t max_per_peer)
 {
-	admit *a = calloc(1, sizeof(*a));
+	admit *a = mem_calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
 	pthread_mutex_init(&a->mu, NULL);
@@ -63,8 +65,8 @@ void admit_free(admit *a)
 	if (!a)
 		return;
 	pthread_mutex_destroy(&a->mu);
-	free(a->slots);
-	free(a);
+	mem_free(a->slots);
+	mem_free(a);
 }
 
 static peer_slot *find(admit *a, const peer_key *k, bool *found)
@@ -88,7 +90,7 @@ static int grow(admit *a)
 	size_t ncap = a->cap ? a->cap * 2 : 64;
 	peer_slot *old = a->slots;
 	size_t ocap = a->cap;
-	a->slots = calloc(ncap, sizeof(*a->slots));
+	a->slots = mem_calloc(ncap, sizeof(*a->slots));
 	if (!a->slots) {
 		a->slots = old;
 		return -ENOMEM;
@@ -100,7 +102,7 @@ static int grow(admit *a)
 		bool found;
 		*find(a, &old[i].key, &found) = old[i];
 	}
-	free(old);
+	mem_free(old);
 	return 0;
 }
 

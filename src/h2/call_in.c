@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/container_of.h"
+#include "base/mem.h"
 #include "base/pbdecode.h"
 #include "h2/compress.h"
 #include "h2/decode.h"
@@ -68,7 +69,7 @@ static void drain_pending(call *c)
 			c->pending_tail = NULL;
 		c->pending_bytes -= pm->len;
 		process_message(c, pm->data, pm->len, pm->compressed);
-		free(pm);
+		mem_free(pm);
 	}
 	if (call_done(c))
 		call_pending_free(c);
@@ -183,7 +184,7 @@ void call_message_in(call *c, const uint8_t *data, size_t len, bool compressed)
 		process_message(c, data, len, compressed);
 		return;
 	}
-	pending_msg *pm = malloc(sizeof(*pm) + len);
+	pending_msg *pm = mem_alloc(sizeof(*pm) + len);
 	if (!pm) {
 		call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
@@ -320,7 +321,7 @@ void call_pending_free(call *c)
 		pending_msg *pm = c->pending;
 		c->pending = pm->next;
 		c->pending_bytes -= pm->len;
-		free(pm);
+		mem_free(pm);
 	}
 	c->pending_tail = NULL;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/list.h"
+#include "base/mem.h"
 #include "h2/compress.h"
 #include "h2/frame.h"
 #include "h2/metadata.h"
@@ -78,7 +79,7 @@ static void call_end(ccall *c, int code, const char *msg)
 	deframer_free(&c->df);
 	msg_queue_free(&c->out);
 	arena_free(&c->arena);
-	free(c);
+	mem_free(c);
 }
 
 /* Status for a response without grpc-status: the HTTP-to-gRPC mapping of the spec. */
@@ -250,7 +251,7 @@ static void conn_destroy(cconn *h)
 	conn_fail_calls(h, GRPC_UNAVAILABLE, "connection closed");
 	list_remove(&h->link);
 	nghttp2_session_del(h->ng);
-	free(h);
+	mem_free(h);
 }
 
 static int conn_recv(io_conn *io, const uint8_t *data, size_t len)
@@ -298,14 +299,14 @@ static const io_conn_ops cconn_ops = {
 
 static cconn *conn_new(h2_channel *ch)
 {
-	cconn *h = calloc(1, sizeof(*h));
+	cconn *h = mem_calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	h->ch = ch;
 	list_init(&h->link);
 	list_init(&h->calls);
 	if (nghttp2_session_client_new(&h->ng, ch->cbs, h)) {
-		free(h);
+		mem_free(h);
 		return NULL;
 	}
 	nghttp2_settings_entry iv[] = {
@@ -318,7 +319,7 @@ static cconn *conn_new(h2_channel *ch)
 		h->io = io_conn_connect(ch->r, (struct sockaddr *)&ch->addr, ch->addr_len, &cconn_ops, h);
 		if (!h->io) {
 			nghttp2_session_del(h->ng);
-			free(h);
+			mem_free(h);
 			return NULL;
 		}
 		io_conn_want_send(h->io);
@@ -339,14 +340,14 @@ static cconn *usable_conn(h2_channel *ch)
 
 static h2_channel *channel_alloc(reactor *r, size_t max_message_bytes)
 {
-	h2_channel *ch = calloc(1, sizeof(*ch));
+	h2_channel *ch = mem_calloc(1, sizeof(*ch));
 	if (!ch)
 		return NULL;
 	ch->r = r;
 	list_init(&ch->conns);
 	ch->max_message_bytes = max_message_bytes ? max_message_bytes : 4 * 1024 * 1024;
 	if (nghttp2_session_callbacks_new(&ch->cbs)) {
-		free(ch);
+		mem_free(ch);
 		return NULL;
 	}
 	nghttp2_session_callbacks_set_on_header_callback(ch->cbs, on_header);
@@ -395,10 +396,10 @@ void h2_channel_free(h2_channel *ch)
 		h->ch = NULL;
 		list_remove(&h->link);
 		nghttp2_session_del(h->ng);
-		free(h);
+		mem_free(h);
 	}
 	nghttp2_session_callbacks_del(ch->cbs);
-	free(ch);
+	mem_free(ch);
 }
 
 int h2_channel_feed(h2_channel *ch, const uint8_t *data, size_t len)
@@ -471,7 +472,7 @@ ccall *ccall_start(h2_channel *ch, const ccall_args *a)
 	cconn *h = usable_conn(ch);
 	if (!h)
 		return NULL;
-	ccall *c = calloc(1, sizeof(*c));
+	ccall *c = mem_calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->conn = h;
@@ -489,7 +490,7 @@ ccall *ccall_start(h2_channel *ch, const ccall_args *a)
 	if (rc || c->stream_id < 0) {
 		deframer_free(&c->df);
 		arena_free(&c->arena);
-		free(c);
+		mem_free(c);
 		return NULL;
 	}
 	list_push_front(&h->calls, &c->link);
@@ -523,7 +524,7 @@ int ccall_send_pb(ccall *c, const ProtobufCMessage *msg)
 		return -ENOMEM;
 	int rc = ccall_send(c, p, len);
 	if (p != stackbuf)
-		free(p);
+		mem_free(p);
 	return rc;
 }
 

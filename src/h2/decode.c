@@ -7,6 +7,7 @@
 
 #include "base/buf.h"
 #include "base/container_of.h"
+#include "base/mem.h"
 #include "base/pbdecode.h"
 #include "h2/compress.h"
 #include "h2/status.h"
@@ -60,23 +61,23 @@ static void job_work(pool_job *pj)
 static void job_done(pool_job *pj)
 {
 	decode_job *j = container_of(pj, decode_job, pj);
-	free(j->data);
+	mem_free(j->data);
 	if (j->cancelled || pool_job_cancelled(pj)) {
 		if (j->msg)
 			protobuf_c_message_free_unpacked(j->msg, NULL);
 	} else {
 		j->done(j->owner, j->msg, j->code, j->err);
 	}
-	free(j);
+	mem_free(j);
 }
 
 int decode_submit(pool *p, reactor *home, const ProtobufCMessageDescriptor *d,
 		  const uint8_t *data, size_t len, bool gzip, size_t max_len, decode_done_fn done,
 		  void *owner, decode_job **out)
 {
-	decode_job *j = calloc(1, sizeof(*j));
-	if (!j || !(j->data = malloc(len ? len : 1))) {
-		free(j);
+	decode_job *j = mem_calloc(1, sizeof(*j));
+	if (!j || !(j->data = mem_alloc(len ? len : 1))) {
+		mem_free(j);
 		return -ENOMEM;
 	}
 	memcpy(j->data, data, len);
@@ -91,8 +92,8 @@ int decode_submit(pool *p, reactor *home, const ProtobufCMessageDescriptor *d,
 	j->pj.done = job_done;
 	int rc = pool_submit(p, home, &j->pj);
 	if (rc) {
-		free(j->data);
-		free(j);
+		mem_free(j->data);
+		mem_free(j);
 		return rc;
 	}
 	*out = j;
@@ -118,18 +119,18 @@ static void free_work(pool_job *pj)
 	protobuf_c_message_free_unpacked(j->msg, NULL);
 }
 
-static void free_done(pool_job *pj) { free(pj); }
+static void free_done(pool_job *pj) { mem_free(pj); }
 
 void decode_free_later(pool *p, ProtobufCMessage *msg)
 {
-	free_job *j = calloc(1, sizeof(*j));
+	free_job *j = mem_calloc(1, sizeof(*j));
 	if (j) {
 		j->msg = msg;
 		j->pj.work = free_work;
 		j->pj.done = free_done;
 		if (pool_submit(p, NULL, &j->pj) == 0)
 			return;
-		free(j);
+		mem_free(j);
 	}
 	protobuf_c_message_free_unpacked(msg, NULL);
 }

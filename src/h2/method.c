@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
+
 /* Methods live in an array in the order added (method_table_at); an open-addressing
  * index of slots into it, at most half full, finds a path in one or two probes. */
 typedef struct service_name {
@@ -35,17 +37,17 @@ static uint64_t path_hash(const char *s, size_t len)
 	return h;
 }
 
-method_table *method_table_new(void) { return calloc(1, sizeof(method_table)); }
+method_table *method_table_new(void) { return mem_calloc(1, sizeof(method_table)); }
 
 void method_table_free(method_table *t)
 {
 	if (!t)
 		return;
-	free(t->v);
-	free(t->path_len);
-	free(t->index);
-	free(t->services);
-	free(t);
+	mem_free(t->v);
+	mem_free(t->path_len);
+	mem_free(t->index);
+	mem_free(t->services);
+	mem_free(t);
 }
 
 /* "/service/method": both parts non-empty, no further '/', visible ASCII only. Returns
@@ -93,7 +95,7 @@ static int grow_index(method_table *t)
 	size_t cap = t->index_cap ? t->index_cap * 2 : 16;
 	uint32_t *old = t->index;
 	size_t old_cap = t->index_cap;
-	t->index = calloc(cap, sizeof(*t->index));
+	t->index = mem_calloc(cap, sizeof(*t->index));
 	if (!t->index) {
 		t->index = old;
 		return -ENOMEM;
@@ -107,18 +109,18 @@ static int grow_index(method_table *t)
 		size_t at = probe(t, t->v[k].path, t->path_len[k], &found);
 		t->index[at] = old[i];
 	}
-	free(old);
+	mem_free(old);
 	return 0;
 }
 
 static int grow_methods(method_table *t)
 {
 	size_t cap = t->cap ? t->cap * 2 : 16;
-	method *v = realloc(t->v, cap * sizeof(*v));
+	method *v = mem_realloc(t->v, cap * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	t->v = v;
-	size_t *pl = realloc(t->path_len, cap * sizeof(*pl));
+	size_t *pl = mem_realloc(t->path_len, cap * sizeof(*pl));
 	if (!pl)
 		return -ENOMEM;
 	t->path_len = pl;
@@ -134,7 +136,7 @@ static int note_service(method_table *t, const char *name, size_t len)
 			return 0;
 	if (t->nservices == t->services_cap) {
 		size_t cap = t->services_cap ? t->services_cap * 2 : 8;
-		service_name *s = realloc(t->services, cap * sizeof(*s));
+		service_name *s = mem_realloc(t->services, cap * sizeof(*s));
 		if (!s)
 			return -ENOMEM;
 		t->services = s;

@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/container_of.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "io/sock.h"
 
 /* After the grace period, connections still closing (a peer that reads nothing holds our
@@ -169,7 +170,7 @@ int reactor_group_open(const reactor_group_opts *o, reactor_group **out, char *e
 {
 	*out = NULL;
 	int n = o->threads > 0 ? o->threads : 1;
-	reactor_group *g = calloc(1, sizeof(*g) + (size_t)n * sizeof(g->slots[0]));
+	reactor_group *g = mem_calloc(1, sizeof(*g) + (size_t)n * sizeof(g->slots[0]));
 	if (!g) {
 		snprintf(err, cap, "out of memory");
 		return -ENOMEM;
@@ -240,5 +241,5 @@ void reactor_group_free(reactor_group *g)
 	reactor_group_stop(g, 0);
 	group_join(g);
 	sem_destroy(&g->ready);
-	free(g);
+	mem_free(g);
 }

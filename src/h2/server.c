@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/mem.h"
 #include "h2/call.h"
 #include "h2/metadata.h"
 #include "h2/server_int.h"
@@ -89,7 +90,7 @@ static void call_free(call *c)
 	nv_list_free(&c->initial_md);
 	nv_list_free(&c->trailing_md);
 	arena_free(&c->arena);
-	free(c);
+	mem_free(c);
 }
 
 void call_ref(call *c) { c->refs++; }
@@ -330,7 +331,7 @@ int call_send(call *c, const ProtobufCMessage *msg)
 		return -ENOMEM;
 	int rc = queue_message(c, p, len);
 	if (p != stackbuf)
-		free(p);
+		mem_free(p);
 	return rc;
 }
 
@@ -407,7 +408,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, voi
 		return 0;
 	if (h->e->goaway)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	call *c = calloc(1, sizeof(*c));
+	call *c = mem_calloc(1, sizeof(*c));
 	if (!c)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	c->refs = 1;
@@ -601,7 +602,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t erro
 
 h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts)
 {
-	h2_server *s = calloc(1, sizeof(*s));
+	h2_server *s = mem_calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->methods = methods;
@@ -653,12 +654,12 @@ void h2_server_free(h2_server *s)
 	nghttp2_session_callbacks_del(s->cbs);
 	nghttp2_option_del(s->opt);
 	admit_free(s->admit);
-	free(s);
+	mem_free(s);
 }
 
 h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r)
 {
-	h2_endpoint *e = calloc(1, sizeof(*e));
+	h2_endpoint *e = mem_calloc(1, sizeof(*e));
 	if (e) {
 		e->s = s;
 		e->r = r;
@@ -687,7 +688,7 @@ static void conn_destroy(h2_conn *h)
 	list_remove(&h->link);
 	h->e->nconns--;
 	nghttp2_session_del(h->ng);
-	free(h);
+	mem_free(h);
 }
 
 void h2_endpoint_free(h2_endpoint *e)
@@ -701,12 +702,12 @@ void h2_endpoint_free(h2_endpoint *e)
 		conn_destroy(h);
 	}
 	reactor_timer_disarm(e->r, &e->budget_timer);
-	free(e);
+	mem_free(e);
 }
 
 static h2_conn *conn_new(h2_endpoint *e)
 {
-	h2_conn *h = calloc(1, sizeof(*h));
+	h2_conn *h = mem_calloc(1, sizeof(*h));
 	if (!h)
 		return NULL;
 	h->e = e;
@@ -721,7 +722,7 @@ static h2_conn *conn_new(h2_endpoint *e)
 				    : 7200 * NS_PER_SEC;
 	ping_policy_init(&h->pings, o->ping_min_interval, idle_ping, o->ping_max_strikes);
 	if (nghttp2_session_server_new2(&h->ng, e->s->cbs, h, e->s->opt)) {
-		free(h);
+		mem_free(h);
 		return NULL;
 	}
 	nghttp2_settings_entry iv[] = {

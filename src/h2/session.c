@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/base64.h"
+#include "base/mem.h"
 #include "h2/compress.h"
 #include "h2/frame.h"
 #include "h2/metadata.h"
@@ -97,7 +98,7 @@ int nv_push(nv_list *l, const char *name, size_t nlen, const char *value, size_t
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 8;
-		nghttp2_nv *v = realloc(l->v, cap * sizeof(*v));
+		nghttp2_nv *v = mem_realloc(l->v, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
 		l->v = v;
@@ -143,7 +144,7 @@ int nv_push_md(nv_list *l, arena *a, const char *name, const void *value, size_t
 
 void nv_list_free(nv_list *l)
 {
-	free(l->v);
+	mem_free(l->v);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -196,7 +197,7 @@ int pack_message(const ProtobufCMessage *msg, uint8_t *stackbuf, size_t stackcap
 		 uint8_t **out, size_t *len)
 {
 	*len = protobuf_c_message_get_packed_size(msg);
-	*out = *len <= stackcap ? stackbuf : malloc(*len);
+	*out = *len <= stackcap ? stackbuf : mem_alloc(*len);
 	if (!*out)
 		return -ENOMEM;
 	protobuf_c_message_pack(msg, *out);

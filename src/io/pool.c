@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "base/mem.h"
+
 struct pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -71,16 +73,16 @@ static void *pool_main(void *arg)
 
 pool *pool_new(size_t threads, size_t queue_max)
 {
-	pool *p = calloc(1, sizeof(*p));
+	pool *p = mem_calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	list_init(&p->queue);
 	p->queue_max = queue_max ? queue_max : 1;
-	p->threads = calloc(threads ? threads : 1, sizeof(pthread_t));
+	p->threads = mem_calloc(threads ? threads : 1, sizeof(pthread_t));
 	if (!p->threads) {
-		free(p);
+		mem_free(p);
 		return NULL;
 	}
 	for (size_t i = 0; i < (threads ? threads : 1); i++) {
@@ -107,8 +109,8 @@ void pool_free(pool *p)
 		pthread_join(p->threads[i], NULL);
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
-	free(p->threads);
-	free(p);
+	mem_free(p->threads);
+	mem_free(p);
 }
 
 int pool_submit(pool *p, reactor *home, pool_job *j)

@@ -14,6 +14,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/list.h"
+#include "base/mem.h"
 
 /* Receive buffers: one provided-buffer ring per reactor, shared by its connections. */
 #define RECV_BUF_SIZE (16 * 1024)
@@ -139,10 +140,9 @@ static int setup_bufring(reactor *r)
 {
 	/* liburing 2.3 has no io_uring_setup_buf_ring: map the ring memory ourselves. */
 	r->bufring_bytes = RECV_BUF_COUNT * sizeof(struct io_uring_buf);
-	void *mem = NULL;
-	if (posix_memalign(&mem, 4096, r->bufring_bytes))
+	r->bufring = mem_aligned_alloc(4096, r->bufring_bytes);
+	if (!r->bufring)
 		return -ENOMEM;
-	r->bufring = mem;
 	io_uring_buf_ring_init(r->bufring);
 	struct io_uring_buf_reg reg = {
 		.ring_addr = (uint64_t)(uintptr_t)r->bufring,
@@ -152,7 +152,7 @@ static int setup_bufring(reactor *r)
 	int rc = io_uring_register_buf_ring(&r->ring, &reg, 0);
 	if (rc)
 		return rc;
-	r->bufs = malloc((size_t)RECV_BUF_COUNT * RECV_BUF_SIZE);
+	r->bufs = mem_alloc((size_t)RECV_BUF_COUNT * RECV_BUF_SIZE);
 	if (!r->bufs)
 		return -ENOMEM;
 	for (unsigned i = 0; i < RECV_BUF_COUNT; i++)
@@ -169,7 +169,7 @@ static void arm_wake(reactor *r)
 
 reactor *reactor_new(int *err)
 {
-	reactor *r = calloc(1, sizeof(*r));
+	reactor *r = mem_calloc(1, sizeof(*r));
 	int rc = -ENOMEM;
 	if (!r)
 		goto fail;
@@ -177,7 +177,7 @@ reactor *reactor_new(int *err)
 	list_init(&r->conns);
 	rc = setup_ring(r);
 	if (rc < 0) {
-		free(r);
+		mem_free(r);
 		r = NULL;
 		goto fail;
 	}
@@ -199,11 +199,11 @@ fail:
 		*err = rc;
 	if (r) {
 		io_uring_queue_exit(&r->ring);
-		free(r->bufring);
-		free(r->bufs);
+		mem_free(r->bufring);
+		mem_free(r->bufs);
 		if (r->wake_fd >= 0)
 			close(r->wake_fd);
-		free(r);
+		mem_free(r);
 	}
 	return NULL;
 }
@@ -227,7 +227,7 @@ static void conn_free(io_conn *c)
 	r->nconns--;
 	out_release(r, &c->pending);
 	out_release(r, &c->inflight);
-	free(c);
+	mem_free(c);
 }
 
 void reactor_free(reactor *r)
@@ -246,20 +246,20 @@ void reactor_free(reactor *r)
 		next = l->next;
 		if (l->fd >= 0)
 			close(l->fd);
-		free(l);
+		mem_free(l);
 	}
 	while (r->out_free) {
 		void *next = *(void **)r->out_free;
-		free(r->out_free);
+		mem_free(r->out_free);
 		r->out_free = next;
 	}
 	io_uring_queue_exit(&r->ring);
-	free(r->bufring);
-	free(r->bufs);
+	mem_free(r->bufring);
+	mem_free(r->bufs);
 	close(r->wake_fd);
 	timer_heap_free(&r->timers);
 	pthread_mutex_destroy(&r->post_mu);
-	free(r);
+	mem_free(r);
 }
 
 static void arm_accept(reactor *r, listener *l)
@@ -278,7 +278,7 @@ static void retry_accept(timer *t)
 
 int reactor_listen(reactor *r, int fd, const io_listener_ops *ops, void *user)
 {
-	listener *l = calloc(1, sizeof(*l));
+	listener *l = mem_calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	l->fd = fd;
@@ -322,7 +322,7 @@ static void arm_recv(io_conn *c)
 
 static io_conn *conn_alloc(reactor *r, int fd, const io_conn_ops *ops, void *user)
 {
-	io_conn *c = calloc(1, sizeof(*c));
+	io_conn *c = mem_calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->r = r;

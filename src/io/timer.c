@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "base/mem.h"
+
 void timer_heap_init(timer_heap *h)
 {
 	h->v = NULL;
@@ -11,7 +13,7 @@ void timer_heap_init(timer_heap *h)
 
 void timer_heap_free(timer_heap *h)
 {
-	free(h->v);
+	mem_free(h->v);
 	timer_heap_init(h);
 }
 
@@ -78,7 +80,7 @@ int timer_arm(timer_heap *h, timer *t, int64_t deadline_ns, timer_fn fn)
 	}
 	if (h->n == h->cap) {
 		size_t cap = h->cap ? h->cap * 2 : 64;
-		timer **v = realloc(h->v, cap * sizeof(*v));
+		timer **v = mem_realloc(h->v, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
 		h->v = v;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "base/mem.h"
 #include "collector/collection_server.pb-c.h"
 #include "base/clock.h"
 #include "store/coll.h"
@@ -18,13 +19,13 @@ void coll_read_release(svc_job *sj)
 {
 	coll_read_job *rj = (coll_read_job *)sj;
 	coll_def_free(&rj->d);
-	free(rj);
+	mem_free(rj);
 }
 
 static void read_start(call *c, const void *req, const char *ns, void (*work)(svc_job *))
 {
 	const svc_env *env = call_ctx(c);
-	coll_read_job *rj = calloc(1, sizeof(*rj));
+	coll_read_job *rj = mem_calloc(1, sizeof(*rj));
 	if (!rj) {
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
@@ -78,7 +79,7 @@ static void get_work(svc_job *sj)
 			svc_job_answer(sj, &resp.base);
 		else
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		free(heap);
+		mem_free(heap);
 	} else if (rc == -ENOENT) {
 		svc_job_fail(sj, GRPC_NOT_FOUND, "no record '%.200s' in %s/%s", req->id,
 			     rj->d.row->ns, rj->d.row->name);
@@ -155,7 +156,7 @@ static void modify_work(svc_job *sj)
 	md.updated_at = &ts;
 	upd.metadata = &md;
 	size_t len = collector__collection__get_packed_size(&upd);
-	def = malloc(len ? len : 1);
+	def = mem_alloc(len ? len : 1);
 	indexed = svc_strings_json(req->indexed_fields, req->n_indexed_fields);
 	if (!def || !indexed) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -177,8 +178,8 @@ static void modify_work(svc_job *sj)
 	svc_job_answer(sj, &resp.base);
 out:
 	svc_indexes_free(&ix);
-	free(indexed);
-	free(def);
+	mem_free(indexed);
+	mem_free(def);
 }
 
 void coll_read_modify(call *c, const ProtobufCMessage *msg)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "collector/collection_repo.pb-c.h"
 #include "collector/collection_server.pb-c.h"
 #include "services/budget.h"
@@ -165,15 +166,15 @@ static bool va_init(value_arena *a, size_t request_bytes)
 {
 	*a = (value_arena){0};
 	a->capv = a->capm = request_bytes / 2 + 16;
-	a->vals = calloc(a->capv, sizeof(*a->vals));
-	a->members = calloc(a->capm, sizeof(*a->members));
+	a->vals = mem_calloc(a->capv, sizeof(*a->vals));
+	a->members = mem_calloc(a->capm, sizeof(*a->members));
 	return a->vals && a->members;
 }
 
 static void va_free(value_arena *a)
 {
-	free(a->vals);
-	free(a->members);
+	mem_free(a->vals);
+	mem_free(a->members);
 }
 
 typedef struct query_job {
@@ -194,7 +195,7 @@ static void query_start(call *c, const ProtobufCMessage *req, const char *ns,
 			void (*work)(svc_job *))
 {
 	const svc_env *env = call_ctx(c);
-	query_job *qj = calloc(1, sizeof(*qj));
+	query_job *qj = mem_calloc(1, sizeof(*qj));
 	if (!qj) {
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
@@ -387,11 +388,11 @@ static void vector_search(query_job *qj)
 	size_t limit = req->limit ? (size_t)req->limit : QUERY_DEFAULT_PAGE;
 	size_t from = (size_t)req->offset < nhits ? (size_t)req->offset : nhits;
 	size_t n = nhits - from < limit ? nhits - from : limit;
-	Collector__SearchResult *res = calloc(n ? n : 1, sizeof(*res));
-	Collector__SearchResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
-	Google__Protobuf__Any *any = calloc(n ? n : 1, sizeof(*any));
+	Collector__SearchResult *res = mem_calloc(n ? n : 1, sizeof(*res));
+	Collector__SearchResult **ptrs = mem_calloc(n ? n : 1, sizeof(*ptrs));
+	Google__Protobuf__Any *any = mem_calloc(n ? n : 1, sizeof(*any));
 	char *url_heap, *url = svc_type_url(rj->d.type, NULL, 0, &url_heap);
-	uint8_t **copies = calloc(n ? n : 1, sizeof(*copies));
+	uint8_t **copies = mem_calloc(n ? n : 1, sizeof(*copies));
 	size_t kept = 0;
 	budget bud;
 	budget_init(&bud, rj->r.env->max_message_bytes, RESPONSE_FIXED);
@@ -421,7 +422,7 @@ static void vector_search(query_job *qj)
 					     RESPONSE_FIXED + cost, bud.limit);
 			break;
 		}
-		if (!(copies[kept] = malloc(len ? len : 1))) {
+		if (!(copies[kept] = mem_alloc(len ? len : 1))) {
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 			break;
 		}
@@ -440,14 +441,14 @@ static void vector_search(query_job *qj)
 		svc_job_answer(sj, &resp.base);
 	}
 	for (size_t i = 0; copies && i < kept; i++)
-		free(copies[i]);
-	free(copies);
-	free(res);
-	free(ptrs);
-	free(any);
-	free(url);
+		mem_free(copies[i]);
+	mem_free(copies);
+	mem_free(res);
+	mem_free(ptrs);
+	mem_free(any);
+	mem_free(url);
 out:
-	free(hits);
+	mem_free(hits);
 	coll_read_close(rj);
 }
 
@@ -463,12 +464,12 @@ static void search_work(svc_job *sj)
 		return;
 	}
 	size_t nf = req->n_filters, nl = req->n_label_filters;
-	query_filter *filters = calloc(nf ? nf : 1, sizeof(*filters));
-	query_label *labels = calloc(nl ? nl : 1, sizeof(*labels));
+	query_filter *filters = mem_calloc(nf ? nf : 1, sizeof(*filters));
+	query_label *labels = mem_calloc(nl ? nl : 1, sizeof(*labels));
 	if (!filters || !labels ||
 	    !va_init(&qj->va, protobuf_c_message_get_packed_size(&req->base))) {
-		free(filters);
-		free(labels);
+		mem_free(filters);
+		mem_free(labels);
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
@@ -494,8 +495,8 @@ static void search_work(svc_job *sj)
 				 .ascending = req->ascending};
 	query_err err;
 	int rc = qj->va.failed ? -ENOMEM : query_compile_search(&schema, &p, &qj->q, &err);
-	free(filters);
-	free(labels);
+	mem_free(filters);
+	mem_free(labels);
 	if (!compiled(sj, rc, &err, ""))
 		return;
 	items it;
@@ -506,8 +507,8 @@ static void search_work(svc_job *sj)
 	if (!items_init(&it, rj->d.type, NULL, ITEMS_RESULT, &b)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else if (fetch(qj, &it, &more, &total)) {
-		Collector__SearchResult *res = calloc(it.n ? it.n : 1, sizeof(*res));
-		Collector__SearchResult **ptrs = calloc(it.n ? it.n : 1, sizeof(*ptrs));
+		Collector__SearchResult *res = mem_calloc(it.n ? it.n : 1, sizeof(*res));
+		Collector__SearchResult **ptrs = mem_calloc(it.n ? it.n : 1, sizeof(*ptrs));
 		if (res && ptrs) {
 			for (size_t i = 0; i < it.n; i++) {
 				collector__search_result__init(&res[i]);
@@ -524,8 +525,8 @@ static void search_work(svc_job *sj)
 		} else {
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		}
-		free(res);
-		free(ptrs);
+		mem_free(res);
+		mem_free(ptrs);
 	}
 	items_free(&it);
 }
@@ -548,7 +549,7 @@ typedef struct coll_names {
 static int collect_name(void *ctx, const store_collection *row)
 {
 	coll_names *names = ctx;
-	char *name = strdup(row->name);
+	char *name = mem_strdup(row->name);
 	if (!name)
 		return -ENOMEM;
 	names->v[names->n++] = name;
@@ -600,7 +601,7 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, b
 	*reached = it->n > 0 || !b->full;
 	/* One block: the entries, then the pointers to them. */
 	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry *e =
-		calloc(it->n ? it->n : 1, sizeof(*e) + sizeof(e));
+		mem_calloc(it->n ? it->n : 1, sizeof(*e) + sizeof(e));
 	*scores = e;
 	if (!e || !items_ptrs(it)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -634,7 +635,7 @@ static void search_collections_work(svc_job *sj)
 	const svc_env *env = rj->r.env;
 	if (!svc_check_name(sj, "namespace", rj->r.ns))
 		return;
-	coll_names names = {.v = calloc(SEARCH_COLLECTIONS_MAX, sizeof(char *))};
+	coll_names names = {.v = mem_calloc(SEARCH_COLLECTIONS_MAX, sizeof(char *))};
 	if (!names.v) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
@@ -644,7 +645,7 @@ static void search_collections_work(svc_job *sj)
 			     SEARCH_COLLECTIONS_MAX);
 	} else if (req->n_collection_names) {
 		for (size_t i = 0; i < req->n_collection_names; i++)
-			names.v[names.n++] = strdup(req->collection_names[i]);
+			names.v[names.n++] = mem_strdup(req->collection_names[i]);
 	} else {
 		store_list_filter f = {.ns = rj->r.ns, .limit = SEARCH_COLLECTIONS_MAX};
 		int rc = store_collection_list(env->store, &f, collect_name, &names, NULL);
@@ -652,11 +653,11 @@ static void search_collections_work(svc_job *sj)
 			svc_fail_store(sj, rc, "listing collections");
 	}
 	size_t n = names.n, nres = 0;
-	items *its = calloc(n ? n : 1, sizeof(*its));
-	Collector__SearchCollectionsResponse__CollectionResult *res = calloc(n ? n : 1, sizeof(*res));
-	Collector__SearchCollectionsResponse__CollectionResult **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+	items *its = mem_calloc(n ? n : 1, sizeof(*its));
+	Collector__SearchCollectionsResponse__CollectionResult *res = mem_calloc(n ? n : 1, sizeof(*res));
+	Collector__SearchCollectionsResponse__CollectionResult **ptrs = mem_calloc(n ? n : 1, sizeof(*ptrs));
 	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **scores =
-		calloc(n ? n : 1, sizeof(*scores));
+		mem_calloc(n ? n : 1, sizeof(*scores));
 	size_t done = 0;
 	int64_t total = 0;
 	query_value qv;
@@ -698,14 +699,14 @@ out:
 	for (size_t i = 0; i < done && its; i++)
 		items_free(&its[i]);
 	for (size_t i = 0; i < n && scores; i++)
-		free(scores[i]);
+		mem_free(scores[i]);
 	for (size_t i = 0; i < names.n; i++)
-		free(names.v[i]);
-	free(names.v);
-	free(its);
-	free(res);
-	free(ptrs);
-	free(scores);
+		mem_free(names.v[i]);
+	mem_free(names.v);
+	mem_free(its);
+	mem_free(res);
+	mem_free(ptrs);
+	mem_free(scores);
 }
 
 void coll_search_collections(call *c, const ProtobufCMessage *msg)

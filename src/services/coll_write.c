@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "collector/collection_server.pb-c.h"
 #include "base/uuid.h"
 #include "store/coll.h"
@@ -37,7 +38,7 @@ static bool transcode_item(svc_job *j, const svc_env *env, const coll_def *d,
 		svc_job_fail(j, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INVALID_ARGUMENT,
 			     "item is not a valid %s: %s", tp_message_get(d->type)->full_name,
 			     err ? err : "out of memory");
-		free(err);
+		mem_free(err);
 		return false;
 	}
 	return true;
@@ -209,10 +210,10 @@ static void write_release(svc_job *sj)
 	write_job *w = (write_job *)sj;
 	for (size_t i = 0; i < w->n; i++)
 		op_prep_free(&w->preps[i]);
-	free(w->preps);
-	free(w->ops);
+	mem_free(w->preps);
+	mem_free(w->ops);
 	coll_def_free(&w->d);
-	free(w);
+	mem_free(w);
 }
 
 static void answer_batch(write_job *w, int rc);
@@ -275,8 +276,8 @@ static void write_submit(write_job *w)
 static bool write_alloc(svc_job *sj, write_job *w, size_t n)
 {
 	w->n = n;
-	w->ops = calloc(n, sizeof(*w->ops));
-	w->preps = calloc(n, sizeof(*w->preps));
+	w->ops = mem_calloc(n, sizeof(*w->ops));
+	w->preps = mem_calloc(n, sizeof(*w->preps));
 	if (!w->ops || !w->preps) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		w->n = 0;
@@ -350,11 +351,11 @@ static void answer_batch(write_job *w, int rc)
 {
 	svc_job *sj = &w->r.j;
 	Collector__BatchResponse resp = COLLECTOR__BATCH_RESPONSE__INIT;
-	Collector__ResponseOp *ops = calloc(w->n, sizeof(*ops));
-	Collector__ResponseOp **ptrs = calloc(w->n, sizeof(*ptrs));
-	Collector__Status *st = calloc(w->n + 1, sizeof(*st));
-	char(*msgs)[320] = calloc(w->n + 1, sizeof(*msgs));
-	Collector__CreateResponse *creates = calloc(w->n, sizeof(*creates));
+	Collector__ResponseOp *ops = mem_calloc(w->n, sizeof(*ops));
+	Collector__ResponseOp **ptrs = mem_calloc(w->n, sizeof(*ptrs));
+	Collector__Status *st = mem_calloc(w->n + 1, sizeof(*st));
+	char(*msgs)[320] = mem_calloc(w->n + 1, sizeof(*msgs));
+	Collector__CreateResponse *creates = mem_calloc(w->n, sizeof(*creates));
 	Collector__UpdateResponse upd = COLLECTOR__UPDATE_RESPONSE__INIT;
 	Collector__DeleteResponse del = COLLECTOR__DELETE_RESPONSE__INIT;
 	if (!ops || !ptrs || !st || !msgs || !creates) {
@@ -400,18 +401,18 @@ static void answer_batch(write_job *w, int rc)
 	resp.n_responses = w->n;
 	svc_job_answer(sj, &resp.base);
 out:
-	free(ops);
-	free(ptrs);
-	free(st);
-	free(msgs);
-	free(creates);
+	mem_free(ops);
+	mem_free(ptrs);
+	mem_free(st);
+	mem_free(msgs);
+	mem_free(creates);
 }
 
 static void write_start(call *c, const void *req, const char *ns, void (*work)(svc_job *),
 			int kind)
 {
 	const svc_env *env = call_ctx(c);
-	write_job *w = calloc(1, sizeof(*w));
+	write_job *w = mem_calloc(1, sizeof(*w));
 	if (!w) {
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;

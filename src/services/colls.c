@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "base/pbdecode.h"
 #include "base/buf.h"
 #include "base/jsonstr.h"
@@ -19,7 +20,7 @@ void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_
 	return pbdecode(d, data, len, &m, err, sizeof(err)) ? NULL : m;
 }
 
-char *svc_strdup(const char *s) { return strdup(s ? s : ""); }
+char *svc_strdup(const char *s) { return mem_strdup(s ? s : ""); }
 
 const char *svc_namespace(call *c, const svc_env *env, const char *requested)
 {
@@ -126,7 +127,7 @@ char *svc_type_url(const tp_message *m, char *buf, size_t cap, char **heap)
 	size_t pre = strlen(SVC_TYPE_URL_PREFIX), n = strlen(name);
 	char *url = buf;
 	*heap = NULL;
-	if (pre + n + 1 > cap && !(url = *heap = malloc(pre + n + 1)))
+	if (pre + n + 1 > cap && !(url = *heap = mem_alloc(pre + n + 1)))
 		return NULL;
 	memcpy(url, SVC_TYPE_URL_PREFIX, pre);
 	memcpy(url + pre, name, n + 1);
@@ -183,8 +184,8 @@ static void def_entry_free(def_entry *e)
 {
 	if (e->def)
 		collector__collection__free_unpacked(e->def, NULL);
-	free(e->row);
-	free(e);
+	mem_free(e->row);
+	mem_free(e);
 }
 
 static void def_entry_unref(def_entry *e)
@@ -216,7 +217,7 @@ static def_entry *def_cached(const svc_env *env, const char *ns, const char *nam
  * collection). A reference for the caller, or NULL with j failed. */
 static def_entry *def_read(svc_job *j, const svc_env *env, const char *ns, const char *name)
 {
-	def_entry *e = calloc(1, sizeof(*e));
+	def_entry *e = mem_calloc(1, sizeof(*e));
 	if (!e) {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return NULL;
@@ -336,12 +337,12 @@ char *svc_strings_json(char *const *v, size_t n)
 	return buf_finish(&b, rc ? rc : buf_append(&b, "]", 1));
 }
 
-static void req_job_release(svc_job *j) { free(j); }
+static void req_job_release(svc_job *j) { mem_free(j); }
 
 void svc_start(call *c, const void *req, const char *req_ns, void (*work)(svc_job *j))
 {
 	const svc_env *env = call_ctx(c);
-	svc_req_job *j = calloc(1, sizeof(*j));
+	svc_req_job *j = mem_calloc(1, sizeof(*j));
 	if (!j) {
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
@@ -402,8 +403,8 @@ bool svc_indexes_check(svc_job *j, const tp_message *m, char *const *fields, siz
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "at most %d indexed fields", SVC_MAX_INDEXES);
 		return false;
 	}
-	out->exprs = calloc(n ? n : 1, sizeof(*out->exprs));
-	out->names = calloc(n ? n : 1, sizeof(*out->names));
+	out->exprs = mem_calloc(n ? n : 1, sizeof(*out->exprs));
+	out->names = mem_calloc(n ? n : 1, sizeof(*out->names));
 	if (!out->exprs || !out->names) {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return false;
@@ -441,7 +442,7 @@ int svc_indexes_apply(store_coll *c, const svc_indexes *ix)
 
 void svc_indexes_free(svc_indexes *ix)
 {
-	free(ix->exprs);
-	free(ix->names);
+	mem_free(ix->exprs);
+	mem_free(ix->names);
 	*ix = (svc_indexes){0};
 }

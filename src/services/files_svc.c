@@ -17,6 +17,7 @@
 #include "base/buf.h"
 #include "base/container_of.h"
 #include "base/hex.h"
+#include "base/mem.h"
 #include "base/utf8.h"
 #include "collector/collection_server.pb-c.h"
 #include "store/files.h"
@@ -148,7 +149,7 @@ static void xfer_free(xfer *x)
 {
 	call_set_user(x->c, NULL);
 	call_unref(x->c);
-	free(x);
+	mem_free(x);
 }
 
 static void xfer_on_cancel(call *c)
@@ -357,14 +358,14 @@ static void put_begin(call *c, const Collector__PutFileRequest *m)
 			     (long long)h->total_size, FILES_SVC_PUT_MAX);
 		return;
 	}
-	put_call *p = calloc(1, sizeof(*p));
+	put_call *p = mem_calloc(1, sizeof(*p));
 	if (p) {
 		p->ns = call_strdup(c, svc_namespace(c, env, h->namespace_));
 		p->name = call_strdup(c, h->collection_name);
 		p->path = call_strdup(c, h->path);
 	}
 	if (!p || !p->ns || !p->name || !p->path) {
-		free(p);
+		mem_free(p);
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
@@ -506,7 +507,7 @@ static bool get_open(get_call *g)
 	g->pos = (uint64_t)r->offset;
 	g->end = r->length && (uint64_t)r->length < g->size - g->pos ? g->pos + (uint64_t)r->length
 								       : g->size;
-	if (g->pos < g->end && !(g->data = malloc(GET_BATCH))) {
+	if (g->pos < g->end && !(g->data = mem_alloc(GET_BATCH))) {
 		svc_job_fail(st, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return false;
 	}
@@ -559,7 +560,7 @@ static void get_end(xfer *x)
 			return;
 		get_release(g); /* the pool is full or stopping: a close is brief enough here */
 	}
-	free(g->data);
+	mem_free(g->data);
 	xfer_free(x);
 }
 
@@ -642,7 +643,7 @@ static void get_request(call *c, const ProtobufCMessage *msg)
 		return;
 	}
 	const svc_env *env = call_ctx(c);
-	get_call *g = calloc(1, sizeof(*g));
+	get_call *g = mem_calloc(1, sizeof(*g));
 	if (!g) {
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;

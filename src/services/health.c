@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/list.h"
+#include "base/mem.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "h2/call.h"
 
@@ -97,7 +98,7 @@ static watch_list *watch_list_get(reactor *r)
 	watch_list *l = watch_list_find(r);
 	if (l)
 		return l;
-	l = calloc(1, sizeof(*l));
+	l = mem_calloc(1, sizeof(*l));
 	if (!l)
 		return NULL;
 	l->r = r;

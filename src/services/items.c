@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "collector/collection_repo.pb-c.h"
 #include "collector/collection_server.pb-c.h"
 #include "services/colls.h"
@@ -34,17 +35,17 @@ static size_t item_cost(const items *it, Google__Protobuf__Any *any, double scor
 static int items_grow(items *it)
 {
 	size_t cap = it->cap ? it->cap * 2 : 16;
-	void *a = realloc(it->any, cap * sizeof(*it->any));
+	void *a = mem_realloc(it->any, cap * sizeof(*it->any));
 	if (a)
 		it->any = a;
-	void *d = realloc(it->data, cap * sizeof(*it->data));
+	void *d = mem_realloc(it->data, cap * sizeof(*it->data));
 	if (d)
 		it->data = d;
-	void *s = realloc(it->scores, cap * sizeof(*it->scores));
+	void *s = mem_realloc(it->scores, cap * sizeof(*it->scores));
 	if (s)
 		it->scores = s;
 	bool want_ids = it->shape == ITEMS_SCORED;
-	void *ids = want_ids ? realloc(it->ids, cap * sizeof(*it->ids)) : it->ids;
+	void *ids = want_ids ? mem_realloc(it->ids, cap * sizeof(*it->ids)) : it->ids;
 	if (ids)
 		it->ids = ids;
 	if (!a || !d || !s || (want_ids && !ids))
@@ -74,7 +75,7 @@ static int items_row(void *ctx, const store_record *rec)
 	size_t reserve = token ? budget_field(strlen(token)) : 0;
 	bool was_full = it->budget->full;
 	if (!budget_take(it->budget, cost, reserve)) {
-		free(token);
+		mem_free(token);
 		/* Only the first item of a response can be one that no response holds. */
 		if (was_full || it->budget->items || budget_fits_alone(it->budget, cost, reserve))
 			return ROW_FULL;
@@ -82,11 +83,11 @@ static int items_row(void *ctx, const store_record *rec)
 		it->too_big_bytes = it->budget->fixed + cost + reserve;
 		return -EMSGSIZE;
 	}
-	uint8_t *copy = malloc(len ? len : 1);
-	char *kept_id = it->shape == ITEMS_SCORED ? strdup(id ? id : "") : NULL;
+	uint8_t *copy = mem_alloc(len ? len : 1);
+	char *kept_id = it->shape == ITEMS_SCORED ? mem_strdup(id ? id : "") : NULL;
 	if (!copy || (it->shape == ITEMS_SCORED && !kept_id)) {
-		free(copy);
-		free(token);
+		mem_free(copy);
+		mem_free(token);
 		return -ENOMEM;
 	}
 	if (len)
@@ -97,7 +98,7 @@ static int items_row(void *ctx, const store_record *rec)
 	svc_record_any(&it->any[it->n], it->url, copy, len);
 	it->scores[it->n] = score;
 	it->n++;
-	free(it->last_token);
+	mem_free(it->last_token);
 	it->last_token = token;
 	return 0;
 }
@@ -113,7 +114,7 @@ bool items_init(items *it, const tp_message *m, const query *q, enum items_shape
 
 Google__Protobuf__Any **items_ptrs(items *it)
 {
-	it->ptrs = calloc(it->n ? it->n : 1, sizeof(*it->ptrs));
+	it->ptrs = mem_calloc(it->n ? it->n : 1, sizeof(*it->ptrs));
 	for (size_t i = 0; it->ptrs && i < it->n; i++)
 		it->ptrs[i] = &it->any[i];
 	return it->ptrs;
@@ -122,17 +123,17 @@ Google__Protobuf__Any **items_ptrs(items *it)
 void items_free(items *it)
 {
 	for (size_t i = 0; i < it->n; i++) {
-		free(it->data[i]);
+		mem_free(it->data[i]);
 		if (it->shape == ITEMS_SCORED)
-			free(it->ids[i]);
+			mem_free(it->ids[i]);
 	}
-	free(it->ids);
-	free(it->any);
-	free(it->ptrs);
-	free(it->data);
-	free(it->scores);
-	free(it->url);
-	free(it->last_token);
+	mem_free(it->ids);
+	mem_free(it->any);
+	mem_free(it->ptrs);
+	mem_free(it->data);
+	mem_free(it->scores);
+	mem_free(it->url);
+	mem_free(it->last_token);
 }
 
 int items_fetch(items *it, store_reader *rd, const query *q, bool *more, int64_t *total)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "base/container_of.h"
+#include "base/mem.h"
 
 /* Reactor thread: answer (if anyone still listens) and let go. */
 static void job_finish(svc_job *j)
@@ -27,7 +28,7 @@ static void job_finish(svc_job *j)
 		}
 	}
 	call_unref(c);
-	free(j->out);
+	mem_free(j->out);
 	j->out = NULL;
 	j->release(j);
 }
@@ -84,8 +85,8 @@ int svc_job_run(pool *p, call *c, svc_job *j)
 int svc_job_answer(svc_job *j, const ProtobufCMessage *msg)
 {
 	size_t n = protobuf_c_message_get_packed_size(msg);
-	free(j->out);
-	j->out = malloc(n ? n : 1);
+	mem_free(j->out);
+	j->out = mem_alloc(n ? n : 1);
 	if (!j->out) {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return -ENOMEM;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "base/pbdecode.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
@@ -83,7 +84,7 @@ static void symbols_dedupe(refl_index *ix)
 	size_t n = 0;
 	for (size_t i = 0; i < ix->n_symbols; i++) {
 		if (n && !strcmp(ix->symbols[n - 1].name, ix->symbols[i].name)) {
-			free((char *)ix->symbols[i].name);
+			mem_free((char *)ix->symbols[i].name);
 			continue;
 		}
 		ix->symbols[n++] = ix->symbols[i];
@@ -107,14 +108,14 @@ static int symbol_add(refl_index *ix, const char *scope, const char *name, size_
 		return -EINVAL;
 	if (ix->n_symbols == ix->cap_symbols) {
 		size_t cap = ix->cap_symbols ? 2 * ix->cap_symbols : 256;
-		refl_name *v = realloc(ix->symbols, cap * sizeof(*v));
+		refl_name *v = mem_realloc(ix->symbols, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
 		ix->symbols = v;
 		ix->cap_symbols = cap;
 	}
 	char *s;
-	if (asprintf(&s, "%s%s%s", scope, *scope ? "." : "", name) < 0)
+	if (mem_asprintf(&s, "%s%s%s", scope, *scope ? "." : "", name) < 0)
 		return -ENOMEM;
 	ix->symbols[ix->n_symbols++] =
 		(refl_name){.name = s, .file = file, .message = message};
@@ -131,7 +132,7 @@ static int ext_add(refl_index *ix, const char *scope,
 		return rc;
 	if (ix->n_exts == ix->cap_exts) {
 		size_t cap = ix->cap_exts ? 2 * ix->cap_exts : 16;
-		refl_ext *v = realloc(ix->exts, cap * sizeof(*v));
+		refl_ext *v = mem_realloc(ix->exts, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
 		ix->exts = v;
@@ -195,18 +196,18 @@ static int file_symbols_add(refl_index *ix, const Google__Protobuf__FileDescript
 static void index_free(refl_index *ix)
 {
 	for (size_t i = 0; i < ix->n_files; i++) {
-		free(ix->files[i].bytes.data);
-		free(ix->files[i].deps);
+		mem_free(ix->files[i].bytes.data);
+		mem_free(ix->files[i].deps);
 	}
 	for (size_t i = 0; i < ix->n_symbols; i++)
-		free((char *)ix->symbols[i].name);
-	free(ix->files);
-	free(ix->file_names);
-	free(ix->symbols);
-	free(ix->exts);
+		mem_free((char *)ix->symbols[i].name);
+	mem_free(ix->files);
+	mem_free(ix->file_names);
+	mem_free(ix->symbols);
+	mem_free(ix->exts);
 	if (ix->set)
 		google__protobuf__file_descriptor_set__free_unpacked(ix->set, NULL);
-	free(ix);
+	mem_free(ix);
 }
 
 static int file_add(refl_index *ix, size_t i)
@@ -217,7 +218,7 @@ static int file_add(refl_index *ix, size_t i)
 		return -EINVAL;
 	ix->file_names[i] = (refl_name){.name = fd->name, .file = i};
 	f->bytes.len = protobuf_c_message_get_packed_size(&fd->base);
-	f->bytes.data = malloc(f->bytes.len ? f->bytes.len : 1);
+	f->bytes.data = mem_alloc(f->bytes.len ? f->bytes.len : 1);
 	if (!f->bytes.data)
 		return -ENOMEM;
 	protobuf_c_message_pack(&fd->base, f->bytes.data);
@@ -231,7 +232,7 @@ static int file_link(refl_index *ix, size_t i)
 	refl_file *f = &ix->files[i];
 	if (!fd->n_dependency)
 		return 0;
-	f->deps = calloc(fd->n_dependency, sizeof(*f->deps));
+	f->deps = mem_calloc(fd->n_dependency, sizeof(*f->deps));
 	if (!f->deps)
 		return -ENOMEM;
 	for (size_t j = 0; j < fd->n_dependency; j++) {
@@ -244,19 +245,19 @@ static int file_link(refl_index *ix, size_t i)
 
 static int index_build(refl_index *ix, const uint8_t *data, size_t len)
 {
-	ix->set = google__protobuf__file_descriptor_set__unpack(NULL, len, data);
-	if (!ix->set)
-		return -EINVAL;
+	char err[160];
+	int rc = pbdecode(&google__protobuf__file_descriptor_set__descriptor, data, len,
+			  (ProtobufCMessage **)&ix->set, err, sizeof(err));
+	if (rc)
+		return rc == -ENOMEM ? rc : -EINVAL;
 	ix->n_files = ix->set->n_file;
-	ix->files = calloc(ix->n_files ? ix->n_files : 1, sizeof(*ix->files));
-	ix->file_names = calloc(ix->n_files ? ix->n_files : 1, sizeof(*ix->file_names));
+	ix->files = mem_calloc(ix->n_files ? ix->n_files : 1, sizeof(*ix->files));
+	ix->file_names = mem_calloc(ix->n_files ? ix->n_files : 1, sizeof(*ix->file_names));
 	if (!ix->files || !ix->file_names)
 		return -ENOMEM;
-	for (size_t i = 0; i < ix->n_files; i++) {
-		int rc = file_add(ix, i);
-		if (rc)
+	for (size_t i = 0; i < ix->n_files; i++)
+		if ((rc = file_add(ix, i)))
 			return rc;
-	}
 	qsort(ix->file_names, ix->n_files, sizeof(*ix->file_names), name_cmp);
 	if (ix->n_symbols) {
 		qsort(ix->symbols, ix->n_symbols, sizeof(*ix->symbols), name_file_cmp);
@@ -309,13 +310,13 @@ static void answer_error(answer *a, int code, const char *fmt, ...)
 /* The file first, then each of its transitive imports once, breadth first. */
 static void answer_files(answer *a, const refl_index *ix, size_t first)
 {
-	bool *seen = calloc(ix->n_files, sizeof(*seen));
-	a->file_list = calloc(ix->n_files, sizeof(*a->file_list));
-	size_t *order = calloc(ix->n_files, sizeof(*order));
+	bool *seen = mem_calloc(ix->n_files, sizeof(*seen));
+	a->file_list = mem_calloc(ix->n_files, sizeof(*a->file_list));
+	size_t *order = mem_calloc(ix->n_files, sizeof(*order));
 	if (!seen || !a->file_list || !order) {
 		a->out_of_memory = true;
-		free(seen);
-		free(order);
+		mem_free(seen);
+		mem_free(order);
 		return;
 	}
 	size_t n = 0;
@@ -331,8 +332,8 @@ static void answer_files(answer *a, const refl_index *ix, size_t first)
 	}
 	for (size_t k = 0; k < n; k++)
 		a->file_list[k] = ix->files[order[k]].bytes;
-	free(seen);
-	free(order);
+	mem_free(seen);
+	mem_free(order);
 	a->files.n_file_descriptor_proto = n;
 	a->files.file_descriptor_proto = a->file_list;
 	a->resp.message_response_case = RESP(FILE_DESCRIPTOR_RESPONSE);
@@ -347,8 +348,8 @@ static bool file_list_add(answer *a, char ***names, const char *name, ProtobufCB
 			return true;
 	if (a->n_file_list == a->cap_file_list) {
 		size_t cap = a->cap_file_list ? 2 * a->cap_file_list : 8;
-		ProtobufCBinaryData *v = realloc(a->file_list, cap * sizeof(*v));
-		char **n = v ? realloc(*names, cap * sizeof(*n)) : NULL;
+		ProtobufCBinaryData *v = mem_realloc(a->file_list, cap * sizeof(*v));
+		char **n = v ? mem_realloc(*names, cap * sizeof(*n)) : NULL;
 		if (v)
 			a->file_list = v;
 		if (!n)
@@ -356,7 +357,7 @@ static bool file_list_add(answer *a, char ***names, const char *name, ProtobufCB
 		*names = n;
 		a->cap_file_list = cap;
 	}
-	(*names)[a->n_file_list] = strdup(name);
+	(*names)[a->n_file_list] = mem_strdup(name);
 	if (!(*names)[a->n_file_list])
 		return false;
 	a->file_list[a->n_file_list++] = bytes;
@@ -394,8 +395,8 @@ static void answer_ns_files(answer *a, const refl_index *ix, const char *first)
 			google__protobuf__file_descriptor_proto__free_unpacked(fd, NULL);
 	}
 	for (size_t i = 0; i < a->n_file_list; i++)
-		free(names[i]);
-	free(names);
+		mem_free(names[i]);
+	mem_free(names);
 	if (!ok) {
 		a->out_of_memory = true;
 		return;
@@ -415,7 +416,7 @@ static void collect_service(const char *service, size_t len, void *arg)
 		return;
 	if (a->n_services == a->cap_services) {
 		size_t cap = a->cap_services ? 2 * a->cap_services : 16;
-		char **v = realloc(a->service_names, cap * sizeof(*v));
+		char **v = mem_realloc(a->service_names, cap * sizeof(*v));
 		if (!v) {
 			a->out_of_memory = true;
 			return;
@@ -423,7 +424,7 @@ static void collect_service(const char *service, size_t len, void *arg)
 		a->service_names = v;
 		a->cap_services = cap;
 	}
-	char *name = strndup(service, len);
+	char *name = mem_strndup(service, len);
 	if (!name) {
 		a->out_of_memory = true;
 		return;
@@ -440,8 +441,8 @@ static void answer_services(answer *a, const refl_index *ix)
 	if (a->out_of_memory)
 		return;
 	size_t n = a->n_services;
-	a->service_items = calloc(n ? n : 1, sizeof(*a->service_items));
-	a->service_ptrs = calloc(n ? n : 1, sizeof(*a->service_ptrs));
+	a->service_items = mem_calloc(n ? n : 1, sizeof(*a->service_items));
+	a->service_ptrs = mem_calloc(n ? n : 1, sizeof(*a->service_ptrs));
 	if (!a->service_items || !a->service_ptrs) {
 		a->out_of_memory = true;
 		return;
@@ -464,7 +465,7 @@ static void answer_extension_numbers(answer *a, const refl_index *ix, const char
 		answer_error(a, GRPC_NOT_FOUND, "message type '%.200s' not found", type);
 		return;
 	}
-	a->number_list = calloc(ix->n_exts ? ix->n_exts : 1, sizeof(*a->number_list));
+	a->number_list = mem_calloc(ix->n_exts ? ix->n_exts : 1, sizeof(*a->number_list));
 	if (!a->number_list) {
 		a->out_of_memory = true;
 		return;
@@ -539,23 +540,23 @@ static void answer_build(answer *a, const refl_index *ix, refl_request *req)
 static void answer_free(answer *a)
 {
 	for (size_t i = 0; i < a->n_services; i++)
-		free(a->service_names[i]);
-	free(a->service_names);
-	free(a->service_items);
-	free(a->service_ptrs);
-	free(a->file_list);
-	free(a->number_list);
+		mem_free(a->service_names[i]);
+	mem_free(a->service_names);
+	mem_free(a->service_items);
+	mem_free(a->service_ptrs);
+	mem_free(a->file_list);
+	mem_free(a->number_list);
 }
 
 static int answer_send(call *c, const refl_response *resp)
 {
 	size_t len = protobuf_c_message_get_packed_size(&resp->base);
-	uint8_t *buf = malloc(len ? len : 1);
+	uint8_t *buf = mem_alloc(len ? len : 1);
 	if (!buf)
 		return -ENOMEM;
 	protobuf_c_message_pack(&resp->base, buf);
 	int rc = call_send_raw(c, buf, len);
-	free(buf);
+	mem_free(buf);
 	return rc;
 }
 
@@ -619,7 +620,7 @@ static void parked_clear(refl_stream *s)
 	while (s->head) {
 		parked *p = s->head;
 		s->head = p->next;
-		free(p);
+		mem_free(p);
 	}
 	s->tail = &s->head;
 	s->n = s->bytes = 0;
@@ -636,7 +637,7 @@ static void reflection_drain(call *c, refl_stream *s)
 		s->n--;
 		s->bytes -= p->len;
 		bool ok = reflection_answer(c, ix, p->data, p->len);
-		free(p);
+		mem_free(p);
 		if (!ok) {
 			parked_clear(s);
 			return;
@@ -670,7 +671,7 @@ static void reflection_on_raw(call *c, const uint8_t *data, size_t len)
 			    "too many reflection requests waiting: the client is not reading");
 		return;
 	}
-	parked *p = malloc(sizeof(*p) + len);
+	parked *p = mem_alloc(sizeof(*p) + len);
 	if (!p) {
 		parked_clear(s);
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -715,7 +716,7 @@ int reflection_register(method_table *t, const uint8_t *descriptor_set, size_t l
 		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
 		"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 	};
-	refl_index *ix = calloc(1, sizeof(*ix));
+	refl_index *ix = mem_calloc(1, sizeof(*ix));
 	if (!ix)
 		return -ENOMEM;
 	ix->methods = t;

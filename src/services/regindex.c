@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "services/strmap.h"
 
 typedef struct reg_service {
@@ -38,9 +39,9 @@ static size_t pair_key(char *buf, size_t cap, const char *a, size_t alen, const 
 
 regindex *regindex_new(void)
 {
-	regindex *x = calloc(1, sizeof(*x));
+	regindex *x = mem_calloc(1, sizeof(*x));
 	if (x && pthread_rwlock_init(&x->lock, NULL)) {
-		free(x);
+		mem_free(x);
 		return NULL;
 	}
 	return x;
@@ -51,13 +52,13 @@ static void service_free(reg_service *s)
 	if (!s)
 		return;
 	for (size_t i = 0; i < s->n_paths; i++)
-		free(s->paths[i]);
-	free(s->paths);
-	free(s->path_lens);
-	free(s->rec);
-	free(s->ns);
-	free(s->name);
-	free(s);
+		mem_free(s->paths[i]);
+	mem_free(s->paths);
+	mem_free(s->path_lens);
+	mem_free(s->rec);
+	mem_free(s->ns);
+	mem_free(s->name);
+	mem_free(s);
 }
 
 static void free_service_entry(void *ctx, const char *key, size_t len, void *value)
@@ -75,7 +76,7 @@ void regindex_free(regindex *x)
 	strmap_free(&x->methods);
 	strmap_free(&x->namespaces);
 	pthread_rwlock_destroy(&x->lock);
-	free(x);
+	mem_free(x);
 }
 
 bool regindex_has_method(regindex *x, const char *ns, size_t ns_len, const char *path,
@@ -103,14 +104,14 @@ bool regindex_has_namespace(regindex *x, const char *ns)
 static reg_service *service_new(const char *ns, const char *name, const uint8_t *rec, size_t len,
 				char *const *methods, size_t n)
 {
-	reg_service *s = calloc(1, sizeof(*s));
+	reg_service *s = mem_calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	s->ns = strdup(ns);
-	s->name = strdup(name);
-	s->rec = malloc(len ? len : 1);
-	s->paths = calloc(n ? n : 1, sizeof(*s->paths));
-	s->path_lens = calloc(n ? n : 1, sizeof(*s->path_lens));
+	s->ns = mem_strdup(ns);
+	s->name = mem_strdup(name);
+	s->rec = mem_alloc(len ? len : 1);
+	s->paths = mem_calloc(n ? n : 1, sizeof(*s->paths));
+	s->path_lens = mem_calloc(n ? n : 1, sizeof(*s->path_lens));
 	if (!s->ns || !s->name || !s->rec || !s->paths || !s->path_lens)
 		goto fail;
 	memcpy(s->rec, rec, len);
@@ -118,17 +119,17 @@ static reg_service *service_new(const char *ns, const char *name, const uint8_t 
 	size_t ns_len = strlen(ns);
 	for (size_t i = 0; i < n; i++) {
 		char *path;
-		int plen = asprintf(&path, "/%s/%s", name, methods[i]);
+		int plen = mem_asprintf(&path, "/%s/%s", name, methods[i]);
 		if (plen < 0)
 			goto fail;
-		char *key = malloc(ns_len + 1 + (size_t)plen);
+		char *key = mem_alloc(ns_len + 1 + (size_t)plen);
 		if (!key) {
-			free(path);
+			mem_free(path);
 			goto fail;
 		}
 		s->path_lens[i] = pair_key(key, ns_len + 1 + (size_t)plen, ns, ns_len, path,
 					   (size_t)plen);
-		free(path);
+		mem_free(path);
 		s->paths[s->n_paths++] = key;
 	}
 	return s;
@@ -246,7 +247,7 @@ uint8_t *regindex_get_service(regindex *x, const char *ns, const char *name, siz
 	pthread_rwlock_rdlock(&x->lock);
 	reg_service *s = strmap_get(&x->services, key, klen);
 	if (s) {
-		copy = malloc(s->len ? s->len : 1);
+		copy = mem_alloc(s->len ? s->len : 1);
 		if (copy) {
 			memcpy(copy, s->rec, s->len);
 			*len = s->len;
@@ -286,7 +287,7 @@ int regindex_each_service(regindex *x, const char *ns,
 			  void *ctx)
 {
 	pthread_rwlock_rdlock(&x->lock);
-	collect c = {.ns = ns, .v = calloc(x->services.used + 1, sizeof(*c.v))};
+	collect c = {.ns = ns, .v = mem_calloc(x->services.used + 1, sizeof(*c.v))};
 	int rc = c.v ? 0 : -ENOMEM;
 	if (c.v) {
 		strmap_each(&x->services, collect_service, &c);
@@ -295,6 +296,6 @@ int regindex_each_service(regindex *x, const char *ns,
 			rc = fn(ctx, c.v[i]->ns, c.v[i]->name, c.v[i]->rec, c.v[i]->len);
 	}
 	pthread_rwlock_unlock(&x->lock);
-	free(c.v);
+	mem_free(c.v);
 	return rc;
 }

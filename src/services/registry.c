@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "collector/collection.pb-c.h"
 #include "collector/registry.pb-c.h"
 #include "base/clock.h"
@@ -43,7 +44,7 @@ void registry_now(Google__Protobuf__Timestamp *ts)
 uint8_t *registry_pack(const ProtobufCMessage *m, size_t *len)
 {
 	*len = protobuf_c_message_get_packed_size(m);
-	uint8_t *b = malloc(*len ? *len : 1);
+	uint8_t *b = mem_alloc(*len ? *len : 1);
 	if (b)
 		protobuf_c_message_pack(m, b);
 	return b;
@@ -52,7 +53,7 @@ uint8_t *registry_pack(const ProtobufCMessage *m, size_t *len)
 char *registry_join_name(const char *scope, const char *name)
 {
 	char *s;
-	if (asprintf(&s, "%s%s%s", scope, *scope ? "." : "", name ? name : "") < 0)
+	if (mem_asprintf(&s, "%s%s%s", scope, *scope ? "." : "", name ? name : "") < 0)
 		return NULL;
 	return s;
 }
@@ -122,7 +123,7 @@ int registry_row_make(registry *r, const ProtobufCMessage *m, registry_row *row)
 
 void registry_row_free(registry_row *row)
 {
-	free(row->data);
+	mem_free(row->data);
 	buf_free(&row->json);
 }
 
@@ -131,7 +132,7 @@ static int sys_collection(registry *r, const char *name, const char *type, store
 	store *s = r->env->store;
 	store_collection *row = NULL;
 	int rc = store_collection_get(s, SYSTEM_NS, name, &row);
-	free(row);
+	mem_free(row);
 	if (rc == -ENOENT) {
 		Collector__MessageTypeRef ref = COLLECTOR__MESSAGE_TYPE_REF__INIT;
 		ref.message_name = (char *)type;
@@ -146,7 +147,7 @@ static int sys_collection(registry *r, const char *name, const char *type, store
 		store_collection c = {.ns = SYSTEM_NS, .name = name, .def = bytes, .def_len = len,
 				      .type_name = type};
 		rc = store_collection_create(s, &c, STORE_CREATE_RESERVED);
-		free(bytes);
+		mem_free(bytes);
 	}
 	if (rc && rc != -EEXIST)
 		return rc;
@@ -242,7 +243,7 @@ bool registry_mark_changes(registry *r, const char *ns, registry_file_set *fs)
 		fs->changed[i] = !typepool_file_bytes(r->env->types, ns, fs->v[i]->name, &old,
 						      &old_len) ||
 				 old_len != len || memcmp(old, now, len);
-		free(now);
+		mem_free(now);
 	}
 	return true;
 }
@@ -306,10 +307,10 @@ static char *proto_id_of(registry *r, const char *ns, const char *file)
 	size_t klen = key2(key, sizeof(key), ns, file);
 	const char *id = klen ? strmap_get(&r->file_ids, key, klen) : NULL;
 	if (id)
-		return strdup(id);
+		return mem_strdup(id);
 	if (typepool_file_bytes(r->env->types, NULL, file, &(const uint8_t *){0}, &(size_t){0})) {
 		char *s;
-		return asprintf(&s, "compiled-in:%s", file) < 0 ? NULL : s;
+		return mem_asprintf(&s, "compiled-in:%s", file) < 0 ? NULL : s;
 	}
 	return NULL;
 }
@@ -318,13 +319,13 @@ static void remember_id(registry *r, const char *ns, const char *file, const cha
 {
 	char key[REGISTRY_NAME_MAX * 2];
 	size_t klen = key2(key, sizeof(key), ns, file);
-	char *copy = strdup(id);
+	char *copy = mem_strdup(id);
 	void *old = NULL;
 	if (!klen || !copy || strmap_put(&r->file_ids, key, klen, copy, &old)) {
-		free(copy);
+		mem_free(copy);
 		return;
 	}
-	free(old);
+	mem_free(old);
 }
 
 /* After a file took effect: its fields join the ledger, its id is the file's newest. */
@@ -347,11 +348,11 @@ void registry_file_removed(registry *r, const char *ns, const char *file,
 	char key[REGISTRY_NAME_MAX * 2];
 	size_t klen = key2(key, sizeof(key), ns, file);
 	if (klen)
-		free(strmap_del(&r->file_ids, key, klen));
+		mem_free(strmap_del(&r->file_ids, key, klen));
 	/* A message another file of ns defines now keeps its history: that file took the
 	 * name over (after an earlier version of this one dropped it), and its numbers are
 	 * in the same entries. */
-	char **gone = calloc(messages->n + 1, sizeof(*gone));
+	char **gone = mem_calloc(messages->n + 1, sizeof(*gone));
 	size_t n = 0;
 	for (size_t i = 0; gone && i < messages->n; i++)
 		if (!typepool_symbol_file(r->env->types, ns, messages->v[i]))
@@ -360,7 +361,7 @@ void registry_file_removed(registry *r, const char *ns, const char *file,
 		log_error("registry: out of memory forgetting the field numbers of %s in %s: some "
 			  "still count",
 			  file, ns);
-	free(gone);
+	mem_free(gone);
 }
 
 static void proto_record(Collector__RegisteredProto *rec, const char *id, const char *ns,
@@ -421,7 +422,7 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 			     : cc.refused ? GRPC_FAILED_PRECONDITION
 					  : GRPC_INVALID_ARGUMENT,
 			     "%s", err ? err : "out of memory");
-		free(err);
+		mem_free(err);
 		return false;
 	}
 
@@ -464,7 +465,7 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 			  err ? err : "out of memory");
 		svc_job_fail(j, GRPC_INTERNAL, "registered, but not applied until a restart: %s",
 			     err ? err : "out of memory");
-		free(err);
+		mem_free(err);
 		return false;
 	}
 	for (size_t i = 0; i < fs->n; i++)
@@ -518,7 +519,7 @@ void registry_register_proto(registry *r, svc_job *sj, const char *ns,
 	else
 		svc_job_answer(sj, &resp.base);
 	strvec_free(&names);
-	free(id);
+	mem_free(id);
 }
 
 static void register_proto_work(svc_job *sj)
@@ -574,7 +575,7 @@ static void lookup_work(svc_job *sj)
 	}
 	Collector__RegisteredService *s =
 		svc_decode(&collector__registered_service__descriptor, rec, len);
-	free(rec);
+	mem_free(rec);
 	if (!s) {
 		svc_job_fail(sj, GRPC_INTERNAL, "the registration is unreadable");
 		return;
@@ -601,7 +602,7 @@ static void validate_work(svc_job *sj)
 	    !name_given(sj, "method_name", req->method_name))
 		return;
 	char *path;
-	int n = asprintf(&path, "/%s/%s", req->service_name, req->method_name);
+	int n = mem_asprintf(&path, "/%s/%s", req->service_name, req->method_name);
 	if (n < 0) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
@@ -615,7 +616,7 @@ static void validate_work(svc_job *sj)
 	resp.is_valid = valid;
 	resp.message = text;
 	svc_job_answer(sj, &resp.base);
-	free(path);
+	mem_free(path);
 }
 
 static void validate(call *c, const ProtobufCMessage *msg)
@@ -635,7 +636,7 @@ static int list_one(void *ctx, const char *ns, const char *name, const uint8_t *
 	listing *l = ctx;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 16;
-		Collector__RegisteredService **v = realloc(l->v, cap * sizeof(*v));
+		Collector__RegisteredService **v = mem_realloc(l->v, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
 		l->v = v;
@@ -672,7 +673,7 @@ static void list_work(svc_job *sj)
 	for (size_t i = 0; i < l.n; i++)
 		if (l.v[i])
 			collector__registered_service__free_unpacked(l.v[i], NULL);
-	free(l.v);
+	mem_free(l.v);
 }
 
 static void list(call *c, const ProtobufCMessage *msg)
@@ -770,7 +771,7 @@ static void load_proto(registry *r, const uint8_t *data, size_t len)
 			log_error("registry: out of memory counting %s against the quotas",
 				  fp->name);
 	}
-	free(err);
+	mem_free(err);
 	collector__registered_proto__free_unpacked(p, NULL);
 }
 
@@ -780,7 +781,7 @@ static bool service_resolves(registry *r, const Collector__RegisteredService *s)
 {
 	const service_proto *sd = s->service_descriptor;
 	const char *dot = strrchr(s->service_name, '.');
-	char *pkg = dot ? strndup(s->service_name, (size_t)(dot - s->service_name)) : strdup("");
+	char *pkg = dot ? mem_strndup(s->service_name, (size_t)(dot - s->service_name)) : mem_strdup("");
 	bool ok = pkg && sd;
 	for (size_t i = 0; ok && i < sd->n_method; i++) {
 		const Google__Protobuf__MethodDescriptorProto *m = sd->method[i];
@@ -788,7 +789,7 @@ static bool service_resolves(registry *r, const Collector__RegisteredService *s)
 		     registry_resolve_type(r, s->namespace_, pkg, m->input_type) &&
 		     registry_resolve_type(r, s->namespace_, pkg, m->output_type);
 	}
-	free(pkg);
+	mem_free(pkg);
 	return ok;
 }
 
@@ -821,7 +822,7 @@ static void load_service(registry *r, const uint8_t *data, size_t len)
 
 int registry_open(svc_env *env, const regquota_limits *limits, registry **out)
 {
-	registry *r = calloc(1, sizeof(*r));
+	registry *r = mem_calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	r->env = env;
@@ -859,7 +860,7 @@ int registry_open(svc_env *env, const regquota_limits *limits, registry **out)
 static void free_value(void *ctx, const char *key, size_t len, void *value)
 {
 	(void)ctx, (void)key, (void)len;
-	free(value);
+	mem_free(value);
 }
 
 void registry_free(registry *r)
@@ -876,7 +877,7 @@ void registry_free(registry *r)
 	strmap_each(&r->file_ids, free_value, NULL);
 	strmap_free(&r->file_ids);
 	pthread_mutex_destroy(&r->lock);
-	free(r);
+	mem_free(r);
 }
 
 /* ---- the call gate and reflection's view ---- */
@@ -935,7 +936,7 @@ static int name_one(void *ctx, const char *ns, const char *name, const uint8_t *
 {
 	(void)ns, (void)rec, (void)len;
 	names_ctx *n = ctx;
-	strvec_push(&n->v, strdup(name));
+	strvec_push(&n->v, mem_strdup(name));
 	return n->v.failed ? -ENOMEM : 0;
 }
 

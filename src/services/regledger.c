@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/mem.h"
 
 /* One allocation per number: the ledger holds an entry for every field ever registered. */
 typedef struct meaning {
@@ -19,7 +20,7 @@ typedef struct meaning {
 static void free_meaning(void *ctx, const char *key, size_t len, void *value)
 {
 	(void)ctx, (void)key, (void)len;
-	free(value);
+	mem_free(value);
 }
 
 void regledger_free(regledger *l)
@@ -33,7 +34,7 @@ void regledger_free(regledger *l)
 static char *key_of(const char *ns, const char *msg, uint32_t number, size_t *len)
 {
 	size_t a = strlen(ns), b = strlen(msg);
-	char *k = malloc(a + b + 6);
+	char *k = mem_alloc(a + b + 6);
 	if (k) {
 		memcpy(k, ns, a + 1);
 		memcpy(k + a + 1, msg, b + 1);
@@ -71,12 +72,12 @@ void regledger_record(regledger *l, const char *ns, const tp_message *m)
 		size_t klen;
 		char *key = key_of(ns, mi->full_name, f->number, &klen);
 		if (key && strmap_get(&l->map, key, klen)) {
-			free(key);
+			mem_free(key);
 			continue;
 		}
 		const char *tn = field_type_name(f);
 		size_t nl = strlen(f->name), tl = strlen(tn);
-		meaning *e = key ? malloc(sizeof(*e) + nl + tl + 2) : NULL;
+		meaning *e = key ? mem_alloc(sizeof(*e) + nl + tl + 2) : NULL;
 		if (e) {
 			e->type = f->type;
 			e->repeated = f->repeated;
@@ -85,10 +86,10 @@ void regledger_record(regledger *l, const char *ns, const tp_message *m)
 			e->type_name = e->text + nl + 1;
 		}
 		if (!e || strmap_put(&l->map, key, klen, e, NULL)) {
-			free(e);
+			mem_free(e);
 			log_error("registry: out of memory recording the fields of %s", mi->full_name);
 		}
-		free(key);
+		mem_free(key);
 	}
 }
 
@@ -104,7 +105,7 @@ int regledger_check_fn(void *ctx, const tp_message *const *msgs, size_t n, char 
 			if (!key)
 				return -ENOMEM;
 			const meaning *was = strmap_get(&cc->l->map, key, klen);
-			free(key);
+			mem_free(key);
 			if (!was)
 				continue;
 			const char *tn = field_type_name(f);
@@ -145,8 +146,8 @@ static void sweep_one(void *ctx, const char *key, size_t len, void *value)
 		return;
 	if (w->n == w->cap) {
 		size_t cap = w->cap ? 2 * w->cap : 64;
-		char **keys = realloc(w->keys, cap * sizeof(*keys));
-		size_t *lens = keys ? realloc(w->lens, cap * sizeof(*lens)) : NULL;
+		char **keys = mem_realloc(w->keys, cap * sizeof(*keys));
+		size_t *lens = keys ? mem_realloc(w->lens, cap * sizeof(*lens)) : NULL;
 		if (keys)
 			w->keys = keys;
 		if (!lens) {
@@ -156,7 +157,7 @@ static void sweep_one(void *ctx, const char *key, size_t len, void *value)
 		w->lens = lens;
 		w->cap = cap;
 	}
-	w->keys[w->n] = malloc(len);
+	w->keys[w->n] = mem_alloc(len);
 	if (!w->keys[w->n]) {
 		w->failed = true;
 		return;
@@ -175,11 +176,11 @@ bool regledger_forget(regledger *l, const char *ns, char *const *messages, size_
 	if (w.forget.used)
 		strmap_each(&l->map, sweep_one, &w);
 	for (size_t i = 0; i < w.n; i++) {
-		free(strmap_del(&l->map, w.keys[i], w.lens[i]));
-		free(w.keys[i]);
+		mem_free(strmap_del(&l->map, w.keys[i], w.lens[i]));
+		mem_free(w.keys[i]);
 	}
-	free(w.keys);
-	free(w.lens);
+	mem_free(w.keys);
+	mem_free(w.lens);
 	strmap_free(&w.forget);
 	return !w.failed;
 }

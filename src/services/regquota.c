@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "services/strmap.h"
 
 #define MiB ((size_t)1 << 20)
@@ -42,7 +43,7 @@ struct regquota {
 
 regquota *regquota_new(const regquota_limits *l)
 {
-	regquota *q = calloc(1, sizeof(*q));
+	regquota *q = mem_calloc(1, sizeof(*q));
 	if (q)
 		q->lim = *l;
 	return q;
@@ -51,7 +52,7 @@ regquota *regquota_new(const regquota_limits *l)
 static void free_value(void *ctx, const char *key, size_t len, void *value)
 {
 	(void)ctx, (void)key, (void)len;
-	free(value);
+	mem_free(value);
 }
 
 void regquota_free(regquota *q)
@@ -63,14 +64,14 @@ void regquota_free(regquota *q)
 		strmap_each(maps[i], free_value, NULL);
 		strmap_free(maps[i]);
 	}
-	free(q);
+	mem_free(q);
 }
 
 /* "ns\0name" in a malloc'd buffer; NULL when out of memory. */
 static char *pair(const char *ns, const char *name, size_t *len)
 {
 	size_t a = strlen(ns), b = strlen(name);
-	char *k = malloc(a + 1 + b);
+	char *k = mem_alloc(a + 1 + b);
 	if (k) {
 		memcpy(k, ns, a + 1);
 		memcpy(k + a + 1, name, b);
@@ -84,7 +85,7 @@ static void *pair_get(const strmap *m, const char *ns, const char *name)
 	size_t len;
 	char *k = pair(ns, name, &len);
 	void *v = k ? strmap_get(m, k, len) : NULL;
-	free(k);
+	mem_free(k);
 	return v;
 }
 
@@ -172,9 +173,9 @@ static void *entry(strmap *m, const char *key, size_t len, size_t size)
 	void *v = strmap_get(m, key, len);
 	if (v)
 		return v;
-	v = calloc(1, size);
+	v = mem_calloc(1, size);
 	if (v && strmap_put(m, key, len, v, NULL)) {
-		free(v);
+		mem_free(v);
 		return NULL;
 	}
 	return v;
@@ -197,9 +198,9 @@ static int item_entries(regquota *q, const char *ns, const regquota_item *items,
 		} else if (k && (v = strmap_get(m, k, len))) {
 			bool empty = items[i].file ? !((file_use *)v)->versions : !*(size_t *)v;
 			if (empty)
-				free(strmap_del(m, k, len));
+				mem_free(strmap_del(m, k, len));
 		}
-		free(k);
+		mem_free(k);
 		if (create && !v)
 			return -ENOMEM;
 	}
@@ -244,7 +245,7 @@ static void ns_release(regquota *q, const char *ns)
 {
 	ns_use *u = strmap_get(&q->ns, ns, strlen(ns));
 	if (u && !u->files && !u->services)
-		free(strmap_del(&q->ns, ns, strlen(ns)));
+		mem_free(strmap_del(&q->ns, ns, strlen(ns)));
 }
 
 size_t regquota_drop_file(regquota *q, const char *ns, const char *file)
@@ -252,7 +253,7 @@ size_t regquota_drop_file(regquota *q, const char *ns, const char *file)
 	size_t len;
 	char *k = pair(ns, file, &len);
 	file_use *f = k ? strmap_del(&q->files, k, len) : NULL;
-	free(k);
+	mem_free(k);
 	if (!f)
 		return 0;
 	size_t versions = f->versions;
@@ -263,7 +264,7 @@ size_t regquota_drop_file(regquota *q, const char *ns, const char *file)
 		q->bytes -= f->bytes;
 		q->retired += f->bytes;
 	}
-	free(f);
+	mem_free(f);
 	ns_release(q, ns);
 	return versions;
 }
@@ -273,7 +274,7 @@ void regquota_drop_service(regquota *q, const char *ns, const char *service)
 	size_t len;
 	char *k = pair(ns, service, &len);
 	size_t *was = k ? strmap_del(&q->services, k, len) : NULL;
-	free(k);
+	mem_free(k);
 	if (!was)
 		return;
 	ns_use *u = strmap_get(&q->ns, ns, strlen(ns));
@@ -282,7 +283,7 @@ void regquota_drop_service(regquota *q, const char *ns, const char *service)
 		u->bytes -= *was;
 		q->bytes -= *was;
 	}
-	free(was);
+	mem_free(was);
 	ns_release(q, ns);
 }
 

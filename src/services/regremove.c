@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "collector/registry.pb-c.h"
 #include "base/log.h"
 #include "services/registry_priv.h"
@@ -45,7 +46,7 @@ typedef struct versions {
 static int version_one(void *ctx, const store_record *rec)
 {
 	versions *v = ctx;
-	strvec_push(v->ids, strdup(rec->id ? rec->id : ""));
+	strvec_push(v->ids, mem_strdup(rec->id ? rec->id : ""));
 	if (!v->messages)
 		return 0;
 	Collector__RegisteredProto *p =
@@ -57,7 +58,7 @@ static int version_one(void *ctx, const store_record *rec)
 			continue;
 		if (strmap_put(&v->seen, m, len, v, NULL))
 			v->failed = true;
-		strvec_push(v->messages, strdup(m));
+		strvec_push(v->messages, mem_strdup(m));
 	}
 	if (p)
 		collector__registered_proto__free_unpacked(p, NULL);
@@ -94,7 +95,7 @@ static int find_importer(void *ctx, const store_record *rec)
 		imports = !strcmp(p->dependencies[i], im->file);
 	int rc = 0;
 	if (imports)
-		rc = (im->name = strdup(name)) ? 1 : -ENOMEM;
+		rc = (im->name = mem_strdup(name)) ? 1 : -ENOMEM;
 	if (p)
 		collector__registered_proto__free_unpacked(p, NULL);
 	return rc;
@@ -105,13 +106,13 @@ static int delete_records(store_coll *c, const strvec *ids)
 {
 	if (!ids->n)
 		return 0;
-	store_op *ops = calloc(ids->n, sizeof(*ops));
+	store_op *ops = mem_calloc(ids->n, sizeof(*ops));
 	if (!ops)
 		return -ENOMEM;
 	for (size_t i = 0; i < ids->n; i++)
 		ops[i] = (store_op){.kind = STORE_OP_DELETE, .id = ids->v[i]};
 	int rc = registry_write_wait(c, ops, ids->n);
-	free(ops);
+	mem_free(ops);
 	return rc;
 }
 
@@ -184,7 +185,7 @@ static int check_service(void *ctx, const char *ns, const char *name, const uint
 	Collector__RegisteredService *s =
 		svc_decode(&collector__registered_service__descriptor, rec, len);
 	const char *dot = strrchr(name, '.');
-	char *pkg = dot ? strndup(name, (size_t)(dot - name)) : strdup("");
+	char *pkg = dot ? mem_strndup(name, (size_t)(dot - name)) : mem_strdup("");
 	int found = 0;
 	if (!s || !pkg) {
 		u->oom = true;
@@ -203,7 +204,7 @@ static int check_service(void *ctx, const char *ns, const char *name, const uint
 			found = 1;
 		}
 	}
-	free(pkg);
+	mem_free(pkg);
 	if (s)
 		collector__registered_service__free_unpacked(s, NULL);
 	return found;
@@ -259,7 +260,7 @@ static bool no_file_imports(svc_job *j, registry *r, const char *ns, const char 
 			     "%s is in use: an earlier version of file %s, kept for the history of "
 			     "its field numbers, imports it (UnregisterProto that file first)",
 			     file, im.name);
-	free(im.name);
+	mem_free(im.name);
 	return ok;
 }
 
@@ -364,8 +365,8 @@ static char *service_id(svc_job *j, registry *r, const char *ns, const char *nam
 	}
 	Collector__RegisteredService *s =
 		svc_decode(&collector__registered_service__descriptor, rec, len);
-	free(rec);
-	char *id = s && s->id ? strdup(s->id) : NULL;
+	mem_free(rec);
+	char *id = s && s->id ? mem_strdup(s->id) : NULL;
 	if (!id)
 		svc_job_fail(j, GRPC_INTERNAL, "the registration of %.200s is unreadable", name);
 	if (s)
@@ -391,7 +392,7 @@ void registry_unregister_service(registry *r, svc_job *j, const char *ns,
 			     name, ns);
 		ok = false;
 	}
-	if (ok && asprintf(&made, REGISTRY_SYNTH_FILE, name) < 0) {
+	if (ok && mem_asprintf(&made, REGISTRY_SYNTH_FILE, name) < 0) {
 		made = NULL;
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		ok = false;
@@ -426,7 +427,7 @@ void registry_unregister_service(registry *r, svc_job *j, const char *ns,
 		resp.status = &status_ok;
 		svc_job_answer(j, &resp.base);
 	}
-	free(id);
-	free(made);
+	mem_free(id);
+	mem_free(made);
 	strvec_free(&made_ids);
 }

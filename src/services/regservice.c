@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "collector/registry.pb-c.h"
 #include "base/log.h"
 #include "base/uuid.h"
@@ -124,7 +125,7 @@ static bool earlier_service(svc_job *j, registry *r, const char *ns, service_pla
 		return true;
 	Collector__RegisteredService *old =
 		svc_decode(&collector__registered_service__descriptor, rec, len);
-	free(rec);
+	mem_free(rec);
 	if (!old) {
 		svc_job_fail(j, GRPC_INTERNAL, "the registration of %s is unreadable", p->full_name);
 		return false;
@@ -170,7 +171,7 @@ static bool plan_service(svc_job *j, registry *r, const char *ns,
 		}
 		if (!served_signature_ok(j, r, p->full_name, mp, in, out))
 			return false;
-		strvec_push(&p->methods, strdup(mp->name));
+		strvec_push(&p->methods, mem_strdup(mp->name));
 	}
 	if (p->methods.failed) {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -265,7 +266,7 @@ static bool declare_service(svc_job *j, registry *r, const char *ns,
 	} else {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
-	free(id);
+	mem_free(id);
 	registry_synth_free(&s);
 	return ok;
 }
@@ -325,8 +326,8 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 		ok = registry_quota_allows(j, r, ns, items, n);
 	else
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	free(bytes);
-	free(full);
+	mem_free(bytes);
+	mem_free(full);
 	registry_synth_free(&s);
 	return ok;
 }
@@ -364,8 +365,8 @@ void registry_register_service(registry *r, svc_job *sj, const char *ns,
 		resp.registered_methods = p.methods.v;
 		svc_job_answer(sj, &resp.base);
 	}
-	free(file_id);
-	free(p.full_name);
+	mem_free(file_id);
+	mem_free(p.full_name);
 	strvec_free(&p.methods);
 }
 
@@ -378,7 +379,7 @@ static bool same_service(registry *r, const char *ns, const char *name, const se
 	uint8_t *rec = regindex_get_service(r->ix, ns, name, &len);
 	Collector__RegisteredService *old =
 		rec ? svc_decode(&collector__registered_service__descriptor, rec, len) : NULL;
-	free(rec);
+	mem_free(rec);
 	if (!old || !old->service_descriptor) {
 		if (old)
 			collector__registered_service__free_unpacked(old, NULL);
@@ -387,8 +388,8 @@ static bool same_service(registry *r, const char *ns, const char *name, const se
 	uint8_t *a = registry_pack(&old->service_descriptor->base, &a_len);
 	uint8_t *b = registry_pack(&sd->base, &b_len);
 	bool same = a && b && a_len == b_len && !memcmp(a, b, a_len);
-	free(a);
-	free(b);
+	mem_free(a);
+	mem_free(b);
 	collector__registered_service__free_unpacked(old, NULL);
 	return same;
 }
@@ -426,7 +427,7 @@ static void add_node_service(const char *service, size_t len, void *arg)
 	}
 	service_plan p = {.full_name = name};
 	for (size_t i = 0; sd && i < sd->n_method; i++)
-		strvec_push(&p.methods, strdup(sd->method[i]->name));
+		strvec_push(&p.methods, mem_strdup(sd->method[i]->name));
 	/* Kept like any registration, so that ids and creation times survive restarts; written
 	 * again only when the node's descriptor changed. */
 	svc_job j = {0};

@@ -6,14 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "services/registry_priv.h"
 
 void registry_synth_free(registry_synth *s)
 {
-	free(s->fd.name);
-	free(s->fd.package);
-	free(s->methods);
-	free(s->mptrs);
+	mem_free(s->fd.name);
+	mem_free(s->fd.package);
+	mem_free(s->methods);
+	mem_free(s->mptrs);
 	strvec_free(&s->deps);
 	strvec_free(&s->types);
 }
@@ -23,10 +24,10 @@ int registry_synth_build(registry *r, const char *ns, const char *pkg, const ser
 {
 	*s = (registry_synth){.fd = GOOGLE__PROTOBUF__FILE_DESCRIPTOR_PROTO__INIT};
 	const char *dot = strrchr(full, '.');
-	s->fd.package = dot ? strndup(full, (size_t)(dot - full)) : strdup("");
-	s->methods = calloc(sd->n_method + 1, sizeof(*s->methods));
-	s->mptrs = calloc(sd->n_method + 1, sizeof(*s->mptrs));
-	if (asprintf(&s->fd.name, REGISTRY_SYNTH_FILE, full) < 0)
+	s->fd.package = dot ? mem_strndup(full, (size_t)(dot - full)) : mem_strdup("");
+	s->methods = mem_calloc(sd->n_method + 1, sizeof(*s->methods));
+	s->mptrs = mem_calloc(sd->n_method + 1, sizeof(*s->mptrs));
+	if (mem_asprintf(&s->fd.name, REGISTRY_SYNTH_FILE, full) < 0)
 		s->fd.name = NULL;
 	if (!s->fd.package || !s->methods || !s->mptrs || !s->fd.name)
 		return -ENOMEM;
@@ -39,9 +40,9 @@ int registry_synth_build(registry *r, const char *ns, const char *pkg, const ser
 		for (int k = 0; k < 2; k++) {
 			const char *file = tp_message_get(io[k])->file;
 			if (!strvec_has(&s->deps, file))
-				strvec_push(&s->deps, strdup(file));
+				strvec_push(&s->deps, mem_strdup(file));
 			char *t;
-			strvec_push(&s->types, asprintf(&t, ".%s", tp_message_get(io[k])->full_name) < 0
+			strvec_push(&s->types, mem_asprintf(&t, ".%s", tp_message_get(io[k])->full_name) < 0
 						       ? NULL
 						       : t);
 		}
@@ -69,10 +70,10 @@ bool registry_made_file(registry *r, const char *ns, const char *service)
 	char *name;
 	const uint8_t *bytes;
 	size_t len;
-	if (asprintf(&name, REGISTRY_SYNTH_FILE, service) < 0)
+	if (mem_asprintf(&name, REGISTRY_SYNTH_FILE, service) < 0)
 		return false;
 	bool found = typepool_file_bytes(r->env->types, ns, name, &bytes, &len);
-	free(name);
+	mem_free(name);
 	if (!found)
 		return false;
 	file_proto *fp =
@@ -80,10 +81,10 @@ bool registry_made_file(registry *r, const char *ns, const char *service)
 	const char *pkg = fp && fp->package ? fp->package : "";
 	char *full = NULL;
 	if (!fp || fp->n_service != 1 ||
-	    asprintf(&full, "%s%s%s", pkg, *pkg ? "." : "", fp->service[0]->name) < 0)
+	    mem_asprintf(&full, "%s%s%s", pkg, *pkg ? "." : "", fp->service[0]->name) < 0)
 		full = NULL;
 	bool made = full && !fp->n_message_type && !fp->n_enum_type && !strcmp(full, service);
-	free(full);
+	mem_free(full);
 	if (fp)
 		google__protobuf__file_descriptor_proto__free_unpacked(fp, NULL);
 	return made;

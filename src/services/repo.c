@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "collector/collection_repo.pb-c.h"
 #include "base/buf.h"
 #include "base/clock.h"
@@ -93,7 +94,7 @@ static void create_collection_work(svc_job *sj)
 	out.server_endpoint = (char *)j->env->endpoint;
 	out.metadata = &md;
 	size_t def_len = collector__collection__get_packed_size(&out);
-	def = malloc(def_len ? def_len : 1);
+	def = mem_alloc(def_len ? def_len : 1);
 	labels = svc_labels_json(md.labels, md.n_labels);
 	indexed = svc_strings_json(in->indexed_fields, nidx);
 	if (!def || !labels || !indexed) {
@@ -139,9 +140,9 @@ static void create_collection_work(svc_job *sj)
 	svc_job_answer(sj, &resp.base);
 out:
 	svc_indexes_free(&ix);
-	free(labels);
-	free(indexed);
-	free(def);
+	mem_free(labels);
+	mem_free(indexed);
+	mem_free(def);
 }
 
 static void create_collection(call *c, const ProtobufCMessage *msg)
@@ -294,7 +295,7 @@ static bool discover_token_parse(svc_job *j, const svc_env *env, const char *t, 
 	uint64_t h = 0;
 	for (int i = 0; ok && i < 8; i++)
 		h = h << 8 | p[1 + i];
-	free(p);
+	mem_free(p);
 	if (!ok)
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "page_token is not a Discover token of this node");
 	else if (strcmp(ns, req_ns))
@@ -325,7 +326,7 @@ static int discover_row(void *ctx, const store_collection *row)
 	discover_acc *a = ctx;
 	if (a->n == a->cap) {
 		size_t cap = a->cap ? 2 * a->cap : 16;
-		void *v = realloc(a->v, cap * sizeof(*a->v));
+		void *v = mem_realloc(a->v, cap * sizeof(*a->v));
 		if (!v)
 			return -ENOMEM;
 		a->v = v;
@@ -427,11 +428,11 @@ answer:
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	else
 		svc_job_answer(sj, &resp.base);
-	free(resp.next_page_token);
+	mem_free(resp.next_page_token);
 out:
 	for (size_t i = 0; i < a.n; i++)
 		collector__collection__free_unpacked(a.v[i], NULL);
-	free(a.v);
+	mem_free(a.v);
 }
 
 static void discover(call *c, const ProtobufCMessage *msg)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/hash.h"
+#include "base/mem.h"
 
 static unsigned key_hash(const char *s, size_t n)
 {
@@ -31,14 +32,14 @@ void *strmap_get(const strmap *m, const char *key, size_t len)
 static int grow(strmap *m)
 {
 	size_t cap = m->cap ? 2 * m->cap : 16;
-	strmap_slot *slots = calloc(cap, sizeof(*slots));
+	strmap_slot *slots = mem_calloc(cap, sizeof(*slots));
 	if (!slots)
 		return -ENOMEM;
 	strmap bigger = {.slots = slots, .cap = cap, .used = m->used};
 	for (size_t i = 0; i < m->cap; i++)
 		if (m->slots[i].key)
 			*find(&bigger, m->slots[i].key, m->slots[i].len, m->slots[i].hash) = m->slots[i];
-	free(m->slots);
+	mem_free(m->slots);
 	*m = bigger;
 	return 0;
 }
@@ -58,7 +59,7 @@ int strmap_put(strmap *m, const char *key, size_t len, void *value, void **old)
 			return -ENOMEM;
 		s = find(m, key, len, h);
 	}
-	char *copy = malloc(len + 1);
+	char *copy = mem_alloc(len + 1);
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, key, len);
@@ -76,7 +77,7 @@ void *strmap_del(strmap *m, const char *key, size_t len)
 	if (!s->key)
 		return NULL;
 	void *value = s->value;
-	free(s->key);
+	mem_free(s->key);
 	size_t mask = m->cap - 1, hole = (size_t)(s - m->slots);
 	for (size_t i = (hole + 1) & mask; m->slots[i].key; i = (i + 1) & mask) {
 		/* The entry at i may fill the hole when the hole lies between its home slot and
@@ -95,8 +96,8 @@ void *strmap_del(strmap *m, const char *key, size_t len)
 void strmap_free(strmap *m)
 {
 	for (size_t i = 0; i < m->cap; i++)
-		free(m->slots[i].key);
-	free(m->slots);
+		mem_free(m->slots[i].key);
+	mem_free(m->slots);
 	*m = (strmap){0};
 }
 

@@ -3,19 +3,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
+
 void strvec_push(strvec *s, char *str)
 {
 	if (!str || s->failed) {
 		s->failed = true;
-		free(str);
+		mem_free(str);
 		return;
 	}
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? 2 * s->cap : 16;
-		char **v = realloc(s->v, cap * sizeof(*v));
+		char **v = mem_realloc(s->v, cap * sizeof(*v));
 		if (!v) {
 			s->failed = true;
-			free(str);
+			mem_free(str);
 			return;
 		}
 		s->v = v;
@@ -27,8 +29,8 @@ void strvec_push(strvec *s, char *str)
 void strvec_free(strvec *s)
 {
 	for (size_t i = 0; i < s->n; i++)
-		free(s->v[i]);
-	free(s->v);
+		mem_free(s->v[i]);
+	mem_free(s->v);
 	*s = (strvec){0};
 }
 

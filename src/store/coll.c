@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "store/dirs.h"
 #include "store/store_int.h"
 
@@ -248,7 +249,7 @@ void store_coll_read_end(store_reader *r)
 int coll_open(const char *dir, const char *ns, const char *name, const coll_options *o,
 	      void *owner, store_coll **out)
 {
-	store_coll *c = calloc(1, sizeof(*c));
+	store_coll *c = mem_calloc(1, sizeof(*c));
 	if (!c)
 		return store_seterr(-ENOMEM, "out of memory");
 	snprintf(c->ns, sizeof(c->ns), "%s", ns);
@@ -268,9 +269,9 @@ int coll_open(const char *dir, const char *ns, const char *name, const coll_opti
 	pthread_mutex_init(&c->rmu, NULL);
 	pthread_cond_init(&c->rcv, NULL);
 	int rc = 0;
-	c->rfree = calloc(o->readers_max, sizeof(*c->rfree));
+	c->rfree = mem_calloc(o->readers_max, sizeof(*c->rfree));
 	size_t plen = strlen(dir) + sizeof("/records.db");
-	c->db_path = malloc(plen);
+	c->db_path = mem_alloc(plen);
 	if (!c->rfree || !c->db_path) {
 		rc = store_seterr(-ENOMEM, "out of memory");
 		goto fail;
@@ -335,9 +336,9 @@ void coll_close(store_coll *c)
 	pthread_mutex_destroy(&c->idx_mu);
 	pthread_mutex_destroy(&c->rmu);
 	pthread_cond_destroy(&c->rcv);
-	free(c->rfree);
-	free(c->db_path);
-	free(c);
+	mem_free(c->rfree);
+	mem_free(c->db_path);
+	mem_free(c);
 }
 
 int store_coll_stats(store_coll *c, int64_t *records, int64_t *bytes)

@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/mem.h"
 #include "base/uuid.h"
 #include "store/dirs.h"
 #include "store/store_int.h"
@@ -140,12 +141,12 @@ int files_put_begin(store_coll *c, const char *path, uint64_t max_size, files_wr
 	int rc = files_path_check(path);
 	if (rc < 0)
 		return rc;
-	files_writer *w = calloc(1, sizeof(*w));
+	files_writer *w = mem_calloc(1, sizeof(*w));
 	if (!w)
 		return store_seterr(-ENOMEM, "out of memory");
 	char uuid[UUID_STR_LEN];
 	if ((rc = uuid7_make(uuid)) < 0) {
-		free(w);
+		mem_free(w);
 		return store_seterr(rc, "no randomness");
 	}
 	w->c = c;
@@ -155,7 +156,7 @@ int files_put_begin(store_coll *c, const char *path, uint64_t max_size, files_wr
 	w->fd = openat(coll_staging_fd(c), w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (w->fd < 0) {
 		rc = fail_errno(-errno, "upload", path);
-		free(w);
+		mem_free(w);
 		return rc;
 	}
 	*out = w;
@@ -189,7 +190,7 @@ void files_put_abort(files_writer *w)
 		return;
 	close(w->fd);
 	unlinkat(coll_staging_fd(w->c), w->tmp, 0);
-	free(w);
+	mem_free(w);
 }
 
 int files_put_commit(files_writer *w)
@@ -212,7 +213,7 @@ int files_put_commit(files_writer *w)
 		return rc;
 	}
 	close(w->fd);
-	free(w);
+	mem_free(w);
 	return 0;
 }
 
@@ -238,7 +239,7 @@ int files_get_open(store_coll *c, const char *path, files_reader **out, uint64_t
 		close(fd);
 		return fail_errno(rc, "open", path);
 	}
-	files_reader *r = malloc(sizeof(*r));
+	files_reader *r = mem_alloc(sizeof(*r));
 	if (!r) {
 		close(fd);
 		return store_seterr(-ENOMEM, "out of memory");
@@ -265,7 +266,7 @@ void files_get_close(files_reader *r)
 	if (!r)
 		return;
 	close(r->fd);
-	free(r);
+	mem_free(r);
 }
 
 /* --- list, delete, trees ------------------------------------------------------------------ */

@@ -14,6 +14,7 @@
 
 #include "base/arena.h"
 #include "base/base64.h"
+#include "base/mem.h"
 #include "store/pbwire.h"
 
 typedef struct ictx {
@@ -939,7 +940,7 @@ int json_to_proto(typepool *tp, const char *ns, const tp_message *m, const char 
 	if (rc) {
 		buf_truncate(out, start);
 		if (err)
-			*err = strdup(c->e.msg);
+			*err = mem_strdup(c->e.msg);
 	}
 	jdoc_free(&c->doc);
 	arena_free(&c->scratch);

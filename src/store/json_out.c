@@ -15,6 +15,7 @@
 #include "base/arena.h"
 #include "base/base64.h"
 #include "base/jsonstr.h"
+#include "base/mem.h"
 #include "base/utf8.h"
 #include "store/pbwire.h"
 
@@ -72,11 +73,11 @@ static int push_occ(ctx *c, occ o)
 		size_t cap = c->cap_occ * 2;
 		occ *n;
 		if (c->occ == c->occ_inline) {
-			n = malloc(cap * sizeof *n);
+			n = mem_alloc(cap * sizeof *n);
 			if (n)
 				memcpy(n, c->occ, c->n_occ * sizeof *n);
 		} else {
-			n = realloc(c->occ, cap * sizeof *n);
+			n = mem_realloc(c->occ, cap * sizeof *n);
 		}
 		if (!n)
 			return nomem(c);
@@ -1051,10 +1052,10 @@ int json_from_proto(typepool *tp, const char *ns, const tp_message *m, const uin
 	if (rc) {
 		buf_truncate(out, start);
 		if (err)
-			*err = strdup(c->e.msg);
+			*err = mem_strdup(c->e.msg);
 	}
 	arena_free(&c->scratch);
 	if (c->occ != c->occ_inline)
-		free(c->occ);
+		mem_free(c->occ);
 	return rc;
 }

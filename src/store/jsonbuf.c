@@ -9,6 +9,7 @@
 
 #include "base/hex.h"
 #include "base/jsonstr.h"
+#include "base/mem.h"
 #include "base/utf8.h"
 
 void jbuf_put_u64(buf *b, uint64_t v)
@@ -80,7 +81,7 @@ static int new_node(jparser *p, jtype t, uint32_t *idx)
 	jdoc *d = p->d;
 	if (d->n == d->cap) {
 		uint32_t cap = d->cap ? d->cap * 2 : 64;
-		jnode *nn = realloc(d->nodes, (size_t)cap * sizeof *nn);
+		jnode *nn = mem_realloc(d->nodes, (size_t)cap * sizeof *nn);
 		if (!nn)
 			return -ENOMEM;
 		d->nodes = nn;
@@ -354,7 +355,7 @@ int jdoc_parse(jdoc *d, const char *text, size_t len, int max_depth, char *err, 
 
 void jdoc_free(jdoc *d)
 {
-	free(d->nodes);
+	mem_free(d->nodes);
 	d->nodes = NULL;
 	d->n = d->cap = 0;
 }

@@ -4,6 +4,7 @@
  * (query_order.c), page tokens (query_token.c). */
 #include <errno.h>
 
+#include "base/mem.h"
 #include "store/query_int.h"
 
 static int cc_init(cc *c, const query_schema *s, query_err *err)
@@ -13,9 +14,9 @@ static int cc_init(cc *c, const query_schema *s, query_err *err)
 	c->err = err;
 	if (err)
 		err->msg[0] = '\0';
-	c->q = calloc(1, sizeof *c->q);
+	c->q = mem_calloc(1, sizeof *c->q);
 	if (s->nindexed)
-		c->indexed = calloc(s->nindexed, sizeof *c->indexed);
+		c->indexed = mem_calloc(s->nindexed, sizeof *c->indexed);
 	if (!c->q || (s->nindexed && !c->indexed)) {
 		query_fail_errno(c, -ENOMEM, "query");
 		return c->rc;
@@ -37,9 +38,9 @@ static int cc_init(cc *c, const query_schema *s, query_err *err)
 static void cc_done(cc *c)
 {
 	for (size_t i = 0; i < c->nleaves; i++)
-		free(c->leaves[i].path);
-	free(c->leaves);
-	free(c->indexed);
+		mem_free(c->leaves[i].path);
+	mem_free(c->leaves);
+	mem_free(c->indexed);
 	buf_free(&c->w);
 }
 
@@ -219,7 +220,7 @@ int query_compile_search(const query_schema *s, const query_search_params *p, qu
 	query_member *members = NULL;
 	if (p->query) {
 		size_t n = p->query->u.object.n;
-		members = calloc(n ? n : 1, sizeof *members);
+		members = mem_calloc(n ? n : 1, sizeof *members);
 		if (!members) {
 			query_fail_errno(&c, -ENOMEM, "query");
 			return cc_end(&c, out);
@@ -252,7 +253,7 @@ int query_compile_search(const query_schema *s, const query_search_params *p, qu
 	query_emit_leaves(&c);
 	for (size_t i = 0; i < p->nlabels && !c.rc; i++)
 		query_emit_label(&c, &p->labels[i]);
-	free(members);
+	mem_free(members);
 	if (!c.rc && !query_order_parse(&c, p->order_by, true, &dir_given, &o) && !o.n) {
 		query_order_default(&o.k[0], c.fts ? "@score" : "created_at", c.fts);
 		o.n = 1;
@@ -274,11 +275,11 @@ void query_free(query *q)
 		return;
 	for (size_t i = 0; i < q->nbinds; i++)
 		if (q->binds[i].type == QUERY_BIND_TEXT)
-			free((char *)q->binds[i].u.text.p);
-	free(q->binds);
-	free(q->sql);
-	free(q->count_sql);
-	free(q);
+			mem_free((char *)q->binds[i].u.text.p);
+	mem_free(q->binds);
+	mem_free(q->sql);
+	mem_free(q->count_sql);
+	mem_free(q);
 }
 
 const char *query_sql(const query *q) { return q->sql; }

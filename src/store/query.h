@@ -226,10 +226,10 @@ int32_t query_page_size(const query *q);
 /* Seals payload as a page token (payload, SipHash-2-4 MAC under key, base64url): how
  * a List's next-page token is made; exposed for the other paged APIs (Discover), and so that
  * tests and the fuzzer can reach the token parser with payloads of their own. 0 with
- * *token (free()) or -ENOMEM. */
+ * *token (mem_free()) or -ENOMEM. */
 int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char **token);
 /* The payload of a token sealed under key, at most max_chars long: 0 with *payload
- * (free()) and its length *n, -EINVAL with *why (a static message naming page_token)
+ * (mem_free()) and its length *n, -EINVAL with *why (a static message naming page_token)
  * when the token is too long, not base64url or not sealed under key, or -ENOMEM. The caller
  * checks what is inside: a version of its own first, so that the tokens of one API are
  * refused by another. */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <math.h>
 
+#include "base/mem.h"
 #include "store/query_int.h"
 
 #define MAX_FTS_TERMS 64
@@ -415,7 +416,7 @@ static void elem_eq(cc *c, buf *b, size_t i, const void *arg)
 {
 	const elems *x = arg;
 	char qb[QUOTE_MAX];
-	opnd *e = malloc(sizeof *e);
+	opnd *e = mem_alloc(sizeof *e);
 	if (!e) {
 		query_fail_errno(c, -ENOMEM, "query");
 		return;
@@ -430,7 +431,7 @@ static void elem_eq(cc *c, buf *b, size_t i, const void *arg)
 			resolve(c, &e->p, x->o->text, false, &et);
 		emit_eq(c, b, e, et, &x->v->u.list.items[i]);
 	}
-	free(e);
+	mem_free(e);
 }
 
 /* The operand equals list element i. */
@@ -669,7 +670,7 @@ static void emit_order_cmp(cc *c, buf *b, const opnd *o, enum ty ty, enum query_
 /* EXISTS over the elements of the array at o, each compared for equality with v. */
 static void emit_any(cc *c, buf *b, const opnd *o, enum ty et, const query_value *v)
 {
-	opnd *e = malloc(sizeof *e);
+	opnd *e = mem_alloc(sizeof *e);
 	if (!e) {
 		query_fail_errno(c, -ENOMEM, "query");
 		return;
@@ -681,7 +682,7 @@ static void emit_any(cc *c, buf *b, const opnd *o, enum ty et, const query_value
 	buf_puts(b, ") WHERE ");
 	emit_eq(c, b, e, et, v);
 	buf_puts(b, ")");
-	free(e);
+	mem_free(e);
 }
 
 static void emit_contains(cc *c, buf *b, const opnd *o, enum ty ty, const query_value *v)
@@ -800,7 +801,7 @@ static void emit_filter(cc *c, const char *path, enum query_op op, const query_v
 static char *join_path(cc *c, const char *prefix, const char *key)
 {
 	size_t pl = prefix ? strlen(prefix) + 1 : 0, kl = strlen(key);
-	char *path = malloc(pl + kl + 1);
+	char *path = mem_alloc(pl + kl + 1);
 	if (!path) {
 		query_fail_errno(c, -ENOMEM, "query");
 		return NULL;
@@ -824,7 +825,7 @@ void query_emit_leaf(cc *c, const char *prefix, const char *key, enum query_op o
 	}
 	if (c->nleaves == c->capleaves) {
 		size_t cap = c->capleaves ? 2 * c->capleaves : 8;
-		leaf *nl = realloc(c->leaves, cap * sizeof *nl);
+		leaf *nl = mem_realloc(c->leaves, cap * sizeof *nl);
 		if (!nl) {
 			query_fail_errno(c, -ENOMEM, "query");
 			return;
@@ -924,7 +925,7 @@ void query_emit_struct(cc *c, const char *prefix, const query_value *st, bool op
 			query_fail(c, "filter path starting '%s' is too long", query_quote(sub, qb));
 		else
 			query_emit_struct(c, sub, v, operators, depth + 1);
-		free(sub);
+		mem_free(sub);
 	}
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <strings.h>
 
+#include "base/mem.h"
 #include "store/query_int.h"
 
 void query_order_key(const cc *c, buf *b, const key *k)
@@ -35,7 +36,7 @@ static int order_item(cc *c, const char *s, size_t len, bool allow_score, bool *
 		a++;
 	while (len > a && is_ws(s[len - 1]))
 		len--;
-	char *item = strndup(s + a, len - a);
+	char *item = mem_strndup(s + a, len - a);
 	if (!item) {
 		query_fail_errno(c, -ENOMEM, "query");
 		return c->rc;
@@ -66,7 +67,7 @@ static int order_item(cc *c, const char *s, size_t len, bool allow_score, bool *
 				query_fail(c, "order_by names '%s' twice", query_quote(item, qb));
 		o->n++;
 	}
-	free(item);
+	mem_free(item);
 	return c->rc;
 }
 

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 
 #include "base/hex.h"
+#include "base/mem.h"
 #include "store/query_int.h"
 
 const char *const query_ty_names[] = {
@@ -68,7 +69,7 @@ int query_param(cc *c, query_bindval v)
 	}
 	if (q->nbinds == q->cap) {
 		size_t cap = q->cap ? 2 * q->cap : 16;
-		query_bindval *nb = realloc(q->binds, cap * sizeof *nb);
+		query_bindval *nb = mem_realloc(q->binds, cap * sizeof *nb);
 		if (!nb) {
 			query_fail_errno(c, -ENOMEM, "query");
 			return 0;
@@ -77,7 +78,7 @@ int query_param(cc *c, query_bindval v)
 		q->cap = cap;
 	}
 	if (v.type == QUERY_BIND_TEXT) {
-		char *t = malloc(v.u.text.len + 1);
+		char *t = mem_alloc(v.u.text.len + 1);
 		if (!t) {
 			query_fail_errno(c, -ENOMEM, "query");
 			return 0;

@@ -266,7 +266,7 @@ void query_token_after(cc *c, const char *token, const order *o, buf *w)
 bad:
 	query_fail(c, "page_token is malformed");
 out:
-	free(t);
+	mem_free(t);
 }
 
 int query_token_next(const query *q, sqlite3_stmt *st, char **token)

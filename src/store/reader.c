@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "store/store_int.h"
 
 #define READER_CACHE 32
@@ -48,10 +49,10 @@ static int run(sqlite3_stmt *st)
 
 int store_reader_open(const char *path, int busy_timeout_ms, store_reader **out)
 {
-	store_reader *r = calloc(1, sizeof(*r));
+	store_reader *r = mem_calloc(1, sizeof(*r));
 	if (!r)
 		return store_seterr(-ENOMEM, "out of memory");
-	int src = sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+	int src = db_open(path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, &r->db);
 	if (src == SQLITE_OK) {
 		sqlite3_extended_result_codes(r->db, 1);
 		sqlite3_busy_timeout(r->db, busy_timeout_ms);
@@ -81,7 +82,7 @@ void store_reader_close(store_reader *r)
 	sqlite3_finalize(r->begin);
 	sqlite3_finalize(r->commit);
 	sqlite3_close(r->db);
-	free(r);
+	mem_free(r);
 }
 
 void store_reader_set_owner(store_reader *r, void *owner) { r->owner = owner; }
@@ -378,9 +379,9 @@ int store_reader_vector(store_reader *r, const query_path *path, const float *v,
 			continue;
 		if (nh == cap) {
 			cap = cap ? 2 * cap : 256;
-			store_hit *more = realloc(h, cap * sizeof(*more));
+			store_hit *more = mem_realloc(h, cap * sizeof(*more));
 			if (!more) {
-				free(h);
+				mem_free(h);
 				return store_seterr(-ENOMEM, "out of memory");
 			}
 			h = more;
@@ -388,7 +389,7 @@ int store_reader_vector(store_reader *r, const query_path *path, const float *v,
 		h[nh++] = (store_hit){sim, sqlite3_column_int64(st, 0)};
 	}
 	if (src != SQLITE_DONE) {
-		free(h);
+		mem_free(h);
 		return db_fail(r->db, src, "vector scan");
 	}
 	qsort(h, nh, sizeof(*h), hit_cmp);

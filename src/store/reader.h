@@ -50,7 +50,7 @@ int store_reader_get(store_reader *r, const char *id, store_record *out);
 int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void *ctx,
 		       bool *more, int64_t *total);
 /* Inside fn of a List's store_reader_query: the page token that continues right after the
- * record at hand (query_token_next). 0 with *token (free()), -EOVERFLOW, -ENOMEM. */
+ * record at hand (query_token_next). 0 with *token (mem_free()), -EOVERFLOW, -ENOMEM. */
 int store_reader_page_token(store_reader *r, char **token);
 
 /* A string field of the records' JSON (a field path, store/path.h) equal to value. */

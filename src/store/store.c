@@ -18,6 +18,7 @@
 #include "base/hash.h"
 #include "base/list.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "base/uuid.h"
 #include "store/coll.h"
 #include "store/dirs.h"
@@ -83,7 +84,7 @@ static atomic_uint_fast64_t row_versions;
 
 static void slot_set_row(slot *sl, store_collection *row)
 {
-	free(sl->row);
+	mem_free(sl->row);
 	sl->row = row;
 	sl->version = atomic_fetch_add(&row_versions, 1) + 1;
 	if (row)
@@ -132,7 +133,7 @@ static slot *slot_find(store *s, const char *ns, const char *name)
 
 static slot *slot_add(store *s, const char *ns, const char *name, enum slot_state st)
 {
-	slot *sl = calloc(1, sizeof(*sl));
+	slot *sl = mem_calloc(1, sizeof(*sl));
 	if (!sl)
 		return NULL;
 	strcpy(sl->ns, ns);
@@ -157,8 +158,8 @@ static void slot_remove(store *s, slot *sl)
 	list_remove(&sl->lru);
 	if (sl->state == SLOT_OPENING || sl->state == SLOT_READY)
 		s->nopen--;
-	free(sl->row);
-	free(sl);
+	mem_free(sl->row);
+	mem_free(sl);
 }
 
 /* Marks idle collections beyond the cap CLOSING, least recently used first, and returns
@@ -218,9 +219,8 @@ static void evict(store *s)
 static int catalog_conn(const char *path, const coll_options *o, sqlite3 **out)
 {
 	sqlite3 *db = NULL;
-	int src = sqlite3_open_v2(path, &db,
-				  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-				  NULL);
+	int src = db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			  &db);
 	if (src != SQLITE_OK) {
 		int rc = db_fail(db, src, "open catalog");
 		sqlite3_close(db);
@@ -269,7 +269,7 @@ static store_collection *row_copy(const store_collection *v)
 	size_t n = sizeof(*v) + v->def_len;
 	for (size_t i = 0; i < 6; i++)
 		n += strlen(strs[i] ? strs[i] : "") + 1;
-	store_collection *c = malloc(n);
+	store_collection *c = mem_alloc(n);
 	if (!c)
 		return NULL;
 	*c = *v;
@@ -373,7 +373,7 @@ static void sweep_leftovers(store *s)
 int store_open(const char *data_dir, const store_options *opts, store **out)
 {
 	store_options o = opts ? *opts : (store_options){0};
-	store *s = calloc(1, sizeof(*s));
+	store *s = mem_calloc(1, sizeof(*s));
 	if (!s)
 		return store_seterr(-ENOMEM, "out of memory");
 	s->dirfd = -1;
@@ -393,7 +393,7 @@ int store_open(const char *data_dir, const store_options *opts, store **out)
 
 	char path[PATH_MAX];
 	int rc = 0;
-	s->dir = strdup(data_dir);
+	s->dir = mem_strdup(data_dir);
 	if (!s->dir) {
 		rc = store_seterr(-ENOMEM, "out of memory");
 		goto fail;
@@ -454,8 +454,8 @@ void store_close(store *s)
 	pthread_mutex_destroy(&s->ddl_mu);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
-	free(s->dir);
-	free(s);
+	mem_free(s->dir);
+	mem_free(s);
 }
 
 const char *store_data_dir(const store *s) { return s->dir; }
@@ -815,7 +815,7 @@ static void slot_refresh(store *s, const char *ns, const char *name)
 		row = NULL;
 	}
 	pthread_mutex_unlock(&s->mu);
-	free(row);
+	mem_free(row);
 }
 
 int store_collection_update_def(store *s, const store_collection *c)
@@ -903,7 +903,7 @@ int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **
 
 	pthread_mutex_lock(&s->mu);
 	if (rc < 0) {
-		free(row);
+		mem_free(row);
 		slot_remove(s, sl);
 	} else {
 		sl->c = c;

@@ -39,7 +39,7 @@ typedef struct store_options {
 } store_options;
 
 /* A catalog row. As an input, the pointers are borrowed for the call; as an output of
- * store_collection_get it lives in one allocation the caller frees with free(). */
+ * store_collection_get it lives in one allocation the caller frees with mem_free(). */
 typedef struct store_collection {
 	const char *ns, *name;
 	const void *def; /* opaque definition (the service keeps a collector.Collection) */
@@ -82,7 +82,7 @@ int store_collection_create(store *s, const store_collection *c, int flags);
 /* Waits until no handle of the collection is held, then removes it. Counts are optional. */
 int store_collection_delete(store *s, const char *ns, const char *name, int64_t *records,
 			    int64_t *files);
-/* *out: one allocation, free() it. An open collection keeps its row (read when it was
+/* *out: one allocation, mem_free() it. An open collection keeps its row (read when it was
  * opened, replaced by store_collection_update_def): that copy is returned, with its
  * version; other rows come from the catalog, with version 0. */
 int store_collection_get(store *s, const char *ns, const char *name, store_collection **out);

@@ -23,6 +23,9 @@ int store_sqlite_errno(int sqlite_rc);
 /* Sets this thread's message to what: and db's message (the code's when db is NULL);
  * returns the code as a negative errno (-EIO when it is no error). */
 int db_fail(sqlite3 *db, int src, const char *what);
+/* sqlite3_open_v2 without a VFS name, after SQLite was set (once) to allocate through
+ * base/mem.h: every connection of the store opens here. */
+int db_open(const char *path, int flags, sqlite3 **db);
 
 /* ---- an open collection, as store.c and files.c drive it (coll.c) ---- */
 
@@ -88,7 +91,7 @@ const query_bindval *query_binds(const query *q, size_t *n);
  * 0, -EINVAL (st wants more than q has), -ENOMEM or -EIO. */
 int query_bind(sqlite3_stmt *st, const query *q);
 /* Next-page token from the row st is on (the last row returned to the user), List only.
- * 0 with *token (free()), -EOVERFLOW when an order-key string is longer than
+ * 0 with *token (mem_free()), -EOVERFLOW when an order-key string is longer than
  * QUERY_MAX_TOKEN_TEXT, -EINVAL (not a List query), -ENOMEM. */
 int query_token_next(const query *q, sqlite3_stmt *st, char **token);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/hash.h"
+#include "base/mem.h"
 #include "store/typepool_int.h"
 
 /* ---- symbols ---- */
@@ -49,14 +50,14 @@ int tp_symtab_reserve(symtab *t, size_t extra)
 	size_t cap = 16;
 	while (cap < (live + extra) * 2 + 1)
 		cap *= 2;
-	sym **slots = calloc(cap, sizeof *slots);
+	sym **slots = mem_calloc(cap, sizeof *slots);
 	if (!slots)
 		return -ENOMEM;
 	symtab nt = {.slots = slots, .cap = cap};
 	for (size_t i = 0; i < t->cap; i++)
 		if (t->slots[i] && t->slots[i] != TOMB)
 			tp_symtab_put(&nt, t->slots[i]);
-	free(t->slots);
+	mem_free(t->slots);
 	*t = nt;
 	return 0;
 }
@@ -77,7 +78,7 @@ int tp_ptrvec_push(ptrvec *v, void *x)
 {
 	if (v->n == v->cap) {
 		size_t cap = v->cap ? v->cap * 2 : 16;
-		void **p = realloc(v->p, cap * sizeof *p);
+		void **p = mem_realloc(v->p, cap * sizeof *p);
 		if (!p)
 			return -ENOMEM;
 		v->p = p;
@@ -89,11 +90,11 @@ int tp_ptrvec_push(ptrvec *v, void *x)
 
 typepool *typepool_new(void)
 {
-	typepool *tp = calloc(1, sizeof *tp);
+	typepool *tp = mem_calloc(1, sizeof *tp);
 	if (!tp)
 		return NULL;
 	if (pthread_rwlock_init(&tp->lock, NULL)) {
-		free(tp);
+		mem_free(tp);
 		return NULL;
 	}
 	return tp;
@@ -101,26 +102,26 @@ typepool *typepool_new(void)
 
 void tp_file_free(tp_file *f)
 {
-	free(f->bytes);
-	free(f->syms.p);
-	free(f->messages.p);
-	free(f->services.p);
-	free(f->enums.p);
+	mem_free(f->bytes);
+	mem_free(f->syms.p);
+	mem_free(f->messages.p);
+	mem_free(f->services.p);
+	mem_free(f->enums.p);
 	arena mem = f->mem;
 	arena_free(&mem); /* f itself lives in its arena */
 }
 
 void tp_ns_free(tp_ns *ns)
 {
-	free(ns->syms.slots);
-	free(ns->files.slots);
+	mem_free(ns->syms.slots);
+	mem_free(ns->files.slots);
 }
 
 void tp_ns_drop(tp_ns *ns)
 {
 	tp_ns_free(ns);
-	free((char *)ns->self.name);
-	free(ns);
+	mem_free((char *)ns->self.name);
+	mem_free(ns);
 }
 
 void typepool_free(typepool *tp)
@@ -138,10 +139,10 @@ void typepool_free(typepool *tp)
 			tp_ns_drop(ns);
 		}
 	}
-	free(tp->nss.slots);
+	mem_free(tp->nss.slots);
 	tp_ns_free(&tp->global);
 	pthread_rwlock_destroy(&tp->lock);
-	free(tp);
+	mem_free(tp);
 }
 
 /* ---- removal ---- */

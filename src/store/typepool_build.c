@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "base/pbdecode.h"
 #include "store/typepool_int.h"
 
@@ -652,18 +653,18 @@ static int build_file(build *b, const file_proto *fp)
 		return fail(b, "file %s: invalid package \"%s\"", fp->name, package);
 
 	size_t len = protobuf_c_message_get_packed_size(&fp->base);
-	uint8_t *bytes = malloc(len ? len : 1);
+	uint8_t *bytes = mem_alloc(len ? len : 1);
 	if (!bytes)
 		return oom(b);
 	protobuf_c_message_pack(&fp->base, bytes);
 	bool global;
 	tp_file *old = find_file(b, fp->name, &global);
 	if (old && old->len == len && memcmp(old->bytes, bytes, len) == 0) {
-		free(bytes);
+		mem_free(bytes);
 		return 0;
 	}
 	if (old && (global || old->staged)) {
-		free(bytes);
+		mem_free(bytes);
 		/* The global file of that name stands (a namespace may bring its own copy of a
 		 * well-known import); within one add, two versions of a file are a mistake. */
 		if (global)
@@ -674,7 +675,7 @@ static int build_file(build *b, const file_proto *fp)
 	arena mem = TP_ARENA_INIT;
 	tp_file *f = arena_zalloc(&mem, sizeof *f);
 	if (!f) {
-		free(bytes);
+		mem_free(bytes);
 		return oom(b);
 	}
 	f->mem = mem;
@@ -828,9 +829,9 @@ static int commit(build *b)
 		}
 		tp_symtab_put(&b->ns->files, &f->self);
 		f->staged = false;
-		free(f->messages.p);
-		free(f->services.p);
-		free(f->enums.p);
+		mem_free(f->messages.p);
+		mem_free(f->services.p);
+		mem_free(f->enums.p);
 		f->messages = f->services = f->enums = (ptrvec){0};
 		f->next = b->tp->files;
 		b->tp->files = f;
@@ -861,11 +862,11 @@ static tp_ns *get_ns(build *b, const char *name)
 	sym *e = tp_symtab_find(&b->tp->nss, name, n, h);
 	if (e)
 		return e->obj;
-	tp_ns *ns = calloc(1, sizeof *ns);
-	char *copy = strdup(name);
+	tp_ns *ns = mem_calloc(1, sizeof *ns);
+	char *copy = mem_strdup(name);
 	if (!ns || !copy) {
-		free(ns);
-		free(copy);
+		mem_free(ns);
+		mem_free(copy);
 		oom(b);
 		return NULL;
 	}
@@ -905,10 +906,10 @@ int typepool_add_files(typepool *tp, const char *ns, const file_proto *const *fi
 		tp_ns_drop(b.new_ns);
 out:
 	pthread_rwlock_unlock(&tp->lock);
-	free(b.stage.slots);
+	mem_free(b.stage.slots);
 out_unlocked:
 	if (rc && err)
-		*err = strdup(b.err);
+		*err = mem_strdup(b.err);
 	return rc;
 }
 
@@ -919,15 +920,19 @@ int typepool_add_file(typepool *tp, const char *ns, const file_proto *fdp, char 
 
 int typepool_add_set(typepool *tp, const char *ns, const uint8_t *bytes, size_t len, char **err)
 {
-	Google__Protobuf__FileDescriptorSet *set =
-		google__protobuf__file_descriptor_set__unpack(NULL, len, bytes);
-	if (!set) {
+	Google__Protobuf__FileDescriptorSet *set;
+	char why[160];
+	int rc = pbdecode(&google__protobuf__file_descriptor_set__descriptor, bytes, len,
+			  (ProtobufCMessage **)&set, why, sizeof(why));
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc) {
 		if (err)
-			*err = strdup("not a valid FileDescriptorSet");
+			*err = mem_strdup("not a valid FileDescriptorSet");
 		return -EINVAL;
 	}
-	int rc = typepool_add_files(tp, ns, (const file_proto *const *)set->file, set->n_file, 0,
-				    NULL, NULL, err);
+	rc = typepool_add_files(tp, ns, (const file_proto *const *)set->file, set->n_file, 0, NULL,
+				NULL, err);
 	google__protobuf__file_descriptor_set__free_unpacked(set, NULL);
 	return rc;
 }

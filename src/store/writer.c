@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "store/path.h"
 #include "store/store_int.h"
 
@@ -130,9 +131,8 @@ int store_writer_create(const char *dir)
 	if (snprintf(path, sizeof(path), "%s/records.db", dir) >= (int)sizeof(path))
 		return store_seterr(-ENAMETOOLONG, "path too long");
 	sqlite3 *db = NULL;
-	int src = sqlite3_open_v2(path, &db,
-				  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-				  NULL);
+	int src = db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+			  &db);
 	if (src == SQLITE_OK)
 		src = sqlite3_exec(db,
 				   /* The page size first: it is fixed once the file has a page. */
@@ -233,7 +233,7 @@ static int op_insert(store_writer *w, store_op *op, int *fatal)
 static int merge_mask(store_writer *w, const store_op *op, const char *old, char **merged)
 {
 	sqlite3_stmt *st = w->st[ST_MERGE];
-	char *m = strdup(old);
+	char *m = mem_strdup(old);
 	int rc = m ? 0 : -ENOMEM;
 	for (size_t i = 0; i < op->nmask && !rc; i++) {
 		query_path qp;
@@ -248,15 +248,15 @@ static int merge_mask(store_writer *w, const store_op *op, const char *old, char
 		int src = sqlite3_step(st);
 		if (src != SQLITE_ROW)
 			rc = store_seterr(-EIO, "merging the update mask: %s", sqlite3_errmsg(w->db));
-		else if (!(next = strdup((const char *)sqlite3_column_text(st, 0))))
+		else if (!(next = mem_strdup((const char *)sqlite3_column_text(st, 0))))
 			rc = -ENOMEM;
 		sqlite3_reset(st);
-		free(m);
+		mem_free(m);
 		m = next;
 	}
 	sqlite3_clear_bindings(st);
 	if (rc)
-		free(m);
+		mem_free(m);
 	else
 		*merged = m;
 	return rc;
@@ -296,7 +296,7 @@ static int apply_old(store_writer *w, store_op *op, sqlite3_stmt *up, int *fatal
 			if (out.labels)
 				sqlite3_bind_text(up, 4, out.labels, -1, SQLITE_TRANSIENT);
 		}
-		free(merged);
+		mem_free(merged);
 	} else if (src == SQLITE_DONE) {
 		rc = -ENOENT;
 	} else {
@@ -521,8 +521,8 @@ int store_writer_set_indexes(store_writer *w, size_t n, const char *const names[
 	char **have = NULL, **have_sql = NULL;
 	size_t nhave = 0;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-		char **h = realloc(have, (nhave + 1) * sizeof(*h));
-		char **hs = h ? realloc(have_sql, (nhave + 1) * sizeof(*hs)) : NULL;
+		char **h = mem_realloc(have, (nhave + 1) * sizeof(*h));
+		char **hs = h ? mem_realloc(have_sql, (nhave + 1) * sizeof(*hs)) : NULL;
 		if (h)
 			have = h;
 		if (hs)
@@ -533,8 +533,8 @@ int store_writer_set_indexes(store_writer *w, size_t n, const char *const names[
 			src = SQLITE_NOMEM;
 			break;
 		}
-		have[nhave] = strdup(nm);
-		have_sql[nhave] = strdup(sq ? sq : "");
+		have[nhave] = mem_strdup(nm);
+		have_sql[nhave] = mem_strdup(sq ? sq : "");
 		nhave++;
 		if (!have[nhave - 1] || !have_sql[nhave - 1]) {
 			src = SQLITE_NOMEM;
@@ -566,11 +566,11 @@ int store_writer_set_indexes(store_writer *w, size_t n, const char *const names[
 	}
 free_have:
 	for (size_t k = 0; k < nhave; k++) {
-		free(have ? have[k] : NULL);
-		free(have_sql ? have_sql[k] : NULL);
+		mem_free(have ? have[k] : NULL);
+		mem_free(have_sql ? have_sql[k] : NULL);
 	}
-	free(have);
-	free(have_sql);
+	mem_free(have);
+	mem_free(have_sql);
 out:
 	if (rc == 0)
 		rc = idx_exec(w, "COMMIT");
@@ -628,10 +628,10 @@ int store_writer_check(store_write_req *req)
 int store_writer_open(const char *path, bool sync_normal, int busy_timeout_ms,
 		      store_writer **out)
 {
-	store_writer *w = calloc(1, sizeof(*w));
+	store_writer *w = mem_calloc(1, sizeof(*w));
 	if (!w)
 		return store_seterr(-ENOMEM, "out of memory");
-	int src = sqlite3_open_v2(path, &w->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+	int src = db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, &w->db);
 	if (src == SQLITE_OK) {
 		sqlite3_extended_result_codes(w->db, 1);
 		sqlite3_busy_timeout(w->db, busy_timeout_ms);
@@ -664,5 +664,5 @@ void store_writer_close(store_writer *w)
 	int src = sqlite3_close(w->db);
 	if (src != SQLITE_OK)
 		log_error("store: close records.db: %s", sqlite3_errstr(src));
-	free(w);
+	mem_free(w);
 }
