@@ -250,7 +250,11 @@ void call_start(h2_conn *h, call *c)
 			call_fail(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 			return;
 		}
-		reactor_timer_arm(c->r, &c->deadline_timer, c->deadline, on_deadline);
+		/* A deadline that cannot be watched would let the call run past it. */
+		if (reactor_timer_arm(c->r, &c->deadline_timer, c->deadline, on_deadline)) {
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
 	}
 	c->started = true;
 	if (c->m->h.on_start) {

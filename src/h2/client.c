@@ -305,7 +305,7 @@ static cconn *conn_new(h2_channel *ch)
 	h->ch = ch;
 	list_init(&h->link);
 	list_init(&h->calls);
-	if (nghttp2_session_client_new(&h->ng, ch->cbs, h)) {
+	if (nghttp2_session_client_new3(&h->ng, ch->cbs, h, NULL, &session_mem)) {
 		mem_free(h);
 		return NULL;
 	}
@@ -313,17 +313,17 @@ static cconn *conn_new(h2_channel *ch)
 		{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, SESSION_STREAM_WINDOW},
 	};
-	nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
-	nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW);
-	if (!ch->detached) {
-		h->io = io_conn_connect(ch->r, (struct sockaddr *)&ch->addr, ch->addr_len, &cconn_ops, h);
-		if (!h->io) {
-			nghttp2_session_del(h->ng);
-			mem_free(h);
-			return NULL;
-		}
-		io_conn_want_send(h->io);
+	/* Both queue a frame, which the server must see: out of memory, no connection. */
+	if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
+	    nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW) ||
+	    (!ch->detached && !(h->io = io_conn_connect(ch->r, (struct sockaddr *)&ch->addr,
+							ch->addr_len, &cconn_ops, h)))) {
+		nghttp2_session_del(h->ng);
+		mem_free(h);
+		return NULL;
 	}
+	if (h->io)
+		io_conn_want_send(h->io);
 	list_push_front(&ch->conns, &h->link);
 	return h;
 }
@@ -408,7 +408,7 @@ int h2_channel_feed(h2_channel *ch, const uint8_t *data, size_t len)
 		return -ENOTCONN;
 	cconn *h = container_of(ch->conns.next, cconn, link);
 	int rc = nghttp2_session_mem_recv(h->ng, data, len) < 0 ? -EPROTO : 0;
-	if (session_discard_output(h->ng))
+	if (session_drain_output(h->ng, NULL))
 		rc = -EPROTO;
 	return rc;
 }
@@ -482,22 +482,24 @@ ccall *ccall_start(h2_channel *ch, const ccall_args *a)
 	deframer_init(&c->df, ch->max_message_bytes);
 	nv_list l = {0};
 	int rc = build_request(c, a, &l);
+	/* The deadline first: a call that could not keep it is not started. */
+	if (!rc && a->timeout_ns > 0) {
+		int64_t t = a->timeout_ns < INT64_MAX / 2 ? a->timeout_ns : INT64_MAX / 2;
+		rc = reactor_timer_arm(ch->r, &c->deadline_timer, reactor_now(ch->r) + t, on_deadline);
+	}
 	if (!rc) {
 		nghttp2_data_provider dp = {.source.ptr = c, .read_callback = read_request};
 		c->stream_id = nghttp2_submit_request(h->ng, NULL, l.v, l.n, &dp, c);
 	}
 	nv_list_free(&l);
 	if (rc || c->stream_id < 0) {
+		reactor_timer_disarm(ch->r, &c->deadline_timer);
 		deframer_free(&c->df);
 		arena_free(&c->arena);
 		mem_free(c);
 		return NULL;
 	}
 	list_push_front(&h->calls, &c->link);
-	if (a->timeout_ns > 0) {
-		int64_t t = a->timeout_ns < INT64_MAX / 2 ? a->timeout_ns : INT64_MAX / 2;
-		reactor_timer_arm(ch->r, &c->deadline_timer, reactor_now(ch->r) + t, on_deadline);
-	}
 	conn_want_send(h);
 	return c;
 }

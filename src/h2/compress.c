@@ -4,6 +4,8 @@
 #include <limits.h>
 #include <zlib.h>
 
+#include "base/mem.h"
+
 /* windowBits 15 with 16 added: zlib writes and accepts the gzip wrapper (RFC 1952), which
  * is what grpc-encoding: gzip means, rather than the bare zlib format. */
 #define GZIP_WBITS (15 + 16)
@@ -12,9 +14,23 @@
 
 static uInt clamp_uint(size_t n) { return n > UINT_MAX ? UINT_MAX : (uInt)n; }
 
+/* zlib allocates through the node's hook (base/mem.h), as everything else does; like
+ * zlib's own, without zeroing (its state is hundreds of KiB). */
+static voidpf zalloc(voidpf opaque, uInt items, uInt size)
+{
+	(void)opaque;
+	return mem_alloc((size_t)items * size);
+}
+
+static void zfree(voidpf opaque, voidpf p)
+{
+	(void)opaque;
+	mem_free(p);
+}
+
 int gzip_compress(buf *out, const uint8_t *in, size_t len)
 {
-	z_stream zs = {0};
+	z_stream zs = {.zalloc = zalloc, .zfree = zfree};
 	if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, GZIP_WBITS, 8,
 			 Z_DEFAULT_STRATEGY) != Z_OK)
 		return -ENOMEM;
@@ -44,13 +60,13 @@ int gzip_compress(buf *out, const uint8_t *in, size_t len)
 	} while (zrc != Z_STREAM_END);
 	deflateEnd(&zs);
 	if (rc)
-		out->len = start;
+		buf_truncate(out, start);
 	return rc;
 }
 
 int gzip_decompress(buf *out, const uint8_t *in, size_t len, size_t max_out)
 {
-	z_stream zs = {0};
+	z_stream zs = {.zalloc = zalloc, .zfree = zfree};
 	int zrc = inflateInit2(&zs, GZIP_WBITS);
 	if (zrc != Z_OK)
 		return zrc == Z_MEM_ERROR ? -ENOMEM : -EIO;
@@ -103,6 +119,6 @@ int gzip_decompress(buf *out, const uint8_t *in, size_t len, size_t max_out)
 	}
 	inflateEnd(&zs);
 	if (rc)
-		out->len = start;
+		buf_truncate(out, start);
 	return rc;
 }

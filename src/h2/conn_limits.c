@@ -26,12 +26,22 @@ bool server_over_budget(const h2_server *s)
 	       atomic_load_explicit(&s->held, memory_order_relaxed) > s->o.max_buffered_bytes;
 }
 
+/* The budget timer is armed from the endpoint's start to its end, parked at INT64_MAX
+ * while the endpoint holds nothing: moving it then needs no memory, so it cannot fail
+ * when memory is short, which is when it matters. */
+int endpoint_budget_start(h2_endpoint *e)
+{
+	if (!e->s->o.max_buffered_bytes)
+		return 0;
+	return reactor_timer_arm(e->r, &e->budget_timer, INT64_MAX, budget_tick);
+}
+
 static void budget_watch(h2_endpoint *e)
 {
 	if (!e->s->o.max_buffered_bytes)
 		return;
 	int64_t at = reactor_now(e->r) + (server_over_budget(e->s) ? 0 : BUDGET_CHECK);
-	if (!timer_armed(&e->budget_timer) || at < e->budget_timer.deadline_ns)
+	if (at < e->budget_timer.deadline_ns)
 		reactor_timer_arm(e->r, &e->budget_timer, at, budget_tick);
 }
 
@@ -157,8 +167,9 @@ void conn_schedule(h2_conn *h)
 	int64_t next = conn_next_deadline(h, reactor_now(r));
 	if (next == INT64_MAX)
 		reactor_timer_disarm(r, &h->tick);
-	else if (!timer_armed(&h->tick) || next < h->tick.deadline_ns)
-		reactor_timer_arm(r, &h->tick, next, conn_tick);
+	else if ((!timer_armed(&h->tick) || next < h->tick.deadline_ns) &&
+		 reactor_timer_arm(r, &h->tick, next, conn_tick))
+		io_conn_abort(h->io, -ENOMEM); /* its timeouts could not be watched */
 }
 
 /* Output is waiting: start watching for progress if not already. */
@@ -250,8 +261,9 @@ static void budget_tick(timer *t)
 	h2_endpoint *e = container_of(t, h2_endpoint, budget_timer);
 	if (server_over_budget(e->s))
 		endpoint_shed(e);
-	if (e->held)
-		reactor_timer_arm(e->r, t, reactor_now(e->r) + BUDGET_CHECK, budget_tick);
+	/* Its own slot, just given up: re-arming needs no memory. */
+	reactor_timer_arm(e->r, t, e->held ? reactor_now(e->r) + BUDGET_CHECK : INT64_MAX,
+			  budget_tick);
 }
 
 static void conn_tick(timer *t)

@@ -55,7 +55,9 @@ static void slot_grace_over(timer *t)
 {
 	group_slot *s = container_of(t, group_slot, drain_timer);
 	h2_endpoint_close_all(s->ep);
-	reactor_timer_arm(s->r, t, reactor_now(s->r) + CLOSE_WAIT_NS, slot_abort_rest);
+	/* Without memory for the wait, what is left goes at once. */
+	if (reactor_timer_arm(s->r, t, reactor_now(s->r) + CLOSE_WAIT_NS, slot_abort_rest))
+		slot_abort_rest(t);
 }
 
 static void slot_drain(reactor_task *t)
@@ -66,7 +68,11 @@ static void slot_drain(reactor_task *t)
 	if (g->o.on_drain)
 		g->o.on_drain(s->r, g->o.ctx);
 	h2_endpoint_goaway(s->ep);
-	reactor_timer_arm(s->r, &s->drain_timer, reactor_now(s->r) + g->grace_ns, slot_grace_over);
+	/* Without memory for the grace period, it is over at once: a shutdown that could
+	 * never end would be worse. */
+	if (reactor_timer_arm(s->r, &s->drain_timer, reactor_now(s->r) + g->grace_ns,
+			      slot_grace_over))
+		slot_grace_over(&s->drain_timer);
 	reactor_stop(s->r);
 }
 

@@ -660,10 +660,14 @@ void h2_server_free(h2_server *s)
 h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r)
 {
 	h2_endpoint *e = mem_calloc(1, sizeof(*e));
-	if (e) {
-		e->s = s;
-		e->r = r;
-		list_init(&e->conns);
+	if (!e)
+		return NULL;
+	e->s = s;
+	e->r = r;
+	list_init(&e->conns);
+	if (endpoint_budget_start(e)) {
+		mem_free(e);
+		return NULL;
 	}
 	return e;
 }
@@ -721,7 +725,7 @@ static h2_conn *conn_new(h2_endpoint *e)
 				    ? o->ping_min_interval
 				    : 7200 * NS_PER_SEC;
 	ping_policy_init(&h->pings, o->ping_min_interval, idle_ping, o->ping_max_strikes);
-	if (nghttp2_session_server_new2(&h->ng, e->s->cbs, h, e->s->opt)) {
+	if (nghttp2_session_server_new3(&h->ng, e->s->cbs, h, e->s->opt, &session_mem)) {
 		mem_free(h);
 		return NULL;
 	}
@@ -730,8 +734,14 @@ static h2_conn *conn_new(h2_endpoint *e)
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, SESSION_STREAM_WINDOW},
 		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, e->s->o.max_header_list_bytes},
 	};
-	nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
-	nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW);
+	/* Both queue a frame: out of memory, the peer would miss our SETTINGS (which must
+	 * come first) or our window, so the connection is refused instead. */
+	if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
+	    nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW)) {
+		nghttp2_session_del(h->ng);
+		mem_free(h);
+		return NULL;
+	}
 	list_push_front(&e->conns, &h->link);
 	e->nconns++;
 	if (e->goaway) {
@@ -888,7 +898,7 @@ int h2_conn_feed(h2_conn *h, const uint8_t *data, size_t len)
 	if (h->closing || nghttp2_session_mem_recv(h->ng, data, len) < 0)
 		h->broken = true;
 	for (int round = 0; round < 8; round++) {
-		if (session_discard_output(h->ng))
+		if (session_drain_output(h->ng, h->keep))
 			h->broken = true;
 		if (!h->writable)
 			break;
@@ -896,5 +906,7 @@ int h2_conn_feed(h2_conn *h, const uint8_t *data, size_t len)
 	}
 	return h->broken ? -EPROTO : 0;
 }
+
+void h2_conn_keep_output(h2_conn *h, buf *out) { h->keep = out; }
 
 void h2_conn_free_detached(h2_conn *h) { conn_destroy(h); }

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "h2/method.h"
 #include "io/pool.h"
 #include "io/reactor.h"
@@ -72,12 +73,14 @@ void h2_endpoint_close_all(h2_endpoint *e);
 size_t h2_endpoint_active_calls(const h2_endpoint *e);
 size_t h2_endpoint_conn_count(const h2_endpoint *e);
 
-/* A connection with no socket, for fuzzers: feed it bytes, its output is discarded.
- * Returns NULL on allocation failure. */
+/* A connection with no socket, for fuzzers and tests: feed it bytes, its output is
+ * discarded or kept. Returns NULL on allocation failure. */
 typedef struct h2_conn h2_conn;
 h2_conn *h2_conn_new_detached(h2_endpoint *e);
 /* <0 once the connection is broken (the fuzzer then frees it). */
 int h2_conn_feed(h2_conn *h, const uint8_t *data, size_t len);
+/* From now on h's output is appended to out (the caller's), for a test to read. */
+void h2_conn_keep_output(h2_conn *h, buf *out);
 void h2_conn_free_detached(h2_conn *h);
 
 #endif

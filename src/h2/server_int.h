@@ -47,6 +47,7 @@ struct h2_endpoint {
 struct h2_conn {
 	h2_endpoint *e;
 	io_conn *io; /* NULL for a detached (fuzzing) connection */
+	buf *keep;   /* detached: where its output goes (NULL: nowhere) */
 	nghttp2_session *ng;
 	list_node link;	  /* in e->conns */
 	list_node calls;   /* streams with a call attached */
@@ -170,6 +171,8 @@ void call_pending_free(call *c);
 
 /* conn_limits.c */
 bool server_over_budget(const h2_server *s);
+/* Arms the endpoint's budget timer for its whole life. 0 or -ENOMEM. */
+int endpoint_budget_start(h2_endpoint *e);
 void conn_held_add(h2_conn *h, size_t n);
 void conn_held_sub(h2_conn *h, size_t n);
 void conn_send_add(h2_conn *h, size_t n);

@@ -10,6 +10,32 @@
 #include "h2/frame.h"
 #include "h2/metadata.h"
 
+static void *nmalloc(size_t n, void *user)
+{
+	(void)user;
+	return mem_alloc(n);
+}
+
+static void nfree(void *p, void *user)
+{
+	(void)user;
+	mem_free(p);
+}
+
+static void *ncalloc(size_t n, size_t size, void *user)
+{
+	(void)user;
+	return mem_calloc(n, size);
+}
+
+static void *nrealloc(void *p, size_t n, void *user)
+{
+	(void)user;
+	return mem_realloc(p, n);
+}
+
+nghttp2_mem session_mem = {NULL, nmalloc, nfree, ncalloc, nrealloc};
+
 int session_pump(nghttp2_session *ng, io_conn *io)
 {
 	while (io_conn_out_pending(io) < SESSION_OUT_HIGH) {
@@ -37,12 +63,13 @@ void session_after_pump(nghttp2_session *ng, io_conn *io)
 		io_conn_close(io);
 }
 
-int session_discard_output(nghttp2_session *ng)
+int session_drain_output(nghttp2_session *ng, buf *keep)
 {
 	const uint8_t *p;
 	ssize_t n;
 	while ((n = nghttp2_session_mem_send(ng, &p)) > 0)
-		;
+		if (keep)
+			buf_append(keep, p, (size_t)n);
 	return n < 0 ? -EPROTO : 0;
 }
 

@@ -21,8 +21,13 @@ int session_pump(nghttp2_session *ng, io_conn *io);
 /* After pumping: asks for another turn when output was capped, or closes the
  * connection when the session has nothing left to read or write. */
 void session_after_pump(nghttp2_session *ng, io_conn *io);
-/* Drains and discards output (detached connections used by fuzzers). */
-int session_discard_output(nghttp2_session *ng);
+/* Drains output into keep, or discards it when keep is NULL (detached connections, for
+ * fuzzers and tests). */
+int session_drain_output(nghttp2_session *ng, buf *keep);
+
+/* nghttp2's allocator for every session: base/mem.h's, so that the tests' failure
+ * injection reaches nghttp2's allocations too. */
+extern nghttp2_mem session_mem;
 
 /* Framed messages waiting for nghttp2 to pull them into DATA frames. */
 typedef struct msg_queue {

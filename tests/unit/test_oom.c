@@ -1,11 +1,14 @@
 /* Out of memory on a request's path. Every allocation of a bounded decode (with nesting and
  * the merge of repeated message fields), of a store put (through the collection's writer
- * thread and SQLite) and of a JSON transcode in both directions is made to fail in turn
- * (base/mem.h's injection): the operation must end in a clean error (-ENOMEM, its outputs
- * as they were), crash nothing and leak nothing (LeakSanitizer checks at exit in the ASan
- * build), and succeed once N is past its last allocation. Each walk also runs with every
- * allocation from the N-th on failing, which keeps the cleanup paths short of memory too. */
+ * thread and SQLite), of a JSON transcode in both directions, and of a whole unary call on
+ * a server connection (nghttp2, metadata, gzip, decode, handler, reply) is made to fail in
+ * turn (base/mem.h's injection): the operation must end in a clean error (-ENOMEM, its
+ * outputs as they were), crash nothing and leak nothing (LeakSanitizer checks at exit in
+ * the ASan build), and succeed once N is past its last allocation. Each walk also runs with
+ * every allocation from the N-th on failing, which keeps the cleanup paths short of memory
+ * too. */
 #include <errno.h>
+#include <nghttp2/nghttp2.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +28,10 @@
 #include "collector/collection_repo.pb-c.h"
 #include "collector/collection_server.pb-c.h"
 #include "descbuild.h"
+#include "h2/call.h"
+#include "h2/compress.h"
+#include "h2/server.h"
+#include "io/reactor.h"
 #include "store/coll.h"
 #include "store/json.h"
 #include "store/store.h"
@@ -38,6 +45,8 @@ extern const size_t api_descriptor_set_len;
 typedef struct oom_case {
 	const char *what;
 	int (*run)(void *ctx);
+	/* Optional, disarmed: the outcome from what run left (rc is run's). */
+	int (*settle)(void *ctx, int rc);
 	void (*check)(void *ctx, int rc, bool injected);
 	void *ctx;
 	/* SQLite gets over some failed allocations by itself (a smaller cache, a statement
@@ -53,6 +62,8 @@ static long walk(const oom_case *k, bool persistent)
 		mem_fail_arm(n, persistent);
 		int rc = k->run(k->ctx);
 		long seen = mem_fail_disarm();
+		if (k->settle)
+			rc = k->settle(k->ctx, rc);
 		bool injected = mem_fail_count() > 0;
 		if (injected && rc != -ENOMEM && !(rc == 0 && k->may_absorb))
 			fail_msg("%s: allocation %ld failed%s: rc %d, not -ENOMEM", k->what, n,
@@ -485,12 +496,278 @@ static void test_json(void **state)
 	typepool_free(tp);
 }
 
+/* ---- (d) a unary call on a server connection ---- */
+
+static struct {
+	reactor *r;
+	h2_endpoint *ep;
+	buf wire;	/* the client's bytes: preface, SETTINGS, HEADERS, DATA */
+	buf out;	/* the server's, reserved ahead so that keeping them allocates nothing */
+	buf request;	/* the message in them */
+	buf want;	/* what it decodes to, packed again */
+	int handled;	/* handler runs */
+	int replied;	/* of which answered in full */
+} srv;
+
+/* Echoes the request, with initial metadata: the reply path of every unary handler. */
+static void echo(call *c, const ProtobufCMessage *req)
+{
+	srv.handled++;
+	size_t n = protobuf_c_message_get_packed_size(req);
+	uint8_t *packed = malloc(n);
+	assert_non_null(packed);
+	protobuf_c_message_pack(req, packed);
+	bool same = n == srv.want.len && !memcmp(packed, srv.want.data, n);
+	free(packed);
+	if (!same) {
+		call_finish(c, GRPC_INTERNAL, "the request did not decode as sent");
+		return;
+	}
+	int rc = call_add_initial_md(c, "x-echo-bin", "\x01\x02", 2);
+	rc = rc ? rc : call_send(c, req);
+	call_finish(c, rc ? GRPC_RESOURCE_EXHAUSTED : GRPC_OK, rc ? "out of memory" : NULL);
+	srv.replied += !rc;
+}
+
+static const method echo_method = {
+	.path = "/oom.Test/Echo",
+	.kind = CALL_UNARY,
+	.input = &collector__list_request__descriptor,
+	.output = &collector__list_request__descriptor,
+	.h = {.on_request = echo},
+};
+
+static ssize_t client_send(nghttp2_session *ng, const uint8_t *data, size_t len, int flags,
+			   void *user)
+{
+	(void)ng, (void)flags, (void)user;
+	buf_append(&srv.wire, data, len);
+	return (ssize_t)len;
+}
+
+static ssize_t client_body(nghttp2_session *ng, int32_t stream, uint8_t *out, size_t cap,
+			   uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+	(void)ng, (void)stream, (void)user;
+	buf *body = src->ptr;
+	assert_true(body->len <= cap);
+	memcpy(out, body->data, body->len);
+	*flags = NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)body->len;
+}
+
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0}
+
+/* What a client sends for one gzip-compressed Echo of a ListRequest. */
+static void client_bytes(void)
+{
+	w_str(&srv.request, 1, "ns");
+	w_str(&srv.request, 2, "coll");
+	for (int i = 0; i < 2; i++) {
+		buf st = BUF_INIT, entry = BUF_INIT, v = BUF_INIT;
+		nested_value(&v, 3);
+		w_str(&entry, 1, i ? "b" : "a");
+		w_ld(&entry, 2, &v);
+		w_ld(&st, 1, &entry);
+		w_ld(&srv.request, 3, &st); /* filter, twice: merged */
+		buf_free(&st);
+		buf_free(&entry);
+		buf_free(&v);
+	}
+	ProtobufCMessage *ref = protobuf_c_message_unpack(&collector__list_request__descriptor, NULL,
+							  srv.request.len, srv.request.data);
+	assert_non_null(ref);
+	assert_int_equal(buf_reserve(&srv.want, protobuf_c_message_get_packed_size(ref)), 0);
+	srv.want.len = protobuf_c_message_pack(ref, srv.want.data);
+	protobuf_c_message_free_unpacked(ref, NULL);
+	buf z = BUF_INIT, body = BUF_INIT;
+	assert_int_equal(gzip_compress(&z, srv.request.data, srv.request.len), 0);
+	uint8_t prefix[5] = {1, (uint8_t)(z.len >> 24), (uint8_t)(z.len >> 16),
+			     (uint8_t)(z.len >> 8), (uint8_t)z.len};
+	buf_append(&body, prefix, 5);
+	buf_append(&body, z.data, z.len);
+
+	nghttp2_session_callbacks *cbs;
+	nghttp2_session *ng;
+	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
+	nghttp2_session_callbacks_set_send_callback(cbs, client_send);
+	assert_int_equal(nghttp2_session_client_new(&ng, cbs, NULL), 0);
+	assert_int_equal(nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, NULL, 0), 0);
+	const nghttp2_nv hdrs[] = {
+		NV(":method", "POST"),
+		NV(":scheme", "http"),
+		NV(":path", "/oom.Test/Echo"),
+		NV(":authority", "oom"),
+		NV("content-type", "application/grpc"),
+		NV("te", "trailers"),
+		NV("grpc-encoding", "gzip"),
+		NV("grpc-accept-encoding", "gzip"),
+		NV("grpc-timeout", "10S"),
+		NV("x-trace-bin", "AQID"),
+		NV("x-user", "someone"),
+	};
+	nghttp2_data_provider dp = {.source.ptr = &body, .read_callback = client_body};
+	assert_true(nghttp2_submit_request(ng, NULL, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), &dp,
+					   NULL) > 0);
+	assert_int_equal(nghttp2_session_send(ng), 0);
+	nghttp2_session_del(ng);
+	nghttp2_session_callbacks_del(cbs);
+	buf_free(&z);
+	buf_free(&body);
+	assert_false(srv.wire.failed);
+}
+
+static int server_run(void *ctx)
+{
+	(void)ctx;
+	srv.handled = srv.replied = 0;
+	buf_reset(&srv.out);
+	h2_conn *h = h2_conn_new_detached(srv.ep);
+	if (!h)
+		return -ENOMEM;
+	h2_conn_keep_output(h, &srv.out);
+	int rc = h2_conn_feed(h, srv.wire.data, srv.wire.len);
+	reactor_run_once(srv.r, 0);
+	h2_conn_free_detached(h);
+	return rc;
+}
+
+/* What the client reads of the answer. */
+static struct {
+	bool ok_status;	 /* :status 200 */
+	char grpc_status[8];
+	bool reset;	 /* RST_STREAM or GOAWAY with an error */
+	buf data;
+} answer;
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+		     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user)
+{
+	(void)ng, (void)f, (void)flags, (void)user;
+	if (nlen == 7 && !memcmp(name, ":status", 7))
+		answer.ok_status = vlen == 3 && !memcmp(value, "200", 3);
+	if (nlen == 11 && !memcmp(name, "grpc-status", 11))
+		snprintf(answer.grpc_status, sizeof(answer.grpc_status), "%.*s", (int)vlen, value);
+	return 0;
+}
+
+static int on_data(nghttp2_session *ng, uint8_t flags, int32_t stream, const uint8_t *data,
+		   size_t len, void *user)
+{
+	(void)ng, (void)flags, (void)stream, (void)user;
+	buf_append(&answer.data, data, len);
+	return 0;
+}
+
+static int on_frame(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+	(void)ng, (void)user;
+	if (f->hd.type == NGHTTP2_RST_STREAM ||
+	    (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code))
+		answer.reset = true;
+	return 0;
+}
+
+/* The call got through when the client reads :status 200, the echoed message and
+ * grpc-status 0; anything less is the clean failure of an allocation. */
+static int server_settle(void *ctx, int rc)
+{
+	(void)ctx;
+	buf_free(&answer.data);
+	memset(&answer, 0, sizeof(answer));
+	nghttp2_session_callbacks *cbs;
+	nghttp2_session *ng;
+	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame);
+	assert_int_equal(nghttp2_session_client_new(&ng, cbs, NULL), 0);
+	/* The client's own SETTINGS and request, as it sent them, so that the answer finds
+	 * the session where the server saw it. */
+	assert_int_equal(nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, NULL, 0), 0);
+	nghttp2_data_provider dp = {.source.ptr = &srv.request, .read_callback = client_body};
+	const nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"),
+				 NV(":path", "/oom.Test/Echo"), NV(":authority", "oom")};
+	assert_true(nghttp2_submit_request(ng, NULL, nv, 4, &dp, NULL) > 0);
+	const uint8_t *p;
+	while (nghttp2_session_mem_send(ng, &p) > 0)
+		;
+	bool parsed = nghttp2_session_mem_recv(ng, srv.out.data, srv.out.len) ==
+		      (ssize_t)srv.out.len;
+	nghttp2_session_del(ng);
+	nghttp2_session_callbacks_del(cbs);
+
+	bool through = parsed && !answer.reset && answer.ok_status &&
+		       !strcmp(answer.grpc_status, "0") && answer.data.len >= 5;
+	if (through) {
+		buf msg = BUF_INIT;
+		const uint8_t *d = answer.data.data + 5;
+		size_t n = answer.data.len - 5;
+		if (answer.data.data[0]) {
+			assert_int_equal(gzip_decompress(&msg, d, n, 1 << 20), 0);
+			d = msg.data;
+			n = msg.len;
+		}
+		through = n == srv.want.len && !memcmp(d, srv.want.data, n);
+		buf_free(&msg);
+	}
+	assert_true(srv.handled <= 1);
+	assert_true(srv.replied <= srv.handled);
+	/* A call answered in full was answered by the handler, once. */
+	assert_true(!through || srv.replied == 1);
+	return rc || !through ? -ENOMEM : 0;
+}
+
+static void server_check(void *ctx, int rc, bool injected)
+{
+	(void)ctx, (void)rc, (void)injected;
+	/* Whatever failed, nothing of the call or the connection is left behind. */
+	assert_int_equal(h2_endpoint_active_calls(srv.ep), 0);
+	assert_int_equal(h2_endpoint_conn_count(srv.ep), 0);
+}
+
+static void test_server_call(void **state)
+{
+	(void)state;
+	log_set_level(LOG_ERROR);
+	int err;
+	srv.r = reactor_new(&err);
+	assert_non_null(srv.r);
+	method_table *t = method_table_new();
+	assert_non_null(t);
+	assert_int_equal(method_table_add(t, &echo_method), 0);
+	h2_server_opts o;
+	h2_server_opts_default(&o);
+	h2_server *s = h2_server_new(t, &o);
+	assert_non_null(s);
+	srv.ep = h2_endpoint_new(s, srv.r);
+	assert_non_null(srv.ep);
+	client_bytes();
+	assert_int_equal(buf_reserve(&srv.out, 1 << 20), 0);
+
+	walk_both(&(oom_case){.what = "unary call on a server connection",
+			      .run = server_run,
+			      .settle = server_settle,
+			      .check = server_check});
+
+	h2_endpoint_free(srv.ep);
+	h2_server_free(s);
+	method_table_free(t);
+	reactor_free(srv.r);
+	buf_free(&srv.wire);
+	buf_free(&srv.out);
+	buf_free(&answer.data);
+	buf_free(&srv.request);
+	buf_free(&srv.want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decode),
 		cmocka_unit_test(test_store_put),
 		cmocka_unit_test(test_json),
+		cmocka_unit_test(test_server_call),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
