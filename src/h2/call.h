@@ -68,8 +68,11 @@ void call_finish(call *c, int code, const char *message);
 /* printf-style status message. */
 void call_finishf(call *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* call_send then call_finish(OK). */
+/* call_send then call_finish: OK, or the status of the send's failure (RESOURCE_EXHAUSTED
+ * for a response over the limit or out of memory, INTERNAL otherwise). */
 void call_reply(call *c, const ProtobufCMessage *resp);
+/* The same with a serialized response. */
+void call_reply_raw(call *c, const uint8_t *data, size_t len);
 /* Finished by the handler or cancelled. */
 bool call_done(const call *c);
 bool call_cancelled(const call *c);

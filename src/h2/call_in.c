@@ -150,9 +150,9 @@ static void process_message(call *c, const uint8_t *data, size_t len, bool compr
 		if (rc == -EFBIG && cap < s->o.max_message_bytes) {
 			offload(c, data, len, true);
 		} else if (rc) {
-			call_fail(c, rc == -EFBIG ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL,
-				  rc == -EFBIG ? "decompressed message larger than the limit"
-					       : "could not decompress the message");
+			const char *why;
+			int code = gzip_failure_status(rc, &why);
+			call_fail(c, code, why);
 		}
 		data = plain.data;
 		len = plain.len;

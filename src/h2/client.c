@@ -205,10 +205,9 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 		}
 		buf plain = {0};
 		rc = gzip_decompress(&plain, msg, msg_len, c->conn->ch->max_message_bytes);
-		if (rc == -EFBIG)
-			fail_stream(c, GRPC_RESOURCE_EXHAUSTED, "decompressed response larger than the limit");
-		else if (rc)
-			fail_stream(c, GRPC_INTERNAL, "could not decompress the response");
+		const char *why;
+		if (rc)
+			fail_stream(c, gzip_failure_status(rc, &why), why);
 		else if (c->ops->on_message)
 			c->ops->on_message(c, plain.data, plain.len);
 		buf_free(&plain);

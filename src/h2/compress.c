@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include "base/mem.h"
+#include "h2/status.h"
 
 /* windowBits 15 with 16 added: zlib writes and accepts the gzip wrapper (RFC 1952), which
  * is what grpc-encoding: gzip means, rather than the bare zlib format. */
@@ -121,4 +122,19 @@ int gzip_decompress(buf *out, const uint8_t *in, size_t len, size_t max_out)
 	if (rc)
 		buf_truncate(out, start);
 	return rc;
+}
+
+int gzip_failure_status(int rc, const char **why)
+{
+	switch (rc) {
+	case -EFBIG:
+		*why = "decompressed message larger than the limit";
+		return GRPC_RESOURCE_EXHAUSTED;
+	case -ENOMEM:
+		*why = "out of memory";
+		return GRPC_RESOURCE_EXHAUSTED;
+	default:
+		*why = "could not decompress the message";
+		return GRPC_INTERNAL;
+	}
 }

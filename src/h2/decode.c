@@ -36,10 +36,10 @@ int decode_message(const ProtobufCMessageDescriptor *d, const uint8_t *data, siz
 		int rc = gzip_decompress(&plain, data, len, max_len);
 		if (rc) {
 			buf_free(&plain);
-			snprintf(err, cap, "%s",
-				 rc == -EFBIG ? "decompressed message larger than the limit"
-					      : "could not decompress the message");
-			return rc == -EFBIG ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL;
+			const char *why;
+			int code = gzip_failure_status(rc, &why);
+			snprintf(err, cap, "%s", why);
+			return code;
 		}
 		data = plain.data;
 		len = plain.len;

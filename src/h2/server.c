@@ -375,15 +375,24 @@ void call_finishf(call *c, int code, const char *fmt, ...)
 	call_finish(c, code, msg);
 }
 
-void call_reply(call *c, const ProtobufCMessage *resp)
+/* The end of a call whose response was queued with outcome rc. */
+static void finish_reply(call *c, int rc)
 {
-	int rc = call_send(c, resp);
 	if (rc == -EMSGSIZE)
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "response larger than the message size limit");
+	else if (rc == -ENOMEM)
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	else if (rc && rc != -ECANCELED)
 		call_finish(c, GRPC_INTERNAL, "could not queue the response");
 	else
 		call_finish(c, GRPC_OK, NULL);
+}
+
+void call_reply(call *c, const ProtobufCMessage *resp) { finish_reply(c, call_send(c, resp)); }
+
+void call_reply_raw(call *c, const uint8_t *data, size_t len)
+{
+	finish_reply(c, call_send_raw(c, data, len));
 }
 
 /* An error found by this layer: the handler is told the call is over. */
@@ -471,7 +480,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 	}
 	if (nlen && name[0] == ':') {
 		if (header_is(name, nlen, ":path")) {
-			c->path = arena_strndup(&c->arena, value, vlen);
+			/* Out of memory the stream is reset, as for metadata below, rather than
+			 * answered as a call to no method. */
+			if (!(c->path = arena_strndup(&c->arena, value, vlen)))
+				return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 			c->path_len = vlen;
 		} else if (header_is(name, nlen, ":method")) {
 			c->is_post = header_is(value, vlen, "POST");
@@ -495,7 +507,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 			c->req_encoding = ENC_IDENTITY;
 		else {
 			c->req_encoding = ENC_OTHER;
-			c->req_encoding_name = arena_strndup(&c->arena, value, vlen);
+			if (!(c->req_encoding_name = arena_strndup(&c->arena, value, vlen)))
+				return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 		}
 	} else if (header_is(name, nlen, "grpc-accept-encoding")) {
 		c->accept_gzip = list_has_token(value, vlen, "gzip");

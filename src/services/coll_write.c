@@ -184,6 +184,9 @@ static int op_status(int rc, const op_prep *p, char *msg, size_t cap)
 	case -EAGAIN:
 		snprintf(msg, cap, "the collection's write queue is full");
 		return GRPC_RESOURCE_EXHAUSTED;
+	case -ENOMEM:
+		snprintf(msg, cap, "the write failed: out of memory");
+		return GRPC_RESOURCE_EXHAUSTED;
 	default:
 		snprintf(msg, cap, "the write failed: %s", strerror(-rc));
 		return GRPC_INTERNAL;

@@ -19,12 +19,7 @@ static void job_finish(svc_job *j)
 		} else if (j->reply) {
 			j->reply(j);
 		} else {
-			int rc = call_send_raw(c, j->out, j->out_len);
-			if (rc == -EMSGSIZE)
-				call_finish(c, GRPC_RESOURCE_EXHAUSTED,
-					    "the response is larger than the message size limit");
-			else
-				call_finish(c, rc ? GRPC_INTERNAL : GRPC_OK, NULL);
+			call_reply_raw(c, j->out, j->out_len);
 		}
 	}
 	call_unref(c);

@@ -31,7 +31,11 @@
 #include "h2/call.h"
 #include "h2/compress.h"
 #include "h2/server.h"
+#include "io/pool.h"
 #include "io/reactor.h"
+#include "services/collector_api.h"
+#include "services/colls.h"
+#include "services/registry.h"
 #include "store/coll.h"
 #include "store/json.h"
 #include "store/store.h"
@@ -496,17 +500,204 @@ static void test_json(void **state)
 	typepool_free(tp);
 }
 
+/* ---- calls on a server connection: a client's bytes in, its answer read back ---- */
+
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), 0}
+
+typedef struct exchange {
+	buf body; /* the request's DATA: prefix and message */
+	buf wire; /* what the client sends: preface, SETTINGS, HEADERS, DATA */
+	buf out;  /* what the server sends, reserved ahead so that keeping it allocates nothing */
+} exchange;
+
+static ssize_t client_send(nghttp2_session *ng, const uint8_t *data, size_t len, int flags,
+			   void *user)
+{
+	(void)ng, (void)flags;
+	buf_append(user, data, len);
+	return (ssize_t)len;
+}
+
+static ssize_t client_body(nghttp2_session *ng, int32_t stream, uint8_t *out, size_t cap,
+			   uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+	(void)ng, (void)stream, (void)user;
+	buf *body = src->ptr;
+	assert_true(body->len <= cap);
+	memcpy(out, body->data, body->len);
+	*flags = NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)body->len;
+}
+
+/* A client session that has sent its SETTINGS and the request (to wire, when not NULL):
+ * the answer then finds it where the server saw it. */
+static nghttp2_session *client_new(nghttp2_session_callbacks *cbs, buf *wire,
+				   const nghttp2_nv *nv, size_t n, buf *body)
+{
+	nghttp2_session *ng;
+	nghttp2_session_callbacks_set_send_callback(cbs, client_send);
+	assert_int_equal(nghttp2_session_client_new(&ng, cbs, wire), 0);
+	assert_int_equal(nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, NULL, 0), 0);
+	nghttp2_data_provider dp = {.source.ptr = body, .read_callback = client_body};
+	assert_true(nghttp2_submit_request(ng, NULL, nv, n, &dp, NULL) > 0);
+	return ng;
+}
+
+/* The bytes of one call of path with msg, gzip-compressed when gzip, with metadata. */
+static void exchange_init(exchange *x, const char *path, const buf *msg, bool gzip)
+{
+	*x = (exchange){.body = BUF_INIT, .wire = BUF_INIT, .out = BUF_INIT};
+	buf z = BUF_INIT;
+	if (gzip)
+		assert_int_equal(gzip_compress(&z, msg->data, msg->len), 0);
+	const buf *m = gzip ? &z : msg;
+	uint8_t prefix[5] = {gzip, (uint8_t)(m->len >> 24), (uint8_t)(m->len >> 16),
+			     (uint8_t)(m->len >> 8), (uint8_t)m->len};
+	buf_append(&x->body, prefix, 5);
+	buf_append(&x->body, m->data, m->len);
+	buf_free(&z);
+	const nghttp2_nv nv[] = {
+		NV(":method", "POST"),
+		NV(":scheme", "http"),
+		NV(":path", path),
+		NV(":authority", "oom"),
+		NV("content-type", "application/grpc"),
+		NV("te", "trailers"),
+		NV("grpc-accept-encoding", "gzip"),
+		NV("grpc-timeout", "10S"),
+		NV("x-trace-bin", "AQID"),
+		NV("x-user", "someone"),
+		NV("grpc-encoding", "gzip"), /* last: only with gzip */
+	};
+	nghttp2_session_callbacks *cbs;
+	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
+	nghttp2_session *ng = client_new(cbs, &x->wire, nv, sizeof(nv) / sizeof(nv[0]) - !gzip,
+					 &x->body);
+	assert_int_equal(nghttp2_session_send(ng), 0);
+	nghttp2_session_del(ng);
+	nghttp2_session_callbacks_del(cbs);
+	assert_int_equal(buf_reserve(&x->out, 1 << 20), 0);
+	assert_false(x->wire.failed || x->body.failed);
+}
+
+static void exchange_free(exchange *x)
+{
+	buf_free(&x->body);
+	buf_free(&x->wire);
+	buf_free(&x->out);
+}
+
+/* The answer as the client reads it. */
+typedef struct answer {
+	bool complete; /* :status 200 and a grpc-status, no reset or GOAWAY with an error */
+	bool ok_status, reset;
+	char status[8];	 /* grpc-status */
+	char message[200]; /* grpc-message */
+	buf data;
+	buf msg; /* the first message, inflated */
+} answer;
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+		     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user)
+{
+	(void)ng, (void)f, (void)flags;
+	answer *a = user;
+	if (nlen == 7 && !memcmp(name, ":status", 7))
+		a->ok_status = vlen == 3 && !memcmp(value, "200", 3);
+	if (nlen == 11 && !memcmp(name, "grpc-status", 11))
+		snprintf(a->status, sizeof(a->status), "%.*s", (int)vlen, value);
+	if (nlen == 12 && !memcmp(name, "grpc-message", 12))
+		snprintf(a->message, sizeof(a->message), "%.*s", (int)vlen, value);
+	return 0;
+}
+
+static int on_data(nghttp2_session *ng, uint8_t flags, int32_t stream, const uint8_t *data,
+		   size_t len, void *user)
+{
+	(void)ng, (void)flags, (void)stream;
+	buf_append(&((answer *)user)->data, data, len);
+	return 0;
+}
+
+static int on_frame(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+	(void)ng;
+	if (f->hd.type == NGHTTP2_RST_STREAM ||
+	    (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code))
+		((answer *)user)->reset = true;
+	return 0;
+}
+
+static void exchange_read(exchange *x, answer *a)
+{
+	*a = (answer){.data = BUF_INIT, .msg = BUF_INIT};
+	nghttp2_session_callbacks *cbs;
+	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame);
+	const nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"), NV(":path", "/"),
+				 NV(":authority", "oom")};
+	buf sent = BUF_INIT;
+	nghttp2_session *ng = client_new(cbs, &sent, nv, 4, &x->body);
+	assert_int_equal(nghttp2_session_send(ng), 0);
+	nghttp2_session_set_user_data(ng, a);
+	bool parsed = nghttp2_session_mem_recv(ng, x->out.data, x->out.len) == (ssize_t)x->out.len;
+	nghttp2_session_del(ng);
+	nghttp2_session_callbacks_del(cbs);
+	buf_free(&sent);
+	a->complete = parsed && !a->reset && a->ok_status && a->status[0];
+	if (a->complete && a->data.len >= 5) {
+		const uint8_t *d = a->data.data + 5;
+		size_t n = a->data.len - 5;
+		if (a->data.data[0])
+			assert_int_equal(gzip_decompress(&a->msg, d, n, 1 << 20), 0);
+		else
+			buf_append(&a->msg, d, n);
+	}
+}
+
+static void answer_free(answer *a)
+{
+	buf_free(&a->data);
+	buf_free(&a->msg);
+}
+
+/* One call on a new detached connection of ep, turning r until the call's pool work is
+ * back and nothing moves. Returns what h2_conn_feed said (0, or <0: the connection
+ * broke). */
+static int exchange_run(exchange *x, h2_endpoint *ep, reactor *r)
+{
+	buf_reset(&x->out);
+	h2_conn *h = h2_conn_new_detached(ep);
+	if (!h)
+		return -ENOMEM;
+	h2_conn_keep_output(h, &x->out);
+	int rc = h2_conn_feed(h, x->wire.data, x->wire.len);
+	for (int quiet = 0; quiet < 2;) {
+		reactor_run_once(r, reactor_jobs_pending(r) ? 1000000 : 0);
+		if (h2_conn_feed(h, NULL, 0))
+			rc = -EPROTO;
+		if (!h2_endpoint_active_calls(ep) && !reactor_jobs_pending(r))
+			break;
+		quiet = reactor_jobs_pending(r) ? 0 : quiet + 1;
+	}
+	h2_conn_free_detached(h);
+	/* Cancelled calls' pool work still comes back to this reactor. */
+	while (reactor_jobs_pending(r))
+		reactor_run_once(r, 1000000);
+	return rc;
+}
+
 /* ---- (d) a unary call on a server connection ---- */
 
 static struct {
 	reactor *r;
 	h2_endpoint *ep;
-	buf wire;	/* the client's bytes: preface, SETTINGS, HEADERS, DATA */
-	buf out;	/* the server's, reserved ahead so that keeping them allocates nothing */
-	buf request;	/* the message in them */
-	buf want;	/* what it decodes to, packed again */
-	int handled;	/* handler runs */
-	int replied;	/* of which answered in full */
+	exchange x;
+	buf want;    /* what the request decodes to, packed again */
+	int handled; /* handler runs */
+	int replied; /* of which answered in full */
 } srv;
 
 /* Echoes the request, with initial metadata: the reply path of every unary handler. */
@@ -537,180 +728,26 @@ static const method echo_method = {
 	.h = {.on_request = echo},
 };
 
-static ssize_t client_send(nghttp2_session *ng, const uint8_t *data, size_t len, int flags,
-			   void *user)
-{
-	(void)ng, (void)flags, (void)user;
-	buf_append(&srv.wire, data, len);
-	return (ssize_t)len;
-}
-
-static ssize_t client_body(nghttp2_session *ng, int32_t stream, uint8_t *out, size_t cap,
-			   uint32_t *flags, nghttp2_data_source *src, void *user)
-{
-	(void)ng, (void)stream, (void)user;
-	buf *body = src->ptr;
-	assert_true(body->len <= cap);
-	memcpy(out, body->data, body->len);
-	*flags = NGHTTP2_DATA_FLAG_EOF;
-	return (ssize_t)body->len;
-}
-
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0}
-
-/* What a client sends for one gzip-compressed Echo of a ListRequest. */
-static void client_bytes(void)
-{
-	w_str(&srv.request, 1, "ns");
-	w_str(&srv.request, 2, "coll");
-	for (int i = 0; i < 2; i++) {
-		buf st = BUF_INIT, entry = BUF_INIT, v = BUF_INIT;
-		nested_value(&v, 3);
-		w_str(&entry, 1, i ? "b" : "a");
-		w_ld(&entry, 2, &v);
-		w_ld(&st, 1, &entry);
-		w_ld(&srv.request, 3, &st); /* filter, twice: merged */
-		buf_free(&st);
-		buf_free(&entry);
-		buf_free(&v);
-	}
-	ProtobufCMessage *ref = protobuf_c_message_unpack(&collector__list_request__descriptor, NULL,
-							  srv.request.len, srv.request.data);
-	assert_non_null(ref);
-	assert_int_equal(buf_reserve(&srv.want, protobuf_c_message_get_packed_size(ref)), 0);
-	srv.want.len = protobuf_c_message_pack(ref, srv.want.data);
-	protobuf_c_message_free_unpacked(ref, NULL);
-	buf z = BUF_INIT, body = BUF_INIT;
-	assert_int_equal(gzip_compress(&z, srv.request.data, srv.request.len), 0);
-	uint8_t prefix[5] = {1, (uint8_t)(z.len >> 24), (uint8_t)(z.len >> 16),
-			     (uint8_t)(z.len >> 8), (uint8_t)z.len};
-	buf_append(&body, prefix, 5);
-	buf_append(&body, z.data, z.len);
-
-	nghttp2_session_callbacks *cbs;
-	nghttp2_session *ng;
-	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
-	nghttp2_session_callbacks_set_send_callback(cbs, client_send);
-	assert_int_equal(nghttp2_session_client_new(&ng, cbs, NULL), 0);
-	assert_int_equal(nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, NULL, 0), 0);
-	const nghttp2_nv hdrs[] = {
-		NV(":method", "POST"),
-		NV(":scheme", "http"),
-		NV(":path", "/oom.Test/Echo"),
-		NV(":authority", "oom"),
-		NV("content-type", "application/grpc"),
-		NV("te", "trailers"),
-		NV("grpc-encoding", "gzip"),
-		NV("grpc-accept-encoding", "gzip"),
-		NV("grpc-timeout", "10S"),
-		NV("x-trace-bin", "AQID"),
-		NV("x-user", "someone"),
-	};
-	nghttp2_data_provider dp = {.source.ptr = &body, .read_callback = client_body};
-	assert_true(nghttp2_submit_request(ng, NULL, hdrs, sizeof(hdrs) / sizeof(hdrs[0]), &dp,
-					   NULL) > 0);
-	assert_int_equal(nghttp2_session_send(ng), 0);
-	nghttp2_session_del(ng);
-	nghttp2_session_callbacks_del(cbs);
-	buf_free(&z);
-	buf_free(&body);
-	assert_false(srv.wire.failed);
-}
-
-static int server_run(void *ctx)
+static int echo_run(void *ctx)
 {
 	(void)ctx;
 	srv.handled = srv.replied = 0;
-	buf_reset(&srv.out);
-	h2_conn *h = h2_conn_new_detached(srv.ep);
-	if (!h)
-		return -ENOMEM;
-	h2_conn_keep_output(h, &srv.out);
-	int rc = h2_conn_feed(h, srv.wire.data, srv.wire.len);
-	reactor_run_once(srv.r, 0);
-	h2_conn_free_detached(h);
-	return rc;
+	return exchange_run(&srv.x, srv.ep, srv.r);
 }
 
-/* What the client reads of the answer. */
-static struct {
-	bool ok_status;	 /* :status 200 */
-	char grpc_status[8];
-	bool reset;	 /* RST_STREAM or GOAWAY with an error */
-	buf data;
-} answer;
-
-static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
-		     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user)
-{
-	(void)ng, (void)f, (void)flags, (void)user;
-	if (nlen == 7 && !memcmp(name, ":status", 7))
-		answer.ok_status = vlen == 3 && !memcmp(value, "200", 3);
-	if (nlen == 11 && !memcmp(name, "grpc-status", 11))
-		snprintf(answer.grpc_status, sizeof(answer.grpc_status), "%.*s", (int)vlen, value);
-	return 0;
-}
-
-static int on_data(nghttp2_session *ng, uint8_t flags, int32_t stream, const uint8_t *data,
-		   size_t len, void *user)
-{
-	(void)ng, (void)flags, (void)stream, (void)user;
-	buf_append(&answer.data, data, len);
-	return 0;
-}
-
-static int on_frame(nghttp2_session *ng, const nghttp2_frame *f, void *user)
-{
-	(void)ng, (void)user;
-	if (f->hd.type == NGHTTP2_RST_STREAM ||
-	    (f->hd.type == NGHTTP2_GOAWAY && f->goaway.error_code))
-		answer.reset = true;
-	return 0;
-}
-
-/* The call got through when the client reads :status 200, the echoed message and
- * grpc-status 0; anything less is the clean failure of an allocation. */
-static int server_settle(void *ctx, int rc)
+/* The call got through when the client reads the echoed message and grpc-status 0;
+ * anything less (a reset stream, a broken connection, another status) is the clean
+ * failure of an allocation. */
+static int echo_settle(void *ctx, int rc)
 {
 	(void)ctx;
-	buf_free(&answer.data);
-	memset(&answer, 0, sizeof(answer));
-	nghttp2_session_callbacks *cbs;
-	nghttp2_session *ng;
-	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
-	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame);
-	assert_int_equal(nghttp2_session_client_new(&ng, cbs, NULL), 0);
-	/* The client's own SETTINGS and request, as it sent them, so that the answer finds
-	 * the session where the server saw it. */
-	assert_int_equal(nghttp2_submit_settings(ng, NGHTTP2_FLAG_NONE, NULL, 0), 0);
-	nghttp2_data_provider dp = {.source.ptr = &srv.request, .read_callback = client_body};
-	const nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"),
-				 NV(":path", "/oom.Test/Echo"), NV(":authority", "oom")};
-	assert_true(nghttp2_submit_request(ng, NULL, nv, 4, &dp, NULL) > 0);
-	const uint8_t *p;
-	while (nghttp2_session_mem_send(ng, &p) > 0)
-		;
-	bool parsed = nghttp2_session_mem_recv(ng, srv.out.data, srv.out.len) ==
-		      (ssize_t)srv.out.len;
-	nghttp2_session_del(ng);
-	nghttp2_session_callbacks_del(cbs);
-
-	bool through = parsed && !answer.reset && answer.ok_status &&
-		       !strcmp(answer.grpc_status, "0") && answer.data.len >= 5;
-	if (through) {
-		buf msg = BUF_INIT;
-		const uint8_t *d = answer.data.data + 5;
-		size_t n = answer.data.len - 5;
-		if (answer.data.data[0]) {
-			assert_int_equal(gzip_decompress(&msg, d, n, 1 << 20), 0);
-			d = msg.data;
-			n = msg.len;
-		}
-		through = n == srv.want.len && !memcmp(d, srv.want.data, n);
-		buf_free(&msg);
-	}
+	answer a;
+	exchange_read(&srv.x, &a);
+	bool through = a.complete && !strcmp(a.status, "0") && a.msg.len == srv.want.len &&
+		       !memcmp(a.msg.data, srv.want.data, a.msg.len);
+	if (a.complete && strcmp(a.status, "0") && strcmp(a.status, "8"))
+		fail_msg("echo answered %s (%s), not RESOURCE_EXHAUSTED", a.status, a.message);
+	answer_free(&a);
 	assert_true(srv.handled <= 1);
 	assert_true(srv.replied <= srv.handled);
 	/* A call answered in full was answered by the handler, once. */
@@ -718,7 +755,7 @@ static int server_settle(void *ctx, int rc)
 	return rc || !through ? -ENOMEM : 0;
 }
 
-static void server_check(void *ctx, int rc, bool injected)
+static void echo_check(void *ctx, int rc, bool injected)
 {
 	(void)ctx, (void)rc, (void)injected;
 	/* Whatever failed, nothing of the call or the connection is left behind. */
@@ -742,23 +779,223 @@ static void test_server_call(void **state)
 	assert_non_null(s);
 	srv.ep = h2_endpoint_new(s, srv.r);
 	assert_non_null(srv.ep);
-	client_bytes();
-	assert_int_equal(buf_reserve(&srv.out, 1 << 20), 0);
+
+	/* A ListRequest whose filter comes twice (merged), nested a few levels. */
+	buf req = BUF_INIT;
+	w_str(&req, 1, "ns");
+	w_str(&req, 2, "coll");
+	for (int i = 0; i < 2; i++) {
+		buf st = BUF_INIT, entry = BUF_INIT, v = BUF_INIT;
+		nested_value(&v, 3);
+		w_str(&entry, 1, i ? "b" : "a");
+		w_ld(&entry, 2, &v);
+		w_ld(&st, 1, &entry);
+		w_ld(&req, 3, &st);
+		buf_free(&st);
+		buf_free(&entry);
+		buf_free(&v);
+	}
+	ProtobufCMessage *ref = protobuf_c_message_unpack(&collector__list_request__descriptor, NULL,
+							  req.len, req.data);
+	assert_non_null(ref);
+	assert_int_equal(buf_reserve(&srv.want, protobuf_c_message_get_packed_size(ref)), 0);
+	srv.want.len = protobuf_c_message_pack(ref, srv.want.data);
+	protobuf_c_message_free_unpacked(ref, NULL);
+	exchange_init(&srv.x, "/oom.Test/Echo", &req, true);
+	buf_free(&req);
 
 	walk_both(&(oom_case){.what = "unary call on a server connection",
-			      .run = server_run,
-			      .settle = server_settle,
-			      .check = server_check});
+			      .run = echo_run,
+			      .settle = echo_settle,
+			      .check = echo_check});
 
 	h2_endpoint_free(srv.ep);
 	h2_server_free(s);
 	method_table_free(t);
 	reactor_free(srv.r);
-	buf_free(&srv.wire);
-	buf_free(&srv.out);
-	buf_free(&answer.data);
-	buf_free(&srv.request);
+	exchange_free(&srv.x);
 	buf_free(&srv.want);
+}
+
+/* ---- (e) CollectionService.Create through the node's services ---- */
+
+static struct {
+	char dir[64];
+	reactor *r;
+	pool *pool;
+	store *st;
+	typepool *types;
+	svc_env env;
+	method_table *methods;
+	h2_server *server;
+	h2_endpoint *ep;
+	uint8_t token_key[SVC_TOKEN_KEY_LEN];
+	int seq;
+	char id[32];
+	exchange x;
+} node;
+
+/* A call of the node, disarmed: its grpc-status, and the message in *msg. */
+static int node_call(const char *path, const buf *req, buf *msg)
+{
+	exchange x;
+	exchange_init(&x, path, req, false);
+	assert_int_equal(exchange_run(&x, node.ep, node.r), 0);
+	answer a;
+	exchange_read(&x, &a);
+	assert_true(a.complete);
+	if (msg) {
+		buf_reset(msg);
+		buf_append(msg, a.msg.data, a.msg.len);
+	}
+	int code = atoi(a.status);
+	answer_free(&a);
+	exchange_free(&x);
+	return code;
+}
+
+/* CreateRequest{collection_name, item: Any of grpc.testing.SimpleRequest, id}. */
+static void create_request(buf *req, const char *id)
+{
+	buf any = BUF_INIT, item = BUF_INIT, payload = BUF_INIT;
+	w_int(&item, 2, 314);			    /* response_size */
+	w_int(&payload, 1, 0);			    /* Payload.type */
+	w_str(&payload, 2, "\x01\x02 some bytes"); /* Payload.body */
+	w_ld(&item, 3, &payload);
+	w_int(&item, 4, 1); /* fill_username */
+	w_str(&any, 1, "type.googleapis.com/grpc.testing.SimpleRequest");
+	w_ld(&any, 2, &item);
+	buf_reset(req);
+	w_str(req, 2, "things");
+	w_ld(req, 3, &any);
+	w_str(req, 4, id);
+	buf_free(&any);
+	buf_free(&item);
+	buf_free(&payload);
+}
+
+static int create_run(void *ctx)
+{
+	(void)ctx;
+	return exchange_run(&node.x, node.ep, node.r);
+}
+
+/* OK with the record stored, or a clean failure: RESOURCE_EXHAUSTED, a reset stream or
+ * a broken connection. */
+static int create_settle(void *ctx, int rc)
+{
+	(void)ctx;
+	answer a;
+	exchange_read(&node.x, &a);
+	int out = -ENOMEM;
+	if (!rc && a.complete && !strcmp(a.status, "0")) {
+		Collector__CreateResponse *r = collector__create_response__unpack(NULL, a.msg.len,
+										  a.msg.data);
+		assert_non_null(r);
+		assert_string_equal(r->id, node.id);
+		collector__create_response__free_unpacked(r, NULL);
+		out = 0;
+	} else if (a.complete && strcmp(a.status, "8")) {
+		fail_msg("Create answered %s (%s), not RESOURCE_EXHAUSTED", a.status, a.message);
+	}
+	answer_free(&a);
+	return out;
+}
+
+static void create_check(void *ctx, int rc, bool injected)
+{
+	(void)ctx, (void)injected;
+	assert_int_equal(h2_endpoint_active_calls(node.ep), 0);
+	assert_int_equal(h2_endpoint_conn_count(node.ep), 0);
+	/* An acknowledged record is there (a refused one may be too: the failure may have
+	 * come after its commit, as a lost answer would). */
+	buf req = BUF_INIT;
+	w_str(&req, 2, "things");
+	w_str(&req, 3, node.id);
+	int code = node_call("/collector.CollectionService/Get", &req, NULL);
+	if (!rc)
+		assert_int_equal(code, 0);
+	buf_free(&req);
+	/* The next record, with a new id. */
+	snprintf(node.id, sizeof(node.id), "rec%d", ++node.seq);
+	create_request(&req, node.id);
+	exchange_free(&node.x);
+	exchange_init(&node.x, "/collector.CollectionService/Create", &req, false);
+	buf_free(&req);
+}
+
+static void test_service_create(void **state)
+{
+	(void)state;
+	log_set_level(LOG_ERROR);
+	snprintf(node.dir, sizeof(node.dir), "/tmp/test_oom_node.XXXXXX");
+	assert_non_null(mkdtemp(node.dir));
+	int err;
+	store_options so = {.sync_normal = true};
+	node.r = reactor_new(&err);
+	node.pool = pool_new(2, 64);
+	node.types = typepool_new();
+	assert_true(node.r && node.pool && node.types);
+	assert_int_equal(typepool_add_set(node.types, NULL, api_descriptor_set,
+					  api_descriptor_set_len, NULL),
+			 0);
+	assert_int_equal(store_open(node.dir, &so, &node.st), 0);
+	node.env = (svc_env){.pool = node.pool,
+			     .store = node.st,
+			     .types = node.types,
+			     .default_ns = "oom",
+			     .endpoint = "127.0.0.1:1",
+			     .token_key = node.token_key,
+			     .max_message_bytes = 4 << 20};
+	node.methods = method_table_new();
+	assert_non_null(node.methods);
+	assert_int_equal(registry_open(&node.env, NULL, &node.env.registry), 0);
+	assert_int_equal(collector_api_register_all(node.methods, &node.env), 0);
+	assert_int_equal(registry_add_node_services(node.env.registry, node.methods), 0);
+	h2_server_opts o;
+	h2_server_opts_default(&o);
+	node.server = h2_server_new(node.methods, &o);
+	assert_non_null(node.server);
+	h2_server_set_pool(node.server, node.pool);
+	h2_server_set_gate(node.server, registry_gate, node.env.registry);
+	node.ep = h2_endpoint_new(node.server, node.r);
+	assert_non_null(node.ep);
+
+	/* The collection, of a compiled-in type. */
+	buf req = BUF_INIT, c = BUF_INIT, t = BUF_INIT;
+	w_str(&c, 2, "things");
+	w_str(&t, 2, "grpc.testing.SimpleRequest");
+	w_ld(&c, 3, &t);
+	w_ld(&req, 1, &c);
+	assert_int_equal(node_call("/collector.CollectionRepo/CreateCollection", &req, NULL), 0);
+	buf_free(&c);
+	buf_free(&t);
+	snprintf(node.id, sizeof(node.id), "rec%d", ++node.seq);
+	create_request(&req, node.id);
+	assert_int_equal(node_call("/collector.CollectionService/Create", &req, NULL), 0);
+	snprintf(node.id, sizeof(node.id), "rec%d", ++node.seq);
+	create_request(&req, node.id);
+	exchange_init(&node.x, "/collector.CollectionService/Create", &req, false);
+	buf_free(&req);
+
+	walk_both(&(oom_case){.what = "CollectionService.Create",
+			      .run = create_run,
+			      .settle = create_settle,
+			      .check = create_check,
+			      .may_absorb = true});
+
+	exchange_free(&node.x);
+	h2_endpoint_free(node.ep);
+	h2_server_free(node.server);
+	method_table_free(node.methods);
+	pool_free(node.pool);
+	registry_free(node.env.registry);
+	store_close(node.st);
+	typepool_free(node.types);
+	reactor_free(node.r);
+	char cmd[96];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", node.dir);
+	assert_int_equal(system(cmd), 0);
 }
 
 int main(void)
@@ -768,6 +1005,7 @@ int main(void)
 		cmocka_unit_test(test_store_put),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_server_call),
+		cmocka_unit_test(test_service_create),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
