@@ -414,8 +414,9 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 			return false;
 	regledger_check cc = {.l = &r->ledger, .ns = ns};
 	char *err = NULL;
-	int rc = typepool_add_files(r->env->types, ns, fs->v, fs->n, TYPEPOOL_CHECK_ONLY,
-				    regledger_check_fn, &cc, &err);
+	typepool_staged *staged;
+	int rc = typepool_stage_files(r->env->types, ns, fs->v, fs->n, regledger_check_fn, &cc,
+				      &err, &staged);
 	if (rc) {
 		svc_job_fail(j,
 			     rc == -ENOMEM	? GRPC_RESOURCE_EXHAUSTED
@@ -455,19 +456,14 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 	rc = ok ? (nops ? registry_write_wait(r->protos, ops, nops) : 0) : -ENOMEM;
 	for (size_t i = 0; i < nops; i++)
 		registry_row_free(&rows[i]);
+	if (rc || !nops)
+		typepool_unstage(staged);
 	if (rc) {
 		svc_fail_store(j, rc, "saving the registration");
 		return false;
 	}
-	if (nops && (rc = typepool_add_files(r->env->types, ns, fs->v, fs->n, 0, NULL, NULL, &err))) {
-		/* Checked above under the same lock: only memory can fail here. */
-		log_error("registry: %s saved but not applied: %s", fs->v[fs->n - 1]->name,
-			  err ? err : "out of memory");
-		svc_job_fail(j, GRPC_INTERNAL, "registered, but not applied until a restart: %s",
-			     err ? err : "out of memory");
-		mem_free(err);
-		return false;
-	}
+	if (nops)
+		typepool_publish(staged);
 	for (size_t i = 0; i < fs->n; i++)
 		if (fs->changed[i])
 			file_applied(r, ns, fs->v[i], ids[i]);

@@ -224,7 +224,7 @@ static int query_stmt(store_reader *r, const char *sql, const query *q, sqlite3_
 	int rc = store_reader_prepare(r, sql, st);
 	if (!rc && (rc = query_bind(*st, q)))
 		store_seterr(rc, "binding the query: %s", strerror(-rc));
-	return rc ? -EIO : 0;
+	return rc;
 }
 
 int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void *ctx,
@@ -232,8 +232,9 @@ int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void
 {
 	sqlite3_stmt *st;
 	*more = false;
-	if (query_stmt(r, query_sql(q), q, &st))
-		return -EIO;
+	int rc = query_stmt(r, query_sql(q), q, &st);
+	if (rc)
+		return rc;
 	r->q = q;
 	r->page = st;
 	int32_t page = query_page_size(q);
@@ -247,7 +248,7 @@ int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void
 				    .data = sqlite3_column_blob(st, QUERY_COL_DATA),
 				    .id = (const char *)sqlite3_column_text(st, QUERY_COL_ID),
 				    .score = sqlite3_column_double(st, QUERY_COL_SCORE)};
-		int rc = fn(ctx, &rec);
+		rc = fn(ctx, &rec);
 		if (rc > 0) {
 			*more = true;
 			break;
@@ -259,8 +260,8 @@ int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void
 	if (src != SQLITE_ROW && src != SQLITE_DONE)
 		return db_fail(r->db, src, "query");
 	sqlite3_stmt *count;
-	if (query_stmt(r, query_count_sql(q), q, &count))
-		return -EIO;
+	if ((rc = query_stmt(r, query_count_sql(q), q, &count)))
+		return rc;
 	src = sqlite3_step(count);
 	if (src != SQLITE_ROW)
 		return db_fail(r->db, src, "count");

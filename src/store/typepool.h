@@ -150,6 +150,19 @@ typedef int (*typepool_check_fn)(void *ctx, const tp_message *const *msgs, size_
 int typepool_add_files(typepool *tp, const char *ns,
 		       const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
 		       int flags, typepool_check_fn check, void *check_ctx, char **err);
+/* typepool_add_files in two steps, for a caller that makes the files durable in between
+ * (the registry): staging builds, checks and makes room for them, and fails as
+ * typepool_add_files does; publishing makes them visible and cannot fail, so that nothing
+ * saved is left unapplied for want of memory. Between the two no other add or removal
+ * may run in the pool (the caller serializes them); lookups go on. Every staged add is
+ * published or unstaged. */
+typedef struct typepool_staged typepool_staged;
+int typepool_stage_files(typepool *tp, const char *ns,
+			 const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
+			 typepool_check_fn check, void *check_ctx, char **err,
+			 typepool_staged **out);
+void typepool_publish(typepool_staged *s);
+void typepool_unstage(typepool_staged *s);
 
 /* Removes the file `name` of ns (not a global one) from lookups: its symbols, its bytes,
  * and its packages that no other file of ns is in. Like a replaced version, its objects

@@ -788,8 +788,8 @@ static int build_file(build *b, const file_proto *fp)
 	return 0;
 }
 
-/* Makes the staged files visible. Everything that can fail is done first. */
-static int commit(build *b)
+/* Makes room in the pool's tables for the staged files: publish cannot fail after it. */
+static int reserve(build *b)
 {
 	size_t nsyms = 0, nfiles = 0;
 	for (tp_file *f = b->staged; f; f = f->next) {
@@ -799,6 +799,12 @@ static int commit(build *b)
 	if (tp_symtab_reserve(&b->ns->syms, nsyms) || tp_symtab_reserve(&b->ns->files, nfiles) ||
 	    (b->new_ns && tp_symtab_reserve(&b->tp->nss, 1)))
 		return oom(b);
+	return 0;
+}
+
+/* Makes the staged files visible, in the room reserve made. */
+static void publish(build *b)
+{
 	if (b->new_ns) {
 		tp_symtab_put(&b->tp->nss, &b->new_ns->self);
 		b->new_ns = NULL;
@@ -836,7 +842,6 @@ static int commit(build *b)
 		f->next = b->tp->files;
 		b->tp->files = f;
 	}
-	return 0;
 }
 
 static void abandon(build *b)
@@ -875,42 +880,97 @@ static tp_ns *get_ns(build *b, const char *name)
 	return ns;
 }
 
+/* Under the pool's write lock: the files built, checked and given room, staged in b. */
+static int stage(build *b, const char *ns, const file_proto *const *files, size_t n,
+		 typepool_check_fn check, void *check_ctx)
+{
+	b->ns = get_ns(b, ns);
+	if (!b->ns)
+		return -ENOMEM;
+	int rc = 0;
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = build_file(b, files[i]);
+	for (tp_file *f = b->staged; f && check && !rc; f = f->next)
+		if ((rc = check(check_ctx, (const tp_message *const *)f->messages.p, f->messages.n,
+				b->err, sizeof(b->err))))
+			rc = rc < 0 ? rc : -EINVAL;
+	return rc ? rc : reserve(b);
+}
+
+/* Under the pool's write lock: what staging left that the pool does not take. */
+static void unstage(build *b)
+{
+	abandon(b);
+	if (b->new_ns)
+		tp_ns_drop(b->new_ns);
+	b->new_ns = NULL;
+}
+
 int typepool_add_files(typepool *tp, const char *ns, const file_proto *const *files, size_t n,
 		       int flags, typepool_check_fn check, void *check_ctx, char **err)
 {
-	build b = {.tp = tp};
-	int rc = 0;
+	typepool_staged *s;
+	int rc = typepool_stage_files(tp, ns, files, n, check, check_ctx, err, &s);
+	if (!rc && (flags & TYPEPOOL_CHECK_ONLY))
+		typepool_unstage(s);
+	else if (!rc)
+		typepool_publish(s);
+	return rc;
+}
+
+struct typepool_staged {
+	build b;
+};
+
+int typepool_stage_files(typepool *tp, const char *ns, const file_proto *const *files, size_t n,
+			 typepool_check_fn check, void *check_ctx, char **err,
+			 typepool_staged **out)
+{
+	*out = NULL;
 	if (err)
 		*err = NULL;
+	typepool_staged *s = mem_calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	build *b = &s->b;
+	b->tp = tp;
+	int rc;
 	if (ns && !ns[0]) {
-		rc = fail(&b, "empty namespace name");
-		goto out_unlocked;
+		rc = fail(b, "empty namespace name");
+	} else {
+		pthread_rwlock_wrlock(&tp->lock);
+		rc = stage(b, ns, files, n, check, check_ctx);
+		if (rc)
+			unstage(b);
+		pthread_rwlock_unlock(&tp->lock);
 	}
-	pthread_rwlock_wrlock(&tp->lock);
-	b.ns = get_ns(&b, ns);
-	if (!b.ns) {
-		rc = -ENOMEM;
-		goto out;
+	/* Only the build looks names up in it. */
+	mem_free(b->stage.slots);
+	b->stage = (symtab){0};
+	if (rc) {
+		if (err)
+			*err = mem_strdup(b->err);
+		mem_free(s);
+		return rc;
 	}
-	for (size_t i = 0; i < n && !rc; i++)
-		rc = build_file(&b, files[i]);
-	for (tp_file *f = b.staged; f && check && !rc; f = f->next)
-		if ((rc = check(check_ctx, (const tp_message *const *)f->messages.p, f->messages.n,
-				b.err, sizeof(b.err))))
-			rc = rc < 0 ? rc : -EINVAL;
-	if (!rc && !(flags & TYPEPOOL_CHECK_ONLY))
-		rc = commit(&b);
-	if (rc || (flags & TYPEPOOL_CHECK_ONLY))
-		abandon(&b);
-	if (b.new_ns)
-		tp_ns_drop(b.new_ns);
-out:
-	pthread_rwlock_unlock(&tp->lock);
-	mem_free(b.stage.slots);
-out_unlocked:
-	if (rc && err)
-		*err = mem_strdup(b.err);
-	return rc;
+	*out = s;
+	return 0;
+}
+
+void typepool_publish(typepool_staged *s)
+{
+	pthread_rwlock_wrlock(&s->b.tp->lock);
+	publish(&s->b);
+	pthread_rwlock_unlock(&s->b.tp->lock);
+	mem_free(s);
+}
+
+void typepool_unstage(typepool_staged *s)
+{
+	pthread_rwlock_wrlock(&s->b.tp->lock);
+	unstage(&s->b);
+	pthread_rwlock_unlock(&s->b.tp->lock);
+	mem_free(s);
 }
 
 int typepool_add_file(typepool *tp, const char *ns, const file_proto *fdp, char **err)

@@ -247,7 +247,7 @@ static int merge_mask(store_writer *w, const store_op *op, const char *old, char
 		char *next = NULL;
 		int src = sqlite3_step(st);
 		if (src != SQLITE_ROW)
-			rc = store_seterr(-EIO, "merging the update mask: %s", sqlite3_errmsg(w->db));
+			rc = db_fail(w->db, src, "merging the update mask");
 		else if (!(next = mem_strdup((const char *)sqlite3_column_text(st, 0))))
 			rc = -ENOMEM;
 		sqlite3_reset(st);

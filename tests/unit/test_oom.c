@@ -27,6 +27,7 @@
 #include "base/pbdecode.h"
 #include "collector/collection_repo.pb-c.h"
 #include "collector/collection_server.pb-c.h"
+#include "collector/registry.pb-c.h"
 #include "descbuild.h"
 #include "h2/call.h"
 #include "h2/compress.h"
@@ -817,7 +818,7 @@ static void test_server_call(void **state)
 	buf_free(&srv.want);
 }
 
-/* ---- (e) CollectionService.Create through the node's services ---- */
+/* ---- (e) the node's services: Create, List and RegisterProto ---- */
 
 static struct {
 	char dir[64];
@@ -831,7 +832,6 @@ static struct {
 	h2_endpoint *ep;
 	uint8_t token_key[SVC_TOKEN_KEY_LEN];
 	int seq;
-	char id[32];
 	exchange x;
 } node;
 
@@ -854,10 +854,78 @@ static int node_call(const char *path, const buf *req, buf *msg)
 	return code;
 }
 
+/* One method of the node walked: the request of each run (seq counts them), and what an
+ * OK answer must hold. */
+typedef struct node_walk {
+	const char *what, *path;
+	void (*request)(buf *req, int seq);
+	void (*verify)(const buf *resp, int seq);
+} node_walk;
+
+static const node_walk *walking;
+
+static void next_exchange(void)
+{
+	buf req = BUF_INIT;
+	walking->request(&req, ++node.seq);
+	exchange_free(&node.x);
+	exchange_init(&node.x, walking->path, &req, false);
+	buf_free(&req);
+}
+
+static int node_run(void *ctx)
+{
+	(void)ctx;
+	return exchange_run(&node.x, node.ep, node.r);
+}
+
+/* OK with what the method promises, or a clean failure: RESOURCE_EXHAUSTED, a reset
+ * stream or a broken connection. */
+static int node_settle(void *ctx, int rc)
+{
+	(void)ctx;
+	answer a;
+	exchange_read(&node.x, &a);
+	int out = -ENOMEM;
+	if (!rc && a.complete && !strcmp(a.status, "0")) {
+		if (walking->verify)
+			walking->verify(&a.msg, node.seq);
+		out = 0;
+	} else if (a.complete && strcmp(a.status, "8")) {
+		fail_msg("%s answered %s (%s), not RESOURCE_EXHAUSTED", walking->what, a.status,
+			 a.message);
+	}
+	answer_free(&a);
+	return out;
+}
+
+static void node_check(void *ctx, int rc, bool injected)
+{
+	(void)ctx, (void)rc, (void)injected;
+	/* Whatever failed, nothing of the call or its connection is left behind. */
+	assert_int_equal(h2_endpoint_active_calls(node.ep), 0);
+	assert_int_equal(h2_endpoint_conn_count(node.ep), 0);
+	assert_int_equal(pool_queued(node.pool), 0);
+	next_exchange();
+}
+
+static void node_walk_run(const node_walk *w)
+{
+	walking = w;
+	next_exchange();
+	walk_both(&(oom_case){.what = w->what,
+			      .run = node_run,
+			      .settle = node_settle,
+			      .check = node_check,
+			      .may_absorb = true});
+}
+
 /* CreateRequest{collection_name, item: Any of grpc.testing.SimpleRequest, id}. */
-static void create_request(buf *req, const char *id)
+static void create_request(buf *req, int seq)
 {
 	buf any = BUF_INIT, item = BUF_INIT, payload = BUF_INIT;
+	char id[32];
+	snprintf(id, sizeof(id), "rec%d", seq);
 	w_int(&item, 2, 314);			    /* response_size */
 	w_int(&payload, 1, 0);			    /* Payload.type */
 	w_str(&payload, 2, "\x01\x02 some bytes"); /* Payload.body */
@@ -865,7 +933,6 @@ static void create_request(buf *req, const char *id)
 	w_int(&item, 4, 1); /* fill_username */
 	w_str(&any, 1, "type.googleapis.com/grpc.testing.SimpleRequest");
 	w_ld(&any, 2, &item);
-	buf_reset(req);
 	w_str(req, 2, "things");
 	w_ld(req, 3, &any);
 	w_str(req, 4, id);
@@ -874,57 +941,108 @@ static void create_request(buf *req, const char *id)
 	buf_free(&payload);
 }
 
-static int create_run(void *ctx)
+/* The record is stored, under its id (read back disarmed). */
+static void create_verify(const buf *resp, int seq)
 {
-	(void)ctx;
-	return exchange_run(&node.x, node.ep, node.r);
-}
-
-/* OK with the record stored, or a clean failure: RESOURCE_EXHAUSTED, a reset stream or
- * a broken connection. */
-static int create_settle(void *ctx, int rc)
-{
-	(void)ctx;
-	answer a;
-	exchange_read(&node.x, &a);
-	int out = -ENOMEM;
-	if (!rc && a.complete && !strcmp(a.status, "0")) {
-		Collector__CreateResponse *r = collector__create_response__unpack(NULL, a.msg.len,
-										  a.msg.data);
-		assert_non_null(r);
-		assert_string_equal(r->id, node.id);
-		collector__create_response__free_unpacked(r, NULL);
-		out = 0;
-	} else if (a.complete && strcmp(a.status, "8")) {
-		fail_msg("Create answered %s (%s), not RESOURCE_EXHAUSTED", a.status, a.message);
-	}
-	answer_free(&a);
-	return out;
-}
-
-static void create_check(void *ctx, int rc, bool injected)
-{
-	(void)ctx, (void)injected;
-	assert_int_equal(h2_endpoint_active_calls(node.ep), 0);
-	assert_int_equal(h2_endpoint_conn_count(node.ep), 0);
-	/* An acknowledged record is there (a refused one may be too: the failure may have
-	 * come after its commit, as a lost answer would). */
+	char id[32];
+	snprintf(id, sizeof(id), "rec%d", seq);
+	Collector__CreateResponse *r = collector__create_response__unpack(NULL, resp->len,
+									  resp->data);
+	assert_non_null(r);
+	assert_string_equal(r->id, id);
+	collector__create_response__free_unpacked(r, NULL);
 	buf req = BUF_INIT;
 	w_str(&req, 2, "things");
-	w_str(&req, 3, node.id);
-	int code = node_call("/collector.CollectionService/Get", &req, NULL);
-	if (!rc)
-		assert_int_equal(code, 0);
-	buf_free(&req);
-	/* The next record, with a new id. */
-	snprintf(node.id, sizeof(node.id), "rec%d", ++node.seq);
-	create_request(&req, node.id);
-	exchange_free(&node.x);
-	exchange_init(&node.x, "/collector.CollectionService/Create", &req, false);
+	w_str(&req, 3, id);
+	assert_int_equal(node_call("/collector.CollectionService/Get", &req, NULL), 0);
 	buf_free(&req);
 }
 
-static void test_service_create(void **state)
+/* A page of two records of the collection, filtered and ordered, after the first page:
+ * the query compiler, its page token, the reader and the page's byte budget. */
+static char list_token[256];
+
+static void list_request(buf *req, int seq)
+{
+	(void)seq;
+	buf st = BUF_INIT, entry = BUF_INIT, v = BUF_INIT;
+	double size = 314;
+	w_varint(&v, 2 << 3 | 1); /* number_value */
+	buf_append(&v, &size, 8);
+	w_str(&entry, 1, "response_size");
+	w_ld(&entry, 2, &v);
+	w_ld(&st, 1, &entry);
+	w_str(req, 2, "things");
+	w_ld(req, 3, &st);
+	w_str(req, 4, "@created_at desc");
+	w_int(req, 5, 2);
+	if (list_token[0])
+		w_str(req, 6, list_token);
+	buf_free(&st);
+	buf_free(&entry);
+	buf_free(&v);
+}
+
+static void list_verify(const buf *resp, int seq)
+{
+	(void)seq;
+	Collector__ListResponse *r = collector__list_response__unpack(NULL, resp->len, resp->data);
+	assert_non_null(r);
+	assert_int_equal(r->n_items, 2);
+	assert_true(r->total_count >= 4);
+	assert_true(r->next_page_token && *r->next_page_token);
+	collector__list_response__free_unpacked(r, NULL);
+}
+
+/* RegisterProtoRequest with a new file each run: oom/f<seq>.proto, package oom<seq>,
+ * message M { string a = 1; repeated int32 b = 2; M sub = 3; }. */
+static void field(buf *msg, const char *name, int number, int label, int type,
+		  const char *type_name)
+{
+	buf f = BUF_INIT;
+	w_str(&f, 1, name);
+	w_int(&f, 3, (uint64_t)number);
+	w_int(&f, 4, (uint64_t)label);
+	w_int(&f, 5, (uint64_t)type);
+	if (type_name)
+		w_str(&f, 6, type_name);
+	w_ld(msg, 2, &f);
+	buf_free(&f);
+}
+
+static void register_request(buf *req, int seq)
+{
+	buf file = BUF_INIT, msg = BUF_INIT;
+	char s[64];
+	snprintf(s, sizeof(s), "oom/f%d.proto", seq);
+	w_str(&file, 1, s);
+	snprintf(s, sizeof(s), "oom%d", seq);
+	w_str(&file, 2, s);
+	w_str(&msg, 1, "M");
+	field(&msg, "a", 1, 1, 9, NULL);
+	field(&msg, "b", 2, 3, 5, NULL);
+	snprintf(s, sizeof(s), ".oom%d.M", seq);
+	field(&msg, "sub", 3, 1, 11, s);
+	w_ld(&file, 4, &msg);
+	w_str(&file, 12, "proto3");
+	w_ld(req, 2, &file);
+	buf_free(&file);
+	buf_free(&msg);
+}
+
+static void register_verify(const buf *resp, int seq)
+{
+	Collector__RegisterProtoResponse *r =
+		collector__register_proto_response__unpack(NULL, resp->len, resp->data);
+	assert_non_null(r);
+	char name[64];
+	snprintf(name, sizeof(name), "oom%d.M", seq);
+	assert_int_equal(r->n_registered_messages, 1);
+	assert_string_equal(r->registered_messages[0], name);
+	collector__register_proto_response__free_unpacked(r, NULL);
+}
+
+static void test_services(void **state)
 {
 	(void)state;
 	log_set_level(LOG_ERROR);
@@ -961,8 +1079,8 @@ static void test_service_create(void **state)
 	node.ep = h2_endpoint_new(node.server, node.r);
 	assert_non_null(node.ep);
 
-	/* The collection, of a compiled-in type. */
-	buf req = BUF_INIT, c = BUF_INIT, t = BUF_INIT;
+	/* The collection, of a compiled-in type, with a few records. */
+	buf req = BUF_INIT, c = BUF_INIT, t = BUF_INIT, resp = BUF_INIT;
 	w_str(&c, 2, "things");
 	w_str(&t, 2, "grpc.testing.SimpleRequest");
 	w_ld(&c, 3, &t);
@@ -970,19 +1088,35 @@ static void test_service_create(void **state)
 	assert_int_equal(node_call("/collector.CollectionRepo/CreateCollection", &req, NULL), 0);
 	buf_free(&c);
 	buf_free(&t);
-	snprintf(node.id, sizeof(node.id), "rec%d", ++node.seq);
-	create_request(&req, node.id);
-	assert_int_equal(node_call("/collector.CollectionService/Create", &req, NULL), 0);
-	snprintf(node.id, sizeof(node.id), "rec%d", ++node.seq);
-	create_request(&req, node.id);
-	exchange_init(&node.x, "/collector.CollectionService/Create", &req, false);
-	buf_free(&req);
+	for (int i = 0; i < 3; i++) {
+		buf_reset(&req);
+		create_request(&req, ++node.seq);
+		assert_int_equal(node_call("/collector.CollectionService/Create", &req, NULL), 0);
+	}
 
-	walk_both(&(oom_case){.what = "CollectionService.Create",
-			      .run = create_run,
-			      .settle = create_settle,
-			      .check = create_check,
-			      .may_absorb = true});
+	static const node_walk create = {"CollectionService.Create",
+					 "/collector.CollectionService/Create", create_request,
+					 create_verify};
+	node_walk_run(&create);
+
+	/* List from the second page on: the first one gives its token. */
+	buf_reset(&req);
+	list_request(&req, 0);
+	assert_int_equal(node_call("/collector.CollectionService/List", &req, &resp), 0);
+	Collector__ListResponse *first = collector__list_response__unpack(NULL, resp.len, resp.data);
+	assert_non_null(first);
+	snprintf(list_token, sizeof(list_token), "%s", first->next_page_token);
+	collector__list_response__free_unpacked(first, NULL);
+	static const node_walk list = {"CollectionService.List", "/collector.CollectionService/List",
+				       list_request, list_verify};
+	node_walk_run(&list);
+
+	static const node_walk reg = {"CollectorRegistry.RegisterProto",
+				      "/collector.CollectorRegistry/RegisterProto",
+				      register_request, register_verify};
+	node_walk_run(&reg);
+	buf_free(&req);
+	buf_free(&resp);
 
 	exchange_free(&node.x);
 	h2_endpoint_free(node.ep);
@@ -1005,7 +1139,7 @@ int main(void)
 		cmocka_unit_test(test_store_put),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_server_call),
-		cmocka_unit_test(test_service_create),
+		cmocka_unit_test(test_services),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
