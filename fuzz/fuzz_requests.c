@@ -24,9 +24,9 @@
 #include <unistd.h>
 
 #include "base/buf.h"
-#include "h2/server.h"
 #include "base/hash.h"
 #include "base/log.h"
+#include "h2/server.h"
 #include "io/pool.h"
 #include "services/collector_api.h"
 #include "services/registry.h"

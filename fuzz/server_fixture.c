@@ -3,8 +3,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "h2/call.h"
 #include "base/log.h"
+#include "h2/call.h"
 #include "services/health.h"
 #include "services/reflection.h"
 

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "h2/server_int.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "h2/server_int.h"
 
 /* ---- memory held for messages: per connection, per endpoint, node-wide ---- */
 

@@ -12,13 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "base/log.h"
 #include "base/mem.h"
 #include "h2/call.h"
 #include "h2/metadata.h"
 #include "h2/server_int.h"
 #include "h2/session.h"
-#include "base/clock.h"
-#include "base/log.h"
 #include "io/sock.h"
 
 /* A sixteenth of the machine's memory, within 64 MiB .. 1 GiB. */

@@ -11,9 +11,9 @@
 #include <sys/socket.h>
 
 #include "base/arena.h"
-#include "h2/admit.h"
 #include "base/buf.h"
 #include "base/list.h"
+#include "h2/admit.h"
 #include "h2/call.h"
 #include "h2/decode.h"
 #include "h2/frame.h"

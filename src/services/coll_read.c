@@ -6,9 +6,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "base/clock.h"
 #include "base/mem.h"
 #include "collector/collection_server.pb-c.h"
-#include "base/clock.h"
 #include "store/coll.h"
 
 #define SERVER_VERSION "collector-c 0.1.0"

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "base/mem.h"
-#include "collector/collection_server.pb-c.h"
 #include "base/uuid.h"
+#include "collector/collection_server.pb-c.h"
 #include "store/coll.h"
 #include "store/json.h"
 

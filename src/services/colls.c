@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
+#include "base/hash.h"
+#include "base/jsonstr.h"
 #include "base/mem.h"
 #include "base/pbdecode.h"
-#include "base/buf.h"
-#include "base/jsonstr.h"
 #include "h2/status.h"
-#include "base/hash.h"
 #include "store/coll.h"
 
 void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len)

@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
-#include "collector/collection.pb-c.h"
-#include "collector/registry.pb-c.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "base/uuid.h"
+#include "collector/collection.pb-c.h"
+#include "collector/registry.pb-c.h"
 #include "services/registry_priv.h"
 #include "store/json.h"
 

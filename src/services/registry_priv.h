@@ -6,8 +6,8 @@
 #include <pthread.h>
 
 #include "services/regindex.h"
-#include "services/regledger.h"
 #include "services/registry.h"
+#include "services/regledger.h"
 #include "services/regquota.h"
 #include "services/strmap.h"
 #include "services/strvec.h"

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "base/mem.h"
 #include "collector/registry.pb-c.h"
-#include "base/log.h"
 #include "services/registry_priv.h"
 
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
-#include "collector/registry.pb-c.h"
 #include "base/log.h"
+#include "base/mem.h"
 #include "base/uuid.h"
+#include "collector/registry.pb-c.h"
 #include "services/registry_priv.h"
 
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;

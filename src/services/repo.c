@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
-#include "collector/collection_repo.pb-c.h"
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/mem.h"
+#include "collector/collection_repo.pb-c.h"
 #include "services/budget.h"
 #include "services/coll_search.h"
 #include "services/colls.h"

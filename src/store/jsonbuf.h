@@ -1,7 +1,7 @@
-/* JSON writing helpers on a byte buffer (jbuf_*), and a strict JSON reader that parses a
- * whole document into a flat node array (jdoc). Both serve the protobuf <-> JSON
- * transcoder, which runs on every record write: no allocation per value, one buffer that is
- * reused across calls. */
+/* JSON numbers written to a byte buffer (jbuf_*; strings are base/jsonstr.h's, bytes
+ * base/base64.h's), and a strict JSON reader that parses a whole document into a flat node
+ * array (jdoc). Both serve the protobuf <-> JSON transcoder, which runs on every record
+ * write: no allocation per value, one buffer that is reused across calls. */
 #ifndef STORE_JSONBUF_H
 #define STORE_JSONBUF_H
 #include <stdarg.h>
@@ -27,6 +27,7 @@ void jbuf_put_i64(buf *b, int64_t v);
 /* The shortest decimal form that reads back as the same double, or as the same float when
  * as_float (the value is then a float widened to double). Finite values only. */
 void jbuf_put_double(buf *b, double v, bool as_float);
+
 typedef enum {
 	J_NULL,
 	J_FALSE,

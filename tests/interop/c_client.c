@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/pbdecode.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
 #include "h2/client.h"
-#include "base/clock.h"
 
 #define MAX_MSGS 16
 

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/container_of.h"
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
@@ -31,7 +32,6 @@
 #include "h2/reactor_group.h"
 #include "h2/server.h"
 #include "h2/status.h"
-#include "base/clock.h"
 #include "io/pool.h"
 #include "io/reactor.h"
 

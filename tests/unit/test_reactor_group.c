@@ -18,10 +18,10 @@
 
 #include <cmocka.h>
 
+#include "base/clock.h"
 #include "h2/method.h"
 #include "h2/reactor_group.h"
 #include "h2/server.h"
-#include "base/clock.h"
 
 typedef struct hooks {
 	atomic_int started, drained, exited;
