@@ -43,6 +43,8 @@ void base64_encode(char *out, const uint8_t *in, size_t n, int flags)
 
 int base64_put(buf *b, const uint8_t *in, size_t n, int flags)
 {
+	if (!n)
+		return 0; /* nothing to write: b may have no memory yet */
 	if (n > SIZE_MAX / 2)
 		return -ENOMEM;
 	size_t len = base64_encoded_len(n, flags);
@@ -111,6 +113,8 @@ long base64_decode(uint8_t *out, const char *in, size_t n, int flags)
 
 int base64_put_decoded(buf *b, const char *in, size_t n, int flags)
 {
+	if (!n)
+		return 0;
 	int rc = buf_reserve(b, base64_decoded_max(n));
 	if (rc)
 		return rc;

@@ -399,7 +399,13 @@ static void test_base64_variants(void **state)
 	assert_memory_equal(dec, data, 2);
 	/* Standard: only + and /. */
 	assert_int_equal(base64_decode(dec, "-_8", 3, 0), -1);
-	/* Encoding lengths for every remainder, padded and not. */
+	/* Nothing into a buffer that has no memory yet (found by fuzz_metadata). */
+	buf e = BUF_INIT;
+	assert_int_equal(base64_put(&e, data, 0, 0), 0);
+	assert_int_equal(base64_put_decoded(&e, "", 0, 0), 0);
+	assert_int_equal(e.len, 0);
+	assert_null(e.data);
+		/* Encoding lengths for every remainder, padded and not. */
 	for (size_t n = 0; n < 10; n++) {
 		assert_int_equal(base64_encoded_len(n, 0), (n + 2) / 3 * 4);
 		assert_int_equal(base64_encoded_len(n, BASE64_NOPAD), (n * 8 + 5) / 6);
