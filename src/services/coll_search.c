@@ -5,10 +5,12 @@
 #include "services/coll_search.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/arena.h"
 #include "base/mem.h"
 #include "collector/collection_repo.pb-c.h"
 #include "collector/collection_server.pb-c.h"
@@ -73,23 +75,21 @@ static int resolve_kind(void *ctx, const query_path *p, enum query_kind *kind)
 }
 
 /* google.protobuf.Value/Struct (protobuf-c) as the query module's plain values. The
- * arena holds every node; it is freed in one go. */
+ * arena holds every node, as much as the request has (zeroed, it is ready), and is freed
+ * in one go; failed: memory ran out somewhere in a conversion. */
 typedef struct value_arena {
-	query_value *vals;
-	query_member *members;
-	size_t nv, nm, capv, capm;
+	arena a;
 	bool failed;
 } value_arena;
 
-static query_value *va_values(value_arena *a, size_t n)
+static void *va_alloc(value_arena *a, size_t n, size_t size)
 {
-	if (a->nv + n > a->capv) {
-		a->failed = true;
+	if (!n)
 		return NULL;
-	}
-	query_value *v = a->vals + a->nv;
-	a->nv += n;
-	return v;
+	void *p = n > SIZE_MAX / size ? NULL : arena_alloc(&a->a, n * size);
+	if (!p)
+		a->failed = true;
+	return p;
 }
 
 static void convert_value(value_arena *a, const Google__Protobuf__Value *in, query_value *out);
@@ -98,14 +98,9 @@ static void convert_struct(value_arena *a, const Google__Protobuf__Struct *s, qu
 {
 	out->type = QUERY_STRUCT;
 	size_t n = s ? s->n_fields : 0;
-	if (a->nm + n > a->capm) {
-		a->failed = true;
-		return;
-	}
-	query_member *mem = a->members + a->nm;
-	a->nm += n;
-	query_value *vals = va_values(a, n);
-	if (!vals && n)
+	query_member *mem = va_alloc(a, n, sizeof(*mem));
+	query_value *vals = va_alloc(a, n, sizeof(*vals));
+	if (n && (!mem || !vals))
 		return;
 	for (size_t i = 0; i < n; i++) {
 		mem[i].key = s->fields[i]->key;
@@ -144,7 +139,7 @@ static void convert_value(value_arena *a, const Google__Protobuf__Value *in, que
 		break;
 	case GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE: {
 		size_t n = in->list_value ? in->list_value->n_values : 0;
-		query_value *items = va_values(a, n);
+		query_value *items = va_alloc(a, n, sizeof(*items));
 		if (!items && n)
 			return;
 		for (size_t i = 0; i < n; i++)
@@ -159,24 +154,6 @@ static void convert_value(value_arena *a, const Google__Protobuf__Value *in, que
 	}
 }
 
-/* Bounds the conversion: every Value or Struct entry takes at least two bytes of the
- * request. Sized by this request, not by the largest one allowed: tens of MiB mapped and
- * unmapped per call cost more than the query itself. */
-static bool va_init(value_arena *a, size_t request_bytes)
-{
-	*a = (value_arena){0};
-	a->capv = a->capm = request_bytes / 2 + 16;
-	a->vals = mem_calloc(a->capv, sizeof(*a->vals));
-	a->members = mem_calloc(a->capm, sizeof(*a->members));
-	return a->vals && a->members;
-}
-
-static void va_free(value_arena *a)
-{
-	mem_free(a->vals);
-	mem_free(a->members);
-}
-
 typedef struct query_job {
 	coll_read_job rd;
 	value_arena va;
@@ -187,7 +164,7 @@ static void query_release(svc_job *sj)
 {
 	query_job *qj = (query_job *)sj;
 	query_free(qj->q);
-	va_free(&qj->va);
+	arena_free(&qj->va.a);
 	coll_read_release(sj);
 }
 
@@ -283,10 +260,6 @@ static void list_work(svc_job *sj)
 	const Collector__ListRequest *req = rj->r.req;
 	if (!coll_def_load(sj, rj->r.env, rj->r.ns, req->collection_name, &rj->d))
 		return;
-	if (!va_init(&qj->va, protobuf_c_message_get_packed_size(&req->base))) {
-		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return;
-	}
 	query_value filter;
 	if (req->filter)
 		convert_struct(&qj->va, req->filter, &filter);
@@ -466,8 +439,7 @@ static void search_work(svc_job *sj)
 	size_t nf = req->n_filters, nl = req->n_label_filters;
 	query_filter *filters = mem_calloc(nf ? nf : 1, sizeof(*filters));
 	query_label *labels = mem_calloc(nl ? nl : 1, sizeof(*labels));
-	if (!filters || !labels ||
-	    !va_init(&qj->va, protobuf_c_message_get_packed_size(&req->base))) {
+	if (!filters || !labels) {
 		mem_free(filters);
 		mem_free(labels);
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -665,7 +637,7 @@ static void search_collections_work(svc_job *sj)
 	budget_init(&b, env->max_message_bytes, RESPONSE_FIXED);
 	if (sj->code != GRPC_OK)
 		goto out;
-	if (!its || !res || !ptrs || !scores || !va_init(&qj->va, env->max_message_bytes)) {
+	if (!its || !res || !ptrs || !scores) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}

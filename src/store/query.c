@@ -115,8 +115,9 @@ static void finish(cc *c, const order *o, bool keys, const buf *after, int plimi
 	}
 	buf_puts(&count, "SELECT count(*)");
 	put_from_where(c, &count, &c->w);
+	bool oom = where.failed || c->w.failed;
 	buf_free(&where);
-	set_statements(c, &page, &count, where.failed || c->w.failed);
+	set_statements(c, &page, &count, oom);
 }
 
 static int cc_end(cc *c, query **out)

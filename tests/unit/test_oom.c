@@ -1,8 +1,9 @@
 /* Out of memory on a request's path. Every allocation of a bounded decode (with nesting and
  * the merge of repeated message fields), of a store put (through the collection's writer
- * thread and SQLite), of a JSON transcode in both directions, and of a whole unary call on
- * a server connection (nghttp2, metadata, gzip, decode, handler, reply) is made to fail in
- * turn (base/mem.h's injection): the operation must end in a clean error (-ENOMEM, its
+ * thread and SQLite), of a JSON transcode in both directions, of a whole unary call on a
+ * server connection (nghttp2, metadata, gzip, decode, handler, reply) and of the services'
+ * Create, List, Search and RegisterProto is made to fail in turn (base/mem.h's
+ * injection): the operation must end in a clean error (-ENOMEM or RESOURCE_EXHAUSTED, its
  * outputs as they were), crash nothing and leak nothing (LeakSanitizer checks at exit in
  * the ASan build), and succeed once N is past its last allocation. Each walk also runs with
  * every allocation from the N-th on failing, which keeps the cleanup paths short of memory
@@ -818,7 +819,7 @@ static void test_server_call(void **state)
 	buf_free(&srv.want);
 }
 
-/* ---- (e) the node's services: Create, List and RegisterProto ---- */
+/* ---- (e) the node's services: Create, List, Search and RegisterProto ---- */
 
 static struct {
 	char dir[64];
@@ -855,14 +856,17 @@ static int node_call(const char *path, const buf *req, buf *msg)
 }
 
 /* One method of the node walked: the request of each run (seq counts them), and what an
- * OK answer must hold. */
+ * OK answer must hold: verify's checks, or for a read (same), the very answer it gives
+ * with every allocation granted (a failure absorbed on the way must not change it). */
 typedef struct node_walk {
 	const char *what, *path;
 	void (*request)(buf *req, int seq);
 	void (*verify)(const buf *resp, int seq);
+	bool same;
 } node_walk;
 
 static const node_walk *walking;
+static buf reference;
 
 static void next_exchange(void)
 {
@@ -890,6 +894,9 @@ static int node_settle(void *ctx, int rc)
 	if (!rc && a.complete && !strcmp(a.status, "0")) {
 		if (walking->verify)
 			walking->verify(&a.msg, node.seq);
+		if (walking->same && (a.msg.len != reference.len ||
+				      memcmp(a.msg.data, reference.data, reference.len)))
+			fail_msg("%s answered OK, but not what it answers with memory", walking->what);
 		out = 0;
 	} else if (a.complete && strcmp(a.status, "8")) {
 		fail_msg("%s answered %s (%s), not RESOURCE_EXHAUSTED", walking->what, a.status,
@@ -912,6 +919,12 @@ static void node_check(void *ctx, int rc, bool injected)
 static void node_walk_run(const node_walk *w)
 {
 	walking = w;
+	if (w->same) {
+		buf req = BUF_INIT;
+		w->request(&req, node.seq);
+		assert_int_equal(node_call(w->path, &req, &reference), 0);
+		buf_free(&req);
+	}
 	next_exchange();
 	walk_both(&(oom_case){.what = w->what,
 			      .run = node_run,
@@ -923,14 +936,16 @@ static void node_walk_run(const node_walk *w)
 /* CreateRequest{collection_name, item: Any of grpc.testing.SimpleRequest, id}. */
 static void create_request(buf *req, int seq)
 {
-	buf any = BUF_INIT, item = BUF_INIT, payload = BUF_INIT;
+	buf any = BUF_INIT, item = BUF_INIT, payload = BUF_INIT, status = BUF_INIT;
 	char id[32];
 	snprintf(id, sizeof(id), "rec%d", seq);
 	w_int(&item, 2, 314);			    /* response_size */
-	w_int(&payload, 1, 0);			    /* Payload.type */
 	w_str(&payload, 2, "\x01\x02 some bytes"); /* Payload.body */
 	w_ld(&item, 3, &payload);
-	w_int(&item, 4, 1); /* fill_username */
+	w_int(&item, 4, 1);			    /* fill_username */
+	w_int(&status, 1, 3);			    /* EchoStatus.code */
+	w_str(&status, 2, "searchable words"); /* EchoStatus.message */
+	w_ld(&item, 7, &status);		    /* response_status */
 	w_str(&any, 1, "type.googleapis.com/grpc.testing.SimpleRequest");
 	w_ld(&any, 2, &item);
 	w_str(req, 2, "things");
@@ -939,6 +954,7 @@ static void create_request(buf *req, int seq)
 	buf_free(&any);
 	buf_free(&item);
 	buf_free(&payload);
+	buf_free(&status);
 }
 
 /* The record is stored, under its id (read back disarmed). */
@@ -992,6 +1008,57 @@ static void list_verify(const buf *resp, int seq)
 	assert_true(r->total_count >= 4);
 	assert_true(r->next_page_token && *r->next_page_token);
 	collector__list_response__free_unpacked(r, NULL);
+}
+
+/* Full text and filters (a range, a list of values), two results: the query compiler
+ * with FTS5, the value conversion, the reader. */
+static void filter_entry(buf *req, const char *key, int op, const buf *value)
+{
+	buf f = BUF_INIT, e = BUF_INIT;
+	w_int(&f, 1, (uint64_t)op);
+	w_ld(&f, 2, value);
+	w_str(&e, 1, key);
+	w_ld(&e, 2, &f);
+	w_ld(req, 4, &e);
+	buf_free(&f);
+	buf_free(&e);
+}
+
+static void search_request(buf *req, int seq)
+{
+	(void)seq;
+	buf v = BUF_INIT, list = BUF_INIT, item = BUF_INIT;
+	double min = 300;
+	w_str(req, 2, "things");
+	w_str(req, 3, "searchable");
+	w_varint(&v, 2 << 3 | 1); /* number_value */
+	buf_append(&v, &min, 8);
+	filter_entry(req, "response_size", 4, &v); /* OP_GREATER_EQUAL */
+	buf_reset(&v);
+	for (int code = 2; code <= 4; code++) {
+		double d = code;
+		buf_reset(&item);
+		w_varint(&item, 2 << 3 | 1);
+		buf_append(&item, &d, 8);
+		w_ld(&list, 1, &item);
+	}
+	w_ld(&v, 6, &list); /* list_value */
+	filter_entry(req, "response_status.code", 7, &v); /* OP_IN */
+	w_int(req, 8, 2);
+	buf_free(&v);
+	buf_free(&list);
+	buf_free(&item);
+}
+
+static void search_verify(const buf *resp, int seq)
+{
+	(void)seq;
+	Collector__SearchResponse *r = collector__search_response__unpack(NULL, resp->len,
+									  resp->data);
+	assert_non_null(r);
+	assert_int_equal(r->n_results, 2);
+	assert_true(r->total_count >= 4);
+	collector__search_response__free_unpacked(r, NULL);
 }
 
 /* RegisterProtoRequest with a new file each run: oom/f<seq>.proto, package oom<seq>,
@@ -1108,8 +1175,13 @@ static void test_services(void **state)
 	snprintf(list_token, sizeof(list_token), "%s", first->next_page_token);
 	collector__list_response__free_unpacked(first, NULL);
 	static const node_walk list = {"CollectionService.List", "/collector.CollectionService/List",
-				       list_request, list_verify};
+				       list_request, list_verify, true};
 	node_walk_run(&list);
+
+	static const node_walk search = {"CollectionService.Search",
+					 "/collector.CollectionService/Search", search_request,
+					 search_verify, true};
+	node_walk_run(&search);
 
 	static const node_walk reg = {"CollectorRegistry.RegisterProto",
 				      "/collector.CollectorRegistry/RegisterProto",
@@ -1117,6 +1189,7 @@ static void test_services(void **state)
 	node_walk_run(&reg);
 	buf_free(&req);
 	buf_free(&resp);
+	buf_free(&reference);
 
 	exchange_free(&node.x);
 	h2_endpoint_free(node.ep);
