@@ -76,22 +76,23 @@ int session_drain_output(nghttp2_session *ng, buf *keep)
 int msg_queue_push(msg_queue *q, const uint8_t *msg, size_t len, bool gzip)
 {
 	uint8_t prefix[GRPC_PREFIX_LEN];
-	if (!gzip) {
-		if (len > UINT32_MAX || buf_reserve(&q->data, sizeof(prefix) + len))
-			return -ENOMEM;
-		frame_prefix(prefix, false, (uint32_t)len);
+	buf z = BUF_INIT;
+	int rc = gzip ? gzip_compress(&z, msg, len) : 0;
+	if (gzip) {
+		msg = z.data;
+		len = z.len;
+	}
+	if (!rc && len > UINT32_MAX)
+		rc = -ENOMEM;
+	/* Room for the whole message first: a prefix queued without its body would garble
+	 * the stream. */
+	if (!rc && !(rc = buf_reserve(&q->data, sizeof(prefix) + len))) {
+		frame_prefix(prefix, gzip, (uint32_t)len);
 		buf_append(&q->data, prefix, sizeof(prefix));
 		buf_append(&q->data, msg, len);
-		return 0;
-	}
-	buf z = {0};
-	int rc = gzip_compress(&z, msg, len);
-	if (!rc && z.len > UINT32_MAX)
-		rc = -ENOMEM;
-	if (!rc) {
-		frame_prefix(prefix, true, (uint32_t)z.len);
-		rc = buf_append(&q->data, prefix, sizeof(prefix));
-		rc = rc ? rc : buf_append(&q->data, z.data, z.len);
+	} else if (q->data.failed) {
+		/* The queue still takes the next message: a refused one leaves no trace. */
+		buf_truncate(&q->data, q->data.len);
 	}
 	buf_free(&z);
 	return rc;
@@ -106,7 +107,8 @@ size_t msg_queue_pull(msg_queue *q, uint8_t *out, size_t cap)
 	memcpy(out, q->data.data + q->off, n);
 	q->off += n;
 	if (q->off == q->data.len) {
-		q->data.len = q->off = 0;
+		buf_reset(&q->data);
+		q->off = 0;
 		/* A burst's buffer is not kept by an idle stream. */
 		if (q->data.cap > 64 * 1024)
 			buf_free(&q->data);
