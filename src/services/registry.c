@@ -453,12 +453,20 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 		ops[nops - 1] = (store_op){.kind = STORE_OP_INSERT, .id = ids[i],
 					   .row = {row->data, row->len, row->json.text, NULL}};
 	}
-	rc = ok ? (nops ? registry_write_wait(r->protos, ops, nops) : 0) : -ENOMEM;
+	/* The answer's id before the save, so that a saved registration is not answered
+	 * with a failure for want of memory. */
+	size_t last = fs->n - 1;
+	if (ok)
+		*main_id = fs->changed[last] ? mem_strdup(ids[last])
+					     : proto_id_of(r, ns, fs->v[last]->name);
+	rc = ok && *main_id ? (nops ? registry_write_wait(r->protos, ops, nops) : 0) : -ENOMEM;
 	for (size_t i = 0; i < nops; i++)
 		registry_row_free(&rows[i]);
 	if (rc || !nops)
 		typepool_unstage(staged);
 	if (rc) {
+		mem_free(*main_id);
+		*main_id = NULL;
 		svc_fail_store(j, rc, "saving the registration");
 		return false;
 	}
@@ -470,11 +478,6 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 	if (regquota_add(r->quota, ns, items, nitems))
 		log_error("registry: out of memory counting %s against the quotas",
 			  fs->v[fs->n - 1]->name);
-	*main_id = proto_id_of(r, ns, fs->v[fs->n - 1]->name);
-	if (!*main_id) {
-		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return false;
-	}
 	return true;
 }
 
