@@ -1,5 +1,5 @@
 /* Every allocation of the node goes through these functions (tests/check_layers.py fails
- * the tests when a file outside src/base/ calls the C library's allocator itself), so that
+ * the tests when a file of src/ but this one calls the C library's allocator), so that
  * a test can make the N-th allocation fail and walk the out-of-memory paths that never run
  * otherwise; SQLite's test_malloc.c and nghttp2's nghttp2_mem are the models. protobuf-c's
  * unpacking (base/pbdecode.h) and SQLite (the store's init) allocate through here as well.
