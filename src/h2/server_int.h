@@ -1,6 +1,6 @@
-/* What the server's files share (server.c: sessions, the call object and its API;
- * call_in.c: the request path; conn_limits.c: timers, floods and the memory budget) and
- * nothing else includes. */
+/* What the server's files share (server.c: sessions and the nghttp2 callbacks; call.c:
+ * the call object and its API; call_in.c: the request path; conn_limits.c: timers,
+ * floods and the memory budget) and nothing else includes. */
 #ifndef H2_SERVER_INT_H
 #define H2_SERVER_INT_H
 #include <nghttp2/nghttp2.h>
@@ -149,7 +149,12 @@ static inline void conn_want_send(h2_conn *h)
 
 static inline size_t conn_live_calls(const h2_conn *h) { return h->ncalls + h->nzombies; }
 
-/* server.c */
+/* call.c */
+/* A call for a new stream of h, holding the server's reference. NULL: no memory. */
+call *call_new(h2_conn *h, int32_t stream_id);
+/* The stream is gone (closed, reset, or its connection died): the handler is told once,
+ * the call counts against h until its handler lets go, and the server's reference goes. */
+void call_detach(call *c);
 /* An error found by this layer: the status goes out and the handler is told. */
 void call_fail(call *c, int code, const char *message);
 
