@@ -30,7 +30,7 @@ call *call_new(h2_conn *h, int32_t stream_id)
 	c->stream_id = stream_id;
 	c->deadline = INT64_MAX;
 	c->over_call_cap = conn_live_calls(h) >= h->e->s->o.max_calls_per_conn;
-	deframer_init(&c->df, h->e->s->o.max_message_bytes);
+	grpcmsg_reader_init(&c->reader, h->e->s->o.max_message_bytes);
 	list_push_front(&h->calls, &c->link);
 	h->ncalls++;
 	h->e->active_calls++;
@@ -54,14 +54,14 @@ static void call_free(call *c)
 		z->nzombies--;
 		conn_call_gone(z);
 	}
-	deframer_free(&c->df);
+	grpcmsg_reader_free(&c->reader);
 	call_pending_free(c);
 	if (c->request && c->request_pool)
 		decode_free_later(c->request_pool, c->request);
 	else if (c->request)
 		protobuf_c_message_free_unpacked(c->request, NULL);
 	buf_free(&c->raw_request);
-	msg_queue_free(&c->out);
+	grpcmsg_queue_free(&c->out);
 	nv_list_free(&c->initial_md);
 	nv_list_free(&c->trailing_md);
 	arena_free(&c->arena);
@@ -88,7 +88,7 @@ void call_detach(call *c)
 	list_push_front(&h->zombies, &c->link);
 	h->nzombies++;
 	c->zombie_of = h;
-	deframer_free(&c->df);
+	grpcmsg_reader_free(&c->reader);
 	call_pending_free(c);
 	if (c->decoding) {
 		/* The job frees itself; its reference to the call goes below. */
@@ -99,7 +99,7 @@ void call_detach(call *c)
 	}
 	call_account(c);
 	c->conn = NULL;
-	conn_send_sub(h, msg_queue_pending(&c->out));
+	conn_send_sub(h, grpcmsg_queue_pending(&c->out));
 	h->e->active_calls--;
 	reactor_timer_disarm(c->r, &c->deadline_timer);
 	if (!c->finished && !c->cancelled) {
@@ -199,7 +199,7 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 	(void)user;
 	call *c = src->ptr;
 	h2_conn *h = c->conn;
-	size_t n = msg_queue_pull(&c->out, out, length);
+	size_t n = grpcmsg_queue_pull(&c->out, out, length);
 	conn_send_sub(h, n);
 	if (n)
 		h->progress_at = reactor_now(h->e->r);
@@ -212,11 +212,11 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 		}
 	}
 	if (c->would_block &&
-	    msg_queue_pending(&c->out) < c->conn->e->s->o.stream_send_high_water / 2) {
+	    grpcmsg_queue_pending(&c->out) < c->conn->e->s->o.stream_send_high_water / 2) {
 		c->would_block = false;
 		queue_writable(c);
 	}
-	if (msg_queue_pending(&c->out))
+	if (grpcmsg_queue_pending(&c->out))
 		return (ssize_t)n;
 	if (!c->finished)
 		return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
@@ -261,17 +261,17 @@ static int queue_message(call *c, const uint8_t *data, size_t len)
 	/* Handlers should stop at would_block; one that does not is cut off here, so that
 	 * a peer that never reads cannot make us buffer without bound. The handler learns
 	 * it from -ECANCELED, not from a re-entrant on_cancel in the middle of its send. */
-	size_t before = msg_queue_pending(&c->out);
+	size_t before = grpcmsg_queue_pending(&c->out);
 	if (before + len > o->stream_send_high_water + o->max_message_bytes ||
 	    h->send_queued + len > 2 * o->conn_buffer_bytes) {
 		send_status(c, GRPC_RESOURCE_EXHAUSTED,
 			    "send buffer limit reached: the client is not reading");
 		return -ECANCELED;
 	}
-	int rc = msg_queue_push(&c->out, data, len, response_gzip(c));
+	int rc = grpcmsg_queue_push(&c->out, data, len, response_gzip(c));
 	if (rc)
 		return rc;
-	conn_send_add(h, msg_queue_pending(&c->out) - before);
+	conn_send_add(h, grpcmsg_queue_pending(&c->out) - before);
 	if (h->send_queued > o->conn_buffer_bytes)
 		h->send_blocked = true;
 	if (!c->headers_submitted) {
@@ -281,7 +281,7 @@ static int queue_message(call *c, const uint8_t *data, size_t len)
 		nghttp2_session_resume_data(c->conn->ng, c->stream_id);
 		conn_want_send(c->conn);
 	}
-	if (msg_queue_pending(&c->out) > c->conn->e->s->o.stream_send_high_water)
+	if (grpcmsg_queue_pending(&c->out) > c->conn->e->s->o.stream_send_high_water)
 		c->would_block = true;
 	return 0;
 }
@@ -301,7 +301,7 @@ int call_send(call *c, const ProtobufCMessage *msg)
 	size_t len;
 	if (protobuf_c_message_get_packed_size(msg) > c->conn->e->s->o.max_message_bytes)
 		return -EMSGSIZE;
-	if (pack_message(msg, stackbuf, sizeof(stackbuf), &p, &len))
+	if (grpcmsg_pack(msg, stackbuf, sizeof(stackbuf), &p, &len))
 		return -ENOMEM;
 	int rc = queue_message(c, p, len);
 	if (p != stackbuf)
@@ -325,7 +325,7 @@ static void send_status(call *c, int code, const char *message)
 		return;
 	if (!c->headers_submitted) {
 		/* Trailers-Only when nothing was sent; otherwise headers + queued body. */
-		submit_headers(c, msg_queue_pending(&c->out) > 0);
+		submit_headers(c, grpcmsg_queue_pending(&c->out) > 0);
 		return;
 	}
 	nghttp2_session_resume_data(c->conn->ng, c->stream_id);

@@ -289,7 +289,7 @@ void call_half_close(call *c)
 	c->half_closed = true;
 	if (call_done(c))
 		return;
-	if (deframer_partial(&c->df)) {
+	if (grpcmsg_reader_partial(&c->reader)) {
 		call_fail(c, GRPC_INTERNAL, "stream ended inside a message");
 		return;
 	}
@@ -300,7 +300,7 @@ void call_half_close(call *c)
 }
 
 /* Bytes of request messages c holds: a partial message, messages waiting for decoding. */
-static size_t call_held(const call *c) { return deframer_held(&c->df) + c->pending_bytes; }
+static size_t call_held(const call *c) { return grpcmsg_reader_held(&c->reader) + c->pending_bytes; }
 
 /* Brings c's share of its connection's and the node's counts up to date. */
 void call_account(call *c)
@@ -333,7 +333,7 @@ void call_pending_free(call *c)
 /* Drops what c holds of request messages (the call is being ended). */
 void call_release_input(call *c)
 {
-	deframer_free(&c->df);
+	grpcmsg_reader_free(&c->reader);
 	call_pending_free(c);
 	call_account(c);
 	c->body_since = 0;
@@ -366,7 +366,7 @@ void call_received(h2_conn *h, call *c)
 			  "the node's budget for buffered messages is spent (--max-buffered-bytes)");
 		return;
 	}
-	if (!deframer_partial(&c->df)) {
+	if (!grpcmsg_reader_partial(&c->reader)) {
 		c->body_since = 0;
 		return;
 	}

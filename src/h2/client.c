@@ -9,7 +9,7 @@
 #include "base/list.h"
 #include "base/mem.h"
 #include "h2/compress.h"
-#include "h2/frame.h"
+#include "h2/grpcmsg.h"
 #include "h2/metadata.h"
 #include "h2/session.h"
 #include "io/sock.h"
@@ -45,10 +45,10 @@ struct ccall {
 	void *user;
 	arena arena;
 	timer deadline_timer;
-	deframer df;
+	grpcmsg_reader reader;
 	bool compress, resp_gzip, resp_encoding_unknown, last_compressed;
 	bool half_close, done;
-	msg_queue out;
+	grpcmsg_queue out;
 	md_list md[2]; /* [0] initial, [1] trailing */
 	int http_status;
 	bool have_status;
@@ -76,8 +76,8 @@ static void call_end(ccall *c, int code, const char *msg)
 	reactor_timer_disarm(h->ch->r, &c->deadline_timer);
 	if (c->ops->on_done)
 		c->ops->on_done(c, code, msg);
-	deframer_free(&c->df);
-	msg_queue_free(&c->out);
+	grpcmsg_reader_free(&c->reader);
+	grpcmsg_queue_free(&c->out);
 	arena_free(&c->arena);
 	mem_free(c);
 }
@@ -182,14 +182,14 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 		const uint8_t *msg;
 		size_t msg_len;
 		bool compressed;
-		int rc = deframer_next(&c->df, &data, &len, &msg, &msg_len, &compressed);
-		if (rc == DEFRAME_NEED_MORE)
+		int rc = grpcmsg_reader_next(&c->reader, &data, &len, &msg, &msg_len, &compressed);
+		if (rc == GRPCMSG_NEED_MORE)
 			break;
-		if (rc == DEFRAME_TOO_LARGE) {
+		if (rc == GRPCMSG_TOO_LARGE) {
 			fail_stream(c, GRPC_RESOURCE_EXHAUSTED, "response message larger than the limit");
 			break;
 		}
-		if (rc != DEFRAME_MESSAGE) {
+		if (rc != GRPCMSG_MESSAGE) {
 			fail_stream(c, GRPC_INTERNAL, "malformed response message");
 			break;
 		}
@@ -421,8 +421,8 @@ static ssize_t read_request(nghttp2_session *ng, int32_t stream_id, uint8_t *out
 	(void)stream_id;
 	(void)user;
 	ccall *c = src->ptr;
-	size_t n = msg_queue_pull(&c->out, out, length);
-	if (msg_queue_pending(&c->out))
+	size_t n = grpcmsg_queue_pull(&c->out, out, length);
+	if (grpcmsg_queue_pending(&c->out))
 		return (ssize_t)n;
 	if (c->half_close) {
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -478,7 +478,7 @@ ccall *ccall_start(h2_channel *ch, const ccall_args *a)
 	c->ops = a->ops;
 	c->user = a->user;
 	c->compress = a->compress;
-	deframer_init(&c->df, ch->max_message_bytes);
+	grpcmsg_reader_init(&c->reader, ch->max_message_bytes);
 	nv_list l = {0};
 	int rc = build_request(c, a, &l);
 	/* The deadline first: a call that could not keep it is not started. */
@@ -493,7 +493,7 @@ ccall *ccall_start(h2_channel *ch, const ccall_args *a)
 	nv_list_free(&l);
 	if (rc || c->stream_id < 0) {
 		reactor_timer_disarm(ch->r, &c->deadline_timer);
-		deframer_free(&c->df);
+		grpcmsg_reader_free(&c->reader);
 		arena_free(&c->arena);
 		mem_free(c);
 		return NULL;
@@ -509,7 +509,7 @@ int ccall_send(ccall *c, const uint8_t *data, size_t len)
 		return -ECANCELED;
 	if (len > c->conn->ch->max_message_bytes)
 		return -EMSGSIZE;
-	int rc = msg_queue_push(&c->out, data, len, c->compress);
+	int rc = grpcmsg_queue_push(&c->out, data, len, c->compress);
 	if (rc)
 		return rc;
 	nghttp2_session_resume_data(c->conn->ng, c->stream_id);
@@ -521,7 +521,7 @@ int ccall_send_pb(ccall *c, const ProtobufCMessage *msg)
 {
 	uint8_t stackbuf[1024], *p;
 	size_t len;
-	if (pack_message(msg, stackbuf, sizeof(stackbuf), &p, &len))
+	if (grpcmsg_pack(msg, stackbuf, sizeof(stackbuf), &p, &len))
 		return -ENOMEM;
 	int rc = ccall_send(c, p, len);
 	if (p != stackbuf)

@@ -201,16 +201,16 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 		const uint8_t *msg;
 		size_t msg_len;
 		bool compressed;
-		int rc = deframer_next(&c->df, &data, &len, &msg, &msg_len, &compressed);
-		if (rc == DEFRAME_NEED_MORE)
+		int rc = grpcmsg_reader_next(&c->reader, &data, &len, &msg, &msg_len, &compressed);
+		if (rc == GRPCMSG_NEED_MORE)
 			break;
-		if (rc == DEFRAME_MESSAGE) {
+		if (rc == GRPCMSG_MESSAGE) {
 			call_message_in(c, msg, msg_len, compressed);
 			continue;
 		}
-		if (rc == DEFRAME_TOO_LARGE)
+		if (rc == GRPCMSG_TOO_LARGE)
 			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "request message larger than the limit");
-		else if (rc == DEFRAME_BAD_FLAG)
+		else if (rc == GRPCMSG_BAD_FLAG)
 			call_fail(c, GRPC_INTERNAL, "invalid message flag");
 		else
 			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");

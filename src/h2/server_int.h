@@ -16,7 +16,7 @@
 #include "h2/admit.h"
 #include "h2/call.h"
 #include "h2/decode.h"
-#include "h2/frame.h"
+#include "h2/grpcmsg.h"
 #include "h2/guard.h"
 #include "h2/server.h"
 #include "h2/session.h"
@@ -106,7 +106,7 @@ struct call {
 	bool accept_gzip;
 
 	/* request messages */
-	deframer df;
+	grpcmsg_reader reader;
 	size_t recv_counted; /* call_held as last counted in conn->recv_held */
 	int64_t body_since;  /* a partial message last grew then (0: none) */
 	bool last_compressed;
@@ -128,7 +128,7 @@ struct call {
 	call *writable_next;
 	bool on_writable_list;
 	nv_list initial_md, trailing_md;
-	msg_queue out;
+	grpcmsg_queue out;
 	int status;
 	const char *status_msg;
 };

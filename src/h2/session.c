@@ -6,8 +6,6 @@
 
 #include "base/base64.h"
 #include "base/mem.h"
-#include "h2/compress.h"
-#include "h2/frame.h"
 #include "h2/metadata.h"
 
 static void *nmalloc(size_t n, void *user)
@@ -71,56 +69,6 @@ int session_drain_output(nghttp2_session *ng, buf *keep)
 		if (keep)
 			buf_append(keep, p, (size_t)n);
 	return n < 0 ? -EPROTO : 0;
-}
-
-int msg_queue_push(msg_queue *q, const uint8_t *msg, size_t len, bool gzip)
-{
-	uint8_t prefix[GRPC_PREFIX_LEN];
-	buf z = BUF_INIT;
-	int rc = gzip ? gzip_compress(&z, msg, len) : 0;
-	if (gzip) {
-		msg = z.data;
-		len = z.len;
-	}
-	if (!rc && len > UINT32_MAX)
-		rc = -ENOMEM;
-	/* Room for the whole message first: a prefix queued without its body would garble
-	 * the stream. */
-	if (!rc && !(rc = buf_reserve(&q->data, sizeof(prefix) + len))) {
-		frame_prefix(prefix, gzip, (uint32_t)len);
-		buf_append(&q->data, prefix, sizeof(prefix));
-		buf_append(&q->data, msg, len);
-	} else if (q->data.failed) {
-		/* The queue still takes the next message: a refused one leaves no trace. */
-		buf_truncate(&q->data, q->data.len);
-	}
-	buf_free(&z);
-	return rc;
-}
-
-size_t msg_queue_pull(msg_queue *q, uint8_t *out, size_t cap)
-{
-	size_t avail = q->data.len - q->off;
-	size_t n = avail < cap ? avail : cap;
-	if (!n)
-		return 0;
-	memcpy(out, q->data.data + q->off, n);
-	q->off += n;
-	if (q->off == q->data.len) {
-		buf_reset(&q->data);
-		q->off = 0;
-		/* A burst's buffer is not kept by an idle stream. */
-		if (q->data.cap > 64 * 1024)
-			buf_free(&q->data);
-	}
-	return n;
-}
-
-size_t msg_queue_pending(const msg_queue *q) { return q->data.len - q->off; }
-void msg_queue_free(msg_queue *q)
-{
-	buf_free(&q->data);
-	q->off = 0;
 }
 
 int nv_push(nv_list *l, const char *name, size_t nlen, const char *value, size_t vlen)
@@ -222,13 +170,3 @@ const call_md *md_list_get(const md_list *l, const char *name)
 	return NULL;
 }
 
-int pack_message(const ProtobufCMessage *msg, uint8_t *stackbuf, size_t stackcap,
-		 uint8_t **out, size_t *len)
-{
-	*len = protobuf_c_message_get_packed_size(msg);
-	*out = *len <= stackcap ? stackbuf : mem_alloc(*len);
-	if (!*out)
-		return -ENOMEM;
-	protobuf_c_message_pack(msg, *out);
-	return 0;
-}

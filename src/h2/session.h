@@ -1,5 +1,5 @@
 /* What server and client connections share: moving nghttp2 output into the socket's
- * buffer, the gRPC message queue that feeds DATA frames, and metadata on the wire. */
+ * buffer, and metadata on the wire. */
 #ifndef H2_SESSION_H
 #define H2_SESSION_H
 #include <nghttp2/nghttp2.h>
@@ -29,19 +29,6 @@ int session_drain_output(nghttp2_session *ng, buf *keep);
  * injection reaches nghttp2's allocations too. */
 extern nghttp2_mem session_mem;
 
-/* Framed messages waiting for nghttp2 to pull them into DATA frames. */
-typedef struct msg_queue {
-	buf data;
-	size_t off;
-} msg_queue;
-
-/* Appends one message with its prefix, gzip-compressed when gzip is set. */
-int msg_queue_push(msg_queue *q, const uint8_t *msg, size_t len, bool gzip);
-/* Copies up to cap queued bytes to out; returns how many. */
-size_t msg_queue_pull(msg_queue *q, uint8_t *out, size_t cap);
-size_t msg_queue_pending(const msg_queue *q);
-void msg_queue_free(msg_queue *q);
-
 /* Growable header list whose names and values point to memory that outlives the frame. */
 typedef struct nv_list {
 	nghttp2_nv *v;
@@ -63,10 +50,5 @@ typedef struct md_list {
 int md_list_add(md_list *l, arena *a, const uint8_t *name, size_t nlen, const uint8_t *value,
 		size_t vlen);
 const call_md *md_list_get(const md_list *l, const char *name);
-
-/* Converts a message to serialized bytes: stack buffer when small. Caller frees *out
- * when it differs from stackbuf. */
-int pack_message(const ProtobufCMessage *msg, uint8_t *stackbuf, size_t stackcap,
-		 uint8_t **out, size_t *len);
 
 #endif

@@ -1,4 +1,4 @@
-/* The gRPC deframer fed a stream in pieces whose sizes come from the input, checked
+/* The gRPC message reader fed a stream in pieces whose sizes come from the input, checked
  * against a one-pass reference parse of the whole stream: the same messages, the same
  * error at the same byte, whatever the split.
  *
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "h2/frame.h"
+#include "h2/grpcmsg.h"
 
 #define CHECK(cond)                                                                     \
 	do {                                                                            \
@@ -39,19 +39,19 @@ static void ref_parse(ref *r, const uint8_t *s, size_t len, size_t max_len)
 	size_t pos = 0;
 	r->n = 0;
 	r->err = 0;
-	while (len - pos >= GRPC_PREFIX_LEN) {
+	while (len - pos >= GRPCMSG_PREFIX_LEN) {
 		uint32_t n = (uint32_t)s[pos + 1] << 24 | (uint32_t)s[pos + 2] << 16 |
 			     (uint32_t)s[pos + 3] << 8 | s[pos + 4];
 		if (s[pos] > 1 || n > max_len) {
-			r->err = s[pos] > 1 ? DEFRAME_BAD_FLAG : DEFRAME_TOO_LARGE;
-			r->err_consumed = pos + GRPC_PREFIX_LEN;
+			r->err = s[pos] > 1 ? GRPCMSG_BAD_FLAG : GRPCMSG_TOO_LARGE;
+			r->err_consumed = pos + GRPCMSG_PREFIX_LEN;
 			r->partial = true;
 			return;
 		}
-		if (len - pos - GRPC_PREFIX_LEN < n)
+		if (len - pos - GRPCMSG_PREFIX_LEN < n)
 			break;
-		r->msgs[r->n++] = (ref_msg){pos + GRPC_PREFIX_LEN, n, s[pos] == 1};
-		pos += GRPC_PREFIX_LEN + n;
+		r->msgs[r->n++] = (ref_msg){pos + GRPCMSG_PREFIX_LEN, n, s[pos] == 1};
+		pos += GRPCMSG_PREFIX_LEN + n;
 	}
 	r->partial = pos < len;
 }
@@ -72,12 +72,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = size - 3 - k;
 
 	ref r;
-	r.msgs = malloc((len / GRPC_PREFIX_LEN + 1) * sizeof(*r.msgs));
+	r.msgs = malloc((len / GRPCMSG_PREFIX_LEN + 1) * sizeof(*r.msgs));
 	CHECK(r.msgs);
 	ref_parse(&r, s, len, max_len);
 
-	deframer d;
-	deframer_init(&d, max_len);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, max_len);
 	size_t off = 0, got = 0, turn = 0;
 	int err = 0;
 	while (off < len && !err) {
@@ -91,14 +91,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const uint8_t *msg;
 			size_t msg_len;
 			bool compressed;
-			int rc = deframer_next(&d, &p, &left, &msg, &msg_len, &compressed);
+			int rc = grpcmsg_reader_next(&d, &p, &left, &msg, &msg_len, &compressed);
 			CHECK(p + left == s + off + piece);
-			if (rc == DEFRAME_NEED_MORE) {
-				/* Nothing is left behind: the deframer took every byte given. */
+			if (rc == GRPCMSG_NEED_MORE) {
+				/* Nothing is left behind: the reader took every byte given. */
 				CHECK(left == 0);
 				break;
 			}
-			if (rc != DEFRAME_MESSAGE) {
+			if (rc != GRPCMSG_MESSAGE) {
 				CHECK(rc == r.err);
 				CHECK(got == r.n);
 				CHECK((size_t)(p - s) == r.err_consumed);
@@ -120,10 +120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(r.err == 0);
 		CHECK(got == r.n);
 	}
-	CHECK(deframer_partial(&d) == r.partial);
+	CHECK(grpcmsg_reader_partial(&d) == r.partial);
 	/* Memory follows the bytes that arrived, never a declared length alone. */
 	CHECK(d.body.cap <= 2 * len + 256);
-	deframer_free(&d);
+	grpcmsg_reader_free(&d);
 	free(r.msgs);
 	return 0;
 }

@@ -1,4 +1,4 @@
-/* The gRPC deframer: messages whole however the bytes are split, limits enforced on the
+/* The gRPC message reader: messages whole however the bytes are split, limits enforced on the
  * prefix, bad flags refused. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,9 +9,9 @@
 
 #include <cmocka.h>
 
-#include "h2/frame.h"
+#include "h2/grpcmsg.h"
 
-/* A stream of messages and what the deframer should yield from it. */
+/* A stream of messages and what the reader should yield from it. */
 #define MAX_MSGS 64
 typedef struct stream {
 	buf wire;
@@ -23,8 +23,8 @@ typedef struct stream {
 
 static void stream_add(stream *s, size_t len, bool compressed, uint8_t seed)
 {
-	uint8_t prefix[GRPC_PREFIX_LEN];
-	frame_prefix(prefix, compressed, (uint32_t)len);
+	uint8_t prefix[GRPCMSG_PREFIX_LEN];
+	grpcmsg_prefix(prefix, compressed, (uint32_t)len);
 	assert_int_equal(buf_append(&s->wire, prefix, sizeof(prefix)), 0);
 	s->off[s->n] = s->wire.len;
 	s->len[s->n] = len;
@@ -38,8 +38,8 @@ static void stream_add(stream *s, size_t len, bool compressed, uint8_t seed)
 /* Feeds s->wire in pieces of sizes given by next_piece and checks every message. */
 static void feed_and_check(const stream *s, size_t max_len, size_t (*next_piece)(size_t i))
 {
-	deframer d;
-	deframer_init(&d, max_len);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, max_len);
 	size_t pos = 0, got = 0;
 	for (size_t piece = 0; pos < s->wire.len; piece++) {
 		size_t n = next_piece(piece);
@@ -51,12 +51,12 @@ static void feed_and_check(const stream *s, size_t max_len, size_t (*next_piece)
 			const uint8_t *msg;
 			size_t msg_len;
 			bool compressed;
-			int rc = deframer_next(&d, &data, &len, &msg, &msg_len, &compressed);
-			if (rc == DEFRAME_NEED_MORE) {
+			int rc = grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed);
+			if (rc == GRPCMSG_NEED_MORE) {
 				assert_int_equal(len, 0);
 				break;
 			}
-			assert_int_equal(rc, DEFRAME_MESSAGE);
+			assert_int_equal(rc, GRPCMSG_MESSAGE);
 			assert_true(got < s->n);
 			assert_int_equal(msg_len, s->len[got]);
 			assert_int_equal(compressed, s->compressed[got]);
@@ -67,13 +67,13 @@ static void feed_and_check(const stream *s, size_t max_len, size_t (*next_piece)
 			got++;
 		}
 		pos += n;
-		bool at_boundary = got < s->n ? pos == s->off[got] - GRPC_PREFIX_LEN
+		bool at_boundary = got < s->n ? pos == s->off[got] - GRPCMSG_PREFIX_LEN
 					      : pos == s->wire.len;
-		assert_int_equal(deframer_partial(&d), !at_boundary);
+		assert_int_equal(grpcmsg_reader_partial(&d), !at_boundary);
 	}
 	assert_int_equal(got, s->n);
-	assert_false(deframer_partial(&d));
-	deframer_free(&d);
+	assert_false(grpcmsg_reader_partial(&d));
+	grpcmsg_reader_free(&d);
 }
 
 static size_t piece_one(size_t i)
@@ -111,7 +111,7 @@ static void make_mixed(stream *s)
 	stream_add(s, 5, false, 4);
 	stream_add(s, 6, true, 5);
 	stream_add(s, 1000, false, 6);
-	stream_add(s, 70000, true, 7); /* past the size the deframer keeps between messages */
+	stream_add(s, 70000, true, 7); /* past the size the reader keeps between messages */
 	stream_add(s, 2, false, 8);
 	stream_add(s, 0, false, 0);
 }
@@ -150,17 +150,17 @@ static void test_zero_copy_when_whole(void **state)
 	stream s;
 	memset(&s, 0, sizeof(s));
 	stream_add(&s, 100, false, 9);
-	deframer d;
-	deframer_init(&d, 1000);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, 1000);
 	const uint8_t *data = s.wire.data, *msg;
 	size_t len = s.wire.len, msg_len;
 	bool compressed;
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_MESSAGE);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_MESSAGE);
 	/* A message whole in one input is handed out in place, not copied. */
-	assert_ptr_equal(msg, s.wire.data + GRPC_PREFIX_LEN);
+	assert_ptr_equal(msg, s.wire.data + GRPCMSG_PREFIX_LEN);
 	assert_int_equal(d.body.cap, 0);
-	deframer_free(&d);
+	grpcmsg_reader_free(&d);
 	buf_free(&s.wire);
 }
 
@@ -168,23 +168,23 @@ static void test_zero_length_messages(void **state)
 {
 	(void)state;
 	const uint8_t wire[] = {0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-	deframer d;
-	deframer_init(&d, 0);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, 0);
 	const uint8_t *data = wire, *msg;
 	size_t len = sizeof(wire), msg_len = 99;
 	bool compressed = true;
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-				 DEFRAME_MESSAGE);
+		assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+				 GRPCMSG_MESSAGE);
 		assert_int_equal(msg_len, 0);
 		assert_non_null(msg);
 		assert_int_equal(compressed, i == 1);
 		assert_int_equal(len, sizeof(wire) - 5 * (size_t)(i + 1));
 	}
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_NEED_MORE);
-	assert_false(deframer_partial(&d));
-	deframer_free(&d);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_NEED_MORE);
+	assert_false(grpcmsg_reader_partial(&d));
+	grpcmsg_reader_free(&d);
 }
 
 static void test_size_at_limit(void **state)
@@ -202,63 +202,63 @@ static void test_size_over_limit(void **state)
 {
 	(void)state;
 	/* Only the prefix is given: the verdict must come before any payload arrives. */
-	uint8_t prefix[GRPC_PREFIX_LEN];
-	frame_prefix(prefix, false, 1025);
-	deframer d;
-	deframer_init(&d, 1024);
+	uint8_t prefix[GRPCMSG_PREFIX_LEN];
+	grpcmsg_prefix(prefix, false, 1025);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, 1024);
 	const uint8_t *data = prefix, *msg;
 	size_t len = 4, msg_len;
 	bool compressed;
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_NEED_MORE);
-	assert_true(deframer_partial(&d));
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_NEED_MORE);
+	assert_true(grpcmsg_reader_partial(&d));
 	len = 1;
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_TOO_LARGE);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_TOO_LARGE);
 	assert_int_equal(len, 0);
 	assert_int_equal(d.body.cap, 0);
 	/* The error sticks: later payload bytes are not mistaken for a new prefix. */
 	const uint8_t more[] = {0, 0, 0, 0, 0};
 	data = more;
 	len = sizeof(more);
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_TOO_LARGE);
-	deframer_free(&d);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_TOO_LARGE);
+	grpcmsg_reader_free(&d);
 }
 
 static void test_huge_declared_length_no_allocation(void **state)
 {
 	(void)state;
-	uint8_t wire[GRPC_PREFIX_LEN + 10] = {0};
-	frame_prefix(wire, true, UINT32_MAX);
-	deframer d;
-	deframer_init(&d, SIZE_MAX);
+	uint8_t wire[GRPCMSG_PREFIX_LEN + 10] = {0};
+	grpcmsg_prefix(wire, true, UINT32_MAX);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, SIZE_MAX);
 	const uint8_t *data = wire, *msg;
 	size_t len = sizeof(wire), msg_len;
 	bool compressed;
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_NEED_MORE);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_NEED_MORE);
 	assert_int_equal(len, 0);
 	/* 4 GiB declared, 10 bytes sent: memory follows what arrived. */
 	assert_true(d.body.cap < 4096);
-	assert_true(deframer_partial(&d));
-	deframer_free(&d);
+	assert_true(grpcmsg_reader_partial(&d));
+	grpcmsg_reader_free(&d);
 }
 
 static void test_max_zero(void **state)
 {
 	(void)state;
 	const uint8_t wire[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'x'};
-	deframer d;
-	deframer_init(&d, 0);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, 0);
 	const uint8_t *data = wire, *msg;
 	size_t len = sizeof(wire), msg_len;
 	bool compressed;
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_MESSAGE);
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_TOO_LARGE);
-	deframer_free(&d);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_MESSAGE);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_TOO_LARGE);
+	grpcmsg_reader_free(&d);
 }
 
 static void test_bad_flags(void **state)
@@ -267,58 +267,58 @@ static void test_bad_flags(void **state)
 	const uint8_t flags[] = {2, 3, 0x80, 0xFF};
 	for (size_t i = 0; i < sizeof(flags); i++) {
 		const uint8_t wire[] = {flags[i], 0, 0, 0, 1, 'a'};
-		deframer d;
-		deframer_init(&d, 100);
+		grpcmsg_reader d;
+		grpcmsg_reader_init(&d, 100);
 		const uint8_t *data = wire, *msg;
 		size_t len = sizeof(wire), msg_len;
 		bool compressed;
-		assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-				 DEFRAME_BAD_FLAG);
+		assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+				 GRPCMSG_BAD_FLAG);
 		/* The flag is checked once the prefix is whole, not later. */
 		assert_int_equal(len, 1);
-		assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-				 DEFRAME_BAD_FLAG);
-		deframer_free(&d);
+		assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+				 GRPCMSG_BAD_FLAG);
+		grpcmsg_reader_free(&d);
 	}
 	/* A bad flag after a good message: the good one still comes out first. */
 	const uint8_t wire[] = {1, 0, 0, 0, 1, 'a', 7, 0, 0, 0, 0};
-	deframer d;
-	deframer_init(&d, 100);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, 100);
 	const uint8_t *data = wire, *msg;
 	size_t len = sizeof(wire), msg_len;
 	bool compressed = false;
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_MESSAGE);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_MESSAGE);
 	assert_true(compressed);
 	assert_int_equal(msg_len, 1);
 	assert_int_equal(msg[0], 'a');
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_BAD_FLAG);
-	deframer_free(&d);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_BAD_FLAG);
+	grpcmsg_reader_free(&d);
 }
 
 static void test_empty_input(void **state)
 {
 	(void)state;
-	deframer d;
-	deframer_init(&d, 100);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, 100);
 	const uint8_t *data = NULL, *msg;
 	size_t len = 0, msg_len;
 	bool compressed;
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_NEED_MORE);
-	assert_false(deframer_partial(&d));
-	deframer_free(&d);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_NEED_MORE);
+	assert_false(grpcmsg_reader_partial(&d));
+	grpcmsg_reader_free(&d);
 }
 
 static void test_frame_prefix(void **state)
 {
 	(void)state;
-	uint8_t p[GRPC_PREFIX_LEN];
-	frame_prefix(p, true, 0x01020304);
+	uint8_t p[GRPCMSG_PREFIX_LEN];
+	grpcmsg_prefix(p, true, 0x01020304);
 	const uint8_t want[] = {1, 1, 2, 3, 4};
 	assert_memory_equal(p, want, sizeof(want));
-	frame_prefix(p, false, UINT32_MAX);
+	grpcmsg_prefix(p, false, UINT32_MAX);
 	const uint8_t want2[] = {0, 0xFF, 0xFF, 0xFF, 0xFF};
 	assert_memory_equal(p, want2, sizeof(want2));
 }
@@ -326,25 +326,25 @@ static void test_frame_prefix(void **state)
 static void test_reuse_after_free(void **state)
 {
 	(void)state;
-	/* deframer_free drops a half-read message; the deframer starts clean after it. */
+	/* grpcmsg_reader_free drops a half-read message; the grpcmsg_reader starts clean after it. */
 	stream s;
 	memset(&s, 0, sizeof(s));
 	stream_add(&s, 10, false, 1);
-	deframer d;
-	deframer_init(&d, 100);
+	grpcmsg_reader d;
+	grpcmsg_reader_init(&d, 100);
 	const uint8_t *data = s.wire.data, *msg;
 	size_t len = 8, msg_len;
 	bool compressed;
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_NEED_MORE);
-	deframer_free(&d);
-	assert_false(deframer_partial(&d));
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_NEED_MORE);
+	grpcmsg_reader_free(&d);
+	assert_false(grpcmsg_reader_partial(&d));
 	data = s.wire.data;
 	len = s.wire.len;
-	assert_int_equal(deframer_next(&d, &data, &len, &msg, &msg_len, &compressed),
-			 DEFRAME_MESSAGE);
+	assert_int_equal(grpcmsg_reader_next(&d, &data, &len, &msg, &msg_len, &compressed),
+			 GRPCMSG_MESSAGE);
 	assert_int_equal(msg_len, 10);
-	deframer_free(&d);
+	grpcmsg_reader_free(&d);
 	buf_free(&s.wire);
 }
 
