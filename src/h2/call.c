@@ -12,6 +12,7 @@
 #include "base/mem.h"
 #include "h2/call.h"
 #include "h2/metadata.h"
+#include "h2/nvlist.h"
 #include "h2/server_int.h"
 #include "h2/session.h"
 
@@ -135,14 +136,14 @@ int call_add_initial_md(call *c, const char *name, const void *value, size_t len
 {
 	if (c->headers_submitted || call_done(c))
 		return -EALREADY;
-	return nv_push_md(&c->initial_md, &c->arena, name, value, len);
+	return nv_list_push_md(&c->initial_md, &c->arena, name, value, len);
 }
 
 int call_add_trailing_md(call *c, const char *name, const void *value, size_t len)
 {
 	if (call_done(c))
 		return -EALREADY;
-	return nv_push_md(&c->trailing_md, &c->arena, name, value, len);
+	return nv_list_push_md(&c->trailing_md, &c->arena, name, value, len);
 }
 
 static bool response_gzip(const call *c) { return c->compress_response && c->accept_gzip; }
@@ -150,13 +151,13 @@ static bool response_gzip(const call *c) { return c->compress_response && c->acc
 /* :status 200 and the gRPC response headers, then the handler's initial metadata. */
 static int build_headers(call *c, nv_list *l)
 {
-	int rc = NV_LIT(l, ":status", "200");
-	rc = rc ? rc : NV_LIT(l, "content-type", "application/grpc");
+	int rc = NV_LIST_LIT(l, ":status", "200");
+	rc = rc ? rc : NV_LIST_LIT(l, "content-type", "application/grpc");
 	if (!rc && response_gzip(c))
-		rc = NV_LIT(l, "grpc-encoding", "gzip");
-	rc = rc ? rc : NV_LIT(l, "grpc-accept-encoding", "identity,gzip");
+		rc = NV_LIST_LIT(l, "grpc-encoding", "gzip");
+	rc = rc ? rc : NV_LIST_LIT(l, "grpc-accept-encoding", "identity,gzip");
 	for (size_t i = 0; !rc && i < c->initial_md.n; i++)
-		rc = nv_push(l, (char *)c->initial_md.v[i].name, c->initial_md.v[i].namelen,
+		rc = nv_list_push(l, (char *)c->initial_md.v[i].name, c->initial_md.v[i].namelen,
 			     (char *)c->initial_md.v[i].value, c->initial_md.v[i].valuelen);
 	return rc;
 }
@@ -167,16 +168,16 @@ static int build_trailers(call *c, nv_list *l)
 	if (!code)
 		return -ENOMEM;
 	int n = snprintf(code, 12, "%d", c->status);
-	int rc = nv_push(l, "grpc-status", 11, code, (size_t)n);
+	int rc = nv_list_push(l, "grpc-status", 11, code, (size_t)n);
 	if (!rc && c->status_msg && *c->status_msg) {
 		buf b = {0};
 		rc = md_percent_encode(&b, (const uint8_t *)c->status_msg, strlen(c->status_msg));
 		char *msg = rc ? NULL : arena_strndup(&c->arena, b.data, b.len);
-		rc = msg ? nv_push(l, "grpc-message", 12, msg, b.len) : -ENOMEM;
+		rc = msg ? nv_list_push(l, "grpc-message", 12, msg, b.len) : -ENOMEM;
 		buf_free(&b);
 	}
 	for (size_t i = 0; !rc && i < c->trailing_md.n; i++)
-		rc = nv_push(l, (char *)c->trailing_md.v[i].name, c->trailing_md.v[i].namelen,
+		rc = nv_list_push(l, (char *)c->trailing_md.v[i].name, c->trailing_md.v[i].namelen,
 			     (char *)c->trailing_md.v[i].value, c->trailing_md.v[i].valuelen);
 	return rc;
 }

@@ -11,6 +11,7 @@
 #include "h2/compress.h"
 #include "h2/grpcmsg.h"
 #include "h2/metadata.h"
+#include "h2/nvlist.h"
 #include "h2/session.h"
 #include "io/sock.h"
 
@@ -440,27 +441,27 @@ static void on_deadline(timer *t)
 static int build_request(ccall *c, const ccall_args *a, nv_list *l)
 {
 	h2_channel *ch = c->conn->ch;
-	int rc = NV_LIT(l, ":method", "POST");
-	rc = rc ? rc : NV_LIT(l, ":scheme", "http");
+	int rc = NV_LIST_LIT(l, ":method", "POST");
+	rc = rc ? rc : NV_LIST_LIT(l, ":scheme", "http");
 	/* nghttp2 keeps pointers to NO_COPY values until the frame is written: copies
 	 * live in the call's arena. */
 	const char *path = arena_strndup(&c->arena, a->path, strlen(a->path));
-	rc = rc ? rc : path ? nv_push(l, ":path", 5, path, strlen(path)) : -ENOMEM;
-	rc = rc ? rc : nv_push(l, ":authority", 10, ch->authority, strlen(ch->authority));
-	rc = rc ? rc : NV_LIT(l, "content-type", "application/grpc");
-	rc = rc ? rc : NV_LIT(l, "te", "trailers");
-	rc = rc ? rc : NV_LIT(l, "user-agent", "collector-c/0.1");
-	rc = rc ? rc : NV_LIT(l, "grpc-accept-encoding", "identity,gzip");
+	rc = rc ? rc : path ? nv_list_push(l, ":path", 5, path, strlen(path)) : -ENOMEM;
+	rc = rc ? rc : nv_list_push(l, ":authority", 10, ch->authority, strlen(ch->authority));
+	rc = rc ? rc : NV_LIST_LIT(l, "content-type", "application/grpc");
+	rc = rc ? rc : NV_LIST_LIT(l, "te", "trailers");
+	rc = rc ? rc : NV_LIST_LIT(l, "user-agent", "collector-c/0.1");
+	rc = rc ? rc : NV_LIST_LIT(l, "grpc-accept-encoding", "identity,gzip");
 	if (!rc && a->compress)
-		rc = NV_LIT(l, "grpc-encoding", "gzip");
+		rc = NV_LIST_LIT(l, "grpc-encoding", "gzip");
 	if (!rc && a->timeout_ns > 0) {
 		char *timeout = arena_alloc(&c->arena, 10);
-		rc = timeout ? nv_push(l, "grpc-timeout", 12, timeout,
+		rc = timeout ? nv_list_push(l, "grpc-timeout", 12, timeout,
 				       md_timeout_format(a->timeout_ns, timeout))
 			     : -ENOMEM;
 	}
 	for (size_t i = 0; !rc && i < a->nmd; i++)
-		rc = nv_push_md(l, &c->arena, a->md[i].name, a->md[i].value, a->md[i].value_len);
+		rc = nv_list_push_md(l, &c->arena, a->md[i].name, a->md[i].value, a->md[i].value_len);
 	return rc;
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "base/base64.h"
 #include "base/hex.h"
 
 static bool percent_plain(uint8_t c) { return c >= 0x20 && c <= 0x7E && c != '%'; }
@@ -177,4 +178,49 @@ bool md_valid_ascii_value(const uint8_t *v, size_t len)
 		if (v[i] < 0x20 || v[i] > 0x7E)
 			return false;
 	return true;
+}
+
+int md_list_add(md_list *l, arena *a, const uint8_t *name, size_t nlen, const uint8_t *value,
+		size_t vlen)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		call_md *v = arena_alloc(a, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		if (l->n)
+			memcpy(v, l->v, l->n * sizeof(*v));
+		l->v = v;
+		l->cap = cap;
+	}
+	call_md *m = &l->v[l->n];
+	m->name = arena_strndup(a, name, nlen);
+	m->name_len = nlen;
+	if (md_is_binary((const char *)name, nlen)) {
+		/* Padded or not, as gRPC accepts; a NUL after the value, as for text. */
+		uint8_t *dec = arena_alloc(a, base64_decoded_max(vlen) + 1);
+		if (!dec)
+			return -ENOMEM;
+		long n = base64_decode(dec, (const char *)value, vlen, 0);
+		if (n < 0)
+			return -EINVAL;
+		dec[n] = 0;
+		m->value = dec;
+		m->value_len = (size_t)n;
+	} else {
+		m->value = (uint8_t *)arena_strndup(a, value, vlen);
+		m->value_len = vlen;
+	}
+	if (!m->name || !m->value)
+		return -ENOMEM;
+	l->n++;
+	return 0;
+}
+
+const call_md *md_list_get(const md_list *l, const char *name)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i].name, name))
+			return &l->v[i];
+	return NULL;
 }

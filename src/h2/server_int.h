@@ -18,6 +18,8 @@
 #include "h2/decode.h"
 #include "h2/grpcmsg.h"
 #include "h2/guard.h"
+#include "h2/metadata.h"
+#include "h2/nvlist.h"
 #include "h2/server.h"
 #include "h2/session.h"
 
