@@ -96,13 +96,13 @@ void conn_terminate(h2_conn *h, uint32_t code, const char *why)
 	conn_want_send(h);
 }
 
-static void on_scanned_frame(void *user, const h2_frame_info *f)
+static void on_scanned_frame(void *user, const frame_info *f)
 {
 	h2_conn *h = user;
 	if (h->closing)
 		return;
 	int64_t now = h->io ? reactor_now(h->e->r) : 0;
-	if (f->type == H2_PING && !(f->flags & H2_FLAG_ACK) &&
+	if (f->type == FRAME_PING && !(f->flags & FRAME_FLAG_ACK) &&
 	    ping_policy_on_ping(&h->pings, now, conn_live_calls(h) == 0)) {
 		conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM, "too_many_pings");
 		return;

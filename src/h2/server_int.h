@@ -16,10 +16,12 @@
 #include "h2/admit.h"
 #include "h2/call.h"
 #include "h2/decode.h"
+#include "h2/frame.h"
 #include "h2/grpcmsg.h"
-#include "h2/guard.h"
 #include "h2/metadata.h"
 #include "h2/nvlist.h"
+#include "h2/ping_policy.h"
+#include "h2/rate_limit.h"
 #include "h2/server.h"
 #include "h2/session.h"
 
@@ -63,7 +65,7 @@ struct h2_conn {
 	bool closing; /* GOAWAY for misbehaviour or a timeout: input ignored, close once sent */
 	bool broken;
 
-	/* guards (guard.h) */
+	/* guards (frame.h, rate_limit.h, ping_policy.h) */
 	frame_scan scan;
 	rate_limit flood;
 	ping_policy pings;

@@ -15,16 +15,18 @@
 #include <cmocka.h>
 
 #include "h2/admit.h"
-#include "h2/guard.h"
+#include "h2/frame.h"
+#include "h2/ping_policy.h"
+#include "h2/rate_limit.h"
 
 #define MAX_SEEN 64
 
 typedef struct seen {
-	h2_frame_info f[MAX_SEEN];
+	frame_info f[MAX_SEEN];
 	size_t n;
 } seen;
 
-static void record(void *user, const h2_frame_info *f)
+static void record(void *user, const frame_info *f)
 {
 	seen *s = user;
 	assert_true(s->n < MAX_SEEN);
@@ -57,17 +59,17 @@ static size_t sample_stream(uint8_t *buf)
 	memcpy(buf, preface, 24);
 	n += 24;
 	uint8_t settings[6] = {0, 4, 0, 0, 0xff, 0xff};
-	n += put_frame(buf + n, H2_SETTINGS, 0, 0, settings, 6);
+	n += put_frame(buf + n, FRAME_SETTINGS, 0, 0, settings, 6);
 	uint8_t block[20] = {0};
-	n += put_frame(buf + n, H2_HEADERS, 0, 1, block, 20);
-	n += put_frame(buf + n, H2_CONTINUATION, H2_FLAG_END_HEADERS, 1, block, 5);
+	n += put_frame(buf + n, FRAME_HEADERS, 0, 1, block, 20);
+	n += put_frame(buf + n, FRAME_CONTINUATION, FRAME_FLAG_END_HEADERS, 1, block, 5);
 	uint8_t padded_empty[4] = {3, 0, 0, 0}; /* pad length 3, no data */
-	n += put_frame(buf + n, H2_DATA, H2_FLAG_PADDED, 1, padded_empty, 4);
+	n += put_frame(buf + n, FRAME_DATA, FRAME_FLAG_PADDED, 1, padded_empty, 4);
 	uint8_t padded_data[6] = {2, 'a', 'b', 'c', 0, 0};
-	n += put_frame(buf + n, H2_DATA, H2_FLAG_PADDED, 1, padded_data, 6);
-	n += put_frame(buf + n, H2_DATA, H2_FLAG_END_STREAM, 1, NULL, 0);
+	n += put_frame(buf + n, FRAME_DATA, FRAME_FLAG_PADDED, 1, padded_data, 6);
+	n += put_frame(buf + n, FRAME_DATA, FRAME_FLAG_END_STREAM, 1, NULL, 0);
 	uint8_t ping[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-	n += put_frame(buf + n, H2_PING, 0, 0, ping, 8);
+	n += put_frame(buf + n, FRAME_PING, 0, 0, ping, 8);
 	n += put_frame(buf + n, 0xfa, 0, 0, ping, 3); /* a type HTTP/2 does not define */
 	return n;
 }
@@ -75,16 +77,16 @@ static size_t sample_stream(uint8_t *buf)
 static void check_sample(const seen *s)
 {
 	assert_int_equal(s->n, 8);
-	assert_int_equal(s->f[0].type, H2_SETTINGS);
+	assert_int_equal(s->f[0].type, FRAME_SETTINGS);
 	assert_int_equal(s->f[0].length, 6);
-	assert_int_equal(s->f[1].type, H2_HEADERS);
+	assert_int_equal(s->f[1].type, FRAME_HEADERS);
 	assert_int_equal(s->f[1].stream_id, 1);
-	assert_int_equal(s->f[2].type, H2_CONTINUATION);
-	assert_int_equal(s->f[3].type, H2_DATA);
+	assert_int_equal(s->f[2].type, FRAME_CONTINUATION);
+	assert_int_equal(s->f[3].type, FRAME_DATA);
 	assert_int_equal(s->f[3].data_length, 0);
 	assert_int_equal(s->f[4].data_length, 3);
 	assert_int_equal(s->f[5].data_length, 0);
-	assert_int_equal(s->f[6].type, H2_PING);
+	assert_int_equal(s->f[6].type, FRAME_PING);
 	assert_int_equal(s->f[7].type, 0xfa);
 	assert_int_equal(s->f[7].length, 3);
 
@@ -127,19 +129,19 @@ static void test_scan_header_block_state(void **state)
 	frame_scan sc;
 	seen s = {0};
 	frame_scan_init(&sc, false);
-	size_t n = put_frame(buf, H2_HEADERS, 0, 1, block, 10);
+	size_t n = put_frame(buf, FRAME_HEADERS, 0, 1, block, 10);
 	/* Inside the HEADERS frame, then after it: still in the block (no END_HEADERS). */
 	frame_scan_feed(&sc, buf, 12, record, &s);
 	assert_true(frame_scan_in_header_block(&sc));
 	frame_scan_feed(&sc, buf + 12, n - 12, record, &s);
 	assert_true(frame_scan_in_header_block(&sc));
-	size_t m = put_frame(buf, H2_CONTINUATION, H2_FLAG_END_HEADERS, 1, block, 10);
+	size_t m = put_frame(buf, FRAME_CONTINUATION, FRAME_FLAG_END_HEADERS, 1, block, 10);
 	frame_scan_feed(&sc, buf, m - 1, record, &s);
 	assert_true(frame_scan_in_header_block(&sc)); /* the last byte is still to come */
 	frame_scan_feed(&sc, buf + m - 1, 1, record, &s);
 	assert_false(frame_scan_in_header_block(&sc));
 	/* A complete HEADERS frame with END_HEADERS: the block ends with the frame. */
-	m = put_frame(buf, H2_HEADERS, H2_FLAG_END_HEADERS | H2_FLAG_END_STREAM, 3, block, 10);
+	m = put_frame(buf, FRAME_HEADERS, FRAME_FLAG_END_HEADERS | FRAME_FLAG_END_STREAM, 3, block, 10);
 	frame_scan_feed(&sc, buf, m, record, &s);
 	assert_false(frame_scan_in_header_block(&sc));
 	assert_int_equal(s.n, 3);
@@ -148,15 +150,15 @@ static void test_scan_header_block_state(void **state)
 static void test_acks_are_not_glitches(void **state)
 {
 	(void)state;
-	h2_frame_info f = {.type = H2_SETTINGS, .flags = H2_FLAG_ACK};
+	frame_info f = {.type = FRAME_SETTINGS, .flags = FRAME_FLAG_ACK};
 	assert_false(frame_is_glitch(&f));
-	f.type = H2_PING;
+	f.type = FRAME_PING;
 	assert_false(frame_is_glitch(&f));
-	f = (h2_frame_info){.type = H2_PRIORITY};
+	f = (frame_info){.type = FRAME_PRIORITY};
 	assert_true(frame_is_glitch(&f));
-	f = (h2_frame_info){.type = H2_WINDOW_UPDATE};
+	f = (frame_info){.type = FRAME_WINDOW_UPDATE};
 	assert_false(frame_is_glitch(&f));
-	f = (h2_frame_info){.type = H2_RST_STREAM};
+	f = (frame_info){.type = FRAME_RST_STREAM};
 	assert_false(frame_is_glitch(&f)); /* nghttp2's own rate limit counts these */
 }
 
