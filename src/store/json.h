@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "base/pbdecode.h"
-#include "store/jsonbuf.h"
+#include "base/buf.h"
 #include "store/typepool.h"
 
 #define JSON_MAX_DEPTH PB_MAX_DEPTH

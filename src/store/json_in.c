@@ -15,6 +15,8 @@
 #include "base/arena.h"
 #include "base/base64.h"
 #include "base/mem.h"
+#include "store/jdoc.h"
+#include "store/json_int.h"
 #include "store/pbwire.h"
 
 typedef struct ictx {
@@ -23,7 +25,7 @@ typedef struct ictx {
 	jdoc doc;
 	buf *out;
 	arena scratch;
-	jerr e;
+	json_err e;
 	_Alignas(max_align_t) unsigned char scratch_inline[4096];
 } ictx;
 
@@ -32,14 +34,14 @@ static int fail(ictx *c, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int rc = jerr_vfail(&c->e, fmt, ap);
+	int rc = json_err_vfail(&c->e, fmt, ap);
 	va_end(ap);
 	return rc;
 }
 
-static int nomem(ictx *c) { return jerr_nomem(&c->e); }
+static int nomem(ictx *c) { return json_err_nomem(&c->e); }
 
-static const jnode *node(const ictx *c, uint32_t i)
+static const jdoc_node *node(const ictx *c, uint32_t i)
 {
 	return &c->doc.nodes[i];
 }
@@ -49,7 +51,7 @@ static const char *msg_name(const tp_message *m)
 	return tp_message_get(m)->full_name;
 }
 
-static const char *type_word(const jnode *j)
+static const char *type_word(const jdoc_node *j)
 {
 	static const char *words[] = {"null", "false", "true", "a number", "a string", "an array",
 				      "an object"};
@@ -57,7 +59,7 @@ static const char *type_word(const jnode *j)
 }
 
 /* The bytes of a string node, unescaped (pointing into the text when it has no escapes). */
-static const char *str_of(ictx *c, const jnode *j)
+static const char *str_of(ictx *c, const jdoc_node *j)
 {
 	if (!j->esc)
 		return c->doc.src + j->off;
@@ -178,13 +180,13 @@ static bool number_syntax(const char *s, size_t n, bool *frac)
 }
 
 /* The text of a number, or of a string holding one, NUL-terminated. */
-static int numeric_text(ictx *c, const tp_field *f, const jnode *j, const char **s, size_t *n,
+static int numeric_text(ictx *c, const tp_field *f, const jdoc_node *j, const char **s, size_t *n,
 			bool *frac)
 {
-	if (j->type == J_NUMBER) {
+	if (j->type == JDOC_NUMBER) {
 		*n = j->len;
 		*frac = j->esc;
-	} else if (j->type == J_STRING) {
+	} else if (j->type == JDOC_STRING) {
 		*n = j->ulen;
 	} else {
 		return fail(c, "%s.%s: expected a number, got %s", msg_name(f->parent), f->name,
@@ -193,20 +195,20 @@ static int numeric_text(ictx *c, const tp_field *f, const jnode *j, const char *
 	char *t = arena_alloc(&c->scratch, *n + 1);
 	if (!t)
 		return nomem(c);
-	if (j->type == J_STRING)
+	if (j->type == JDOC_STRING)
 		jdoc_unescape(&c->doc, j, t);
 	else
 		memcpy(t, c->doc.src + j->off, *n);
 	t[*n] = '\0';
 	*s = t;
-	if (j->type == J_STRING && !number_syntax(t, *n, frac))
+	if (j->type == JDOC_STRING && !number_syntax(t, *n, frac))
 		return fail(c, "%s.%s: \"%.32s\" is not a number", msg_name(f->parent), f->name, t);
 	return 0;
 }
 
 /* An integer in [min, max] (signed) or [0, max] (unsigned), as its 64-bit two's complement.
  * A fraction or exponent is accepted when the value is integral. */
-static int parse_int(ictx *c, const tp_field *f, const jnode *j, bool is_signed, int64_t min,
+static int parse_int(ictx *c, const tp_field *f, const jdoc_node *j, bool is_signed, int64_t min,
 		     uint64_t max, uint64_t *out)
 {
 	arena_mark mark = arena_get_mark(&c->scratch);
@@ -254,9 +256,9 @@ static int parse_int(ictx *c, const tp_field *f, const jnode *j, bool is_signed,
 	return rc;
 }
 
-static int parse_double(ictx *c, const tp_field *f, const jnode *j, bool as_float, double *out)
+static int parse_double(ictx *c, const tp_field *f, const jdoc_node *j, bool as_float, double *out)
 {
-	if (j->type == J_STRING) {
+	if (j->type == JDOC_STRING) {
 		if (jdoc_string_eq(&c->doc, j, "NaN", 3)) {
 			*out = NAN;
 			return 0;
@@ -287,10 +289,10 @@ static int parse_double(ictx *c, const tp_field *f, const jnode *j, bool as_floa
 	return rc;
 }
 
-static int parse_enum(ictx *c, const tp_field *f, const jnode *j, int32_t *out)
+static int parse_enum(ictx *c, const tp_field *f, const jdoc_node *j, int32_t *out)
 {
 	const tp_enum *e = f->enum_type;
-	if (j->type == J_STRING) {
+	if (j->type == JDOC_STRING) {
 		arena_mark mark = arena_get_mark(&c->scratch);
 		const char *s = str_of(c, j);
 		if (!s)
@@ -318,7 +320,7 @@ static int parse_enum(ictx *c, const tp_field *f, const jnode *j, int32_t *out)
 }
 
 /* A scalar (numbers, bool, enum) as its wire value. */
-static int parse_scalar(ictx *c, const tp_field *f, const jnode *j, uint64_t *raw)
+static int parse_scalar(ictx *c, const tp_field *f, const jdoc_node *j, uint64_t *raw)
 {
 	uint64_t v;
 	double d;
@@ -354,14 +356,14 @@ static int parse_scalar(ictx *c, const tp_field *f, const jnode *j, uint64_t *ra
 	case TP_UINT64:
 	case TP_FIXED64: return parse_int(c, f, j, false, 0, UINT64_MAX, raw);
 	case TP_BOOL:
-		if (j->type != J_TRUE && j->type != J_FALSE)
+		if (j->type != JDOC_TRUE && j->type != JDOC_FALSE)
 			return fail(c, "%s.%s: expected true or false, got %s", msg_name(f->parent),
 				    f->name, type_word(j));
-		*raw = j->type == J_TRUE;
+		*raw = j->type == JDOC_TRUE;
 		return 0;
 	case TP_ENUM: {
 		int32_t e = 0;
-		if (j->type != J_NULL && (rc = parse_enum(c, f, j, &e)))
+		if (j->type != JDOC_NULL && (rc = parse_enum(c, f, j, &e)))
 			return rc;
 		*raw = (uint64_t)(int64_t)e;
 		return 0;
@@ -383,9 +385,9 @@ static bool scalar_default(const tp_field *f, uint64_t raw)
 static int enc_message(ictx *c, const tp_message *m, uint32_t j, int depth);
 
 /* A string field with its tag; an empty one only when keep. */
-static int put_string(ictx *c, const tp_field *f, const jnode *j, bool keep)
+static int put_string(ictx *c, const tp_field *f, const jdoc_node *j, bool keep)
 {
-	if (j->type != J_STRING)
+	if (j->type != JDOC_STRING)
 		return fail(c, "%s.%s: expected a string, got %s", msg_name(f->parent), f->name,
 			    type_word(j));
 	if (!j->ulen && !keep)
@@ -399,9 +401,9 @@ static int put_string(ictx *c, const tp_field *f, const jnode *j, bool keep)
 	return 0;
 }
 
-static int put_bytes(ictx *c, const tp_field *f, const jnode *j, bool keep)
+static int put_bytes(ictx *c, const tp_field *f, const jdoc_node *j, bool keep)
 {
-	if (j->type != J_STRING)
+	if (j->type != JDOC_STRING)
 		return fail(c, "%s.%s: expected a base64 string, got %s", msg_name(f->parent),
 			    f->name, type_word(j));
 	arena_mark mark = arena_get_mark(&c->scratch);
@@ -432,7 +434,7 @@ static bool null_is_value(const tp_field *f)
 /* One value of f with its tag. keep: write it even when it is the default. */
 static int enc_single(ictx *c, const tp_field *f, uint32_t ji, int depth, bool keep)
 {
-	const jnode *j = node(c, ji);
+	const jdoc_node *j = node(c, ji);
 	buf *b = c->out;
 	int rc = 0;
 	switch (f->type) {
@@ -485,7 +487,7 @@ static int cmp_mkey(const void *a, const void *b)
 	return (x->v > y->v) - (x->v < y->v);
 }
 
-static int map_key(ictx *c, const tp_field *kf, const jnode *k, mkey *key)
+static int map_key(ictx *c, const tp_field *kf, const jdoc_node *k, mkey *key)
 {
 	const char *s = str_of(c, k);
 	if (!s)
@@ -515,8 +517,8 @@ static int map_key(ictx *c, const tp_field *kf, const jnode *k, mkey *key)
 
 static int enc_map(ictx *c, const tp_field *f, uint32_t ji, int depth)
 {
-	const jnode *j = node(c, ji);
-	if (j->type != J_OBJECT)
+	const jdoc_node *j = node(c, ji);
+	if (j->type != JDOC_OBJECT)
 		return fail(c, "%s.%s: expected an object, got %s", msg_name(f->parent), f->name,
 			    type_word(j));
 	if (depth + 1 > JSON_MAX_DEPTH)
@@ -534,7 +536,7 @@ static int enc_map(ictx *c, const tp_field *f, uint32_t ji, int depth)
 		int rc = map_key(c, kf, node(c, k), &keys[i]);
 		if (rc)
 			return rc;
-		if (node(c, v)->type == J_NULL && !null_is_value(vf))
+		if (node(c, v)->type == JDOC_NULL && !null_is_value(vf))
 			return fail(c, "%s.%s: null map value", msg_name(f->parent), f->name);
 		put_tag(b, f->number, PB_LEN);
 		size_t at = begin_len(b);
@@ -565,8 +567,8 @@ static int enc_field(ictx *c, const tp_field *f, uint32_t ji, int depth)
 		return enc_map(c, f, ji, depth);
 	if (!f->repeated)
 		return enc_single(c, f, ji, depth + 1, f->has_presence);
-	const jnode *j = node(c, ji);
-	if (j->type != J_ARRAY)
+	const jdoc_node *j = node(c, ji);
+	if (j->type != JDOC_ARRAY)
 		return fail(c, "%s.%s: expected an array, got %s", msg_name(f->parent), f->name,
 			    type_word(j));
 	buf *b = c->out;
@@ -577,7 +579,7 @@ static int enc_field(ictx *c, const tp_field *f, uint32_t ji, int depth)
 	}
 	for (uint32_t e = ji + 1; e < j->end; e = node(c, e)->end) {
 		int rc;
-		if (node(c, e)->type == J_NULL && !null_is_value(f))
+		if (node(c, e)->type == JDOC_NULL && !null_is_value(f))
 			return fail(c, "%s.%s: null in a repeated field", msg_name(f->parent),
 				    f->name);
 		if (f->packed) {
@@ -614,7 +616,7 @@ static int cmp_member(const void *a, const void *b)
 static int enc_members(ictx *c, const tp_message *m, uint32_t ji, int depth, bool skip_type)
 {
 	const tp_message_info *mi = tp_message_get(m);
-	const jnode *j = node(c, ji);
+	const jdoc_node *j = node(c, ji);
 	arena_mark mark = arena_get_mark(&c->scratch);
 	member *ms = arena_alloc(&c->scratch, (j->len + 1) * sizeof *ms);
 	uint8_t *oneof_set = arena_alloc(&c->scratch, mi->n_oneofs + 1);
@@ -624,7 +626,7 @@ static int enc_members(ictx *c, const tp_message *m, uint32_t ji, int depth, boo
 	size_t n = 0;
 	bool sorted = true;
 	for (uint32_t k = ji + 1; k < j->end; k = node(c, k + 1)->end) {
-		const jnode *key = node(c, k);
+		const jdoc_node *key = node(c, k);
 		if (skip_type && jdoc_string_eq(&c->doc, key, "@type", 5))
 			continue;
 		const char *name = str_of(c, key);
@@ -644,7 +646,7 @@ static int enc_members(ictx *c, const tp_message *m, uint32_t ji, int depth, boo
 		const tp_field *f = &mi->fields[ms[i].field];
 		if (i && ms[i].field == ms[i - 1].field)
 			return fail(c, "%s.%s is given twice", mi->full_name, f->name);
-		if (node(c, ms[i].value)->type == J_NULL && !null_is_value(f))
+		if (node(c, ms[i].value)->type == JDOC_NULL && !null_is_value(f))
 			continue; /* null: not set */
 		if (f->oneof >= 0) {
 			if (oneof_set[f->oneof])
@@ -717,9 +719,9 @@ static void put_seconds_nanos(buf *b, int64_t s, int32_t ns)
 	}
 }
 
-static int enc_timestamp(ictx *c, const tp_message *m, const jnode *j)
+static int enc_timestamp(ictx *c, const tp_message *m, const jdoc_node *j)
 {
-	if (j->type != J_STRING)
+	if (j->type != JDOC_STRING)
 		return fail(c, "%s: expected a string, got %s", msg_name(m), type_word(j));
 	const char *s = str_of(c, j);
 	if (!s)
@@ -755,9 +757,9 @@ static int enc_timestamp(ictx *c, const tp_message *m, const jnode *j)
 	return 0;
 }
 
-static int enc_duration(ictx *c, const tp_message *m, const jnode *j)
+static int enc_duration(ictx *c, const tp_message *m, const jdoc_node *j)
 {
-	if (j->type != J_STRING)
+	if (j->type != JDOC_STRING)
 		return fail(c, "%s: expected a string, got %s", msg_name(m), type_word(j));
 	const char *s = str_of(c, j);
 	if (!s)
@@ -778,9 +780,9 @@ static int enc_duration(ictx *c, const tp_message *m, const jnode *j)
 	return 0;
 }
 
-static int enc_field_mask(ictx *c, const tp_message *m, const jnode *j)
+static int enc_field_mask(ictx *c, const tp_message *m, const jdoc_node *j)
 {
-	if (j->type != J_STRING)
+	if (j->type != JDOC_STRING)
 		return fail(c, "%s: expected a string, got %s", msg_name(m), type_word(j));
 	arena_mark mark = arena_get_mark(&c->scratch);
 	const char *s = str_of(c, j);
@@ -813,19 +815,19 @@ static int enc_field_mask(ictx *c, const tp_message *m, const jnode *j)
 static int enc_value(ictx *c, const tp_message *m, uint32_t ji, int depth)
 {
 	const tp_message_info *mi = tp_message_get(m);
-	const jnode *j = node(c, ji);
+	const jdoc_node *j = node(c, ji);
 	buf *b = c->out;
 	switch (j->type) {
-	case J_NULL:
+	case JDOC_NULL:
 		put_tag(b, 1, PB_VARINT);
 		put_varint(b, 0);
 		return 0;
-	case J_TRUE:
-	case J_FALSE:
+	case JDOC_TRUE:
+	case JDOC_FALSE:
 		put_tag(b, 4, PB_VARINT);
-		put_varint(b, j->type == J_TRUE);
+		put_varint(b, j->type == JDOC_TRUE);
 		return 0;
-	case J_NUMBER: {
+	case JDOC_NUMBER: {
 		double d;
 		int rc = parse_double(c, &mi->fields[1], j, false, &d);
 		if (rc)
@@ -834,15 +836,15 @@ static int enc_value(ictx *c, const tp_message *m, uint32_t ji, int depth)
 		put_raw(b, PB_FIXED64, pb_double_bits(d));
 		return 0;
 	}
-	case J_STRING: return enc_single(c, &mi->fields[2], ji, depth + 1, true);
-	default: return enc_single(c, &mi->fields[j->type == J_OBJECT ? 4 : 5], ji, depth + 1, true);
+	case JDOC_STRING: return enc_single(c, &mi->fields[2], ji, depth + 1, true);
+	default: return enc_single(c, &mi->fields[j->type == JDOC_OBJECT ? 4 : 5], ji, depth + 1, true);
 	}
 }
 
 static int enc_any(ictx *c, const tp_message *m, uint32_t ji, int depth)
 {
-	const jnode *j = node(c, ji);
-	if (j->type != J_OBJECT)
+	const jdoc_node *j = node(c, ji);
+	if (j->type != JDOC_OBJECT)
 		return fail(c, "%s: expected an object, got %s", msg_name(m), type_word(j));
 	if (!j->len)
 		return 0;
@@ -857,9 +859,9 @@ static int enc_any(ictx *c, const tp_message *m, uint32_t ji, int depth)
 	}
 	if (types > 1)
 		return fail(c, "%s: \"@type\" is given twice", msg_name(m));
-	if (!type || node(c, type)->type != J_STRING)
+	if (!type || node(c, type)->type != JDOC_STRING)
 		return fail(c, "%s: \"@type\" is missing or not a string", msg_name(m));
-	const jnode *t = node(c, type);
+	const jdoc_node *t = node(c, type);
 	const char *url = str_of(c, t);
 	if (!url)
 		return nomem(c);
@@ -899,7 +901,7 @@ static int enc_message(ictx *c, const tp_message *m, uint32_t ji, int depth)
 	if (depth > JSON_MAX_DEPTH)
 		return fail(c, "nesting deeper than %d", JSON_MAX_DEPTH);
 	const tp_message_info *mi = tp_message_get(m);
-	const jnode *j = node(c, ji);
+	const jdoc_node *j = node(c, ji);
 	switch (mi->wkt) {
 	case TP_WKT_ANY: return enc_any(c, m, ji, depth);
 	case TP_WKT_TIMESTAMP: return enc_timestamp(c, m, j);
@@ -911,7 +913,7 @@ static int enc_message(ictx *c, const tp_message *m, uint32_t ji, int depth)
 	case TP_WKT_WRAPPER: return enc_single(c, &mi->fields[0], ji, depth + 1, false);
 	default: break;
 	}
-	if (j->type != J_OBJECT)
+	if (j->type != JDOC_OBJECT)
 		return fail(c, "%s: expected an object, got %s", mi->full_name, type_word(j));
 	return enc_members(c, m, ji, depth, false);
 }

@@ -7,6 +7,7 @@
 #include "store/json.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "base/jsonstr.h"
 #include "base/mem.h"
 #include "base/utf8.h"
+#include "store/json_int.h"
 #include "store/pbwire.h"
 
 typedef struct occ {
@@ -35,7 +37,7 @@ typedef struct ctx {
 	size_t n_occ;
 	size_t cap_occ;
 	arena scratch;
-	jerr e;
+	json_err e;
 	occ occ_inline[128];
 	_Alignas(max_align_t) unsigned char scratch_inline[4096];
 } ctx;
@@ -50,17 +52,58 @@ typedef struct pbfield {
 /* Where an absent payload points: never NULL, since NULL + 0 is undefined. */
 static const uint8_t empty[1];
 
+static void append_u64(buf *b, uint64_t v)
+{
+	char tmp[20];
+	size_t i = sizeof tmp;
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_append(b, tmp + i, sizeof tmp - i);
+}
+
+static void append_i64(buf *b, int64_t v)
+{
+	if (v < 0) {
+		buf_putc(b, '-');
+		append_u64(b, -(uint64_t)v);
+	} else {
+		append_u64(b, (uint64_t)v);
+	}
+}
+
+/* The shortest decimal form that reads back as the same double, or as the same float when
+ * as_float (the value is then a float widened to double). Finite values only. */
+static void append_double(buf *b, double v, bool as_float)
+{
+	/* Fewest digits that read back exactly: what Python's repr (doubles) and protobuf's
+	 * ToShortestFloat (floats, from 6 digits) produce, so both agree on the value. A
+	 * normal double's shortest form never has fewer than 15 digits once %g drops trailing
+	 * zeros; a subnormal's may. */
+	char tmp[40];
+	int n = 0;
+	int start = as_float ? 6 : fabs(v) < DBL_MIN ? 1 : 15;
+	for (int prec = start; prec <= 17; prec++) {
+		n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+		double r = strtod(tmp, NULL);
+		if (as_float ? (float)r == (float)v : r == v)
+			break;
+	}
+	buf_append(b, tmp, (size_t)n);
+}
+
 static int fail(ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(ctx *c, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	int rc = jerr_vfail(&c->e, fmt, ap);
+	int rc = json_err_vfail(&c->e, fmt, ap);
 	va_end(ap);
 	return rc;
 }
 
-static int nomem(ctx *c) { return jerr_nomem(&c->e); }
+static int nomem(ctx *c) { return json_err_nomem(&c->e); }
 
 static void *scratch_alloc(ctx *c, size_t n)
 {
@@ -328,21 +371,21 @@ static int put_double(ctx *c, double d, bool as_float)
 	else if (isinf(d))
 		buf_puts(c->out, d > 0 ? "\"Infinity\"" : "\"-Infinity\"");
 	else
-		jbuf_put_double(c->out, d, as_float);
+		append_double(c->out, d, as_float);
 	return 0;
 }
 
 static void put_quoted_i64(buf *b, int64_t v)
 {
 	buf_putc(b, '"');
-	jbuf_put_i64(b, v);
+	append_i64(b, v);
 	buf_putc(b, '"');
 }
 
 static void put_quoted_u64(buf *b, uint64_t v)
 {
 	buf_putc(b, '"');
-	jbuf_put_u64(b, v);
+	append_u64(b, v);
 	buf_putc(b, '"');
 }
 
@@ -382,10 +425,10 @@ static void put_scalar(ctx *c, const tp_field *f, uint64_t v)
 	case TP_UINT64:
 	case TP_FIXED64: put_quoted_u64(b, v); break;
 	case TP_INT32:
-	case TP_SFIXED32: jbuf_put_i64(b, (int32_t)(uint32_t)v); break;
-	case TP_SINT32: jbuf_put_i64(b, (int32_t)pb_unzigzag((uint32_t)v)); break;
+	case TP_SFIXED32: append_i64(b, (int32_t)(uint32_t)v); break;
+	case TP_SINT32: append_i64(b, (int32_t)pb_unzigzag((uint32_t)v)); break;
 	case TP_UINT32:
-	case TP_FIXED32: jbuf_put_u64(b, (uint32_t)v); break;
+	case TP_FIXED32: append_u64(b, (uint32_t)v); break;
 	case TP_BOOL: buf_puts(b, v ? "true" : "false"); break;
 	case TP_ENUM: {
 		const char *name = tp_enum_name_of(f->enum_type, (int32_t)v);
@@ -394,7 +437,7 @@ static void put_scalar(ctx *c, const tp_field *f, uint64_t v)
 		else if (name)
 			jsonstr_put(b, name, strlen(name));
 		else
-			jbuf_put_i64(b, (int32_t)v);
+			append_i64(b, (int32_t)v);
 		break;
 	}
 	}

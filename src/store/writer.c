@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "store/jdoc.h"
 #include "store/path.h"
 #include "store/store_int.h"
 
@@ -82,8 +83,8 @@ static int run(sqlite3_stmt *st)
 
 static void text_walk(const jdoc *d, uint32_t i, buf *out, size_t *n)
 {
-	const jnode *j = &d->nodes[i];
-	if (j->type == J_STRING) {
+	const jdoc_node *j = &d->nodes[i];
+	if (j->type == JDOC_STRING) {
 		if ((*n)++)
 			buf_putc(out, ' ');
 		if (!buf_reserve(out, j->ulen)) {
@@ -93,10 +94,10 @@ static void text_walk(const jdoc *d, uint32_t i, buf *out, size_t *n)
 			char *nul = j->esc ? memchr(dst, 0, j->ulen) : NULL;
 			out->len += nul ? (size_t)(nul - dst) : j->ulen;
 		}
-	} else if (j->type == J_ARRAY) {
+	} else if (j->type == JDOC_ARRAY) {
 		for (uint32_t k = i + 1; k < j->end; k = d->nodes[k].end)
 			text_walk(d, k, out, n);
-	} else if (j->type == J_OBJECT) {
+	} else if (j->type == JDOC_OBJECT) {
 		/* Members alternate key and value: keys are not text. */
 		for (uint32_t k = i + 1; k < j->end;) {
 			uint32_t v = d->nodes[k].end;

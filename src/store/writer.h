@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 #include "store/json.h"
-#include "store/jsonbuf.h"
 
 /* How a new records.db is laid out; costs per insert of a ~1 KB record in groups of 500
  * (SQLite 3.40, measured at 4 KiB pages and automerge 4: ~85 us). 16 KiB pages: a record

@@ -1,57 +1,14 @@
-#include "store/jsonbuf.h"
+#include "store/jdoc.h"
 
 #include <errno.h>
-#include <float.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
+#include <string.h>
 
 #include "base/hex.h"
 #include "base/jsonstr.h"
 #include "base/mem.h"
 #include "base/utf8.h"
-
-void jbuf_put_u64(buf *b, uint64_t v)
-{
-	char tmp[20];
-	size_t i = sizeof tmp;
-	do {
-		tmp[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	buf_append(b, tmp + i, sizeof tmp - i);
-}
-
-void jbuf_put_i64(buf *b, int64_t v)
-{
-	if (v < 0) {
-		buf_putc(b, '-');
-		jbuf_put_u64(b, -(uint64_t)v);
-	} else {
-		jbuf_put_u64(b, (uint64_t)v);
-	}
-}
-
-void jbuf_put_double(buf *b, double v, bool as_float)
-{
-	/* Fewest digits that read back exactly: what Python's repr (doubles) and protobuf's
-	 * ToShortestFloat (floats, from 6 digits) produce, so both agree on the value. A
-	 * normal double's shortest form never has fewer than 15 digits once %g drops trailing
-	 * zeros; a subnormal's may. */
-	char tmp[40];
-	int n = 0;
-	int start = as_float ? 6 : fabs(v) < DBL_MIN ? 1 : 15;
-	for (int prec = start; prec <= 17; prec++) {
-		n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
-		double r = strtod(tmp, NULL);
-		if (as_float ? (float)r == (float)v : r == v)
-			break;
-	}
-	buf_append(b, tmp, (size_t)n);
-}
-
-/* ---- reader ---- */
 
 typedef struct jparser {
 	jdoc *d;
@@ -76,19 +33,19 @@ static int perr(jparser *p, const char *fmt, ...)
 	return -EINVAL;
 }
 
-static int new_node(jparser *p, jtype t, uint32_t *idx)
+static int new_node(jparser *p, jdoc_type t, uint32_t *idx)
 {
 	jdoc *d = p->d;
 	if (d->n == d->cap) {
 		uint32_t cap = d->cap ? d->cap * 2 : 64;
-		jnode *nn = mem_realloc(d->nodes, (size_t)cap * sizeof *nn);
+		jdoc_node *nn = mem_realloc(d->nodes, (size_t)cap * sizeof *nn);
 		if (!nn)
 			return -ENOMEM;
 		d->nodes = nn;
 		d->cap = cap;
 	}
 	*idx = d->n++;
-	d->nodes[*idx] = (jnode){.type = (uint8_t)t, .off = (uint32_t)p->pos};
+	d->nodes[*idx] = (jdoc_node){.type = (uint8_t)t, .off = (uint32_t)p->pos};
 	return 0;
 }
 
@@ -124,7 +81,7 @@ static uint32_t utf8_len(uint32_t cp)
 static int parse_string(jparser *p)
 {
 	uint32_t idx;
-	int rc = new_node(p, J_STRING, &idx);
+	int rc = new_node(p, JDOC_STRING, &idx);
 	if (rc)
 		return rc;
 	const unsigned char *s = (const unsigned char *)p->s;
@@ -186,7 +143,7 @@ static int parse_string(jparser *p)
 		}
 		ulen += utf8_len(cp);
 	}
-	jnode *n = &p->d->nodes[idx];
+	jdoc_node *n = &p->d->nodes[idx];
 	n->esc = esc;
 	n->len = (uint32_t)(i - n->off - 1);
 	n->off++;
@@ -204,7 +161,7 @@ static bool is_digit(char c)
 static int parse_number(jparser *p)
 {
 	uint32_t idx;
-	int rc = new_node(p, J_NUMBER, &idx);
+	int rc = new_node(p, JDOC_NUMBER, &idx);
 	if (rc)
 		return rc;
 	const char *s = p->s;
@@ -242,7 +199,7 @@ static int parse_number(jparser *p)
 		while (i < p->len && is_digit(s[i]))
 			i++;
 	}
-	jnode *n = &p->d->nodes[idx];
+	jdoc_node *n = &p->d->nodes[idx];
 	n->esc = frac;
 	n->len = (uint32_t)(i - p->pos);
 	n->end = p->d->n;
@@ -257,7 +214,7 @@ static int parse_container(jparser *p, int depth, bool object)
 	if (depth >= p->max_depth)
 		return perr(p, "nesting deeper than %d", p->max_depth);
 	uint32_t idx;
-	int rc = new_node(p, object ? J_OBJECT : J_ARRAY, &idx);
+	int rc = new_node(p, object ? JDOC_OBJECT : JDOC_ARRAY, &idx);
 	if (rc)
 		return rc;
 	char close = object ? '}' : ']';
@@ -294,13 +251,13 @@ static int parse_container(jparser *p, int depth, bool object)
 			return perr(p, "expected ',' or '%c'", close);
 		}
 	}
-	jnode *n = &p->d->nodes[idx];
+	jdoc_node *n = &p->d->nodes[idx];
 	n->len = count;
 	n->end = p->d->n;
 	return 0;
 }
 
-static int parse_literal(jparser *p, const char *word, jtype t)
+static int parse_literal(jparser *p, const char *word, jdoc_type t)
 {
 	size_t n = strlen(word);
 	if (p->len - p->pos < n || memcmp(p->s + p->pos, word, n) != 0)
@@ -325,9 +282,9 @@ static int parse_value(jparser *p, int depth)
 	case '{': return parse_container(p, depth, true);
 	case '[': return parse_container(p, depth, false);
 	case '"': return parse_string(p);
-	case 't': return parse_literal(p, "true", J_TRUE);
-	case 'f': return parse_literal(p, "false", J_FALSE);
-	case 'n': return parse_literal(p, "null", J_NULL);
+	case 't': return parse_literal(p, "true", JDOC_TRUE);
+	case 'f': return parse_literal(p, "false", JDOC_FALSE);
+	case 'n': return parse_literal(p, "null", JDOC_NULL);
 	default:
 		if (c == '-' || is_digit(c))
 			return parse_number(p);
@@ -386,7 +343,7 @@ static size_t put_utf8(char *dst, uint32_t cp)
 
 /* Walks the unescaped bytes of j in chunks: copies them to dst, or when cmp is set compares
  * them with cmp instead (returns false at the first difference). */
-static bool unescape_walk(const jdoc *d, const jnode *j, char *dst, const char *cmp)
+static bool unescape_walk(const jdoc *d, const jdoc_node *j, char *dst, const char *cmp)
 {
 	const char *s = d->src + j->off, *end = s + j->len;
 	char one[4];
@@ -437,30 +394,12 @@ static bool unescape_walk(const jdoc *d, const jnode *j, char *dst, const char *
 	return true;
 }
 
-void jdoc_unescape(const jdoc *d, const jnode *j, char *dst)
+void jdoc_unescape(const jdoc *d, const jdoc_node *j, char *dst)
 {
 	unescape_walk(d, j, dst, NULL);
 }
 
-bool jdoc_string_eq(const jdoc *d, const jnode *j, const char *s, size_t n)
+bool jdoc_string_eq(const jdoc *d, const jdoc_node *j, const char *s, size_t n)
 {
 	return j->ulen == n && unescape_walk(d, j, NULL, s);
-}
-
-int jerr_vfail(jerr *e, const char *fmt, va_list ap)
-{
-	if (!e->set) {
-		vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-		e->set = true;
-	}
-	return -EINVAL;
-}
-
-int jerr_nomem(jerr *e)
-{
-	if (!e->set) {
-		snprintf(e->msg, sizeof e->msg, "out of memory");
-		e->set = true;
-	}
-	return -ENOMEM;
 }
