@@ -143,8 +143,8 @@ typedef struct worker worker;
 
 typedef struct slot {
 	worker *w;
-	h2_channel *ch;
-	ccall *c;
+	client_channel *ch;
+	client_call *c;
 	int64_t sent_at;
 	unsigned msgs;	 /* responses in the current unary call */
 	const char *bad; /* why the current call is bad (reported at its end), or NULL */
@@ -156,7 +156,7 @@ struct worker {
 	pthread_t thread;
 	reactor *r;
 	long nconns;
-	h2_channel **chans;
+	client_channel **chans;
 	slot *slots;
 	size_t nslots;
 	size_t active; /* calls started and not yet done */
@@ -275,26 +275,26 @@ static void slot_retry_later(slot *s)
 				  slot_retry_fired);
 }
 
-/* ccall_cancel must not run inside on_message (the client touches the call after that
+/* client_call_cancel must not run inside on_message (the client touches the call after that
  * callback returns): a bad stream is cancelled from a timer instead. */
 static void slot_cancel_fired(timer *t)
 {
 	slot *s = container_of(t, slot, retry);
 	if (s->c)
-		ccall_cancel(s->c);
+		client_call_cancel(s->c);
 }
 
-static void unary_message(ccall *c, const uint8_t *data, size_t len)
+static void unary_message(client_call *c, const uint8_t *data, size_t len)
 {
-	slot *s = ccall_user(c);
+	slot *s = client_call_user(c);
 	s->msgs++;
 	if (!file.n && !response_ok(data, len))
 		s->bad = "the response does not carry the payload size asked for";
 }
 
-static void unary_done(ccall *c, int code, const char *msg)
+static void unary_done(client_call *c, int code, const char *msg)
 {
-	slot *s = ccall_user(c);
+	slot *s = client_call_user(c);
 	worker *w = s->w;
 	int64_t now = clock_now_ns();
 	s->c = NULL;
@@ -321,9 +321,9 @@ static void unary_done(ccall *c, int code, const char *msg)
 	slot_retry_later(s);
 }
 
-static void pingpong_message(ccall *c, const uint8_t *data, size_t len)
+static void pingpong_message(client_call *c, const uint8_t *data, size_t len)
 {
-	slot *s = ccall_user(c);
+	slot *s = client_call_user(c);
 	worker *w = s->w;
 	int64_t now = clock_now_ns();
 	if (s->bad)
@@ -339,20 +339,20 @@ static void pingpong_message(ccall *c, const uint8_t *data, size_t len)
 	}
 	if (w->stopping) {
 		s->half_closed = true;
-		ccall_half_close(c);
+		client_call_half_close(c);
 		return;
 	}
 	s->sent_at = now;
-	int rc = ccall_send(c, request, request_len);
+	int rc = client_call_send(c, request, request_len);
 	if (rc) {
 		s->bad = "cannot send the next request";
 		reactor_timer_arm(w->r, &s->retry, reactor_now(w->r), slot_cancel_fired);
 	}
 }
 
-static void pingpong_done(ccall *c, int code, const char *msg)
+static void pingpong_done(client_call *c, int code, const char *msg)
 {
-	slot *s = ccall_user(c);
+	slot *s = client_call_user(c);
 	worker *w = s->w;
 	s->c = NULL;
 	w->active--;
@@ -370,8 +370,8 @@ static void pingpong_done(ccall *c, int code, const char *msg)
 	slot_retry_later(s);
 }
 
-static const ccall_ops unary_ops = {.on_message = unary_message, .on_done = unary_done};
-static const ccall_ops pingpong_ops = {.on_message = pingpong_message, .on_done = pingpong_done};
+static const client_call_ops unary_ops = {.on_message = unary_message, .on_done = unary_done};
+static const client_call_ops pingpong_ops = {.on_message = pingpong_message, .on_done = pingpong_done};
 
 static void end_fired(timer *t);
 
@@ -394,7 +394,7 @@ static void slot_start(slot *s)
 		msg = file.bytes + file.off[i % file.n];
 		len = file.len[i % file.n];
 	}
-	ccall_args a = {
+	client_call_args a = {
 		.path = opts.path,
 		.ops = unary ? &unary_ops : &pingpong_ops,
 		.user = s,
@@ -403,20 +403,20 @@ static void slot_start(slot *s)
 	s->bad = NULL;
 	s->half_closed = false;
 	s->sent_at = clock_now_ns();
-	s->c = ccall_start(s->ch, &a);
+	s->c = client_call_start(s->ch, &a);
 	if (!s->c) {
 		worker_error(w, "cannot start a call");
 		slot_retry_later(s);
 		return;
 	}
 	w->active++;
-	if (ccall_send(s->c, msg, len)) {
+	if (client_call_send(s->c, msg, len)) {
 		s->bad = "cannot send the request"; /* on_done reports it */
-		ccall_cancel(s->c);
+		client_call_cancel(s->c);
 		return;
 	}
 	if (unary)
-		ccall_half_close(s->c);
+		client_call_half_close(s->c);
 }
 
 /* Ends the worker's calls and connections; its reactor_run returns once they are gone. */
@@ -426,7 +426,7 @@ static void worker_close(worker *w)
 	for (size_t i = 0; w->slots && i < w->nslots; i++)
 		reactor_timer_disarm(w->r, &w->slots[i].retry);
 	for (long i = 0; w->chans && i < w->nconns; i++) {
-		h2_channel_free(w->chans[i]);
+		client_channel_free(w->chans[i]);
 		w->chans[i] = NULL;
 	}
 	reactor_timer_disarm(w->r, &w->end_timer);
@@ -446,7 +446,7 @@ static void check_fired(timer *t)
 		w->expired = true;
 		for (size_t i = 0; i < w->nslots; i++)
 			if (w->slots[i].c)
-				ccall_cancel(w->slots[i].c);
+				client_call_cancel(w->slots[i].c);
 	}
 	reactor_timer_arm(w->r, t, now + CHECK_NS, check_fired);
 }
@@ -476,7 +476,7 @@ static void *worker_main(void *arg)
 		goto out;
 	}
 	for (long i = 0; i < w->nconns; i++) {
-		w->chans[i] = h2_channel_new(w->r, opts.target, MAX_MESSAGE);
+		w->chans[i] = client_channel_new(w->r, opts.target, MAX_MESSAGE);
 		if (!w->chans[i]) {
 			w->err = -EINVAL;
 			goto out;

@@ -8,24 +8,24 @@
 static reactor *r;
 static size_t messages;
 
-static void on_message(ccall *c, const uint8_t *data, size_t len)
+static void on_message(client_call *c, const uint8_t *data, size_t len)
 {
 	(void)data;
 	messages += len;
-	for (size_t i = 0; i < ccall_md_count(c, false); i++)
-		messages += ccall_md_at(c, false, i)->value_len;
+	for (size_t i = 0; i < client_call_md_count(c, false); i++)
+		messages += client_call_md_at(c, false, i)->value_len;
 }
 
-static void on_done(ccall *c, int code, const char *msg)
+static void on_done(client_call *c, int code, const char *msg)
 {
 	(void)msg;
-	for (size_t i = 0; i < ccall_md_count(c, true); i++)
-		messages += ccall_md_at(c, true, i)->value_len;
+	for (size_t i = 0; i < client_call_md_count(c, true); i++)
+		messages += client_call_md_at(c, true, i)->value_len;
 	if (code < 0 || code > 16)
 		abort(); /* a status outside the canonical set must have been mapped */
 }
 
-static const ccall_ops ops = {.on_message = on_message, .on_done = on_done};
+static const client_call_ops ops = {.on_message = on_message, .on_done = on_done};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -38,24 +38,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	h2_channel *ch = h2_channel_new_detached(r, 64 * 1024);
+	client_channel *ch = client_channel_new_detached(r, 64 * 1024);
 	if (!ch)
 		return 0;
-	ccall_args a = {.path = "/fuzz.Test/Call", .timeout_ns = 1000000000, .ops = &ops};
-	ccall *c = ccall_start(ch, &a);
+	client_call_args a = {.path = "/fuzz.Test/Call", .timeout_ns = 1000000000, .ops = &ops};
+	client_call *c = client_call_start(ch, &a);
 	if (c) {
 		static const uint8_t req[] = {0x0a, 0x01, 0x41};
-		ccall_send(c, req, sizeof(req));
-		ccall_half_close(c);
+		client_call_send(c, req, sizeof(req));
+		client_call_half_close(c);
 		/* Stream 1 is the call: a second call makes frames for stream 3 meaningful. */
-		ccall_start(ch, &a);
+		client_call_start(ch, &a);
 	}
 	size_t piece = size ? (size_t)data[0] * 5 + 1 : 1;
 	for (size_t off = size ? 1 : 0; off < size; off += piece) {
 		size_t n = size - off < piece ? size - off : piece;
-		if (h2_channel_feed(ch, data + off, n) < 0)
+		if (client_channel_feed(ch, data + off, n) < 0)
 			break;
 	}
-	h2_channel_free(ch);
+	client_channel_free(ch);
 	return 0;
 }

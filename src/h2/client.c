@@ -17,7 +17,7 @@
 
 typedef struct cconn cconn;
 
-struct h2_channel {
+struct client_channel {
 	reactor *r;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
@@ -29,7 +29,7 @@ struct h2_channel {
 };
 
 struct cconn {
-	h2_channel *ch;
+	client_channel *ch;
 	io_conn *io; /* NULL when detached */
 	nghttp2_session *ng;
 	list_node link; /* in ch->conns */
@@ -38,11 +38,11 @@ struct cconn {
 	int err;
 };
 
-struct ccall {
+struct client_call {
 	cconn *conn;
 	list_node link; /* in conn->calls */
 	int32_t stream_id;
-	const ccall_ops *ops;
+	const client_call_ops *ops;
 	void *user;
 	arena arena;
 	timer deadline_timer;
@@ -65,7 +65,7 @@ static void conn_want_send(cconn *h)
 
 /* ---- finishing ---- */
 
-static void call_end(ccall *c, int code, const char *msg)
+static void call_end(client_call *c, int code, const char *msg)
 {
 	if (c->done)
 		return;
@@ -105,7 +105,7 @@ static int status_from_http(int http)
 	}
 }
 
-static void fail_stream(ccall *c, int code, const char *msg)
+static void fail_stream(client_call *c, int code, const char *msg)
 {
 	if (c->done)
 		return;
@@ -123,7 +123,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 	(void)user;
 	if (frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
-	ccall *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+	client_call *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
 	if (!c)
 		return 0;
 	bool trailing = frame->headers.cat == NGHTTP2_HCAT_HEADERS;
@@ -165,7 +165,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	}
 	if (frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
-	ccall *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
+	client_call *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
 	if (c && frame->headers.cat == NGHTTP2_HCAT_RESPONSE && c->ops->on_headers)
 		c->ops->on_headers(c);
 	return 0;
@@ -178,7 +178,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 	(void)user;
 	/* Fetched again each round: a callback may end (and free) the call, which clears
 	 * the stream's user data first. */
-	ccall *c;
+	client_call *c;
 	while ((c = nghttp2_session_get_stream_user_data(ng, stream_id)) && !c->done) {
 		const uint8_t *msg;
 		size_t msg_len;
@@ -220,7 +220,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t erro
 			   void *user)
 {
 	(void)user;
-	ccall *c = nghttp2_session_get_stream_user_data(ng, stream_id);
+	client_call *c = nghttp2_session_get_stream_user_data(ng, stream_id);
 	if (!c)
 		return 0;
 	if (c->have_status)
@@ -243,7 +243,7 @@ static void conn_fail_calls(cconn *h, int code, const char *msg)
 	/* An on_done that starts a new call must not be handed this dying connection. */
 	h->goaway = true;
 	while (!list_empty(&h->calls))
-		call_end(container_of(h->calls.next, ccall, link), code, msg);
+		call_end(container_of(h->calls.next, client_call, link), code, msg);
 }
 
 static void conn_destroy(cconn *h)
@@ -297,7 +297,7 @@ static const io_conn_ops cconn_ops = {
 	.on_close = conn_closed,
 };
 
-static cconn *conn_new(h2_channel *ch)
+static cconn *conn_new(client_channel *ch)
 {
 	cconn *h = mem_calloc(1, sizeof(*h));
 	if (!h)
@@ -328,7 +328,7 @@ static cconn *conn_new(h2_channel *ch)
 	return h;
 }
 
-static cconn *usable_conn(h2_channel *ch)
+static cconn *usable_conn(client_channel *ch)
 {
 	list_each(it, &ch->conns) {
 		cconn *h = container_of(it, cconn, link);
@@ -338,9 +338,9 @@ static cconn *usable_conn(h2_channel *ch)
 	return conn_new(ch);
 }
 
-static h2_channel *channel_alloc(reactor *r, size_t max_message_bytes)
+static client_channel *channel_alloc(reactor *r, size_t max_message_bytes)
 {
-	h2_channel *ch = mem_calloc(1, sizeof(*ch));
+	client_channel *ch = mem_calloc(1, sizeof(*ch));
 	if (!ch)
 		return NULL;
 	ch->r = r;
@@ -357,13 +357,13 @@ static h2_channel *channel_alloc(reactor *r, size_t max_message_bytes)
 	return ch;
 }
 
-h2_channel *h2_channel_new(reactor *r, const char *target, size_t max_message_bytes)
+client_channel *client_channel_new(reactor *r, const char *target, size_t max_message_bytes)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	if (sock_parse_addr(target, &ss, &len) || strlen(target) >= sizeof(((h2_channel *)0)->authority))
+	if (sock_parse_addr(target, &ss, &len) || strlen(target) >= sizeof(((client_channel *)0)->authority))
 		return NULL;
-	h2_channel *ch = channel_alloc(r, max_message_bytes);
+	client_channel *ch = channel_alloc(r, max_message_bytes);
 	if (!ch)
 		return NULL;
 	ch->addr = ss;
@@ -372,9 +372,9 @@ h2_channel *h2_channel_new(reactor *r, const char *target, size_t max_message_by
 	return ch;
 }
 
-h2_channel *h2_channel_new_detached(reactor *r, size_t max_message_bytes)
+client_channel *client_channel_new_detached(reactor *r, size_t max_message_bytes)
 {
-	h2_channel *ch = channel_alloc(r, max_message_bytes);
+	client_channel *ch = channel_alloc(r, max_message_bytes);
 	if (ch) {
 		ch->detached = true;
 		snprintf(ch->authority, sizeof(ch->authority), "detached");
@@ -382,7 +382,7 @@ h2_channel *h2_channel_new_detached(reactor *r, size_t max_message_bytes)
 	return ch;
 }
 
-void h2_channel_free(h2_channel *ch)
+void client_channel_free(client_channel *ch)
 {
 	if (!ch)
 		return;
@@ -402,7 +402,7 @@ void h2_channel_free(h2_channel *ch)
 	mem_free(ch);
 }
 
-int h2_channel_feed(h2_channel *ch, const uint8_t *data, size_t len)
+int client_channel_feed(client_channel *ch, const uint8_t *data, size_t len)
 {
 	if (list_empty(&ch->conns))
 		return -ENOTCONN;
@@ -421,7 +421,7 @@ static ssize_t read_request(nghttp2_session *ng, int32_t stream_id, uint8_t *out
 	(void)ng;
 	(void)stream_id;
 	(void)user;
-	ccall *c = src->ptr;
+	client_call *c = src->ptr;
 	size_t n = grpcmsg_queue_pull(&c->out, out, length);
 	if (grpcmsg_queue_pending(&c->out))
 		return (ssize_t)n;
@@ -434,13 +434,13 @@ static ssize_t read_request(nghttp2_session *ng, int32_t stream_id, uint8_t *out
 
 static void on_deadline(timer *t)
 {
-	ccall *c = container_of(t, ccall, deadline_timer);
+	client_call *c = container_of(t, client_call, deadline_timer);
 	fail_stream(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 
-static int build_request(ccall *c, const ccall_args *a, nv_list *l)
+static int build_request(client_call *c, const client_call_args *a, nv_list *l)
 {
-	h2_channel *ch = c->conn->ch;
+	client_channel *ch = c->conn->ch;
 	int rc = NV_LIST_LIT(l, ":method", "POST");
 	rc = rc ? rc : NV_LIST_LIT(l, ":scheme", "http");
 	/* nghttp2 keeps pointers to NO_COPY values until the frame is written: copies
@@ -465,14 +465,14 @@ static int build_request(ccall *c, const ccall_args *a, nv_list *l)
 	return rc;
 }
 
-ccall *ccall_start(h2_channel *ch, const ccall_args *a)
+client_call *client_call_start(client_channel *ch, const client_call_args *a)
 {
 	if (!a->path || a->path[0] != '/' || !a->ops)
 		return NULL;
 	cconn *h = usable_conn(ch);
 	if (!h)
 		return NULL;
-	ccall *c = mem_calloc(1, sizeof(*c));
+	client_call *c = mem_calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->conn = h;
@@ -504,7 +504,7 @@ ccall *ccall_start(h2_channel *ch, const ccall_args *a)
 	return c;
 }
 
-int ccall_send(ccall *c, const uint8_t *data, size_t len)
+int client_call_send(client_call *c, const uint8_t *data, size_t len)
 {
 	if (c->done || c->half_close)
 		return -ECANCELED;
@@ -518,19 +518,19 @@ int ccall_send(ccall *c, const uint8_t *data, size_t len)
 	return 0;
 }
 
-int ccall_send_pb(ccall *c, const ProtobufCMessage *msg)
+int client_call_send_pb(client_call *c, const ProtobufCMessage *msg)
 {
 	uint8_t stackbuf[1024], *p;
 	size_t len;
 	if (grpcmsg_pack(msg, stackbuf, sizeof(stackbuf), &p, &len))
 		return -ENOMEM;
-	int rc = ccall_send(c, p, len);
+	int rc = client_call_send(c, p, len);
 	if (p != stackbuf)
 		mem_free(p);
 	return rc;
 }
 
-void ccall_half_close(ccall *c)
+void client_call_half_close(client_call *c)
 {
 	if (c->done || c->half_close)
 		return;
@@ -539,15 +539,15 @@ void ccall_half_close(ccall *c)
 	conn_want_send(c->conn);
 }
 
-void ccall_cancel(ccall *c) { fail_stream(c, GRPC_CANCELLED, "cancelled by the client"); }
-void *ccall_user(const ccall *c) { return c->user; }
-size_t ccall_md_count(const ccall *c, bool trailing) { return c->md[trailing].n; }
-const call_md *ccall_md_at(const ccall *c, bool trailing, size_t i)
+void client_call_cancel(client_call *c) { fail_stream(c, GRPC_CANCELLED, "cancelled by the client"); }
+void *client_call_user(const client_call *c) { return c->user; }
+size_t client_call_md_count(const client_call *c, bool trailing) { return c->md[trailing].n; }
+const call_md *client_call_md_at(const client_call *c, bool trailing, size_t i)
 {
 	return i < c->md[trailing].n ? &c->md[trailing].v[i] : NULL;
 }
-const call_md *ccall_md_get(const ccall *c, bool trailing, const char *name)
+const call_md *client_call_md_get(const client_call *c, bool trailing, const char *name)
 {
 	return md_list_get(&c->md[trailing], name);
 }
-bool ccall_response_compressed(const ccall *c) { return c->last_compressed; }
+bool client_call_response_compressed(const client_call *c) { return c->last_compressed; }

@@ -1,7 +1,8 @@
 /* gRPC client over HTTP/2 on a reactor: channels keep one connection to a target and
  * reuse it for every call (reconnecting when it is gone); calls are unary or streaming
  * with deadlines, metadata, cancellation and gzip. Everything runs on the channel's
- * reactor thread. */
+ * reactor thread. A client call is a client_call (client_call_send, ...), the sibling of
+ * the server's call (call_send, call.h): the module's prefix says which side. */
 #ifndef H2_CLIENT_H
 #define H2_CLIENT_H
 #include <protobuf-c/protobuf-c.h>
@@ -12,53 +13,53 @@
 #include "h2/call.h"
 #include "io/reactor.h"
 
-typedef struct h2_channel h2_channel;
-typedef struct ccall ccall;
+typedef struct client_channel client_channel;
+typedef struct client_call client_call;
 
-typedef struct ccall_ops {
+typedef struct client_call_ops {
 	/* Response headers arrived (initial metadata readable). Optional. */
-	void (*on_headers)(ccall *c);
+	void (*on_headers)(client_call *c);
 	/* One response message (already decompressed), valid during the call. Peer bytes:
 	 * decode them with pbdecode (base/pbdecode.h), never protobuf-c's unpack alone. */
-	void (*on_message)(ccall *c, const uint8_t *data, size_t len);
+	void (*on_message)(client_call *c, const uint8_t *data, size_t len);
 	/* The call is over. Trailing metadata is readable now; c is freed on return. */
-	void (*on_done)(ccall *c, int code, const char *message);
-} ccall_ops;
+	void (*on_done)(client_call *c, int code, const char *message);
+} client_call_ops;
 
-typedef struct ccall_args {
+typedef struct client_call_args {
 	const char *path;      /* "/pkg.Service/Method" */
 	int64_t timeout_ns;    /* 0: no deadline */
 	const call_md *md;     /* custom metadata; -bin values are raw bytes */
 	size_t nmd;
 	bool compress;	       /* gzip request messages */
-	const ccall_ops *ops;
+	const client_call_ops *ops;
 	void *user;
-} ccall_args;
+} client_call_args;
 
 /* target: "host:port" with a numeric host or localhost. NULL on a bad target. */
-h2_channel *h2_channel_new(reactor *r, const char *target, size_t max_message_bytes);
+client_channel *client_channel_new(reactor *r, const char *target, size_t max_message_bytes);
 /* Cancels the channel's calls (their on_done runs) and closes its connection. */
-void h2_channel_free(h2_channel *ch);
+void client_channel_free(client_channel *ch);
 
 /* Starts a call; headers go out at once. NULL on a bad argument or no memory. */
-ccall *ccall_start(h2_channel *ch, const ccall_args *a);
+client_call *client_call_start(client_channel *ch, const client_call_args *a);
 /* Queues one request message. 0; -ECANCELED once the call is over; -EMSGSIZE. */
-int ccall_send(ccall *c, const uint8_t *data, size_t len);
-int ccall_send_pb(ccall *c, const ProtobufCMessage *msg);
+int client_call_send(client_call *c, const uint8_t *data, size_t len);
+int client_call_send_pb(client_call *c, const ProtobufCMessage *msg);
 /* No more request messages. */
-void ccall_half_close(ccall *c);
+void client_call_half_close(client_call *c);
 /* RST_STREAM(CANCEL); on_done(CANCELLED) follows at once. */
-void ccall_cancel(ccall *c);
-void *ccall_user(const ccall *c);
+void client_call_cancel(client_call *c);
+void *client_call_user(const client_call *c);
 /* Response metadata: initial (headers) and trailing. */
-size_t ccall_md_count(const ccall *c, bool trailing);
-const call_md *ccall_md_at(const ccall *c, bool trailing, size_t i);
-const call_md *ccall_md_get(const ccall *c, bool trailing, const char *name);
+size_t client_call_md_count(const client_call *c, bool trailing);
+const call_md *client_call_md_at(const client_call *c, bool trailing, size_t i);
+const call_md *client_call_md_get(const client_call *c, bool trailing, const char *name);
 /* Whether the last response message came compressed. */
-bool ccall_response_compressed(const ccall *c);
+bool client_call_response_compressed(const client_call *c);
 
 /* A channel with no socket, for fuzzers: feed server bytes; output is discarded. */
-h2_channel *h2_channel_new_detached(reactor *r, size_t max_message_bytes);
-int h2_channel_feed(h2_channel *ch, const uint8_t *data, size_t len);
+client_channel *client_channel_new_detached(reactor *r, size_t max_message_bytes);
+int client_channel_feed(client_channel *ch, const uint8_t *data, size_t len);
 
 #endif

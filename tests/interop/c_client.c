@@ -18,7 +18,7 @@
 #define MAX_MSGS 16
 
 typedef struct sync_call {
-	ccall *c;
+	client_call *c;
 	bool done, headers;
 	int code;
 	char msg[512];
@@ -40,38 +40,38 @@ static void *response(const ProtobufCMessageDescriptor *d, const uint8_t *data, 
 }
 
 static reactor *r;
-static h2_channel *ch;
+static client_channel *ch;
 static char failure[512];
 
-static void on_headers(ccall *c)
+static void on_headers(client_call *c)
 {
-	sync_call *s = ccall_user(c);
+	sync_call *s = client_call_user(c);
 	s->headers = true;
 }
 
-static void on_message(ccall *c, const uint8_t *data, size_t len)
+static void on_message(client_call *c, const uint8_t *data, size_t len)
 {
-	sync_call *s = ccall_user(c);
+	sync_call *s = client_call_user(c);
 	if (s->nmsgs == MAX_MSGS)
 		return;
 	s->msgs[s->nmsgs] = malloc(len + 1);
 	memcpy(s->msgs[s->nmsgs], data, len);
 	s->lens[s->nmsgs] = len;
-	s->compressed[s->nmsgs] = ccall_response_compressed(c);
+	s->compressed[s->nmsgs] = client_call_response_compressed(c);
 	s->nmsgs++;
 }
 
-static void on_done(ccall *c, int code, const char *msg)
+static void on_done(client_call *c, int code, const char *msg)
 {
-	sync_call *s = ccall_user(c);
+	sync_call *s = client_call_user(c);
 	s->done = true;
 	s->code = code;
 	snprintf(s->msg, sizeof(s->msg), "%s", msg ? msg : "");
-	const call_md *m = ccall_md_get(c, false, "x-grpc-test-echo-initial");
+	const call_md *m = client_call_md_get(c, false, "x-grpc-test-echo-initial");
 	if (m)
 		snprintf(s->initial_echo, sizeof(s->initial_echo), "%.*s", (int)m->value_len,
 			 (const char *)m->value);
-	m = ccall_md_get(c, true, "x-grpc-test-echo-trailing-bin");
+	m = client_call_md_get(c, true, "x-grpc-test-echo-trailing-bin");
 	if (m && m->value_len <= sizeof(s->trailing_echo)) {
 		memcpy(s->trailing_echo, m->value, m->value_len);
 		s->trailing_echo_len = m->value_len;
@@ -79,7 +79,7 @@ static void on_done(ccall *c, int code, const char *msg)
 	s->c = NULL;
 }
 
-static const ccall_ops ops = {.on_headers = on_headers, .on_message = on_message, .on_done = on_done};
+static const client_call_ops ops = {.on_headers = on_headers, .on_message = on_message, .on_done = on_done};
 
 static void reset(sync_call *s)
 {
@@ -110,21 +110,21 @@ static bool start(sync_call *s, const char *path, int64_t timeout_ns, const call
 		  size_t nmd, bool compress)
 {
 	reset(s);
-	ccall_args a = {.path = path, .timeout_ns = timeout_ns, .md = md, .nmd = nmd,
+	client_call_args a = {.path = path, .timeout_ns = timeout_ns, .md = md, .nmd = nmd,
 			.compress = compress, .ops = &ops, .user = s};
-	s->c = ccall_start(ch, &a);
-	return s->c ? true : fail("ccall_start failed");
+	s->c = client_call_start(ch, &a);
+	return s->c ? true : fail("client_call_start failed");
 }
 
 static bool send_pb(sync_call *s, const ProtobufCMessage *m)
 {
-	return s->c && ccall_send_pb(s->c, m) == 0 ? true : fail("send failed");
+	return s->c && client_call_send_pb(s->c, m) == 0 ? true : fail("send failed");
 }
 
 static bool finish(sync_call *s)
 {
 	if (s->c)
-		ccall_half_close(s->c);
+		client_call_half_close(s->c);
 	return wait_for(&s->done, NULL, 0) ? true : fail("call did not finish in 10 s");
 }
 
@@ -333,7 +333,7 @@ static bool case_cancel_after_begin(sync_call *s)
 	if (!start(s, TS "StreamingInputCall", 10 * NS_PER_SEC, NULL, 0, false))
 		return false;
 	reactor_run_once(r, NS_PER_MS);
-	ccall_cancel(s->c);
+	client_call_cancel(s->c);
 	return s->done ? expect_code(s, GRPC_CANCELLED) : fail("cancel did not end the call");
 }
 
@@ -345,7 +345,7 @@ static bool case_cancel_after_first_response(sync_call *s)
 		return false;
 	if (!wait_for(&s->done, &s->nmsgs, 1) || s->nmsgs != 1)
 		return fail("no first response");
-	ccall_cancel(s->c);
+	client_call_cancel(s->c);
 	return s->done ? expect_code(s, GRPC_CANCELLED) : fail("cancel did not end the call");
 }
 
@@ -529,7 +529,7 @@ int main(int argc, char **argv)
 	snprintf(target, sizeof(target), "%s:%s", host, port);
 	int err;
 	r = reactor_new(&err);
-	ch = r ? h2_channel_new(r, target, 16 * 1024 * 1024) : NULL;
+	ch = r ? client_channel_new(r, target, 16 * 1024 * 1024) : NULL;
 	if (!ch) {
 		fprintf(stderr, "cannot set up a channel to %s\n", target);
 		return 2;
@@ -543,7 +543,7 @@ int main(int argc, char **argv)
 		failure[0] = 0;
 		bool ok = cases[i].fn(&s);
 		if (s.c)
-			ccall_cancel(s.c);
+			client_call_cancel(s.c);
 		if (ok) {
 			printf("PASS %s\n", cases[i].name);
 		} else {
@@ -553,7 +553,7 @@ int main(int argc, char **argv)
 		fflush(stdout);
 	}
 	reset(&s);
-	h2_channel_free(ch);
+	client_channel_free(ch);
 	for (int i = 0; i < 20; i++)
 		reactor_run_once(r, NS_PER_MS);
 	reactor_free(r);
