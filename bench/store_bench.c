@@ -60,10 +60,10 @@ static void *worker_main(void *arg)
 		w->in_flight++;
 		pthread_mutex_unlock(&w->mu);
 		int rc;
-		while ((rc = store_write(w->c, &q->r)) == -EAGAIN)
+		while ((rc = store_coll_write(w->c, &q->r)) == -EAGAIN)
 			usleep(100);
 		if (rc) {
-			fprintf(stderr, "store_write: %s\n", store_errmsg());
+			fprintf(stderr, "store_coll_write: %s\n", store_err_msg());
 			exit(1);
 		}
 	}
@@ -91,7 +91,7 @@ static void run(const char *dir, const char *mode, size_t group_max, bool normal
 	store_coll *c;
 	if (store_open(dir, &o, &s) || store_collection_create(s, &def, 0) ||
 	    store_coll_acquire(s, "bench", mode, &c)) {
-		fprintf(stderr, "%s\n", store_errmsg());
+		fprintf(stderr, "%s\n", store_err_msg());
 		exit(1);
 	}
 	worker *w = calloc((size_t)threads, sizeof(*w));

@@ -82,7 +82,7 @@ typedef struct worker {
 
 static void fail(const char *what)
 {
-	fprintf(stderr, "store_inproc: %s: %s\n", what, store_errmsg());
+	fprintf(stderr, "store_inproc: %s: %s\n", what, store_err_msg());
 	atomic_fetch_add(&failures, 1);
 }
 

@@ -283,7 +283,7 @@ static int node_build(collector *c, char *err, size_t cap)
 	}
 	store_options so = {.group_max = (size_t)cfg->store_group_max};
 	if ((rc = store_open(cfg->data, &so, &c->store))) {
-		snprintf(err, cap, "cannot open the store in %s: %s", cfg->data, store_errmsg());
+		snprintf(err, cap, "cannot open the store in %s: %s", cfg->data, store_err_msg());
 		return rc;
 	}
 	c->env = (svc_env){.pool = c->pool,
@@ -299,7 +299,7 @@ static int node_build(collector *c, char *err, size_t cap)
 				  .namespaces = cfg->registry_max_namespaces,
 				  .total_bytes = cfg->registry_max_total_bytes};
 	if ((rc = registry_open(&c->env, &quotas, &c->env.registry))) {
-		snprintf(err, cap, "cannot load the registry: %s", store_errmsg());
+		snprintf(err, cap, "cannot load the registry: %s", store_err_msg());
 		return rc;
 	}
 	c->methods = method_table_new();

@@ -84,7 +84,7 @@ static void get_work(svc_job *sj)
 		svc_job_fail(sj, GRPC_NOT_FOUND, "no record '%.200s' in %s/%s", req->id,
 			     rj->d.row->ns, rj->d.row->name);
 	} else {
-		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", store_errmsg());
+		svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", store_err_msg());
 	}
 	coll_read_close(rj);
 }

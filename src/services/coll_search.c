@@ -248,7 +248,7 @@ static bool fetch(query_job *qj, items *it, bool *more, int64_t *total)
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	else if (rc)
 		svc_job_fail(sj, GRPC_INTERNAL, "reading %s/%s: %s", rj->d.row->ns, rj->d.row->name,
-			     store_errmsg());
+			     store_err_msg());
 	coll_read_close(rj);
 	return rc == 0;
 }
@@ -355,7 +355,7 @@ static void vector_search(query_job *qj)
 				     req->similarity_threshold, &hits, &nhits);
 	if (rc) {
 		svc_job_fail(sj, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL, "reading: %s",
-			     store_errmsg());
+			     store_err_msg());
 		goto out;
 	}
 	size_t limit = req->limit ? (size_t)req->limit : QUERY_DEFAULT_PAGE;
@@ -379,7 +379,7 @@ static void vector_search(query_job *qj)
 		const store_hit *h = &hits[from + kept];
 		store_record rec;
 		if ((rc = store_reader_get_hit(rj->rd, h, &rec))) {
-			svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", store_errmsg());
+			svc_job_fail(sj, GRPC_INTERNAL, "reading: %s", store_err_msg());
 			break;
 		}
 		size_t len = rec.data_len;

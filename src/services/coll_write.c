@@ -263,7 +263,7 @@ static void write_submit(write_job *w)
 				    .done = write_done,
 				    .ctx = w};
 	svc_job_defer(sj);
-	int rc = store_write(w->coll, &w->wreq);
+	int rc = store_coll_write(w->coll, &w->wreq);
 	if (rc) {
 		/* Refused before queueing: done will not come, answer here. */
 		store_coll_release(w->coll);

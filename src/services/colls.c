@@ -98,7 +98,7 @@ void svc_fail_store(svc_job *j, int rc, const char *doing)
 	default:
 		code = GRPC_INTERNAL;
 	}
-	svc_job_fail(j, code, "%s: %s", doing, store_errmsg());
+	svc_job_fail(j, code, "%s: %s", doing, store_err_msg());
 }
 
 const tp_message *svc_find_type(const svc_env *env, const char *ns,

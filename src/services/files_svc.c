@@ -60,7 +60,7 @@ static void fail_files(svc_job *j, int rc, const char *doing, const char *path)
 	default:
 		code = GRPC_INTERNAL;
 	}
-	svc_job_fail(j, code, "%s '%.200s': %s", doing, path, store_errmsg());
+	svc_job_fail(j, code, "%s '%.200s': %s", doing, path, store_err_msg());
 }
 
 /* Pool thread: checks the names and the path (optional when path_required is false and
@@ -73,7 +73,7 @@ static bool open_coll(svc_job *j, const svc_env *env, const char *ns, const char
 	if ((path_required || *path) && files_path_check(path)) {
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 			     "invalid file path '%.200s': %s (paths are relative, '/'-separated)", path,
-			     store_errmsg());
+			     store_err_msg());
 		return false;
 	}
 	coll_def d;

@@ -49,7 +49,7 @@ bool items_init(items *it, const tp_message *m, const query *q, enum items_shape
 /* Runs q on rd: its page, up to query_page_size records and as many as the budget takes,
  * into it (*more: records remain after the page), and its count into *total. 0; -EMSGSIZE
  * when the page's first record fits in no response (it->too_big names it); -ENOMEM; or
- * the store's error (store_errmsg). */
+ * the store's error (store_err_msg). */
 int items_fetch(items *it, store_reader *rd, const query *q, bool *more, int64_t *total);
 /* The items as the repeated field a response takes (it->ptrs); NULL when out of memory. */
 Google__Protobuf__Any **items_ptrs(items *it);

@@ -100,7 +100,7 @@ int registry_write_wait(store_coll *c, store_op *ops, size_t n)
 {
 	waiter w = {.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 	store_write_req req = {.ops = ops, .nops = n, .atomic = true, .done = write_done, .ctx = &w};
-	int rc = store_write(c, &req);
+	int rc = store_coll_write(c, &req);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&w.m);

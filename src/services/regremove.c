@@ -416,7 +416,7 @@ void registry_unregister_service(registry *r, svc_job *j, const char *ns,
 		regquota_drop_service(r->quota, ns, name);
 		if (with_file && (rc = delete_records(r->protos, &made_ids)))
 			log_error("registry: %s stays in namespace %s after its service went: %s",
-				  made, ns, store_errmsg());
+				  made, ns, store_err_msg());
 		else if (with_file)
 			file_gone(r, ns, made, &none);
 	}

@@ -126,7 +126,7 @@ static void create_collection_work(svc_job *sj)
 		if (store_coll_acquire(j->env->store, ns, in->name, &coll) == 0) {
 			if (svc_indexes_apply(coll, &ix))
 				log_warn("collection %s/%s: indexes not built: %s", ns, in->name,
-					 store_errmsg());
+					 store_err_msg());
 			store_coll_release(coll);
 		}
 	}

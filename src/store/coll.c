@@ -62,7 +62,7 @@ static void run_group(store_coll *c, store_write_req *group)
 {
 	int fatal = store_writer_run(c->w, group);
 	if (fatal) {
-		log_warn("store: %s/%s: write group failed: %s", c->ns, c->name, store_errmsg());
+		log_warn("store: %s/%s: write group failed: %s", c->ns, c->name, store_err_msg());
 	} else {
 		/* Counted before the callbacks, so that an acknowledged writer sees its own. */
 		size_t n = 0;
@@ -114,7 +114,7 @@ static void *writer_main(void *arg)
 			pthread_mutex_unlock(&c->mu);
 			j->rc = store_writer_set_indexes(c->w, j->n, j->names, j->exprs);
 			if (j->rc < 0)
-				snprintf(j->err, sizeof(j->err), "%s", store_errmsg());
+				snprintf(j->err, sizeof(j->err), "%s", store_err_msg());
 			pthread_mutex_lock(&c->mu);
 			j->done = true;
 			c->idx = NULL;
@@ -145,19 +145,19 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-int store_write(store_coll *c, store_write_req *req)
+int store_coll_write(store_coll *c, store_write_req *req)
 {
 	if (!req->done)
-		return store_seterr(-EINVAL, "write request without done");
+		return store_err_set(-EINVAL, "write request without done");
 	int rc = store_writer_check(req);
 	if (rc < 0)
 		return rc;
 	req->next = NULL;
 	pthread_mutex_lock(&c->mu);
 	if (c->stopping)
-		rc = store_seterr(-ESHUTDOWN, "collection %s/%s is closing", c->ns, c->name);
+		rc = store_err_set(-ESHUTDOWN, "collection %s/%s is closing", c->ns, c->name);
 	else if (c->queued >= c->o.queue_max)
-		rc = store_seterr(-EAGAIN, "write queue of %s/%s is full", c->ns, c->name);
+		rc = store_err_set(-EAGAIN, "write queue of %s/%s is full", c->ns, c->name);
 	if (rc == 0) {
 		if (c->tail)
 			c->tail->next = req;
@@ -191,7 +191,7 @@ int store_coll_set_indexes(store_coll *c, size_t n, const char *const names[],
 	}
 	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_unlock(&c->idx_mu);
-	return j.rc < 0 ? store_seterr(j.rc, "%s", j.err) : 0;
+	return j.rc < 0 ? store_err_set(j.rc, "%s", j.err) : 0;
 }
 
 /* --- readers --------------------------------------------------------------------------- */
@@ -251,7 +251,7 @@ int coll_open(const char *dir, const char *ns, const char *name, const coll_opti
 {
 	store_coll *c = mem_calloc(1, sizeof(*c));
 	if (!c)
-		return store_seterr(-ENOMEM, "out of memory");
+		return store_err_set(-ENOMEM, "out of memory");
 	snprintf(c->ns, sizeof(c->ns), "%s", ns);
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	c->owner = owner;
@@ -273,7 +273,7 @@ int coll_open(const char *dir, const char *ns, const char *name, const coll_opti
 	size_t plen = strlen(dir) + sizeof("/records.db");
 	c->db_path = mem_alloc(plen);
 	if (!c->rfree || !c->db_path) {
-		rc = store_seterr(-ENOMEM, "out of memory");
+		rc = store_err_set(-ENOMEM, "out of memory");
 		goto fail;
 	}
 	snprintf(c->db_path, plen, "%s/records.db", dir);
@@ -287,7 +287,7 @@ int coll_open(const char *dir, const char *ns, const char *name, const coll_opti
 		close(dfd);
 	}
 	if (c->files_fd < 0 || c->staging_fd < 0) {
-		rc = store_seterr(-errno, "collection %s/%s: %s", ns, name, strerror(errno));
+		rc = store_err_set(-errno, "collection %s/%s: %s", ns, name, strerror(errno));
 		goto fail;
 	}
 	/* Uploads that were in progress when the collection last closed are dead. */
@@ -297,7 +297,7 @@ int coll_open(const char *dir, const char *ns, const char *name, const coll_opti
 		goto fail;
 	int err = pthread_create(&c->thread, NULL, writer_main, c);
 	if (err) {
-		rc = store_seterr(-err, "writer thread: %s", strerror(err));
+		rc = store_err_set(-err, "writer thread: %s", strerror(err));
 		goto fail;
 	}
 	c->thread_started = true;
@@ -363,7 +363,7 @@ int store_coll_stats(store_coll *c, int64_t *records, int64_t *bytes)
 	}
 	int64_t nfiles, fbytes;
 	if ((rc = dirs_tree_stat(c->files_fd, &nfiles, &fbytes)) < 0)
-		return store_seterr(rc, "attachments: %s", strerror(-rc));
+		return store_err_set(rc, "attachments: %s", strerror(-rc));
 	*bytes = total + fbytes;
 	return 0;
 }

@@ -24,7 +24,7 @@
 /* Queues req; the caller keeps req and everything it points to alive until done.
  * 0, -EAGAIN when the queue is full, -ESHUTDOWN when the collection is closing,
  * -EINVAL on a malformed request (no op, no id, no data). */
-int store_write(store_coll *c, store_write_req *req);
+int store_coll_write(store_coll *c, store_write_req *req);
 
 /* Lends out one of the collection's readers (reader.h) for one read, inside a read
  * transaction: one snapshot from the first read on. At most readers_max are out at once;

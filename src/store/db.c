@@ -107,6 +107,6 @@ int store_sqlite_errno(int sqlite_rc)
 int db_fail(sqlite3 *db, int src, const char *what)
 {
 	int rc = store_sqlite_errno(src);
-	return store_seterr(rc ? rc : -EIO, "%s: %s", what,
+	return store_err_set(rc ? rc : -EIO, "%s: %s", what,
 			    db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
 }

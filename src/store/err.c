@@ -5,9 +5,9 @@
 
 static __thread char errmsg[512];
 
-const char *store_errmsg(void) { return errmsg[0] ? errmsg : "no error"; }
+const char *store_err_msg(void) { return errmsg[0] ? errmsg : "no error"; }
 
-int store_seterr(int rc, const char *fmt, ...)
+int store_err_set(int rc, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);

@@ -5,8 +5,8 @@
 #define STORE_ERR_H
 
 /* The message of this thread's last failure in the store (never NULL). */
-const char *store_errmsg(void);
+const char *store_err_msg(void);
 /* For store modules: sets this thread's message and returns rc. */
-int store_seterr(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int store_err_set(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

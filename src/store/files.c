@@ -23,30 +23,30 @@ void files_use_openat2(bool on) { atomic_store(&have_openat2, on); }
 int files_path_check(const char *path)
 {
 	if (!path || !*path)
-		return store_seterr(-EINVAL, "empty file path");
+		return store_err_set(-EINVAL, "empty file path");
 	size_t depth = 0, seg = 0;
 	const char *p = path;
 	for (;; p++) {
 		if (*p == '/' || !*p) {
 			if (seg == 0)
-				return store_seterr(-EINVAL, "empty segment in file path");
+				return store_err_set(-EINVAL, "empty segment in file path");
 			const char *s = p - seg;
 			if ((seg == 1 && s[0] == '.') || (seg == 2 && s[0] == '.' && s[1] == '.'))
-				return store_seterr(-EINVAL, "'.' or '..' in file path");
+				return store_err_set(-EINVAL, "'.' or '..' in file path");
 			if (++depth > FILES_DEPTH_MAX)
-				return store_seterr(-EINVAL, "file path deeper than %d", FILES_DEPTH_MAX);
+				return store_err_set(-EINVAL, "file path deeper than %d", FILES_DEPTH_MAX);
 			seg = 0;
 			if (!*p)
 				break;
 			continue;
 		}
 		if (*p == '\\')
-			return store_seterr(-EINVAL, "backslash in file path");
+			return store_err_set(-EINVAL, "backslash in file path");
 		if (++seg > FILES_SEGMENT_MAX)
-			return store_seterr(-EINVAL, "file path segment longer than %d", FILES_SEGMENT_MAX);
+			return store_err_set(-EINVAL, "file path segment longer than %d", FILES_SEGMENT_MAX);
 	}
 	if ((size_t)(p - path) > FILES_PATH_MAX)
-		return store_seterr(-EINVAL, "file path longer than %d", FILES_PATH_MAX);
+		return store_err_set(-EINVAL, "file path longer than %d", FILES_PATH_MAX);
 	return 0;
 }
 
@@ -116,13 +116,13 @@ static int open_parent(int root, const char *path, const char **leaf, bool mkdir
 	if (fd == -ENOENT && mkdirs)
 		fd = open_walk(root, dir, O_RDONLY | O_DIRECTORY, true);
 	if (fd == -ELOOP || fd == -EXDEV)
-		store_seterr(fd, "file path leads through a link");
+		store_err_set(fd, "file path leads through a link");
 	return fd;
 }
 
 static int fail_errno(int rc, const char *what, const char *path)
 {
-	return store_seterr(rc, "%s %s: %s", what, path, strerror(-rc));
+	return store_err_set(rc, "%s %s: %s", what, path, strerror(-rc));
 }
 
 /* --- put ------------------------------------------------------------------------------- */
@@ -143,11 +143,11 @@ int files_put_begin(store_coll *c, const char *path, uint64_t max_size, files_wr
 		return rc;
 	files_writer *w = mem_calloc(1, sizeof(*w));
 	if (!w)
-		return store_seterr(-ENOMEM, "out of memory");
+		return store_err_set(-ENOMEM, "out of memory");
 	char uuid[UUID_STR_LEN];
 	if ((rc = uuid7_make(uuid)) < 0) {
 		mem_free(w);
-		return store_seterr(rc, "no randomness");
+		return store_err_set(rc, "no randomness");
 	}
 	w->c = c;
 	w->max = max_size;
@@ -166,9 +166,9 @@ int files_put_begin(store_coll *c, const char *path, uint64_t max_size, files_wr
 int files_put_chunk(files_writer *w, const void *data, size_t len)
 {
 	if (w->failed)
-		return store_seterr(w->failed, "upload failed earlier");
+		return store_err_set(w->failed, "upload failed earlier");
 	if (w->max && (len > w->max || w->written > w->max - len))
-		return w->failed = store_seterr(-EFBIG, "file larger than %llu bytes",
+		return w->failed = store_err_set(-EFBIG, "file larger than %llu bytes",
 						(unsigned long long)w->max);
 	const char *p = data;
 	while (len) {
@@ -231,7 +231,7 @@ int files_get_open(store_coll *c, const char *path, files_reader **out, uint64_t
 	/* O_NONBLOCK: a FIFO planted in the tree must not hang the opener. */
 	int fd = open_beneath(coll_files_fd(c), path, O_RDONLY | O_NONBLOCK);
 	if (fd < 0)
-		return fd == -ELOOP || fd == -EXDEV ? store_seterr(fd, "file path leads through a link")
+		return fd == -ELOOP || fd == -EXDEV ? store_err_set(fd, "file path leads through a link")
 						    : fail_errno(fd, "open", path);
 	struct stat sb;
 	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
@@ -242,7 +242,7 @@ int files_get_open(store_coll *c, const char *path, files_reader **out, uint64_t
 	files_reader *r = mem_alloc(sizeof(*r));
 	if (!r) {
 		close(fd);
-		return store_seterr(-ENOMEM, "out of memory");
+		return store_err_set(-ENOMEM, "out of memory");
 	}
 	r->fd = fd;
 	*size = (uint64_t)sb.st_size;
@@ -257,7 +257,7 @@ ssize_t files_get_read(files_reader *r, uint64_t offset, void *buf, size_t len)
 		if (n >= 0)
 			return n;
 		if (errno != EINTR)
-			return store_seterr(-errno, "read: %s", strerror(errno));
+			return store_err_set(-errno, "read: %s", strerror(errno));
 	}
 }
 
@@ -341,7 +341,7 @@ int files_list(store_coll *c, const char *under, int (*cb)(void *ctx, const file
 	int rc = list_dir(&w, fd, strlen(w.path), depth);
 	close(fd);
 	if (rc < 0)
-		store_seterr(rc, "list: %s", strerror(-rc));
+		store_err_set(rc, "list: %s", strerror(-rc));
 	return rc;
 }
 

@@ -51,7 +51,7 @@ int store_reader_open(const char *path, int busy_timeout_ms, store_reader **out)
 {
 	store_reader *r = mem_calloc(1, sizeof(*r));
 	if (!r)
-		return store_seterr(-ENOMEM, "out of memory");
+		return store_err_set(-ENOMEM, "out of memory");
 	int src = db_open(path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, &r->db);
 	if (src == SQLITE_OK) {
 		sqlite3_extended_result_codes(r->db, 1);
@@ -128,7 +128,7 @@ int store_reader_prepare(store_reader *r, const char *sql, sqlite3_stmt **st)
 	}
 	size_t slot = r->ncache < READER_CACHE ? r->ncache : spare;
 	if (slot == READER_CACHE)
-		return store_seterr(-E2BIG, "more than %d statements in one read", READER_CACHE);
+		return store_err_set(-E2BIG, "more than %d statements in one read", READER_CACHE);
 	sqlite3_stmt *p = NULL;
 	int src = sqlite3_prepare_v3(r->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &p, NULL);
 	if (src != SQLITE_OK)
@@ -169,7 +169,7 @@ int store_reader_get(store_reader *r, const char *id, store_record *out)
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	int src = sqlite3_step(st);
 	if (src == SQLITE_DONE)
-		return store_seterr(-ENOENT, "no record '%.200s'", id);
+		return store_err_set(-ENOENT, "no record '%.200s'", id);
 	if (src != SQLITE_ROW)
 		return db_fail(r->db, src, "get");
 	*out = (store_record){.id = id,
@@ -187,7 +187,7 @@ int store_reader_get_hit(store_reader *r, const store_hit *h, store_record *out)
 	sqlite3_bind_int64(st, 1, h->rid);
 	int src = sqlite3_step(st);
 	if (src == SQLITE_DONE)
-		return store_seterr(-ENOENT, "record of row %lld is gone", (long long)h->rid);
+		return store_err_set(-ENOENT, "record of row %lld is gone", (long long)h->rid);
 	if (src != SQLITE_ROW)
 		return db_fail(r->db, src, "get");
 	size_t len = (size_t)sqlite3_column_bytes(st, 0);
@@ -223,7 +223,7 @@ static int query_stmt(store_reader *r, const char *sql, const query *q, sqlite3_
 {
 	int rc = store_reader_prepare(r, sql, st);
 	if (!rc && (rc = query_bind(*st, q)))
-		store_seterr(rc, "binding the query: %s", strerror(-rc));
+		store_err_set(rc, "binding the query: %s", strerror(-rc));
 	return rc;
 }
 
@@ -272,7 +272,7 @@ int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void
 int store_reader_page_token(store_reader *r, char **token)
 {
 	if (!r->q)
-		return store_seterr(-EINVAL, "no query at hand");
+		return store_err_set(-EINVAL, "no query at hand");
 	return query_token_next(r->q, r->page, token);
 }
 
@@ -282,7 +282,7 @@ int store_reader_scan(store_reader *r, const store_match *where, size_t n, int f
 		      store_record_fn fn, void *ctx)
 {
 	if (n > STORE_SCAN_MATCH_MAX)
-		return store_seterr(-EINVAL, "at most %d matches", STORE_SCAN_MATCH_MAX);
+		return store_err_set(-EINVAL, "at most %d matches", STORE_SCAN_MATCH_MAX);
 	/* Paths are spliced in as the query module renders index expressions (from a parsed
 	 * path: identifier characters and digits), so that an index on the path serves the
 	 * scan; values are bound. */
@@ -293,7 +293,7 @@ int store_reader_scan(store_reader *r, const store_match *where, size_t n, int f
 		char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX];
 		query_err err;
 		if (query_index_field(where[i].path, expr, name, &err))
-			return store_seterr(-EINVAL, "scan path '%.100s': %s", where[i].path, err.msg);
+			return store_err_set(-EINVAL, "scan path '%.100s': %s", where[i].path, err.msg);
 		len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s %s = ?%zu",
 					i ? " AND" : " WHERE", expr, i + 1);
 	}
@@ -383,7 +383,7 @@ int store_reader_vector(store_reader *r, const query_path *path, const float *v,
 			store_hit *more = mem_realloc(h, cap * sizeof(*more));
 			if (!more) {
 				mem_free(h);
-				return store_seterr(-ENOMEM, "out of memory");
+				return store_err_set(-ENOMEM, "out of memory");
 			}
 			h = more;
 		}

@@ -7,7 +7,7 @@
  * each read is a snapshot of its own. Reads never wait for the writer (WAL). A record a
  * read hands out is borrowed from the reader: valid until the reader's next read or
  * store_reader_end. Functions return 0 or a negative errno (the message in
- * store_errmsg()). */
+ * store_err_msg()). */
 #ifndef STORE_READER_H
 #define STORE_READER_H
 #include <stdbool.h>

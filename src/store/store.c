@@ -305,7 +305,7 @@ static int catalog_get(store *s, const char *ns, const char *name, store_collect
 			row_view(st, &v);
 			*out = row_copy(&v);
 			if (!*out)
-				rc = store_seterr(-ENOMEM, "out of memory");
+				rc = store_err_set(-ENOMEM, "out of memory");
 		}
 	} else if (src == SQLITE_DONE) {
 		rc = 0;
@@ -375,7 +375,7 @@ int store_open(const char *data_dir, const store_options *opts, store **out)
 	store_options o = opts ? *opts : (store_options){0};
 	store *s = mem_calloc(1, sizeof(*s));
 	if (!s)
-		return store_seterr(-ENOMEM, "out of memory");
+		return store_err_set(-ENOMEM, "out of memory");
 	s->dirfd = -1;
 	s->copts = (coll_options){
 		.sync_normal = o.sync_normal,
@@ -395,20 +395,20 @@ int store_open(const char *data_dir, const store_options *opts, store **out)
 	int rc = 0;
 	s->dir = mem_strdup(data_dir);
 	if (!s->dir) {
-		rc = store_seterr(-ENOMEM, "out of memory");
+		rc = store_err_set(-ENOMEM, "out of memory");
 		goto fail;
 	}
 	if ((rc = fs_mkdir_p(data_dir)) < 0) {
-		store_seterr(rc, "data directory %s: %s", data_dir, strerror(-rc));
+		store_err_set(rc, "data directory %s: %s", data_dir, strerror(-rc));
 		goto fail;
 	}
 	s->dirfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->dirfd < 0 || (mkdirat(s->dirfd, "system", 0755) && errno != EEXIST)) {
-		rc = store_seterr(-errno, "data directory %s: %s", data_dir, strerror(errno));
+		rc = store_err_set(-errno, "data directory %s: %s", data_dir, strerror(errno));
 		goto fail;
 	}
 	if (snprintf(path, sizeof(path), "%s/system/catalog.db", data_dir) >= (int)sizeof(path)) {
-		rc = store_seterr(-ENAMETOOLONG, "data directory path too long");
+		rc = store_err_set(-ENAMETOOLONG, "data directory path too long");
 		goto fail;
 	}
 	if ((rc = catalog_conn(path, &s->copts, &s->ddl)) < 0 ||
@@ -463,9 +463,9 @@ const char *store_data_dir(const store *s) { return s->dir; }
 static int check_names(const char *ns, const char *name)
 {
 	if (!store_name_valid(ns))
-		return store_seterr(-EINVAL, "invalid namespace name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
+		return store_err_set(-EINVAL, "invalid namespace name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
 	if (!store_name_valid(name))
-		return store_seterr(-EINVAL, "invalid collection name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
+		return store_err_set(-EINVAL, "invalid collection name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
 	return 0;
 }
 
@@ -475,17 +475,17 @@ static int build_dir(store *s, int nsfd, const char *ns, const char *tmp)
 {
 	char path[PATH_MAX];
 	if (mkdirat(nsfd, tmp, 0755))
-		return store_seterr(-errno, "mkdir %s/%s: %s", ns, tmp, strerror(errno));
+		return store_err_set(-errno, "mkdir %s/%s: %s", ns, tmp, strerror(errno));
 	if (snprintf(path, sizeof(path), "%s/%s/%s", s->dir, ns, tmp) >= (int)sizeof(path))
-		return store_seterr(-ENAMETOOLONG, "path too long");
+		return store_err_set(-ENAMETOOLONG, "path too long");
 	int rc = store_writer_create(path);
 	if (rc < 0)
 		return rc;
 	int fd = openat(nsfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
-		return store_seterr(-errno, "open %s: %s", tmp, strerror(errno));
+		return store_err_set(-errno, "open %s: %s", tmp, strerror(errno));
 	if ((mkdirat(fd, "files", 0755) || mkdirat(fd, "staging", 0755) || fsync(fd)))
-		rc = store_seterr(-errno, "collection directory: %s", strerror(errno));
+		rc = store_err_set(-errno, "collection directory: %s", strerror(errno));
 	close(fd);
 	return rc;
 }
@@ -496,12 +496,12 @@ int store_collection_create(store *s, const store_collection *c, int flags)
 	if (rc < 0)
 		return rc;
 	if (!(flags & STORE_CREATE_RESERVED) && store_ns_reserved(c->ns))
-		return store_seterr(-EINVAL, "namespace %s is reserved", c->ns);
+		return store_err_set(-EINVAL, "namespace %s is reserved", c->ns);
 
 	char tmp[64];
 	char uuid[UUID_STR_LEN];
 	if ((rc = uuid7_make(uuid)) < 0)
-		return store_seterr(rc, "no randomness");
+		return store_err_set(rc, "no randomness");
 	snprintf(tmp, sizeof(tmp), NEW_PREFIX "%s", uuid);
 
 	pthread_mutex_lock(&s->ddl_mu);
@@ -509,16 +509,16 @@ int store_collection_create(store *s, const store_collection *c, int flags)
 	bool built = false;
 	if (mkdirat(s->dirfd, c->ns, 0755) == 0) {
 		if (fsync(s->dirfd)) {
-			rc = store_seterr(-errno, "fsync data directory: %s", strerror(errno));
+			rc = store_err_set(-errno, "fsync data directory: %s", strerror(errno));
 			goto out;
 		}
 	} else if (errno != EEXIST) {
-		rc = store_seterr(-errno, "mkdir %s: %s", c->ns, strerror(errno));
+		rc = store_err_set(-errno, "mkdir %s: %s", c->ns, strerror(errno));
 		goto out;
 	}
 	nsfd = openat(s->dirfd, c->ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (nsfd < 0) {
-		rc = store_seterr(-errno, "open %s: %s", c->ns, strerror(errno));
+		rc = store_err_set(-errno, "open %s: %s", c->ns, strerror(errno));
 		goto out;
 	}
 	/* The row goes in first but is committed last: until then nobody sees it, and the
@@ -547,9 +547,9 @@ int store_collection_create(store *s, const store_collection *c, int flags)
 	if (src != SQLITE_DONE) {
 		rc = store_sqlite_errno(src);
 		if (rc == -EEXIST)
-			store_seterr(rc, "collection %s/%s already exists", c->ns, c->name);
+			store_err_set(rc, "collection %s/%s already exists", c->ns, c->name);
 		else if (rc == -EINVAL)
-			store_seterr(rc, "invalid collection: %s", sqlite3_errmsg(s->ddl));
+			store_err_set(rc, "invalid collection: %s", sqlite3_errmsg(s->ddl));
 		else
 			rc = db_fail(s->ddl, src, "catalog insert");
 		goto out;
@@ -557,14 +557,14 @@ int store_collection_create(store *s, const store_collection *c, int flags)
 	/* No row, so a directory of that name is what a crash left behind. */
 	rc = dirs_tree_remove(nsfd, c->name, NULL);
 	if (rc < 0 && rc != -ENOENT) {
-		store_seterr(rc, "removing leftover %s/%s: %s", c->ns, c->name, strerror(-rc));
+		store_err_set(rc, "removing leftover %s/%s: %s", c->ns, c->name, strerror(-rc));
 		goto out;
 	}
 	built = true;
 	if ((rc = build_dir(s, nsfd, c->ns, tmp)) < 0)
 		goto out;
 	if (renameat(nsfd, tmp, nsfd, c->name) || fsync(nsfd)) {
-		rc = store_seterr(-errno, "rename into %s/%s: %s", c->ns, c->name, strerror(errno));
+		rc = store_err_set(-errno, "rename into %s/%s: %s", c->ns, c->name, strerror(errno));
 		goto out;
 	}
 	rc = ddl_exec(s, "COMMIT");
@@ -617,7 +617,7 @@ int store_collection_delete(store *s, const char *ns, const char *name, int64_t 
 	rc = catalog_get(s, ns, name, NULL);
 	if (rc <= 0) {
 		if (rc == 0)
-			rc = store_seterr(-ENOENT, "no collection %s/%s", ns, name);
+			rc = store_err_set(-ENOENT, "no collection %s/%s", ns, name);
 		pthread_mutex_unlock(&s->ddl_mu);
 		return rc;
 	}
@@ -635,7 +635,7 @@ int store_collection_delete(store *s, const char *ns, const char *name, int64_t 
 		if (!sl) {
 			pthread_mutex_unlock(&s->mu);
 			pthread_mutex_unlock(&s->ddl_mu);
-			return store_seterr(-ENOMEM, "out of memory");
+			return store_err_set(-ENOMEM, "out of memory");
 		}
 	} else {
 		s->nopen--;
@@ -712,7 +712,7 @@ int store_collection_get(store *s, const char *ns, const char *name, store_colle
 	}
 	rc = catalog_get(s, ns, name, out);
 	if (rc == 0)
-		return store_seterr(-ENOENT, "no collection %s/%s", ns, name);
+		return store_err_set(-ENOENT, "no collection %s/%s", ns, name);
 	return rc < 0 ? rc : 0;
 }
 
@@ -731,9 +731,9 @@ int store_collection_list(store *s, const store_list_filter *f,
 	if (more)
 		*more = false;
 	if (f->nlabels > STORE_LABEL_FILTERS_MAX)
-		return store_seterr(-EINVAL, "at most %d label filters", STORE_LABEL_FILTERS_MAX);
+		return store_err_set(-EINVAL, "at most %d label filters", STORE_LABEL_FILTERS_MAX);
 	if ((f->after_ns == NULL) != (f->after_name == NULL))
-		return store_seterr(-EINVAL, "a cursor needs both namespace and name");
+		return store_err_set(-EINVAL, "a cursor needs both namespace and name");
 	/* The SQL text is assembled from fixed fragments only; every value is a parameter. */
 	char sql[512 + STORE_LABEL_FILTERS_MAX * 80];
 	size_t n = (size_t)snprintf(sql, sizeof(sql),
@@ -845,11 +845,11 @@ int store_collection_update_def(store *s, const store_collection *c)
 	if (src != SQLITE_DONE) {
 		rc = store_sqlite_errno(src);
 		if (rc == -EINVAL)
-			store_seterr(rc, "invalid collection: %s", sqlite3_errmsg(s->ddl));
+			store_err_set(rc, "invalid collection: %s", sqlite3_errmsg(s->ddl));
 		else
 			rc = db_fail(s->ddl, src, "catalog update");
 	} else if (sqlite3_changes(s->ddl) == 0) {
-		rc = store_seterr(-ENOENT, "no collection %s/%s", c->ns, c->name);
+		rc = store_err_set(-ENOENT, "no collection %s/%s", c->ns, c->name);
 	} else {
 		slot_refresh(s, c->ns, c->name);
 	}
@@ -877,14 +877,14 @@ int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **
 		}
 		if (sl->state == SLOT_DOOMED) {
 			pthread_mutex_unlock(&s->mu);
-			return store_seterr(-ENOENT, "no collection %s/%s", ns, name);
+			return store_err_set(-ENOENT, "no collection %s/%s", ns, name);
 		}
 		pthread_cond_wait(&s->cv, &s->mu);
 	}
 	sl = slot_add(s, ns, name, SLOT_OPENING);
 	pthread_mutex_unlock(&s->mu);
 	if (!sl)
-		return store_seterr(-ENOMEM, "out of memory");
+		return store_err_set(-ENOMEM, "out of memory");
 
 	/* Opening takes a while (files, schema, a thread): done without the table lock,
 	 * others asking for this collection wait for the outcome. */
@@ -892,11 +892,11 @@ int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **
 	store_collection *row = NULL;
 	rc = catalog_get(s, ns, name, &row);
 	if (rc == 0) {
-		rc = store_seterr(-ENOENT, "no collection %s/%s", ns, name);
+		rc = store_err_set(-ENOENT, "no collection %s/%s", ns, name);
 	} else if (rc > 0) {
 		char path[PATH_MAX];
 		if (snprintf(path, sizeof(path), "%s/%s/%s", s->dir, ns, name) >= (int)sizeof(path))
-			rc = store_seterr(-ENAMETOOLONG, "path too long");
+			rc = store_err_set(-ENAMETOOLONG, "path too long");
 		else
 			rc = coll_open(path, ns, name, &s->copts, sl, &c);
 	}

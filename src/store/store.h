@@ -13,7 +13,7 @@
  *
  * Every function is thread safe and returns 0 or a negative errno: -EINVAL (bad name or
  * argument), -ENOENT (no such collection), -EEXIST, -ENOSPC, -EIO, -ENOMEM... The calling
- * thread's store_errmsg() then says what went wrong. */
+ * thread's store_err_msg() then says what went wrong. */
 #ifndef STORE_STORE_H
 #define STORE_STORE_H
 #include <stdbool.h>

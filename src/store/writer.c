@@ -122,15 +122,15 @@ int store_writer_fts_text(const char *json, size_t len, buf *out)
 	}
 	jdoc_free(&d);
 	if (rc == -EINVAL)
-		return store_seterr(rc, "record JSON: %s", err);
-	return rc ? store_seterr(rc, "out of memory") : 0;
+		return store_err_set(rc, "record JSON: %s", err);
+	return rc ? store_err_set(rc, "out of memory") : 0;
 }
 
 int store_writer_create(const char *dir)
 {
 	char path[PATH_MAX];
 	if (snprintf(path, sizeof(path), "%s/records.db", dir) >= (int)sizeof(path))
-		return store_seterr(-ENAMETOOLONG, "path too long");
+		return store_err_set(-ENAMETOOLONG, "path too long");
 	sqlite3 *db = NULL;
 	int src = db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			  &db);
@@ -441,7 +441,7 @@ int store_writer_run(store_writer *w, store_write_req *group)
 	if (!fatal)
 		return 0;
 	char why[256];
-	snprintf(why, sizeof(why), "%s", store_errmsg());
+	snprintf(why, sizeof(why), "%s", store_err_msg());
 	if (!sqlite3_get_autocommit(w->db))
 		run(w->st[ST_ROLLBACK]);
 	for (store_write_req *r = group; r; r = r->next) {
@@ -449,7 +449,7 @@ int store_writer_run(store_writer *w, store_write_req *group)
 		for (size_t i = 0; i < r->nops; i++)
 			r->ops[i].rc = fatal;
 	}
-	return store_seterr(fatal, "%s", why);
+	return store_err_set(fatal, "%s", why);
 }
 
 /* --- indexes -------------------------------------------------------------------------- */
@@ -489,12 +489,12 @@ int store_writer_check_indexes(size_t n, const char *const names[], const char *
 {
 	for (size_t i = 0; i < n; i++) {
 		if (!index_name_ok(names[i]))
-			return store_seterr(-EINVAL, "index name must be [A-Za-z0-9_]{1,64}");
+			return store_err_set(-EINVAL, "index name must be [A-Za-z0-9_]{1,64}");
 		if (!index_expr_ok(exprs[i]))
-			return store_seterr(-EINVAL, "index expression has unexpected characters");
+			return store_err_set(-EINVAL, "index expression has unexpected characters");
 		for (size_t k = 0; k < i; k++)
 			if (!strcmp(names[k], names[i]))
-				return store_seterr(-EINVAL, "index name %s twice", names[i]);
+				return store_err_set(-EINVAL, "index name %s twice", names[i]);
 	}
 	return 0;
 }
@@ -616,10 +616,10 @@ static bool op_valid(const store_op *op)
 int store_writer_check(store_write_req *req)
 {
 	if (!req->nops || !req->ops)
-		return store_seterr(-EINVAL, "empty write request");
+		return store_err_set(-EINVAL, "empty write request");
 	for (size_t i = 0; i < req->nops; i++) {
 		if (!op_valid(&req->ops[i]))
-			return store_seterr(-EINVAL, "write op %zu: missing id, data or json, or a bad mask", i);
+			return store_err_set(-EINVAL, "write op %zu: missing id, data or json, or a bad mask", i);
 		req->ops[i].rc = 0;
 	}
 	req->status = 0;
@@ -631,7 +631,7 @@ int store_writer_open(const char *path, bool sync_normal, int busy_timeout_ms,
 {
 	store_writer *w = mem_calloc(1, sizeof(*w));
 	if (!w)
-		return store_seterr(-ENOMEM, "out of memory");
+		return store_err_set(-ENOMEM, "out of memory");
 	int src = db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, &w->db);
 	if (src == SQLITE_OK) {
 		sqlite3_extended_result_codes(w->db, 1);

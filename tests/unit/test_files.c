@@ -197,7 +197,7 @@ static void test_put_get(void **state)
 	assert_int_equal(rc, -ENOENT);
 	assert_null(get("docs", &rc));
 	assert_int_equal(rc, -EISDIR);
-	assert_non_null(strstr(store_errmsg(), "docs"));
+	assert_non_null(strstr(store_err_msg(), "docs"));
 	/* A directory cannot be replaced by a file, nor a file used as a directory. */
 	assert_int_equal(put("docs/2024", "x"), -EISDIR);
 	assert_int_equal(put("docs/2024/readme.txt/x", "x"), -ENOTDIR);

@@ -303,7 +303,7 @@ static int put_run(void *ctx)
 		       .row = {.data = p->id, .data_len = strlen(p->id), .json = p->json.text}};
 	store_write_req req = {.ops = &op, .nops = 1, .done = put_done, .ctx = p};
 	p->done = false;
-	int rc = store_write(p->c, &req);
+	int rc = store_coll_write(p->c, &req);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&p->mu);

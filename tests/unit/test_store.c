@@ -70,7 +70,7 @@ static store *open_store(const store_options *o)
 	store *s = NULL;
 	int rc = store_open(dir, o, &s);
 	if (rc)
-		fprintf(stderr, "store_open: %s\n", store_errmsg());
+		fprintf(stderr, "store_open: %s\n", store_err_msg());
 	assert_int_equal(rc, 0);
 	return s;
 }
@@ -80,7 +80,7 @@ static void create(store *s, const char *ns, const char *name)
 	store_collection c = {.ns = ns, .name = name, .def = "def", .def_len = 3};
 	int rc = store_collection_create(s, &c, 0);
 	if (rc)
-		fprintf(stderr, "create: %s\n", store_errmsg());
+		fprintf(stderr, "create: %s\n", store_err_msg());
 	assert_int_equal(rc, 0);
 }
 
@@ -148,7 +148,7 @@ static int write1(store_coll *c, store_op op)
 	treq t;
 	treq_init(&t, 1, false);
 	t.ops[0] = op;
-	int rc = store_write(c, &t.r);
+	int rc = store_coll_write(c, &t.r);
 	if (rc)
 		return rc;
 	rc = treq_wait(&t);
@@ -237,7 +237,7 @@ static void block_writer(store_coll *c, treq *t, const char *id)
 	gate_close();
 	treq_init(t, 1, false);
 	t->ops[0] = (store_op){.kind = STORE_OP_UPDATE, .id = id, .apply = apply_gate};
-	assert_int_equal(store_write(c, &t->r), 0);
+	assert_int_equal(store_coll_write(c, &t->r), 0);
 	gate_wait_entered();
 }
 
@@ -277,7 +277,7 @@ static void test_names_enforced(void **state)
 	for (size_t i = 0; i < sizeof(escapes) / sizeof(*escapes); i++) {
 		store_collection c = {.ns = escapes[i][0], .name = escapes[i][1]};
 		assert_int_equal(store_collection_create(s, &c, 0), -EINVAL);
-		assert_non_null(strstr(store_errmsg(), "invalid"));
+		assert_non_null(strstr(store_err_msg(), "invalid"));
 		store_coll *h;
 		assert_int_equal(store_coll_acquire(s, escapes[i][0], escapes[i][1], &h), -EINVAL);
 		assert_int_equal(store_collection_delete(s, escapes[i][0], escapes[i][1], NULL, NULL),
@@ -286,7 +286,7 @@ static void test_names_enforced(void **state)
 	/* Reserved namespaces: refused to users, allowed to the node. */
 	store_collection sys = {.ns = "system", .name = "protos"};
 	assert_int_equal(store_collection_create(s, &sys, 0), -EINVAL);
-	assert_non_null(strstr(store_errmsg(), "reserved"));
+	assert_non_null(strstr(store_err_msg(), "reserved"));
 	assert_int_equal(store_collection_create(s, &sys, STORE_CREATE_RESERVED), 0);
 	assert_true(path_exists("%s/system/protos/records.db", dir));
 	assert_true(path_exists("%s/system/catalog.db", dir));
@@ -319,7 +319,7 @@ static void test_catalog(void **state)
 	assert_true(path_exists("%s/zoo/animals/records.db", dir));
 	assert_true(path_exists("%s/zoo/animals/files", dir));
 	assert_int_equal(store_collection_create(s, &a, 0), -EEXIST);
-	assert_non_null(strstr(store_errmsg(), "exists"));
+	assert_non_null(strstr(store_err_msg(), "exists"));
 
 	store_collection *g = NULL;
 	assert_int_equal(store_collection_get(s, "zoo", "animals", &g), 0);
@@ -494,7 +494,7 @@ static void test_fts_text(void **state)
 		sqlite3_reset(st);
 	}
 	assert_int_equal(store_writer_fts_text("{\"a\":\"b\" \"c\":1}", 15, &t), -EINVAL);
-	assert_non_null(strstr(store_errmsg(), "JSON"));
+	assert_non_null(strstr(store_err_msg(), "JSON"));
 	assert_int_equal(store_writer_fts_text("{nope", 5, &t), -EINVAL);
 	assert_int_equal(store_writer_fts_text("", 0, &t), -EINVAL);
 	/* Depth is bounded, not recursion without end. */
@@ -673,7 +673,7 @@ static void test_write_ops(void **state)
 	treq t;
 	treq_init(&t, 1, false);
 	t.ops[0] = op;
-	assert_int_equal(store_write(c, &t.r), 0);
+	assert_int_equal(store_coll_write(c, &t.r), 0);
 	assert_int_equal(treq_wait(&t), 0);
 	int64_t created = t.ops[0].created_at;
 	assert_true(created > 0);
@@ -701,7 +701,7 @@ static void test_write_ops(void **state)
 		       .row = {.data = "\x08\x02", .data_len = 2, .json = "{\"name\":\"okapi\"}"}};
 	treq_init(&t, 1, false);
 	t.ops[0] = up;
-	assert_int_equal(store_write(c, &t.r), 0);
+	assert_int_equal(store_coll_write(c, &t.r), 0);
 	assert_int_equal(treq_wait(&t), 0);
 	assert_int_equal(t.ops[0].created_at, created);
 	assert_true(t.ops[0].updated_at >= created);
@@ -737,14 +737,14 @@ static void test_write_ops(void **state)
 
 	/* Malformed requests are refused at once. */
 	treq_init(&t, 0, false);
-	assert_int_equal(store_write(c, &t.r), -EINVAL);
+	assert_int_equal(store_coll_write(c, &t.r), -EINVAL);
 	treq_init(&t, 1, false);
 	t.ops[0] = (store_op){.kind = STORE_OP_INSERT, .id = "x"};
-	assert_int_equal(store_write(c, &t.r), -EINVAL);
+	assert_int_equal(store_coll_write(c, &t.r), -EINVAL);
 	t.ops[0] = (store_op){.kind = STORE_OP_INSERT, .row = {.json = "{}"}};
-	assert_int_equal(store_write(c, &t.r), -EINVAL);
+	assert_int_equal(store_coll_write(c, &t.r), -EINVAL);
 	t.ops[0] = (store_op){.kind = STORE_OP_INSERT, .id = "x", .row = {.json = "{}", .data_len = 3}};
-	assert_int_equal(store_write(c, &t.r), -EINVAL);
+	assert_int_equal(store_coll_write(c, &t.r), -EINVAL);
 	store_coll_release(c);
 	store_close(s);
 }
@@ -1066,7 +1066,7 @@ static void test_group_max(void **state)
 			snprintf(ids[i], sizeof(ids[i]), "r%d", i);
 			treq_init(&t[i], 1, false);
 			op_insert(&t[i].ops[0], ids[i], "{}");
-			assert_int_equal(store_write(c, &t[i].r), 0);
+			assert_int_equal(store_coll_write(c, &t[i].r), 0);
 		}
 		gate_open();
 		assert_int_equal(treq_wait(&blocker), 0);
@@ -1094,7 +1094,7 @@ static void submit(store_coll *c, treq *t, const char *id)
 {
 	treq_init(t, 1, false);
 	op_insert(&t->ops[0], id, "{}");
-	assert_int_equal(store_write(c, &t->r), 0);
+	assert_int_equal(store_coll_write(c, &t->r), 0);
 }
 
 /* After a big group the writer waits for as many requests before it begins the next (at
@@ -1114,7 +1114,7 @@ static void test_gather(void **state)
 	block_writer(c, &blocker, "base");
 	treq_init(&t[0], 1, false);
 	t[0].ops[0] = (store_op){.kind = STORE_OP_UPDATE, .id = "base", .apply = apply_slow};
-	assert_int_equal(store_write(c, &t[0].r), 0);
+	assert_int_equal(store_coll_write(c, &t[0].r), 0);
 	for (int i = 1; i < N; i++) {
 		snprintf(ids[i], sizeof(ids[i]), "a%d", i);
 		submit(c, &t[i], ids[i]);
@@ -1198,7 +1198,7 @@ static void test_group_isolation(void **state)
 	op_insert(&t[5].ops[0], "w1", "{}");
 	t[5].ops[1] = (store_op){.kind = STORE_OP_DELETE, .id = "e"};
 	for (int i = 0; i < N; i++)
-		assert_int_equal(store_write(c, &t[i].r), 0);
+		assert_int_equal(store_coll_write(c, &t[i].r), 0);
 	/* Nothing is acknowledged before its commit. */
 	for (int i = 0; i < N; i++)
 		assert_int_equal(atomic_load(&t[i].calls), 0);
@@ -1256,14 +1256,14 @@ static void test_queue_full(void **state)
 		op_insert(&t[i].ops[0], ids[i], "{}");
 	}
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(store_write(c, &t[i].r), 0);
-	assert_int_equal(store_write(c, &t[4].r), -EAGAIN);
-	assert_non_null(strstr(store_errmsg(), "full"));
+		assert_int_equal(store_coll_write(c, &t[i].r), 0);
+	assert_int_equal(store_coll_write(c, &t[4].r), -EAGAIN);
+	assert_non_null(strstr(store_err_msg(), "full"));
 	gate_open();
 	assert_int_equal(treq_wait(&blocker), 0);
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(treq_wait(&t[i]), 0);
-	assert_int_equal(store_write(c, &t[4].r), 0);
+	assert_int_equal(store_coll_write(c, &t[4].r), 0);
 	assert_int_equal(treq_wait(&t[4]), 0);
 	assert_int_equal(query_int(c, "SELECT count(*) FROM records", NULL), 6);
 	store_coll_release(c);
@@ -1344,7 +1344,7 @@ static void test_readers(void **state)
 	treq_init(&t, 2, false);
 	op_insert(&t.ops[0], "pending", "{}");
 	t.ops[1] = (store_op){.kind = STORE_OP_UPDATE, .id = "base", .apply = apply_gate};
-	assert_int_equal(store_write(c, &t.r), 0);
+	assert_int_equal(store_coll_write(c, &t.r), 0);
 	gate_wait_entered();
 
 	/* Reads go on, and see the last commit only. Were they waiting for the writer, this
