@@ -30,7 +30,7 @@ static const char *const NAMESPACES[] = {"fa", "fb", "fc", "fa"};
 static struct {
 	char dir[64];
 	store *st;
-	typepool *types;
+	tp_pool *types;
 	svc_env env;
 	unsigned runs;
 } w;
@@ -39,7 +39,7 @@ static void world_down(void)
 {
 	registry_free(w.env.registry);
 	store_close(w.st);
-	typepool_free(w.types);
+	tp_free(w.types);
 	char cmd[96];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", w.dir);
 	if (system(cmd))
@@ -52,8 +52,8 @@ static void world_up(void)
 	if (!mkdtemp(w.dir))
 		abort();
 	store_options so = {.sync_normal = true};
-	w.types = typepool_new();
-	if (!w.types || typepool_add_set(w.types, NULL, api_descriptor_set, api_descriptor_set_len, NULL) ||
+	w.types = tp_new();
+	if (!w.types || tp_add_set(w.types, NULL, api_descriptor_set, api_descriptor_set_len, NULL) ||
 	    store_open(w.dir, &so, &w.st))
 		abort();
 	w.env = (svc_env){.store = w.st, .types = w.types, .default_ns = "fa"};

@@ -47,7 +47,7 @@ static struct {
 	reactor *r;
 	pool *pool;
 	store *st;
-	typepool *types;
+	tp_pool *types;
 	svc_env env;
 	method_table *methods;
 	h2_server *server;
@@ -64,7 +64,7 @@ static void world_down(void)
 	pool_free(w.pool);
 	registry_free(w.env.registry);
 	store_close(w.st);
-	typepool_free(w.types);
+	tp_free(w.types);
 	reactor_free(w.r);
 	char cmd[96];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", w.dir);
@@ -82,9 +82,9 @@ static void world_up(void)
 	store_options so = {.sync_normal = true};
 	w.r = reactor_new(&err);
 	w.pool = pool_new(2, 64);
-	w.types = typepool_new();
+	w.types = tp_new();
 	if (!w.r || !w.pool || !w.types ||
-	    typepool_add_set(w.types, NULL, api_descriptor_set, api_descriptor_set_len, NULL) ||
+	    tp_add_set(w.types, NULL, api_descriptor_set, api_descriptor_set_len, NULL) ||
 	    store_open(w.dir, &so, &w.st))
 		abort();
 	w.env = (svc_env){.pool = w.pool,

@@ -69,16 +69,16 @@ static const char *const TYPES[] = {
 		}                                                                       \
 	} while (0)
 
-static typepool *api_pool;
+static tp_pool *api_pool;
 static uint8_t *wkt_set; /* the well-known type files of the API, as a FileDescriptorSet */
 static size_t wkt_set_len;
 
 static void init(void)
 {
 	char *err = NULL;
-	api_pool = typepool_new();
+	api_pool = tp_new();
 	if (!api_pool ||
-	    typepool_add_set(api_pool, NULL, api_descriptor_set, api_descriptor_set_len, &err)) {
+	    tp_add_set(api_pool, NULL, api_descriptor_set, api_descriptor_set_len, &err)) {
 		fprintf(stderr, "fuzz_transcode: %s\n", err ? err : "out of memory");
 		abort();
 	}
@@ -101,7 +101,7 @@ static void init(void)
 }
 
 /* JSON j1 of some message: it converts to bytes, and those back to j1. */
-static void check_stable(typepool *tp, const char *ns, const tp_message *m, int flags,
+static void check_stable(tp_pool *tp, const char *ns, const tp_message *m, int flags,
 			 const buf *j1)
 {
 	buf b = BUF_INIT, j2 = BUF_INIT;
@@ -118,7 +118,7 @@ static void check_stable(typepool *tp, const char *ns, const tp_message *m, int 
 	buf_free(&j2);
 }
 
-static void run(typepool *tp, const char *ns, const tp_message *m, int flags,
+static void run(tp_pool *tp, const char *ns, const tp_message *m, int flags,
 		const uint8_t *payload, size_t len)
 {
 	buf j = BUF_INIT, b = BUF_INIT;
@@ -155,25 +155,25 @@ static void with_descriptor(int flags, const uint8_t *data, size_t size)
 		google__protobuf__file_descriptor_proto__unpack(NULL, n, data + 2);
 	if (!fdp)
 		return;
-	typepool *tp = typepool_new();
+	tp_pool *tp = tp_new();
 	char *err = NULL;
-	if (!tp || typepool_add_set(tp, NULL, wkt_set, wkt_set_len, &err))
+	if (!tp || tp_add_set(tp, NULL, wkt_set, wkt_set_len, &err))
 		abort();
-	if (typepool_add_file(tp, "f", fdp, &err) == 0 && fdp->n_message_type) {
+	if (tp_add_file(tp, "f", fdp, &err) == 0 && fdp->n_message_type) {
 		const Google__Protobuf__DescriptorProto *mp =
 			fdp->message_type[data[2 + n] % fdp->n_message_type];
 		char name[2100];
 		snprintf(name, sizeof name, "%s%s%s", fdp->package ? fdp->package : "",
 			 fdp->package && fdp->package[0] ? "." : "", mp->name);
 		/* NULL when the file was a copy of a global one, which then stands instead */
-		const tp_message *m = typepool_find_message(tp, "f", name);
+		const tp_message *m = tp_find_message(tp, "f", name);
 		if (m)
 			run(tp, "f", m, flags, data + 3 + n, size - 3 - n);
 	} else {
 		free(err);
 	}
 	google__protobuf__file_descriptor_proto__free_unpacked(fdp, NULL);
-	typepool_free(tp);
+	tp_free(tp);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -187,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		with_descriptor(flags, data + 1, size - 1);
 		return 0;
 	}
-	const tp_message *m = typepool_find_message(api_pool, NULL, TYPES[data[1] % N_TYPES]);
+	const tp_message *m = tp_find_message(api_pool, NULL, TYPES[data[1] % N_TYPES]);
 	CHECK(m, "no type %s", TYPES[data[1] % N_TYPES]);
 	run(api_pool, NULL, m, flags, data + 2, size - 2);
 	return 0;

@@ -42,7 +42,7 @@ struct collector {
 	char address[80];
 	int threads, pool_threads;
 	pool *pool;
-	typepool *types;
+	tp_pool *types;
 	store *store;
 	uint8_t token_key[SVC_TOKEN_KEY_LEN];
 	svc_env env; /* the services keep a pointer to it */
@@ -264,13 +264,13 @@ static int node_build(collector *c, char *err, size_t cap)
 		return rc;
 	}
 	c->pool = pool_new((size_t)c->pool_threads, (size_t)cfg->pool_queue);
-	c->types = typepool_new();
+	c->types = tp_new();
 	if (!c->pool || !c->types) {
 		snprintf(err, cap, "out of memory");
 		return -ENOMEM;
 	}
 	char *terr = NULL;
-	if ((rc = typepool_add_set(c->types, NULL, api_descriptor_set, api_descriptor_set_len,
+	if ((rc = tp_add_set(c->types, NULL, api_descriptor_set, api_descriptor_set_len,
 				   &terr))) {
 		snprintf(err, cap, "the compiled-in descriptors do not load: %s",
 			 terr ? terr : "out of memory");
@@ -349,7 +349,7 @@ static void collector_free_parts(collector *c)
 	pool_free(c->pool);
 	registry_free(c->env.registry);
 	store_close(c->store);
-	typepool_free(c->types);
+	tp_free(c->types);
 	h2_server_free(c->server);
 	method_table_free(c->methods);
 	for (size_t i = 0; i < c->nservices; i++)

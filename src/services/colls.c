@@ -107,10 +107,10 @@ const tp_message *svc_find_type(const svc_env *env, const char *ns,
 	if (!ref || !ref->message_name || !*ref->message_name)
 		return NULL;
 	const char *where = ref->namespace_ && *ref->namespace_ ? ref->namespace_ : ns;
-	const tp_message *m = typepool_find_message(env->types, where, ref->message_name);
+	const tp_message *m = tp_find_message(env->types, where, ref->message_name);
 	size_t matches;
 	if (!m && !strchr(ref->message_name, '.'))
-		m = typepool_find_bare(env->types, where, ref->message_name, &matches);
+		m = tp_find_bare(env->types, where, ref->message_name, &matches);
 	return m;
 }
 
@@ -262,7 +262,7 @@ bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *n
 	if (!e && !(e = def_read(j, env, ns, name)))
 		return false;
 	*out = (coll_def){.row = e->row, .def = e->def, .entry = e};
-	out->type = typepool_find_message(env->types, e->row->type_ns[0] ? e->row->type_ns : NULL,
+	out->type = tp_find_message(env->types, e->row->type_ns[0] ? e->row->type_ns : NULL,
 					  e->row->type_name);
 	if (!out->type) {
 		svc_job_fail(j, GRPC_INTERNAL, "the definition of %s/%s is unreadable", ns, name);
@@ -357,7 +357,7 @@ void svc_start(call *c, const void *req, const char *req_ns, void (*work)(svc_jo
 
 const char *svc_type_ns(const svc_env *env, const char *ns, const tp_message *m)
 {
-	return typepool_find_message(env->types, NULL, tp_message_get(m)->full_name) == m ? "" : ns;
+	return tp_find_message(env->types, NULL, tp_message_get(m)->full_name) == m ? "" : ns;
 }
 
 const tp_field *svc_field_at(const tp_message *m, const query_path *p, bool *whole)

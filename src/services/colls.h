@@ -25,7 +25,7 @@ struct registry;
 typedef struct svc_env {
 	pool *pool;
 	store *store;
-	typepool *types;
+	tp_pool *types;
 	const char *default_ns; /* --namespace */
 	const char *endpoint;	/* host:port this node serves on */
 	const uint8_t *token_key; /* SVC_TOKEN_KEY_LEN bytes authenticating page tokens */

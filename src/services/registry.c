@@ -113,7 +113,7 @@ int registry_write_wait(store_coll *c, store_op *ops, size_t n)
 int registry_row_make(registry *r, const ProtobufCMessage *m, registry_row *row)
 {
 	*row = (registry_row){.json = BUF_INIT};
-	const tp_message *type = typepool_find_message(r->env->types, NULL, m->descriptor->name);
+	const tp_message *type = tp_find_message(r->env->types, NULL, m->descriptor->name);
 	row->data = registry_pack(m, &row->len);
 	if (!type || !row->data)
 		return -ENOMEM;
@@ -235,12 +235,12 @@ bool registry_mark_changes(registry *r, const char *ns, registry_file_set *fs)
 		const uint8_t *old;
 		size_t old_len, len;
 		fs->changed[i] = false;
-		if (typepool_file_bytes(r->env->types, NULL, fs->v[i]->name, &old, &old_len))
+		if (tp_file_bytes(r->env->types, NULL, fs->v[i]->name, &old, &old_len))
 			continue;
 		uint8_t *now = registry_pack(&fs->v[i]->base, &len);
 		if (!now)
 			return false;
-		fs->changed[i] = !typepool_file_bytes(r->env->types, ns, fs->v[i]->name, &old,
+		fs->changed[i] = !tp_file_bytes(r->env->types, ns, fs->v[i]->name, &old,
 						      &old_len) ||
 				 old_len != len || memcmp(old, now, len);
 		mem_free(now);
@@ -264,7 +264,7 @@ static bool check_removed(svc_job *j, registry *r, const char *ns, const file_pr
 {
 	const uint8_t *old_bytes;
 	size_t old_len;
-	if (!typepool_file_bytes(r->env->types, ns, fp->name, &old_bytes, &old_len))
+	if (!tp_file_bytes(r->env->types, ns, fp->name, &old_bytes, &old_len))
 		return true;
 	file_proto *old =
 		svc_decode(&google__protobuf__file_descriptor_proto__descriptor, old_bytes, old_len);
@@ -308,7 +308,7 @@ static char *proto_id_of(registry *r, const char *ns, const char *file)
 	const char *id = klen ? strmap_get(&r->file_ids, key, klen) : NULL;
 	if (id)
 		return mem_strdup(id);
-	if (typepool_file_bytes(r->env->types, NULL, file, &(const uint8_t *){0}, &(size_t){0})) {
+	if (tp_file_bytes(r->env->types, NULL, file, &(const uint8_t *){0}, &(size_t){0})) {
 		char *s;
 		return mem_asprintf(&s, "compiled-in:%s", file) < 0 ? NULL : s;
 	}
@@ -334,7 +334,7 @@ static void file_applied(registry *r, const char *ns, const file_proto *fp, cons
 	strvec names = {0};
 	registry_file_messages(fp, &names);
 	for (size_t i = 0; i < names.n; i++) {
-		const tp_message *m = typepool_find_message(r->env->types, ns, names.v[i]);
+		const tp_message *m = tp_find_message(r->env->types, ns, names.v[i]);
 		if (m)
 			regledger_record(&r->ledger, ns, m);
 	}
@@ -355,7 +355,7 @@ void registry_file_removed(registry *r, const char *ns, const char *file,
 	char **gone = mem_calloc(messages->n + 1, sizeof(*gone));
 	size_t n = 0;
 	for (size_t i = 0; gone && i < messages->n; i++)
-		if (!typepool_symbol_file(r->env->types, ns, messages->v[i]))
+		if (!tp_symbol_file(r->env->types, ns, messages->v[i]))
 			gone[n++] = messages->v[i];
 	if (!gone || !regledger_forget(&r->ledger, ns, gone, n))
 		log_error("registry: out of memory forgetting the field numbers of %s in %s: some "
@@ -414,8 +414,8 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 			return false;
 	regledger_check cc = {.l = &r->ledger, .ns = ns};
 	char *err = NULL;
-	typepool_staged *staged;
-	int rc = typepool_stage_files(r->env->types, ns, fs->v, fs->n, regledger_check_fn, &cc,
+	tp_staged *staged;
+	int rc = tp_stage_files(r->env->types, ns, fs->v, fs->n, regledger_check_fn, &cc,
 				      &err, &staged);
 	if (rc) {
 		svc_job_fail(j,
@@ -463,7 +463,7 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 	for (size_t i = 0; i < nops; i++)
 		registry_row_free(&rows[i]);
 	if (rc || !nops)
-		typepool_unstage(staged);
+		tp_unstage(staged);
 	if (rc) {
 		mem_free(*main_id);
 		*main_id = NULL;
@@ -471,7 +471,7 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 		return false;
 	}
 	if (nops)
-		typepool_publish(staged);
+		tp_publish(staged);
 	for (size_t i = 0; i < fs->n; i++)
 		if (fs->changed[i])
 			file_applied(r, ns, fs->v[i], ids[i]);
@@ -761,7 +761,7 @@ static void load_proto(registry *r, const uint8_t *data, size_t len)
 	if (!regquota_allows(r->quota, p->namespace_, &it, 1, msg, sizeof(msg)))
 		log_warn("registry: a version of %s in namespace %s is skipped: %s", fp->name,
 			 p->namespace_, msg);
-	else if (typepool_add_files(r->env->types, p->namespace_, &fp, 1, 0, NULL, NULL, &err))
+	else if (tp_add_files(r->env->types, p->namespace_, &fp, 1, 0, NULL, NULL, &err))
 		log_error("registry: %s in namespace %s no longer loads: %s", fp->name,
 			  p->namespace_, err ? err : "out of memory");
 	else {
@@ -954,11 +954,11 @@ int registry_service_names(registry *r, const char *ns, char ***names, size_t *n
 
 const char *registry_symbol_file(registry *r, const char *ns, const char *symbol)
 {
-	return typepool_symbol_file(r->env->types, ns, symbol);
+	return tp_symbol_file(r->env->types, ns, symbol);
 }
 
 bool registry_file(registry *r, const char *ns, const char *name, const uint8_t **bytes,
 		   size_t *len)
 {
-	return typepool_file_bytes(r->env->types, ns, name, bytes, len);
+	return tp_file_bytes(r->env->types, ns, name, bytes, len);
 }

@@ -22,7 +22,7 @@ void regledger_free(regledger *l);
 /* Remembers what every field of m (of ns) means; a number keeps its first meaning. */
 void regledger_record(regledger *l, const char *ns, const tp_message *m);
 
-/* For typepool_add_files: every field number of the messages being added means what it
+/* For tp_add_files: every field number of the messages being added means what it
  * meant before. refused tells a refusal of the check from a failure of the build. */
 typedef struct regledger_check {
 	const regledger *l;

@@ -58,7 +58,7 @@ int regquota_add(regquota *q, const char *ns, const regquota_item *items, size_t
 
 /* The file's versions leave ns; returns how many there were. Their bytes stay counted
  * against total_bytes: the type pool keeps a removed file's objects until the process
- * ends (typepool_remove_file), so unregistering and registering again in a loop cannot
+ * ends (tp_remove_file), so unregistering and registering again in a loop cannot
  * grow the memory past the limit. */
 size_t regquota_drop_file(regquota *q, const char *ns, const char *file);
 /* The service's record leaves ns (its memory goes with it). */

@@ -135,7 +135,7 @@ static bool no_collection_uses(svc_job *j, registry *r, const char *ns, const ch
 			       const strvec *messages)
 {
 	for (size_t i = 0; i < messages->n; i++) {
-		const char *owner = typepool_symbol_file(r->env->types, ns, messages->v[i]);
+		const char *owner = tp_symbol_file(r->env->types, ns, messages->v[i]);
 		if (owner && strcmp(owner, file))
 			continue;
 		collection_user u = {{0}};
@@ -168,7 +168,7 @@ static const char *type_of_file(service_user *u, const char *pkg, const char *ty
 {
 	const tp_message *m = type ? registry_resolve_type(u->r, u->ns, pkg, type) : NULL;
 	const char *name = m ? tp_message_get(m)->full_name : NULL;
-	const char *owner = name ? typepool_symbol_file(u->r->env->types, u->ns, name) : NULL;
+	const char *owner = name ? tp_symbol_file(u->r->env->types, u->ns, name) : NULL;
 	return owner && !strcmp(owner, u->file) ? name : NULL;
 }
 
@@ -177,7 +177,7 @@ static int check_service(void *ctx, const char *ns, const char *name, const uint
 {
 	(void)ns;
 	service_user *u = ctx;
-	const char *owner = typepool_symbol_file(u->r->env->types, u->ns, name);
+	const char *owner = tp_symbol_file(u->r->env->types, u->ns, name);
 	if (owner && !strcmp(owner, u->file)) {
 		snprintf(u->why, sizeof(u->why), "registered service %.200s is declared in it", name);
 		return 1;
@@ -230,7 +230,7 @@ static bool imports_now(registry *r, const char *ns, const char *file, const cha
 {
 	const uint8_t *bytes;
 	size_t len;
-	if (!typepool_file_bytes(r->env->types, ns, file, &bytes, &len))
+	if (!tp_file_bytes(r->env->types, ns, file, &bytes, &len))
 		return false;
 	file_proto *fp =
 		svc_decode(&google__protobuf__file_descriptor_proto__descriptor, bytes, len);
@@ -267,7 +267,7 @@ static bool no_file_imports(svc_job *j, registry *r, const char *ns, const char 
 /* Takes every version of file out of memory once its records are gone. */
 static void file_gone(registry *r, const char *ns, const char *file, const strvec *messages)
 {
-	typepool_remove_file(r->env->types, ns, file);
+	tp_remove_file(r->env->types, ns, file);
 	registry_file_removed(r, ns, file, messages);
 	regquota_drop_file(r->quota, ns, file);
 }
@@ -287,7 +287,7 @@ static void not_found(svc_job *j, registry *r, const char *ns, const char *what,
 {
 	const uint8_t *b;
 	size_t n;
-	bool compiled = !strcmp(what, "file") && typepool_file_bytes(r->env->types, NULL, name, &b, &n);
+	bool compiled = !strcmp(what, "file") && tp_file_bytes(r->env->types, NULL, name, &b, &n);
 	svc_job_fail(j, GRPC_NOT_FOUND, "%s %.200s is not registered in namespace '%s'%s", what,
 		     name, ns, compiled ? " (the node compiles it in)" : "");
 }

@@ -21,7 +21,7 @@ const tp_message *registry_resolve_type(registry *r, const char *ns, const char 
 					const char *name)
 {
 	if (name[0] == '.')
-		return typepool_find_message(r->env->types, ns, name + 1);
+		return tp_find_message(r->env->types, ns, name + 1);
 	char full[REGISTRY_NAME_MAX * 2];
 	size_t scope = strlen(pkg);
 	for (;;) {
@@ -33,7 +33,7 @@ const tp_message *registry_resolve_type(registry *r, const char *ns, const char 
 		if (scope)
 			full[n++] = '.';
 		memcpy(full + n, name, strlen(name) + 1);
-		const tp_message *m = typepool_find_message(r->env->types, ns, full);
+		const tp_message *m = tp_find_message(r->env->types, ns, full);
 		if (m || !scope)
 			return m;
 		do /* drop the innermost package part */
@@ -80,7 +80,7 @@ static bool served_signature_ok(svc_job *j, registry *r, const char *service,
 	if (!r->served || n < 0 || (size_t)n >= sizeof(path) ||
 	    !method_table_find(r->served, path, (size_t)n))
 		return true;
-	const tp_service *ts = typepool_find_service(r->env->types, NULL, service);
+	const tp_service *ts = tp_find_service(r->env->types, NULL, service);
 	const tp_service_info *si = ts ? tp_service_get(ts) : NULL;
 	const tp_method *m = NULL;
 	for (size_t i = 0; si && i < si->n_methods && !m; i++)
@@ -184,7 +184,7 @@ static bool plan_service(svc_job *j, registry *r, const char *ns,
  * count against the quotas; everywhere else a service does. */
 bool registry_service_counts(registry *r, const char *ns, const char *name)
 {
-	return strcmp(ns, r->env->default_ns) || !typepool_find_service(r->env->types, NULL, name);
+	return strcmp(ns, r->env->default_ns) || !tp_find_service(r->env->types, NULL, name);
 }
 
 static void service_record(Collector__RegisteredService *rec, const char *ns, service_plan *p,
@@ -247,7 +247,7 @@ static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *
  * changed since). */
 static bool needs_made_file(registry *r, const char *ns, const char *full)
 {
-	return !typepool_find_service(r->env->types, ns, full) || registry_made_file(r, ns, full);
+	return !tp_find_service(r->env->types, ns, full) || registry_made_file(r, ns, full);
 }
 
 static bool declare_service(svc_job *j, registry *r, const char *ns,
@@ -312,7 +312,7 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 		const uint8_t *old;
 		size_t old_len;
 		if (!rc && (bytes = registry_pack(&s.fd.base, &len)) &&
-		    !(typepool_file_bytes(r->env->types, ns, s.fd.name, &old, &old_len) &&
+		    !(tp_file_bytes(r->env->types, ns, s.fd.name, &old, &old_len) &&
 		      old_len == len && !memcmp(old, bytes, len)))
 			items[n++] = (regquota_item){.file = s.fd.name, .bytes = len};
 		else if (rc == -ENOENT)
@@ -408,10 +408,10 @@ static void add_node_service(const char *service, size_t len, void *arg)
 		return;
 	char name[REGISTRY_NAME_MAX];
 	snprintf(name, sizeof(name), "%.*s", (int)len, service);
-	const tp_service *ts = typepool_find_service(r->env->types, NULL, name);
+	const tp_service *ts = tp_find_service(r->env->types, NULL, name);
 	const uint8_t *bytes;
 	size_t blen;
-	if (!ts || !typepool_file_bytes(r->env->types, NULL, tp_service_get(ts)->file, &bytes, &blen)) {
+	if (!ts || !tp_file_bytes(r->env->types, NULL, tp_service_get(ts)->file, &bytes, &blen)) {
 		log_warn("registry: %s has no compiled-in descriptor: not registered", name);
 		return;
 	}

@@ -72,7 +72,7 @@ bool registry_made_file(registry *r, const char *ns, const char *service)
 	size_t len;
 	if (mem_asprintf(&name, REGISTRY_SYNTH_FILE, service) < 0)
 		return false;
-	bool found = typepool_file_bytes(r->env->types, ns, name, &bytes, &len);
+	bool found = tp_file_bytes(r->env->types, ns, name, &bytes, &len);
 	mem_free(name);
 	if (!found)
 		return false;

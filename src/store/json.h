@@ -36,12 +36,12 @@ enum {
  * (the NUL not counted in out->len). Any type URLs are resolved in ns. Returns 0; -EINVAL
  * for malformed or unrepresentable input (*err, if err is not NULL, is then a malloc'd
  * message the caller frees); -ENOMEM. On failure out->len is as it was. */
-int json_from_proto(typepool *tp, const char *ns, const tp_message *m, const uint8_t *bytes,
+int json_from_proto(tp_pool *tp, const char *ns, const tp_message *m, const uint8_t *bytes,
 		    size_t len, int flags, buf *out, char **err);
 
 /* Appends the protobuf encoding of the JSON text json[0..len) as a message m to out.
  * Returns as json_from_proto. */
-int json_to_proto(typepool *tp, const char *ns, const tp_message *m, const char *json, size_t len,
+int json_to_proto(tp_pool *tp, const char *ns, const tp_message *m, const char *json, size_t len,
 		  buf *out, char **err);
 
 #endif

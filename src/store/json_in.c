@@ -20,7 +20,7 @@
 #include "store/pbwire.h"
 
 typedef struct ictx {
-	typepool *tp;
+	tp_pool *tp;
 	const char *ns;
 	jdoc doc;
 	buf *out;
@@ -865,7 +865,7 @@ static int enc_any(ictx *c, const tp_message *m, uint32_t ji, int depth)
 	const char *url = str_of(c, t);
 	if (!url)
 		return nomem(c);
-	const tp_message *inner = typepool_find_type_url(c->tp, c->ns, url, t->ulen);
+	const tp_message *inner = tp_find_type_url(c->tp, c->ns, url, t->ulen);
 	if (!inner)
 		return fail(c, "Any type \"%.*s\" is not known", (int)(t->ulen > 128 ? 128 : t->ulen),
 			    url);
@@ -918,7 +918,7 @@ static int enc_message(ictx *c, const tp_message *m, uint32_t ji, int depth)
 	return enc_members(c, m, ji, depth, false);
 }
 
-int json_to_proto(typepool *tp, const char *ns, const tp_message *m, const char *json, size_t len,
+int json_to_proto(tp_pool *tp, const char *ns, const tp_message *m, const char *json, size_t len,
 		  buf *out, char **err)
 {
 	ictx cs, *c = &cs;

@@ -29,7 +29,7 @@ typedef struct occ {
 } occ;
 
 typedef struct ctx {
-	typepool *tp;
+	tp_pool *tp;
 	const char *ns;
 	int flags;
 	buf *out;
@@ -964,7 +964,7 @@ static int emit_any(ctx *c, const tp_message *m, const uint8_t *p, size_t n, int
 	}
 	if (!utf8_valid(url, url_len, false))
 		return fail(c, "Any type URL is not valid UTF-8");
-	const tp_message *inner = typepool_find_type_url(c->tp, c->ns, (const char *)url, url_len);
+	const tp_message *inner = tp_find_type_url(c->tp, c->ns, (const char *)url, url_len);
 	if (!inner)
 		return fail(c, "Any type \"%.*s\" is not known", (int)(url_len > 128 ? 128 : url_len),
 			    (const char *)url);
@@ -1072,7 +1072,7 @@ static int emit_message(ctx *c, const tp_message *m, const uint8_t *p, size_t n,
 	return rc;
 }
 
-int json_from_proto(typepool *tp, const char *ns, const tp_message *m, const uint8_t *bytes,
+int json_from_proto(tp_pool *tp, const char *ns, const tp_message *m, const uint8_t *bytes,
 		    size_t len, int flags, buf *out, char **err)
 {
 	ctx cs, *c = &cs;

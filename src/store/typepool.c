@@ -88,9 +88,9 @@ int tp_ptrvec_push(ptrvec *v, void *x)
 	return 0;
 }
 
-typepool *typepool_new(void)
+tp_pool *tp_new(void)
 {
-	typepool *tp = mem_calloc(1, sizeof *tp);
+	tp_pool *tp = mem_calloc(1, sizeof *tp);
 	if (!tp)
 		return NULL;
 	if (pthread_rwlock_init(&tp->lock, NULL)) {
@@ -124,7 +124,7 @@ void tp_ns_drop(tp_ns *ns)
 	mem_free(ns);
 }
 
-void typepool_free(typepool *tp)
+void tp_free(tp_pool *tp)
 {
 	if (!tp)
 		return;
@@ -159,7 +159,7 @@ static bool package_in_use(const tp_ns *ns, const tp_file *f, const char *p, siz
 	return false;
 }
 
-int typepool_remove_file(typepool *tp, const char *ns, const char *name)
+int tp_remove_file(tp_pool *tp, const char *ns, const char *name)
 {
 	size_t n = strlen(name);
 	pthread_rwlock_wrlock(&tp->lock);
@@ -193,7 +193,7 @@ int typepool_remove_file(typepool *tp, const char *ns, const char *name)
 
 /* The namespace itself (NULL: the global one), without its fallback to the global one;
  * NULL when it has no files. Under the lock. */
-static tp_ns *ns_of(typepool *tp, const char *ns)
+static tp_ns *ns_of(tp_pool *tp, const char *ns)
 {
 	if (!ns)
 		return &tp->global;
@@ -201,7 +201,7 @@ static tp_ns *ns_of(typepool *tp, const char *ns)
 	return e ? e->obj : NULL;
 }
 
-static sym *find_sym(typepool *tp, const char *ns, const char *name, size_t n, sym_kind kind)
+static sym *find_sym(tp_pool *tp, const char *ns, const char *name, size_t n, sym_kind kind)
 {
 	if (n && name[0] == '.') {
 		name++;
@@ -221,7 +221,7 @@ static sym *find_sym(typepool *tp, const char *ns, const char *name, size_t n, s
 	return e && e->kind == kind ? e : NULL;
 }
 
-const tp_message *typepool_find_message(typepool *tp, const char *ns, const char *full_name)
+const tp_message *tp_find_message(tp_pool *tp, const char *ns, const char *full_name)
 {
 	sym *e = find_sym(tp, ns, full_name, strlen(full_name), SYM_MESSAGE);
 	return e ? e->obj : NULL;
@@ -245,7 +245,7 @@ static size_t scan_bare(const symtab *t, const char *name, size_t n, const tp_me
 	return count;
 }
 
-const tp_message *typepool_find_bare(typepool *tp, const char *ns, const char *name,
+const tp_message *tp_find_bare(tp_pool *tp, const char *ns, const char *name,
 				     size_t *matches)
 {
 	size_t n = strlen(name), count = 0;
@@ -265,19 +265,19 @@ const tp_message *typepool_find_bare(typepool *tp, const char *ns, const char *n
 	return count == 1 ? found : NULL;
 }
 
-const tp_enum *typepool_find_enum(typepool *tp, const char *ns, const char *full_name)
+const tp_enum *tp_find_enum(tp_pool *tp, const char *ns, const char *full_name)
 {
 	sym *e = find_sym(tp, ns, full_name, strlen(full_name), SYM_ENUM);
 	return e ? e->obj : NULL;
 }
 
-const tp_service *typepool_find_service(typepool *tp, const char *ns, const char *full_name)
+const tp_service *tp_find_service(tp_pool *tp, const char *ns, const char *full_name)
 {
 	sym *e = find_sym(tp, ns, full_name, strlen(full_name), SYM_SERVICE);
 	return e ? e->obj : NULL;
 }
 
-const tp_message *typepool_find_type_url(typepool *tp, const char *ns, const char *url, size_t len)
+const tp_message *tp_find_type_url(tp_pool *tp, const char *ns, const char *url, size_t len)
 {
 	const char *slash = memrchr(url, '/', len);
 	const char *name = slash ? slash + 1 : url;
@@ -288,7 +288,7 @@ const tp_message *typepool_find_type_url(typepool *tp, const char *ns, const cha
 	return e ? e->obj : NULL;
 }
 
-const char *typepool_symbol_file(typepool *tp, const char *ns, const char *name)
+const char *tp_symbol_file(tp_pool *tp, const char *ns, const char *name)
 {
 	size_t n = strlen(name);
 	uint32_t h = tp_name_hash(name, n);
@@ -301,7 +301,7 @@ const char *typepool_symbol_file(typepool *tp, const char *ns, const char *name)
 	return e && e->kind != SYM_PACKAGE ? e->file->self.name : NULL;
 }
 
-bool typepool_file_bytes(typepool *tp, const char *ns, const char *name, const uint8_t **bytes,
+bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t **bytes,
 			 size_t *len)
 {
 	size_t n = strlen(name);
@@ -429,7 +429,7 @@ bool tp_enum_number_of(const tp_enum *e, const char *s, size_t n, int32_t *numbe
 	return false;
 }
 
-const tp_field *typepool_resolve_path(const tp_message *m, const char *const *segs, size_t n)
+const tp_field *tp_resolve_path(const tp_message *m, const char *const *segs, size_t n)
 {
 	const tp_field *f = NULL;
 	for (size_t i = 0; i < n; i++) {

@@ -5,14 +5,16 @@
  * types) and visible from every namespace; a named namespace sees its own files and the
  * global ones. A symbol may not be defined twice where it would be visible twice.
  *
- * Lifetime: every object returned stays valid and unchanged until typepool_free. A new
+ * Lifetime: every object returned stays valid and unchanged until tp_free. A new
  * version of a file (same name, other contents, same namespace) is built as new objects
  * that take over its names in lookups; the old objects live on, so files resolved against
  * them earlier keep pointing at them. The same holds for a removed file
- * (typepool_remove_file).
+ * (tp_remove_file).
  *
  * Threads: any number of readers at once; adding takes a write lock. The objects need no
- * lock once found. */
+ * lock once found.
+ *
+ * Names: tp_ for everything here, the pool (tp_pool) and its objects (tp_message...). */
 #ifndef STORE_TYPEPOOL_H
 #define STORE_TYPEPOOL_H
 #include <stdbool.h>
@@ -21,7 +23,7 @@
 
 #include "google/protobuf/descriptor.pb-c.h"
 
-typedef struct typepool typepool;
+typedef struct tp_pool tp_pool;
 typedef struct tp_message tp_message;
 typedef struct tp_enum tp_enum;
 
@@ -126,73 +128,73 @@ typedef struct tp_service_info {
 	size_t n_methods;
 } tp_service_info;
 
-typepool *typepool_new(void);
-void typepool_free(typepool *tp);
+tp_pool *tp_new(void);
+void tp_free(tp_pool *tp);
 
 /* Adds every file of a serialized FileDescriptorSet, in order (imports first, as protoc
  * writes them), all or nothing. Files already present with the same contents are skipped.
  * ns NULL is the global namespace; a name must be non-empty. Returns 0, -EINVAL (bad set,
  * unresolved type, duplicate symbol, invalid name or number, missing import) with *err set,
  * or -ENOMEM. *err (when err is not NULL) is malloc'd, caller frees; NULL on success. */
-int typepool_add_set(typepool *tp, const char *ns, const uint8_t *bytes, size_t len, char **err);
-/* Adds one file, as typepool_add_set. */
-int typepool_add_file(typepool *tp, const char *ns, const Google__Protobuf__FileDescriptorProto *fdp,
+int tp_add_set(tp_pool *tp, const char *ns, const uint8_t *bytes, size_t len, char **err);
+/* Adds one file, as tp_add_set. */
+int tp_add_file(tp_pool *tp, const char *ns, const Google__Protobuf__FileDescriptorProto *fdp,
 		      char **err);
 
 /* Checks the files being added, before anything is visible: msgs are every message of one
  * file (nested ones included), fully built. Runs under the pool's write lock: it must not
  * call into the pool. Returns 0, or nonzero with a message in err[0..cap) to refuse the
  * add (-EINVAL then, or the negative errno returned). */
-typedef int (*typepool_check_fn)(void *ctx, const tp_message *const *msgs, size_t n, char *err,
+typedef int (*tp_check_fn)(void *ctx, const tp_message *const *msgs, size_t n, char *err,
 				 size_t cap);
 #define TYPEPOOL_CHECK_ONLY 1 /* build and check, then drop: nothing is added */
-/* typepool_add_set for parsed files, with an optional check (NULL: none). */
-int typepool_add_files(typepool *tp, const char *ns,
+/* tp_add_set for parsed files, with an optional check (NULL: none). */
+int tp_add_files(tp_pool *tp, const char *ns,
 		       const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
-		       int flags, typepool_check_fn check, void *check_ctx, char **err);
-/* typepool_add_files in two steps, for a caller that makes the files durable in between
+		       int flags, tp_check_fn check, void *check_ctx, char **err);
+/* tp_add_files in two steps, for a caller that makes the files durable in between
  * (the registry): staging builds, checks and makes room for them, and fails as
- * typepool_add_files does; publishing makes them visible and cannot fail, so that nothing
+ * tp_add_files does; publishing makes them visible and cannot fail, so that nothing
  * saved is left unapplied for want of memory. Between the two no other add or removal
  * may run in the pool (the caller serializes them); lookups go on. Every staged add is
  * published or unstaged. */
-typedef struct typepool_staged typepool_staged;
-int typepool_stage_files(typepool *tp, const char *ns,
+typedef struct tp_staged tp_staged;
+int tp_stage_files(tp_pool *tp, const char *ns,
 			 const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
-			 typepool_check_fn check, void *check_ctx, char **err,
-			 typepool_staged **out);
-void typepool_publish(typepool_staged *s);
-void typepool_unstage(typepool_staged *s);
+			 tp_check_fn check, void *check_ctx, char **err,
+			 tp_staged **out);
+void tp_publish(tp_staged *s);
+void tp_unstage(tp_staged *s);
 
 /* Removes the file `name` of ns (not a global one) from lookups: its symbols, its bytes,
  * and its packages that no other file of ns is in. Like a replaced version, its objects
- * stay valid (and in memory) until typepool_free: a caller may still hold them. Files of
+ * stay valid (and in memory) until tp_free: a caller may still hold them. Files of
  * ns that import it keep the objects they resolved. 0, or -ENOENT when ns has no such
  * file. */
-int typepool_remove_file(typepool *tp, const char *ns, const char *name);
+int tp_remove_file(tp_pool *tp, const char *ns, const char *name);
 
 /* The file defining a symbol (message, enum, service, field, method, value...) of ns
  * itself, not of the global files it sees (NULL: the global ones only); NULL when none.
  * The name lives as long as the pool. */
-const char *typepool_symbol_file(typepool *tp, const char *ns, const char *full_name);
+const char *tp_symbol_file(tp_pool *tp, const char *ns, const char *full_name);
 /* The serialized FileDescriptorProto of a file of ns itself (NULL: global), as added;
  * valid as long as the pool. false when there is none. */
-bool typepool_file_bytes(typepool *tp, const char *ns, const char *name, const uint8_t **bytes,
+bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t **bytes,
 			 size_t *len);
 
 /* Lookups by full name, with or without a leading dot, as seen from ns (NULL: global only).
  * NULL when unknown. */
-const tp_message *typepool_find_message(typepool *tp, const char *ns, const char *full_name);
-const tp_enum *typepool_find_enum(typepool *tp, const char *ns, const char *full_name);
+const tp_message *tp_find_message(tp_pool *tp, const char *ns, const char *full_name);
+const tp_enum *tp_find_enum(tp_pool *tp, const char *ns, const char *full_name);
 /* A message by its bare name ("Animal" for zoo.Animal), seen from ns: the message when
  * exactly one visible message has that name, else NULL; *matches says how many do. A
  * linear scan: for requests that name a type once, not for hot paths. */
-const tp_message *typepool_find_bare(typepool *tp, const char *ns, const char *name,
+const tp_message *tp_find_bare(tp_pool *tp, const char *ns, const char *name,
 				     size_t *matches);
-const tp_service *typepool_find_service(typepool *tp, const char *ns, const char *full_name);
+const tp_service *tp_find_service(tp_pool *tp, const char *ns, const char *full_name);
 /* The message of a type URL ("type.googleapis.com/pkg.Msg": the part after the last '/'),
  * len bytes long. */
-const tp_message *typepool_find_type_url(typepool *tp, const char *ns, const char *url,
+const tp_message *tp_find_type_url(tp_pool *tp, const char *ns, const char *url,
 					 size_t len);
 
 const tp_message_info *tp_message_get(const tp_message *m);
@@ -211,6 +213,6 @@ bool tp_enum_number_of(const tp_enum *e, const char *s, size_t n, int32_t *numbe
 /* Follows a path of .proto field names from m: each segment but the last must be a singular
  * message field, or a map field with string keys, whose next segment is then a key and
  * whose value field stands for it. Returns the last field, NULL when a segment is none. */
-const tp_field *typepool_resolve_path(const tp_message *m, const char *const *segs, size_t n);
+const tp_field *tp_resolve_path(const tp_message *m, const char *const *segs, size_t n);
 
 #endif

@@ -1,5 +1,5 @@
 /* Building the type pool: FileDescriptorProtos checked and resolved into the immutable
- * objects of typepool_int.h, staged, then made visible all at once (typepool_add_files). */
+ * objects of typepool_int.h, staged, then made visible all at once (tp_add_files). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #include "store/typepool_int.h"
 
 typedef struct build {
-	typepool *tp;
+	tp_pool *tp;
 	tp_ns *ns;	     /* where the files go */
 	tp_ns *new_ns;	     /* ns when it is new: joins the pool at commit only */
 	symtab stage;	     /* symbols of the files being added */
@@ -882,7 +882,7 @@ static tp_ns *get_ns(build *b, const char *name)
 
 /* Under the pool's write lock: the files built, checked and given room, staged in b. */
 static int stage(build *b, const char *ns, const file_proto *const *files, size_t n,
-		 typepool_check_fn check, void *check_ctx)
+		 tp_check_fn check, void *check_ctx)
 {
 	b->ns = get_ns(b, ns);
 	if (!b->ns)
@@ -906,30 +906,30 @@ static void unstage(build *b)
 	b->new_ns = NULL;
 }
 
-int typepool_add_files(typepool *tp, const char *ns, const file_proto *const *files, size_t n,
-		       int flags, typepool_check_fn check, void *check_ctx, char **err)
+int tp_add_files(tp_pool *tp, const char *ns, const file_proto *const *files, size_t n,
+		       int flags, tp_check_fn check, void *check_ctx, char **err)
 {
-	typepool_staged *s;
-	int rc = typepool_stage_files(tp, ns, files, n, check, check_ctx, err, &s);
+	tp_staged *s;
+	int rc = tp_stage_files(tp, ns, files, n, check, check_ctx, err, &s);
 	if (!rc && (flags & TYPEPOOL_CHECK_ONLY))
-		typepool_unstage(s);
+		tp_unstage(s);
 	else if (!rc)
-		typepool_publish(s);
+		tp_publish(s);
 	return rc;
 }
 
-struct typepool_staged {
+struct tp_staged {
 	build b;
 };
 
-int typepool_stage_files(typepool *tp, const char *ns, const file_proto *const *files, size_t n,
-			 typepool_check_fn check, void *check_ctx, char **err,
-			 typepool_staged **out)
+int tp_stage_files(tp_pool *tp, const char *ns, const file_proto *const *files, size_t n,
+			 tp_check_fn check, void *check_ctx, char **err,
+			 tp_staged **out)
 {
 	*out = NULL;
 	if (err)
 		*err = NULL;
-	typepool_staged *s = mem_calloc(1, sizeof(*s));
+	tp_staged *s = mem_calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	build *b = &s->b;
@@ -957,7 +957,7 @@ int typepool_stage_files(typepool *tp, const char *ns, const file_proto *const *
 	return 0;
 }
 
-void typepool_publish(typepool_staged *s)
+void tp_publish(tp_staged *s)
 {
 	pthread_rwlock_wrlock(&s->b.tp->lock);
 	publish(&s->b);
@@ -965,7 +965,7 @@ void typepool_publish(typepool_staged *s)
 	mem_free(s);
 }
 
-void typepool_unstage(typepool_staged *s)
+void tp_unstage(tp_staged *s)
 {
 	pthread_rwlock_wrlock(&s->b.tp->lock);
 	unstage(&s->b);
@@ -973,12 +973,12 @@ void typepool_unstage(typepool_staged *s)
 	mem_free(s);
 }
 
-int typepool_add_file(typepool *tp, const char *ns, const file_proto *fdp, char **err)
+int tp_add_file(tp_pool *tp, const char *ns, const file_proto *fdp, char **err)
 {
-	return typepool_add_files(tp, ns, &fdp, 1, 0, NULL, NULL, err);
+	return tp_add_files(tp, ns, &fdp, 1, 0, NULL, NULL, err);
 }
 
-int typepool_add_set(typepool *tp, const char *ns, const uint8_t *bytes, size_t len, char **err)
+int tp_add_set(tp_pool *tp, const char *ns, const uint8_t *bytes, size_t len, char **err)
 {
 	Google__Protobuf__FileDescriptorSet *set;
 	char why[160];
@@ -991,7 +991,7 @@ int typepool_add_set(typepool *tp, const char *ns, const uint8_t *bytes, size_t 
 			*err = mem_strdup("not a valid FileDescriptorSet");
 		return -EINVAL;
 	}
-	rc = typepool_add_files(tp, ns, (const file_proto *const *)set->file, set->n_file, 0, NULL,
+	rc = tp_add_files(tp, ns, (const file_proto *const *)set->file, set->n_file, 0, NULL,
 				NULL, err);
 	google__protobuf__file_descriptor_set__free_unpacked(set, NULL);
 	return rc;

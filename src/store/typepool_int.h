@@ -96,7 +96,7 @@ typedef struct ptrvec {
 int tp_ptrvec_push(ptrvec *v, void *x);
 
 typedef struct tp_file {
-	struct tp_file *next; /* every file of the pool, for typepool_free */
+	struct tp_file *next; /* every file of the pool, for tp_free */
 	arena mem;
 	sym self;	/* name -> this file in its namespace's file table */
 	tp_ns *ns;
@@ -119,7 +119,7 @@ struct tp_ns {
 	symtab files;
 };
 
-struct typepool {
+struct tp_pool {
 	pthread_rwlock_t lock;
 	tp_ns global;
 	symtab nss; /* named namespaces */

@@ -43,10 +43,10 @@ static int read_all(FILE *f, buf *b)
 	}
 }
 
-static int convert(typepool *tp, const char *ns, char mode, const char *type, const char *in,
+static int convert(tp_pool *tp, const char *ns, char mode, const char *type, const char *in,
 		   size_t len, buf *out, char **err)
 {
-	const tp_message *m = typepool_find_message(tp, ns, type);
+	const tp_message *m = tp_find_message(tp, ns, type);
 	if (!m) {
 		*err = strdup("unknown message type");
 		return -EINVAL;
@@ -57,7 +57,7 @@ static int convert(typepool *tp, const char *ns, char mode, const char *type, co
 			       out, err);
 }
 
-static int batch(typepool *tp, const char *ns)
+static int batch(tp_pool *tp, const char *ns)
 {
 	char *line = NULL;
 	size_t cap = 0;
@@ -132,9 +132,9 @@ int main(int argc, char **argv)
 	if (batch_mode == (type != NULL))
 		return usage();
 
-	typepool *tp = typepool_new();
+	tp_pool *tp = tp_new();
 	char *err = NULL;
-	if (!tp || typepool_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err)) {
+	if (!tp || tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err)) {
 		fprintf(stderr, "pbjson: compiled-in types: %s\n", err ? err : "out of memory");
 		return 2;
 	}
@@ -146,7 +146,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		fclose(f);
-		if (typepool_add_set(tp, ns, (const uint8_t *)set.data, set.len, &err)) {
+		if (tp_add_set(tp, ns, (const uint8_t *)set.data, set.len, &err)) {
 			fprintf(stderr, "pbjson: %s: %s\n", set_path, err);
 			return 2;
 		}
@@ -175,6 +175,6 @@ int main(int argc, char **argv)
 		buf_free(&in);
 		buf_free(&out);
 	}
-	typepool_free(tp);
+	tp_free(tp);
 	return status;
 }

@@ -20,7 +20,7 @@
 extern const uint8_t api_descriptor_set[];
 extern const size_t api_descriptor_set_len;
 
-static typepool *tp;
+static tp_pool *tp;
 
 /* Types built at run time, in namespace "t": t.S has a field of every kind. */
 static void add_test_types(void)
@@ -80,7 +80,7 @@ static void add_test_types(void)
 	db_field_add(lm, "grp", 6, 1, 10, "Grp");
 
 	char *err = NULL;
-	if (typepool_add_file(tp, "t", f, &err) || typepool_add_file(tp, "t", l, &err))
+	if (tp_add_file(tp, "t", f, &err) || tp_add_file(tp, "t", l, &err))
 		fail_msg("test types: %s", err);
 	db_free();
 }
@@ -88,9 +88,9 @@ static void add_test_types(void)
 static int setup(void **state)
 {
 	(void)state;
-	tp = typepool_new();
+	tp = tp_new();
 	char *err = NULL;
-	if (typepool_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err))
+	if (tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err))
 		fail_msg("builtin: %s", err);
 	add_test_types();
 	return 0;
@@ -99,13 +99,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	typepool_free(tp);
+	tp_free(tp);
 	return 0;
 }
 
 static const tp_message *type(const char *name)
 {
-	const tp_message *m = typepool_find_message(tp, "t", name);
+	const tp_message *m = tp_find_message(tp, "t", name);
 	if (!m)
 		fail_msg("no type %s", name);
 	return m;
@@ -367,7 +367,7 @@ static void test_names_and_collector_types(void **state)
 	const char *proto = "{\"namespace\":\"ns\",\"name\":\"c\",\"message_type\":{\"message_name\":"
 			    "\"zoo.Animal\"},\"indexed_fields\":[\"a.b\"],\"metadata\":{\"created_at\":"
 			    "\"2024-01-02T03:04:05.123Z\",\"labels\":{\"k\":\"v\"}}}";
-	const tp_message *m = typepool_find_message(tp, NULL, "collector.Collection");
+	const tp_message *m = tp_find_message(tp, NULL, "collector.Collection");
 	buf a = BUF_INIT, b = BUF_INIT, j = BUF_INIT;
 	char *err = NULL;
 	assert_int_equal(json_to_proto(tp, NULL, m, json, strlen(json), &a, &err), 0);
@@ -389,7 +389,7 @@ static void test_names_and_collector_types(void **state)
 	assert_int_equal(json_to_proto(tp, NULL, m, both, strlen(both), &a, &err), -EINVAL);
 	assert_non_null(strstr(err, "indexed_fields is given twice"));
 	free(err);
-	const tp_message *push = typepool_find_message(tp, NULL, "collector.PushCollectionRequest");
+	const tp_message *push = tp_find_message(tp, NULL, "collector.PushCollectionRequest");
 	const char *two = "{\"chunk\":\"\",\"metadata\":{}}";
 	assert_int_equal(json_to_proto(tp, NULL, push, two, strlen(two), &a, &err), -EINVAL);
 	assert_non_null(strstr(err, "oneof data"));
@@ -513,7 +513,7 @@ static void test_any(void **state)
 	pb_err("google.protobuf.Any", "12 01 00", "no type URL");
 	pb_err("google.protobuf.Any", "0a 03 74 2e 53 12 01 ff", "truncated");
 	/* Types of a namespace are not seen from outside it. */
-	const tp_message *any = typepool_find_message(tp, NULL, "google.protobuf.Any");
+	const tp_message *any = tp_find_message(tp, NULL, "google.protobuf.Any");
 	uint8_t b[16];
 	size_t n = unhex("0a 03 74 2e 53", b);
 	buf out = BUF_INIT;

@@ -370,7 +370,7 @@ static void test_store_put(void **state)
 
 /* ---- (c) JSON transcoding, both ways ---- */
 
-static typepool *tp;
+static tp_pool *tp;
 
 /* o.M: scalars, bytes, repeated fields, a recursive message, maps, a oneof and the
  * well-known types with special JSON forms. */
@@ -397,10 +397,10 @@ static const tp_message *test_type(void)
 	db_in_oneof(db_field_add(m, "os", 13, 1, 9, NULL), o);
 	db_in_oneof(db_field_add(m, "om", 14, 1, 11, ".o.M"), o);
 	char *err = NULL;
-	if (typepool_add_file(tp, "o", f, &err))
+	if (tp_add_file(tp, "o", f, &err))
 		fail_msg("test type: %s", err);
 	db_free();
-	const tp_message *t = typepool_find_message(tp, "o", "o.M");
+	const tp_message *t = tp_find_message(tp, "o", "o.M");
 	assert_non_null(t);
 	return t;
 }
@@ -458,10 +458,10 @@ static void json_walk(const char *what, const tp_message *m, bool to_proto, cons
 static void test_json(void **state)
 {
 	(void)state;
-	tp = typepool_new();
+	tp = tp_new();
 	assert_non_null(tp);
 	char *err = NULL;
-	if (typepool_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err))
+	if (tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err))
 		fail_msg("builtin: %s", err);
 	const tp_message *m = test_type();
 
@@ -499,7 +499,7 @@ static void test_json(void **state)
 	buf_free(&json);
 	buf_free(&pb);
 	buf_free(&back);
-	typepool_free(tp);
+	tp_free(tp);
 }
 
 /* ---- calls on a server connection: a client's bytes in, its answer read back ---- */
@@ -826,7 +826,7 @@ static struct {
 	reactor *r;
 	pool *pool;
 	store *st;
-	typepool *types;
+	tp_pool *types;
 	svc_env env;
 	method_table *methods;
 	h2_server *server;
@@ -1119,9 +1119,9 @@ static void test_services(void **state)
 	store_options so = {.sync_normal = true};
 	node.r = reactor_new(&err);
 	node.pool = pool_new(2, 64);
-	node.types = typepool_new();
+	node.types = tp_new();
 	assert_true(node.r && node.pool && node.types);
-	assert_int_equal(typepool_add_set(node.types, NULL, api_descriptor_set,
+	assert_int_equal(tp_add_set(node.types, NULL, api_descriptor_set,
 					  api_descriptor_set_len, NULL),
 			 0);
 	assert_int_equal(store_open(node.dir, &so, &node.st), 0);
@@ -1198,7 +1198,7 @@ static void test_services(void **state)
 	pool_free(node.pool);
 	registry_free(node.env.registry);
 	store_close(node.st);
-	typepool_free(node.types);
+	tp_free(node.types);
 	reactor_free(node.r);
 	char cmd[96];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", node.dir);

@@ -27,27 +27,27 @@ static db_file *one_field(const char *file, const char *msg, const char *name, i
 
 /* Adds f to ns when the ledger allows it, and records its message; returns the check's
  * answer (0, or 1 with err set). */
-static int add(typepool *tp, regledger *l, const char *ns, db_file *f, const char *msg,
+static int add(tp_pool *tp, regledger *l, const char *ns, db_file *f, const char *msg,
 	       char **err)
 {
 	regledger_check cc = {.l = l, .ns = ns};
 	const Google__Protobuf__FileDescriptorProto *fp = f;
 	*err = NULL;
-	int rc = typepool_add_files(tp, ns, &fp, 1, 0, regledger_check_fn, &cc, err);
+	int rc = tp_add_files(tp, ns, &fp, 1, 0, regledger_check_fn, &cc, err);
 	if (rc) {
 		assert_true(cc.refused);
 		return 1;
 	}
 	char full[64];
 	snprintf(full, sizeof(full), "p.%s", msg);
-	regledger_record(l, ns, typepool_find_message(tp, ns, full));
+	regledger_record(l, ns, tp_find_message(tp, ns, full));
 	return 0;
 }
 
 static void first_meaning_stays_until_forgotten(void **state)
 {
 	(void)state;
-	typepool *tp = typepool_new();
+	tp_pool *tp = tp_new();
 	regledger l = {0};
 	char *err;
 	assert_int_equal(add(tp, &l, "a", one_field("p.proto", "M", "legs", 1, T_INT32), "M", &err), 0);
@@ -76,7 +76,7 @@ static void first_meaning_stays_until_forgotten(void **state)
 	assert_int_equal(add(tp, &l, "a", one_field("p.proto", "M", "legs", 1, T_INT32), "M", &err), 1);
 	free(err);
 	regledger_free(&l);
-	typepool_free(tp);
+	tp_free(tp);
 	db_free();
 }
 

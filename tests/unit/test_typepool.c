@@ -23,12 +23,12 @@ extern const size_t api_descriptor_set_len;
 enum { T_DOUBLE = 1, T_INT64 = 3, T_INT32 = 5, T_BOOL = 8, T_STRING = 9, T_MESSAGE = 11,
        T_BYTES = 12, T_ENUM = 14 };
 
-static typepool *builtin_pool(void)
+static tp_pool *builtin_pool(void)
 {
-	typepool *tp = typepool_new();
+	tp_pool *tp = tp_new();
 	assert_non_null(tp);
 	char *err = NULL;
-	int rc = typepool_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err);
+	int rc = tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err);
 	if (rc)
 		fail_msg("builtin set: %s", err);
 	assert_null(err);
@@ -44,10 +44,10 @@ static const tp_field *field(const tp_message *m, const char *name)
 }
 
 /* Adds f and expects failure with an error message containing `want`. */
-static void add_fails(typepool *tp, const char *ns, db_file *f, const char *want)
+static void add_fails(tp_pool *tp, const char *ns, db_file *f, const char *want)
 {
 	char *err = NULL;
-	int rc = typepool_add_file(tp, ns, f, &err);
+	int rc = tp_add_file(tp, ns, f, &err);
 	assert_int_equal(rc, -EINVAL);
 	assert_non_null(err);
 	if (!strstr(err, want))
@@ -55,10 +55,10 @@ static void add_fails(typepool *tp, const char *ns, db_file *f, const char *want
 	free(err);
 }
 
-static void add_ok(typepool *tp, const char *ns, db_file *f)
+static void add_ok(tp_pool *tp, const char *ns, db_file *f)
 {
 	char *err = NULL;
-	int rc = typepool_add_file(tp, ns, f, &err);
+	int rc = tp_add_file(tp, ns, f, &err);
 	if (rc)
 		fail_msg("add %s: %s", f->name, err);
 	assert_null(err);
@@ -67,11 +67,11 @@ static void add_ok(typepool *tp, const char *ns, db_file *f)
 static void test_builtin(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
-	const tp_message *coll = typepool_find_message(tp, NULL, "collector.Collection");
+	tp_pool *tp = builtin_pool();
+	const tp_message *coll = tp_find_message(tp, NULL, "collector.Collection");
 	assert_non_null(coll);
-	assert_ptr_equal(typepool_find_message(tp, NULL, ".collector.Collection"), coll);
-	assert_ptr_equal(typepool_find_message(tp, "any-ns", "collector.Collection"), coll);
+	assert_ptr_equal(tp_find_message(tp, NULL, ".collector.Collection"), coll);
+	assert_ptr_equal(tp_find_message(tp, "any-ns", "collector.Collection"), coll);
 	const tp_message_info *ci = tp_message_get(coll);
 	assert_string_equal(ci->full_name, "collector.Collection");
 	assert_string_equal(ci->name, "Collection");
@@ -97,17 +97,17 @@ static void test_builtin(void **state)
 	f = field(coll, "message_type");
 	assert_int_equal(f->type, TP_MESSAGE);
 	assert_true(f->has_presence);
-	assert_ptr_equal(f->message, typepool_find_message(tp, NULL, "collector.MessageTypeRef"));
+	assert_ptr_equal(f->message, tp_find_message(tp, NULL, "collector.MessageTypeRef"));
 	assert_ptr_equal(f->parent, coll);
 
-	const tp_message *md = typepool_find_message(tp, NULL, "collector.Metadata");
+	const tp_message *md = tp_find_message(tp, NULL, "collector.Metadata");
 	f = field(md, "labels");
 	assert_true(f->is_map);
 	assert_true(tp_message_get(f->message)->map_entry);
 	f = field(md, "created_at");
 	assert_int_equal(tp_message_get(f->message)->wkt, TP_WKT_TIMESTAMP);
 
-	const tp_message *data = typepool_find_message(tp, NULL, "collector.CollectionData");
+	const tp_message *data = tp_find_message(tp, NULL, "collector.CollectionData");
 	assert_int_equal(tp_message_get(data)->n_oneofs, 1);
 	assert_string_equal(tp_message_get(data)->oneofs[0].name, "content");
 	assert_int_equal(field(data, "data")->oneof, 0);
@@ -116,7 +116,7 @@ static void test_builtin(void **state)
 	assert_true(field(data, "uri")->has_presence);
 
 	/* Enums: by number (first declared name), by name. */
-	const tp_enum *code = typepool_find_enum(tp, NULL, "collector.Status.Code");
+	const tp_enum *code = tp_find_enum(tp, NULL, "collector.Status.Code");
 	assert_non_null(code);
 	assert_string_equal(tp_enum_name_of(code, 5), "ALREADY_EXISTS");
 	assert_null(tp_enum_name_of(code, 99));
@@ -125,9 +125,9 @@ static void test_builtin(void **state)
 	assert_int_equal(n, 4);
 	assert_false(tp_enum_number_of(code, "NOT_FOUN", 8, &n));
 	assert_false(tp_enum_get(code)->closed);
-	assert_true(tp_enum_get(typepool_find_enum(tp, NULL, "google.protobuf.NullValue"))->null_value);
-	assert_null(typepool_find_enum(tp, NULL, "collector.Collection"));
-	assert_null(typepool_find_message(tp, NULL, "collector.Status.Code"));
+	assert_true(tp_enum_get(tp_find_enum(tp, NULL, "google.protobuf.NullValue"))->null_value);
+	assert_null(tp_find_enum(tp, NULL, "collector.Collection"));
+	assert_null(tp_find_message(tp, NULL, "collector.Status.Code"));
 
 	/* Well-known types are recognized. */
 	static const struct {
@@ -141,30 +141,30 @@ static void test_builtin(void **state)
 		{"google.protobuf.Empty", TP_WKT_NONE},
 	};
 	for (size_t i = 0; i < sizeof wkts / sizeof *wkts; i++) {
-		const tp_message *w = typepool_find_message(tp, NULL, wkts[i].name);
+		const tp_message *w = tp_find_message(tp, NULL, wkts[i].name);
 		assert_non_null(w);
 		assert_int_equal(tp_message_get(w)->wkt, wkts[i].wkt);
 	}
-	assert_ptr_equal(typepool_find_type_url(tp, NULL, "type.googleapis.com/collector.Status", 36),
-			 typepool_find_message(tp, NULL, "collector.Status"));
-	assert_null(typepool_find_type_url(tp, NULL, "type.googleapis.com/", 20));
+	assert_ptr_equal(tp_find_type_url(tp, NULL, "type.googleapis.com/collector.Status", 36),
+			 tp_find_message(tp, NULL, "collector.Status"));
+	assert_null(tp_find_type_url(tp, NULL, "type.googleapis.com/", 20));
 
 	/* Services, with their methods' types resolved. */
-	const tp_service *svc = typepool_find_service(tp, NULL, "collector.CollectionService");
+	const tp_service *svc = tp_find_service(tp, NULL, "collector.CollectionService");
 	assert_non_null(svc);
 	const tp_service_info *si = tp_service_get(svc);
 	assert_true(si->n_methods >= 11);
 	assert_string_equal(si->methods[0].name, "Create");
-	assert_ptr_equal(si->methods[0].input, typepool_find_message(tp, NULL, "collector.CreateRequest"));
+	assert_ptr_equal(si->methods[0].input, tp_find_message(tp, NULL, "collector.CreateRequest"));
 
 	/* Adding the same set again changes nothing. */
 	char *err = NULL;
-	assert_int_equal(typepool_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err), 0);
-	assert_ptr_equal(typepool_find_message(tp, NULL, "collector.Collection"), coll);
-	assert_int_equal(typepool_add_set(tp, NULL, (const uint8_t *)"\xff", 1, &err), -EINVAL);
+	assert_int_equal(tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err), 0);
+	assert_ptr_equal(tp_find_message(tp, NULL, "collector.Collection"), coll);
+	assert_int_equal(tp_add_set(tp, NULL, (const uint8_t *)"\xff", 1, &err), -EINVAL);
 	assert_non_null(err);
 	free(err);
-	typepool_free(tp);
+	tp_free(tp);
 }
 
 /* package zoo: nested types, relative and qualified names, shadowing, imports. */
@@ -199,26 +199,26 @@ static db_file *zoo_file(void)
 static void test_resolution(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
+	tp_pool *tp = builtin_pool();
 	add_ok(tp, "zoo", zoo_file());
-	const tp_message *a = typepool_find_message(tp, "zoo", "zoo.Animal");
-	const tp_message *owner = typepool_find_message(tp, "zoo", "zoo.Animal.Owner");
-	const tp_message *b = typepool_find_message(tp, "zoo", "zoo.B");
-	const tp_message *ab = typepool_find_message(tp, "zoo", "zoo.Animal.B");
-	const tp_message *keeper = typepool_find_message(tp, "zoo", "zoo.Keeper");
+	const tp_message *a = tp_find_message(tp, "zoo", "zoo.Animal");
+	const tp_message *owner = tp_find_message(tp, "zoo", "zoo.Animal.Owner");
+	const tp_message *b = tp_find_message(tp, "zoo", "zoo.B");
+	const tp_message *ab = tp_find_message(tp, "zoo", "zoo.Animal.B");
+	const tp_message *keeper = tp_find_message(tp, "zoo", "zoo.Keeper");
 	assert_non_null(a);
 	assert_non_null(owner);
 	assert_non_null(b);
 	assert_non_null(ab);
 	assert_ptr_not_equal(b, ab);
 	assert_int_equal(field(a, "kind")->type, TP_ENUM);
-	assert_ptr_equal(field(a, "kind")->enum_type, typepool_find_enum(tp, "zoo", "zoo.Kind"));
+	assert_ptr_equal(field(a, "kind")->enum_type, tp_find_enum(tp, "zoo", "zoo.Kind"));
 	assert_ptr_equal(field(a, "owner")->message, owner);
 	assert_ptr_equal(field(a, "parent")->message, a);
 	assert_ptr_equal(field(a, "b")->message, ab);
 	assert_ptr_equal(field(a, "outer_b")->message, b);
 	assert_ptr_equal(field(a, "born")->message,
-			 typepool_find_message(tp, NULL, "google.protobuf.Timestamp"));
+			 tp_find_message(tp, NULL, "google.protobuf.Timestamp"));
 	assert_ptr_equal(field(owner, "pet")->message, a);
 	assert_ptr_equal(field(keeper, "owner")->message, owner);
 	assert_ptr_equal(field(keeper, "b")->message, b);
@@ -228,16 +228,16 @@ static void test_resolution(void **state)
 	assert_string_equal(field(keeper, "id")->json_name, "keeperId");
 	assert_ptr_equal(tp_message_field_by_any_name(keeper, "keeperId", 8), field(keeper, "id"));
 	/* Namespaces: zoo's types are not global, nor seen from another namespace. */
-	assert_null(typepool_find_message(tp, NULL, "zoo.Animal"));
-	assert_null(typepool_find_message(tp, "farm", "zoo.Animal"));
-	typepool_free(tp);
+	assert_null(tp_find_message(tp, NULL, "zoo.Animal"));
+	assert_null(tp_find_message(tp, "farm", "zoo.Animal"));
+	tp_free(tp);
 	db_free();
 }
 
 static void test_refusals(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
+	tp_pool *tp = builtin_pool();
 	db_file *f;
 	db_msg *m;
 
@@ -247,7 +247,7 @@ static void test_refusals(void **state)
 	db_field_add(m, "other", 2, 1, T_MESSAGE, "Missing");
 	add_fails(tp, "ns", f, "bad.M.other");
 	add_fails(tp, "ns", f, "\"Missing\" not found");
-	assert_null(typepool_find_message(tp, "ns", "bad.M")); /* nothing was added */
+	assert_null(tp_find_message(tp, "ns", "bad.M")); /* nothing was added */
 
 	/* A compound name whose first part is found must be found whole there. */
 	f = db_file_new("bad/b.proto", "bad", "proto3");
@@ -336,41 +336,41 @@ static void test_refusals(void **state)
 	add_fails(tp, "ns", f, "google.protobuf.Timestamp\" is already defined");
 
 	/* Nothing of all that is visible. */
-	assert_null(typepool_find_message(tp, "ns", "bad.M"));
-	assert_null(typepool_find_message(tp, "ns", "bad.Dup"));
+	assert_null(tp_find_message(tp, "ns", "bad.M"));
+	assert_null(tp_find_message(tp, "ns", "bad.Dup"));
 	char *err = NULL;
-	assert_int_equal(typepool_add_file(tp, "", zoo_file(), &err), -EINVAL);
+	assert_int_equal(tp_add_file(tp, "", zoo_file(), &err), -EINVAL);
 	free(err);
-	typepool_free(tp);
+	tp_free(tp);
 	db_free();
 }
 
 static void test_namespaces(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
+	tp_pool *tp = builtin_pool();
 	add_ok(tp, "a", zoo_file());
 	add_ok(tp, "b", zoo_file()); /* another namespace: its own copy */
-	const tp_message *za = typepool_find_message(tp, "a", "zoo.Animal");
-	const tp_message *zb = typepool_find_message(tp, "b", "zoo.Animal");
+	const tp_message *za = tp_find_message(tp, "a", "zoo.Animal");
+	const tp_message *zb = tp_find_message(tp, "b", "zoo.Animal");
 	assert_non_null(za);
 	assert_non_null(zb);
 	assert_ptr_not_equal(za, zb);
 	add_ok(tp, "a", zoo_file()); /* the same file again: nothing happens */
-	assert_ptr_equal(typepool_find_message(tp, "a", "zoo.Animal"), za);
+	assert_ptr_equal(tp_find_message(tp, "a", "zoo.Animal"), za);
 
 	/* A global file may not define what a namespace already has. */
 	db_file *g = db_file_new("g/zoo.proto", "zoo", "proto3");
 	db_message(g, "Animal");
 	add_fails(tp, NULL, g, "zoo.Animal\" is already defined");
-	assert_null(typepool_find_message(tp, NULL, "zoo.Animal"));
+	assert_null(tp_find_message(tp, NULL, "zoo.Animal"));
 
 	/* A namespace that brings its own copy of a global import keeps the global one. */
 	db_file *ts = db_file_new("google/protobuf/timestamp.proto", "google.protobuf", "proto3");
 	db_message(ts, "Timestamp");
 	add_ok(tp, "c", ts);
-	assert_ptr_equal(typepool_find_message(tp, "c", "google.protobuf.Timestamp"),
-			 typepool_find_message(tp, NULL, "google.protobuf.Timestamp"));
+	assert_ptr_equal(tp_find_message(tp, "c", "google.protobuf.Timestamp"),
+			 tp_find_message(tp, NULL, "google.protobuf.Timestamp"));
 
 	/* A set is all or nothing: the second file fails, so the first is not added either. */
 	db_file *ok = db_file_new("set/ok.proto", "set", "proto3");
@@ -385,16 +385,16 @@ static void test_namespaces(void **state)
 	uint8_t buf[4096];
 	size_t len = google__protobuf__file_descriptor_set__pack(&set, buf);
 	char *err = NULL;
-	assert_int_equal(typepool_add_set(tp, "d", buf, len, &err), -EINVAL);
+	assert_int_equal(tp_add_set(tp, "d", buf, len, &err), -EINVAL);
 	assert_non_null(strstr(err, "set.Broken.x"));
 	free(err);
-	assert_null(typepool_find_message(tp, "d", "set.Fine"));
+	assert_null(tp_find_message(tp, "d", "set.Fine"));
 	/* Without the bad file, the set goes in, imports resolved within it. */
 	set.n_file = 1;
 	len = google__protobuf__file_descriptor_set__pack(&set, buf);
-	assert_int_equal(typepool_add_set(tp, "d", buf, len, &err), 0);
-	assert_non_null(typepool_find_message(tp, "d", "set.Fine"));
-	typepool_free(tp);
+	assert_int_equal(tp_add_set(tp, "d", buf, len, &err), 0);
+	assert_non_null(tp_find_message(tp, "d", "set.Fine"));
+	tp_free(tp);
 	db_free();
 }
 
@@ -402,12 +402,12 @@ static void test_namespaces(void **state)
 static void test_new_version(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
+	tp_pool *tp = builtin_pool();
 	db_file *v1 = db_file_new("pets.proto", "pets", "proto3");
 	db_msg *m = db_message(v1, "Pet");
 	db_field_add(m, "name", 1, 1, T_STRING, NULL);
 	add_ok(tp, "ns", v1);
-	const tp_message *p1 = typepool_find_message(tp, "ns", "pets.Pet");
+	const tp_message *p1 = tp_find_message(tp, "ns", "pets.Pet");
 	assert_non_null(p1);
 
 	db_file *user = db_file_new("user.proto", "pets", "proto3");
@@ -420,24 +420,24 @@ static void test_new_version(void **state)
 	db_field_add(m, "name", 1, 1, T_STRING, NULL);
 	db_field_add(m, "age", 2, 1, T_INT32, NULL);
 	add_ok(tp, "ns", v2);
-	const tp_message *p2 = typepool_find_message(tp, "ns", "pets.Pet");
+	const tp_message *p2 = tp_find_message(tp, "ns", "pets.Pet");
 	assert_non_null(p2);
 	assert_ptr_not_equal(p1, p2);
 	assert_int_equal(tp_message_get(p2)->n_fields, 2);
 	assert_int_equal(tp_message_get(p1)->n_fields, 1);
 	assert_string_equal(tp_message_get(p1)->fields[0].name, "name");
-	const tp_message *owner = typepool_find_message(tp, "ns", "pets.Owner");
+	const tp_message *owner = tp_find_message(tp, "ns", "pets.Owner");
 	assert_ptr_equal(field(owner, "pet")->message, p1); /* resolved before v2 */
 
 	/* A version that fails leaves the current one in place. */
 	db_file *v3 = db_file_new("pets.proto", "pets", "proto3");
 	db_field_add(db_message(v3, "Pet"), "x", 1, 1, T_MESSAGE, "Nope");
 	add_fails(tp, "ns", v3, "Nope");
-	assert_ptr_equal(typepool_find_message(tp, "ns", "pets.Pet"), p2);
+	assert_ptr_equal(tp_find_message(tp, "ns", "pets.Pet"), p2);
 	/* v2's names do not clash with v1's leftovers when v2 is added again. */
 	add_ok(tp, "ns", v2);
-	assert_ptr_equal(typepool_find_message(tp, "ns", "pets.Pet"), p2);
-	typepool_free(tp);
+	assert_ptr_equal(tp_find_message(tp, "ns", "pets.Pet"), p2);
+	tp_free(tp);
 	db_free();
 }
 
@@ -447,7 +447,7 @@ static void test_new_version(void **state)
 static void test_remove_file(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
+	tp_pool *tp = builtin_pool();
 	db_file *v1 = db_file_new("pets/pets.proto", "pets.home", "proto3");
 	db_field_add(db_message(v1, "Pet"), "name", 1, 1, T_STRING, NULL);
 	db_value(db_enum_add(v1, NULL, "Kind"), "KIND_UNKNOWN", 0);
@@ -455,20 +455,20 @@ static void test_remove_file(void **state)
 	db_file *other = db_file_new("pets/toys.proto", "pets.toys", "proto3");
 	db_message(other, "Toy");
 	add_ok(tp, "ns", other);
-	const tp_message *pet = typepool_find_message(tp, "ns", "pets.home.Pet");
+	const tp_message *pet = tp_find_message(tp, "ns", "pets.home.Pet");
 	assert_non_null(pet);
 
-	assert_int_equal(typepool_remove_file(tp, "ns", "pets/pets.proto"), 0);
-	assert_null(typepool_find_message(tp, "ns", "pets.home.Pet"));
-	assert_null(typepool_find_enum(tp, "ns", "pets.home.Kind"));
-	assert_null(typepool_symbol_file(tp, "ns", "pets.home.Pet.name"));
+	assert_int_equal(tp_remove_file(tp, "ns", "pets/pets.proto"), 0);
+	assert_null(tp_find_message(tp, "ns", "pets.home.Pet"));
+	assert_null(tp_find_enum(tp, "ns", "pets.home.Kind"));
+	assert_null(tp_symbol_file(tp, "ns", "pets.home.Pet.name"));
 	const uint8_t *bytes;
 	size_t len;
-	assert_false(typepool_file_bytes(tp, "ns", "pets/pets.proto", &bytes, &len));
+	assert_false(tp_file_bytes(tp, "ns", "pets/pets.proto", &bytes, &len));
 	assert_string_equal(tp_message_get(pet)->fields[0].name, "name");
-	assert_int_equal(typepool_remove_file(tp, "ns", "pets/pets.proto"), -ENOENT);
+	assert_int_equal(tp_remove_file(tp, "ns", "pets/pets.proto"), -ENOENT);
 	/* The other file and its package stay. */
-	assert_non_null(typepool_find_message(tp, "ns", "pets.toys.Toy"));
+	assert_non_null(tp_find_message(tp, "ns", "pets.toys.Toy"));
 
 	/* pets.home went with the file: a message may now take that name; pets is still the
 	 * other file's package. */
@@ -483,15 +483,15 @@ static void test_remove_file(void **state)
 	db_file *v2 = db_file_new("pets/pets.proto", "pets.house", "proto3");
 	db_field_add(db_message(v2, "Pet"), "age", 1, 1, T_INT32, NULL);
 	add_ok(tp, "ns", v2);
-	const tp_message *again = typepool_find_message(tp, "ns", "pets.house.Pet");
+	const tp_message *again = tp_find_message(tp, "ns", "pets.house.Pet");
 	assert_non_null(again);
 	assert_string_equal(tp_message_get(again)->fields[0].name, "age");
 
 	/* Only a namespace's own files go: not global ones, not in unknown namespaces. */
-	assert_int_equal(typepool_remove_file(tp, "ns", "google/protobuf/timestamp.proto"), -ENOENT);
-	assert_int_equal(typepool_remove_file(tp, "nowhere", "pets/pets.proto"), -ENOENT);
-	assert_non_null(typepool_find_message(tp, "ns", "google.protobuf.Timestamp"));
-	typepool_free(tp);
+	assert_int_equal(tp_remove_file(tp, "ns", "google/protobuf/timestamp.proto"), -ENOENT);
+	assert_int_equal(tp_remove_file(tp, "nowhere", "pets/pets.proto"), -ENOENT);
+	assert_non_null(tp_find_message(tp, "ns", "google.protobuf.Timestamp"));
+	tp_free(tp);
 	db_free();
 }
 
@@ -499,21 +499,21 @@ static void test_remove_file(void **state)
 static void test_self_import(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
+	tp_pool *tp = builtin_pool();
 	db_file *f = db_file_new("me.proto", "me", "proto3");
 	db_import(f, "google/protobuf/timestamp.proto");
 	db_import(f, "me.proto");
 	db_message(f, "Me");
 	add_fails(tp, "ns", f, "me.proto imports itself");
-	assert_null(typepool_find_message(tp, "ns", "me.Me"));
-	typepool_free(tp);
+	assert_null(tp_find_message(tp, "ns", "me.Me"));
+	tp_free(tp);
 	db_free();
 }
 
 static void test_field_kinds(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
+	tp_pool *tp = builtin_pool();
 	db_file *f = db_file_new("kinds.proto", "k", "proto3");
 	db_msg *m = db_message(f, "M");
 	db_field_add(m, "opt", 1, 1, T_INT32, NULL);
@@ -529,7 +529,7 @@ static void test_field_kinds(void **state)
 	db_in_oneof(db_field_add(m, "c2", 7, 1, T_STRING, NULL), o);
 	db_field_add(m, "sub", 8, 1, T_MESSAGE, "M");
 	add_ok(tp, "ns", f);
-	const tp_message *km = typepool_find_message(tp, "ns", "k.M");
+	const tp_message *km = tp_find_message(tp, "ns", "k.M");
 	const tp_field *opt = field(km, "opt");
 	assert_true(opt->proto3_optional);
 	assert_true(opt->has_presence);
@@ -553,61 +553,61 @@ static void test_field_kinds(void **state)
 	db_field_add(lm, "e", 4, 2, T_ENUM, "E");
 	db_field_add(lm, "grp", 5, 1, 10, "L");
 	add_ok(tp, "ns", p2);
-	const tp_message *l = typepool_find_message(tp, "ns", "leg.L");
+	const tp_message *l = tp_find_message(tp, "ns", "leg.L");
 	assert_true(field(l, "i")->has_presence);
 	assert_false(field(l, "r")->packed);
 	assert_true(field(l, "rp")->packed);
 	assert_true(field(l, "e")->closed_enum);
 	assert_int_equal(field(l, "grp")->type, TP_GROUP);
-	const tp_enum *le = typepool_find_enum(tp, "ns", "leg.E");
+	const tp_enum *le = tp_find_enum(tp, "ns", "leg.E");
 	assert_true(tp_enum_get(le)->closed);
 	assert_string_equal(tp_enum_name_of(le, 5), "FIVE"); /* the first of the aliases */
 	int32_t n;
 	assert_true(tp_enum_number_of(le, "ALIAS", 5, &n));
 	assert_int_equal(n, 5);
-	typepool_free(tp);
+	tp_free(tp);
 	db_free();
 }
 
 static void test_resolve_path(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
-	const tp_message *coll = typepool_find_message(tp, NULL, "collector.Collection");
+	tp_pool *tp = builtin_pool();
+	const tp_message *coll = tp_find_message(tp, NULL, "collector.Collection");
 	const char *p1[] = {"metadata", "created_at"};
-	const tp_field *f = typepool_resolve_path(coll, p1, 2);
+	const tp_field *f = tp_resolve_path(coll, p1, 2);
 	assert_non_null(f);
 	assert_string_equal(f->name, "created_at");
 	assert_int_equal(tp_message_get(f->message)->wkt, TP_WKT_TIMESTAMP);
 	const char *p2[] = {"metadata", "labels", "any key"};
-	f = typepool_resolve_path(coll, p2, 3);
+	f = tp_resolve_path(coll, p2, 3);
 	assert_non_null(f);
 	assert_string_equal(f->name, "value");
 	assert_int_equal(f->type, TP_STRING);
-	f = typepool_resolve_path(coll, p2, 2);
+	f = tp_resolve_path(coll, p2, 2);
 	assert_non_null(f);
 	assert_true(f->is_map);
 	const char *p3[] = {"message_type", "message_name"};
-	assert_int_equal(typepool_resolve_path(coll, p3, 2)->type, TP_STRING);
+	assert_int_equal(tp_resolve_path(coll, p3, 2)->type, TP_STRING);
 	const char *bad1[] = {"nope"}, *bad2[] = {"name", "x"}, *bad3[] = {"indexed_fields", "x"},
 		   *bad4[] = {"messageType"}, *bad5[] = {"metadata", "labels", "k", "deeper"};
-	assert_null(typepool_resolve_path(coll, bad1, 1));
-	assert_null(typepool_resolve_path(coll, bad2, 2));
-	assert_null(typepool_resolve_path(coll, bad3, 2));
-	assert_null(typepool_resolve_path(coll, bad4, 1));
-	assert_null(typepool_resolve_path(coll, bad5, 4));
+	assert_null(tp_resolve_path(coll, bad1, 1));
+	assert_null(tp_resolve_path(coll, bad2, 2));
+	assert_null(tp_resolve_path(coll, bad3, 2));
+	assert_null(tp_resolve_path(coll, bad4, 1));
+	assert_null(tp_resolve_path(coll, bad5, 4));
 	/* A map of messages: the key, then the value's fields. */
-	const tp_message *dir = typepool_find_message(tp, NULL, "collector.CollectionDir");
+	const tp_message *dir = tp_find_message(tp, NULL, "collector.CollectionDir");
 	const char *p4[] = {"subdirs", "docs", "files", "a.txt", "uri"};
-	f = typepool_resolve_path(dir, p4, 5);
+	f = tp_resolve_path(dir, p4, 5);
 	assert_non_null(f);
 	assert_string_equal(f->name, "uri");
-	typepool_free(tp);
+	tp_free(tp);
 }
 
 /* Readers look types up while a writer adds namespaces: found pointers never change. */
 typedef struct reader_arg {
-	typepool *tp;
+	tp_pool *tp;
 	const tp_message *expect;
 	atomic_int *stop;
 	long lookups;
@@ -617,9 +617,9 @@ static void *reader(void *p)
 {
 	reader_arg *a = p;
 	do {
-		if (typepool_find_message(a->tp, "ns7", "collector.Collection") != a->expect)
+		if (tp_find_message(a->tp, "ns7", "collector.Collection") != a->expect)
 			return (void *)1;
-		typepool_find_message(a->tp, "ns3", "zoo.Animal");
+		tp_find_message(a->tp, "ns3", "zoo.Animal");
 		a->lookups++;
 	} while (!atomic_load(a->stop));
 	return NULL;
@@ -628,12 +628,12 @@ static void *reader(void *p)
 static void test_concurrent_readers(void **state)
 {
 	(void)state;
-	typepool *tp = builtin_pool();
+	tp_pool *tp = builtin_pool();
 	atomic_int stop = 0;
 	reader_arg args[3];
 	pthread_t th[3];
 	for (int i = 0; i < 3; i++) {
-		args[i] = (reader_arg){tp, typepool_find_message(tp, NULL, "collector.Collection"),
+		args[i] = (reader_arg){tp, tp_find_message(tp, NULL, "collector.Collection"),
 				       &stop, 0};
 		assert_int_equal(pthread_create(&th[i], NULL, reader, &args[i]), 0);
 	}
@@ -649,8 +649,8 @@ static void test_concurrent_readers(void **state)
 		assert_null(ret);
 		assert_true(args[i].lookups > 0);
 	}
-	assert_non_null(typepool_find_message(tp, "ns39", "zoo.Keeper"));
-	typepool_free(tp);
+	assert_non_null(tp_find_message(tp, "ns39", "zoo.Keeper"));
+	tp_free(tp);
 	db_free();
 }
 
