@@ -24,7 +24,7 @@
 #include "io/pool.h"
 #include "io/sock.h"
 #include "services/collector_api.h"
-#include "services/colls.h"
+#include "services/svc.h"
 #include "services/health.h"
 #include "services/registry.h"
 #include "store/store.h"

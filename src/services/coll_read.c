@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/mem.h"
 #include "collector/collection_server.pb-c.h"
+#include "services/coll_def.h"
 #include "store/coll.h"
 
 #define SERVER_VERSION "collector-c 0.1.0"

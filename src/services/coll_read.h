@@ -5,7 +5,8 @@
 #include <stdbool.h>
 
 #include "h2/call.h"
-#include "services/colls.h"
+#include "services/coll_def.h"
+#include "services/svc.h"
 #include "store/coll.h"
 
 /* A call's read of one collection on the pool: its definition, and once open, the handle

@@ -15,6 +15,7 @@
 #include "collector/collection_repo.pb-c.h"
 #include "collector/collection_server.pb-c.h"
 #include "services/budget.h"
+#include "services/coll_def.h"
 #include "services/coll_read.h"
 #include "services/items.h"
 #include "store/coll.h"

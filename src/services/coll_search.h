@@ -3,7 +3,7 @@
 #ifndef SERVICES_COLL_SEARCH_H
 #define SERVICES_COLL_SEARCH_H
 #include "h2/call.h"
-#include "services/colls.h"
+#include "services/svc.h"
 
 void coll_search_list(call *c, const ProtobufCMessage *msg);
 void coll_search_search(call *c, const ProtobufCMessage *msg);

@@ -11,6 +11,7 @@
 #include "base/mem.h"
 #include "base/uuid.h"
 #include "collector/collection_server.pb-c.h"
+#include "services/coll_def.h"
 #include "store/coll.h"
 #include "store/json.h"
 

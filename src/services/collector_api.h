@@ -3,7 +3,7 @@
 #ifndef SERVICES_COLLECTOR_API_H
 #define SERVICES_COLLECTOR_API_H
 #include "h2/method.h"
-#include "services/colls.h"
+#include "services/svc.h"
 
 int collector_api_register(method_table *t);
 /* Every service of the node (registry, collections, files, health, reflection), then the

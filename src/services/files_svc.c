@@ -20,6 +20,7 @@
 #include "base/mem.h"
 #include "base/utf8.h"
 #include "collector/collection_server.pb-c.h"
+#include "services/coll_def.h"
 #include "store/files.h"
 
 #define SVC "/collector.CollectionService/"

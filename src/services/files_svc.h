@@ -39,7 +39,7 @@
 #ifndef SERVICES_FILES_SVC_H
 #define SERVICES_FILES_SVC_H
 #include "h2/method.h"
-#include "services/colls.h"
+#include "services/svc.h"
 
 #define FILES_SVC_PUT_MAX (1ULL << 30)
 #define FILES_SVC_PUT_BUFFER (4u << 20)

@@ -8,7 +8,7 @@
 #include "base/mem.h"
 #include "collector/collection_repo.pb-c.h"
 #include "collector/collection_server.pb-c.h"
-#include "services/colls.h"
+#include "services/svc.h"
 
 /* A record's answer: the response is full, the page ends before this record. */
 #define ROW_FULL 1

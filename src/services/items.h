@@ -10,7 +10,7 @@
 
 #include "google/protobuf/any.pb-c.h"
 #include "services/budget.h"
-#include "services/colls.h"
+#include "services/svc.h"
 #include "store/coll.h"
 #include "store/query.h"
 #include "store/typepool.h"

@@ -16,7 +16,7 @@
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "h2/call.h"
-#include "services/colls.h"
+#include "services/svc.h"
 #include "services/registry.h"
 
 typedef Grpc__Reflection__V1__ServerReflectionRequest refl_request;

@@ -14,7 +14,7 @@
 
 #include "collector/registry.pb-c.h"
 #include "h2/method.h"
-#include "services/colls.h"
+#include "services/svc.h"
 #include "services/regquota.h"
 
 typedef struct registry registry;

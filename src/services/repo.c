@@ -14,8 +14,9 @@
 #include "base/mem.h"
 #include "collector/collection_repo.pb-c.h"
 #include "services/budget.h"
+#include "services/coll_def.h"
 #include "services/coll_search.h"
-#include "services/colls.h"
+#include "services/svc.h"
 #include "store/coll.h"
 #include "store/query.h"
 

@@ -36,7 +36,7 @@
 #include "io/pool.h"
 #include "io/reactor.h"
 #include "services/collector_api.h"
-#include "services/colls.h"
+#include "services/svc.h"
 #include "services/registry.h"
 #include "store/coll.h"
 #include "store/json.h"

@@ -6,8 +6,8 @@
  * queued out of the queue (pool_job_cancel): svc_job_on_cancel is the on_cancel handler
  * to use. The answer of a job whose call ended is dropped, never written to a dead stream;
  * the job is released either way. */
-#ifndef SERVICES_JOB_H
-#define SERVICES_JOB_H
+#ifndef SERVICES_SVC_JOB_H
+#define SERVICES_SVC_JOB_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

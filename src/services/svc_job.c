@@ -1,4 +1,4 @@
-#include "services/job.h"
+#include "services/svc_job.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -1,7 +1,8 @@
-/* What the Collections services (repo.c, coll_*.c) share: the node's storage
- * environment, namespaces, names, and loading a collection's definition. */
-#ifndef SERVICES_COLLS_H
-#define SERVICES_COLLS_H
+/* What the services share (svc_): the node's environment, namespaces and names, decoding
+ * what the node stored, type URLs, indexes, statuses, and a unary call run as a job. A
+ * collection's definition is coll_def.h's, the jobs themselves svc_job.h's. */
+#ifndef SERVICES_SVC_H
+#define SERVICES_SVC_H
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -10,7 +11,7 @@
 #include "google/protobuf/any.pb-c.h"
 #include "h2/call.h"
 #include "io/pool.h"
-#include "services/job.h"
+#include "services/svc_job.h"
 #include "store/path.h"
 #include "store/query.h"
 #include "store/store.h"
@@ -54,26 +55,6 @@ bool svc_check_name(svc_job *j, const char *what, const char *name);
 /* A namespace a client may use: a valid name, not one of the node's own (system...);
  * fails j with INVALID_ARGUMENT. */
 bool svc_check_user_ns(svc_job *j, const char *ns);
-/* A collection as the services see it. row and def are shared with other calls: read
- * only, valid until coll_def_free. */
-typedef struct coll_def {
-	const store_collection *row; /* the catalog row */
-	Collector__Collection *def;  /* its definition, unpacked */
-	const tp_message *type;	     /* the records' message type */
-	struct def_entry *entry;     /* internal: holds row and def */
-} coll_def;
-
-/* Loads ns/name; fails j (NOT_FOUND, INTERNAL) and returns false when it cannot. The
- * definition of an open collection is unpacked once per version of its catalog row
- * (store_collection_version) and shared, so a Modify, or a delete and create again, is
- * seen by the next load; the type is looked up every time (a registered file may have
- * changed it). */
-bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name,
-		   coll_def *out);
-void coll_def_free(coll_def *d);
-/* Opens the loaded collection for reads and writes; fails j when it cannot. */
-bool coll_def_open(svc_job *j, const svc_env *env, const coll_def *d, store_coll **out);
-
 /* The message a MessageTypeRef names, seen from ns (the ref's own namespace when set):
  * a full name, with or without a leading dot, or a bare name that exactly one visible
  * message has. NULL when unknown or ambiguous. */
