@@ -30,7 +30,7 @@ struct client_channel {
 
 struct cconn {
 	client_channel *ch;
-	io_conn *io; /* NULL when detached */
+	reactor_conn *io; /* NULL when detached */
 	nghttp2_session *ng;
 	list_node link; /* in ch->conns */
 	list_node calls;
@@ -60,7 +60,7 @@ struct client_call {
 static void conn_want_send(cconn *h)
 {
 	if (h->io)
-		io_conn_want_send(h->io);
+		reactor_conn_want_send(h->io);
 }
 
 /* ---- finishing ---- */
@@ -254,26 +254,26 @@ static void conn_destroy(cconn *h)
 	mem_free(h);
 }
 
-static int conn_recv(io_conn *io, const uint8_t *data, size_t len)
+static int conn_recv(reactor_conn *io, const uint8_t *data, size_t len)
 {
-	cconn *h = io_conn_user(io);
+	cconn *h = reactor_conn_user(io);
 	if (!h)
 		return -ECONNRESET;
 	ssize_t n = nghttp2_session_mem_recv(h->ng, data, len);
-	io_conn_want_send(io);
+	reactor_conn_want_send(io);
 	return n < 0 ? -EPROTO : 0;
 }
 
-static void conn_produce(io_conn *io)
+static void conn_produce(reactor_conn *io)
 {
-	cconn *h = io_conn_user(io);
+	cconn *h = reactor_conn_user(io);
 	if (h && session_pump(h->ng, io) == 0)
 		session_after_pump(h->ng, io);
 }
 
-static void conn_connected(io_conn *io, int err)
+static void conn_connected(reactor_conn *io, int err)
 {
-	cconn *h = io_conn_user(io);
+	cconn *h = reactor_conn_user(io);
 	if (!h || !err)
 		return;
 	char msg[160];
@@ -282,15 +282,15 @@ static void conn_connected(io_conn *io, int err)
 	conn_fail_calls(h, GRPC_UNAVAILABLE, msg);
 }
 
-static void conn_closed(io_conn *io, int err)
+static void conn_closed(reactor_conn *io, int err)
 {
 	(void)err;
-	cconn *h = io_conn_user(io);
+	cconn *h = reactor_conn_user(io);
 	if (h)
 		conn_destroy(h);
 }
 
-static const io_conn_ops cconn_ops = {
+static const reactor_conn_ops cconn_ops = {
 	.on_recv = conn_recv,
 	.produce = conn_produce,
 	.on_connect = conn_connected,
@@ -316,14 +316,14 @@ static cconn *conn_new(client_channel *ch)
 	/* Both queue a frame, which the server must see: out of memory, no connection. */
 	if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
 	    nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW) ||
-	    (!ch->detached && !(h->io = io_conn_connect(ch->r, (struct sockaddr *)&ch->addr,
+	    (!ch->detached && !(h->io = reactor_conn_connect(ch->r, (struct sockaddr *)&ch->addr,
 							ch->addr_len, &cconn_ops, h)))) {
 		nghttp2_session_del(h->ng);
 		mem_free(h);
 		return NULL;
 	}
 	if (h->io)
-		io_conn_want_send(h->io);
+		reactor_conn_want_send(h->io);
 	list_push_front(&ch->conns, &h->link);
 	return h;
 }
@@ -390,8 +390,8 @@ void client_channel_free(client_channel *ch)
 		cconn *h = container_of(ch->conns.next, cconn, link);
 		conn_fail_calls(h, GRPC_CANCELLED, "channel closed");
 		if (h->io) {
-			io_conn_set_user(h->io, NULL);
-			io_conn_abort(h->io, -ECANCELED);
+			reactor_conn_set_user(h->io, NULL);
+			reactor_conn_abort(h->io, -ECANCELED);
 		}
 		h->ch = NULL;
 		list_remove(&h->link);

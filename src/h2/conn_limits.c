@@ -128,7 +128,7 @@ void conn_scan(h2_conn *h, const uint8_t *data, size_t len)
 
 static bool conn_output_waiting(h2_conn *h)
 {
-	return h->send_queued > 0 || io_conn_out_pending(h->io) > 0;
+	return h->send_queued > 0 || reactor_conn_out_pending(h->io) > 0;
 }
 
 static int64_t conn_next_deadline(h2_conn *h, int64_t now)
@@ -169,7 +169,7 @@ void conn_schedule(h2_conn *h)
 		reactor_timer_disarm(r, &h->tick);
 	else if ((!timer_armed(&h->tick) || next < h->tick.deadline_ns) &&
 		 reactor_timer_arm(r, &h->tick, next, conn_tick))
-		io_conn_abort(h->io, -ENOMEM); /* its timeouts could not be watched */
+		reactor_conn_abort(h->io, -ENOMEM); /* its timeouts could not be watched */
 }
 
 /* Output is waiting: start watching for progress if not already. */
@@ -179,7 +179,7 @@ void conn_watch_stall(h2_conn *h)
 		return;
 	if (conn_output_waiting(h)) {
 		h->stall_since = reactor_now(h->e->r);
-		h->sent_mark = io_conn_bytes_sent(h->io);
+		h->sent_mark = reactor_conn_bytes_sent(h->io);
 		conn_schedule(h);
 	}
 }
@@ -228,7 +228,7 @@ static void conn_shed(h2_conn *h)
 	/* Response bytes it holds go only with the connection: a peer that was not reading
 	 * them will not read the GOAWAY either. */
 	if (h->send_queued && h->io)
-		io_conn_abort(h->io, -ENOBUFS);
+		reactor_conn_abort(h->io, -ENOBUFS);
 }
 
 static void endpoint_shed(h2_endpoint *e)
@@ -272,11 +272,11 @@ static void conn_tick(timer *t)
 	const h2_server_opts *o = &h->e->s->o;
 	int64_t now = reactor_now(h->e->r);
 	if (h->closing && now - h->closing_at >= CLOSE_GRACE) {
-		io_conn_abort(h->io, -ETIMEDOUT); /* our GOAWAY could not even be delivered */
+		reactor_conn_abort(h->io, -ETIMEDOUT); /* our GOAWAY could not even be delivered */
 		return;
 	}
 	if (h->stall_since) {
-		uint64_t sent = io_conn_bytes_sent(h->io);
+		uint64_t sent = reactor_conn_bytes_sent(h->io);
 		if (!conn_output_waiting(h)) {
 			h->stall_since = 0;
 		} else if (sent != h->sent_mark) {
@@ -285,7 +285,7 @@ static void conn_tick(timer *t)
 		} else if (now - h->stall_since >= o->send_stall_timeout) {
 			log_info("connection from %s: dropped, it read nothing for %lld s", h->peer,
 				 (long long)(o->send_stall_timeout / NS_PER_SEC));
-			io_conn_abort(h->io, -ETIMEDOUT);
+			reactor_conn_abort(h->io, -ETIMEDOUT);
 			return;
 		}
 	}
@@ -294,7 +294,7 @@ static void conn_tick(timer *t)
 		if (!h->got_settings) {
 			/* No HTTP/2 client at the other end: nothing to say to it. */
 			log_info("connection from %s: no HTTP/2 preface in time, closed", h->peer);
-			io_conn_abort(h->io, -ETIMEDOUT);
+			reactor_conn_abort(h->io, -ETIMEDOUT);
 			return;
 		}
 		conn_terminate(h, NGHTTP2_SETTINGS_TIMEOUT, "SETTINGS not acknowledged in time");
@@ -308,7 +308,7 @@ static void conn_tick(timer *t)
 		conn_terminate(h, NGHTTP2_NO_ERROR, "idle");
 	if (o->keepalive_time && h->ping_sent_at && now - h->ping_sent_at >= o->keepalive_timeout) {
 		log_info("connection from %s: keepalive PING unanswered, closed", h->peer);
-		io_conn_abort(h->io, -ETIMEDOUT);
+		reactor_conn_abort(h->io, -ETIMEDOUT);
 		return;
 	}
 	if (o->keepalive_time && !h->ping_sent_at && !h->closing &&

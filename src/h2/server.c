@@ -354,7 +354,7 @@ void h2_endpoint_free(h2_endpoint *e)
 	while (!list_empty(&e->conns)) {
 		h2_conn *h = container_of(e->conns.next, h2_conn, link);
 		if (h->io)
-			io_conn_set_user(h->io, NULL);
+			reactor_conn_set_user(h->io, NULL);
 		conn_destroy(h);
 	}
 	reactor_timer_disarm(e->r, &e->budget_timer);
@@ -416,9 +416,9 @@ static void run_writable(h2_conn *h)
 	}
 }
 
-static void conn_produce(io_conn *io)
+static void conn_produce(reactor_conn *io)
 {
-	h2_conn *h = io_conn_user(io);
+	h2_conn *h = reactor_conn_user(io);
 	if (!h)
 		return;
 	/* Handlers woken by drained output may queue more: give them a few rounds. */
@@ -430,17 +430,17 @@ static void conn_produce(io_conn *io)
 		run_writable(h);
 	}
 	if (h->writable)
-		io_conn_want_send(io); /* the rest next turn, after other connections */
+		reactor_conn_want_send(io); /* the rest next turn, after other connections */
 	else if (h->closing && !nghttp2_session_want_write(h->ng))
-		io_conn_close(io); /* the GOAWAY is in the socket's buffer */
+		reactor_conn_close(io); /* the GOAWAY is in the socket's buffer */
 	else
 		session_after_pump(h->ng, io);
 	conn_watch_stall(h);
 }
 
-static int conn_recv(io_conn *io, const uint8_t *data, size_t len)
+static int conn_recv(reactor_conn *io, const uint8_t *data, size_t len)
 {
-	h2_conn *h = io_conn_user(io);
+	h2_conn *h = reactor_conn_user(io);
 	if (!h)
 		return -ECONNRESET;
 	if (h->closing)
@@ -448,19 +448,19 @@ static int conn_recv(io_conn *io, const uint8_t *data, size_t len)
 	h->last_recv = reactor_now(h->e->r);
 	conn_scan(h, data, len);
 	ssize_t n = h->closing ? 0 : nghttp2_session_mem_recv(h->ng, data, len);
-	io_conn_want_send(io);
+	reactor_conn_want_send(io);
 	return n < 0 ? -EPROTO : 0;
 }
 
-static void conn_closed(io_conn *io, int err)
+static void conn_closed(reactor_conn *io, int err)
 {
 	(void)err;
-	h2_conn *h = io_conn_user(io);
+	h2_conn *h = reactor_conn_user(io);
 	if (h)
 		conn_destroy(h);
 }
 
-static const io_conn_ops conn_ops = {
+static const reactor_conn_ops conn_ops = {
 	.on_recv = conn_recv,
 	.produce = conn_produce,
 	.on_close = conn_closed,
@@ -476,7 +476,7 @@ void h2_endpoint_accept(h2_endpoint *e, int fd)
 	socklen_t len = sizeof(h->peer_addr);
 	if (getpeername(fd, (struct sockaddr *)&h->peer_addr, &len) == 0)
 		sock_format_addr((struct sockaddr *)&h->peer_addr, h->peer, sizeof(h->peer));
-	h->io = io_conn_new(e->r, fd, &conn_ops, h);
+	h->io = reactor_conn_new(e->r, fd, &conn_ops, h);
 	if (!h->io) {
 		close(fd);
 		conn_destroy(h);
@@ -492,7 +492,7 @@ void h2_endpoint_accept(h2_endpoint *e, int fd)
 			       adm == ADMIT_PEER ? "too many connections from this address"
 						 : "too many connections");
 	conn_schedule(h);
-	io_conn_want_send(h->io); /* our SETTINGS */
+	reactor_conn_want_send(h->io); /* our SETTINGS */
 }
 
 static void listener_accept(reactor *r, int fd, void *user)
@@ -501,7 +501,7 @@ static void listener_accept(reactor *r, int fd, void *user)
 	h2_endpoint_accept(user, fd);
 }
 
-const io_listener_ops h2_endpoint_listener_ops = {.on_accept = listener_accept};
+const reactor_listener_ops h2_endpoint_listener_ops = {.on_accept = listener_accept};
 
 void h2_endpoint_goaway(h2_endpoint *e)
 {
@@ -525,7 +525,7 @@ void h2_endpoint_close_all(h2_endpoint *e)
 		list_each_safe(ci, &h->calls)
 			call_fail(container_of(ci, call, link), GRPC_UNAVAILABLE, "server shutting down");
 		if (h->io)
-			io_conn_close(h->io);
+			reactor_conn_close(h->io);
 	}
 }
 

@@ -64,7 +64,7 @@ h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r);
 /* Aborts remaining connections; call on r's thread after the loop stopped. */
 void h2_endpoint_free(h2_endpoint *e);
 /* Listener callbacks that hand accepted sockets to the endpoint (user = endpoint). */
-extern const io_listener_ops h2_endpoint_listener_ops;
+extern const reactor_listener_ops h2_endpoint_listener_ops;
 void h2_endpoint_accept(h2_endpoint *e, int fd);
 /* Graceful shutdown: GOAWAY to every connection, no new streams; running calls go on. */
 void h2_endpoint_goaway(h2_endpoint *e);

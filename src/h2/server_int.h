@@ -50,7 +50,7 @@ struct h2_endpoint {
 
 struct h2_conn {
 	h2_endpoint *e;
-	io_conn *io; /* NULL for a detached (fuzzing) connection */
+	reactor_conn *io; /* NULL for a detached (fuzzing) connection */
 	buf *keep;   /* detached: where its output goes (NULL: nowhere) */
 	nghttp2_session *ng;
 	list_node link;	  /* in e->conns */
@@ -148,7 +148,7 @@ typedef struct pending_msg {
 static inline void conn_want_send(h2_conn *h)
 {
 	if (h->io)
-		io_conn_want_send(h->io);
+		reactor_conn_want_send(h->io);
 }
 
 static inline size_t conn_live_calls(const h2_conn *h) { return h->ncalls + h->nzombies; }

@@ -30,31 +30,31 @@ static void *nrealloc(void *p, size_t n, void *user)
 
 nghttp2_mem session_mem = {NULL, nmalloc, nfree, ncalloc, nrealloc};
 
-int session_pump(nghttp2_session *ng, io_conn *io)
+int session_pump(nghttp2_session *ng, reactor_conn *io)
 {
-	while (io_conn_out_pending(io) < SESSION_OUT_HIGH) {
+	while (reactor_conn_out_pending(io) < SESSION_OUT_HIGH) {
 		const uint8_t *p;
 		ssize_t n = nghttp2_session_mem_send(ng, &p);
 		if (n < 0) {
-			io_conn_abort(io, -EPROTO);
+			reactor_conn_abort(io, -EPROTO);
 			return -EPROTO;
 		}
 		if (n == 0)
 			break;
-		if (io_conn_write(io, p, (size_t)n)) {
-			io_conn_abort(io, -ENOMEM);
+		if (reactor_conn_write(io, p, (size_t)n)) {
+			reactor_conn_abort(io, -ENOMEM);
 			return -ENOMEM;
 		}
 	}
 	return 0;
 }
 
-void session_after_pump(nghttp2_session *ng, io_conn *io)
+void session_after_pump(nghttp2_session *ng, reactor_conn *io)
 {
-	if (io_conn_out_pending(io) >= SESSION_OUT_HIGH && nghttp2_session_want_write(ng))
-		io_conn_want_send(io); /* the rest after this send completes */
+	if (reactor_conn_out_pending(io) >= SESSION_OUT_HIGH && nghttp2_session_want_write(ng))
+		reactor_conn_want_send(io); /* the rest after this send completes */
 	else if (!nghttp2_session_want_read(ng) && !nghttp2_session_want_write(ng))
-		io_conn_close(io);
+		reactor_conn_close(io);
 }
 
 int session_drain_output(nghttp2_session *ng, buf *keep)

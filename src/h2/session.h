@@ -14,10 +14,10 @@
 
 /* Copies nghttp2 output into io's send buffer up to SESSION_OUT_HIGH. <0 on failure
  * (the connection was aborted). */
-int session_pump(nghttp2_session *ng, io_conn *io);
+int session_pump(nghttp2_session *ng, reactor_conn *io);
 /* After pumping: asks for another turn when output was capped, or closes the
  * connection when the session has nothing left to read or write. */
-void session_after_pump(nghttp2_session *ng, io_conn *io);
+void session_after_pump(nghttp2_session *ng, reactor_conn *io);
 /* Drains output into keep, or discards it when keep is NULL (detached connections, for
  * fuzzers and tests). */
 int session_drain_output(nghttp2_session *ng, buf *keep);

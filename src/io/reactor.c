@@ -42,19 +42,19 @@ typedef struct out_buf {
 	size_t off; /* bytes the kernel has taken */
 } out_buf;
 
-struct io_conn {
+struct reactor_conn {
 	reactor *r;
 	int fd;
-	const io_conn_ops *ops;
+	const reactor_conn_ops *ops;
 	void *user;
-	out_buf pending; /* filled by io_conn_write */
+	out_buf pending; /* filled by reactor_conn_write */
 	out_buf inflight; /* handed to the kernel */
 	bool recv_armed, send_inflight, connect_inflight;
 	bool want_send, on_dirty_list;
 	bool closing, close_now, dead;
 	int close_err;
 	uint64_t bytes_sent;
-	io_conn *dirty_next;
+	reactor_conn *dirty_next;
 	list_node link; /* in the reactor's conns */
 	struct sockaddr_storage peer;
 };
@@ -68,7 +68,7 @@ typedef struct listener {
 	bool closed;
 	reactor *r;
 	timer retry;
-	const io_listener_ops *ops;
+	const reactor_listener_ops *ops;
 	void *user;
 	struct listener *next;
 } listener;
@@ -86,7 +86,7 @@ struct reactor {
 	pthread_mutex_t post_mu;
 	reactor_task *post_head, *post_tail;
 	bool wake_pending;
-	io_conn *dirty;
+	reactor_conn *dirty;
 	void *out_free; /* cached OUT_BLOCK buffers, linked through their first bytes */
 	size_t nout_free;
 	list_node conns;
@@ -96,7 +96,7 @@ struct reactor {
 	void *user;
 };
 
-static void mark_dirty(io_conn *c);
+static void mark_dirty(reactor_conn *c);
 
 static inline uint64_t tag(void *p, enum op_tag t) { return (uint64_t)(uintptr_t)p | t; }
 
@@ -220,7 +220,7 @@ static void out_release(reactor *r, out_buf *o)
 	*o = (out_buf){.b = BUF_INIT};
 }
 
-static void conn_free(io_conn *c)
+static void conn_free(reactor_conn *c)
 {
 	reactor *r = c->r;
 	list_remove(&c->link);
@@ -235,7 +235,7 @@ void reactor_free(reactor *r)
 	if (!r)
 		return;
 	while (!list_empty(&r->conns)) {
-		io_conn *c = container_of(r->conns.next, io_conn, link);
+		reactor_conn *c = container_of(r->conns.next, reactor_conn, link);
 		if (c->fd >= 0)
 			close(c->fd);
 		if (!c->dead && c->ops->on_close)
@@ -276,7 +276,7 @@ static void retry_accept(timer *t)
 		arm_accept(l->r, l);
 }
 
-int reactor_listen(reactor *r, int fd, const io_listener_ops *ops, void *user)
+int reactor_listen(reactor *r, int fd, const reactor_listener_ops *ops, void *user)
 {
 	listener *l = mem_calloc(1, sizeof(*l));
 	if (!l)
@@ -310,7 +310,7 @@ void reactor_close_listeners(reactor *r)
 	}
 }
 
-static void arm_recv(io_conn *c)
+static void arm_recv(reactor_conn *c)
 {
 	struct io_uring_sqe *sqe = get_sqe(c->r);
 	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
@@ -320,9 +320,9 @@ static void arm_recv(io_conn *c)
 	c->recv_armed = true;
 }
 
-static io_conn *conn_alloc(reactor *r, int fd, const io_conn_ops *ops, void *user)
+static reactor_conn *conn_alloc(reactor *r, int fd, const reactor_conn_ops *ops, void *user)
 {
-	io_conn *c = mem_calloc(1, sizeof(*c));
+	reactor_conn *c = mem_calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
 	c->r = r;
@@ -334,21 +334,21 @@ static io_conn *conn_alloc(reactor *r, int fd, const io_conn_ops *ops, void *use
 	return c;
 }
 
-io_conn *io_conn_new(reactor *r, int fd, const io_conn_ops *ops, void *user)
+reactor_conn *reactor_conn_new(reactor *r, int fd, const reactor_conn_ops *ops, void *user)
 {
-	io_conn *c = conn_alloc(r, fd, ops, user);
+	reactor_conn *c = conn_alloc(r, fd, ops, user);
 	if (c)
 		arm_recv(c);
 	return c;
 }
 
-io_conn *io_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
-			 const io_conn_ops *ops, void *user)
+reactor_conn *reactor_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
+			 const reactor_conn_ops *ops, void *user)
 {
 	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
-	io_conn *c = conn_alloc(r, fd, ops, user);
+	reactor_conn *c = conn_alloc(r, fd, ops, user);
 	if (!c) {
 		close(fd);
 		return NULL;
@@ -366,18 +366,18 @@ io_conn *io_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
 	return c;
 }
 
-void *io_conn_user(io_conn *c) { return c->user; }
-void io_conn_set_user(io_conn *c, void *user) { c->user = user; }
-reactor *io_conn_reactor(io_conn *c) { return c->r; }
-int io_conn_fd(io_conn *c) { return c->fd; }
-uint64_t io_conn_bytes_sent(const io_conn *c) { return c->bytes_sent; }
+void *reactor_conn_user(reactor_conn *c) { return c->user; }
+void reactor_conn_set_user(reactor_conn *c, void *user) { c->user = user; }
+reactor *reactor_conn_reactor(reactor_conn *c) { return c->r; }
+int reactor_conn_fd(reactor_conn *c) { return c->fd; }
+uint64_t reactor_conn_bytes_sent(const reactor_conn *c) { return c->bytes_sent; }
 
-size_t io_conn_out_pending(io_conn *c)
+size_t reactor_conn_out_pending(reactor_conn *c)
 {
 	return c->pending.b.len + (c->inflight.b.len - c->inflight.off);
 }
 
-static void mark_dirty(io_conn *c)
+static void mark_dirty(reactor_conn *c)
 {
 	if (c->on_dirty_list)
 		return;
@@ -386,7 +386,7 @@ static void mark_dirty(io_conn *c)
 	c->r->dirty = c;
 }
 
-int io_conn_write(io_conn *c, const void *data, size_t len)
+int reactor_conn_write(reactor_conn *c, const void *data, size_t len)
 {
 	buf *b = &c->pending.b;
 	if (c->close_now)
@@ -406,7 +406,7 @@ int io_conn_write(io_conn *c, const void *data, size_t len)
 	return 0;
 }
 
-void io_conn_want_send(io_conn *c)
+void reactor_conn_want_send(reactor_conn *c)
 {
 	c->want_send = true;
 	/* With a send in flight, its completion asks for the output: producing now would
@@ -415,13 +415,13 @@ void io_conn_want_send(io_conn *c)
 		mark_dirty(c);
 }
 
-void io_conn_close(io_conn *c)
+void reactor_conn_close(reactor_conn *c)
 {
 	c->closing = true;
 	mark_dirty(c);
 }
 
-void io_conn_abort(io_conn *c, int err)
+void reactor_conn_abort(reactor_conn *c, int err)
 {
 	if (!c->close_now)
 		c->close_err = err;
@@ -429,7 +429,7 @@ void io_conn_abort(io_conn *c, int err)
 	mark_dirty(c);
 }
 
-static void submit_send(io_conn *c)
+static void submit_send(reactor_conn *c)
 {
 	out_buf *o = &c->inflight;
 	struct io_uring_sqe *sqe = get_sqe(c->r);
@@ -439,7 +439,7 @@ static void submit_send(io_conn *c)
 }
 
 /* Finishes a closing connection once the kernel holds no operation on it. */
-static void try_finish_close(io_conn *c)
+static void try_finish_close(reactor_conn *c)
 {
 	if (c->recv_armed || c->send_inflight || c->connect_inflight)
 		return;
@@ -454,7 +454,7 @@ static void try_finish_close(io_conn *c)
 	mark_dirty(c);
 }
 
-static void begin_shutdown(io_conn *c)
+static void begin_shutdown(reactor_conn *c)
 {
 	/* shutdown() ends the armed multishot recv with a 0-byte completion. */
 	if (c->fd >= 0)
@@ -462,7 +462,7 @@ static void begin_shutdown(io_conn *c)
 	try_finish_close(c);
 }
 
-static void flush_conn(io_conn *c)
+static void flush_conn(reactor_conn *c)
 {
 	if (c->dead || c->connect_inflight)
 		return;
@@ -485,7 +485,7 @@ static void flush_conn(io_conn *c)
 static void flush_dirty(reactor *r)
 {
 	while (r->dirty) {
-		io_conn *c = r->dirty;
+		reactor_conn *c = r->dirty;
 		r->dirty = c->dirty_next;
 		c->on_dirty_list = false;
 		if (c->dead)
@@ -495,7 +495,7 @@ static void flush_dirty(reactor *r)
 	}
 }
 
-static void on_recv_cqe(reactor *r, io_conn *c, struct io_uring_cqe *cqe)
+static void on_recv_cqe(reactor *r, reactor_conn *c, struct io_uring_cqe *cqe)
 {
 	if (!(cqe->flags & IORING_CQE_F_MORE))
 		c->recv_armed = false;
@@ -505,7 +505,7 @@ static void on_recv_cqe(reactor *r, io_conn *c, struct io_uring_cqe *cqe)
 			int rc = c->ops->on_recv(c, r->bufs + (size_t)bid * RECV_BUF_SIZE,
 						 (size_t)cqe->res);
 			if (rc < 0)
-				io_conn_abort(c, rc);
+				reactor_conn_abort(c, rc);
 		}
 		recycle_buf(r, bid);
 		if (!c->recv_armed && !c->closing)
@@ -522,17 +522,17 @@ static void on_recv_cqe(reactor *r, io_conn *c, struct io_uring_cqe *cqe)
 	}
 	/* EOF or error: the peer is gone. */
 	if (!c->closing)
-		io_conn_abort(c, cqe->res == 0 ? 0 : cqe->res);
+		reactor_conn_abort(c, cqe->res == 0 ? 0 : cqe->res);
 	if (!c->recv_armed)
 		try_finish_close(c);
 }
 
-static void on_send_cqe(io_conn *c, struct io_uring_cqe *cqe)
+static void on_send_cqe(reactor_conn *c, struct io_uring_cqe *cqe)
 {
 	c->send_inflight = false;
 	out_buf *o = &c->inflight;
 	if (cqe->res < 0) {
-		io_conn_abort(c, cqe->res);
+		reactor_conn_abort(c, cqe->res);
 		try_finish_close(c);
 		return;
 	}
@@ -549,7 +549,7 @@ static void on_send_cqe(io_conn *c, struct io_uring_cqe *cqe)
 		try_finish_close(c);
 }
 
-static void on_connect_cqe(io_conn *c, struct io_uring_cqe *cqe)
+static void on_connect_cqe(reactor_conn *c, struct io_uring_cqe *cqe)
 {
 	c->connect_inflight = false;
 	if (cqe->res < 0) {
@@ -675,9 +675,9 @@ void reactor_stop(reactor *r) { r->stopping = true; }
 void reactor_abort_all(reactor *r, int err)
 {
 	list_each(it, &r->conns) {
-		io_conn *c = container_of(it, io_conn, link);
+		reactor_conn *c = container_of(it, reactor_conn, link);
 		if (!c->dead)
-			io_conn_abort(c, err);
+			reactor_conn_abort(c, err);
 	}
 }
 
@@ -709,7 +709,7 @@ int reactor_timer_arm(reactor *r, timer *t, int64_t deadline_ns, timer_fn fn)
 void reactor_timer_disarm(reactor *r, timer *t) { timer_disarm(&r->timers, t); }
 void reactor_set_user(reactor *r, void *user) { r->user = user; }
 void *reactor_user(reactor *r) { return r->user; }
-size_t reactor_conn_count(reactor *r) { return r->nconns; }
+size_t reactor_count_conns(reactor *r) { return r->nconns; }
 size_t reactor_jobs_pending(reactor *r) { return r->jobs_pending; }
 void reactor_job_begin(reactor *r) { r->jobs_pending++; }
 void reactor_job_end(reactor *r) { r->jobs_pending--; }

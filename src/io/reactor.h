@@ -11,7 +11,7 @@
 #include "io/timer.h"
 
 typedef struct reactor reactor;
-typedef struct io_conn io_conn;
+typedef struct reactor_conn reactor_conn;
 
 typedef struct reactor_task reactor_task;
 struct reactor_task {
@@ -19,28 +19,28 @@ struct reactor_task {
 	void (*fn)(reactor_task *t);
 };
 
-typedef struct io_conn_ops {
+typedef struct reactor_conn_ops {
 	/* Bytes arrived (valid only during the call). Return <0 to abort the connection. */
-	int (*on_recv)(io_conn *c, const uint8_t *data, size_t len);
-	/* The reactor is about to send: append output with io_conn_write. */
-	void (*produce)(io_conn *c);
+	int (*on_recv)(reactor_conn *c, const uint8_t *data, size_t len);
+	/* The reactor is about to send: append output with reactor_conn_write. */
+	void (*produce)(reactor_conn *c);
 	/* Outbound connections: the connect finished (err 0) or failed (-errno). */
-	void (*on_connect)(io_conn *c, int err);
+	void (*on_connect)(reactor_conn *c, int err);
 	/* Last call for this connection: the socket is closed and c is freed on return. */
-	void (*on_close)(io_conn *c, int err);
-} io_conn_ops;
+	void (*on_close)(reactor_conn *c, int err);
+} reactor_conn_ops;
 
-typedef struct io_listener_ops {
-	/* A connection was accepted; the callee takes fd (usually with io_conn_new). */
+typedef struct reactor_listener_ops {
+	/* A connection was accepted; the callee takes fd (usually with reactor_conn_new). */
 	void (*on_accept)(reactor *r, int fd, void *user);
-} io_listener_ops;
+} reactor_listener_ops;
 
 /* Creates a reactor bound to the calling thread (the ring is single-issuer).
  * On failure returns NULL and sets *err to a negative errno. */
 reactor *reactor_new(int *err);
 void reactor_free(reactor *r);
 /* Multishot accept on an already listening socket; the reactor owns fd from now on. */
-int reactor_listen(reactor *r, int fd, const io_listener_ops *ops, void *user);
+int reactor_listen(reactor *r, int fd, const reactor_listener_ops *ops, void *user);
 /* Stops accepting: new connections are refused from now on (graceful shutdown). */
 void reactor_close_listeners(reactor *r);
 /* Runs until reactor_stop was called and the reactor is idle: it holds no connection and
@@ -54,7 +54,7 @@ int reactor_run_once(reactor *r, int64_t timeout_ns);
  * connections are their owners' to end (closed, or reactor_abort_all); pool jobs always
  * come back by themselves. */
 void reactor_stop(reactor *r);
-/* Aborts every connection (io_conn_abort): the bound on a shutdown, whatever the peers
+/* Aborts every connection (reactor_conn_abort): the bound on a shutdown, whatever the peers
  * do. */
 void reactor_abort_all(reactor *r, int err);
 /* Thread-safe: runs t->fn on r's thread during a later loop turn. */
@@ -68,7 +68,7 @@ void reactor_timer_disarm(reactor *r, timer *t);
 void reactor_set_user(reactor *r, void *user);
 void *reactor_user(reactor *r);
 /* The count of connections this reactor holds. */
-size_t reactor_conn_count(reactor *r);
+size_t reactor_count_conns(reactor *r);
 /* Pool jobs submitted from this reactor whose done callback has not run yet (and other
  * work that holds the reactor the same way, reactor_job_begin/end): reactor_run does not
  * return while any is out, or its completion would land on freed memory. Maintained by
@@ -78,25 +78,25 @@ void reactor_job_begin(reactor *r);
 void reactor_job_end(reactor *r);
 
 /* Wraps a connected socket; recv is armed at once. */
-io_conn *io_conn_new(reactor *r, int fd, const io_conn_ops *ops, void *user);
+reactor_conn *reactor_conn_new(reactor *r, int fd, const reactor_conn_ops *ops, void *user);
 /* Starts an outbound connection; ops->on_connect reports the result. */
-io_conn *io_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
-			 const io_conn_ops *ops, void *user);
-void *io_conn_user(io_conn *c);
-void io_conn_set_user(io_conn *c, void *user);
-reactor *io_conn_reactor(io_conn *c);
-int io_conn_fd(io_conn *c);
+reactor_conn *reactor_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
+			 const reactor_conn_ops *ops, void *user);
+void *reactor_conn_user(reactor_conn *c);
+void reactor_conn_set_user(reactor_conn *c, void *user);
+reactor *reactor_conn_reactor(reactor_conn *c);
+int reactor_conn_fd(reactor_conn *c);
 /* Appends bytes to the connection's pending output. Returns 0 or -ENOMEM. */
-int io_conn_write(io_conn *c, const void *data, size_t len);
+int reactor_conn_write(reactor_conn *c, const void *data, size_t len);
 /* Bytes appended but not yet handed to the kernel, plus those in flight. */
-size_t io_conn_out_pending(io_conn *c);
+size_t reactor_conn_out_pending(reactor_conn *c);
 /* Bytes the kernel took so far: tells a slow reader from a stalled one. */
-uint64_t io_conn_bytes_sent(const io_conn *c);
+uint64_t reactor_conn_bytes_sent(const reactor_conn *c);
 /* Asks for a produce() call and a send at the end of this loop turn. */
-void io_conn_want_send(io_conn *c);
+void reactor_conn_want_send(reactor_conn *c);
 /* Sends what is buffered, then closes. on_close follows. */
-void io_conn_close(io_conn *c);
+void reactor_conn_close(reactor_conn *c);
 /* Closes at once, dropping unsent output. on_close follows. */
-void io_conn_abort(io_conn *c, int err);
+void reactor_conn_abort(reactor_conn *c, int err);
 
 #endif

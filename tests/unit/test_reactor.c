@@ -69,13 +69,13 @@ static void test_run_waits_for_pool_jobs(void **state)
 
 typedef struct conn_state {
 	reactor *r;
-	io_conn *c;
+	reactor_conn *c;
 	timer t;
 	bool closed;
 	bool abort; /* the timer aborts every connection instead of closing this one */
 } conn_state;
 
-static int ignore_recv(io_conn *c, const uint8_t *data, size_t len)
+static int ignore_recv(reactor_conn *c, const uint8_t *data, size_t len)
 {
 	(void)c;
 	(void)data;
@@ -83,14 +83,14 @@ static int ignore_recv(io_conn *c, const uint8_t *data, size_t len)
 	return 0;
 }
 
-static void note_close(io_conn *c, int err)
+static void note_close(reactor_conn *c, int err)
 {
 	(void)err;
-	conn_state *s = io_conn_user(c);
+	conn_state *s = reactor_conn_user(c);
 	s->closed = true;
 }
 
-static const io_conn_ops conn_ops = {.on_recv = ignore_recv, .on_close = note_close};
+static const reactor_conn_ops conn_ops = {.on_recv = ignore_recv, .on_close = note_close};
 
 static void end_conn(timer *t)
 {
@@ -98,7 +98,7 @@ static void end_conn(timer *t)
 	if (s->abort)
 		reactor_abort_all(s->r, -ECANCELED);
 	else
-		io_conn_close(s->c);
+		reactor_conn_close(s->c);
 }
 
 /* A stopped reactor with a connection runs on until the connection is gone. */
@@ -108,13 +108,13 @@ static void run_until_conn_ends(bool abort)
 	int sv[2];
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
 	conn_state s = {.r = r, .abort = abort};
-	s.c = io_conn_new(r, sv[0], &conn_ops, &s);
+	s.c = reactor_conn_new(r, sv[0], &conn_ops, &s);
 	assert_non_null(s.c);
 	reactor_timer_arm(r, &s.t, reactor_now(r) + 100 * NS_PER_MS, end_conn);
 	reactor_stop(r);
 	assert_int_equal(reactor_run(r), 0);
 	assert_true(s.closed);
-	assert_int_equal(reactor_conn_count(r), 0);
+	assert_int_equal(reactor_count_conns(r), 0);
 	close(sv[1]);
 	reactor_free(r);
 }
