@@ -11,8 +11,8 @@
 #include "base/container_of.h"
 #include "base/mem.h"
 #include "base/pbdecode.h"
-#include "h2/compress.h"
 #include "h2/decode.h"
+#include "h2/gzip.h"
 #include "h2/server_int.h"
 
 /* ---- request path ---- */

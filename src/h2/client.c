@@ -8,8 +8,8 @@
 
 #include "base/list.h"
 #include "base/mem.h"
-#include "h2/compress.h"
 #include "h2/grpcmsg.h"
+#include "h2/gzip.h"
 #include "h2/metadata.h"
 #include "h2/nvlist.h"
 #include "h2/session.h"

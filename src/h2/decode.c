@@ -9,7 +9,7 @@
 #include "base/container_of.h"
 #include "base/mem.h"
 #include "base/pbdecode.h"
-#include "h2/compress.h"
+#include "h2/gzip.h"
 #include "h2/status.h"
 
 struct decode_job {

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "base/mem.h"
-#include "h2/compress.h"
+#include "h2/gzip.h"
 
 /* A body buffer larger than this is released after its message is delivered, so that one
  * big message does not pin its memory for the rest of a long stream. */

@@ -1,4 +1,4 @@
-#include "h2/compress.h"
+#include "h2/gzip.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "h2/compress.h"
+#include "h2/gzip.h"
 
 /* Python's gzip.compress(b"hello gzip\n", mtime=0): another implementation's output. */
 static const uint8_t hello_gz[] = {

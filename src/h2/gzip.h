@@ -1,7 +1,7 @@
 /* Message compression: gzip (zlib) and identity. Decompression is bounded so that a
  * small compressed message cannot expand into unbounded memory. */
-#ifndef H2_COMPRESS_H
-#define H2_COMPRESS_H
+#ifndef H2_GZIP_H
+#define H2_GZIP_H
 #include <stddef.h>
 #include <stdint.h>
 
