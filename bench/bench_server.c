@@ -223,13 +223,13 @@ static int bench_add_methods(method_table *t, bool raw)
 	const ProtobufCMessageDescriptor *in = &grpc__testing__simple_request__descriptor;
 	const ProtobufCMessageDescriptor *out = &grpc__testing__simple_response__descriptor;
 	const method raw_methods[] = {
-		{BS "UnaryCall", CALL_UNARY, NULL, out, {.on_raw = unary_raw}, NULL},
-		{BS "StreamingCall", CALL_BIDI, NULL, out,
+		{BS "UnaryCall", METHOD_UNARY, NULL, out, {.on_raw = unary_raw}, NULL},
+		{BS "StreamingCall", METHOD_BIDI, NULL, out,
 		 {.on_raw = streaming_raw, .on_half_close = streaming_half_close}, NULL},
 	};
 	const method pb_methods[] = {
-		{BS "UnaryCall", CALL_UNARY, in, out, {.on_request = unary_decoded}, NULL},
-		{BS "StreamingCall", CALL_BIDI, in, out,
+		{BS "UnaryCall", METHOD_UNARY, in, out, {.on_request = unary_decoded}, NULL},
+		{BS "StreamingCall", METHOD_BIDI, in, out,
 		 {.on_message = streaming_decoded, .on_half_close = streaming_half_close}, NULL},
 	};
 	const method *methods = raw ? raw_methods : pb_methods;

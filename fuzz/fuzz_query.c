@@ -370,10 +370,10 @@ static void check_path(const char *s)
 {
 	query_path p, p2;
 	const char *why;
-	char out[PATH_TEXT_MAX], out2[PATH_TEXT_MAX];
+	char out[QUERY_PATH_TEXT_MAX], out2[QUERY_PATH_TEXT_MAX];
 	char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX];
 	query_err err;
-	int rc = path_parse(s, strlen(s), &p, &why);
+	int rc = query_path_parse(s, strlen(s), &p, &why);
 	int irc = query_index_field(s, expr, name, &err);
 	CHECK(rc == 0 || rc == -EINVAL);
 	CHECK((rc == 0) == (irc == 0));
@@ -382,12 +382,12 @@ static void check_path(const char *s)
 		return;
 	}
 	/* The rendering is safe text that parses back to itself. */
-	size_t n = path_render(&p, out);
-	CHECK(n == strlen(out) && n < PATH_TEXT_MAX && out[0] == '$' && out[1] == '.');
+	size_t n = query_path_render(&p, out);
+	CHECK(n == strlen(out) && n < QUERY_PATH_TEXT_MAX && out[0] == '$' && out[1] == '.');
 	for (size_t i = 0; i < n; i++)
 		CHECK(path_char(out[i]));
-	CHECK(path_parse(out + 2, n - 2, &p2, &why) == 0);
-	path_render(&p2, out2);
+	CHECK(query_path_parse(out + 2, n - 2, &p2, &why) == 0);
+	query_path_render(&p2, out2);
 	CHECK(!strcmp(out, out2));
 	char want[QUERY_INDEX_EXPR_MAX];
 	snprintf(want, sizeof want, "json_extract(json,'%s')", out);

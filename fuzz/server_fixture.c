@@ -21,7 +21,7 @@ static void echo_raw(call *c, const uint8_t *data, size_t len)
 		call_add_initial_md(c, "x-echo-bin", md->value, md->value_len);
 	call_set_response_compression(c, len & 1);
 	call_send_raw(c, data, len);
-	if (call_method(c)->kind == CALL_UNARY)
+	if (call_method(c)->kind == METHOD_UNARY)
 		call_finish(c, GRPC_OK, NULL);
 }
 
@@ -39,11 +39,11 @@ static void half_close_finish(call *c)
 }
 
 static const method test_methods[] = {
-	{"/fuzz.Test/Unary", CALL_UNARY, NULL, NULL, {.on_raw = echo_raw}},
-	{"/fuzz.Test/ServerStream", CALL_SERVER_STREAM, NULL, NULL, {.on_raw = stream_raw}},
-	{"/fuzz.Test/Bidi", CALL_BIDI, NULL, NULL,
+	{"/fuzz.Test/Unary", METHOD_UNARY, NULL, NULL, {.on_raw = echo_raw}},
+	{"/fuzz.Test/ServerStream", METHOD_SERVER_STREAM, NULL, NULL, {.on_raw = stream_raw}},
+	{"/fuzz.Test/Bidi", METHOD_BIDI, NULL, NULL,
 	 {.on_raw = echo_raw, .on_half_close = half_close_finish}},
-	{"/fuzz.Test/ClientStream", CALL_CLIENT_STREAM, NULL, NULL,
+	{"/fuzz.Test/ClientStream", METHOD_CLIENT_STREAM, NULL, NULL,
 	 {.on_half_close = half_close_finish}},
 };
 

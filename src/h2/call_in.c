@@ -23,7 +23,7 @@ static void on_deadline(timer *t)
 	call_fail(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 
-static bool kind_single_request(call_kind k) { return k == CALL_UNARY || k == CALL_SERVER_STREAM; }
+static bool kind_single_request(method_kind k) { return k == METHOD_UNARY || k == METHOD_SERVER_STREAM; }
 
 /* A decoded request: the unary request, or one message of a stream (freed here). One
  * that was decoded on pool p is freed there too. */

@@ -7,12 +7,12 @@
 
 typedef struct call call;
 
-typedef enum call_kind {
-	CALL_UNARY,
-	CALL_CLIENT_STREAM,
-	CALL_SERVER_STREAM,
-	CALL_BIDI,
-} call_kind;
+typedef enum method_kind {
+	METHOD_UNARY,
+	METHOD_CLIENT_STREAM,
+	METHOD_SERVER_STREAM,
+	METHOD_BIDI,
+} method_kind;
 
 /* Every callback runs on the call's reactor thread and must not block. */
 typedef struct method_handlers {
@@ -37,7 +37,7 @@ typedef struct method_handlers {
 
 typedef struct method {
 	const char *path;
-	call_kind kind;
+	method_kind kind;
 	const ProtobufCMessageDescriptor *input;  /* NULL: raw bytes to on_raw */
 	const ProtobufCMessageDescriptor *output; /* NULL: handler sends raw bytes */
 	method_handlers h;

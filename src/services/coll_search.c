@@ -334,7 +334,7 @@ static void vector_search(query_job *qj)
 	const char *why;
 	bool whole;
 	const tp_field *f;
-	if (!field || path_parse(field, strlen(field), &path, &why) ||
+	if (!field || query_path_parse(field, strlen(field), &path, &why) ||
 	    !(f = svc_field_at(rj->d.type, &path, &whole)) || !whole || f->is_map ||
 	    (f->type != TP_FLOAT && f->type != TP_DOUBLE)) {
 		svc_job_fail(sj, GRPC_FAILED_PRECONDITION,

@@ -113,7 +113,7 @@ static bool prep_update(svc_job *j, op_prep *p)
 		const char *m = req->update_mask[i];
 		query_path qp;
 		const char *why;
-		if (path_parse(m, strlen(m), &qp, &why)) {
+		if (query_path_parse(m, strlen(m), &qp, &why)) {
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "update_mask '%.100s': %s", m, why);
 			return false;
 		}

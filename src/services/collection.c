@@ -12,7 +12,7 @@
 int collection_register(method_table *t, svc_env *env)
 {
 #define UNARY(name, lower, fn)                                                                     \
-	{SVC name, CALL_UNARY, &collector__##lower##_request__descriptor,                          \
+	{SVC name, METHOD_UNARY, &collector__##lower##_request__descriptor,                          \
 	 &collector__##lower##_response__descriptor, {.on_request = fn, .on_cancel = svc_job_on_cancel}, env}
 	const method methods[] = {
 		UNARY("Create", create, coll_write_create),

@@ -71,7 +71,7 @@ int collector_api_register(method_table *t)
 		for (unsigned i = 0; i < sd->n_methods; i++, k++) {
 			method m = {
 				.path = path_of[k],
-				.kind = CALL_UNARY,
+				.kind = METHOD_UNARY,
 				.input = sd->methods[i].input,
 				.output = sd->methods[i].output,
 				.h = {.on_start = unimplemented},

@@ -869,18 +869,18 @@ static void delete_file(call *c, const ProtobufCMessage *msg)
 int files_svc_register(method_table *t, svc_env *env)
 {
 	const method methods[] = {
-		{SVC "PutFile", CALL_CLIENT_STREAM, &collector__put_file_request__descriptor,
+		{SVC "PutFile", METHOD_CLIENT_STREAM, &collector__put_file_request__descriptor,
 		 &collector__put_file_response__descriptor,
 		 {.on_message = put_message, .on_half_close = put_half_close, .on_cancel = xfer_on_cancel},
 		 env},
-		{SVC "GetFile", CALL_SERVER_STREAM, &collector__get_file_request__descriptor,
+		{SVC "GetFile", METHOD_SERVER_STREAM, &collector__get_file_request__descriptor,
 		 &collector__get_file_chunk__descriptor,
 		 {.on_request = get_request, .on_writable = get_writable, .on_cancel = xfer_on_cancel},
 		 env},
-		{SVC "ListFiles", CALL_UNARY, &collector__list_files_request__descriptor,
+		{SVC "ListFiles", METHOD_UNARY, &collector__list_files_request__descriptor,
 		 &collector__list_files_response__descriptor,
 		 {.on_request = list_files, .on_cancel = svc_job_on_cancel}, env},
-		{SVC "DeleteFile", CALL_UNARY, &collector__delete_file_request__descriptor,
+		{SVC "DeleteFile", METHOD_UNARY, &collector__delete_file_request__descriptor,
 		 &collector__delete_file_response__descriptor,
 		 {.on_request = delete_file, .on_cancel = svc_job_on_cancel}, env},
 	};

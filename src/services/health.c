@@ -196,12 +196,12 @@ int health_register(method_table *t)
 	const ProtobufCServiceDescriptor *sd = &grpc__health__v1__health__descriptor;
 	static const struct {
 		const char *path;
-		call_kind kind;
+		method_kind kind;
 		void (*on_request)(call *c, const ProtobufCMessage *req);
 		void (*on_cancel)(call *c);
 	} defs[] = {
-		{"/grpc.health.v1.Health/Check", CALL_UNARY, health_check, NULL},
-		{"/grpc.health.v1.Health/Watch", CALL_SERVER_STREAM, health_watch,
+		{"/grpc.health.v1.Health/Check", METHOD_UNARY, health_check, NULL},
+		{"/grpc.health.v1.Health/Watch", METHOD_SERVER_STREAM, health_watch,
 		 health_watch_cancel},
 	};
 	methods = t;

@@ -731,7 +731,7 @@ int reflection_register(method_table *t, const uint8_t *descriptor_set, size_t l
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
 		method m = {
 			.path = paths[i],
-			.kind = CALL_BIDI,
+			.kind = METHOD_BIDI,
 			.h =
 				{
 					.on_raw = reflection_on_raw,

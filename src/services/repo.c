@@ -445,20 +445,20 @@ static void discover(call *c, const ProtobufCMessage *msg)
 int repo_register(method_table *t, svc_env *env)
 {
 	const method methods[] = {
-		{REPO "CreateCollection", CALL_UNARY, &collector__create_collection_request__descriptor,
+		{REPO "CreateCollection", METHOD_UNARY, &collector__create_collection_request__descriptor,
 		 &collector__create_collection_response__descriptor,
 		 {.on_request = create_collection, .on_cancel = svc_job_on_cancel}, env},
-		{REPO "DeleteCollection", CALL_UNARY, &collector__delete_collection_request__descriptor,
+		{REPO "DeleteCollection", METHOD_UNARY, &collector__delete_collection_request__descriptor,
 		 &collector__delete_collection_response__descriptor,
 		 {.on_request = delete_collection, .on_cancel = svc_job_on_cancel}, env},
-		{REPO "Route", CALL_UNARY, &collector__route_request__descriptor,
+		{REPO "Route", METHOD_UNARY, &collector__route_request__descriptor,
 		 &collector__route_response__descriptor,
 		 {.on_request = route, .on_cancel = svc_job_on_cancel}, env},
-		{REPO "SearchCollections", CALL_UNARY,
+		{REPO "SearchCollections", METHOD_UNARY,
 		 &collector__search_collections_request__descriptor,
 		 &collector__search_collections_response__descriptor,
 		 {.on_request = coll_search_collections, .on_cancel = svc_job_on_cancel}, env},
-		{REPO "Discover", CALL_UNARY, &collector__discover_request__descriptor,
+		{REPO "Discover", METHOD_UNARY, &collector__discover_request__descriptor,
 		 &collector__discover_response__descriptor,
 		 {.on_request = discover, .on_cancel = svc_job_on_cancel}, env},
 	};

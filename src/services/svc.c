@@ -268,7 +268,7 @@ bool svc_indexes_check(svc_job *j, const tp_message *m, char *const *fields, siz
 		query_path p;
 		const char *why;
 		bool whole;
-		path_parse(f, strlen(f), &p, &why);
+		query_path_parse(f, strlen(f), &p, &why);
 		if (!svc_field_at(m, &p, &whole)) {
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s' is not a field of %s",
 				     f, tp_message_get(m)->full_name);

@@ -12,7 +12,7 @@
 #include "h2/call.h"
 #include "io/pool.h"
 #include "services/svc_job.h"
-#include "store/path.h"
+#include "store/query_path.h"
 #include "store/query.h"
 #include "store/store.h"
 #include "store/typepool.h"

@@ -29,8 +29,8 @@ static int cc_init(cc *c, const query_schema *s, query_err *err)
 		query_path p;
 		const char *why;
 		/* An entry that is not a path cannot have an index: never matches. */
-		if (s->indexed[i] && !path_parse(s->indexed[i], strlen(s->indexed[i]), &p, &why))
-			path_render(&p, c->indexed[c->nindexed++]);
+		if (s->indexed[i] && !query_path_parse(s->indexed[i], strlen(s->indexed[i]), &p, &why))
+			query_path_render(&p, c->indexed[c->nindexed++]);
 	}
 	return 0;
 }
@@ -336,9 +336,9 @@ int query_index_field(const char *field, char expr[QUERY_INDEX_EXPR_MAX],
 	if (field[0] == '@')
 		return query_fail(&c, "indexed field '%s' must be a message field path, not a record column",
 			    query_quote(field, qb));
-	if (path_parse(field, strlen(field), &o.p, &why))
+	if (query_path_parse(field, strlen(field), &o.p, &why))
 		return query_fail(&c, "invalid indexed field '%s': %s", query_quote(field, qb), why);
-	size_t n = path_render(&o.p, o.path);
+	size_t n = query_path_render(&o.p, o.path);
 	query_emit_operand(&b, &o);
 	if (b.failed) {
 		buf_free(&b);

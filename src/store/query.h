@@ -7,7 +7,7 @@
  * naming the offending input (for INVALID_ARGUMENT).
  *
  * Keys (filter keys and order keys):
- *   - a field path (store/path.h), compared inside the record's JSON;
+ *   - a field path (store/query_path.h), compared inside the record's JSON;
  *   - `@id`, `@created_at`, `@updated_at`: the record's own columns (times are unix
  *     microseconds; a filter value may also be an RFC 3339 string for them);
  *   - `@score`: Search order only, the full-text relevance (-bm25, higher is better);
@@ -84,7 +84,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/path.h"
+#include "store/query_path.h"
 
 #define QUERY_DEFAULT_PAGE 50
 #define QUERY_MAX_PAGE 1000
@@ -241,7 +241,7 @@ uint64_t query_token_hash(const void *data, size_t n);
 /* Validates an indexed_fields entry (a field path; no @columns) and renders the index
  * expression `json_extract(json,'$.a.b')` and a stable index name `ix_<16 hex>`, which the
  * compiler then emits literally for that path. 0 or -EINVAL with err->msg. */
-#define QUERY_INDEX_EXPR_MAX (PATH_TEXT_MAX + 24)
+#define QUERY_INDEX_EXPR_MAX (QUERY_PATH_TEXT_MAX + 24)
 #define QUERY_INDEX_NAME_MAX 20
 int query_index_field(const char *field, char expr[QUERY_INDEX_EXPR_MAX],
 		      char name[QUERY_INDEX_NAME_MAX], query_err *err);

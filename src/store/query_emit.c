@@ -97,7 +97,7 @@ void query_emit_lhs(buf *b, const opnd *o, enum ty ty, bool ordering)
 /* Points o at path p: spliced when p is an indexed field, else bound. */
 static void opnd_set_path(cc *c, opnd *o)
 {
-	size_t n = path_render(&o->p, o->path);
+	size_t n = query_path_render(&o->p, o->path);
 	o->col = NULL;
 	o->each = false;
 	for (size_t i = 0; i < c->nindexed; i++)
@@ -160,7 +160,7 @@ int query_emit_key(cc *c, const char *s, bool allow_score, key *k)
 			    query_quote(s, qb), allow_score ? " or @score" : "");
 	}
 	const char *why;
-	if (path_parse(s, strlen(s), &k->o.p, &why))
+	if (query_path_parse(s, strlen(s), &k->o.p, &why))
 		return query_fail(c, "invalid field path '%s': %s", query_quote(s, qb), why);
 	bool bare = !strcmp(s, "id") || !strcmp(s, "created_at") || !strcmp(s, "updated_at");
 	bool known = !resolve(c, &k->o.p, s, !bare, &k->ty);
@@ -422,7 +422,7 @@ static void elem_eq(cc *c, buf *b, size_t i, const void *arg)
 		return;
 	}
 	*e = *x->o;
-	if (path_append_index(&e->p, (uint32_t)i)) {
+	if (query_path_append_index(&e->p, (uint32_t)i)) {
 		query_fail(c, "list value for '%s' is nested too deeply", query_quote(x->o->text, qb));
 	} else {
 		opnd_set_path(c, e);
@@ -446,7 +446,7 @@ static enum ty elem_ty(cc *c, const opnd *o)
 {
 	query_path elem = o->p;
 	enum ty et = TY_RUNTIME;
-	if (!path_append_index(&elem, 0))
+	if (!query_path_append_index(&elem, 0))
 		resolve(c, &elem, o->text, false, &et);
 	return et;
 }
@@ -897,7 +897,7 @@ void query_emit_struct(cc *c, const char *prefix, const query_value *st, bool op
 		    unsigned depth)
 {
 	char qb[QUOTE_MAX];
-	if (depth > PATH_MAX_SEGMENTS) {
+	if (depth > QUERY_PATH_MAX_SEGMENTS) {
 		query_fail(c, "filter Struct nested too deeply at '%s'", query_quote(prefix, qb));
 		return;
 	}
@@ -921,7 +921,7 @@ void query_emit_struct(cc *c, const char *prefix, const query_value *st, bool op
 		char *sub = join_path(c, prefix, m->key);
 		if (!sub)
 			return;
-		if (strlen(sub) >= PATH_TEXT_MAX)
+		if (strlen(sub) >= QUERY_PATH_TEXT_MAX)
 			query_fail(c, "filter path starting '%s' is too long", query_quote(sub, qb));
 		else
 			query_emit_struct(c, sub, v, operators, depth + 1);

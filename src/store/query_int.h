@@ -69,7 +69,7 @@ typedef struct opnd {
 	int param; /* bound JSON path; 0 when the path is spliced (an indexed field) */
 	const char *text; /* the user's key, for messages */
 	query_path p;
-	char path[PATH_TEXT_MAX];
+	char path[QUERY_PATH_TEXT_MAX];
 } opnd;
 
 typedef struct key {
@@ -89,7 +89,7 @@ typedef struct cc {
 	query *q;
 	query_err *err;
 	int rc;
-	char (*indexed)[PATH_TEXT_MAX];
+	char (*indexed)[QUERY_PATH_TEXT_MAX];
 	size_t nindexed;
 	unsigned nconds;
 	bool fts;

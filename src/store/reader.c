@@ -359,8 +359,8 @@ static bool cosine(const float *v, size_t n, double vnorm, const char *text, dou
 int store_reader_vector(store_reader *r, const query_path *path, const float *v, size_t n,
 			double threshold, store_hit **hits, size_t *nhits)
 {
-	char jp[PATH_TEXT_MAX];
-	path_render(path, jp);
+	char jp[QUERY_PATH_TEXT_MAX];
+	query_path_render(path, jp);
 	double vnorm = 0;
 	for (size_t i = 0; i < n; i++)
 		vnorm += (double)v[i] * v[i];

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/path.h"
+#include "store/query_path.h"
 #include "store/query.h"
 
 typedef struct store_reader store_reader;
@@ -53,7 +53,7 @@ int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void
  * record at hand (query_token_next). 0 with *token (mem_free()), -EOVERFLOW, -ENOMEM. */
 int store_reader_page_token(store_reader *r, char **token);
 
-/* A string field of the records' JSON (a field path, store/path.h) equal to value. */
+/* A string field of the records' JSON (a field path, store/query_path.h) equal to value. */
 typedef struct store_match {
 	const char *path;
 	const char *value;

@@ -147,7 +147,7 @@ int tp_add_file(tp_pool *tp, const char *ns, const Google__Protobuf__FileDescrip
  * add (-EINVAL then, or the negative errno returned). */
 typedef int (*tp_check_fn)(void *ctx, const tp_message *const *msgs, size_t n, char *err,
 				 size_t cap);
-#define TYPEPOOL_CHECK_ONLY 1 /* build and check, then drop: nothing is added */
+#define TP_CHECK_ONLY 1 /* build and check, then drop: nothing is added */
 /* tp_add_set for parsed files, with an optional check (NULL: none). */
 int tp_add_files(tp_pool *tp, const char *ns,
 		       const Google__Protobuf__FileDescriptorProto *const *files, size_t n,

@@ -911,7 +911,7 @@ int tp_add_files(tp_pool *tp, const char *ns, const file_proto *const *files, si
 {
 	tp_staged *s;
 	int rc = tp_stage_files(tp, ns, files, n, check, check_ctx, err, &s);
-	if (!rc && (flags & TYPEPOOL_CHECK_ONLY))
+	if (!rc && (flags & TP_CHECK_ONLY))
 		tp_unstage(s);
 	else if (!rc)
 		tp_publish(s);

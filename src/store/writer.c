@@ -10,7 +10,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "store/jdoc.h"
-#include "store/path.h"
+#include "store/query_path.h"
 #include "store/store_int.h"
 
 /* The shared schema of records.db: a record's row, and its full-text row (rowid = rid). */
@@ -112,7 +112,7 @@ int store_writer_fts_text(const char *json, size_t len, buf *out)
 	jdoc d;
 	char err[128];
 	buf_reset(out);
-	int rc = jdoc_parse(&d, json, len, WRITER_JSON_MAX_DEPTH, err, sizeof(err));
+	int rc = jdoc_parse(&d, json, len, STORE_WRITER_JSON_MAX_DEPTH, err, sizeof(err));
 	if (rc == 0) {
 		size_t n = 0;
 		text_walk(&d, 0, out, &n);
@@ -137,11 +137,11 @@ int store_writer_create(const char *dir)
 	if (src == SQLITE_OK)
 		src = sqlite3_exec(db,
 				   /* The page size first: it is fixed once the file has a page. */
-				   "PRAGMA page_size=" STR(WRITER_PAGE_SIZE) ";"
+				   "PRAGMA page_size=" STR(STORE_WRITER_PAGE_SIZE) ";"
 				   " PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 				   " BEGIN;" RECORDS_SCHEMA
 				   " INSERT INTO records_fts (records_fts, rank)"
-				   " VALUES ('automerge', " STR(WRITER_FTS_AUTOMERGE) ");"
+				   " VALUES ('automerge', " STR(STORE_WRITER_FTS_AUTOMERGE) ");"
 				   " COMMIT;",
 				   NULL, NULL, NULL);
 	int rc = src == SQLITE_OK ? 0 : db_fail(db, src, "create records.db");
@@ -239,9 +239,9 @@ static int merge_mask(store_writer *w, const store_op *op, const char *old, char
 	for (size_t i = 0; i < op->nmask && !rc; i++) {
 		query_path qp;
 		const char *why;
-		char jp[PATH_TEXT_MAX];
-		path_parse(op->mask[i], strlen(op->mask[i]), &qp, &why);
-		path_render(&qp, jp);
+		char jp[QUERY_PATH_TEXT_MAX];
+		query_path_parse(op->mask[i], strlen(op->mask[i]), &qp, &why);
+		query_path_render(&qp, jp);
 		sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, op->row.json, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, jp, -1, SQLITE_STATIC);
@@ -590,7 +590,7 @@ static bool mask_valid(const store_op *op)
 	for (size_t i = 0; i < op->nmask; i++) {
 		query_path qp;
 		const char *why;
-		if (!op->mask[i] || path_parse(op->mask[i], strlen(op->mask[i]), &qp, &why))
+		if (!op->mask[i] || query_path_parse(op->mask[i], strlen(op->mask[i]), &qp, &why))
 			return false;
 	}
 	return true;

@@ -17,8 +17,8 @@
  * wrote a page of its own to the WAL; 16 KiB pages hold seven (~-25 us). FTS5 automerge 8:
  * segments merge eight at a level instead of four, which rewrites every posting fewer
  * times (~-10 us), for a few more segments to read per search term. */
-#define WRITER_PAGE_SIZE 16384
-#define WRITER_FTS_AUTOMERGE 8
+#define STORE_WRITER_PAGE_SIZE 16384
+#define STORE_WRITER_FTS_AUTOMERGE 8
 
 /* The FTS text of a record (its full-text row): the string values of its JSON, not the
  * keys, unescaped, in document order, joined by single spaces. The same as SQLite's
@@ -26,7 +26,7 @@
  * every node. Replaces out's contents (NUL-terminated, the NUL not counted); 0, -EINVAL
  * for malformed JSON, -ENOMEM. The JSON is the node's own rendering of a record: nested
  * as deep as its message (JSON_MAX_DEPTH), with an object and an array per level at most. */
-#define WRITER_JSON_MAX_DEPTH (2 * JSON_MAX_DEPTH + 2)
+#define STORE_WRITER_JSON_MAX_DEPTH (2 * JSON_MAX_DEPTH + 2)
 int store_writer_fts_text(const char *json, size_t len, buf *out);
 
 typedef struct store_row {
@@ -49,7 +49,7 @@ typedef struct store_op {
 	store_row row;       /* INSERT, and UPDATE without apply (replaces data and json) */
 	store_apply_fn apply; /* UPDATE: computes the new row from the old one */
 	void *apply_ctx;
-	/* UPDATE with apply: field paths (store/path.h) to take from row.json, the rest of
+	/* UPDATE with apply: field paths (store/query_path.h) to take from row.json, the rest of
 	 * the record being kept. Before apply, for each path, the value row.json has there
 	 * replaces the stored JSON's, or the stored one is removed when row.json has none;
 	 * apply gets the stored row with that merged JSON as old. */

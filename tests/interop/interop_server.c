@@ -447,34 +447,34 @@ static void out_cancel(call *c)
 static int interop_add_methods(method_table *t, interop_service *svc)
 {
 	const method methods[] = {
-		{TS "EmptyCall", CALL_UNARY, &grpc__testing__empty__descriptor,
+		{TS "EmptyCall", METHOD_UNARY, &grpc__testing__empty__descriptor,
 		 &grpc__testing__empty__descriptor,
 		 {.on_start = unary_start, .on_request = empty_request}, svc},
-		{TS "UnaryCall", CALL_UNARY, &grpc__testing__simple_request__descriptor,
+		{TS "UnaryCall", METHOD_UNARY, &grpc__testing__simple_request__descriptor,
 		 &grpc__testing__simple_response__descriptor,
 		 {.on_start = unary_start, .on_request = unary_request}, svc},
-		{TS "CacheableUnaryCall", CALL_UNARY, &grpc__testing__simple_request__descriptor,
+		{TS "CacheableUnaryCall", METHOD_UNARY, &grpc__testing__simple_request__descriptor,
 		 &grpc__testing__simple_response__descriptor,
 		 {.on_start = unary_start, .on_request = cacheable_request}, svc},
-		{TS "StreamingOutputCall", CALL_SERVER_STREAM,
+		{TS "StreamingOutputCall", METHOD_SERVER_STREAM,
 		 &grpc__testing__streaming_output_call_request__descriptor,
 		 &grpc__testing__streaming_output_call_response__descriptor,
 		 {.on_start = out_start, .on_request = output_request, .on_writable = out_writable,
 		  .on_cancel = out_cancel},
 		 svc},
-		{TS "StreamingInputCall", CALL_CLIENT_STREAM,
+		{TS "StreamingInputCall", METHOD_CLIENT_STREAM,
 		 &grpc__testing__streaming_input_call_request__descriptor,
 		 &grpc__testing__streaming_input_call_response__descriptor,
 		 {.on_start = input_start, .on_message = input_message,
 		  .on_half_close = input_half_close},
 		 svc},
-		{TS "FullDuplexCall", CALL_BIDI, &grpc__testing__streaming_output_call_request__descriptor,
+		{TS "FullDuplexCall", METHOD_BIDI, &grpc__testing__streaming_output_call_request__descriptor,
 		 &grpc__testing__streaming_output_call_response__descriptor,
 		 {.on_start = out_start, .on_message = duplex_message,
 		  .on_half_close = duplex_half_close, .on_writable = out_writable,
 		  .on_cancel = out_cancel},
 		 svc},
-		{TS "HalfDuplexCall", CALL_BIDI, &grpc__testing__streaming_output_call_request__descriptor,
+		{TS "HalfDuplexCall", METHOD_BIDI, &grpc__testing__streaming_output_call_request__descriptor,
 		 &grpc__testing__streaming_output_call_response__descriptor,
 		 {.on_start = half_duplex_start, .on_message = duplex_message,
 		  .on_half_close = duplex_half_close, .on_writable = out_writable,
@@ -576,9 +576,9 @@ static void stats_request(call *c, const uint8_t *data, size_t len)
 static int pool_add_methods(method_table *t, interop_service *svc)
 {
 	const method methods[] = {
-		{"/collector.test.Pool/Sleep", CALL_UNARY, NULL, NULL,
+		{"/collector.test.Pool/Sleep", METHOD_UNARY, NULL, NULL,
 		 {.on_raw = sleep_request, .on_cancel = sleep_cancel}, svc},
-		{"/collector.test.Pool/Stats", CALL_UNARY, NULL, NULL, {.on_raw = stats_request}, svc},
+		{"/collector.test.Pool/Stats", METHOD_UNARY, NULL, NULL, {.on_raw = stats_request}, svc},
 	};
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
 		int rc = method_table_add(t, &methods[i]);

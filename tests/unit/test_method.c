@@ -13,7 +13,7 @@
 
 #include "h2/method.h"
 
-static method mk(const char *path, call_kind kind, void *ctx)
+static method mk(const char *path, method_kind kind, void *ctx)
 {
 	return (method){.path = path, .kind = kind, .ctx = ctx};
 }
@@ -29,16 +29,16 @@ static void test_add_find(void **state)
 	method_table *t = method_table_new();
 	assert_non_null(t);
 	int ctx_a, ctx_b;
-	method a = mk("/pkg.Svc/Unary", CALL_UNARY, &ctx_a);
-	method b = mk("/pkg.Svc/Bidi", CALL_BIDI, &ctx_b);
+	method a = mk("/pkg.Svc/Unary", METHOD_UNARY, &ctx_a);
+	method b = mk("/pkg.Svc/Bidi", METHOD_BIDI, &ctx_b);
 	assert_int_equal(method_table_add(t, &a), 0);
 	assert_int_equal(method_table_add(t, &b), 0);
 	/* The table keeps its own copy of the struct. */
-	a.kind = CALL_SERVER_STREAM;
+	a.kind = METHOD_SERVER_STREAM;
 	assert_int_equal(method_table_count(t), 2);
 	const method *m = find(t, "/pkg.Svc/Unary");
 	assert_non_null(m);
-	assert_int_equal(m->kind, CALL_UNARY);
+	assert_int_equal(m->kind, METHOD_UNARY);
 	assert_ptr_equal(m->ctx, &ctx_a);
 	m = find(t, "/pkg.Svc/Bidi");
 	assert_non_null(m);
@@ -75,14 +75,14 @@ static void test_duplicates(void **state)
 {
 	(void)state;
 	method_table *t = method_table_new();
-	method a = mk("/pkg.Svc/M", CALL_UNARY, NULL);
+	method a = mk("/pkg.Svc/M", METHOD_UNARY, NULL);
 	assert_int_equal(method_table_add(t, &a), 0);
 	/* Same path from another string, and another kind: still a duplicate. */
 	char copy[] = "/pkg.Svc/M";
-	method b = mk(copy, CALL_BIDI, NULL);
+	method b = mk(copy, METHOD_BIDI, NULL);
 	assert_int_equal(method_table_add(t, &b), -EEXIST);
 	assert_int_equal(method_table_count(t), 1);
-	assert_int_equal(find(t, "/pkg.Svc/M")->kind, CALL_UNARY);
+	assert_int_equal(find(t, "/pkg.Svc/M")->kind, METHOD_UNARY);
 	method_table_free(t);
 }
 
@@ -96,18 +96,18 @@ static void test_malformed(void **state)
 	};
 	method_table *t = method_table_new();
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		method m = mk(bad[i], CALL_UNARY, NULL);
+		method m = mk(bad[i], METHOD_UNARY, NULL);
 		int rc = method_table_add(t, &m);
 		if (rc != -EINVAL)
 			fail_msg("path \"%s\" added with rc %d", bad[i], rc);
 	}
-	method m = mk(NULL, CALL_UNARY, NULL);
+	method m = mk(NULL, METHOD_UNARY, NULL);
 	assert_int_equal(method_table_add(t, &m), -EINVAL);
 	assert_int_equal(method_table_count(t), 0);
 	/* The shortest well-formed path, and one without a package. */
-	m = mk("/a/b", CALL_UNARY, NULL);
+	m = mk("/a/b", METHOD_UNARY, NULL);
 	assert_int_equal(method_table_add(t, &m), 0);
-	m = mk("/Greeter/SayHello", CALL_UNARY, NULL);
+	m = mk("/Greeter/SayHello", METHOD_UNARY, NULL);
 	assert_int_equal(method_table_add(t, &m), 0);
 	assert_non_null(find(t, "/a/b"));
 	method_table_free(t);
@@ -140,15 +140,15 @@ static void test_each_service(void **state)
 	method_table_each_service(t, record_service, &s);
 	assert_int_equal(s.n, 0);
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-		method m = mk(paths[i], CALL_UNARY, NULL);
+		method m = mk(paths[i], METHOD_UNARY, NULL);
 		assert_int_equal(method_table_add(t, &m), 0);
 	}
 	/* A refused method names no service. */
-	method dup = mk("/r.D/x", CALL_UNARY, NULL);
+	method dup = mk("/r.D/x", METHOD_UNARY, NULL);
 	assert_int_equal(method_table_add(t, &dup), 0);
 	dup.path = "/r.D/x";
 	assert_int_equal(method_table_add(t, &dup), -EEXIST);
-	method bad = mk("/s.E/", CALL_UNARY, NULL);
+	method bad = mk("/s.E/", METHOD_UNARY, NULL);
 	assert_int_equal(method_table_add(t, &bad), -EINVAL);
 
 	method_table_each_service(t, record_service, &s);
@@ -179,7 +179,7 @@ static void test_many(void **state)
 	method_table *t = method_table_new();
 	for (int i = 0; i < N; i++) {
 		snprintf(paths[i], sizeof(paths[i]), "/svc%d.S/M%d", i % 37, i);
-		method m = mk(paths[i], (call_kind)(i % 4), &paths[i]);
+		method m = mk(paths[i], (method_kind)(i % 4), &paths[i]);
 		assert_int_equal(method_table_add(t, &m), 0);
 	}
 	assert_int_equal(method_table_count(t), N);

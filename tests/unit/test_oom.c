@@ -724,7 +724,7 @@ static void echo(call *c, const ProtobufCMessage *req)
 
 static const method echo_method = {
 	.path = "/oom.Test/Echo",
-	.kind = CALL_UNARY,
+	.kind = METHOD_UNARY,
 	.input = &collector__list_request__descriptor,
 	.output = &collector__list_request__descriptor,
 	.h = {.on_request = echo},

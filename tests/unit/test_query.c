@@ -543,29 +543,29 @@ static void test_path_grammar(void **state)
 	};
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		query_path p;
-		char out[PATH_TEXT_MAX];
+		char out[QUERY_PATH_TEXT_MAX];
 		const char *why;
-		assert_int_equal(path_parse(ok[i].in, strlen(ok[i].in), &p, &why), 0);
-		path_render(&p, out);
+		assert_int_equal(query_path_parse(ok[i].in, strlen(ok[i].in), &p, &why), 0);
+		query_path_render(&p, out);
 		assert_string_equal(out, ok[i].json);
 	}
-	char longest[PATH_TEXT_MAX];
+	char longest[QUERY_PATH_TEXT_MAX];
 	size_t n = 0;
-	for (int s = 0; s < PATH_MAX_SEGMENTS; s++) {
+	for (int s = 0; s < QUERY_PATH_MAX_SEGMENTS; s++) {
 		n += (size_t)snprintf(longest + n, sizeof longest - n, "%s", s ? "." : "");
-		memset(longest + n, 'x', PATH_MAX_NAME);
-		n += PATH_MAX_NAME;
-		for (int k = 0; k < PATH_MAX_INDICES; k++)
+		memset(longest + n, 'x', QUERY_PATH_MAX_NAME);
+		n += QUERY_PATH_MAX_NAME;
+		for (int k = 0; k < QUERY_PATH_MAX_INDICES; k++)
 			n += (size_t)snprintf(longest + n, sizeof longest - n, "[999999]");
 	}
 	query_path p;
-	char out[PATH_TEXT_MAX];
+	char out[QUERY_PATH_TEXT_MAX];
 	const char *why;
-	assert_int_equal(path_parse(longest, n, &p, &why), 0);
-	assert_int_equal(path_render(&p, out), n + 2);
-	assert_int_equal(path_append_index(&p, 1), -EINVAL);
+	assert_int_equal(query_path_parse(longest, n, &p, &why), 0);
+	assert_int_equal(query_path_render(&p, out), n + 2);
+	assert_int_equal(query_path_append_index(&p, 1), -EINVAL);
 	/* A NUL inside the given length is not part of any identifier. */
-	assert_int_equal(path_parse("a\0b", 3, &p, &why), -EINVAL);
+	assert_int_equal(query_path_parse("a\0b", 3, &p, &why), -EINVAL);
 }
 
 static const char *const bad_paths[] = {

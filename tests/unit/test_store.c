@@ -25,7 +25,7 @@
 #include "base/clock.h"
 #include "store/coll.h"
 #include "store/files.h"
-#include "store/path.h"
+#include "store/query_path.h"
 #include "store/store.h"
 #include "store/store_int.h"
 
@@ -498,10 +498,10 @@ static void test_fts_text(void **state)
 	assert_int_equal(store_writer_fts_text("{nope", 5, &t), -EINVAL);
 	assert_int_equal(store_writer_fts_text("", 0, &t), -EINVAL);
 	/* Depth is bounded, not recursion without end. */
-	char deep[2 * WRITER_JSON_MAX_DEPTH + 8];
-	memset(deep, '[', WRITER_JSON_MAX_DEPTH + 1);
-	memset(deep + WRITER_JSON_MAX_DEPTH + 1, ']', WRITER_JSON_MAX_DEPTH + 1);
-	assert_int_equal(store_writer_fts_text(deep, 2 * WRITER_JSON_MAX_DEPTH + 2, &t), -EINVAL);
+	char deep[2 * STORE_WRITER_JSON_MAX_DEPTH + 8];
+	memset(deep, '[', STORE_WRITER_JSON_MAX_DEPTH + 1);
+	memset(deep + STORE_WRITER_JSON_MAX_DEPTH + 1, ']', STORE_WRITER_JSON_MAX_DEPTH + 1);
+	assert_int_equal(store_writer_fts_text(deep, 2 * STORE_WRITER_JSON_MAX_DEPTH + 2, &t), -EINVAL);
 	buf_free(&t);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
@@ -662,9 +662,9 @@ static void test_write_ops(void **state)
 	store_coll *c = acquire(s, "zoo", "animals");
 	/* The layout of a new records.db. */
 	assert_int_equal(query_int(c, "SELECT page_size FROM pragma_page_size()", NULL),
-			 WRITER_PAGE_SIZE);
+			 STORE_WRITER_PAGE_SIZE);
 	assert_int_equal(query_int(c, "SELECT v FROM records_fts_config WHERE k = 'automerge'", NULL),
-			 WRITER_FTS_AUTOMERGE);
+			 STORE_WRITER_FTS_AUTOMERGE);
 
 	store_op op = {.kind = STORE_OP_INSERT, .id = "r1",
 		       .row = {.data = "\x08\x01", .data_len = 2,
@@ -830,9 +830,9 @@ static char *merge_reference(const char *old, const char *new, const char *const
 	for (size_t i = 0; i < n; i++) {
 		query_path qp;
 		const char *why;
-		char jp[PATH_TEXT_MAX];
-		assert_int_equal(path_parse(mask[i], strlen(mask[i]), &qp, &why), 0);
-		path_render(&qp, jp);
+		char jp[QUERY_PATH_TEXT_MAX];
+		assert_int_equal(query_path_parse(mask[i], strlen(mask[i]), &qp, &why), 0);
+		query_path_render(&qp, jp);
 		sqlite3_reset(st);
 		sqlite3_bind_text(st, 1, merged, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(st, 2, new, -1, SQLITE_STATIC);
@@ -1023,7 +1023,7 @@ static void test_reads(void **state)
 
 	query_path vp;
 	const char *why;
-	assert_int_equal(path_parse("v", 1, &vp, &why), 0);
+	assert_int_equal(query_path_parse("v", 1, &vp, &why), 0);
 	const float v[] = {1, 0};
 	store_hit *hits = NULL;
 	size_t nhits = 0;

@@ -9,37 +9,37 @@
  * e.g. `a.b.c`, `items[2].name`, rendered as `$.a.b.c`, `$.items[2].name`. A rendering
  * holds only identifier characters, digits and `$.[]`, so it is safe to place between
  * single quotes in SQL text (index expressions). */
-#ifndef STORE_PATH_H
-#define STORE_PATH_H
+#ifndef STORE_QUERY_PATH_H
+#define STORE_QUERY_PATH_H
 #include <stddef.h>
 #include <stdint.h>
 
-#define PATH_MAX_SEGMENTS 16
-#define PATH_MAX_NAME 64
-#define PATH_MAX_INDICES 4
-#define PATH_MAX_INDEX 999999
+#define QUERY_PATH_MAX_SEGMENTS 16
+#define QUERY_PATH_MAX_NAME 64
+#define QUERY_PATH_MAX_INDICES 4
+#define QUERY_PATH_MAX_INDEX 999999
 /* Longest rendering ("$" + 16 x (".name" + 4 x "[999999]")) plus its NUL. */
-#define PATH_TEXT_MAX (1 + PATH_MAX_SEGMENTS * (1 + PATH_MAX_NAME + PATH_MAX_INDICES * 8) + 1)
+#define QUERY_PATH_TEXT_MAX (1 + QUERY_PATH_MAX_SEGMENTS * (1 + QUERY_PATH_MAX_NAME + QUERY_PATH_MAX_INDICES * 8) + 1)
 
 typedef struct query_path_seg {
-	char name[PATH_MAX_NAME + 1];
+	char name[QUERY_PATH_MAX_NAME + 1];
 	unsigned nidx;
-	uint32_t idx[PATH_MAX_INDICES];
+	uint32_t idx[QUERY_PATH_MAX_INDICES];
 } query_path_seg;
 
 typedef struct query_path {
 	unsigned nseg;
-	query_path_seg seg[PATH_MAX_SEGMENTS];
+	query_path_seg seg[QUERY_PATH_MAX_SEGMENTS];
 } query_path;
 
 /* Parses s[0..len). 0, or -EINVAL with *why (a static string) saying what is wrong. */
-int path_parse(const char *s, size_t len, query_path *p, const char **why);
+int query_path_parse(const char *s, size_t len, query_path *p, const char **why);
 
-/* Writes the JSON path ("$.a.b[2]") into out (PATH_TEXT_MAX bytes); returns its length. */
-size_t path_render(const query_path *p, char out[PATH_TEXT_MAX]);
+/* Writes the JSON path ("$.a.b[2]") into out (QUERY_PATH_TEXT_MAX bytes); returns its length. */
+size_t query_path_render(const query_path *p, char out[QUERY_PATH_TEXT_MAX]);
 
 /* Appends an index to the last segment (the element of a repeated field). 0 or -EINVAL
- * when the segment already has PATH_MAX_INDICES indices. */
-int path_append_index(query_path *p, uint32_t idx);
+ * when the segment already has QUERY_PATH_MAX_INDICES indices. */
+int query_path_append_index(query_path *p, uint32_t idx);
 
 #endif

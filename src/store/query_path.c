@@ -1,4 +1,4 @@
-#include "store/path.h"
+#include "store/query_path.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -12,7 +12,7 @@ static bool ident_start(char c)
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-int path_parse(const char *s, size_t len, query_path *p, const char **why)
+int query_path_parse(const char *s, size_t len, query_path *p, const char **why)
 {
 	size_t i = 0;
 	p->nseg = 0;
@@ -21,7 +21,7 @@ int path_parse(const char *s, size_t len, query_path *p, const char **why)
 		return -EINVAL;
 	}
 	for (;;) {
-		if (p->nseg == PATH_MAX_SEGMENTS) {
+		if (p->nseg == QUERY_PATH_MAX_SEGMENTS) {
 			*why = "more than 16 segments";
 			return -EINVAL;
 		}
@@ -37,7 +37,7 @@ int path_parse(const char *s, size_t len, query_path *p, const char **why)
 		}
 		while (i < len && (ident_start(s[i]) || is_digit(s[i])))
 			i++;
-		if (i - start > PATH_MAX_NAME) {
+		if (i - start > QUERY_PATH_MAX_NAME) {
 			*why = "segment longer than 64 characters";
 			return -EINVAL;
 		}
@@ -45,7 +45,7 @@ int path_parse(const char *s, size_t len, query_path *p, const char **why)
 		seg->name[i - start] = '\0';
 		seg->nidx = 0;
 		while (i < len && s[i] == '[') {
-			if (seg->nidx == PATH_MAX_INDICES) {
+			if (seg->nidx == QUERY_PATH_MAX_INDICES) {
 				*why = "more than 4 indices on a segment";
 				return -EINVAL;
 			}
@@ -78,7 +78,7 @@ int path_parse(const char *s, size_t len, query_path *p, const char **why)
 	}
 }
 
-size_t path_render(const query_path *p, char out[PATH_TEXT_MAX])
+size_t query_path_render(const query_path *p, char out[QUERY_PATH_TEXT_MAX])
 {
 	size_t n = 0;
 	out[n++] = '$';
@@ -88,16 +88,16 @@ size_t path_render(const query_path *p, char out[PATH_TEXT_MAX])
 		memcpy(out + n, p->seg[s].name, l);
 		n += l;
 		for (unsigned k = 0; k < p->seg[s].nidx; k++)
-			n += (size_t)snprintf(out + n, PATH_TEXT_MAX - n, "[%u]", p->seg[s].idx[k]);
+			n += (size_t)snprintf(out + n, QUERY_PATH_TEXT_MAX - n, "[%u]", p->seg[s].idx[k]);
 	}
 	out[n] = '\0';
 	return n;
 }
 
-int path_append_index(query_path *p, uint32_t idx)
+int query_path_append_index(query_path *p, uint32_t idx)
 {
 	query_path_seg *seg = &p->seg[p->nseg - 1];
-	if (seg->nidx == PATH_MAX_INDICES || idx > PATH_MAX_INDEX)
+	if (seg->nidx == QUERY_PATH_MAX_INDICES || idx > QUERY_PATH_MAX_INDEX)
 		return -EINVAL;
 	seg->idx[seg->nidx++] = idx;
 	return 0;
