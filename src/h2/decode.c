@@ -106,7 +106,6 @@ void decode_cancel(decode_job *j)
 	pool_job_cancel(&j->pj);
 }
 
-size_t decode_held(const decode_job *j) { return j->len; }
 
 typedef struct free_job {
 	pool_job pj;

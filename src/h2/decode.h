@@ -32,8 +32,6 @@ int decode_submit(pool *p, reactor *home, const ProtobufCMessageDescriptor *d,
 		  void *owner, decode_job **out);
 /* Reactor thread: the owner is gone; done will not be called and the job frees itself. */
 void decode_cancel(decode_job *j);
-/* The bytes the job holds (its copy of the message), for memory accounting. */
-size_t decode_held(const decode_job *j);
 
 /* Frees a decoded message on the pool (freeing one of a million sub-messages takes as long
  * as decoding it); on the calling thread when the pool cannot take the job. */

@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,8 +296,6 @@ void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx)
 
 void h2_server_set_pool(h2_server *s, pool *p) { s->pool = p; }
 
-size_t h2_server_held(h2_server *s) { return atomic_load(&s->held); }
-
 void h2_server_free(h2_server *s)
 {
 	if (!s)
@@ -466,7 +463,7 @@ static const reactor_conn_ops conn_ops = {
 	.on_close = conn_closed,
 };
 
-void h2_endpoint_accept(h2_endpoint *e, int fd)
+static void endpoint_accept(h2_endpoint *e, int fd)
 {
 	h2_conn *h = conn_new(e);
 	if (!h) {
@@ -498,7 +495,7 @@ void h2_endpoint_accept(h2_endpoint *e, int fd)
 static void listener_accept(reactor *r, int fd, void *user)
 {
 	(void)r;
-	h2_endpoint_accept(user, fd);
+	endpoint_accept(user, fd);
 }
 
 const reactor_listener_ops h2_endpoint_listener_ops = {.on_accept = listener_accept};

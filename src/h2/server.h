@@ -56,8 +56,6 @@ void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx);
 /* The pool that decodes large and compressed requests (decode.h), so that no reactor is
  * held by one; without one (tests, fuzzers), everything is decoded on the reactor. */
 void h2_server_set_pool(h2_server *s, pool *p);
-/* Message bytes buffered by every connection of the server (both directions). */
-size_t h2_server_held(h2_server *s);
 
 /* Per reactor; call on r's thread. */
 h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r);
@@ -65,7 +63,6 @@ h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r);
 void h2_endpoint_free(h2_endpoint *e);
 /* Listener callbacks that hand accepted sockets to the endpoint (user = endpoint). */
 extern const reactor_listener_ops h2_endpoint_listener_ops;
-void h2_endpoint_accept(h2_endpoint *e, int fd);
 /* Graceful shutdown: GOAWAY to every connection, no new streams; running calls go on. */
 void h2_endpoint_goaway(h2_endpoint *e);
 /* Cancels every running call (end of the grace period) and closes connections. */

@@ -368,8 +368,6 @@ reactor_conn *reactor_conn_connect(reactor *r, const struct sockaddr *addr, sock
 
 void *reactor_conn_user(reactor_conn *c) { return c->user; }
 void reactor_conn_set_user(reactor_conn *c, void *user) { c->user = user; }
-reactor *reactor_conn_reactor(reactor_conn *c) { return c->r; }
-int reactor_conn_fd(reactor_conn *c) { return c->fd; }
 uint64_t reactor_conn_bytes_sent(const reactor_conn *c) { return c->bytes_sent; }
 
 size_t reactor_conn_out_pending(reactor_conn *c)
@@ -700,7 +698,6 @@ void reactor_post(reactor *r, reactor_task *t)
 	}
 }
 
-timer_heap *reactor_timers(reactor *r) { return &r->timers; }
 int64_t reactor_now(reactor *r) { return r->now; }
 int reactor_timer_arm(reactor *r, timer *t, int64_t deadline_ns, timer_fn fn)
 {

@@ -59,7 +59,6 @@ void reactor_stop(reactor *r);
 void reactor_abort_all(reactor *r, int err);
 /* Thread-safe: runs t->fn on r's thread during a later loop turn. */
 void reactor_post(reactor *r, reactor_task *t);
-timer_heap *reactor_timers(reactor *r);
 /* Cached monotonic time of the current loop turn. */
 int64_t reactor_now(reactor *r);
 /* Arms a timer on r. */
@@ -84,8 +83,6 @@ reactor_conn *reactor_conn_connect(reactor *r, const struct sockaddr *addr, sock
 			 const reactor_conn_ops *ops, void *user);
 void *reactor_conn_user(reactor_conn *c);
 void reactor_conn_set_user(reactor_conn *c, void *user);
-reactor *reactor_conn_reactor(reactor_conn *c);
-int reactor_conn_fd(reactor_conn *c);
 /* Appends bytes to the connection's pending output. Returns 0 or -ENOMEM. */
 int reactor_conn_write(reactor_conn *c, const void *data, size_t len);
 /* Bytes appended but not yet handed to the kernel, plus those in flight. */

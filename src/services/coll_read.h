@@ -20,9 +20,7 @@ typedef struct coll_read_job {
 
 /* The job's release (svc_job.release) for a job allocated alone. */
 void coll_read_release(svc_job *sj);
-/* Loads the collection name, opens it and begins a read; fails the job when it cannot. */
-bool coll_read_open(coll_read_job *rj, const char *name);
-/* Ends the read and releases the collection coll_read_open opened. */
+/* Ends the job's read and releases the collection it opened. */
 void coll_read_close(coll_read_job *rj);
 
 void coll_read_get(call *c, const ProtobufCMessage *msg);

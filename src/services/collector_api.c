@@ -61,7 +61,7 @@ static int make_paths(void)
 	return 0;
 }
 
-int collector_api_register(method_table *t)
+static int collector_api_register(method_table *t)
 {
 	if (!paths_used && make_paths())
 		return -ENOMEM;

@@ -5,7 +5,6 @@
 #include "h2/method.h"
 #include "services/svc.h"
 
-int collector_api_register(method_table *t);
 /* Every service of the node (registry, collections, files, health, reflection), then the
  * routes of what is not built yet: the node's whole method table. */
 int collector_api_register_all(method_table *t, svc_env *env);

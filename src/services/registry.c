@@ -69,7 +69,7 @@ static void message_names(const message_proto *mp, const char *scope, strvec *ou
 		message_names(mp->nested_type[i], full, out);
 }
 
-void registry_file_messages(const file_proto *fp, strvec *out)
+static void registry_file_messages(const file_proto *fp, strvec *out)
 {
 	for (size_t i = 0; i < fp->n_message_type; i++)
 		message_names(fp->message_type[i], fp->package ? fp->package : "", out);

@@ -87,7 +87,6 @@ void registry_now(Google__Protobuf__Timestamp *ts);
 /* One atomic write to a system collection, waited for: durable when it returns 0. */
 int registry_write_wait(store_coll *c, store_op *ops, size_t n);
 /* Full names of the messages of a file, nested ones included. */
-void registry_file_messages(const file_proto *fp, strvec *out);
 /* A method's input or output type, resolved as protoc would from package pkg. */
 const tp_message *registry_resolve_type(registry *r, const char *ns, const char *pkg,
 					const char *name);

@@ -18,7 +18,6 @@ void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_
 	return pbdecode(d, data, len, &m, err, sizeof(err)) ? NULL : m;
 }
 
-char *svc_strdup(const char *s) { return mem_strdup(s ? s : ""); }
 
 const char *svc_namespace(call *c, const svc_env *env, const char *requested)
 {

@@ -42,7 +42,6 @@ const char *svc_namespace(call *c, const svc_env *env, const char *requested);
  * protobuf-c alone. NULL when it does not decode. */
 void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len);
 /* Copies s (NULL: "") into a new allocation; NULL when out of memory. */
-char *svc_strdup(const char *s);
 
 /* A record id: 1 to SVC_ID_MAX bytes, none of them a control character; fails j with
  * INVALID_ARGUMENT. */

@@ -111,8 +111,6 @@ bool store_reader_end(store_reader *r)
 	return sqlite3_get_autocommit(r->db);
 }
 
-sqlite3 *store_reader_db(store_reader *r) { return r->db; }
-
 int store_reader_prepare(store_reader *r, const char *sql, sqlite3_stmt **st)
 {
 	size_t spare = READER_CACHE;

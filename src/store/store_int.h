@@ -49,7 +49,6 @@ int coll_staging_fd(const store_coll *c); /* staging/, uploads in progress */
 /* The collection a reader belongs to (coll.c's), NULL for a tool's. */
 void store_reader_set_owner(store_reader *r, void *owner);
 void *store_reader_owner(const store_reader *r);
-sqlite3 *store_reader_db(store_reader *r);
 /* A statement for sql on the reader's connection, from its cache: reset (not finalized)
  * by store_reader_end, and handed out once per read. */
 int store_reader_prepare(store_reader *r, const char *sql, sqlite3_stmt **st);

@@ -111,7 +111,7 @@ void tp_file_free(tp_file *f)
 	arena_free(&mem); /* f itself lives in its arena */
 }
 
-void tp_ns_free(tp_ns *ns)
+static void tp_ns_free(tp_ns *ns)
 {
 	mem_free(ns->syms.slots);
 	mem_free(ns->files.slots);

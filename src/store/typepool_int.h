@@ -128,7 +128,6 @@ struct tp_pool {
 
 /* Frees a file and every object of it (they live in its arena). */
 void tp_file_free(tp_file *f);
-void tp_ns_free(tp_ns *ns);
 /* A named namespace, with its name. */
 void tp_ns_drop(tp_ns *ns);
 

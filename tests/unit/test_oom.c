@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/pbdecode.h"
@@ -714,6 +715,18 @@ static void echo(call *c, const ProtobufCMessage *req)
 	free(packed);
 	if (!same) {
 		call_finish(c, GRPC_INTERNAL, "the request did not decode as sent");
+		return;
+	}
+	/* The rest of the call as sent: custom metadata in order (-bin decoded), the
+	 * deadline from grpc-timeout 10S, the detached connection's peer. */
+	const call_md *trace = call_md_at(c, 0), *user = call_md_at(c, 1);
+	int64_t left = call_deadline(c) - reactor_now(call_reactor(c));
+	if (call_md_count(c) != 2 || call_md_at(c, 2) || !trace || !user ||
+	    strcmp(trace->name, "x-trace-bin") || trace->value_len != 3 ||
+	    memcmp(trace->value, "\x01\x02\x03", 3) || strcmp(user->name, "x-user") ||
+	    strcmp((const char *)user->value, "someone") || left <= 0 || left > 10 * NS_PER_SEC ||
+	    strcmp(call_peer(c), "fuzz") || call_cancelled(c)) {
+		call_finish(c, GRPC_INTERNAL, "the call's metadata or deadline is not as sent");
 		return;
 	}
 	int rc = call_add_initial_md(c, "x-echo-bin", "\x01\x02", 2);
