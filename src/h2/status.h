@@ -1,4 +1,7 @@
-/* gRPC status codes (the canonical set, same numbers as collector.Status.Code). */
+/* gRPC status codes: the canonical set, numbered as grpc-status carries them. The API's
+ * collector.Status.Code (response bodies) is numbered otherwise: it has no
+ * DEADLINE_EXCEEDED or UNAUTHENTICATED, so NOT_FOUND is 4 there and 5 here. Never store
+ * one of these in a collector.Status: services convert with svc_status_code (svc.h). */
 #ifndef H2_STATUS_H
 #define H2_STATUS_H
 

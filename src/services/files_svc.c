@@ -105,7 +105,7 @@ static int why_not_dir(store_coll *coll, const char *path, size_t len)
 typedef struct xfer xfer;
 struct xfer {
 	pool_job pj; /* first: the pool hands it back */
-	svc_job st;  /* the last step's status (colls.h helpers fail it); never run as a job */
+	svc_job st;  /* the last step's status (svc.h helpers fail it); never run as a job */
 	call *c;     /* referenced until xfer_free */
 	const svc_env *env;
 	int op;	     /* the step running or last run */
