@@ -321,9 +321,8 @@ static int search_load(void)
 			rc = -1;
 			break;
 		}
-		query_err err;
-		if (query_compile_search(&schema, &p, &queries[nqueries], &err)) {
-			fprintf(stderr, "store_inproc: query '%s': %s\n", arg, err.msg);
+		if (query_compile_search(&schema, &p, &queries[nqueries])) {
+			fprintf(stderr, "store_inproc: query '%s': %s\n", arg, store_err_msg());
 			rc = -1;
 		} else {
 			nqueries++;

@@ -210,11 +210,12 @@ static void schema_of(const svc_env *env, const coll_def *d, char scope[SCOPE_MA
 #define RESPONSE_FIXED (2 + BUDGET_INT64_FIELD)
 
 /* A compile's outcome as the call's status; true when it compiled. */
-static bool compiled(svc_job *sj, int rc, const query_err *err, const char *what)
+static bool compiled(svc_job *sj, int rc, const char *what)
 {
 	if (rc)
 		svc_job_fail(sj, rc == -EINVAL ? GRPC_INVALID_ARGUMENT : GRPC_RESOURCE_EXHAUSTED,
-			     "%s%s%s", what, *what ? ": " : "", rc == -EINVAL ? err->msg : "out of memory");
+			     "%s%s%s", what, *what ? ": " : "",
+			     rc == -EINVAL ? store_err_msg() : "out of memory");
 	return rc == 0;
 }
 
@@ -271,9 +272,8 @@ static void list_work(svc_job *sj)
 			       .order_by = req->order_by,
 			       .page_size = req->page_size,
 			       .page_token = req->page_token};
-	query_err err;
-	int rc = qj->va.failed ? -ENOMEM : query_compile_list(&schema, &p, &qj->q, &err);
-	if (!compiled(sj, rc, &err, ""))
+	int rc = qj->va.failed ? -ENOMEM : query_compile_list(&schema, &p, &qj->q);
+	if (!compiled(sj, rc, ""))
 		return;
 	items it;
 	bool more = false;
@@ -331,10 +331,9 @@ static void vector_search(query_job *qj)
 		if (!strcmp(md->labels[i]->key, EMBEDDING_LABEL))
 			field = md->labels[i]->value;
 	query_path path;
-	const char *why;
 	bool whole;
 	const tp_field *f;
-	if (!field || query_path_parse(field, strlen(field), &path, &why) ||
+	if (!field || query_path_parse(field, strlen(field), &path) ||
 	    !(f = svc_field_at(rj->d.type, &path, &whole)) || !whole || f->is_map ||
 	    (f->type != TP_FLOAT && f->type != TP_DOUBLE)) {
 		svc_job_fail(sj, GRPC_FAILED_PRECONDITION,
@@ -466,11 +465,10 @@ static void search_work(svc_job *sj)
 				 .offset = req->offset,
 				 .order_by = req->order_by,
 				 .ascending = req->ascending};
-	query_err err;
-	int rc = qj->va.failed ? -ENOMEM : query_compile_search(&schema, &p, &qj->q, &err);
+	int rc = qj->va.failed ? -ENOMEM : query_compile_search(&schema, &p, &qj->q);
 	mem_free(filters);
 	mem_free(labels);
-	if (!compiled(sj, rc, &err, ""))
+	if (!compiled(sj, rc, ""))
 		return;
 	items it;
 	bool more = false;
@@ -556,8 +554,7 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, b
 	char scope[SCOPE_MAX];
 	schema_of(rj->r.env, &rj->d, scope, &schema);
 	query_search_params p = {.query = qv, .limit = req->limit, .order_by = req->order_by};
-	query_err err;
-	if (!compiled(sj, query_compile_search(&schema, &p, &qj->q, &err), &err, name))
+	if (!compiled(sj, query_compile_search(&schema, &p, &qj->q), name))
 		return false;
 	if (!items_init(it, rj->d.type, NULL, ITEMS_SCORED, b)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");

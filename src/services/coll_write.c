@@ -112,9 +112,9 @@ static bool prep_update(svc_job *j, op_prep *p)
 	for (size_t i = 0; i < req->n_update_mask; i++) {
 		const char *m = req->update_mask[i];
 		query_path qp;
-		const char *why;
-		if (query_path_parse(m, strlen(m), &qp, &why)) {
-			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "update_mask '%.100s': %s", m, why);
+		if (query_path_parse(m, strlen(m), &qp)) {
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "update_mask '%.100s': %s", m,
+				     store_err_msg());
 			return false;
 		}
 		bool indexed = false, whole;

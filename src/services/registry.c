@@ -838,7 +838,7 @@ int registry_open(svc_env *env, const regquota_limits *limits, registry **out)
 		rc = sys_collection(r, PROTOS, "collector.RegisteredProto", &r->protos);
 	/* The removals find a file's versions by namespace (regremove.c). */
 	char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX];
-	if (!rc && !(rc = query_index_field(REGISTRY_NS_FIELD, expr, name, NULL))) {
+	if (!rc && !(rc = query_index_field(REGISTRY_NS_FIELD, expr, name))) {
 		const char *ix_name[] = {name + 3}, *ix_expr[] = {expr}; /* the store adds "ix_" */
 		rc = store_coll_set_indexes(r->protos, 1, ix_name, ix_expr);
 	}

@@ -276,11 +276,10 @@ static bool discover_token_parse(svc_job *j, const svc_env *env, const char *t, 
 {
 	uint8_t *p;
 	size_t n;
-	const char *why;
-	int rc = query_token_open(env->token_key, t, DISCOVER_TOKEN_MAX_CHARS, &p, &n, &why);
+	int rc = query_token_open(env->token_key, t, DISCOVER_TOKEN_MAX_CHARS, &p, &n);
 	if (rc) {
 		svc_job_fail(j, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INVALID_ARGUMENT, "%s",
-			     why);
+			     store_err_msg());
 		return false;
 	}
 	bool ok = n > DISCOVER_TOKEN_HEADER && p[0] == DISCOVER_TOKEN_VERSION;

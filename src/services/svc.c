@@ -259,15 +259,14 @@ bool svc_indexes_check(svc_job *j, const tp_message *m, char *const *fields, siz
 	}
 	for (size_t i = 0; i < n; i++) {
 		const char *f = fields[i];
-		query_err err;
-		if (query_index_field(f, out->exprs[i], out->names[i], &err)) {
-			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s': %s", f, err.msg);
+		if (query_index_field(f, out->exprs[i], out->names[i])) {
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s': %s", f,
+				     store_err_msg());
 			return false;
 		}
 		query_path p;
-		const char *why;
 		bool whole;
-		query_path_parse(f, strlen(f), &p, &why);
+		query_path_parse(f, strlen(f), &p);
 		if (!svc_field_at(m, &p, &whole)) {
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s' is not a field of %s",
 				     f, tp_message_get(m)->full_name);

@@ -6,7 +6,8 @@
 
 /* The message of this thread's last failure in the store (never NULL). */
 const char *store_err_msg(void);
-/* For store modules: sets this thread's message and returns rc. */
+/* For store modules: sets this thread's message and returns rc. The arguments may quote
+ * the message set before (store_err_msg()), to add context to it. */
 int store_err_set(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -7,13 +7,10 @@
 #include "base/mem.h"
 #include "store/query_int.h"
 
-static int cc_init(cc *c, const query_schema *s, query_err *err)
+static int cc_init(cc *c, const query_schema *s)
 {
 	memset(c, 0, sizeof *c);
 	c->s = s;
-	c->err = err;
-	if (err)
-		err->msg[0] = '\0';
 	c->q = mem_calloc(1, sizeof *c->q);
 	if (s->nindexed)
 		c->indexed = mem_calloc(s->nindexed, sizeof *c->indexed);
@@ -27,9 +24,8 @@ static int cc_init(cc *c, const query_schema *s, query_err *err)
 		c->q->scope_hash = query_token_siphash(NULL, (const uint8_t *)s->scope, strlen(s->scope));
 	for (size_t i = 0; i < s->nindexed; i++) {
 		query_path p;
-		const char *why;
 		/* An entry that is not a path cannot have an index: never matches. */
-		if (s->indexed[i] && !query_path_parse(s->indexed[i], strlen(s->indexed[i]), &p, &why))
+		if (s->indexed[i] && !query_path_parse(s->indexed[i], strlen(s->indexed[i]), &p))
 			query_path_render(&p, c->indexed[c->nindexed++]);
 	}
 	return 0;
@@ -132,14 +128,13 @@ static int cc_end(cc *c, query **out)
 	return 0;
 }
 
-int query_compile_list(const query_schema *s, const query_list_params *p, query **out,
-		       query_err *err)
+int query_compile_list(const query_schema *s, const query_list_params *p, query **out)
 {
 	cc c;
 	order o;
 	bool dir_given;
 	*out = NULL;
-	if (cc_init(&c, s, err))
+	if (cc_init(&c, s))
 		return cc_end(&c, out);
 	c.q->list = true;
 	if (p->page_size < 0 || p->page_size > QUERY_MAX_PAGE) {
@@ -191,15 +186,14 @@ int query_compile_list(const query_schema *s, const query_list_params *p, query 
 	return cc_end(&c, out);
 }
 
-int query_compile_search(const query_schema *s, const query_search_params *p, query **out,
-			 query_err *err)
+int query_compile_search(const query_schema *s, const query_search_params *p, query **out)
 {
 	cc c;
 	order o;
 	bool dir_given = false;
 	const char *text = p->full_text && *p->full_text ? p->full_text : NULL;
 	*out = NULL;
-	if (cc_init(&c, s, err))
+	if (cc_init(&c, s))
 		return cc_end(&c, out);
 	if (p->limit < 0 || p->limit > QUERY_MAX_PAGE) {
 		query_fail(&c, "limit must be between 0 (default %d) and %d, not %d", QUERY_DEFAULT_PAGE,
@@ -322,22 +316,20 @@ int query_bind(sqlite3_stmt *st, const query *q)
 }
 
 int query_index_field(const char *field, char expr[QUERY_INDEX_EXPR_MAX],
-		      char name[QUERY_INDEX_NAME_MAX], query_err *err)
+		      char name[QUERY_INDEX_NAME_MAX])
 {
-	cc c = {.err = err};
+	cc c = {0};
 	char qb[QUOTE_MAX];
-	const char *why;
 	opnd o = {0};
 	buf b = BUF_INIT;
-	if (err)
-		err->msg[0] = '\0';
 	if (!field || !*field)
 		return query_fail(&c, "indexed field is empty");
 	if (field[0] == '@')
 		return query_fail(&c, "indexed field '%s' must be a message field path, not a record column",
 			    query_quote(field, qb));
-	if (query_path_parse(field, strlen(field), &o.p, &why))
-		return query_fail(&c, "invalid indexed field '%s': %s", query_quote(field, qb), why);
+	if (query_path_parse(field, strlen(field), &o.p))
+		return query_fail(&c, "invalid indexed field '%s': %s", query_quote(field, qb),
+				  store_err_msg());
 	size_t n = query_path_render(&o.p, o.path);
 	query_emit_operand(&b, &o);
 	if (b.failed) {

@@ -206,18 +206,12 @@ typedef struct query_search_params {
 	bool ascending;
 } query_search_params;
 
-typedef struct query_err {
-	char msg[256];
-} query_err;
-
 typedef struct query query;
 
-/* Compile a List or Search. 0 with *out (free with query_free), -EINVAL with err->msg set,
- * -ENOMEM, or the resolver's own error. err may be NULL. */
-int query_compile_list(const query_schema *s, const query_list_params *p, query **out,
-		       query_err *err);
-int query_compile_search(const query_schema *s, const query_search_params *p, query **out,
-			 query_err *err);
+/* Compile a List or Search. 0 with *out (free with query_free), -EINVAL with what is wrong
+ * in store_err_msg() (naming the offending input), -ENOMEM, or the resolver's own error. */
+int query_compile_list(const query_schema *s, const query_list_params *p, query **out);
+int query_compile_search(const query_schema *s, const query_search_params *p, query **out);
 void query_free(query *q);
 
 /* Rows the caller returns: List's page_size (the query asks one more), Search's limit. */
@@ -229,21 +223,21 @@ int32_t query_page_size(const query *q);
  * *token (mem_free()) or -ENOMEM. */
 int query_token_seal(const uint8_t *key, const uint8_t *payload, size_t n, char **token);
 /* The payload of a token sealed under key, at most max_chars long: 0 with *payload
- * (mem_free()) and its length *n, -EINVAL with *why (a static message naming page_token)
- * when the token is too long, not base64url or not sealed under key, or -ENOMEM. The caller
- * checks what is inside: a version of its own first, so that the tokens of one API are
- * refused by another. */
+ * (mem_free()) and its length *n, -EINVAL (store_err_msg() naming page_token) when the
+ * token is too long, not base64url or not sealed under key, or -ENOMEM. The caller checks
+ * what is inside: a version of its own first, so that the tokens of one API are refused by
+ * another. */
 int query_token_open(const uint8_t *key, const char *token, size_t max_chars, uint8_t **payload,
-		     size_t *n, const char **why);
+		     size_t *n);
 /* An unkeyed 64-bit hash (SipHash-2-4, zero key) for binding a token to its query. */
 uint64_t query_token_hash(const void *data, size_t n);
 
 /* Validates an indexed_fields entry (a field path; no @columns) and renders the index
  * expression `json_extract(json,'$.a.b')` and a stable index name `ix_<16 hex>`, which the
- * compiler then emits literally for that path. 0 or -EINVAL with err->msg. */
+ * compiler then emits literally for that path. 0 or -EINVAL (store_err_msg()). */
 #define QUERY_INDEX_EXPR_MAX (QUERY_PATH_TEXT_MAX + 24)
 #define QUERY_INDEX_NAME_MAX 20
 int query_index_field(const char *field, char expr[QUERY_INDEX_EXPR_MAX],
-		      char name[QUERY_INDEX_NAME_MAX], query_err *err);
+		      char name[QUERY_INDEX_NAME_MAX]);
 
 #endif

@@ -159,9 +159,8 @@ int query_emit_key(cc *c, const char *s, bool allow_score, key *k)
 		return query_fail(c, "unknown record column '%s' (use @id, @created_at, @updated_at%s)",
 			    query_quote(s, qb), allow_score ? " or @score" : "");
 	}
-	const char *why;
-	if (query_path_parse(s, strlen(s), &k->o.p, &why))
-		return query_fail(c, "invalid field path '%s': %s", query_quote(s, qb), why);
+	if (query_path_parse(s, strlen(s), &k->o.p))
+		return query_fail(c, "invalid field path '%s': %s", query_quote(s, qb), store_err_msg());
 	bool bare = !strcmp(s, "id") || !strcmp(s, "created_at") || !strcmp(s, "updated_at");
 	bool known = !resolve(c, &k->o.p, s, !bare, &k->ty);
 	if (c->rc)

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "store/err.h"
 #include "store/query.h"
 #include "store/store_int.h"
 
@@ -87,8 +88,7 @@ typedef struct leaf {
 typedef struct cc {
 	const query_schema *s;
 	query *q;
-	query_err *err;
-	int rc;
+	int rc; /* the first failure (its message is the store's, store_err_msg()) */
 	char (*indexed)[QUERY_PATH_TEXT_MAX];
 	size_t nindexed;
 	unsigned nconds;

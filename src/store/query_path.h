@@ -32,8 +32,8 @@ typedef struct query_path {
 	query_path_seg seg[QUERY_PATH_MAX_SEGMENTS];
 } query_path;
 
-/* Parses s[0..len). 0, or -EINVAL with *why (a static string) saying what is wrong. */
-int query_path_parse(const char *s, size_t len, query_path *p, const char **why);
+/* Parses s[0..len). 0, or -EINVAL with what is wrong in store_err_msg(). */
+int query_path_parse(const char *s, size_t len, query_path *p);
 
 /* Writes the JSON path ("$.a.b[2]") into out (QUERY_PATH_TEXT_MAX bytes); returns its length. */
 size_t query_path_render(const query_path *p, char out[QUERY_PATH_TEXT_MAX]);

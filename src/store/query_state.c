@@ -38,23 +38,19 @@ __attribute__((format(printf, 2, 3))) int query_fail(cc *c, const char *fmt, ...
 {
 	if (c->rc)
 		return c->rc;
-	c->rc = -EINVAL;
-	if (c->err) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(c->err->msg, sizeof c->err->msg, fmt, ap);
-		va_end(ap);
-	}
-	return c->rc;
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return c->rc = store_err_set(-EINVAL, "%s", msg);
 }
 
 void query_fail_errno(cc *c, int rc, const char *what)
 {
 	if (c->rc)
 		return;
-	c->rc = rc;
-	if (c->err)
-		snprintf(c->err->msg, sizeof c->err->msg, "%s: %s", what, strerror(-rc));
+	c->rc = store_err_set(rc, "%s: %s", what, strerror(-rc));
 }
 
 /* Appends a parameter value and returns its number (?N), or 0 after a failure. */

@@ -118,30 +118,25 @@ void query_token_hash_binds(buf *h, const query *q)
 }
 
 int query_token_open(const uint8_t *key, const char *token, size_t max_chars, uint8_t **payload,
-		     size_t *n, const char **why)
+		     size_t *n)
 {
 	size_t len = strlen(token);
 	*payload = NULL;
-	if (len > max_chars) {
-		*why = "page_token is too long";
-		return -EINVAL;
-	}
+	if (len > max_chars)
+		return store_err_set(-EINVAL, "page_token is too long");
 	uint8_t *t = mem_alloc(base64_decoded_max(len));
-	if (!t) {
-		*why = "out of memory";
-		return -ENOMEM;
-	}
+	if (!t)
+		return store_err_set(-ENOMEM, "out of memory");
 	long got = base64_decode(t, token, len, TOKEN_BASE64);
 	if (got < 0) {
 		mem_free(t);
-		*why = "page_token is not a token this node issued (bad encoding)";
-		return -EINVAL;
+		return store_err_set(-EINVAL,
+				     "page_token is not a token this node issued (bad encoding)");
 	}
 	*n = (size_t)got;
 	if (*n < 8 || query_token_siphash(key, t, *n - 8) != get_be64(t + *n - 8)) {
 		mem_free(t);
-		*why = "page_token is corrupt or was issued elsewhere";
-		return -EINVAL;
+		return store_err_set(-EINVAL, "page_token is corrupt or was issued elsewhere");
 	}
 	*n -= 8;
 	*payload = t;
@@ -154,13 +149,12 @@ void query_token_after(cc *c, const char *token, const order *o, buf *w)
 	const query *q = c->q;
 	size_t n = 0;
 	uint8_t *t;
-	const char *why;
-	int rc = query_token_open(q->key, token, TOKEN_MAX_CHARS, &t, &n, &why);
+	int rc = query_token_open(q->key, token, TOKEN_MAX_CHARS, &t, &n);
 	if (rc) {
 		if (rc == -ENOMEM)
 			query_fail_errno(c, rc, "query");
 		else
-			query_fail(c, "%s", why);
+			query_fail(c, "%s", store_err_msg());
 		return;
 	}
 	query_bindval vals[QUERY_MAX_ORDER_KEYS];

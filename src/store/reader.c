@@ -289,9 +289,9 @@ int store_reader_scan(store_reader *r, const store_match *where, size_t n, int f
 				      flags & STORE_SCAN_JSON ? ", json" : "");
 	for (size_t i = 0; i < n; i++) {
 		char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX];
-		query_err err;
-		if (query_index_field(where[i].path, expr, name, &err))
-			return store_err_set(-EINVAL, "scan path '%.100s': %s", where[i].path, err.msg);
+		if (query_index_field(where[i].path, expr, name))
+			return store_err_set(-EINVAL, "scan path '%.100s': %s", where[i].path,
+					     store_err_msg());
 		len += (size_t)snprintf(sql + len, sizeof(sql) - len, "%s %s = ?%zu",
 					i ? " AND" : " WHERE", expr, i + 1);
 	}

@@ -238,9 +238,8 @@ static int merge_mask(store_writer *w, const store_op *op, const char *old, char
 	int rc = m ? 0 : -ENOMEM;
 	for (size_t i = 0; i < op->nmask && !rc; i++) {
 		query_path qp;
-		const char *why;
 		char jp[QUERY_PATH_TEXT_MAX];
-		query_path_parse(op->mask[i], strlen(op->mask[i]), &qp, &why);
+		query_path_parse(op->mask[i], strlen(op->mask[i]), &qp);
 		query_path_render(&qp, jp);
 		sqlite3_bind_text(st, 1, m, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, op->row.json, -1, SQLITE_STATIC);
@@ -589,8 +588,7 @@ static bool mask_valid(const store_op *op)
 		return false;
 	for (size_t i = 0; i < op->nmask; i++) {
 		query_path qp;
-		const char *why;
-		if (!op->mask[i] || query_path_parse(op->mask[i], strlen(op->mask[i]), &qp, &why))
+		if (!op->mask[i] || query_path_parse(op->mask[i], strlen(op->mask[i]), &qp))
 			return false;
 	}
 	return true;
