@@ -53,7 +53,7 @@ static void world_up(void)
 		abort();
 	store_options so = {.sync_normal = true};
 	w.types = tp_new();
-	if (!w.types || tp_add_set(w.types, NULL, api_descriptor_set, api_descriptor_set_len, NULL) ||
+	if (!w.types || tp_add_set(w.types, NULL, api_descriptor_set, api_descriptor_set_len) ||
 	    store_open(w.dir, &so, &w.st))
 		abort();
 	w.env = (svc_env){.store = w.st, .types = w.types, .default_ns = "fa"};

@@ -84,7 +84,7 @@ static void world_up(void)
 	w.pool = pool_new(2, 64);
 	w.types = tp_new();
 	if (!w.r || !w.pool || !w.types ||
-	    tp_add_set(w.types, NULL, api_descriptor_set, api_descriptor_set_len, NULL) ||
+	    tp_add_set(w.types, NULL, api_descriptor_set, api_descriptor_set_len) ||
 	    store_open(w.dir, &so, &w.st))
 		abort();
 	w.env = (svc_env){.pool = w.pool,

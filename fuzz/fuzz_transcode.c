@@ -75,11 +75,9 @@ static size_t wkt_set_len;
 
 static void init(void)
 {
-	char *err = NULL;
 	api_pool = tp_new();
-	if (!api_pool ||
-	    tp_add_set(api_pool, NULL, api_descriptor_set, api_descriptor_set_len, &err)) {
-		fprintf(stderr, "fuzz_transcode: %s\n", err ? err : "out of memory");
+	if (!api_pool || tp_add_set(api_pool, NULL, api_descriptor_set, api_descriptor_set_len)) {
+		fprintf(stderr, "fuzz_transcode: %s\n", api_pool ? store_err_msg() : "out of memory");
 		abort();
 	}
 	Google__Protobuf__FileDescriptorSet *all =
@@ -100,18 +98,20 @@ static void init(void)
 	google__protobuf__file_descriptor_set__free_unpacked(all, NULL);
 }
 
+/* Whether the store's message was set since it was cleared (store_err_msg()). */
+static bool said(void) { return strcmp(store_err_msg(), "no error") != 0; }
+
 /* JSON j1 of some message: it converts to bytes, and those back to j1. */
 static void check_stable(tp_pool *tp, const char *ns, const tp_message *m, int flags,
 			 const buf *j1)
 {
 	buf b = BUF_INIT, j2 = BUF_INIT;
-	char *err = NULL;
-	int rc = json_to_proto(tp, ns, m, j1->text, j1->len, &b, &err);
+	int rc = json_to_proto(tp, ns, m, j1->text, j1->len, &b);
 	CHECK(rc == 0, "%s: JSON %s does not convert back: %s", tp_message_get(m)->full_name,
-	      j1->text, err);
-	rc = json_from_proto(tp, ns, m, b.data, b.len, flags, &j2, &err);
+	      j1->text, store_err_msg());
+	rc = json_from_proto(tp, ns, m, b.data, b.len, flags, &j2);
 	CHECK(rc == 0, "%s: bytes of %s do not convert: %s", tp_message_get(m)->full_name,
-	      j1->text, err);
+	      j1->text, store_err_msg());
 	CHECK(j1->len == j2.len && !memcmp(j1->data, j2.data, j2.len), "%s: %s became %s",
 	      tp_message_get(m)->full_name, j1->text, j2.text);
 	buf_free(&b);
@@ -122,24 +122,24 @@ static void run(tp_pool *tp, const char *ns, const tp_message *m, int flags,
 		const uint8_t *payload, size_t len)
 {
 	buf j = BUF_INIT, b = BUF_INIT;
-	char *err = NULL;
-	if (json_from_proto(tp, ns, m, payload, len, flags, &j, &err) == 0)
+	/* Cleared first, so that a failure is seen to leave its message. */
+	store_err_set(0, "%s", "");
+	if (json_from_proto(tp, ns, m, payload, len, flags, &j) == 0)
 		check_stable(tp, ns, m, flags, &j);
 	else
-		CHECK(err && j.len == 0, "an error without a message");
-	free(err);
-	err = NULL;
+		CHECK(said() && j.len == 0, "an error without a message");
 	j.len = 0;
 
-	if (json_to_proto(tp, ns, m, (const char *)payload, len, &b, &err) == 0) {
-		int rc = json_from_proto(tp, ns, m, b.data, b.len, flags, &j, &err);
+	store_err_set(0, "%s", "");
+	if (json_to_proto(tp, ns, m, (const char *)payload, len, &b) == 0) {
+		int rc = json_from_proto(tp, ns, m, b.data, b.len, flags, &j);
 		CHECK(rc == 0, "%s: bytes from JSON %.*s do not convert: %s",
-		      tp_message_get(m)->full_name, (int)len, (const char *)payload, err);
+		      tp_message_get(m)->full_name, (int)len, (const char *)payload,
+		      store_err_msg());
 		check_stable(tp, ns, m, flags, &j);
 	} else {
-		CHECK(err && b.len == 0, "an error without a message");
+		CHECK(said() && b.len == 0, "an error without a message");
 	}
-	free(err);
 	buf_free(&j);
 	buf_free(&b);
 }
@@ -156,10 +156,9 @@ static void with_descriptor(int flags, const uint8_t *data, size_t size)
 	if (!fdp)
 		return;
 	tp_pool *tp = tp_new();
-	char *err = NULL;
-	if (!tp || tp_add_set(tp, NULL, wkt_set, wkt_set_len, &err))
+	if (!tp || tp_add_set(tp, NULL, wkt_set, wkt_set_len))
 		abort();
-	if (tp_add_file(tp, "f", fdp, &err) == 0 && fdp->n_message_type) {
+	if (tp_add_file(tp, "f", fdp) == 0 && fdp->n_message_type) {
 		const Google__Protobuf__DescriptorProto *mp =
 			fdp->message_type[data[2 + n] % fdp->n_message_type];
 		char name[2100];
@@ -169,8 +168,6 @@ static void with_descriptor(int flags, const uint8_t *data, size_t size)
 		const tp_message *m = tp_find_message(tp, "f", name);
 		if (m)
 			run(tp, "f", m, flags, data + 3 + n, size - 3 - n);
-	} else {
-		free(err);
 	}
 	google__protobuf__file_descriptor_proto__free_unpacked(fdp, NULL);
 	tp_free(tp);

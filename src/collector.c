@@ -269,12 +269,8 @@ static int node_build(collector *c, char *err, size_t cap)
 		snprintf(err, cap, "out of memory");
 		return -ENOMEM;
 	}
-	char *terr = NULL;
-	if ((rc = tp_add_set(c->types, NULL, api_descriptor_set, api_descriptor_set_len,
-				   &terr))) {
-		snprintf(err, cap, "the compiled-in descriptors do not load: %s",
-			 terr ? terr : "out of memory");
-		mem_free(terr);
+	if ((rc = tp_add_set(c->types, NULL, api_descriptor_set, api_descriptor_set_len))) {
+		snprintf(err, cap, "the compiled-in descriptors do not load: %s", store_err_msg());
 		return rc;
 	}
 	if ((rc = load_token_key(cfg->data, c->token_key))) {

@@ -32,14 +32,12 @@ static bool transcode_item(svc_job *j, const svc_env *env, const coll_def *d,
 			     tp_message_get(d->type)->full_name);
 		return false;
 	}
-	char *err = NULL;
 	int rc = json_from_proto(env->types, d->row->ns, d->type, item->value.data, item->value.len,
-				 JSON_PROTO_NAMES, json, &err);
+				 JSON_PROTO_NAMES, json);
 	if (rc) {
 		svc_job_fail(j, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INVALID_ARGUMENT,
 			     "item is not a valid %s: %s", tp_message_get(d->type)->full_name,
-			     err ? err : "out of memory");
-		mem_free(err);
+			     store_err_msg());
 		return false;
 	}
 	return true;
@@ -464,10 +462,10 @@ static int merge_apply(void *ctx, const store_row *merged, store_row *out)
 	buf bin = BUF_INIT, canon = BUF_INIT;
 	const svc_env *env = p->env;
 	int rc = json_to_proto(env->types, p->d->row->ns, p->d->type, merged->json,
-			       strlen(merged->json), &bin, NULL);
+			       strlen(merged->json), &bin);
 	if (!rc)
 		rc = json_from_proto(env->types, p->d->row->ns, p->d->type, (const uint8_t *)bin.data,
-				     bin.len, JSON_PROTO_NAMES, &canon, NULL);
+				     bin.len, JSON_PROTO_NAMES, &canon);
 	if (rc) {
 		buf_free(&bin);
 		buf_free(&canon);

@@ -118,7 +118,7 @@ int registry_row_make(registry *r, const ProtobufCMessage *m, registry_row *row)
 	if (!type || !row->data)
 		return -ENOMEM;
 	return json_from_proto(r->env->types, NULL, type, row->data, row->len, JSON_PROTO_NAMES,
-			       &row->json, NULL);
+			       &row->json);
 }
 
 void registry_row_free(registry_row *row)
@@ -413,17 +413,15 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 		if (fs->changed[i] && !check_removed(j, r, ns, fs->v[i]))
 			return false;
 	regledger_check cc = {.l = &r->ledger, .ns = ns};
-	char *err = NULL;
 	tp_staged *staged;
 	int rc = tp_stage_files(r->env->types, ns, fs->v, fs->n, regledger_check_fn, &cc,
-				      &err, &staged);
+				      &staged);
 	if (rc) {
 		svc_job_fail(j,
 			     rc == -ENOMEM	? GRPC_RESOURCE_EXHAUSTED
 			     : cc.refused ? GRPC_FAILED_PRECONDITION
 					  : GRPC_INVALID_ARGUMENT,
-			     "%s", err ? err : "out of memory");
-		mem_free(err);
+			     "%s", store_err_msg());
 		return false;
 	}
 
@@ -755,22 +753,21 @@ static void load_proto(registry *r, const uint8_t *data, size_t len)
 			collector__registered_proto__free_unpacked(p, NULL);
 		return;
 	}
-	char *err = NULL, msg[320];
+	char msg[320];
 	const file_proto *fp = p->file_descriptor;
 	regquota_item it = {.file = fp->name, .bytes = protobuf_c_message_get_packed_size(&fp->base)};
 	if (!regquota_allows(r->quota, p->namespace_, &it, 1, msg, sizeof(msg)))
 		log_warn("registry: a version of %s in namespace %s is skipped: %s", fp->name,
 			 p->namespace_, msg);
-	else if (tp_add_files(r->env->types, p->namespace_, &fp, 1, 0, NULL, NULL, &err))
+	else if (tp_add_files(r->env->types, p->namespace_, &fp, 1, 0, NULL, NULL))
 		log_error("registry: %s in namespace %s no longer loads: %s", fp->name,
-			  p->namespace_, err ? err : "out of memory");
+			  p->namespace_, store_err_msg());
 	else {
 		file_applied(r, p->namespace_, fp, p->id);
 		if (regquota_add(r->quota, p->namespace_, &it, 1))
 			log_error("registry: out of memory counting %s against the quotas",
 				  fp->name);
 	}
-	mem_free(err);
 	collector__registered_proto__free_unpacked(p, NULL);
 }
 

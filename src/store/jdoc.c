@@ -9,6 +9,7 @@
 #include "base/jsonstr.h"
 #include "base/mem.h"
 #include "base/utf8.h"
+#include "store/err.h"
 
 typedef struct jparser {
 	jdoc *d;
@@ -16,8 +17,6 @@ typedef struct jparser {
 	size_t len;
 	size_t pos;
 	int max_depth;
-	char *err;
-	size_t errlen;
 } jparser;
 
 static int perr(jparser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -28,9 +27,7 @@ static int perr(jparser *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	if (p->err && p->errlen)
-		snprintf(p->err, p->errlen, "invalid JSON: %s at byte %zu", what, p->pos);
-	return -EINVAL;
+	return store_err_set(-EINVAL, "invalid JSON: %s at byte %zu", what, p->pos);
 }
 
 static int new_node(jparser *p, jdoc_type t, uint32_t *idx)
@@ -292,11 +289,10 @@ static int parse_value(jparser *p, int depth)
 	}
 }
 
-int jdoc_parse(jdoc *d, const char *text, size_t len, int max_depth, char *err, size_t errlen)
+int jdoc_parse(jdoc *d, const char *text, size_t len, int max_depth)
 {
 	*d = (jdoc){.src = text};
-	jparser p = {.d = d, .s = text, .len = len, .max_depth = max_depth, .err = err,
-		     .errlen = errlen};
+	jparser p = {.d = d, .s = text, .len = len, .max_depth = max_depth};
 	if (len >= UINT32_MAX)
 		return perr(&p, "document larger than 4 GiB");
 	int rc = parse_value(&p, 0);
@@ -305,9 +301,7 @@ int jdoc_parse(jdoc *d, const char *text, size_t len, int max_depth, char *err, 
 		if (p.pos != len)
 			rc = perr(&p, "trailing characters");
 	}
-	if (rc == -ENOMEM && err && errlen)
-		snprintf(err, errlen, "out of memory");
-	return rc;
+	return rc == -ENOMEM ? store_err_set(rc, "out of memory") : rc;
 }
 
 void jdoc_free(jdoc *d)

@@ -38,9 +38,9 @@ typedef struct jdoc {
 
 /* Parses text as one JSON value (RFC 8259, no extensions: strict numbers, no control
  * characters in strings, valid UTF-8, escapes with paired surrogates) nested at most
- * max_depth arrays/objects deep. Returns 0, -EINVAL with a message in err (errlen bytes,
- * naming the byte offset), or -ENOMEM. The document borrows text; free with jdoc_free. */
-int jdoc_parse(jdoc *d, const char *text, size_t len, int max_depth, char *err, size_t errlen);
+ * max_depth arrays/objects deep. Returns 0, -EINVAL (store_err_msg() naming the byte
+ * offset), or -ENOMEM. The document borrows text; free with jdoc_free. */
+int jdoc_parse(jdoc *d, const char *text, size_t len, int max_depth);
 void jdoc_free(jdoc *d);
 
 /* Writes the unescaped bytes of string node j (j->ulen of them) to dst. */

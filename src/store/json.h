@@ -22,8 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/pbdecode.h"
 #include "base/buf.h"
+#include "base/pbdecode.h"
+#include "store/err.h"
 #include "store/typepool.h"
 
 #define JSON_MAX_DEPTH PB_MAX_DEPTH
@@ -34,14 +35,14 @@ enum {
 
 /* Appends the JSON of the message m encoded in bytes[0..len) to out and NUL-terminates it
  * (the NUL not counted in out->len). Any type URLs are resolved in ns. Returns 0; -EINVAL
- * for malformed or unrepresentable input (*err, if err is not NULL, is then a malloc'd
- * message the caller frees); -ENOMEM. On failure out->len is as it was. */
+ * for malformed or unrepresentable input, -ENOMEM, with what went wrong in
+ * store_err_msg(). On failure out->len is as it was. */
 int json_from_proto(tp_pool *tp, const char *ns, const tp_message *m, const uint8_t *bytes,
-		    size_t len, int flags, buf *out, char **err);
+		    size_t len, int flags, buf *out);
 
 /* Appends the protobuf encoding of the JSON text json[0..len) as a message m to out.
  * Returns as json_from_proto. */
 int json_to_proto(tp_pool *tp, const char *ns, const tp_message *m, const char *json, size_t len,
-		  buf *out, char **err);
+		  buf *out);
 
 #endif

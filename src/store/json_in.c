@@ -919,11 +919,9 @@ static int enc_message(ictx *c, const tp_message *m, uint32_t ji, int depth)
 }
 
 int json_to_proto(tp_pool *tp, const char *ns, const tp_message *m, const char *json, size_t len,
-		  buf *out, char **err)
+		  buf *out)
 {
 	ictx cs, *c = &cs;
-	if (err)
-		*err = NULL;
 	c->tp = tp;
 	c->ns = ns;
 	c->out = out;
@@ -932,17 +930,19 @@ int json_to_proto(tp_pool *tp, const char *ns, const tp_message *m, const char *
 	size_t start = out->len;
 	/* Each message level adds at most two levels of JSON (a repeated field's array and
 	 * the element's object), so this limit never refuses what the message limit allows. */
-	int rc = jdoc_parse(&c->doc, json, len, 2 * JSON_MAX_DEPTH + 2, c->e.msg, sizeof c->e.msg);
-	if (rc)
+	int rc = jdoc_parse(&c->doc, json, len, 2 * JSON_MAX_DEPTH + 2);
+	if (rc) {
+		/* The reader's message, shortened as the transcoder's own are. */
+		snprintf(c->e.msg, sizeof c->e.msg, "%s", store_err_msg());
 		c->e.set = true;
-	else
+	} else {
 		rc = enc_message(c, m, 0, 1);
+	}
 	if (!rc && out->failed)
 		rc = nomem(c);
 	if (rc) {
 		buf_truncate(out, start);
-		if (err)
-			*err = mem_strdup(c->e.msg);
+		store_err_set(rc, "%s", c->e.msg);
 	}
 	jdoc_free(&c->doc);
 	arena_free(&c->scratch);

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "store/err.h"
+
 typedef struct json_err {
 	char msg[256];
 	bool set;

@@ -1073,11 +1073,9 @@ static int emit_message(ctx *c, const tp_message *m, const uint8_t *p, size_t n,
 }
 
 int json_from_proto(tp_pool *tp, const char *ns, const tp_message *m, const uint8_t *bytes,
-		    size_t len, int flags, buf *out, char **err)
+		    size_t len, int flags, buf *out)
 {
 	ctx cs, *c = &cs;
-	if (err)
-		*err = NULL;
 	c->tp = tp;
 	c->ns = ns;
 	c->flags = flags;
@@ -1094,8 +1092,7 @@ int json_from_proto(tp_pool *tp, const char *ns, const tp_message *m, const uint
 		rc = nomem(c);
 	if (rc) {
 		buf_truncate(out, start);
-		if (err)
-			*err = mem_strdup(c->e.msg);
+		store_err_set(rc, "%s", c->e.msg);
 	}
 	arena_free(&c->scratch);
 	if (c->occ != c->occ_inline)

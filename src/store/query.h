@@ -84,6 +84,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store/err.h"
 #include "store/query_path.h"
 
 #define QUERY_DEFAULT_PAGE 50

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "google/protobuf/descriptor.pb-c.h"
+#include "store/err.h"
 
 typedef struct tp_pool tp_pool;
 typedef struct tp_message tp_message;
@@ -134,24 +135,23 @@ void tp_free(tp_pool *tp);
 /* Adds every file of a serialized FileDescriptorSet, in order (imports first, as protoc
  * writes them), all or nothing. Files already present with the same contents are skipped.
  * ns NULL is the global namespace; a name must be non-empty. Returns 0, -EINVAL (bad set,
- * unresolved type, duplicate symbol, invalid name or number, missing import) with *err set,
- * or -ENOMEM. *err (when err is not NULL) is malloc'd, caller frees; NULL on success. */
-int tp_add_set(tp_pool *tp, const char *ns, const uint8_t *bytes, size_t len, char **err);
+ * unresolved type, duplicate symbol, invalid name or number, missing import) or -ENOMEM,
+ * with what went wrong in store_err_msg(). */
+int tp_add_set(tp_pool *tp, const char *ns, const uint8_t *bytes, size_t len);
 /* Adds one file, as tp_add_set. */
-int tp_add_file(tp_pool *tp, const char *ns, const Google__Protobuf__FileDescriptorProto *fdp,
-		      char **err);
+int tp_add_file(tp_pool *tp, const char *ns, const Google__Protobuf__FileDescriptorProto *fdp);
 
 /* Checks the files being added, before anything is visible: msgs are every message of one
  * file (nested ones included), fully built. Runs under the pool's write lock: it must not
  * call into the pool. Returns 0, or nonzero with a message in err[0..cap) to refuse the
- * add (-EINVAL then, or the negative errno returned). */
+ * add (-EINVAL then, or the negative errno returned), which becomes the add's message. */
 typedef int (*tp_check_fn)(void *ctx, const tp_message *const *msgs, size_t n, char *err,
 				 size_t cap);
 #define TP_CHECK_ONLY 1 /* build and check, then drop: nothing is added */
 /* tp_add_set for parsed files, with an optional check (NULL: none). */
 int tp_add_files(tp_pool *tp, const char *ns,
 		       const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
-		       int flags, tp_check_fn check, void *check_ctx, char **err);
+		       int flags, tp_check_fn check, void *check_ctx);
 /* tp_add_files in two steps, for a caller that makes the files durable in between
  * (the registry): staging builds, checks and makes room for them, and fails as
  * tp_add_files does; publishing makes them visible and cannot fail, so that nothing
@@ -161,8 +161,7 @@ int tp_add_files(tp_pool *tp, const char *ns,
 typedef struct tp_staged tp_staged;
 int tp_stage_files(tp_pool *tp, const char *ns,
 			 const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
-			 tp_check_fn check, void *check_ctx, char **err,
-			 tp_staged **out);
+			 tp_check_fn check, void *check_ctx, tp_staged **out);
 void tp_publish(tp_staged *s);
 void tp_unstage(tp_staged *s);
 

@@ -907,10 +907,10 @@ static void unstage(build *b)
 }
 
 int tp_add_files(tp_pool *tp, const char *ns, const file_proto *const *files, size_t n,
-		       int flags, tp_check_fn check, void *check_ctx, char **err)
+		       int flags, tp_check_fn check, void *check_ctx)
 {
 	tp_staged *s;
-	int rc = tp_stage_files(tp, ns, files, n, check, check_ctx, err, &s);
+	int rc = tp_stage_files(tp, ns, files, n, check, check_ctx, &s);
 	if (!rc && (flags & TP_CHECK_ONLY))
 		tp_unstage(s);
 	else if (!rc)
@@ -923,15 +923,12 @@ struct tp_staged {
 };
 
 int tp_stage_files(tp_pool *tp, const char *ns, const file_proto *const *files, size_t n,
-			 tp_check_fn check, void *check_ctx, char **err,
-			 tp_staged **out)
+			 tp_check_fn check, void *check_ctx, tp_staged **out)
 {
 	*out = NULL;
-	if (err)
-		*err = NULL;
 	tp_staged *s = mem_calloc(1, sizeof(*s));
 	if (!s)
-		return -ENOMEM;
+		return store_err_set(-ENOMEM, "out of memory");
 	build *b = &s->b;
 	b->tp = tp;
 	int rc;
@@ -948,8 +945,7 @@ int tp_stage_files(tp_pool *tp, const char *ns, const file_proto *const *files, 
 	mem_free(b->stage.slots);
 	b->stage = (symtab){0};
 	if (rc) {
-		if (err)
-			*err = mem_strdup(b->err);
+		store_err_set(rc, "%s", b->err);
 		mem_free(s);
 		return rc;
 	}
@@ -973,26 +969,23 @@ void tp_unstage(tp_staged *s)
 	mem_free(s);
 }
 
-int tp_add_file(tp_pool *tp, const char *ns, const file_proto *fdp, char **err)
+int tp_add_file(tp_pool *tp, const char *ns, const file_proto *fdp)
 {
-	return tp_add_files(tp, ns, &fdp, 1, 0, NULL, NULL, err);
+	return tp_add_files(tp, ns, &fdp, 1, 0, NULL, NULL);
 }
 
-int tp_add_set(tp_pool *tp, const char *ns, const uint8_t *bytes, size_t len, char **err)
+int tp_add_set(tp_pool *tp, const char *ns, const uint8_t *bytes, size_t len)
 {
 	Google__Protobuf__FileDescriptorSet *set;
 	char why[160];
 	int rc = pbdecode(&google__protobuf__file_descriptor_set__descriptor, bytes, len,
 			  (ProtobufCMessage **)&set, why, sizeof(why));
 	if (rc == -ENOMEM)
-		return rc;
-	if (rc) {
-		if (err)
-			*err = mem_strdup("not a valid FileDescriptorSet");
-		return -EINVAL;
-	}
+		return store_err_set(rc, "out of memory");
+	if (rc)
+		return store_err_set(-EINVAL, "not a valid FileDescriptorSet");
 	rc = tp_add_files(tp, ns, (const file_proto *const *)set->file, set->n_file, 0, NULL,
-				NULL, err);
+				NULL);
 	google__protobuf__file_descriptor_set__free_unpacked(set, NULL);
 	return rc;
 }

@@ -110,9 +110,8 @@ static void text_walk(const jdoc *d, uint32_t i, buf *out, size_t *n)
 int store_writer_fts_text(const char *json, size_t len, buf *out)
 {
 	jdoc d;
-	char err[128];
 	buf_reset(out);
-	int rc = jdoc_parse(&d, json, len, STORE_WRITER_JSON_MAX_DEPTH, err, sizeof(err));
+	int rc = jdoc_parse(&d, json, len, STORE_WRITER_JSON_MAX_DEPTH);
 	if (rc == 0) {
 		size_t n = 0;
 		text_walk(&d, 0, out, &n);
@@ -122,7 +121,7 @@ int store_writer_fts_text(const char *json, size_t len, buf *out)
 	}
 	jdoc_free(&d);
 	if (rc == -EINVAL)
-		return store_err_set(rc, "record JSON: %s", err);
+		return store_err_set(rc, "record JSON: %s", store_err_msg());
 	return rc ? store_err_set(rc, "out of memory") : 0;
 }
 

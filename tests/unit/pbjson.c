@@ -43,18 +43,20 @@ static int read_all(FILE *f, buf *b)
 	}
 }
 
+/* 0, or nonzero with *why saying what went wrong. */
 static int convert(tp_pool *tp, const char *ns, char mode, const char *type, const char *in,
-		   size_t len, buf *out, char **err)
+		   size_t len, buf *out, const char **why)
 {
 	const tp_message *m = tp_find_message(tp, ns, type);
 	if (!m) {
-		*err = strdup("unknown message type");
+		*why = "unknown message type";
 		return -EINVAL;
 	}
-	if (mode == 'r')
-		return json_to_proto(tp, ns, m, in, len, out, err);
-	return json_from_proto(tp, ns, m, (const uint8_t *)in, len, mode == 'p' ? JSON_PROTO_NAMES : 0,
-			       out, err);
+	int rc = mode == 'r' ? json_to_proto(tp, ns, m, in, len, out)
+			     : json_from_proto(tp, ns, m, (const uint8_t *)in, len,
+					       mode == 'p' ? JSON_PROTO_NAMES : 0, out);
+	*why = store_err_msg();
+	return rc;
 }
 
 static int batch(tp_pool *tp, const char *ns)
@@ -82,16 +84,17 @@ static int batch(tp_pool *tp, const char *ns)
 			free(raw);
 			continue;
 		}
-		char *err = NULL;
+		const char *why;
 		out.len = 0;
-		int rc = convert(tp, ns, line[0], type, (const char *)raw, (size_t)rlen, &out, &err);
+		int rc = convert(tp, ns, line[0], type, (const char *)raw, (size_t)rlen, &out, &why);
 		free(raw);
 		if (rc) {
-			for (char *p = err; p && *p; p++)
+			char msg[512];
+			snprintf(msg, sizeof(msg), "%s", why);
+			for (char *p = msg; *p; p++)
 				if (*p == '\n')
 					*p = ' ';
-			printf("err %s\n", err ? err : "?");
-			free(err);
+			printf("err %s\n", msg);
 			continue;
 		}
 		if (line[0] == 'r') {
@@ -133,9 +136,9 @@ int main(int argc, char **argv)
 		return usage();
 
 	tp_pool *tp = tp_new();
-	char *err = NULL;
-	if (!tp || tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err)) {
-		fprintf(stderr, "pbjson: compiled-in types: %s\n", err ? err : "out of memory");
+	if (!tp || tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len)) {
+		fprintf(stderr, "pbjson: compiled-in types: %s\n",
+			tp ? store_err_msg() : "out of memory");
 		return 2;
 	}
 	if (set_path) {
@@ -146,8 +149,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		fclose(f);
-		if (tp_add_set(tp, ns, (const uint8_t *)set.data, set.len, &err)) {
-			fprintf(stderr, "pbjson: %s: %s\n", set_path, err);
+		if (tp_add_set(tp, ns, (const uint8_t *)set.data, set.len)) {
+			fprintf(stderr, "pbjson: %s: %s\n", set_path, store_err_msg());
 			return 2;
 		}
 		buf_free(&set);
@@ -163,9 +166,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		char mode = reverse ? 'r' : proto_names ? 'p' : 'j';
-		if (convert(tp, ns, mode, type, in.text ? in.text : "", in.len, &out, &err)) {
-			fprintf(stderr, "pbjson: %s\n", err);
-			free(err);
+		const char *why;
+		if (convert(tp, ns, mode, type, in.text ? in.text : "", in.len, &out, &why)) {
+			fprintf(stderr, "pbjson: %s\n", why);
 			status = 1;
 		} else {
 			fwrite(out.data, 1, out.len, stdout);

@@ -79,9 +79,8 @@ static void add_test_types(void)
 	db_field_add(grp, "g", 7, 1, 5, NULL);
 	db_field_add(lm, "grp", 6, 1, 10, "Grp");
 
-	char *err = NULL;
-	if (tp_add_file(tp, "t", f, &err) || tp_add_file(tp, "t", l, &err))
-		fail_msg("test types: %s", err);
+	if (tp_add_file(tp, "t", f) || tp_add_file(tp, "t", l))
+		fail_msg("test types: %s", store_err_msg());
 	db_free();
 }
 
@@ -89,9 +88,8 @@ static int setup(void **state)
 {
 	(void)state;
 	tp = tp_new();
-	char *err = NULL;
-	if (tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err))
-		fail_msg("builtin: %s", err);
+	if (tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len))
+		fail_msg("builtin: %s", store_err_msg());
 	add_test_types();
 	return 0;
 }
@@ -145,11 +143,9 @@ static void to_json_f(const char *t, const char *hex, int flags, const char *jso
 	uint8_t bytes[4096];
 	size_t n = unhex(hex, bytes);
 	buf out = BUF_INIT;
-	char *err = NULL;
-	int rc = json_from_proto(tp, "t", type(t), bytes, n, flags, &out, &err);
+	int rc = json_from_proto(tp, "t", type(t), bytes, n, flags, &out);
 	if (rc)
-		fail_msg("%s %s -> JSON failed: %s", t, hex, err);
-	assert_null(err);
+		fail_msg("%s %s -> JSON failed: %s", t, hex, store_err_msg());
 	assert_int_equal(strlen(out.text), out.len);
 	if (strcmp(out.text, json))
 		fail_msg("%s %s -> %s, expected %s", t, hex, out.data, json);
@@ -167,10 +163,9 @@ static void to_pb(const char *t, const char *json, const char *hex)
 	uint8_t want[4096];
 	size_t n = unhex(hex, want);
 	buf out = BUF_INIT;
-	char *err = NULL;
-	int rc = json_to_proto(tp, "t", type(t), json, strlen(json), &out, &err);
+	int rc = json_to_proto(tp, "t", type(t), json, strlen(json), &out);
 	if (rc)
-		fail_msg("%s %s -> bytes failed: %s", t, json, err);
+		fail_msg("%s %s -> bytes failed: %s", t, json, store_err_msg());
 	if (out.len != n || (n && memcmp(out.data, want, n)))
 		fail_msg("%s %s -> %s, expected %s", t, json, hexof((uint8_t *)out.data, out.len),
 			 hex);
@@ -188,17 +183,14 @@ static void json_err(const char *t, const char *json, const char *want)
 {
 	buf out = BUF_INIT;
 	buf_append(&out, "keep", 4);
-	char *err = NULL;
-	int rc = json_to_proto(tp, "t", type(t), json, strlen(json), &out, &err);
+	int rc = json_to_proto(tp, "t", type(t), json, strlen(json), &out);
 	if (rc != -EINVAL)
 		fail_msg("%s %s: expected an error, got %d (%s)", t, json, rc,
-			 rc ? err : hexof((uint8_t *)out.data + 4, out.len - 4));
-	assert_non_null(err);
-	if (!strstr(err, want))
-		fail_msg("%s %s: error \"%s\" does not mention \"%s\"", t, json, err, want);
+			 rc ? store_err_msg() : hexof((uint8_t *)out.data + 4, out.len - 4));
+	if (!strstr(store_err_msg(), want))
+		fail_msg("%s %s: error \"%s\" does not mention \"%s\"", t, json, store_err_msg(), want);
 	assert_int_equal(out.len, 4); /* what was there before is kept */
 	assert_memory_equal(out.data, "keep", 4);
-	free(err);
 	buf_free(&out);
 }
 
@@ -206,16 +198,14 @@ static void pb_err_n(const char *t, const uint8_t *bytes, size_t n, const char *
 {
 	buf out = BUF_INIT;
 	buf_append(&out, "keep", 4);
-	char *err = NULL;
-	int rc = json_from_proto(tp, "t", type(t), bytes, n, 0, &out, &err);
+	int rc = json_from_proto(tp, "t", type(t), bytes, n, 0, &out);
 	if (rc != -EINVAL)
 		fail_msg("%s %s: expected an error, got %d (%s)", t, hexof(bytes, n), rc,
-			 rc ? err : out.text + 4);
-	if (!strstr(err, want))
-		fail_msg("%s %s: error \"%s\" does not mention \"%s\"", t, hexof(bytes, n), err,
+			 rc ? store_err_msg() : out.text + 4);
+	if (!strstr(store_err_msg(), want))
+		fail_msg("%s %s: error \"%s\" does not mention \"%s\"", t, hexof(bytes, n), store_err_msg(),
 			 want);
 	assert_int_equal(out.len, 4);
-	free(err);
 	buf_free(&out);
 }
 
@@ -369,16 +359,15 @@ static void test_names_and_collector_types(void **state)
 			    "\"2024-01-02T03:04:05.123Z\",\"labels\":{\"k\":\"v\"}}}";
 	const tp_message *m = tp_find_message(tp, NULL, "collector.Collection");
 	buf a = BUF_INIT, b = BUF_INIT, j = BUF_INIT;
-	char *err = NULL;
-	assert_int_equal(json_to_proto(tp, NULL, m, json, strlen(json), &a, &err), 0);
-	assert_int_equal(json_to_proto(tp, NULL, m, proto, strlen(proto), &b, &err), 0);
+	assert_int_equal(json_to_proto(tp, NULL, m, json, strlen(json), &a), 0);
+	assert_int_equal(json_to_proto(tp, NULL, m, proto, strlen(proto), &b), 0);
 	assert_int_equal(a.len, b.len);
 	assert_memory_equal(a.data, b.data, a.len);
-	assert_int_equal(json_from_proto(tp, NULL, m, (uint8_t *)a.data, a.len, 0, &j, &err), 0);
+	assert_int_equal(json_from_proto(tp, NULL, m, (uint8_t *)a.data, a.len, 0, &j), 0);
 	assert_string_equal(j.data, json);
 	/* Output appends to what the buffer holds. */
 	assert_int_equal(json_from_proto(tp, NULL, m, (uint8_t *)a.data, a.len, JSON_PROTO_NAMES,
-					 &j, &err),
+					 &j),
 			 0);
 	assert_int_equal(j.len, strlen(json) + strlen(proto));
 	assert_string_equal(j.data + strlen(json), proto);
@@ -386,14 +375,12 @@ static void test_names_and_collector_types(void **state)
 	buf_free(&b);
 	buf_free(&j);
 	const char *both = "{\"indexedFields\":[],\"indexed_fields\":[]}";
-	assert_int_equal(json_to_proto(tp, NULL, m, both, strlen(both), &a, &err), -EINVAL);
-	assert_non_null(strstr(err, "indexed_fields is given twice"));
-	free(err);
+	assert_int_equal(json_to_proto(tp, NULL, m, both, strlen(both), &a), -EINVAL);
+	assert_non_null(strstr(store_err_msg(), "indexed_fields is given twice"));
 	const tp_message *push = tp_find_message(tp, NULL, "collector.PushCollectionRequest");
 	const char *two = "{\"chunk\":\"\",\"metadata\":{}}";
-	assert_int_equal(json_to_proto(tp, NULL, push, two, strlen(two), &a, &err), -EINVAL);
-	assert_non_null(strstr(err, "oneof data"));
-	free(err);
+	assert_int_equal(json_to_proto(tp, NULL, push, two, strlen(two), &a), -EINVAL);
+	assert_non_null(strstr(store_err_msg(), "oneof data"));
 	buf_free(&a);
 }
 
@@ -517,10 +504,8 @@ static void test_any(void **state)
 	uint8_t b[16];
 	size_t n = unhex("0a 03 74 2e 53", b);
 	buf out = BUF_INIT;
-	char *err = NULL;
-	assert_int_equal(json_from_proto(tp, NULL, any, b, n, 0, &out, &err), -EINVAL);
-	assert_non_null(strstr(err, "not known"));
-	free(err);
+	assert_int_equal(json_from_proto(tp, NULL, any, b, n, 0, &out), -EINVAL);
+	assert_non_null(strstr(store_err_msg(), "not known"));
 	buf_free(&out);
 }
 
@@ -568,20 +553,18 @@ static void test_malformed_bytes(void **state)
 		buf_free(&in);
 		in = w;
 		buf out = BUF_INIT;
-		char *err = NULL;
-		int rc = json_from_proto(tp, "t", type("t.S"), (uint8_t *)in.data, in.len, 0, &out, &err);
+		int rc = json_from_proto(tp, "t", type("t.S"), (uint8_t *)in.data, in.len, 0, &out);
 		if (level <= 64) {
 			assert_int_equal(rc, 0);
 			/* and back: the JSON of the deepest message allowed converts again */
 			buf pb = BUF_INIT;
-			assert_int_equal(json_to_proto(tp, "t", type("t.S"), out.text, out.len, &pb, &err),
+			assert_int_equal(json_to_proto(tp, "t", type("t.S"), out.text, out.len, &pb),
 					 0);
 			assert_int_equal(pb.len, in.len);
 			buf_free(&pb);
 		} else {
 			assert_int_equal(rc, -EINVAL);
-			assert_non_null(strstr(err, "nesting deeper than 64"));
-			free(err);
+			assert_non_null(strstr(store_err_msg(), "nesting deeper than 64"));
 		}
 		buf_free(&out);
 	}
@@ -680,9 +663,7 @@ static void test_unterminated_input(void **state)
 		char *exact = malloc(n);
 		memcpy(exact, texts[i], n);
 		buf out = BUF_INIT;
-		char *err = NULL;
-		assert_int_equal(json_to_proto(tp, "t", type(types[i]), exact, n, &out, &err), -EINVAL);
-		free(err);
+		assert_int_equal(json_to_proto(tp, "t", type(types[i]), exact, n, &out), -EINVAL);
 		free(exact);
 		buf_free(&out);
 	}
@@ -691,7 +672,7 @@ static void test_unterminated_input(void **state)
 	char *exact = malloc(strlen(ok));
 	memcpy(exact, ok, strlen(ok));
 	buf out = BUF_INIT;
-	assert_int_equal(json_to_proto(tp, NULL, ts, exact, strlen(ok), &out, NULL), 0);
+	assert_int_equal(json_to_proto(tp, NULL, ts, exact, strlen(ok), &out), 0);
 	assert_int_equal(out.len, 2);
 	free(exact);
 	buf_free(&out);

@@ -397,9 +397,8 @@ static const tp_message *test_type(void)
 	int o = db_oneof(m, "o");
 	db_in_oneof(db_field_add(m, "os", 13, 1, 9, NULL), o);
 	db_in_oneof(db_field_add(m, "om", 14, 1, 11, ".o.M"), o);
-	char *err = NULL;
-	if (tp_add_file(tp, "o", f, &err))
-		fail_msg("test type: %s", err);
+	if (tp_add_file(tp, "o", f))
+		fail_msg("test type: %s", store_err_msg());
 	db_free();
 	const tp_message *t = tp_find_message(tp, "o", "o.M");
 	assert_non_null(t);
@@ -413,16 +412,14 @@ typedef struct json_ctx {
 	size_t in_len;
 	buf out;
 	const buf *want;
-	char *err;
 } json_ctx;
 
 static int json_run(void *ctx)
 {
 	json_ctx *x = ctx;
 	if (x->to_proto)
-		return json_to_proto(tp, "o", x->m, x->in, x->in_len, &x->out, &x->err);
-	return json_from_proto(tp, "o", x->m, (const uint8_t *)x->in, x->in_len, 0, &x->out,
-			       &x->err);
+		return json_to_proto(tp, "o", x->m, x->in, x->in_len, &x->out);
+	return json_from_proto(tp, "o", x->m, (const uint8_t *)x->in, x->in_len, 0, &x->out);
 }
 
 static void json_check(void *ctx, int rc, bool injected)
@@ -436,12 +433,9 @@ static void json_check(void *ctx, int rc, bool injected)
 		assert_int_equal(x->out.len, 4);
 		assert_false(x->out.failed);
 	} else {
-		assert_null(x->err);
 		assert_int_equal(x->out.len - 4, x->want->len);
 		assert_memory_equal(x->out.data + 4, x->want->data, x->want->len);
 	}
-	mem_free(x->err);
-	x->err = NULL;
 	/* A new buffer, so that the next run allocates as this one did. */
 	buf_free(&x->out);
 	buf_puts(&x->out, "keep");
@@ -461,9 +455,8 @@ static void test_json(void **state)
 	(void)state;
 	tp = tp_new();
 	assert_non_null(tp);
-	char *err = NULL;
-	if (tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len, &err))
-		fail_msg("builtin: %s", err);
+	if (tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len))
+		fail_msg("builtin: %s", store_err_msg());
 	const tp_message *m = test_type();
 
 	/* Past the transcoder's inline scratch (4 KiB) and occurrence table (128), with
@@ -489,10 +482,10 @@ static void test_json(void **state)
 	assert_false(json.failed);
 
 	buf pb = BUF_INIT, back = BUF_INIT;
-	if (json_to_proto(tp, "o", m, json.text, json.len, &pb, &err))
-		fail_msg("reference to_proto: %s", err);
-	if (json_from_proto(tp, "o", m, pb.data, pb.len, 0, &back, &err))
-		fail_msg("reference from_proto: %s", err);
+	if (json_to_proto(tp, "o", m, json.text, json.len, &pb))
+		fail_msg("reference to_proto: %s", store_err_msg());
+	if (json_from_proto(tp, "o", m, pb.data, pb.len, 0, &back))
+		fail_msg("reference from_proto: %s", store_err_msg());
 
 	json_walk("json_to_proto", m, true, &json, &pb);
 	json_walk("json_from_proto", m, false, &pb, &back);
@@ -1135,7 +1128,7 @@ static void test_services(void **state)
 	node.types = tp_new();
 	assert_true(node.r && node.pool && node.types);
 	assert_int_equal(tp_add_set(node.types, NULL, api_descriptor_set,
-					  api_descriptor_set_len, NULL),
+					  api_descriptor_set_len),
 			 0);
 	assert_int_equal(store_open(node.dir, &so, &node.st), 0);
 	node.env = (svc_env){.pool = node.pool,
