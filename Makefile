@@ -75,15 +75,17 @@ fuzz: deps $(FUZZ)/build.ninja
 
 # Each harness for a short fixed budget on its committed corpus (every seed replayed
 # first: crash and timeout inputs found earlier are kept there as regression seeds), with
-# its own flags from fuzz/<harness>.flags when there is one; any crash, timeout, leak or
-# sanitizer report fails the run.
+# its own flags from fuzz/<harness>.flags and its own dictionary fuzz/<harness>.dict when
+# there is one (none rather than another harness's: tokens of the wrong input format only
+# waste mutations); any crash, timeout, leak or sanitizer report fails the run.
 fuzz-run: fuzz
 	@set -e; for h in $$(ls fuzz/corpus); do \
 		echo "fuzz $$h: $(FUZZ_SECONDS) s"; \
 		work=$$(mktemp -d); cp fuzz/corpus/$$h/* $$work/ 2>/dev/null || true; \
 		flags=$$(cat fuzz/$$h.flags 2>/dev/null || true); \
+		dict=; if [ -e fuzz/$$h.dict ]; then dict=-dict=fuzz/$$h.dict; fi; \
 		./$(FUZZ)/fuzz/$$h -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-			-dict=fuzz/grpc.dict $$flags $$work > $(FUZZ)/$$h.log 2>&1 \
+			$$dict $$flags $$work > $(FUZZ)/$$h.log 2>&1 \
 			|| { tail -50 $(FUZZ)/$$h.log; rm -rf $$work; exit 1; }; \
 		grep -E 'stat::number_of_executed_units|cov:' $(FUZZ)/$$h.log | tail -2; \
 		rm -rf $$work; \

@@ -9,7 +9,7 @@
  *   path, order_by, page_token, full_text, program, string pool...
  * The program's bytes drive the choice of filters, operators and values; strings come
  * from the pool. Seeds: fuzz/corpus/fuzz_query/; a dictionary for longer runs:
- * fuzz/query.dict. */
+ * fuzz/fuzz_query.dict. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
