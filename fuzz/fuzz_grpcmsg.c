@@ -29,7 +29,7 @@ typedef struct ref_msg {
 typedef struct ref {
 	ref_msg *msgs;
 	size_t n;
-	int err;	     /* 0 or the DEFRAME_ error */
+	int err;	     /* 0 or the GRPCMSG_ error */
 	size_t err_consumed; /* stream bytes consumed when the error is reported */
 	bool partial;
 } ref;

@@ -1,7 +1,7 @@
 /* The request side of a server call: headers checked and the method found, gRPC messages
- * deframed, inflated and decoded with the node's bounds (on the reactor when cheap, on
- * the pool when not, in arrival order either way), handed to the handler, and what the
- * call buffers meanwhile counted against its connection and the node. */
+ * read off DATA (grpcmsg.h), inflated and decoded with the node's bounds (on the reactor
+ * when cheap, on the pool when not, in arrival order either way), handed to the handler,
+ * and what the call buffers meanwhile counted against its connection and the node. */
 #include <errno.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>

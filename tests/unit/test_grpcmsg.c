@@ -311,7 +311,7 @@ static void test_empty_input(void **state)
 	grpcmsg_reader_free(&d);
 }
 
-static void test_frame_prefix(void **state)
+static void test_grpcmsg_prefix(void **state)
 {
 	(void)state;
 	uint8_t p[GRPCMSG_PREFIX_LEN];
@@ -326,7 +326,7 @@ static void test_frame_prefix(void **state)
 static void test_reuse_after_free(void **state)
 {
 	(void)state;
-	/* grpcmsg_reader_free drops a half-read message; the grpcmsg_reader starts clean after it. */
+	/* grpcmsg_reader_free drops a half-read message; the reader starts clean after it. */
 	stream s;
 	memset(&s, 0, sizeof(s));
 	stream_add(&s, 10, false, 1);
@@ -362,7 +362,7 @@ int main(void)
 		cmocka_unit_test(test_max_zero),
 		cmocka_unit_test(test_bad_flags),
 		cmocka_unit_test(test_empty_input),
-		cmocka_unit_test(test_frame_prefix),
+		cmocka_unit_test(test_grpcmsg_prefix),
 		cmocka_unit_test(test_reuse_after_free),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
