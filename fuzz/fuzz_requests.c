@@ -151,7 +151,10 @@ static void request_bytes(buf *o, const char *path, const uint8_t *msg, size_t l
 	/* Acknowledges the server's SETTINGS, so that its 1 MiB stream window applies. */
 	put_frame(o, NGHTTP2_SETTINGS, NGHTTP2_FLAG_ACK, 0, NULL, 0);
 	nghttp2_nv nv[] = {
+/* clang-format would lay this macro's braced initializer out as a block. */
+/* clang-format off */
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE}
+/* clang-format on */
 		NV(":method", "POST"),	     NV(":scheme", "http"),
 		NV(":path", path),	     NV(":authority", "fuzz"),
 		NV("content-type", "application/grpc"), NV("te", "trailers"),

@@ -20,7 +20,10 @@ typedef struct arena {
 	size_t first, next; /* block sizes (0: ARENA_BLOCK) */
 } arena;
 
+/* clang-format would lay this macro's braced initializer out as a block. */
+/* clang-format off */
 #define ARENA_INIT(first_bytes, next_bytes) {.first = (first_bytes), .next = (next_bytes)}
+/* clang-format on */
 
 /* Where a mark was taken: arena_release frees what was allocated since. */
 typedef struct arena_mark {

@@ -22,7 +22,10 @@ typedef struct buf {
 	bool failed;
 } buf;
 
+/* clang-format would lay this macro's braced initializer out as a block. */
+/* clang-format off */
 #define BUF_INIT {.data = NULL}
+/* clang-format on */
 
 /* The slow path of buf_reserve: grows the buffer (doubling, from 256 bytes). */
 int buf_grow(buf *b, size_t n);

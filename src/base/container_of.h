@@ -4,6 +4,9 @@
 #define BASE_CONTAINER_OF_H
 #include <stddef.h>
 
+/* clang-format would read (char *)(ptr) - offsetof as a cast of a negation. */
+/* clang-format off */
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+/* clang-format on */
 
 #endif

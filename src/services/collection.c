@@ -11,9 +11,13 @@
 
 int collection_register(method_table *t, svc_env *env)
 {
+	/* clang-format would lay this macro's braced initializer out as a block. */
+	/* clang-format off */
 #define UNARY(name, lower, fn)                                                                     \
-	{SVC name, METHOD_UNARY, &collector__##lower##_request__descriptor,                          \
-	 &collector__##lower##_response__descriptor, {.on_request = fn, .on_cancel = svc_job_on_cancel}, env}
+	{SVC name, METHOD_UNARY, &collector__##lower##_request__descriptor,                        \
+	 &collector__##lower##_response__descriptor,                                               \
+	 {.on_request = fn, .on_cancel = svc_job_on_cancel}, env}
+	/* clang-format on */
 	const method methods[] = {
 		UNARY("Create", create, coll_write_create),
 		UNARY("Get", get, coll_read_get),

@@ -133,6 +133,8 @@ int store_writer_create(const char *dir)
 	sqlite3 *db = NULL;
 	int src = db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			  &db);
+	/* clang-format would break the string literals pasted with STR() apart. */
+	/* clang-format off */
 	if (src == SQLITE_OK)
 		src = sqlite3_exec(db,
 				   /* The page size first: it is fixed once the file has a page. */
@@ -143,6 +145,7 @@ int store_writer_create(const char *dir)
 				   " VALUES ('automerge', " STR(STORE_WRITER_FTS_AUTOMERGE) ");"
 				   " COMMIT;",
 				   NULL, NULL, NULL);
+	/* clang-format on */
 	int rc = src == SQLITE_OK ? 0 : db_fail(db, src, "create records.db");
 	/* Closing the last connection checkpoints the WAL into the (fsynced) database. */
 	src = sqlite3_close(db);

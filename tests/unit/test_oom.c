@@ -498,7 +498,10 @@ static void test_json(void **state)
 
 /* ---- calls on a server connection: a client's bytes in, its answer read back ---- */
 
+/* clang-format would lay this macro's braced initializer out as a block. */
+/* clang-format off */
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), 0}
+/* clang-format on */
 
 typedef struct exchange {
 	buf body; /* the request's DATA: prefix and message */
