@@ -136,7 +136,8 @@ static bool send_response(call *c, const uint8_t *req, size_t len)
 		return false;
 	}
 	if ((size_t)size + HDR_ROOM > s->max_message_bytes) {
-		call_finishf(c, GRPC_RESOURCE_EXHAUSTED, "response_size %d is over the limit", size);
+		call_finishf(c, GRPC_RESOURCE_EXHAUSTED, "response_size %d is over the limit",
+			     size);
 		return false;
 	}
 	uint8_t *body = s->resp + HDR_ROOM;
@@ -224,13 +225,21 @@ static int bench_add_methods(method_table *t, bool raw)
 	const ProtobufCMessageDescriptor *out = &grpc__testing__simple_response__descriptor;
 	const method raw_methods[] = {
 		{BS "UnaryCall", METHOD_UNARY, NULL, out, {.on_raw = unary_raw}, NULL},
-		{BS "StreamingCall", METHOD_BIDI, NULL, out,
-		 {.on_raw = streaming_raw, .on_half_close = streaming_half_close}, NULL},
+		{BS "StreamingCall",
+		 METHOD_BIDI,
+		 NULL,
+		 out,
+		 {.on_raw = streaming_raw, .on_half_close = streaming_half_close},
+		 NULL},
 	};
 	const method pb_methods[] = {
 		{BS "UnaryCall", METHOD_UNARY, in, out, {.on_request = unary_decoded}, NULL},
-		{BS "StreamingCall", METHOD_BIDI, in, out,
-		 {.on_message = streaming_decoded, .on_half_close = streaming_half_close}, NULL},
+		{BS "StreamingCall",
+		 METHOD_BIDI,
+		 in,
+		 out,
+		 {.on_message = streaming_decoded, .on_half_close = streaming_half_close},
+		 NULL},
 	};
 	const method *methods = raw ? raw_methods : pb_methods;
 	for (size_t i = 0; i < 2; i++) {

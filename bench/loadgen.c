@@ -146,8 +146,8 @@ typedef struct slot {
 	client_channel *ch;
 	client_call *c;
 	int64_t sent_at;
-	unsigned msgs;	 /* responses in the current unary call */
-	const char *bad; /* why the current call is bad (reported at its end), or NULL */
+	unsigned msgs;	  /* responses in the current unary call */
+	const char *bad;  /* why the current call is bad (reported at its end), or NULL */
 	bool half_closed; /* pingpong: the end was announced to the server */
 	timer retry;
 } slot;
@@ -371,7 +371,8 @@ static void pingpong_done(client_call *c, int code, const char *msg)
 }
 
 static const client_call_ops unary_ops = {.on_message = unary_message, .on_done = unary_done};
-static const client_call_ops pingpong_ops = {.on_message = pingpong_message, .on_done = pingpong_done};
+static const client_call_ops pingpong_ops = {.on_message = pingpong_message,
+					     .on_done = pingpong_done};
 
 static void end_fired(timer *t);
 
@@ -542,7 +543,11 @@ static bool parse_seconds(const char *s, double lo, double *out)
 
 static int parse_args(int argc, char **argv)
 {
-	opts = (lg_opts){.conns = 1, .streams = 1, .threads = 1, .duration = 10, .warmup = 1,
+	opts = (lg_opts){.conns = 1,
+			 .streams = 1,
+			 .threads = 1,
+			 .duration = 10,
+			 .warmup = 1,
 			 .mode = MODE_UNARY};
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
@@ -669,7 +674,8 @@ static int load_requests(const char *path)
 		size_t len = (size_t)file.bytes[at + 1] << 24 | (size_t)file.bytes[at + 2] << 16 |
 			     (size_t)file.bytes[at + 3] << 8 | file.bytes[at + 4];
 		if (len > size - at - 5 || len > MAX_MESSAGE) {
-			fprintf(stderr, "loadgen: %s: frame at byte %zu overruns the file\n", path, at);
+			fprintf(stderr, "loadgen: %s: frame at byte %zu overruns the file\n", path,
+				at);
 			return -1;
 		}
 		if (file.n == cap_n) {

@@ -48,10 +48,12 @@ static void *worker_main(void *arg)
 	for (int i = 0; i < w->n; i++) {
 		req *q = &w->reqs[i];
 		snprintf(q->id, sizeof(q->id), "w%d-%d", w->k, i);
-		snprintf(q->json, sizeof(q->json), "{\"worker\":%d,\"i\":%d,\"text\":\"some words\"}",
-			 w->k, i);
-		q->op = (store_op){.kind = STORE_OP_INSERT, .id = q->id,
-				   .row = {.data = q->json, .data_len = strlen(q->json), .json = q->json}};
+		snprintf(q->json, sizeof(q->json),
+			 "{\"worker\":%d,\"i\":%d,\"text\":\"some words\"}", w->k, i);
+		q->op = (store_op){
+			.kind = STORE_OP_INSERT,
+			.id = q->id,
+			.row = {.data = q->json, .data_len = strlen(q->json), .json = q->json}};
 		q->r = (store_write_req){.ops = &q->op, .nops = 1, .done = on_done};
 		q->w = w;
 		pthread_mutex_lock(&w->mu);
@@ -116,8 +118,8 @@ static void run(const char *dir, const char *mode, size_t group_max, bool normal
 	printf("%-7s sync=%-6s threads=%d in-flight/thread=%d: %llu writes, %llu commits, "
 	       "%.2f requests/commit, %.0f writes/s (%.2f s)%s\n",
 	       mode, normal ? "NORMAL" : "FULL", threads, depth, (unsigned long long)acked,
-	       (unsigned long long)commits, (double)acked / (double)commits,
-	       (double)acked / secs, secs, failed ? " FAILURES" : "");
+	       (unsigned long long)commits, (double)acked / (double)commits, (double)acked / secs,
+	       secs, failed ? " FAILURES" : "");
 	store_coll_release(c);
 	store_close(s);
 	free(w);
@@ -147,8 +149,10 @@ int main(int argc, char **argv)
 			data = optarg;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-t threads] [-n per thread] [-d in flight] "
-					"[-s normal|full] [-D dir]\n", argv[0]);
+			fprintf(stderr,
+				"usage: %s [-t threads] [-n per thread] [-d in flight] "
+				"[-s normal|full] [-D dir]\n",
+				argv[0]);
 			return 2;
 		}
 	}

@@ -118,11 +118,15 @@ static void create_run(worker *w)
 			create_req *c = &reqs[b];
 			size_t i = atomic_fetch_add(&next_row, 1) % rows.n;
 			rc = uuid7_make(c->id);
-			c->op = (store_op){.kind = STORE_OP_INSERT, .id = c->id,
-					   .row = {.data = rows.data[i], .data_len = rows.data_len[i],
+			c->op = (store_op){.kind = STORE_OP_INSERT,
+					   .id = c->id,
+					   .row = {.data = rows.data[i],
+						   .data_len = rows.data_len[i],
 						   .json = rows.json[i]}};
-			c->req = (store_write_req){.ops = &c->op, .nops = 1,
-						   .next = b + 1 < opt.batch ? &reqs[b + 1].req : NULL};
+			c->req = (store_write_req){.ops = &c->op,
+						   .nops = 1,
+						   .next = b + 1 < opt.batch ? &reqs[b + 1].req
+									     : NULL};
 			if (!rc)
 				rc = store_writer_check(&c->req);
 		}
@@ -296,7 +300,8 @@ static int search_load(void)
 		return -1;
 	}
 	const char *indexed[1] = {opt.indexed};
-	query_schema schema = {.resolve = resolve_string, .indexed = indexed,
+	query_schema schema = {.resolve = resolve_string,
+			       .indexed = indexed,
 			       .nindexed = opt.indexed ? 1 : 0};
 	char line[1024];
 	int rc = 0;
@@ -369,11 +374,16 @@ static int usage(void)
 int main(int argc, char **argv)
 {
 	static const struct option longs[] = {
-		{"src", required_argument, NULL, 'i'},	  {"dir", required_argument, NULL, 'd'},
-		{"batch", required_argument, NULL, 'b'},   {"rows", required_argument, NULL, 'n'},
-		{"threads", required_argument, NULL, 't'}, {"seconds", required_argument, NULL, 's'},
-		{"queries", required_argument, NULL, 'q'}, {"limit", required_argument, NULL, 'l'},
-		{"indexed", required_argument, NULL, 'x'}, {"existing", no_argument, NULL, 'e'},
+		{"src", required_argument, NULL, 'i'},
+		{"dir", required_argument, NULL, 'd'},
+		{"batch", required_argument, NULL, 'b'},
+		{"rows", required_argument, NULL, 'n'},
+		{"threads", required_argument, NULL, 't'},
+		{"seconds", required_argument, NULL, 's'},
+		{"queries", required_argument, NULL, 'q'},
+		{"limit", required_argument, NULL, 'l'},
+		{"indexed", required_argument, NULL, 'x'},
+		{"existing", no_argument, NULL, 'e'},
 		{0},
 	};
 	if (argc < 2)
@@ -383,17 +393,38 @@ int main(int argc, char **argv)
 	optind = 2;
 	while ((c = getopt_long(argc, argv, "t:s:", longs, NULL)) != -1) {
 		switch (c) {
-		case 'i': opt.src = optarg; break;
-		case 'd': opt.dir = optarg; break;
-		case 'b': opt.batch = atoi(optarg); break;
-		case 'n': opt.rows = atoi(optarg); break;
-		case 't': opt.threads = atoi(optarg); break;
-		case 's': opt.seconds = atof(optarg); break;
-		case 'q': opt.queries = optarg; break;
-		case 'l': opt.limit = atoi(optarg); break;
-		case 'x': opt.indexed = optarg; break;
-		case 'e': opt.existing = true; break;
-		default: return usage();
+		case 'i':
+			opt.src = optarg;
+			break;
+		case 'd':
+			opt.dir = optarg;
+			break;
+		case 'b':
+			opt.batch = atoi(optarg);
+			break;
+		case 'n':
+			opt.rows = atoi(optarg);
+			break;
+		case 't':
+			opt.threads = atoi(optarg);
+			break;
+		case 's':
+			opt.seconds = atof(optarg);
+			break;
+		case 'q':
+			opt.queries = optarg;
+			break;
+		case 'l':
+			opt.limit = atoi(optarg);
+			break;
+		case 'x':
+			opt.indexed = optarg;
+			break;
+		case 'e':
+			opt.existing = true;
+			break;
+		default:
+			return usage();
 		}
 	}
 	bool create = !strcmp(opt.mode, "create"), get = !strcmp(opt.mode, "get");

@@ -76,14 +76,10 @@ static const char *const paths[] = {
 
 /* Optional headers, chosen by the bits of one input byte; some are invalid on purpose. */
 static const char *const extras[][2] = {
-	{"grpc-timeout", "1S"},
-	{"grpc-timeout", "99999999H"},
-	{"grpc-timeout", "1x"},
-	{"grpc-encoding", "gzip"},
-	{"grpc-encoding", "snappy"},
-	{"grpc-accept-encoding", "identity,gzip"},
-	{"x-echo-bin", "AAEC"},
-	{"x-echo-bin", "!!"},
+	{"grpc-timeout", "1S"},	     {"grpc-timeout", "99999999H"},
+	{"grpc-timeout", "1x"},	     {"grpc-encoding", "gzip"},
+	{"grpc-encoding", "snappy"}, {"grpc-accept-encoding", "identity,gzip"},
+	{"x-echo-bin", "AAEC"},	     {"x-echo-bin", "!!"},
 };
 
 typedef struct conn_state {
@@ -103,7 +99,7 @@ static void op_headers(conn_state *st, input *in, out *o)
 	nghttp2_nv nv[16];
 	size_t n = 0;
 #define NV(name, value)                                                                            \
-	nv[n++] = (nghttp2_nv){(uint8_t *)(name), (uint8_t *)(value), strlen(name), strlen(value),   \
+	nv[n++] = (nghttp2_nv){(uint8_t *)(name), (uint8_t *)(value), strlen(name), strlen(value), \
 			       NGHTTP2_NV_FLAG_NONE}
 	NV(":method", shape & 1 ? "GET" : "POST");
 	NV(":scheme", "http");

@@ -22,13 +22,13 @@
 #include "store/query.h"
 #include "store/store_int.h"
 
-#define CHECK(cond)                                                                     \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                                 \
-			abort();                                                        \
-		}                                                                       \
+#define CHECK(cond)                                                                                \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,       \
+				#cond);                                                            \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static sqlite3 *db;
@@ -119,10 +119,7 @@ typedef struct input {
 	size_t nvals, nmems;
 } input;
 
-static unsigned next(input *in)
-{
-	return in->at < in->nprog ? in->prog[in->at++] : 0;
-}
+static unsigned next(input *in) { return in->at < in->nprog ? in->prog[in->at++] : 0; }
 
 static const char *pool(input *in)
 {
@@ -261,8 +258,8 @@ static bool path_char(char ch)
  * path: no user text ever reaches SQL. */
 static void check_sql_text(const char *sql)
 {
-	static const char *const words[] = {"text", "array", "true", "false",
-					    "integer", "real", "s", "Z"};
+	static const char *const words[] = {"text",    "array", "true", "false",
+					    "integer", "real",	"s",	"Z"};
 	CHECK(!strchr(sql, ';'));
 	CHECK(!strstr(sql, "--"));
 	for (const char *p = sql; (p = strchr(p, '\'')) != NULL;) {
@@ -335,15 +332,15 @@ static int resolver(void *ctx, const query_path *p, enum query_kind *kind)
 		const char *shape;
 		enum query_kind kind;
 	} known[] = {
-		{"a", QUERY_KIND_STRING},	{"b", QUERY_KIND_MESSAGE},
-		{"b.c", QUERY_KIND_NUMBER},	{"big", QUERY_KIND_INT64},
-		{"t", QUERY_KIND_REPEATED},	{"t[]", QUERY_KIND_STRING},
-		{"n", QUERY_KIND_REPEATED},	{"n[]", QUERY_KIND_REPEATED},
-		{"n[][]", QUERY_KIND_INT64},	{"when", QUERY_KIND_TIMESTAMP},
-		{"took", QUERY_KIND_DURATION},	{"flag", QUERY_KIND_BOOL},
-		{"e", QUERY_KIND_ENUM},		{"raw", QUERY_KIND_BYTES},
-		{"m", QUERY_KIND_MAP},		{"mp", QUERY_KIND_MAP},
-		{"v", QUERY_KIND_REPEATED},	{"v[]", QUERY_KIND_MESSAGE},
+		{"a", QUERY_KIND_STRING},      {"b", QUERY_KIND_MESSAGE},
+		{"b.c", QUERY_KIND_NUMBER},    {"big", QUERY_KIND_INT64},
+		{"t", QUERY_KIND_REPEATED},    {"t[]", QUERY_KIND_STRING},
+		{"n", QUERY_KIND_REPEATED},    {"n[]", QUERY_KIND_REPEATED},
+		{"n[][]", QUERY_KIND_INT64},   {"when", QUERY_KIND_TIMESTAMP},
+		{"took", QUERY_KIND_DURATION}, {"flag", QUERY_KIND_BOOL},
+		{"e", QUERY_KIND_ENUM},	       {"raw", QUERY_KIND_BYTES},
+		{"m", QUERY_KIND_MAP},	       {"mp", QUERY_KIND_MAP},
+		{"v", QUERY_KIND_REPEATED},    {"v[]", QUERY_KIND_MESSAGE},
 		{"v[].x", QUERY_KIND_NUMBER},
 	};
 	char shape[1200];

@@ -85,12 +85,14 @@ static void unregister(uint8_t kind, const char *ns, const ProtobufCMessage *req
 						  : "";
 			snprintf(name, sizeof(name), "%s%s%s", pkg, *pkg ? "." : "",
 				 sr->service_descriptor->name);
-			Collector__UnregisterServiceRequest u = COLLECTOR__UNREGISTER_SERVICE_REQUEST__INIT;
+			Collector__UnregisterServiceRequest u =
+				COLLECTOR__UNREGISTER_SERVICE_REQUEST__INIT;
 			u.service_name = name;
 			registry_unregister_service(w.env.registry, k ? &again : &j, ns, &u);
 		} else {
 			const Collector__RegisterProtoRequest *pr = (const void *)req;
-			Collector__UnregisterProtoRequest u = COLLECTOR__UNREGISTER_PROTO_REQUEST__INIT;
+			Collector__UnregisterProtoRequest u =
+				COLLECTOR__UNREGISTER_PROTO_REQUEST__INIT;
 			u.file_name = pr->file_descriptor->name;
 			registry_unregister_proto(w.env.registry, k ? &again : &j, ns, &u);
 		}
@@ -118,9 +120,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		world_up();
 	uint8_t kind = data[0];
 	const char *ns = NAMESPACES[(kind >> 1) & 3];
-	const ProtobufCMessageDescriptor *d = kind & 1
-						      ? &collector__register_service_request__descriptor
-						      : &collector__register_proto_request__descriptor;
+	const ProtobufCMessageDescriptor *d =
+		kind & 1 ? &collector__register_service_request__descriptor
+			 : &collector__register_proto_request__descriptor;
 	ProtobufCMessage *req = protobuf_c_message_unpack(d, NULL, size - 1, data + 1);
 	if (!req)
 		return 0;
@@ -131,8 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * request answers the same ids. */
 	if (first.code != again.code)
 		abort();
-	if (!first.code && (first.out_len != again.out_len ||
-			    memcmp(first.out, again.out, first.out_len)))
+	if (!first.code &&
+	    (first.out_len != again.out_len || memcmp(first.out, again.out, first.out_len)))
 		abort();
 	free(first.out);
 	free(again.out);

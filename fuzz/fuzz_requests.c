@@ -135,8 +135,14 @@ static const method *method_of(const uint8_t *data, size_t size, size_t *body_at
 static void put_frame(buf *o, uint8_t type, uint8_t flags, uint32_t sid, const uint8_t *p,
 		      size_t len)
 {
-	uint8_t h[9] = {(uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len, type, flags,
-			(uint8_t)(sid >> 24 & 0x7f), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8),
+	uint8_t h[9] = {(uint8_t)(len >> 16),
+			(uint8_t)(len >> 8),
+			(uint8_t)len,
+			type,
+			flags,
+			(uint8_t)(sid >> 24 & 0x7f),
+			(uint8_t)(sid >> 16),
+			(uint8_t)(sid >> 8),
 			(uint8_t)sid};
 	if (buf_append(o, h, sizeof(h)) || buf_append(o, p, len))
 		abort();
@@ -154,10 +160,13 @@ static void request_bytes(buf *o, const char *path, const uint8_t *msg, size_t l
 /* clang-format would lay this macro's braced initializer out as a block. */
 /* clang-format off */
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE}
-/* clang-format on */
-		NV(":method", "POST"),	     NV(":scheme", "http"),
-		NV(":path", path),	     NV(":authority", "fuzz"),
-		NV("content-type", "application/grpc"), NV("te", "trailers"),
+		/* clang-format on */
+		NV(":method", "POST"),
+		NV(":scheme", "http"),
+		NV(":path", path),
+		NV(":authority", "fuzz"),
+		NV("content-type", "application/grpc"),
+		NV("te", "trailers"),
 		NV("x-collector-namespace", "fuzz"),
 #undef NV
 	};
@@ -314,13 +323,12 @@ static bool next_field(const uint8_t **p, const uint8_t *end, field *f)
 }
 
 /* Wraps payload (a message of type d) in k more levels of d, for the recursive types. */
-static bool deepen(mut *m, const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
-		   buf *o)
+static bool deepen(mut *m, const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n, buf *o)
 {
 	const char *t = d->name;
-	int kind = !strcmp(t, "google.protobuf.Value")		? 1
-		   : !strcmp(t, "google.protobuf.ListValue")	? 2
-		   : !strcmp(t, "google.protobuf.Struct")	? 3
+	int kind = !strcmp(t, "google.protobuf.Value")		   ? 1
+		   : !strcmp(t, "google.protobuf.ListValue")	   ? 2
+		   : !strcmp(t, "google.protobuf.Struct")	   ? 3
 		   : !strcmp(t, "google.protobuf.DescriptorProto") ? 4
 								   : 0;
 	if (!kind)
@@ -372,7 +380,8 @@ static void add_field(mut *m, const ProtobufCMessageDescriptor *d, buf *o)
 	case PROTOBUF_C_TYPE_MESSAGE:
 	case PROTOBUF_C_TYPE_BYTES:
 	case PROTOBUF_C_TYPE_STRING:
-		put_ld(o, f->id, (const uint8_t *)"fuzz", f->type == PROTOBUF_C_TYPE_MESSAGE ? 0 : 4);
+		put_ld(o, f->id, (const uint8_t *)"fuzz",
+		       f->type == PROTOBUF_C_TYPE_MESSAGE ? 0 : 4);
 		break;
 	case PROTOBUF_C_TYPE_DOUBLE:
 	case PROTOBUF_C_TYPE_FIXED64:
@@ -411,7 +420,8 @@ static bool mutate_msg(mut *m, const ProtobufCMessageDescriptor *d, const uint8_
 	q = p;
 	for (size_t i = 0; q < end; i++) {
 		next_field(&q, end, &f);
-		const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.num);
+		const ProtobufCFieldDescriptor *fd =
+			protobuf_c_message_descriptor_get_field(d, f.num);
 		bool message = fd && fd->type == PROTOBUF_C_TYPE_MESSAGE && f.wt == 2;
 		if (i != target) {
 			if (buf_append(o, f.start, (size_t)(f.end - f.start)))

@@ -99,8 +99,8 @@ static int on_entry(void *ctx, const files_entry *e)
 	(void)ctx;
 	char p[FILES_PATH_MAX + 256], real[PATH_MAX], base[PATH_MAX];
 	snprintf(p, sizeof(p), "%s/%s", files_dir, e->path);
-	if (!realpath(p, real) || !realpath(files_dir, base) ||
-	    strncmp(real, base, strlen(base)) || real[strlen(base)] != '/')
+	if (!realpath(p, real) || !realpath(files_dir, base) || strncmp(real, base, strlen(base)) ||
+	    real[strlen(base)] != '/')
 		abort();
 	return 0;
 }
@@ -146,7 +146,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint64_t len;
 			if (files_get_open(coll, path, &r, &len) == 0) {
 				char buf[16] = {0};
-				if (files_get_read(r, 0, buf, sizeof(buf) - 1) >= 0 && !strcmp(buf, secret))
+				if (files_get_read(r, 0, buf, sizeof(buf) - 1) >= 0 &&
+				    !strcmp(buf, secret))
 					abort(); /* read through a link */
 				files_get_close(r);
 			}

@@ -58,15 +58,15 @@ static const char *const TYPES[] = {
 };
 #define N_TYPES (sizeof TYPES / sizeof *TYPES)
 
-#define CHECK(cond, ...)                                                                \
-	do {                                                                            \
-		if (!(cond)) {                                                          \
-			fprintf(stderr, "%s:%d: invariant failed: %s: ", __FILE__, __LINE__, \
-				#cond);                                                 \
-			fprintf(stderr, __VA_ARGS__);                                   \
-			fputc('\n', stderr);                                            \
-			abort();                                                        \
-		}                                                                       \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "%s:%d: invariant failed: %s: ", __FILE__, __LINE__,       \
+				#cond);                                                            \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 
 static tp_pool *api_pool;
@@ -77,12 +77,12 @@ static void init(void)
 {
 	api_pool = tp_new();
 	if (!api_pool || tp_add_set(api_pool, NULL, api_descriptor_set, api_descriptor_set_len)) {
-		fprintf(stderr, "fuzz_transcode: %s\n", api_pool ? store_err_msg() : "out of memory");
+		fprintf(stderr, "fuzz_transcode: %s\n",
+			api_pool ? store_err_msg() : "out of memory");
 		abort();
 	}
-	Google__Protobuf__FileDescriptorSet *all =
-		google__protobuf__file_descriptor_set__unpack(NULL, api_descriptor_set_len,
-							      api_descriptor_set);
+	Google__Protobuf__FileDescriptorSet *all = google__protobuf__file_descriptor_set__unpack(
+		NULL, api_descriptor_set_len, api_descriptor_set);
 	Google__Protobuf__FileDescriptorSet wkt = GOOGLE__PROTOBUF__FILE_DESCRIPTOR_SET__INIT;
 	Google__Protobuf__FileDescriptorProto *files[32];
 	for (size_t i = 0; all && i < all->n_file && wkt.n_file < 32; i++)
@@ -102,24 +102,23 @@ static void init(void)
 static bool said(void) { return strcmp(store_err_msg(), "no error") != 0; }
 
 /* JSON j1 of some message: it converts to bytes, and those back to j1. */
-static void check_stable(tp_pool *tp, const char *ns, const tp_message *m, int flags,
-			 const buf *j1)
+static void check_stable(tp_pool *tp, const char *ns, const tp_message *m, int flags, const buf *j1)
 {
 	buf b = BUF_INIT, j2 = BUF_INIT;
 	int rc = json_to_proto(tp, ns, m, j1->text, j1->len, &b);
 	CHECK(rc == 0, "%s: JSON %s does not convert back: %s", tp_message_get(m)->full_name,
 	      j1->text, store_err_msg());
 	rc = json_from_proto(tp, ns, m, b.data, b.len, flags, &j2);
-	CHECK(rc == 0, "%s: bytes of %s do not convert: %s", tp_message_get(m)->full_name,
-	      j1->text, store_err_msg());
+	CHECK(rc == 0, "%s: bytes of %s do not convert: %s", tp_message_get(m)->full_name, j1->text,
+	      store_err_msg());
 	CHECK(j1->len == j2.len && !memcmp(j1->data, j2.data, j2.len), "%s: %s became %s",
 	      tp_message_get(m)->full_name, j1->text, j2.text);
 	buf_free(&b);
 	buf_free(&j2);
 }
 
-static void run(tp_pool *tp, const char *ns, const tp_message *m, int flags,
-		const uint8_t *payload, size_t len)
+static void run(tp_pool *tp, const char *ns, const tp_message *m, int flags, const uint8_t *payload,
+		size_t len)
 {
 	buf j = BUF_INIT, b = BUF_INIT;
 	/* Cleared first, so that a failure is seen to leave its message. */

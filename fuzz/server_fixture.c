@@ -41,9 +41,15 @@ static void half_close_finish(call *c)
 static const method test_methods[] = {
 	{"/fuzz.Test/Unary", METHOD_UNARY, NULL, NULL, {.on_raw = echo_raw}},
 	{"/fuzz.Test/ServerStream", METHOD_SERVER_STREAM, NULL, NULL, {.on_raw = stream_raw}},
-	{"/fuzz.Test/Bidi", METHOD_BIDI, NULL, NULL,
+	{"/fuzz.Test/Bidi",
+	 METHOD_BIDI,
+	 NULL,
+	 NULL,
 	 {.on_raw = echo_raw, .on_half_close = half_close_finish}},
-	{"/fuzz.Test/ClientStream", METHOD_CLIENT_STREAM, NULL, NULL,
+	{"/fuzz.Test/ClientStream",
+	 METHOD_CLIENT_STREAM,
+	 NULL,
+	 NULL,
 	 {.on_half_close = half_close_finish}},
 };
 
@@ -72,4 +78,3 @@ h2_endpoint *fuzz_server_endpoint(void)
 }
 
 void fuzz_server_run_timers(void) { reactor_run_once(r, 0); }
-

@@ -5,8 +5,8 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +24,9 @@
 #include "io/pool.h"
 #include "io/sock.h"
 #include "services/collector_api.h"
-#include "services/svc.h"
 #include "services/health.h"
 #include "services/registry.h"
+#include "services/svc.h"
 #include "store/store.h"
 #include "store/typepool.h"
 
@@ -217,7 +217,8 @@ static int check_settings(const collector_config *cfg, char *err, size_t cap)
 {
 	if (!store_name_valid(cfg->default_namespace) ||
 	    store_ns_reserved(cfg->default_namespace)) {
-		snprintf(err, cap, "namespace: '%s' is not a valid namespace name (1 to 63 of "
+		snprintf(err, cap,
+			 "namespace: '%s' is not a valid namespace name (1 to 63 of "
 			 "A-Z a-z 0-9 _ -, not system, repo, backups or files)",
 			 cfg->default_namespace);
 		return -EINVAL;

@@ -1,10 +1,10 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,7 +348,8 @@ static int read_config_file(collector_config *c, const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if (!f) {
-		fprintf(stderr, "collector: cannot read config file %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "collector: cannot read config file %s: %s\n", path,
+			strerror(errno));
 		return -1;
 	}
 	char line[1024];

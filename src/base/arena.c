@@ -82,7 +82,4 @@ void arena_release(arena *a, arena_mark m)
 		a->head->used = m.used;
 }
 
-void arena_free(arena *a)
-{
-	arena_release(a, (arena_mark){a->fixed, 0});
-}
+void arena_free(arena *a) { arena_release(a, (arena_mark){a->fixed, 0}); }

@@ -23,10 +23,7 @@ void base64_encode(char *out, const uint8_t *in, size_t n, int flags);
 int base64_put(buf *b, const uint8_t *in, size_t n, int flags);
 
 /* Bytes enough for decoding n characters. */
-static inline size_t base64_decoded_max(size_t n)
-{
-	return n / 4 * 3 + 3;
-}
+static inline size_t base64_decoded_max(size_t n) { return n / 4 * 3 + 3; }
 
 /* Decodes in[0..n) into out (base64_decoded_max(n) bytes). Padding, unless refused, may
  * be left out but completes the last group when present. Returns the decoded length, or

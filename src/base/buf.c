@@ -50,10 +50,7 @@ void buf_truncate(buf *b, size_t len)
 	b->failed = false;
 }
 
-void buf_reset(buf *b)
-{
-	buf_truncate(b, 0);
-}
+void buf_reset(buf *b) { buf_truncate(b, 0); }
 
 void buf_free(buf *b)
 {

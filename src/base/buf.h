@@ -56,10 +56,7 @@ static inline int buf_putc(buf *b, char c)
 	return rc;
 }
 
-static inline int buf_puts(buf *b, const char *s)
-{
-	return buf_append(b, s, strlen(s));
-}
+static inline int buf_puts(buf *b, const char *s) { return buf_append(b, s, strlen(s)); }
 
 /* A NUL after the contents, not counted in len. */
 int buf_terminate(buf *b);

@@ -8,15 +8,9 @@
 /* The lowercase digits, then the uppercase ones. */
 extern const char hex_digits[32];
 
-static inline char hex_lower(unsigned v)
-{
-	return hex_digits[v & 15];
-}
+static inline char hex_lower(unsigned v) { return hex_digits[v & 15]; }
 
-static inline char hex_upper(unsigned v)
-{
-	return hex_digits[16 | (v & 15)];
-}
+static inline char hex_upper(unsigned v) { return hex_digits[16 | (v & 15)]; }
 
 /* 0..15, or -1 when c is not a hex digit (either case). */
 int hex_value(unsigned char c);

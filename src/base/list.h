@@ -13,15 +13,9 @@ typedef struct list_node {
 } list_node;
 
 /* An empty list, or a node on no list. */
-static inline void list_init(list_node *n)
-{
-	n->prev = n->next = n;
-}
+static inline void list_init(list_node *n) { n->prev = n->next = n; }
 
-static inline bool list_empty(const list_node *l)
-{
-	return l->next == l;
-}
+static inline bool list_empty(const list_node *l) { return l->next == l; }
 
 /* Links n (on no list) right after at. */
 static inline void list_insert_after(list_node *at, list_node *n)
@@ -32,15 +26,9 @@ static inline void list_insert_after(list_node *at, list_node *n)
 	at->next = n;
 }
 
-static inline void list_push_front(list_node *l, list_node *n)
-{
-	list_insert_after(l, n);
-}
+static inline void list_push_front(list_node *l, list_node *n) { list_insert_after(l, n); }
 
-static inline void list_push_back(list_node *l, list_node *n)
-{
-	list_insert_after(l->prev, n);
-}
+static inline void list_push_back(list_node *l, list_node *n) { list_insert_after(l->prev, n); }
 
 /* Unlinks n from its list; n is then on no list (list_init), so removing it again is
  * harmless. */
@@ -55,8 +43,8 @@ static inline void list_remove(list_node *n)
 #define list_each(it, l) for (list_node *it = (l)->next; it != (l); it = it->next)
 
 /* The same, where the loop may remove (or free) the node it is at. */
-#define list_each_safe(it, l)                                                                  \
-	for (list_node *it = (l)->next, *it##_next = it->next; it != (l);                      \
+#define list_each_safe(it, l)                                                                      \
+	for (list_node *it = (l)->next, *it##_next = it->next; it != (l);                          \
 	     it = it##_next, it##_next = it->next)
 
 #endif

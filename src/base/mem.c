@@ -16,8 +16,7 @@ bool mem_fail_this(void)
 {
 	long k = atomic_fetch_add_explicit(&seen, 1, memory_order_relaxed) + 1;
 	long nth = atomic_load_explicit(&fail_nth, memory_order_relaxed);
-	if (k < nth ||
-	    (k > nth && !atomic_load_explicit(&fail_persistent, memory_order_relaxed)))
+	if (k < nth || (k > nth && !atomic_load_explicit(&fail_persistent, memory_order_relaxed)))
 		return false;
 	atomic_fetch_add_explicit(&failed, 1, memory_order_relaxed);
 	return true;
@@ -38,10 +37,7 @@ long mem_fail_disarm(void)
 	return atomic_load(&seen);
 }
 
-long mem_fail_count(void)
-{
-	return atomic_load(&failed);
-}
+long mem_fail_count(void) { return atomic_load(&failed); }
 
 void *mem_aligned_alloc(size_t align, size_t n)
 {
@@ -62,10 +58,7 @@ char *mem_strndup(const char *s, size_t n)
 	return p;
 }
 
-char *mem_strdup(const char *s)
-{
-	return mem_strndup(s, SIZE_MAX);
-}
+char *mem_strdup(const char *s) { return mem_strndup(s, SIZE_MAX); }
 
 int mem_asprintf(char **out, const char *fmt, ...)
 {

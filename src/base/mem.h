@@ -30,10 +30,7 @@ static inline bool mem_fails(void)
 	       mem_fail_this();
 }
 
-static inline void *mem_alloc(size_t n)
-{
-	return mem_fails() ? NULL : malloc(n);
-}
+static inline void *mem_alloc(size_t n) { return mem_fails() ? NULL : malloc(n); }
 
 static inline void *mem_calloc(size_t n, size_t size)
 {
@@ -41,15 +38,9 @@ static inline void *mem_calloc(size_t n, size_t size)
 }
 
 /* NULL leaves p as it was, as realloc does. */
-static inline void *mem_realloc(void *p, size_t n)
-{
-	return mem_fails() ? NULL : realloc(p, n);
-}
+static inline void *mem_realloc(void *p, size_t n) { return mem_fails() ? NULL : realloc(p, n); }
 
-static inline void mem_free(void *p)
-{
-	free(p);
-}
+static inline void mem_free(void *p) { free(p); }
 
 /* align a power of two, a multiple of sizeof(void *). */
 void *mem_aligned_alloc(size_t align, size_t n);

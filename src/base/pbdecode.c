@@ -88,7 +88,7 @@ static bool merges(const ProtobufCFieldDescriptor *f)
 }
 
 static const ProtobufCFieldDescriptor *field_of(const ProtobufCMessageDescriptor *d,
-						 const wfield *w)
+						const wfield *w)
 {
 	return protobuf_c_message_descriptor_get_field(d, w->num);
 }
@@ -123,8 +123,8 @@ static int fail(walk *w, int rc, const char *fmt, ...)
  * always rewritten when such a field appears, which is correct, only slower. */
 #define SEEN_BITS 512
 
-static int check(walk *w, const ProtobufCMessageDescriptor *d, const uint8_t *p,
-		 const uint8_t *end, int depth)
+static int check(walk *w, const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+		 int depth)
 {
 	uint64_t seen[SEEN_BITS / 64] = {0};
 	while (p < end) {
@@ -135,12 +135,13 @@ static int check(walk *w, const ProtobufCMessageDescriptor *d, const uint8_t *p,
 		if (!f)
 			continue; /* unknown fields are kept as bytes, never parsed */
 		if (f->type == PROTOBUF_C_TYPE_MESSAGE && wf.wt != WT_LEN)
-			return fail(w, -EBADMSG, "field '%s' of %s: a message with a scalar wire type",
-				    f->name, d->name);
+			return fail(w, -EBADMSG,
+				    "field '%s' of %s: a message with a scalar wire type", f->name,
+				    d->name);
 		if (f->type == PROTOBUF_C_TYPE_STRING && wf.wt == WT_LEN &&
 		    !utf8_valid(wf.payload, (size_t)(wf.end - wf.payload), true))
-			return fail(w, -EILSEQ, "string field '%s' is not UTF-8 or holds a NUL byte",
-				    f->name);
+			return fail(w, -EILSEQ,
+				    "string field '%s' is not UTF-8 or holds a NUL byte", f->name);
 		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
 			continue;
 		if (depth + 1 > PB_MAX_DEPTH)
@@ -172,8 +173,8 @@ int pbdecode_check(const ProtobufCMessageDescriptor *d, const uint8_t *data, siz
 	return rc;
 }
 
-static bool count_fields(const ProtobufCMessageDescriptor *d, const uint8_t *p,
-			 const uint8_t *end, int depth, size_t *left)
+static bool count_fields(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+			 int depth, size_t *left)
 {
 	while (p < end) {
 		wfield wf;
@@ -184,7 +185,8 @@ static bool count_fields(const ProtobufCMessageDescriptor *d, const uint8_t *p,
 			return true;
 		const ProtobufCFieldDescriptor *f = field_of(d, &wf);
 		if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && wf.wt == WT_LEN &&
-		    depth < PB_MAX_DEPTH && !count_fields(f->descriptor, wf.payload, wf.end, depth + 1, left))
+		    depth < PB_MAX_DEPTH &&
+		    !count_fields(f->descriptor, wf.payload, wf.end, depth + 1, left))
 			return false;
 	}
 	return true;
@@ -233,8 +235,8 @@ static void put_padded_len(uint8_t *at, size_t n)
 static int rewrite(out *o, const ProtobufCMessageDescriptor *d, const seg *s, size_t ns);
 
 /* The field's tag, then the message made of pieces s[0..ns). */
-static int put_message(out *o, const wfield *wf, const ProtobufCFieldDescriptor *f,
-		       const seg *s, size_t ns)
+static int put_message(out *o, const wfield *wf, const ProtobufCFieldDescriptor *f, const seg *s,
+		       size_t ns)
 {
 	int rc = put(o, wf->start, (size_t)(wf->tag_end - wf->start));
 	if (rc || LEN_PAD > o->cap - o->len)
@@ -355,12 +357,15 @@ int pbdecode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t le
 		len = o.len;
 	}
 	bool failed = false;
-	ProtobufCAllocator a = {.alloc = unpack_alloc, .free = unpack_free, .allocator_data = &failed};
+	ProtobufCAllocator a = {.alloc = unpack_alloc,
+				.free = unpack_free,
+				.allocator_data = &failed};
 	*out_msg = protobuf_c_message_unpack(d, &a, len, data);
 	mem_free(o.b);
 	if (*out_msg)
 		return 0;
 	if (cap)
-		snprintf(err, cap, failed ? "out of memory decoding %s" : "could not parse %s", d->name);
+		snprintf(err, cap, failed ? "out of memory decoding %s" : "could not parse %s",
+			 d->name);
 	return failed ? -ENOMEM : -EBADMSG;
 }

@@ -158,7 +158,7 @@ static int build_headers(call *c, nv_list *l)
 	rc = rc ? rc : NV_LIST_LIT(l, "grpc-accept-encoding", "identity,gzip");
 	for (size_t i = 0; !rc && i < c->initial_md.n; i++)
 		rc = nv_list_push(l, (char *)c->initial_md.v[i].name, c->initial_md.v[i].namelen,
-			     (char *)c->initial_md.v[i].value, c->initial_md.v[i].valuelen);
+				  (char *)c->initial_md.v[i].value, c->initial_md.v[i].valuelen);
 	return rc;
 }
 
@@ -178,7 +178,7 @@ static int build_trailers(call *c, nv_list *l)
 	}
 	for (size_t i = 0; !rc && i < c->trailing_md.n; i++)
 		rc = nv_list_push(l, (char *)c->trailing_md.v[i].name, c->trailing_md.v[i].namelen,
-			     (char *)c->trailing_md.v[i].value, c->trailing_md.v[i].valuelen);
+				  (char *)c->trailing_md.v[i].value, c->trailing_md.v[i].valuelen);
 	return rc;
 }
 
@@ -193,9 +193,8 @@ static void queue_writable(call *c)
 }
 
 /* nghttp2 pulls response DATA from here; trailers go out when the queue is drained. */
-static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *out,
-			     size_t length, uint32_t *data_flags, nghttp2_data_source *src,
-			     void *user)
+static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *out, size_t length,
+			     uint32_t *data_flags, nghttp2_data_source *src, void *user)
 {
 	(void)user;
 	call *c = src->ptr;
@@ -206,7 +205,7 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 		h->progress_at = reactor_now(h->e->r);
 	if (h->send_blocked && h->send_queued < h->e->s->o.conn_buffer_bytes / 2) {
 		h->send_blocked = false;
-		list_each(it, &h->calls) {
+		list_each (it, &h->calls) {
 			call *o = container_of(it, call, link);
 			if (!o->would_block)
 				queue_writable(o); /* c too: it may wait on the connection alone */
@@ -354,7 +353,8 @@ void call_finishf(call *c, int code, const char *fmt, ...)
 static void finish_reply(call *c, int rc)
 {
 	if (rc == -EMSGSIZE)
-		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "response larger than the message size limit");
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED,
+			    "response larger than the message size limit");
 	else if (rc == -ENOMEM)
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	else if (rc && rc != -ECANCELED)

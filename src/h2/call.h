@@ -66,8 +66,7 @@ bool call_send_would_block(const call *c);
 /* Ends the call with a status (message may be NULL). Queued messages go first. */
 void call_finish(call *c, int code, const char *message);
 /* printf-style status message. */
-void call_finishf(call *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+void call_finishf(call *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* call_send then call_finish: OK, or the status of the send's failure (RESOURCE_EXHAUSTED
  * for a response over the limit or out of memory, INTERNAL otherwise). */
 void call_reply(call *c, const ProtobufCMessage *resp);

@@ -23,7 +23,10 @@ static void on_deadline(timer *t)
 	call_fail(c, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 }
 
-static bool kind_single_request(method_kind k) { return k == METHOD_UNARY || k == METHOD_SERVER_STREAM; }
+static bool kind_single_request(method_kind k)
+{
+	return k == METHOD_UNARY || k == METHOD_SERVER_STREAM;
+}
 
 /* A decoded request: the unary request, or one message of a stream (freed here). One
  * that was decoded on pool p is freed there too. */
@@ -132,7 +135,8 @@ static void process_message(call *c, const uint8_t *data, size_t len, bool compr
 	}
 	if (kind_single_request(m->kind)) {
 		if (c->have_request) {
-			call_fail(c, GRPC_UNIMPLEMENTED, "more than one request message on a unary call");
+			call_fail(c, GRPC_UNIMPLEMENTED,
+				  "more than one request message on a unary call");
 			return;
 		}
 		c->have_request = true;
@@ -233,7 +237,8 @@ void call_start(h2_conn *h, call *c)
 	c->m = c->path ? method_table_find(s->methods, c->path, c->path_len) : NULL;
 	if (s->gate && c->path) {
 		char msg[400];
-		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg, sizeof(msg));
+		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg,
+				   sizeof(msg));
 		if (code != GRPC_OK) {
 			call_fail(c, code, msg);
 			return;
@@ -300,7 +305,10 @@ void call_half_close(call *c)
 }
 
 /* Bytes of request messages c holds: a partial message, messages waiting for decoding. */
-static size_t call_held(const call *c) { return grpcmsg_reader_held(&c->reader) + c->pending_bytes; }
+static size_t call_held(const call *c)
+{
+	return grpcmsg_reader_held(&c->reader) + c->pending_bytes;
+}
 
 /* Brings c's share of its connection's and the node's counts up to date. */
 void call_account(call *c)
@@ -362,8 +370,9 @@ void call_received(h2_conn *h, call *c)
 		/* Messages that arrive whole are never buffered, so small calls (health
 		 * checks among them) go on while big ones are refused. */
 		call_release_input(c);
-		call_fail(c, GRPC_RESOURCE_EXHAUSTED,
-			  "the node's budget for buffered messages is spent (--max-buffered-bytes)");
+		call_fail(
+			c, GRPC_RESOURCE_EXHAUSTED,
+			"the node's budget for buffered messages is spent (--max-buffered-bytes)");
 		return;
 	}
 	if (!grpcmsg_reader_partial(&c->reader)) {
@@ -376,4 +385,3 @@ void call_received(h2_conn *h, call *c)
 		conn_schedule(h);
 	}
 }
-

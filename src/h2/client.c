@@ -147,7 +147,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 		buf_free(&b);
 	} else if (nlen == 13 && !memcmp(name, "grpc-encoding", 13)) {
 		c->resp_gzip = vlen == 4 && !memcmp(value, "gzip", 4);
-		c->resp_encoding_unknown = !c->resp_gzip && !(vlen == 8 && !memcmp(value, "identity", 8));
+		c->resp_encoding_unknown =
+			!c->resp_gzip && !(vlen == 8 && !memcmp(value, "identity", 8));
 	} else if (!md_is_reserved((const char *)name, nlen)) {
 		/* A -bin value that is not base64 is dropped rather than failing the call. */
 		if (md_list_add(&c->md[trailing], &c->arena, name, nlen, value, vlen) == -ENOMEM)
@@ -171,8 +172,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	return 0;
 }
 
-static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
-			 const uint8_t *data, size_t len, void *user)
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, const uint8_t *data,
+			 size_t len, void *user)
 {
 	(void)flags;
 	(void)user;
@@ -187,7 +188,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 		if (rc == GRPCMSG_NEED_MORE)
 			break;
 		if (rc == GRPCMSG_TOO_LARGE) {
-			fail_stream(c, GRPC_RESOURCE_EXHAUSTED, "response message larger than the limit");
+			fail_stream(c, GRPC_RESOURCE_EXHAUSTED,
+				    "response message larger than the limit");
 			break;
 		}
 		if (rc != GRPCMSG_MESSAGE) {
@@ -201,7 +203,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 			continue;
 		}
 		if (!c->resp_gzip) {
-			fail_stream(c, GRPC_INTERNAL, "compressed response without a known grpc-encoding");
+			fail_stream(c, GRPC_INTERNAL,
+				    "compressed response without a known grpc-encoding");
 			break;
 		}
 		buf plain = {0};
@@ -216,8 +219,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 	return 0;
 }
 
-static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code,
-			   void *user)
+static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code, void *user)
 {
 	(void)user;
 	client_call *c = nghttp2_session_get_stream_user_data(ng, stream_id);
@@ -315,9 +317,10 @@ static cconn *conn_new(client_channel *ch)
 	};
 	/* Both queue a frame, which the server must see: out of memory, no connection. */
 	if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
-	    nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW) ||
+	    nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0,
+						  SESSION_CONN_WINDOW) ||
 	    (!ch->detached && !(h->io = reactor_conn_connect(ch->r, (struct sockaddr *)&ch->addr,
-							ch->addr_len, &cconn_ops, h)))) {
+							     ch->addr_len, &cconn_ops, h)))) {
 		nghttp2_session_del(h->ng);
 		mem_free(h);
 		return NULL;
@@ -330,7 +333,7 @@ static cconn *conn_new(client_channel *ch)
 
 static cconn *usable_conn(client_channel *ch)
 {
-	list_each(it, &ch->conns) {
+	list_each (it, &ch->conns) {
 		cconn *h = container_of(it, cconn, link);
 		if (!h->goaway && nghttp2_session_check_request_allowed(h->ng))
 			return h;
@@ -361,7 +364,8 @@ client_channel *client_channel_new(reactor *r, const char *target, size_t max_me
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
-	if (sock_parse_addr(target, &ss, &len) || strlen(target) >= sizeof(((client_channel *)0)->authority))
+	if (sock_parse_addr(target, &ss, &len) ||
+	    strlen(target) >= sizeof(((client_channel *)0)->authority))
 		return NULL;
 	client_channel *ch = channel_alloc(r, max_message_bytes);
 	if (!ch)
@@ -457,11 +461,12 @@ static int build_request(client_call *c, const client_call_args *a, nv_list *l)
 	if (!rc && a->timeout_ns > 0) {
 		char *timeout = arena_alloc(&c->arena, 10);
 		rc = timeout ? nv_list_push(l, "grpc-timeout", 12, timeout,
-				       md_timeout_format(a->timeout_ns, timeout))
+					    md_timeout_format(a->timeout_ns, timeout))
 			     : -ENOMEM;
 	}
 	for (size_t i = 0; !rc && i < a->nmd; i++)
-		rc = nv_list_push_md(l, &c->arena, a->md[i].name, a->md[i].value, a->md[i].value_len);
+		rc = nv_list_push_md(l, &c->arena, a->md[i].name, a->md[i].value,
+				     a->md[i].value_len);
 	return rc;
 }
 
@@ -485,7 +490,8 @@ client_call *client_call_start(client_channel *ch, const client_call_args *a)
 	/* The deadline first: a call that could not keep it is not started. */
 	if (!rc && a->timeout_ns > 0) {
 		int64_t t = a->timeout_ns < INT64_MAX / 2 ? a->timeout_ns : INT64_MAX / 2;
-		rc = reactor_timer_arm(ch->r, &c->deadline_timer, reactor_now(ch->r) + t, on_deadline);
+		rc = reactor_timer_arm(ch->r, &c->deadline_timer, reactor_now(ch->r) + t,
+				       on_deadline);
 	}
 	if (!rc) {
 		nghttp2_data_provider dp = {.source.ptr = c, .read_callback = read_request};
@@ -539,7 +545,10 @@ void client_call_half_close(client_call *c)
 	conn_want_send(c->conn);
 }
 
-void client_call_cancel(client_call *c) { fail_stream(c, GRPC_CANCELLED, "cancelled by the client"); }
+void client_call_cancel(client_call *c)
+{
+	fail_stream(c, GRPC_CANCELLED, "cancelled by the client");
+}
 void *client_call_user(const client_call *c) { return c->user; }
 size_t client_call_md_count(const client_call *c, bool trailing) { return c->md[trailing].n; }
 const call_md *client_call_md_at(const client_call *c, bool trailing, size_t i)

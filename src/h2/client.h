@@ -27,11 +27,11 @@ typedef struct client_call_ops {
 } client_call_ops;
 
 typedef struct client_call_args {
-	const char *path;      /* "/pkg.Service/Method" */
-	int64_t timeout_ns;    /* 0: no deadline */
-	const call_md *md;     /* custom metadata; -bin values are raw bytes */
+	const char *path;   /* "/pkg.Service/Method" */
+	int64_t timeout_ns; /* 0: no deadline */
+	const call_md *md;  /* custom metadata; -bin values are raw bytes */
 	size_t nmd;
-	bool compress;	       /* gzip request messages */
+	bool compress; /* gzip request messages */
 	const client_call_ops *ops;
 	void *user;
 } client_call_args;

@@ -87,8 +87,8 @@ void conn_terminate(h2_conn *h, uint32_t code, const char *why)
 		return;
 	h->closing = true;
 	h->closing_at = h->io ? reactor_now(h->e->r) : 0;
-	log_msg(code == NGHTTP2_NO_ERROR ? LOG_DEBUG : LOG_INFO, "connection from %s: GOAWAY %s: %s",
-		h->peer, nghttp2_http2_strerror(code), why);
+	log_msg(code == NGHTTP2_NO_ERROR ? LOG_DEBUG : LOG_INFO,
+		"connection from %s: GOAWAY %s: %s", h->peer, nghttp2_http2_strerror(code), why);
 	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
 			      nghttp2_session_get_last_proc_stream_id(h->ng), code,
 			      (const uint8_t *)why, strlen(why));
@@ -190,7 +190,7 @@ static void conn_check_bodies(h2_conn *h, int64_t now)
 {
 	int64_t timeout = h->e->s->o.body_timeout;
 	h->body_check_at = 0;
-	list_each_safe(it, &h->calls) {
+	list_each_safe (it, &h->calls) {
 		call *c = container_of(it, call, link);
 		if (!c->body_since || call_done(c))
 			continue;
@@ -217,11 +217,12 @@ static void conn_shed(h2_conn *h)
 	log_info("connection from %s: closed, it held %zu bytes of messages while the node was "
 		 "over its budget (--max-buffered-bytes)",
 		 h->peer, h->recv_held + h->send_queued);
-	list_each_safe(it, &h->calls) {
+	list_each_safe (it, &h->calls) {
 		call *c = container_of(it, call, link);
 		call_release_input(c);
-		call_fail(c, GRPC_RESOURCE_EXHAUSTED,
-			  "the node's budget for buffered messages is spent (--max-buffered-bytes)");
+		call_fail(
+			c, GRPC_RESOURCE_EXHAUSTED,
+			"the node's budget for buffered messages is spent (--max-buffered-bytes)");
 	}
 	conn_terminate(h, NGHTTP2_ENHANCE_YOUR_CALM,
 		       "over the node's budget for buffered messages");
@@ -239,7 +240,7 @@ static void endpoint_shed(h2_endpoint *e)
 	while (atomic_load_explicit(&s->held, memory_order_relaxed) > target) {
 		h2_conn *victim = NULL;
 		double worst = 0;
-		list_each(it, &e->conns) {
+		list_each (it, &e->conns) {
 			h2_conn *h = container_of(it, h2_conn, link);
 			size_t held = h->recv_held + h->send_queued;
 			if (held < SHED_MIN_BYTES || h->closing)
@@ -320,4 +321,3 @@ static void conn_tick(timer *t)
 	}
 	conn_schedule(h);
 }
-

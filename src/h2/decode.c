@@ -27,8 +27,8 @@ struct decode_job {
 	char err[200];
 };
 
-int decode_message(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
-		   bool gzip, size_t max_len, ProtobufCMessage **msg, char *err, size_t cap)
+int decode_message(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, bool gzip,
+		   size_t max_len, ProtobufCMessage **msg, char *err, size_t cap)
 {
 	*msg = NULL;
 	buf plain = {0};
@@ -71,9 +71,9 @@ static void job_done(pool_job *pj)
 	mem_free(j);
 }
 
-int decode_submit(pool *p, reactor *home, const ProtobufCMessageDescriptor *d,
-		  const uint8_t *data, size_t len, bool gzip, size_t max_len, decode_done_fn done,
-		  void *owner, decode_job **out)
+int decode_submit(pool *p, reactor *home, const ProtobufCMessageDescriptor *d, const uint8_t *data,
+		  size_t len, bool gzip, size_t max_len, decode_done_fn done, void *owner,
+		  decode_job **out)
 {
 	decode_job *j = mem_calloc(1, sizeof(*j));
 	if (!j || !(j->data = mem_alloc(len ? len : 1))) {
@@ -105,7 +105,6 @@ void decode_cancel(decode_job *j)
 	j->cancelled = true;
 	pool_job_cancel(&j->pj);
 }
-
 
 typedef struct free_job {
 	pool_job pj;

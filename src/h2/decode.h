@@ -27,9 +27,9 @@ typedef void (*decode_done_fn)(void *owner, ProtobufCMessage *msg, int code, con
 /* Copies data[0..len) and queues its decoding as a message of type d (inflating it first
  * when gzip). 0; -EAGAIN when the pool's queue is full, -ESHUTDOWN, -ENOMEM. *out lets the
  * owner cancel the job until done runs. */
-int decode_submit(pool *p, reactor *home, const ProtobufCMessageDescriptor *d,
-		  const uint8_t *data, size_t len, bool gzip, size_t max_len, decode_done_fn done,
-		  void *owner, decode_job **out);
+int decode_submit(pool *p, reactor *home, const ProtobufCMessageDescriptor *d, const uint8_t *data,
+		  size_t len, bool gzip, size_t max_len, decode_done_fn done, void *owner,
+		  decode_job **out);
 /* Reactor thread: the owner is gone; done will not be called and the job frees itself. */
 void decode_cancel(decode_job *j);
 
@@ -39,7 +39,7 @@ void decode_free_later(pool *p, ProtobufCMessage *msg);
 
 /* Inflates a gzip message bounded by max_len and decodes it (pbdecode): 0 and *msg, or the
  * gRPC status and err. The reactor's inline path and the pool job share it. */
-int decode_message(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
-		   bool gzip, size_t max_len, ProtobufCMessage **msg, char *err, size_t cap);
+int decode_message(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len, bool gzip,
+		   size_t max_len, ProtobufCMessage **msg, char *err, size_t cap);
 
 #endif

@@ -26,7 +26,8 @@ static void frame_begin(frame_scan *s, frame_scan_fn fn, void *user)
 	s->hdr_have = 0;
 	if (f->type == FRAME_HEADERS || f->type == FRAME_PUSH_PROMISE)
 		s->in_header_block = true;
-	if ((f->type == FRAME_HEADERS || f->type == FRAME_PUSH_PROMISE || f->type == FRAME_CONTINUATION) &&
+	if ((f->type == FRAME_HEADERS || f->type == FRAME_PUSH_PROMISE ||
+	     f->type == FRAME_CONTINUATION) &&
 	    (f->flags & FRAME_FLAG_END_HEADERS))
 		s->block_ends = true;
 	if (f->type == FRAME_DATA && (f->flags & FRAME_FLAG_PADDED) && f->length > 0) {

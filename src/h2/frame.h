@@ -24,7 +24,12 @@ enum {
 	FRAME_CONTINUATION = 9,
 };
 
-enum { FRAME_FLAG_END_STREAM = 0x1, FRAME_FLAG_ACK = 0x1, FRAME_FLAG_END_HEADERS = 0x4, FRAME_FLAG_PADDED = 0x8 };
+enum {
+	FRAME_FLAG_END_STREAM = 0x1,
+	FRAME_FLAG_ACK = 0x1,
+	FRAME_FLAG_END_HEADERS = 0x4,
+	FRAME_FLAG_PADDED = 0x8
+};
 
 typedef struct frame_info {
 	uint8_t type, flags;
@@ -38,10 +43,10 @@ typedef struct frame_info {
 typedef void (*frame_scan_fn)(void *user, const frame_info *f);
 
 typedef struct frame_scan {
-	size_t skip;	  /* preface bytes, then payload bytes, still to skip */
+	size_t skip; /* preface bytes, then payload bytes, still to skip */
 	uint8_t hdr[FRAME_HEADER_LEN];
 	size_t hdr_have;
-	bool want_pad;	  /* the next byte is a padded DATA frame's pad length */
+	bool want_pad; /* the next byte is a padded DATA frame's pad length */
 	frame_info cur;
 	bool in_header_block; /* a HEADERS/PUSH_PROMISE block has not ended yet */
 	bool block_ends;      /* the frame being skipped carries END_HEADERS */

@@ -61,8 +61,8 @@ static int deliver(grpcmsg_reader *d, const uint8_t *msg, size_t len, const uint
 	return GRPCMSG_MESSAGE;
 }
 
-int grpcmsg_reader_next(grpcmsg_reader *d, const uint8_t **data, size_t *len,
-			const uint8_t **msg, size_t *msg_len, bool *compressed)
+int grpcmsg_reader_next(grpcmsg_reader *d, const uint8_t **data, size_t *len, const uint8_t **msg,
+			size_t *msg_len, bool *compressed)
 {
 	/* The previous message may still sit in body: the caller is done with it now. */
 	if (!d->in_body && d->body.len) {
@@ -164,8 +164,8 @@ void grpcmsg_queue_free(grpcmsg_queue *q)
 	q->off = 0;
 }
 
-int grpcmsg_pack(const ProtobufCMessage *msg, uint8_t *stackbuf, size_t stackcap,
-		 uint8_t **out, size_t *len)
+int grpcmsg_pack(const ProtobufCMessage *msg, uint8_t *stackbuf, size_t stackcap, uint8_t **out,
+		 size_t *len)
 {
 	*len = protobuf_c_message_get_packed_size(msg);
 	*out = *len <= stackcap ? stackbuf : mem_alloc(*len);

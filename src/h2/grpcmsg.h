@@ -26,10 +26,10 @@ typedef struct grpcmsg_reader {
 } grpcmsg_reader;
 
 enum grpcmsg_read_result {
-	GRPCMSG_MESSAGE = 1,	   /* *msg, *len, *compressed set: valid until the next call */
-	GRPCMSG_NEED_MORE = 0,	   /* all input consumed, no whole message yet */
-	GRPCMSG_TOO_LARGE = -1,	   /* declared length over max_len */
-	GRPCMSG_BAD_FLAG = -2,	   /* flag byte not 0 or 1 */
+	GRPCMSG_MESSAGE = 1,	/* *msg, *len, *compressed set: valid until the next call */
+	GRPCMSG_NEED_MORE = 0,	/* all input consumed, no whole message yet */
+	GRPCMSG_TOO_LARGE = -1, /* declared length over max_len */
+	GRPCMSG_BAD_FLAG = -2,	/* flag byte not 0 or 1 */
 	GRPCMSG_NOMEM = -3,
 };
 
@@ -37,8 +37,8 @@ void grpcmsg_reader_init(grpcmsg_reader *d, size_t max_len);
 void grpcmsg_reader_free(grpcmsg_reader *d);
 /* Consumes input from *data and *len (advancing them) until one message is whole or the
  * input ends. Call again with the rest while it returns GRPCMSG_MESSAGE. */
-int grpcmsg_reader_next(grpcmsg_reader *d, const uint8_t **data, size_t *len,
-			const uint8_t **msg, size_t *msg_len, bool *compressed);
+int grpcmsg_reader_next(grpcmsg_reader *d, const uint8_t **data, size_t *len, const uint8_t **msg,
+			size_t *msg_len, bool *compressed);
 /* True when bytes of a message are buffered (a stream ending now is truncated). */
 bool grpcmsg_reader_partial(const grpcmsg_reader *d);
 /* Bytes of memory the reader holds for a partial message. */
@@ -61,7 +61,7 @@ void grpcmsg_queue_free(grpcmsg_queue *q);
 
 /* Converts a message to serialized bytes: stack buffer when small. Caller frees *out
  * when it differs from stackbuf. */
-int grpcmsg_pack(const ProtobufCMessage *msg, uint8_t *stackbuf, size_t stackcap,
-		 uint8_t **out, size_t *len);
+int grpcmsg_pack(const ProtobufCMessage *msg, uint8_t *stackbuf, size_t stackcap, uint8_t **out,
+		 size_t *len);
 
 #endif

@@ -144,8 +144,8 @@ bool md_is_reserved(const char *name, size_t len)
 	 * user-agent: applications read it. Everything under grpc- belongs to the protocol,
 	 * except the rich error details that handlers set and clients read. */
 	static const char *const reserved[] = {
-		"content-type", "te", "connection", "keep-alive", "proxy-connection",
-		"transfer-encoding", "upgrade", "host", "accept-encoding", "content-length",
+		"content-type",	     "te",	"connection", "keep-alive",	 "proxy-connection",
+		"transfer-encoding", "upgrade", "host",	      "accept-encoding", "content-length",
 	};
 	if (len == 0)
 		return false;

@@ -19,7 +19,7 @@ struct method_table {
 	method *v;
 	size_t *path_len;
 	size_t n, cap;
-	uint32_t *index; /* 0 empty, else position in v + 1 */
+	uint32_t *index;  /* 0 empty, else position in v + 1 */
 	size_t index_cap; /* a power of two */
 	service_name *services;
 	size_t nservices, services_cap;

@@ -159,7 +159,8 @@ static int group_listen(reactor_group *g, const char *listen, char *err, size_t 
 		/* The others bind the port the first one got. */
 		int port = sock_local_port(fd);
 		if (port < 0) {
-			snprintf(err, cap, "cannot read the port of %s: %s", listen, strerror(-port));
+			snprintf(err, cap, "cannot read the port of %s: %s", listen,
+				 strerror(-port));
 			return port;
 		}
 		if (ss.ss_family == AF_INET6)
@@ -171,8 +172,7 @@ static int group_listen(reactor_group *g, const char *listen, char *err, size_t 
 	return 0;
 }
 
-int reactor_group_open(const reactor_group_opts *o, reactor_group **out, char *err,
-		       size_t cap)
+int reactor_group_open(const reactor_group_opts *o, reactor_group **out, char *err, size_t cap)
 {
 	*out = NULL;
 	int n = o->threads > 0 ? o->threads : 1;

@@ -37,8 +37,7 @@ typedef struct reactor_group_opts {
  * address or a port in use fails before any thread starts. On failure nothing is left open
  * and err[0..cap) says what failed: -EINVAL when the address does not parse, else the
  * errno of the listen. */
-int reactor_group_open(const reactor_group_opts *o, reactor_group **out, char *err,
-		       size_t cap);
+int reactor_group_open(const reactor_group_opts *o, reactor_group **out, char *err, size_t cap);
 /* Starts the threads and returns once every reactor accepts; s must outlive the group.
  * On failure the reactors that started are stopped again and err says what failed. The
  * threads inherit the caller's signal mask. */

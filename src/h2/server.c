@@ -186,8 +186,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	return 0;
 }
 
-static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
-			 const uint8_t *data, size_t len, void *user)
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, const uint8_t *data,
+			 size_t len, void *user)
 {
 	(void)flags;
 	(void)user;
@@ -208,7 +208,8 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id,
 			continue;
 		}
 		if (rc == GRPCMSG_TOO_LARGE)
-			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "request message larger than the limit");
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED,
+				  "request message larger than the limit");
 		else if (rc == GRPCMSG_BAD_FLAG)
 			call_fail(c, GRPC_INTERNAL, "invalid message flag");
 		else
@@ -236,8 +237,7 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	return 0;
 }
 
-static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code,
-			   void *user)
+static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t error_code, void *user)
 {
 	(void)error_code;
 	(void)user;
@@ -325,7 +325,7 @@ static void conn_destroy(h2_conn *h)
 {
 	while (!list_empty(&h->calls))
 		call_detach(container_of(h->calls.next, call, link));
-	list_each_safe(it, &h->zombies) {
+	list_each_safe (it, &h->zombies) {
 		container_of(it, call, link)->zombie_of = NULL;
 		list_remove(it);
 	}
@@ -386,7 +386,8 @@ static h2_conn *conn_new(h2_endpoint *e)
 	/* Both queue a frame: out of memory, the peer would miss our SETTINGS (which must
 	 * come first) or our window, so the connection is refused instead. */
 	if (nghttp2_submit_settings(h->ng, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) ||
-	    nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0, SESSION_CONN_WINDOW)) {
+	    nghttp2_session_set_local_window_size(h->ng, NGHTTP2_FLAG_NONE, 0,
+						  SESSION_CONN_WINDOW)) {
 		nghttp2_session_del(h->ng);
 		mem_free(h);
 		return NULL;
@@ -503,7 +504,7 @@ const reactor_listener_ops h2_endpoint_listener_ops = {.on_accept = listener_acc
 void h2_endpoint_goaway(h2_endpoint *e)
 {
 	e->goaway = true;
-	list_each(it, &e->conns) {
+	list_each (it, &e->conns) {
 		h2_conn *h = container_of(it, h2_conn, link);
 		if (h->goaway_sent)
 			continue;
@@ -517,10 +518,11 @@ void h2_endpoint_goaway(h2_endpoint *e)
 
 void h2_endpoint_close_all(h2_endpoint *e)
 {
-	list_each(it, &e->conns) {
+	list_each (it, &e->conns) {
 		h2_conn *h = container_of(it, h2_conn, link);
-		list_each_safe(ci, &h->calls)
-			call_fail(container_of(ci, call, link), GRPC_UNAVAILABLE, "server shutting down");
+		list_each_safe (ci, &h->calls)
+			call_fail(container_of(ci, call, link), GRPC_UNAVAILABLE,
+				  "server shutting down");
 		if (h->io)
 			reactor_conn_close(h->io);
 	}

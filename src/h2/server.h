@@ -15,14 +15,14 @@
 /* Limits and timeouts (README, Security). Times are nanoseconds; 0 turns a timeout or a
  * cap off unless said otherwise. */
 typedef struct h2_server_opts {
-	size_t max_message_bytes;	  /* request and response message limit */
-	uint32_t max_concurrent_streams;  /* SETTINGS_MAX_CONCURRENT_STREAMS */
-	uint32_t max_header_list_bytes;	  /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced */
-	size_t stream_send_high_water;	  /* per-call buffered output before would_block */
-	size_t conn_buffer_bytes;	  /* per connection, receive side and send side each */
-	size_t max_buffered_bytes;	  /* node-wide, both sides (0: no budget) */
-	int64_t body_timeout;		  /* a partial request message that stops growing */
-	uint32_t max_calls_per_conn;	  /* handlers alive, reset streams' included */
+	size_t max_message_bytes;	 /* request and response message limit */
+	uint32_t max_concurrent_streams; /* SETTINGS_MAX_CONCURRENT_STREAMS */
+	uint32_t max_header_list_bytes;	 /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced */
+	size_t stream_send_high_water;	 /* per-call buffered output before would_block */
+	size_t conn_buffer_bytes;	 /* per connection, receive side and send side each */
+	size_t max_buffered_bytes;	 /* node-wide, both sides (0: no budget) */
+	int64_t body_timeout;		 /* a partial request message that stops growing */
+	uint32_t max_calls_per_conn;	 /* handlers alive, reset streams' included */
 	size_t max_conns, max_conns_per_peer;
 	uint32_t reset_burst, reset_rate; /* nghttp2's RST_STREAM token bucket */
 	uint32_t max_continuations;	  /* CONTINUATION frames per header block */
@@ -34,8 +34,8 @@ typedef struct h2_server_opts {
 	int64_t keepalive_timeout;	  /* PING unanswered this long: close */
 	int64_t ping_min_interval;	  /* gRPC ping policy (ping_policy.h) */
 	uint32_t ping_max_strikes;
-	int64_t send_stall_timeout;	  /* output waiting with no progress this long: close */
-	bool require_te_trailers;	  /* refuse requests without te: trailers */
+	int64_t send_stall_timeout; /* output waiting with no progress this long: close */
+	bool require_te_trailers;   /* refuse requests without te: trailers */
 } h2_server_opts;
 
 void h2_server_opts_default(h2_server_opts *o);

@@ -33,7 +33,7 @@ struct h2_server {
 	admit *admit;
 	h2_call_gate gate;
 	void *gate_ctx;
-	pool *pool; /* decodes large and compressed requests; NULL: all on the reactor */
+	pool *pool;	     /* decodes large and compressed requests; NULL: all on the reactor */
 	_Atomic size_t held; /* message bytes buffered by every connection (o.max_buffered_bytes) */
 };
 
@@ -51,9 +51,9 @@ struct h2_endpoint {
 struct h2_conn {
 	h2_endpoint *e;
 	reactor_conn *io; /* NULL for a detached (fuzzing) connection */
-	buf *keep;   /* detached: where its output goes (NULL: nowhere) */
+	buf *keep;	  /* detached: where its output goes (NULL: nowhere) */
 	nghttp2_session *ng;
-	list_node link;	  /* in e->conns */
+	list_node link;	   /* in e->conns */
 	list_node calls;   /* streams with a call attached */
 	list_node zombies; /* calls whose stream is gone but whose handler still holds them */
 	size_t ncalls, nzombies;
@@ -69,11 +69,11 @@ struct h2_conn {
 	frame_scan scan;
 	rate_limit flood;
 	ping_policy pings;
-	size_t recv_held;  /* bytes of request messages its calls buffer (call_held) */
-	size_t send_queued; /* response bytes queued by its calls, not yet taken by nghttp2 */
-	int64_t progress_at; /* a request message's bytes arrived or response bytes left */
+	size_t recv_held;      /* bytes of request messages its calls buffer (call_held) */
+	size_t send_queued;    /* response bytes queued by its calls, not yet taken by nghttp2 */
+	int64_t progress_at;   /* a request message's bytes arrived or response bytes left */
 	int64_t body_check_at; /* a partial message may have stalled by then (0: none) */
-	bool send_blocked;  /* over conn_buffer_bytes: calls were told to wait */
+	bool send_blocked;     /* over conn_buffer_bytes: calls were told to wait */
 
 	/* times (reactor clock) */
 	timer tick;
@@ -81,15 +81,15 @@ struct h2_conn {
 	int64_t ping_sent_at; /* our keepalive PING in flight, 0 if none */
 	int64_t closing_at;
 	bool got_settings, settings_acked;
-	uint64_t sent_mark; /* io bytes sent at the last progress check */
+	uint64_t sent_mark;  /* io bytes sent at the last progress check */
 	int64_t stall_since; /* output waiting without progress since, 0 if none */
 };
 
 struct call {
 	int refs;
-	h2_conn *conn; /* NULL once the stream is gone */
+	h2_conn *conn;	    /* NULL once the stream is gone */
 	h2_conn *zombie_of; /* the stream is gone, this connection still counts the call */
-	list_node link; /* in conn->calls, then in zombie_of->zombies */
+	list_node link;	    /* in conn->calls, then in zombie_of->zombies */
 	int32_t stream_id;
 	const method *m;
 	reactor *r;

@@ -16,12 +16,12 @@ typedef struct pool pool;
 typedef struct pool_job pool_job;
 
 struct pool_job {
-	reactor_task task; /* internal: carries the completion to the home reactor */
-	list_node link;	   /* internal: the queue */
-	pool *pool;	   /* internal */
-	bool queued;	   /* internal, under the pool's lock */
+	reactor_task task;     /* internal: carries the completion to the home reactor */
+	list_node link;	       /* internal: the queue */
+	pool *pool;	       /* internal */
+	bool queued;	       /* internal, under the pool's lock */
 	_Atomic int cancelled; /* internal: see pool_job_cancel */
-	reactor *home;	   /* NULL: done runs on the pool thread right after work */
+	reactor *home;	       /* NULL: done runs on the pool thread right after work */
 	void (*work)(pool_job *j);
 	void (*done)(pool_job *j);
 };

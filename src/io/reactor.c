@@ -2,12 +2,12 @@
 
 #include <errno.h>
 #include <liburing.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -47,7 +47,7 @@ struct reactor_conn {
 	int fd;
 	const reactor_conn_ops *ops;
 	void *user;
-	out_buf pending; /* filled by reactor_conn_write */
+	out_buf pending;  /* filled by reactor_conn_write */
 	out_buf inflight; /* handed to the kernel */
 	bool recv_armed, send_inflight, connect_inflight;
 	bool want_send, on_dirty_list;
@@ -131,8 +131,8 @@ static int setup_ring(reactor *r)
 
 static void recycle_buf(reactor *r, unsigned bid)
 {
-	io_uring_buf_ring_add(r->bufring, r->bufs + (size_t)bid * RECV_BUF_SIZE, RECV_BUF_SIZE,
-			      bid, io_uring_buf_ring_mask(RECV_BUF_COUNT), 0);
+	io_uring_buf_ring_add(r->bufring, r->bufs + (size_t)bid * RECV_BUF_SIZE, RECV_BUF_SIZE, bid,
+			      io_uring_buf_ring_mask(RECV_BUF_COUNT), 0);
 	io_uring_buf_ring_advance(r->bufring, 1);
 }
 
@@ -343,7 +343,7 @@ reactor_conn *reactor_conn_new(reactor *r, int fd, const reactor_conn_ops *ops, 
 }
 
 reactor_conn *reactor_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
-			 const reactor_conn_ops *ops, void *user)
+				   const reactor_conn_ops *ops, void *user)
 {
 	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -606,8 +606,8 @@ static void handle_cqe(reactor *r, struct io_uring_cqe *cqe)
 		}
 		if (cqe->flags & IORING_CQE_F_MORE)
 			break;
-		bool starved = cqe->res == -EMFILE || cqe->res == -ENFILE ||
-			       cqe->res == -ENOBUFS || cqe->res == -ENOMEM;
+		bool starved = cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
+			       cqe->res == -ENOMEM;
 		if (l->closed) {
 			if (l->fd >= 0)
 				close(l->fd);
@@ -672,7 +672,7 @@ void reactor_stop(reactor *r) { r->stopping = true; }
 
 void reactor_abort_all(reactor *r, int err)
 {
-	list_each(it, &r->conns) {
+	list_each (it, &r->conns) {
 		reactor_conn *c = container_of(it, reactor_conn, link);
 		if (!c->dead)
 			reactor_conn_abort(c, err);

@@ -80,7 +80,7 @@ void reactor_job_end(reactor *r);
 reactor_conn *reactor_conn_new(reactor *r, int fd, const reactor_conn_ops *ops, void *user);
 /* Starts an outbound connection; ops->on_connect reports the result. */
 reactor_conn *reactor_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
-			 const reactor_conn_ops *ops, void *user);
+				   const reactor_conn_ops *ops, void *user);
 void *reactor_conn_user(reactor_conn *c);
 void reactor_conn_set_user(reactor_conn *c, void *user);
 /* Appends bytes to the connection's pending output. Returns 0 or -ENOMEM. */

@@ -93,10 +93,7 @@ int timer_arm(timer_heap *h, timer *t, int64_t deadline_ns, timer_fn fn)
 	return 0;
 }
 
-int64_t timer_next(const timer_heap *h)
-{
-	return h->n ? h->v[0]->deadline_ns : INT64_MAX;
-}
+int64_t timer_next(const timer_heap *h) { return h->n ? h->v[0]->deadline_ns : INT64_MAX; }
 
 size_t timer_run(timer_heap *h, int64_t now_ns)
 {

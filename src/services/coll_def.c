@@ -107,8 +107,7 @@ static def_entry *def_read(svc_job *j, const svc_env *env, const char *ns, const
 	return e;
 }
 
-bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name,
-		   coll_def *out)
+bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name, coll_def *out)
 {
 	*out = (coll_def){0};
 	if (!svc_check_user_ns(j, ns) || !svc_check_name(j, "collection", name))
@@ -118,7 +117,7 @@ bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *n
 		return false;
 	*out = (coll_def){.row = e->row, .def = e->def, .entry = e};
 	out->type = tp_find_message(env->types, e->row->type_ns[0] ? e->row->type_ns : NULL,
-					  e->row->type_name);
+				    e->row->type_name);
 	if (!out->type) {
 		svc_job_fail(j, GRPC_INTERNAL, "the definition of %s/%s is unreadable", ns, name);
 		coll_def_free(out);
@@ -150,8 +149,10 @@ bool coll_def_open(svc_job *j, const svc_env *env, const coll_def *d, store_coll
 	if (store_coll_created_at(*out) != d->row->created_at) {
 		store_coll_release(*out);
 		*out = NULL;
-		svc_job_fail(j, GRPC_ABORTED, "collection %s/%s was deleted and created again during "
-			     "the call", d->row->ns, d->row->name);
+		svc_job_fail(j, GRPC_ABORTED,
+			     "collection %s/%s was deleted and created again during "
+			     "the call",
+			     d->row->ns, d->row->name);
 		return false;
 	}
 	return true;

@@ -24,8 +24,7 @@ typedef struct coll_def {
  * (store_collection_version) and shared, so a Modify, or a delete and create again, is
  * seen by the next load; the type is looked up every time (a registered file may have
  * changed it). */
-bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name,
-		   coll_def *out);
+bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *name, coll_def *out);
 void coll_def_free(coll_def *d);
 /* Opens the loaded collection for reads and writes; fails j when it cannot. */
 bool coll_def_open(svc_job *j, const svc_env *env, const coll_def *d, store_coll **out);

@@ -197,7 +197,8 @@ void coll_read_meta(call *c, const ProtobufCMessage *msg)
 	(void)msg;
 	Collector__Status__DetailsEntry e = COLLECTOR__STATUS__DETAILS_ENTRY__INIT;
 	e.key = "features";
-	e.value = "crud,list,search,full-text,json-filters,keyset-paging,group-commit,indexed-fields";
+	e.value =
+		"crud,list,search,full-text,json-filters,keyset-paging,group-commit,indexed-fields";
 	Collector__Status__DetailsEntry *details[] = {&e};
 	Collector__Status st = COLLECTOR__STATUS__INIT;
 	st.n_details = 1;

@@ -192,8 +192,7 @@ static void query_start(call *c, const ProtobufCMessage *req, const char *ns,
  * the scope of its page tokens (written into scope): the collection by name and creation
  * time, so that a token is refused by another collection, and by one deleted and made
  * again under the name. */
-static void schema_of(const svc_env *env, const coll_def *d, char scope[SCOPE_MAX],
-		      query_schema *s)
+static void schema_of(const svc_env *env, const coll_def *d, char scope[SCOPE_MAX], query_schema *s)
 {
 	snprintf(scope, SCOPE_MAX, "%s/%s/%lld", d->row->ns, d->row->name,
 		 (long long)d->row->created_at);
@@ -222,8 +221,7 @@ static bool compiled(svc_job *sj, int rc, const char *what)
 /* A record no response can hold, even alone (written when the limit was higher, or just
  * under it by a request that carried less around it): named, so that it can be fetched
  * with Get, deleted, or filtered out. */
-static void fail_too_big(svc_job *sj, const coll_def *d, const char *id, size_t bytes,
-			 size_t limit)
+static void fail_too_big(svc_job *sj, const coll_def *d, const char *id, size_t bytes, size_t limit)
 {
 	svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED,
 		     "record '%.200s' of %s/%s does not fit in a response: with it the response "
@@ -321,8 +319,10 @@ static void vector_search(query_job *qj)
 	}
 	if (req->n_vector > VECTOR_MAX || req->limit < 0 || req->limit > QUERY_MAX_PAGE ||
 	    req->offset < 0 || req->offset > QUERY_MAX_OFFSET) {
-		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "vector of at most %d values, limit 0 to %d, "
-			     "offset 0 to %d", VECTOR_MAX, QUERY_MAX_PAGE, QUERY_MAX_OFFSET);
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "vector of at most %d values, limit 0 to %d, "
+			     "offset 0 to %d",
+			     VECTOR_MAX, QUERY_MAX_PAGE, QUERY_MAX_OFFSET);
 		return;
 	}
 	const char *field = NULL;
@@ -354,8 +354,8 @@ static void vector_search(query_job *qj)
 	int rc = store_reader_vector(rj->rd, &path, req->vector, req->n_vector,
 				     req->similarity_threshold, &hits, &nhits);
 	if (rc) {
-		svc_job_fail(sj, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL, "reading: %s",
-			     store_err_msg());
+		svc_job_fail(sj, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL,
+			     "reading: %s", store_err_msg());
 		goto out;
 	}
 	size_t limit = req->limit ? (size_t)req->limit : QUERY_DEFAULT_PAGE;
@@ -529,16 +529,13 @@ static int collect_name(void *ctx, const store_collection *row)
 
 /* What a collection's entry in the results holds besides its items: a tag and a length
  * (up to 5 bytes), and its name. */
-static size_t result_header(const char *name)
-{
-	return 1 + 5 + budget_field(strlen(name));
-}
+static size_t result_header(const char *name) { return 1 + 5 + budget_field(strlen(name)); }
 
 /* One collection's matches into *res, its scores into *scores (for the caller to free);
  * *reached is false when the response had no room left for it. false (j failed) on an
  * error. */
-static bool search_one(query_job *qj, const char *name, const query_value *qv, budget *b,
-		       items *it, Collector__SearchCollectionsResponse__CollectionResult *res,
+static bool search_one(query_job *qj, const char *name, const query_value *qv, budget *b, items *it,
+		       Collector__SearchCollectionsResponse__CollectionResult *res,
 		       Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **scores,
 		       bool *reached, int64_t *total)
 {
@@ -580,7 +577,8 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, b
 	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **ptrs =
 		(void *)(e + (it->n ? it->n : 1));
 	for (size_t i = 0; i < it->n; i++) {
-		collector__search_collections_response__collection_result__scores_entry__init(&e[i]);
+		collector__search_collections_response__collection_result__scores_entry__init(
+			&e[i]);
 		e[i].key = it->ids[i];
 		e[i].value = it->scores[i];
 		ptrs[i] = &e[i];
@@ -624,8 +622,10 @@ static void search_collections_work(svc_job *sj)
 	}
 	size_t n = names.n, nres = 0;
 	items *its = mem_calloc(n ? n : 1, sizeof(*its));
-	Collector__SearchCollectionsResponse__CollectionResult *res = mem_calloc(n ? n : 1, sizeof(*res));
-	Collector__SearchCollectionsResponse__CollectionResult **ptrs = mem_calloc(n ? n : 1, sizeof(*ptrs));
+	Collector__SearchCollectionsResponse__CollectionResult *res =
+		mem_calloc(n ? n : 1, sizeof(*res));
+	Collector__SearchCollectionsResponse__CollectionResult **ptrs =
+		mem_calloc(n ? n : 1, sizeof(*ptrs));
 	Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **scores =
 		mem_calloc(n ? n : 1, sizeof(*scores));
 	size_t done = 0;
@@ -651,8 +651,8 @@ static void search_collections_work(svc_job *sj)
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;
 		}
-		if (!search_one(qj, names.v[done], req->query ? &qv : NULL, &b, &its[done], &res[done],
-				&scores[done], &reached, &total)) {
+		if (!search_one(qj, names.v[done], req->query ? &qv : NULL, &b, &its[done],
+				&res[done], &scores[done], &reached, &total)) {
 			done++;
 			goto out;
 		}

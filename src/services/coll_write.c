@@ -119,8 +119,9 @@ static bool prep_update(svc_job *j, op_prep *p)
 		for (unsigned k = 0; k < qp.nseg; k++)
 			indexed |= qp.seg[k].nidx > 0;
 		if (indexed || !svc_field_at(p->d->type, &qp, &whole)) {
-			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "update_mask '%.100s' is not a field of %s",
-				     m, tp_message_get(p->d->type)->full_name);
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+				     "update_mask '%.100s' is not a field of %s", m,
+				     tp_message_get(p->d->type)->full_name);
 			return false;
 		}
 	}
@@ -172,7 +173,8 @@ static int op_status(int rc, const op_prep *p, char *msg, size_t cap)
 		*msg = 0;
 		return GRPC_OK;
 	case -EEXIST:
-		snprintf(msg, cap, "a record with id '%.200s' already exists in %s/%s", p->id, ns, name);
+		snprintf(msg, cap, "a record with id '%.200s' already exists in %s/%s", p->id, ns,
+			 name);
 		return GRPC_ALREADY_EXISTS;
 	case -ENOENT:
 		snprintf(msg, cap, "no record '%.200s' in %s/%s", p->id, ns, name);
@@ -268,7 +270,8 @@ static void write_submit(write_job *w)
 		store_coll_release(w->coll);
 		w->coll = NULL;
 		if (rc == -EAGAIN)
-			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "the collection's write queue is full");
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED,
+				     "the collection's write queue is full");
 		else
 			svc_fail_store(sj, rc, "writing");
 		svc_job_resume(sj);
@@ -294,9 +297,11 @@ static bool write_alloc(svc_job *sj, write_job *w, size_t n)
 static void single_work(svc_job *sj)
 {
 	write_job *w = (write_job *)sj;
-	const char *name = w->kind == W_CREATE	 ? ((const Collector__CreateRequest *)w->r.req)->collection_name
-			   : w->kind == W_UPDATE ? ((const Collector__UpdateRequest *)w->r.req)->collection_name
-						 : ((const Collector__DeleteRequest *)w->r.req)->collection_name;
+	const char *name = w->kind == W_CREATE
+				   ? ((const Collector__CreateRequest *)w->r.req)->collection_name
+			   : w->kind == W_UPDATE
+				   ? ((const Collector__UpdateRequest *)w->r.req)->collection_name
+				   : ((const Collector__DeleteRequest *)w->r.req)->collection_name;
 	if (!coll_def_load(sj, w->r.env, w->r.ns, name, &w->d) || !write_alloc(sj, w, 1))
 		return;
 	w->preps[0].kind = w->kind;
@@ -312,7 +317,8 @@ static void batch_work(svc_job *sj)
 	if (!coll_def_load(sj, w->r.env, w->r.ns, req->collection_name, &w->d))
 		return;
 	if (!req->n_operations || req->n_operations > BATCH_MAX) {
-		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "a batch holds 1 to %d operations", BATCH_MAX);
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "a batch holds 1 to %d operations",
+			     BATCH_MAX);
 		return;
 	}
 	if (!write_alloc(sj, w, req->n_operations))
@@ -410,8 +416,7 @@ out:
 	mem_free(creates);
 }
 
-static void write_start(call *c, const void *req, const char *ns, void (*work)(svc_job *),
-			int kind)
+static void write_start(call *c, const void *req, const char *ns, void (*work)(svc_job *), int kind)
 {
 	const svc_env *env = call_ctx(c);
 	write_job *w = mem_calloc(1, sizeof(*w));
@@ -464,8 +469,8 @@ static int merge_apply(void *ctx, const store_row *merged, store_row *out)
 	int rc = json_to_proto(env->types, p->d->row->ns, p->d->type, merged->json,
 			       strlen(merged->json), &bin);
 	if (!rc)
-		rc = json_from_proto(env->types, p->d->row->ns, p->d->type, (const uint8_t *)bin.data,
-				     bin.len, JSON_PROTO_NAMES, &canon);
+		rc = json_from_proto(env->types, p->d->row->ns, p->d->type,
+				     (const uint8_t *)bin.data, bin.len, JSON_PROTO_NAMES, &canon);
 	if (rc) {
 		buf_free(&bin);
 		buf_free(&canon);

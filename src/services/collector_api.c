@@ -22,12 +22,9 @@ extern const uint8_t api_descriptor_set[];
 extern const size_t api_descriptor_set_len;
 
 static const ProtobufCServiceDescriptor *const services[] = {
-	&collector__collector_registry__descriptor,
-	&collector__collection_service__descriptor,
-	&collector__collection_repo__descriptor,
-	&collector__collective_dispatcher__descriptor,
-	&collector__collective_worker__descriptor,
-	&collector__collector_console__descriptor,
+	&collector__collector_registry__descriptor, &collector__collection_service__descriptor,
+	&collector__collection_repo__descriptor,    &collector__collective_dispatcher__descriptor,
+	&collector__collective_worker__descriptor,  &collector__collector_console__descriptor,
 };
 
 /* Paths live as long as the process (the table keeps pointers to them): made once, shared
@@ -97,7 +94,8 @@ int collector_api_register_all(method_table *t, svc_env *env)
 	if (!rc)
 		rc = health_register(t);
 	if (!rc)
-		rc = reflection_register(t, api_descriptor_set, api_descriptor_set_len, env->registry);
+		rc = reflection_register(t, api_descriptor_set, api_descriptor_set_len,
+					 env->registry);
 	if (!rc)
 		rc = collector_api_register(t);
 	return rc;

@@ -73,8 +73,8 @@ static bool open_coll(svc_job *j, const svc_env *env, const char *ns, const char
 		return false;
 	if ((path_required || *path) && files_path_check(path)) {
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
-			     "invalid file path '%.200s': %s (paths are relative, '/'-separated)", path,
-			     store_err_msg());
+			     "invalid file path '%.200s': %s (paths are relative, '/'-separated)",
+			     path, store_err_msg());
 		return false;
 	}
 	coll_def d;
@@ -295,9 +295,10 @@ static void put_next(put_call *p)
 	if (!p->half_closed)
 		return;
 	if (p->total && p->received != p->total) {
-		put_fail(p, GRPC_INVALID_ARGUMENT,
-			 "'%.200s': %llu bytes sent, header.total_size announced %llu; nothing stored",
-			 p->path, (unsigned long long)p->received, (unsigned long long)p->total);
+		put_fail(
+			p, GRPC_INVALID_ARGUMENT,
+			"'%.200s': %llu bytes sent, header.total_size announced %llu; nothing stored",
+			p->path, (unsigned long long)p->received, (unsigned long long)p->total);
 		return;
 	}
 	xfer_step(&p->x, PUT_COMMIT);
@@ -342,9 +343,10 @@ static void put_begin(call *c, const Collector__PutFileRequest *m)
 {
 	const svc_env *env = call_ctx(c);
 	if (m->data_case != COLLECTOR__PUT_FILE_REQUEST__DATA_HEADER) {
-		call_finish(c, GRPC_INVALID_ARGUMENT,
-			    "the first PutFile message must be a header (namespace, collection_name, "
-			    "path), then chunks");
+		call_finish(
+			c, GRPC_INVALID_ARGUMENT,
+			"the first PutFile message must be a header (namespace, collection_name, "
+			"path), then chunks");
 		return;
 	}
 	const Collector__PutFileHeader *h = m->header;
@@ -394,14 +396,15 @@ static void put_message(call *c, const ProtobufCMessage *msg)
 	if (!len)
 		return;
 	if (p->received + len > FILES_SVC_PUT_MAX) {
-		put_fail(p, GRPC_RESOURCE_EXHAUSTED, "'%.200s' is over the file size limit of %llu bytes",
-			 p->path, FILES_SVC_PUT_MAX);
+		put_fail(p, GRPC_RESOURCE_EXHAUSTED,
+			 "'%.200s' is over the file size limit of %llu bytes", p->path,
+			 FILES_SVC_PUT_MAX);
 		return;
 	}
 	if (p->total && p->received + len > p->total) {
 		put_fail(p, GRPC_INVALID_ARGUMENT,
-			 "'%.200s': more bytes than header.total_size %llu; nothing stored", p->path,
-			 (unsigned long long)p->total);
+			 "'%.200s': more bytes than header.total_size %llu; nothing stored",
+			 p->path, (unsigned long long)p->total);
 		return;
 	}
 	/* The h2 layer cannot stop reading this stream: beyond the bound, refuse. One message
@@ -501,13 +504,14 @@ static bool get_open(get_call *g)
 		return false;
 	}
 	if ((uint64_t)r->offset > g->size) {
-		svc_job_fail(st, GRPC_OUT_OF_RANGE, "offset %lld is past the end of '%.200s' (%llu bytes)",
+		svc_job_fail(st, GRPC_OUT_OF_RANGE,
+			     "offset %lld is past the end of '%.200s' (%llu bytes)",
 			     (long long)r->offset, r->path, (unsigned long long)g->size);
 		return false;
 	}
 	g->pos = (uint64_t)r->offset;
 	g->end = r->length && (uint64_t)r->length < g->size - g->pos ? g->pos + (uint64_t)r->length
-								       : g->size;
+								     : g->size;
 	if (g->pos < g->end && !(g->data = mem_alloc(GET_BATCH))) {
 		svc_job_fail(st, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return false;
@@ -639,7 +643,8 @@ static void get_request(call *c, const ProtobufCMessage *msg)
 {
 	const Collector__GetFileRequest *r = (const void *)msg;
 	if (r->offset < 0 || r->length < 0) {
-		call_finishf(c, GRPC_INVALID_ARGUMENT, "offset (%lld) and length (%lld) must not be negative",
+		call_finishf(c, GRPC_INVALID_ARGUMENT,
+			     "offset (%lld) and length (%lld) must not be negative",
 			     (long long)r->offset, (long long)r->length);
 		return;
 	}
@@ -653,7 +658,7 @@ static void get_request(call *c, const ProtobufCMessage *msg)
 	g->ns = svc_namespace(c, env, r->namespace_);
 	/* Room for the chunk's own framing within the message size limit. */
 	g->chunk = env->max_message_bytes - 64 < FILES_SVC_CHUNK ? env->max_message_bytes - 64
-								  : FILES_SVC_CHUNK;
+								 : FILES_SVC_CHUNK;
 	xfer_init(&g->x, c, get_work, get_done, get_end);
 	xfer_step(&g->x, GET_OPEN);
 }
@@ -777,9 +782,10 @@ static void list_work(svc_job *sj)
 		rc = why_not_dir(coll, req->path, strlen(req->path));
 	store_coll_release(coll);
 	if (rc == -E2BIG) {
-		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED,
-			     "more than %d entries under '%.200s': list a subdirectory, or one level",
-			     FILES_SVC_LIST_MAX, req->path);
+		svc_job_fail(
+			sj, GRPC_RESOURCE_EXHAUSTED,
+			"more than %d entries under '%.200s': list a subdirectory, or one level",
+			FILES_SVC_LIST_MAX, req->path);
 	} else if (rc == -ENOMEM) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	} else if (rc) {
@@ -839,9 +845,10 @@ static void delete_work(svc_job *sj)
 			n.bytes = (int64_t)size;
 		}
 	} else if (rc >= 0 && !req->recursive) {
-		svc_job_fail(sj, GRPC_FAILED_PRECONDITION,
-			     "'%.200s' is a directory: set recursive to delete it with everything in it",
-			     req->path);
+		svc_job_fail(
+			sj, GRPC_FAILED_PRECONDITION,
+			"'%.200s' is a directory: set recursive to delete it with everything in it",
+			req->path);
 		store_coll_release(coll);
 		return;
 	}
@@ -869,20 +876,34 @@ static void delete_file(call *c, const ProtobufCMessage *msg)
 int files_svc_register(method_table *t, svc_env *env)
 {
 	const method methods[] = {
-		{SVC "PutFile", METHOD_CLIENT_STREAM, &collector__put_file_request__descriptor,
+		{SVC "PutFile",
+		 METHOD_CLIENT_STREAM,
+		 &collector__put_file_request__descriptor,
 		 &collector__put_file_response__descriptor,
-		 {.on_message = put_message, .on_half_close = put_half_close, .on_cancel = xfer_on_cancel},
+		 {.on_message = put_message,
+		  .on_half_close = put_half_close,
+		  .on_cancel = xfer_on_cancel},
 		 env},
-		{SVC "GetFile", METHOD_SERVER_STREAM, &collector__get_file_request__descriptor,
+		{SVC "GetFile",
+		 METHOD_SERVER_STREAM,
+		 &collector__get_file_request__descriptor,
 		 &collector__get_file_chunk__descriptor,
-		 {.on_request = get_request, .on_writable = get_writable, .on_cancel = xfer_on_cancel},
+		 {.on_request = get_request,
+		  .on_writable = get_writable,
+		  .on_cancel = xfer_on_cancel},
 		 env},
-		{SVC "ListFiles", METHOD_UNARY, &collector__list_files_request__descriptor,
+		{SVC "ListFiles",
+		 METHOD_UNARY,
+		 &collector__list_files_request__descriptor,
 		 &collector__list_files_response__descriptor,
-		 {.on_request = list_files, .on_cancel = svc_job_on_cancel}, env},
-		{SVC "DeleteFile", METHOD_UNARY, &collector__delete_file_request__descriptor,
+		 {.on_request = list_files, .on_cancel = svc_job_on_cancel},
+		 env},
+		{SVC "DeleteFile",
+		 METHOD_UNARY,
+		 &collector__delete_file_request__descriptor,
 		 &collector__delete_file_response__descriptor,
-		 {.on_request = delete_file, .on_cancel = svc_job_on_cancel}, env},
+		 {.on_request = delete_file, .on_cancel = svc_job_on_cancel},
+		 env},
 	};
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
 		int rc = method_table_add(t, &methods[i]);

@@ -13,7 +13,7 @@
 typedef Grpc__Health__V1__HealthCheckResponse__ServingStatus serving_status;
 #define STATUS_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
 #define STATUS_NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
-#define STATUS_SERVICE_UNKNOWN \
+#define STATUS_SERVICE_UNKNOWN                                                                     \
 	GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN
 
 static atomic_bool serving = true;
@@ -68,7 +68,7 @@ static bool service_known(const char *name)
 static serving_status server_status(void)
 {
 	return atomic_load_explicit(&serving, memory_order_acquire) ? STATUS_SERVING
-								     : STATUS_NOT_SERVING;
+								    : STATUS_NOT_SERVING;
 }
 
 static void health_check(call *c, const ProtobufCMessage *msg)
@@ -175,7 +175,7 @@ void health_notify(reactor *r)
 	if (!l)
 		return;
 	bool ending = !atomic_load_explicit(&serving, memory_order_acquire);
-	list_each_safe(it, &l->watchers) {
+	list_each_safe (it, &l->watchers) {
 		watcher *w = container_of(it, watcher, link);
 		serving_status st = watcher_status(w);
 		int rc = st == w->sent ? 0 : watcher_send(w, st);

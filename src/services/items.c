@@ -103,8 +103,7 @@ static int items_row(void *ctx, const store_record *rec)
 	return 0;
 }
 
-bool items_init(items *it, const tp_message *m, const query *q, enum items_shape shape,
-		budget *b)
+bool items_init(items *it, const tp_message *m, const query *q, enum items_shape shape, budget *b)
 {
 	*it = (items){.q = q, .shape = shape, .budget = b};
 	char *heap;

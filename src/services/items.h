@@ -25,7 +25,7 @@ enum items_shape {
 };
 
 typedef struct items {
-	Google__Protobuf__Any *any; /* n of them, their bytes owned here */
+	Google__Protobuf__Any *any;   /* n of them, their bytes owned here */
 	Google__Protobuf__Any **ptrs; /* items_ptrs */
 	uint8_t **data;
 	double *scores;
@@ -36,7 +36,7 @@ typedef struct items {
 	char *url;
 	char *last_token; /* List (a query given to items_init): the last item's page token */
 	const query *q;
-	store_reader *rd; /* items_fetch's */
+	store_reader *rd;		/* items_fetch's */
 	char too_big[ITEMS_ID_MAX + 1]; /* items_fetch -EMSGSIZE: the record no response holds */
 	size_t too_big_bytes;		/* and the response it would make */
 } items;
@@ -44,8 +44,7 @@ typedef struct items {
 /* For records of type m, shaped as shape, counted against b (shared by the items of one
  * response). q: List's query, whose page tokens the items keep; NULL for Search. false
  * when out of memory; items_free in any case. */
-bool items_init(items *it, const tp_message *m, const query *q, enum items_shape shape,
-		budget *b);
+bool items_init(items *it, const tp_message *m, const query *q, enum items_shape shape, budget *b);
 /* Runs q on rd: its page, up to query_page_size records and as many as the budget takes,
  * into it (*more: records remain after the page), and its count into *total. 0; -EMSGSIZE
  * when the page's first record fits in no response (it->too_big names it); -ENOMEM; or

@@ -16,8 +16,8 @@
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "h2/call.h"
-#include "services/svc.h"
 #include "services/registry.h"
+#include "services/svc.h"
 
 typedef Grpc__Reflection__V1__ServerReflectionRequest refl_request;
 typedef Grpc__Reflection__V1__ServerReflectionResponse refl_response;
@@ -117,8 +117,7 @@ static int symbol_add(refl_index *ix, const char *scope, const char *name, size_
 	char *s;
 	if (mem_asprintf(&s, "%s%s%s", scope, *scope ? "." : "", name) < 0)
 		return -ENOMEM;
-	ix->symbols[ix->n_symbols++] =
-		(refl_name){.name = s, .file = file, .message = message};
+	ix->symbols[ix->n_symbols++] = (refl_name){.name = s, .file = file, .message = message};
 	if (full)
 		*full = s;
 	return 0;
@@ -139,7 +138,8 @@ static int ext_add(refl_index *ix, const char *scope,
 		ix->cap_exts = cap;
 	}
 	const char *extendee = f->extendee + (f->extendee[0] == '.');
-	ix->exts[ix->n_exts++] = (refl_ext){.extendee = extendee, .number = f->number, .file = file};
+	ix->exts[ix->n_exts++] =
+		(refl_ext){.extendee = extendee, .number = f->number, .file = file};
 	return 0;
 }
 
@@ -709,8 +709,7 @@ static void reflection_on_cancel(call *c)
 		parked_clear(s);
 }
 
-int reflection_register(method_table *t, const uint8_t *descriptor_set, size_t len,
-			registry *reg)
+int reflection_register(method_table *t, const uint8_t *descriptor_set, size_t len, registry *reg)
 {
 	static const char *const paths[] = {
 		"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",

@@ -127,8 +127,8 @@ static reg_service *service_new(const char *ns, const char *name, const uint8_t 
 			mem_free(path);
 			goto fail;
 		}
-		s->path_lens[i] = pair_key(key, ns_len + 1 + (size_t)plen, ns, ns_len, path,
-					   (size_t)plen);
+		s->path_lens[i] =
+			pair_key(key, ns_len + 1 + (size_t)plen, ns, ns_len, path, (size_t)plen);
 		mem_free(path);
 		s->paths[s->n_paths++] = key;
 	}

@@ -99,7 +99,11 @@ static void write_done(store_write_req *req, int rc)
 int registry_write_wait(store_coll *c, store_op *ops, size_t n)
 {
 	waiter w = {.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-	store_write_req req = {.ops = ops, .nops = n, .atomic = true, .done = write_done, .ctx = &w};
+	store_write_req req = {.ops = ops,
+			       .nops = n,
+			       .atomic = true,
+			       .done = write_done,
+			       .ctx = &w};
 	int rc = store_coll_write(c, &req);
 	if (rc)
 		return rc;
@@ -144,7 +148,10 @@ static int sys_collection(registry *r, const char *name, const char *type, store
 		uint8_t *bytes = registry_pack(&def.base, &len);
 		if (!bytes)
 			return -ENOMEM;
-		store_collection c = {.ns = SYSTEM_NS, .name = name, .def = bytes, .def_len = len,
+		store_collection c = {.ns = SYSTEM_NS,
+				      .name = name,
+				      .def = bytes,
+				      .def_len = len,
 				      .type_name = type};
 		rc = store_collection_create(s, &c, STORE_CREATE_RESERVED);
 		mem_free(bytes);
@@ -183,8 +190,9 @@ static int sys_each(registry *r, store_coll *c,
 /* ---- registering files ---- */
 
 /* Orders deps and main so that each file comes after the files of the set it imports. */
-bool registry_order_files(svc_job *j, registry_file_set *fs, Google__Protobuf__FileDescriptorProto *const *deps,
-			size_t n_deps, const file_proto *main)
+bool registry_order_files(svc_job *j, registry_file_set *fs,
+			  Google__Protobuf__FileDescriptorProto *const *deps, size_t n_deps,
+			  const file_proto *main)
 {
 	if (n_deps > REGISTRY_MAX_DEPENDENCIES) {
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "at most %d dependencies per request",
@@ -220,7 +228,8 @@ bool registry_order_files(svc_job *j, registry_file_set *fs, Google__Protobuf__F
 			}
 		}
 		if (fs->n == before) {
-			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "the files import each other in a cycle");
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+				     "the files import each other in a cycle");
 			return false;
 		}
 	}
@@ -240,9 +249,9 @@ bool registry_mark_changes(registry *r, const char *ns, registry_file_set *fs)
 		uint8_t *now = registry_pack(&fs->v[i]->base, &len);
 		if (!now)
 			return false;
-		fs->changed[i] = !tp_file_bytes(r->env->types, ns, fs->v[i]->name, &old,
-						      &old_len) ||
-				 old_len != len || memcmp(old, now, len);
+		fs->changed[i] =
+			!tp_file_bytes(r->env->types, ns, fs->v[i]->name, &old, &old_len) ||
+			old_len != len || memcmp(old, now, len);
 		mem_free(now);
 	}
 	return true;
@@ -266,8 +275,8 @@ static bool check_removed(svc_job *j, registry *r, const char *ns, const file_pr
 	size_t old_len;
 	if (!tp_file_bytes(r->env->types, ns, fp->name, &old_bytes, &old_len))
 		return true;
-	file_proto *old =
-		svc_decode(&google__protobuf__file_descriptor_proto__descriptor, old_bytes, old_len);
+	file_proto *old = svc_decode(&google__protobuf__file_descriptor_proto__descriptor,
+				     old_bytes, old_len);
 	strvec before = {0}, after = {0};
 	bool ok = old != NULL;
 	if (ok) {
@@ -284,10 +293,11 @@ static bool check_removed(svc_job *j, registry *r, const char *ns, const file_pr
 		store_list_filter f = {.type_ns = ns, .type_name = before.v[i], .limit = 1};
 		int rc = store_collection_list(r->env->store, &f, first_user, &u, NULL);
 		if (rc == 1) {
-			svc_job_fail(j, GRPC_FAILED_PRECONDITION,
-				     "incompatible change of %s: message %s is removed but collection "
-				     "%s uses it",
-				     fp->name, before.v[i], u.coll);
+			svc_job_fail(
+				j, GRPC_FAILED_PRECONDITION,
+				"incompatible change of %s: message %s is removed but collection "
+				"%s uses it",
+				fp->name, before.v[i], u.coll);
 			ok = false;
 		} else if (rc) {
 			svc_fail_store(j, rc, "checking the collections");
@@ -342,8 +352,7 @@ static void file_applied(registry *r, const char *ns, const file_proto *fp, cons
 	remember_id(r, ns, fp->name, id);
 }
 
-void registry_file_removed(registry *r, const char *ns, const char *file,
-			   const strvec *messages)
+void registry_file_removed(registry *r, const char *ns, const char *file, const strvec *messages)
 {
 	char key[REGISTRY_NAME_MAX * 2];
 	size_t klen = key2(key, sizeof(key), ns, file);
@@ -381,7 +390,7 @@ static void proto_record(Collector__RegisteredProto *rec, const char *id, const 
 /* Whether ns can take the items (regquota_allows); fails j with RESOURCE_EXHAUSTED when
  * not. */
 bool registry_quota_allows(svc_job *j, registry *r, const char *ns, const regquota_item *items,
-			 size_t n)
+			   size_t n)
 {
 	char msg[sizeof(j->msg)];
 	if (regquota_allows(r->quota, ns, items, n, msg, sizeof(msg)))
@@ -392,7 +401,8 @@ bool registry_quota_allows(svc_job *j, registry *r, const char *ns, const regquo
 
 /* Checks, persists and applies the files of fs in ns; the caller holds r->lock. *id gets
  * the id of the last file (the main one). Fails j and returns false when it cannot. */
-bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_file_set *fs, char **main_id)
+bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_file_set *fs,
+			     char **main_id)
 {
 	*main_id = NULL;
 	if (!registry_mark_changes(r, ns, fs)) {
@@ -414,13 +424,12 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 			return false;
 	regledger_check cc = {.l = &r->ledger, .ns = ns};
 	tp_staged *staged;
-	int rc = tp_stage_files(r->env->types, ns, fs->v, fs->n, regledger_check_fn, &cc,
-				      &staged);
+	int rc = tp_stage_files(r->env->types, ns, fs->v, fs->n, regledger_check_fn, &cc, &staged);
 	if (rc) {
 		svc_job_fail(j,
-			     rc == -ENOMEM	? GRPC_RESOURCE_EXHAUSTED
-			     : cc.refused ? GRPC_FAILED_PRECONDITION
-					  : GRPC_INVALID_ARGUMENT,
+			     rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED
+			     : cc.refused  ? GRPC_FAILED_PRECONDITION
+					   : GRPC_INVALID_ARGUMENT,
 			     "%s", store_err_msg());
 		return false;
 	}
@@ -448,7 +457,8 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 		*row = (registry_row){.json = BUF_INIT};
 		ok = ok && !registry_row_make(r, &rec.base, row);
 		strvec_free(&names);
-		ops[nops - 1] = (store_op){.kind = STORE_OP_INSERT, .id = ids[i],
+		ops[nops - 1] = (store_op){.kind = STORE_OP_INSERT,
+					   .id = ids[i],
 					   .row = {row->data, row->len, row->json.text, NULL}};
 	}
 	/* The answer's id before the save, so that a saved registration is not answered
@@ -481,10 +491,7 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 
 /* ---- RegisterProto ---- */
 
-static registry *registry_of(svc_req_job *j)
-{
-	return j->env->registry;
-}
+static registry *registry_of(svc_req_job *j) { return j->env->registry; }
 
 void registry_register_proto(registry *r, svc_job *sj, const char *ns,
 			     const Collector__RegisterProtoRequest *req)
@@ -496,7 +503,8 @@ void registry_register_proto(registry *r, svc_job *sj, const char *ns,
 		return;
 	}
 	registry_file_set fs;
-	if (!registry_order_files(sj, &fs, req->dependencies, req->n_dependencies, req->file_descriptor))
+	if (!registry_order_files(sj, &fs, req->dependencies, req->n_dependencies,
+				  req->file_descriptor))
 		return;
 	char *id = NULL;
 	pthread_mutex_lock(&r->lock);
@@ -566,7 +574,8 @@ static void lookup_work(svc_job *sj)
 		if (len)
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		else
-			svc_job_fail(sj, GRPC_NOT_FOUND, "service %.200s is not registered in namespace '%s'",
+			svc_job_fail(sj, GRPC_NOT_FOUND,
+				     "service %.200s is not registered in namespace '%s'",
 				     req->service_name, j->ns);
 		return;
 	}
@@ -673,10 +682,7 @@ static void list_work(svc_job *sj)
 	mem_free(l.v);
 }
 
-static void list(call *c, const ProtobufCMessage *msg)
-{
-	svc_start(c, msg, NULL, list_work);
-}
+static void list(call *c, const ProtobufCMessage *msg) { svc_start(c, msg, NULL, list_work); }
 
 static void unregister_proto_work(svc_job *sj)
 {
@@ -705,28 +711,48 @@ static void unregister_service(call *c, const ProtobufCMessage *msg)
 int registry_register(method_table *t, svc_env *env)
 {
 	const method methods[] = {
-		{REG "RegisterProto", METHOD_UNARY, &collector__register_proto_request__descriptor,
+		{REG "RegisterProto",
+		 METHOD_UNARY,
+		 &collector__register_proto_request__descriptor,
 		 &collector__register_proto_response__descriptor,
-		 {.on_request = register_proto, .on_cancel = svc_job_on_cancel}, env},
-		{REG "RegisterService", METHOD_UNARY, &collector__register_service_request__descriptor,
+		 {.on_request = register_proto, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REG "RegisterService",
+		 METHOD_UNARY,
+		 &collector__register_service_request__descriptor,
 		 &collector__register_service_response__descriptor,
-		 {.on_request = register_service, .on_cancel = svc_job_on_cancel}, env},
-		{REG "LookupService", METHOD_UNARY, &collector__lookup_service_request__descriptor,
+		 {.on_request = register_service, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REG "LookupService",
+		 METHOD_UNARY,
+		 &collector__lookup_service_request__descriptor,
 		 &collector__lookup_service_response__descriptor,
-		 {.on_request = lookup, .on_cancel = svc_job_on_cancel}, env},
-		{REG "ValidateMethod", METHOD_UNARY, &collector__validate_method_request__descriptor,
+		 {.on_request = lookup, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REG "ValidateMethod",
+		 METHOD_UNARY,
+		 &collector__validate_method_request__descriptor,
 		 &collector__validate_method_response__descriptor,
-		 {.on_request = validate, .on_cancel = svc_job_on_cancel}, env},
-		{REG "ListServices", METHOD_UNARY, &collector__list_services_request__descriptor,
+		 {.on_request = validate, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REG "ListServices",
+		 METHOD_UNARY,
+		 &collector__list_services_request__descriptor,
 		 &collector__list_services_response__descriptor,
-		 {.on_request = list, .on_cancel = svc_job_on_cancel}, env},
-		{REG "UnregisterProto", METHOD_UNARY, &collector__unregister_proto_request__descriptor,
+		 {.on_request = list, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REG "UnregisterProto",
+		 METHOD_UNARY,
+		 &collector__unregister_proto_request__descriptor,
 		 &collector__unregister_proto_response__descriptor,
-		 {.on_request = unregister_proto, .on_cancel = svc_job_on_cancel}, env},
-		{REG "UnregisterService", METHOD_UNARY,
+		 {.on_request = unregister_proto, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REG "UnregisterService",
+		 METHOD_UNARY,
 		 &collector__unregister_service_request__descriptor,
 		 &collector__unregister_service_response__descriptor,
-		 {.on_request = unregister_service, .on_cancel = svc_job_on_cancel}, env},
+		 {.on_request = unregister_service, .on_cancel = svc_job_on_cancel},
+		 env},
 	};
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
 		int rc = method_table_add(t, &methods[i]);
@@ -755,7 +781,8 @@ static void load_proto(registry *r, const uint8_t *data, size_t len)
 	}
 	char msg[320];
 	const file_proto *fp = p->file_descriptor;
-	regquota_item it = {.file = fp->name, .bytes = protobuf_c_message_get_packed_size(&fp->base)};
+	regquota_item it = {.file = fp->name,
+			    .bytes = protobuf_c_message_get_packed_size(&fp->base)};
 	if (!regquota_allows(r->quota, p->namespace_, &it, 1, msg, sizeof(msg)))
 		log_warn("registry: a version of %s in namespace %s is skipped: %s", fp->name,
 			 p->namespace_, msg);
@@ -777,7 +804,8 @@ static bool service_resolves(registry *r, const Collector__RegisteredService *s)
 {
 	const service_proto *sd = s->service_descriptor;
 	const char *dot = strrchr(s->service_name, '.');
-	char *pkg = dot ? mem_strndup(s->service_name, (size_t)(dot - s->service_name)) : mem_strdup("");
+	char *pkg = dot ? mem_strndup(s->service_name, (size_t)(dot - s->service_name))
+			: mem_strdup("");
 	bool ok = pkg && sd;
 	for (size_t i = 0; ok && i < sd->n_method; i++) {
 		const Google__Protobuf__MethodDescriptorProto *m = sd->method[i];
@@ -798,7 +826,8 @@ static void load_service(registry *r, const uint8_t *data, size_t len)
 	bool counts = s && s->namespace_ && s->service_name &&
 		      registry_service_counts(r, s->namespace_, s->service_name);
 	if (!s || !s->namespace_ || !s->service_name)
-		log_error("registry: an unreadable record in %s/%s is skipped", SYSTEM_NS, SERVICES);
+		log_error("registry: an unreadable record in %s/%s is skipped", SYSTEM_NS,
+			  SERVICES);
 	else if (!service_resolves(r, s))
 		log_error("registry: service %s in namespace %s is skipped: its types do not "
 			  "resolve",
@@ -811,7 +840,8 @@ static void load_service(registry *r, const uint8_t *data, size_t len)
 		log_error("registry: service %s in namespace %s is skipped: out of memory",
 			  s->service_name, s->namespace_);
 	else if (counts && regquota_add(r->quota, s->namespace_, &it, 1))
-		log_error("registry: out of memory counting %s against the quotas", s->service_name);
+		log_error("registry: out of memory counting %s against the quotas",
+			  s->service_name);
 	if (s)
 		collector__registered_service__free_unpacked(s, NULL);
 }
@@ -878,10 +908,7 @@ void registry_free(registry *r)
 
 /* ---- the call gate and reflection's view ---- */
 
-const char *registry_call_ns(registry *r, call *c)
-{
-	return svc_namespace(c, r->env, NULL);
-}
+const char *registry_call_ns(registry *r, call *c) { return svc_namespace(c, r->env, NULL); }
 
 int registry_gate(void *ctx, call *c, const char *path, size_t path_len, bool served, char *msg,
 		  size_t cap)

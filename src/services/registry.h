@@ -14,8 +14,8 @@
 
 #include "collector/registry.pb-c.h"
 #include "h2/method.h"
-#include "services/svc.h"
 #include "services/regquota.h"
+#include "services/svc.h"
 
 typedef struct registry registry;
 

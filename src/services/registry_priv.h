@@ -43,7 +43,8 @@ struct registry {
 typedef struct registry_file_set {
 	const file_proto *v[REGISTRY_MAX_DEPENDENCIES + 1];
 	size_t n;
-	bool changed[REGISTRY_MAX_DEPENDENCIES + 1]; /* not yet in the namespace with these contents */
+	bool changed[REGISTRY_MAX_DEPENDENCIES +
+		     1]; /* not yet in the namespace with these contents */
 } registry_file_set;
 
 /* Orders deps and main so that each file comes after the files of the set it imports;
@@ -115,11 +116,10 @@ bool registry_made_file(registry *r, const char *ns, const char *service);
  * not all resolve before the request's file fd is in: each type may grow by the package (a
  * relative name made absolute), and imports the file of its type, fd's for those not known
  * yet. */
-size_t registry_synth_bound(registry *r, const char *ns, const char *pkg,
-			    const service_proto *sd, const char *full, const file_proto *fd);
+size_t registry_synth_bound(registry *r, const char *ns, const char *pkg, const service_proto *sd,
+			    const char *full, const file_proto *fd);
 /* After every version of a file left ns (its records and the type pool): forgets its id,
  * and the field history of its messages (those another file of ns does not define now). */
-void registry_file_removed(registry *r, const char *ns, const char *file,
-			   const strvec *messages);
+void registry_file_removed(registry *r, const char *ns, const char *file, const strvec *messages);
 
 #endif

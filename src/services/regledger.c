@@ -54,9 +54,9 @@ static const char *field_type_name(const tp_field *f)
 }
 
 static const char *const type_words[] = {
-	"?", "double", "float", "int64", "uint64", "int32", "fixed64", "fixed32", "bool",
-	"string", "group", "message", "bytes", "uint32", "enum", "sfixed32", "sfixed64",
-	"sint32", "sint64",
+	"?",	   "double",   "float",	   "int64",  "uint64",	"int32", "fixed64",
+	"fixed32", "bool",     "string",   "group",  "message", "bytes", "uint32",
+	"enum",	   "sfixed32", "sfixed64", "sint32", "sint64",
 };
 
 static const char *type_word(uint8_t t)
@@ -87,7 +87,8 @@ void regledger_record(regledger *l, const char *ns, const tp_message *m)
 		}
 		if (!e || strmap_put(&l->map, key, klen, e, NULL)) {
 			mem_free(e);
-			log_error("registry: out of memory recording the fields of %s", mi->full_name);
+			log_error("registry: out of memory recording the fields of %s",
+				  mi->full_name);
 		}
 		mem_free(key);
 	}
@@ -117,8 +118,9 @@ int regledger_check_fn(void *ctx, const tp_message *const *msgs, size_t n, char 
 				 "%s%s %s%s%s",
 				 mi->full_name, f->number, was->repeated ? "repeated " : "",
 				 type_word(was->type), *was->type_name ? was->type_name : "",
-				 *was->type_name ? " " : "", was->text, f->repeated ? "repeated " : "",
-				 type_word(f->type), *tn ? tn : "", *tn ? " " : "", f->name);
+				 *was->type_name ? " " : "", was->text,
+				 f->repeated ? "repeated " : "", type_word(f->type), *tn ? tn : "",
+				 *tn ? " " : "", f->name);
 			cc->refused = true;
 			return 1;
 		}

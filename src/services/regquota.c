@@ -89,10 +89,7 @@ static void *pair_get(const strmap *m, const char *ns, const char *name)
 	return v;
 }
 
-static size_t cost(size_t bytes)
-{
-	return bytes + REGQUOTA_ENTRY_BYTES;
-}
+static size_t cost(size_t bytes) { return bytes + REGQUOTA_ENTRY_BYTES; }
 
 /* Items before i that name the same file as item i. */
 static size_t earlier_same_file(const regquota_item *items, size_t i)
@@ -118,12 +115,13 @@ bool regquota_allows(const regquota *q, const char *ns, const regquota_item *ite
 			if ((!f || !f->versions) && !before)
 				new_files++;
 			if (versions > q->lim.versions) {
-				snprintf(msg, cap,
-					 "registry quota --%s (%zu) reached: file %.100s has %zu "
-					 "versions in namespace '%s' (each change of a file is one; "
-					 "UnregisterProto removes them all)",
-					 REGQUOTA_FLAG_VERSIONS, q->lim.versions, it->file,
-					 versions - 1, ns);
+				snprintf(
+					msg, cap,
+					"registry quota --%s (%zu) reached: file %.100s has %zu "
+					"versions in namespace '%s' (each change of a file is one; "
+					"UnregisterProto removes them all)",
+					REGQUOTA_FLAG_VERSIONS, q->lim.versions, it->file,
+					versions - 1, ns);
 				return false;
 			}
 			delta += (int64_t)cost(it->bytes);
@@ -143,10 +141,11 @@ bool regquota_allows(const regquota *q, const char *ns, const regquota_item *ite
 		return true;
 	size_t ns_bytes = (u ? u->bytes : 0) + (size_t)delta;
 	if (ns_bytes > q->lim.ns_bytes) {
-		snprintf(msg, cap,
-			 "registry quota --%s (%zu) reached: namespace '%s' would hold %zu bytes of "
-			 "descriptors",
-			 REGQUOTA_FLAG_NS_BYTES, q->lim.ns_bytes, ns, ns_bytes);
+		snprintf(
+			msg, cap,
+			"registry quota --%s (%zu) reached: namespace '%s' would hold %zu bytes of "
+			"descriptors",
+			REGQUOTA_FLAG_NS_BYTES, q->lim.ns_bytes, ns, ns_bytes);
 		return false;
 	}
 	if (!u && q->ns.used + 1 > q->lim.namespaces) {

@@ -66,7 +66,7 @@ void regquota_drop_service(regquota *q, const char *ns, const char *service);
 
 /* What is counted, for tests and logs: of ns (NULL: zeros), and of the node. */
 typedef struct regquota_usage {
-	size_t files, services, bytes;		/* of ns */
+	size_t files, services, bytes;		 /* of ns */
 	size_t namespaces, total_bytes, retired; /* of the node; total_bytes has retired in it */
 } regquota_usage;
 void regquota_usage_get(const regquota *q, const char *ns, regquota_usage *out);

@@ -179,7 +179,8 @@ static int check_service(void *ctx, const char *ns, const char *name, const uint
 	service_user *u = ctx;
 	const char *owner = tp_symbol_file(u->r->env->types, u->ns, name);
 	if (owner && !strcmp(owner, u->file)) {
-		snprintf(u->why, sizeof(u->why), "registered service %.200s is declared in it", name);
+		snprintf(u->why, sizeof(u->why), "registered service %.200s is declared in it",
+			 name);
 		return 1;
 	}
 	Collector__RegisteredService *s =
@@ -199,8 +200,8 @@ static int check_service(void *ctx, const char *ns, const char *name, const uint
 			t = type_of_file(u, pkg, m->output_type);
 		if (t) {
 			snprintf(u->why, sizeof(u->why),
-				 "registered service %.120s uses its message %.120s (in %.40s)", name,
-				 t, m->name ? m->name : "?");
+				 "registered service %.120s uses its message %.120s (in %.40s)",
+				 name, t, m->name ? m->name : "?");
 			found = 1;
 		}
 	}
@@ -282,8 +283,7 @@ static bool given(svc_job *j, const char *what, const char *s)
 	return false;
 }
 
-static void not_found(svc_job *j, registry *r, const char *ns, const char *what,
-		      const char *name)
+static void not_found(svc_job *j, registry *r, const char *ns, const char *what, const char *name)
 {
 	const uint8_t *b;
 	size_t n;
@@ -306,8 +306,8 @@ void registry_unregister_proto(registry *r, svc_job *j, const char *ns,
 		svc_fail_store(j, rc, "reading the registrations");
 	else if (!ok)
 		not_found(j, r, ns, "file", file);
-	ok = ok && no_collection_uses(j, r, ns, file, &messages) && no_service_uses(j, r, ns, file) &&
-	     no_file_imports(j, r, ns, file);
+	ok = ok && no_collection_uses(j, r, ns, file, &messages) &&
+	     no_service_uses(j, r, ns, file) && no_file_imports(j, r, ns, file);
 	if (ok && (rc = delete_records(r->protos, &ids))) {
 		svc_fail_store(j, rc, "removing the file");
 		ok = false;
@@ -318,7 +318,8 @@ void registry_unregister_proto(registry *r, svc_job *j, const char *ns,
 	if (ok) {
 		log_info("registry: %.200s unregistered from namespace %s (%zu versions)", file, ns,
 			 ids.n);
-		Collector__UnregisterProtoResponse resp = COLLECTOR__UNREGISTER_PROTO_RESPONSE__INIT;
+		Collector__UnregisterProtoResponse resp =
+			COLLECTOR__UNREGISTER_PROTO_RESPONSE__INIT;
 		resp.status = &status_ok;
 		resp.versions_removed = (int32_t)ids.n;
 		svc_job_answer(j, &resp.base);
@@ -423,7 +424,8 @@ void registry_unregister_service(registry *r, svc_job *j, const char *ns,
 	pthread_mutex_unlock(&r->lock);
 	if (ok) {
 		log_info("registry: service %.200s unregistered from namespace %s", name, ns);
-		Collector__UnregisterServiceResponse resp = COLLECTOR__UNREGISTER_SERVICE_RESPONSE__INIT;
+		Collector__UnregisterServiceResponse resp =
+			COLLECTOR__UNREGISTER_SERVICE_RESPONSE__INIT;
 		resp.status = &status_ok;
 		svc_job_answer(j, &resp.base);
 	}

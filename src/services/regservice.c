@@ -86,14 +86,16 @@ static bool served_signature_ok(svc_job *j, registry *r, const char *service,
 	for (size_t i = 0; si && i < si->n_methods && !m; i++)
 		if (!strcmp(si->methods[i].name, mp->name))
 			m = &si->methods[i];
-	if (!m || (m->input == in && m->output == out && m->client_streaming == mp->client_streaming &&
-		   m->server_streaming == mp->server_streaming))
+	if (!m ||
+	    (m->input == in && m->output == out && m->client_streaming == mp->client_streaming &&
+	     m->server_streaming == mp->server_streaming))
 		return true;
 	svc_job_fail(j, GRPC_FAILED_PRECONDITION,
 		     "%s is served by this node as %s%s -> %s%s: it cannot be registered with "
 		     "another signature",
-		     path, m->client_streaming ? "stream " : "", tp_message_get(m->input)->full_name,
-		     m->server_streaming ? "stream " : "", tp_message_get(m->output)->full_name);
+		     path, m->client_streaming ? "stream " : "",
+		     tp_message_get(m->input)->full_name, m->server_streaming ? "stream " : "",
+		     tp_message_get(m->output)->full_name);
 	return false;
 }
 
@@ -127,7 +129,8 @@ static bool earlier_service(svc_job *j, registry *r, const char *ns, service_pla
 		svc_decode(&collector__registered_service__descriptor, rec, len);
 	mem_free(rec);
 	if (!old) {
-		svc_job_fail(j, GRPC_INTERNAL, "the registration of %s is unreadable", p->full_name);
+		svc_job_fail(j, GRPC_INTERNAL, "the registration of %s is unreadable",
+			     p->full_name);
 		return false;
 	}
 	p->exists = true;
@@ -225,7 +228,8 @@ static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *
 		registry_row_free(&row);
 		return false;
 	}
-	store_op op = {.kind = p->exists ? STORE_OP_UPDATE : STORE_OP_INSERT, .id = p->id,
+	store_op op = {.kind = p->exists ? STORE_OP_UPDATE : STORE_OP_INSERT,
+		       .id = p->id,
 		       .row = {row.data, row.len, row.json.text, NULL}};
 	if (!rc)
 		rc = registry_write_wait(r->services, &op, 1);
@@ -302,8 +306,9 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 	uint8_t *bytes = NULL;
 	bool ok = full && (!fd || registry_mark_changes(r, ns, &fs));
 	if (ok && fd && fs.changed[0])
-		items[n++] = (regquota_item){.file = fd->name,
-					     .bytes = protobuf_c_message_get_packed_size(&fd->base)};
+		items[n++] =
+			(regquota_item){.file = fd->name,
+					.bytes = protobuf_c_message_get_packed_size(&fd->base)};
 	bool declared = false;
 	for (size_t i = 0; fd && i < fd->n_service; i++)
 		declared |= fd->service[i]->name && !strcmp(fd->service[i]->name, sd->name);
@@ -316,8 +321,9 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 		      old_len == len && !memcmp(old, bytes, len)))
 			items[n++] = (regquota_item){.file = s.fd.name, .bytes = len};
 		else if (rc == -ENOENT)
-			items[n++] = (regquota_item){.file = s.fd.name,
-						     .bytes = registry_synth_bound(r, ns, pkg, sd, full, fd)};
+			items[n++] = (regquota_item){
+				.file = s.fd.name,
+				.bytes = registry_synth_bound(r, ns, pkg, sd, full, fd)};
 		ok = rc != -ENOMEM && (rc || bytes);
 	}
 	if (ok && registry_service_counts(r, ns, full))
@@ -339,7 +345,8 @@ void registry_register_service(registry *r, svc_job *sj, const char *ns,
 	if (!svc_check_user_ns(sj, ns))
 		return;
 	if (!sd || !sd->name || !*sd->name) {
-		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "service_descriptor with a name is required");
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "service_descriptor with a name is required");
 		return;
 	}
 	if (!sd->n_method) {
@@ -358,7 +365,8 @@ void registry_register_service(registry *r, svc_job *sj, const char *ns,
 		  save_service(sj, r, ns, &p, sd);
 	pthread_mutex_unlock(&r->lock);
 	if (ok) {
-		Collector__RegisterServiceResponse resp = COLLECTOR__REGISTER_SERVICE_RESPONSE__INIT;
+		Collector__RegisterServiceResponse resp =
+			COLLECTOR__REGISTER_SERVICE_RESPONSE__INIT;
 		resp.status = &status_ok;
 		resp.service_id = p.id;
 		resp.n_registered_methods = p.methods.n;

@@ -42,9 +42,10 @@ int registry_synth_build(registry *r, const char *ns, const char *pkg, const ser
 			if (!strvec_has(&s->deps, file))
 				strvec_push(&s->deps, mem_strdup(file));
 			char *t;
-			strvec_push(&s->types, mem_asprintf(&t, ".%s", tp_message_get(io[k])->full_name) < 0
-						       ? NULL
-						       : t);
+			strvec_push(&s->types,
+				    mem_asprintf(&t, ".%s", tp_message_get(io[k])->full_name) < 0
+					    ? NULL
+					    : t);
 		}
 		if (s->deps.failed || s->types.failed)
 			return -ENOMEM;
@@ -90,8 +91,8 @@ bool registry_made_file(registry *r, const char *ns, const char *service)
 	return made;
 }
 
-size_t registry_synth_bound(registry *r, const char *ns, const char *pkg,
-			    const service_proto *sd, const char *full, const file_proto *fd)
+size_t registry_synth_bound(registry *r, const char *ns, const char *pkg, const service_proto *sd,
+			    const char *full, const file_proto *fd)
 {
 	size_t n = protobuf_c_message_get_packed_size(&sd->base) + 2 * (strlen(full) + 16) +
 		   4 * REGISTRY_FIELD_MAX;
@@ -101,7 +102,10 @@ size_t registry_synth_bound(registry *r, const char *ns, const char *pkg,
 		for (int k = 0; k < 2; k++) {
 			const tp_message *m = registry_resolve_type(r, ns, pkg, io[k]);
 			n += strlen(pkg) + 2 + REGISTRY_FIELD_MAX;
-			n += strlen(m ? tp_message_get(m)->file : fd ? fd->name : "") + REGISTRY_FIELD_MAX;
+			n += strlen(m	 ? tp_message_get(m)->file
+				    : fd ? fd->name
+					 : "") +
+			     REGISTRY_FIELD_MAX;
 		}
 	}
 	return n;

@@ -61,7 +61,8 @@ static void create_collection_work(svc_job *sj)
 		return;
 	const tp_message *m = svc_find_type(j->env, ns, in->message_type);
 	if (!m) {
-		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "unknown message type '%.200s' in namespace %s",
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "unknown message type '%.200s' in namespace %s",
 			     in->message_type && in->message_type->message_name
 				     ? in->message_type->message_name
 				     : "",
@@ -115,7 +116,8 @@ static void create_collection_work(svc_job *sj)
 				.updated_at = now_us};
 	int rc = store_collection_create(j->env->store, &row, 0);
 	if (rc == -EEXIST) {
-		svc_job_fail(sj, GRPC_ALREADY_EXISTS, "collection %s/%s already exists", ns, in->name);
+		svc_job_fail(sj, GRPC_ALREADY_EXISTS, "collection %s/%s already exists", ns,
+			     in->name);
 		goto out;
 	}
 	if (rc) {
@@ -278,8 +280,8 @@ static bool discover_token_parse(svc_job *j, const svc_env *env, const char *t, 
 	size_t n;
 	int rc = query_token_open(env->token_key, t, DISCOVER_TOKEN_MAX_CHARS, &p, &n);
 	if (rc) {
-		svc_job_fail(j, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INVALID_ARGUMENT, "%s",
-			     store_err_msg());
+		svc_job_fail(j, rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED : GRPC_INVALID_ARGUMENT,
+			     "%s", store_err_msg());
 		return false;
 	}
 	bool ok = n > DISCOVER_TOKEN_HEADER && p[0] == DISCOVER_TOKEN_VERSION;
@@ -297,13 +299,16 @@ static bool discover_token_parse(svc_job *j, const svc_env *env, const char *t, 
 		h = h << 8 | p[1 + i];
 	mem_free(p);
 	if (!ok)
-		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "page_token is not a Discover token of this node");
-	else if (strcmp(ns, req_ns))
-		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "page_token belongs to another namespace (%s)", ns);
-	else if (h != filters)
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
-			     "page_token belongs to another query (label_filter or message_type_filter "
-			     "changed)");
+			     "page_token is not a Discover token of this node");
+	else if (strcmp(ns, req_ns))
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+			     "page_token belongs to another namespace (%s)", ns);
+	else if (h != filters)
+		svc_job_fail(
+			j, GRPC_INVALID_ARGUMENT,
+			"page_token belongs to another query (label_filter or message_type_filter "
+			"changed)");
 	return ok && !strcmp(ns, req_ns) && h == filters;
 }
 
@@ -422,8 +427,8 @@ answer:
 	resp.status = &status_ok;
 	resp.collections = a.v;
 	resp.n_collections = a.n;
-	resp.next_page_token = more && a.n ? discover_token(j->env, filters, a.last_ns, a.last_name)
-					   : NULL;
+	resp.next_page_token =
+		more && a.n ? discover_token(j->env, filters, a.last_ns, a.last_name) : NULL;
 	if (more && a.n && !resp.next_page_token)
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	else
@@ -444,22 +449,36 @@ static void discover(call *c, const ProtobufCMessage *msg)
 int repo_register(method_table *t, svc_env *env)
 {
 	const method methods[] = {
-		{REPO "CreateCollection", METHOD_UNARY, &collector__create_collection_request__descriptor,
+		{REPO "CreateCollection",
+		 METHOD_UNARY,
+		 &collector__create_collection_request__descriptor,
 		 &collector__create_collection_response__descriptor,
-		 {.on_request = create_collection, .on_cancel = svc_job_on_cancel}, env},
-		{REPO "DeleteCollection", METHOD_UNARY, &collector__delete_collection_request__descriptor,
+		 {.on_request = create_collection, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REPO "DeleteCollection",
+		 METHOD_UNARY,
+		 &collector__delete_collection_request__descriptor,
 		 &collector__delete_collection_response__descriptor,
-		 {.on_request = delete_collection, .on_cancel = svc_job_on_cancel}, env},
-		{REPO "Route", METHOD_UNARY, &collector__route_request__descriptor,
+		 {.on_request = delete_collection, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REPO "Route",
+		 METHOD_UNARY,
+		 &collector__route_request__descriptor,
 		 &collector__route_response__descriptor,
-		 {.on_request = route, .on_cancel = svc_job_on_cancel}, env},
-		{REPO "SearchCollections", METHOD_UNARY,
+		 {.on_request = route, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REPO "SearchCollections",
+		 METHOD_UNARY,
 		 &collector__search_collections_request__descriptor,
 		 &collector__search_collections_response__descriptor,
-		 {.on_request = coll_search_collections, .on_cancel = svc_job_on_cancel}, env},
-		{REPO "Discover", METHOD_UNARY, &collector__discover_request__descriptor,
+		 {.on_request = coll_search_collections, .on_cancel = svc_job_on_cancel},
+		 env},
+		{REPO "Discover",
+		 METHOD_UNARY,
+		 &collector__discover_request__descriptor,
 		 &collector__discover_response__descriptor,
-		 {.on_request = discover, .on_cancel = svc_job_on_cancel}, env},
+		 {.on_request = discover, .on_cancel = svc_job_on_cancel},
+		 env},
 	};
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
 		int rc = method_table_add(t, &methods[i]);

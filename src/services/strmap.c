@@ -7,10 +7,7 @@
 #include "base/hash.h"
 #include "base/mem.h"
 
-static unsigned key_hash(const char *s, size_t n)
-{
-	return hash_fnv1a(HASH_FNV1A_INIT, s, n);
-}
+static unsigned key_hash(const char *s, size_t n) { return hash_fnv1a(HASH_FNV1A_INIT, s, n); }
 
 static strmap_slot *find(const strmap *m, const char *key, size_t len, unsigned h)
 {
@@ -38,7 +35,8 @@ static int grow(strmap *m)
 	strmap bigger = {.slots = slots, .cap = cap, .used = m->used};
 	for (size_t i = 0; i < m->cap; i++)
 		if (m->slots[i].key)
-			*find(&bigger, m->slots[i].key, m->slots[i].len, m->slots[i].hash) = m->slots[i];
+			*find(&bigger, m->slots[i].key, m->slots[i].len, m->slots[i].hash) =
+				m->slots[i];
 	mem_free(m->slots);
 	*m = bigger;
 	return 0;

@@ -18,7 +18,6 @@ void *svc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_
 	return pbdecode(d, data, len, &m, err, sizeof(err)) ? NULL : m;
 }
 
-
 const char *svc_namespace(call *c, const svc_env *env, const char *requested)
 {
 	if (requested && *requested)
@@ -144,7 +143,8 @@ bool svc_check_user_ns(svc_job *j, const char *ns)
 	if (!svc_check_name(j, "namespace", ns))
 		return false;
 	if (store_ns_reserved(ns)) {
-		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "namespace '%s' is reserved for the node", ns);
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "namespace '%s' is reserved for the node",
+			     ns);
 		return false;
 	}
 	return true;
@@ -248,7 +248,8 @@ bool svc_indexes_check(svc_job *j, const tp_message *m, char *const *fields, siz
 {
 	*out = (svc_indexes){0};
 	if (n > SVC_MAX_INDEXES) {
-		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "at most %d indexed fields", SVC_MAX_INDEXES);
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "at most %d indexed fields",
+			     SVC_MAX_INDEXES);
 		return false;
 	}
 	out->exprs = mem_calloc(n ? n : 1, sizeof(*out->exprs));
@@ -268,8 +269,9 @@ bool svc_indexes_check(svc_job *j, const tp_message *m, char *const *fields, siz
 		bool whole;
 		query_path_parse(f, strlen(f), &p);
 		if (!svc_field_at(m, &p, &whole)) {
-			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "indexed field '%.100s' is not a field of %s",
-				     f, tp_message_get(m)->full_name);
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+				     "indexed field '%.100s' is not a field of %s", f,
+				     tp_message_get(m)->full_name);
 			return false;
 		}
 	}

@@ -12,8 +12,8 @@
 #include "h2/call.h"
 #include "io/pool.h"
 #include "services/svc_job.h"
-#include "store/query_path.h"
 #include "store/query.h"
+#include "store/query_path.h"
 #include "store/store.h"
 #include "store/typepool.h"
 
@@ -27,8 +27,8 @@ typedef struct svc_env {
 	pool *pool;
 	store *store;
 	tp_pool *types;
-	const char *default_ns; /* --namespace */
-	const char *endpoint;	/* host:port this node serves on */
+	const char *default_ns;	  /* --namespace */
+	const char *endpoint;	  /* host:port this node serves on */
 	const uint8_t *token_key; /* SVC_TOKEN_KEY_LEN bytes authenticating page tokens */
 	size_t max_message_bytes;
 	struct registry *registry; /* the node's registry (registry.h) */

@@ -70,7 +70,8 @@ int svc_job_run(pool *p, call *c, svc_job *j)
 	call_set_user(c, j);
 	int rc = pool_submit(p, call_reactor(c), &j->pj);
 	if (rc) {
-		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "the node is busy: its work queue is full");
+		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED,
+			     "the node is busy: its work queue is full");
 		job_finish(j);
 		return -EAGAIN;
 	}

@@ -232,7 +232,8 @@ void store_coll_read_end(store_reader *r)
 	store_coll *c = store_reader_owner(r);
 	bool stuck = !store_reader_end(r);
 	if (stuck) {
-		log_warn("store: %s/%s: dropping a reader stuck in its transaction", c->ns, c->name);
+		log_warn("store: %s/%s: dropping a reader stuck in its transaction", c->ns,
+			 c->name);
 		store_reader_close(r);
 	}
 	pthread_mutex_lock(&c->rmu);
@@ -246,8 +247,8 @@ void store_coll_read_end(store_reader *r)
 
 /* --- open, close, stats ------------------------------------------------------------------ */
 
-int coll_open(const char *dir, const char *ns, const char *name, const coll_options *o,
-	      void *owner, store_coll **out)
+int coll_open(const char *dir, const char *ns, const char *name, const coll_options *o, void *owner,
+	      store_coll **out)
 {
 	store_coll *c = mem_calloc(1, sizeof(*c));
 	if (!c)
@@ -283,7 +284,8 @@ int coll_open(const char *dir, const char *ns, const char *name, const coll_opti
 		c->files_fd = openat(dfd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (mkdirat(dfd, "staging", 0755) && errno != EEXIST)
 			log_warn("store: %s/%s: staging: %s", ns, name, strerror(errno));
-		c->staging_fd = openat(dfd, "staging", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		c->staging_fd =
+			openat(dfd, "staging", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		close(dfd);
 	}
 	if (c->files_fd < 0 || c->staging_fd < 0) {

@@ -7,30 +7,15 @@
 
 /* SQLite allocates through the node's hook (base/mem.h) like the rest of the node, so that
  * the failure injection of the tests reaches its allocations too. */
-static void *sq_malloc(int n)
-{
-	return mem_alloc((size_t)n);
-}
+static void *sq_malloc(int n) { return mem_alloc((size_t)n); }
 
-static void sq_free(void *p)
-{
-	mem_free(p);
-}
+static void sq_free(void *p) { mem_free(p); }
 
-static void *sq_realloc(void *p, int n)
-{
-	return mem_realloc(p, (size_t)n);
-}
+static void *sq_realloc(void *p, int n) { return mem_realloc(p, (size_t)n); }
 
-static int sq_size(void *p)
-{
-	return (int)malloc_usable_size(p);
-}
+static int sq_size(void *p) { return (int)malloc_usable_size(p); }
 
-static int sq_roundup(int n)
-{
-	return (n + 7) & ~7;
-}
+static int sq_roundup(int n) { return (n + 7) & ~7; }
 
 static int sq_init(void *data)
 {
@@ -38,10 +23,7 @@ static int sq_init(void *data)
 	return SQLITE_OK;
 }
 
-static void sq_shutdown(void *data)
-{
-	(void)data;
-}
+static void sq_shutdown(void *data) { (void)data; }
 
 static void use_mem_hook(void)
 {
@@ -108,5 +90,5 @@ int db_fail(sqlite3 *db, int src, const char *what)
 {
 	int rc = store_sqlite_errno(src);
 	return store_err_set(rc ? rc : -EIO, "%s: %s", what,
-			    db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
+			     db ? sqlite3_errmsg(db) : sqlite3_errstr(src));
 }

@@ -79,7 +79,8 @@ static int tree_stat(int dfd, int64_t *count, int64_t *bytes, int depth)
 			*count += 1;
 			*bytes += sb.st_size;
 		} else if (S_ISDIR(sb.st_mode) && depth < STAT_DEPTH_MAX) {
-			int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int sub = openat(dfd, e->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub >= 0) {
 				rc = tree_stat(sub, count, bytes, depth + 1);
 				close(sub);

@@ -34,7 +34,8 @@ int files_path_check(const char *path)
 			if ((seg == 1 && s[0] == '.') || (seg == 2 && s[0] == '.' && s[1] == '.'))
 				return store_err_set(-EINVAL, "'.' or '..' in file path");
 			if (++depth > FILES_DEPTH_MAX)
-				return store_err_set(-EINVAL, "file path deeper than %d", FILES_DEPTH_MAX);
+				return store_err_set(-EINVAL, "file path deeper than %d",
+						     FILES_DEPTH_MAX);
 			seg = 0;
 			if (!*p)
 				break;
@@ -43,7 +44,8 @@ int files_path_check(const char *path)
 		if (*p == '\\')
 			return store_err_set(-EINVAL, "backslash in file path");
 		if (++seg > FILES_SEGMENT_MAX)
-			return store_err_set(-EINVAL, "file path segment longer than %d", FILES_SEGMENT_MAX);
+			return store_err_set(-EINVAL, "file path segment longer than %d",
+					     FILES_SEGMENT_MAX);
 	}
 	if ((size_t)(p - path) > FILES_PATH_MAX)
 		return store_err_set(-EINVAL, "file path longer than %d", FILES_PATH_MAX);
@@ -70,8 +72,8 @@ static int open_walk(int root, const char *path, int flags, bool mkdirs)
 			close(fd);
 			return -e;
 		}
-		int next = openat(fd, seg, (slash ? O_RDONLY | O_DIRECTORY : flags) | O_NOFOLLOW |
-						   O_CLOEXEC);
+		int next = openat(
+			fd, seg, (slash ? O_RDONLY | O_DIRECTORY : flags) | O_NOFOLLOW | O_CLOEXEC);
 		int e = errno;
 		close(fd);
 		if (next < 0)
@@ -169,7 +171,7 @@ int files_put_chunk(files_writer *w, const void *data, size_t len)
 		return store_err_set(w->failed, "upload failed earlier");
 	if (w->max && (len > w->max || w->written > w->max - len))
 		return w->failed = store_err_set(-EFBIG, "file larger than %llu bytes",
-						(unsigned long long)w->max);
+						 (unsigned long long)w->max);
 	const char *p = data;
 	while (len) {
 		ssize_t n = write(w->fd, p, len);
@@ -231,8 +233,9 @@ int files_get_open(store_coll *c, const char *path, files_reader **out, uint64_t
 	/* O_NONBLOCK: a FIFO planted in the tree must not hang the opener. */
 	int fd = open_beneath(coll_files_fd(c), path, O_RDONLY | O_NONBLOCK);
 	if (fd < 0)
-		return fd == -ELOOP || fd == -EXDEV ? store_err_set(fd, "file path leads through a link")
-						    : fail_errno(fd, "open", path);
+		return fd == -ELOOP || fd == -EXDEV
+			       ? store_err_set(fd, "file path leads through a link")
+			       : fail_errno(fd, "open", path);
 	struct stat sb;
 	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
 		rc = fstat(fd, &sb) ? -errno : S_ISDIR(sb.st_mode) ? -EISDIR : -EINVAL;
@@ -305,7 +308,8 @@ static int list_dir(walk *w, int dfd, size_t len, int depth)
 		};
 		rc = w->cb(w->ctx, &fe);
 		if (rc == 0 && dir && depth < FILES_DEPTH_MAX) {
-			int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int sub = openat(dfd, e->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub >= 0) {
 				rc = list_dir(w, sub, len + n, depth + 1);
 				close(sub);

@@ -51,8 +51,8 @@ typedef struct files_entry {
 /* Calls cb for every file and directory under under ("" or NULL: everything), depth
  * first, a directory before its contents. Links and special files are skipped. A
  * nonzero return of cb stops the walk and is returned. */
-int files_list(store_coll *c, const char *under,
-	       int (*cb)(void *ctx, const files_entry *e), void *ctx);
+int files_list(store_coll *c, const char *under, int (*cb)(void *ctx, const files_entry *e),
+	       void *ctx);
 /* Removes a file, or a directory: an empty one, or with recursive its whole tree.
  * *removed (optional): files removed. -ENOTEMPTY for a non-empty directory. */
 int files_delete(store_coll *c, const char *path, bool recursive, int64_t *removed);

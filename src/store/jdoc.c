@@ -150,10 +150,7 @@ static int parse_string(jparser *p)
 	return 0;
 }
 
-static bool is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 static int parse_number(jparser *p)
 {
@@ -276,12 +273,18 @@ static int parse_value(jparser *p, int depth)
 		return perr(p, "unexpected end");
 	char c = p->s[p->pos];
 	switch (c) {
-	case '{': return parse_container(p, depth, true);
-	case '[': return parse_container(p, depth, false);
-	case '"': return parse_string(p);
-	case 't': return parse_literal(p, "true", JDOC_TRUE);
-	case 'f': return parse_literal(p, "false", JDOC_FALSE);
-	case 'n': return parse_literal(p, "null", JDOC_NULL);
+	case '{':
+		return parse_container(p, depth, true);
+	case '[':
+		return parse_container(p, depth, false);
+	case '"':
+		return parse_string(p);
+	case 't':
+		return parse_literal(p, "true", JDOC_TRUE);
+	case 'f':
+		return parse_literal(p, "false", JDOC_FALSE);
+	case 'n':
+		return parse_literal(p, "null", JDOC_NULL);
 	default:
 		if (c == '-' || is_digit(c))
 			return parse_number(p);
@@ -351,11 +354,21 @@ static bool unescape_walk(const jdoc *d, const jdoc_node *j, char *dst, const ch
 			chunk = one;
 			n = 1;
 			switch (c) {
-			case 'b': one[0] = '\b'; break;
-			case 'f': one[0] = '\f'; break;
-			case 'n': one[0] = '\n'; break;
-			case 'r': one[0] = '\r'; break;
-			case 't': one[0] = '\t'; break;
+			case 'b':
+				one[0] = '\b';
+				break;
+			case 'f':
+				one[0] = '\f';
+				break;
+			case 'n':
+				one[0] = '\n';
+				break;
+			case 'r':
+				one[0] = '\r';
+				break;
+			case 't':
+				one[0] = '\t';
+				break;
 			case 'u': {
 				/* The parser validated the escape; the zeros only spare -O3's
 				 * flow analysis a path where hex4 fails. */
@@ -370,7 +383,8 @@ static bool unescape_walk(const jdoc *d, const jdoc_node *j, char *dst, const ch
 				n = put_utf8(one, cp);
 				break;
 			}
-			default: one[0] = c; /* '"', '\\', '/' */
+			default:
+				one[0] = c; /* '"', '\\', '/' */
 			}
 		} else {
 			n = (size_t)((bs ? bs : end) - s);
@@ -388,10 +402,7 @@ static bool unescape_walk(const jdoc *d, const jdoc_node *j, char *dst, const ch
 	return true;
 }
 
-void jdoc_unescape(const jdoc *d, const jdoc_node *j, char *dst)
-{
-	unescape_walk(d, j, dst, NULL);
-}
+void jdoc_unescape(const jdoc *d, const jdoc_node *j, char *dst) { unescape_walk(d, j, dst, NULL); }
 
 bool jdoc_string_eq(const jdoc *d, const jdoc_node *j, const char *s, size_t n)
 {

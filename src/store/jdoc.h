@@ -22,16 +22,16 @@ typedef enum {
  * subtree, so siblings are reached by jumping to `end`. */
 typedef struct jdoc_node {
 	uint8_t type;
-	bool esc;	/* string: contains escapes; number: has a fraction or exponent */
-	uint32_t off;	/* string: first byte after the quote; number: first byte */
-	uint32_t len;	/* string, number: source bytes; array: elements; object: members */
-	uint32_t ulen;	/* string: length once unescaped */
+	bool esc;      /* string: contains escapes; number: has a fraction or exponent */
+	uint32_t off;  /* string: first byte after the quote; number: first byte */
+	uint32_t len;  /* string, number: source bytes; array: elements; object: members */
+	uint32_t ulen; /* string: length once unescaped */
 	uint32_t end;
 } jdoc_node;
 
 typedef struct jdoc {
-	const char *src; /* borrowed: the text parsed */
-	jdoc_node *nodes;	 /* nodes[0] is the root */
+	const char *src;  /* borrowed: the text parsed */
+	jdoc_node *nodes; /* nodes[0] is the root */
 	uint32_t n;
 	uint32_t cap;
 } jdoc;

@@ -41,20 +41,14 @@ static int fail(ictx *c, const char *fmt, ...)
 
 static int nomem(ictx *c) { return json_err_nomem(&c->e); }
 
-static const jdoc_node *node(const ictx *c, uint32_t i)
-{
-	return &c->doc.nodes[i];
-}
+static const jdoc_node *node(const ictx *c, uint32_t i) { return &c->doc.nodes[i]; }
 
-static const char *msg_name(const tp_message *m)
-{
-	return tp_message_get(m)->full_name;
-}
+static const char *msg_name(const tp_message *m) { return tp_message_get(m)->full_name; }
 
 static const char *type_word(const jdoc_node *j)
 {
-	static const char *words[] = {"null", "false", "true", "a number", "a string", "an array",
-				      "an object"};
+	static const char *words[] = {"null",	  "false",    "true",	  "a number",
+				      "a string", "an array", "an object"};
 	return words[j->type];
 }
 
@@ -99,7 +93,8 @@ static void put_raw(buf *b, uint8_t wt, uint64_t v)
 			b->len += 4;
 		}
 		break;
-	default: put_varint(b, v);
+	default:
+		put_varint(b, v);
 	}
 }
 
@@ -130,15 +125,20 @@ static uint8_t wire_type(uint8_t type)
 	switch (type) {
 	case TP_DOUBLE:
 	case TP_FIXED64:
-	case TP_SFIXED64: return PB_FIXED64;
+	case TP_SFIXED64:
+		return PB_FIXED64;
 	case TP_FLOAT:
 	case TP_FIXED32:
-	case TP_SFIXED32: return PB_FIXED32;
+	case TP_SFIXED32:
+		return PB_FIXED32;
 	case TP_STRING:
 	case TP_BYTES:
-	case TP_MESSAGE: return PB_LEN;
-	case TP_GROUP: return PB_SGROUP;
-	default: return PB_VARINT;
+	case TP_MESSAGE:
+		return PB_LEN;
+	case TP_GROUP:
+		return PB_SGROUP;
+	default:
+		return PB_VARINT;
 	}
 }
 
@@ -234,8 +234,8 @@ static int parse_int(ictx *c, const tp_field *f, const jdoc_node *j, bool is_sig
 		double d = strtod(s, NULL);
 		if (!isfinite(d) || d != trunc(d)) {
 			arena_release(&c->scratch, mark);
-			return fail(c, "%s.%s: %.32s is not an integer", msg_name(f->parent), f->name,
-				    s);
+			return fail(c, "%s.%s: %.32s is not an integer", msg_name(f->parent),
+				    f->name, s);
 		}
 		neg = d < 0;
 		if (fabs(d) >= 18446744073709551616.0)
@@ -305,8 +305,8 @@ static int parse_enum(ictx *c, const tp_field *f, const jdoc_node *j, int32_t *o
 			return 0;
 		if (!numeric)
 			return fail(c, "%s.%s: \"%.*s\" is not a value of %s", msg_name(f->parent),
-				    f->name, (int)(j->ulen > 64 ? 64 : j->ulen), c->doc.src + j->off,
-				    tp_enum_get(e)->full_name);
+				    f->name, (int)(j->ulen > 64 ? 64 : j->ulen),
+				    c->doc.src + j->off, tp_enum_get(e)->full_name);
 	}
 	uint64_t v;
 	int rc = parse_int(c, f, j, true, INT32_MIN, INT32_MAX, &v);
@@ -352,9 +352,11 @@ static int parse_scalar(ictx *c, const tp_field *f, const jdoc_node *j, uint64_t
 		*raw = f->type == TP_SINT64 ? pb_zigzag((int64_t)v) : v;
 		return 0;
 	case TP_UINT32:
-	case TP_FIXED32: return parse_int(c, f, j, false, 0, UINT32_MAX, raw);
+	case TP_FIXED32:
+		return parse_int(c, f, j, false, 0, UINT32_MAX, raw);
 	case TP_UINT64:
-	case TP_FIXED64: return parse_int(c, f, j, false, 0, UINT64_MAX, raw);
+	case TP_FIXED64:
+		return parse_int(c, f, j, false, 0, UINT64_MAX, raw);
 	case TP_BOOL:
 		if (j->type != JDOC_TRUE && j->type != JDOC_FALSE)
 			return fail(c, "%s.%s: expected true or false, got %s", msg_name(f->parent),
@@ -375,8 +377,10 @@ static int parse_scalar(ictx *c, const tp_field *f, const jdoc_node *j, uint64_t
 static bool scalar_default(const tp_field *f, uint64_t raw)
 {
 	switch (wire_type(f->type)) {
-	case PB_FIXED32: return (uint32_t)raw == 0;
-	default: return raw == 0;
+	case PB_FIXED32:
+		return (uint32_t)raw == 0;
+	default:
+		return raw == 0;
 	}
 }
 
@@ -452,8 +456,10 @@ static int enc_single(ictx *c, const tp_field *f, uint32_t ji, int depth, bool k
 			return rc;
 		put_tag(b, f->number, PB_EGROUP);
 		return 0;
-	case TP_STRING: return put_string(c, f, j, keep);
-	case TP_BYTES: return put_bytes(c, f, j, keep);
+	case TP_STRING:
+		return put_string(c, f, j, keep);
+	case TP_BYTES:
+		return put_bytes(c, f, j, keep);
 	default: {
 		uint64_t raw;
 		if ((rc = parse_scalar(c, f, j, &raw)))
@@ -509,8 +515,8 @@ static int map_key(ictx *c, const tp_field *kf, const jdoc_node *k, mkey *key)
 	}
 	bool frac;
 	if (!number_syntax(s, k->ulen, &frac) || frac)
-		return fail(c, "%s: map key \"%.*s\" is not an integer", msg_name(kf->parent), shown,
-			    s);
+		return fail(c, "%s: map key \"%.*s\" is not an integer", msg_name(kf->parent),
+			    shown, s);
 	/* The key is a string node; parse_int reads its digits. */
 	return parse_scalar(c, kf, k, &key->v);
 }
@@ -745,8 +751,7 @@ static int enc_timestamp(ictx *c, const tp_message *m, const jdoc_node *j)
 		ok = false;
 	}
 	ok = ok && y >= 1 && mo >= 1 && mo <= 12 && d >= 1 && d <= mdays[mo - 1] && h <= 23 &&
-	     mi <= 59 && sec <= 59 &&
-	     !(mo == 2 && d == 29 && (y % 4 || (y % 100 == 0 && y % 400)));
+	     mi <= 59 && sec <= 59 && !(mo == 2 && d == 29 && (y % 4 || (y % 100 == 0 && y % 400)));
 	if (!ok)
 		return fail(c, "%s: \"%.*s\" is not an RFC 3339 time", msg_name(m), SHOWN(n), s);
 	int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
@@ -836,8 +841,11 @@ static int enc_value(ictx *c, const tp_message *m, uint32_t ji, int depth)
 		put_raw(b, PB_FIXED64, pb_double_bits(d));
 		return 0;
 	}
-	case JDOC_STRING: return enc_single(c, &mi->fields[2], ji, depth + 1, true);
-	default: return enc_single(c, &mi->fields[j->type == JDOC_OBJECT ? 4 : 5], ji, depth + 1, true);
+	case JDOC_STRING:
+		return enc_single(c, &mi->fields[2], ji, depth + 1, true);
+	default:
+		return enc_single(c, &mi->fields[j->type == JDOC_OBJECT ? 4 : 5], ji, depth + 1,
+				  true);
 	}
 }
 
@@ -867,8 +875,8 @@ static int enc_any(ictx *c, const tp_message *m, uint32_t ji, int depth)
 		return nomem(c);
 	const tp_message *inner = tp_find_type_url(c->tp, c->ns, url, t->ulen);
 	if (!inner)
-		return fail(c, "Any type \"%.*s\" is not known", (int)(t->ulen > 128 ? 128 : t->ulen),
-			    url);
+		return fail(c, "Any type \"%.*s\" is not known",
+			    (int)(t->ulen > 128 ? 128 : t->ulen), url);
 	buf *b = c->out;
 	put_tag(b, 1, PB_LEN);
 	put_varint(b, t->ulen);
@@ -879,8 +887,8 @@ static int enc_any(ictx *c, const tp_message *m, uint32_t ji, int depth)
 	int rc;
 	if (tp_message_get(inner)->wkt != TP_WKT_NONE) {
 		if (!value || j->len != 2)
-			return fail(c, "%s: a %s needs exactly \"@type\" and \"value\"", msg_name(m),
-				    msg_name(inner));
+			return fail(c, "%s: a %s needs exactly \"@type\" and \"value\"",
+				    msg_name(m), msg_name(inner));
 		rc = enc_message(c, inner, value, depth + 1);
 	} else if (depth + 1 > JSON_MAX_DEPTH) {
 		rc = fail(c, "nesting deeper than %d", JSON_MAX_DEPTH);
@@ -903,15 +911,23 @@ static int enc_message(ictx *c, const tp_message *m, uint32_t ji, int depth)
 	const tp_message_info *mi = tp_message_get(m);
 	const jdoc_node *j = node(c, ji);
 	switch (mi->wkt) {
-	case TP_WKT_ANY: return enc_any(c, m, ji, depth);
-	case TP_WKT_TIMESTAMP: return enc_timestamp(c, m, j);
-	case TP_WKT_DURATION: return enc_duration(c, m, j);
-	case TP_WKT_FIELD_MASK: return enc_field_mask(c, m, j);
-	case TP_WKT_VALUE: return enc_value(c, m, ji, depth);
+	case TP_WKT_ANY:
+		return enc_any(c, m, ji, depth);
+	case TP_WKT_TIMESTAMP:
+		return enc_timestamp(c, m, j);
+	case TP_WKT_DURATION:
+		return enc_duration(c, m, j);
+	case TP_WKT_FIELD_MASK:
+		return enc_field_mask(c, m, j);
+	case TP_WKT_VALUE:
+		return enc_value(c, m, ji, depth);
 	case TP_WKT_STRUCT:
-	case TP_WKT_LIST_VALUE: return enc_field(c, &mi->fields[0], ji, depth);
-	case TP_WKT_WRAPPER: return enc_single(c, &mi->fields[0], ji, depth + 1, false);
-	default: break;
+	case TP_WKT_LIST_VALUE:
+		return enc_field(c, &mi->fields[0], ji, depth);
+	case TP_WKT_WRAPPER:
+		return enc_single(c, &mi->fields[0], ji, depth + 1, false);
+	default:
+		break;
 	}
 	if (j->type != JDOC_OBJECT)
 		return fail(c, "%s: expected an object, got %s", mi->full_name, type_word(j));

@@ -105,10 +105,7 @@ static int fail(ctx *c, const char *fmt, ...)
 
 static int nomem(ctx *c) { return json_err_nomem(&c->e); }
 
-static void *scratch_alloc(ctx *c, size_t n)
-{
-	return arena_alloc(&c->scratch, n);
-}
+static void *scratch_alloc(ctx *c, size_t n) { return arena_alloc(&c->scratch, n); }
 
 static int push_occ(ctx *c, occ o)
 {
@@ -136,10 +133,7 @@ static const char *key_of(const ctx *c, const tp_field *f)
 	return c->flags & JSON_PROTO_NAMES ? f->name : f->json_name;
 }
 
-static const char *msg_name(const tp_message *m)
-{
-	return tp_message_get(m)->full_name;
-}
+static const char *msg_name(const tp_message *m) { return tp_message_get(m)->full_name; }
 
 /* ---- the wire ---- */
 
@@ -235,15 +229,20 @@ static uint8_t wire_type(uint8_t type)
 	switch (type) {
 	case TP_DOUBLE:
 	case TP_FIXED64:
-	case TP_SFIXED64: return PB_FIXED64;
+	case TP_SFIXED64:
+		return PB_FIXED64;
 	case TP_FLOAT:
 	case TP_FIXED32:
-	case TP_SFIXED32: return PB_FIXED32;
+	case TP_SFIXED32:
+		return PB_FIXED32;
 	case TP_STRING:
 	case TP_BYTES:
-	case TP_MESSAGE: return PB_LEN;
-	case TP_GROUP: return PB_SGROUP;
-	default: return PB_VARINT;
+	case TP_MESSAGE:
+		return PB_LEN;
+	case TP_GROUP:
+		return PB_SGROUP;
+	default:
+		return PB_VARINT;
 	}
 }
 
@@ -399,11 +398,13 @@ static bool scalar_default(const tp_field *f, uint64_t v)
 	case TP_FIXED64:
 	case TP_SFIXED64:
 	case TP_SINT64:
-	case TP_BOOL: return v == 0;
+	case TP_BOOL:
+		return v == 0;
 	case TP_ENUM:
 		/* A NullValue field is null whatever its number: all of them print alike. */
 		return tp_enum_get(f->enum_type)->null_value || (uint32_t)v == 0;
-	default: return (uint32_t)v == 0;
+	default:
+		return (uint32_t)v == 0;
 	}
 }
 
@@ -417,19 +418,37 @@ static void put_scalar(ctx *c, const tp_field *f, uint64_t v)
 {
 	buf *b = c->out;
 	switch (f->type) {
-	case TP_DOUBLE: put_double(c, pb_bits_double(v), false); break;
-	case TP_FLOAT: put_double(c, pb_bits_float((uint32_t)v), true); break;
+	case TP_DOUBLE:
+		put_double(c, pb_bits_double(v), false);
+		break;
+	case TP_FLOAT:
+		put_double(c, pb_bits_float((uint32_t)v), true);
+		break;
 	case TP_INT64:
-	case TP_SFIXED64: put_quoted_i64(b, (int64_t)v); break;
-	case TP_SINT64: put_quoted_i64(b, pb_unzigzag(v)); break;
+	case TP_SFIXED64:
+		put_quoted_i64(b, (int64_t)v);
+		break;
+	case TP_SINT64:
+		put_quoted_i64(b, pb_unzigzag(v));
+		break;
 	case TP_UINT64:
-	case TP_FIXED64: put_quoted_u64(b, v); break;
+	case TP_FIXED64:
+		put_quoted_u64(b, v);
+		break;
 	case TP_INT32:
-	case TP_SFIXED32: append_i64(b, (int32_t)(uint32_t)v); break;
-	case TP_SINT32: append_i64(b, (int32_t)pb_unzigzag((uint32_t)v)); break;
+	case TP_SFIXED32:
+		append_i64(b, (int32_t)(uint32_t)v);
+		break;
+	case TP_SINT32:
+		append_i64(b, (int32_t)pb_unzigzag((uint32_t)v));
+		break;
 	case TP_UINT32:
-	case TP_FIXED32: append_u64(b, (uint32_t)v); break;
-	case TP_BOOL: buf_puts(b, v ? "true" : "false"); break;
+	case TP_FIXED32:
+		append_u64(b, (uint32_t)v);
+		break;
+	case TP_BOOL:
+		buf_puts(b, v ? "true" : "false");
+		break;
 	case TP_ENUM: {
 		const char *name = tp_enum_name_of(f->enum_type, (int32_t)v);
 		if (tp_enum_get(f->enum_type)->null_value)
@@ -515,12 +534,12 @@ static int merged(ctx *c, size_t from, size_t to, int depth, const uint8_t **p, 
 }
 
 typedef struct mentry {
-	uint64_t key;	     /* an integer or bool key, normalized */
-	const uint8_t *kp;   /* a string key */
+	uint64_t key;	   /* an integer or bool key, normalized */
+	const uint8_t *kp; /* a string key */
 	size_t klen;
-	const uint8_t *vp;   /* a message or string value (NULL: absent) */
+	const uint8_t *vp; /* a message or string value (NULL: absent) */
 	size_t vlen;
-	uint64_t v;	     /* a scalar value */
+	uint64_t v; /* a scalar value */
 	uint32_t idx;
 	bool drop;
 } mentry;
@@ -529,13 +548,19 @@ static uint64_t norm_key(uint8_t type, uint64_t v)
 {
 	switch (type) {
 	case TP_INT32:
-	case TP_SFIXED32: return (uint64_t)(int64_t)(int32_t)(uint32_t)v;
-	case TP_SINT32: return (uint64_t)(int64_t)(int32_t)pb_unzigzag((uint32_t)v);
-	case TP_SINT64: return (uint64_t)pb_unzigzag(v);
+	case TP_SFIXED32:
+		return (uint64_t)(int64_t)(int32_t)(uint32_t)v;
+	case TP_SINT32:
+		return (uint64_t)(int64_t)(int32_t)pb_unzigzag((uint32_t)v);
+	case TP_SINT64:
+		return (uint64_t)pb_unzigzag(v);
 	case TP_UINT32:
-	case TP_FIXED32: return (uint32_t)v;
-	case TP_BOOL: return v != 0;
-	default: return v;
+	case TP_FIXED32:
+		return (uint32_t)v;
+	case TP_BOOL:
+		return v != 0;
+	default:
+		return v;
 	}
 }
 
@@ -556,8 +581,7 @@ static int cmp_mentry(const void *a, const void *b, void *is_string)
 }
 
 /* Reads one map entry (a message with key = 1, value = 2) into e. */
-static int read_entry(ctx *c, const tp_field *mf, const uint8_t *p, size_t n, int depth,
-		      mentry *e)
+static int read_entry(ctx *c, const tp_field *mf, const uint8_t *p, size_t n, int depth, mentry *e)
 {
 	const tp_message_info *em = tp_message_get(mf->message);
 	const tp_field *kf = &em->fields[0], *vf = &em->fields[1];
@@ -637,8 +661,8 @@ static int emit_map(ctx *c, const tp_field *f, size_t from, size_t to, int depth
 	if (!es)
 		return nomem(c);
 	for (size_t i = 0; i < k; i++) {
-		int rc = read_entry(c, f, c->occ[from + i].ptr, (size_t)c->occ[from + i].v, depth + 1,
-				    &es[i]);
+		int rc = read_entry(c, f, c->occ[from + i].ptr, (size_t)c->occ[from + i].v,
+				    depth + 1, &es[i]);
 		if (rc)
 			return rc;
 		es[i].idx = (uint32_t)i;
@@ -656,8 +680,8 @@ static int emit_map(ctx *c, const tp_field *f, size_t from, size_t to, int depth
 		qsort_r(sorted, m, sizeof *sorted, cmp_mentry, is_string);
 		for (size_t i = 0; i + 1 < m; i++) {
 			mentry a = sorted[i], b = sorted[i + 1];
-			bool same = is_string ? a.klen == b.klen && (!a.klen ||
-								   !memcmp(a.kp, b.kp, a.klen))
+			bool same = is_string ? a.klen == b.klen &&
+							(!a.klen || !memcmp(a.kp, b.kp, a.klen))
 					      : a.key == b.key;
 			if (same)
 				es[a.idx].drop = true;
@@ -675,8 +699,9 @@ static int emit_map(ctx *c, const tp_field *f, size_t from, size_t to, int depth
 			rc = put_string(c, kf, e->kp, e->klen);
 		} else if (kf->type == TP_BOOL) {
 			buf_puts(c->out, e->key ? "\"true\"" : "\"false\"");
-		} else if (kf->type == TP_INT32 || kf->type == TP_SINT32 || kf->type == TP_SFIXED32 ||
-			   kf->type == TP_INT64 || kf->type == TP_SINT64 || kf->type == TP_SFIXED64) {
+		} else if (kf->type == TP_INT32 || kf->type == TP_SINT32 ||
+			   kf->type == TP_SFIXED32 || kf->type == TP_INT64 ||
+			   kf->type == TP_SINT64 || kf->type == TP_SFIXED64) {
 			put_quoted_i64(c->out, (int64_t)e->key);
 		} else {
 			put_quoted_u64(c->out, e->key);
@@ -698,14 +723,18 @@ static int put_value(ctx *c, const tp_field *f, const uint8_t *p, size_t n, uint
 {
 	switch (f->type) {
 	case TP_MESSAGE:
-	case TP_GROUP: return emit_message(c, f->message, p ? p : empty, p ? n : 0, depth);
-	case TP_STRING: return put_string(c, f, p ? p : empty, p ? n : 0);
+	case TP_GROUP:
+		return emit_message(c, f->message, p ? p : empty, p ? n : 0, depth);
+	case TP_STRING:
+		return put_string(c, f, p ? p : empty, p ? n : 0);
 	case TP_BYTES:
 		buf_putc(c->out, '"');
 		base64_put(c->out, p ? p : empty, p ? n : 0, 0);
 		buf_putc(c->out, '"');
 		return 0;
-	default: put_scalar(c, f, v); return 0;
+	default:
+		put_scalar(c, f, v);
+		return 0;
 	}
 }
 
@@ -770,8 +799,7 @@ static int emit_field_value(ctx *c, const tp_field *f, size_t from, size_t to, i
 		return rc ? rc : 1;
 	}
 	occ o = c->occ[i - 1];
-	if (!force && !f->has_presence &&
-	    (o.ptr ? o.v == 0 : scalar_default(f, o.v)))
+	if (!force && !f->has_presence && (o.ptr ? o.v == 0 : scalar_default(f, o.v)))
 		return 0;
 	int rc = put_value(c, f, o.ptr, (size_t)o.v, o.v, depth + 1);
 	return rc ? rc : 1;
@@ -870,8 +898,8 @@ static int emit_duration(ctx *c, const tp_message *m, const uint8_t *p, size_t n
 	int rc = seconds_nanos(c, m, p, n, depth, &s, &ns);
 	if (rc)
 		return rc;
-	if (s < -DUR_MAX || s > DUR_MAX || ns < -999999999 || ns > 999999999 ||
-	    (s > 0 && ns < 0) || (s < 0 && ns > 0))
+	if (s < -DUR_MAX || s > DUR_MAX || ns < -999999999 || ns > 999999999 || (s > 0 && ns < 0) ||
+	    (s < 0 && ns > 0))
 		return fail(c, "Duration out of range (seconds %lld, nanos %d)", (long long)s, ns);
 	char buf[48];
 	bool neg = s < 0 || ns < 0;
@@ -915,7 +943,8 @@ static int emit_field_mask(ctx *c, const tp_message *m, const uint8_t *p, size_t
 		bool up = false;
 		for (size_t i = 0; i < pf.v; i++) {
 			char ch = (char)pf.ptr[i];
-			if ((ch >= 'A' && ch <= 'Z') || ch == ',' || (up && !(ch >= 'a' && ch <= 'z')))
+			if ((ch >= 'A' && ch <= 'Z') || ch == ',' ||
+			    (up && !(ch >= 'a' && ch <= 'z')))
 				return fail(c, "FieldMask path \"%.*s\" has no JSON form",
 					    (int)(pf.v > 64 ? 64 : pf.v), (const char *)pf.ptr);
 			if (ch == '_') {
@@ -966,8 +995,8 @@ static int emit_any(ctx *c, const tp_message *m, const uint8_t *p, size_t n, int
 		return fail(c, "Any type URL is not valid UTF-8");
 	const tp_message *inner = tp_find_type_url(c->tp, c->ns, (const char *)url, url_len);
 	if (!inner)
-		return fail(c, "Any type \"%.*s\" is not known", (int)(url_len > 128 ? 128 : url_len),
-			    (const char *)url);
+		return fail(c, "Any type \"%.*s\" is not known",
+			    (int)(url_len > 128 ? 128 : url_len), (const char *)url);
 	buf_puts(c->out, "{\"@type\":");
 	jsonstr_put(c->out, (const char *)url, url_len);
 	int rc;
@@ -976,8 +1005,9 @@ static int emit_any(ctx *c, const tp_message *m, const uint8_t *p, size_t n, int
 		rc = emit_message(c, inner, val, val_len, depth + 1);
 	} else {
 		bool first = false;
-		rc = depth + 1 > JSON_MAX_DEPTH ? fail(c, "nesting deeper than %d", JSON_MAX_DEPTH)
-						: emit_fields(c, inner, val, val_len, depth + 1, &first);
+		rc = depth + 1 > JSON_MAX_DEPTH
+			     ? fail(c, "nesting deeper than %d", JSON_MAX_DEPTH)
+			     : emit_fields(c, inner, val, val_len, depth + 1, &first);
 	}
 	buf_putc(c->out, '}');
 	return rc;
@@ -1058,12 +1088,18 @@ static int emit_message(ctx *c, const tp_message *m, const uint8_t *p, size_t n,
 	if (depth > JSON_MAX_DEPTH)
 		return fail(c, "nesting deeper than %d", JSON_MAX_DEPTH);
 	switch (tp_message_get(m)->wkt) {
-	case TP_WKT_ANY: return emit_any(c, m, p, n, depth);
-	case TP_WKT_TIMESTAMP: return emit_timestamp(c, m, p, n, depth);
-	case TP_WKT_DURATION: return emit_duration(c, m, p, n, depth);
-	case TP_WKT_FIELD_MASK: return emit_field_mask(c, m, p, n, depth);
-	case TP_WKT_NONE: break;
-	default: return emit_wrapped(c, m, p, n, depth);
+	case TP_WKT_ANY:
+		return emit_any(c, m, p, n, depth);
+	case TP_WKT_TIMESTAMP:
+		return emit_timestamp(c, m, p, n, depth);
+	case TP_WKT_DURATION:
+		return emit_duration(c, m, p, n, depth);
+	case TP_WKT_FIELD_MASK:
+		return emit_field_mask(c, m, p, n, depth);
+	case TP_WKT_NONE:
+		break;
+	default:
+		return emit_wrapped(c, m, p, n, depth);
 	}
 	bool first = true;
 	buf_putc(c->out, '{');

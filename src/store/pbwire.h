@@ -79,15 +79,9 @@ static inline void pb_put_le64(uint8_t *dst, uint64_t v)
 	pb_put_le32(dst + 4, (uint32_t)(v >> 32));
 }
 
-static inline int64_t pb_unzigzag(uint64_t v)
-{
-	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
-}
+static inline int64_t pb_unzigzag(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
 
-static inline uint64_t pb_zigzag(int64_t v)
-{
-	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-}
+static inline uint64_t pb_zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 
 static inline double pb_bits_double(uint64_t bits)
 {

@@ -21,7 +21,8 @@ static int cc_init(cc *c, const query_schema *s)
 	if (s->token_key)
 		memcpy(c->q->key, s->token_key, 16);
 	if (s->scope)
-		c->q->scope_hash = query_token_siphash(NULL, (const uint8_t *)s->scope, strlen(s->scope));
+		c->q->scope_hash =
+			query_token_siphash(NULL, (const uint8_t *)s->scope, strlen(s->scope));
 	for (size_t i = 0; i < s->nindexed; i++) {
 		query_path p;
 		/* An entry that is not a path cannot have an index: never matches. */
@@ -43,7 +44,7 @@ static void cc_done(cc *c)
 static void put_from_where(const cc *c, buf *b, const buf *cond)
 {
 	buf_puts(b, c->fts ? " FROM records JOIN records_fts ON records_fts.rowid = records.rid"
-			 : " FROM records");
+			   : " FROM records");
 	if (cond->len) {
 		buf_puts(b, " WHERE ");
 		buf_append(b, cond->data, cond->len);
@@ -69,24 +70,27 @@ static void set_statements(cc *c, buf *page, buf *count, bool oom)
 static void finish_fts_alone(cc *c, bool desc, int plimit, int poffset)
 {
 	buf page = BUF_INIT, count = BUF_INIT;
-	buf_puts(&page, "SELECT rid, id, data, labels, created_at, updated_at, f.score AS score"
-		      " FROM (SELECT rowid, -rank AS score FROM records_fts WHERE records_fts MATCH ");
+	buf_puts(&page,
+		 "SELECT rid, id, data, labels, created_at, updated_at, f.score AS score"
+		 " FROM (SELECT rowid, -rank AS score FROM records_fts WHERE records_fts MATCH ");
 	query_put_param(&page, c->fts_param);
 	/* The order of the general form: score, then rid in the same direction. */
-	buf_puts(&page, desc ? " ORDER BY rank ASC, rowid DESC LIMIT " : " ORDER BY rank DESC, rowid ASC LIMIT ");
+	buf_puts(&page, desc ? " ORDER BY rank ASC, rowid DESC LIMIT "
+			     : " ORDER BY rank DESC, rowid ASC LIMIT ");
 	query_put_param(&page, plimit);
 	buf_puts(&page, " OFFSET ");
 	query_put_param(&page, poffset);
-	buf_puts(&page, desc ? ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score DESC, rid DESC"
-			   : ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score ASC, rid ASC");
+	buf_puts(
+		&page,
+		desc ? ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score DESC, rid DESC"
+		     : ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score ASC, rid ASC");
 	buf_puts(&count, "SELECT count(*) FROM records_fts WHERE records_fts MATCH ");
 	query_put_param(&count, c->fts_param);
 	set_statements(c, &page, &count, false);
 }
 
 /* Writes both statements. after: the keyset condition (List with a token), or NULL. */
-static void finish(cc *c, const order *o, bool keys, const buf *after, int plimit,
-		   int poffset)
+static void finish(cc *c, const order *o, bool keys, const buf *after, int plimit, int poffset)
 {
 	buf page = BUF_INIT, count = BUF_INIT, where = BUF_INIT;
 	buf_append(&where, c->w.data, c->w.len);
@@ -139,7 +143,7 @@ int query_compile_list(const query_schema *s, const query_list_params *p, query 
 	c.q->list = true;
 	if (p->page_size < 0 || p->page_size > QUERY_MAX_PAGE) {
 		query_fail(&c, "page_size must be between 0 (default %d) and %d, not %d",
-		     QUERY_DEFAULT_PAGE, QUERY_MAX_PAGE, (int)p->page_size);
+			   QUERY_DEFAULT_PAGE, QUERY_MAX_PAGE, (int)p->page_size);
 		return cc_end(&c, out);
 	}
 	c.q->page_size = p->page_size ? p->page_size : QUERY_DEFAULT_PAGE;
@@ -196,13 +200,13 @@ int query_compile_search(const query_schema *s, const query_search_params *p, qu
 	if (cc_init(&c, s))
 		return cc_end(&c, out);
 	if (p->limit < 0 || p->limit > QUERY_MAX_PAGE) {
-		query_fail(&c, "limit must be between 0 (default %d) and %d, not %d", QUERY_DEFAULT_PAGE,
-		     QUERY_MAX_PAGE, (int)p->limit);
+		query_fail(&c, "limit must be between 0 (default %d) and %d, not %d",
+			   QUERY_DEFAULT_PAGE, QUERY_MAX_PAGE, (int)p->limit);
 		return cc_end(&c, out);
 	}
 	if (p->offset < 0 || p->offset > QUERY_MAX_OFFSET) {
 		query_fail(&c, "offset must be between 0 and %d, not %d", QUERY_MAX_OFFSET,
-		     (int)p->offset);
+			   (int)p->offset);
 		return cc_end(&c, out);
 	}
 	c.q->page_size = p->limit ? p->limit : QUERY_DEFAULT_PAGE;
@@ -241,7 +245,8 @@ int query_compile_search(const query_schema *s, const query_search_params *p, qu
 			query_fail(&c, "filter without a key");
 			break;
 		}
-		query_emit_leaf(&c, NULL, p->filters[i].path, p->filters[i].op, &p->filters[i].value);
+		query_emit_leaf(&c, NULL, p->filters[i].path, p->filters[i].op,
+				&p->filters[i].value);
 	}
 	if (!c.rc && rest.u.object.n)
 		query_emit_struct(&c, NULL, &rest, true, 0);
@@ -312,7 +317,10 @@ int query_bind(sqlite3_stmt *st, const query *q)
 			break;
 		}
 	}
-	return rc == SQLITE_OK ? 0 : rc == SQLITE_NOMEM ? -ENOMEM : rc == SQLITE_RANGE ? -EINVAL : -EIO;
+	return rc == SQLITE_OK	    ? 0
+	       : rc == SQLITE_NOMEM ? -ENOMEM
+	       : rc == SQLITE_RANGE ? -EINVAL
+				    : -EIO;
 }
 
 int query_index_field(const char *field, char expr[QUERY_INDEX_EXPR_MAX],
@@ -325,8 +333,9 @@ int query_index_field(const char *field, char expr[QUERY_INDEX_EXPR_MAX],
 	if (!field || !*field)
 		return query_fail(&c, "indexed field is empty");
 	if (field[0] == '@')
-		return query_fail(&c, "indexed field '%s' must be a message field path, not a record column",
-			    query_quote(field, qb));
+		return query_fail(
+			&c, "indexed field '%s' must be a message field path, not a record column",
+			query_quote(field, qb));
 	if (query_path_parse(field, strlen(field), &o.p))
 		return query_fail(&c, "invalid indexed field '%s': %s", query_quote(field, qb),
 				  store_err_msg());

@@ -91,10 +91,10 @@
 #define QUERY_MAX_PAGE 1000
 #define QUERY_MAX_OFFSET 100000
 #define QUERY_MAX_ORDER_KEYS 4
-#define QUERY_MAX_FILTERS 64   /* conditions after flattening Structs, labels included */
-#define QUERY_MAX_IN 1000      /* values of one IN list */
-#define QUERY_MAX_BINDS 8192   /* bound parameters of one query */
-#define QUERY_MAX_TEXT 4096    /* full_text length */
+#define QUERY_MAX_FILTERS 64	   /* conditions after flattening Structs, labels included */
+#define QUERY_MAX_IN 1000	   /* values of one IN list */
+#define QUERY_MAX_BINDS 8192	   /* bound parameters of one query */
+#define QUERY_MAX_TEXT 4096	   /* full_text length */
 #define QUERY_MAX_TOKEN_TEXT 65536 /* an order-key string value a page token can carry */
 
 /* Same numbers as collector.FilterOperator. */
@@ -113,14 +113,14 @@ enum query_op {
 
 enum query_kind {
 	QUERY_KIND_STRING,
-	QUERY_KIND_NUMBER,    /* 32-bit ints, float, double: JSON numbers */
-	QUERY_KIND_INT64,     /* 64-bit ints: JSON decimal strings */
+	QUERY_KIND_NUMBER, /* 32-bit ints, float, double: JSON numbers */
+	QUERY_KIND_INT64,  /* 64-bit ints: JSON decimal strings */
 	QUERY_KIND_BOOL,
 	QUERY_KIND_ENUM,      /* JSON string: the value's name */
 	QUERY_KIND_BYTES,     /* JSON string: base64 */
 	QUERY_KIND_MESSAGE,   /* JSON object */
 	QUERY_KIND_REPEATED,  /* JSON array */
-	QUERY_KIND_MAP,       /* JSON object */
+	QUERY_KIND_MAP,	      /* JSON object */
 	QUERY_KIND_TIMESTAMP, /* JSON string: RFC 3339, UTC, "Z" */
 	QUERY_KIND_DURATION,  /* JSON string: "1.5s" */
 };
@@ -190,7 +190,7 @@ typedef struct query_schema {
 
 typedef struct query_list_params {
 	const query_value *filter; /* a QUERY_STRUCT, or NULL */
-	const char *order_by;      /* NULL or "" for the default */
+	const char *order_by;	   /* NULL or "" for the default */
 	int32_t page_size;
 	const char *page_token; /* NULL or "" for the first page */
 } query_list_params;

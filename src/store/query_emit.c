@@ -11,25 +11,36 @@
 #define MAX_FTS_TERMS 64
 
 static const char *const op_names[] = {
-	"EQUALS",	 "NOT_EQUALS", "GREATER_THAN", "LESS_THAN", "GREATER_EQUAL",
-	"LESS_EQUAL", "CONTAINS",   "IN",	   "EXISTS",	"NOT_EXISTS",
+	"EQUALS",     "NOT_EQUALS", "GREATER_THAN", "LESS_THAN", "GREATER_EQUAL",
+	"LESS_EQUAL", "CONTAINS",   "IN",	    "EXISTS",	 "NOT_EXISTS",
 };
 static const char *const op_sql[] = {"=", "<>", ">", "<", ">=", "<="};
 
 static enum ty ty_of(enum query_kind k)
 {
 	switch (k) {
-	case QUERY_KIND_STRING: return TY_STRING;
-	case QUERY_KIND_NUMBER: return TY_NUMBER;
-	case QUERY_KIND_INT64: return TY_INT64;
-	case QUERY_KIND_BOOL: return TY_BOOL;
-	case QUERY_KIND_ENUM: return TY_ENUM;
-	case QUERY_KIND_BYTES: return TY_BYTES;
-	case QUERY_KIND_MESSAGE: return TY_MESSAGE;
-	case QUERY_KIND_REPEATED: return TY_REPEATED;
-	case QUERY_KIND_MAP: return TY_MAP;
-	case QUERY_KIND_TIMESTAMP: return TY_TIMESTAMP;
-	case QUERY_KIND_DURATION: return TY_DURATION;
+	case QUERY_KIND_STRING:
+		return TY_STRING;
+	case QUERY_KIND_NUMBER:
+		return TY_NUMBER;
+	case QUERY_KIND_INT64:
+		return TY_INT64;
+	case QUERY_KIND_BOOL:
+		return TY_BOOL;
+	case QUERY_KIND_ENUM:
+		return TY_ENUM;
+	case QUERY_KIND_BYTES:
+		return TY_BYTES;
+	case QUERY_KIND_MESSAGE:
+		return TY_MESSAGE;
+	case QUERY_KIND_REPEATED:
+		return TY_REPEATED;
+	case QUERY_KIND_MAP:
+		return TY_MAP;
+	case QUERY_KIND_TIMESTAMP:
+		return TY_TIMESTAMP;
+	case QUERY_KIND_DURATION:
+		return TY_DURATION;
 	}
 	return TY_RUNTIME;
 }
@@ -156,11 +167,13 @@ int query_emit_key(cc *c, const char *s, bool allow_score, key *k)
 			k->ty = TY_NUMBER;
 			return 0;
 		}
-		return query_fail(c, "unknown record column '%s' (use @id, @created_at, @updated_at%s)",
-			    query_quote(s, qb), allow_score ? " or @score" : "");
+		return query_fail(
+			c, "unknown record column '%s' (use @id, @created_at, @updated_at%s)",
+			query_quote(s, qb), allow_score ? " or @score" : "");
 	}
 	if (query_path_parse(s, strlen(s), &k->o.p))
-		return query_fail(c, "invalid field path '%s': %s", query_quote(s, qb), store_err_msg());
+		return query_fail(c, "invalid field path '%s': %s", query_quote(s, qb),
+				  store_err_msg());
 	bool bare = !strcmp(s, "id") || !strcmp(s, "created_at") || !strcmp(s, "updated_at");
 	bool known = !resolve(c, &k->o.p, s, !bare, &k->ty);
 	if (c->rc)
@@ -208,7 +221,7 @@ static int bind_i64_text(cc *c, int64_t i)
 
 static const char *vtype_name(const query_value *v)
 {
-	static const char *const names[] = {"null",	"a number", "a string", "a bool",
+	static const char *const names[] = {"null",   "a number", "a string", "a bool",
 					    "a list", "a Struct", "no value"};
 	return (unsigned)v->type <= QUERY_ABSENT ? names[v->type] : "an invalid value";
 }
@@ -226,12 +239,11 @@ static bool bad_value(cc *c, const query_value *v)
 	return true;
 }
 
-static int type_mismatch(cc *c, const opnd *o, enum ty ty, enum query_op op,
-			 const query_value *v)
+static int type_mismatch(cc *c, const opnd *o, enum ty ty, enum query_op op, const query_value *v)
 {
 	char qb[QUOTE_MAX];
-	return query_fail(c, "%s on '%s' (%s) cannot take %s", op_names[op], query_quote(o->text, qb),
-		    query_ty_names[ty], vtype_name(v));
+	return query_fail(c, "%s on '%s' (%s) cannot take %s", op_names[op],
+			  query_quote(o->text, qb), query_ty_names[ty], vtype_name(v));
 }
 
 /* Right-hand sides for a typed scalar compared with v: one for most, two for int64
@@ -268,8 +280,8 @@ static int typed_rhs(cc *c, const opnd *o, enum ty ty, enum query_op op, const q
 		else if (v->type != QUERY_STRING)
 			break;
 		else if (!query_value_parse_number(v->u.string, &d)) {
-			query_fail(c, "'%s' is a number field: '%s' is not a number", query_quote(o->text, qb),
-			     query_quote(v->u.string, qv));
+			query_fail(c, "'%s' is a number field: '%s' is not a number",
+				   query_quote(o->text, qb), query_quote(v->u.string, qv));
 			return 0;
 		}
 		out[0].param = bind_num(c, d);
@@ -280,8 +292,9 @@ static int typed_rhs(cc *c, const opnd *o, enum ty ty, enum query_op op, const q
 			d = v->u.number;
 			if (!query_value_to_i64(d, &i)) {
 				if (!ordering) {
-					query_fail(c, "'%s' is an integer field: %g is not an integer",
-					     query_quote(o->text, qb), d);
+					query_fail(c,
+						   "'%s' is an integer field: %g is not an integer",
+						   query_quote(o->text, qb), d);
 					return 0;
 				}
 				out[0].param = query_param_real(c, d);
@@ -299,8 +312,8 @@ static int typed_rhs(cc *c, const opnd *o, enum ty ty, enum query_op op, const q
 				return out[0].param ? 1 : 0;
 			} else {
 				query_fail(c, "'%s' is an integer field: '%s' is not an integer%s",
-				     query_quote(o->text, qb), query_quote(v->u.string, qv),
-				     ty == TY_MICROS ? " or an RFC 3339 time" : "");
+					   query_quote(o->text, qb), query_quote(v->u.string, qv),
+					   ty == TY_MICROS ? " or an RFC 3339 time" : "");
 				return 0;
 			}
 		}
@@ -317,7 +330,7 @@ static int typed_rhs(cc *c, const opnd *o, enum ty ty, enum query_op op, const q
 			break;
 		if (!query_value_parse_ts(v->u.string, &secs, &ns)) {
 			query_fail(c, "'%s' is a timestamp field: '%s' is not an RFC 3339 time",
-			     query_quote(o->text, qb), query_quote(v->u.string, qv));
+				   query_quote(o->text, qb), query_quote(v->u.string, qv));
 			return 0;
 		}
 		size_t n = query_value_format_ts(secs, ns, t);
@@ -332,8 +345,9 @@ static int typed_rhs(cc *c, const opnd *o, enum ty ty, enum query_op op, const q
 		if (v->type != QUERY_STRING)
 			break;
 		if (!query_value_duration_ok(v->u.string)) {
-			query_fail(c, "'%s' is a duration field: '%s' is not a duration like \"1.5s\"",
-			     query_quote(o->text, qb), query_quote(v->u.string, qv));
+			query_fail(c,
+				   "'%s' is a duration field: '%s' is not a duration like \"1.5s\"",
+				   query_quote(o->text, qb), query_quote(v->u.string, qv));
 			return 0;
 		}
 		out[0] = (rhs){query_param_text(c, v->u.string, strlen(v->u.string)), true};
@@ -422,7 +436,8 @@ static void elem_eq(cc *c, buf *b, size_t i, const void *arg)
 	}
 	*e = *x->o;
 	if (query_path_append_index(&e->p, (uint32_t)i)) {
-		query_fail(c, "list value for '%s' is nested too deeply", query_quote(x->o->text, qb));
+		query_fail(c, "list value for '%s' is nested too deeply",
+			   query_quote(x->o->text, qb));
 	} else {
 		opnd_set_path(c, e);
 		enum ty et = TY_RUNTIME;
@@ -460,8 +475,8 @@ static void emit_list_eq(cc *c, buf *b, const opnd *o, enum ty ty, const query_v
 		return;
 	}
 	if (n > QUERY_MAX_IN) {
-		query_fail(c, "list value for '%s' has more than %d elements", query_quote(o->text, qb),
-		     QUERY_MAX_IN);
+		query_fail(c, "list value for '%s' has more than %d elements",
+			   query_quote(o->text, qb), QUERY_MAX_IN);
 		return;
 	}
 	if (n == 0 && ty == TY_REPEATED) {
@@ -541,8 +556,10 @@ static void emit_eq(cc *c, buf *b, const opnd *o, enum ty ty, const query_value 
 		}
 		return;
 	case QUERY_STRUCT:
-		query_fail(c, "'%s' cannot be compared with a Struct: compare its fields with longer paths",
-		     query_quote(o->text, qb));
+		query_fail(
+			c,
+			"'%s' cannot be compared with a Struct: compare its fields with longer paths",
+			query_quote(o->text, qb));
 		return;
 	case QUERY_LIST:
 		emit_list_eq(c, b, o, ty, v);
@@ -576,12 +593,13 @@ static void emit_in(cc *c, buf *b, const opnd *o, enum ty ty, const query_value 
 		return;
 	if (v->type != QUERY_LIST) {
 		query_fail(c, "IN on '%s' needs a list value, not %s", query_quote(o->text, qb),
-		     vtype_name(v));
+			   vtype_name(v));
 		return;
 	}
 	size_t n = v->u.list.n;
 	if (n > QUERY_MAX_IN) {
-		query_fail(c, "IN on '%s' has more than %d values", query_quote(o->text, qb), QUERY_MAX_IN);
+		query_fail(c, "IN on '%s' has more than %d values", query_quote(o->text, qb),
+			   QUERY_MAX_IN);
 		return;
 	}
 	if (n == 0) {
@@ -721,8 +739,8 @@ static void emit_contains(cc *c, buf *b, const opnd *o, enum ty ty, const query_
 		emit_any(c, b, o, TY_RUNTIME, v);
 		buf_puts(b, " ELSE 0 END)");
 	} else {
-		query_fail(c, "CONTAINS needs a string or repeated field; '%s' is %s", query_quote(o->text, qb),
-		     query_ty_names[ty]);
+		query_fail(c, "CONTAINS needs a string or repeated field; '%s' is %s",
+			   query_quote(o->text, qb), query_ty_names[ty]);
 	}
 }
 
@@ -751,8 +769,8 @@ static void emit_filter(cc *c, const char *path, enum query_op op, const query_v
 	}
 	if (op != QUERY_EXISTS && op != QUERY_NOT_EXISTS && value_absent(v)) {
 		query_fail(c, "%s on '%s' needs a value%s (only EXISTS and NOT_EXISTS take none)",
-		     op_names[op], query_quote(path, qb),
-		     v->type == QUERY_ABSENT ? "" : " in every element of its list");
+			   op_names[op], query_quote(path, qb),
+			   v->type == QUERY_ABSENT ? "" : " in every element of its list");
 		return;
 	}
 	if (query_emit_key(c, path, false, &k))
@@ -885,15 +903,16 @@ static int operator_struct(cc *c, const char *prefix, const char *key, const que
 	enum query_op op;
 	char qb[QUOTE_MAX];
 	if (!parse_op(opv, &op))
-		return query_fail(c, "unknown operator for '%s' (use a FilterOperator name or number)",
-			    query_quote(key, qb));
+		return query_fail(c,
+				  "unknown operator for '%s' (use a FilterOperator name or number)",
+				  query_quote(key, qb));
 	query_emit_leaf(c, prefix, key, op, val);
 	return 1;
 }
 
 /* Every key of a Struct an equality, nested Structs extending the path. */
 void query_emit_struct(cc *c, const char *prefix, const query_value *st, bool operators,
-		    unsigned depth)
+		       unsigned depth)
 {
 	char qb[QUOTE_MAX];
 	if (depth > QUERY_PATH_MAX_SEGMENTS) {
@@ -914,14 +933,16 @@ void query_emit_struct(cc *c, const char *prefix, const query_value *st, bool op
 		if (operators && operator_struct(c, prefix, m->key, v))
 			continue;
 		if (v->u.object.n == 0) {
-			query_fail(c, "empty Struct for '%s': nothing to compare", query_quote(m->key, qb));
+			query_fail(c, "empty Struct for '%s': nothing to compare",
+				   query_quote(m->key, qb));
 			return;
 		}
 		char *sub = join_path(c, prefix, m->key);
 		if (!sub)
 			return;
 		if (strlen(sub) >= QUERY_PATH_TEXT_MAX)
-			query_fail(c, "filter path starting '%s' is too long", query_quote(sub, qb));
+			query_fail(c, "filter path starting '%s' is too long",
+				   query_quote(sub, qb));
 		else
 			query_emit_struct(c, sub, v, operators, depth + 1);
 		mem_free(sub);
@@ -979,7 +1000,8 @@ static bool fts_wordy(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		if (ch >= 0x80 || (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
+		if (ch >= 0x80 || (ch >= '0' && ch <= '9') ||
+		    ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'))
 			return true;
 	}
 	return false;

@@ -67,7 +67,7 @@ struct query {
 typedef struct opnd {
 	const char *col;
 	bool each;
-	int param; /* bound JSON path; 0 when the path is spliced (an indexed field) */
+	int param;	  /* bound JSON path; 0 when the path is spliced (an indexed field) */
 	const char *text; /* the user's key, for messages */
 	query_path p;
 	char path[QUERY_PATH_TEXT_MAX];
@@ -95,7 +95,7 @@ typedef struct cc {
 	bool fts;
 	int fts_param;	 /* the MATCH text's parameter */
 	size_t fts_wlen; /* c->w's length right after the MATCH: longer means more conditions */
-	buf w; /* the conditions, ANDed */
+	buf w;		 /* the conditions, ANDed */
 	leaf *leaves;
 	size_t nleaves, capleaves;
 } cc;

@@ -27,8 +27,7 @@ static bool same_key(const key *x, const key *y)
 	return !strcmp(x->o.path, y->o.path);
 }
 
-static int order_item(cc *c, const char *s, size_t len, bool allow_score, bool *dir_given,
-		      order *o)
+static int order_item(cc *c, const char *s, size_t len, bool allow_score, bool *dir_given, order *o)
 {
 	char qb[QUOTE_MAX], qk[QUOTE_MAX];
 	size_t a = 0, e;
@@ -51,17 +50,18 @@ static int order_item(cc *c, const char *s, size_t len, bool allow_score, bool *
 	if (!item[0]) {
 		query_fail(c, "empty key in order_by");
 	} else if (o->n == (allow_score ? 1u : QUERY_MAX_ORDER_KEYS)) {
-		query_fail(c, "order_by has more than %d key%s", allow_score ? 1 : QUERY_MAX_ORDER_KEYS,
-		     allow_score ? "" : "s");
+		query_fail(c, "order_by has more than %d key%s",
+			   allow_score ? 1 : QUERY_MAX_ORDER_KEYS, allow_score ? "" : "s");
 	} else if (*dir && strcasecmp(dir, "asc") && strcasecmp(dir, "desc")) {
-		query_fail(c, "order_by: expected asc or desc after '%s', found '%s'", query_quote(item, qk),
-		     query_quote(dir, qb));
+		query_fail(c, "order_by: expected asc or desc after '%s', found '%s'",
+			   query_quote(item, qk), query_quote(dir, qb));
 	} else if (!query_emit_key(c, item, allow_score, k)) {
 		k->o.text = NULL; /* item is freed below */
 		*dir_given = *dir;
 		o->desc[o->n] = *dir && !strcasecmp(dir, "desc");
 		if (k->ty == TY_MESSAGE || k->ty == TY_REPEATED || k->ty == TY_MAP)
-			query_fail(c, "cannot order by '%s' (%s)", query_quote(item, qb), query_ty_names[k->ty]);
+			query_fail(c, "cannot order by '%s' (%s)", query_quote(item, qb),
+				   query_ty_names[k->ty]);
 		for (unsigned i = 0; i < o->n && !c->rc; i++)
 			if (same_key(&o->k[i], k))
 				query_fail(c, "order_by names '%s' twice", query_quote(item, qb));

@@ -46,7 +46,9 @@ int query_path_parse(const char *s, size_t len, query_path *p)
 			if (i == d)
 				return store_err_set(-EINVAL, "an index must be a decimal number");
 			if (i - d > 6)
-				return store_err_set(-EINVAL, "an index must be below 1000000 (at most 6 digits)");
+				return store_err_set(
+					-EINVAL,
+					"an index must be below 1000000 (at most 6 digits)");
 			if (i == len || s[i] != ']')
 				return store_err_set(-EINVAL, "expected ']' after an index");
 			i++;
@@ -55,7 +57,8 @@ int query_path_parse(const char *s, size_t len, query_path *p)
 		if (i == len)
 			return 0;
 		if (s[i] != '.')
-			return store_err_set(-EINVAL, "only letters, digits, '_', '.' and [index] are allowed");
+			return store_err_set(
+				-EINVAL, "only letters, digits, '_', '.' and [index] are allowed");
 		i++;
 	}
 }
@@ -70,7 +73,8 @@ size_t query_path_render(const query_path *p, char out[QUERY_PATH_TEXT_MAX])
 		memcpy(out + n, p->seg[s].name, l);
 		n += l;
 		for (unsigned k = 0; k < p->seg[s].nidx; k++)
-			n += (size_t)snprintf(out + n, QUERY_PATH_TEXT_MAX - n, "[%u]", p->seg[s].idx[k]);
+			n += (size_t)snprintf(out + n, QUERY_PATH_TEXT_MAX - n, "[%u]",
+					      p->seg[s].idx[k]);
 	}
 	out[n] = '\0';
 	return n;

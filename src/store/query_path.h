@@ -19,7 +19,8 @@
 #define QUERY_PATH_MAX_INDICES 4
 #define QUERY_PATH_MAX_INDEX 999999
 /* Longest rendering ("$" + 16 x (".name" + 4 x "[999999]")) plus its NUL. */
-#define QUERY_PATH_TEXT_MAX (1 + QUERY_PATH_MAX_SEGMENTS * (1 + QUERY_PATH_MAX_NAME + QUERY_PATH_MAX_INDICES * 8) + 1)
+#define QUERY_PATH_TEXT_MAX                                                                        \
+	(1 + QUERY_PATH_MAX_SEGMENTS * (1 + QUERY_PATH_MAX_NAME + QUERY_PATH_MAX_INDICES * 8) + 1)
 
 typedef struct query_path_seg {
 	char name[QUERY_PATH_MAX_NAME + 1];

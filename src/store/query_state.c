@@ -8,8 +8,8 @@
 #include "store/query_int.h"
 
 const char *const query_ty_names[] = {
-	"untyped", "string", "number", "int64",	   "bool",	"enum",	    "bytes",
-	"message", "repeated", "map",  "timestamp", "duration", "time column",
+	"untyped", "string",   "number", "int64",     "bool",	  "enum",	 "bytes",
+	"message", "repeated", "map",	 "timestamp", "duration", "time column",
 };
 
 const char *query_quote(const char *s, char out[QUOTE_MAX])

@@ -25,12 +25,12 @@ static uint64_t get_le64(const uint8_t *p)
 	return v;
 }
 
-#define SIPROUND                                                                        \
-	do {                                                                            \
-		v0 += v1, v1 = rotl(v1, 13), v1 ^= v0, v0 = rotl(v0, 32);               \
-		v2 += v3, v3 = rotl(v3, 16), v3 ^= v2;                                  \
-		v0 += v3, v3 = rotl(v3, 21), v3 ^= v0;                                  \
-		v2 += v1, v1 = rotl(v1, 17), v1 ^= v2, v2 = rotl(v2, 32);               \
+#define SIPROUND                                                                                   \
+	do {                                                                                       \
+		v0 += v1, v1 = rotl(v1, 13), v1 ^= v0, v0 = rotl(v0, 32);                          \
+		v2 += v3, v3 = rotl(v3, 16), v3 ^= v2;                                             \
+		v0 += v3, v3 = rotl(v3, 21), v3 ^= v0;                                             \
+		v2 += v1, v1 = rotl(v1, 17), v1 ^= v2, v2 = rotl(v2, 32);                          \
 	} while (0)
 
 uint64_t query_token_siphash(const uint8_t *key, const uint8_t *m, size_t n)
@@ -166,7 +166,9 @@ void query_token_after(cc *c, const char *token, const order *o, buf *w)
 		goto out;
 	}
 	if (get_be64(t + 9) != q->scope_hash) {
-		query_fail(c, "page_token belongs to another collection (or to one of this name deleted since)");
+		query_fail(
+			c,
+			"page_token belongs to another collection (or to one of this name deleted since)");
 		goto out;
 	}
 	if (get_be64(t + 1) != q->qhash) {
@@ -188,7 +190,8 @@ void query_token_after(cc *c, const char *token, const order *o, buf *w)
 			uint64_t u = get_be64(t + at);
 			at += 8;
 			if (tag == TAG_INT) {
-				vals[i] = (query_bindval){.type = QUERY_BIND_INT, .u.i = (int64_t)u};
+				vals[i] =
+					(query_bindval){.type = QUERY_BIND_INT, .u.i = (int64_t)u};
 			} else {
 				vals[i].type = QUERY_BIND_REAL;
 				memcpy(&vals[i].u.d, &u, 8);

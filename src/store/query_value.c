@@ -101,7 +101,7 @@ static void civil_from_days(int64_t z, int *y, int *m, int *d)
 	*y = (int)(yoe + era * 400 + (*m <= 2));
 }
 
-#define TS_MIN (-62135596800LL)	 /* 0001-01-01T00:00:00Z */
+#define TS_MIN (-62135596800LL) /* 0001-01-01T00:00:00Z */
 #define TS_MAX (253402300799LL) /* 9999-12-31T23:59:59Z */
 
 /* RFC 3339: YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+HH:MM|-HH:MM), within protobuf Timestamp's
@@ -195,4 +195,3 @@ bool query_value_duration_ok(const char *s)
 	}
 	return p[0] == 's' && p[1] == '\0';
 }
-

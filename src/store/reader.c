@@ -104,7 +104,8 @@ bool store_reader_end(store_reader *r)
 	r->page = NULL;
 	r->fixed_used = 0;
 	/* Every statement, the fixed ones too: one left stepping would hold the snapshot. */
-	for (sqlite3_stmt *st = sqlite3_next_stmt(r->db, NULL); st; st = sqlite3_next_stmt(r->db, st))
+	for (sqlite3_stmt *st = sqlite3_next_stmt(r->db, NULL); st;
+	     st = sqlite3_next_stmt(r->db, st))
 		sqlite3_reset(st);
 	if (!sqlite3_get_autocommit(r->db))
 		run(r->commit);
@@ -197,8 +198,8 @@ int store_reader_get_hit(store_reader *r, const store_hit *h, store_record *out)
 
 const char *store_reader_hit_id(store_reader *r)
 {
-	const char *id = r->fixed[RD_HIT] ? (const char *)sqlite3_column_text(r->fixed[RD_HIT], 1)
-					   : NULL;
+	const char *id =
+		r->fixed[RD_HIT] ? (const char *)sqlite3_column_text(r->fixed[RD_HIT], 1) : NULL;
 	return id ? id : "";
 }
 
@@ -225,8 +226,8 @@ static int query_stmt(store_reader *r, const char *sql, const query *q, sqlite3_
 	return rc;
 }
 
-int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void *ctx,
-		       bool *more, int64_t *total)
+int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void *ctx, bool *more,
+		       int64_t *total)
 {
 	sqlite3_stmt *st;
 	*more = false;

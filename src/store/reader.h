@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/query_path.h"
 #include "store/query.h"
+#include "store/query_path.h"
 
 typedef struct store_reader store_reader;
 
@@ -25,7 +25,7 @@ typedef struct store_record {
 	const void *data; /* its protobuf bytes */
 	size_t data_len;
 	const char *json; /* store_reader_scan with STORE_SCAN_JSON; else NULL */
-	double score;     /* store_reader_query: the full-text relevance, higher is better */
+	double score;	  /* store_reader_query: the full-text relevance, higher is better */
 } store_record;
 
 /* Called for each record of a query or a scan. 0 goes on; another value stops the read
@@ -47,8 +47,8 @@ int store_reader_get(store_reader *r, const char *id, store_record *out);
 /* Runs q: its page, up to query_page_size(q) records, each given to fn (id, data, score),
  * then its count into *total. *more: the query had a record after the page, or fn
  * stopped the page with a positive value. 0, fn's negative value, or an error. */
-int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void *ctx,
-		       bool *more, int64_t *total);
+int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void *ctx, bool *more,
+		       int64_t *total);
 /* Inside fn of a List's store_reader_query: the page token that continues right after the
  * record at hand (query_token_next). 0 with *token (mem_free()), -EOVERFLOW, -ENOMEM. */
 int store_reader_page_token(store_reader *r, char **token);

@@ -65,15 +65,15 @@ enum slot_state {
 };
 
 typedef struct slot {
-	struct slot *hnext;	  /* hash chain */
-	list_node lru;		  /* in the store's lru, most recent first */
+	struct slot *hnext; /* hash chain */
+	list_node lru;	    /* in the store's lru, most recent first */
 	char ns[STORE_NAME_MAX + 1], name[STORE_NAME_MAX + 1];
 	struct store *owner;
 	store_coll *c;
 	/* The catalog row as of the open, kept current by store_collection_update_def:
 	 * store_collection_get answers from it while the slot is READY. NULL: ask the catalog. */
 	store_collection *row;
-	uint64_t version; /* of row: see store_collection_version */
+	uint64_t version;   /* of row: see store_collection_version */
 	int64_t created_at; /* the row's when opened: one incarnation of the name */
 	size_t refs;
 	enum slot_state state;
@@ -199,21 +199,21 @@ static void evict(store *s)
 
 /* --- the catalog ---------------------------------------------------------------------- */
 
-#define CATALOG_SCHEMA                                                                   \
-	"CREATE TABLE IF NOT EXISTS collections ("                                       \
-	" namespace TEXT NOT NULL, name TEXT NOT NULL, def BLOB NOT NULL,"               \
-	" type_namespace TEXT NOT NULL, type_name TEXT NOT NULL,"                        \
-	" labels TEXT NOT NULL CHECK (CASE WHEN json_valid(labels)"                      \
-	"   THEN json_type(labels) = 'object' ELSE 0 END),"                              \
-	" indexed_fields TEXT NOT NULL CHECK (CASE WHEN json_valid(indexed_fields)"      \
-	"   THEN json_type(indexed_fields) = 'array' ELSE 0 END),"                       \
-	" created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"                     \
-	" PRIMARY KEY (namespace, name)) WITHOUT ROWID;"                                 \
-	"CREATE INDEX IF NOT EXISTS collections_by_type"                                 \
+#define CATALOG_SCHEMA                                                                             \
+	"CREATE TABLE IF NOT EXISTS collections ("                                                 \
+	" namespace TEXT NOT NULL, name TEXT NOT NULL, def BLOB NOT NULL,"                         \
+	" type_namespace TEXT NOT NULL, type_name TEXT NOT NULL,"                                  \
+	" labels TEXT NOT NULL CHECK (CASE WHEN json_valid(labels)"                                \
+	"   THEN json_type(labels) = 'object' ELSE 0 END),"                                        \
+	" indexed_fields TEXT NOT NULL CHECK (CASE WHEN json_valid(indexed_fields)"                \
+	"   THEN json_type(indexed_fields) = 'array' ELSE 0 END),"                                 \
+	" created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"                               \
+	" PRIMARY KEY (namespace, name)) WITHOUT ROWID;"                                           \
+	"CREATE INDEX IF NOT EXISTS collections_by_type"                                           \
 	" ON collections(type_name, type_namespace);"
 
-#define CATALOG_COLUMNS                                                                  \
-	"namespace, name, def, type_namespace, type_name, labels, indexed_fields,"       \
+#define CATALOG_COLUMNS                                                                            \
+	"namespace, name, def, type_namespace, type_name, labels, indexed_fields,"                 \
 	" created_at, updated_at"
 
 static int catalog_conn(const char *path, const coll_options *o, sqlite3 **out)
@@ -278,8 +278,8 @@ static store_collection *row_copy(const store_collection *v)
 		memcpy(p, v->def, v->def_len);
 	c->def = p;
 	p += v->def_len;
-	const char **dst[] = {&c->ns, &c->name, &c->type_ns, &c->type_name, &c->labels,
-			      &c->indexed};
+	const char **dst[] = {&c->ns,	     &c->name,	 &c->type_ns,
+			      &c->type_name, &c->labels, &c->indexed};
 	for (size_t i = 0; i < 6; i++) {
 		size_t len = strlen(strs[i] ? strs[i] : "") + 1;
 		memcpy(p, strs[i] ? strs[i] : "", len);
@@ -347,7 +347,8 @@ static void sweep_leftovers(store *s)
 	while ((e = readdir(d))) {
 		if (!store_name_valid(e->d_name))
 			continue;
-		int nsfd = openat(s->dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int nsfd = openat(s->dirfd, e->d_name,
+				  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		DIR *nd = nsfd >= 0 ? fdopendir(nsfd) : NULL;
 		if (!nd) {
 			if (nsfd >= 0)
@@ -435,7 +436,7 @@ void store_close(store *s)
 	if (!s)
 		return;
 	pthread_mutex_lock(&s->mu);
-	list_each_safe(it, &s->lru) {
+	list_each_safe (it, &s->lru) {
 		slot *sl = container_of(it, slot, lru);
 		if (sl->refs)
 			log_error("store: closing %s/%s with %zu handles held", sl->ns, sl->name,
@@ -463,9 +464,11 @@ const char *store_data_dir(const store *s) { return s->dir; }
 static int check_names(const char *ns, const char *name)
 {
 	if (!store_name_valid(ns))
-		return store_err_set(-EINVAL, "invalid namespace name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
+		return store_err_set(
+			-EINVAL, "invalid namespace name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
 	if (!store_name_valid(name))
-		return store_err_set(-EINVAL, "invalid collection name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
+		return store_err_set(
+			-EINVAL, "invalid collection name (want [A-Za-z0-9][A-Za-z0-9_-]{0,62})");
 	return 0;
 }
 
@@ -564,7 +567,8 @@ int store_collection_create(store *s, const store_collection *c, int flags)
 	if ((rc = build_dir(s, nsfd, c->ns, tmp)) < 0)
 		goto out;
 	if (renameat(nsfd, tmp, nsfd, c->name) || fsync(nsfd)) {
-		rc = store_err_set(-errno, "rename into %s/%s: %s", c->ns, c->name, strerror(errno));
+		rc = store_err_set(-errno, "rename into %s/%s: %s", c->ns, c->name,
+				   strerror(errno));
 		goto out;
 	}
 	rc = ddl_exec(s, "COMMIT");
@@ -586,18 +590,21 @@ out:
 }
 
 /* What a delete reports as removed; best effort, the delete goes on regardless. */
-static void count_contents(store *s, int nsfd, const char *ns, const char *name,
-			   int64_t *records, int64_t *files)
+static void count_contents(store *s, int nsfd, const char *ns, const char *name, int64_t *records,
+			   int64_t *files)
 {
 	char path[PATH_MAX];
 	store_reader *r;
-	if (snprintf(path, sizeof(path), "%s/%s/%s/records.db", s->dir, ns, name) < (int)sizeof(path) &&
+	if (snprintf(path, sizeof(path), "%s/%s/%s/records.db", s->dir, ns, name) <
+		    (int)sizeof(path) &&
 	    store_reader_open(path, s->copts.busy_timeout_ms, &r) == 0) {
 		store_reader_count(r, records);
 		store_reader_close(r);
 	}
-	int fd = nsfd < 0 ? -1 : openat(nsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	int ffd = fd < 0 ? -1 : openat(fd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd =
+		nsfd < 0 ? -1 : openat(nsfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int ffd =
+		fd < 0 ? -1 : openat(fd, "files", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	int64_t bytes;
 	if (ffd >= 0) {
 		dirs_tree_stat(ffd, files, &bytes);
@@ -704,7 +711,8 @@ int store_collection_get(store *s, const char *ns, const char *name, store_colle
 	 * instead of a catalog read on the one shared connection. */
 	pthread_mutex_lock(&s->mu);
 	slot *sl = slot_find(s, ns, name);
-	store_collection *copy = sl && sl->state == SLOT_READY && sl->row ? row_copy(sl->row) : NULL;
+	store_collection *copy =
+		sl && sl->state == SLOT_READY && sl->row ? row_copy(sl->row) : NULL;
 	pthread_mutex_unlock(&s->mu);
 	if (copy) {
 		*out = copy;

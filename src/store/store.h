@@ -31,11 +31,11 @@ typedef struct store_options {
 	/* synchronous=NORMAL instead of FULL: faster commits, but an acknowledged write
 	 * can be lost on power failure (never on a crash of the process). */
 	bool sync_normal;
-	size_t max_open;      /* open collections kept when idle; 0: 64 */
-	size_t queue_max;     /* write requests waiting per collection; 0: 10000 */
-	size_t group_max;     /* requests per transaction; 0: unlimited, 1: no grouping */
-	size_t readers_max;   /* read connections per collection; 0: 4 */
-	int busy_timeout_ms;  /* 0: 5000 */
+	size_t max_open;     /* open collections kept when idle; 0: 64 */
+	size_t queue_max;    /* write requests waiting per collection; 0: 10000 */
+	size_t group_max;    /* requests per transaction; 0: unlimited, 1: no grouping */
+	size_t readers_max;  /* read connections per collection; 0: 4 */
+	int busy_timeout_ms; /* 0: 5000 */
 } store_options;
 
 /* A catalog row. As an input, the pointers are borrowed for the call; as an output of
@@ -44,12 +44,12 @@ typedef struct store_collection {
 	const char *ns, *name;
 	const void *def; /* opaque definition (the service keeps a collector.Collection) */
 	size_t def_len;
-	const char *type_ns;   /* message type's namespace; NULL: "" */
-	const char *type_name; /* its full name; NULL: "" */
-	const char *labels;    /* JSON object of strings; NULL: "{}" */
-	const char *indexed;   /* JSON array of field paths; NULL: "[]" */
+	const char *type_ns;		/* message type's namespace; NULL: "" */
+	const char *type_name;		/* its full name; NULL: "" */
+	const char *labels;		/* JSON object of strings; NULL: "{}" */
+	const char *indexed;		/* JSON array of field paths; NULL: "[]" */
 	int64_t created_at, updated_at; /* unix microseconds; 0 on input: now */
-	uint64_t version; /* output: see store_collection_version; ignored on input */
+	uint64_t version;		/* output: see store_collection_version; ignored on input */
 } store_collection;
 
 /* Filters of store_collection_list; NULL or 0 fields do not filter. */

@@ -36,12 +36,12 @@ typedef struct coll_options {
 } coll_options;
 
 /* Opens the collection in dir; owner is the store's table entry (coll_owner). */
-int coll_open(const char *dir, const char *ns, const char *name, const coll_options *o,
-	      void *owner, store_coll **out);
+int coll_open(const char *dir, const char *ns, const char *name, const coll_options *o, void *owner,
+	      store_coll **out);
 /* Lets queued writes finish, stops the writer and closes every connection. */
 void coll_close(store_coll *c);
 void *coll_owner(const store_coll *c);
-int coll_files_fd(const store_coll *c);   /* files/, O_DIRECTORY */
+int coll_files_fd(const store_coll *c);	  /* files/, O_DIRECTORY */
 int coll_staging_fd(const store_coll *c); /* staging/, uploads in progress */
 
 /* ---- a reader, as coll.c lends it out and as store's tests read through it (reader.c) ---- */

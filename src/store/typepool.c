@@ -12,10 +12,7 @@
 
 sym tp_tombstone;
 
-uint32_t tp_name_hash(const char *s, size_t n)
-{
-	return hash_fnv1a(HASH_FNV1A_INIT, s, n);
-}
+uint32_t tp_name_hash(const char *s, size_t n) { return hash_fnv1a(HASH_FNV1A_INIT, s, n); }
 
 sym *tp_symtab_find(const symtab *t, const char *s, size_t n, uint32_t h)
 {
@@ -153,7 +150,8 @@ static bool package_in_use(const tp_ns *ns, const tp_file *f, const char *p, siz
 	for (size_t i = 0; i < ns->files.cap; i++) {
 		const sym *e = ns->files.slots[i];
 		const tp_file *o = e && e != TOMB ? e->obj : NULL;
-		if (o && o != f && !strncmp(o->package, p, n) && (!o->package[n] || o->package[n] == '.'))
+		if (o && o != f && !strncmp(o->package, p, n) &&
+		    (!o->package[n] || o->package[n] == '.'))
 			return true;
 	}
 	return false;
@@ -181,7 +179,7 @@ int tp_remove_file(tp_pool *tp, const char *ns, const char *name)
 		if (f->package[k + 1] && f->package[k + 1] != '.')
 			continue;
 		sym *p = tp_symtab_find(&space->syms, f->package, k + 1,
-				     tp_name_hash(f->package, k + 1));
+					tp_name_hash(f->package, k + 1));
 		if (p && p->kind == SYM_PACKAGE && !package_in_use(space, f, f->package, k + 1))
 			tp_symtab_remove(&space->syms, p);
 	}
@@ -237,7 +235,8 @@ static size_t scan_bare(const symtab *t, const char *name, size_t n, const tp_me
 		if (!e || e == TOMB || e->kind != SYM_MESSAGE)
 			continue;
 		size_t fl = e->len;
-		if (fl < n || memcmp(e->name + fl - n, name, n) || (fl > n && e->name[fl - n - 1] != '.'))
+		if (fl < n || memcmp(e->name + fl - n, name, n) ||
+		    (fl > n && e->name[fl - n - 1] != '.'))
 			continue;
 		if (!count++)
 			*found = e->obj;
@@ -245,8 +244,7 @@ static size_t scan_bare(const symtab *t, const char *name, size_t n, const tp_me
 	return count;
 }
 
-const tp_message *tp_find_bare(tp_pool *tp, const char *ns, const char *name,
-				     size_t *matches)
+const tp_message *tp_find_bare(tp_pool *tp, const char *ns, const char *name, size_t *matches)
 {
 	size_t n = strlen(name), count = 0;
 	const tp_message *found = NULL, *f;
@@ -302,7 +300,7 @@ const char *tp_symbol_file(tp_pool *tp, const char *ns, const char *name)
 }
 
 bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t **bytes,
-			 size_t *len)
+		   size_t *len)
 {
 	size_t n = strlen(name);
 	sym *e = NULL;
@@ -319,26 +317,18 @@ bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t 
 	return true;
 }
 
-const tp_message_info *tp_message_get(const tp_message *m)
-{
-	return &m->info;
-}
+const tp_message_info *tp_message_get(const tp_message *m) { return &m->info; }
 
-const tp_enum_info *tp_enum_get(const tp_enum *e)
-{
-	return &e->info;
-}
+const tp_enum_info *tp_enum_get(const tp_enum *e) { return &e->info; }
 
-const tp_service_info *tp_service_get(const tp_service *s)
-{
-	return &s->info;
-}
+const tp_service_info *tp_service_get(const tp_service *s) { return &s->info; }
 
 const tp_field *tp_message_field_by_number(const tp_message *m, uint32_t number)
 {
 	if (m->dense)
-		return number < m->n_dense && m->dense[number] ? &m->info.fields[m->dense[number] - 1]
-							       : NULL;
+		return number < m->n_dense && m->dense[number]
+			       ? &m->info.fields[m->dense[number] - 1]
+			       : NULL;
 	size_t lo = 0, hi = m->info.n_fields;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
@@ -442,7 +432,8 @@ const tp_field *tp_resolve_path(const tp_message *m, const char *const *segs, si
 			i++; /* segs[i] is a key; any string is one */
 			f = &e->fields[1];
 		}
-		m = !f->repeated && (f->type == TP_MESSAGE || f->type == TP_GROUP) ? f->message : NULL;
+		m = !f->repeated && (f->type == TP_MESSAGE || f->type == TP_GROUP) ? f->message
+										   : NULL;
 	}
 	return f;
 }

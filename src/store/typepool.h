@@ -64,20 +64,20 @@ typedef enum {
 } tp_wkt;
 
 typedef struct tp_field {
-	const char *name;	    /* as in the .proto */
-	const char *json_name;	    /* lowerCamel, or the json_name option */
+	const char *name;      /* as in the .proto */
+	const char *json_name; /* lowerCamel, or the json_name option */
 	const tp_message *parent;
-	const tp_message *message;  /* TP_MESSAGE, TP_GROUP: the field's type */
-	const tp_enum *enum_type;   /* TP_ENUM */
+	const tp_message *message; /* TP_MESSAGE, TP_GROUP: the field's type */
+	const tp_enum *enum_type;  /* TP_ENUM */
 	uint32_t number;
-	int32_t oneof;		    /* index of the containing oneof, -1 for none */
-	uint8_t type;		    /* tp_type */
+	int32_t oneof; /* index of the containing oneof, -1 for none */
+	uint8_t type;  /* tp_type */
 	bool repeated;
-	bool packed;		    /* repeated scalar written packed */
-	bool is_map;		    /* repeated map entry: message has key=1, value=2 */
-	bool proto3_optional;	    /* in a synthetic oneof of its own */
-	bool has_presence;	    /* set vs default is tracked: messages, oneofs, proto2 */
-	bool closed_enum;	    /* proto2: unknown enum numbers are not values */
+	bool packed;	      /* repeated scalar written packed */
+	bool is_map;	      /* repeated map entry: message has key=1, value=2 */
+	bool proto3_optional; /* in a synthetic oneof of its own */
+	bool has_presence;    /* set vs default is tracked: messages, oneofs, proto2 */
+	bool closed_enum;     /* proto2: unknown enum numbers are not values */
 } tp_field;
 
 typedef struct tp_enum_value {
@@ -118,8 +118,8 @@ typedef struct tp_enum_info {
 	const char *full_name;
 	const tp_enum_value *values; /* in declaration order; values[0] is the default */
 	size_t n_values;
-	bool closed;		     /* declared in a proto2 file */
-	bool null_value;	     /* google.protobuf.NullValue: JSON null */
+	bool closed;	 /* declared in a proto2 file */
+	bool null_value; /* google.protobuf.NullValue: JSON null */
 } tp_enum_info;
 
 typedef struct tp_service_info {
@@ -146,12 +146,12 @@ int tp_add_file(tp_pool *tp, const char *ns, const Google__Protobuf__FileDescrip
  * call into the pool. Returns 0, or nonzero with a message in err[0..cap) to refuse the
  * add (-EINVAL then, or the negative errno returned), which becomes the add's message. */
 typedef int (*tp_check_fn)(void *ctx, const tp_message *const *msgs, size_t n, char *err,
-				 size_t cap);
+			   size_t cap);
 #define TP_CHECK_ONLY 1 /* build and check, then drop: nothing is added */
 /* tp_add_set for parsed files, with an optional check (NULL: none). */
 int tp_add_files(tp_pool *tp, const char *ns,
-		       const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
-		       int flags, tp_check_fn check, void *check_ctx);
+		 const Google__Protobuf__FileDescriptorProto *const *files, size_t n, int flags,
+		 tp_check_fn check, void *check_ctx);
 /* tp_add_files in two steps, for a caller that makes the files durable in between
  * (the registry): staging builds, checks and makes room for them, and fails as
  * tp_add_files does; publishing makes them visible and cannot fail, so that nothing
@@ -160,8 +160,8 @@ int tp_add_files(tp_pool *tp, const char *ns,
  * published or unstaged. */
 typedef struct tp_staged tp_staged;
 int tp_stage_files(tp_pool *tp, const char *ns,
-			 const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
-			 tp_check_fn check, void *check_ctx, tp_staged **out);
+		   const Google__Protobuf__FileDescriptorProto *const *files, size_t n,
+		   tp_check_fn check, void *check_ctx, tp_staged **out);
 void tp_publish(tp_staged *s);
 void tp_unstage(tp_staged *s);
 
@@ -179,7 +179,7 @@ const char *tp_symbol_file(tp_pool *tp, const char *ns, const char *full_name);
 /* The serialized FileDescriptorProto of a file of ns itself (NULL: global), as added;
  * valid as long as the pool. false when there is none. */
 bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t **bytes,
-			 size_t *len);
+		   size_t *len);
 
 /* Lookups by full name, with or without a leading dot, as seen from ns (NULL: global only).
  * NULL when unknown. */
@@ -188,13 +188,11 @@ const tp_enum *tp_find_enum(tp_pool *tp, const char *ns, const char *full_name);
 /* A message by its bare name ("Animal" for zoo.Animal), seen from ns: the message when
  * exactly one visible message has that name, else NULL; *matches says how many do. A
  * linear scan: for requests that name a type once, not for hot paths. */
-const tp_message *tp_find_bare(tp_pool *tp, const char *ns, const char *name,
-				     size_t *matches);
+const tp_message *tp_find_bare(tp_pool *tp, const char *ns, const char *name, size_t *matches);
 const tp_service *tp_find_service(tp_pool *tp, const char *ns, const char *full_name);
 /* The message of a type URL ("type.googleapis.com/pkg.Msg": the part after the last '/'),
  * len bytes long. */
-const tp_message *tp_find_type_url(tp_pool *tp, const char *ns, const char *url,
-					 size_t len);
+const tp_message *tp_find_type_url(tp_pool *tp, const char *ns, const char *url, size_t len);
 
 const tp_message_info *tp_message_get(const tp_message *m);
 const tp_enum_info *tp_enum_get(const tp_enum *e);

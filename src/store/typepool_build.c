@@ -12,10 +12,10 @@
 
 typedef struct build {
 	tp_pool *tp;
-	tp_ns *ns;	     /* where the files go */
-	tp_ns *new_ns;	     /* ns when it is new: joins the pool at commit only */
-	symtab stage;	     /* symbols of the files being added */
-	tp_file *staged;     /* files being added, newest first */
+	tp_ns *ns;	 /* where the files go */
+	tp_ns *new_ns;	 /* ns when it is new: joins the pool at commit only */
+	symtab stage;	 /* symbols of the files being added */
+	tp_file *staged; /* files being added, newest first */
 	char err[512];
 } build;
 
@@ -36,10 +36,7 @@ static int oom(build *b)
 }
 
 /* Packages stay visible: other files share them. */
-static bool visible(const sym *e)
-{
-	return e && (e->kind == SYM_PACKAGE || !e->file->hidden);
-}
+static bool visible(const sym *e) { return e && (e->kind == SYM_PACKAGE || !e->file->hidden); }
 
 /* A symbol as the files being added see it: theirs, their namespace's, the global ones. */
 static sym *lookup(build *b, const char *s, size_t n)
@@ -102,8 +99,12 @@ static int define(build *b, tp_file *f, const char *name, sym_kind kind, void *o
 	sym *e = arena_zalloc(&f->mem, sizeof *e);
 	if (!e || tp_symtab_reserve(&b->stage, 1) || tp_ptrvec_push(&f->syms, e))
 		return oom(b);
-	*e = (sym){.name = name, .len = (uint32_t)n, .hash = tp_name_hash(name, n),
-		   .kind = (uint8_t)kind, .obj = obj, .file = f};
+	*e = (sym){.name = name,
+		   .len = (uint32_t)n,
+		   .hash = tp_name_hash(name, n),
+		   .kind = (uint8_t)kind,
+		   .obj = obj,
+		   .file = f};
 	tp_symtab_put(&b->stage, e);
 	return 0;
 }
@@ -148,8 +149,8 @@ static int declare_enum(build *b, tp_file *f, const char *scope, const enum_prot
 	for (size_t i = 0; i < ep->n_value; i++) {
 		const Google__Protobuf__EnumValueDescriptorProto *v = ep->value[i];
 		if (!ident_ok(v->name))
-			return fail(b, "invalid value name \"%s\" in enum %s", v->name ? v->name : "",
-				    full);
+			return fail(b, "invalid value name \"%s\" in enum %s",
+				    v->name ? v->name : "", full);
 		/* Enum values are siblings of their enum, as in C++. */
 		const char *vfull = join(b, f, scope, v->name);
 		if (!vfull)
@@ -208,7 +209,8 @@ static int declare_message(build *b, tp_file *f, const char *scope, const messag
 	for (size_t i = 0; i < mp->n_extension; i++) {
 		const char *name = mp->extension[i]->name;
 		if (!ident_ok(name))
-			return fail(b, "invalid extension name \"%s\" in %s", name ? name : "", full);
+			return fail(b, "invalid extension name \"%s\" in %s", name ? name : "",
+				    full);
 		const char *efull = join(b, f, full, name);
 		if (!efull || (rc = define(b, f, efull, SYM_OTHER, m)))
 			return efull ? rc : -ENOMEM;
@@ -373,7 +375,8 @@ static int build_fields(build *b, tp_file *f, tp_message *m)
 			if (!json_name_ok(fp->json_name))
 				return fail(b, "field %s.%s has an invalid json_name", full,
 					    fp->name);
-			fd->json_name = arena_strndup(&f->mem, fp->json_name, strlen(fp->json_name));
+			fd->json_name =
+				arena_strndup(&f->mem, fp->json_name, strlen(fp->json_name));
 		} else {
 			fd->json_name = camel(b, f, fp->name);
 		}
@@ -423,7 +426,8 @@ static int build_fields(build *b, tp_file *f, tp_message *m)
 		}
 		if (fp->has_proto3_optional && fp->proto3_optional) {
 			if (!f->proto3 || fd->oneof < 0)
-				return fail(b, "field %s.%s: optional needs a proto3 synthetic oneof",
+				return fail(b,
+					    "field %s.%s: optional needs a proto3 synthetic oneof",
 					    full, fp->name);
 			fd->proto3_optional = true;
 			oneofs[fd->oneof].synthetic = true;
@@ -455,11 +459,12 @@ static int build_fields(build *b, tp_file *f, tp_message *m)
 	for (size_t i = 0; i < n; i++) {
 		const tp_field *x = &fields[by_json[i]];
 		if (i && strcmp(x->json_name, fields[by_json[i - 1]].json_name) == 0)
-			return fail(b, "fields %s.%s and %s.%s have the same JSON name \"%s\"", full,
-				    fields[by_json[i - 1]].name, full, x->name, x->json_name);
+			return fail(b, "fields %s.%s and %s.%s have the same JSON name \"%s\"",
+				    full, fields[by_json[i - 1]].name, full, x->name, x->json_name);
 		const tp_field *y = tp_message_field_by_name(m, x->json_name, strlen(x->json_name));
 		if (y && y != x)
-			return fail(b, "JSON name \"%s\" of field %s.%s is the name of another field",
+			return fail(b,
+				    "JSON name \"%s\" of field %s.%s is the name of another field",
 				    x->json_name, full, x->name);
 	}
 	uint32_t max = n ? fields[n - 1].number : 0;
@@ -515,14 +520,14 @@ static void mark_wkt(tp_message *m)
 	const tp_field *f = m->info.fields;
 	static const uint8_t str_bytes[] = {TP_STRING, TP_BYTES}, i64_i32[] = {TP_INT64, TP_INT32},
 			     str[] = {TP_STRING}, msg[] = {TP_MESSAGE},
-			     value[] = {TP_ENUM, TP_DOUBLE, TP_STRING, TP_BOOL, TP_MESSAGE,
-					TP_MESSAGE};
+			     value[] = {TP_ENUM, TP_DOUBLE,  TP_STRING,
+					TP_BOOL, TP_MESSAGE, TP_MESSAGE};
 	static const struct {
 		const char *name;
 		uint8_t type;
 	} wrappers[] = {
-		{"DoubleValue", TP_DOUBLE}, {"FloatValue", TP_FLOAT}, {"Int64Value", TP_INT64},
-		{"UInt64Value", TP_UINT64}, {"Int32Value", TP_INT32}, {"UInt32Value", TP_UINT32},
+		{"DoubleValue", TP_DOUBLE}, {"FloatValue", TP_FLOAT},	{"Int64Value", TP_INT64},
+		{"UInt64Value", TP_UINT64}, {"Int32Value", TP_INT32},	{"UInt32Value", TP_UINT32},
 		{"BoolValue", TP_BOOL},	    {"StringValue", TP_STRING}, {"BytesValue", TP_BYTES},
 	};
 	if (!strcmp(n, "Any") && shape(m, 2, str_bytes, false))
@@ -539,7 +544,8 @@ static void mark_wkt(tp_message *m)
 		 !strcmp(f[0].message->info.fields[1].message->info.full_name,
 			 "google.protobuf.Value"))
 		m->info.wkt = TP_WKT_STRUCT;
-	else if (!strcmp(n, "Value") && shape(m, 6, value, false) && f[0].enum_type->info.null_value &&
+	else if (!strcmp(n, "Value") && shape(m, 6, value, false) &&
+		 f[0].enum_type->info.null_value &&
 		 !strcmp(f[4].message->info.full_name, "google.protobuf.Struct") &&
 		 !strcmp(f[5].message->info.full_name, "google.protobuf.ListValue"))
 		m->info.wkt = TP_WKT_VALUE;
@@ -581,7 +587,8 @@ static int build_service(build *b, tp_file *f, tp_service *s)
 			sym *t = types[k] && types[k][0] ? resolve(b, s->info.full_name, types[k])
 							 : NULL;
 			if (!t || t->kind != SYM_MESSAGE)
-				return fail(b, "method %s.%s: %s type \"%s\" is not a known message",
+				return fail(b,
+					    "method %s.%s: %s type \"%s\" is not a known message",
 					    s->info.full_name, mp->name, k ? "output" : "input",
 					    types[k] ? types[k] : "");
 			msgs[k] = t->obj;
@@ -830,7 +837,8 @@ static void publish(build *b)
 		}
 		for (size_t i = 0; i < f->syms.n; i++) {
 			sym *e = f->syms.p[i];
-			if (e->kind != SYM_PACKAGE || !tp_symtab_find(&b->ns->syms, e->name, e->len, e->hash))
+			if (e->kind != SYM_PACKAGE ||
+			    !tp_symtab_find(&b->ns->syms, e->name, e->len, e->hash))
 				tp_symtab_put(&b->ns->syms, e);
 		}
 		tp_symtab_put(&b->ns->files, &f->self);
@@ -906,8 +914,8 @@ static void unstage(build *b)
 	b->new_ns = NULL;
 }
 
-int tp_add_files(tp_pool *tp, const char *ns, const file_proto *const *files, size_t n,
-		       int flags, tp_check_fn check, void *check_ctx)
+int tp_add_files(tp_pool *tp, const char *ns, const file_proto *const *files, size_t n, int flags,
+		 tp_check_fn check, void *check_ctx)
 {
 	tp_staged *s;
 	int rc = tp_stage_files(tp, ns, files, n, check, check_ctx, &s);
@@ -923,7 +931,7 @@ struct tp_staged {
 };
 
 int tp_stage_files(tp_pool *tp, const char *ns, const file_proto *const *files, size_t n,
-			 tp_check_fn check, void *check_ctx, tp_staged **out)
+		   tp_check_fn check, void *check_ctx, tp_staged **out)
 {
 	*out = NULL;
 	tp_staged *s = mem_calloc(1, sizeof(*s));
@@ -984,9 +992,7 @@ int tp_add_set(tp_pool *tp, const char *ns, const uint8_t *bytes, size_t len)
 		return store_err_set(rc, "out of memory");
 	if (rc)
 		return store_err_set(-EINVAL, "not a valid FileDescriptorSet");
-	rc = tp_add_files(tp, ns, (const file_proto *const *)set->file, set->n_file, 0, NULL,
-				NULL);
+	rc = tp_add_files(tp, ns, (const file_proto *const *)set->file, set->n_file, 0, NULL, NULL);
 	google__protobuf__file_descriptor_set__free_unpacked(set, NULL);
 	return rc;
 }
-

@@ -47,7 +47,7 @@ typedef struct sym {
 
 typedef struct symtab {
 	sym **slots;
-	size_t cap; /* power of two, or 0 */
+	size_t cap;  /* power of two, or 0 */
 	size_t used; /* live entries and tombstones */
 } symtab;
 
@@ -69,8 +69,8 @@ struct tp_message {
 	tp_message_info info;
 	const uint32_t *dense; /* number -> field index + 1, for numbers < n_dense */
 	uint32_t n_dense;
-	const uint32_t *by_name; /* field indexes sorted by name */
-	const uint32_t *by_json; /* field indexes sorted by json_name */
+	const uint32_t *by_name;  /* field indexes sorted by name */
+	const uint32_t *by_json;  /* field indexes sorted by json_name */
 	const message_proto *src; /* while the file is being built */
 };
 
@@ -98,15 +98,15 @@ int tp_ptrvec_push(ptrvec *v, void *x);
 typedef struct tp_file {
 	struct tp_file *next; /* every file of the pool, for tp_free */
 	arena mem;
-	sym self;	/* name -> this file in its namespace's file table */
+	sym self; /* name -> this file in its namespace's file table */
 	tp_ns *ns;
 	const char *package;
 	uint8_t *bytes; /* the serialized FileDescriptorProto, to tell re-adds apart */
 	size_t len;
 	ptrvec syms; /* sym *: the symbols it defines */
 	bool proto3;
-	bool hidden;  /* superseded by a file being added: invisible to that add */
-	bool staged;  /* being added */
+	bool hidden; /* superseded by a file being added: invisible to that add */
+	bool staged; /* being added */
 	struct tp_file *replaces;
 	ptrvec messages; /* tp_message *, tp_enum *, tp_service *: while being built */
 	ptrvec enums;

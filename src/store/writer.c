@@ -14,10 +14,10 @@
 #include "store/store_int.h"
 
 /* The shared schema of records.db: a record's row, and its full-text row (rowid = rid). */
-#define RECORDS_SCHEMA                                                                 \
-	"CREATE TABLE records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"      \
-	" data BLOB NOT NULL, json TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}',"   \
-	" created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"                   \
+#define RECORDS_SCHEMA                                                                             \
+	"CREATE TABLE records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"                  \
+	" data BLOB NOT NULL, json TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}',"              \
+	" created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"                              \
 	"CREATE VIRTUAL TABLE records_fts USING fts5(text);"
 
 enum {
@@ -51,8 +51,9 @@ static const char *const writer_sql[ST_COUNT] = {
 		      " VALUES (?1, ?2, ?3, json(?4), ?5, ?6)",
 	[ST_FTS_INSERT] = "INSERT INTO records_fts (rowid, text) VALUES (?1, ?2)",
 	[ST_SELECT] = "SELECT rid, data, json, labels FROM records WHERE id = ?1",
-	[ST_UPDATE] = "UPDATE records SET data = ?2, json = ?3, labels = coalesce(json(?4), labels),"
-		      " updated_at = ?5 WHERE id = ?1 RETURNING rid, created_at",
+	[ST_UPDATE] =
+		"UPDATE records SET data = ?2, json = ?3, labels = coalesce(json(?4), labels),"
+		" updated_at = ?5 WHERE id = ?1 RETURNING rid, created_at",
 	[ST_FTS_UPDATE] = "UPDATE records_fts SET text = ?2 WHERE rowid = ?1",
 	[ST_DELETE] = "DELETE FROM records WHERE id = ?1 RETURNING rid",
 	[ST_FTS_DELETE] = "DELETE FROM records_fts WHERE rowid = ?1",
@@ -585,8 +586,7 @@ out:
 
 static bool mask_valid(const store_op *op)
 {
-	if (op->nmask && (op->kind != STORE_OP_UPDATE || !op->apply || !op->mask ||
-			  !op->row.json))
+	if (op->nmask && (op->kind != STORE_OP_UPDATE || !op->apply || !op->mask || !op->row.json))
 		return false;
 	for (size_t i = 0; i < op->nmask; i++) {
 		query_path qp;
@@ -600,8 +600,8 @@ static bool op_valid(const store_op *op)
 {
 	if (!op->id || !op->id[0] || !mask_valid(op))
 		return false;
-	bool row_ok = op->row.json && (op->row.data || !op->row.data_len) &&
-		      op->row.data_len <= INT_MAX;
+	bool row_ok =
+		op->row.json && (op->row.data || !op->row.data_len) && op->row.data_len <= INT_MAX;
 	switch (op->kind) {
 	case STORE_OP_INSERT:
 		return row_ok;
@@ -619,15 +619,16 @@ int store_writer_check(store_write_req *req)
 		return store_err_set(-EINVAL, "empty write request");
 	for (size_t i = 0; i < req->nops; i++) {
 		if (!op_valid(&req->ops[i]))
-			return store_err_set(-EINVAL, "write op %zu: missing id, data or json, or a bad mask", i);
+			return store_err_set(
+				-EINVAL, "write op %zu: missing id, data or json, or a bad mask",
+				i);
 		req->ops[i].rc = 0;
 	}
 	req->status = 0;
 	return 0;
 }
 
-int store_writer_open(const char *path, bool sync_normal, int busy_timeout_ms,
-		      store_writer **out)
+int store_writer_open(const char *path, bool sync_normal, int busy_timeout_ms, store_writer **out)
 {
 	store_writer *w = mem_calloc(1, sizeof(*w));
 	if (!w)
@@ -637,10 +638,11 @@ int store_writer_open(const char *path, bool sync_normal, int busy_timeout_ms,
 		sqlite3_extended_result_codes(w->db, 1);
 		sqlite3_busy_timeout(w->db, busy_timeout_ms);
 		src = sqlite3_exec(w->db,
-				   sync_normal ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-						 " PRAGMA journal_size_limit=67108864;"
-					       : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-						 " PRAGMA journal_size_limit=67108864;",
+				   sync_normal
+					   ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+					     " PRAGMA journal_size_limit=67108864;"
+					   : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+					     " PRAGMA journal_size_limit=67108864;",
 				   NULL, NULL, NULL);
 	}
 	for (int i = 0; i < ST_COUNT && src == SQLITE_OK; i++)

@@ -46,7 +46,7 @@ enum store_op_kind { STORE_OP_INSERT, STORE_OP_UPDATE, STORE_OP_DELETE };
 typedef struct store_op {
 	enum store_op_kind kind;
 	const char *id;
-	store_row row;       /* INSERT, and UPDATE without apply (replaces data and json) */
+	store_row row;	      /* INSERT, and UPDATE without apply (replaces data and json) */
 	store_apply_fn apply; /* UPDATE: computes the new row from the old one */
 	void *apply_ctx;
 	/* UPDATE with apply: field paths (store/query_path.h) to take from row.json, the rest of
@@ -70,9 +70,9 @@ struct store_write_req {
 	 * rc: 0 when every op succeeded; else the first failing op's code (the other ops'
 	 * rc tell which applied), or the transaction's error, then set on every op. */
 	void (*done)(store_write_req *req, int rc);
-	void *ctx;             /* the caller's */
+	void *ctx;	       /* the caller's */
 	store_write_req *next; /* internal */
-	int status;            /* internal */
+	int status;	       /* internal */
 };
 
 /* Whether req can be run: ops with ids, rows where they need them. 0 or -EINVAL. */
@@ -84,8 +84,7 @@ typedef struct store_writer store_writer;
 int store_writer_create(const char *dir);
 /* Opens the write connection on the records.db at path. synchronous=NORMAL with
  * sync_normal, else FULL. */
-int store_writer_open(const char *path, bool sync_normal, int busy_timeout_ms,
-		      store_writer **out);
+int store_writer_open(const char *path, bool sync_normal, int busy_timeout_ms, store_writer **out);
 void store_writer_close(store_writer *w);
 /* Runs group (requests linked by next, checked by store_writer_check) in one transaction:
  * BEGIN IMMEDIATE, each request (an atomic one of several ops inside a savepoint),

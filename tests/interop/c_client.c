@@ -79,7 +79,8 @@ static void on_done(client_call *c, int code, const char *msg)
 	s->c = NULL;
 }
 
-static const client_call_ops ops = {.on_headers = on_headers, .on_message = on_message, .on_done = on_done};
+static const client_call_ops ops = {
+	.on_headers = on_headers, .on_message = on_message, .on_done = on_done};
 
 static void reset(sync_call *s)
 {
@@ -106,12 +107,17 @@ static bool wait_for(const bool *flag, size_t *count, size_t want)
 	return *flag || (count && *count >= want);
 }
 
-static bool start(sync_call *s, const char *path, int64_t timeout_ns, const call_md *md,
-		  size_t nmd, bool compress)
+static bool start(sync_call *s, const char *path, int64_t timeout_ns, const call_md *md, size_t nmd,
+		  bool compress)
 {
 	reset(s);
-	client_call_args a = {.path = path, .timeout_ns = timeout_ns, .md = md, .nmd = nmd,
-			.compress = compress, .ops = &ops, .user = s};
+	client_call_args a = {.path = path,
+			      .timeout_ns = timeout_ns,
+			      .md = md,
+			      .nmd = nmd,
+			      .compress = compress,
+			      .ops = &ops,
+			      .user = s};
 	s->c = client_call_start(ch, &a);
 	return s->c ? true : fail("client_call_start failed");
 }
@@ -171,7 +177,8 @@ static bool check_stream_response(sync_call *s, size_t idx, size_t size)
 	if (s->nmsgs <= idx)
 		return fail("missing response %zu", idx);
 	Grpc__Testing__StreamingOutputCallResponse *resp =
-		response(&grpc__testing__streaming_output_call_response__descriptor, s->msgs[idx], s->lens[idx]);
+		response(&grpc__testing__streaming_output_call_response__descriptor, s->msgs[idx],
+			 s->lens[idx]);
 	if (!resp)
 		return fail("unparsable response");
 	size_t got = resp->payload ? resp->payload->body.len : 0;
@@ -258,8 +265,8 @@ static bool case_client_streaming(sync_call *s)
 		return false;
 	if (s->nmsgs != 1)
 		return fail("want one response, got %zu", s->nmsgs);
-	Grpc__Testing__StreamingInputCallResponse *resp =
-		response(&grpc__testing__streaming_input_call_response__descriptor, s->msgs[0], s->lens[0]);
+	Grpc__Testing__StreamingInputCallResponse *resp = response(
+		&grpc__testing__streaming_input_call_response__descriptor, s->msgs[0], s->lens[0]);
 	int32_t total = resp ? resp->aggregated_payload_size : -1;
 	if (resp)
 		grpc__testing__streaming_input_call_response__free_unpacked(resp, NULL);
@@ -374,7 +381,8 @@ static bool case_custom_metadata(sync_call *s)
 {
 	static const uint8_t bin[] = {0xab, 0xab, 0xab};
 	call_md md[] = {
-		{"x-grpc-test-echo-initial", 24, (const uint8_t *)"test_initial_metadata_value", 27},
+		{"x-grpc-test-echo-initial", 24, (const uint8_t *)"test_initial_metadata_value",
+		 27},
 		{"x-grpc-test-echo-trailing-bin", 29, bin, 3},
 	};
 	Grpc__Testing__SimpleRequest req = GRPC__TESTING__SIMPLE_REQUEST__INIT;
@@ -448,8 +456,8 @@ static bool case_health(sync_call *s)
 	if (!unary(s, "/grpc.health.v1.Health/Check", &req.base, NULL, 0, false) ||
 	    !expect_code(s, GRPC_OK) || s->nmsgs != 1)
 		return false;
-	Grpc__Health__V1__HealthCheckResponse *resp =
-		response(&grpc__health__v1__health_check_response__descriptor, s->msgs[0], s->lens[0]);
+	Grpc__Health__V1__HealthCheckResponse *resp = response(
+		&grpc__health__v1__health_check_response__descriptor, s->msgs[0], s->lens[0]);
 	int status = resp ? (int)resp->status : -1;
 	if (resp)
 		grpc__health__v1__health_check_response__free_unpacked(resp, NULL);

@@ -95,7 +95,8 @@ static bool interop_payload_ok(call *c, Grpc__Testing__PayloadType type, int32_t
 		return false;
 	}
 	if ((size_t)size > service_max_message(c)) {
-		call_finishf(c, GRPC_RESOURCE_EXHAUSTED, "response size %d is over the limit", size);
+		call_finishf(c, GRPC_RESOURCE_EXHAUSTED, "response size %d is over the limit",
+			     size);
 		return false;
 	}
 	return true;
@@ -114,7 +115,8 @@ static void interop_payload_fill(call *c, Grpc__Testing__Payload *p, int32_t siz
 static void interop_finish_send_error(call *c, int rc)
 {
 	if (rc == -EMSGSIZE)
-		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "response larger than the message size limit");
+		call_finish(c, GRPC_RESOURCE_EXHAUSTED,
+			    "response larger than the message size limit");
 	else if (rc != -ECANCELED)
 		call_finishf(c, GRPC_INTERNAL, "could not queue the response: %s", strerror(-rc));
 }
@@ -142,7 +144,8 @@ static void unary_request(call *c, const ProtobufCMessage *msg)
 		call_finish(c, req->response_status->code, req->response_status->message);
 		return;
 	}
-	call_set_response_compression(c, req->response_compressed && req->response_compressed->value);
+	call_set_response_compression(c,
+				      req->response_compressed && req->response_compressed->value);
 	Grpc__Testing__SimpleResponse resp = GRPC__TESTING__SIMPLE_RESPONSE__INIT;
 	Grpc__Testing__Payload payload = GRPC__TESTING__PAYLOAD__INIT;
 	interop_payload_fill(c, &payload, req->response_size);
@@ -236,12 +239,12 @@ typedef struct out_stream {
 	timer t;
 	out_param *v; /* malloc'd queue; [head, n) still to send */
 	size_t head, n, cap;
-	bool slept;	   /* the interval before v[head] has passed */
-	bool input_done;   /* no request will add to the queue any more */
-	bool hold;	   /* HalfDuplexCall: answer nothing before the half-close */
+	bool slept;	 /* the interval before v[head] has passed */
+	bool input_done; /* no request will add to the queue any more */
+	bool hold;	 /* HalfDuplexCall: answer nothing before the half-close */
 	bool sent_any;
-	bool gzip_call;	   /* compression was on when the response headers went out */
-	bool have_status;  /* a request asked for this status once the queue is sent */
+	bool gzip_call;	  /* compression was on when the response headers went out */
+	bool have_status; /* a request asked for this status once the queue is sent */
 	int status;
 	char *status_msg;
 } out_stream;
@@ -447,37 +450,59 @@ static void out_cancel(call *c)
 static int interop_add_methods(method_table *t, interop_service *svc)
 {
 	const method methods[] = {
-		{TS "EmptyCall", METHOD_UNARY, &grpc__testing__empty__descriptor,
+		{TS "EmptyCall",
+		 METHOD_UNARY,
 		 &grpc__testing__empty__descriptor,
-		 {.on_start = unary_start, .on_request = empty_request}, svc},
-		{TS "UnaryCall", METHOD_UNARY, &grpc__testing__simple_request__descriptor,
+		 &grpc__testing__empty__descriptor,
+		 {.on_start = unary_start, .on_request = empty_request},
+		 svc},
+		{TS "UnaryCall",
+		 METHOD_UNARY,
+		 &grpc__testing__simple_request__descriptor,
 		 &grpc__testing__simple_response__descriptor,
-		 {.on_start = unary_start, .on_request = unary_request}, svc},
-		{TS "CacheableUnaryCall", METHOD_UNARY, &grpc__testing__simple_request__descriptor,
+		 {.on_start = unary_start, .on_request = unary_request},
+		 svc},
+		{TS "CacheableUnaryCall",
+		 METHOD_UNARY,
+		 &grpc__testing__simple_request__descriptor,
 		 &grpc__testing__simple_response__descriptor,
-		 {.on_start = unary_start, .on_request = cacheable_request}, svc},
-		{TS "StreamingOutputCall", METHOD_SERVER_STREAM,
+		 {.on_start = unary_start, .on_request = cacheable_request},
+		 svc},
+		{TS "StreamingOutputCall",
+		 METHOD_SERVER_STREAM,
 		 &grpc__testing__streaming_output_call_request__descriptor,
 		 &grpc__testing__streaming_output_call_response__descriptor,
-		 {.on_start = out_start, .on_request = output_request, .on_writable = out_writable,
+		 {.on_start = out_start,
+		  .on_request = output_request,
+		  .on_writable = out_writable,
 		  .on_cancel = out_cancel},
 		 svc},
-		{TS "StreamingInputCall", METHOD_CLIENT_STREAM,
+		{TS "StreamingInputCall",
+		 METHOD_CLIENT_STREAM,
 		 &grpc__testing__streaming_input_call_request__descriptor,
 		 &grpc__testing__streaming_input_call_response__descriptor,
-		 {.on_start = input_start, .on_message = input_message,
+		 {.on_start = input_start,
+		  .on_message = input_message,
 		  .on_half_close = input_half_close},
 		 svc},
-		{TS "FullDuplexCall", METHOD_BIDI, &grpc__testing__streaming_output_call_request__descriptor,
+		{TS "FullDuplexCall",
+		 METHOD_BIDI,
+		 &grpc__testing__streaming_output_call_request__descriptor,
 		 &grpc__testing__streaming_output_call_response__descriptor,
-		 {.on_start = out_start, .on_message = duplex_message,
-		  .on_half_close = duplex_half_close, .on_writable = out_writable,
+		 {.on_start = out_start,
+		  .on_message = duplex_message,
+		  .on_half_close = duplex_half_close,
+		  .on_writable = out_writable,
 		  .on_cancel = out_cancel},
 		 svc},
-		{TS "HalfDuplexCall", METHOD_BIDI, &grpc__testing__streaming_output_call_request__descriptor,
+		{TS "HalfDuplexCall",
+		 METHOD_BIDI,
+		 &grpc__testing__streaming_output_call_request__descriptor,
 		 &grpc__testing__streaming_output_call_response__descriptor,
-		 {.on_start = half_duplex_start, .on_message = duplex_message,
-		  .on_half_close = duplex_half_close, .on_writable = out_writable,
+		 {.on_start = half_duplex_start,
+		  .on_message = duplex_message,
+		  .on_half_close = duplex_half_close,
+		  .on_writable = out_writable,
 		  .on_cancel = out_cancel},
 		 svc},
 	};
@@ -540,7 +565,10 @@ static void sleep_request(call *c, const uint8_t *data, size_t len)
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	*s = (sleep_job){.j = {.work = sleep_work, .done = sleep_done}, .c = c, .svc = svc, .ms = ms};
+	*s = (sleep_job){.j = {.work = sleep_work, .done = sleep_done},
+			 .c = c,
+			 .svc = svc,
+			 .ms = ms};
 	call_ref(c);
 	call_set_user(c, s);
 	int rc = pool_submit(svc->pool, call_reactor(c), &s->j);
@@ -576,9 +604,18 @@ static void stats_request(call *c, const uint8_t *data, size_t len)
 static int pool_add_methods(method_table *t, interop_service *svc)
 {
 	const method methods[] = {
-		{"/collector.test.Pool/Sleep", METHOD_UNARY, NULL, NULL,
-		 {.on_raw = sleep_request, .on_cancel = sleep_cancel}, svc},
-		{"/collector.test.Pool/Stats", METHOD_UNARY, NULL, NULL, {.on_raw = stats_request}, svc},
+		{"/collector.test.Pool/Sleep",
+		 METHOD_UNARY,
+		 NULL,
+		 NULL,
+		 {.on_raw = sleep_request, .on_cancel = sleep_cancel},
+		 svc},
+		{"/collector.test.Pool/Stats",
+		 METHOD_UNARY,
+		 NULL,
+		 NULL,
+		 {.on_raw = stats_request},
+		 svc},
 	};
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
 		int rc = method_table_add(t, &methods[i]);
@@ -645,7 +682,8 @@ static int interop_parse_flags(int argc, char **argv, interop_flags *f)
 			if (!val)
 				return interop_usage("--use_tls needs true or false");
 			if (!strcmp(val, "true") || !strcmp(val, "1")) {
-				fprintf(stderr, "interop_server: TLS is not supported; use --use_tls=false\n");
+				fprintf(stderr,
+					"interop_server: TLS is not supported; use --use_tls=false\n");
 				return 1;
 			}
 			if (strcmp(val, "false") && strcmp(val, "0"))

@@ -96,7 +96,7 @@ static inline db_msg *db_nested(db_msg *parent, const char *name)
 /* type: a Google__Protobuf__FieldDescriptorProto__Type number, 0 to leave it for
  * type_name to decide. label: 1 optional, 2 required, 3 repeated. */
 static inline db_field *db_field_add(db_msg *m, const char *name, int number, int label, int type,
-			      const char *type_name)
+				     const char *type_name)
 {
 	db_field *f = db_new(sizeof *f);
 	*f = (db_field)GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__INIT;
@@ -139,8 +139,8 @@ static inline void db_in_oneof(db_field *f, int index)
 }
 
 /* A map<key, value> field: its entry message is nested in m as <Name>Entry. */
-static inline db_field *db_map(db_msg *m, const char *name, int number, int key_type, int value_type,
-			const char *value_type_name)
+static inline db_field *db_map(db_msg *m, const char *name, int number, int key_type,
+			       int value_type, const char *value_type_name)
 {
 	char entry[128];
 	snprintf(entry, sizeof entry, "%c%sEntry", name[0] - 'a' + 'A', name + 1);

@@ -86,7 +86,8 @@ static int batch(tp_pool *tp, const char *ns)
 		}
 		const char *why;
 		out.len = 0;
-		int rc = convert(tp, ns, line[0], type, (const char *)raw, (size_t)rlen, &out, &why);
+		int rc =
+			convert(tp, ns, line[0], type, (const char *)raw, (size_t)rlen, &out, &why);
 		free(raw);
 		if (rc) {
 			char msg[512];

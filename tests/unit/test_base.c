@@ -221,7 +221,7 @@ typedef struct item {
 static void expect_list(list_node *l, const int *want, size_t n)
 {
 	size_t i = 0;
-	list_each(it, l) {
+	list_each (it, l) {
 		assert_true(i < n);
 		assert_int_equal(container_of(it, item, link)->v, want[i++]);
 	}
@@ -255,7 +255,7 @@ static void test_list(void **state)
 	expect_list(&l, (const int[]){1, 3}, 2);
 	/* The safe walk may take out the node it is at. */
 	list_push_back(&l, &it[4].link);
-	list_each_safe(n, &l)
+	list_each_safe (n, &l)
 		if (container_of(n, item, link)->v != 3)
 			list_remove(n);
 	expect_list(&l, (const int[]){3}, 1);
@@ -272,8 +272,13 @@ static void test_base64_encode(void **state)
 	(void)state;
 	/* RFC 4648 section 10 vectors, plus the two characters past the letters and digits. */
 	static const char *const vec[][2] = {
-		{"", ""},	  {"f", "Zg=="},	 {"fo", "Zm8="},	 {"foo", "Zm9v"},
-		{"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+		{"", ""},
+		{"f", "Zg=="},
+		{"fo", "Zm8="},
+		{"foo", "Zm9v"},
+		{"foob", "Zm9vYg=="},
+		{"fooba", "Zm9vYmE="},
+		{"foobar", "Zm9vYmFy"},
 		{"\xfb\xff", "+/8="},
 	};
 	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
@@ -289,15 +294,23 @@ static void test_base64_decode(void **state)
 {
 	(void)state;
 	static const char *const vec[][2] = {
-		{"", ""},	     {"Zg==", "f"},	  {"Zg", "f"},	       {"Zm8=", "fo"},
-		{"Zm8", "fo"},	     {"Zm9v", "foo"},	  {"Zm9vYg==", "foob"}, {"Zm9vYg", "foob"},
-		{"Zm9vYmE=", "fooba"}, {"Zm9vYmE", "fooba"}, {"Zm9vYmFy", "foobar"},
-		{"+/8=", "\xfb\xff"},	 {"+/8", "\xfb\xff"},
+		{"", ""},
+		{"Zg==", "f"},
+		{"Zg", "f"},
+		{"Zm8=", "fo"},
+		{"Zm8", "fo"},
+		{"Zm9v", "foo"},
+		{"Zm9vYg==", "foob"},
+		{"Zm9vYg", "foob"},
+		{"Zm9vYmE=", "fooba"},
+		{"Zm9vYmE", "fooba"},
+		{"Zm9vYmFy", "foobar"},
+		{"+/8=", "\xfb\xff"},
+		{"+/8", "\xfb\xff"},
 	};
 	for (size_t i = 0; i < sizeof(vec) / sizeof(vec[0]); i++) {
 		buf b = {0};
-		assert_int_equal(base64_put_decoded(&b, vec[i][0], strlen(vec[i][0]), 0),
-				 0);
+		assert_int_equal(base64_put_decoded(&b, vec[i][0], strlen(vec[i][0]), 0), 0);
 		expect_buf(&b, vec[i][1]);
 		buf_free(&b);
 	}
@@ -369,7 +382,6 @@ static void test_base64_roundtrip(void **state)
 	}
 }
 
-
 static void test_base64_variants(void **state)
 {
 	(void)state;
@@ -386,9 +398,9 @@ static void test_base64_variants(void **state)
 	uint8_t dec[8];
 	assert_int_equal(base64_decode(dec, "-_8", 3, url), 2);
 	assert_memory_equal(dec, data, 2);
-	assert_int_equal(base64_decode(dec, "+/8", 3, url), -1);   /* the other alphabet */
-	assert_int_equal(base64_decode(dec, "-_8=", 4, url), -1);  /* padding refused */
-	assert_int_equal(base64_decode(dec, "-_9", 3, url), 2);	    /* spare bits set */
+	assert_int_equal(base64_decode(dec, "+/8", 3, url), -1);  /* the other alphabet */
+	assert_int_equal(base64_decode(dec, "-_8=", 4, url), -1); /* padding refused */
+	assert_int_equal(base64_decode(dec, "-_9", 3, url), 2);	  /* spare bits set */
 	assert_int_equal(base64_decode(dec, "-_9", 3, url | BASE64_EXACT), -1);
 	assert_int_equal(base64_decode(dec, "Zh", 2, BASE64_EXACT), -1);
 	assert_int_equal(base64_decode(dec, "Zg", 2, BASE64_EXACT), 1);
@@ -405,7 +417,7 @@ static void test_base64_variants(void **state)
 	assert_int_equal(base64_put_decoded(&e, "", 0, 0), 0);
 	assert_int_equal(e.len, 0);
 	assert_null(e.data);
-		/* Encoding lengths for every remainder, padded and not. */
+	/* Encoding lengths for every remainder, padded and not. */
 	for (size_t n = 0; n < 10; n++) {
 		assert_int_equal(base64_encoded_len(n, 0), (n + 2) / 3 * 4);
 		assert_int_equal(base64_encoded_len(n, BASE64_NOPAD), (n * 8 + 5) / 6);
@@ -425,7 +437,8 @@ static void test_hex(void **state)
 	assert_int_equal(hex_lower(0x1a), 'a');
 	const char *digits = "0123456789abcdefABCDEF";
 	for (const char *p = digits; *p; p++)
-		assert_int_equal(hex_value((unsigned char)*p), p - digits < 16 ? p - digits : p - digits - 6);
+		assert_int_equal(hex_value((unsigned char)*p),
+				 p - digits < 16 ? p - digits : p - digits - 6);
 	assert_int_equal(hex_value('g'), -1);
 	assert_int_equal(hex_value('/'), -1);
 	assert_int_equal(hex_value(0), -1);
@@ -451,13 +464,12 @@ static void test_utf8(void **state)
 		{"\xed\xa0\x80", 3, false},	/* UTF-16 surrogate */
 		{"\xf4\x90\x80\x80", 4, false}, /* above U+10FFFF */
 		{"\xff", 1, false},
-		{"\x80", 1, false},		/* lone continuation */
-		{"\xe2\x28\xa1", 3, false},	/* bad continuation */
+		{"\x80", 1, false},	    /* lone continuation */
+		{"\xe2\x28\xa1", 3, false}, /* bad continuation */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		assert_int_equal(utf8_valid(cases[i].s, cases[i].n, true), cases[i].ok);
 }
-
 
 static void test_utf8_nul(void **state)
 {

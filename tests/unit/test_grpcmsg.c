@@ -67,8 +67,8 @@ static void feed_and_check(const stream *s, size_t max_len, size_t (*next_piece)
 			got++;
 		}
 		pos += n;
-		bool at_boundary = got < s->n ? pos == s->off[got] - GRPCMSG_PREFIX_LEN
-					      : pos == s->wire.len;
+		bool at_boundary =
+			got < s->n ? pos == s->off[got] - GRPCMSG_PREFIX_LEN : pos == s->wire.len;
 		assert_int_equal(grpcmsg_reader_partial(&d), !at_boundary);
 	}
 	assert_int_equal(got, s->n);

@@ -91,7 +91,7 @@ static void check_sample(const seen *s)
 	assert_int_equal(s->f[7].length, 3);
 
 	assert_false(frame_is_glitch(&s->f[1]));
-	assert_true(frame_is_glitch(&s->f[3]));  /* empty, padded, no END_STREAM */
+	assert_true(frame_is_glitch(&s->f[3]));	 /* empty, padded, no END_STREAM */
 	assert_false(frame_is_glitch(&s->f[4])); /* carries data */
 	assert_false(frame_is_glitch(&s->f[5])); /* empty but ends the stream */
 	assert_true(frame_is_glitch(&s->f[0]));
@@ -141,7 +141,8 @@ static void test_scan_header_block_state(void **state)
 	frame_scan_feed(&sc, buf + m - 1, 1, record, &s);
 	assert_false(frame_scan_in_header_block(&sc));
 	/* A complete HEADERS frame with END_HEADERS: the block ends with the frame. */
-	m = put_frame(buf, FRAME_HEADERS, FRAME_FLAG_END_HEADERS | FRAME_FLAG_END_STREAM, 3, block, 10);
+	m = put_frame(buf, FRAME_HEADERS, FRAME_FLAG_END_HEADERS | FRAME_FLAG_END_STREAM, 3, block,
+		      10);
 	frame_scan_feed(&sc, buf, m, record, &s);
 	assert_false(frame_scan_in_header_block(&sc));
 	assert_int_equal(s.n, 3);
@@ -174,7 +175,7 @@ static void test_rate_limit_burst_and_refill(void **state)
 		assert_true(rate_limit_take(&r, t));
 	assert_false(rate_limit_take(&r, t));
 	assert_false(rate_limit_take(&r, t + SEC / 20)); /* half an interval: not yet */
-	assert_true(rate_limit_take(&r, t + SEC / 10));  /* one interval: one more */
+	assert_true(rate_limit_take(&r, t + SEC / 10));	 /* one interval: one more */
 	assert_false(rate_limit_take(&r, t + SEC / 10));
 	/* Long quiet: the burst is back, never more. */
 	t += 100 * SEC;

@@ -35,9 +35,9 @@ static void add_test_types(void)
 	static const struct {
 		const char *name;
 		int number, type;
-	} scalars[] = {{"d", 1, 1},	{"f", 2, 2},	  {"i64", 3, 3},   {"u64", 4, 4},
-		       {"i32", 5, 5},	{"x64", 6, 6},	  {"x32", 7, 7},   {"b", 8, 8},
-		       {"s", 9, 9},	{"by", 12, 12},	  {"u32", 13, 13}, {"sx32", 15, 15},
+	} scalars[] = {{"d", 1, 1},	 {"f", 2, 2},	  {"i64", 3, 3},   {"u64", 4, 4},
+		       {"i32", 5, 5},	 {"x64", 6, 6},	  {"x32", 7, 7},   {"b", 8, 8},
+		       {"s", 9, 9},	 {"by", 12, 12},  {"u32", 13, 13}, {"sx32", 15, 15},
 		       {"sx64", 16, 16}, {"s32", 17, 17}, {"s64", 18, 18}};
 	for (size_t i = 0; i < sizeof scalars / sizeof *scalars; i++)
 		db_field_add(s, scalars[i].name, scalars[i].number, 1, scalars[i].type, NULL);
@@ -188,7 +188,8 @@ static void json_err(const char *t, const char *json, const char *want)
 		fail_msg("%s %s: expected an error, got %d (%s)", t, json, rc,
 			 rc ? store_err_msg() : hexof((uint8_t *)out.data + 4, out.len - 4));
 	if (!strstr(store_err_msg(), want))
-		fail_msg("%s %s: error \"%s\" does not mention \"%s\"", t, json, store_err_msg(), want);
+		fail_msg("%s %s: error \"%s\" does not mention \"%s\"", t, json, store_err_msg(),
+			 want);
 	assert_int_equal(out.len, 4); /* what was there before is kept */
 	assert_memory_equal(out.data, "keep", 4);
 	buf_free(&out);
@@ -203,8 +204,8 @@ static void pb_err_n(const char *t, const uint8_t *bytes, size_t n, const char *
 		fail_msg("%s %s: expected an error, got %d (%s)", t, hexof(bytes, n), rc,
 			 rc ? store_err_msg() : out.text + 4);
 	if (!strstr(store_err_msg(), want))
-		fail_msg("%s %s: error \"%s\" does not mention \"%s\"", t, hexof(bytes, n), store_err_msg(),
-			 want);
+		fail_msg("%s %s: error \"%s\" does not mention \"%s\"", t, hexof(bytes, n),
+			 store_err_msg(), want);
 	assert_int_equal(out.len, 4);
 	buf_free(&out);
 }
@@ -256,8 +257,9 @@ static void test_scalars(void **state)
 	to_pb("t.S", "{\"by\":\"AAEC_w\"}", "62 04 00 01 02 ff");
 	rt("t.S", "{\"by\":\"+/8=\"}", "62 02 fb ff");
 	/* Defaults of fields without presence are left out; with presence they stay. */
-	to_pb("t.S", "{\"i32\":0,\"s\":\"\",\"by\":\"\",\"b\":false,\"e\":\"COLOR_UNSPECIFIED\","
-		     "\"d\":0,\"f\":0,\"ri\":[],\"mi\":{},\"nv\":null}",
+	to_pb("t.S",
+	      "{\"i32\":0,\"s\":\"\",\"by\":\"\",\"b\":false,\"e\":\"COLOR_UNSPECIFIED\","
+	      "\"d\":0,\"f\":0,\"ri\":[],\"mi\":{},\"nv\":null}",
 	      "");
 	rt("t.S", "{\"pi\":0}", "90 03 00");
 	rt("t.S", "{\"pb\":\"\"}", "9a 03 00");
@@ -351,12 +353,14 @@ static void test_proto2(void **state)
 static void test_names_and_collector_types(void **state)
 {
 	(void)state;
-	const char *json = "{\"namespace\":\"ns\",\"name\":\"c\",\"messageType\":{\"messageName\":"
-			   "\"zoo.Animal\"},\"indexedFields\":[\"a.b\"],\"metadata\":{\"createdAt\":"
-			   "\"2024-01-02T03:04:05.123Z\",\"labels\":{\"k\":\"v\"}}}";
-	const char *proto = "{\"namespace\":\"ns\",\"name\":\"c\",\"message_type\":{\"message_name\":"
-			    "\"zoo.Animal\"},\"indexed_fields\":[\"a.b\"],\"metadata\":{\"created_at\":"
-			    "\"2024-01-02T03:04:05.123Z\",\"labels\":{\"k\":\"v\"}}}";
+	const char *json =
+		"{\"namespace\":\"ns\",\"name\":\"c\",\"messageType\":{\"messageName\":"
+		"\"zoo.Animal\"},\"indexedFields\":[\"a.b\"],\"metadata\":{\"createdAt\":"
+		"\"2024-01-02T03:04:05.123Z\",\"labels\":{\"k\":\"v\"}}}";
+	const char *proto =
+		"{\"namespace\":\"ns\",\"name\":\"c\",\"message_type\":{\"message_name\":"
+		"\"zoo.Animal\"},\"indexed_fields\":[\"a.b\"],\"metadata\":{\"created_at\":"
+		"\"2024-01-02T03:04:05.123Z\",\"labels\":{\"k\":\"v\"}}}";
 	const tp_message *m = tp_find_message(tp, NULL, "collector.Collection");
 	buf a = BUF_INIT, b = BUF_INIT, j = BUF_INIT;
 	assert_int_equal(json_to_proto(tp, NULL, m, json, strlen(json), &a), 0);
@@ -366,9 +370,8 @@ static void test_names_and_collector_types(void **state)
 	assert_int_equal(json_from_proto(tp, NULL, m, (uint8_t *)a.data, a.len, 0, &j), 0);
 	assert_string_equal(j.data, json);
 	/* Output appends to what the buffer holds. */
-	assert_int_equal(json_from_proto(tp, NULL, m, (uint8_t *)a.data, a.len, JSON_PROTO_NAMES,
-					 &j),
-			 0);
+	assert_int_equal(
+		json_from_proto(tp, NULL, m, (uint8_t *)a.data, a.len, JSON_PROTO_NAMES, &j), 0);
 	assert_int_equal(j.len, strlen(json) + strlen(proto));
 	assert_string_equal(j.data + strlen(json), proto);
 	buf_free(&a);
@@ -434,7 +437,8 @@ static void test_well_known(void **state)
 	/* A Value field given null holds a null Value; other fields given null are absent. */
 	rt("collector.SearchRequest", "{\"filters\":{\"f\":{\"value\":null}}}",
 	   "22 09 0a 01 66 12 04 12 02 08 00");
-	to_pb("t.S", "{\"sub\":null,\"rm\":null,\"mi\":null,\"s\":null,\"e\":null,\"pi\":null}", "");
+	to_pb("t.S", "{\"sub\":null,\"rm\":null,\"mi\":null,\"s\":null,\"e\":null,\"pi\":null}",
+	      "");
 	json_err("google.protobuf.Empty", "{\"a\":1}", "no field");
 	json_err("google.protobuf.Timestamp", "\"1970-01-01t00:00:00Z\"", "RFC 3339");
 	json_err("google.protobuf.Timestamp", "\"1970-01-01T00:00:00\"", "RFC 3339");
@@ -454,7 +458,8 @@ static void test_well_known(void **state)
 	json_err("google.protobuf.ListValue", "{}", "expected an array");
 	pb_err("google.protobuf.Timestamp", "08 80 80 80 80 80 80 80 80 80 01", "out of range");
 	pb_err("google.protobuf.Timestamp", "10 ff ff ff ff ff ff ff ff ff 01", "out of range");
-	pb_err("google.protobuf.Duration", "08 01 10 ff ff ff ff ff ff ff ff ff 01", "out of range");
+	pb_err("google.protobuf.Duration", "08 01 10 ff ff ff ff ff ff ff ff ff 01",
+	       "out of range");
 	pb_err("google.protobuf.FieldMask", "0a 02 61 42", "no JSON form");
 	pb_err("google.protobuf.FieldMask", "0a 02 61 5f", "ends with '_'");
 	pb_err("google.protobuf.FieldMask", "0a 03 61 2c 62", "no JSON form");
@@ -522,10 +527,10 @@ static void test_malformed_bytes(void **state)
 	pb_err("t.S", "2d 00 00 00 00", "t.S.i32: wire type 5");
 	pb_err("t.S", "9a 01 01 28", "truncated varint");
 	pb_err("t.S", "4a 01 ff", "t.S.s: invalid UTF-8");
-	pb_err("t.S", "4a 02 c0 80", "invalid UTF-8");	  /* overlong */
-	pb_err("t.S", "4a 03 ed a0 80", "invalid UTF-8"); /* a surrogate */
+	pb_err("t.S", "4a 02 c0 80", "invalid UTF-8");	     /* overlong */
+	pb_err("t.S", "4a 03 ed a0 80", "invalid UTF-8");    /* a surrogate */
 	pb_err("t.S", "4a 04 f4 90 80 80", "invalid UTF-8"); /* past U+10FFFF */
-	pb_err("t.S", "82 02 03 0a 01 ff", "invalid UTF-8");	 /* a map key */
+	pb_err("t.S", "82 02 03 0a 01 ff", "invalid UTF-8"); /* a map key */
 	pb_err("t.S", "00 01", "invalid field number");
 	pb_err("t.S", "2e", "invalid wire type");
 	pb_err("t.S", "aa 01 03 00 00 00", "truncated packed");
@@ -558,8 +563,8 @@ static void test_malformed_bytes(void **state)
 			assert_int_equal(rc, 0);
 			/* and back: the JSON of the deepest message allowed converts again */
 			buf pb = BUF_INIT;
-			assert_int_equal(json_to_proto(tp, "t", type("t.S"), out.text, out.len, &pb),
-					 0);
+			assert_int_equal(
+				json_to_proto(tp, "t", type("t.S"), out.text, out.len, &pb), 0);
 			assert_int_equal(pb.len, in.len);
 			buf_free(&pb);
 		} else {
@@ -653,11 +658,17 @@ static void test_unterminated_input(void **state)
 {
 	(void)state;
 	/* Inputs are length-delimited: nothing is read past len, even where a NUL is missing. */
-	static const char *texts[] = {"\"1970-01-01\"", "\"1x\"", "\"a_b\"", "{\"mi\":{\"x\":\"\"}}",
-				      "\"A\"", "\"1970-01-01T00:00:00ZZ\"", "{\"e\":\"PURPLE\"}"};
-	static const char *types[] = {"google.protobuf.Timestamp", "google.protobuf.Duration",
-				      "google.protobuf.FieldMask", "t.S", "google.protobuf.BytesValue",
-				      "google.protobuf.Timestamp", "t.S"};
+	static const char *texts[] = {
+		"\"1970-01-01\"",	 "\"1x\"", "\"a_b\"",
+		"{\"mi\":{\"x\":\"\"}}", "\"A\"",  "\"1970-01-01T00:00:00ZZ\"",
+		"{\"e\":\"PURPLE\"}"};
+	static const char *types[] = {"google.protobuf.Timestamp",
+				      "google.protobuf.Duration",
+				      "google.protobuf.FieldMask",
+				      "t.S",
+				      "google.protobuf.BytesValue",
+				      "google.protobuf.Timestamp",
+				      "t.S"};
 	for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
 		size_t n = strlen(texts[i]);
 		char *exact = malloc(n);

@@ -70,7 +70,8 @@ static void test_percent_decode(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		buf b = {0};
 		assert_int_equal(
-			md_percent_decode(&b, (const uint8_t *)cases[i].in, strlen(cases[i].in)), 0);
+			md_percent_decode(&b, (const uint8_t *)cases[i].in, strlen(cases[i].in)),
+			0);
 		expect_buf(&b, cases[i].out);
 		buf_free(&b);
 	}
@@ -140,16 +141,16 @@ static void test_timeout_parse_invalid(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"",	      "S",	    "1",	  "12",		"123456789S", "000000000S",
-		"1s",	      "1h",	    "1x",	  "1 ",		" 1S",	      "1S ",
-		"-1S",	      "+1S",	    "1.5S",	  "1SS",	"S1",	      "1e3n",
-		"0x10S",      "\xef\xbc\x91S",	    "99999999",
+		"",	"S",   "1",  "12",   "123456789S", "000000000S",    "1s",
+		"1h",	"1x",  "1 ", " 1S",  "1S ",	   "-1S",	    "+1S",
+		"1.5S", "1SS", "S1", "1e3n", "0x10S",	   "\xef\xbc\x91S", "99999999",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int64_t ns = 42;
 		int rc = md_timeout_parse(bad[i], strlen(bad[i]), &ns);
 		if (rc != -EINVAL)
-			fail_msg("grpc-timeout \"%s\" accepted (%d, %lld)", bad[i], rc, (long long)ns);
+			fail_msg("grpc-timeout \"%s\" accepted (%d, %lld)", bad[i], rc,
+				 (long long)ns);
 	}
 	int64_t ns;
 	assert_int_equal(md_timeout_parse("1\0S", 3, &ns), -EINVAL);
@@ -242,18 +243,40 @@ static void test_is_reserved(void **state)
 {
 	(void)state;
 	static const char *const yes[] = {
-		":path",	":authority",	     ":method",		   ":status",
-		":scheme",	":",		     "content-type",	   "te",
-		"grpc-timeout", "grpc-encoding",     "grpc-accept-encoding", "grpc-status",
-		"grpc-message", "grpc-trace-bin",    "grpc-",		   "connection",
-		"keep-alive",	"proxy-connection",  "transfer-encoding",   "upgrade",
-		"host",		"accept-encoding",   "content-length",	   "Content-Type",
-		"TE",		"GRPC-STATUS",
+		":path",
+		":authority",
+		":method",
+		":status",
+		":scheme",
+		":",
+		"content-type",
+		"te",
+		"grpc-timeout",
+		"grpc-encoding",
+		"grpc-accept-encoding",
+		"grpc-status",
+		"grpc-message",
+		"grpc-trace-bin",
+		"grpc-",
+		"connection",
+		"keep-alive",
+		"proxy-connection",
+		"transfer-encoding",
+		"upgrade",
+		"host",
+		"accept-encoding",
+		"content-length",
+		"Content-Type",
+		"TE",
+		"GRPC-STATUS",
 	};
 	static const char *const no[] = {
-		"user-agent", "grpc-status-details-bin", "x-custom", "authorization", "tee",
-		"t",	      "contenttype",		 "grpc",     "x-grpc-status", "content-type-x",
-		"hosts",      "",
+		"user-agent",	 "grpc-status-details-bin",
+		"x-custom",	 "authorization",
+		"tee",		 "t",
+		"contenttype",	 "grpc",
+		"x-grpc-status", "content-type-x",
+		"hosts",	 "",
 	};
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
 		if (!reserved(yes[i]))

@@ -90,8 +90,8 @@ static void test_malformed(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"",	"/",	  "//",	    "///",     "/a/",	 "//m",	     "a/b",
-		"/a",	"a",	  "/a/b/c", "/a//b",   "/a b/c", "/a/b\n",   "/a/b/",
+		"",	"/",	   "//",      "///",	 "/a/",	   "//m",    "a/b",
+		"/a",	"a",	   "/a/b/c",  "/a//b",	 "/a b/c", "/a/b\n", "/a/b/",
 		"a/b/", "/a\tb/c", "/\x7f/b", "/a/\x80", " /a/b",
 	};
 	method_table *t = method_table_new();
@@ -174,7 +174,7 @@ static void test_many(void **state)
 {
 	(void)state;
 	enum { N = 5000 };
-	char (*paths)[48] = calloc(N, sizeof(*paths));
+	char(*paths)[48] = calloc(N, sizeof(*paths));
 	assert_non_null(paths);
 	method_table *t = method_table_new();
 	for (int i = 0; i < N; i++) {
@@ -203,12 +203,9 @@ static void test_many(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_add_find),
-		cmocka_unit_test(test_empty),
-		cmocka_unit_test(test_duplicates),
-		cmocka_unit_test(test_malformed),
-		cmocka_unit_test(test_each_service),
-		cmocka_unit_test(test_many),
+		cmocka_unit_test(test_add_find),     cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_duplicates),   cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_each_service), cmocka_unit_test(test_many),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,8 +94,9 @@ static void walk_both(const oom_case *k)
 	/* The same allocations each time, except where SQLite's caches warm up. */
 	if (!k->may_absorb)
 		assert_int_equal(np, n);
-	print_message("%s: %ld allocations, each failed in turn (then %ld, each with all after it)\n",
-		      k->what, n, np);
+	print_message(
+		"%s: %ld allocations, each failed in turn (then %ld, each with all after it)\n",
+		k->what, n, np);
 }
 
 /* ---- (a) a bounded decode: nesting, repeats, merges ---- */
@@ -247,8 +248,8 @@ static void test_decode(void **state)
 	buf w = BUF_INIT;
 	for (int i = 0; i < 4; i++)
 		collection_part(&w, i);
-	decode_walk("pbdecode CreateCollectionRequest", &collector__create_collection_request__descriptor,
-		    &w);
+	decode_walk("pbdecode CreateCollectionRequest",
+		    &collector__create_collection_request__descriptor, &w);
 
 	/* ListRequest.filter sent three times, each a Struct nested a few levels. */
 	for (int i = 0; i < 3; i++) {
@@ -275,8 +276,8 @@ static void test_decode(void **state)
 typedef struct put_ctx {
 	store *s;
 	store_coll *c;
-	int seq;     /* records attempted */
-	int stored;  /* records acknowledged */
+	int seq;    /* records attempted */
+	int stored; /* records acknowledged */
 	char id[32];
 	buf json;
 	pthread_mutex_t mu;
@@ -444,7 +445,11 @@ static void json_check(void *ctx, int rc, bool injected)
 static void json_walk(const char *what, const tp_message *m, bool to_proto, const buf *in,
 		      const buf *want)
 {
-	json_ctx x = {.m = m, .to_proto = to_proto, .in = in->text, .in_len = in->len, .want = want};
+	json_ctx x = {.m = m,
+		      .to_proto = to_proto,
+		      .in = in->text,
+		      .in_len = in->len,
+		      .want = want};
 	buf_puts(&x.out, "keep");
 	walk_both(&(oom_case){.what = what, .run = json_run, .check = json_check, .ctx = &x});
 	buf_free(&x.out);
@@ -471,14 +476,15 @@ static void test_json(void **state)
 	buf_puts(&json, "\",\"ri\":[");
 	for (int i = 0; i < 300; i++)
 		buf_puts(&json, i ? ",7" : "7");
-	buf_puts(&json, "],\"sub\":{\"s\":\"one\",\"sub\":{\"i64\":\"-12\",\"sub\":{\"d\":1.5}}},"
-			"\"rm\":[{\"s\":\"a\"},{\"ri\":[1,2]},{\"om\":{\"os\":\"x\"}}],"
-			"\"ms\":{\"k1\":{\"s\":\"v1\"},\"k2\":{\"sub\":{\"s\":\"v2\"}}},"
-			"\"mss\":{\"a\":\"b\",\"c\":\"d\"},"
-			"\"st\":{\"x\":[1,\"two\",{\"three\":null,\"four\":true}],\"y\":{\"z\":[]}},"
-			"\"ts\":\"2024-01-02T03:04:05.123Z\","
-			"\"any\":{\"@type\":\"type.googleapis.com/o.M\",\"s\":\"inner\",\"ri\":[3]},"
-			"\"d\":\"NaN\",\"i64\":\"9007199254740993\",\"os\":\"chosen\"}");
+	buf_puts(&json,
+		 "],\"sub\":{\"s\":\"one\",\"sub\":{\"i64\":\"-12\",\"sub\":{\"d\":1.5}}},"
+		 "\"rm\":[{\"s\":\"a\"},{\"ri\":[1,2]},{\"om\":{\"os\":\"x\"}}],"
+		 "\"ms\":{\"k1\":{\"s\":\"v1\"},\"k2\":{\"sub\":{\"s\":\"v2\"}}},"
+		 "\"mss\":{\"a\":\"b\",\"c\":\"d\"},"
+		 "\"st\":{\"x\":[1,\"two\",{\"three\":null,\"four\":true}],\"y\":{\"z\":[]}},"
+		 "\"ts\":\"2024-01-02T03:04:05.123Z\","
+		 "\"any\":{\"@type\":\"type.googleapis.com/o.M\",\"s\":\"inner\",\"ri\":[3]},"
+		 "\"d\":\"NaN\",\"i64\":\"9007199254740993\",\"os\":\"chosen\"}");
 	assert_false(json.failed);
 
 	buf pb = BUF_INIT, back = BUF_INIT;
@@ -530,8 +536,8 @@ static ssize_t client_body(nghttp2_session *ng, int32_t stream, uint8_t *out, si
 
 /* A client session that has sent its SETTINGS and the request (to wire, when not NULL):
  * the answer then finds it where the server saw it. */
-static nghttp2_session *client_new(nghttp2_session_callbacks *cbs, buf *wire,
-				   const nghttp2_nv *nv, size_t n, buf *body)
+static nghttp2_session *client_new(nghttp2_session_callbacks *cbs, buf *wire, const nghttp2_nv *nv,
+				   size_t n, buf *body)
 {
 	nghttp2_session *ng;
 	nghttp2_session_callbacks_set_send_callback(cbs, client_send);
@@ -570,8 +576,8 @@ static void exchange_init(exchange *x, const char *path, const buf *msg, bool gz
 	};
 	nghttp2_session_callbacks *cbs;
 	assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
-	nghttp2_session *ng = client_new(cbs, &x->wire, nv, sizeof(nv) / sizeof(nv[0]) - !gzip,
-					 &x->body);
+	nghttp2_session *ng =
+		client_new(cbs, &x->wire, nv, sizeof(nv) / sizeof(nv[0]) - !gzip, &x->body);
 	assert_int_equal(nghttp2_session_send(ng), 0);
 	nghttp2_session_del(ng);
 	nghttp2_session_callbacks_del(cbs);
@@ -590,14 +596,14 @@ static void exchange_free(exchange *x)
 typedef struct answer {
 	bool complete; /* :status 200 and a grpc-status, no reset or GOAWAY with an error */
 	bool ok_status, reset;
-	char status[8];	 /* grpc-status */
+	char status[8];	   /* grpc-status */
 	char message[200]; /* grpc-message */
 	buf data;
 	buf msg; /* the first message, inflated */
 } answer;
 
-static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
-		     size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user)
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+		     const uint8_t *value, size_t vlen, uint8_t flags, void *user)
 {
 	(void)ng, (void)f, (void)flags;
 	answer *a = user;
@@ -806,8 +812,8 @@ static void test_server_call(void **state)
 		buf_free(&entry);
 		buf_free(&v);
 	}
-	ProtobufCMessage *ref = protobuf_c_message_unpack(&collector__list_request__descriptor, NULL,
-							  req.len, req.data);
+	ProtobufCMessage *ref = protobuf_c_message_unpack(&collector__list_request__descriptor,
+							  NULL, req.len, req.data);
 	assert_non_null(ref);
 	assert_int_equal(buf_reserve(&srv.want, protobuf_c_message_get_packed_size(ref)), 0);
 	srv.want.len = protobuf_c_message_pack(ref, srv.want.data);
@@ -905,7 +911,8 @@ static int node_settle(void *ctx, int rc)
 			walking->verify(&a.msg, node.seq);
 		if (walking->same && (a.msg.len != reference.len ||
 				      memcmp(a.msg.data, reference.data, reference.len)))
-			fail_msg("%s answered OK, but not what it answers with memory", walking->what);
+			fail_msg("%s answered OK, but not what it answers with memory",
+				 walking->what);
 		out = 0;
 	} else if (a.complete && strcmp(a.status, "8")) {
 		fail_msg("%s answered %s (%s), not RESOURCE_EXHAUSTED", walking->what, a.status,
@@ -948,13 +955,13 @@ static void create_request(buf *req, int seq)
 	buf any = BUF_INIT, item = BUF_INIT, payload = BUF_INIT, status = BUF_INIT;
 	char id[32];
 	snprintf(id, sizeof(id), "rec%d", seq);
-	w_int(&item, 2, 314);			    /* response_size */
+	w_int(&item, 2, 314);			   /* response_size */
 	w_str(&payload, 2, "\x01\x02 some bytes"); /* Payload.body */
 	w_ld(&item, 3, &payload);
-	w_int(&item, 4, 1);			    /* fill_username */
-	w_int(&status, 1, 3);			    /* EchoStatus.code */
+	w_int(&item, 4, 1);		       /* fill_username */
+	w_int(&status, 1, 3);		       /* EchoStatus.code */
 	w_str(&status, 2, "searchable words"); /* EchoStatus.message */
-	w_ld(&item, 7, &status);		    /* response_status */
+	w_ld(&item, 7, &status);	       /* response_status */
 	w_str(&any, 1, "type.googleapis.com/grpc.testing.SimpleRequest");
 	w_ld(&any, 2, &item);
 	w_str(req, 2, "things");
@@ -971,8 +978,8 @@ static void create_verify(const buf *resp, int seq)
 {
 	char id[32];
 	snprintf(id, sizeof(id), "rec%d", seq);
-	Collector__CreateResponse *r = collector__create_response__unpack(NULL, resp->len,
-									  resp->data);
+	Collector__CreateResponse *r =
+		collector__create_response__unpack(NULL, resp->len, resp->data);
 	assert_non_null(r);
 	assert_string_equal(r->id, id);
 	collector__create_response__free_unpacked(r, NULL);
@@ -1051,7 +1058,7 @@ static void search_request(buf *req, int seq)
 		buf_append(&item, &d, 8);
 		w_ld(&list, 1, &item);
 	}
-	w_ld(&v, 6, &list); /* list_value */
+	w_ld(&v, 6, &list);				  /* list_value */
 	filter_entry(req, "response_status.code", 7, &v); /* OP_IN */
 	w_int(req, 8, 2);
 	buf_free(&v);
@@ -1062,8 +1069,8 @@ static void search_request(buf *req, int seq)
 static void search_verify(const buf *resp, int seq)
 {
 	(void)seq;
-	Collector__SearchResponse *r = collector__search_response__unpack(NULL, resp->len,
-									  resp->data);
+	Collector__SearchResponse *r =
+		collector__search_response__unpack(NULL, resp->len, resp->data);
 	assert_non_null(r);
 	assert_int_equal(r->n_results, 2);
 	assert_true(r->total_count >= 4);
@@ -1130,8 +1137,7 @@ static void test_services(void **state)
 	node.pool = pool_new(2, 64);
 	node.types = tp_new();
 	assert_true(node.r && node.pool && node.types);
-	assert_int_equal(tp_add_set(node.types, NULL, api_descriptor_set,
-					  api_descriptor_set_len),
+	assert_int_equal(tp_add_set(node.types, NULL, api_descriptor_set, api_descriptor_set_len),
 			 0);
 	assert_int_equal(store_open(node.dir, &so, &node.st), 0);
 	node.env = (svc_env){.pool = node.pool,
@@ -1179,12 +1185,14 @@ static void test_services(void **state)
 	buf_reset(&req);
 	list_request(&req, 0);
 	assert_int_equal(node_call("/collector.CollectionService/List", &req, &resp), 0);
-	Collector__ListResponse *first = collector__list_response__unpack(NULL, resp.len, resp.data);
+	Collector__ListResponse *first =
+		collector__list_response__unpack(NULL, resp.len, resp.data);
 	assert_non_null(first);
 	snprintf(list_token, sizeof(list_token), "%s", first->next_page_token);
 	collector__list_response__free_unpacked(first, NULL);
-	static const node_walk list = {"CollectionService.List", "/collector.CollectionService/List",
-				       list_request, list_verify, true};
+	static const node_walk list = {"CollectionService.List",
+				       "/collector.CollectionService/List", list_request,
+				       list_verify, true};
 	node_walk_run(&list);
 
 	static const node_walk search = {"CollectionService.Search",
@@ -1217,10 +1225,8 @@ static void test_services(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_decode),
-		cmocka_unit_test(test_store_put),
-		cmocka_unit_test(test_json),
-		cmocka_unit_test(test_server_call),
+		cmocka_unit_test(test_decode),	 cmocka_unit_test(test_store_put),
+		cmocka_unit_test(test_json),	 cmocka_unit_test(test_server_call),
 		cmocka_unit_test(test_services),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

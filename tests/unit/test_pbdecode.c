@@ -111,21 +111,22 @@ static void test_malformed(void **state)
 	char err[200];
 	ProtobufCMessage *m;
 	static const uint8_t truncated[] = {0x0a, 0x7f, 0x12};
-	static const uint8_t group[] = {0x0b, 0x0c};		    /* field 1 as a group */
-	static const uint8_t scalar_message[] = {0x08, 0x01};	    /* message field, varint */
-	static const uint8_t tag_zero[] = {0x02, 0x00};		    /* field number 0 */
+	static const uint8_t group[] = {0x0b, 0x0c};	      /* field 1 as a group */
+	static const uint8_t scalar_message[] = {0x08, 0x01}; /* message field, varint */
+	static const uint8_t tag_zero[] = {0x02, 0x00};	      /* field number 0 */
 	static const uint8_t long_varint[] = {0x10, 0xff, 0xff, 0xff, 0xff, 0xff,
 					      0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
 	const struct {
 		const uint8_t *p;
 		size_t n;
 	} cases[] = {
-		{truncated, sizeof(truncated)},	    {group, sizeof(group)},
+		{truncated, sizeof(truncated)},		  {group, sizeof(group)},
 		{scalar_message, sizeof(scalar_message)}, {tag_zero, sizeof(tag_zero)},
 		{long_varint, sizeof(long_varint)},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(pbdecode(d, cases[i].p, cases[i].n, &m, err, sizeof(err)), -EBADMSG);
+		assert_int_equal(pbdecode(d, cases[i].p, cases[i].n, &m, err, sizeof(err)),
+				 -EBADMSG);
 		assert_null(m);
 		assert_true(err[0] != 0);
 	}
@@ -261,9 +262,9 @@ static void test_oneof_last_wins(void **state)
 	w_free(&entry);
 	w_str(&entry, 1, "two");
 	w_ld(&s2, 1, entry.b, entry.len);
-	w_ld(&w, 5, s1.b, s1.len);   /* struct_value */
-	w_ld(&w, 6, "", 0);	     /* list_value */
-	w_ld(&w, 5, s2.b, s2.len);   /* struct_value again */
+	w_ld(&w, 5, s1.b, s1.len); /* struct_value */
+	w_ld(&w, 6, "", 0);	   /* list_value */
+	w_ld(&w, 5, s2.b, s2.len); /* struct_value again */
 	w_ld(&w, 5, s1.b, s1.len);
 	assert_same_as_protobuf_c(&google__protobuf__value__descriptor, &w);
 	w_free(&w);
@@ -283,7 +284,8 @@ static void test_merge_random(void **state)
 		wire w = {0};
 		int parts = 1 + rand() % 6;
 		for (int i = 0; i < parts; i++)
-			collection_part(&w, names[rand() % 3], names[rand() % 3], labels[rand() % 4]);
+			collection_part(&w, names[rand() % 3], names[rand() % 3],
+					labels[rand() % 4]);
 		assert_same_as_protobuf_c(d, &w);
 		w_free(&w);
 	}

@@ -276,12 +276,9 @@ int main(void)
 {
 	main_thread = pthread_self();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_jobs_run),
-		cmocka_unit_test(test_no_done_callback),
-		cmocka_unit_test(test_queue_full),
-		cmocka_unit_test(test_cancel_skips_queued_work),
-		cmocka_unit_test(test_free_drains),
-		cmocka_unit_test(test_home_reactor),
+		cmocka_unit_test(test_jobs_run),    cmocka_unit_test(test_no_done_callback),
+		cmocka_unit_test(test_queue_full),  cmocka_unit_test(test_cancel_skips_queued_work),
+		cmocka_unit_test(test_free_drains), cmocka_unit_test(test_home_reactor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

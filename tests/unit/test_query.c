@@ -33,16 +33,16 @@ static sqlite3 *db;
 #define VNULL ((query_value){.type = QUERY_NULL})
 #define VABSENT ((query_value){.type = QUERY_ABSENT})
 #define VARR(...) ((query_value[]){__VA_ARGS__})
-#define VL(...)                                                                         \
-	((query_value){.type = QUERY_LIST,                                              \
-		       .u.list = {VARR(__VA_ARGS__),                                    \
-				  sizeof(VARR(__VA_ARGS__)) / sizeof(query_value)}})
+#define VL(...)                                                                                    \
+	((query_value){                                                                            \
+		.type = QUERY_LIST,                                                                \
+		.u.list = {VARR(__VA_ARGS__), sizeof(VARR(__VA_ARGS__)) / sizeof(query_value)}})
 #define VEMPTY ((query_value){.type = QUERY_LIST})
 #define MEM(k, v) ((query_member){(k), &(v)})
 #define MARR(...) ((query_member[]){__VA_ARGS__})
-#define VST(...)                                                                        \
-	((query_value){.type = QUERY_STRUCT,                                            \
-		       .u.object = {MARR(__VA_ARGS__),                                  \
+#define VST(...)                                                                                   \
+	((query_value){.type = QUERY_STRUCT,                                                       \
+		       .u.object = {MARR(__VA_ARGS__),                                             \
 				    sizeof(MARR(__VA_ARGS__)) / sizeof(query_member)}})
 
 /* ---- database ---- */
@@ -58,11 +58,12 @@ static void exec(const char *sql)
 static void put(const char *id, const char *json, const char *labels, int64_t created)
 {
 	sqlite3_stmt *st;
-	assert_int_equal(sqlite3_prepare_v2(db,
-					    "INSERT INTO records(id, data, json, labels, created_at,"
-					    " updated_at) VALUES(?, x'', ?, ?, ?, ?)",
-					    -1, &st, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+		sqlite3_prepare_v2(db,
+				   "INSERT INTO records(id, data, json, labels, created_at,"
+				   " updated_at) VALUES(?, x'', ?, ?, ?, ?)",
+				   -1, &st, NULL),
+		SQLITE_OK);
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, json, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, labels ? labels : "{}", -1, SQLITE_STATIC);
@@ -70,12 +71,13 @@ static void put(const char *id, const char *json, const char *labels, int64_t cr
 	sqlite3_bind_int64(st, 5, created);
 	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
 	sqlite3_finalize(st);
-	assert_int_equal(sqlite3_prepare_v2(db,
-					    "INSERT INTO records_fts(rowid, text) SELECT rid,"
-					    " (SELECT group_concat(value, ' ') FROM json_tree(records.json)"
-					    " WHERE type = 'text') FROM records WHERE id = ?",
-					    -1, &st, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+		sqlite3_prepare_v2(db,
+				   "INSERT INTO records_fts(rowid, text) SELECT rid,"
+				   " (SELECT group_concat(value, ' ') FROM json_tree(records.json)"
+				   " WHERE type = 'text') FROM records WHERE id = ?",
+				   -1, &st, NULL),
+		SQLITE_OK);
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
 	sqlite3_finalize(st);
@@ -140,10 +142,10 @@ static int typed_db(void **state)
 static int mixed_db(void **state)
 {
 	static const char *const js[] = {
-		"{\"v\":5}",	 "{\"v\":\"5\"}",  "{\"v\":\"abc\"}",
-		"{\"v\":true}",	 "{\"v\":1}",	   "{\"v\":\"9007199254740993\"}",
-		"{\"v\":2.5}",	 "{\"v\":[\"b\",2]}", "{\"v\":{\"a\":1}}",
-		"{}",		 "{\"v\":null}",   "{\"v\":\"05\"}",
+		"{\"v\":5}",	"{\"v\":\"5\"}",     "{\"v\":\"abc\"}",
+		"{\"v\":true}", "{\"v\":1}",	     "{\"v\":\"9007199254740993\"}",
+		"{\"v\":2.5}",	"{\"v\":[\"b\",2]}", "{\"v\":{\"a\":1}}",
+		"{}",		"{\"v\":null}",	     "{\"v\":\"05\"}",
 	};
 	open_db(state);
 	for (size_t i = 0; i < sizeof js / sizeof js[0]; i++) {
@@ -160,17 +162,28 @@ static const struct {
 	const char *shape;
 	enum query_kind kind;
 } fields[] = {
-	{"name", QUERY_KIND_STRING},	  {"age", QUERY_KIND_NUMBER},
-	{"big", QUERY_KIND_INT64},	  {"active", QUERY_KIND_BOOL},
-	{"color", QUERY_KIND_ENUM},	  {"tags", QUERY_KIND_REPEATED},
-	{"tags[]", QUERY_KIND_STRING},	  {"nums", QUERY_KIND_REPEATED},
-	{"nums[]", QUERY_KIND_INT64},	  {"address", QUERY_KIND_MESSAGE},
-	{"address.city", QUERY_KIND_STRING}, {"address.zip", QUERY_KIND_STRING},
-	{"when", QUERY_KIND_TIMESTAMP},	  {"took", QUERY_KIND_DURATION},
-	{"note", QUERY_KIND_STRING},	  {"blob", QUERY_KIND_BYTES},
-	{"items", QUERY_KIND_REPEATED},	  {"items[]", QUERY_KIND_MESSAGE},
-	{"items[].name", QUERY_KIND_STRING}, {"meta", QUERY_KIND_MAP},
-	{"g", QUERY_KIND_NUMBER},	  {"s", QUERY_KIND_STRING},
+	{"name", QUERY_KIND_STRING},
+	{"age", QUERY_KIND_NUMBER},
+	{"big", QUERY_KIND_INT64},
+	{"active", QUERY_KIND_BOOL},
+	{"color", QUERY_KIND_ENUM},
+	{"tags", QUERY_KIND_REPEATED},
+	{"tags[]", QUERY_KIND_STRING},
+	{"nums", QUERY_KIND_REPEATED},
+	{"nums[]", QUERY_KIND_INT64},
+	{"address", QUERY_KIND_MESSAGE},
+	{"address.city", QUERY_KIND_STRING},
+	{"address.zip", QUERY_KIND_STRING},
+	{"when", QUERY_KIND_TIMESTAMP},
+	{"took", QUERY_KIND_DURATION},
+	{"note", QUERY_KIND_STRING},
+	{"blob", QUERY_KIND_BYTES},
+	{"items", QUERY_KIND_REPEATED},
+	{"items[]", QUERY_KIND_MESSAGE},
+	{"items[].name", QUERY_KIND_STRING},
+	{"meta", QUERY_KIND_MAP},
+	{"g", QUERY_KIND_NUMBER},
+	{"s", QUERY_KIND_STRING},
 	{"id", QUERY_KIND_STRING}, /* only when the context says so */
 };
 
@@ -219,8 +232,7 @@ static char *run(const query *q, char *out, size_t cap)
 	size_t n = 0;
 	int rc, rows = 0;
 	out[0] = '\0';
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW && rows++ < query_page_size(q) &&
-	       n + 32 < cap)
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && rows++ < query_page_size(q) && n + 32 < cap)
 		n += (size_t)snprintf(out + n, cap - n, "%s%s", n ? "," : "",
 				      (const char *)sqlite3_column_text(st, QUERY_COL_ID));
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -245,11 +257,12 @@ static void qerr_clear(void) { store_err_set(0, "%s", ""); }
 static bool qerr_said(void) { return strcmp(store_err_msg(), "no error") != 0; }
 
 /* One Search filter, ordered by creation; "EINVAL" when the compiler refuses it. */
-static const char *filter(const query_schema *s, const char *path, enum query_op op,
-			  query_value v)
+static const char *filter(const query_schema *s, const char *path, enum query_op op, query_value v)
 {
 	query_filter f = {path, op, v};
-	query_search_params p = {.filters = &f, .nfilters = 1, .order_by = "@created_at",
+	query_search_params p = {.filters = &f,
+				 .nfilters = 1,
+				 .order_by = "@created_at",
 				 .ascending = true};
 	query *q;
 	qerr_clear();
@@ -464,10 +477,16 @@ static void test_times(void **state)
 	FILTER(&typed, "when", QUERY_EQUALS, VS("2024-01-01T00:00:00.1234567890Z"), "EINVAL");
 	FILTER(&typed, "when", QUERY_EQUALS, VN(0), "EINVAL");
 	/* Cut short anywhere (read at fixed offsets: found by fuzz_query). */
-	static const char *const short_ts[] = {"", "t1.5s", "2024", "2024-01-01T00:00:0",
-					       "2024-01-01T00:00:00", "2024-01-01T00:00:00+",
-					       "2024-01-01T00:00:00+01", "2024-01-01T00:00:00+01:0",
-					       "2024-01-01T00:00:00.", "2024-01-01T00:00:00+01:000"};
+	static const char *const short_ts[] = {"",
+					       "t1.5s",
+					       "2024",
+					       "2024-01-01T00:00:0",
+					       "2024-01-01T00:00:00",
+					       "2024-01-01T00:00:00+",
+					       "2024-01-01T00:00:00+01",
+					       "2024-01-01T00:00:00+01:0",
+					       "2024-01-01T00:00:00.",
+					       "2024-01-01T00:00:00+01:000"};
 	for (size_t i = 0; i < sizeof short_ts / sizeof short_ts[0]; i++) {
 		char *heap = strdup(short_ts[i]); /* so that ASan sees a read past its end */
 		FILTER(&typed, "when", QUERY_LESS_THAN, VS(heap), "EINVAL");
@@ -656,11 +675,25 @@ static void test_order_rejections(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"name sideways", "name asc desc",      "name,,age",    "name,",
-		",name",	 "name;",	       "name,age,big,when,took", "name, name desc",
-		"@id, @id",	 "@score",	       "address",      "tags",
-		"name asc,",	 "name DESC extra",    "name\tasc\t;", "\"name\"",
-		"name(1)",	 "name asc; DROP TABLE records", "nope",
+		"name sideways",
+		"name asc desc",
+		"name,,age",
+		"name,",
+		",name",
+		"name;",
+		"name,age,big,when,took",
+		"name, name desc",
+		"@id, @id",
+		"@score",
+		"address",
+		"tags",
+		"name asc,",
+		"name DESC extra",
+		"name\tasc\t;",
+		"\"name\"",
+		"name(1)",
+		"name asc; DROP TABLE records",
+		"nope",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		query_list_params lp = {.order_by = bad[i]};
@@ -679,7 +712,7 @@ static void test_order_rejections(void **state)
 	}
 	static const struct {
 		enum query_op op;
-	} ops[] = {{(enum query_op)10}, {(enum query_op)-1}};
+	} ops[] = {{(enum query_op)10}, {(enum query_op) - 1}};
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		FILTER(&typed, "name", ops[i].op, VS("x"), "EINVAL");
 }
@@ -766,8 +799,8 @@ static const char *search(const query_schema *s, query_search_params p)
 static void test_search_collections_struct(void **state)
 {
 	(void)state;
-	query_value qv = VST(MEM("age", VST(MEM("operator", VS("OP_GREATER_THAN")),
-					     MEM("value", VN(26)))));
+	query_value qv =
+		VST(MEM("age", VST(MEM("operator", VS("OP_GREATER_THAN")), MEM("value", VN(26)))));
 	query_search_params p = {.query = &qv, .ascending = true};
 	assert_string_equal(search(&typed, p), "r1,r4");
 	qv = VST(MEM("age", VST(MEM("value", VN(26)), MEM("operator", VN(QUERY_LESS_THAN)))),
@@ -776,7 +809,7 @@ static void test_search_collections_struct(void **state)
 	qv = VST(MEM("address", VST(MEM("operator", VS("NOT_EXISTS")))));
 	assert_string_equal(search(&typed, p), "r3");
 	qv = VST(MEM("address", VST(MEM("city", VST(MEM("operator", VS("OP_IN")),
-						     MEM("value", VL(VS("Berlin"))))))));
+						    MEM("value", VL(VS("Berlin"))))))));
 	assert_string_equal(search(&typed, p), "r2");
 	qv = VST(MEM("name", VS("dave")), MEM("address", VST(MEM("city", VS("Paris")))));
 	assert_string_equal(search(&typed, p), "r4");
@@ -787,8 +820,8 @@ static void test_search_collections_struct(void **state)
 	qv = VST(MEM("age", VST(MEM("operator", VS("OP_EQUALS")))));
 	assert_string_equal(search(&typed, p), "EINVAL");
 	expect_einval_msg("EQUALS on 'age' needs a value");
-	qv = VST(MEM("address", VST(MEM("city", VST(MEM("operator", VS("OP_IN")),
-						     MEM("value", VABSENT))))));
+	qv = VST(MEM("address",
+		     VST(MEM("city", VST(MEM("operator", VS("OP_IN")), MEM("value", VABSENT))))));
 	assert_string_equal(search(&typed, p), "EINVAL");
 	expect_einval_msg("IN on 'address.city' needs a value");
 	qv = VST(MEM("address", VST(MEM("operator", VS("EXISTS")), MEM("value", VABSENT))));
@@ -851,28 +884,20 @@ static void test_full_text(void **state)
 	static const struct {
 		const char *text, *want;
 	} cases[] = {
-		{"alice", "r1"},
-		{"ALICE", "r1"},
-		{"alice Paris", "r1"},
-		{"\"alice\"", "r1"},
-		{"alice OR bob", ""},
-		{"alice AND", ""},
-		{"ali*", ""},
-		{"NEAR(alice bob)", ""},
-		{"-bob", "r2"},
-		{"bob^", "r2"},
-		{"name:bob", ""},
-		{"'; DROP TABLE records; --", ""},
-		{"\"\"\"", ""},
-		{"%", ""},
-		{"   ", "r1,r2,r3,r4"},
-		{"", "r1,r2,r3,r4"},
+		{"alice", "r1"},	{"ALICE", "r1"},
+		{"alice Paris", "r1"},	{"\"alice\"", "r1"},
+		{"alice OR bob", ""},	{"alice AND", ""},
+		{"ali*", ""},		{"NEAR(alice bob)", ""},
+		{"-bob", "r2"},		{"bob^", "r2"},
+		{"name:bob", ""},	{"'; DROP TABLE records; --", ""},
+		{"\"\"\"", ""},		{"%", ""},
+		{"   ", "r1,r2,r3,r4"}, {"", "r1,r2,r3,r4"},
 		{"a - b", "r1,r2"}, /* r2's "a_b" is the tokens a and b */
-		{"{alice}", "r1"},
-		{"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87 \xff\xfe", ""},
+		{"{alice}", "r1"},	{"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87 \xff\xfe", ""},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		query_search_params p = {.full_text = cases[i].text, .order_by = "@id",
+		query_search_params p = {.full_text = cases[i].text,
+					 .order_by = "@id",
 					 .ascending = true};
 		if (strcmp(search(&typed, p), cases[i].want))
 			fail_msg("full_text '%s': got '%s', want '%s'", cases[i].text, result,
@@ -1064,7 +1089,9 @@ static void test_indexed(void **state)
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		query_filter f = {cases[i].path, cases[i].op, cases[i].v};
 		/* Ordered by the same field, so that the index serves the order too. */
-		query_search_params sp = {.filters = &f, .nfilters = 1, .order_by = cases[i].path,
+		query_search_params sp = {.filters = &f,
+					  .nfilters = 1,
+					  .order_by = cases[i].path,
 					  .ascending = true};
 		query *q;
 		assert_int_equal(query_compile_search(cases[i].s, &sp, &q), 0);
@@ -1090,15 +1117,17 @@ static void test_indexed(void **state)
 static const query_schema *page_schema;
 
 /* Every page of a List, concatenated; the number of pages through *pages. */
-static int list_all(const query_value *f, const char *order, int32_t size, char *out,
-		    size_t cap, int *pages, void (*between)(int page))
+static int list_all(const query_value *f, const char *order, int32_t size, char *out, size_t cap,
+		    int *pages, void (*between)(int page))
 {
 	char *token = NULL;
 	size_t n = 0;
 	out[0] = '\0';
 	*pages = 0;
 	for (;;) {
-		query_list_params p = {.filter = f, .order_by = order, .page_size = size,
+		query_list_params p = {.filter = f,
+				       .order_by = order,
+				       .page_size = size,
 				       .page_token = token};
 		query *q;
 		int rc = query_compile_list(page_schema, &p, &q);
@@ -1175,22 +1204,30 @@ static void test_paging_matches_one_query(void **state)
 {
 	(void)state;
 	static const char *const orders[] = {
-		"",	 "@created_at desc", "g asc, s desc",	    "g desc",
-		"s",	 "big desc",	     "s desc, g, @id desc", "g, s, big, @updated_at desc",
-		"@id",	 "name",	     "created_at DESC",
+		"",
+		"@created_at desc",
+		"g asc, s desc",
+		"g desc",
+		"s",
+		"big desc",
+		"s desc, g, @id desc",
+		"g, s, big, @updated_at desc",
+		"@id",
+		"name",
+		"created_at DESC",
 	};
 	static char all[8192], paged[8192];
 	for (size_t i = 0; i < sizeof orders / sizeof orders[0]; i++) {
 		int pages;
-		assert_int_equal(list_all(NULL, orders[i], 1000, all, sizeof all, &pages, NULL),
-				 0);
+		assert_int_equal(list_all(NULL, orders[i], 1000, all, sizeof all, &pages, NULL), 0);
 		assert_int_equal(pages, 1);
 		for (int32_t size = 1; size <= 7; size += 3) {
 			assert_int_equal(
 				list_all(NULL, orders[i], size, paged, sizeof paged, &pages, NULL),
 				0);
 			if (strcmp(all, paged))
-				fail_msg("order '%s' size %d:\n%s\n%s", orders[i], size, all, paged);
+				fail_msg("order '%s' size %d:\n%s\n%s", orders[i], size, all,
+					 paged);
 			assert_int_equal(pages, (43 + size - 1) / size);
 		}
 	}
@@ -1260,8 +1297,8 @@ static void churn(int page)
 static void test_keyset_stability(void **state)
 {
 	(void)state;
-	static const char *const orders[] = {"g, s",	      "s desc, big", "@created_at desc",
-					     "big",	      "g, s desc",   "g desc, s desc, @id"};
+	static const char *const orders[] = {"g, s", "s desc, big", "@created_at desc",
+					     "big",  "g, s desc",   "g desc, s desc, @id"};
 	static char out[16384];
 	for (size_t o = 0; o < sizeof orders / sizeof orders[0]; o++) {
 		close_db(state);
@@ -1322,8 +1359,7 @@ static char *first_token(const query_schema *s, const query_value *f, const char
 static int with_token(const query_schema *s, const query_value *f, const char *order,
 		      const char *token)
 {
-	query_list_params p = {.filter = f, .order_by = order, .page_size = 3,
-			       .page_token = token};
+	query_list_params p = {.filter = f, .order_by = order, .page_size = 3, .page_token = token};
 	query *q;
 	qerr_clear();
 	int rc = query_compile_list(s, &p, &q);
@@ -1360,7 +1396,9 @@ static void test_token_tampering(void **state)
 	char *tok = first_token(&s, &f, "s desc, big", 2);
 	assert_int_equal(with_token(&s, &f, "s desc, big", tok), 0);
 	/* Another page size is the same query. */
-	query_list_params p = {.filter = &f, .order_by = "s desc, big", .page_size = 50,
+	query_list_params p = {.filter = &f,
+			       .order_by = "s desc, big",
+			       .page_size = 50,
 			       .page_token = tok};
 	query *q;
 	assert_int_equal(query_compile_list(&s, &p, &q), 0);
@@ -1383,8 +1421,8 @@ static void test_token_tampering(void **state)
 		t[i] = tok[i];
 	}
 	free(t);
-	static const char *const junk[] = {"x", "====", "AAAA", "A", "\xff\xfe",
-					   "eyJwYWdlIjoyfQ", "' OR 1=1 --"};
+	static const char *const junk[] = {"x",	       "====",		 "AAAA",       "A",
+					   "\xff\xfe", "eyJwYWdlIjoyfQ", "' OR 1=1 --"};
 	for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
 		assert_int_equal(with_token(&s, &f, "s desc, big", junk[i]), -EINVAL);
 	char *longer = malloc(len + 2);
@@ -1434,7 +1472,7 @@ static void test_token_tampering(void **state)
 	const struct {
 		const char *what;
 		size_t at;
-		int delta;   /* 0: truncate at `at`, else add to the byte at `at` */
+		int delta; /* 0: truncate at `at`, else add to the byte at `at` */
 		const char *msg;
 	} cases[] = {
 		{"version", 0, 1, "version"},
@@ -1529,7 +1567,10 @@ static void test_binds_and_sql(void **state)
 		{"tags", QUERY_CONTAINS, VS(evil)},
 	};
 	query_label l = {evil, evil};
-	query_search_params p = {.filters = fs, .nfilters = 3, .labels = &l, .nlabels = 1,
+	query_search_params p = {.filters = fs,
+				 .nfilters = 3,
+				 .labels = &l,
+				 .nlabels = 1,
 				 .full_text = evil};
 	query *q;
 	assert_int_equal(query_compile_search(&typed, &p, &q), 0);

@@ -60,7 +60,8 @@ static void strmap_deletes(void **state)
 		gone[i] = true;
 		for (int k = 0; k < 600; k++) {
 			n = snprintf(key, sizeof(key), "d%d", k);
-			assert_ptr_equal(strmap_get(&m, key, (size_t)n), gone[k] ? NULL : &values[k]);
+			assert_ptr_equal(strmap_get(&m, key, (size_t)n),
+					 gone[k] ? NULL : &values[k]);
 		}
 	}
 	assert_int_equal(m.used, 0);
@@ -92,7 +93,8 @@ static void methods_per_namespace(void **state)
 	regindex *x = regindex_new();
 	assert_non_null(x);
 	char *const m1[] = {"Feed", "Watch"};
-	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r1", 2, m1, 2), 0);
+	assert_int_equal(
+		regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r1", 2, m1, 2), 0);
 	assert_true(has(x, "zoo", "/zoo.Feeder/Feed"));
 	assert_true(has(x, "zoo", "/zoo.Feeder/Watch"));
 	assert_false(has(x, "farm", "/zoo.Feeder/Feed"));
@@ -102,7 +104,8 @@ static void methods_per_namespace(void **state)
 
 	/* Registering again replaces the method set. */
 	char *const m2[] = {"Feed", "Sleep"};
-	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r2", 2, m2, 2), 0);
+	assert_int_equal(
+		regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r2", 2, m2, 2), 0);
 	assert_true(has(x, "zoo", "/zoo.Feeder/Feed"));
 	assert_true(has(x, "zoo", "/zoo.Feeder/Sleep"));
 	assert_false(has(x, "zoo", "/zoo.Feeder/Watch"));
@@ -116,8 +119,10 @@ static void methods_per_namespace(void **state)
 	assert_int_equal(len, 0);
 
 	char *const m3[] = {"Milk"};
-	assert_int_equal(regindex_put_service(x, "farm", "farm.Cow", (const uint8_t *)"", 0, m3, 1), 0);
-	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Bird", (const uint8_t *)"", 0, m3, 1), 0);
+	assert_int_equal(regindex_put_service(x, "farm", "farm.Cow", (const uint8_t *)"", 0, m3, 1),
+			 0);
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Bird", (const uint8_t *)"", 0, m3, 1),
+			 0);
 	char seen[128] = "";
 	assert_int_equal(regindex_each_service(x, NULL, count, seen), 0);
 	assert_string_equal(seen, "farm.Cow;zoo.Bird;zoo.Feeder;");
@@ -133,9 +138,12 @@ static void remove_service(void **state)
 	regindex *x = regindex_new();
 	assert_non_null(x);
 	char *const m1[] = {"Feed", "Watch"}, *const m2[] = {"Milk"};
-	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r", 1, m1, 2), 0);
-	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Bird", (const uint8_t *)"b", 1, m2, 1), 0);
-	assert_int_equal(regindex_put_service(x, "farm", "zoo.Feeder", (const uint8_t *)"f", 1, m1, 2), 0);
+	assert_int_equal(
+		regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r", 1, m1, 2), 0);
+	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Bird", (const uint8_t *)"b", 1, m2, 1),
+			 0);
+	assert_int_equal(
+		regindex_put_service(x, "farm", "zoo.Feeder", (const uint8_t *)"f", 1, m1, 2), 0);
 
 	assert_int_equal(regindex_remove_service(x, "zoo", "zoo.Feeder"), 0);
 	assert_false(has(x, "zoo", "/zoo.Feeder/Feed"));
@@ -156,7 +164,8 @@ static void remove_service(void **state)
 	assert_int_equal(regindex_each_service(x, NULL, count, seen), 0);
 	assert_string_equal(seen, "zoo.Feeder;");
 	/* And it can come back. */
-	assert_int_equal(regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r", 1, m2, 1), 0);
+	assert_int_equal(
+		regindex_put_service(x, "zoo", "zoo.Feeder", (const uint8_t *)"r", 1, m2, 1), 0);
 	assert_true(has(x, "zoo", "/zoo.Feeder/Milk"));
 	assert_false(has(x, "zoo", "/zoo.Feeder/Feed"));
 	regindex_free(x);

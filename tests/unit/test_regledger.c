@@ -17,8 +17,7 @@
 enum { T_INT32 = 5, T_STRING = 9 };
 
 /* The file p.proto of package p: message `msg` with one field (name, number, type). */
-static db_file *one_field(const char *file, const char *msg, const char *name, int number,
-			  int type)
+static db_file *one_field(const char *file, const char *msg, const char *name, int number, int type)
 {
 	db_file *f = db_file_new(file, "p", "proto3");
 	db_field_add(db_message(f, msg), name, number, 1, type, NULL);

@@ -16,8 +16,11 @@
 
 static regquota_limits big(void)
 {
-	return (regquota_limits){.files = 1000, .versions = 1000, .ns_bytes = 1 << 30,
-				 .namespaces = 1000, .total_bytes = 1 << 30};
+	return (regquota_limits){.files = 1000,
+				 .versions = 1000,
+				 .ns_bytes = 1 << 30,
+				 .namespaces = 1000,
+				 .total_bytes = 1 << 30};
 }
 
 static regquota_item file(const char *name, size_t bytes)
@@ -31,8 +34,7 @@ static regquota_item svc(const char *name, size_t bytes)
 }
 
 /* Adds the items when allowed; returns whether they were. msg gets the refusal. */
-static bool try_add(regquota *q, const char *ns, const regquota_item *items, size_t n,
-		    char *msg)
+static bool try_add(regquota *q, const char *ns, const regquota_item *items, size_t n, char *msg)
 {
 	msg[0] = 0;
 	if (!regquota_allows(q, ns, items, n, msg, 512))

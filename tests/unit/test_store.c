@@ -139,7 +139,8 @@ static int treq_wait(treq *t)
 
 static void op_insert(store_op *op, const char *id, const char *json)
 {
-	*op = (store_op){.kind = STORE_OP_INSERT, .id = id,
+	*op = (store_op){.kind = STORE_OP_INSERT,
+			 .id = id,
 			 .row = {.data = id, .data_len = strlen(id), .json = json}};
 }
 
@@ -254,9 +255,9 @@ static void test_names(void **state)
 		assert_true(store_name_valid(good[i]));
 	max[STORE_NAME_MAX] = 'a';
 	max[STORE_NAME_MAX + 1] = 0;
-	const char *bad[] = {"",     ".",     "..",    "../x", "a/b", "/a",     "a/",  "-a",
-			     "_a",   ".a",    "a.b",   "a b",  "a\\b", "a\tb",   "\xc3\xa9", "a:b",
-			     "a..b", "~root", "%2e%2e", max};
+	const char *bad[] = {"",	 ".",	"..",	"../x",	 "a/b",	   "/a",   "a/",
+			     "-a",	 "_a",	".a",	"a.b",	 "a b",	   "a\\b", "a\tb",
+			     "\xc3\xa9", "a:b", "a..b", "~root", "%2e%2e", max};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
 		assert_false(store_name_valid(bad[i]));
 	assert_false(store_name_valid(NULL));
@@ -272,7 +273,7 @@ static void test_names_enforced(void **state)
 {
 	(void)state;
 	store *s = open_store(NULL);
-	const char *escapes[][2] = {{"..", "x"}, {"zoo", ".."}, {"zoo", "../../etc"},
+	const char *escapes[][2] = {{"..", "x"},  {"zoo", ".."}, {"zoo", "../../etc"},
 				    {"a/b", "c"}, {"zoo", ""},	 {"", "x"}};
 	for (size_t i = 0; i < sizeof(escapes) / sizeof(*escapes); i++) {
 		store_collection c = {.ns = escapes[i][0], .name = escapes[i][1]};
@@ -280,8 +281,9 @@ static void test_names_enforced(void **state)
 		assert_non_null(strstr(store_err_msg(), "invalid"));
 		store_coll *h;
 		assert_int_equal(store_coll_acquire(s, escapes[i][0], escapes[i][1], &h), -EINVAL);
-		assert_int_equal(store_collection_delete(s, escapes[i][0], escapes[i][1], NULL, NULL),
-				 -EINVAL);
+		assert_int_equal(
+			store_collection_delete(s, escapes[i][0], escapes[i][1], NULL, NULL),
+			-EINVAL);
 	}
 	/* Reserved namespaces: refused to users, allowed to the node. */
 	store_collection sys = {.ns = "system", .name = "protos"};
@@ -312,9 +314,14 @@ static void test_catalog(void **state)
 {
 	(void)state;
 	store *s = open_store(NULL);
-	store_collection a = {.ns = "zoo", .name = "animals", .def = "\x0a\x00\x01", .def_len = 3,
-			      .type_ns = "zoo", .type_name = "zoo.Animal",
-			      .labels = "{\"env\":\"prod\",\"team\":\"x\"}", .indexed = "[\"name\"]"};
+	store_collection a = {.ns = "zoo",
+			      .name = "animals",
+			      .def = "\x0a\x00\x01",
+			      .def_len = 3,
+			      .type_ns = "zoo",
+			      .type_name = "zoo.Animal",
+			      .labels = "{\"env\":\"prod\",\"team\":\"x\"}",
+			      .indexed = "[\"name\"]"};
 	assert_int_equal(store_collection_create(s, &a, 0), 0);
 	assert_true(path_exists("%s/zoo/animals/records.db", dir));
 	assert_true(path_exists("%s/zoo/animals/files", dir));
@@ -338,10 +345,16 @@ static void test_catalog(void **state)
 
 	/* Defaults and more rows to list. */
 	store_collection b = {.ns = "zoo", .name = "birds", .labels = "{\"env\":\"dev\"}"};
-	store_collection c = {.ns = "farm", .name = "cows", .type_ns = "zoo",
-			      .type_name = "zoo.Animal", .labels = "{\"env\":\"prod\"}"};
-	store_collection d = {.ns = "zoo", .name = "cats", .type_ns = "zoo",
-			      .type_name = "zoo.Animal", .labels = "{\"env\":\"prod\"}"};
+	store_collection c = {.ns = "farm",
+			      .name = "cows",
+			      .type_ns = "zoo",
+			      .type_name = "zoo.Animal",
+			      .labels = "{\"env\":\"prod\"}"};
+	store_collection d = {.ns = "zoo",
+			      .name = "cats",
+			      .type_ns = "zoo",
+			      .type_name = "zoo.Animal",
+			      .labels = "{\"env\":\"prod\"}"};
 	assert_int_equal(store_collection_create(s, &b, 0), 0);
 	assert_int_equal(store_collection_create(s, &c, 0), 0);
 	assert_int_equal(store_collection_create(s, &d, 0), 0);
@@ -368,7 +381,8 @@ static void test_catalog(void **state)
 	assert_string_equal(l.names[3], "zoo/cats");
 
 	memset(&l, 0, sizeof(l));
-	assert_int_equal(store_collection_list(s, &(store_list_filter){.ns = "zoo"}, collect, &l, NULL), 0);
+	assert_int_equal(
+		store_collection_list(s, &(store_list_filter){.ns = "zoo"}, collect, &l, NULL), 0);
 	assert_int_equal(l.n, 3);
 
 	const char *k[] = {"env", "team"}, *v[] = {"prod", "x"};
@@ -487,7 +501,8 @@ static void test_fts_text(void **state)
 		const char *want = (const char *)sqlite3_column_text(st, 0);
 		size_t wlen = (size_t)sqlite3_column_bytes(st, 0);
 		if (t.len != wlen || memcmp(t.data, want, wlen))
-			fprintf(stderr, "doc %zu: C '%.*s', SQL '%s'\n", i, (int)t.len, t.data, want);
+			fprintf(stderr, "doc %zu: C '%.*s', SQL '%s'\n", i, (int)t.len, t.data,
+				want);
 		assert_int_equal(t.len, wlen);
 		assert_memory_equal(t.data, want, wlen);
 		assert_int_equal(t.data[t.len], 0);
@@ -501,7 +516,8 @@ static void test_fts_text(void **state)
 	char deep[2 * STORE_WRITER_JSON_MAX_DEPTH + 8];
 	memset(deep, '[', STORE_WRITER_JSON_MAX_DEPTH + 1);
 	memset(deep + STORE_WRITER_JSON_MAX_DEPTH + 1, ']', STORE_WRITER_JSON_MAX_DEPTH + 1);
-	assert_int_equal(store_writer_fts_text(deep, 2 * STORE_WRITER_JSON_MAX_DEPTH + 2, &t), -EINVAL);
+	assert_int_equal(store_writer_fts_text(deep, 2 * STORE_WRITER_JSON_MAX_DEPTH + 2, &t),
+			 -EINVAL);
 	buf_free(&t);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
@@ -513,8 +529,12 @@ static void test_kept_rows(void **state)
 {
 	(void)state;
 	store *s = open_store(NULL);
-	store_collection a = {.ns = "zoo", .name = "kept", .def = "one", .def_len = 3,
-			      .type_name = "zoo.Animal", .indexed = "[\"a\"]"};
+	store_collection a = {.ns = "zoo",
+			      .name = "kept",
+			      .def = "one",
+			      .def_len = 3,
+			      .type_name = "zoo.Animal",
+			      .indexed = "[\"a\"]"};
 	assert_int_equal(store_collection_create(s, &a, 0), 0);
 	store_collection *g = NULL;
 	assert_int_equal(store_collection_get(s, "zoo", "kept", &g), 0);
@@ -559,7 +579,10 @@ static void test_kept_rows(void **state)
 	assert_int_equal(store_collection_delete(s, "zoo", "kept", NULL, NULL), 0);
 	assert_int_equal(store_collection_version(s, "zoo", "kept"), 0);
 	assert_int_equal(store_collection_get(s, "zoo", "kept", &g), -ENOENT);
-	store_collection b = {.ns = "zoo", .name = "kept", .def = "three", .def_len = 5,
+	store_collection b = {.ns = "zoo",
+			      .name = "kept",
+			      .def = "three",
+			      .def_len = 5,
 			      .type_name = "zoo.Fungus"};
 	assert_int_equal(store_collection_create(s, &b, 0), 0);
 	assert_int_equal(store_collection_get(s, "zoo", "kept", &g), 0);
@@ -663,13 +686,17 @@ static void test_write_ops(void **state)
 	/* The layout of a new records.db. */
 	assert_int_equal(query_int(c, "SELECT page_size FROM pragma_page_size()", NULL),
 			 STORE_WRITER_PAGE_SIZE);
-	assert_int_equal(query_int(c, "SELECT v FROM records_fts_config WHERE k = 'automerge'", NULL),
-			 STORE_WRITER_FTS_AUTOMERGE);
+	assert_int_equal(
+		query_int(c, "SELECT v FROM records_fts_config WHERE k = 'automerge'", NULL),
+		STORE_WRITER_FTS_AUTOMERGE);
 
-	store_op op = {.kind = STORE_OP_INSERT, .id = "r1",
-		       .row = {.data = "\x08\x01", .data_len = 2,
-			       .json = "{\"name\":\"striped zebra\",\"legs\":4,\"tags\":[\"wild\"]}",
-			       .labels = "{\"k\":\"v\"}"}};
+	store_op op = {
+		.kind = STORE_OP_INSERT,
+		.id = "r1",
+		.row = {.data = "\x08\x01",
+			.data_len = 2,
+			.json = "{\"name\":\"striped zebra\",\"legs\":4,\"tags\":[\"wild\"]}",
+			.labels = "{\"k\":\"v\"}"}};
 	treq t;
 	treq_init(&t, 1, false);
 	t.ops[0] = op;
@@ -687,17 +714,22 @@ static void test_write_ops(void **state)
 	/* An empty message is zero bytes of data. */
 	store_op empty = {.kind = STORE_OP_INSERT, .id = "empty", .row = {.json = "{}"}};
 	assert_int_equal(write1(c, empty), 0);
-	assert_int_equal(query_int(c, "SELECT length(data) FROM records WHERE id = ?1", "empty"), 0);
+	assert_int_equal(query_int(c, "SELECT length(data) FROM records WHERE id = ?1", "empty"),
+			 0);
 
 	/* Kept times (clone, restore). */
-	store_op kept = {.kind = STORE_OP_INSERT, .id = "old", .row = {.json = "{}"},
-			 .created_at = 1000, .updated_at = 2000};
+	store_op kept = {.kind = STORE_OP_INSERT,
+			 .id = "old",
+			 .row = {.json = "{}"},
+			 .created_at = 1000,
+			 .updated_at = 2000};
 	assert_int_equal(write1(c, kept), 0);
 	assert_int_equal(query_int(c, "SELECT created_at FROM records WHERE id = ?1", "old"), 1000);
 	assert_int_equal(query_int(c, "SELECT updated_at FROM records WHERE id = ?1", "old"), 2000);
 
 	/* Replace: new data and text, labels kept when not given, created_at kept. */
-	store_op up = {.kind = STORE_OP_UPDATE, .id = "r1",
+	store_op up = {.kind = STORE_OP_UPDATE,
+		       .id = "r1",
 		       .row = {.data = "\x08\x02", .data_len = 2, .json = "{\"name\":\"okapi\"}"}};
 	treq_init(&t, 1, false);
 	t.ops[0] = up;
@@ -705,9 +737,13 @@ static void test_write_ops(void **state)
 	assert_int_equal(treq_wait(&t), 0);
 	assert_int_equal(t.ops[0].created_at, created);
 	assert_true(t.ops[0].updated_at >= created);
-	assert_int_equal(query_int(c, "SELECT created_at FROM records WHERE id = ?1", "r1"), created);
-	assert_int_equal(query_int(c, "SELECT hex(data) = '0802' FROM records WHERE id = ?1", "r1"), 1);
-	assert_int_equal(query_int(c, "SELECT labels = '{\"k\":\"v\"}' FROM records WHERE id = ?1", "r1"), 1);
+	assert_int_equal(query_int(c, "SELECT created_at FROM records WHERE id = ?1", "r1"),
+			 created);
+	assert_int_equal(query_int(c, "SELECT hex(data) = '0802' FROM records WHERE id = ?1", "r1"),
+			 1);
+	assert_int_equal(
+		query_int(c, "SELECT labels = '{\"k\":\"v\"}' FROM records WHERE id = ?1", "r1"),
+		1);
 	assert_int_equal(fts_hits(c, "zebra"), 0);
 	assert_int_equal(fts_hits(c, "okapi"), 1);
 	up.row.labels = "{}";
@@ -719,14 +755,16 @@ static void test_write_ops(void **state)
 	/* Bad JSON fails the op alone. */
 	assert_int_equal(insert(c, "badjson", "{nope"), -EINVAL);
 	assert_false(has_id(c, "badjson"));
-	store_op badlabels = {.kind = STORE_OP_INSERT, .id = "badlabels",
+	store_op badlabels = {.kind = STORE_OP_INSERT,
+			      .id = "badlabels",
 			      .row = {.json = "{}", .labels = "{\"k\":"}};
 	assert_int_equal(write1(c, badlabels), -EINVAL);
 	assert_false(has_id(c, "badlabels"));
 	badlabels.kind = STORE_OP_UPDATE;
 	badlabels.id = "empty";
 	assert_int_equal(write1(c, badlabels), -EINVAL);
-	assert_int_equal(query_int(c, "SELECT labels = '{}' FROM records WHERE id = ?1", "empty"), 1);
+	assert_int_equal(query_int(c, "SELECT labels = '{}' FROM records WHERE id = ?1", "empty"),
+			 1);
 
 	store_op del = {.kind = STORE_OP_DELETE, .id = "r1"};
 	assert_int_equal(write1(c, del), 0);
@@ -743,7 +781,9 @@ static void test_write_ops(void **state)
 	assert_int_equal(store_coll_write(c, &t.r), -EINVAL);
 	t.ops[0] = (store_op){.kind = STORE_OP_INSERT, .row = {.json = "{}"}};
 	assert_int_equal(store_coll_write(c, &t.r), -EINVAL);
-	t.ops[0] = (store_op){.kind = STORE_OP_INSERT, .id = "x", .row = {.json = "{}", .data_len = 3}};
+	t.ops[0] = (store_op){.kind = STORE_OP_INSERT,
+			      .id = "x",
+			      .row = {.json = "{}", .data_len = 3}};
 	assert_int_equal(store_coll_write(c, &t.r), -EINVAL);
 	store_coll_release(c);
 	store_close(s);
@@ -786,22 +826,36 @@ static void test_apply(void **state)
 	assert_int_equal(write1(c, op), 0);
 	assert_int_equal(m.calls, 1);
 	assert_int_equal(
-		query_int(c, "SELECT json = '{\"was\":{\"name\":\"lynx\"},\"n\":2}' FROM records WHERE id = ?1", "r1"),
+		query_int(
+			c,
+			"SELECT json = '{\"was\":{\"name\":\"lynx\"},\"n\":2}' FROM records WHERE id = ?1",
+			"r1"),
 		1);
-	assert_int_equal(query_int(c, "SELECT data = CAST('r1' AS BLOB) FROM records WHERE id = ?1", "r1"), 1);
-	assert_int_equal(query_int(c, "SELECT labels = '{\"merged\":\"yes\"}' FROM records WHERE id = ?1", "r1"), 1);
+	assert_int_equal(
+		query_int(c, "SELECT data = CAST('r1' AS BLOB) FROM records WHERE id = ?1", "r1"),
+		1);
+	assert_int_equal(
+		query_int(c, "SELECT labels = '{\"merged\":\"yes\"}' FROM records WHERE id = ?1",
+			  "r1"),
+		1);
 	assert_int_equal(fts_hits(c, "lynx"), 1);
 
 	/* A failing apply fails the op and changes nothing. */
 	m.fail = -EPERM;
 	assert_int_equal(write1(c, op), -EPERM);
-	assert_int_equal(query_int(c, "SELECT json LIKE '{\"was\":{\"name%' FROM records WHERE id = ?1", "r1"), 1);
+	assert_int_equal(
+		query_int(c, "SELECT json LIKE '{\"was\":{\"name%' FROM records WHERE id = ?1",
+			  "r1"),
+		1);
 
 	/* A malformed result fails the op alone, before anything is written. */
 	m.fail = 0;
 	m.bad_json = true;
 	assert_int_equal(write1(c, op), -EINVAL);
-	assert_int_equal(query_int(c, "SELECT json LIKE '{\"was\":{\"name%' FROM records WHERE id = ?1", "r1"), 1);
+	assert_int_equal(
+		query_int(c, "SELECT json LIKE '{\"was\":{\"name%' FROM records WHERE id = ?1",
+			  "r1"),
+		1);
 	assert_int_equal(fts_hits(c, "lynx"), 1);
 	m.bad_json = false;
 
@@ -821,11 +875,13 @@ static char *merge_reference(const char *old, const char *new, const char *const
 	sqlite3 *db = NULL;
 	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
 	sqlite3_stmt *st = NULL;
-	assert_int_equal(sqlite3_prepare_v2(db,
-					    "SELECT CASE WHEN json_type(?2, ?3) IS NULL THEN json_remove(?1, ?3)"
-					    " ELSE json_set(?1, ?3, json(?2 -> ?3)) END",
-					    -1, &st, NULL),
-			 SQLITE_OK);
+	assert_int_equal(
+		sqlite3_prepare_v2(
+			db,
+			"SELECT CASE WHEN json_type(?2, ?3) IS NULL THEN json_remove(?1, ?3)"
+			" ELSE json_set(?1, ?3, json(?2 -> ?3)) END",
+			-1, &st, NULL),
+		SQLITE_OK);
 	char *merged = strdup(old);
 	for (size_t i = 0; i < n; i++) {
 		query_path qp;
@@ -857,7 +913,9 @@ static int apply_keep(void *ctx, const store_row *merged, store_row *out)
 	merged_seen *m = ctx;
 	m->calls++;
 	snprintf(m->json, sizeof(m->json), "%s", merged->json);
-	*out = (store_row){.data = merged->data, .data_len = merged->data_len, .json = merged->json};
+	*out = (store_row){.data = merged->data,
+			   .data_len = merged->data_len,
+			   .json = merged->json};
 	return 0;
 }
 
@@ -893,13 +951,15 @@ static void test_update_mask(void **state)
 	store *s = open_store(NULL);
 	create(s, "zoo", "animals");
 	store_coll *c = acquire(s, "zoo", "animals");
-	const char *old = "{\"name\":\"orig\",\"namespace\":\"ns0\",\"message_type\":{\"namespace\":"
-			  "\"tns\",\"message_name\":\"m.Orig\"},\"indexed_fields\":[\"a\",\"b\"],"
-			  "\"metadata\":{\"labels\":{\"k\":\"v\",\"x y\":\"w\"}},\"server_endpoint\":"
-			  "\"h:1\",\"items\":[{\"n\":1},{\"n\":2}]}";
-	const char *new = "{\"name\":\"new\",\"namespace\":\"ns1\",\"message_type\":{\"namespace\":"
-			  "\"tns2\",\"message_name\":\"m.New\"},\"indexed_fields\":[\"z\"],\"metadata\":"
-			  "{\"labels\":{\"k2\":\"v2\"}},\"items\":[{\"n\":7}],\"deep\":{\"a\":{\"b\":1}}}";
+	const char *old =
+		"{\"name\":\"orig\",\"namespace\":\"ns0\",\"message_type\":{\"namespace\":"
+		"\"tns\",\"message_name\":\"m.Orig\"},\"indexed_fields\":[\"a\",\"b\"],"
+		"\"metadata\":{\"labels\":{\"k\":\"v\",\"x y\":\"w\"}},\"server_endpoint\":"
+		"\"h:1\",\"items\":[{\"n\":1},{\"n\":2}]}";
+	const char *new =
+		"{\"name\":\"new\",\"namespace\":\"ns1\",\"message_type\":{\"namespace\":"
+		"\"tns2\",\"message_name\":\"m.New\"},\"indexed_fields\":[\"z\"],\"metadata\":"
+		"{\"labels\":{\"k2\":\"v2\"}},\"items\":[{\"n\":7}],\"deep\":{\"a\":{\"b\":1}}}";
 	static const char *const masks[][4] = {
 		{"name", "message_type.message_name", "indexed_fields", "server_endpoint"},
 		{"metadata.labels"},
@@ -915,8 +975,12 @@ static void test_update_mask(void **state)
 		snprintf(id, sizeof(id), "m%zu", i);
 		assert_int_equal(insert(c, id, old), 0);
 		merged_seen m = {0};
-		store_op op = {.kind = STORE_OP_UPDATE, .id = id, .row = {.json = new},
-			       .mask = masks[i], .nmask = nmask[i], .apply = apply_keep,
+		store_op op = {.kind = STORE_OP_UPDATE,
+			       .id = id,
+			       .row = {.json = new},
+			       .mask = masks[i],
+			       .nmask = nmask[i],
+			       .apply = apply_keep,
 			       .apply_ctx = &m};
 		assert_int_equal(write1(c, op), 0);
 		assert_int_equal(m.calls, 1);
@@ -940,8 +1004,13 @@ static void test_update_mask(void **state)
 	/* A mask needs apply and valid paths; no record: apply is not called. */
 	merged_seen m = {0};
 	const char *bad[] = {"name; DROP TABLE records"};
-	store_op op = {.kind = STORE_OP_UPDATE, .id = "m0", .row = {.json = new},
-		       .mask = bad, .nmask = 1, .apply = apply_keep, .apply_ctx = &m};
+	store_op op = {.kind = STORE_OP_UPDATE,
+		       .id = "m0",
+		       .row = {.json = new},
+		       .mask = bad,
+		       .nmask = 1,
+		       .apply = apply_keep,
+		       .apply_ctx = &m};
 	assert_int_equal(write1(c, op), -EINVAL);
 	op.mask = masks[0];
 	op.apply = NULL;
@@ -1015,8 +1084,12 @@ static void test_reads(void **state)
 	const store_match bad[] = {{"@id", "z"}};
 	assert_int_equal(store_reader_scan(r, bad, 1, 0, collect_id, &none), -EINVAL);
 	sqlite3_stmt *plan;
-	assert_int_equal(store_reader_prepare(r, "EXPLAIN QUERY PLAN SELECT id, data FROM records WHERE "
-					      "json_extract(json,'$.ns') = ?1 ORDER BY rid", &plan), 0);
+	assert_int_equal(
+		store_reader_prepare(r,
+				     "EXPLAIN QUERY PLAN SELECT id, data FROM records WHERE "
+				     "json_extract(json,'$.ns') = ?1 ORDER BY rid",
+				     &plan),
+		0);
 	assert_int_equal(sqlite3_step(plan), SQLITE_ROW);
 	assert_non_null(strstr((const char *)sqlite3_column_text(plan, 3), name));
 
@@ -1309,7 +1382,8 @@ static void test_many_submitters(void **state)
 		pthread_join(th[k], NULL);
 		assert_int_equal(sb[k].failures, 0);
 	}
-	assert_int_equal(query_int(c, "SELECT count(*) FROM records", NULL), SUBMITTERS * PER_THREAD);
+	assert_int_equal(query_int(c, "SELECT count(*) FROM records", NULL),
+			 SUBMITTERS * PER_THREAD);
 	for (int k = 0; k < SUBMITTERS; k++)
 		for (int n = 0; n < PER_THREAD; n += 37) {
 			char id[32];
@@ -1386,7 +1460,10 @@ static bool index_sql(store_coll *c, const char *name, const char *sql)
 	store_reader *r;
 	assert_int_equal(store_coll_read_begin(c, &r), 0);
 	sqlite3_stmt *st;
-	assert_int_equal(store_reader_prepare(r, "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1", &st), 0);
+	assert_int_equal(
+		store_reader_prepare(
+			r, "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1", &st),
+		0);
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	bool ok = sqlite3_step(st) == SQLITE_ROW &&
 		  (!sql || !strcmp((const char *)sqlite3_column_text(st, 0), sql));
@@ -1405,15 +1482,23 @@ static void test_indexes(void **state)
 	const char *names[] = {"a_b", "c"};
 	const char *exprs[] = {"json_extract(json,'$.a.b')", "json_extract(json,'$.c')"};
 	assert_int_equal(store_coll_set_indexes(c, 2, names, exprs), 0);
-	assert_true(index_sql(c, "ix_a_b", "CREATE INDEX ix_a_b ON records(json_extract(json,'$.a.b'))"));
+	assert_true(index_sql(c, "ix_a_b",
+			      "CREATE INDEX ix_a_b ON records(json_extract(json,'$.a.b'))"));
 	assert_true(index_sql(c, "ix_c", NULL));
 	assert_int_equal(
-		query_int(c, "SELECT count(*) FROM records WHERE json_extract(json,'$.a.b') = 1", NULL), 1);
+		query_int(c, "SELECT count(*) FROM records WHERE json_extract(json,'$.a.b') = 1",
+			  NULL),
+		1);
 	/* The planner uses it. */
 	store_reader *r;
 	assert_int_equal(store_coll_read_begin(c, &r), 0);
 	sqlite3_stmt *st;
-	assert_int_equal(store_reader_prepare(r, "EXPLAIN QUERY PLAN SELECT id FROM records WHERE json_extract(json,'$.c') = 'x'", &st), 0);
+	assert_int_equal(
+		store_reader_prepare(
+			r,
+			"EXPLAIN QUERY PLAN SELECT id FROM records WHERE json_extract(json,'$.c') = 'x'",
+			&st),
+		0);
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_non_null(strstr((const char *)sqlite3_column_text(st, 3), "ix_c"));
 	store_coll_read_end(r);
@@ -1423,12 +1508,21 @@ static void test_indexes(void **state)
 	const char *exprs2[] = {"json_extract(json,'$.c[0]')"};
 	assert_int_equal(store_coll_set_indexes(c, 1, &names[1], exprs2), 0);
 	assert_false(index_sql(c, "ix_a_b", NULL));
-	assert_true(index_sql(c, "ix_c", "CREATE INDEX ix_c ON records(json_extract(json,'$.c[0]'))"));
+	assert_true(
+		index_sql(c, "ix_c", "CREATE INDEX ix_c ON records(json_extract(json,'$.c[0]'))"));
 	/* Indexes that are not ours stay. */
-	assert_int_equal(query_int(c, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_autoindex%'", NULL), 1);
+	assert_int_equal(
+		query_int(c,
+			  "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_autoindex%'",
+			  NULL),
+		1);
 	assert_int_equal(store_coll_set_indexes(c, 0, NULL, NULL), 0);
 	assert_false(index_sql(c, "ix_c", NULL));
-	assert_int_equal(query_int(c, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_autoindex%'", NULL), 1);
+	assert_int_equal(
+		query_int(c,
+			  "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sqlite_autoindex%'",
+			  NULL),
+		1);
 
 	const char *bad_names[] = {"a;b", "", "x y"};
 	for (int i = 0; i < 3; i++)
@@ -1614,7 +1708,8 @@ static int disk_full_child(void)
 		return 12;
 	static char big[4 << 20];
 	memset(big, 'x', sizeof(big));
-	store_op op = {.kind = STORE_OP_INSERT, .id = "big",
+	store_op op = {.kind = STORE_OP_INSERT,
+		       .id = "big",
 		       .row = {.data = big, .data_len = sizeof(big), .json = "{}"}};
 	int rc = write1(c, op);
 	if (rc != -EIO && rc != -ENOSPC)
@@ -1764,7 +1859,10 @@ static void test_crash(void **state)
 			store_reader *r;
 			assert_int_equal(store_coll_read_begin(c, &r), 0);
 			sqlite3_stmt *st;
-			assert_int_equal(store_reader_prepare(r, "SELECT data, json FROM records WHERE id = ?1", &st), 0);
+			assert_int_equal(
+				store_reader_prepare(
+					r, "SELECT data, json FROM records WHERE id = ?1", &st),
+				0);
 			sqlite3_bind_text(st, 1, line, -1, SQLITE_STATIC);
 			if (sqlite3_step(st) != SQLITE_ROW)
 				fail_msg("acknowledged %s is missing after kill -9", line);
@@ -1775,8 +1873,11 @@ static void test_crash(void **state)
 			acked++;
 		}
 		assert_true(acked > 0);
-		assert_int_equal(query_int(c, "SELECT count(*) FROM pragma_integrity_check"
-					      " WHERE integrity_check = 'ok'", NULL), 1);
+		assert_int_equal(query_int(c,
+					   "SELECT count(*) FROM pragma_integrity_check"
+					   " WHERE integrity_check = 'ok'",
+					   NULL),
+				 1);
 		total += acked;
 		store_coll_release(c);
 		store_close(s);
@@ -1807,7 +1908,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_indexes, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_stats, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_eviction, setup_dir, teardown_dir),
-		cmocka_unit_test_setup_teardown(test_delete_waits_for_handles, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_delete_waits_for_handles, setup_dir,
+						teardown_dir),
 		cmocka_unit_test_setup_teardown(test_concurrent_acquire, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_crash, setup_dir, teardown_dir),

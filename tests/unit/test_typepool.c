@@ -20,8 +20,16 @@
 extern const uint8_t api_descriptor_set[];
 extern const size_t api_descriptor_set_len;
 
-enum { T_DOUBLE = 1, T_INT64 = 3, T_INT32 = 5, T_BOOL = 8, T_STRING = 9, T_MESSAGE = 11,
-       T_BYTES = 12, T_ENUM = 14 };
+enum {
+	T_DOUBLE = 1,
+	T_INT64 = 3,
+	T_INT32 = 5,
+	T_BOOL = 8,
+	T_STRING = 9,
+	T_MESSAGE = 11,
+	T_BYTES = 12,
+	T_ENUM = 14
+};
 
 static tp_pool *builtin_pool(void)
 {
@@ -127,10 +135,14 @@ static void test_builtin(void **state)
 		const char *name;
 		tp_wkt wkt;
 	} wkts[] = {
-		{"google.protobuf.Any", TP_WKT_ANY},	       {"google.protobuf.Duration", TP_WKT_DURATION},
-		{"google.protobuf.FieldMask", TP_WKT_FIELD_MASK}, {"google.protobuf.Struct", TP_WKT_STRUCT},
-		{"google.protobuf.Value", TP_WKT_VALUE},       {"google.protobuf.ListValue", TP_WKT_LIST_VALUE},
-		{"google.protobuf.BytesValue", TP_WKT_WRAPPER}, {"google.protobuf.UInt64Value", TP_WKT_WRAPPER},
+		{"google.protobuf.Any", TP_WKT_ANY},
+		{"google.protobuf.Duration", TP_WKT_DURATION},
+		{"google.protobuf.FieldMask", TP_WKT_FIELD_MASK},
+		{"google.protobuf.Struct", TP_WKT_STRUCT},
+		{"google.protobuf.Value", TP_WKT_VALUE},
+		{"google.protobuf.ListValue", TP_WKT_LIST_VALUE},
+		{"google.protobuf.BytesValue", TP_WKT_WRAPPER},
+		{"google.protobuf.UInt64Value", TP_WKT_WRAPPER},
 		{"google.protobuf.Empty", TP_WKT_NONE},
 	};
 	for (size_t i = 0; i < sizeof wkts / sizeof *wkts; i++) {
@@ -148,7 +160,8 @@ static void test_builtin(void **state)
 	const tp_service_info *si = tp_service_get(svc);
 	assert_true(si->n_methods >= 11);
 	assert_string_equal(si->methods[0].name, "Create");
-	assert_ptr_equal(si->methods[0].input, tp_find_message(tp, NULL, "collector.CreateRequest"));
+	assert_ptr_equal(si->methods[0].input,
+			 tp_find_message(tp, NULL, "collector.CreateRequest"));
 
 	/* Adding the same set again changes nothing. */
 	assert_int_equal(tp_add_set(tp, NULL, api_descriptor_set, api_descriptor_set_len), 0);
@@ -170,7 +183,7 @@ static db_file *zoo_file(void)
 	db_msg *a = db_message(f, "Animal");
 	db_msg *owner = db_nested(a, "Owner");
 	db_field_add(owner, "pet", 1, 1, T_MESSAGE, "Animal"); /* outward to zoo.Animal */
-	db_msg *ab = db_nested(a, "B");			     /* shadows zoo.B inside Animal */
+	db_msg *ab = db_nested(a, "B");			       /* shadows zoo.B inside Animal */
 	db_field_add(ab, "y", 1, 1, T_STRING, NULL);
 	db_field_add(a, "kind", 1, 1, 0, "Kind"); /* type left for the name to decide */
 	db_field_add(a, "owner", 2, 1, T_MESSAGE, "Owner");
@@ -619,8 +632,8 @@ static void test_concurrent_readers(void **state)
 	reader_arg args[3];
 	pthread_t th[3];
 	for (int i = 0; i < 3; i++) {
-		args[i] = (reader_arg){tp, tp_find_message(tp, NULL, "collector.Collection"),
-				       &stop, 0};
+		args[i] = (reader_arg){tp, tp_find_message(tp, NULL, "collector.Collection"), &stop,
+				       0};
 		assert_int_equal(pthread_create(&th[i], NULL, reader, &args[i]), 0);
 	}
 	for (int i = 0; i < 40; i++) {
@@ -643,16 +656,11 @@ static void test_concurrent_readers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_builtin),
-		cmocka_unit_test(test_resolution),
-		cmocka_unit_test(test_refusals),
-		cmocka_unit_test(test_namespaces),
-		cmocka_unit_test(test_new_version),
-		cmocka_unit_test(test_remove_file),
-		cmocka_unit_test(test_self_import),
-		cmocka_unit_test(test_field_kinds),
-		cmocka_unit_test(test_resolve_path),
-		cmocka_unit_test(test_concurrent_readers),
+		cmocka_unit_test(test_builtin),	     cmocka_unit_test(test_resolution),
+		cmocka_unit_test(test_refusals),     cmocka_unit_test(test_namespaces),
+		cmocka_unit_test(test_new_version),  cmocka_unit_test(test_remove_file),
+		cmocka_unit_test(test_self_import),  cmocka_unit_test(test_field_kinds),
+		cmocka_unit_test(test_resolve_path), cmocka_unit_test(test_concurrent_readers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
