@@ -385,10 +385,13 @@ static void slot_start(slot *s)
 	if (file.n) {
 		size_t i = atomic_fetch_add(&file_next, 1);
 		if (opts.once && i >= file.n) {
-			/* All sent: this worker ends once its last call is done. */
+			/* All sent: this worker ends once its last call is done. From a timer, not
+			 * here: this may run inside a call's on_done, and ending the worker frees
+			 * that call's channel. */
 			if (!w->active && !w->stopping) {
 				reactor_timer_disarm(w->r, &w->end_timer);
-				end_fired(&w->end_timer);
+				reactor_timer_arm(w->r, &w->end_timer, reactor_now(w->r),
+						  end_fired);
 			}
 			return;
 		}
