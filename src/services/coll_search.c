@@ -512,19 +512,76 @@ void coll_search_search(call *c, const ProtobufCMessage *msg)
 
 #define SEARCH_COLLECTIONS_MAX 1000
 
+/* The collections to search: v[i] in namespace ns[i] (NULL: the request's), shown as
+ * label[i] (NULL: by its name). */
 typedef struct coll_names {
-	char **v;
+	char **v, **ns, **label;
 	size_t n;
+	const char *only; /* collect_name: this name only (NULL: every one) */
+	bool labelled;	  /* collect_name: give each its namespace and label */
 } coll_names;
 
 static int collect_name(void *ctx, const store_collection *row)
 {
 	coll_names *names = ctx;
-	char *name = mem_strdup(row->name);
-	if (!name)
-		return -ENOMEM;
-	names->v[names->n++] = name;
-	return 0;
+	if (names->only && strcmp(row->name, names->only))
+		return 0;
+	if (names->n == SEARCH_COLLECTIONS_MAX)
+		return -E2BIG;
+	size_t i = names->n++;
+	names->v[i] = mem_strdup(row->name);
+	if (!names->labelled)
+		return names->v[i] ? 0 : -ENOMEM;
+	names->ns[i] = mem_strdup(row->ns);
+	if (mem_asprintf(&names->label[i], "%s/%s", row->ns, row->name) < 0)
+		names->label[i] = NULL;
+	return names->v[i] && names->ns[i] && names->label[i] ? 0 : -ENOMEM;
+}
+
+/* Every namespace (no namespace named): the collections of every user namespace, or those
+ * the request names, each "ns/name" or a bare name (in every namespace that has it).
+ * Results are labelled "ns/name". false (j failed) when it cannot. */
+static bool names_everywhere(svc_job *sj, const svc_env *env,
+			     const Collector__SearchCollectionsRequest *req, coll_names *names)
+{
+	store_list_filter f = {.users_only = true, .limit = SEARCH_COLLECTIONS_MAX + 1};
+	int rc = 0;
+	names->labelled = true;
+	for (size_t i = 0; i < req->n_collection_names && !rc; i++) {
+		const char *given = req->collection_names[i];
+		const char *slash = strchr(given, '/');
+		size_t before = names->n;
+		char ns[STORE_NAME_MAX + 1];
+		if (slash && (size_t)(slash - given) > STORE_NAME_MAX) {
+			svc_job_fail(sj, GRPC_NOT_FOUND, "no collection %.200s", given);
+			return false;
+		}
+		if (slash) {
+			snprintf(ns, sizeof(ns), "%.*s", (int)(slash - given), given);
+			f.ns = ns;
+			names->only = slash + 1;
+		} else {
+			f.ns = NULL;
+			names->only = given;
+		}
+		rc = store_collection_list(env->store, &f, collect_name, names, NULL);
+		if (!rc && names->n == before) {
+			svc_job_fail(sj, GRPC_NOT_FOUND, "no collection %.200s in %s", given,
+				     slash ? "that namespace" : "any namespace");
+			return false;
+		}
+	}
+	names->only = NULL;
+	f.ns = NULL;
+	if (!req->n_collection_names)
+		rc = store_collection_list(env->store, &f, collect_name, names, NULL);
+	if (rc == -E2BIG)
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "more than %d collections to search: name them (collection_names)",
+			     SEARCH_COLLECTIONS_MAX);
+	else if (rc)
+		svc_fail_store(sj, rc, "listing collections");
+	return !rc;
 }
 
 /* What a collection's entry in the results holds besides its items: a tag and a length
@@ -534,7 +591,8 @@ static size_t result_header(const char *name) { return 1 + 5 + budget_field(strl
 /* One collection's matches into *res, its scores into *scores (for the caller to free);
  * *reached is false when the response had no room left for it. false (j failed) on an
  * error. */
-static bool search_one(query_job *qj, const char *name, const query_value *qv, budget *b, items *it,
+static bool search_one(query_job *qj, const char *ns, const char *name, const char *label,
+		       const query_value *qv, budget *b, items *it,
 		       Collector__SearchCollectionsResponse__CollectionResult *res,
 		       Collector__SearchCollectionsResponse__CollectionResult__ScoresEntry **scores,
 		       bool *reached, int64_t *total)
@@ -545,7 +603,7 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, b
 	coll_def_free(&rj->d);
 	query_free(qj->q);
 	qj->q = NULL;
-	if (!coll_def_load(sj, rj->r.env, rj->r.ns, name, &rj->d))
+	if (!coll_def_load(sj, rj->r.env, ns ? ns : rj->r.ns, name, &rj->d))
 		return false;
 	query_schema schema;
 	char scope[SCOPE_MAX];
@@ -558,7 +616,7 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, b
 		return false;
 	}
 	/* Still searched when the response is full: total_matches counts every match. */
-	budget_take_bytes(b, result_header(name));
+	budget_take_bytes(b, result_header(label ? label : name));
 	bool more;
 	int64_t count = -1;
 	if (!fetch(qj, it, &more, &count))
@@ -584,7 +642,7 @@ static bool search_one(query_job *qj, const char *name, const query_value *qv, b
 		ptrs[i] = &e[i];
 	}
 	collector__search_collections_response__collection_result__init(res);
-	res->collection_name = (char *)name;
+	res->collection_name = (char *)(label ? label : name);
 	res->items = it->ptrs;
 	res->n_items = it->n;
 	res->scores = ptrs;
@@ -601,16 +659,22 @@ static void search_collections_work(svc_job *sj)
 	coll_read_job *rj = &qj->rd;
 	const Collector__SearchCollectionsRequest *req = rj->r.req;
 	const svc_env *env = rj->r.env;
-	if (!svc_check_name(sj, "namespace", rj->r.ns))
+	/* No namespace named: every namespace of users ("Empty for all", the proto says). */
+	bool all = svc_ns_unnamed(env, rj->r.ns);
+	if (!all && !svc_check_name(sj, "namespace", rj->r.ns))
 		return;
-	coll_names names = {.v = mem_calloc(SEARCH_COLLECTIONS_MAX, sizeof(char *))};
-	if (!names.v) {
+	coll_names names = {.v = mem_calloc(SEARCH_COLLECTIONS_MAX, sizeof(char *)),
+			    .ns = mem_calloc(SEARCH_COLLECTIONS_MAX, sizeof(char *)),
+			    .label = mem_calloc(SEARCH_COLLECTIONS_MAX, sizeof(char *))};
+	if (!names.v || !names.ns || !names.label) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-		return;
+		goto free_names;
 	}
 	if (req->n_collection_names > SEARCH_COLLECTIONS_MAX) {
 		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "at most %d collections",
 			     SEARCH_COLLECTIONS_MAX);
+	} else if (all) {
+		names_everywhere(sj, env, req, &names);
 	} else if (req->n_collection_names) {
 		for (size_t i = 0; i < req->n_collection_names; i++)
 			names.v[names.n++] = mem_strdup(req->collection_names[i]);
@@ -651,8 +715,9 @@ static void search_collections_work(svc_job *sj)
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;
 		}
-		if (!search_one(qj, names.v[done], req->query ? &qv : NULL, &b, &its[done],
-				&res[done], &scores[done], &reached, &total)) {
+		if (!search_one(qj, names.ns[done], names.v[done], names.label[done],
+				req->query ? &qv : NULL, &b, &its[done], &res[done], &scores[done],
+				&reached, &total)) {
 			done++;
 			goto out;
 		}
@@ -670,13 +735,19 @@ out:
 		items_free(&its[i]);
 	for (size_t i = 0; i < n && scores; i++)
 		mem_free(scores[i]);
-	for (size_t i = 0; i < names.n; i++)
-		mem_free(names.v[i]);
-	mem_free(names.v);
 	mem_free(its);
 	mem_free(res);
 	mem_free(ptrs);
 	mem_free(scores);
+free_names:
+	for (size_t i = 0; i < names.n; i++) {
+		mem_free(names.v[i]);
+		mem_free(names.ns[i]);
+		mem_free(names.label[i]);
+	}
+	mem_free(names.v);
+	mem_free(names.ns);
+	mem_free(names.label);
 }
 
 void coll_search_collections(call *c, const ProtobufCMessage *msg)

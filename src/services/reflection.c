@@ -371,11 +371,15 @@ static void answer_ns_files(answer *a, const refl_index *ix, const char *first)
 	char **names = NULL;
 	bool ok = true;
 	ProtobufCBinaryData bytes;
+	const char *alias; /* upstream's name of an API file: ours is served */
 	const refl_name *n = name_find(ix->file_names, ix->n_files, first);
 	if (n)
 		ok = file_list_add(a, &names, first, ix->files[n->file].bytes);
 	else if (registry_file(ix->reg, a->ns, first, (const uint8_t **)&bytes.data, &bytes.len))
 		ok = file_list_add(a, &names, first, bytes);
+	else if ((alias = registry_file_alias(ix->reg, a->ns, first)) &&
+		 (n = name_find(ix->file_names, ix->n_files, alias)))
+		ok = file_list_add(a, &names, alias, ix->files[n->file].bytes);
 	else
 		answer_error(a, GRPC_NOT_FOUND, "file '%.200s' not found", first);
 	for (size_t k = 0; ok && k < a->n_file_list; k++) {

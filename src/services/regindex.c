@@ -20,10 +20,35 @@ typedef struct reg_service {
 
 struct regindex {
 	pthread_rwlock_t lock;
-	strmap methods;	   /* "ns\0/pkg.Service/Method" -> non-NULL when registered */
-	strmap services;   /* "ns\0pkg.Service" -> reg_service */
-	strmap namespaces; /* ns -> non-NULL once it has a service */
+	strmap methods;	 /* "ns\0/pkg.Service/Method" -> non-NULL when registered */
+	strmap services; /* "ns\0pkg.Service" -> reg_service */
+	/* "ns\0Name" -> how many services of ns are named Name after their last dot (a count
+	 * in the pointer): upstream registers bare names, and this tells in one lookup whether
+	 * such a name is unambiguous. */
+	strmap last_names;
 };
+
+/* The part of a service's full name after its last dot. */
+static const char *last_name(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	return dot ? dot + 1 : name;
+}
+
+static size_t last_count(const regindex *x, const char *key, size_t klen)
+{
+	return (size_t)(uintptr_t)strmap_get(&x->last_names, key, klen);
+}
+
+/* Adds delta to a count that exists (put_service made its key). Under the write lock. */
+static void last_count_add(regindex *x, const char *key, size_t klen, int delta)
+{
+	size_t n = last_count(x, key, klen) + (size_t)delta;
+	if (n)
+		strmap_put(&x->last_names, key, klen, (void *)(uintptr_t)n, NULL);
+	else
+		strmap_del(&x->last_names, key, klen);
+}
 
 /* "a\0b" in buf; its length, or 0 when it does not fit. */
 static size_t pair_key(char *buf, size_t cap, const char *a, size_t alen, const char *b,
@@ -74,7 +99,7 @@ void regindex_free(regindex *x)
 	strmap_each(&x->services, free_service_entry, NULL);
 	strmap_free(&x->services);
 	strmap_free(&x->methods);
-	strmap_free(&x->namespaces);
+	strmap_free(&x->last_names);
 	pthread_rwlock_destroy(&x->lock);
 	mem_free(x);
 }
@@ -88,14 +113,6 @@ bool regindex_has_method(regindex *x, const char *ns, size_t ns_len, const char 
 		return false;
 	pthread_rwlock_rdlock(&x->lock);
 	bool found = strmap_get(&x->methods, key, n) != NULL;
-	pthread_rwlock_unlock(&x->lock);
-	return found;
-}
-
-bool regindex_has_namespace(regindex *x, const char *ns)
-{
-	pthread_rwlock_rdlock(&x->lock);
-	bool found = strmap_get(&x->namespaces, ns, strlen(ns)) != NULL;
 	pthread_rwlock_unlock(&x->lock);
 	return found;
 }
@@ -146,29 +163,6 @@ static void drop_unregistered(regindex *x, const reg_service *s)
 			strmap_del(&x->methods, s->paths[i], s->path_lens[i]);
 }
 
-typedef struct ns_probe {
-	const char *ns;
-	bool found;
-} ns_probe;
-
-static void probe_service(void *ctx, const char *key, size_t len, void *value)
-{
-	(void)key, (void)len;
-	ns_probe *p = ctx;
-	const reg_service *s = value;
-	if (s && !strcmp(s->ns, p->ns))
-		p->found = true;
-}
-
-/* ns leaves the namespaces once no service of it is left. Under the write lock. */
-static void forget_namespace(regindex *x, const char *ns)
-{
-	ns_probe p = {.ns = ns};
-	strmap_each(&x->services, probe_service, &p);
-	if (!p.found)
-		strmap_del(&x->namespaces, ns, strlen(ns));
-}
-
 int regindex_put_service(regindex *x, const char *ns, const char *name, const uint8_t *rec,
 			 size_t len, char *const *methods, size_t n_methods)
 {
@@ -181,12 +175,17 @@ int regindex_put_service(regindex *x, const char *ns, const char *name, const ui
 		service_free(s);
 		return -ENAMETOOLONG;
 	}
+	char lkey[1024];
+	size_t lklen = pair_key(lkey, sizeof(lkey), ns, strlen(ns), last_name(name),
+				strlen(last_name(name)));
 	static char present = 1;
 	pthread_rwlock_wrlock(&x->lock);
 	reg_service *old = strmap_get(&x->services, key, klen);
+	bool new_last = !old && !last_count(x, lkey, lklen);
 	/* Every insertion first, so that a failure leaves the old registration whole: a key
-	 * added here for a method is not registered while it maps to NULL. */
-	int rc = strmap_put(&x->namespaces, ns, strlen(ns), &present, NULL);
+	 * added here for a method is not registered while it maps to NULL, a last name is
+	 * counted from 0. */
+	int rc = new_last ? strmap_put(&x->last_names, lkey, lklen, NULL, NULL) : 0;
 	for (size_t i = 0; i < s->n_paths && !rc; i++)
 		if (!strmap_get(&x->methods, s->paths[i], s->path_lens[i]))
 			rc = strmap_put(&x->methods, s->paths[i], s->path_lens[i], NULL, NULL);
@@ -198,14 +197,16 @@ int regindex_put_service(regindex *x, const char *ns, const char *name, const ui
 		for (size_t i = 0; i < s->n_paths; i++)
 			strmap_put(&x->methods, s->paths[i], s->path_lens[i], &present, NULL);
 		strmap_put(&x->services, key, klen, s, NULL);
+		if (!old)
+			last_count_add(x, lkey, lklen, 1);
 	}
 	/* Keys no registration has (the old methods the new set dropped, or those added
 	 * before a failure) go, so that changing method sets cannot grow the map. */
 	drop_unregistered(x, old);
 	if (rc) {
 		drop_unregistered(x, s);
-		if (!old)
-			forget_namespace(x, ns);
+		if (new_last)
+			strmap_del(&x->last_names, lkey, lklen);
 	}
 	pthread_rwlock_unlock(&x->lock);
 	if (rc) {
@@ -226,10 +227,13 @@ int regindex_remove_service(regindex *x, const char *ns, const char *name)
 	reg_service *s = strmap_get(&x->services, key, klen);
 	if (s) {
 		strmap_del(&x->services, key, klen);
+		char lkey[1024];
+		size_t lklen = pair_key(lkey, sizeof(lkey), ns, strlen(ns), last_name(name),
+					strlen(last_name(name)));
+		last_count_add(x, lkey, lklen, -1);
 		for (size_t i = 0; i < s->n_paths; i++)
 			strmap_put(&x->methods, s->paths[i], s->path_lens[i], NULL, NULL);
 		drop_unregistered(x, s);
-		forget_namespace(x, ns);
 	}
 	pthread_rwlock_unlock(&x->lock);
 	service_free(s);
@@ -297,5 +301,74 @@ int regindex_each_service(regindex *x, const char *ns,
 	}
 	pthread_rwlock_unlock(&x->lock);
 	mem_free(c.v);
+	return rc;
+}
+
+typedef struct last_probe {
+	const char *ns, *last, *skip;
+	char *first, *second;
+	size_t first_cap, second_cap, found;
+} last_probe;
+
+/* The first two services of ns (in the map's order) named p->last after their last dot,
+ * other than skip. */
+static void probe_last(void *ctx, const char *key, size_t len, void *value)
+{
+	(void)key, (void)len;
+	last_probe *p = ctx;
+	const reg_service *s = value;
+	if (!s || strcmp(s->ns, p->ns) || strcmp(last_name(s->name), p->last) ||
+	    (p->skip && !strcmp(s->name, p->skip)))
+		return;
+	if (p->found == 0 && p->first)
+		snprintf(p->first, p->first_cap, "%s", s->name);
+	else if (p->found == 1 && p->second)
+		snprintf(p->second, p->second_cap, "%s", s->name);
+	p->found++;
+}
+
+int regindex_resolve_service(regindex *x, const char *ns, const char *name, char *out, size_t cap,
+			     char *other, size_t other_cap)
+{
+	const char *last = last_name(name);
+	char key[1024], lkey[1024];
+	size_t klen = pair_key(key, sizeof(key), ns, strlen(ns), name, strlen(name));
+	size_t lklen = pair_key(lkey, sizeof(lkey), ns, strlen(ns), last, strlen(last));
+	if (!klen || !lklen)
+		return REGINDEX_NONE;
+	int rc = REGINDEX_NONE;
+	if (other_cap)
+		other[0] = 0;
+	pthread_rwlock_rdlock(&x->lock);
+	size_t same_last = last_count(x, lkey, lklen);
+	if (strmap_get(&x->services, key, klen)) {
+		snprintf(out, cap, "%s", name);
+		rc = REGINDEX_FOUND;
+	} else if (last != name) {
+		/* "pkg.Name": the service registered bare as "Name", when no other service of ns
+		 * ends in that name (the key of "Name" is the last name's key). */
+		if (strmap_get(&x->services, lkey, lklen)) {
+			snprintf(out, cap, "%s", last);
+			rc = same_last == 1 ? REGINDEX_FOUND : REGINDEX_AMBIGUOUS;
+			last_probe p = {.ns = ns,
+					.last = last,
+					.skip = last,
+					.first = other,
+					.first_cap = other_cap};
+			if (rc == REGINDEX_AMBIGUOUS)
+				strmap_each(&x->services, probe_last, &p);
+		}
+	} else if (same_last) {
+		/* A bare "Name": the one service of ns whose name ends in ".Name". */
+		last_probe p = {.ns = ns,
+				.last = last,
+				.first = out,
+				.first_cap = cap,
+				.second = other,
+				.second_cap = other_cap};
+		strmap_each(&x->services, probe_last, &p);
+		rc = same_last == 1 ? REGINDEX_FOUND : REGINDEX_AMBIGUOUS;
+	}
+	pthread_rwlock_unlock(&x->lock);
 	return rc;
 }

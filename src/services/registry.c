@@ -8,7 +8,6 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
-#include "base/uuid.h"
 #include "collector/collection.pb-c.h"
 #include "collector/registry.pb-c.h"
 #include "services/registry_priv.h"
@@ -67,6 +66,15 @@ static void message_names(const message_proto *mp, const char *scope, strvec *ou
 		return;
 	for (size_t i = 0; i < mp->n_nested_type; i++)
 		message_names(mp->nested_type[i], full, out);
+}
+
+/* Full names of the file's top-level messages: what upstream calls its registered messages
+ * (nested types and map entries belong to them). */
+static void top_messages(const file_proto *fp, strvec *out)
+{
+	const char *pkg = fp->package ? fp->package : "";
+	for (size_t i = 0; i < fp->n_message_type; i++)
+		strvec_push(out, registry_join_name(pkg, fp->message_type[i]->name));
 }
 
 static void registry_file_messages(const file_proto *fp, strvec *out)
@@ -210,7 +218,7 @@ bool registry_order_files(svc_job *j, registry_file_set *fs,
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "a file descriptor has no name");
 			return false;
 		}
-	fs->n = 0;
+	*fs = (registry_file_set){0};
 	while (fs->n < total) {
 		size_t before = fs->n;
 		for (size_t i = 0; i < total; i++) {
@@ -320,9 +328,38 @@ static char *proto_id_of(registry *r, const char *ns, const char *file)
 		return mem_strdup(id);
 	if (tp_file_bytes(r->env->types, NULL, file, &(const uint8_t *){0}, &(size_t){0})) {
 		char *s;
-		return mem_asprintf(&s, "compiled-in:%s", file) < 0 ? NULL : s;
+		return mem_asprintf(&s, "%s/%s", ns, file) < 0 ? NULL : s;
 	}
 	return NULL;
+}
+
+/* Upstream's ids: "<ns>/<file>" for a file's first version, "<ns>/<file>@<n>" for its n-th
+ * (every version is kept). The newest version's id gives the next one; a file whose newest
+ * id has another form (a UUID of an older build) starts again at "<ns>/<file>", which no
+ * record of that build holds. A removal deletes every version, so the ids start over.
+ * NULL when out of memory. */
+static char *next_proto_id(registry *r, const char *ns, const char *file)
+{
+	char *base, *id;
+	if (mem_asprintf(&base, "%s/%s", ns, file) < 0)
+		return NULL;
+	char key[REGISTRY_NAME_MAX * 2];
+	size_t klen = key2(key, sizeof(key), ns, file);
+	const char *newest = klen ? strmap_get(&r->file_ids, key, klen) : NULL;
+	size_t blen = strlen(base);
+	unsigned long next = 0;
+	if (newest && !strcmp(newest, base)) {
+		next = 2;
+	} else if (newest && !strncmp(newest, base, blen) && newest[blen] == '@') {
+		char *end;
+		unsigned long n = strtoul(newest + blen + 1, &end, 10);
+		next = *end || n < 2 ? 0 : n + 1;
+	}
+	if (!next)
+		return base;
+	int n = mem_asprintf(&id, "%s@%lu", base, next);
+	mem_free(base);
+	return n < 0 ? NULL : id;
 }
 
 static void remember_id(registry *r, const char *ns, const char *file, const char *id)
@@ -438,7 +475,7 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 	 * vanish at a restart. */
 	store_op ops[REGISTRY_MAX_DEPENDENCIES + 1];
 	registry_row rows[REGISTRY_MAX_DEPENDENCIES + 1];
-	char ids[REGISTRY_MAX_DEPENDENCIES + 1][UUID_STR_LEN];
+	char *ids[REGISTRY_MAX_DEPENDENCIES + 1] = {0};
 	size_t nops = 0;
 	Google__Protobuf__Timestamp ts;
 	registry_now(&ts);
@@ -451,8 +488,9 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 		strvec names = {0};
 		registry_file_messages(fs->v[i], &names);
 		Collector__RegisteredProto rec;
+		ids[i] = next_proto_id(r, ns, fs->v[i]->name);
 		proto_record(&rec, ids[i], ns, fs->v[i], &names, &md);
-		ok = !names.failed && !uuid7_make(ids[i]);
+		ok = !names.failed && ids[i];
 		registry_row *row = &rows[nops++];
 		*row = (registry_row){.json = BUF_INIT};
 		ok = ok && !registry_row_make(r, &rec.base, row);
@@ -473,6 +511,8 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 	if (rc || !nops)
 		tp_unstage(staged);
 	if (rc) {
+		for (size_t i = 0; i < fs->n; i++)
+			mem_free(ids[i]);
 		mem_free(*main_id);
 		*main_id = NULL;
 		svc_fail_store(j, rc, "saving the registration");
@@ -480,9 +520,11 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 	}
 	if (nops)
 		tp_publish(staged);
-	for (size_t i = 0; i < fs->n; i++)
+	for (size_t i = 0; i < fs->n; i++) {
 		if (fs->changed[i])
 			file_applied(r, ns, fs->v[i], ids[i]);
+		mem_free(ids[i]);
+	}
 	if (regquota_add(r->quota, ns, items, nitems))
 		log_error("registry: out of memory counting %s against the quotas",
 			  fs->v[fs->n - 1]->name);
@@ -508,12 +550,14 @@ void registry_register_proto(registry *r, svc_job *sj, const char *ns,
 		return;
 	char *id = NULL;
 	pthread_mutex_lock(&r->lock);
-	bool ok = registry_register_files(sj, r, ns, &fs, &id);
+	bool ok = registry_alias_files(sj, r, ns, &fs) &&
+		  registry_register_files(sj, r, ns, &fs, &id);
 	pthread_mutex_unlock(&r->lock);
+	registry_unalias_files(&fs);
 	if (!ok)
 		return;
 	strvec names = {0};
-	registry_file_messages(req->file_descriptor, &names);
+	top_messages(req->file_descriptor, &names);
 	Collector__RegisterProtoResponse resp = COLLECTOR__REGISTER_PROTO_RESPONSE__INIT;
 	resp.status = &status_ok;
 	resp.proto_id = id;
@@ -561,6 +605,18 @@ static bool name_given(svc_job *j, const char *what, const char *s)
 	return false;
 }
 
+/* "... may mean a or b": the message of a name that stands for several services, in a
+ * buffer of AMBIGUOUS_MAX bytes. */
+#define AMBIGUOUS_MAX 800
+static void say_ambiguous(char *msg, size_t cap, const char *name, const char *ns, const char *a,
+			  const char *b)
+{
+	snprintf(msg, cap,
+		 "service name '%.200s' is ambiguous in namespace '%s': it may mean %.200s or "
+		 "%.200s; give the full name",
+		 name, ns, a, b);
+}
+
 static void lookup_work(svc_job *sj)
 {
 	svc_req_job *j = (svc_req_job *)sj;
@@ -568,8 +624,18 @@ static void lookup_work(svc_job *sj)
 	registry *r = registry_of(j);
 	if (!svc_check_user_ns(sj, j->ns) || !name_given(sj, "service_name", req->service_name))
 		return;
-	size_t len;
-	uint8_t *rec = regindex_get_service(r->ix, j->ns, req->service_name, &len);
+	char full[REGISTRY_NAME_MAX + 1], other[REGISTRY_NAME_MAX + 1];
+	int found = regindex_resolve_service(r->ix, j->ns, req->service_name, full, sizeof(full),
+					     other, sizeof(other));
+	if (found == REGINDEX_AMBIGUOUS) {
+		char msg[AMBIGUOUS_MAX];
+		say_ambiguous(msg, sizeof(msg), req->service_name, j->ns, full, other);
+		svc_job_fail(sj, GRPC_FAILED_PRECONDITION, "%s", msg);
+		return;
+	}
+	size_t len = 0;
+	uint8_t *rec =
+		found == REGINDEX_FOUND ? regindex_get_service(r->ix, j->ns, full, &len) : NULL;
 	if (!rec) {
 		if (len)
 			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -607,16 +673,24 @@ static void validate_work(svc_job *sj)
 	if (!svc_check_user_ns(sj, j->ns) || !name_given(sj, "service_name", req->service_name) ||
 	    !name_given(sj, "method_name", req->method_name))
 		return;
+	char full[REGISTRY_NAME_MAX + 1], other[REGISTRY_NAME_MAX + 1];
+	int found = regindex_resolve_service(r->ix, j->ns, req->service_name, full, sizeof(full),
+					     other, sizeof(other));
 	char *path;
-	int n = mem_asprintf(&path, "/%s/%s", req->service_name, req->method_name);
+	int n = mem_asprintf(&path, "/%s/%s", found == REGINDEX_FOUND ? full : req->service_name,
+			     req->method_name);
 	if (n < 0) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	bool valid = regindex_has_method(r->ix, j->ns, strlen(j->ns), path, (size_t)n);
-	char text[400];
-	snprintf(text, sizeof(text), "%.300s is %sregistered in namespace '%s'", path,
-		 valid ? "" : "not ", j->ns);
+	bool valid = found == REGINDEX_FOUND &&
+		     regindex_has_method(r->ix, j->ns, strlen(j->ns), path, (size_t)n);
+	char text[AMBIGUOUS_MAX];
+	if (found == REGINDEX_AMBIGUOUS)
+		say_ambiguous(text, sizeof(text), req->service_name, j->ns, full, other);
+	else
+		snprintf(text, sizeof(text), "%.300s is %sregistered in namespace '%s'", path,
+			 valid ? "" : "not ", j->ns);
 	Collector__ValidateMethodResponse resp = COLLECTOR__VALIDATE_METHOD_RESPONSE__INIT;
 	resp.status = &status_ok;
 	resp.is_valid = valid;
@@ -661,10 +735,7 @@ static void list_work(svc_job *sj)
 	const char *ns = req->namespace_ && *req->namespace_ ? req->namespace_ : NULL;
 	if (ns && !svc_check_user_ns(sj, ns))
 		return;
-	if (ns && !regindex_has_namespace(r->ix, ns)) {
-		svc_job_fail(sj, GRPC_NOT_FOUND, "nothing is registered in namespace '%s'", ns);
-		return;
-	}
+	/* A namespace with nothing registered has no services: an empty list, as upstream. */
 	listing l = {0};
 	int rc = regindex_each_service(r->ix, ns, list_one, &l);
 	if (rc) {
@@ -809,9 +880,10 @@ static bool service_resolves(registry *r, const Collector__RegisteredService *s)
 	bool ok = pkg && sd;
 	for (size_t i = 0; ok && i < sd->n_method; i++) {
 		const Google__Protobuf__MethodDescriptorProto *m = sd->method[i];
-		ok = m->input_type && m->output_type &&
-		     registry_resolve_type(r, s->namespace_, pkg, m->input_type) &&
-		     registry_resolve_type(r, s->namespace_, pkg, m->output_type);
+		ok = !registry_method_typed(m) ||
+		     (m->output_type &&
+		      registry_resolve_type(r, s->namespace_, pkg, m->input_type) &&
+		      registry_resolve_type(r, s->namespace_, pkg, m->output_type));
 	}
 	mem_free(pkg);
 	return ok;
@@ -908,6 +980,42 @@ void registry_free(registry *r)
 
 /* ---- the call gate and reflection's view ---- */
 
+/* A call "/pkg.Name/Method" whose service is not registered by that name: upstream
+ * registers services bare, so a service registered as "Name" admits it, unless another
+ * service of ns also ends in ".Name" (then the call is refused, saying so). */
+static int bare_gate(registry *r, const char *ns, const char *path, size_t path_len, char *msg,
+		     size_t cap)
+{
+	const char *slash = path_len > 1 ? memchr(path + 1, '/', path_len - 1) : NULL;
+	size_t slen = slash ? (size_t)(slash - path - 1) : 0;
+	char service[REGISTRY_NAME_MAX + 1], full[REGISTRY_NAME_MAX + 1],
+		other[REGISTRY_NAME_MAX + 1], bare[2 * REGISTRY_NAME_MAX + 2];
+	int found = REGINDEX_NONE;
+	if (path[0] == '/' && slen && slen <= REGISTRY_NAME_MAX) {
+		memcpy(service, path + 1, slen);
+		service[slen] = 0;
+		if (memchr(service, '.', slen))
+			found = regindex_resolve_service(r->ix, ns, service, full, sizeof(full),
+							 other, sizeof(other));
+	}
+	int n = found == REGINDEX_FOUND ? snprintf(bare, sizeof(bare), "/%s%.*s", full,
+						   (int)(path_len - slen - 1), slash)
+					: -1;
+	if (n > 0 && (size_t)n < sizeof(bare) &&
+	    regindex_has_method(r->ix, ns, strlen(ns), bare, (size_t)n))
+		return GRPC_OK;
+	if (found == REGINDEX_AMBIGUOUS) {
+		char why[AMBIGUOUS_MAX];
+		say_ambiguous(why, sizeof(why), service, ns, full, other);
+		snprintf(msg, cap, "method %.*s: %s", (int)(path_len > 250 ? 250 : path_len), path,
+			 why);
+	} else {
+		snprintf(msg, cap, "method %.*s is not registered in namespace '%s'",
+			 (int)(path_len > 250 ? 250 : path_len), path, ns);
+	}
+	return GRPC_UNIMPLEMENTED;
+}
+
 const char *registry_call_ns(registry *r, call *c) { return svc_namespace(c, r->env, NULL); }
 
 int registry_gate(void *ctx, call *c, const char *path, size_t path_len, bool served, char *msg,
@@ -938,9 +1046,9 @@ int registry_gate(void *ctx, call *c, const char *path, size_t path_len, bool se
 		ns_len = md->value_len;
 	}
 	if (!regindex_has_method(r->ix, ns, ns_len, path, path_len)) {
-		snprintf(msg, cap, "method %.*s is not registered in namespace '%s'",
-			 (int)(path_len > 250 ? 250 : path_len), path, ns);
-		return GRPC_UNIMPLEMENTED;
+		int rc = bare_gate(r, ns, path, path_len, msg, cap);
+		if (rc != GRPC_OK)
+			return rc;
 	}
 	if (!served) {
 		snprintf(msg, cap,
@@ -953,19 +1061,24 @@ int registry_gate(void *ctx, call *c, const char *path, size_t path_len, bool se
 
 typedef struct names_ctx {
 	strvec v;
+	registry *r;
 } names_ctx;
 
+/* A service whose methods are all registered by name only has no file: reflection has
+ * nothing to describe, and leaves it out. */
 static int name_one(void *ctx, const char *ns, const char *name, const uint8_t *rec, size_t len)
 {
-	(void)ns, (void)rec, (void)len;
+	(void)rec, (void)len;
 	names_ctx *n = ctx;
+	if (!tp_find_service(n->r->env->types, ns, name))
+		return 0;
 	strvec_push(&n->v, mem_strdup(name));
 	return n->v.failed ? -ENOMEM : 0;
 }
 
 int registry_service_names(registry *r, const char *ns, char ***names, size_t *n)
 {
-	names_ctx c = {{0}};
+	names_ctx c = {{0}, r};
 	int rc = regindex_each_service(r->ix, ns, name_one, &c);
 	if (rc) {
 		strvec_free(&c.v);

@@ -57,5 +57,9 @@ int registry_service_names(registry *r, const char *ns, char ***names, size_t *n
 const char *registry_symbol_file(registry *r, const char *ns, const char *symbol);
 bool registry_file(registry *r, const char *ns, const char *name, const uint8_t **bytes,
 		   size_t *len);
+/* The node's name of an API file that `name` names the upstream way ("common.proto" for
+ * "collector/common.proto"), or NULL when it names none, or a file of ns (NULL: no
+ * namespace) or of the node by that name exists. The name lives as long as the node. */
+const char *registry_file_alias(registry *r, const char *ns, const char *name);
 
 #endif

@@ -45,7 +45,23 @@ typedef struct registry_file_set {
 	size_t n;
 	bool changed[REGISTRY_MAX_DEPENDENCIES +
 		     1]; /* not yet in the namespace with these contents */
+	/* Names of the request replaced by ours (regalias.c), to put back before it is
+	 * freed: where each was, and what. */
+	char ***renamed_at;
+	char **renamed_was;
+	size_t n_renamed, renamed_cap;
 } registry_file_set;
+
+/* ---- regalias.c: upstream's names for the node's API files ---- */
+
+/* In the files of fs (parts of the request), the names and imports that are upstream's
+ * names of the node's API files are replaced by ours: a file that is upstream's copy of
+ * one (package collector) then stands for the compiled-in file, and imports resolve to it.
+ * A name the namespace or the set gives a file of its own is kept. Fails j
+ * (RESOURCE_EXHAUSTED) and changes nothing when it cannot. */
+bool registry_alias_files(svc_job *j, registry *r, const char *ns, registry_file_set *fs);
+/* Puts the request's own names back; fs may be zeroed or aliased. */
+void registry_unalias_files(registry_file_set *fs);
 
 /* Orders deps and main so that each file comes after the files of the set it imports;
  * fails j (INVALID_ARGUMENT) when they cannot be. */
@@ -89,6 +105,8 @@ void registry_now(Google__Protobuf__Timestamp *ts);
 int registry_write_wait(store_coll *c, store_op *ops, size_t n);
 /* Full names of the messages of a file, nested ones included. */
 /* A method's input or output type, resolved as protoc would from package pkg. */
+/* Whether a method of a registration has types (else it is admitted by name only). */
+bool registry_method_typed(const Google__Protobuf__MethodDescriptorProto *m);
 const tp_message *registry_resolve_type(registry *r, const char *ns, const char *pkg,
 					const char *name);
 /* ---- regsynth.c: registry/<service>.proto, the file the registry makes for a service that
@@ -102,8 +120,9 @@ typedef struct registry_synth {
 	Google__Protobuf__MethodDescriptorProto *methods, **mptrs;
 } registry_synth;
 
-/* Builds the file of service `full` (sd, its types relative to pkg) in s->fd. 0, -ENOENT
- * when a type does not resolve (yet), -ENOMEM; s is to be freed in every case. */
+/* Builds the file of service `full` (sd, its types relative to pkg) in s->fd, with its
+ * typed methods. 0, -ENOENT when a type does not resolve (yet), -ENODATA when no method
+ * has types (no file then), -ENOMEM; s is to be freed in every case. */
 int registry_synth_build(registry *r, const char *ns, const char *pkg, const service_proto *sd,
 			 const char *full, registry_synth *s);
 void registry_synth_free(registry_synth *s);

@@ -9,7 +9,6 @@
 
 #include "base/log.h"
 #include "base/mem.h"
-#include "base/uuid.h"
 #include "collector/registry.pb-c.h"
 #include "services/registry_priv.h"
 
@@ -54,12 +53,26 @@ static bool method_name_ok(const char *s)
 	return true;
 }
 
+/* A method without types is what upstream's own Register*Service helpers send: it admits
+ * calls by name, and reflection leaves it out (there is nothing to describe). */
+bool registry_method_typed(const Google__Protobuf__MethodDescriptorProto *m)
+{
+	return m->input_type && *m->input_type;
+}
+
 static bool method_proto_ok(svc_job *j, const Google__Protobuf__MethodDescriptorProto *m)
 {
-	if (!m->name || !*m->name || !m->input_type || !*m->input_type || !m->output_type ||
-	    !*m->output_type) {
-		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
-			     "every method needs a name, an input_type and an output_type");
+	bool in = m->input_type && *m->input_type, out = m->output_type && *m->output_type;
+	if (!m->name || !*m->name) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "every method needs a name");
+		return false;
+	}
+	if (in != out) {
+		svc_job_fail(
+			j, GRPC_INVALID_ARGUMENT,
+			"method %.100s: give both an input_type and an output_type, or neither "
+			"(a method admitted by name)",
+			m->name);
 		return false;
 	}
 	if (!method_name_ok(m->name)) {
@@ -109,7 +122,7 @@ static const char *request_package(const Collector__RegisterServiceRequest *req)
 typedef struct service_plan {
 	char *full_name;
 	strvec methods;
-	char id[UUID_STR_LEN];
+	char id[STORE_NAME_MAX + 2 + REGISTRY_NAME_MAX];
 	Google__Protobuf__Timestamp created;
 	bool exists;
 } service_plan;
@@ -163,6 +176,9 @@ static bool plan_service(svc_job *j, registry *r, const char *ns,
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT, "method %s appears twice", mp->name);
 			return false;
 		}
+		strvec_push(&p->methods, mem_strdup(mp->name));
+		if (!registry_method_typed(mp))
+			continue;
 		const tp_message *in = registry_resolve_type(r, ns, pkg, mp->input_type);
 		const tp_message *out = registry_resolve_type(r, ns, pkg, mp->output_type);
 		if (!in || !out) {
@@ -174,7 +190,6 @@ static bool plan_service(svc_job *j, registry *r, const char *ns,
 		}
 		if (!served_signature_ok(j, r, p->full_name, mp, in, out))
 			return false;
-		strvec_push(&p->methods, mem_strdup(mp->name));
 	}
 	if (p->methods.failed) {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
@@ -208,12 +223,11 @@ static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *
 {
 	Google__Protobuf__Timestamp now;
 	registry_now(&now);
+	/* Upstream's id, "<ns>/<service>": a service keeps no history, so it is its only id
+	 * (one registered by an older build keeps the UUID it was given). */
 	if (!p->exists) {
 		p->created = now;
-		if (uuid7_make(p->id)) {
-			svc_job_fail(j, GRPC_INTERNAL, "cannot make an id");
-			return false;
-		}
+		snprintf(p->id, sizeof(p->id), "%s/%s", ns, p->full_name);
 	}
 	Collector__Metadata md = COLLECTOR__METADATA__INIT;
 	md.created_at = &p->created;
@@ -262,12 +276,13 @@ static bool declare_service(svc_job *j, registry *r, const char *ns,
 	registry_synth s;
 	char *id = NULL;
 	/* plan_service resolved every type: only memory can fail here. */
-	bool ok = !registry_synth_build(r, ns, request_package(req), req->service_descriptor,
-					p->full_name, &s);
-	if (ok) {
+	int rc = registry_synth_build(r, ns, request_package(req), req->service_descriptor,
+				      p->full_name, &s);
+	bool ok = !rc || rc == -ENODATA;
+	if (!rc) {
 		registry_file_set fs = {.v = {&s.fd}, .n = 1};
 		ok = registry_register_files(j, r, ns, &fs, &id);
-	} else {
+	} else if (!ok) {
 		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	}
 	mem_free(id);
@@ -279,7 +294,7 @@ static bool declare_service(svc_job *j, registry *r, const char *ns,
  * metadata of two timestamps, every field at most. */
 static size_t record_bound(const char *ns, const char *full, const service_proto *sd)
 {
-	size_t n = protobuf_c_message_get_packed_size(&sd->base) + UUID_STR_LEN + strlen(ns) +
+	size_t n = protobuf_c_message_get_packed_size(&sd->base) + 2 * strlen(ns) + strlen(full) +
 		   strlen(full) + 2 * (2 * (11 + 6) + REGISTRY_FIELD_MAX) + 6 * REGISTRY_FIELD_MAX;
 	for (size_t i = 0; i < sd->n_method; i++)
 		n += strlen(sd->method[i]->name) + REGISTRY_FIELD_MAX;
@@ -324,7 +339,7 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 			items[n++] = (regquota_item){
 				.file = s.fd.name,
 				.bytes = registry_synth_bound(r, ns, pkg, sd, full, fd)};
-		ok = rc != -ENOMEM && (rc || bytes);
+		ok = rc != -ENOMEM && (rc || bytes); /* -ENODATA: no file is made */
 	}
 	if (ok && registry_service_counts(r, ns, full))
 		items[n++] = (regquota_item){.service = full, .bytes = record_bound(ns, full, sd)};
@@ -353,17 +368,18 @@ void registry_register_service(registry *r, svc_job *sj, const char *ns,
 		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "service %s has no methods", sd->name);
 		return;
 	}
-	registry_file_set fs;
+	registry_file_set fs = {0};
 	if (req->file_descriptor && !registry_order_files(sj, &fs, NULL, 0, req->file_descriptor))
 		return;
 	service_plan p = {0};
 	char *file_id = NULL;
 	pthread_mutex_lock(&r->lock);
-	bool ok = service_fits(sj, r, ns, req) &&
+	bool ok = registry_alias_files(sj, r, ns, &fs) && service_fits(sj, r, ns, req) &&
 		  (!req->file_descriptor || registry_register_files(sj, r, ns, &fs, &file_id)) &&
 		  plan_service(sj, r, ns, req, &p) && declare_service(sj, r, ns, req, &p) &&
 		  save_service(sj, r, ns, &p, sd);
 	pthread_mutex_unlock(&r->lock);
+	registry_unalias_files(&fs);
 	if (ok) {
 		Collector__RegisterServiceResponse resp =
 			COLLECTOR__REGISTER_SERVICE_RESPONSE__INIT;

@@ -31,7 +31,10 @@ int registry_synth_build(registry *r, const char *ns, const char *pkg, const ser
 		s->fd.name = NULL;
 	if (!s->fd.package || !s->methods || !s->mptrs || !s->fd.name)
 		return -ENOMEM;
+	size_t n = 0;
 	for (size_t i = 0; i < sd->n_method; i++) {
+		if (!registry_method_typed(sd->method[i]))
+			continue; /* admitted by name: nothing for reflection to describe */
 		const tp_message *io[2] = {
 			registry_resolve_type(r, ns, pkg, sd->method[i]->input_type),
 			registry_resolve_type(r, ns, pkg, sd->method[i]->output_type)};
@@ -49,14 +52,18 @@ int registry_synth_build(registry *r, const char *ns, const char *pkg, const ser
 		}
 		if (s->deps.failed || s->types.failed)
 			return -ENOMEM;
-		s->methods[i] = *sd->method[i];
-		s->methods[i].input_type = s->types.v[2 * i];
-		s->methods[i].output_type = s->types.v[2 * i + 1];
-		s->mptrs[i] = &s->methods[i];
+		s->methods[n] = *sd->method[i];
+		s->methods[n].input_type = s->types.v[2 * n];
+		s->methods[n].output_type = s->types.v[2 * n + 1];
+		s->mptrs[n] = &s->methods[n];
+		n++;
 	}
+	if (!n)
+		return -ENODATA;
 	s->svc = *sd;
 	s->svc.name = (char *)(dot ? dot + 1 : full);
 	s->svc.method = s->mptrs;
+	s->svc.n_method = n;
 	s->svcs[0] = &s->svc;
 	s->fd.syntax = "proto3";
 	s->fd.n_dependency = s->deps.n;
@@ -97,6 +104,8 @@ size_t registry_synth_bound(registry *r, const char *ns, const char *pkg, const 
 	size_t n = protobuf_c_message_get_packed_size(&sd->base) + 2 * (strlen(full) + 16) +
 		   4 * REGISTRY_FIELD_MAX;
 	for (size_t i = 0; i < sd->n_method; i++) {
+		if (!registry_method_typed(sd->method[i]))
+			continue;
 		const char *io[2] = {sd->method[i]->input_type, sd->method[i]->output_type};
 		n += 2 * REGISTRY_FIELD_MAX;
 		for (int k = 0; k < 2; k++) {

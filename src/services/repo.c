@@ -46,6 +46,38 @@ static bool check_backup_policy(svc_job *sj, const Collector__BackupPolicy *p)
 	return true;
 }
 
+/* Collection.server_endpoint, where a client is sent for the collection (Route): a
+ * gRPC address as clients dial it, ending in ":<port>". Empty: this node's. */
+#define ENDPOINT_MAX 255
+
+static bool check_endpoint(svc_job *sj, const char *e)
+{
+	size_t n = e ? strlen(e) : 0;
+	bool ok = n <= ENDPOINT_MAX;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = e[i] > ' ' && e[i] < 0x7f;
+	const char *colon = n ? strrchr(e, ':') : NULL;
+	if (ok && n) {
+		char *end;
+		long port = colon ? strtol(colon + 1, &end, 10) : 0;
+		ok = colon && colon[1] && !*end && port > 0 && port < 65536;
+	}
+	if (!ok)
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "server_endpoint must be an address ending in :<port>, up to %d "
+			     "printable bytes without spaces",
+			     ENDPOINT_MAX);
+	return ok;
+}
+
+/* Where the collection is served: its own endpoint when it was given one, else here. A
+ * definition keeps only an endpoint it was given, so that "here" follows the node's
+ * address across restarts (definitions of older builds hold the address of their time). */
+static const char *endpoint_of(const svc_env *env, const Collector__Collection *c)
+{
+	return c->server_endpoint && *c->server_endpoint ? c->server_endpoint : env->endpoint;
+}
+
 static void create_collection_work(svc_job *sj)
 {
 	svc_req_job *j = (svc_req_job *)sj;
@@ -57,7 +89,7 @@ static void create_collection_work(svc_job *sj)
 	}
 	const char *ns = in->namespace_ && *in->namespace_ ? in->namespace_ : j->ns;
 	if (!svc_check_user_ns(sj, ns) || !svc_check_name(sj, "collection", in->name) ||
-	    !check_backup_policy(sj, in->backup_policy))
+	    !check_backup_policy(sj, in->backup_policy) || !check_endpoint(sj, in->server_endpoint))
 		return;
 	const tp_message *m = svc_find_type(j->env, ns, in->message_type);
 	if (!m) {
@@ -93,7 +125,7 @@ static void create_collection_work(svc_job *sj)
 	Collector__Collection out = *in;
 	out.namespace_ = (char *)ns;
 	out.message_type = &type;
-	out.server_endpoint = (char *)j->env->endpoint;
+	out.server_endpoint = in->server_endpoint ? in->server_endpoint : "";
 	out.metadata = &md;
 	size_t def_len = collector__collection__get_packed_size(&out);
 	def = mem_alloc(def_len ? def_len : 1);
@@ -139,7 +171,7 @@ static void create_collection_work(svc_job *sj)
 	Collector__CreateCollectionResponse resp = COLLECTOR__CREATE_COLLECTION_RESPONSE__INIT;
 	resp.status = &status_ok;
 	resp.collection_id = id;
-	resp.server_endpoint = (char *)j->env->endpoint;
+	resp.server_endpoint = (char *)endpoint_of(j->env, in);
 	svc_job_answer(sj, &resp.base);
 out:
 	svc_indexes_free(&ix);
@@ -199,8 +231,11 @@ static void route_work(svc_job *sj)
 		return;
 	Collector__RouteResponse resp = COLLECTOR__ROUTE_RESPONSE__INIT;
 	resp.status = &status_ok;
-	resp.server_endpoint = (char *)j->env->endpoint;
-	resp.collection = d.def;
+	/* The definition is shared: the answer shows a copy with the endpoint filled in. */
+	Collector__Collection shown = *d.def;
+	shown.server_endpoint = (char *)endpoint_of(j->env, d.def);
+	resp.server_endpoint = shown.server_endpoint;
+	resp.collection = &shown;
 	svc_job_answer(sj, &resp.base);
 	coll_def_free(&d);
 }
@@ -231,9 +266,10 @@ static int label_pair_cmp(const void *a, const void *b)
 	return r ? r : strcmp(x->value, y->value);
 }
 
-/* The filters a token belongs to, as the request gives them: the message type and the
- * labels in key order (a map's entries may come in any order). 0, or -ENOMEM. */
-static int discover_filters_hash(const Collector__DiscoverRequest *req, uint64_t *hash)
+/* The filters a token belongs to, as the request gives them: every namespace or one, the
+ * message type and the labels in key order (a map's entries may come in any order). 0, or
+ * -ENOMEM. */
+static int discover_filters_hash(const Collector__DiscoverRequest *req, bool all, uint64_t *hash)
 {
 	label_pair pairs[STORE_LABEL_FILTERS_MAX];
 	size_t nl = req->n_label_filter;
@@ -244,7 +280,10 @@ static int discover_filters_hash(const Collector__DiscoverRequest *req, uint64_t
 	const char *type_ns = t && t->namespace_ ? t->namespace_ : "";
 	const char *type_name = t && t->message_name ? t->message_name : "";
 	buf b = {0};
-	int rc = buf_append(&b, type_ns, strlen(type_ns) + 1);
+	/* Every namespace marks the hash; one namespace hashes as it did before, so that its
+	 * tokens stay valid across the upgrade. */
+	int rc = all ? buf_append(&b, "*", 2) : 0;
+	rc = rc ? rc : buf_append(&b, type_ns, strlen(type_ns) + 1);
 	rc = rc ? rc : buf_append(&b, type_name, strlen(type_name) + 1);
 	for (size_t i = 0; i < nl && !rc; i++) {
 		rc = buf_append(&b, pairs[i].key, strlen(pairs[i].key) + 1);
@@ -270,8 +309,8 @@ static char *discover_token(const svc_env *env, uint64_t filters, const char *ns
 	return query_token_seal(env->token_key, payload, n + nl + 1 + ml, &token) ? NULL : token;
 }
 
-/* Checks a token against the request's namespace and filters and reads its position;
- * fails j with INVALID_ARGUMENT saying what is wrong. */
+/* Checks a token against the request's namespace (NULL: every namespace) and filters and
+ * reads its position; fails j with INVALID_ARGUMENT saying what is wrong. */
 static bool discover_token_parse(svc_job *j, const svc_env *env, const char *t, uint64_t filters,
 				 const char *req_ns, char ns[STORE_NAME_MAX + 1],
 				 char name[STORE_NAME_MAX + 1])
@@ -301,15 +340,15 @@ static bool discover_token_parse(svc_job *j, const svc_env *env, const char *t, 
 	if (!ok)
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 			     "page_token is not a Discover token of this node");
-	else if (strcmp(ns, req_ns))
+	else if (req_ns && strcmp(ns, req_ns))
 		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 			     "page_token belongs to another namespace (%s)", ns);
 	else if (h != filters)
 		svc_job_fail(
 			j, GRPC_INVALID_ARGUMENT,
-			"page_token belongs to another query (label_filter or message_type_filter "
-			"changed)");
-	return ok && !strcmp(ns, req_ns) && h == filters;
+			"page_token belongs to another query (label_filter, message_type_filter "
+			"or namespace changed)");
+	return ok && (!req_ns || !strcmp(ns, req_ns)) && h == filters;
 }
 
 /* What a Discover response holds besides the definitions: its status (2 bytes) and, when
@@ -367,9 +406,12 @@ static void discover_work(svc_job *sj)
 			     DISCOVER_DEFAULT, DISCOVER_MAX);
 		return;
 	}
-	if (!svc_check_name(sj, "namespace", j->ns))
+	/* No namespace named: every namespace of users ("Empty for all", the proto says). */
+	bool all = svc_ns_unnamed(j->env, j->ns);
+	if (!all && !svc_check_name(sj, "namespace", j->ns))
 		return;
-	store_list_filter f = {.ns = j->ns,
+	store_list_filter f = {.ns = all ? NULL : j->ns,
+			       .users_only = all,
 			       .limit = req->page_size ? (size_t)req->page_size : DISCOVER_DEFAULT};
 	size_t nl = req->n_label_filter;
 	if (nl > STORE_LABEL_FILTERS_MAX) {
@@ -378,14 +420,14 @@ static void discover_work(svc_job *sj)
 		return;
 	}
 	uint64_t filters;
-	if (discover_filters_hash(req, &filters)) {
+	if (discover_filters_hash(req, all, &filters)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	char after_ns[STORE_NAME_MAX + 1], after_name[STORE_NAME_MAX + 1];
 	if (req->page_token && *req->page_token) {
-		if (!discover_token_parse(sj, j->env, req->page_token, filters, j->ns, after_ns,
-					  after_name))
+		if (!discover_token_parse(sj, j->env, req->page_token, filters, all ? NULL : j->ns,
+					  after_ns, after_name))
 			return;
 		f.after_ns = after_ns;
 		f.after_name = after_name;
@@ -394,8 +436,12 @@ static void discover_work(svc_job *sj)
 	budget_init(&a.b, j->env->max_message_bytes, DISCOVER_FIXED);
 	bool more = false;
 	Collector__DiscoverResponse resp = COLLECTOR__DISCOVER_RESPONSE__INIT;
-	if (req->message_type_filter && req->message_type_filter->message_name &&
-	    *req->message_type_filter->message_name) {
+	const char *type_name =
+		req->message_type_filter ? req->message_type_filter->message_name : NULL;
+	if (all && type_name && *type_name) {
+		/* Each namespace has its own types: across them, a type is its full name. */
+		f.type_name = type_name[0] == '.' ? type_name + 1 : type_name;
+	} else if (type_name && *type_name) {
 		const tp_message *m = svc_find_type(j->env, j->ns, req->message_type_filter);
 		if (!m)
 			goto answer; /* nothing can be of a type nobody knows */

@@ -37,6 +37,12 @@ typedef struct svc_env {
 /* The namespace a request means (reactor thread): its own field when set, else the
  * caller's x-collector-namespace header, else the node's default. Lives as long as c. */
 const char *svc_namespace(call *c, const svc_env *env, const char *requested);
+/* Whether ns, from svc_namespace, is the default because nothing named a namespace (it is
+ * then env->default_ns itself): for the methods where that means every namespace. */
+static inline bool svc_ns_unnamed(const svc_env *env, const char *ns)
+{
+	return ns == env->default_ns;
+}
 /* Decodes bytes the node stored itself (a definition, a registration) with the bounds of
  * every decode (base/pbdecode.h): a damaged or hostile row is refused, never trusted to
  * protobuf-c alone. NULL when it does not decode. */

@@ -46,10 +46,12 @@ bool store_name_valid(const char *name)
 	return n > 0;
 }
 
+static const char *const reserved[] = {"system", "repo", "backups", "files"};
+#define N_RESERVED (sizeof(reserved) / sizeof(reserved[0]))
+
 bool store_ns_reserved(const char *ns)
 {
-	static const char *const reserved[] = {"system", "repo", "backups", "files"};
-	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+	for (size_t i = 0; i < N_RESERVED; i++)
 		if (!strcasecmp(ns, reserved[i]))
 			return true;
 	return false;
@@ -749,6 +751,8 @@ int store_collection_list(store *s, const store_list_filter *f,
 #define APPEND(frag) n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%s", frag)
 	if (f->ns)
 		APPEND(" AND namespace = ?");
+	if (f->users_only)
+		APPEND(" AND lower(namespace) NOT IN (?, ?, ?, ?)");
 	if (f->type_ns)
 		APPEND(" AND type_namespace = ?");
 	if (f->type_name)
@@ -771,6 +775,9 @@ int store_collection_list(store *s, const store_list_filter *f,
 	int i = 1;
 	if (f->ns)
 		sqlite3_bind_text(st, i++, f->ns, -1, SQLITE_STATIC);
+	_Static_assert(N_RESERVED == 4, "one parameter per reserved namespace");
+	for (size_t k = 0; f->users_only && k < N_RESERVED; k++)
+		sqlite3_bind_text(st, i++, reserved[k], -1, SQLITE_STATIC);
 	if (f->type_ns)
 		sqlite3_bind_text(st, i++, f->type_ns, -1, SQLITE_STATIC);
 	if (f->type_name)

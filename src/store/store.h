@@ -54,7 +54,8 @@ typedef struct store_collection {
 
 /* Filters of store_collection_list; NULL or 0 fields do not filter. */
 typedef struct store_list_filter {
-	const char *ns;
+	const char *ns;	 /* NULL: every namespace */
+	bool users_only; /* leave the node's reserved namespaces out (store_ns_reserved) */
 	const char *type_ns, *type_name;
 	size_t nlabels; /* labels that must all be present with these values */
 	const char *const *label_keys;

@@ -317,6 +317,18 @@ bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t 
 	return true;
 }
 
+const char *tp_file_name(tp_pool *tp, const char *ns, const char *name)
+{
+	size_t n = strlen(name);
+	sym *e = NULL;
+	pthread_rwlock_rdlock(&tp->lock);
+	tp_ns *space = ns_of(tp, ns);
+	if (space)
+		e = tp_symtab_find(&space->files, name, n, tp_name_hash(name, n));
+	pthread_rwlock_unlock(&tp->lock);
+	return e ? ((const tp_file *)e->obj)->self.name : NULL;
+}
+
 const tp_message_info *tp_message_get(const tp_message *m) { return &m->info; }
 
 const tp_enum_info *tp_enum_get(const tp_enum *e) { return &e->info; }

@@ -180,6 +180,9 @@ const char *tp_symbol_file(tp_pool *tp, const char *ns, const char *full_name);
  * valid as long as the pool. false when there is none. */
 bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t **bytes,
 		   size_t *len);
+/* The pool's own copy of the name of file `name` of ns itself (NULL: global), which lives
+ * as long as the file; NULL when there is no such file. */
+const char *tp_file_name(tp_pool *tp, const char *ns, const char *name);
 
 /* Lookups by full name, with or without a leading dot, as seen from ns (NULL: global only).
  * NULL when unknown. */

@@ -3,11 +3,12 @@ classes made from them in a client-side pool, the CollectorRegistry calls, and r
 on any method path (to see what validation answers)."""
 
 import copy
+import re
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from collections_util import NS_HEADER, T, UUID7, assert_ok, call, check_details
+from collections_util import NS_HEADER, T, assert_ok, call, check_details
 from collector import common_pb2  # noqa: F401  (puts collector/common.proto and its imports in the default pool)
 from collector import registry_pb2, registry_pb2_grpc
 
@@ -274,12 +275,18 @@ class Reg:
 
     def proto(self, ns, fd, deps=(), metadata=None):
         r = assert_ok(call(self.stub.RegisterProto, self.proto_req(ns, fd, deps), metadata))
-        assert UUID7.match(r.proto_id), f"proto_id {r.proto_id!r} is not a UUIDv7"
+        # Upstream's form: <namespace>/<file>, and @<n> from the second version on.
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*/" + re.escape(fd.name) + r"(@[1-9][0-9]*)?", r.proto_id), \
+            f"proto_id {r.proto_id!r} is not <namespace>/{fd.name}[@n]"
+        assert not ns or r.proto_id.startswith(ns + "/"), r.proto_id
         return r
 
     def service(self, ns, sd, fd=None, metadata=None):
         r = assert_ok(call(self.stub.RegisterService, self.service_req(ns, sd, fd), metadata))
-        assert UUID7.match(r.service_id), f"service_id {r.service_id!r} is not a UUIDv7"
+        full = f"{fd.package}.{sd.name}" if fd is not None and fd.package else sd.name
+        # Upstream's form: <namespace>/<service>.
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*/" + re.escape(full), r.service_id), \
+            f"service_id {r.service_id!r} is not <namespace>/{full}"
         return r
 
     def lookup(self, ns, name, metadata=None):

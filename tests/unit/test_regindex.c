@@ -99,8 +99,6 @@ static void methods_per_namespace(void **state)
 	assert_true(has(x, "zoo", "/zoo.Feeder/Watch"));
 	assert_false(has(x, "farm", "/zoo.Feeder/Feed"));
 	assert_false(has(x, "zoo", "/zoo.Feeder/Sleep"));
-	assert_true(regindex_has_namespace(x, "zoo"));
-	assert_false(regindex_has_namespace(x, "farm"));
 
 	/* Registering again replaces the method set. */
 	char *const m2[] = {"Feed", "Sleep"};
@@ -155,11 +153,8 @@ static void remove_service(void **state)
 	/* The other service of the namespace, and the same service elsewhere, stay. */
 	assert_true(has(x, "zoo", "/zoo.Bird/Milk"));
 	assert_true(has(x, "farm", "/zoo.Feeder/Feed"));
-	assert_true(regindex_has_namespace(x, "zoo"));
-	/* Its last service gone, the namespace is unknown. */
+	/* Its last service gone, the namespace lists nothing. */
 	assert_int_equal(regindex_remove_service(x, "zoo", "zoo.Bird"), 0);
-	assert_false(regindex_has_namespace(x, "zoo"));
-	assert_true(regindex_has_namespace(x, "farm"));
 	char seen[128] = "";
 	assert_int_equal(regindex_each_service(x, NULL, count, seen), 0);
 	assert_string_equal(seen, "zoo.Feeder;");
@@ -171,13 +166,77 @@ static void remove_service(void **state)
 	regindex_free(x);
 }
 
+static int resolve(regindex *x, const char *ns, const char *name, char *out, char *other)
+{
+	return regindex_resolve_service(x, ns, name, out, 64, other, 64);
+}
+
+/* Upstream's names: a bare registration stands for any package's service of that name, and
+ * a bare name finds the one full name that ends in it; two candidates are ambiguous. */
+static void resolve_bare_names(void **state)
+{
+	(void)state;
+	regindex *x = regindex_new();
+	assert_non_null(x);
+	char *const m[] = {"Get"};
+	char out[64], other[64];
+	assert_int_equal(
+		regindex_put_service(x, "ns", "CollectionService", (const uint8_t *)"", 0, m, 1),
+		0);
+	assert_int_equal(resolve(x, "ns", "CollectionService", out, other), REGINDEX_FOUND);
+	assert_string_equal(out, "CollectionService");
+	assert_int_equal(resolve(x, "ns", "collector.CollectionService", out, other),
+			 REGINDEX_FOUND);
+	assert_string_equal(out, "CollectionService");
+	assert_int_equal(resolve(x, "other", "collector.CollectionService", out, other),
+			 REGINDEX_NONE);
+	assert_int_equal(resolve(x, "ns", "ollectionService", out, other), REGINDEX_NONE);
+
+	/* A full name: found by its own name and its bare one. */
+	assert_int_equal(regindex_put_service(x, "ns", "shop.Orders", (const uint8_t *)"", 0, m, 1),
+			 0);
+	assert_int_equal(resolve(x, "ns", "Orders", out, other), REGINDEX_FOUND);
+	assert_string_equal(out, "shop.Orders");
+	assert_int_equal(resolve(x, "ns", "farm.Orders", out, other), REGINDEX_NONE);
+
+	/* A second ".Orders": the bare name is ambiguous, the full ones are not. */
+	assert_int_equal(regindex_put_service(x, "ns", "farm.Orders", (const uint8_t *)"", 0, m, 1),
+			 0);
+	assert_int_equal(resolve(x, "ns", "Orders", out, other), REGINDEX_AMBIGUOUS);
+	assert_true(strcmp(out, other) != 0);
+	assert_true(!strcmp(out, "shop.Orders") || !strcmp(out, "farm.Orders"));
+	assert_true(!strcmp(other, "shop.Orders") || !strcmp(other, "farm.Orders"));
+	assert_int_equal(resolve(x, "ns", "farm.Orders", out, other), REGINDEX_FOUND);
+
+	/* Bare "Orders" registered too: it wins by its exact name; another package is
+	 * ambiguous between it and the full ones. */
+	assert_int_equal(regindex_put_service(x, "ns", "Orders", (const uint8_t *)"", 0, m, 1), 0);
+	assert_int_equal(resolve(x, "ns", "Orders", out, other), REGINDEX_FOUND);
+	assert_string_equal(out, "Orders");
+	assert_int_equal(resolve(x, "ns", "zoo.Orders", out, other), REGINDEX_AMBIGUOUS);
+	assert_string_equal(out, "Orders");
+	assert_true(!strcmp(other, "shop.Orders") || !strcmp(other, "farm.Orders"));
+
+	/* Removals count down: with the full ones gone, the bare one stands alone. */
+	assert_int_equal(regindex_remove_service(x, "ns", "shop.Orders"), 0);
+	assert_int_equal(regindex_remove_service(x, "ns", "farm.Orders"), 0);
+	assert_int_equal(resolve(x, "ns", "zoo.Orders", out, other), REGINDEX_FOUND);
+	assert_string_equal(out, "Orders");
+	/* Registering again (a replacement) counts once. */
+	assert_int_equal(regindex_put_service(x, "ns", "Orders", (const uint8_t *)"", 0, m, 1), 0);
+	assert_int_equal(resolve(x, "ns", "zoo.Orders", out, other), REGINDEX_FOUND);
+	assert_int_equal(regindex_remove_service(x, "ns", "Orders"), 0);
+	assert_int_equal(resolve(x, "ns", "zoo.Orders", out, other), REGINDEX_NONE);
+	assert_int_equal(resolve(x, "ns", "Orders", out, other), REGINDEX_NONE);
+	regindex_free(x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(strmap_grows_and_replaces),
-		cmocka_unit_test(strmap_deletes),
-		cmocka_unit_test(methods_per_namespace),
-		cmocka_unit_test(remove_service),
+		cmocka_unit_test(strmap_grows_and_replaces), cmocka_unit_test(strmap_deletes),
+		cmocka_unit_test(methods_per_namespace),     cmocka_unit_test(remove_service),
+		cmocka_unit_test(resolve_bare_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
