@@ -299,8 +299,8 @@ const char *tp_symbol_file(tp_pool *tp, const char *ns, const char *name)
 	return e && e->kind != SYM_PACKAGE ? e->file->self.name : NULL;
 }
 
-bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t **bytes,
-		   size_t *len)
+/* File `name` of ns itself (NULL: global); it lives as long as the pool. */
+static const tp_file *find_file(tp_pool *tp, const char *ns, const char *name)
 {
 	size_t n = strlen(name);
 	sym *e = NULL;
@@ -309,9 +309,15 @@ bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t 
 	if (space)
 		e = tp_symtab_find(&space->files, name, n, tp_name_hash(name, n));
 	pthread_rwlock_unlock(&tp->lock);
-	if (!e)
+	return e ? e->obj : NULL;
+}
+
+bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t **bytes,
+		   size_t *len)
+{
+	const tp_file *f = find_file(tp, ns, name);
+	if (!f)
 		return false;
-	const tp_file *f = e->obj;
 	*bytes = f->bytes;
 	*len = f->len;
 	return true;
@@ -319,14 +325,8 @@ bool tp_file_bytes(tp_pool *tp, const char *ns, const char *name, const uint8_t 
 
 const char *tp_file_name(tp_pool *tp, const char *ns, const char *name)
 {
-	size_t n = strlen(name);
-	sym *e = NULL;
-	pthread_rwlock_rdlock(&tp->lock);
-	tp_ns *space = ns_of(tp, ns);
-	if (space)
-		e = tp_symtab_find(&space->files, name, n, tp_name_hash(name, n));
-	pthread_rwlock_unlock(&tp->lock);
-	return e ? ((const tp_file *)e->obj)->self.name : NULL;
+	const tp_file *f = find_file(tp, ns, name);
+	return f ? f->self.name : NULL;
 }
 
 const tp_message_info *tp_message_get(const tp_message *m) { return &m->info; }
