@@ -175,6 +175,16 @@ int method_table_add(method_table *t, const method *m)
 	return 0;
 }
 
+int method_table_add_all(method_table *t, const method *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rc = method_table_add(t, &m[i]);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 const method *method_table_find(const method_table *t, const char *path, size_t len)
 {
 	if (!t->n)

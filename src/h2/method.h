@@ -51,6 +51,9 @@ void method_table_free(method_table *t);
 /* Copies *m (not the strings or descriptors it points to, which must outlive the table).
  * Returns 0, -EEXIST for a duplicate path, -EINVAL for a malformed one, -ENOMEM. */
 int method_table_add(method_table *t, const method *m);
+/* method_table_add for each of the n methods of m, in order; the first error stops it
+ * (the methods added before stay). */
+int method_table_add_all(method_table *t, const method *m, size_t n);
 const method *method_table_find(const method_table *t, const char *path, size_t len);
 size_t method_table_count(const method_table *t);
 const method *method_table_at(const method_table *t, size_t i);

@@ -31,10 +31,5 @@ int collection_register(method_table *t, svc_env *env)
 		UNARY("Batch", batch, coll_write_batch),
 	};
 #undef UNARY
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
-		int rc = method_table_add(t, &methods[i]);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return method_table_add_all(t, methods, sizeof(methods) / sizeof(methods[0]));
 }

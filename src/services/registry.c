@@ -825,12 +825,7 @@ int registry_register(method_table *t, svc_env *env)
 		 {.on_request = unregister_service, .on_cancel = svc_job_on_cancel},
 		 env},
 	};
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
-		int rc = method_table_add(t, &methods[i]);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return method_table_add_all(t, methods, sizeof(methods) / sizeof(methods[0]));
 }
 
 /* ---- start-up ---- */

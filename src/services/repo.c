@@ -526,10 +526,5 @@ int repo_register(method_table *t, svc_env *env)
 		 {.on_request = discover, .on_cancel = svc_job_on_cancel},
 		 env},
 	};
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
-		int rc = method_table_add(t, &methods[i]);
-		if (rc)
-			return rc;
-	}
-	return 0;
+	return method_table_add_all(t, methods, sizeof(methods) / sizeof(methods[0]));
 }

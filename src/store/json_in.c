@@ -120,28 +120,6 @@ static void end_len(buf *b, size_t at)
 	pb_put_varint(b->data + at, n);
 }
 
-static uint8_t wire_type(uint8_t type)
-{
-	switch (type) {
-	case TP_DOUBLE:
-	case TP_FIXED64:
-	case TP_SFIXED64:
-		return PB_FIXED64;
-	case TP_FLOAT:
-	case TP_FIXED32:
-	case TP_SFIXED32:
-		return PB_FIXED32;
-	case TP_STRING:
-	case TP_BYTES:
-	case TP_MESSAGE:
-		return PB_LEN;
-	case TP_GROUP:
-		return PB_SGROUP;
-	default:
-		return PB_VARINT;
-	}
-}
-
 /* ---- numbers ---- */
 
 /* Whether s[0..n) is a JSON number; frac tells a fraction or exponent. */
@@ -376,7 +354,7 @@ static int parse_scalar(ictx *c, const tp_field *f, const jdoc_node *j, uint64_t
 
 static bool scalar_default(const tp_field *f, uint64_t raw)
 {
-	switch (wire_type(f->type)) {
+	switch (json_wire_type(f->type)) {
 	case PB_FIXED32:
 		return (uint32_t)raw == 0;
 	default:
@@ -466,8 +444,8 @@ static int enc_single(ictx *c, const tp_field *f, uint32_t ji, int depth, bool k
 			return rc;
 		if (!keep && scalar_default(f, raw))
 			return 0;
-		put_tag(b, f->number, wire_type(f->type));
-		put_raw(b, wire_type(f->type), raw);
+		put_tag(b, f->number, json_wire_type(f->type));
+		put_raw(b, json_wire_type(f->type), raw);
 		return 0;
 	}
 	}
@@ -546,12 +524,12 @@ static int enc_map(ictx *c, const tp_field *f, uint32_t ji, int depth)
 			return fail(c, "%s.%s: null map value", msg_name(f->parent), f->name);
 		put_tag(b, f->number, PB_LEN);
 		size_t at = begin_len(b);
-		put_tag(b, 1, wire_type(kf->type));
+		put_tag(b, 1, json_wire_type(kf->type));
 		if (kf->type == TP_STRING) {
 			put_varint(b, keys[i].n);
 			buf_append(b, keys[i].s, keys[i].n);
 		} else {
-			put_raw(b, wire_type(kf->type), keys[i].v);
+			put_raw(b, json_wire_type(kf->type), keys[i].v);
 		}
 		if ((rc = enc_single(c, vf, v, depth + 2, true)))
 			return rc;
@@ -592,7 +570,7 @@ static int enc_field(ictx *c, const tp_field *f, uint32_t ji, int depth)
 			uint64_t raw;
 			if ((rc = parse_scalar(c, f, node(c, e), &raw)))
 				return rc;
-			put_raw(b, wire_type(f->type), raw);
+			put_raw(b, json_wire_type(f->type), raw);
 		} else if ((rc = enc_single(c, f, e, depth + 1, true))) {
 			return rc;
 		}

@@ -8,6 +8,32 @@
 #include <stdio.h>
 
 #include "store/err.h"
+#include "store/pbwire.h"
+#include "store/typepool.h"
+
+/* The wire type a field of this type (TP_*) is written with (packed repeated fields
+ * aside). */
+static inline uint8_t json_wire_type(uint8_t type)
+{
+	switch (type) {
+	case TP_DOUBLE:
+	case TP_FIXED64:
+	case TP_SFIXED64:
+		return PB_FIXED64;
+	case TP_FLOAT:
+	case TP_FIXED32:
+	case TP_SFIXED32:
+		return PB_FIXED32;
+	case TP_STRING:
+	case TP_BYTES:
+	case TP_MESSAGE:
+		return PB_LEN;
+	case TP_GROUP:
+		return PB_SGROUP;
+	default:
+		return PB_VARINT;
+	}
+}
 
 typedef struct json_err {
 	char msg[256];

@@ -224,28 +224,6 @@ static int skip_group(ctx *c, const uint8_t **pp, const uint8_t *end, uint32_t n
 	return fail(c, "group %u not ended", num);
 }
 
-static uint8_t wire_type(uint8_t type)
-{
-	switch (type) {
-	case TP_DOUBLE:
-	case TP_FIXED64:
-	case TP_SFIXED64:
-		return PB_FIXED64;
-	case TP_FLOAT:
-	case TP_FIXED32:
-	case TP_SFIXED32:
-		return PB_FIXED32;
-	case TP_STRING:
-	case TP_BYTES:
-	case TP_MESSAGE:
-		return PB_LEN;
-	case TP_GROUP:
-		return PB_SGROUP;
-	default:
-		return PB_VARINT;
-	}
-}
-
 static bool scalar_type(uint8_t type)
 {
 	return type != TP_STRING && type != TP_BYTES && type != TP_MESSAGE && type != TP_GROUP;
@@ -253,7 +231,7 @@ static bool scalar_type(uint8_t type)
 
 static int check_wire(ctx *c, const tp_field *f, uint8_t wt)
 {
-	if (wt == wire_type(f->type) || (wt == PB_LEN && f->repeated && scalar_type(f->type)))
+	if (wt == json_wire_type(f->type) || (wt == PB_LEN && f->repeated && scalar_type(f->type)))
 		return 0;
 	return fail(c, "%s.%s: wire type %u does not fit the field", msg_name(f->parent), f->name,
 		    wt);
@@ -466,7 +444,7 @@ static void put_scalar(ctx *c, const tp_field *f, uint64_t v)
 static int packed_next(ctx *c, const tp_field *f, const uint8_t **pp, const uint8_t *end,
 		       uint64_t *v)
 {
-	switch (wire_type(f->type)) {
+	switch (json_wire_type(f->type)) {
 	case PB_FIXED64:
 		if (end - *pp < 8)
 			break;
@@ -600,7 +578,7 @@ static int read_entry(ctx *c, const tp_field *mf, const uint8_t *p, size_t n, in
 		const tp_field *f = pf.num == 1 ? kf : pf.num == 2 ? vf : NULL;
 		if (!f)
 			continue;
-		if (pf.wt != wire_type(f->type))
+		if (pf.wt != json_wire_type(f->type))
 			return check_wire(c, f, pf.wt);
 		if (f == kf) {
 			if (pf.ptr) {
