@@ -280,7 +280,17 @@ static void list_work(svc_job *sj)
 	budget_init(&b, rj->r.env->max_message_bytes, RESPONSE_FIXED);
 	if (!items_init(&it, rj->d.type, qj->q, ITEMS_ANY, &b)) {
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
-	} else if (fetch(qj, &it, &more, &total)) {
+	} else if (!fetch(qj, &it, &more, &total)) {
+		/* j failed */
+	} else if (more && *it.untokened) {
+		/* A page that ends where no token can start the next one would end the paging
+		 * without a word: the records after it would be silently missed. */
+		svc_job_fail(sj, GRPC_FAILED_PRECONDITION,
+			     "record %.200s ends this page, and its order key is longer than %d "
+			     "bytes, which no page token holds: order by another key, or ask for "
+			     "a page size that does not end on it",
+			     it.untokened, QUERY_MAX_TOKEN_TEXT);
+	} else {
 		Collector__ListResponse resp = COLLECTOR__LIST_RESPONSE__INIT;
 		resp.status = &status_ok;
 		resp.items = items_ptrs(&it);

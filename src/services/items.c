@@ -69,7 +69,8 @@ static int items_row(void *ctx, const store_record *rec)
 	svc_record_any(&any, it->url, blob, len);
 	/* List: this record's token starts the next page if the page ends here. */
 	char *token = NULL;
-	if (it->q && store_reader_page_token(it->rd, &token) == -ENOMEM)
+	int trc = it->q ? store_reader_page_token(it->rd, &token) : 0;
+	if (trc == -ENOMEM)
 		return -ENOMEM;
 	size_t cost = item_cost(it, &any, score, id ? id : "");
 	size_t reserve = token ? budget_field(strlen(token)) : 0;
@@ -100,6 +101,7 @@ static int items_row(void *ctx, const store_record *rec)
 	it->n++;
 	mem_free(it->last_token);
 	it->last_token = token;
+	snprintf(it->untokened, sizeof(it->untokened), "%s", trc == -EOVERFLOW && id ? id : "");
 	return 0;
 }
 

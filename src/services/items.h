@@ -35,6 +35,9 @@ typedef struct items {
 	size_t n, cap;
 	char *url;
 	char *last_token; /* List (a query given to items_init): the last item's page token */
+	/* List: the last item's order key is too long for a page token (QUERY_MAX_TOKEN_TEXT);
+	 * its id, "" when it is not. */
+	char untokened[ITEMS_ID_MAX + 1];
 	const query *q;
 	store_reader *rd;		/* items_fetch's */
 	char too_big[ITEMS_ID_MAX + 1]; /* items_fetch -EMSGSIZE: the record no response holds */

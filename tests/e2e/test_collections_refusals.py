@@ -258,3 +258,34 @@ def test_list_filter_value_without_kind_refused(api, backups):
     req = backups.req(cs_pb2.ListRequest)
     req.filter.fields["backup_id"].SetInParent()
     backups.rejected(C.INVALID_ARGUMENT, api.svc.List, req, mentions=["backup_id"])
+
+
+# =======================================================================================
+# List: a page that ends on an order key no page token holds (issue 13's weak point)
+
+
+def test_list_page_ending_on_an_untokenable_key_is_refused(api):
+    """A List ordered by a string longer than a page token holds (64 KiB) used to end its
+    paging there with an empty next_page_token: the records after it were silently
+    missed. Such a page is refused, naming the record; pages that end elsewhere, or need
+    no token, still work."""
+    coll = api.coll()
+    big = 50_000  # bytes: their base64 text in the JSON is ~66,700 characters
+    for i, size in enumerate([big, big, 10, big]):
+        coll.put(sr(body=bytes([65 + i]) * size), id=f"r{i}")
+    order = "payload.body"
+    # Ascending, the base64 keys sort "Q0ND.." (r2, short) < "QUFB.." (r0) < "QkJC.." (r1)
+    # < "RERE.." (r3). A page ending on the short key carries a token...
+    first = coll.list(order_by=order, page_size=1)
+    assert first.next_page_token and len(first.items) == 1
+    # ...and the next page, ending on r0's long key with records after it, is refused.
+    e = coll.rejected(C.FAILED_PRECONDITION, coll.svc.List,
+                      coll.req(cs_pb2.ListRequest, order_by=order, page_size=1, page_token=first.next_page_token),
+                      mentions=["r0", "65536"])
+    assert "order" in e.details()
+    coll.rejected(C.FAILED_PRECONDITION, coll.svc.List,
+                  coll.req(cs_pb2.ListRequest, order_by=order + " desc", page_size=1), mentions=["r3"])
+    # One page for all, or a last page: no token needed.
+    assert len(coll.list(order_by=order, page_size=10).items) == 4
+    last = coll.list(order_by=order, page_size=3, page_token=first.next_page_token)
+    assert len(last.items) == 3 and not last.next_page_token
