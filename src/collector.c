@@ -25,6 +25,7 @@
 #include "io/sock.h"
 #include "services/collector_api.h"
 #include "services/health.h"
+#include "services/proxy.h"
 #include "services/registry.h"
 #include "services/svc.h"
 #include "store/store.h"
@@ -193,10 +194,17 @@ static void wire_opts(const collector_config *c, h2_server_opts *w)
 	w->require_te_trailers = c->require_te_trailers;
 }
 
-static void drain_health(reactor *r, void *ctx)
+static void drain_reactor(reactor *r, void *ctx)
 {
 	(void)ctx;
 	health_notify(r);
+	proxy_reactor_drain(r); /* its outbound connections would keep the loop going */
+}
+
+static void exit_reactor(reactor *r, void *ctx)
+{
+	(void)ctx;
+	proxy_reactor_exit(r);
 }
 
 static void count_service(const char *name, size_t len, void *arg)
@@ -248,7 +256,8 @@ static int node_build(collector *c, char *err, size_t cap)
 	reactor_group_opts gopts = {.listen = cfg->listen,
 				    .threads = c->threads,
 				    .backlog = 4096,
-				    .on_drain = drain_health};
+				    .on_drain = drain_reactor,
+				    .on_exit = exit_reactor};
 	int rc = reactor_group_open(&gopts, &c->group, err, cap);
 	if (rc)
 		return rc;
@@ -288,6 +297,7 @@ static int node_build(collector *c, char *err, size_t cap)
 			   .types = c->types,
 			   .default_ns = cfg->default_namespace,
 			   .endpoint = c->address,
+			   .node_id = c->id,
 			   .token_key = c->token_key,
 			   .max_message_bytes = cfg->max_message_bytes};
 	regquota_limits quotas = {.files = cfg->registry_max_files,
@@ -300,6 +310,7 @@ static int node_build(collector *c, char *err, size_t cap)
 		return rc;
 	}
 	c->methods = method_table_new();
+	c->env.methods = c->methods;
 	if (!c->methods || collector_api_register_all(c->methods, &c->env) ||
 	    registry_add_node_services(c->env.registry, c->methods)) {
 		snprintf(err, cap, "cannot build the method table");

@@ -86,11 +86,10 @@ static void *slot_main(void *arg)
 		if (!s->ep)
 			s->err = -ENOMEM;
 	}
-	bool hooked = false;
-	if (!s->err && g->o.on_start) {
+	/* on_exit pairs with a successful start: without an on_start, with the reactor's. */
+	if (!s->err && g->o.on_start)
 		s->err = g->o.on_start(s->r, g->o.ctx);
-		hooked = !s->err;
-	}
+	bool hooked = !s->err;
 	if (!s->err)
 		s->err = reactor_listen(s->r, s->listen_fd, &h2_endpoint_listener_ops, s->ep);
 	if (!s->err)

@@ -26,7 +26,8 @@ typedef struct reactor_group_opts {
 	/* Each hook is optional and runs on the reactor's own thread, with ctx. on_start: before
 	 * the reactor accepts; a negative errno fails the group's start. on_drain: when the
 	 * shutdown begins, after the reactor stopped accepting. on_exit: after the loop ended,
-	 * before the reactor is freed, on every reactor whose on_start succeeded. */
+	 * before the reactor is freed, on every reactor whose on_start succeeded (every reactor
+	 * that started, without an on_start). */
 	int (*on_start)(reactor *r, void *ctx);
 	void (*on_drain)(reactor *r, void *ctx);
 	void (*on_exit)(reactor *r, void *ctx);

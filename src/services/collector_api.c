@@ -12,6 +12,7 @@
 #include "collector/worker.pb-c.h"
 #include "h2/call.h"
 #include "services/collection.h"
+#include "services/dispatch.h"
 #include "services/files_svc.h"
 #include "services/health.h"
 #include "services/reflection.h"
@@ -91,6 +92,8 @@ int collector_api_register_all(method_table *t, svc_env *env)
 		rc = collection_register(t, env);
 	if (!rc)
 		rc = files_svc_register(t, env);
+	if (!rc)
+		rc = dispatch_register(t, env);
 	if (!rc)
 		rc = health_register(t);
 	if (!rc)

@@ -31,7 +31,9 @@ typedef struct svc_env {
 	const char *endpoint;	  /* host:port this node serves on */
 	const uint8_t *token_key; /* SVC_TOKEN_KEY_LEN bytes authenticating page tokens */
 	size_t max_message_bytes;
-	struct registry *registry; /* the node's registry (registry.h) */
+	struct registry *registry;   /* the node's registry (registry.h) */
+	const char *node_id;	     /* this node's collector id */
+	const method_table *methods; /* every method the node serves (set once built) */
 } svc_env;
 
 /* The namespace a request means (reactor thread): its own field when set, else the

@@ -1,0 +1,44 @@
+/* Forwarding one unary call to a gRPC server (this node itself over loopback, later a peer
+ * or a registered service's handler) through the node's one client (h2/client.h). Each
+ * reactor keeps one channel per target, made on first use and closed when the reactor
+ * drains; everything runs on the calling reactor's thread. */
+#ifndef SERVICES_PROXY_H
+#define SERVICES_PROXY_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "h2/call.h"
+#include "io/reactor.h"
+
+typedef struct proxy_call proxy_call;
+
+/* The call is over: code is a grpc-status; on OK, resp holds the one response message
+ * (valid during the callback). Runs once per started call, never inside proxy_start. */
+typedef void (*proxy_done_fn)(void *user, int code, const char *message, const uint8_t *resp,
+			      size_t len);
+
+typedef struct proxy_args {
+	const char *target; /* host:port (a numeric host or localhost) */
+	const char *path;   /* /pkg.Service/Method */
+	const uint8_t *request;
+	size_t request_len;
+	int64_t deadline_ns; /* absolute, on the monotonic clock; INT64_MAX: none */
+	const call_md *md;   /* metadata to send */
+	size_t nmd;
+	size_t max_message_bytes; /* of the response */
+	proxy_done_fn done;
+	void *user;
+} proxy_args;
+
+/* Starts the call on reactor r (the calling thread's). NULL when it cannot start (a bad
+ * target, no memory, the reactor draining): done is not called then. */
+proxy_call *proxy_start(reactor *r, const proxy_args *a);
+/* Cancels a started call: done(CANCELLED) follows at once. */
+void proxy_cancel(proxy_call *p);
+/* The reactor's shutdown began: its channels close (their calls end CANCELLED) and no new
+ * call starts, so that the reactor's loop can end. On the reactor's thread. */
+void proxy_reactor_drain(reactor *r);
+/* After the reactor's loop ended: frees what proxy kept for it. */
+void proxy_reactor_exit(reactor *r);
+
+#endif
