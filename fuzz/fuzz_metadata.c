@@ -10,16 +10,8 @@
 #include <strings.h>
 
 #include "base/base64.h"
+#include "fuzz_check.h"
 #include "h2/metadata.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,       \
-				#cond);                                                            \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static void percent(const uint8_t *in, size_t len)
 {

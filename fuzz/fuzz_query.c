@@ -19,17 +19,9 @@
 
 #include <sqlite3.h>
 
+#include "fuzz_check.h"
 #include "store/query.h"
 #include "store/store_int.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,       \
-				#cond);                                                            \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static sqlite3 *db;
 static const uint8_t token_key[16] = "fuzz-token-key!!";
