@@ -530,6 +530,11 @@ static void test_runtime_types(void **state)
 	FILTER(&untyped, "v", QUERY_EQUALS, VS("5"), "m1,m2");
 	FILTER(&untyped, "v", QUERY_EQUALS, VS("05"), "m12");
 	FILTER(&untyped, "v", QUERY_EQUALS, VS("abc"), "m3");
+	/* A string is never an array's or object's JSON text. */
+	FILTER(&untyped, "v", QUERY_EQUALS, VS("{\"a\":1}"), "");
+	FILTER(&untyped, "v", QUERY_EQUALS, VS("[\"b\",2]"), "");
+	FILTER(&untyped, "v", QUERY_NOT_EQUALS, VS("[\"b\",2]"),
+	       "m1,m2,m3,m4,m5,m6,m7,m8,m9,m10,m11,m12");
 	FILTER(&untyped, "v", QUERY_EQUALS, VB(true), "m4");
 	FILTER(&untyped, "v", QUERY_EQUALS, VN(1), "m5");
 	FILTER(&untyped, "v", QUERY_EQUALS, VN(2.5), "m7");
