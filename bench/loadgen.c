@@ -385,11 +385,12 @@ static void slot_start(slot *s)
 	if (file.n) {
 		size_t i = atomic_fetch_add(&file_next, 1);
 		if (opts.once && i >= file.n) {
-			/* All sent: this worker ends once its last call is done. */
-			if (!w->active && !w->stopping) {
-				reactor_timer_disarm(w->r, &w->end_timer);
-				end_fired(&w->end_timer);
-			}
+			/* All sent: this worker ends once its last call is done. From the reactor's
+			 * timer, not here: this runs inside the last call's on_done, within
+			 * nghttp2_session_mem_recv of a connection that ending the worker frees. */
+			if (!w->active && !w->stopping)
+				reactor_timer_arm(w->r, &w->end_timer, reactor_now(w->r),
+						  end_fired);
 			return;
 		}
 		msg = file.bytes + file.off[i % file.n];
