@@ -19,6 +19,12 @@ and is the collection's indexed field, for the filter query.
   Get     50x10, random ids among 100,000 preloaded records.
   Search  one word (full text, best first) and server_endpoint = one value (filter), limit
           20, at 1x1 and 4x4 (in-process: 1 and 16 threads), over the same records.
+
+Untyped (node rows "untyped JSON"): the same records again, as upstream clients write them
+into a collection made without a message type: each an Any whose value is the JSON object
+text of the record (proto field names) under type.googleapis.com/unknown, in a collection
+of their own with the same indexed field. Create, Get and Search as above (node only), the
+100,000 records preloaded beside the typed ones, so that the two compare on one node.
 """
 import json
 import os
@@ -38,6 +44,8 @@ VOCABULARY = 10_000
 QUERIES = 100  # distinct search queries of each kind, cycled
 LIMIT = 20
 NS, TYPE, INDEXED = "bench", "collector.Collection", "server_endpoint"
+UNTYPED_URL = "type.googleapis.com/unknown"  # what upstream's untyped records carry
+UNTYPED = "node, untyped JSON"
 SVC = "/collector.CollectionService/"
 INPROC_THREADS = 4  # the node's pool on this machine: two threads per core
 INPROC_BATCH = 500  # the most requests the node can group at 50x10
@@ -63,7 +71,7 @@ def endpoint(i):
 
 def write_requests(tmp):
     """The request files for loadgen and the query files for store_inproc."""
-    from google.protobuf import any_pb2, struct_pb2
+    from google.protobuf import any_pb2, json_format, struct_pb2
     from collector import collection_pb2
     from collector import collection_server_pb2 as cs
 
@@ -74,11 +82,13 @@ def write_requests(tmp):
                           for _ in range(rng.randint(2, 4))))
     vocab = sorted(vocab)
     f = {k: Path(tmp) / f"{k}.bin"
-         for k in ("create", "create_records", "preload", "get", "text", "filter")}
+         for k in ("create", "create_records", "preload", "get", "text", "filter",
+                   "u_create", "u_preload", "u_get", "u_text", "u_filter")}
     ids = [f"rec-{i:06d}" for i in range(RECORDS)]
     size = 0
     with open(f["create"], "wb") as create, open(f["create_records"], "wb") as onto, \
-            open(f["preload"], "wb") as preload:
+            open(f["preload"], "wb") as preload, open(f["u_preload"], "wb") as u_preload, \
+            open(f["u_create"], "wb") as u_create:
         for i in range(RECORDS):
             m = collection_pb2.Collection(namespace=NS, name=ids[i], server_endpoint=endpoint(i),
                                           indexed_fields=[" ".join(rng.choices(vocab, k=16))
@@ -88,20 +98,29 @@ def write_requests(tmp):
             size += len(item.value)
             preload.write(frame(cs.CreateRequest(namespace=NS, collection_name="records",
                                                  item=item, id=ids[i])))
+            u_item = any_pb2.Any(type_url=UNTYPED_URL, value=json.dumps(
+                json_format.MessageToDict(m, preserving_proto_field_name=True),
+                separators=(",", ":")).encode())
+            u_preload.write(frame(cs.CreateRequest(namespace=NS, collection_name="untyped",
+                                                   item=u_item, id=ids[i])))
             if i < CREATE_BODIES:
                 for out, name in ((create, "create"), (onto, "records")):
                     out.write(frame(cs.CreateRequest(namespace=NS, collection_name=name,
                                                      item=item)))
+                u_create.write(frame(cs.CreateRequest(namespace=NS, collection_name="untyped",
+                                                      item=u_item)))
     rng.shuffle(ids)
-    f["get"].write_bytes(b"".join(frame(cs.GetRequest(namespace=NS, collection_name="records",
-                                                      id=i)) for i in ids))
     words = rng.sample(vocab, QUERIES)
     hosts = [endpoint(i) for i in rng.sample(range(1000), QUERIES)]
-    f["text"].write_bytes(b"".join(frame(cs.SearchRequest(
-        namespace=NS, collection_name="records", full_text=w, limit=LIMIT)) for w in words))
-    f["filter"].write_bytes(b"".join(frame(cs.SearchRequest(
-        namespace=NS, collection_name="records", limit=LIMIT, filters={INDEXED: cs.Filter(
-            operator=cs.OP_EQUALS, value=struct_pb2.Value(string_value=h))})) for h in hosts))
+    for pre, coll in (("", "records"), ("u_", "untyped")):
+        f[pre + "get"].write_bytes(b"".join(frame(cs.GetRequest(
+            namespace=NS, collection_name=coll, id=i)) for i in ids))
+        f[pre + "text"].write_bytes(b"".join(frame(cs.SearchRequest(
+            namespace=NS, collection_name=coll, full_text=w, limit=LIMIT)) for w in words))
+        f[pre + "filter"].write_bytes(b"".join(frame(cs.SearchRequest(
+            namespace=NS, collection_name=coll, limit=LIMIT, filters={INDEXED: cs.Filter(
+                operator=cs.OP_EQUALS, value=struct_pb2.Value(string_value=h))}))
+            for h in hosts))
     (Path(tmp) / "text.q").write_text("".join(f"text {w}\n" for w in words))
     (Path(tmp) / "filter.q").write_text("".join(f"eq {INDEXED} {h}\n" for h in hosts))
     return f, size / RECORDS
@@ -122,14 +141,16 @@ def grpc_setup(port, names):
     ch = grpc.insecure_channel(f"127.0.0.1:{port}")
     repo = collection_repo_pb2_grpc.CollectionRepoStub(ch)
     for name in names:
-        repo.CreateCollection(collection_repo_pb2.CreateCollectionRequest(
-            collection=collection_pb2.Collection(
-                namespace=NS, name=name, indexed_fields=[INDEXED],
-                message_type=common_pb2.MessageTypeRef(message_name=TYPE))), timeout=30)
+        # "untyped": made without a message type, as upstream clients make them.
+        c = collection_pb2.Collection(namespace=NS, name=name, indexed_fields=[INDEXED])
+        if name != "untyped":
+            c.message_type.CopyFrom(common_pb2.MessageTypeRef(message_name=TYPE))
+        repo.CreateCollection(collection_repo_pb2.CreateCollectionRequest(collection=c),
+                              timeout=30)
     svc = collection_server_pb2_grpc.CollectionServiceStub(ch)
 
-    def records():
-        return svc.Describe(cs.DescribeRequest(namespace=NS, collection_name="records"),
+    def records(name="records"):
+        return svc.Describe(cs.DescribeRequest(namespace=NS, collection_name=name),
                             timeout=30).record_count
 
     def matches(path):
@@ -174,6 +195,13 @@ def paired(node_fn, inproc_fn, runs):
     inproc_fn()
     rs = [(node_fn(), inproc_fn()) for _ in range(runs)]
     return tuple({k: median_of([r[i] for r in rs], k) for k in rs[0][i]} for i in (0, 1))
+
+
+def node_only(node_fn, runs):
+    """Medians of runs of the node alone, after a warm-up."""
+    node_fn()
+    rs = [node_fn() for _ in range(runs)]
+    return {k: median_of(rs, k) for k in rs[0]}
 
 
 def run(args, tmp):
@@ -221,13 +249,17 @@ def run(args, tmp):
     db = str(data / NS / "records" / "records.db")
     srv = start_node(b, data)
     try:
-        records, matches = grpc_setup(srv.port, ["records"])
-        r = run_loadgen(b, srv.port, 50, 10, 600,
-                        ["--path", SVC + "Create", "--requests", str(files["preload"]), "--once"])
-        preload = {"records": records(), "records_per_s": r["rps"]}
-        if preload["records"] != RECORDS:
-            raise RuntimeError(f"preload left {preload['records']} records, not {RECORDS}")
-        print(f"collections: {RECORDS:,} records preloaded at {r['rps']:,.0f}/s", flush=True)
+        records, matches = grpc_setup(srv.port, ["records", "untyped"])
+        preload = {}
+        for coll, key, pre in (("records", "preload", ""), ("untyped", "u_preload", "untyped_")):
+            r = run_loadgen(b, srv.port, 50, 10, 600,
+                            ["--path", SVC + "Create", "--requests", str(files[key]), "--once"])
+            preload[pre + "records"], preload[pre + "records_per_s"] = records(coll), r["rps"]
+            if preload[pre + "records"] != RECORDS:
+                raise RuntimeError(f"{coll} preload left {preload[pre + 'records']} records, "
+                                   f"not {RECORDS}")
+            print(f"collections: {RECORDS:,} {coll} records preloaded at {r['rps']:,.0f}/s",
+                  flush=True)
         # The node is idle: records.db and its WAL together are the collection as it is.
         snapshot = Path(tmp) / "records_copy"
         snapshot.mkdir()
@@ -239,6 +271,8 @@ def run(args, tmp):
             lambda: node_run(b, srv, 50, 10, secs, "Get", files["get"]),
             lambda: inproc_run(b, secs, "get", "--src", db, "--threads", str(INPROC_THREADS)),
             runs)
+        get[UNTYPED] = node_only(lambda: node_run(b, srv, 50, 10, secs, "Get", files["u_get"]),
+                                 runs)
         for kind, key in (("full text", "text"), ("filter", "filter")):
             found = matches(files[key])
             for c, (conns, streams), threads in (("1x1", (1, 1), 1), ("4x4", (4, 4), 16)):
@@ -251,9 +285,15 @@ def run(args, tmp):
                 node["matches"] = found[0]
                 res[f"Search {kind} {c}"]["node"] = node
                 res[f"Search {kind} {c}"][f"in-process, {threads} threads"] = inproc
+                untyped = node_only(lambda: node_run(b, srv, conns, streams, secs, "Search",
+                                                     files["u_" + key]), runs)
+                untyped["matches"] = matches(files["u_" + key])[0]
+                res[f"Search {kind} {c}"][UNTYPED] = untyped
         create["node, group commit"], create[f"in-process, {INPROC_BATCH} per transaction"] = \
             paired(lambda: node_run(b, srv, 50, 10, secs, "Create", files["create_records"]),
                    lambda: inproc_create(db, INPROC_BATCH, snapshot), runs)
+        create[UNTYPED + ", group commit"] = node_only(
+            lambda: node_run(b, srv, 50, 10, secs, "Create", files["u_create"]), runs)
     finally:
         srv.stop()
     return {"machine": machine(), "runs": runs, "seconds": secs, "records": RECORDS,
@@ -271,7 +311,8 @@ def tables(c):
         for name, r in rows.items():
             out.append(f"| {name} | {fmt(r['rps'])} | {fmt(r['p50_us'])} | {fmt(r['p99_us'])} | "
                        f"{fmt(r.get('cpu_us_per_call'))} | {fmt(r.get('matches'))} |")
-        node = [r for k, r in rows.items() if k.startswith("node")]
+        node = [r for k, r in rows.items() if k.startswith("node") and "untyped" not in k]
+        untyped = [r for k, r in rows.items() if "untyped" in k]
         inproc = [r for k, r in rows.items() if k.startswith("in-process")]
         out.append("")
         if scen.startswith("Create"):
@@ -291,6 +332,11 @@ def tables(c):
                 met = "met" if node[0]["p50_us"] < 5000 else "missed"
                 line += f"; node p50 {node[0]['p50_us'] / 1000:.1f} ms (target < 5 ms: {met})"
             out.append(line)
+        if untyped:
+            typed = rows["node, group commit"] if scen.startswith("Create") else node[0]
+            out.append(f"untyped JSON / typed, on the node: ops/s "
+                       f"{ratio(untyped[0]['rps'], typed['rps'])}, p50 latency "
+                       f"{ratio(untyped[0]['p50_us'], typed['p50_us'])}")
         out.append("")
     return "\n".join(out)
 
@@ -326,5 +372,10 @@ def docs(c):
         "Matches is the mean count of records a search finds (its total_count). In-process "
         "latencies are per transaction or per read, on 4 (Get), 1 or 16 (Search) threads: "
         "they compare with the node's at 1x1 only.", "",
+        "Untyped JSON: the same records as upstream clients write them into a collection "
+        "made without a message type (each an Any whose value is the record's JSON object "
+        "text, proto field names, under type.googleapis.com/unknown), with the same indexed "
+        f"field; preloaded beside the typed ones "
+        f"({c['preload'].get('untyped_records_per_s', 0):,.0f} records/s); node runs only.", "",
         "Command: `bench/run.py --only collections` (part of `make bench`).", "",
         tables(c)])

@@ -116,8 +116,14 @@ bool coll_def_load(svc_job *j, const svc_env *env, const char *ns, const char *n
 	if (!e && !(e = def_read(j, env, ns, name)))
 		return false;
 	*out = (coll_def){.row = e->row, .def = e->def, .entry = e};
+	/* A collection made without a message type holds any Any (coll_any.h). */
+	if (!e->row->type_name[0]) {
+		out->schemaless = true;
+		return true;
+	}
 	out->type = tp_find_message(env->types, e->row->type_ns[0] ? e->row->type_ns : NULL,
 				    e->row->type_name);
+	out->schemaless = svc_schemaless(out->type);
 	if (!out->type) {
 		svc_job_fail(j, GRPC_INTERNAL, "the definition of %s/%s is unreadable", ns, name);
 		coll_def_free(out);

@@ -15,8 +15,11 @@
 typedef struct coll_def {
 	const store_collection *row; /* the catalog row */
 	Collector__Collection *def;  /* its definition, unpacked */
-	const tp_message *type;	     /* the records' message type */
-	struct def_entry *entry;     /* internal: holds row and def */
+	const tp_message *type;	     /* the records' message type; NULL: untyped (coll_any.h) */
+	/* Field paths are JSON paths, not checked against a message: untyped collections, and
+	 * those of google.protobuf.Struct or Value, whose keys are the record's own. */
+	bool schemaless;
+	struct def_entry *entry; /* internal: holds row and def */
 } coll_def;
 
 /* Loads ns/name; fails j (NOT_FOUND, INTERNAL) and returns false when it cannot. The

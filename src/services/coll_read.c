@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/mem.h"
 #include "collector/collection_server.pb-c.h"
+#include "services/coll_any.h"
 #include "services/coll_def.h"
 #include "store/coll.h"
 
@@ -69,7 +70,23 @@ static void get_work(svc_job *sj)
 		return;
 	store_record rec;
 	int rc = store_reader_get(rj->rd, req->id, &rec);
-	if (rc == 0) {
+	if (rc == 0 && !rj->d.type) {
+		/* Untyped: the record is the Any it was written as. */
+		Google__Protobuf__Any any;
+		uint8_t *block;
+		rc = coll_any_unpack(rec.data, rec.data_len, &any, &block);
+		Collector__GetResponse resp = COLLECTOR__GET_RESPONSE__INIT;
+		resp.status = &status_ok;
+		resp.item = &any;
+		if (rc == 0)
+			svc_job_answer(sj, &resp.base);
+		else if (rc == -ENOMEM)
+			svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		else
+			svc_job_fail(sj, GRPC_DATA_LOSS, "record '%.200s' of %s/%s is damaged",
+				     req->id, rj->d.row->ns, rj->d.row->name);
+		mem_free(block);
+	} else if (rc == 0) {
 		char buf[256], *heap;
 		char *url = svc_type_url(rj->d.type, buf, sizeof(buf), &heap);
 		Google__Protobuf__Any any;
@@ -198,7 +215,8 @@ void coll_read_meta(call *c, const ProtobufCMessage *msg)
 	Collector__Status__DetailsEntry e = COLLECTOR__STATUS__DETAILS_ENTRY__INIT;
 	e.key = "features";
 	e.value =
-		"crud,list,search,full-text,json-filters,keyset-paging,group-commit,indexed-fields";
+		"crud,list,search,full-text,json-filters,keyset-paging,group-commit,indexed-fields,"
+		"untyped-collections";
 	Collector__Status__DetailsEntry *details[] = {&e};
 	Collector__Status st = COLLECTOR__STATUS__INIT;
 	st.n_details = 1;

@@ -196,7 +196,9 @@ static void schema_of(const svc_env *env, const coll_def *d, char scope[SCOPE_MA
 {
 	snprintf(scope, SCOPE_MAX, "%s/%s/%lld", d->row->ns, d->row->name,
 		 (long long)d->row->created_at);
-	*s = (query_schema){.resolve = resolve_kind,
+	/* Schemaless records: no resolver, so paths are JSON paths typed by the values found
+	 * (query.h), and a path that no record has matches nothing. */
+	*s = (query_schema){.resolve = d->schemaless ? NULL : resolve_kind,
 			    .resolve_ctx = (void *)d->type,
 			    .indexed = (const char *const *)d->def->indexed_fields,
 			    .nindexed = d->def->n_indexed_fields,
@@ -244,6 +246,9 @@ static bool fetch(query_job *qj, items *it, bool *more, int64_t *total)
 	int rc = items_fetch(it, rj->rd, qj->q, more, total);
 	if (rc == -EMSGSIZE)
 		fail_too_big(sj, &rj->d, it->too_big, it->too_big_bytes, it->budget->limit);
+	else if (rc == -EBADMSG)
+		svc_job_fail(sj, GRPC_DATA_LOSS, "record '%.200s' of %s/%s is damaged", it->too_big,
+			     rj->d.row->ns, rj->d.row->name);
 	else if (rc == -ENOMEM)
 		svc_job_fail(sj, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 	else if (rc)

@@ -11,6 +11,7 @@
 #include "base/mem.h"
 #include "base/uuid.h"
 #include "collector/collection_server.pb-c.h"
+#include "services/coll_any.h"
 #include "services/coll_def.h"
 #include "store/coll.h"
 #include "store/json.h"
@@ -52,6 +53,12 @@ typedef struct op_prep {
 	store_op *op;
 	buf json;
 	buf merged; /* Update with a mask: the merged record's bytes, written from here */
+	/* Untyped collections: the record as kept (the item's Any, serialized), and what
+	 * the item is (coll_any.h). */
+	buf stored;
+	int any_kind;
+	const tp_message *any_type;
+	char why[300]; /* a masked update the writer refused: why (op_status) */
 	char id[SVC_ID_MAX + 1];
 } op_prep;
 
@@ -61,9 +68,46 @@ static void op_prep_free(op_prep *p)
 {
 	buf_free(&p->json);
 	buf_free(&p->merged);
+	buf_free(&p->stored);
 }
 
 static int merge_apply(void *ctx, const store_row *old, store_row *out);
+static int any_merge_apply(void *ctx, const store_row *old, store_row *out);
+
+/* The item as the collection keeps it: its JSON into p->json, the bytes to store into
+ * *data and *len (the message's own for a typed collection; for an untyped one the Any,
+ * in p->stored). */
+static bool prepare_item(svc_job *j, op_prep *p, const Google__Protobuf__Any *item,
+			 const void **data, size_t *len)
+{
+	if (p->d->type) {
+		if (!transcode_item(j, p->env, p->d, item, &p->json))
+			return false;
+		*data = item->value.data;
+		*len = item->value.len;
+		return true;
+	}
+	if (!item) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "item is required");
+		return false;
+	}
+	int k = coll_any_classify(p->env->types, p->d->row->ns, item, &p->json, &p->any_type,
+				  p->why, sizeof(p->why));
+	if (k >= 0 && coll_any_pack(item->type_url, item->value.data, item->value.len, &p->stored))
+		k = -ENOMEM;
+	if (k == -ENOMEM) {
+		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return false;
+	}
+	if (k < 0) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "%s", p->why);
+		return false;
+	}
+	p->any_kind = k;
+	*data = p->stored.data;
+	*len = p->stored.len;
+	return true;
+}
 
 /* The op's collection fields must be empty or the call's own. */
 static bool same_collection(svc_job *j, const op_prep *p, const char *ns, const char *name)
@@ -89,12 +133,12 @@ static bool prep_create(svc_job *j, op_prep *p)
 		svc_job_fail(j, GRPC_INTERNAL, "no randomness for a record id");
 		return false;
 	}
-	if (!transcode_item(j, p->env, p->d, req->item, &p->json))
+	const void *data;
+	size_t len;
+	if (!prepare_item(j, p, req->item, &data, &len))
 		return false;
 	p->op->kind = STORE_OP_INSERT;
-	p->op->row = (store_row){.data = req->item->value.data,
-				 .data_len = req->item->value.len,
-				 .json = p->json.text};
+	p->op->row = (store_row){.data = data, .data_len = len, .json = p->json.text};
 	p->op->id = p->id;
 	return true;
 }
@@ -105,8 +149,16 @@ static bool prep_update(svc_job *j, op_prep *p)
 	if (!svc_check_id(j, req->id))
 		return false;
 	snprintf(p->id, sizeof(p->id), "%s", req->id);
-	if (!transcode_item(j, p->env, p->d, req->item, &p->json))
+	const void *data;
+	size_t len;
+	if (!prepare_item(j, p, req->item, &data, &len))
 		return false;
+	if (req->n_update_mask && !p->d->type && p->any_kind == COLL_ANY_OPAQUE) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+			     "update_mask needs an item with fields (a JSON object or a message of "
+			     "a known type); this item is opaque bytes: update without a mask");
+		return false;
+	}
 	for (size_t i = 0; i < req->n_update_mask; i++) {
 		const char *m = req->update_mask[i];
 		query_path qp;
@@ -118,7 +170,12 @@ static bool prep_update(svc_job *j, op_prep *p)
 		bool indexed = false, whole;
 		for (unsigned k = 0; k < qp.nseg; k++)
 			indexed |= qp.seg[k].nidx > 0;
-		if (indexed || !svc_field_at(p->d->type, &qp, &whole)) {
+		if (indexed && p->d->schemaless) {
+			svc_job_fail(j, GRPC_INVALID_ARGUMENT,
+				     "update_mask '%.100s' names an element: a mask names keys", m);
+			return false;
+		}
+		if (!p->d->schemaless && (indexed || !svc_field_at(p->d->type, &qp, &whole))) {
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 				     "update_mask '%.100s' is not a field of %s", m,
 				     tp_message_get(p->d->type)->full_name);
@@ -128,14 +185,12 @@ static bool prep_update(svc_job *j, op_prep *p)
 	p->op->kind = STORE_OP_UPDATE;
 	p->op->id = p->id;
 	if (!req->n_update_mask) {
-		p->op->row = (store_row){.data = req->item->value.data,
-					 .data_len = req->item->value.len,
-					 .json = p->json.text};
+		p->op->row = (store_row){.data = data, .data_len = len, .json = p->json.text};
 	} else {
 		p->op->row.json = p->json.text;
 		p->op->mask = (const char *const *)req->update_mask;
 		p->op->nmask = req->n_update_mask;
-		p->op->apply = merge_apply;
+		p->op->apply = p->d->type ? merge_apply : any_merge_apply;
 		p->op->apply_ctx = p;
 	}
 	return true;
@@ -188,6 +243,12 @@ static int op_status(int rc, const op_prep *p, char *msg, size_t cap)
 	case -ENOMEM:
 		snprintf(msg, cap, "the write failed: out of memory");
 		return GRPC_RESOURCE_EXHAUSTED;
+	case -EMEDIUMTYPE:
+		snprintf(msg, cap, "%s", p->why);
+		return GRPC_FAILED_PRECONDITION;
+	case -EBADMSG:
+		snprintf(msg, cap, "record '%.200s' of %s/%s is damaged", p->id, ns, name);
+		return GRPC_DATA_LOSS;
 	default:
 		snprintf(msg, cap, "the write failed: %s", strerror(-rc));
 		return GRPC_INTERNAL;
@@ -482,5 +543,68 @@ static int merge_apply(void *ctx, const store_row *merged, store_row *out)
 	buf_free(&p->merged);
 	p->merged = bin;
 	*out = (store_row){.data = bin.data, .data_len = bin.len, .json = canon.text};
+	return 0;
+}
+
+/* A masked Update of an untyped record: the writer merged the JSON forms (the mask's keys
+ * taken from the item, nested ones too); the merged object becomes the record, encoded as
+ * the item is (a message of its type, or JSON text), under the item's type URL. The
+ * record must have fields (not opaque bytes) and the same type URL as the item: a mask
+ * merges into a record of one kind, never changes it. -EMEDIUMTYPE (p->why) otherwise. */
+static int any_merge_apply(void *ctx, const store_row *merged, store_row *out)
+{
+	op_prep *p = ctx;
+	const Collector__UpdateRequest *req = p->req;
+	const char *url = req->item->type_url ? req->item->type_url : "";
+	coll_any_parts old;
+	if (coll_any_split(merged->data, merged->data_len, &old))
+		return -EBADMSG;
+	if (old.url_len != strlen(url) || memcmp(old.url, url, old.url_len)) {
+		snprintf(p->why, sizeof(p->why),
+			 "record '%.100s' has type_url '%.*s', the item '%.60s': a masked update "
+			 "keeps the type (update without a mask to replace the record)",
+			 p->id, (int)(old.url_len > 60 ? 60 : old.url_len), old.url, url);
+		return -EMEDIUMTYPE;
+	}
+	if (merged->json[0] != '{') {
+		snprintf(p->why, sizeof(p->why),
+			 "record '%.100s' has no fields to merge (opaque bytes, or a message "
+			 "whose JSON is no object): update it without a mask",
+			 p->id);
+		return -EMEDIUMTYPE;
+	}
+	const svc_env *env = p->env;
+	const char *ns = p->d->row->ns;
+	buf value = BUF_INIT, canon = BUF_INIT;
+	int rc = 0;
+	if (p->any_kind == COLL_ANY_TYPED) {
+		rc = json_to_proto(env->types, ns, p->any_type, merged->json, strlen(merged->json),
+				   &value);
+		if (!rc)
+			rc = json_from_proto(env->types, ns, p->any_type, value.data, value.len,
+					     JSON_PROTO_NAMES, &canon);
+		if (rc == -EINVAL) {
+			snprintf(p->why, sizeof(p->why),
+				 "record '%.100s' merged with the item is not a valid %s: %s",
+				 p->id, tp_message_get(p->any_type)->full_name, store_err_msg());
+			rc = -EMEDIUMTYPE;
+		}
+	} else {
+		buf_puts(&canon, merged->json);
+		rc = buf_terminate(&canon);
+	}
+	const uint8_t *v = p->any_kind == COLL_ANY_TYPED ? value.data : canon.data;
+	size_t vlen = p->any_kind == COLL_ANY_TYPED ? value.len : canon.len;
+	if (!rc)
+		rc = coll_any_pack(url, v, vlen, &p->merged);
+	buf_free(&value);
+	if (rc) {
+		buf_free(&canon);
+		return rc;
+	}
+	/* The writer copies out after we return: the buffers stay with the job. */
+	buf_free(&p->json);
+	p->json = canon;
+	*out = (store_row){.data = p->merged.data, .data_len = p->merged.len, .json = canon.text};
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include "base/mem.h"
 #include "collector/collection_repo.pb-c.h"
 #include "collector/collection_server.pb-c.h"
+#include "services/coll_any.h"
 #include "services/svc.h"
 
 /* A record's answer: the response is full, the page ends before this record. */
@@ -66,17 +67,32 @@ static int items_row(void *ctx, const store_record *rec)
 	const char *id = rec->id;
 	double score = rec->score;
 	Google__Protobuf__Any any;
-	svc_record_any(&any, it->url, blob, len);
+	uint8_t *copy = NULL;
+	if (it->untyped) {
+		/* The record is the Any it was written as: copied out before its cost is known. */
+		int rc = coll_any_unpack(blob, len, &any, &copy);
+		if (rc == -EINVAL) {
+			snprintf(it->too_big, sizeof(it->too_big), "%s", id ? id : "");
+			return -EBADMSG;
+		}
+		if (rc)
+			return rc;
+	} else {
+		svc_record_any(&any, it->url, blob, len);
+	}
 	/* List: this record's token starts the next page if the page ends here. */
 	char *token = NULL;
 	int trc = it->q ? store_reader_page_token(it->rd, &token) : 0;
-	if (trc == -ENOMEM)
+	if (trc == -ENOMEM) {
+		mem_free(copy);
 		return -ENOMEM;
+	}
 	size_t cost = item_cost(it, &any, score, id ? id : "");
 	size_t reserve = token ? budget_field(strlen(token)) : 0;
 	bool was_full = it->budget->full;
 	if (!budget_take(it->budget, cost, reserve)) {
 		mem_free(token);
+		mem_free(copy);
 		/* Only the first item of a response can be one that no response holds. */
 		if (was_full || it->budget->items || budget_fits_alone(it->budget, cost, reserve))
 			return ROW_FULL;
@@ -84,19 +100,26 @@ static int items_row(void *ctx, const store_record *rec)
 		it->too_big_bytes = it->budget->fixed + cost + reserve;
 		return -EMSGSIZE;
 	}
-	uint8_t *copy = mem_alloc(len ? len : 1);
+	bool copied = copy != NULL;
+	if (!copied)
+		copy = mem_alloc(len ? len : 1);
 	char *kept_id = it->shape == ITEMS_SCORED ? mem_strdup(id ? id : "") : NULL;
 	if (!copy || (it->shape == ITEMS_SCORED && !kept_id)) {
 		mem_free(copy);
+		mem_free(kept_id);
 		mem_free(token);
 		return -ENOMEM;
 	}
-	if (len)
-		memcpy(copy, blob, len);
 	if (kept_id)
 		it->ids[it->n] = kept_id;
 	it->data[it->n] = copy;
-	svc_record_any(&it->any[it->n], it->url, copy, len);
+	if (copied) {
+		it->any[it->n] = any;
+	} else {
+		if (len)
+			memcpy(copy, blob, len);
+		svc_record_any(&it->any[it->n], it->url, copy, len);
+	}
 	it->scores[it->n] = score;
 	it->n++;
 	mem_free(it->last_token);
@@ -107,7 +130,9 @@ static int items_row(void *ctx, const store_record *rec)
 
 bool items_init(items *it, const tp_message *m, const query *q, enum items_shape shape, budget *b)
 {
-	*it = (items){.q = q, .shape = shape, .budget = b};
+	*it = (items){.q = q, .shape = shape, .budget = b, .untyped = !m};
+	if (!m)
+		return true;
 	char *heap;
 	it->url = svc_type_url(m, NULL, 0, &heap);
 	return it->url != NULL;

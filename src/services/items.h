@@ -33,7 +33,8 @@ typedef struct items {
 	enum items_shape shape;
 	budget *budget;
 	size_t n, cap;
-	char *url;
+	char *url;	  /* the records' type URL; NULL for untyped records (coll_any.h) */
+	bool untyped;	  /* each record is the Any it was written as */
 	char *last_token; /* List (a query given to items_init): the last item's page token */
 	/* List: the last item's order key is too long for a page token (QUERY_MAX_TOKEN_TEXT);
 	 * its id, "" when it is not. */
@@ -44,14 +45,15 @@ typedef struct items {
 	size_t too_big_bytes;		/* and the response it would make */
 } items;
 
-/* For records of type m, shaped as shape, counted against b (shared by the items of one
- * response). q: List's query, whose page tokens the items keep; NULL for Search. false
- * when out of memory; items_free in any case. */
+/* For records of type m (NULL: an untyped collection's), shaped as shape, counted against b (shared
+ * by the items of one response). q: List's query, whose page tokens the items keep; NULL for
+ * Search. false when out of memory; items_free in any case. */
 bool items_init(items *it, const tp_message *m, const query *q, enum items_shape shape, budget *b);
 /* Runs q on rd: its page, up to query_page_size records and as many as the budget takes,
  * into it (*more: records remain after the page), and its count into *total. 0; -EMSGSIZE
- * when the page's first record fits in no response (it->too_big names it); -ENOMEM; or
- * the store's error (store_err_msg). */
+ * when the page's first record fits in no response (it->too_big names it); -EBADMSG when
+ * an untyped record is damaged (it->too_big names it); -ENOMEM; or the store's error
+ * (store_err_msg). */
 int items_fetch(items *it, store_reader *rd, const query *q, bool *more, int64_t *total);
 /* The items as the repeated field a response takes (it->ptrs); NULL when out of memory. */
 Google__Protobuf__Any **items_ptrs(items *it);

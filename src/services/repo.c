@@ -91,8 +91,11 @@ static void create_collection_work(svc_job *sj)
 	if (!svc_check_user_ns(sj, ns) || !svc_check_name(sj, "collection", in->name) ||
 	    !check_backup_policy(sj, in->backup_policy) || !check_endpoint(sj, in->server_endpoint))
 		return;
-	const tp_message *m = svc_find_type(j->env, ns, in->message_type);
-	if (!m) {
+	/* Without a message type the collection is untyped: any Any per record (coll_any.h). */
+	bool untyped = !in->message_type || !in->message_type->message_name ||
+		       !*in->message_type->message_name;
+	const tp_message *m = untyped ? NULL : svc_find_type(j->env, ns, in->message_type);
+	if (!m && !untyped) {
 		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
 			     "unknown message type '%.200s' in namespace %s",
 			     in->message_type && in->message_type->message_name
@@ -114,8 +117,8 @@ static void create_collection_work(svc_job *sj)
 	ts.seconds = now_us / 1000000;
 	ts.nanos = (int32_t)(now_us % 1000000) * 1000;
 	Collector__MessageTypeRef type = COLLECTOR__MESSAGE_TYPE_REF__INIT;
-	type.namespace_ = (char *)svc_type_ns(j->env, ns, m);
-	type.message_name = (char *)tp_message_get(m)->full_name;
+	type.namespace_ = m ? (char *)svc_type_ns(j->env, ns, m) : "";
+	type.message_name = m ? (char *)tp_message_get(m)->full_name : "";
 	Collector__Metadata md = COLLECTOR__METADATA__INIT;
 	md.created_at = md.updated_at = &ts;
 	if (in->metadata) {
@@ -124,7 +127,7 @@ static void create_collection_work(svc_job *sj)
 	}
 	Collector__Collection out = *in;
 	out.namespace_ = (char *)ns;
-	out.message_type = &type;
+	out.message_type = m ? &type : NULL;
 	out.server_endpoint = in->server_endpoint ? in->server_endpoint : "";
 	out.metadata = &md;
 	size_t def_len = collector__collection__get_packed_size(&out);

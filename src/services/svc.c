@@ -208,6 +208,14 @@ const char *svc_type_ns(const svc_env *env, const char *ns, const tp_message *m)
 	return tp_find_message(env->types, NULL, tp_message_get(m)->full_name) == m ? "" : ns;
 }
 
+bool svc_schemaless(const tp_message *m)
+{
+	if (!m)
+		return true;
+	tp_wkt w = tp_message_get(m)->wkt;
+	return w == TP_WKT_STRUCT || w == TP_WKT_VALUE;
+}
+
 const tp_field *svc_field_at(const tp_message *m, const query_path *p, bool *whole)
 {
 	const tp_field *f = NULL;
@@ -268,7 +276,7 @@ bool svc_indexes_check(svc_job *j, const tp_message *m, char *const *fields, siz
 		query_path p;
 		bool whole;
 		query_path_parse(f, strlen(f), &p);
-		if (!svc_field_at(m, &p, &whole)) {
+		if (!svc_schemaless(m) && !svc_field_at(m, &p, &whole)) {
 			svc_job_fail(j, GRPC_INVALID_ARGUMENT,
 				     "indexed field '%.100s' is not a field of %s", f,
 				     tp_message_get(m)->full_name);

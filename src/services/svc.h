@@ -67,6 +67,9 @@ bool svc_check_user_ns(svc_job *j, const char *ns);
  * message has. NULL when unknown or ambiguous. */
 const tp_message *svc_find_type(const svc_env *env, const char *ns,
 				const Collector__MessageTypeRef *ref);
+/* Whether paths into records of m (NULL: untyped) are JSON paths, checked against no
+ * message: untyped records, google.protobuf.Struct and Value. */
+bool svc_schemaless(const tp_message *m);
 /* The field a query path reaches in m: segments are .proto field names; a repeated
  * field's element is reached with one [N]; a map with string keys takes the key as the
  * next segment and stands for its value. NULL when the path reaches nothing. *whole
@@ -80,7 +83,8 @@ typedef struct svc_indexes {
 	char (*exprs)[QUERY_INDEX_EXPR_MAX];
 	char (*names)[QUERY_INDEX_NAME_MAX];
 } svc_indexes;
-/* Fails j with INVALID_ARGUMENT naming the first bad field. *out is always to be freed. */
+/* Fails j with INVALID_ARGUMENT naming the first bad field; m NULL or schemaless takes
+ * any path (svc_schemaless). *out is always to be freed. */
 bool svc_indexes_check(svc_job *j, const tp_message *m, char *const *fields, size_t n,
 		       svc_indexes *out);
 /* Makes exactly these the collection's indexes (creates, drops). */

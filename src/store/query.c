@@ -339,6 +339,10 @@ int query_index_field(const char *field, char expr[QUERY_INDEX_EXPR_MAX],
 	if (query_path_parse(field, strlen(field), &o.p))
 		return query_fail(&c, "invalid indexed field '%s': %s", query_quote(field, qb),
 				  store_err_msg());
+	/* Index expressions are SQL text: only what renders without quotes goes there. */
+	if (!query_path_plain(&o.p))
+		return query_fail(&c, "indexed field '%s' has a quoted segment: index plain names",
+				  query_quote(field, qb));
 	size_t n = query_path_render(&o.p, o.path);
 	query_emit_operand(&b, &o);
 	if (b.failed) {

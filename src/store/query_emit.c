@@ -529,12 +529,19 @@ static void emit_rt_eq(cc *c, buf *b, const opnd *o, const query_value *v)
 			buf_puts(b, ")");
 		}
 	} else {
+		/* json_extract gives a JSON string's text, a number as a number (never equal to
+		 * text), and an array's or object's JSON text: only a string that starts like
+		 * one needs the type checked, which reads the record's JSON once more for every
+		 * row that an expression index on the path found. */
+		const char *str = v->u.string;
 		buf_puts(b, "(");
-		put_t(b, o);
-		buf_puts(b, " = 'text' AND ");
+		if (str[0] == '{' || str[0] == '[') {
+			put_t(b, o);
+			buf_puts(b, " = 'text' AND ");
+		}
 		query_emit_operand(b, o);
 		buf_puts(b, " = ");
-		query_put_param(b, query_param_text(c, v->u.string, strlen(v->u.string)));
+		query_put_param(b, query_param_text(c, str, strlen(str)));
 		buf_puts(b, ")");
 	}
 }

@@ -40,8 +40,10 @@ static int order_item(cc *c, const char *s, size_t len, bool allow_score, bool *
 		query_fail_errno(c, -ENOMEM, "query");
 		return c->rc;
 	}
-	for (e = 0; item[e] && !is_ws(item[e]); e++)
-		;
+	/* The key ends at the first blank outside a quoted segment. */
+	bool quoted = false;
+	for (e = 0; item[e] && (quoted || !is_ws(item[e])); e++)
+		quoted ^= item[e] == '"';
 	const char *dir = item + e;
 	while (is_ws(*dir))
 		dir++;
@@ -71,6 +73,18 @@ static int order_item(cc *c, const char *s, size_t len, bool allow_score, bool *
 	return c->rc;
 }
 
+/* The first ',' outside a quoted segment (a JSON key may hold one), or NULL. */
+static const char *next_comma(const char *s)
+{
+	bool quoted = false;
+	for (; *s; s++) {
+		if (*s == ',' && !quoted)
+			return s;
+		quoted ^= *s == '"';
+	}
+	return NULL;
+}
+
 int query_order_parse(cc *c, const char *s, bool allow_score, bool *dir_given, order *o)
 {
 	o->n = 0;
@@ -81,7 +95,7 @@ int query_order_parse(cc *c, const char *s, bool allow_score, bool *dir_given, o
 	if (!s || !s[i])
 		return 0;
 	for (;;) {
-		const char *comma = strchr(s, ',');
+		const char *comma = next_comma(s);
 		size_t n = comma ? (size_t)(comma - s) : strlen(s);
 		if (order_item(c, s, n, allow_score, dir_given, o))
 			return c->rc;

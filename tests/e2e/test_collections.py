@@ -271,7 +271,6 @@ def test_create_collection_message_types(api, given, full, sample):
 UNKNOWN_TYPES = [
     ("no-such-full", "grpc.testing.NoSuchMessage"),
     ("no-such-bare", "NoSuchMessage"),
-    ("empty", ""),
     ("ambiguous-bare", "Empty"),  # grpc.testing.Empty and google.protobuf.Empty
     ("package", "grpc.testing"),
     ("enum", "grpc.testing.PayloadType"),
@@ -282,8 +281,9 @@ UNKNOWN_TYPES = [
 ]
 
 
-@pytest.mark.parametrize("type_name", [t for _, t in UNKNOWN_TYPES] + [None],
-                         ids=[i for i, _ in UNKNOWN_TYPES] + ["unset"])
+# Without a message type (unset, or an empty name) a collection is untyped:
+# test_upstream_untyped.py.
+@pytest.mark.parametrize("type_name", [t for _, t in UNKNOWN_TYPES], ids=[i for i, _ in UNKNOWN_TYPES])
 def test_create_collection_unknown_message_type(api, type_name):
     name = uniq("t")
     mentions = [type_name.strip()] if type_name and type_name.strip() else []

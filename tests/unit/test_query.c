@@ -156,6 +156,20 @@ static int mixed_db(void **state)
 	return 0;
 }
 
+/* Records of untyped collections: JSON keys that are no identifiers, and one opaque
+ * record (JSON null), as coll_any.h keeps them. */
+static int odd_keys_db(void **state)
+{
+	open_db(state);
+	put("k1",
+	    "{\"first-name\":\"ann\",\"a.b\":1,\"sp ace\":{\"x\":2},\"id\":\"j1\","
+	    "\"caf\xc3\xa9\":\"au lait\",\"x,y\":[\"p\",\"q\"]}",
+	    NULL, 1);
+	put("k2", "{\"first-name\":\"bob\",\"a.b\":3,\"sp ace\":{\"x\":1},\"id\":\"j2\"}", NULL, 2);
+	put("k3", "null", NULL, 3);
+	return 0;
+}
+
 /* ---- a descriptor for the typed records ---- */
 
 static const struct {
@@ -516,6 +530,11 @@ static void test_runtime_types(void **state)
 	FILTER(&untyped, "v", QUERY_EQUALS, VS("5"), "m1,m2");
 	FILTER(&untyped, "v", QUERY_EQUALS, VS("05"), "m12");
 	FILTER(&untyped, "v", QUERY_EQUALS, VS("abc"), "m3");
+	/* A string is never an array's or object's JSON text. */
+	FILTER(&untyped, "v", QUERY_EQUALS, VS("{\"a\":1}"), "");
+	FILTER(&untyped, "v", QUERY_EQUALS, VS("[\"b\",2]"), "");
+	FILTER(&untyped, "v", QUERY_NOT_EQUALS, VS("[\"b\",2]"),
+	       "m1,m2,m3,m4,m5,m6,m7,m8,m9,m10,m11,m12");
 	FILTER(&untyped, "v", QUERY_EQUALS, VB(true), "m4");
 	FILTER(&untyped, "v", QUERY_EQUALS, VN(1), "m5");
 	FILTER(&untyped, "v", QUERY_EQUALS, VN(2.5), "m7");
@@ -690,7 +709,6 @@ static void test_order_rejections(void **state)
 		"name asc,",
 		"name DESC extra",
 		"name\tasc\t;",
-		"\"name\"",
 		"name(1)",
 		"name asc; DROP TABLE records",
 		"nope",
@@ -715,6 +733,92 @@ static void test_order_rejections(void **state)
 	} ops[] = {{(enum query_op)10}, {(enum query_op) - 1}};
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		FILTER(&typed, "name", ops[i].op, VS("x"), "EINVAL");
+}
+
+/* Quoted segments reach JSON keys that are no identifiers; one that is an identifier is
+ * the same path as the identifier. */
+static void test_quoted_paths(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *json;
+	} ok[] = {
+		{"\"first-name\"", "$.\"first-name\""},
+		{"a.\"b.c\"[1].d", "$.a.\"b.c\"[1].d"},
+		{"\"id\"", "$.id"},
+		{"\"caf\xc3\xa9\"", "$.\"caf\xc3\xa9\""},
+		{"\"sp ace\".\"x,y\"", "$.\"sp ace\".\"x,y\""},
+		{"\"a'b\"", "$.\"a'b\""},
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+		query_path p;
+		char out[QUERY_PATH_TEXT_MAX];
+		assert_int_equal(query_path_parse(ok[i].in, strlen(ok[i].in), &p), 0);
+		query_path_render(&p, out);
+		assert_string_equal(out, ok[i].json);
+	}
+	static const char *const bad[] = {
+		"\"\"",
+		"\"a",
+		"\"a\\b\"",
+		"\"a\x01\"",
+		"\"\xff\"",
+		"\"a\"b",
+		"a\"b\"",
+		"\"a\"\"b\"",
+		"\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"", /* 65 */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		query_path p;
+		if (query_path_parse(bad[i], strlen(bad[i]), &p) != -EINVAL)
+			fail_msg("path '%s' was accepted", bad[i]);
+		FILTER(&untyped, bad[i], QUERY_EQUALS, VS("x"), "EINVAL");
+	}
+	/* Index expressions are SQL text: quoted segments stay out of them. */
+	char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX];
+	assert_int_equal(query_index_field("\"first-name\"", expr, name), -EINVAL);
+	expect_einval_msg("quoted");
+	assert_int_equal(query_index_field("\"a\".b", expr, name), 0);
+	assert_string_equal(expr, "json_extract(json,'$.a.b')");
+}
+
+/* Filters and orders on the JSON paths of untyped records, typed by the values found. */
+static void test_untyped_keys(void **state)
+{
+	(void)state;
+	FILTER(&untyped, "\"first-name\"", QUERY_EQUALS, VS("ann"), "k1");
+	FILTER(&untyped, "\"a.b\"", QUERY_GREATER_THAN, VN(2), "k2");
+	FILTER(&untyped, "\"sp ace\".x", QUERY_EQUALS, VN(1), "k2");
+	FILTER(&untyped, "\"caf\xc3\xa9\"", QUERY_CONTAINS, VS("lait"), "k1");
+	FILTER(&untyped, "\"x,y\"", QUERY_CONTAINS, VS("q"), "k1");
+	/* A quoted "id" is the JSON key; the bare name stays the record's id. */
+	FILTER(&untyped, "\"id\"", QUERY_EQUALS, VS("j2"), "k2");
+	FILTER(&untyped, "id", QUERY_EQUALS, VS("k1"), "k1");
+	/* A path no record has matches nothing (it is no error without a type to check);
+	 * the opaque record has no field at all. */
+	FILTER(&untyped, "no.such[3].path", QUERY_EQUALS, VS("x"), "");
+	FILTER(&untyped, "\"first-name\"", QUERY_EXISTS, VNULL, "k1,k2");
+	FILTER(&untyped, "\"first-name\"", QUERY_NOT_EXISTS, VNULL, "k3");
+	static const struct {
+		const char *order, *want;
+	} orders[] = {
+		{"\"sp ace\".x desc", "k1,k2,k3"},
+		{"\"sp ace\".x", "k3,k2,k1"},
+		{"\"a.b\" desc, \"first-name\"", "k2,k1,k3"},
+		{" \"x,y\"[0] asc , @id desc", "k3,k2,k1"},
+	};
+	for (size_t i = 0; i < sizeof orders / sizeof orders[0]; i++) {
+		query_list_params lp = {.order_by = orders[i].order};
+		query *q = NULL;
+		qerr_clear();
+		if (query_compile_list(&untyped, &lp, &q))
+			fail_msg("order_by '%s': %s", orders[i].order, store_err_msg());
+		assert_string_equal(run(q, result, sizeof result), orders[i].want);
+		query_free(q);
+	}
+	query_list_params lp = {.order_by = "\"a b"};
+	query *q = NULL;
+	assert_int_equal(query_compile_list(&untyped, &lp, &q), -EINVAL);
 }
 
 /* ---- List's filter Struct, SearchCollections' query Struct, labels ---- */
@@ -1618,6 +1722,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_times, typed_db, close_db),
 		cmocka_unit_test_setup_teardown(test_runtime_types, mixed_db, close_db),
 		cmocka_unit_test(test_path_grammar),
+		cmocka_unit_test_setup_teardown(test_quoted_paths, odd_keys_db, close_db),
+		cmocka_unit_test_setup_teardown(test_untyped_keys, odd_keys_db, close_db),
 		cmocka_unit_test_setup_teardown(test_path_rejections, typed_db, close_db),
 		cmocka_unit_test_setup_teardown(test_order_rejections, typed_db, close_db),
 		cmocka_unit_test_setup_teardown(test_list_struct, typed_db, close_db),
