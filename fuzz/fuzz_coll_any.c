@@ -22,17 +22,10 @@
 #include "store/json.h"
 #include "store/typepool.h"
 
+#include "fuzz_check.h"
+
 extern const uint8_t api_descriptor_set[];
 extern const size_t api_descriptor_set_len;
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,       \
-				#cond);                                                            \
-			abort();                                                                   \
-		}                                                                                  \
-	} while (0)
 
 static tp_pool *tp;
 
