@@ -38,6 +38,9 @@ struct proxy_call {
 	uint8_t *resp; /* the response message, when one came */
 	size_t len;
 	int extra; /* messages beyond the first (a unary call has one) */
+	/* Inside proxy_start: a call that ends there (a cancel after a failed send) is
+	 * reported by proxy_start's NULL, not by done. */
+	bool starting, ended;
 };
 
 static proxy_local *local_of(reactor *r)
@@ -99,6 +102,10 @@ static void on_message(client_call *c, const uint8_t *data, size_t len)
 static void on_done(client_call *c, int code, const char *message)
 {
 	proxy_call *p = client_call_user(c);
+	if (p->starting) {
+		p->ended = true;
+		return;
+	}
 	if (code == GRPC_OK && p->extra < 0)
 		p->done(p->user, GRPC_RESOURCE_EXHAUSTED, "out of memory keeping the response",
 			NULL, 0);
@@ -144,11 +151,18 @@ proxy_call *proxy_start(reactor *r, const proxy_args *a)
 		mem_free(p);
 		return NULL;
 	}
-	/* From here every failure ends in on_done. */
+	p->starting = true;
 	if (client_call_send(p->c, a->request, a->request_len))
-		client_call_cancel(p->c);
+		client_call_cancel(p->c); /* on_done runs now, seeing starting */
 	else
 		client_call_half_close(p->c);
+	p->starting = false;
+	if (p->ended) {
+		mem_free(p->resp);
+		mem_free(p);
+		return NULL;
+	}
+	/* From here every end comes through on_done. */
 	return p;
 }
 
