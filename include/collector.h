@@ -84,6 +84,14 @@ typedef struct collector_config {
 	size_t registry_max_namespace_bytes;
 	size_t registry_max_namespaces;
 	size_t registry_max_total_bytes;
+
+	/* The mesh (README, Mesh). */
+#define COLLECTOR_PEERS_MAX 16
+	char peers[COLLECTOR_PEERS_MAX][128]; /* `--peer`, repeatable: linked at start */
+	int npeers;
+	char advertise[128];	     /* host:port peers reach this node at; "": the listener's */
+	char mesh_namespaces[512];   /* comma-separated namespaces shared; "": every one */
+	size_t mesh_max_outstanding; /* forwarded calls in flight per peer; 0: 1024 */
 } collector_config;
 
 /* The defaults of the `collector` program. */

@@ -25,6 +25,8 @@
 #include "io/sock.h"
 #include "services/collector_api.h"
 #include "services/health.h"
+#include "services/mesh.h"
+#include "services/mesh_link.h"
 #include "services/proxy.h"
 #include "services/registry.h"
 #include "services/svc.h"
@@ -50,6 +52,9 @@ struct collector {
 	method_table *methods;
 	h2_server *server;
 	reactor_group *group;
+	mesh *mesh;
+	mesh_driver *mesh_driver;
+	char advertise[128];
 	char **services;
 	size_t nservices;
 	sem_t stop;
@@ -194,9 +199,17 @@ static void wire_opts(const collector_config *c, h2_server_opts *w)
 	w->require_te_trailers = c->require_te_trailers;
 }
 
+static int start_reactor(reactor *r, void *ctx)
+{
+	collector *c = ctx;
+	mesh_driver_start(c->mesh_driver, r);
+	return 0;
+}
+
 static void drain_reactor(reactor *r, void *ctx)
 {
-	(void)ctx;
+	collector *c = ctx;
+	mesh_driver_drain(c->mesh_driver, r);
 	health_notify(r);
 	proxy_reactor_drain(r); /* its outbound connections would keep the loop going */
 }
@@ -240,6 +253,60 @@ static int check_settings(const collector_config *cfg, char *err, size_t cap)
 	return 0;
 }
 
+/* The mesh: the address told to peers, the links kept in system/links, --peer. */
+static int mesh_build(collector *c, char *err, size_t cap)
+{
+	const collector_config *cfg = &c->cfg;
+	char host_any[96];
+	if (cfg->advertise[0])
+		snprintf(c->advertise, sizeof(c->advertise), "%s", cfg->advertise);
+	else if (!strncmp(c->address, "0.0.0.0:", 8) || !strncmp(c->address, "[::]:", 5)) {
+		snprintf(host_any, sizeof(host_any), "%s", strrchr(c->address, ':') + 1);
+		snprintf(c->advertise, sizeof(c->advertise), "127.0.0.1:%s", host_any);
+		log_warn("mesh: listening on every address; peers are told %s (set --advertise)",
+			 c->advertise);
+	} else
+		snprintf(c->advertise, sizeof(c->advertise), "%s", c->address);
+	char list[sizeof(cfg->mesh_namespaces)];
+	snprintf(list, sizeof(list), "%s", cfg->mesh_namespaces);
+	const char *ns[64];
+	size_t nns = 0;
+	for (char *save, *t = strtok_r(list, ", ", &save); t && nns < 64;
+	     t = strtok_r(NULL, ", ", &save))
+		ns[nns++] = t;
+	mesh_opts mo = {.self_id = c->id,
+			.advertise = c->advertise,
+			.namespaces = ns,
+			.nns = nns,
+			.max_outstanding = cfg->mesh_max_outstanding};
+	c->mesh = mesh_new(&mo);
+	c->mesh_driver = c->mesh ? mesh_driver_new(c->mesh, &c->env) : NULL;
+	if (!c->mesh_driver) {
+		snprintf(err, cap, "out of memory");
+		return -ENOMEM;
+	}
+	c->env.mesh = c->mesh;
+	int rc = mesh_links_load(c->mesh, &c->env);
+	if (rc) {
+		snprintf(err, cap, "cannot read the stored links: %s", store_err_msg());
+		return rc;
+	}
+	for (int i = 0; i < cfg->npeers; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (sock_parse_addr(cfg->peers[i], &ss, &len)) {
+			snprintf(err, cap, "peer: cannot parse '%s' (want HOST:PORT)",
+				 cfg->peers[i]);
+			return -EINVAL;
+		}
+		if ((rc = mesh_add_outbound(c->mesh, cfg->peers[i], NULL, 0, MESH_CONFIGURED))) {
+			snprintf(err, cap, "peer: %s: %s", cfg->peers[i], strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 /* Everything but the reactors, in the order it is built; each step undone by
  * collector_free_parts. */
 static int node_build(collector *c, char *err, size_t cap)
@@ -256,8 +323,10 @@ static int node_build(collector *c, char *err, size_t cap)
 	reactor_group_opts gopts = {.listen = cfg->listen,
 				    .threads = c->threads,
 				    .backlog = 4096,
+				    .on_start = start_reactor,
 				    .on_drain = drain_reactor,
-				    .on_exit = exit_reactor};
+				    .on_exit = exit_reactor,
+				    .ctx = c};
 	int rc = reactor_group_open(&gopts, &c->group, err, cap);
 	if (rc)
 		return rc;
@@ -309,6 +378,8 @@ static int node_build(collector *c, char *err, size_t cap)
 		snprintf(err, cap, "cannot load the registry: %s", store_err_msg());
 		return rc;
 	}
+	if ((rc = mesh_build(c, err, cap)))
+		return rc;
 	c->methods = method_table_new();
 	c->env.methods = c->methods;
 	if (!c->methods || collector_api_register_all(c->methods, &c->env) ||
@@ -356,6 +427,8 @@ static void collector_free_parts(collector *c)
 	reactor_group_free(c->group);
 	pool_free(c->pool);
 	registry_free(c->env.registry);
+	mesh_driver_free(c->mesh_driver);
+	mesh_free(c->mesh);
 	store_close(c->store);
 	tp_free(c->types);
 	h2_server_free(c->server);

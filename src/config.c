@@ -218,6 +218,15 @@ static void config_usage(const char *prog)
 	       "                             namespace answers UNIMPLEMENTED)\n"
 	       "  --id ID                    node id (default: a UUIDv7 made once and kept in\n"
 	       "                             DIR/node-id)\n"
+	       "  --peer HOST:PORT           link to this node at start (repeatable, at most\n"
+	       "                             16; see also the Link RPC)\n"
+	       "  --advertise HOST:PORT      address other nodes reach this one at (default:\n"
+	       "                             the listener's; a wildcard host is told as the\n"
+	       "                             loopback)\n"
+	       "  --mesh-namespaces A,B      namespaces shared with linked nodes (default:\n"
+	       "                             every one)\n"
+	       "  --mesh-max-outstanding N   calls forwarded to one node at once; beyond it\n"
+	       "                             RESOURCE_EXHAUSTED (default 1024)\n"
 	       "  --log-level LEVEL          error, warn, info or debug (default info)\n"
 	       "  --grace-seconds N          on SIGTERM/SIGINT, time given to calls in flight\n"
 	       "                             after GOAWAY (default 10)\n"
@@ -273,6 +282,23 @@ static int set_option(collector_config *c, const char *name, const char *v)
 	}
 	if (!strcmp(name, "id"))
 		return copy_str(name, c->id, sizeof(c->id), v);
+	if (!strcmp(name, "peer")) {
+		if (c->npeers >= COLLECTOR_PEERS_MAX) {
+			fprintf(stderr, "collector: --peer: at most %d\n", COLLECTOR_PEERS_MAX);
+			return -1;
+		}
+		return copy_str(name, c->peers[c->npeers++], sizeof(c->peers[0]), v);
+	}
+	if (!strcmp(name, "advertise"))
+		return copy_str(name, c->advertise, sizeof(c->advertise), v);
+	if (!strcmp(name, "mesh-namespaces"))
+		return copy_str(name, c->mesh_namespaces, sizeof(c->mesh_namespaces), v);
+	if (!strcmp(name, "mesh-max-outstanding")) {
+		if (parse_int(name, v, 1, 1000000, &n))
+			return -1;
+		c->mesh_max_outstanding = (size_t)n;
+		return 0;
+	}
 	if (!strcmp(name, "threads")) {
 		if (parse_int(name, v, 0, 256, &n))
 			return -1;

@@ -49,6 +49,9 @@ struct client_call {
 	grpcmsg_reader reader;
 	bool compress, resp_gzip, resp_encoding_unknown, last_compressed;
 	bool half_close, done;
+	/* Ended before the server could have run it: the connection never came up, or the
+	 * server refused the stream (REFUSED_STREAM, or above a GOAWAY's last stream). */
+	bool unprocessed;
 	grpcmsg_queue out;
 	md_list md[2]; /* [0] initial, [1] trailing */
 	int http_status;
@@ -227,9 +230,10 @@ static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t erro
 		return 0;
 	if (c->have_status)
 		call_end(c, c->status, c->status_msg);
-	else if (error_code == NGHTTP2_REFUSED_STREAM)
+	else if (error_code == NGHTTP2_REFUSED_STREAM) {
+		c->unprocessed = true;
 		call_end(c, GRPC_UNAVAILABLE, "stream refused by the server");
-	else if (error_code != NGHTTP2_NO_ERROR)
+	} else if (error_code != NGHTTP2_NO_ERROR)
 		call_end(c, GRPC_CANCELLED, "stream reset by the server");
 	else if (c->http_status && c->http_status != 200)
 		call_end(c, status_from_http(c->http_status), "HTTP status without grpc-status");
@@ -281,6 +285,8 @@ static void conn_connected(reactor_conn *io, int err)
 	char msg[160];
 	snprintf(msg, sizeof(msg), "cannot connect to %s: %s", h->ch->authority, strerror(-err));
 	h->goaway = true;
+	list_each (n, &h->calls)
+		container_of(n, client_call, link)->unprocessed = true;
 	conn_fail_calls(h, GRPC_UNAVAILABLE, msg);
 }
 
@@ -560,3 +566,4 @@ const call_md *client_call_md_get(const client_call *c, bool trailing, const cha
 	return md_list_get(&c->md[trailing], name);
 }
 bool client_call_response_compressed(const client_call *c) { return c->last_compressed; }
+bool client_call_unprocessed(const client_call *c) { return c->unprocessed; }

@@ -55,6 +55,9 @@ void *client_call_user(const client_call *c);
 size_t client_call_md_count(const client_call *c, bool trailing);
 const call_md *client_call_md_at(const client_call *c, bool trailing, size_t i);
 const call_md *client_call_md_get(const client_call *c, bool trailing, const char *name);
+/* In on_done: whether the call surely never ran on the server (no connection, or the
+ * stream refused), so that it may be retried elsewhere without running twice. */
+bool client_call_unprocessed(const client_call *c);
 /* Whether the last response message came compressed. */
 bool client_call_response_compressed(const client_call *c);
 

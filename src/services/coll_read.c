@@ -40,8 +40,7 @@ static void read_start(call *c, const void *req, const char *ns, void (*work)(sv
 	svc_job_run(env->pool, c, &rj->r.j);
 }
 
-/* Loads the collection name, opens it and begins a read; fails the job when it cannot. */
-static bool coll_read_open(coll_read_job *rj, const char *name)
+bool coll_read_open(coll_read_job *rj, const char *name)
 {
 	svc_job *sj = &rj->r.j;
 	if (!coll_def_load(sj, rj->r.env, rj->r.ns, name, &rj->d) ||

@@ -20,6 +20,8 @@ typedef struct coll_read_job {
 
 /* The job's release (svc_job.release) for a job allocated alone. */
 void coll_read_release(svc_job *sj);
+/* Loads the collection name, opens it and begins a read; fails the job when it cannot. */
+bool coll_read_open(coll_read_job *rj, const char *name);
 /* Ends the job's read and releases the collection it opened. */
 void coll_read_close(coll_read_job *rj);
 

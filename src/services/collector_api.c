@@ -15,6 +15,7 @@
 #include "services/dispatch.h"
 #include "services/files_svc.h"
 #include "services/health.h"
+#include "services/invoke.h"
 #include "services/reflection.h"
 #include "services/registry.h"
 #include "services/repo.h"
@@ -92,6 +93,8 @@ int collector_api_register_all(method_table *t, svc_env *env)
 		rc = collection_register(t, env);
 	if (!rc)
 		rc = files_svc_register(t, env);
+	if (!rc)
+		rc = invoke_register(t, env);
 	if (!rc)
 		rc = dispatch_register(t, env);
 	if (!rc)

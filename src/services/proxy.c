@@ -35,6 +35,7 @@ struct proxy_call {
 	client_call *c;
 	proxy_done_fn done;
 	void *user;
+	bool *unprocessed;
 	uint8_t *resp; /* the response message, when one came */
 	size_t len;
 	int extra; /* messages beyond the first (a unary call has one) */
@@ -106,6 +107,8 @@ static void on_done(client_call *c, int code, const char *message)
 		p->ended = true;
 		return;
 	}
+	if (p->unprocessed)
+		*p->unprocessed = code != GRPC_OK && client_call_unprocessed(c);
 	if (code == GRPC_OK && p->extra < 0)
 		p->done(p->user, GRPC_RESOURCE_EXHAUSTED, "out of memory keeping the response",
 			NULL, 0);
@@ -140,6 +143,7 @@ proxy_call *proxy_start(reactor *r, const proxy_args *a)
 		return NULL;
 	p->done = a->done;
 	p->user = a->user;
+	p->unprocessed = a->unprocessed;
 	client_call_args ca = {.path = a->path,
 			       .timeout_ns = timeout,
 			       .md = a->md,

@@ -4,6 +4,7 @@
  * drains; everything runs on the calling reactor's thread. */
 #ifndef SERVICES_PROXY_H
 #define SERVICES_PROXY_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,9 @@ typedef struct proxy_args {
 	size_t max_message_bytes; /* of the response */
 	proxy_done_fn done;
 	void *user;
+	/* Optional: set before done runs, true when the call failed surely without running on
+	 * the target (client_call_unprocessed), so that it may go elsewhere. */
+	bool *unprocessed;
 } proxy_args;
 
 /* Starts the call on reactor r (the calling thread's). NULL when it cannot start (a bad

@@ -11,10 +11,10 @@
 #include "collector/collection.pb-c.h"
 #include "collector/registry.pb-c.h"
 #include "services/registry_priv.h"
+#include "services/syscoll.h"
 #include "store/json.h"
 
 #define REG "/collector.CollectorRegistry/"
-#define SYSTEM_NS "system"
 #define PROTOS "RegisteredProtos"
 #define SERVICES "RegisteredServices"
 
@@ -83,91 +83,7 @@ static void registry_file_messages(const file_proto *fp, strvec *out)
 		message_names(fp->message_type[i], fp->package ? fp->package : "", out);
 }
 
-/* ---- persistence: the system collections ---- */
-
-typedef struct waiter {
-	pthread_mutex_t m;
-	pthread_cond_t cv;
-	bool done;
-	int rc;
-} waiter;
-
-static void write_done(store_write_req *req, int rc)
-{
-	waiter *w = req->ctx;
-	pthread_mutex_lock(&w->m);
-	w->done = true;
-	w->rc = rc;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->m);
-}
-
-/* Registrations are rare and must be durable before they are answered (and before they
- * take effect): each waits for its write. */
-int registry_write_wait(store_coll *c, store_op *ops, size_t n)
-{
-	waiter w = {.m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-	store_write_req req = {.ops = ops,
-			       .nops = n,
-			       .atomic = true,
-			       .done = write_done,
-			       .ctx = &w};
-	int rc = store_coll_write(c, &req);
-	if (rc)
-		return rc;
-	pthread_mutex_lock(&w.m);
-	while (!w.done)
-		pthread_cond_wait(&w.cv, &w.m);
-	pthread_mutex_unlock(&w.m);
-	return w.rc;
-}
-
-int registry_row_make(registry *r, const ProtobufCMessage *m, registry_row *row)
-{
-	*row = (registry_row){.json = BUF_INIT};
-	const tp_message *type = tp_find_message(r->env->types, NULL, m->descriptor->name);
-	row->data = registry_pack(m, &row->len);
-	if (!type || !row->data)
-		return -ENOMEM;
-	return json_from_proto(r->env->types, NULL, type, row->data, row->len, JSON_PROTO_NAMES,
-			       &row->json);
-}
-
-void registry_row_free(registry_row *row)
-{
-	mem_free(row->data);
-	buf_free(&row->json);
-}
-
-static int sys_collection(registry *r, const char *name, const char *type, store_coll **out)
-{
-	store *s = r->env->store;
-	store_collection *row = NULL;
-	int rc = store_collection_get(s, SYSTEM_NS, name, &row);
-	mem_free(row);
-	if (rc == -ENOENT) {
-		Collector__MessageTypeRef ref = COLLECTOR__MESSAGE_TYPE_REF__INIT;
-		ref.message_name = (char *)type;
-		Collector__Collection def = COLLECTOR__COLLECTION__INIT;
-		def.namespace_ = SYSTEM_NS;
-		def.name = (char *)name;
-		def.message_type = &ref;
-		size_t len;
-		uint8_t *bytes = registry_pack(&def.base, &len);
-		if (!bytes)
-			return -ENOMEM;
-		store_collection c = {.ns = SYSTEM_NS,
-				      .name = name,
-				      .def = bytes,
-				      .def_len = len,
-				      .type_name = type};
-		rc = store_collection_create(s, &c, STORE_CREATE_RESERVED);
-		mem_free(bytes);
-	}
-	if (rc && rc != -EEXIST)
-		return rc;
-	return store_coll_acquire(s, SYSTEM_NS, name, out);
-}
+/* ---- persistence: the system collections (syscoll.h) ---- */
 
 typedef struct replay {
 	registry *r;
@@ -185,14 +101,8 @@ static int replay_one(void *ctx, const store_record *rec)
 static int sys_each(registry *r, store_coll *c,
 		    void (*fn)(registry *r, const uint8_t *data, size_t len))
 {
-	store_reader *rd;
-	int rc = store_coll_read_begin(c, &rd);
-	if (rc)
-		return rc;
 	replay p = {r, fn};
-	rc = store_reader_scan(rd, NULL, 0, 0, replay_one, &p);
-	store_coll_read_end(rd);
-	return rc;
+	return syscoll_each(c, replay_one, &p);
 }
 
 /* ---- registering files ---- */
@@ -474,7 +384,7 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 	/* Durable first, then visible: nothing answered can be lost, and nothing visible can
 	 * vanish at a restart. */
 	store_op ops[REGISTRY_MAX_DEPENDENCIES + 1];
-	registry_row rows[REGISTRY_MAX_DEPENDENCIES + 1];
+	syscoll_row rows[REGISTRY_MAX_DEPENDENCIES + 1];
 	char *ids[REGISTRY_MAX_DEPENDENCIES + 1] = {0};
 	size_t nops = 0;
 	Google__Protobuf__Timestamp ts;
@@ -491,9 +401,9 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 		ids[i] = next_proto_id(r, ns, fs->v[i]->name);
 		proto_record(&rec, ids[i], ns, fs->v[i], &names, &md);
 		ok = !names.failed && ids[i];
-		registry_row *row = &rows[nops++];
-		*row = (registry_row){.json = BUF_INIT};
-		ok = ok && !registry_row_make(r, &rec.base, row);
+		syscoll_row *row = &rows[nops++];
+		*row = (syscoll_row){.json = BUF_INIT};
+		ok = ok && !syscoll_row_make(r->env->types, &rec.base, row);
 		strvec_free(&names);
 		ops[nops - 1] = (store_op){.kind = STORE_OP_INSERT,
 					   .id = ids[i],
@@ -505,9 +415,9 @@ bool registry_register_files(svc_job *j, registry *r, const char *ns, registry_f
 	if (ok)
 		*main_id = fs->changed[last] ? mem_strdup(ids[last])
 					     : proto_id_of(r, ns, fs->v[last]->name);
-	rc = ok && *main_id ? (nops ? registry_write_wait(r->protos, ops, nops) : 0) : -ENOMEM;
+	rc = ok && *main_id ? (nops ? syscoll_write_wait(r->protos, ops, nops) : 0) : -ENOMEM;
 	for (size_t i = 0; i < nops; i++)
-		registry_row_free(&rows[i]);
+		syscoll_row_free(&rows[i]);
 	if (rc || !nops)
 		tp_unstage(staged);
 	if (rc) {
@@ -840,7 +750,7 @@ static void load_proto(registry *r, const uint8_t *data, size_t len)
 		svc_decode(&collector__registered_proto__descriptor, data, len);
 	if (!p || !p->file_descriptor || !p->file_descriptor->name || !p->namespace_ ||
 	    !*p->namespace_ || !p->id) {
-		log_error("registry: an unreadable record in %s/%s is skipped", SYSTEM_NS, PROTOS);
+		log_error("registry: an unreadable record in %s/%s is skipped", SYSCOLL_NS, PROTOS);
 		if (p)
 			collector__registered_proto__free_unpacked(p, NULL);
 		return;
@@ -893,7 +803,7 @@ static void load_service(registry *r, const uint8_t *data, size_t len)
 	bool counts = s && s->namespace_ && s->service_name &&
 		      registry_service_counts(r, s->namespace_, s->service_name);
 	if (!s || !s->namespace_ || !s->service_name)
-		log_error("registry: an unreadable record in %s/%s is skipped", SYSTEM_NS,
+		log_error("registry: an unreadable record in %s/%s is skipped", SYSCOLL_NS,
 			  SERVICES);
 	else if (!service_resolves(r, s))
 		log_error("registry: service %s in namespace %s is skipped: its types do not "
@@ -929,7 +839,7 @@ int registry_open(svc_env *env, const regquota_limits *limits, registry **out)
 	r->quota = regquota_new(limits);
 	int rc = r->ix && r->quota ? 0 : -ENOMEM;
 	if (!rc)
-		rc = sys_collection(r, PROTOS, "collector.RegisteredProto", &r->protos);
+		rc = syscoll_open(r->env, PROTOS, "collector.RegisteredProto", &r->protos);
 	/* The removals find a file's versions by namespace (regremove.c). */
 	char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX];
 	if (!rc && !(rc = query_index_field(REGISTRY_NS_FIELD, expr, name))) {
@@ -937,7 +847,7 @@ int registry_open(svc_env *env, const regquota_limits *limits, registry **out)
 		rc = store_coll_set_indexes(r->protos, 1, ix_name, ix_expr);
 	}
 	if (!rc)
-		rc = sys_collection(r, SERVICES, "collector.RegisteredService", &r->services);
+		rc = syscoll_open(r->env, SERVICES, "collector.RegisteredService", &r->services);
 	if (!rc)
 		rc = sys_each(r, r->protos, load_proto);
 	if (!rc)

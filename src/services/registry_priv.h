@@ -83,17 +83,6 @@ bool registry_quota_allows(svc_job *j, registry *r, const char *ns, const regquo
  * namespace (registered at every start) do not. */
 bool registry_service_counts(registry *r, const char *ns, const char *name);
 
-/* A row of a system collection: the record and its JSON rendering. */
-typedef struct registry_row {
-	uint8_t *data;
-	size_t len;
-	buf json;
-} registry_row;
-
-/* m packed, and rendered as the JSON the store keeps. 0 or -ENOMEM...; free it in every
- * case. */
-int registry_row_make(registry *r, const ProtobufCMessage *m, registry_row *row);
-void registry_row_free(registry_row *row);
 /* m packed (malloc'd, *len bytes); NULL when out of memory. */
 uint8_t *registry_pack(const ProtobufCMessage *m, size_t *len);
 /* "scope.name" ("name" at the root), malloc'd; NULL when out of memory. */
@@ -101,8 +90,6 @@ char *registry_join_name(const char *scope, const char *name);
 /* The time now, for a record's metadata. */
 void registry_now(Google__Protobuf__Timestamp *ts);
 
-/* One atomic write to a system collection, waited for: durable when it returns 0. */
-int registry_write_wait(store_coll *c, store_op *ops, size_t n);
 /* Full names of the messages of a file, nested ones included. */
 /* A method's input or output type, resolved as protoc would from package pkg. */
 /* Whether a method of a registration has types (else it is admitted by name only). */

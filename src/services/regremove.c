@@ -11,6 +11,7 @@
 #include "base/mem.h"
 #include "collector/registry.pb-c.h"
 #include "services/registry_priv.h"
+#include "services/syscoll.h"
 
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
 
@@ -111,7 +112,7 @@ static int delete_records(store_coll *c, const strvec *ids)
 		return -ENOMEM;
 	for (size_t i = 0; i < ids->n; i++)
 		ops[i] = (store_op){.kind = STORE_OP_DELETE, .id = ids->v[i]};
-	int rc = registry_write_wait(c, ops, ids->n);
+	int rc = syscoll_write_wait(c, ops, ids->n);
 	mem_free(ops);
 	return rc;
 }
@@ -408,7 +409,7 @@ void registry_unregister_service(registry *r, svc_job *j, const char *ns,
 	/* The service first: once its record is gone it is gone, and a file left behind by a
 	 * failure after it is harmless (UnregisterProto takes it). */
 	store_op op = {.kind = STORE_OP_DELETE, .id = id};
-	if (ok && (rc = registry_write_wait(r->services, &op, 1))) {
+	if (ok && (rc = syscoll_write_wait(r->services, &op, 1))) {
 		svc_fail_store(j, rc, "removing the service");
 		ok = false;
 	}

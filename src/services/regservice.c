@@ -11,6 +11,7 @@
 #include "base/mem.h"
 #include "collector/registry.pb-c.h"
 #include "services/registry_priv.h"
+#include "services/syscoll.h"
 
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
 
@@ -234,23 +235,23 @@ static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *
 	md.updated_at = &now;
 	Collector__RegisteredService rec;
 	service_record(&rec, ns, p, sd, &md);
-	registry_row row;
-	int rc = registry_row_make(r, &rec.base, &row);
+	syscoll_row row;
+	int rc = syscoll_row_make(r->env->types, &rec.base, &row);
 	regquota_item it = {.service = p->full_name, .bytes = row.len};
 	bool counts = registry_service_counts(r, ns, p->full_name);
 	if (!rc && counts && !registry_quota_allows(j, r, ns, &it, 1)) {
-		registry_row_free(&row);
+		syscoll_row_free(&row);
 		return false;
 	}
 	store_op op = {.kind = p->exists ? STORE_OP_UPDATE : STORE_OP_INSERT,
 		       .id = p->id,
 		       .row = {row.data, row.len, row.json.text, NULL}};
 	if (!rc)
-		rc = registry_write_wait(r->services, &op, 1);
+		rc = syscoll_write_wait(r->services, &op, 1);
 	if (!rc)
 		rc = regindex_put_service(r->ix, ns, p->full_name, row.data, row.len, p->methods.v,
 					  p->methods.n);
-	registry_row_free(&row);
+	syscoll_row_free(&row);
 	if (rc) {
 		svc_fail_store(j, rc, "saving the service");
 		return false;

@@ -22,6 +22,7 @@
 #define SVC_TOKEN_KEY_LEN 16
 
 struct registry;
+struct mesh;
 
 typedef struct svc_env {
 	pool *pool;
@@ -34,6 +35,7 @@ typedef struct svc_env {
 	struct registry *registry;   /* the node's registry (registry.h) */
 	const char *node_id;	     /* this node's collector id */
 	const method_table *methods; /* every method the node serves (set once built) */
+	struct mesh *mesh;	     /* the node's links (mesh.h); NULL: none */
 } svc_env;
 
 /* The namespace a request means (reactor thread): its own field when set, else the

@@ -1285,10 +1285,11 @@ def test_meta(api):
     assert r.server_version.strip()
 
 
-def test_invoke_unimplemented(api):
+def test_invoke_refuses_a_method_without_service(api):
+    # Invoke itself: test_invoke.py. A refused Invoke changes nothing.
     coll = api.coll()
     i = coll.put(sr(1))
-    coll.rejected(C.UNIMPLEMENTED, api.svc.Invoke,
+    coll.rejected(C.INVALID_ARGUMENT, api.svc.Invoke,
                   coll.req(cs_pb2.InvokeRequest, method_name="Anything", item_ids=[i], input=pack(sr(2))))
 
 

@@ -1,8 +1,7 @@
-"""CollectiveDispatcher on one node (issue 17, first part): Serve and Dispatch run a unary
-method of the node's own services by name, input and output in Anys, as a call of their
-own to the node over loopback (so the registry's validation, limits and deadline apply).
-Links between nodes, Connect and routing to peers are not built yet: Dispatch to another
-collector id is UNAVAILABLE, and Connect is UNIMPLEMENTED."""
+"""CollectiveDispatcher on one node: Serve and Dispatch run a unary method of the node's own
+services by name, input and output in Anys, as a call of their own to the node over
+loopback (so the registry's validation, limits and deadline apply). A node without links:
+Dispatch to another collector id is UNAVAILABLE. Links and routing: test_mesh.py."""
 
 from pathlib import Path
 
@@ -77,7 +76,7 @@ def test_dispatch_runs_locally(api, disp, node_id):
         assert r.handled_by_collector_id == node_id
         assert r.output.type_url == PREFIX + "collector.CreateResponse"
     assert {i for i in ("d", "e") if coll.get(i)} == {"d", "e"}
-    # No links yet: another collector is unreachable.
+    # No links: another collector is unreachable.
     e = expect_error(C.UNAVAILABLE, disp.Dispatch, dispatch_req("collector.CollectionService", "Create", create,
                                                                 target="some-other-node"))
     assert "some-other-node" in e.details()
@@ -144,6 +143,6 @@ def test_nested_runs_are_bounded(api, disp):
     expect_error(C.INVALID_ARGUMENT, disp.Serve, inner, metadata=(("x-collector-hops", "many"),))
 
 
-def test_connect_is_not_built_yet(disp):
-    e = expect_error(C.UNIMPLEMENTED, disp.Connect, dispatcher_pb2.ConnectRequest(address="127.0.0.1:1"))
-    assert "Connect" in e.details()
+def test_connect_names_the_caller(disp):
+    e = expect_error(C.INVALID_ARGUMENT, disp.Connect, dispatcher_pb2.ConnectRequest(address="127.0.0.1:1"))
+    assert "collector_id" in e.details()

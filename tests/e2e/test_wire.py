@@ -23,8 +23,7 @@ import pytest
 from conftest import INTEROP_SERVER_BIN, binary_has_asan
 from h2raw import CANCEL, H2Client, frame_msg, parse_msgs, raw_call
 
-from collector import collection_server_pb2, collection_server_pb2_grpc
-from collector import dispatcher_pb2, dispatcher_pb2_grpc
+from collector import console_pb2, console_pb2_grpc
 from stdgrpc.health.v1 import health_pb2, health_pb2_grpc
 from stdgrpc.testing import empty_pb2, messages_pb2, test_pb2_grpc
 
@@ -577,9 +576,7 @@ def test_health_check_node(shared_node, hstub):
 
 def test_collector_methods_unimplemented(shared_node):
     ch = shared_node.channel()
-    e = rpc_error(collection_server_pb2_grpc.CollectionServiceStub(ch).Invoke, collection_server_pb2.InvokeRequest(), timeout=10)
-    assert e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details()
-    e = rpc_error(dispatcher_pb2_grpc.CollectiveDispatcherStub(ch).Connect, dispatcher_pb2.ConnectRequest(), timeout=10)
+    e = rpc_error(console_pb2_grpc.CollectorConsoleStub(ch).Display, console_pb2.DisplayRequest(), timeout=10)
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details()
 
 

@@ -1,0 +1,522 @@
+#include "services/route.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "collector/dispatcher.pb-c.h"
+#include "services/mesh.h"
+#include "services/proxy.h"
+
+#define DISPATCH_PATH "/collector.CollectiveDispatcher/Dispatch"
+#define VISITED_MAX 1024 /* bytes of the visited header: 8 hops of long ids fit */
+
+struct route {
+	call *c;
+	const svc_env *env;
+	route_done_fn done;
+	void *user;
+	proxy_call *p;
+	const method *m; /* run here: the local method */
+	char *ns, *service, *method, *target;
+	bool round_robin, everywhere;
+	uint8_t *fwd; /* the DispatchRequest sent to peers (kept for the one retry) */
+	size_t fwd_len;
+	char hops[12];
+	char visited[VISITED_MAX]; /* the header the route's calls carry */
+	char source[MESH_ID_MAX];  /* the node the call came from */
+	mesh_choice choice;
+	bool retried, unprocessed;
+	char failed_on[MESH_ID_MAX];
+};
+
+static const char *self_id(const svc_env *env) { return env->node_id ? env->node_id : ""; }
+
+/* A route that cannot start says why in q. */
+static void failf(route_req *q, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void failf(route_req *q, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(q->fail_msg, sizeof(q->fail_msg), fmt, ap);
+	va_end(ap);
+	q->fail_code = code;
+}
+
+/* ---- the method a request names ---- */
+
+typedef struct bare_find {
+	const char *name;
+	char found[256];
+	int n;
+} bare_find;
+
+static void match_last(const char *service, size_t len, void *arg)
+{
+	bare_find *b = arg;
+	const char *dot = memrchr(service, '.', len);
+	const char *last = dot ? dot + 1 : service;
+	size_t llen = len - (size_t)(last - service);
+	if (llen == strlen(b->name) && !memcmp(last, b->name, llen) && !b->n++)
+		snprintf(b->found, sizeof(b->found), "%.*s", (int)len, service);
+}
+
+/* The method of this node's table that service/method names: service by its full name,
+ * or bare when one of the node's services alone ends in it. NULL when there is none (c
+ * finished when the name is ambiguous: *fail). */
+static const method *find_local(route_req *q, const char *service, const char *method_name,
+				bool *fail)
+{
+	*fail = false;
+	const svc_env *env = q->env;
+	if (!env->methods)
+		return NULL;
+	char path[600];
+	int n = snprintf(path, sizeof(path), "/%s/%s", service, method_name);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return NULL;
+	const method *m = method_table_find(env->methods, path, (size_t)n);
+	if (m || strchr(service, '.'))
+		return m;
+	bare_find b = {.name = service};
+	method_table_each_service(env->methods, match_last, &b);
+	if (b.n > 1) {
+		failf(q, GRPC_INVALID_ARGUMENT,
+		      "service name '%.200s' is ambiguous on this node: give the full name",
+		      service);
+		*fail = true;
+		return NULL;
+	}
+	n = b.n ? snprintf(path, sizeof(path), "/%s/%s", b.found, method_name) : -1;
+	return n > 0 && (size_t)n < sizeof(path) ? method_table_find(env->methods, path, (size_t)n)
+						 : NULL;
+}
+
+/* A local method must be unary and take the input's type (the part of the URL after its
+ * last '/'). */
+static bool local_fits(route_req *q, const method *m, const char *type_url)
+{
+	if (m->kind != METHOD_UNARY) {
+		failf(q, GRPC_INVALID_ARGUMENT,
+		      "%s streams: Serve, Dispatch and Invoke run unary methods", m->path);
+		return false;
+	}
+	const char *slash = strrchr(type_url, '/');
+	const char *type = slash ? slash + 1 : type_url;
+	if (m->input && strcmp(type, m->input->name)) {
+		failf(q, GRPC_INVALID_ARGUMENT, "input is an Any of %.200s; %s takes %s", type,
+		      m->path, m->input->name);
+		return false;
+	}
+	return true;
+}
+
+/* ---- where the call has been ---- */
+
+/* The hops a call has made (DISPATCH_HOPS_HEADER), 0 when it carries none; -1 when the
+ * header is not a number. */
+static long hops_of(call *c)
+{
+	const call_md *md = call_md_get(c, DISPATCH_HOPS_HEADER);
+	if (!md)
+		return 0;
+	char s[12];
+	if (!md->value_len || md->value_len >= sizeof(s))
+		return -1;
+	memcpy(s, md->value, md->value_len);
+	s[md->value_len] = 0;
+	char *end;
+	long n = strtol(s, &end, 10);
+	return *end || n < 0 ? -1 : n;
+}
+
+/* Whether id is one of the comma-separated ids of list[0..len). */
+static bool listed(const uint8_t *list, size_t len, const char *id)
+{
+	size_t idlen = strlen(id);
+	for (size_t i = 0; i < len;) {
+		const uint8_t *comma = memchr(list + i, ',', len - i);
+		size_t end = comma ? (size_t)(comma - list) : len;
+		if (end - i == idlen && !memcmp(list + i, id, idlen))
+			return true;
+		i = end + 1;
+	}
+	return false;
+}
+
+/* Checks the call's path so far and makes the headers of the route's own calls. */
+static bool route_path(route *r, route_req *q)
+{
+	call *c = r->c;
+	long hops = hops_of(c);
+	if (hops < 0) {
+		failf(q, GRPC_INVALID_ARGUMENT, "%s", DISPATCH_HOPS_HEADER " must be a number");
+		return false;
+	}
+	/* Serve of Serve of ... would go round for ever: every hop counts. */
+	if (hops >= DISPATCH_HOP_LIMIT) {
+		failf(q, GRPC_FAILED_PRECONDITION,
+		      "the call went through %ld nodes or nested runs, the limit", hops);
+		return false;
+	}
+	snprintf(r->hops, sizeof(r->hops), "%ld", hops + 1);
+	const char *self = self_id(r->env);
+	const call_md *v = call_md_get(c, MESH_VISITED_HEADER);
+	snprintf(r->source, sizeof(r->source), "%s", self);
+	if (!v || !v->value_len) {
+		snprintf(r->visited, sizeof(r->visited), "%s", self);
+		return true;
+	}
+	if (listed(v->value, v->value_len, self)) {
+		failf(q, GRPC_FAILED_PRECONDITION,
+		      "the call came back to node %s, which it passed already: a routing "
+		      "loop (passed: %.*s)",
+		      self, (int)(v->value_len > 300 ? 300 : v->value_len), v->value);
+		return false;
+	}
+	if (v->value_len + 1 + strlen(self) >= sizeof(r->visited)) {
+		failf(q, GRPC_FAILED_PRECONDITION, "%s", "the call passed too many nodes");
+		return false;
+	}
+	const uint8_t *last = memrchr(v->value, ',', v->value_len);
+	size_t from = last ? (size_t)(last + 1 - v->value) : 0;
+	snprintf(r->source, sizeof(r->source), "%.*s", (int)(v->value_len - from), v->value + from);
+	snprintf(r->visited, sizeof(r->visited), "%.*s,%s", (int)v->value_len, v->value, self);
+	return true;
+}
+
+/* ---- the end ---- */
+
+static void route_end(route *r, int code, const char *message, const char *type_url,
+		      const uint8_t *out, size_t len, const char *handled_by)
+{
+	if (r->env->mesh) {
+		mesh_record rec = {.ns = r->ns,
+				   .service = r->service,
+				   .method = r->method,
+				   .source = r->source,
+				   .handled_by = code == GRPC_OK ? handled_by : "",
+				   .code = code,
+				   .message = code == GRPC_OK ? "" : message};
+		mesh_log(r->env->mesh, &rec);
+	}
+	r->done(r->user, code, message, type_url, out, len, handled_by);
+	call_unref(r->c);
+	mem_free(r->ns);
+	mem_free(r->service);
+	mem_free(r->method);
+	mem_free(r->target);
+	mem_free(r->fwd);
+	mem_free(r);
+}
+
+/* ---- on this node ---- */
+
+/* The address this node's own client dials: the listener's, with a wildcard host made
+ * the loopback of its family. */
+static void loopback_of(const char *endpoint, char *out, size_t cap)
+{
+	const char *colon = strrchr(endpoint, ':');
+	const char *port = colon ? colon + 1 : "";
+	size_t hlen = colon ? (size_t)(colon - endpoint) : 0;
+	if ((hlen == 7 && !memcmp(endpoint, "0.0.0.0", 7)) || hlen == 0)
+		snprintf(out, cap, "127.0.0.1:%s", port);
+	else if ((hlen == 4 && !memcmp(endpoint, "[::]", 4)) ||
+		 (hlen == 2 && !memcmp(endpoint, "::", 2)))
+		snprintf(out, cap, "[::1]:%s", port);
+	else
+		snprintf(out, cap, "%s", endpoint);
+}
+
+static void local_done(void *user, int code, const char *message, const uint8_t *resp, size_t len)
+{
+	route *r = user;
+	r->p = NULL;
+	char url[sizeof(SVC_TYPE_URL_PREFIX) + 256];
+	snprintf(url, sizeof(url), SVC_TYPE_URL_PREFIX "%s",
+		 r->m->output ? r->m->output->name : "");
+	route_end(r, code, message, url, resp, len, self_id(r->env));
+}
+
+static bool run_local(route *r, route_req *q)
+{
+	char target[96];
+	loopback_of(r->env->endpoint ? r->env->endpoint : "", target, sizeof(target));
+	call_md md[3] = {
+		{SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER), (const uint8_t *)r->ns,
+		 strlen(r->ns)},
+		{DISPATCH_HOPS_HEADER, strlen(DISPATCH_HOPS_HEADER), (const uint8_t *)r->hops,
+		 strlen(r->hops)},
+		{MESH_VISITED_HEADER, strlen(MESH_VISITED_HEADER), (const uint8_t *)r->visited,
+		 strlen(r->visited)},
+	};
+	proxy_args a = {.target = target,
+			.path = r->m->path,
+			.request = q->input,
+			.request_len = q->input_len,
+			.deadline_ns = call_deadline(r->c),
+			.md = md,
+			/* A call to this node itself does not pass it: its visited list would
+			 * refuse it. */
+			.nmd = 2,
+			.max_message_bytes = r->env->max_message_bytes,
+			.done = local_done,
+			.user = r};
+	r->p = proxy_start(call_reactor(r->c), &a);
+	if (!r->p)
+		failf(q, GRPC_UNAVAILABLE, "%s", "this node cannot call itself (shutting down?)");
+	return r->p != NULL;
+}
+
+/* ---- on a linked node ---- */
+
+static int forward(route *r, char *why, size_t cap);
+
+static void peer_done(void *user, int code, const char *message, const uint8_t *resp, size_t len)
+{
+	route *r = user;
+	r->p = NULL;
+	mesh_release(r->env->mesh, r->choice.id);
+	if (code != GRPC_OK && r->unprocessed)
+		mesh_unreachable(r->env->mesh, r->choice.id, message);
+	if (code != GRPC_OK && r->unprocessed && !r->retried) {
+		/* It surely did not run there: once more, elsewhere. */
+		r->retried = true;
+		snprintf(r->failed_on, sizeof(r->failed_on), "%s", r->choice.id);
+		char why[600];
+		int again = forward(r, why, sizeof(why));
+		if (again != GRPC_OK)
+			route_end(r, again, why, NULL, NULL, 0, "");
+		return;
+	}
+	if (code != GRPC_OK) {
+		route_end(r, code, message, NULL, NULL, 0, "");
+		return;
+	}
+	Collector__DispatchResponse *d =
+		svc_decode(&collector__dispatch_response__descriptor, resp, len);
+	if (!d || !d->output) {
+		route_end(r, GRPC_INTERNAL, "the node's answer is not a DispatchResponse", NULL,
+			  NULL, 0, "");
+	} else {
+		const char *by = d->handled_by_collector_id && *d->handled_by_collector_id
+					 ? d->handled_by_collector_id
+					 : r->choice.id;
+		route_end(r, GRPC_OK, "", d->output->type_url ? d->output->type_url : "",
+			  d->output->value.data, d->output->value.len, by);
+	}
+	if (d)
+		collector__dispatch_response__free_unpacked(d, NULL);
+}
+
+/* r->fwd with its target_collector_id (field 5) set to id: a string field given twice
+ * takes its last value, so appending it is enough. */
+static uint8_t *with_target(const route *r, const char *id, size_t *len)
+{
+	size_t idlen = strlen(id);
+	uint8_t *b = mem_alloc(r->fwd_len + 2 + idlen);
+	if (!b)
+		return NULL;
+	memcpy(b, r->fwd, r->fwd_len);
+	b[r->fwd_len] = (5 << 3) | 2;	    /* field 5, length-delimited */
+	b[r->fwd_len + 1] = (uint8_t)idlen; /* < MESH_ID_MAX: one varint byte */
+	memcpy(b + r->fwd_len + 2, id, idlen);
+	*len = r->fwd_len + 2 + idlen;
+	return b;
+}
+
+/* Chooses a node and sends it the DispatchRequest: GRPC_OK, or the code that ends the
+ * call with why. */
+static int forward(route *r, char *why, size_t cap)
+{
+	const char *avoid[1] = {r->failed_on};
+	mesh_want w = {.ns = r->ns,
+		       .service = r->service,
+		       .target = r->target,
+		       .everywhere = r->everywhere,
+		       .round_robin = r->round_robin,
+		       .avoid = avoid,
+		       .navoid = r->failed_on[0] ? 1 : 0};
+	int rc = r->env->mesh ? mesh_choose(r->env->mesh, &w, &r->choice) : -ENOENT;
+	if (rc == -EBUSY) {
+		snprintf(why, cap,
+			 "every node that serves %.200s has as many calls from this node as it "
+			 "may",
+			 r->service);
+		return GRPC_RESOURCE_EXHAUSTED;
+	}
+	if (rc && r->target) {
+		snprintf(why, cap,
+			 "collector %.100s is not reachable from this node (no link up to it or to "
+			 "a node linked to it, in namespace %.100s)",
+			 r->target, r->ns);
+		return GRPC_UNAVAILABLE;
+	}
+	if (rc) {
+		snprintf(why, cap, "no node %s serves %.200s.%.100s in namespace %.100s",
+			 r->failed_on[0] ? "reachable now" : "linked to this one", r->service,
+			 r->method, r->ns);
+		return r->failed_on[0] ? GRPC_UNAVAILABLE : GRPC_NOT_FOUND;
+	}
+	/* The peer runs it when it said it serves it; else it routes it on. */
+	size_t len = r->fwd_len;
+	uint8_t *sent = r->choice.final && !r->target ? with_target(r, r->choice.id, &len) : NULL;
+	call_md md[3] = {
+		{SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER), (const uint8_t *)r->ns,
+		 strlen(r->ns)},
+		{DISPATCH_HOPS_HEADER, strlen(DISPATCH_HOPS_HEADER), (const uint8_t *)r->hops,
+		 strlen(r->hops)},
+		{MESH_VISITED_HEADER, strlen(MESH_VISITED_HEADER), (const uint8_t *)r->visited,
+		 strlen(r->visited)},
+	};
+	r->unprocessed = false;
+	proxy_args a = {.target = r->choice.address,
+			.path = DISPATCH_PATH,
+			.request = sent ? sent : r->fwd,
+			.request_len = len,
+			.deadline_ns = call_deadline(r->c),
+			.md = md,
+			.nmd = 3,
+			.max_message_bytes = r->env->max_message_bytes,
+			.done = peer_done,
+			.user = r,
+			.unprocessed = &r->unprocessed};
+	r->p = proxy_start(call_reactor(r->c), &a);
+	mem_free(sent);
+	if (!r->p) {
+		mesh_release(r->env->mesh, r->choice.id);
+		snprintf(why, cap, "this node cannot call out (shutting down?)");
+		return GRPC_UNAVAILABLE;
+	}
+	return GRPC_OK;
+}
+
+static uint8_t *pack_forward(const route_req *q, size_t *len)
+{
+	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+	any.type_url = (char *)q->type_url;
+	any.value.data = (uint8_t *)q->input;
+	any.value.len = q->input_len;
+	Collector__ServiceTypeRef svc = COLLECTOR__SERVICE_TYPE_REF__INIT;
+	svc.namespace_ = (char *)q->ns;
+	svc.service_name = (char *)q->service;
+	Collector__DispatchRequest d = COLLECTOR__DISPATCH_REQUEST__INIT;
+	d.namespace_ = (char *)q->ns;
+	d.service = &svc;
+	d.method_name = (char *)q->method;
+	d.input = &any;
+	d.target_collector_id = (char *)(q->target ? q->target : "");
+	*len = collector__dispatch_request__get_packed_size(&d);
+	uint8_t *b = mem_alloc(*len ? *len : 1);
+	if (b)
+		collector__dispatch_request__pack(&d, b);
+	return b;
+}
+
+/* ---- the route ---- */
+
+/* "pkg.Service" of "/pkg.Service/Method", malloc'd. */
+static char *service_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return mem_strndup(path + 1, slash && slash > path ? (size_t)(slash - path - 1) : 0);
+}
+
+route *route_start(route_req *q)
+{
+	call *c = q->c;
+	if (!q->service || !*q->service || !q->method || !*q->method) {
+		failf(q, GRPC_INVALID_ARGUMENT, "%s",
+		      "service.service_name and method_name are required");
+		return NULL;
+	}
+	if (!q->type_url || !*q->type_url) {
+		failf(q, GRPC_INVALID_ARGUMENT, "%s",
+		      "input is required: an Any of the method's input");
+		return NULL;
+	}
+	const char *self = self_id(q->env);
+	const char *target = q->target && *q->target && strcmp(q->target, self) ? q->target : NULL;
+	bool here_only = q->local_only || (q->target && *q->target && !target);
+	bool fail;
+	const method *m = find_local(q, q->service, q->method, &fail);
+	if (fail || (m && !target && !local_fits(q, m, q->type_url)))
+		return NULL;
+	if (!m && here_only) {
+		failf(q, GRPC_NOT_FOUND, "this node serves no method %.200s.%.100s", q->service,
+		      q->method);
+		return NULL;
+	}
+	route *r = mem_calloc(1, sizeof(*r));
+	if (r) {
+		r->ns = mem_strdup(q->ns);
+		r->service = m ? service_of(m->path) : mem_strdup(q->service);
+		r->method = mem_strdup(q->method);
+		r->target = target ? mem_strdup(target) : NULL;
+	}
+	if (!r || !r->ns || !r->service || !r->method || (target && !r->target)) {
+		if (r) {
+			mem_free(r->ns);
+			mem_free(r->service);
+			mem_free(r->method);
+			mem_free(r->target);
+			mem_free(r);
+		}
+		failf(q, GRPC_RESOURCE_EXHAUSTED, "%s", "out of memory");
+		return NULL;
+	}
+	*r = (route){.c = c,
+		     .env = q->env,
+		     .done = q->done,
+		     .user = q->user,
+		     .m = m,
+		     .ns = r->ns,
+		     .service = r->service,
+		     .method = r->method,
+		     .target = r->target,
+		     .round_robin = q->round_robin,
+		     .everywhere = m != NULL};
+	call_ref(c);
+	bool started = route_path(r, q);
+	bool here = started && m && !target && (here_only || !q->prefer_remote);
+	if (started && here) {
+		started = run_local(r, q);
+	} else if (started) {
+		r->fwd = pack_forward(q, &r->fwd_len);
+		if (!r->fwd) {
+			failf(q, GRPC_RESOURCE_EXHAUSTED, "%s", "out of memory");
+			started = false;
+		} else {
+			char why[600];
+			int code = forward(r, why, sizeof(why));
+			/* prefer=remote when no other node serves it: here after all. */
+			if (code != GRPC_OK && m && !target) {
+				started = run_local(r, q);
+			} else if (code != GRPC_OK) {
+				failf(q, code, "%s", why);
+				started = false;
+			}
+		}
+	}
+	if (!started) {
+		call_unref(c);
+		mem_free(r->ns);
+		mem_free(r->service);
+		mem_free(r->method);
+		mem_free(r->target);
+		mem_free(r->fwd);
+		mem_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void route_cancel(route *r)
+{
+	if (r->p)
+		proxy_cancel(r->p); /* its done follows at once */
+}
