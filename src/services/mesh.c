@@ -8,6 +8,7 @@
 
 #include "base/clock.h"
 #include "base/mem.h"
+#include "base/utf8.h"
 #include "base/uuid.h"
 #include "services/strmap.h"
 #include "services/strvec.h"
@@ -61,6 +62,38 @@ struct mesh {
 };
 
 static char *dup_s(const char *s) { return mem_strdup(s ? s : ""); }
+
+/* Copies s into dst (cap bytes, NUL-terminated), whole UTF-8 sequences only, each byte
+ * that starts no valid sequence made '?': whatever a peer sent (a status message may be
+ * any bytes), the lists packed from it decode. Returns the length. */
+static size_t put_utf8(char *dst, size_t cap, const char *s)
+{
+	size_t n = s ? strlen(s) : 0, k = 0;
+	for (size_t i = 0; i < n;) {
+		size_t q = utf8_seq_len((const unsigned char *)s + i, n - i);
+		if (k + (q ? q : 1) >= cap)
+			break;
+		if (!q) {
+			dst[k++] = '?';
+			i++;
+			continue;
+		}
+		memcpy(dst + k, s + i, q);
+		k += q;
+		i += q;
+	}
+	dst[k] = 0;
+	return k;
+}
+
+static char *dup_utf8(const char *s)
+{
+	size_t cap = (s ? strlen(s) : 0) + 1;
+	char *d = mem_alloc(cap);
+	if (d)
+		put_utf8(d, cap, s);
+	return d;
+}
 
 static void copy_strings(strvec *dst, char *const *v, size_t n)
 {
@@ -589,30 +622,33 @@ void mesh_unreachable(mesh *m, const char *id, const char *why)
 
 void mesh_log(mesh *m, const mesh_record *r)
 {
-	char key[MESH_ID_MAX + 600];
-	int klen = snprintf(key, sizeof(key), "%s%c/%s/%s", r->handled_by ? r->handled_by : "", 0,
-			    r->service ? r->service : "", r->method ? r->method : "");
-	if (klen < 0 || (size_t)klen >= sizeof(key))
-		klen = sizeof(key) - 1;
+	/* The counts' key: "node\0/service/method", each part UTF-8 and bounded. */
+	char key[MESH_ID_MAX + 1 + 2 + 256 + 128];
+	size_t klen = put_utf8(key, MESH_ID_MAX, r->handled_by) + 1;
+	key[klen++] = '/';
+	klen += put_utf8(key + klen, 256, r->service);
+	key[klen++] = '/';
+	klen += put_utf8(key + klen, 128, r->method);
 	pthread_mutex_lock(&m->mu);
 	log_entry *e = &m->log[m->log_next];
 	log_entry_clear(e);
 	if (uuid7_make(e->id))
 		e->id[0] = 0;
-	e->ns = dup_s(r->ns);
-	e->service = dup_s(r->service);
-	e->method = dup_s(r->method);
-	e->source = dup_s(r->source);
-	e->handled_by = dup_s(r->handled_by);
-	e->message = dup_s(r->message);
+	e->ns = dup_utf8(r->ns);
+	e->service = dup_utf8(r->service);
+	e->method = dup_utf8(r->method);
+	e->source = dup_utf8(r->source);
+	e->handled_by = dup_utf8(r->handled_by);
+	e->message = dup_utf8(r->message);
 	e->code = r->code;
 	e->at_us = clock_wall_ns() / 1000;
 	m->log_next = (m->log_next + 1) % MESH_LOG_MAX;
 	if (m->log_n < MESH_LOG_MAX)
 		m->log_n++;
-	counter *c = strmap_get(&m->counts, key, (size_t)klen);
-	if (!c && (c = mem_calloc(1, sizeof(*c))) &&
-	    strmap_put(&m->counts, key, (size_t)klen, c, NULL)) {
+	counter *c = strmap_get(&m->counts, key, klen);
+	/* Bounded: names come from callers, and a caller could make up any number. */
+	if (!c && m->counts.used < MESH_COUNTS_MAX && (c = mem_calloc(1, sizeof(*c))) &&
+	    strmap_put(&m->counts, key, klen, c, NULL)) {
 		mem_free(c);
 		c = NULL;
 	}

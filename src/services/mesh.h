@@ -30,6 +30,7 @@
 #define MESH_BACKOFF_MIN_NS (200LL * 1000 * 1000)
 #define MESH_BACKOFF_MAX_NS (30LL * MESH_BEAT_NS)
 #define MESH_LOG_MAX 1000
+#define MESH_COUNTS_MAX 4096 /* (node, method) pairs counted */
 #define MESH_PEERS_MAX 256
 
 typedef struct mesh mesh;

@@ -237,3 +237,52 @@ def test_bad_connects_are_refused(servers):
     assert r.target_collector_id == "node-a" and list(r.shared_namespaces) == ["default"]
     assert state(a, "ghost") == "up"
     wait_state(a, "ghost", "down", timeout=5)
+
+
+def test_kill_under_load_fails_only_the_calls_in_flight(servers):
+    """A client calls through node-a, which spreads the calls over node-b and node-c; node-c
+    is killed mid-run: only the calls in flight there fail (at most one per client thread),
+    the rest succeed, and node-c is back in the rotation after it restarts."""
+    import threading
+
+    a = start(servers, "node-a")
+    b = start(servers, "node-b")
+    c = start(servers, "node-c")
+    link(a, b)
+    link(a, c)
+    wait_state(a, "node-b", "up")
+    wait_state(a, "node-c", "up")
+    threads, stop = 4, threading.Event()
+    results = [[] for _ in range(threads)]
+
+    def client(k):
+        while not stop.is_set():
+            try:
+                results[k].append(handled_by(a, hints={"prefer": "remote", "lb": "round_robin"}))
+            except grpc.RpcError as e:
+                results[k].append(e.code())
+
+    workers = [threading.Thread(target=client, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    try:
+        time.sleep(1.0)
+        c.proc.send_signal(signal.SIGKILL)
+        c.proc.wait()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(10)
+    flat = [r for rs in results for r in rs]
+    failed = [r for r in flat if not isinstance(r, str)]
+    assert len(flat) > 100, len(flat)
+    assert flat.count("node-c") > 10 and flat.count("node-b") > 10
+    assert len(failed) <= threads, failed
+    assert all(f == grpc.StatusCode.UNAVAILABLE for f in failed), failed
+    # Every call after the kill that did not fail ran on node-b.
+    assert set(rs[-1] for rs in results) == {"node-b"}
+    c = start(servers, "node-c", listen=f"127.0.0.1:{c.port}", data_dir=c.data_dir)
+    wait_state(a, "node-c", "up", timeout=8)
+    seen = {handled_by(a, hints={"prefer": "remote", "lb": "round_robin"}) for _ in range(6)}
+    assert seen == {"node-b", "node-c"}
