@@ -12,9 +12,10 @@ beside the in-process limit of the same SQL.
 
 Writes bench/results/latest.json, PNG charts (gnuplot) and docs/benchmarks.md.
 Then the registry's validation cost (bench/validation_cost.py): one node, validation on and off.
+Then the mesh's cost per hop (bench/mesh_scenarios.py): two linked nodes.
 
 Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
-                    [--only core|collections|validation]
+                    [--only core|collections|validation|mesh]
 """
 import argparse
 import json
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 import coll_scenarios
+import mesh_scenarios
 import validation_cost
 from benchlib import LOAD_CORE, Server, fmt, machine, median_of, ratio, run_loadgen
 
@@ -256,7 +258,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="one run of 2 s per scenario")
-    ap.add_argument("--only", choices=["core", "collections", "validation"],
+    ap.add_argument("--only", choices=["core", "collections", "validation", "mesh"],
                     help="run one part; the others keep their figures from the last latest.json")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"))
@@ -274,8 +276,10 @@ def main():
             print(coll_scenarios.tables(data["collections"]), flush=True)
         if args.only in (None, "validation"):
             data["validation"] = validation_cost.run(args, tmp)
+        if args.only in (None, "mesh"):
+            data["mesh"] = mesh_scenarios.run(args, tmp)
     latest.write_text(json.dumps(data, indent=2) + "\n")
-    if args.only in ("collections", "validation"):
+    if args.only in ("collections", "validation", "mesh"):
         made = [c for c in ("rps.png", "cpu_per_call.png") if (Path(args.out) / c).exists()]
     else:
         made = charts(data["results"], args.out)
@@ -310,6 +314,8 @@ def write_docs(args, data, made):
         doc.append(coll_scenarios.docs(data["collections"]))
     if "validation" in data:
         doc.append(validation_cost.docs(data["validation"]))
+    if "mesh" in data:
+        doc.append(mesh_scenarios.docs(data["mesh"]))
     Path(args.docs).parent.mkdir(parents=True, exist_ok=True)
     Path(args.docs).write_text("\n".join(doc) + "\n")
 

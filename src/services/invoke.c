@@ -44,7 +44,7 @@ typedef struct invoking {
 	bool job_holds; /* the read job still uses the struct (its reply starts the runs) */
 	bool ended;
 	int code;
-	char msg[800];
+	char msg[1024];
 } invoking;
 
 static void invoking_free(invoking *inv)
@@ -115,7 +115,7 @@ static void fail_item(invoking *inv, const item *it, int code, const char *why)
 	inv->code = code;
 	size_t i = (size_t)(it - inv->items);
 	if (it->id)
-		snprintf(inv->msg, sizeof(inv->msg), "item %zu ('%.200s'): %s", i, it->id, why);
+		snprintf(inv->msg, sizeof(inv->msg), "item %zu ('%.200s'): %.600s", i, it->id, why);
 	else
 		snprintf(inv->msg, sizeof(inv->msg), "%s", why);
 }

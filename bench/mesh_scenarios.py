@@ -1,0 +1,136 @@
+"""The mesh's cost per hop (issue 17): the same unary method (grpc.health.v1.Health/Check,
+answered on the reactor, so that the hops are most of the work) called
+
+  direct    on node B itself;
+  local     through B's own Dispatch (target B: the run is a call of its own over loopback);
+  via A     through Dispatch on node A, which forwards it to B's Dispatch (one hop more).
+
+Both nodes run one reactor pinned to core 0 (this machine has two cores: the load takes the
+other), so the forwarding node and the target share a core, as a sidecar and its service
+would. Server CPU per call is read per process from /proc/<pid>/stat. Median of --runs."""
+import struct
+import tempfile
+import time
+from pathlib import Path
+
+from benchlib import Server, fmt, machine, median_of, run_loadgen
+
+CHECK = "/grpc.health.v1.Health/Check"
+DISPATCH = "/collector.CollectiveDispatcher/Dispatch"
+SHAPES = [(1, 1), (50, 10)]
+
+
+def _varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def _field(num, data):
+    return _varint(num << 3 | 2) + _varint(len(data)) + data
+
+
+def _framed(msg):
+    return struct.pack(">BI", 0, len(msg)) + msg
+
+
+def dispatch_request(target):
+    """DispatchRequest{service{service_name}, method_name, input: Any of an empty
+    HealthCheckRequest, target_collector_id}."""
+    svc = _field(2, b"grpc.health.v1.Health")
+    any_ = _field(1, b"type.googleapis.com/grpc.health.v1.HealthCheckRequest")
+    return _framed(_field(2, svc) + _field(3, b"Check") + _field(4, any_) +
+                   _field(5, target.encode()))
+
+
+def _node(build, data, node_id, *extra):
+    argv = [str(Path(build) / "collector"), "--listen", "127.0.0.1:0", "--data", data,
+            "--threads", "1", "--id", node_id, *extra]
+    return Server(argv)
+
+
+def _link(a_port, b_port, build, tmp):
+    """A links to B through its Link RPC (loadgen --once sends one call and checks it)."""
+    req = Path(tmp) / "link.bin"
+    req.write_bytes(_framed(_field(1, f"127.0.0.1:{b_port}".encode())))
+    run_loadgen(build, a_port, 1, 1, 1, ["--path", "/collector.CollectiveDispatcher/Link",
+                                         "--requests", str(req), "--once"])
+
+
+def _measure(build, srv, others, path, requests, conns, streams, seconds):
+    cpu0 = {s.pid: s.cpu_seconds() for s in [srv, *others]}
+    r = run_loadgen(build, srv.port, conns, streams, seconds,
+                    ["--path", path, "--requests", str(requests)])
+    calls = r["calls"] + r["rps"]  # the warm-up second is served too
+    r["cpu_us_per_call"] = (srv.cpu_seconds() - cpu0[srv.pid]) * 1e6 / calls
+    r["others_cpu_us_per_call"] = sum(s.cpu_seconds() - cpu0[s.pid] for s in others) * 1e6 / calls
+    return r
+
+
+def run(args, tmp):
+    files = {"check": Path(tmp) / "check.bin", "local": Path(tmp) / "local.bin",
+             "via": Path(tmp) / "via.bin"}
+    files["check"].write_bytes(_framed(b""))
+    files["local"].write_bytes(dispatch_request("node-b"))
+    files["via"].write_bytes(dispatch_request("node-b"))
+    out = {"machine": machine(), "runs": args.runs, "seconds": args.seconds, "shapes": {}}
+    with tempfile.TemporaryDirectory() as da, tempfile.TemporaryDirectory() as db:
+        b = _node(args.build, db, "node-b")
+        a = _node(args.build, da, "node-a")
+        try:
+            _link(a.port, b.port, args.build, tmp)
+            time.sleep(1.5)  # the first heartbeat
+            for conns, streams in SHAPES:
+                runs = {"direct": [], "local": [], "via A": []}
+                for _ in range(args.runs):
+                    runs["direct"].append(_measure(args.build, b, [a], CHECK, files["check"], conns,
+                                                   streams, args.seconds))
+                    runs["local"].append(_measure(args.build, b, [a], DISPATCH, files["local"],
+                                                  conns, streams, args.seconds))
+                    runs["via A"].append(_measure(args.build, a, [b], DISPATCH, files["via"],
+                                                  conns, streams, args.seconds))
+                name = f"{conns}x{streams}"
+                out["shapes"][name] = {k: {f: median_of(rs, f) for f in
+                                           ("rps", "p50_us", "p99_us", "cpu_us_per_call",
+                                            "others_cpu_us_per_call")}
+                                       for k, rs in runs.items()}
+                print(f"mesh {name}: {out['shapes'][name]}", flush=True)
+        finally:
+            a.stop()
+            b.stop()
+    return out
+
+
+def docs(v):
+    m = v["machine"]
+    lines = ["## Mesh: the cost of a hop", "",
+             "The same unary method, `grpc.health.v1.Health/Check`, called directly on node B; "
+             "through B's own Dispatch (`target_collector_id` B: the run is a call of its own "
+             "over loopback); and through Dispatch on node A, which forwards it to B. Both "
+             "nodes `build-bench/collector --threads 1` pinned to core 0, `bench/loadgen` on "
+             f"core 1; median of {v['runs']} runs of {v['seconds']} s.", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores; {m['date']}.", "",
+             "Command: `bench/run.py --only mesh` (part of `make bench`).", "",
+             "| shape | path | req/s | p50 µs | p99 µs | CPU µs/call, node called | CPU µs/call, "
+             "other node |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, paths in v["shapes"].items():
+        for path, r in paths.items():
+            lines.append(f"| {name} | {path} | {fmt(r['rps'])} | {fmt(r['p50_us'])} | "
+                         f"{fmt(r['p99_us'])} | {fmt(r['cpu_us_per_call'])} | "
+                         f"{fmt(r['others_cpu_us_per_call'])} |")
+    one = v["shapes"].get("1x1")
+    if one:
+        hop50 = one["via A"]["p50_us"] - one["local"]["p50_us"]
+        hop99 = one["via A"]["p99_us"] - one["local"]["p99_us"]
+        run50 = one["local"]["p50_us"] - one["direct"]["p50_us"]
+        fwd = one["via A"]["cpu_us_per_call"] / one["direct"]["cpu_us_per_call"]
+        lines += ["", f"At 1x1 the hop through A adds {hop50:.0f} µs at p50 and {hop99:.0f} µs "
+                  f"at p99 (target: 50 and 200); a Dispatch run on the node itself adds "
+                  f"{run50:.0f} µs over the direct call; forwarding costs node A "
+                  f"{fwd:.2f}x the CPU of serving the call directly on B (target: 2x)."]
+    lines.append("")
+    return "\n".join(lines)
