@@ -33,11 +33,15 @@ typedef struct peer {
 	char last_error[160];
 } peer;
 
+/* One dispatch kept for ListDispatches. Its strings live in the entry itself (cut to fit,
+ * whole UTF-8 sequences only): logging a call allocates nothing. */
+#define LOG_TEXT 480
 typedef struct log_entry {
-	char id[UUID_STR_LEN];
-	char *ns, *service, *method, *source, *handled_by, *message;
+	uint64_t seq; /* 0: empty; its id is "<node id>-<seq>" */
 	int code;
 	int64_t at_us;
+	uint16_t at[6]; /* offsets in text: ns, service, method, source, handled_by, message */
+	char text[LOG_TEXT];
 } log_entry;
 
 typedef struct counter {
@@ -55,6 +59,7 @@ struct mesh {
 	mesh_services_fn services_fn;
 	void *services_ctx;
 	uint64_t picks;
+	uint64_t log_seq;
 	unsigned seed;
 	log_entry log[MESH_LOG_MAX];
 	size_t log_next, log_n;
@@ -84,15 +89,6 @@ static size_t put_utf8(char *dst, size_t cap, const char *s)
 	}
 	dst[k] = 0;
 	return k;
-}
-
-static char *dup_utf8(const char *s)
-{
-	size_t cap = (s ? strlen(s) : 0) + 1;
-	char *d = mem_alloc(cap);
-	if (d)
-		put_utf8(d, cap, s);
-	return d;
 }
 
 static void copy_strings(strvec *dst, char *const *v, size_t n)
@@ -132,17 +128,6 @@ static void peer_free(peer *p)
 	mem_free(p);
 }
 
-static void log_entry_clear(log_entry *e)
-{
-	mem_free(e->ns);
-	mem_free(e->service);
-	mem_free(e->method);
-	mem_free(e->source);
-	mem_free(e->handled_by);
-	mem_free(e->message);
-	*e = (log_entry){0};
-}
-
 static void free_counter(void *ctx, const char *key, size_t len, void *value)
 {
 	(void)ctx;
@@ -157,8 +142,6 @@ void mesh_free(mesh *m)
 		return;
 	for (size_t i = 0; i < m->n; i++)
 		peer_free(m->p[i]);
-	for (size_t i = 0; i < MESH_LOG_MAX; i++)
-		log_entry_clear(&m->log[i]);
 	strmap_each(&m->counts, free_counter, NULL);
 	strmap_free(&m->counts);
 	strvec_free(&m->ns);
@@ -631,17 +614,19 @@ void mesh_log(mesh *m, const mesh_record *r)
 	klen += put_utf8(key + klen, 128, r->method);
 	pthread_mutex_lock(&m->mu);
 	log_entry *e = &m->log[m->log_next];
-	log_entry_clear(e);
-	if (uuid7_make(e->id))
-		e->id[0] = 0;
-	e->ns = dup_utf8(r->ns);
-	e->service = dup_utf8(r->service);
-	e->method = dup_utf8(r->method);
-	e->source = dup_utf8(r->source);
-	e->handled_by = dup_utf8(r->handled_by);
-	e->message = dup_utf8(r->message);
+	e->seq = ++m->log_seq;
 	e->code = r->code;
 	e->at_us = clock_wall_ns() / 1000;
+	const char *parts[6] = {r->ns, r->service, r->method, r->source, r->handled_by, r->message};
+	/* Each part gets at most its share (448 bytes for the first five), the message the
+	 * rest. */
+	static const size_t share[6] = {64, 160, 96, MESH_ID_MAX, MESH_ID_MAX, LOG_TEXT};
+	size_t at = 0;
+	for (int i = 0; i < 6; i++) {
+		size_t room = LOG_TEXT - at;
+		e->at[i] = (uint16_t)at;
+		at += put_utf8(e->text + at, share[i] < room ? share[i] : room, parts[i]) + 1;
+	}
 	m->log_next = (m->log_next + 1) % MESH_LOG_MAX;
 	if (m->log_n < MESH_LOG_MAX)
 		m->log_n++;
@@ -803,6 +788,7 @@ static void view_count(void *ctx, const char *key, size_t len, void *value)
 }
 
 typedef struct dispatch_view {
+	char id[MESH_ID_MAX + 24];
 	Collector__Dispatch d;
 	Collector__ServiceTypeRef svc;
 	Collector__Status st;
@@ -827,16 +813,19 @@ uint8_t *mesh_pack_dispatches(mesh *m, size_t limit, size_t *len)
 			collector__dispatch__init(&v->d);
 			collector__service_type_ref__init(&v->svc);
 			collector__status__init(&v->st);
-			v->d.id = (char *)e->id;
-			v->d.namespace_ = e->ns;
-			v->svc.namespace_ = e->ns;
-			v->svc.service_name = e->service;
+			char *t = (char *)e->text;
+			snprintf(v->id, sizeof(v->id), "%s-%llu", m->self,
+				 (unsigned long long)e->seq);
+			v->d.id = v->id;
+			v->d.namespace_ = t + e->at[0];
+			v->svc.namespace_ = t + e->at[0];
+			v->svc.service_name = t + e->at[1];
 			v->d.service = &v->svc;
-			v->d.method_name = e->method;
-			v->d.source_collector_id = e->source;
-			v->d.target_collector_id = e->handled_by;
+			v->d.method_name = t + e->at[2];
+			v->d.source_collector_id = t + e->at[3];
+			v->d.target_collector_id = t + e->at[4];
 			v->st.code = svc_status_code(e->code);
-			v->st.message = e->message;
+			v->st.message = t + e->at[5];
 			v->d.result_status = &v->st;
 			timestamp_at(&v->at, e->at_us);
 			v->d.completed_at = &v->at;

@@ -191,6 +191,12 @@ static bool route_path(route *r, route_req *q)
 
 /* ---- the end ---- */
 
+static void route_free(route *r)
+{
+	mem_free(r->fwd);
+	mem_free(r);
+}
+
 static void route_end(route *r, int code, const char *message, const char *type_url,
 		      const uint8_t *out, size_t len, const char *handled_by)
 {
@@ -206,12 +212,7 @@ static void route_end(route *r, int code, const char *message, const char *type_
 	}
 	r->done(r->user, code, message, type_url, out, len, handled_by);
 	call_unref(r->c);
-	mem_free(r->ns);
-	mem_free(r->service);
-	mem_free(r->method);
-	mem_free(r->target);
-	mem_free(r->fwd);
-	mem_free(r);
+	route_free(r);
 }
 
 /* ---- on this node ---- */
@@ -419,11 +420,14 @@ static uint8_t *pack_forward(const route_req *q, size_t *len)
 
 /* ---- the route ---- */
 
-/* "pkg.Service" of "/pkg.Service/Method", malloc'd. */
-static char *service_of(const char *path)
+/* A copy of s[0..n) at *at, which moves past it. */
+static char *put(char **at, const char *s, size_t n)
 {
-	const char *slash = strrchr(path, '/');
-	return mem_strndup(path + 1, slash && slash > path ? (size_t)(slash - path - 1) : 0);
+	char *d = *at;
+	memcpy(d, s, n);
+	d[n] = 0;
+	*at += n + 1;
+	return d;
 }
 
 route *route_start(route_req *q)
@@ -451,33 +455,26 @@ route *route_start(route_req *q)
 		      q->method);
 		return NULL;
 	}
-	route *r = mem_calloc(1, sizeof(*r));
-	if (r) {
-		r->ns = mem_strdup(q->ns);
-		r->service = m ? service_of(m->path) : mem_strdup(q->service);
-		r->method = mem_strdup(q->method);
-		r->target = target ? mem_strdup(target) : NULL;
-	}
-	if (!r || !r->ns || !r->service || !r->method || (target && !r->target)) {
-		if (r) {
-			mem_free(r->ns);
-			mem_free(r->service);
-			mem_free(r->method);
-			mem_free(r->target);
-			mem_free(r);
-		}
+	/* The route and its strings in one allocation; the service by its full name. */
+	const char *svc = m ? m->path + 1 : q->service;
+	size_t svc_len = m ? (size_t)(strrchr(m->path, '/') - svc) : strlen(q->service);
+	size_t ns_len = strlen(q->ns), method_len = strlen(q->method);
+	size_t target_len = target ? strlen(target) : 0;
+	route *r = mem_calloc(1, sizeof(*r) + ns_len + svc_len + method_len + target_len + 4);
+	if (!r) {
 		failf(q, GRPC_RESOURCE_EXHAUSTED, "%s", "out of memory");
 		return NULL;
 	}
+	char *at = (char *)(r + 1);
 	*r = (route){.c = c,
 		     .env = q->env,
 		     .done = q->done,
 		     .user = q->user,
 		     .m = m,
-		     .ns = r->ns,
-		     .service = r->service,
-		     .method = r->method,
-		     .target = r->target,
+		     .ns = put(&at, q->ns, ns_len),
+		     .service = put(&at, svc, svc_len),
+		     .method = put(&at, q->method, method_len),
+		     .target = target ? put(&at, target, target_len) : NULL,
 		     .round_robin = q->round_robin,
 		     .everywhere = m != NULL};
 	call_ref(c);
@@ -504,12 +501,7 @@ route *route_start(route_req *q)
 	}
 	if (!started) {
 		call_unref(c);
-		mem_free(r->ns);
-		mem_free(r->service);
-		mem_free(r->method);
-		mem_free(r->target);
-		mem_free(r->fwd);
-		mem_free(r);
+		route_free(r);
 		return NULL;
 	}
 	return r;
