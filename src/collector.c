@@ -25,6 +25,7 @@
 #include "io/sock.h"
 #include "services/collector_api.h"
 #include "services/health.h"
+#include "services/peer_dns.h"
 #include "services/proxy.h"
 #include "services/registry.h"
 #include "services/svc.h"
@@ -127,6 +128,7 @@ void collector_config_defaults(collector_config *c)
 	c->max_message_bytes = 4 * 1024 * 1024;
 	c->log_level = COLLECTOR_LOG_INFO;
 	c->grace_seconds = 10;
+	c->peers_dns_interval = 30;
 
 	/* The wire's defaults live with the wire (h2_server_opts_default), the quotas' with the
 	 * registry: copied, not restated. */
@@ -235,6 +237,19 @@ static int check_settings(const collector_config *cfg, char *err, size_t cap)
 	socklen_t len;
 	if (sock_parse_addr(cfg->listen, &ss, &len)) {
 		snprintf(err, cap, "listen: cannot parse '%s' (want HOST:PORT)", cfg->listen);
+		return -EINVAL;
+	}
+	char why[400];
+	if (cfg->peers_dns[0] && peer_dns_check_name(cfg->peers_dns, why, sizeof(why))) {
+		snprintf(err, cap, "peers-dns: %s", why);
+		return -EINVAL;
+	}
+	if (cfg->dns_server[0] && peer_dns_check_server(cfg->dns_server, why, sizeof(why))) {
+		snprintf(err, cap, "dns-server: %s", why);
+		return -EINVAL;
+	}
+	if (cfg->peers_dns[0] && !cfg->peers_dns_interval) {
+		snprintf(err, cap, "peers-dns-interval: at least 1 second");
 		return -EINVAL;
 	}
 	return 0;
