@@ -3,6 +3,7 @@
  * target), the order and bounds of the answer, and the diff the mesh acts on. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -255,6 +259,44 @@ static void bad_input_fails_before_any_query(void **state)
 	assert_int_equal(l.n, 0);
 }
 
+static int polls;
+
+static bool cancel_on_second_look(void *arg)
+{
+	(void)arg;
+	return ++polls >= 2;
+}
+
+/* A server that takes the query and never answers: the cancel flag, looked at about every
+ * 100 ms, ends the call long before its timeouts would. */
+static void cancel_ends_a_waiting_call(void **state)
+{
+	(void)state;
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t len = sizeof(sa);
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	char server[64];
+	snprintf(server, sizeof(server), "127.0.0.1:%u", ntohs(sa.sin_port));
+	peer_dns_opts o = {.server = server,
+			   .timeout_ms = 5000,
+			   .total_ms = 10000,
+			   .cancelled = cancel_on_second_look};
+	peer_dns_list l;
+	char err[256];
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(peer_dns_resolve(&o, "svc.mesh.test", 1, &l, err, sizeof(err)),
+			 -ECANCELED);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	assert_true(took < 2.0);
+	assert_int_equal(polls, 2);
+	assert_non_null(strstr(err, "cancelled"));
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +306,7 @@ int main(void)
 		cmocka_unit_test(answer_is_sorted_distinct_bounded),
 		cmocka_unit_test(diff_names_gone_and_added),
 		cmocka_unit_test(bad_input_fails_before_any_query),
+		cmocka_unit_test(cancel_ends_a_waiting_call),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
