@@ -8,11 +8,13 @@ FUZZ := build-fuzz
 PYGEN := $(BUILD)/pygen
 FUZZ_SECONDS ?= 20
 
+# dnsmasq-base is dnsmasq's program without the system service (test_peer_dns.py runs its
+# own on a loopback port; the dnsmasq package would also start one on port 53).
 APT_PACKAGES := meson ninja-build pkg-config gcc clang libclang-rt-14-dev clang-format \
 	libnghttp2-dev liburing-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler \
 	libsqlite3-dev zlib1g-dev libssl-dev libcmocka-dev grpc-proto protobuf-compiler-grpc \
 	python3 python3-grpcio python3-protobuf python3-pytest python3-h2 nghttp2-client \
-	procps
+	procps libc-ares-dev dnsmasq-base iproute2
 
 BENCH := build-bench
 BENCH_PACKAGES := libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc g++ gnuplot-nox

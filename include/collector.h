@@ -78,6 +78,12 @@ typedef struct collector_config {
 	uint32_t send_stall_timeout;
 	bool require_te_trailers;
 
+	/* Peers found by DNS (README, Mesh): SRV records _grpc._tcp.NAME, else NAME's A and
+	 * AAAA records with the node's own port, resolved again every interval. */
+	char peers_dns[256];	     /* `--peers-dns NAME`; empty: no discovery */
+	uint32_t peers_dns_interval; /* seconds between two resolutions */
+	char dns_server[128];	     /* `--dns-server IP:PORT`; empty: resolv.conf's */
+
 	/* The registry's quotas (README, Registry). */
 	size_t registry_max_files;
 	size_t registry_max_versions;

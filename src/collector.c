@@ -27,6 +27,7 @@
 #include "services/health.h"
 #include "services/mesh.h"
 #include "services/mesh_link.h"
+#include "services/peer_dns.h"
 #include "services/proxy.h"
 #include "services/registry.h"
 #include "services/svc.h"
@@ -132,6 +133,7 @@ void collector_config_defaults(collector_config *c)
 	c->max_message_bytes = 4 * 1024 * 1024;
 	c->log_level = COLLECTOR_LOG_INFO;
 	c->grace_seconds = 10;
+	c->peers_dns_interval = 30;
 
 	/* The wire's defaults live with the wire (h2_server_opts_default), the quotas' with the
 	 * registry: copied, not restated. */
@@ -250,6 +252,19 @@ static int check_settings(const collector_config *cfg, char *err, size_t cap)
 		snprintf(err, cap, "listen: cannot parse '%s' (want HOST:PORT)", cfg->listen);
 		return -EINVAL;
 	}
+	char why[400];
+	if (cfg->peers_dns[0] && peer_dns_check_name(cfg->peers_dns, why, sizeof(why))) {
+		snprintf(err, cap, "peers-dns: %s", why);
+		return -EINVAL;
+	}
+	if (cfg->dns_server[0] && peer_dns_check_server(cfg->dns_server, why, sizeof(why))) {
+		snprintf(err, cap, "dns-server: %s", why);
+		return -EINVAL;
+	}
+	if (cfg->peers_dns[0] && !cfg->peers_dns_interval) {
+		snprintf(err, cap, "peers-dns-interval: at least 1 second");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -290,6 +305,12 @@ static int mesh_build(collector *c, char *err, size_t cap)
 	if (rc) {
 		snprintf(err, cap, "cannot read the stored links: %s", store_err_msg());
 		return rc;
+	}
+	if (cfg->peers_dns[0]) {
+		const char *colon = strrchr(c->advertise, ':');
+		mesh_driver_set_dns(c->mesh_driver, cfg->peers_dns, cfg->dns_server,
+				    (uint16_t)atoi(colon ? colon + 1 : "0"),
+				    (int64_t)cfg->peers_dns_interval * NS_PER_SEC);
 	}
 	for (int i = 0; i < cfg->npeers; i++) {
 		struct sockaddr_storage ss;

@@ -230,6 +230,13 @@ static void config_usage(const char *prog)
 	       "  --log-level LEVEL          error, warn, info or debug (default info)\n"
 	       "  --grace-seconds N          on SIGTERM/SIGINT, time given to calls in flight\n"
 	       "                             after GOAWAY (default 10)\n"
+	       "  --peers-dns NAME           find peers by DNS: SRV records _grpc._tcp.NAME,\n"
+	       "                             else NAME's A and AAAA records with this node's\n"
+	       "                             port (default: none)\n"
+	       "  --peers-dns-interval N     seconds between two resolutions of --peers-dns\n"
+	       "                             (default 30)\n"
+	       "  --dns-server IP:PORT       DNS server for --peers-dns ([IPv6]:PORT; default:\n"
+	       "                             those of /etc/resolv.conf)\n"
 	       "  --config FILE              read settings from FILE\n"
 	       "  --help                     print this help\n",
 	       prog);
@@ -335,6 +342,16 @@ static int set_option(collector_config *c, const char *name, const char *v)
 		c->grace_seconds = (int)n;
 		return 0;
 	}
+	if (!strcmp(name, "peers-dns"))
+		return copy_str(name, c->peers_dns, sizeof(c->peers_dns), v);
+	if (!strcmp(name, "peers-dns-interval")) {
+		if (parse_int(name, v, 1, 86400, &n))
+			return -1;
+		c->peers_dns_interval = (uint32_t)n;
+		return 0;
+	}
+	if (!strcmp(name, "dns-server"))
+		return copy_str(name, c->dns_server, sizeof(c->dns_server), v);
 	if (!strcmp(name, "log-level")) {
 		for (int l = COLLECTOR_LOG_ERROR; l <= COLLECTOR_LOG_DEBUG; l++) {
 			if (!strcmp(v, log_levels[l])) {

@@ -460,6 +460,9 @@ bool mesh_beat_result(mesh *m, const char *address, const Collector__ConnectResp
 			snprintf(p->last_error, sizeof(p->last_error), "%s", why ? why : "failed");
 			p->next_beat =
 				now + (accepted ? backoff(m, p->failures) : MESH_BACKOFF_MAX_NS);
+			/* DNS lists every node, this one too: not a link to keep trying. */
+			if (!accepted && p->origin == MESH_DISCOVERED)
+				drop(m, p);
 		}
 	}
 	pthread_mutex_unlock(&m->mu);

@@ -9,7 +9,9 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "h2/status.h"
+#include "io/pool.h"
 #include "io/timer.h"
+#include "services/peer_dns.h"
 #include "services/proxy.h"
 #include "services/syscoll.h"
 
@@ -191,6 +193,8 @@ int mesh_link_delete(const svc_env *env, const char *address)
 
 /* ---- the driver ---- */
 
+typedef struct dns_job dns_job;
+
 struct mesh_driver {
 	mesh *m;
 	const svc_env *env;
@@ -198,7 +202,84 @@ struct mesh_driver {
 	reactor *r; /* the reactor it runs on, once claimed */
 	timer tick;
 	bool draining;
+	/* --peers-dns: resolved on the pool every dns_interval_ns */
+	char dns_name[256], dns_server[128];
+	uint16_t own_port;
+	int64_t dns_interval_ns, next_dns;
+	dns_job *dns; /* the resolution out, if any */
 };
+
+/* ---- peers found by DNS ---- */
+
+struct dns_job {
+	pool_job pj;
+	mesh_driver *d;
+	int rc;
+	peer_dns_list list;
+	char err[200];
+};
+
+static bool dns_cancelled(void *arg) { return pool_job_cancelled(arg); }
+
+static void dns_work(pool_job *pj)
+{
+	dns_job *j = (dns_job *)pj;
+	mesh_driver *d = j->d;
+	j->rc = peer_dns_discover(d->dns_name, d->dns_server, d->own_port, dns_cancelled, pj,
+				  &j->list, j->err, sizeof(j->err));
+}
+
+/* The answer is the set of discovered peers: new ones are linked, gone ones dropped (an
+ * answer that failed changes nothing: a DNS outage does not cut the mesh). */
+static void dns_done(pool_job *pj)
+{
+	dns_job *j = (dns_job *)pj;
+	mesh_driver *d = j->d;
+	d->dns = NULL;
+	if (pool_job_cancelled(pj) || d->draining) {
+		mem_free(j);
+		return;
+	}
+	if (j->rc) {
+		log_warn("mesh: --peers-dns %s: %s (the links found before are kept)", d->dns_name,
+			 j->err);
+	} else {
+		const char *addrs[PEER_DNS_MAX_PEERS];
+		for (size_t i = 0; i < j->list.n; i++)
+			addrs[i] = j->list.addr[i];
+		mesh_prune_discovered(d->m, addrs, j->list.n);
+		for (size_t i = 0; i < j->list.n; i++)
+			if (strcmp(addrs[i], mesh_advertise(d->m)))
+				mesh_add_outbound(d->m, addrs[i], NULL, 0, MESH_DISCOVERED);
+	}
+	mem_free(j);
+}
+
+static void dns_start(mesh_driver *d, int64_t now)
+{
+	dns_job *j = mem_calloc(1, sizeof(*j));
+	d->next_dns = now + d->dns_interval_ns;
+	if (!j)
+		return;
+	j->d = d;
+	j->pj.work = dns_work;
+	j->pj.done = dns_done;
+	if (pool_submit(d->env->pool, d->r, &j->pj)) {
+		mem_free(j);
+		d->next_dns = now + MESH_BEAT_NS; /* the pool is full: soon again */
+		return;
+	}
+	d->dns = j;
+}
+
+void mesh_driver_set_dns(mesh_driver *d, const char *name, const char *server, uint16_t own_port,
+			 int64_t interval_ns)
+{
+	snprintf(d->dns_name, sizeof(d->dns_name), "%s", name ? name : "");
+	snprintf(d->dns_server, sizeof(d->dns_server), "%s", server ? server : "");
+	d->own_port = own_port;
+	d->dns_interval_ns = interval_ns;
+}
 
 typedef struct beat {
 	mesh_driver *d;
@@ -226,6 +307,8 @@ static void on_tick(timer *t)
 		return;
 	int64_t now = reactor_now(d->r);
 	mesh_age(d->m, now);
+	if (d->dns_name[0] && !d->dns && now >= d->next_dns)
+		dns_start(d, now);
 	char addrs[BEATS_PER_TICK][MESH_ADDR_MAX];
 	size_t n = mesh_due(d->m, now, addrs, BEATS_PER_TICK);
 	for (size_t i = 0; i < n; i++) {
@@ -274,6 +357,8 @@ void mesh_driver_drain(mesh_driver *d, reactor *r)
 		return;
 	d->draining = true;
 	reactor_timer_disarm(r, &d->tick);
+	if (d->dns)
+		pool_job_cancel(&d->dns->pj); /* its done still comes, and frees it */
 }
 
 void mesh_driver_free(mesh_driver *d) { mem_free(d); }

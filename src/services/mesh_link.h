@@ -36,6 +36,11 @@ int mesh_link_delete(const svc_env *env, const char *address);
 
 typedef struct mesh_driver mesh_driver;
 mesh_driver *mesh_driver_new(mesh *m, const svc_env *env);
+/* --peers-dns NAME: resolved every interval_ns on the pool (peer_dns.h); the peers of each
+ * answer are linked (as discovered links, not kept), those gone from it dropped. Before
+ * the reactors start. */
+void mesh_driver_set_dns(mesh_driver *d, const char *name, const char *server, uint16_t own_port,
+			 int64_t interval_ns);
 /* On every reactor's thread as it starts: the first one takes the driver's timer. */
 void mesh_driver_start(mesh_driver *d, reactor *r);
 /* The reactor's shutdown began: the driver stops there (its beats end CANCELLED). */
