@@ -132,5 +132,12 @@ def docs(v):
                   f"at p99 (target: 50 and 200); a Dispatch run on the node itself adds "
                   f"{run50:.0f} µs over the direct call; forwarding costs node A "
                   f"{fwd:.2f}x the CPU of serving the call directly on B (target: 2x)."]
-    lines.append("")
+    lines += ["", "Beside a sidecar mesh: Istio publishes, for 1.13.4 (Envoy sidecars, 1000 services, "
+              "70,000 requests/s mesh-wide, with its telemetry), that \"the Envoy proxy adds "
+              "2.65 ms to the 90th percentile latency\" and \"uses 0.35 vCPU ... per 1000 "
+              "requests per second going through the proxy\" (350 µs of CPU per request) "
+              "(https://istio.io/v1.13/docs/ops/deployment/performance-and-scalability). Their "
+              "load, machines and features (mTLS, telemetry) are not ours, so this is an order of "
+              "magnitude, not a race: a hop through a node here is counted in tens of "
+              "microseconds of latency and of CPU per call.", ""]
     return "\n".join(lines)
