@@ -91,6 +91,12 @@ typedef struct collector_config {
 	size_t registry_max_namespaces;
 	size_t registry_max_total_bytes;
 
+	/* TLS (README, Security): with a certificate, every connection is TLS (ALPN h2). */
+	char tls_cert[512];	 /* PEM chain */
+	char tls_key[512];	 /* PEM private key */
+	char tls_client_ca[512]; /* mTLS: clients must present a certificate it signed */
+	int tls_min_version;	 /* 12 or 13 */
+
 	/* The mesh (README, Mesh). */
 #define COLLECTOR_PEERS_MAX 16
 	char peers[COLLECTOR_PEERS_MAX][128]; /* `--peer`, repeatable: linked at start */
@@ -99,6 +105,11 @@ typedef struct collector_config {
 	char mesh_namespaces[512];   /* comma-separated namespaces shared; "": every one */
 	size_t mesh_max_outstanding; /* forwarded calls in flight per peer; 0: 1024 */
 } collector_config;
+
+/* Thread and signal safe (a SIGHUP handler may call it): asks the node to read its TLS
+ * certificate, key and client CA again; connections made after it use them, those running
+ * keep theirs. collector_serve does the work and logs the outcome. */
+void collector_reload(collector *c);
 
 /* The defaults of the `collector` program. */
 void collector_config_defaults(collector_config *cfg);

@@ -23,6 +23,7 @@
 #include "h2/server.h"
 #include "io/pool.h"
 #include "io/sock.h"
+#include "io/tls.h"
 #include "services/collector_api.h"
 #include "services/health.h"
 #include "services/mesh.h"
@@ -59,7 +60,8 @@ struct collector {
 	char **services;
 	size_t nservices;
 	sem_t stop;
-	atomic_bool stop_asked;
+	atomic_bool stop_asked, reload_asked;
+	tls_ctx *tls;
 };
 
 /* Reads DIR/node-id, or makes and keeps a new UUIDv7 there. */
@@ -328,6 +330,27 @@ static int mesh_build(collector *c, char *err, size_t cap)
 	return 0;
 }
 
+/* The TLS context, when the settings ask for one: its files are read now, so that a bad
+ * one is the caller's error (-EINVAL) before anything else starts. */
+static int tls_build(collector *c, char *err, size_t cap)
+{
+	const collector_config *cfg = &c->cfg;
+	if (!cfg->tls_cert[0] && !cfg->tls_key[0] && !cfg->tls_client_ca[0])
+		return 0;
+	tls_opts to = {.server = true,
+		       .cert_file = cfg->tls_cert[0] ? cfg->tls_cert : NULL,
+		       .key_file = cfg->tls_key[0] ? cfg->tls_key : NULL,
+		       .ca_file = cfg->tls_client_ca[0] ? cfg->tls_client_ca : NULL,
+		       .min_version = cfg->tls_min_version,
+		       .alpn = "h2"};
+	char why[400];
+	if (tls_ctx_new(&to, &c->tls, why, sizeof(why))) {
+		snprintf(err, cap, "tls: %s", why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Everything but the reactors, in the order it is built; each step undone by
  * collector_free_parts. */
 static int node_build(collector *c, char *err, size_t cap)
@@ -418,6 +441,7 @@ static int node_build(collector *c, char *err, size_t cap)
 		named = c->services[i] != NULL;
 	h2_server_opts opts;
 	wire_opts(cfg, &opts);
+	opts.tls = c->tls;
 	c->server = named ? h2_server_new(c->methods, &opts) : NULL;
 	if (!c->server) {
 		snprintf(err, cap, "out of memory");
@@ -453,6 +477,7 @@ static void collector_free_parts(collector *c)
 	store_close(c->store);
 	tp_free(c->types);
 	h2_server_free(c->server);
+	tls_ctx_free(c->tls);
 	method_table_free(c->methods);
 	for (size_t i = 0; i < c->nservices; i++)
 		mem_free(c->services[i]);
@@ -490,6 +515,8 @@ int collector_open(const collector_config *cfg, collector **out, char *err, size
 		sigdelset(&block, faults[i]);
 	pthread_sigmask(SIG_BLOCK, &block, &saved);
 	int rc = check_settings(cfg, err, cap);
+	if (!rc)
+		rc = tls_build(c, err, cap);
 	if (!rc) {
 		rc = node_build(c, err, cap);
 		if (!rc)
@@ -511,10 +538,29 @@ int collector_open(const collector_config *cfg, collector **out, char *err, size
 
 int collector_serve(collector *c)
 {
-	while (sem_wait(&c->stop) && errno == EINTR)
-		;
+	for (;;) {
+		while (sem_wait(&c->stop) && errno == EINTR)
+			;
+		if (atomic_load(&c->stop_asked))
+			break;
+		if (atomic_exchange(&c->reload_asked, false) && c->tls) {
+			char why[400];
+			if (tls_ctx_reload(c->tls, why, sizeof(why)))
+				log_error(
+					"tls: the certificate was not reloaded, the old one stays: %s",
+					why);
+			else
+				log_info("tls: certificate, key and client CA read again");
+		}
+	}
 	node_shut_down(c);
 	return 0;
+}
+
+void collector_reload(collector *c)
+{
+	atomic_store(&c->reload_asked, true);
+	sem_post(&c->stop);
 }
 
 void collector_stop(collector *c)

@@ -218,6 +218,13 @@ static void config_usage(const char *prog)
 	       "                             namespace answers UNIMPLEMENTED)\n"
 	       "  --id ID                    node id (default: a UUIDv7 made once and kept in\n"
 	       "                             DIR/node-id)\n"
+	       "  --tls-cert FILE            serve TLS (1.2, 1.3; ALPN h2) with this PEM\n"
+	       "                             certificate chain (with --tls-key); SIGHUP reads\n"
+	       "                             it again\n"
+	       "  --tls-key FILE             the certificate's PEM private key\n"
+	       "  --tls-client-ca FILE       mTLS: clients must present a certificate this CA\n"
+	       "                             signed\n"
+	       "  --tls-min-version V        1.2 or 1.3 (default 1.2)\n"
 	       "  --peer HOST:PORT           link to this node at start (repeatable, at most\n"
 	       "                             16; see also the Link RPC)\n"
 	       "  --advertise HOST:PORT      address other nodes reach this one at (default:\n"
@@ -295,6 +302,20 @@ static int set_option(collector_config *c, const char *name, const char *v)
 			return -1;
 		}
 		return copy_str(name, c->peers[c->npeers++], sizeof(c->peers[0]), v);
+	}
+	if (!strcmp(name, "tls-cert"))
+		return copy_str(name, c->tls_cert, sizeof(c->tls_cert), v);
+	if (!strcmp(name, "tls-key"))
+		return copy_str(name, c->tls_key, sizeof(c->tls_key), v);
+	if (!strcmp(name, "tls-client-ca"))
+		return copy_str(name, c->tls_client_ca, sizeof(c->tls_client_ca), v);
+	if (!strcmp(name, "tls-min-version")) {
+		if (strcmp(v, "1.2") && strcmp(v, "1.3")) {
+			fprintf(stderr, "collector: --tls-min-version: expected 1.2 or 1.3\n");
+			return -1;
+		}
+		c->tls_min_version = v[2] == '3' ? 13 : 12;
+		return 0;
 	}
 	if (!strcmp(name, "advertise"))
 		return copy_str(name, c->advertise, sizeof(c->advertise), v);

@@ -1,4 +1,5 @@
-/* The collector program: flags in, a node out (collector.h), until SIGTERM or SIGINT. */
+/* The collector program: flags in, a node out (collector.h), until SIGTERM or SIGINT;
+ * SIGHUP reads the TLS certificate again. */
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -12,8 +13,10 @@ static collector *node;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	collector_stop(node);
+	if (sig == SIGHUP)
+		collector_reload(node);
+	else
+		collector_stop(node);
 }
 
 int main(int argc, char **argv)
@@ -36,6 +39,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, &saved);
 	char err[600];
 	rc = collector_open(&cfg, &node, err, sizeof(err));
@@ -56,6 +60,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	rc = collector_serve(node);
 	collector_close(node);

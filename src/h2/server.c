@@ -18,6 +18,7 @@
 #include "h2/server_int.h"
 #include "h2/session.h"
 #include "io/sock.h"
+#include "io/tls.h"
 
 /* A sixteenth of the machine's memory, within 64 MiB .. 1 GiB. */
 static size_t h2_default_buffer_budget(void)
@@ -479,6 +480,14 @@ static void endpoint_accept(h2_endpoint *e, int fd)
 		close(fd);
 		conn_destroy(h);
 		return;
+	}
+	if (e->s->o.tls) {
+		tls_conn *t = tls_conn_new(e->s->o.tls, NULL);
+		if (!t) {
+			reactor_conn_abort(h->io, -ENOMEM);
+			return;
+		}
+		reactor_conn_set_tls(h->io, t, false);
 	}
 	h->accepted_at = h->last_recv = h->idle_since = h->progress_at = reactor_now(e->r);
 	/* Over a cap the peer still hears why (GOAWAY) rather than seeing a bare reset. */

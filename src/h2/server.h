@@ -36,6 +36,9 @@ typedef struct h2_server_opts {
 	uint32_t ping_max_strikes;
 	int64_t send_stall_timeout; /* output waiting with no progress this long: close */
 	bool require_te_trailers;   /* refuse requests without te: trailers */
+	/* TLS under every connection (io/tls.h; ALPN h2); NULL: plaintext. Outlives the
+	 * server. */
+	struct tls_ctx *tls;
 } h2_server_opts;
 
 void h2_server_opts_default(h2_server_opts *o);

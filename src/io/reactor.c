@@ -14,7 +14,9 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "base/list.h"
+#include "base/log.h"
 #include "base/mem.h"
+#include "io/tls.h"
 
 /* Receive buffers: one provided-buffer ring per reactor, shared by its connections. */
 #define RECV_BUF_SIZE (16 * 1024)
@@ -54,6 +56,9 @@ struct reactor_conn {
 	bool closing, close_now, dead;
 	int close_err;
 	uint64_t bytes_sent;
+	tls_conn *tls;	 /* NULL: plaintext */
+	bool tls_closed; /* close_notify queued */
+	buf plain;	 /* TLS: what the owner wrote, encrypted when the output is flushed */
 	reactor_conn *dirty_next;
 	list_node link; /* in the reactor's conns */
 	struct sockaddr_storage peer;
@@ -97,6 +102,7 @@ struct reactor {
 };
 
 static void mark_dirty(reactor_conn *c);
+static void pending_take_block(reactor_conn *c);
 
 static inline uint64_t tag(void *p, enum op_tag t) { return (uint64_t)(uintptr_t)p | t; }
 
@@ -227,6 +233,8 @@ static void conn_free(reactor_conn *c)
 	r->nconns--;
 	out_release(r, &c->pending);
 	out_release(r, &c->inflight);
+	tls_conn_free(c->tls);
+	buf_free(&c->plain);
 	mem_free(c);
 }
 
@@ -366,13 +374,26 @@ reactor_conn *reactor_conn_connect(reactor *r, const struct sockaddr *addr, sock
 	return c;
 }
 
+int reactor_conn_set_tls(reactor_conn *c, tls_conn *t, bool client)
+{
+	c->tls = t;
+	if (!client)
+		return 0;
+	pending_take_block(c);
+	int rc = tls_conn_start(t, &c->pending.b);
+	mark_dirty(c);
+	return rc;
+}
+
+tls_conn *reactor_conn_tls(const reactor_conn *c) { return c->tls; }
+
 void *reactor_conn_user(reactor_conn *c) { return c->user; }
 void reactor_conn_set_user(reactor_conn *c, void *user) { c->user = user; }
 uint64_t reactor_conn_bytes_sent(const reactor_conn *c) { return c->bytes_sent; }
 
 size_t reactor_conn_out_pending(reactor_conn *c)
 {
-	return c->pending.b.len + (c->inflight.b.len - c->inflight.off);
+	return c->plain.len + c->pending.b.len + (c->inflight.b.len - c->inflight.off);
 }
 
 static void mark_dirty(reactor_conn *c)
@@ -384,17 +405,32 @@ static void mark_dirty(reactor_conn *c)
 	c->r->dirty = c;
 }
 
-int reactor_conn_write(reactor_conn *c, const void *data, size_t len)
+/* Readies the pending buffer for output: a cached block when it has none. */
+static void pending_take_block(reactor_conn *c)
 {
 	buf *b = &c->pending.b;
-	if (c->close_now)
-		return 0;
-	if (!b->data && len <= OUT_BLOCK && c->r->out_free) {
+	if (!b->data && c->r->out_free) {
 		b->data = c->r->out_free;
 		c->r->out_free = *(void **)b->data;
 		c->r->nout_free--;
 		b->cap = OUT_BLOCK;
 	}
+}
+
+int reactor_conn_write(reactor_conn *c, const void *data, size_t len)
+{
+	if (c->close_now)
+		return 0;
+	if (c->tls) {
+		/* Encrypted in one go when the output is flushed: fewer, fuller records. */
+		int rc = buf_append(&c->plain, data, len);
+		if (!rc)
+			mark_dirty(c);
+		return rc;
+	}
+	buf *b = &c->pending.b;
+	if (len <= OUT_BLOCK)
+		pending_take_block(c);
 	/* A new buffer is at least a block, which the cache takes back when sent. */
 	int rc = buf_reserve(b, !b->cap && len < OUT_BLOCK ? OUT_BLOCK : len);
 	if (rc)
@@ -468,6 +504,18 @@ static void flush_conn(reactor_conn *c)
 		c->want_send = false;
 		c->ops->produce(c);
 	}
+	if (c->tls && !c->close_now && c->plain.len) {
+		pending_take_block(c);
+		int rc = tls_conn_send(c->tls, c->plain.data, c->plain.len, &c->pending.b);
+		buf_reset(&c->plain);
+		if (rc)
+			reactor_conn_abort(c, rc);
+	}
+	if (c->tls && c->closing && !c->close_now && !c->tls_closed) {
+		c->tls_closed = true;
+		pending_take_block(c);
+		tls_conn_shutdown(c->tls, &c->pending.b);
+	}
 	if (!c->close_now && !c->send_inflight && c->pending.b.len) {
 		out_buf tmp = c->inflight;
 		c->inflight = c->pending;
@@ -493,6 +541,31 @@ static void flush_dirty(reactor *r)
 	}
 }
 
+static int tls_deliver(void *arg, const uint8_t *p, size_t n)
+{
+	reactor_conn *c = arg;
+	return c->closing ? 0 : c->ops->on_recv(c, p, n);
+}
+
+/* Ciphertext in: plaintext to the owner, TLS's own answers (handshake) out. */
+static int tls_recv(reactor_conn *c, const uint8_t *data, size_t len)
+{
+	char err[240];
+	pending_take_block(c);
+	size_t before = c->pending.b.len;
+	int rc = tls_conn_recv(c->tls, data, len, tls_deliver, c, &c->pending.b, err, sizeof(err));
+	if (c->pending.b.len != before)
+		mark_dirty(c);
+	if (rc == -EPROTO) {
+		/* Not TLS, or a failed handshake: its alert goes out before the close. */
+		log_debug("tls: %s", err);
+		c->close_err = rc;
+		reactor_conn_close(c);
+		return 0;
+	}
+	return rc;
+}
+
 static void on_recv_cqe(reactor *r, reactor_conn *c, struct io_uring_cqe *cqe)
 {
 	if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -500,8 +573,9 @@ static void on_recv_cqe(reactor *r, reactor_conn *c, struct io_uring_cqe *cqe)
 	if (cqe->res > 0) {
 		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
 		if (!c->closing) {
-			int rc = c->ops->on_recv(c, r->bufs + (size_t)bid * RECV_BUF_SIZE,
-						 (size_t)cqe->res);
+			const uint8_t *data = r->bufs + (size_t)bid * RECV_BUF_SIZE;
+			int rc = c->tls ? tls_recv(c, data, (size_t)cqe->res)
+					: c->ops->on_recv(c, data, (size_t)cqe->res);
 			if (rc < 0)
 				reactor_conn_abort(c, rc);
 		}

@@ -4,6 +4,7 @@
  * own thread. */
 #ifndef IO_REACTOR_H
 #define IO_REACTOR_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -81,6 +82,12 @@ reactor_conn *reactor_conn_new(reactor *r, int fd, const reactor_conn_ops *ops, 
 /* Starts an outbound connection; ops->on_connect reports the result. */
 reactor_conn *reactor_conn_connect(reactor *r, const struct sockaddr *addr, socklen_t len,
 				   const reactor_conn_ops *ops, void *user);
+/* Puts TLS (io/tls.h) under the connection, which takes t: the owner reads and writes
+ * plaintext from now on. A client's handshake starts at once (client true). Call before
+ * any byte was received or written. */
+typedef struct tls_conn tls_conn;
+int reactor_conn_set_tls(reactor_conn *c, tls_conn *t, bool client);
+tls_conn *reactor_conn_tls(const reactor_conn *c);
 void *reactor_conn_user(reactor_conn *c);
 void reactor_conn_set_user(reactor_conn *c, void *user);
 /* Appends bytes to the connection's pending output. Returns 0 or -ENOMEM. */

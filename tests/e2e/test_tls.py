@@ -1,0 +1,154 @@
+"""TLS on the node's own reactor (io/tls.c, issue 21, first part): grpcio over TLS and
+mutual TLS, ALPN h2, the minimum version, a plaintext client refused without harm, bad
+certificate settings refused at start, and the certificate read again on SIGHUP without
+dropping the connections that run."""
+
+import shutil
+import signal
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from collections_util import Api, sr
+from conftest import COLLECTOR_BIN
+from stdgrpc.health.v1 import health_pb2, health_pb2_grpc
+from tls_util import make_ca, make_cert
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    if not shutil.which("openssl"):
+        pytest.skip("the openssl program is not installed")
+    d = tmp_path_factory.mktemp("pki")
+    ca = make_ca(d)
+    srv = make_cert(d, "server", "localhost")
+    client = make_cert(d, "client", "alice")
+    make_ca(d, "other-ca")
+    stranger = make_cert(d, "stranger", "mallory", ca="other-ca")
+    return {"dir": d, "ca": ca, "server": srv, "client": client, "stranger": stranger}
+
+
+def tls_node(servers, pki, *extra):
+    cert, key = pki["server"]
+    return servers.node("--tls-cert", cert, "--tls-key", key, *extra)
+
+
+def secure(node, pki, client=None, target=None):
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=pki["ca"].read_bytes(),
+        private_key=client[1].read_bytes() if client else None,
+        certificate_chain=client[0].read_bytes() if client else None)
+    # The certificate names localhost and 127.0.0.1: dial the name.
+    return grpc.secure_channel(target or f"localhost:{node.port}", creds)
+
+
+def check(ch, timeout=5):
+    return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout).status
+
+
+def s_client(node, *args, stdin=b""):
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{node.port}", *args],
+                       input=stdin, capture_output=True, timeout=15)
+    return r.stdout.decode("utf-8", "replace") + r.stderr.decode("utf-8", "replace")
+
+
+def test_grpc_over_tls(servers, pki):
+    node = tls_node(servers, pki)
+    with secure(node, pki) as ch:
+        assert check(ch) == SERVING
+    # 127.0.0.1 is in the certificate too.
+    with secure(node, pki, target=f"127.0.0.1:{node.port}") as ch:
+        assert check(ch) == SERVING
+    assert node.alive()
+
+
+def test_collections_over_tls(servers, pki):
+    node = tls_node(servers, pki)
+    ch = secure(node, pki)
+    node.channel = lambda options=(): ch  # the Api helper takes the node's channel
+    api = Api(node)
+    coll = api.coll()
+    coll.put(sr(body="over tls"), id="x")
+    assert coll.get("x").value
+    ch.close()
+
+
+def test_alpn_and_versions(servers, pki):
+    node = tls_node(servers, pki, "--tls-min-version", "1.3")
+    out = s_client(node, "-alpn", "h2", "-CAfile", str(pki["ca"]))
+    assert "ALPN protocol: h2" in out, out
+    assert "TLSv1.3" in out
+    out = s_client(node, "-tls1_2", "-CAfile", str(pki["ca"]))
+    assert "ALPN protocol" not in out and ("alert" in out or "error" in out.lower()), out
+    # A client that offers only another protocol is refused (gRPC is HTTP/2).
+    out = s_client(node, "-alpn", "http/1.1", "-CAfile", str(pki["ca"]))
+    assert "no application protocol" in out or "alert" in out, out
+    with secure(node, pki) as ch:
+        assert check(ch) == SERVING
+
+
+def test_plaintext_client_on_the_tls_port_is_refused_cleanly(servers, pki):
+    node = tls_node(servers, pki)
+    with grpc.insecure_channel(f"127.0.0.1:{node.port}") as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            check(ch, timeout=3)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    with secure(node, pki) as ch:
+        assert check(ch) == SERVING
+
+
+def test_mutual_tls(servers, pki):
+    node = tls_node(servers, pki, "--tls-client-ca", pki["ca"])
+    with secure(node, pki, client=pki["client"]) as ch:
+        assert check(ch) == SERVING
+    for who in (None, pki["stranger"]):
+        with secure(node, pki, client=who) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                check(ch, timeout=3)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert node.alive()
+
+
+@pytest.mark.parametrize("what", ["missing-cert", "key-mismatch", "no-key", "bad-version"])
+def test_bad_tls_settings_stop_the_start(tmp_path, pki, what):
+    cert, key = pki["server"]
+    other_key = pki["client"][1]
+    args = {
+        "missing-cert": ["--tls-cert", tmp_path / "nothing.pem", "--tls-key", key],
+        "key-mismatch": ["--tls-cert", cert, "--tls-key", other_key],
+        "no-key": ["--tls-cert", cert],
+        "bad-version": ["--tls-cert", cert, "--tls-key", key, "--tls-min-version", "1.1"],
+    }[what]
+    r = subprocess.run([str(COLLECTOR_BIN), "--listen", "127.0.0.1:0", "--data", tmp_path / "d",
+                        *map(str, args)], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "tls" in r.stderr.lower(), r.stderr
+
+
+def test_sighup_reads_the_certificate_again(servers, pki, tmp_path):
+    cert, key = pki["server"]
+    live_cert, live_key = tmp_path / "live.pem", tmp_path / "live.key"
+    shutil.copy(cert, live_cert)
+    shutil.copy(key, live_key)
+    node = servers.node("--tls-cert", live_cert, "--tls-key", live_key)
+    ch = secure(node, pki)
+    assert check(ch) == SERVING
+    assert "CN = localhost" in s_client(node, "-CAfile", str(pki["ca"]))
+    new_cert, new_key = make_cert(pki["dir"], "renewed", "localhost-renewed")
+    shutil.copy(new_cert, live_cert)
+    shutil.copy(new_key, live_key)
+    node.proc.send_signal(signal.SIGHUP)
+    node.wait_for_line(r"certificate, key and client CA read again", timeout=5, stream="stderr")
+    assert "CN = localhost-renewed" in s_client(node, "-CAfile", str(pki["ca"]))
+    assert check(ch) == SERVING  # the connection made before goes on
+    # A broken file on SIGHUP keeps the old certificate.
+    live_key.write_text("not a key\n")
+    node.proc.send_signal(signal.SIGHUP)
+    node.wait_for_line(r"was not reloaded", timeout=5, stream="stderr")
+    assert "CN = localhost-renewed" in s_client(node, "-CAfile", str(pki["ca"]))
+    ch.close()
+    assert node.alive()
