@@ -24,6 +24,7 @@
 #include "io/pool.h"
 #include "io/sock.h"
 #include "services/collector_api.h"
+#include "services/handler.h"
 #include "services/health.h"
 #include "services/proxy.h"
 #include "services/registry.h"
@@ -334,6 +335,8 @@ static int node_build(collector *c, char *err, size_t cap)
 	h2_server_set_pool(c->server, c->pool);
 	if (!cfg->no_validation)
 		h2_server_set_gate(c->server, registry_gate, c->env.registry);
+	/* Registered services served by other processes (handler_endpoint). */
+	h2_server_set_fallback(c->server, handler_fallback, &c->env);
 	return 0;
 }
 
