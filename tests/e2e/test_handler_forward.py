@@ -57,6 +57,7 @@ class Handler:
     def __init__(self):
         self.cancelled = threading.Event()
         self.hang_started = threading.Event()
+        self.source_ended = threading.Event()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
         h = grpc.method_handlers_generic_handler("fwd.Echo", {
             "Unary": self._uu(self.unary),
@@ -132,6 +133,7 @@ class Handler:
         self.cancelled.wait(20)
 
     def source(self, req, ctx):
+        ctx.add_callback(self.source_ended.set)
         blob = b"s" * req.n
         for _ in range(int(req.text)):
             yield MSG(blob=blob)
@@ -409,3 +411,53 @@ def test_slow_handler_bounded_memory(gw):
         growth = watch.stop()
     assert r.n == n * CHUNK
     assert growth < GROWTH_MIB, f"the node grew by {growth} MiB passing {TOTAL_MIB} MiB"
+
+
+def test_cancel_while_the_node_holds_the_stream(gw, handler):
+    """The client stops reading (the node pauses the handler, holding what arrived), then
+    cancels: the handler's call ends and the node lets go of what it held."""
+    handler.source_ended.clear()
+    ch = gw.channel()
+    it = stub(ch, "Source", "unary_stream")(MSG(text="256", n=CHUNK), timeout=30, metadata=hdr(NS))
+    assert len(next(it).blob) == CHUNK
+    time.sleep(0.5)  # the windows fill up meanwhile
+    it.cancel()
+    assert handler.source_ended.wait(T), "the handler's stream did not end"
+    assert stub(ch, "Unary")(MSG(text="after"), timeout=T, metadata=hdr(NS)).text.startswith("after|")
+
+
+def test_deadline_passes_while_paused(gw, handler):
+    handler.source_ended.clear()
+    it = stub(gw.channel(), "Source", "unary_stream")(MSG(text="256", n=CHUNK), timeout=1.5,
+                                                      metadata=hdr(NS))
+    with pytest.raises(grpc.RpcError) as ei:
+        for _ in it:
+            time.sleep(0.2)
+    assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert handler.source_ended.wait(T)
+
+
+def test_response_over_the_message_limit(gw):
+    """The node's --max-message-bytes (4 MiB) holds for what a handler answers too."""
+    with pytest.raises(grpc.RpcError) as ei:
+        list(stub(gw.channel(), "Source", "unary_stream")(MSG(text="1", n=5 << 20), timeout=T,
+                                                          metadata=hdr(NS)))
+    assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    check_details(ei.value)
+
+
+def test_handler_goes_away_mid_stream(shared_node):
+    """A handler that dies while streaming: the client gets an error, not a hang."""
+    h = Handler()
+    try:
+        assert register(Reg(shared_node), "fwdgone", h.endpoint).status.code == 0
+        it = stub(shared_node.channel(), "Source", "unary_stream")(
+            MSG(text="100000", n=1024), timeout=T, metadata=hdr("fwdgone"))
+        assert len(next(it).blob) == 1024
+    finally:
+        h.stop()
+    with pytest.raises(grpc.RpcError) as ei:
+        for _ in it:
+            pass
+    assert ei.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                               grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), ei.value
