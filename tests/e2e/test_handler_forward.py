@@ -461,3 +461,29 @@ def test_handler_goes_away_mid_stream(shared_node):
             pass
     assert ei.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
                                grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), ei.value
+
+
+def test_service_registered_bare(shared_node, handler):
+    """Upstream registers services bare ("Echo"): the call keeps the full path the client
+    used, which is what the handler serves."""
+    reg = Reg(shared_node)
+    ns = "fwdbare"
+    reg.proto(ns, echo_file())
+    sd = descriptor_pb2.ServiceDescriptorProto()
+    sd.CopyFrom(echo_file().service[0])
+    for m in sd.method:
+        m.input_type, m.output_type = ".fwd.Msg", ".fwd.Msg"
+    req = Reg.service_req(ns, sd)
+    req.handler_endpoint = handler.endpoint
+    assert reg.stub.RegisterService(req, timeout=T).status.code == 0
+    assert reg.lookup(ns, "Echo").handler_endpoint == handler.endpoint
+    r = stub(shared_node.channel(), "Unary")(MSG(text="bare"), timeout=T, metadata=hdr(ns))
+    assert r.text.startswith("bare|")
+
+
+def test_forwarded_without_validation(servers, handler):
+    n = servers.node("--no-validation")
+    assert register(Reg(n), NS, handler.endpoint).status.code == 0
+    out = list(stub(n.channel(), "Spread", "unary_stream")(MSG(text="v", n=2), timeout=T,
+                                                          metadata=hdr(NS)))
+    assert [m.text for m in out] == ["v0", "v1"]
