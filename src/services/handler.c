@@ -164,8 +164,9 @@ const method *handler_fallback(void *ctx, call *c, const char *path, size_t path
 	if (!rt)
 		return NULL;
 	const method *m = NULL;
-	if (!handler_route_of_path(env, svc_namespace(c, env, NULL), path, path_len, rt))
-		m = proxy_forward_method(c, rt->kind, rt->endpoint, rt->path,
+	const char *ns = svc_namespace(c, env, NULL);
+	if (!handler_route_of_path(env, ns, path, path_len, rt))
+		m = proxy_forward_method(c, rt->kind, rt->endpoint, rt->path, ns,
 					 env->max_message_bytes);
 	mem_free(rt);
 	return m;

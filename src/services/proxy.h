@@ -42,14 +42,15 @@ client_channel *proxy_channel(reactor *r, const char *target, size_t max_message
 
 /* A whole call forwarded, message by message in both directions (proxy_stream.c), to a
  * gRPC server: the method that the h2 server's fallback (h2_server_set_fallback) gives
- * for call c, with c set up to go to target at path (both copied into c's arena). It
- * carries the remaining deadline, the client's custom metadata and x-collector-hops (one
- * more; refused at the limit), passes the server's metadata, messages and status back,
- * cancels the forwarded call when c is cancelled, and reads from one side only as fast as
- * the other side takes (no message is buffered beyond the HTTP/2 windows and the calls'
- * high-water marks). NULL when out of memory. */
+ * for call c, with c set up to go to target at path in namespace ns (all copied into c's
+ * arena). It carries the remaining deadline, the client's custom metadata, ns as
+ * x-collector-namespace (so that a node on the far side validates the call where this
+ * one did) and x-collector-hops (one more; refused at the limit), passes the server's metadata,
+ * messages and status back, cancels the forwarded call when c is cancelled, and reads from one side
+ * only as fast as the other side takes (no message is buffered beyond the HTTP/2 windows and the
+ * calls' high-water marks). NULL when out of memory. */
 const method *proxy_forward_method(call *c, method_kind kind, const char *target, const char *path,
-				   size_t max_message_bytes);
+				   const char *ns, size_t max_message_bytes);
 
 /* Cancels a started call: done(CANCELLED) follows at once. */
 void proxy_cancel(proxy_call *p);

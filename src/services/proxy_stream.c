@@ -13,10 +13,11 @@
 #include "h2/client.h"
 #include "services/dispatch.h"
 #include "services/proxy.h"
+#include "services/svc.h"
 
 /* Where c goes, set by proxy_forward_method (in c's arena) and read at on_start. */
 typedef struct fwd_target {
-	const char *target, *path;
+	const char *target, *path, *ns;
 	size_t max_message_bytes;
 } fwd_target;
 
@@ -47,10 +48,11 @@ static long hops_of(call *c)
 
 /* Request metadata passed on: the client's custom headers (the h2 layer leaves out the
  * pseudo, hop-by-hop and grpc- ones), not its user-agent (the node's client sends its
- * own) nor the hop count (replaced by one more). */
+ * own) nor the hop count and namespace (replaced). */
 static bool md_passed(const call_md *m)
 {
-	return strcmp(m->name, "user-agent") && strcmp(m->name, DISPATCH_HOPS_HEADER);
+	return strcmp(m->name, "user-agent") && strcmp(m->name, DISPATCH_HOPS_HEADER) &&
+	       strcmp(m->name, SVC_NAMESPACE_HEADER);
 }
 
 static void fwd_end(fwd *f)
@@ -154,7 +156,7 @@ static void c_start(call *c)
 		return;
 	}
 	size_t n = 0, count = call_md_count(c);
-	call_md *md = call_alloc(c, (count + 1) * sizeof(*md));
+	call_md *md = call_alloc(c, (count + 2) * sizeof(*md));
 	char *next = call_alloc(c, 12);
 	fwd *f = mem_calloc(1, sizeof(*f));
 	if (!md || !next || !f) {
@@ -168,6 +170,8 @@ static void c_start(call *c)
 	snprintf(next, 12, "%ld", hops + 1);
 	md[n++] = (call_md){DISPATCH_HOPS_HEADER, strlen(DISPATCH_HOPS_HEADER),
 			    (const uint8_t *)next, strlen(next)};
+	md[n++] = (call_md){SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER),
+			    (const uint8_t *)t->ns, strlen(t->ns)};
 	int64_t timeout = 0, deadline = call_deadline(c);
 	if (deadline != INT64_MAX) {
 		timeout = deadline - reactor_now(call_reactor(c));
@@ -251,16 +255,17 @@ static const method fwd_methods[] = {
 };
 
 const method *proxy_forward_method(call *c, method_kind kind, const char *target, const char *path,
-				   size_t max_message_bytes)
+				   const char *ns, size_t max_message_bytes)
 {
 	fwd_target *t = call_alloc(c, sizeof(*t));
-	size_t tl = strlen(target) + 1, pl = strlen(path) + 1;
-	char *s = call_alloc(c, tl + pl);
+	size_t tl = strlen(target) + 1, pl = strlen(path) + 1, nl = strlen(ns) + 1;
+	char *s = call_alloc(c, tl + pl + nl);
 	if (!t || !s || (unsigned)kind > METHOD_BIDI)
 		return NULL;
 	memcpy(s, target, tl);
 	memcpy(s + tl, path, pl);
-	*t = (fwd_target){s, s + tl, max_message_bytes};
+	memcpy(s + tl + pl, ns, nl);
+	*t = (fwd_target){s, s + tl, s + tl + pl, max_message_bytes};
 	call_set_user(c, t);
 	return &fwd_methods[kind];
 }

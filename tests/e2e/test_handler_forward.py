@@ -232,6 +232,15 @@ def test_unary_with_metadata_both_ways(gw):
     assert trailing["x-trail-bin"] == b"\x00\xff"
 
 
+def test_namespace_sent_when_the_client_named_none(servers, handler):
+    """The node tells the far side the namespace it validated the call in, also when it
+    was the node's default (the client sent no header)."""
+    n = servers.node("--namespace", "fwddefault")
+    assert register(Reg(n), "fwddefault", handler.endpoint).status.code == 0
+    r = stub(n.channel(), "Unary")(MSG(text="d"), timeout=T)
+    assert r.text.split("|")[3] == "fwddefault"
+
+
 def test_hops_counted_and_limited(gw):
     ch = gw.channel()
     resp = stub(ch, "Unary")(MSG(text="h"), timeout=T, metadata=hdr(NS) + (("x-collector-hops", "3"),))
