@@ -496,3 +496,14 @@ def test_forwarded_without_validation(servers, handler):
     out = list(stub(n.channel(), "Spread", "unary_stream")(MSG(text="v", n=2), timeout=T,
                                                           metadata=hdr(NS)))
     assert [m.text for m in out] == ["v0", "v1"]
+
+
+def test_handler_that_is_the_node_itself_stops_at_the_hop_limit(shared_node):
+    """A registration pointing back at the node goes round through it until the hop
+    limit, then fails: no endless loop."""
+    reg = Reg(shared_node)
+    assert register(reg, "fwdloop", shared_node.address).status.code == 0
+    with pytest.raises(grpc.RpcError) as ei:
+        stub(shared_node.channel(), "Unary")(MSG(), timeout=T, metadata=hdr("fwdloop"))
+    assert ei.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    check_details(ei.value, ["8"])
