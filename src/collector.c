@@ -25,6 +25,7 @@
 #include "io/sock.h"
 #include "io/tls.h"
 #include "services/collector_api.h"
+#include "services/handler.h"
 #include "services/health.h"
 #include "services/mesh.h"
 #include "services/mesh_link.h"
@@ -303,6 +304,7 @@ static int mesh_build(collector *c, char *err, size_t cap)
 		return -ENOMEM;
 	}
 	c->env.mesh = c->mesh;
+	mesh_set_services(c->mesh, handler_each_served, &c->env);
 	int rc = mesh_links_load(c->mesh, &c->env);
 	if (rc) {
 		snprintf(err, cap, "cannot read the stored links: %s", store_err_msg());
@@ -450,6 +452,8 @@ static int node_build(collector *c, char *err, size_t cap)
 	h2_server_set_pool(c->server, c->pool);
 	if (!cfg->no_validation)
 		h2_server_set_gate(c->server, registry_gate, c->env.registry);
+	/* Registered services served by other processes (handler_endpoint). */
+	h2_server_set_fallback(c->server, handler_fallback, &c->env);
 	return 0;
 }
 

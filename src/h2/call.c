@@ -62,6 +62,7 @@ static void call_free(call *c)
 	else if (c->request)
 		protobuf_c_message_free_unpacked(c->request, NULL);
 	buf_free(&c->raw_request);
+	buf_free(&c->held);
 	grpcmsg_queue_free(&c->out);
 	nv_list_free(&c->initial_md);
 	nv_list_free(&c->trailing_md);
@@ -89,8 +90,7 @@ void call_detach(call *c)
 	list_push_front(&h->zombies, &c->link);
 	h->nzombies++;
 	c->zombie_of = h;
-	grpcmsg_reader_free(&c->reader);
-	call_pending_free(c);
+	call_release_input(c); /* held DATA goes back to the connection's window */
 	if (c->decoding) {
 		/* The job frees itself; its reference to the call goes below. */
 		decode_cancel(c->decoding);

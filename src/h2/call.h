@@ -63,6 +63,13 @@ int call_send_raw(call *c, const uint8_t *data, size_t len);
 /* True when the call holds more unsent output than its high-water mark: a streaming
  * handler should stop and continue from on_writable. */
 bool call_send_would_block(const call *c);
+/* Flow control of the request side, for a handler that passes messages on to a slower
+ * consumer: while paused, no request message reaches the handler and the bytes that still
+ * arrive are not given back to the stream's HTTP/2 window, so the client stops once that
+ * window (1 MiB) is full. Resuming delivers what arrived meanwhile, at once (the handler's
+ * callbacks may run inside call_resume_input), then a half-close that waited. */
+void call_pause_input(call *c);
+void call_resume_input(call *c);
 /* Ends the call with a status (message may be NULL). Queued messages go first. */
 void call_finish(call *c, int code, const char *message);
 /* printf-style status message. */

@@ -66,7 +66,7 @@ static void process_message(call *c, const uint8_t *data, size_t len, bool compr
 /* Messages that waited for a decode go in order; a deferred half-close comes last. */
 static void drain_pending(call *c)
 {
-	while (!c->decoding && c->pending && !call_done(c)) {
+	while (!c->decoding && c->pending && !c->input_paused && !call_done(c)) {
 		pending_msg *pm = c->pending;
 		if (!(c->pending = pm->next))
 			c->pending_tail = NULL;
@@ -76,7 +76,8 @@ static void drain_pending(call *c)
 	}
 	if (call_done(c))
 		call_pending_free(c);
-	if (!c->decoding && !c->pending && c->half_close_waits && !call_done(c)) {
+	if (!c->decoding && !c->pending && c->half_close_waits && !c->input_paused &&
+	    !call_done(c)) {
 		c->half_close_waits = false;
 		finish_half_close(c);
 	}
@@ -235,6 +236,8 @@ void call_start(h2_conn *h, call *c)
 		return;
 	}
 	c->m = c->path ? method_table_find(s->methods, c->path, c->path_len) : NULL;
+	if (!c->m && c->path && s->fallback)
+		c->m = s->fallback(s->fallback_ctx, c, c->path, c->path_len);
 	if (s->gate && c->path) {
 		char msg[400];
 		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg,
@@ -287,6 +290,8 @@ static void finish_half_close(call *c)
 	call_unref(c);
 }
 
+static void half_close_now(call *c);
+
 void call_half_close(call *c)
 {
 	if (c->half_closed)
@@ -294,6 +299,16 @@ void call_half_close(call *c)
 	c->half_closed = true;
 	if (call_done(c))
 		return;
+	if (c->held.len) {
+		c->half_close_held = true; /* call_resume_input finishes it */
+		return;
+	}
+	half_close_now(c);
+}
+
+/* Every DATA byte of the half-closed call has been read. */
+static void half_close_now(call *c)
+{
 	if (grpcmsg_reader_partial(&c->reader)) {
 		call_fail(c, GRPC_INTERNAL, "stream ended inside a message");
 		return;
@@ -304,10 +319,101 @@ void call_half_close(call *c)
 		finish_half_close(c);
 }
 
-/* Bytes of request messages c holds: a partial message, messages waiting for decoding. */
+/* Bytes of request messages c holds: a partial message, messages waiting for decoding,
+ * DATA held while its input is paused. */
 static size_t call_held(const call *c)
 {
-	return grpcmsg_reader_held(&c->reader) + c->pending_bytes;
+	return grpcmsg_reader_held(&c->reader) + c->pending_bytes + c->held.cap;
+}
+
+size_t call_data_in(call *c, const uint8_t *data, size_t len)
+{
+	const uint8_t *start = data;
+	bool outer = c->feeding;
+	c->feeding = true;
+	while (!call_done(c) && !c->input_paused) {
+		const uint8_t *msg;
+		size_t msg_len;
+		bool compressed;
+		int rc = grpcmsg_reader_next(&c->reader, &data, &len, &msg, &msg_len, &compressed);
+		if (rc == GRPCMSG_NEED_MORE)
+			break;
+		if (rc == GRPCMSG_MESSAGE) {
+			call_message_in(c, msg, msg_len, compressed);
+			continue;
+		}
+		if (rc == GRPCMSG_TOO_LARGE)
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED,
+				  "request message larger than the limit");
+		else if (rc == GRPCMSG_BAD_FLAG)
+			call_fail(c, GRPC_INTERNAL, "invalid message flag");
+		else
+			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	}
+	c->feeding = outer;
+	return (size_t)(data - start);
+}
+
+void call_consume(call *c, size_t n)
+{
+	if (c->conn && n) {
+		nghttp2_session_consume(c->conn->ng, c->stream_id, n);
+		conn_want_send(c->conn);
+	}
+}
+
+/* Gives held DATA back to the window and drops it (the call is ending). */
+static void held_drop(call *c)
+{
+	call_consume(c, c->held.len);
+	buf_free(&c->held);
+}
+
+void call_pause_input(call *c) { c->input_paused = true; }
+
+void call_resume_input(call *c)
+{
+	if (!c->input_paused)
+		return;
+	c->input_paused = false;
+	/* Inside call_data_in (the handler resumed from its own callback): that loop goes
+	 * on by itself. */
+	if (c->feeding || call_done(c))
+		return;
+	call_ref(c);
+	drain_pending(c);
+	if (c->held.len && !c->input_paused && !call_done(c)) {
+		/* Read from a buffer of our own: a callback that ends the call drops c->held. */
+		buf in = c->held;
+		c->held = (buf){0};
+		size_t used = call_data_in(c, in.data, in.len);
+		if (call_done(c)) {
+			call_consume(c, in.len);
+		} else {
+			call_consume(c, used);
+			memmove(in.data, in.data + used, in.len - used);
+			in.len -= used;
+			if (in.len) {
+				if (c->held.len && buf_append(&in, c->held.data, c->held.len))
+					call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+				buf_free(&c->held);
+				c->held = in;
+				in = (buf){0};
+			}
+		}
+		buf_free(&in);
+	}
+	if (call_done(c)) {
+		held_drop(c);
+	} else if (!c->held.len) {
+		buf_free(&c->held);
+		if (c->half_close_held && !c->input_paused) {
+			c->half_close_held = false;
+			half_close_now(c);
+		}
+	}
+	call_account(c);
+	call_unref(c);
 }
 
 /* Brings c's share of its connection's and the node's counts up to date. */
@@ -341,6 +447,7 @@ void call_pending_free(call *c)
 /* Drops what c holds of request messages (the call is being ended). */
 void call_release_input(call *c)
 {
+	held_drop(c);
 	grpcmsg_reader_free(&c->reader);
 	call_pending_free(c);
 	call_account(c);

@@ -24,6 +24,7 @@ struct client_channel {
 	char authority[128];
 	size_t max_message_bytes;
 	nghttp2_session_callbacks *cbs;
+	nghttp2_option *opt;
 	list_node conns; /* every live connection; the first usable one takes new calls */
 	bool detached;
 };
@@ -52,6 +53,14 @@ struct client_call {
 	/* Ended before the server could have run it: the connection never came up, or the
 	 * server refused the stream (REFUSED_STREAM, or above a GOAWAY's last stream). */
 	bool unprocessed;
+	/* Flow control: would_block until the queue drains to half the high-water mark, then
+	 * writable_due until on_writable ran. Response DATA held while paused (not yet given
+	 * back to the window), and an end that waits behind it. */
+	bool would_block, writable_due, paused, busy, end_due;
+	bool trailers_only; /* the response was one header block ending the stream */
+	buf held;
+	int end_code;
+	const char *end_msg;
 	grpcmsg_queue out;
 	md_list md[2]; /* [0] initial, [1] trailing */
 	int http_status;
@@ -60,10 +69,22 @@ struct client_call {
 	const char *status_msg;
 };
 
+/* Request bytes a call queues before client_call_send_would_block says so. */
+#define CLIENT_SEND_HIGH_WATER (256 * 1024)
+
 static void conn_want_send(cconn *h)
 {
 	if (h->io)
 		reactor_conn_want_send(h->io);
+}
+
+static void call_free_mem(client_call *c)
+{
+	grpcmsg_reader_free(&c->reader);
+	grpcmsg_queue_free(&c->out);
+	buf_free(&c->held);
+	arena_free(&c->arena);
+	mem_free(c);
 }
 
 /* ---- finishing ---- */
@@ -78,12 +99,13 @@ static void call_end(client_call *c, int code, const char *msg)
 	if (c->stream_id > 0)
 		nghttp2_session_set_stream_user_data(h->ng, c->stream_id, NULL);
 	reactor_timer_disarm(h->ch->r, &c->deadline_timer);
+	/* What it held was never read: the connection's window gets it back. */
+	if (c->held.len && c->stream_id > 0)
+		nghttp2_session_consume_connection(h->ng, c->held.len);
 	if (c->ops->on_done)
 		c->ops->on_done(c, code, msg);
-	grpcmsg_reader_free(&c->reader);
-	grpcmsg_queue_free(&c->out);
-	arena_free(&c->arena);
-	mem_free(c);
+	if (!c->busy) /* else deliver() frees it once it returns */
+		call_free_mem(c);
 }
 
 /* Status for a response without grpc-status: the HTTP-to-gRPC mapping of the spec. */
@@ -170,20 +192,21 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *
 	if (frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	client_call *c = nghttp2_session_get_stream_user_data(ng, frame->hd.stream_id);
-	if (c && frame->headers.cat == NGHTTP2_HCAT_RESPONSE && c->ops->on_headers)
+	if (!c || frame->headers.cat != NGHTTP2_HCAT_RESPONSE)
+		return 0;
+	c->trailers_only = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+	if (c->ops->on_headers)
 		c->ops->on_headers(c);
 	return 0;
 }
 
-static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, const uint8_t *data,
-			 size_t len, void *user)
+/* Reads response DATA into messages until it ends, the call ends or it is paused; returns
+ * the bytes read. A call that ended meanwhile is not freed (c->done): the caller frees it. */
+static size_t deliver(client_call *c, const uint8_t *data, size_t len)
 {
-	(void)flags;
-	(void)user;
-	/* Fetched again each round: a callback may end (and free) the call, which clears
-	 * the stream's user data first. */
-	client_call *c;
-	while ((c = nghttp2_session_get_stream_user_data(ng, stream_id)) && !c->done) {
+	const uint8_t *start = data;
+	c->busy = true;
+	while (!c->done && !c->paused) {
 		const uint8_t *msg;
 		size_t msg_len;
 		bool compressed;
@@ -219,6 +242,25 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
 			c->ops->on_message(c, plain.data, plain.len);
 		buf_free(&plain);
 	}
+	c->busy = false;
+	return (size_t)(data - start);
+}
+
+static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, const uint8_t *data,
+			 size_t len, void *user)
+{
+	(void)flags;
+	(void)user;
+	client_call *c = nghttp2_session_get_stream_user_data(ng, stream_id);
+	size_t used = !c || c->done ? len : c->held.len ? 0 : deliver(c, data, len);
+	if (c && c->done) {
+		call_free_mem(c);
+		used = len;
+	} else if (c && used < len && buf_append(&c->held, data + used, len - used)) {
+		fail_stream(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		used = len;
+	}
+	nghttp2_session_consume(ng, stream_id, used);
 	return 0;
 }
 
@@ -228,6 +270,18 @@ static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t erro
 	client_call *c = nghttp2_session_get_stream_user_data(ng, stream_id);
 	if (!c)
 		return 0;
+	if (c->held.len) {
+		/* Messages are still held (paused): the end comes after them. */
+		c->end_due = true;
+		c->end_code = c->have_status		       ? c->status
+			      : error_code == NGHTTP2_NO_ERROR ? GRPC_INTERNAL
+							       : GRPC_CANCELLED;
+		c->end_msg = c->have_status		      ? c->status_msg
+			     : error_code == NGHTTP2_NO_ERROR ? "response ended without grpc-status"
+							      : "stream reset by the server";
+		nghttp2_session_set_stream_user_data(ng, stream_id, NULL);
+		return 0;
+	}
 	if (c->have_status)
 		call_end(c, c->status, c->status_msg);
 	else if (error_code == NGHTTP2_REFUSED_STREAM) {
@@ -270,11 +324,43 @@ static int conn_recv(reactor_conn *io, const uint8_t *data, size_t len)
 	return n < 0 ? -EPROTO : 0;
 }
 
+/* Tells calls whose request output drained that they may send again. A callback may end
+ * any call, so the scan starts over after each. */
+static void run_writable(cconn *h)
+{
+	for (bool again = true; again;) {
+		again = false;
+		list_each (it, &h->calls) {
+			client_call *c = container_of(it, client_call, link);
+			if (!c->writable_due)
+				continue;
+			c->writable_due = false;
+			if (c->ops->on_writable) {
+				c->ops->on_writable(c);
+				again = true;
+				break;
+			}
+		}
+	}
+}
+
 static void conn_produce(reactor_conn *io)
 {
 	cconn *h = reactor_conn_user(io);
-	if (h && session_pump(h->ng, io) == 0)
-		session_after_pump(h->ng, io);
+	if (!h)
+		return;
+	/* Callers woken by drained output may queue more: give them a few rounds. */
+	for (int round = 0; round < 4; round++) {
+		if (session_pump(h->ng, io))
+			return;
+		bool due = false;
+		list_each (it, &h->calls)
+			due |= container_of(it, client_call, link)->writable_due;
+		if (!due)
+			break;
+		run_writable(h);
+	}
+	session_after_pump(h->ng, io);
 }
 
 static void conn_connected(reactor_conn *io, int err)
@@ -313,7 +399,7 @@ static cconn *conn_new(client_channel *ch)
 	h->ch = ch;
 	list_init(&h->link);
 	list_init(&h->calls);
-	if (nghttp2_session_client_new3(&h->ng, ch->cbs, h, NULL, &session_mem)) {
+	if (nghttp2_session_client_new3(&h->ng, ch->cbs, h, ch->opt, &session_mem)) {
 		mem_free(h);
 		return NULL;
 	}
@@ -359,6 +445,13 @@ static client_channel *channel_alloc(reactor *r, size_t max_message_bytes)
 		mem_free(ch);
 		return NULL;
 	}
+	if (nghttp2_option_new(&ch->opt)) {
+		nghttp2_session_callbacks_del(ch->cbs);
+		mem_free(ch);
+		return NULL;
+	}
+	/* Window updates are ours: a paused call (client_call_pause) stops its server. */
+	nghttp2_option_set_no_auto_window_update(ch->opt, 1);
 	nghttp2_session_callbacks_set_on_header_callback(ch->cbs, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(ch->cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(ch->cbs, on_data_chunk);
@@ -409,6 +502,7 @@ void client_channel_free(client_channel *ch)
 		mem_free(h);
 	}
 	nghttp2_session_callbacks_del(ch->cbs);
+	nghttp2_option_del(ch->opt);
 	mem_free(ch);
 }
 
@@ -433,6 +527,10 @@ static ssize_t read_request(nghttp2_session *ng, int32_t stream_id, uint8_t *out
 	(void)user;
 	client_call *c = src->ptr;
 	size_t n = grpcmsg_queue_pull(&c->out, out, length);
+	if (c->would_block && grpcmsg_queue_pending(&c->out) < CLIENT_SEND_HIGH_WATER / 2) {
+		c->would_block = false;
+		c->writable_due = true; /* told after this send (conn_produce) */
+	}
 	if (grpcmsg_queue_pending(&c->out))
 		return (ssize_t)n;
 	if (c->half_close) {
@@ -542,6 +640,42 @@ int client_call_send_pb(client_call *c, const ProtobufCMessage *msg)
 	return rc;
 }
 
+bool client_call_send_would_block(client_call *c)
+{
+	if (grpcmsg_queue_pending(&c->out) > CLIENT_SEND_HIGH_WATER)
+		c->would_block = true;
+	return c->would_block;
+}
+
+void client_call_pause(client_call *c) { c->paused = true; }
+
+void client_call_resume(client_call *c)
+{
+	if (!c->paused || c->done)
+		return;
+	c->paused = false;
+	if (c->busy)
+		return; /* inside deliver: its loop goes on */
+	cconn *h = c->conn;
+	if (c->held.len) {
+		size_t used = deliver(c, c->held.data, c->held.len);
+		if (c->done) {
+			call_free_mem(c);
+			return;
+		}
+		/* The stream may be closed (end_due): the connection's share still counts. */
+		if (c->end_due)
+			nghttp2_session_consume_connection(h->ng, used);
+		else
+			nghttp2_session_consume(h->ng, c->stream_id, used);
+		memmove(c->held.data, c->held.data + used, c->held.len - used);
+		c->held.len -= used;
+		conn_want_send(h);
+	}
+	if (!c->held.len && c->end_due && !c->paused)
+		call_end(c, c->end_code, c->end_msg);
+}
+
 void client_call_half_close(client_call *c)
 {
 	if (c->done || c->half_close)
@@ -567,3 +701,4 @@ const call_md *client_call_md_get(const client_call *c, bool trailing, const cha
 }
 bool client_call_response_compressed(const client_call *c) { return c->last_compressed; }
 bool client_call_unprocessed(const client_call *c) { return c->unprocessed; }
+bool client_call_trailers_only(const client_call *c) { return c->trailers_only; }

@@ -24,6 +24,9 @@ typedef struct client_call_ops {
 	void (*on_message)(client_call *c, const uint8_t *data, size_t len);
 	/* The call is over. Trailing metadata is readable now; c is freed on return. */
 	void (*on_done)(client_call *c, int code, const char *message);
+	/* Request output queued past the high-water mark (client_call_send_would_block) fell
+	 * below half of it. Optional. */
+	void (*on_writable)(client_call *c);
 } client_call_ops;
 
 typedef struct client_call_args {
@@ -46,6 +49,15 @@ client_call *client_call_start(client_channel *ch, const client_call_args *a);
 /* Queues one request message. 0; -ECANCELED once the call is over; -EMSGSIZE. */
 int client_call_send(client_call *c, const uint8_t *data, size_t len);
 int client_call_send_pb(client_call *c, const ProtobufCMessage *msg);
+/* True when the call holds more unsent request bytes than its high-water mark (the server
+ * reads slowly): a caller passing a stream on should stop and continue from on_writable. */
+bool client_call_send_would_block(client_call *c);
+/* Flow control of the response side: while paused, no response message reaches on_message
+ * and arriving bytes are not given back to the stream's window, so the server stops once
+ * that window (1 MiB) is full; the end of the call waits behind them. Resuming delivers
+ * them at once (ops may run inside client_call_resume, on_done included). */
+void client_call_pause(client_call *c);
+void client_call_resume(client_call *c);
 /* No more request messages. */
 void client_call_half_close(client_call *c);
 /* RST_STREAM(CANCEL); on_done(CANCELLED) follows at once. */
@@ -58,6 +70,9 @@ const call_md *client_call_md_get(const client_call *c, bool trailing, const cha
 /* In on_done: whether the call surely never ran on the server (no connection, or the
  * stream refused), so that it may be retried elsewhere without running twice. */
 bool client_call_unprocessed(const client_call *c);
+/* Whether the response was trailers-only (one header block, no messages): its metadata,
+ * read as initial, is then what the server meant as trailing. */
+bool client_call_trailers_only(const client_call *c);
 /* Whether the last response message came compressed. */
 bool client_call_response_compressed(const client_call *c);
 

@@ -125,6 +125,13 @@ int grpcmsg_queue_push(grpcmsg_queue *q, const uint8_t *msg, size_t len, bool gz
 	}
 	if (!rc && len > UINT32_MAX)
 		rc = -ENOMEM;
+	/* Bytes already pulled go before the buffer grows: a queue refilled before it drains
+	 * (a stream kept near its high-water mark) would otherwise grow by all it ever sent.
+	 * Only once they are at least what is left, so each byte moves O(1) times. */
+	if (!rc && q->off && q->off >= q->data.len - q->off) {
+		buf_consume(&q->data, q->off);
+		q->off = 0;
+	}
 	/* Room for the whole message first: a prefix queued without its body would garble
 	 * the stream. */
 	if (!rc && !(rc = buf_reserve(&q->data, sizeof(prefix) + len))) {

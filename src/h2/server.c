@@ -31,6 +31,7 @@ static size_t h2_default_buffer_budget(void)
 
 void h2_server_opts_default(h2_server_opts *o)
 {
+	*o = (h2_server_opts){0}; /* what is not named below is off (TLS among them) */
 	o->max_message_bytes = 4 * 1024 * 1024;
 	o->max_concurrent_streams = 100;
 	o->max_header_list_bytes = 16 * 1024;
@@ -193,29 +194,21 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
 	(void)flags;
 	(void)user;
 	call *c = nghttp2_session_get_stream_user_data(ng, stream_id);
-	if (!c || call_done(c) || c->half_closed)
+	if (!c || call_done(c) || c->half_closed) {
+		nghttp2_session_consume(ng, stream_id, len); /* dropped: given back at once */
 		return 0;
+	}
 	h2_conn *h = c->conn;
 	call_ref(c);
-	while (!call_done(c)) {
-		const uint8_t *msg;
-		size_t msg_len;
-		bool compressed;
-		int rc = grpcmsg_reader_next(&c->reader, &data, &len, &msg, &msg_len, &compressed);
-		if (rc == GRPCMSG_NEED_MORE)
-			break;
-		if (rc == GRPCMSG_MESSAGE) {
-			call_message_in(c, msg, msg_len, compressed);
-			continue;
-		}
-		if (rc == GRPCMSG_TOO_LARGE)
-			call_fail(c, GRPC_RESOURCE_EXHAUSTED,
-				  "request message larger than the limit");
-		else if (rc == GRPCMSG_BAD_FLAG)
-			call_fail(c, GRPC_INTERNAL, "invalid message flag");
-		else
-			call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+	size_t used = c->held.len ? 0 : call_data_in(c, data, len);
+	if (call_done(c))
+		used = len;
+	else if (used < len && buf_append(&c->held, data + used, len - used)) {
+		call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		used = len;
 	}
+	if (used)
+		nghttp2_session_consume(ng, stream_id, used);
 	if (c->conn)
 		call_received(h, c);
 	call_unref(c);
@@ -278,6 +271,9 @@ h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts
 	nghttp2_option_set_max_continuations(s->opt, s->o.max_continuations);
 	nghttp2_option_set_max_outbound_ack(s->opt, 1000);
 	nghttp2_option_set_max_settings(s->opt, 32);
+	/* Window updates are ours (call_consume): a call whose handler paused its input
+	 * stops its client instead of buffering what it sends. */
+	nghttp2_option_set_no_auto_window_update(s->opt, 1);
 	/* One message must always fit in a connection's buffers. */
 	if (s->o.conn_buffer_bytes < s->o.max_message_bytes + 64 * 1024)
 		s->o.conn_buffer_bytes = s->o.max_message_bytes + 64 * 1024;
@@ -293,6 +289,12 @@ void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx)
 {
 	s->gate = gate;
 	s->gate_ctx = ctx;
+}
+
+void h2_server_set_fallback(h2_server *s, h2_call_fallback fn, void *ctx)
+{
+	s->fallback = fn;
+	s->fallback_ctx = ctx;
 }
 
 void h2_server_set_pool(h2_server *s, pool *p) { s->pool = p; }

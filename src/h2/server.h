@@ -56,6 +56,13 @@ void h2_server_free(h2_server *s);
 typedef int (*h2_call_gate)(void *ctx, call *c, const char *path, size_t path_len, bool served,
 			    char *msg, size_t cap);
 void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx);
+/* Supplies the method of a call whose path the table does not serve (a registered service
+ * served by another process, which a service forwards): NULL when there is none. Runs before
+ * the gate, which then sees the call as served; the method must outlive the call (it may
+ * keep per-call state with call_set_user or call_alloc). Runs on every reactor thread at
+ * once. Set before the reactors start. */
+typedef const method *(*h2_call_fallback)(void *ctx, call *c, const char *path, size_t path_len);
+void h2_server_set_fallback(h2_server *s, h2_call_fallback fn, void *ctx);
 /* The pool that decodes large and compressed requests (decode.h), so that no reactor is
  * held by one; without one (tests, fuzzers), everything is decoded on the reactor. */
 void h2_server_set_pool(h2_server *s, pool *p);

@@ -33,6 +33,8 @@ struct h2_server {
 	admit *admit;
 	h2_call_gate gate;
 	void *gate_ctx;
+	h2_call_fallback fallback;
+	void *fallback_ctx;
 	pool *pool;	     /* decodes large and compressed requests; NULL: all on the reactor */
 	_Atomic size_t held; /* message bytes buffered by every connection (o.max_buffered_bytes) */
 };
@@ -124,6 +126,11 @@ struct call {
 	ProtobufCMessage *request;
 	buf raw_request;
 	bool half_closed;
+	/* Flow control (call_pause_input): DATA bytes that arrived while the handler paused
+	 * input, not yet read and not yet given back to the stream's window. */
+	bool input_paused, feeding;
+	bool half_close_held; /* half-closed while held bytes were still unread */
+	buf held;
 
 	/* response */
 	bool started, finished, cancelled;
@@ -170,6 +177,11 @@ void call_start(h2_conn *h, call *c);
 void call_half_close(call *c);
 /* One whole gRPC message of the call, in arrival order. */
 void call_message_in(call *c, const uint8_t *data, size_t len, bool compressed);
+/* DATA bytes of the call: read into messages until they end, the call ends or its input
+ * is paused. Returns the bytes read (the rest is the caller's to hold). */
+size_t call_data_in(call *c, const uint8_t *data, size_t len);
+/* Gives n bytes of the stream back to the peer's window (WINDOW_UPDATE). */
+void call_consume(call *c, size_t n);
 /* After DATA for c: its buffers against its connection's cap and the node's budget. */
 void call_received(h2_conn *h, call *c);
 /* Brings c's share of its connection's and the node's counts up to date. */

@@ -573,7 +573,7 @@ int mesh_choose(mesh *m, const mesh_want *w, mesh_choice *out)
 		}
 	}
 	if (best) {
-		best->outstanding++;
+		best->outstanding += !w->uncounted;
 		best->last_pick = ++m->picks;
 		snprintf(out->id, sizeof(out->id), "%s", best->id);
 		snprintf(out->address, sizeof(out->address), "%s", best->address);

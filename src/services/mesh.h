@@ -107,6 +107,7 @@ typedef struct mesh_want {
 	bool round_robin;	  /* lb=round_robin; else least outstanding calls */
 	const char *const *avoid; /* ids not to choose: passed already, or failed */
 	size_t navoid;
+	bool uncounted; /* the call is not counted outstanding (no mesh_release follows) */
 } mesh_want;
 
 typedef struct mesh_choice {

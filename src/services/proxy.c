@@ -126,10 +126,15 @@ static void on_done(client_call *c, int code, const char *message)
 
 static const client_call_ops ops = {.on_message = on_message, .on_done = on_done};
 
-proxy_call *proxy_start(reactor *r, const proxy_args *a)
+client_channel *proxy_channel(reactor *r, const char *target, size_t max_message_bytes)
 {
 	proxy_local *l = local_of(r);
-	client_channel *ch = l ? channel_for(l, a->target, a->max_message_bytes) : NULL;
+	return l ? channel_for(l, target, max_message_bytes) : NULL;
+}
+
+proxy_call *proxy_start(reactor *r, const proxy_args *a)
+{
+	client_channel *ch = proxy_channel(r, a->target, a->max_message_bytes);
 	if (!ch)
 		return NULL;
 	int64_t timeout = 0;

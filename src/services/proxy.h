@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "h2/call.h"
+#include "h2/client.h"
 #include "io/reactor.h"
 
 typedef struct proxy_call proxy_call;
@@ -37,6 +38,24 @@ typedef struct proxy_args {
 /* Starts the call on reactor r (the calling thread's). NULL when it cannot start (a bad
  * target, no memory, the reactor draining): done is not called then. */
 proxy_call *proxy_start(reactor *r, const proxy_args *a);
+/* The reactor's channel to target (host:port), made on first use; NULL when it cannot be
+ * (a bad target, no memory, the reactor draining). On r's thread; the channel stays the
+ * cache's (it may close when the reactor drains or the cache evicts it, ending its calls
+ * CANCELLED). */
+client_channel *proxy_channel(reactor *r, const char *target, size_t max_message_bytes);
+
+/* A whole call forwarded, message by message in both directions (proxy_stream.c), to a
+ * gRPC server: the method that the h2 server's fallback (h2_server_set_fallback) gives
+ * for call c, with c set up to go to target at path in namespace ns (all copied into c's
+ * arena). It carries the remaining deadline, the client's custom metadata, ns as
+ * x-collector-namespace (so that a node on the far side validates the call where this
+ * one did) and x-collector-hops (one more; refused at the limit), passes the server's metadata,
+ * messages and status back, cancels the forwarded call when c is cancelled, and reads from one side
+ * only as fast as the other side takes (no message is buffered beyond the HTTP/2 windows and the
+ * calls' high-water marks). NULL when out of memory. */
+const method *proxy_forward_method(call *c, method_kind kind, const char *target, const char *path,
+				   const char *ns, size_t max_message_bytes);
+
 /* Cancels a started call: done(CANCELLED) follows at once. */
 void proxy_cancel(proxy_call *p);
 /* The reactor's shutdown began: its channels close (their calls end CANCELLED) and no new

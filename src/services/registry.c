@@ -957,7 +957,8 @@ int registry_gate(void *ctx, call *c, const char *path, size_t path_len, bool se
 	}
 	if (!served) {
 		snprintf(msg, cap,
-			 "method %.*s is registered in namespace '%s' but not served by this node",
+			 "method %.*s is registered in namespace '%s' but not served by this node "
+			 "(its service has no handler_endpoint)",
 			 (int)(path_len > 250 ? 250 : path_len), path, ns);
 		return GRPC_UNIMPLEMENTED;
 	}

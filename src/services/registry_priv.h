@@ -1,6 +1,7 @@
-/* What registry.c shares with regservice.c (RegisterService), regremove.c (the removals)
- * and regsynth.c (the file made for a service): the registry's state and the helpers they
- * use. For these files only. */
+/* What registry.c shares with regservice.c (RegisterService), regremove.c (the removals),
+ * regsynth.c (the file made for a service) and handler.c (the routes of calls to services
+ * with a handler, read from the index): the registry's state and the helpers they use. For
+ * these files only. */
 #ifndef SERVICES_REGISTRY_PRIV_H
 #define SERVICES_REGISTRY_PRIV_H
 #include <pthread.h>

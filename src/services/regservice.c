@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "collector/registry.pb-c.h"
+#include "services/handler.h"
 #include "services/registry_priv.h"
 #include "services/syscoll.h"
 
@@ -126,6 +127,7 @@ typedef struct service_plan {
 	char id[STORE_NAME_MAX + 2 + REGISTRY_NAME_MAX];
 	Google__Protobuf__Timestamp created;
 	bool exists;
+	const char *handler; /* handler_endpoint; NULL or "": none */
 } service_plan;
 
 /* Reads what an earlier registration of the service keeps: its id and creation time. */
@@ -217,6 +219,8 @@ static void service_record(Collector__RegisteredService *rec, const char *ns, se
 	rec->n_method_names = p->methods.n;
 	rec->method_names = p->methods.v;
 	rec->metadata = md;
+	if (p->handler && *p->handler)
+		rec->handler_endpoint = (char *)p->handler;
 }
 
 static bool save_service(svc_job *j, registry *r, const char *ns, service_plan *p,
@@ -293,10 +297,12 @@ static bool declare_service(svc_job *j, registry *r, const char *ns,
 
 /* An upper bound of the size of the service's record (save_service), for service_fits:
  * metadata of two timestamps, every field at most. */
-static size_t record_bound(const char *ns, const char *full, const service_proto *sd)
+static size_t record_bound(const char *ns, const char *full, const service_proto *sd,
+			   const char *handler)
 {
 	size_t n = protobuf_c_message_get_packed_size(&sd->base) + 2 * strlen(ns) + strlen(full) +
-		   strlen(full) + 2 * (2 * (11 + 6) + REGISTRY_FIELD_MAX) + 6 * REGISTRY_FIELD_MAX;
+		   strlen(full) + 2 * (2 * (11 + 6) + REGISTRY_FIELD_MAX) + 7 * REGISTRY_FIELD_MAX +
+		   (handler ? strlen(handler) : 0);
 	for (size_t i = 0; i < sd->n_method; i++)
 		n += strlen(sd->method[i]->name) + REGISTRY_FIELD_MAX;
 	return n;
@@ -343,7 +349,9 @@ static bool service_fits(svc_job *j, registry *r, const char *ns,
 		ok = rc != -ENOMEM && (rc || bytes); /* -ENODATA: no file is made */
 	}
 	if (ok && registry_service_counts(r, ns, full))
-		items[n++] = (regquota_item){.service = full, .bytes = record_bound(ns, full, sd)};
+		items[n++] =
+			(regquota_item){.service = full,
+					.bytes = record_bound(ns, full, sd, req->handler_endpoint)};
 	if (ok)
 		ok = registry_quota_allows(j, r, ns, items, n);
 	else
@@ -369,10 +377,17 @@ void registry_register_service(registry *r, svc_job *sj, const char *ns,
 		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "service %s has no methods", sd->name);
 		return;
 	}
+	char why[200];
+	const char *handler = req->handler_endpoint;
+	if (handler && *handler && !handler_endpoint_valid(handler, why, sizeof(why))) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT, "handler_endpoint '%.100s': %s", handler,
+			     why);
+		return;
+	}
 	registry_file_set fs = {0};
 	if (req->file_descriptor && !registry_order_files(sj, &fs, NULL, 0, req->file_descriptor))
 		return;
-	service_plan p = {0};
+	service_plan p = {.handler = handler};
 	char *file_id = NULL;
 	pthread_mutex_lock(&r->lock);
 	bool ok = registry_alias_files(sj, r, ns, &fs) && service_fits(sj, r, ns, req) &&

@@ -8,6 +8,7 @@
 
 #include "base/mem.h"
 #include "collector/dispatcher.pb-c.h"
+#include "services/handler.h"
 #include "services/mesh.h"
 #include "services/proxy.h"
 
@@ -20,7 +21,8 @@ struct route {
 	route_done_fn done;
 	void *user;
 	proxy_call *p;
-	const method *m; /* run here: the local method */
+	const method *m;  /* run here: the node's own method */
+	handler_route *h; /* or run by the handler of a service registered here */
 	char *ns, *service, *method, *target;
 	bool round_robin, everywhere;
 	uint8_t *fwd; /* the DispatchRequest sent to peers (kept for the one retry) */
@@ -115,11 +117,43 @@ static bool local_fits(route_req *q, const method *m, const char *type_url)
 	return true;
 }
 
+/* A service registered here with a handler endpoint (handler.h): its unary method, run by
+ * that handler. false without one (*fail: q says why the route cannot start). */
+static bool handler_here(route_req *q, handler_route **out, bool *fail)
+{
+	*fail = false;
+	handler_route *h = mem_alloc(sizeof(*h));
+	if (!h) {
+		failf(q, GRPC_RESOURCE_EXHAUSTED, "%s", "out of memory");
+		*fail = true;
+		return false;
+	}
+	if (handler_route_find(q->env, q->ns, q->service, q->method, h)) {
+		mem_free(h);
+		return false;
+	}
+	const char *slash = strrchr(q->type_url, '/');
+	const char *type = slash ? slash + 1 : q->type_url;
+	if (h->kind != METHOD_UNARY) {
+		failf(q, GRPC_INVALID_ARGUMENT,
+		      "%s streams: Serve, Dispatch and Invoke run unary methods", h->path);
+		*fail = true;
+	} else if (h->input_type[0] && strcmp(type, h->input_type)) {
+		failf(q, GRPC_INVALID_ARGUMENT, "input is an Any of %.200s; %s takes %s", type,
+		      h->path, h->input_type);
+		*fail = true;
+	}
+	if (*fail) {
+		mem_free(h);
+		return false;
+	}
+	*out = h;
+	return true;
+}
+
 /* ---- where the call has been ---- */
 
-/* The hops a call has made (DISPATCH_HOPS_HEADER), 0 when it carries none; -1 when the
- * header is not a number. */
-static long hops_of(call *c)
+long route_hops_of(call *c)
 {
 	const call_md *md = call_md_get(c, DISPATCH_HOPS_HEADER);
 	if (!md)
@@ -152,7 +186,7 @@ static bool listed(const uint8_t *list, size_t len, const char *id)
 static bool route_path(route *r, route_req *q)
 {
 	call *c = r->c;
-	long hops = hops_of(c);
+	long hops = route_hops_of(c);
 	if (hops < 0) {
 		failf(q, GRPC_INVALID_ARGUMENT, "%s", DISPATCH_HOPS_HEADER " must be a number");
 		return false;
@@ -193,6 +227,7 @@ static bool route_path(route *r, route_req *q)
 
 static void route_free(route *r)
 {
+	mem_free(r->h);
 	mem_free(r->fwd);
 	mem_free(r);
 }
@@ -237,16 +272,21 @@ static void local_done(void *user, int code, const char *message, const uint8_t 
 {
 	route *r = user;
 	r->p = NULL;
-	char url[sizeof(SVC_TYPE_URL_PREFIX) + 256];
+	char url[sizeof(SVC_TYPE_URL_PREFIX) + HANDLER_NAME_MAX];
 	snprintf(url, sizeof(url), SVC_TYPE_URL_PREFIX "%s",
-		 r->m->output ? r->m->output->name : "");
+		 r->h		? r->h->output_type
+		 : r->m->output ? r->m->output->name
+				: "");
 	route_end(r, code, message, url, resp, len, self_id(r->env));
 }
 
 static bool run_local(route *r, route_req *q)
 {
-	char target[96];
-	loopback_of(r->env->endpoint ? r->env->endpoint : "", target, sizeof(target));
+	char target[128];
+	if (r->h)
+		snprintf(target, sizeof(target), "%s", r->h->endpoint);
+	else
+		loopback_of(r->env->endpoint ? r->env->endpoint : "", target, sizeof(target));
 	call_md md[3] = {
 		{SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER), (const uint8_t *)r->ns,
 		 strlen(r->ns)},
@@ -256,7 +296,7 @@ static bool run_local(route *r, route_req *q)
 		 strlen(r->visited)},
 	};
 	proxy_args a = {.target = target,
-			.path = r->m->path,
+			.path = r->h ? r->h->path : r->m->path,
 			.request = q->input,
 			.request_len = q->input_len,
 			.deadline_ns = call_deadline(r->c),
@@ -366,9 +406,9 @@ static int forward(route *r, char *why, size_t cap)
 	/* The peer runs it when it said it serves it; else it routes it on. */
 	size_t len = r->fwd_len;
 	uint8_t *sent = r->choice.final && !r->target ? with_target(r, r->choice.id, &len) : NULL;
-	call_md md[3] = {
-		{SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER), (const uint8_t *)r->ns,
-		 strlen(r->ns)},
+	/* No namespace header: the peer's Dispatch is the node's own method, admitted in its
+	 * default namespace; the method it runs is named in the request, namespace included. */
+	call_md md[2] = {
 		{DISPATCH_HOPS_HEADER, strlen(DISPATCH_HOPS_HEADER), (const uint8_t *)r->hops,
 		 strlen(r->hops)},
 		{MESH_VISITED_HEADER, strlen(MESH_VISITED_HEADER), (const uint8_t *)r->visited,
@@ -381,7 +421,7 @@ static int forward(route *r, char *why, size_t cap)
 			.request_len = len,
 			.deadline_ns = call_deadline(r->c),
 			.md = md,
-			.nmd = 3,
+			.nmd = 2,
 			.max_message_bytes = r->env->max_message_bytes,
 			.done = peer_done,
 			.user = r,
@@ -450,18 +490,24 @@ route *route_start(route_req *q)
 	const method *m = find_local(q, q->service, q->method, &fail);
 	if (fail || (m && !target && !local_fits(q, m, q->type_url)))
 		return NULL;
-	if (!m && here_only) {
+	handler_route *h = NULL;
+	if (!m && !target && !handler_here(q, &h, &fail) && fail)
+		return NULL;
+	if (!m && !h && here_only) {
 		failf(q, GRPC_NOT_FOUND, "this node serves no method %.200s.%.100s", q->service,
 		      q->method);
 		return NULL;
 	}
 	/* The route and its strings in one allocation; the service by its full name. */
-	const char *svc = m ? m->path + 1 : q->service;
-	size_t svc_len = m ? (size_t)(strrchr(m->path, '/') - svc) : strlen(q->service);
+	const char *svc = m ? m->path + 1 : h ? h->path + 1 : q->service;
+	size_t svc_len = m   ? (size_t)(strrchr(m->path, '/') - svc)
+			 : h ? (size_t)(strrchr(h->path, '/') - svc)
+			     : strlen(q->service);
 	size_t ns_len = strlen(q->ns), method_len = strlen(q->method);
 	size_t target_len = target ? strlen(target) : 0;
 	route *r = mem_calloc(1, sizeof(*r) + ns_len + svc_len + method_len + target_len + 4);
 	if (!r) {
+		mem_free(h);
 		failf(q, GRPC_RESOURCE_EXHAUSTED, "%s", "out of memory");
 		return NULL;
 	}
@@ -471,6 +517,7 @@ route *route_start(route_req *q)
 		     .done = q->done,
 		     .user = q->user,
 		     .m = m,
+		     .h = h,
 		     .ns = put(&at, q->ns, ns_len),
 		     .service = put(&at, svc, svc_len),
 		     .method = put(&at, q->method, method_len),
@@ -479,7 +526,7 @@ route *route_start(route_req *q)
 		     .everywhere = m != NULL};
 	call_ref(c);
 	bool started = route_path(r, q);
-	bool here = started && m && !target && (here_only || !q->prefer_remote);
+	bool here = started && (m || h) && !target && (here_only || !q->prefer_remote);
 	if (started && here) {
 		started = run_local(r, q);
 	} else if (started) {
@@ -491,7 +538,7 @@ route *route_start(route_req *q)
 			char why[600];
 			int code = forward(r, why, sizeof(why));
 			/* prefer=remote when no other node serves it: here after all. */
-			if (code != GRPC_OK && m && !target) {
+			if (code != GRPC_OK && (m || h) && !target) {
 				started = run_local(r, q);
 			} else if (code != GRPC_OK) {
 				failf(q, code, "%s", why);

@@ -21,6 +21,10 @@
 #define DISPATCH_HOPS_HEADER "x-collector-hops"
 #define DISPATCH_HOP_LIMIT 8
 
+/* The hops a call has made (DISPATCH_HOPS_HEADER), 0 when it carries none; -1 when the
+ * header is not a number. */
+long route_hops_of(call *c);
+
 typedef struct route route;
 
 /* The call is over. On OK, type_url and out (len bytes) are the output, handled_by the
