@@ -95,6 +95,7 @@ typedef struct collector_config {
 	char tls_cert[512];	 /* PEM chain */
 	char tls_key[512];	 /* PEM private key */
 	char tls_client_ca[512]; /* mTLS: clients must present a certificate it signed */
+	char tls_peer_ca[512];	 /* the node's own client: the CA that signs other nodes */
 	int tls_min_version;	 /* 12 or 13 */
 
 	/* The mesh (README, Mesh). */

@@ -62,7 +62,7 @@ struct collector {
 	size_t nservices;
 	sem_t stop;
 	atomic_bool stop_asked, reload_asked;
-	tls_ctx *tls;
+	tls_ctx *tls, *tls_client; /* the server's; the node's own client's (calls to nodes) */
 };
 
 /* Reads DIR/node-id, or makes and keeps a new UUIDv7 there. */
@@ -337,8 +337,14 @@ static int mesh_build(collector *c, char *err, size_t cap)
 static int tls_build(collector *c, char *err, size_t cap)
 {
 	const collector_config *cfg = &c->cfg;
-	if (!cfg->tls_cert[0] && !cfg->tls_key[0] && !cfg->tls_client_ca[0])
+	if (!cfg->tls_cert[0] && !cfg->tls_key[0] && !cfg->tls_client_ca[0]) {
+		proxy_set_node_tls(NULL);
+		if (cfg->tls_peer_ca[0]) {
+			snprintf(err, cap, "tls: --tls-peer-ca needs --tls-cert and --tls-key");
+			return -EINVAL;
+		}
 		return 0;
+	}
 	tls_opts to = {.server = true,
 		       .cert_file = cfg->tls_cert[0] ? cfg->tls_cert : NULL,
 		       .key_file = cfg->tls_key[0] ? cfg->tls_key : NULL,
@@ -350,6 +356,25 @@ static int tls_build(collector *c, char *err, size_t cap)
 		snprintf(err, cap, "tls: %s", why);
 		return -EINVAL;
 	}
+	/* Calls to nodes (this one over loopback, peers) speak TLS when the node does: a
+	 * mesh is TLS or plaintext throughout. They present the node's certificate. */
+	const char *peer_ca = cfg->tls_peer_ca[0]     ? cfg->tls_peer_ca
+			      : cfg->tls_client_ca[0] ? cfg->tls_client_ca
+						      : NULL;
+	tls_opts co = {.cert_file = to.cert_file,
+		       .key_file = to.key_file,
+		       .ca_file = peer_ca,
+		       .verify_peer = peer_ca != NULL,
+		       .min_version = cfg->tls_min_version,
+		       .alpn = "h2"};
+	if (tls_ctx_new(&co, &c->tls_client, why, sizeof(why))) {
+		snprintf(err, cap, "tls (the node's own client): %s", why);
+		return -EINVAL;
+	}
+	if (!peer_ca)
+		log_warn("tls: calls to other nodes do not check their certificates (set "
+			 "--tls-peer-ca)");
+	proxy_set_node_tls(c->tls_client);
 	return 0;
 }
 
@@ -481,7 +506,9 @@ static void collector_free_parts(collector *c)
 	store_close(c->store);
 	tp_free(c->types);
 	h2_server_free(c->server);
+	proxy_set_node_tls(NULL);
 	tls_ctx_free(c->tls);
+	tls_ctx_free(c->tls_client);
 	method_table_free(c->methods);
 	for (size_t i = 0; i < c->nservices; i++)
 		mem_free(c->services[i]);
@@ -549,7 +576,8 @@ int collector_serve(collector *c)
 			break;
 		if (atomic_exchange(&c->reload_asked, false) && c->tls) {
 			char why[400];
-			if (tls_ctx_reload(c->tls, why, sizeof(why)))
+			if (tls_ctx_reload(c->tls, why, sizeof(why)) ||
+			    tls_ctx_reload(c->tls_client, why, sizeof(why)))
 				log_error(
 					"tls: the certificate was not reloaded, the old one stays: %s",
 					why);

@@ -225,6 +225,10 @@ static void config_usage(const char *prog)
 	       "  --tls-client-ca FILE       mTLS: clients must present a certificate this CA\n"
 	       "                             signed\n"
 	       "  --tls-min-version V        1.2 or 1.3 (default 1.2)\n"
+	       "  --tls-peer-ca FILE         with --tls-cert: calls to other nodes (links,\n"
+	       "                             Dispatch) check their certificate against this CA\n"
+	       "                             and present this node's (default: --tls-client-ca;\n"
+	       "                             neither: not checked, logged)\n"
 	       "  --peer HOST:PORT           link to this node at start (repeatable, at most\n"
 	       "                             16; see also the Link RPC)\n"
 	       "  --advertise HOST:PORT      address other nodes reach this one at (default:\n"
@@ -309,6 +313,8 @@ static int set_option(collector_config *c, const char *name, const char *v)
 		return copy_str(name, c->tls_key, sizeof(c->tls_key), v);
 	if (!strcmp(name, "tls-client-ca"))
 		return copy_str(name, c->tls_client_ca, sizeof(c->tls_client_ca), v);
+	if (!strcmp(name, "tls-peer-ca"))
+		return copy_str(name, c->tls_peer_ca, sizeof(c->tls_peer_ca), v);
 	if (!strcmp(name, "tls-min-version")) {
 		if (strcmp(v, "1.2") && strcmp(v, "1.3")) {
 			fprintf(stderr, "collector: --tls-min-version: expected 1.2 or 1.3\n");

@@ -14,6 +14,7 @@
 #include "h2/nvlist.h"
 #include "h2/session.h"
 #include "io/sock.h"
+#include "io/tls.h"
 
 typedef struct cconn cconn;
 
@@ -27,6 +28,7 @@ struct client_channel {
 	nghttp2_option *opt;
 	list_node conns; /* every live connection; the first usable one takes new calls */
 	bool detached;
+	tls_ctx *tls; /* NULL: plaintext */
 };
 
 struct cconn {
@@ -417,6 +419,15 @@ static cconn *conn_new(client_channel *ch)
 		mem_free(h);
 		return NULL;
 	}
+	if (h->io && ch->tls) {
+		tls_conn *t = tls_conn_new(ch->tls, NULL);
+		if (!t || reactor_conn_set_tls(h->io, t, true)) {
+			if (!t)
+				reactor_conn_abort(h->io, -ENOMEM);
+			else
+				reactor_conn_abort(h->io, -EPROTO);
+		}
+	}
 	if (h->io)
 		reactor_conn_want_send(h->io);
 	list_push_front(&ch->conns, &h->link);
@@ -461,6 +472,12 @@ static client_channel *channel_alloc(reactor *r, size_t max_message_bytes)
 
 client_channel *client_channel_new(reactor *r, const char *target, size_t max_message_bytes)
 {
+	return client_channel_new_tls(r, target, max_message_bytes, NULL);
+}
+
+client_channel *client_channel_new_tls(reactor *r, const char *target, size_t max_message_bytes,
+				       tls_ctx *tls)
+{
 	struct sockaddr_storage ss;
 	socklen_t len;
 	if (sock_parse_addr(target, &ss, &len) ||
@@ -471,6 +488,7 @@ client_channel *client_channel_new(reactor *r, const char *target, size_t max_me
 		return NULL;
 	ch->addr = ss;
 	ch->addr_len = len;
+	ch->tls = tls;
 	snprintf(ch->authority, sizeof(ch->authority), "%s", target);
 	return ch;
 }
@@ -550,7 +568,9 @@ static int build_request(client_call *c, const client_call_args *a, nv_list *l)
 {
 	client_channel *ch = c->conn->ch;
 	int rc = NV_LIST_LIT(l, ":method", "POST");
-	rc = rc ? rc : NV_LIST_LIT(l, ":scheme", "http");
+	rc = rc	       ? rc
+	     : ch->tls ? NV_LIST_LIT(l, ":scheme", "https")
+		       : NV_LIST_LIT(l, ":scheme", "http");
 	/* nghttp2 keeps pointers to NO_COPY values until the frame is written: copies
 	 * live in the call's arena. */
 	const char *path = arena_strndup(&c->arena, a->path, strlen(a->path));

@@ -41,6 +41,10 @@ typedef struct client_call_args {
 
 /* target: "host:port" with a numeric host or localhost. NULL on a bad target. */
 client_channel *client_channel_new(reactor *r, const char *target, size_t max_message_bytes);
+/* The same over TLS (io/tls.h; a client context, ALPN h2): tls must outlive the channel. */
+struct tls_ctx;
+client_channel *client_channel_new_tls(reactor *r, const char *target, size_t max_message_bytes,
+				       struct tls_ctx *tls);
 /* Cancels the channel's calls (their on_done runs) and closes its connection. */
 void client_channel_free(client_channel *ch);
 

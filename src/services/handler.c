@@ -170,7 +170,8 @@ static const method *to_peer(const svc_env *env, call *c, const char *ns, const 
 	mesh_choice ch;
 	if (mesh_choose(env->mesh, &w, &ch))
 		return NULL;
-	return proxy_forward_method(c, rt->kind, ch.address, rt->path, ns, env->max_message_bytes);
+	return proxy_forward_method(c, rt->kind, ch.address, rt->path, ns, env->max_message_bytes,
+				    true);
 }
 
 const method *handler_fallback(void *ctx, call *c, const char *path, size_t path_len)
@@ -184,7 +185,7 @@ const method *handler_fallback(void *ctx, call *c, const char *path, size_t path
 	int rc = handler_route_of_path(env, ns, path, path_len, rt);
 	if (!rc)
 		m = proxy_forward_method(c, rt->kind, rt->endpoint, rt->path, ns,
-					 env->max_message_bytes);
+					 env->max_message_bytes, false);
 	else if (rc == -ENODATA && env->mesh)
 		m = to_peer(env, c, ns, rt);
 	mem_free(rt);

@@ -94,7 +94,8 @@ int mesh_connect(reactor *r, mesh *m, const svc_env *env, const char *address,
 				.deadline_ns = reactor_now(r) + timeout_ns,
 				.max_message_bytes = env->max_message_bytes,
 				.done = connected,
-				.user = k};
+				.user = k,
+				.node = true};
 		if (!proxy_start(r, &a)) {
 			rc = strchr(address, ':') ? -ESHUTDOWN : -EINVAL;
 			mem_free(k);

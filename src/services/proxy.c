@@ -17,6 +17,7 @@
 
 typedef struct channel_slot {
 	char target[128];
+	bool tls;
 	client_channel *ch;
 	uint64_t used; /* the reactor's use count when last used */
 } channel_slot;
@@ -54,12 +55,13 @@ static proxy_local *local_of(reactor *r)
 	return local && local->r == r && !local->draining ? local : NULL;
 }
 
-static client_channel *channel_for(proxy_local *l, const char *target, size_t max_message)
+static client_channel *channel_for(proxy_local *l, const char *target, size_t max_message,
+				   struct tls_ctx *tls)
 {
 	channel_slot *free_slot = NULL, *oldest = NULL;
 	for (size_t i = 0; i < PROXY_CHANNELS; i++) {
 		channel_slot *s = &l->slots[i];
-		if (s->ch && !strcmp(s->target, target)) {
+		if (s->ch && s->tls == (tls != NULL) && !strcmp(s->target, target)) {
 			s->used = ++l->uses;
 			return s->ch;
 		}
@@ -76,9 +78,10 @@ static client_channel *channel_for(proxy_local *l, const char *target, size_t ma
 		oldest->ch = NULL;
 		s = oldest;
 	}
-	s->ch = client_channel_new(l->r, target, max_message);
+	s->ch = client_channel_new_tls(l->r, target, max_message, tls);
 	if (!s->ch)
 		return NULL;
+	s->tls = tls != NULL;
 	memcpy(s->target, target, strlen(target) + 1);
 	s->used = ++l->uses;
 	return s->ch;
@@ -126,15 +129,19 @@ static void on_done(client_call *c, int code, const char *message)
 
 static const client_call_ops ops = {.on_message = on_message, .on_done = on_done};
 
-client_channel *proxy_channel(reactor *r, const char *target, size_t max_message_bytes)
+static struct tls_ctx *node_tls;
+
+void proxy_set_node_tls(struct tls_ctx *t) { node_tls = t; }
+
+client_channel *proxy_channel(reactor *r, const char *target, size_t max_message_bytes, bool node)
 {
 	proxy_local *l = local_of(r);
-	return l ? channel_for(l, target, max_message_bytes) : NULL;
+	return l ? channel_for(l, target, max_message_bytes, node ? node_tls : NULL) : NULL;
 }
 
 proxy_call *proxy_start(reactor *r, const proxy_args *a)
 {
-	client_channel *ch = proxy_channel(r, a->target, a->max_message_bytes);
+	client_channel *ch = proxy_channel(r, a->target, a->max_message_bytes, a->node);
 	if (!ch)
 		return NULL;
 	int64_t timeout = 0;

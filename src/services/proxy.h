@@ -33,7 +33,15 @@ typedef struct proxy_args {
 	/* Optional: set before done runs, true when the call failed surely without running on
 	 * the target (client_call_unprocessed), so that it may go elsewhere. */
 	bool *unprocessed;
+	/* The target is a Collector node (this one or a peer): over TLS when the node's own
+	 * client has it (proxy_set_node_tls). Else (a handler process) plaintext. */
+	bool node;
 } proxy_args;
+
+/* The TLS context of calls to nodes (a client context presenting the node's certificate);
+ * NULL: plaintext. Set before the reactors start; it outlives them. */
+struct tls_ctx;
+void proxy_set_node_tls(struct tls_ctx *t);
 
 /* Starts the call on reactor r (the calling thread's). NULL when it cannot start (a bad
  * target, no memory, the reactor draining): done is not called then. */
@@ -42,7 +50,7 @@ proxy_call *proxy_start(reactor *r, const proxy_args *a);
  * (a bad target, no memory, the reactor draining). On r's thread; the channel stays the
  * cache's (it may close when the reactor drains or the cache evicts it, ending its calls
  * CANCELLED). */
-client_channel *proxy_channel(reactor *r, const char *target, size_t max_message_bytes);
+client_channel *proxy_channel(reactor *r, const char *target, size_t max_message_bytes, bool node);
 
 /* A whole call forwarded, message by message in both directions (proxy_stream.c), to a
  * gRPC server: the method that the h2 server's fallback (h2_server_set_fallback) gives
@@ -54,7 +62,7 @@ client_channel *proxy_channel(reactor *r, const char *target, size_t max_message
  * only as fast as the other side takes (no message is buffered beyond the HTTP/2 windows and the
  * calls' high-water marks). NULL when out of memory. */
 const method *proxy_forward_method(call *c, method_kind kind, const char *target, const char *path,
-				   const char *ns, size_t max_message_bytes);
+				   const char *ns, size_t max_message_bytes, bool node);
 
 /* Cancels a started call: done(CANCELLED) follows at once. */
 void proxy_cancel(proxy_call *p);

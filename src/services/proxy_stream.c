@@ -19,6 +19,7 @@
 typedef struct fwd_target {
 	const char *target, *path, *ns;
 	size_t max_message_bytes;
+	bool node; /* the target is a Collector node (proxy_args.node) */
 } fwd_target;
 
 /* One forwarded call in flight: both sides alive until the client call's on_done. */
@@ -161,7 +162,8 @@ static void c_start(call *c)
 		if (timeout < 1)
 			timeout = 1; /* already due: the handler answers DEADLINE_EXCEEDED */
 	}
-	client_channel *ch = proxy_channel(call_reactor(c), t->target, t->max_message_bytes);
+	client_channel *ch =
+		proxy_channel(call_reactor(c), t->target, t->max_message_bytes, t->node);
 	client_call_args a = {.path = t->path,
 			      .timeout_ns = timeout,
 			      .md = md,
@@ -238,7 +240,7 @@ static const method fwd_methods[] = {
 };
 
 const method *proxy_forward_method(call *c, method_kind kind, const char *target, const char *path,
-				   const char *ns, size_t max_message_bytes)
+				   const char *ns, size_t max_message_bytes, bool node)
 {
 	fwd_target *t = call_alloc(c, sizeof(*t));
 	size_t tl = strlen(target) + 1, pl = strlen(path) + 1, nl = strlen(ns) + 1;
@@ -248,7 +250,7 @@ const method *proxy_forward_method(call *c, method_kind kind, const char *target
 	memcpy(s, target, tl);
 	memcpy(s + tl, path, pl);
 	memcpy(s + tl + pl, ns, nl);
-	*t = (fwd_target){s, s + tl, s + tl + pl, max_message_bytes};
+	*t = (fwd_target){s, s + tl, s + tl + pl, max_message_bytes, node};
 	call_set_user(c, t);
 	return &fwd_methods[kind];
 }

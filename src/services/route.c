@@ -306,7 +306,8 @@ static bool run_local(route *r, route_req *q)
 			.nmd = 2,
 			.max_message_bytes = r->env->max_message_bytes,
 			.done = local_done,
-			.user = r};
+			.user = r,
+			.node = !r->h}; /* this node itself, or a handler process */
 	r->p = proxy_start(call_reactor(r->c), &a);
 	if (!r->p)
 		failf(q, GRPC_UNAVAILABLE, "%s", "this node cannot call itself (shutting down?)");
@@ -425,7 +426,8 @@ static int forward(route *r, char *why, size_t cap)
 			.max_message_bytes = r->env->max_message_bytes,
 			.done = peer_done,
 			.user = r,
-			.unprocessed = &r->unprocessed};
+			.unprocessed = &r->unprocessed,
+			.node = true};
 	r->p = proxy_start(call_reactor(r->c), &a);
 	mem_free(sent);
 	if (!r->p) {

@@ -152,3 +152,56 @@ def test_sighup_reads_the_certificate_again(servers, pki, tmp_path):
     assert "CN = localhost-renewed" in s_client(node, "-CAfile", str(pki["ca"]))
     ch.close()
     assert node.alive()
+
+
+def tls_peer(servers, pki, node_id, cert=None, *extra):
+    cert, key = cert or pki["server"]
+    n = servers.node("--id", node_id, "--tls-cert", cert, "--tls-key", key,
+                     "--tls-client-ca", pki["ca"], *extra)
+    n.node_id = node_id
+    return n
+
+
+def mesh_stub(node, pki, client):
+    from collector import dispatcher_pb2_grpc
+    return dispatcher_pb2_grpc.CollectiveDispatcherStub(secure(node, pki, client=client))
+
+
+def test_a_mesh_over_mutual_tls(servers, pki):
+    """Two nodes with certificates from one CA, each requiring client certificates from it:
+    links, heartbeats, Dispatch to the other node and Serve (a call of the node to itself)
+    all go over TLS, each side presenting its certificate."""
+    from collector import common_pb2, dispatcher_pb2
+    from google.protobuf import any_pb2
+    from collector import collection_repo_pb2
+    a = tls_peer(servers, pki, "node-a")
+    b = tls_peer(servers, pki, "node-b")
+    da, db = mesh_stub(a, pki, pki["client"]), mesh_stub(b, pki, pki["client"])
+    r = da.Link(dispatcher_pb2.LinkRequest(address=f"127.0.0.1:{b.port}"), timeout=10)
+    assert r.target_collector_id == "node-b"
+    inp = any_pb2.Any()
+    inp.Pack(collection_repo_pb2.DiscoverRequest())
+    svc = common_pb2.ServiceTypeRef(service_name="collector.CollectionRepo")
+    for target in ("node-b", "node-a"):
+        d = da.Dispatch(dispatcher_pb2.DispatchRequest(service=svc, method_name="Discover", input=inp,
+                                                       target_collector_id=target), timeout=10)
+        assert d.handled_by_collector_id == target
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        peers = {c.id: dict(c.metadata.labels) for c in
+                 db.ListPeers(dispatcher_pb2.ListPeersRequest(), timeout=5).collectors}
+        if peers.get("node-a", {}).get("state") == "up":
+            break
+        time.sleep(0.1)
+    assert peers["node-a"]["state"] == "up"
+
+
+def test_a_node_with_a_certificate_from_another_ca_cannot_link(servers, pki):
+    from collector import dispatcher_pb2
+    a = tls_peer(servers, pki, "node-a")
+    m = tls_peer(servers, pki, "node-m", pki["stranger"])
+    with pytest.raises(grpc.RpcError) as e:
+        mesh_stub(a, pki, pki["client"]).Link(dispatcher_pb2.LinkRequest(address=f"127.0.0.1:{m.port}"),
+                                              timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert a.alive() and m.alive()
