@@ -57,6 +57,7 @@ class Handler:
 
     def __init__(self):
         self.cancelled = threading.Event()
+        self.slow_cancelled = threading.Event()
         self.hang_started = threading.Event()
         self.source_ended = threading.Event()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -124,8 +125,14 @@ class Handler:
         ctx.abort(grpc.StatusCode.FAILED_PRECONDITION, f"no way: {req.text}")
 
     def slow(self, req, ctx):
-        """Answers after req.n ms (the mesh's cap on calls in flight needs calls that last)."""
-        time.sleep(min(req.n, 5000) / 1000)
+        """Answers after req.n ms (the mesh's cap on calls in flight needs calls that last);
+        a call cancelled meanwhile sets slow_cancelled."""
+        end = time.monotonic() + min(req.n, 5000) / 1000
+        while time.monotonic() < end:
+            if not ctx.is_active():
+                self.slow_cancelled.set()
+                return MSG()
+            time.sleep(0.01)
         return MSG(text="slow", n=req.n)
 
     def deadline(self, req, ctx):

@@ -157,3 +157,24 @@ def test_calls_forwarded_to_one_node_are_capped(servers, handler):
     assert results == ["ok", "ok"]
     # Once they ended, a call goes through again.
     assert run(a)[0] == "node-b"
+
+
+def test_a_cancelled_dispatch_cancels_the_call_two_nodes_away(servers, handler):
+    a = start(servers, "node-a")
+    b = start(servers, "node-b")
+    assert register(Reg(a), NS).status.code == 0
+    assert register(Reg(b), NS, handler.endpoint).status.code == 0
+    link(a, b)
+    wait_state(a, "node-b", "up")
+    wait_until("a learns what b serves", lambda: f"{NS}/fwd.Echo" in peers(a)["node-b"][0].capabilities)
+    handler.slow_cancelled.clear()
+    svc = common_pb2.ServiceTypeRef(service_name="fwd.Echo")
+    fut = disp(a).Dispatch.future(dispatcher_pb2.DispatchRequest(
+        namespace=NS, service=svc, method_name="Slow", input=echo_any("c", 4000)), timeout=10)
+    time.sleep(0.5)
+    assert not fut.done()
+    t0 = time.monotonic()
+    fut.cancel()
+    # a cancels its forwarded Dispatch, b cancels its call to the handler.
+    assert handler.slow_cancelled.wait(3), "the handler never saw the cancel"
+    assert time.monotonic() - t0 < 3
