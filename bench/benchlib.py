@@ -71,6 +71,17 @@ def run_loadgen(build, port, conns, streams, seconds, flags):
             "p999_us": r["p999_us"]}
 
 
+def varint(n):
+    """n as a protobuf varint."""
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
 def median_of(runs, key):
     vals = [r[key] for r in runs if r.get(key) is not None]
     return statistics.median(vals) if vals else None

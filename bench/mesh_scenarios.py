@@ -17,21 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import Server, fmt, machine, median_of, run_loadgen
+from benchlib import Server, fmt, machine, median_of, run_loadgen, varint as _varint
 
 CHECK = "/grpc.health.v1.Health/Check"
 DISPATCH = "/collector.CollectiveDispatcher/Dispatch"
 SHAPES = [(1, 1), (50, 10)]
-
-
-def _varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
 
 
 def _field(num, data):
@@ -65,10 +55,10 @@ def _link(a_port, b_port, build, tmp):
                                          "--requests", str(req), "--once"])
 
 
-def _measure(build, srv, others, path, requests, conns, streams, seconds):
+def _measure(build, srv, others, flags, conns, streams, seconds):
+    """One run against srv; CPU per call of srv and of the others (the other node)."""
     cpu0 = {s.pid: s.cpu_seconds() for s in [srv, *others]}
-    r = run_loadgen(build, srv.port, conns, streams, seconds,
-                    ["--path", path, "--requests", str(requests)])
+    r = run_loadgen(build, srv.port, conns, streams, seconds, flags)
     calls = r["calls"] + r["rps"]  # the warm-up second is served too
     r["cpu_us_per_call"] = (srv.cpu_seconds() - cpu0[srv.pid]) * 1e6 / calls
     r["others_cpu_us_per_call"] = sum(s.cpu_seconds() - cpu0[s.pid] for s in others) * 1e6 / calls
@@ -100,14 +90,9 @@ def _proxied(args, tmp, out):
                 for _ in range(args.runs):
                     for name, srv, others in (("handler direct", handler, [a]),
                                               ("proxied by A", a, [handler])):
-                        cpu0 = {s.pid: s.cpu_seconds() for s in (srv, *others)}
-                        r = run_loadgen(args.build, srv.port, conns, streams, args.seconds,
-                                        ["--payload", "100", "--mode", "unary"])
-                        calls = r["calls"] + r["rps"]
-                        r["cpu_us_per_call"] = (srv.cpu_seconds() - cpu0[srv.pid]) * 1e6 / calls
-                        r["others_cpu_us_per_call"] = sum(
-                            s.cpu_seconds() - cpu0[s.pid] for s in others) * 1e6 / calls
-                        runs[name].append(r)
+                        runs[name].append(_measure(args.build, srv, others,
+                                                   ["--payload", "100", "--mode", "unary"],
+                                                   conns, streams, args.seconds))
                 shape = f"{conns}x{streams}"
                 out["proxied"][shape] = {k: {f: median_of(rs, f) for f in
                                              ("rps", "p50_us", "p99_us", "cpu_us_per_call",
@@ -136,12 +121,13 @@ def run(args, tmp):
             for conns, streams in SHAPES:
                 runs = {"direct": [], "local": [], "via A": []}
                 for _ in range(args.runs):
-                    runs["direct"].append(_measure(args.build, b, [a], CHECK, files["check"], conns,
-                                                   streams, args.seconds))
-                    runs["local"].append(_measure(args.build, b, [a], DISPATCH, files["local"],
-                                                  conns, streams, args.seconds))
-                    runs["via A"].append(_measure(args.build, a, [b], DISPATCH, files["via"],
-                                                  conns, streams, args.seconds))
+                    for name, srv, other, path, req in (
+                            ("direct", b, a, CHECK, files["check"]),
+                            ("local", b, a, DISPATCH, files["local"]),
+                            ("via A", a, b, DISPATCH, files["via"])):
+                        runs[name].append(_measure(args.build, srv, [other],
+                                                   ["--path", path, "--requests", str(req)],
+                                                   conns, streams, args.seconds))
                 name = f"{conns}x{streams}"
                 out["shapes"][name] = {k: {f: median_of(rs, f) for f in
                                            ("rps", "p50_us", "p99_us", "cpu_us_per_call",

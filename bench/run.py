@@ -33,7 +33,7 @@ from pathlib import Path
 import coll_scenarios
 import mesh_scenarios
 import validation_cost
-from benchlib import LOAD_CORE, Server, fmt, machine, median_of, ratio, run_loadgen
+from benchlib import LOAD_CORE, Server, fmt, machine, median_of, ratio, run_loadgen, varint as _varint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,16 +62,6 @@ SCENARIOS = [
     ("h2load unary 50x10 16KiB", "h2load", 50, 10, 16384, "unary"),
 ]
 IDLE_CONNECTIONS = 10000
-
-
-def _varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
 
 
 def simple_request(payload):

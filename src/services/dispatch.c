@@ -195,12 +195,7 @@ static void connect_(call *c, const ProtobufCMessage *msg)
 	r.shared_namespaces = shared;
 	r.n_shared_namespaces = nshared;
 	r.target_collector_id = (char *)node_id(env);
-	r.services = info.services;
-	r.n_services = info.nservices;
-	r.peers = info.peers;
-	r.n_peers = info.npeers;
-	r.peer_services = info.peer_services;
-	r.n_peer_services = info.npeer_services;
+	MESH_INFO_SET(r, info);
 	call_reply(c, &r.base);
 	mesh_info_free(&info);
 	mesh_strings_free(shared, nshared);

@@ -71,6 +71,13 @@ typedef struct mesh_info {
 	char **services, **peers, **peer_services;
 	size_t nservices, npeers, npeer_services;
 } mesh_info;
+/* Sets the advertisement of a ConnectRequest or ConnectResponse (their fields of the same
+ * names) from a mesh_info. */
+#define MESH_INFO_SET(msg, info)                                                                   \
+	((msg).services = (info).services, (msg).n_services = (info).nservices,                    \
+	 (msg).peers = (info).peers, (msg).n_peers = (info).npeers,                                \
+	 (msg).peer_services = (info).peer_services,                                               \
+	 (msg).n_peer_services = (info).npeer_services)
 typedef void (*mesh_services_fn)(void *ctx, void (*add)(void *acc, const char *ns_service),
 				 void *acc);
 void mesh_set_services(mesh *m, mesh_services_fn fn, void *ctx);

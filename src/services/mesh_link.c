@@ -74,12 +74,7 @@ int mesh_connect(reactor *r, mesh *m, const svc_env *env, const char *address,
 	req.n_namespaces = nns ? nns : nown;
 	req.metadata = &idp;
 	req.n_metadata = 1;
-	req.services = info.services;
-	req.n_services = info.nservices;
-	req.peers = info.peers;
-	req.n_peers = info.npeers;
-	req.peer_services = info.peer_services;
-	req.n_peer_services = info.npeer_services;
+	MESH_INFO_SET(req, info);
 	size_t len = collector__connect_request__get_packed_size(&req);
 	uint8_t *bytes = mem_alloc(len ? len : 1);
 	connecting *k = mem_calloc(1, sizeof(*k));

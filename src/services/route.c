@@ -280,6 +280,40 @@ static void local_done(void *user, int code, const char *message, const uint8_t 
 	route_end(r, code, message, url, resp, len, self_id(r->env));
 }
 
+/* One call of the route. To this node or a handler: the namespace it runs in and the hops
+ * (not the nodes passed: this node's own id there would refuse the call). To a peer's
+ * Dispatch: the hops and the nodes passed; no namespace header, since the peer's Dispatch
+ * is the node's own method, admitted in its default namespace, and the namespace of the
+ * method it runs is in the request. */
+static proxy_call *route_call(route *r, const char *target, const char *path,
+			      const uint8_t *request, size_t len, bool to_peer, proxy_done_fn done)
+{
+	call_md md[2];
+	size_t n = 0;
+	if (!to_peer)
+		md[n++] = (call_md){SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER),
+				    (const uint8_t *)r->ns, strlen(r->ns)};
+	md[n++] = (call_md){DISPATCH_HOPS_HEADER, strlen(DISPATCH_HOPS_HEADER),
+			    (const uint8_t *)r->hops, strlen(r->hops)};
+	if (to_peer)
+		md[n++] = (call_md){MESH_VISITED_HEADER, strlen(MESH_VISITED_HEADER),
+				    (const uint8_t *)r->visited, strlen(r->visited)};
+	proxy_args a = {.target = target,
+			.path = path,
+			.request = request,
+			.request_len = len,
+			.deadline_ns = call_deadline(r->c),
+			.md = md,
+			.nmd = n,
+			.max_message_bytes = r->env->max_message_bytes,
+			.done = done,
+			.user = r,
+			.unprocessed = to_peer ? &r->unprocessed : NULL,
+			/* a node (this one, a peer), or a handler process */
+			.node = to_peer || !r->h};
+	return proxy_start(call_reactor(r->c), &a);
+}
+
 static bool run_local(route *r, route_req *q)
 {
 	char target[128];
@@ -287,28 +321,8 @@ static bool run_local(route *r, route_req *q)
 		snprintf(target, sizeof(target), "%s", r->h->endpoint);
 	else
 		loopback_of(r->env->endpoint ? r->env->endpoint : "", target, sizeof(target));
-	call_md md[3] = {
-		{SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER), (const uint8_t *)r->ns,
-		 strlen(r->ns)},
-		{DISPATCH_HOPS_HEADER, strlen(DISPATCH_HOPS_HEADER), (const uint8_t *)r->hops,
-		 strlen(r->hops)},
-		{MESH_VISITED_HEADER, strlen(MESH_VISITED_HEADER), (const uint8_t *)r->visited,
-		 strlen(r->visited)},
-	};
-	proxy_args a = {.target = target,
-			.path = r->h ? r->h->path : r->m->path,
-			.request = q->input,
-			.request_len = q->input_len,
-			.deadline_ns = call_deadline(r->c),
-			.md = md,
-			/* A call to this node itself does not pass it: its visited list would
-			 * refuse it. */
-			.nmd = 2,
-			.max_message_bytes = r->env->max_message_bytes,
-			.done = local_done,
-			.user = r,
-			.node = !r->h}; /* this node itself, or a handler process */
-	r->p = proxy_start(call_reactor(r->c), &a);
+	r->p = route_call(r, target, r->h ? r->h->path : r->m->path, q->input, q->input_len, false,
+			  local_done);
 	if (!r->p)
 		failf(q, GRPC_UNAVAILABLE, "%s", "this node cannot call itself (shutting down?)");
 	return r->p != NULL;
@@ -407,28 +421,9 @@ static int forward(route *r, char *why, size_t cap)
 	/* The peer runs it when it said it serves it; else it routes it on. */
 	size_t len = r->fwd_len;
 	uint8_t *sent = r->choice.final && !r->target ? with_target(r, r->choice.id, &len) : NULL;
-	/* No namespace header: the peer's Dispatch is the node's own method, admitted in its
-	 * default namespace; the method it runs is named in the request, namespace included. */
-	call_md md[2] = {
-		{DISPATCH_HOPS_HEADER, strlen(DISPATCH_HOPS_HEADER), (const uint8_t *)r->hops,
-		 strlen(r->hops)},
-		{MESH_VISITED_HEADER, strlen(MESH_VISITED_HEADER), (const uint8_t *)r->visited,
-		 strlen(r->visited)},
-	};
 	r->unprocessed = false;
-	proxy_args a = {.target = r->choice.address,
-			.path = DISPATCH_PATH,
-			.request = sent ? sent : r->fwd,
-			.request_len = len,
-			.deadline_ns = call_deadline(r->c),
-			.md = md,
-			.nmd = 2,
-			.max_message_bytes = r->env->max_message_bytes,
-			.done = peer_done,
-			.user = r,
-			.unprocessed = &r->unprocessed,
-			.node = true};
-	r->p = proxy_start(call_reactor(r->c), &a);
+	r->p = route_call(r, r->choice.address, DISPATCH_PATH, sent ? sent : r->fwd, len, true,
+			  peer_done);
 	mem_free(sent);
 	if (!r->p) {
 		mesh_release(r->env->mesh, r->choice.id);
