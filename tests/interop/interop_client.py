@@ -95,10 +95,22 @@ def md_values(md, key):
 # The cases. Each takes the context and raises CaseFailed (or grpc.RpcError) to fail.
 
 
+# With --use_tls: (root certificates, the name the server's certificate carries).
+TLS = None
+
+
+def make_channel(target, options):
+    if TLS is None:
+        return grpc.insecure_channel(target, options=options)
+    roots, name = TLS
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(root_certificates=roots),
+                               options=list(options) + [("grpc.ssl_target_name_override", name)])
+
+
 class Ctx:
     def __init__(self, target):
         self.target = target
-        self.channel = grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)])
+        self.channel = make_channel(target, [("grpc.enable_http_proxy", 0)])
         self.stub = test_pb2_grpc.TestServiceStub(self.channel)
 
     def close(self):
@@ -134,8 +146,8 @@ def server_compressed_unary(ctx):
     # over the message bytes as they came, and a gzip stream (1f 8b) is then the proof of
     # a compressed message: a serialized SimpleResponse cannot start with 0x1f (wire
     # type 7 does not exist).
-    ch = grpc.insecure_channel(
-        ctx.target, options=[("grpc.enable_http_proxy", 0), ("grpc.per_message_decompression", 0)]
+    ch = make_channel(
+        ctx.target, [("grpc.enable_http_proxy", 0), ("grpc.per_message_decompression", 0)]
     )
     try:
         call = ch.unary_unary(
@@ -346,10 +358,17 @@ def main():
     ap.add_argument("--server_port", type=int, required=True)
     ap.add_argument("--test_case", default="all")
     ap.add_argument("--use_tls", type=parse_bool, default=False)
+    ap.add_argument("--ca_file", help="with --use_tls: the CA of the server's certificate")
+    ap.add_argument("--server_host_override", default="localhost",
+                    help="with --use_tls: the name the server's certificate carries")
     ap.add_argument("--stubs", default=os.path.join(ROOT, "build", "pygen"))
     args = ap.parse_args()
     if args.use_tls:
-        ap.error("TLS is not supported by this driver; use --use_tls=false")
+        if not args.ca_file:
+            ap.error("--use_tls=true needs --ca_file (the stock clients' embedded test CA is not here)")
+        global TLS
+        with open(args.ca_file, "rb") as f:
+            TLS = (f.read(), args.server_host_override)
     by_name = {fn.__name__: fn for fn in CASES}
     if args.test_case == "all":
         cases = CASES

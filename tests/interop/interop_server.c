@@ -34,6 +34,7 @@
 #include "h2/status.h"
 #include "io/pool.h"
 #include "io/reactor.h"
+#include "io/tls.h"
 
 #define ECHO_INITIAL "x-grpc-test-echo-initial"
 #define ECHO_TRAILING "x-grpc-test-echo-trailing-bin"
@@ -631,13 +632,16 @@ typedef struct interop_flags {
 	int port;
 	int pool_threads;
 	long max_calls_per_conn; /* 0: the server's default */
+	bool tls;
+	const char *tls_cert, *tls_key; /* PEM files, with --use_tls=true */
 } interop_flags;
 
 static int interop_usage(const char *why)
 {
 	fprintf(stderr,
 		"interop_server: %s\n"
-		"usage: interop_server --port N [--use_tls=false] [--pool-threads N]\n"
+		"usage: interop_server --port N [--use_tls=false|true] [--pool-threads N]\n"
+		"       [--tls_cert_file F --tls_key_file F (with --use_tls=true)]\n"
 		"       [--max-calls-per-connection N]\n",
 		why);
 	return 2;
@@ -681,13 +685,13 @@ static int interop_parse_flags(int argc, char **argv, interop_flags *f)
 		} else if (nlen == 9 && !strncmp(arg, "--use_tls", nlen)) {
 			if (!val)
 				return interop_usage("--use_tls needs true or false");
-			if (!strcmp(val, "true") || !strcmp(val, "1")) {
-				fprintf(stderr,
-					"interop_server: TLS is not supported; use --use_tls=false\n");
-				return 1;
-			}
-			if (strcmp(val, "false") && strcmp(val, "0"))
+			f->tls = !strcmp(val, "true") || !strcmp(val, "1");
+			if (!f->tls && strcmp(val, "false") && strcmp(val, "0"))
 				return interop_usage("--use_tls needs true or false");
+		} else if (nlen == 15 && !strncmp(arg, "--tls_cert_file", nlen)) {
+			f->tls_cert = val;
+		} else if (nlen == 14 && !strncmp(arg, "--tls_key_file", nlen)) {
+			f->tls_key = val;
 		} else {
 			char why[300];
 			snprintf(why, sizeof(why), "unknown argument '%.250s'", arg);
@@ -696,6 +700,9 @@ static int interop_parse_flags(int argc, char **argv, interop_flags *f)
 	}
 	if (f->port < 0)
 		return interop_usage("--port is required");
+	/* The stock servers embed grpc's test certificates; here they are files. */
+	if (f->tls && (!f->tls_cert || !f->tls_key))
+		return interop_usage("--use_tls=true needs --tls_cert_file and --tls_key_file");
 	return 0;
 }
 
@@ -716,6 +723,19 @@ int main(int argc, char **argv)
 
 	h2_server_opts opts;
 	h2_server_opts_default(&opts);
+	tls_ctx *tls = NULL;
+	if (flags.tls) {
+		tls_opts to = {.server = true,
+			       .cert_file = flags.tls_cert,
+			       .key_file = flags.tls_key,
+			       .alpn = "h2"};
+		char why[400];
+		if (tls_ctx_new(&to, &tls, why, sizeof(why))) {
+			fprintf(stderr, "interop_server: %s\n", why);
+			return 1;
+		}
+		opts.tls = tls;
+	}
 	if (flags.max_calls_per_conn)
 		opts.max_calls_per_conn = (uint32_t)flags.max_calls_per_conn;
 	uint8_t *zeros = calloc(1, opts.max_message_bytes);
@@ -754,6 +774,7 @@ int main(int argc, char **argv)
 	pool_free(svc.pool);
 	h2_server_free(server);
 	method_table_free(methods);
+	tls_ctx_free(tls);
 	free(zeros);
 	return status;
 }

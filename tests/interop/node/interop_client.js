@@ -3,7 +3,8 @@
 // @grpc/grpc-js, to check a grpc.testing.TestService server against a second real client.
 //
 //   node interop_client.js --server_host 127.0.0.1 --server_port N --test_case all|name[,...]
-//                          [--use_tls=false] [--proto_dir /usr/share/grpc-proto]
+//                          [--use_tls=false|true --ca_file F [--server_host_override N]]
+//                          [--proto_dir /usr/share/grpc-proto]
 //
 // Prints "PASS name" or "FAIL name: reason" per case; exits 1 if any case failed.
 'use strict';
@@ -154,9 +155,12 @@ function echoMetadata() {
 
 // One unary call on plain HTTP/2 (node's own client, not grpc-js): grpc-js decompresses
 // inside and hides the message flag, which server_compressed_unary must see.
-function rawUnary(target, path, body) {
+// With TLS (tls: {ca, servername}) over https, with ALPN h2.
+function rawUnary(target, path, body, tls) {
   return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://${target}`);
+    const session = tls
+      ? http2.connect(`https://${target}`, { ca: tls.ca, servername: tls.servername })
+      : http2.connect(`http://${target}`);
     session.on('error', reject);
     const req = session.request({
       ':method': 'POST',
@@ -224,7 +228,7 @@ const cases = {
       checkPayload(r.resp.payload, 314159, what);
 
       const raw = await rawUnary(ctx.target, '/grpc.testing.TestService/UnaryCall',
-        ctx.unary.requestSerialize(req));
+        ctx.unary.requestSerialize(req), ctx.tls);
       const status = raw.trailers['grpc-status'] ?? raw.headers['grpc-status'];
       check(status === '0', `${what}: raw probe got grpc-status ${status}`);
       check(raw.body.length >= 5, `${what}: raw probe got no message`);
@@ -391,11 +395,13 @@ function usage(why) {
 
 // Stock interop clients take "--flag=value"; "--flag value" is accepted as well.
 function parseArgs(argv) {
-  const known = ['server_host', 'server_port', 'test_case', 'use_tls', 'proto_dir'];
+  const known = ['server_host', 'server_port', 'test_case', 'use_tls', 'proto_dir', 'ca_file',
+    'server_host_override'];
   const a = {
     server_host: '127.0.0.1',
     test_case: 'all',
     use_tls: 'false',
+    server_host_override: 'localhost',
     proto_dir: process.env.GRPC_PROTO_DIR || '/usr/share/grpc-proto',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -409,7 +415,9 @@ function parseArgs(argv) {
     a[m[1]] = v;
   }
   if (!/^\d+$/.test(a.server_port || '') || Number(a.server_port) > 65535) usage('--server_port N is required');
-  if (!['false', '0'].includes(a.use_tls)) usage('TLS is not supported by this driver; use --use_tls=false');
+  a.tls = ['true', '1'].includes(a.use_tls);
+  if (!a.tls && !['false', '0'].includes(a.use_tls)) usage('--use_tls needs true or false');
+  if (a.tls && !a.ca_file) usage('--use_tls=true needs --ca_file (the embedded test CA of the stock clients is not here)');
   return a;
 }
 
@@ -437,10 +445,14 @@ async function main() {
   const testing = grpc.loadPackageDefinition(def).grpc.testing;
   const host = args.server_host;
   const target = host.includes(':') ? `[${host}]:${args.server_port}` : `${host}:${args.server_port}`;
-  const creds = grpc.credentials.createInsecure();
+  const creds = args.tls
+    ? grpc.credentials.createSsl(require('fs').readFileSync(args.ca_file))
+    : grpc.credentials.createInsecure();
   const opts = { 'grpc.enable_http_proxy': 0 };
+  if (args.tls) opts['grpc.ssl_target_name_override'] = args.server_host_override;
   const ctx = {
     target,
+    tls: args.tls ? { ca: require('fs').readFileSync(args.ca_file), servername: args.server_host_override } : null,
     unary: def['grpc.testing.TestService'].UnaryCall,
     stub: new testing.TestService(target, creds, opts),
     gzipStub: new testing.TestService(target, creds, { ...opts, 'grpc.default_compression_algorithm': 2 }),
