@@ -28,6 +28,7 @@
 #include "h2/server.h"
 #include "h2/status.h"
 #include "io/reactor.h"
+#include "io/tls.h"
 
 /* Room for the response's field headers in front of the zeros: tag and length of
  * SimpleResponse.payload, tag and length of Payload.body (varints of up to 5 bytes). */
@@ -301,6 +302,7 @@ int main(int argc, char **argv)
 {
 	long port = -1, threads = 1;
 	bool raw = false;
+	const char *tls_cert = NULL, *tls_key = NULL;
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 		const char *val = strchr(arg, '=');
@@ -319,6 +321,10 @@ int main(int argc, char **argv)
 			if (!val || (strcmp(val, "raw") && strcmp(val, "protobuf-c")))
 				return usage("--codec is protobuf-c or raw");
 			raw = !strcmp(val, "raw");
+		} else if (nlen == 10 && !strncmp(arg, "--tls-cert", nlen)) {
+			tls_cert = val;
+		} else if (nlen == 9 && !strncmp(arg, "--tls-key", nlen)) {
+			tls_key = val;
 		} else {
 			char why[300];
 			snprintf(why, sizeof(why), "unknown argument '%.250s'", arg);
@@ -340,6 +346,19 @@ int main(int argc, char **argv)
 	snprintf(hostport, sizeof(hostport), "127.0.0.1:%ld", port);
 	h2_server_opts opts;
 	h2_server_opts_default(&opts);
+	tls_ctx *tls = NULL;
+	if (tls_cert || tls_key) {
+		tls_opts to = {.server = true,
+			       .cert_file = tls_cert,
+			       .key_file = tls_key,
+			       .alpn = "h2"};
+		char why[400];
+		if (tls_ctx_new(&to, &tls, why, sizeof(why))) {
+			fprintf(stderr, "bench_server: %s\n", why);
+			return 1;
+		}
+		opts.tls = tls;
+	}
 	reactor_group_opts gopts = {.listen = hostport,
 				    .threads = (int)threads,
 				    .backlog = LISTEN_BACKLOG,
@@ -369,5 +388,6 @@ int main(int argc, char **argv)
 	reactor_group_free(group);
 	h2_server_free(server);
 	method_table_free(methods);
+	tls_ctx_free(tls);
 	return rc ? 1 : 0;
 }

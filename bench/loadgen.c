@@ -39,6 +39,7 @@
 #include "h2/client.h"
 #include "h2/status.h"
 #include "io/reactor.h"
+#include "io/tls.h"
 
 #define UNARY_PATH "/grpc.testing.BenchmarkService/UnaryCall"
 #define STREAM_PATH "/grpc.testing.BenchmarkService/StreamingCall"
@@ -120,7 +121,10 @@ typedef struct lg_opts {
 	lg_mode mode;
 	const char *path, *requests; /* --requests: any unary method */
 	bool once;
+	bool tls; /* --tls: over TLS, the server's certificate not checked (a benchmark) */
 } lg_opts;
+
+static tls_ctx *tls;
 
 static lg_opts opts;
 /* The serialized SimpleRequest every call sends; read-only once the threads run. */
@@ -480,7 +484,7 @@ static void *worker_main(void *arg)
 		goto out;
 	}
 	for (long i = 0; i < w->nconns; i++) {
-		w->chans[i] = client_channel_new(w->r, opts.target, MAX_MESSAGE);
+		w->chans[i] = client_channel_new_tls(w->r, opts.target, MAX_MESSAGE, tls);
 		if (!w->chans[i]) {
 			w->err = -EINVAL;
 			goto out;
@@ -518,7 +522,7 @@ static int usage(const char *why)
 		"loadgen: %s\nusage: loadgen --target HOST:PORT --connections C --streams S "
 		"--duration SEC --warmup SEC --payload BYTES --mode unary|pingpong [--threads T]\n"
 		"       loadgen --target HOST:PORT ... --path /pkg.Service/Method --requests FILE "
-		"[--once]\n",
+		"[--once]\n       (either form) [--tls]: over TLS, the certificate not checked\n",
 		why);
 	return 2;
 }
@@ -554,8 +558,12 @@ static int parse_args(int argc, char **argv)
 			 .mode = MODE_UNARY};
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
-		if (!strcmp(arg, "--once")) { /* the one flag without a value */
+		if (!strcmp(arg, "--once")) { /* the flags without a value */
 			opts.once = true;
+			continue;
+		}
+		if (!strcmp(arg, "--tls")) {
+			opts.tls = true;
 			continue;
 		}
 		const char *val = strchr(arg, '=');
@@ -730,6 +738,14 @@ int main(int argc, char **argv)
 	}
 	if (opts.requests && load_requests(opts.requests))
 		return 2;
+	if (opts.tls) {
+		tls_opts to = {.alpn = "h2"};
+		char why[300];
+		if (tls_ctx_new(&to, &tls, why, sizeof(why))) {
+			fprintf(stderr, "loadgen: %s\n", why);
+			return 2;
+		}
+	}
 	worker *ws = calloc((size_t)opts.threads, sizeof(*ws));
 	if (!ws) {
 		fprintf(stderr, "loadgen: out of memory\n");

@@ -13,9 +13,10 @@ beside the in-process limit of the same SQL.
 Writes bench/results/latest.json, PNG charts (gnuplot) and docs/benchmarks.md.
 Then the registry's validation cost (bench/validation_cost.py): one node, validation on and off.
 Then the mesh's cost per hop (bench/mesh_scenarios.py): two linked nodes.
+Then TLS beside stock gRPC's (bench/tls_scenarios.py).
 
 Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
-                    [--only core|collections|validation|mesh]
+                    [--only core|collections|validation|mesh|tls]
 """
 import argparse
 import json
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import coll_scenarios
 import mesh_scenarios
+import tls_scenarios
 import validation_cost
 from benchlib import LOAD_CORE, Server, fmt, machine, median_of, ratio, run_loadgen, varint as _varint
 
@@ -248,7 +250,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="one run of 2 s per scenario")
-    ap.add_argument("--only", choices=["core", "collections", "validation", "mesh"],
+    ap.add_argument("--only", choices=["core", "collections", "validation", "mesh", "tls"],
                     help="run one part; the others keep their figures from the last latest.json")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"))
@@ -268,8 +270,10 @@ def main():
             data["validation"] = validation_cost.run(args, tmp)
         if args.only in (None, "mesh"):
             data["mesh"] = mesh_scenarios.run(args, tmp)
+        if args.only in (None, "tls"):
+            data["tls"] = tls_scenarios.run(args, tmp)
     latest.write_text(json.dumps(data, indent=2) + "\n")
-    if args.only in ("collections", "validation", "mesh"):
+    if args.only in ("collections", "validation", "mesh", "tls"):
         made = [c for c in ("rps.png", "cpu_per_call.png") if (Path(args.out) / c).exists()]
     else:
         made = charts(data["results"], args.out)
@@ -306,6 +310,8 @@ def write_docs(args, data, made):
         doc.append(validation_cost.docs(data["validation"]))
     if "mesh" in data:
         doc.append(mesh_scenarios.docs(data["mesh"]))
+    if "tls" in data:
+        doc.append(tls_scenarios.docs(data["tls"]))
     Path(args.docs).parent.mkdir(parents=True, exist_ok=True)
     Path(args.docs).write_text("\n".join(doc) + "\n")
 

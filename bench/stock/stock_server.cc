@@ -123,10 +123,27 @@ class SyncImpl final : public BenchmarkService::Service {
 	}
 };
 
+std::string read_file(const std::string &path) {
+	FILE *f = std::fopen(path.c_str(), "rb");
+	if (!f) {
+		std::fprintf(stderr, "stock_server: cannot read %s\n", path.c_str());
+		std::exit(2);
+	}
+	std::string s;
+	char buf[4096];
+	size_t n;
+	while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) {
+		s.append(buf, n);
+	}
+	std::fclose(f);
+	return s;
+}
+
 [[noreturn]] void usage(const char *msg) {
 	std::fprintf(stderr,
 	             "stock_server: %s\n"
-	             "usage: stock_server --port N --api callback|sync [--sync-max-threads N]\n",
+	             "usage: stock_server --port N --api callback|sync [--sync-max-threads N]\n"
+	             "       [--tls-cert PEM --tls-key PEM]\n",
 	             msg);
 	std::exit(2);
 }
@@ -136,7 +153,7 @@ class SyncImpl final : public BenchmarkService::Service {
 int main(int argc, char **argv) {
 	long port = -1;
 	long sync_max_threads = kSyncMaxThreads;
-	std::string api;
+	std::string api, tls_cert, tls_key;
 	for (int i = 1; i < argc; i++) {
 		if (std::strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
 			char *end = nullptr;
@@ -153,6 +170,10 @@ int main(int argc, char **argv) {
 			}
 		} else if (std::strcmp(argv[i], "--api") == 0 && i + 1 < argc) {
 			api = argv[++i];
+		} else if (std::strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+			tls_cert = argv[++i];
+		} else if (std::strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+			tls_key = argv[++i];
 		} else {
 			usage("unknown argument");
 		}
@@ -177,8 +198,13 @@ int main(int argc, char **argv) {
 
 	grpc::ServerBuilder builder;
 	int bound_port = 0;
-	builder.AddListeningPort("127.0.0.1:" + std::to_string(port),
-	                         grpc::InsecureServerCredentials(), &bound_port);
+	std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+	if (!tls_cert.empty()) {
+		grpc::SslServerCredentialsOptions ssl;
+		ssl.pem_key_cert_pairs.push_back({read_file(tls_key), read_file(tls_cert)});
+		creds = grpc::SslServerCredentials(ssl);
+	}
+	builder.AddListeningPort("127.0.0.1:" + std::to_string(port), creds, &bound_port);
 	builder.SetMaxReceiveMessageSize(kMaxReceiveMessage);
 	if (api == "callback") {
 		// Callback services run on gRPC's internal callback completion queue and its own
