@@ -439,6 +439,8 @@ static int node_build(collector *c, char *err, size_t cap)
 			   .endpoint = c->address,
 			   .node_id = c->id,
 			   .token_key = c->token_key,
+			   .version = COLLECTOR_VERSION,
+			   .started_ns = clock_now_ns(),
 			   .max_message_bytes = cfg->max_message_bytes};
 	regquota_limits quotas = {.files = cfg->registry_max_files,
 				  .versions = cfg->registry_max_versions,

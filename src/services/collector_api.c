@@ -12,6 +12,7 @@
 #include "collector/worker.pb-c.h"
 #include "h2/call.h"
 #include "services/collection.h"
+#include "services/console.h"
 #include "services/dispatch.h"
 #include "services/files_svc.h"
 #include "services/health.h"
@@ -95,6 +96,8 @@ int collector_api_register_all(method_table *t, svc_env *env)
 		rc = files_svc_register(t, env);
 	if (!rc)
 		rc = invoke_register(t, env);
+	if (!rc)
+		rc = console_register(t, env);
 	if (!rc)
 		rc = dispatch_register(t, env);
 	if (!rc)

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/clock.h"
+#include "base/jsonstr.h"
 #include "base/mem.h"
 #include "base/utf8.h"
 #include "base/uuid.h"
@@ -457,7 +459,7 @@ bool mesh_beat_result(mesh *m, const char *address, const Collector__ConnectResp
 		} else {
 			p->up = false;
 			p->failures++;
-			snprintf(p->last_error, sizeof(p->last_error), "%s", why ? why : "failed");
+			put_utf8(p->last_error, sizeof(p->last_error), why ? why : "failed");
 			p->next_beat =
 				now + (accepted ? backoff(m, p->failures) : MESH_BACKOFF_MAX_NS);
 			/* DNS lists every node, this one too: not a link to keep trying. */
@@ -599,7 +601,7 @@ void mesh_unreachable(mesh *m, const char *id, const char *why)
 	if (p) {
 		p->up = false;
 		p->next_beat = 0;
-		snprintf(p->last_error, sizeof(p->last_error), "%s", why ? why : "unreachable");
+		put_utf8(p->last_error, sizeof(p->last_error), why ? why : "unreachable");
 	}
 	pthread_mutex_unlock(&m->mu);
 }
@@ -644,6 +646,65 @@ void mesh_log(mesh *m, const mesh_record *r)
 		c->calls++;
 		c->failures += r->code != 0;
 	}
+	pthread_mutex_unlock(&m->mu);
+}
+
+/* ---- the console's view ---- */
+
+static void json_str(buf *b, const char *k, const char *v)
+{
+	buf_putc(b, '"');
+	buf_puts(b, k);
+	buf_puts(b, "\":");
+	jsonstr_put(b, v, strlen(v)); /* quotes included */
+}
+
+static void json_strings(buf *b, const char *k, const strvec *v)
+{
+	buf_putc(b, '"');
+	buf_puts(b, k);
+	buf_puts(b, "\":[");
+	for (size_t i = 0; i < v->n; i++) {
+		if (i)
+			buf_putc(b, ',');
+		jsonstr_put(b, v->v[i], strlen(v->v[i]));
+	}
+	buf_putc(b, ']');
+}
+
+void mesh_json_peers(mesh *m, int64_t now, buf *b, int *n, int *up)
+{
+	(void)now;
+	*n = *up = 0;
+	pthread_mutex_lock(&m->mu);
+	buf_putc(b, '[');
+	for (size_t i = 0; i < m->n; i++) {
+		const peer *p = m->p[i];
+		char nums[80];
+		(*n)++;
+		*up += p->up;
+		buf_puts(b, i ? ",{" : "{");
+		json_str(b, "id", p->id);
+		buf_putc(b, ',');
+		json_str(b, "address", p->address);
+		buf_putc(b, ',');
+		json_str(b, "state",
+			 p->up			       ? "up"
+			 : p->last_seen || p->failures ? "down"
+						       : "connecting");
+		buf_putc(b, ',');
+		json_str(b, "direction", outbound(p) ? "outbound" : "inbound");
+		buf_putc(b, ',');
+		json_strings(b, "namespaces", &p->shared);
+		buf_putc(b, ',');
+		json_strings(b, "services", &p->services);
+		snprintf(nums, sizeof(nums), ",\"outstanding\":%zu,\"failures\":%u,",
+			 p->outstanding, p->failures);
+		buf_puts(b, nums);
+		json_str(b, "last_error", p->last_error);
+		buf_putc(b, '}');
+	}
+	buf_putc(b, ']');
 	pthread_mutex_unlock(&m->mu);
 }
 

@@ -143,6 +143,12 @@ typedef struct mesh_record {
 } mesh_record;
 void mesh_log(mesh *m, const mesh_record *r);
 
+/* The linked nodes as a JSON array into b (the console's view): id, address, state,
+ * direction, namespaces, services, outstanding, failures, last_error; *n and *up count
+ * them. */
+struct buf;
+void mesh_json_peers(mesh *m, int64_t now, struct buf *b, int *n, int *up);
+
 /* ListPeers and ListDispatches, packed (mem_free them); NULL when out of memory. */
 uint8_t *mesh_pack_peers(mesh *m, int64_t now, size_t *len);
 uint8_t *mesh_pack_dispatches(mesh *m, size_t limit, size_t *len);

@@ -576,7 +576,7 @@ def test_health_check_node(shared_node, hstub):
 
 def test_collector_methods_unimplemented(shared_node):
     ch = shared_node.channel()
-    e = rpc_error(console_pb2_grpc.CollectorConsoleStub(ch).Display, console_pb2.DisplayRequest(), timeout=10)
+    e = rpc_error(console_pb2_grpc.CollectorConsoleStub(ch).Stop, console_pb2.StopRequest(), timeout=10)
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details()
 
 
