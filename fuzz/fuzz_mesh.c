@@ -12,9 +12,9 @@
  *   5 a dispatch logged, its fields from the payload
  *
  * Invariants: the table never holds more than MESH_PEERS_MAX peers; every list it packs
- * decodes again and names each direct peer once; a choice names a peer that is up, shares
- * the namespace and has a call outstanding until released; what a node says of itself has
- * no name twice. */
+ * decodes again; a node's id is on one inbound link at most, never beside another record;
+ * a choice names a peer that is up, shares the namespace and has a call outstanding until
+ * released; what a node says of itself has no name twice. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +37,14 @@ static void services(void *ctx, void (*add)(void *acc, const char *ns_service), 
 	add(acc, "default/shop.Orders"); /* twice: said once */
 }
 
+static const char *label(const Collector__Collector *c, const char *key)
+{
+	for (size_t i = 0; c->metadata && i < c->metadata->n_labels; i++)
+		if (!strcmp(c->metadata->labels[i]->key, key))
+			return c->metadata->labels[i]->value;
+	return "";
+}
+
 static void check_lists(mesh *m, int64_t now)
 {
 	size_t len;
@@ -48,11 +56,16 @@ static void check_lists(mesh *m, int64_t now)
 	CHECK(r);
 	size_t direct = 0;
 	for (size_t i = 0; i < r->n_collectors; i++) {
-		direct += r->collectors[i]->is_direct_peer;
-		for (size_t k = 0; k < i; k++)
-			CHECK(!r->collectors[i]->is_direct_peer ||
-			      !r->collectors[k]->is_direct_peer ||
-			      strcmp(r->collectors[i]->address, r->collectors[k]->address));
+		const Collector__Collector *a = r->collectors[i];
+		direct += a->is_direct_peer;
+		/* One node, one inbound link: an id twice among direct peers is two outbound
+		 * addresses of one node, never an inbound record beside another. */
+		for (size_t k = 0; k < i && a->is_direct_peer && *a->id; k++) {
+			const Collector__Collector *b = r->collectors[k];
+			if (b->is_direct_peer && !strcmp(a->id, b->id))
+				CHECK(!strcmp(label(a, "direction"), "outbound") &&
+				      !strcmp(label(b, "direction"), "outbound"));
+		}
 	}
 	CHECK(direct <= MESH_PEERS_MAX);
 	collector__list_peers_response__free_unpacked(r, NULL);

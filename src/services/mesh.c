@@ -438,10 +438,14 @@ bool mesh_beat_result(mesh *m, const char *address, const Collector__ConnectResp
 		}
 		p->beating = false;
 		if (resp) {
-			/* Its inbound record, if it linked to us first, is this same link. */
-			peer *twin = by_id(m, id);
-			if (twin && twin != p)
-				drop(m, twin);
+			/* Its inbound record, if it linked to us first, is this same link. (Two
+			 * outbound addresses of one node stay two links.) */
+			for (size_t i = 0; i < m->n; i++)
+				if (m->p[i] != p && !outbound(m->p[i]) &&
+				    !strcmp(m->p[i]->id, id)) {
+					drop(m, m->p[i]);
+					break;
+				}
 			snprintf(p->id, sizeof(p->id), "%s", id);
 			/* One link, one id: the target's. */
 			if (resp->connection_id && *resp->connection_id &&
