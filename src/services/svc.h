@@ -36,6 +36,7 @@ typedef struct svc_env {
 	const char *node_id;	     /* this node's collector id */
 	const method_table *methods; /* every method the node serves (set once built) */
 	struct mesh *mesh;	     /* the node's links (mesh.h); NULL: none */
+	const char *backup_dir;	     /* --backup-dir, resolved; NULL: none */
 } svc_env;
 
 /* The namespace a request means (reactor thread): its own field when set, else the
