@@ -395,6 +395,7 @@ static int node_build(collector *c, char *err, size_t cap)
 		}
 		c->env.backup_dir = c->backup_dir;
 	}
+	backup_sweep(&c->env);
 	c->backup_sched = backup_sched_new(&c->env);
 	if (!c->backup_sched) {
 		snprintf(err, cap, "out of memory");

@@ -62,6 +62,10 @@ bool backup_clone(svc_job *j, const svc_env *env, const char *src_ns, const char
 		  const char *ns, const char *name, bool include_files, int64_t *records,
 		  int64_t *files, int64_t *bytes);
 
+/* At start: removes what interrupted backups (.tmp-<id>) and deletes (.del-<id>) left in
+ * DATA/backups (a dest_path tree keeps them until a backup there is deleted by hand). */
+void backup_sweep(const svc_env *env);
+
 /* ---- scheduled backups: a timer on one reactor posts a pass to the pool every second;
  * the pass backs up every collection whose policy is enabled with an interval_seconds
  * that has passed since its newest backup (read from the rows, so restarts keep the

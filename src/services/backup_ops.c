@@ -1,4 +1,5 @@
 /* The work of the backup RPCs and of scheduled backups (backup.h), on pool threads. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1114,4 +1115,45 @@ out:
 	mem_free(labels);
 	mem_free(indexed);
 	return ok;
+}
+
+/* ---- leftovers ---- */
+
+static void sweep_dir(int fd, int depth)
+{
+	DIR *d;
+	if (dirs_open(fd, ".", 0, &d))
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (depth == 2) {
+			if (strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) &&
+			    strncmp(e->d_name, DEL_PREFIX, strlen(DEL_PREFIX)))
+				continue;
+			int rc = dirs_tree_remove(fd, e->d_name, NULL);
+			log_info("backups: removed leftover %s: %s", e->d_name,
+				 rc ? strerror(-rc) : "ok");
+			continue;
+		}
+		int sub = odir(fd, e->d_name);
+		if (sub >= 0) {
+			sweep_dir(sub, depth + 1);
+			close(sub);
+		}
+	}
+	closedir(d);
+}
+
+void backup_sweep(const svc_env *env)
+{
+	int data = open(store_data_dir(env->store), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = data >= 0 ? odir(data, "backups") : -1;
+	if (fd >= 0) {
+		sweep_dir(fd, 0);
+		close(fd);
+	}
+	if (data >= 0)
+		close(data);
 }
