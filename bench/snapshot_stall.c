@@ -10,7 +10,9 @@
  *
  * Prints, per method: the writer's commits, p50, p99 and longest commit during the
  * snapshot, the snapshot's time and (stepped) how many times it restarted. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
