@@ -336,7 +336,10 @@ static void ddl_rollback(store *s)
 
 /* --- paths ------------------------------------------------------------------------------ */
 
-/* Removes what an interrupted create or delete left in each namespace directory. */
+static void recover_swaps(store *s, int nsfd, const char *ns);
+
+/* Removes what an interrupted create or delete left in each namespace directory, after
+ * undoing an interrupted replacement (recover_swaps), whose old tree has a staged name. */
 static void sweep_leftovers(store *s)
 {
 	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -358,6 +361,7 @@ static void sweep_leftovers(store *s)
 				close(nsfd);
 			continue;
 		}
+		recover_swaps(s, nsfd, e->d_name);
 		struct dirent *c;
 		while ((c = readdir(nd))) {
 			if (strncmp(c->d_name, NEW_PREFIX, strlen(NEW_PREFIX)) &&
@@ -954,6 +958,70 @@ void store_coll_release(store_coll *c)
 
 /* --- install: a directory built aside becomes a collection ------------------------------- */
 
+/* An overwriting install swaps the trees, then commits the new row: a crash between the two
+ * would leave the new tree under the old row. So the new tree carries a mark, written
+ * before the swap and removed after the commit, naming the row it belongs to (its
+ * created_at) and where the old tree went: at open, a mark whose row is not in the catalog
+ * means the commit never happened, and the trees are swapped back. */
+#define SWAP_MARK ".swap"
+
+static int swap_mark(int nsfd, const char *tmp, int64_t created_at)
+{
+	char text[128];
+	int n = snprintf(text, sizeof(text), "%lld %s\n", (long long)created_at, tmp);
+	int dfd = openat(nsfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = dfd < 0 ? -1
+			 : openat(dfd, SWAP_MARK,
+				  O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	int rc = fd >= 0 && write(fd, text, (size_t)n) == n && !fsync(fd) && !fsync(dfd)
+			 ? 0
+			 : store_err_set(-EIO, "marking the swap: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	return rc;
+}
+
+/* At open: undoes the swaps of ns whose commit a crash prevented (see SWAP_MARK). */
+static void recover_swaps(store *s, int nsfd, const char *ns)
+{
+	DIR *d;
+	if (dirs_open(nsfd, ".", 0, &d))
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!store_name_valid(e->d_name))
+			continue;
+		int cfd = openat(nsfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int mfd = cfd < 0 ? -1 : openat(cfd, SWAP_MARK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		char text[128] = {0}, tmp[80] = {0};
+		long long created = 0;
+		bool marked = mfd >= 0 && read(mfd, text, sizeof(text) - 1) > 0 &&
+			      sscanf(text, "%lld %79s", &created, tmp) == 2 &&
+			      !strncmp(tmp, NEW_PREFIX, strlen(NEW_PREFIX)) && !strchr(tmp, '/');
+		if (mfd >= 0)
+			close(mfd);
+		store_collection *row = NULL;
+		if (marked && catalog_get(s, ns, e->d_name, &row) >= 0 && row &&
+		    row->created_at == created) {
+			unlinkat(cfd, SWAP_MARK, 0); /* committed: the mark was all that was left */
+			fsync(cfd);
+		} else if (marked && renameat2(nsfd, tmp, nsfd, e->d_name, RENAME_EXCHANGE) == 0) {
+			fsync(nsfd);
+			log_warn(
+				"store: %s/%s: a replacement interrupted before its commit was undone",
+				ns, e->d_name);
+		} else if (mfd >= 0) {
+			unlinkat(cfd, SWAP_MARK, 0);
+		}
+		mem_free(row);
+		if (cfd >= 0)
+			close(cfd);
+	}
+	closedir(d);
+}
+
 int store_stage_begin(store *s, const char *ns, char *path, size_t cap, char tmp[STORE_TMP_MAX])
 {
 	int rc = check_names(ns, "x");
@@ -1116,9 +1184,12 @@ int store_collection_install(store *s, const store_collection *c, const char *tm
 		goto out;
 	if (exists && (rc = catalog_remove(s, c->ns, c->name)) < 0)
 		goto out;
-	if ((rc = catalog_insert(s, c, now_us())) < 0)
+	int64_t now = now_us();
+	if ((rc = catalog_insert(s, c, now)) < 0)
 		goto out;
 	if (exists) {
+		if ((rc = swap_mark(nsfd, tmp, now)) < 0)
+			goto out;
 		/* One rename swaps the two trees: readers (held off by the slot) find either
 		 * the old collection or the new one under the name, never a mix. */
 		if (renameat2(nsfd, tmp, nsfd, c->name, RENAME_EXCHANGE)) {
@@ -1157,8 +1228,14 @@ out:
 		if (swapped || renamed)
 			fsync(nsfd);
 	} else if (swapped) {
-		/* The replaced tree now has the staged name: garbage, as a crash would leave
-		 * it to the sweep. */
+		/* Committed: the mark has done its work. The replaced tree now has the staged
+		 * name: garbage, as a crash would leave it to the sweep. */
+		int fd = openat(nsfd, c->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0) {
+			unlinkat(fd, SWAP_MARK, 0);
+			fsync(fd);
+			close(fd);
+		}
 		dirs_tree_remove(nsfd, tmp, NULL);
 	}
 	if (sl)

@@ -112,8 +112,9 @@ void store_stage_abort(store *s, const char *ns, const char *tmp);
  * now). -EEXIST when the name is taken, unless STORE_INSTALL_OVERWRITE: then the old
  * collection is replaced at once (one RENAME_EXCHANGE of the trees and one catalog
  * transaction, with acquires held off meanwhile: a reader sees the old collection or the
- * new one, never a mix or none); it waits for the old one's handles to be released. The
- * namespace is not checked against the reserved ones: the caller does. */
+ * new one, never a mix or none); it waits for the old one's handles to be released, and a
+ * crash between the swap and the commit is undone at the next store_open. The namespace is
+ * not checked against the reserved ones: the caller does. */
 #define STORE_INSTALL_OVERWRITE 1
 int store_collection_install(store *s, const store_collection *c, const char *tmp, int flags);
 
