@@ -105,6 +105,10 @@ typedef struct collector_config {
 	char advertise[128];	     /* host:port peers reach this node at; "": the listener's */
 	char mesh_namespaces[512];   /* comma-separated namespaces shared; "": every one */
 	size_t mesh_max_outstanding; /* forwarded calls in flight per peer; 0: 1024 */
+
+	/* Backups (README, Backups): the directory below which BackupCollection's dest_path
+	 * may name a directory; "": dest_path must be empty. */
+	char backup_dir[512];
 } collector_config;
 
 /* Thread and signal safe (a SIGHUP handler may call it): asks the node to read its TLS

@@ -24,6 +24,7 @@
 #include "io/pool.h"
 #include "io/sock.h"
 #include "io/tls.h"
+#include "services/backup.h"
 #include "services/collector_api.h"
 #include "services/handler.h"
 #include "services/health.h"
@@ -57,6 +58,8 @@ struct collector {
 	reactor_group *group;
 	mesh *mesh;
 	mesh_driver *mesh_driver;
+	backup_sched *backup_sched;
+	char backup_dir[PATH_MAX]; /* --backup-dir, resolved */
 	char advertise[128];
 	char **services;
 	size_t nservices;
@@ -208,6 +211,7 @@ static int start_reactor(reactor *r, void *ctx)
 {
 	collector *c = ctx;
 	mesh_driver_start(c->mesh_driver, r);
+	backup_sched_start(c->backup_sched, r);
 	return 0;
 }
 
@@ -215,6 +219,7 @@ static void drain_reactor(reactor *r, void *ctx)
 {
 	collector *c = ctx;
 	mesh_driver_drain(c->mesh_driver, r);
+	backup_sched_drain(c->backup_sched, r);
 	health_notify(r);
 	proxy_reactor_drain(r); /* its outbound connections would keep the loop going */
 }
@@ -453,6 +458,22 @@ static int node_build(collector *c, char *err, size_t cap)
 	}
 	if ((rc = mesh_build(c, err, cap)))
 		return rc;
+	if (cfg->backup_dir[0]) {
+		/* Resolved once: dest_path is compared with the real path, links and all. */
+		if ((rc = fs_mkdir_p(cfg->backup_dir)) ||
+		    !realpath(cfg->backup_dir, c->backup_dir)) {
+			rc = rc ? rc : -errno;
+			snprintf(err, cap, "--backup-dir %s: %s", cfg->backup_dir, strerror(-rc));
+			return rc;
+		}
+		c->env.backup_dir = c->backup_dir;
+	}
+	backup_sweep(&c->env);
+	c->backup_sched = backup_sched_new(&c->env);
+	if (!c->backup_sched) {
+		snprintf(err, cap, "out of memory");
+		return -ENOMEM;
+	}
 	c->methods = method_table_new();
 	c->env.methods = c->methods;
 	if (!c->methods || collector_api_register_all(c->methods, &c->env) ||
@@ -504,6 +525,7 @@ static void collector_free_parts(collector *c)
 	pool_free(c->pool);
 	registry_free(c->env.registry);
 	mesh_driver_free(c->mesh_driver);
+	backup_sched_free(c->backup_sched);
 	mesh_free(c->mesh);
 	store_close(c->store);
 	tp_free(c->types);

@@ -238,6 +238,9 @@ static void config_usage(const char *prog)
 	       "                             every one)\n"
 	       "  --mesh-max-outstanding N   calls forwarded to one node at once; beyond it\n"
 	       "                             RESOURCE_EXHAUSTED (default 1024)\n"
+	       "  --backup-dir DIR           BackupCollection's dest_path may name a directory\n"
+	       "                             below DIR only (default: none; backups go to\n"
+	       "                             DATA/backups)\n"
 	       "  --log-level LEVEL          error, warn, info or debug (default info)\n"
 	       "  --grace-seconds N          on SIGTERM/SIGINT, time given to calls in flight\n"
 	       "                             after GOAWAY (default 10)\n"
@@ -327,6 +330,8 @@ static int set_option(collector_config *c, const char *name, const char *v)
 		return copy_str(name, c->advertise, sizeof(c->advertise), v);
 	if (!strcmp(name, "mesh-namespaces"))
 		return copy_str(name, c->mesh_namespaces, sizeof(c->mesh_namespaces), v);
+	if (!strcmp(name, "backup-dir"))
+		return copy_str(name, c->backup_dir, sizeof(c->backup_dir), v);
 	if (!strcmp(name, "mesh-max-outstanding")) {
 		if (parse_int(name, v, 1, 1000000, &n))
 			return -1;

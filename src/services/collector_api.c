@@ -11,6 +11,7 @@
 #include "collector/registry.pb-c.h"
 #include "collector/worker.pb-c.h"
 #include "h2/call.h"
+#include "services/backup.h"
 #include "services/collection.h"
 #include "services/console.h"
 #include "services/dispatch.h"
@@ -90,6 +91,8 @@ int collector_api_register_all(method_table *t, svc_env *env)
 	int rc = registry_register(t, env);
 	if (!rc)
 		rc = repo_register(t, env);
+	if (!rc)
+		rc = backup_register(t, env);
 	if (!rc)
 		rc = collection_register(t, env);
 	if (!rc)

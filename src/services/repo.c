@@ -1,6 +1,6 @@
 /* collector.CollectionRepo: collections as a whole (create, delete, discover, route).
- * Clone, Fetch, Push/Pull and the backup methods stay UNIMPLEMENTED (collector_api.c)
- * until their issue. */
+ * Backups and the local Clone are backup.h's; Fetch and Push/Pull stay UNIMPLEMENTED
+ * (collector_api.c) until their issue. */
 #include "services/repo.h"
 
 #include <errno.h>
@@ -35,6 +35,12 @@ static bool check_backup_policy(svc_job *sj, const Collector__BackupPolicy *p)
 		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
 			     "backup_policy.max_backups must be 0 or more, not %d",
 			     (int)p->max_backups);
+		return false;
+	}
+	if (p && p->interval_seconds < 0) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "backup_policy.interval_seconds must be 0 or more, not %lld",
+			     (long long)p->interval_seconds);
 		return false;
 	}
 	if (p && p->retention_seconds < 0) {

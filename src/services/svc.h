@@ -38,6 +38,7 @@ typedef struct svc_env {
 	struct mesh *mesh;	     /* the node's links (mesh.h); NULL: none */
 	const char *version;	     /* the node's version */
 	int64_t started_ns;	     /* when it started (monotonic clock) */
+	const char *backup_dir;	     /* --backup-dir, resolved; NULL: none */
 } svc_env;
 
 /* The namespace a request means (reactor thread): its own field when set, else the

@@ -381,3 +381,4 @@ const char *store_coll_name(const store_coll *c) { return c->name; }
 void *coll_owner(const store_coll *c) { return c->owner; }
 int coll_files_fd(const store_coll *c) { return c->files_fd; }
 int coll_staging_fd(const store_coll *c) { return c->staging_fd; }
+const char *coll_db_path(const store_coll *c) { return c->db_path; }

@@ -62,8 +62,9 @@ bool store_ns_reserved(const char *ns)
 enum slot_state {
 	SLOT_OPENING, /* being opened; others wait */
 	SLOT_READY,
-	SLOT_CLOSING, /* evicted, being closed; others wait */
-	SLOT_DOOMED,  /* being deleted; acquire fails */
+	SLOT_CLOSING,  /* evicted, being closed; others wait */
+	SLOT_DOOMED,   /* being deleted; acquire fails */
+	SLOT_SWAPPING, /* its directory being replaced (an install); others wait */
 };
 
 typedef struct slot {
@@ -335,7 +336,10 @@ static void ddl_rollback(store *s)
 
 /* --- paths ------------------------------------------------------------------------------ */
 
-/* Removes what an interrupted create or delete left in each namespace directory. */
+static void recover_swaps(store *s, int nsfd, const char *ns);
+
+/* Removes what an interrupted create or delete left in each namespace directory, after
+ * undoing an interrupted replacement (recover_swaps), whose old tree has a staged name. */
 static void sweep_leftovers(store *s)
 {
 	int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -357,6 +361,7 @@ static void sweep_leftovers(store *s)
 				close(nsfd);
 			continue;
 		}
+		recover_swaps(s, nsfd, e->d_name);
 		struct dirent *c;
 		while ((c = readdir(nd))) {
 			if (strncmp(c->d_name, NEW_PREFIX, strlen(NEW_PREFIX)) &&
@@ -894,6 +899,7 @@ int store_coll_acquire(store *s, const char *ns, const char *name, store_coll **
 			pthread_mutex_unlock(&s->mu);
 			return store_err_set(-ENOENT, "no collection %s/%s", ns, name);
 		}
+		/* OPENING, CLOSING, SWAPPING: the outcome is the collection to hand out. */
 		pthread_cond_wait(&s->cv, &s->mu);
 	}
 	sl = slot_add(s, ns, name, SLOT_OPENING);
@@ -948,4 +954,294 @@ void store_coll_release(store_coll *c)
 	if (--sl->refs == 0 && sl->state == SLOT_DOOMED)
 		pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
+}
+
+/* --- install: a directory built aside becomes a collection ------------------------------- */
+
+/* An overwriting install swaps the trees, then commits the new row: a crash between the two
+ * would leave the new tree under the old row. So the new tree carries a mark, written
+ * before the swap and removed after the commit, naming the row it belongs to (its
+ * created_at) and where the old tree went: at open, a mark whose row is not in the catalog
+ * means the commit never happened, and the trees are swapped back. */
+#define SWAP_MARK ".swap"
+
+static int swap_mark(int nsfd, const char *tmp, int64_t created_at)
+{
+	char text[128];
+	int n = snprintf(text, sizeof(text), "%lld %s\n", (long long)created_at, tmp);
+	int dfd = openat(nsfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	int fd = dfd < 0 ? -1
+			 : openat(dfd, SWAP_MARK,
+				  O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	int rc = fd >= 0 && write(fd, text, (size_t)n) == n && !fsync(fd) && !fsync(dfd)
+			 ? 0
+			 : store_err_set(-EIO, "marking the swap: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	return rc;
+}
+
+/* At open: undoes the swaps of ns whose commit a crash prevented (see SWAP_MARK). */
+static void recover_swaps(store *s, int nsfd, const char *ns)
+{
+	DIR *d;
+	if (dirs_open(nsfd, ".", 0, &d))
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (!store_name_valid(e->d_name))
+			continue;
+		int cfd = openat(nsfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		int mfd = cfd < 0 ? -1 : openat(cfd, SWAP_MARK, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		char text[128] = {0}, tmp[80] = {0};
+		long long created = 0;
+		bool marked = mfd >= 0 && read(mfd, text, sizeof(text) - 1) > 0 &&
+			      sscanf(text, "%lld %79s", &created, tmp) == 2 &&
+			      !strncmp(tmp, NEW_PREFIX, strlen(NEW_PREFIX)) && !strchr(tmp, '/');
+		if (mfd >= 0)
+			close(mfd);
+		store_collection *row = NULL;
+		if (marked && catalog_get(s, ns, e->d_name, &row) >= 0 && row &&
+		    row->created_at == created) {
+			unlinkat(cfd, SWAP_MARK, 0); /* committed: the mark was all that was left */
+			fsync(cfd);
+		} else if (marked && renameat2(nsfd, tmp, nsfd, e->d_name, RENAME_EXCHANGE) == 0) {
+			fsync(nsfd);
+			log_warn(
+				"store: %s/%s: a replacement interrupted before its commit was undone",
+				ns, e->d_name);
+		} else if (mfd >= 0) {
+			unlinkat(cfd, SWAP_MARK, 0);
+		}
+		mem_free(row);
+		if (cfd >= 0)
+			close(cfd);
+	}
+	closedir(d);
+}
+
+int store_stage_begin(store *s, const char *ns, char *path, size_t cap, char tmp[STORE_TMP_MAX])
+{
+	int rc = check_names(ns, "x");
+	if (rc < 0)
+		return rc;
+	char uuid[UUID_STR_LEN];
+	if ((rc = uuid7_make(uuid)) < 0)
+		return store_err_set(rc, "no randomness");
+	snprintf(tmp, STORE_TMP_MAX, NEW_PREFIX "%s", uuid);
+	pthread_mutex_lock(&s->ddl_mu);
+	if (mkdirat(s->dirfd, ns, 0755) == 0) {
+		if (fsync(s->dirfd))
+			rc = store_err_set(-errno, "fsync data directory: %s", strerror(errno));
+	} else if (errno != EEXIST) {
+		rc = store_err_set(-errno, "mkdir %s: %s", ns, strerror(errno));
+	}
+	int nsfd = rc ? -1 : openat(s->dirfd, ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (!rc && nsfd < 0)
+		rc = store_err_set(-errno, "open %s: %s", ns, strerror(errno));
+	if (!rc && mkdirat(nsfd, tmp, 0755))
+		rc = store_err_set(-errno, "mkdir %s/%s: %s", ns, tmp, strerror(errno));
+	int fd = rc ? -1 : openat(nsfd, tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (!rc && (fd < 0 || mkdirat(fd, "files", 0755) || mkdirat(fd, "staging", 0755)))
+		rc = store_err_set(-errno, "collection directory: %s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (nsfd >= 0)
+		close(nsfd);
+	if (!rc && snprintf(path, cap, "%s/%s/%s", s->dir, ns, tmp) >= (int)cap)
+		rc = store_err_set(-ENAMETOOLONG, "path too long");
+	pthread_mutex_unlock(&s->ddl_mu);
+	if (rc)
+		store_stage_abort(s, ns, tmp);
+	return rc;
+}
+
+void store_stage_abort(store *s, const char *ns, const char *tmp)
+{
+	pthread_mutex_lock(&s->ddl_mu);
+	int nsfd = openat(s->dirfd, ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (nsfd >= 0) {
+		dirs_tree_remove(nsfd, tmp, NULL);
+		fsync(nsfd);
+		close(nsfd);
+	}
+	unlinkat(s->dirfd, ns, AT_REMOVEDIR); /* only if we left it empty */
+	pthread_mutex_unlock(&s->ddl_mu);
+}
+
+static int catalog_insert(store *s, const store_collection *c, int64_t now)
+{
+	sqlite3_stmt *st = NULL;
+	int src = sqlite3_prepare_v2(s->ddl,
+				     "INSERT INTO collections (" CATALOG_COLUMNS ")"
+				     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+				     -1, &st, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, c->ns, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(st, 3, c->def ? c->def : "", (int)c->def_len, SQLITE_STATIC);
+		bind_text_or(st, 4, c->type_ns, "");
+		bind_text_or(st, 5, c->type_name, "");
+		bind_text_or(st, 6, c->labels, "{}");
+		bind_text_or(st, 7, c->indexed, "[]");
+		/* A new incarnation of the name: page tokens of the one replaced stop. */
+		sqlite3_bind_int64(st, 8, now);
+		sqlite3_bind_int64(st, 9, now);
+		src = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	if (src == SQLITE_DONE)
+		return 0;
+	int rc = store_sqlite_errno(src);
+	if (rc == -EEXIST)
+		return store_err_set(rc, "collection %s/%s already exists", c->ns, c->name);
+	if (rc == -EINVAL)
+		return store_err_set(rc, "invalid collection: %s", sqlite3_errmsg(s->ddl));
+	return db_fail(s->ddl, src, "catalog insert");
+}
+
+static int catalog_remove(store *s, const char *ns, const char *name)
+{
+	sqlite3_stmt *st = NULL;
+	int src = sqlite3_prepare_v2(s->ddl,
+				     "DELETE FROM collections WHERE namespace = ?1 AND name = ?2",
+				     -1, &st, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		src = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return src == SQLITE_DONE ? 0 : db_fail(s->ddl, src, "catalog delete");
+}
+
+/* Marks ns/name SWAPPING (adding a slot when it is not open), waits for its handles to be
+ * released and closes it: acquires wait meanwhile and then open what the swap left. NULL
+ * when out of memory. */
+static slot *slot_swap_begin(store *s, const char *ns, const char *name)
+{
+	pthread_mutex_lock(&s->mu);
+	slot *sl;
+	while ((sl = slot_find(s, ns, name)) &&
+	       (sl->state == SLOT_OPENING || sl->state == SLOT_CLOSING))
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (!sl) {
+		sl = slot_add(s, ns, name, SLOT_SWAPPING);
+	} else {
+		s->nopen--;
+		sl->state = SLOT_SWAPPING;
+		while (sl->refs)
+			pthread_cond_wait(&s->cv, &s->mu);
+	}
+	store_coll *c = sl ? sl->c : NULL;
+	if (sl)
+		sl->c = NULL;
+	pthread_mutex_unlock(&s->mu);
+	if (c)
+		coll_close(c);
+	return sl;
+}
+
+static void slot_swap_end(store *s, slot *sl)
+{
+	pthread_mutex_lock(&s->mu);
+	slot_remove(s, sl);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+int store_collection_install(store *s, const store_collection *c, const char *tmp, int flags)
+{
+	int rc = check_names(c->ns, c->name);
+	if (rc < 0)
+		return rc;
+	if (strncmp(tmp, NEW_PREFIX, strlen(NEW_PREFIX)) || strchr(tmp, '/'))
+		return store_err_set(-EINVAL, "not a staged directory: %s", tmp);
+	pthread_mutex_lock(&s->ddl_mu);
+	slot *sl = NULL;
+	bool swapped = false, renamed = false;
+	int nsfd = openat(s->dirfd, c->ns, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (nsfd < 0) {
+		rc = store_err_set(-errno, "open %s: %s", c->ns, strerror(errno));
+		goto out;
+	}
+	int exists = catalog_get(s, c->ns, c->name, NULL);
+	if (exists < 0) {
+		rc = exists;
+		goto out;
+	}
+	if (exists && !(flags & STORE_INSTALL_OVERWRITE)) {
+		rc = store_err_set(-EEXIST, "collection %s/%s already exists", c->ns, c->name);
+		goto out;
+	}
+	if (exists && !(sl = slot_swap_begin(s, c->ns, c->name))) {
+		rc = store_err_set(-ENOMEM, "out of memory");
+		goto out;
+	}
+	if ((rc = ddl_exec(s, "BEGIN IMMEDIATE")) < 0)
+		goto out;
+	if (exists && (rc = catalog_remove(s, c->ns, c->name)) < 0)
+		goto out;
+	int64_t now = now_us();
+	if ((rc = catalog_insert(s, c, now)) < 0)
+		goto out;
+	if (exists) {
+		if ((rc = swap_mark(nsfd, tmp, now)) < 0)
+			goto out;
+		/* One rename swaps the two trees: readers (held off by the slot) find either
+		 * the old collection or the new one under the name, never a mix. */
+		if (renameat2(nsfd, tmp, nsfd, c->name, RENAME_EXCHANGE)) {
+			rc = store_err_set(-errno, "swap %s/%s: %s", c->ns, c->name,
+					   strerror(errno));
+			goto out;
+		}
+		swapped = true;
+	} else {
+		/* No row, so a directory of that name is what a crash left behind. */
+		rc = dirs_tree_remove(nsfd, c->name, NULL);
+		if (rc < 0 && rc != -ENOENT) {
+			store_err_set(rc, "removing leftover %s/%s: %s", c->ns, c->name,
+				      strerror(-rc));
+			goto out;
+		}
+		if (renameat(nsfd, tmp, nsfd, c->name)) {
+			rc = store_err_set(-errno, "rename into %s/%s: %s", c->ns, c->name,
+					   strerror(errno));
+			goto out;
+		}
+		renamed = true;
+	}
+	if (fsync(nsfd)) {
+		rc = store_err_set(-errno, "fsync %s: %s", c->ns, strerror(errno));
+		goto out;
+	}
+	rc = ddl_exec(s, "COMMIT");
+out:
+	if (rc < 0) {
+		ddl_rollback(s);
+		if (swapped)
+			renameat2(nsfd, tmp, nsfd, c->name, RENAME_EXCHANGE);
+		if (renamed)
+			renameat(nsfd, c->name, nsfd, tmp);
+		if (swapped || renamed)
+			fsync(nsfd);
+	} else if (swapped) {
+		/* Committed: the mark has done its work. The replaced tree now has the staged
+		 * name: garbage, as a crash would leave it to the sweep. */
+		int fd = openat(nsfd, c->name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0) {
+			unlinkat(fd, SWAP_MARK, 0);
+			fsync(fd);
+			close(fd);
+		}
+		dirs_tree_remove(nsfd, tmp, NULL);
+	}
+	if (sl)
+		slot_swap_end(s, sl);
+	if (nsfd >= 0)
+		close(nsfd);
+	pthread_mutex_unlock(&s->ddl_mu);
+	return rc;
 }

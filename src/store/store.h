@@ -101,6 +101,23 @@ int store_collection_list(store *s, const store_list_filter *f,
 /* Replaces def, type, labels and indexed of an existing row; keeps created_at. */
 int store_collection_update_def(store *s, const store_collection *c);
 
+/* Restores and clones build a collection's directory aside, then install it. stage_begin
+ * makes <data>/<ns>/<tmp>/ with files/ and staging/ (the caller writes records.db and the
+ * attachments there) and its path; tmp is a name the open sweep removes if a crash leaves
+ * it. stage_abort removes it (after a failed install too). */
+#define STORE_TMP_MAX 64
+int store_stage_begin(store *s, const char *ns, char *path, size_t cap, char tmp[STORE_TMP_MAX]);
+void store_stage_abort(store *s, const char *ns, const char *tmp);
+/* Makes the staged directory tmp the collection of row c (created_at and updated_at are
+ * now). -EEXIST when the name is taken, unless STORE_INSTALL_OVERWRITE: then the old
+ * collection is replaced at once (one RENAME_EXCHANGE of the trees and one catalog
+ * transaction, with acquires held off meanwhile: a reader sees the old collection or the
+ * new one, never a mix or none); it waits for the old one's handles to be released, and a
+ * crash between the swap and the commit is undone at the next store_open. The namespace is
+ * not checked against the reserved ones: the caller does. */
+#define STORE_INSTALL_OVERWRITE 1
+int store_collection_install(store *s, const store_collection *c, const char *tmp, int flags);
+
 /* A handle on an open collection, opened on first use (acquire may block: call it from
  * a pool thread). Beyond max_open, acquire closes the least recently used idle ones.
  * Every acquire is paired with one release, after the handle's last write has completed

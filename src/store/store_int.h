@@ -41,8 +41,9 @@ int coll_open(const char *dir, const char *ns, const char *name, const coll_opti
 /* Lets queued writes finish, stops the writer and closes every connection. */
 void coll_close(store_coll *c);
 void *coll_owner(const store_coll *c);
-int coll_files_fd(const store_coll *c);	  /* files/, O_DIRECTORY */
-int coll_staging_fd(const store_coll *c); /* staging/, uploads in progress */
+int coll_files_fd(const store_coll *c);	       /* files/, O_DIRECTORY */
+int coll_staging_fd(const store_coll *c);      /* staging/, uploads in progress */
+const char *coll_db_path(const store_coll *c); /* its records.db */
 
 /* ---- a reader, as coll.c lends it out and as store's tests read through it (reader.c) ---- */
 

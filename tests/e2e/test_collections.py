@@ -522,24 +522,19 @@ def _unimplemented_calls(api, ns, name, dest):
     push_meta = repo_pb2.PushCollectionRequest.Metadata(source_collection=src, dest_namespace=ns, dest_name=dest,
                                                         message_type={"message_name": SIMPLE}, record_count=1)
     return {
-        "Clone": (api.repo.Clone, repo_pb2.CloneRequest(source_collection=src, dest_namespace=ns, dest_name=dest)),
+        # A local Clone is built (test_backups.py); to another node it is not yet.
+        "Clone": (api.repo.Clone, repo_pb2.CloneRequest(source_collection=src, dest_namespace=ns, dest_name=dest,
+                                                        dest_endpoint="127.0.0.1:1")),
         "Fetch": (api.repo.Fetch, repo_pb2.FetchRequest(source_endpoint=api.address, source_collection=src,
                                                         dest_namespace=ns, dest_name=dest)),
         "PushCollection": (api.repo.PushCollection,
                            iter([repo_pb2.PushCollectionRequest(metadata=push_meta),
                                  repo_pb2.PushCollectionRequest(chunk=b"\0" * 16)])),
         "PullCollection": (api.repo.PullCollection, repo_pb2.PullCollectionRequest(source_collection=src)),
-        "BackupCollection": (api.repo.BackupCollection, repo_pb2.BackupCollectionRequest(collection=src)),
-        "ListBackups": (api.repo.ListBackups, repo_pb2.ListBackupsRequest(collection=src)),
-        "RestoreBackup": (api.repo.RestoreBackup, repo_pb2.RestoreBackupRequest(backup_id="b1", dest_namespace=ns,
-                                                                                dest_name=dest)),
-        "DeleteBackup": (api.repo.DeleteBackup, repo_pb2.DeleteBackupRequest(backup_id="b1")),
-        "VerifyBackup": (api.repo.VerifyBackup, repo_pb2.VerifyBackupRequest(backup_id="b1")),
     }
 
 
-@pytest.mark.parametrize("method", ["Clone", "Fetch", "PushCollection", "PullCollection", "BackupCollection",
-                                    "ListBackups", "RestoreBackup", "DeleteBackup", "VerifyBackup"])
+@pytest.mark.parametrize("method", ["Clone", "Fetch", "PushCollection", "PullCollection"])
 def test_repo_methods_unimplemented(api, method):
     coll = api.coll()
     coll.put(sr(1, "only"))
