@@ -50,6 +50,7 @@ typedef struct collector_config {
 	int store_group_max;	     /* write requests per transaction; 0: all queued */
 	size_t max_message_bytes;    /* largest request or response message */
 	bool no_validation;	     /* calls are not checked against the registry */
+	bool admin;		     /* the console's Stop and Reset are allowed */
 	int log_level;		     /* enum collector_log_level */
 	int grace_seconds;	     /* for calls in flight when the node stops */
 

@@ -42,6 +42,7 @@ extern const size_t api_descriptor_set_len;
 
 /* The health status and the log level are process-wide (health.h, log.h). */
 static atomic_bool node_open;
+static void stop_from_console(void *ctx, int64_t grace_ns);
 
 struct collector {
 	collector_config cfg;
@@ -65,6 +66,7 @@ struct collector {
 	size_t nservices;
 	sem_t stop;
 	atomic_bool stop_asked, reload_asked;
+	_Atomic int64_t grace_ns;  /* the shutdown's grace: -1, the settings' */
 	tls_ctx *tls, *tls_client; /* the server's; the node's own client's (calls to nodes) */
 };
 
@@ -445,6 +447,9 @@ static int node_build(collector *c, char *err, size_t cap)
 			   .node_id = c->id,
 			   .token_key = c->token_key,
 			   .version = COLLECTOR_VERSION,
+			   .admin = cfg->admin,
+			   .stop_node = stop_from_console,
+			   .stop_ctx = c,
 			   .started_ns = clock_now_ns(),
 			   .max_message_bytes = cfg->max_message_bytes};
 	regquota_limits quotas = {.files = cfg->registry_max_files,
@@ -511,9 +516,13 @@ static void node_shut_down(collector *c)
 {
 	if (!c->group)
 		return;
-	log_info("stopping: GOAWAY, %d s grace for calls in flight", c->cfg.grace_seconds);
+	int64_t grace = atomic_load(&c->grace_ns);
+	if (grace < 0)
+		grace = (int64_t)c->cfg.grace_seconds * NS_PER_SEC;
+	log_info("stopping: GOAWAY, %lld ms grace for calls in flight",
+		 (long long)(grace / 1000000));
 	health_set_serving(false);
-	reactor_group_stop(c->group, (int64_t)c->cfg.grace_seconds * NS_PER_SEC);
+	reactor_group_stop(c->group, grace);
 	reactor_group_free(c->group);
 	c->group = NULL;
 	log_info("stopped");
@@ -556,6 +565,7 @@ int collector_open(const collector_config *cfg, collector **out, char *err, size
 		return -ENOMEM;
 	}
 	c->cfg = *cfg;
+	atomic_store(&c->grace_ns, -1);
 	sem_init(&c->stop, 0, 0);
 	log_set_level((enum log_level)cfg->log_level);
 	health_set_serving(true);
@@ -617,6 +627,14 @@ void collector_reload(collector *c)
 {
 	atomic_store(&c->reload_asked, true);
 	sem_post(&c->stop);
+}
+
+/* The console's Stop (svc_env.stop_node): as collector_stop, with its own grace. */
+static void stop_from_console(void *ctx, int64_t grace_ns)
+{
+	collector *c = ctx;
+	atomic_store(&c->grace_ns, grace_ns);
+	collector_stop(c);
 }
 
 void collector_stop(collector *c)

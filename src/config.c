@@ -216,6 +216,9 @@ static void config_usage(const char *prog)
 	       "  --no-validation            do not check calls against the registry (by\n"
 	       "                             default a method not registered in the call's\n"
 	       "                             namespace answers UNIMPLEMENTED)\n"
+	       "  --admin                    allow the console's admin operations (Stop, Reset)\n"
+	       "                             to any caller: until authentication exists they\n"
+	       "                             are refused without it\n"
 	       "  --id ID                    node id (default: a UUIDv7 made once and kept in\n"
 	       "                             DIR/node-id)\n"
 	       "  --tls-cert FILE            serve TLS (1.2, 1.3; ALPN h2) with this PEM\n"
@@ -294,6 +297,13 @@ static int set_option(collector_config *c, const char *name, const char *v)
 		return copy_str(name, c->data, sizeof(c->data), v);
 	if (!strcmp(name, "namespace"))
 		return copy_str(name, c->default_namespace, sizeof(c->default_namespace), v);
+	if (!strcmp(name, "admin")) {
+		/* Bare on the command line; "= 1" or "= 0" in a config file. */
+		if (v && parse_int(name, v, 0, 1, &n))
+			return -1;
+		c->admin = v ? n != 0 : true;
+		return 0;
+	}
 	if (!strcmp(name, "no-validation")) {
 		/* Bare on the command line; "= 1" or "= 0" in a config file. */
 		if (v && parse_int(name, v, 0, 1, &n))
@@ -472,7 +482,8 @@ static int next_flag(int argc, char **argv, int *i, char *name, size_t cap, cons
 	name[n] = 0;
 	if (eq) {
 		*value = eq + 1;
-	} else if (!strcmp(name, "help") || !strcmp(name, "no-validation")) {
+	} else if (!strcmp(name, "help") || !strcmp(name, "no-validation") ||
+		   !strcmp(name, "admin")) {
 		*value = NULL;
 	} else if (*i + 1 < argc) {
 		*value = argv[++*i];

@@ -1,8 +1,8 @@
-/* collector.CollectorConsole.Display: a view of the node as a google.protobuf.Struct,
+/* collector.CollectorConsole. Display: a view of the node as a google.protobuf.Struct,
  * built as JSON text and transcoded through the type pool, with a line a person reads.
  * Parts not built yet (the worker) show as empty with a note, never as an error. Runs on
  * the pool: the catalog and the registry are read there. Stop and Reset are admin
- * operations of the console issue: they answer UNIMPLEMENTED until then. */
+ * operations, refused unless the node runs with --admin (until authentication exists). */
 #include "services/console.h"
 
 #include <errno.h>
@@ -284,13 +284,207 @@ static void display(call *c, const ProtobufCMessage *msg)
 	svc_start(c, req, req->namespace_, display_work);
 }
 
+/* ---- Stop, Reset ---- */
+
+/* The one check of the admin operations until tokens and scopes exist. */
+static bool admin_allowed(call *c, const svc_env *env, const char *what)
+{
+	if (!env->admin)
+		call_finishf(c, GRPC_PERMISSION_DENIED,
+			     "%s is an admin operation: this node was started without --admin",
+			     what);
+	return env->admin;
+}
+
+/* A Stop that is not graceful still gives its own answer this long to leave. */
+#define STOP_MIN_GRACE_NS (200LL * 1000 * 1000)
+
+static void stop(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__StopRequest *req = (const void *)msg;
+	const svc_env *env = call_ctx(c);
+	if (!admin_allowed(c, env, "Stop"))
+		return;
+	if (req->target != COLLECTOR__STOP_REQUEST__TARGET__ALL) {
+		call_finish(c, GRPC_UNIMPLEMENTED,
+			    "stopping one component is not built yet: only target ALL (the node)");
+		return;
+	}
+	if (req->timeout_seconds < 0 || req->timeout_seconds > 3600) {
+		call_finish(c, GRPC_INVALID_ARGUMENT, "timeout_seconds must be 0 to 3600");
+		return;
+	}
+	/* graceful: calls in flight get timeout_seconds (0: the node's --grace-seconds);
+	 * else they are cancelled at once, the answer to this call aside. */
+	int64_t grace = !req->graceful	       ? STOP_MIN_GRACE_NS
+			: req->timeout_seconds ? (int64_t)req->timeout_seconds * 1000000000LL
+					       : -1;
+	char *all = "node";
+	Collector__Status ok = COLLECTOR__STATUS__INIT;
+	Collector__StopResponse r = COLLECTOR__STOP_RESPONSE__INIT;
+	r.status = &ok;
+	r.stopped_components = &all;
+	r.n_stopped_components = 1;
+	call_reply(c, &r.base);
+	if (env->stop_node)
+		env->stop_node(env->stop_ctx, grace);
+}
+
+typedef struct doomed {
+	char **ns, **name;
+	size_t n, cap;
+	bool failed;
+} doomed;
+
+static int add_doomed(void *ctx, const store_collection *c)
+{
+	doomed *d = ctx;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 16;
+		char **ns = mem_realloc(d->ns, cap * sizeof(*ns));
+		if (ns)
+			d->ns = ns;
+		char **name = ns ? mem_realloc(d->name, cap * sizeof(*name)) : NULL;
+		if (name)
+			d->name = name;
+		if (!ns || !name) {
+			d->failed = true;
+			return 1;
+		}
+		d->cap = cap;
+	}
+	d->ns[d->n] = mem_strdup(c->ns);
+	d->name[d->n] = mem_strdup(c->name);
+	if (!d->ns[d->n] || !d->name[d->n]) {
+		mem_free(d->ns[d->n]);
+		mem_free(d->name[d->n]);
+		d->failed = true;
+		return 1;
+	}
+	d->n++;
+	return 0;
+}
+
+static void doomed_free(doomed *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		mem_free(d->ns[i]);
+		mem_free(d->name[i]);
+	}
+	mem_free(d->ns);
+	mem_free(d->name);
+}
+
+static void reset_work(svc_job *j)
+{
+	svc_req_job *rj = (svc_req_job *)j;
+	const Collector__ResetRequest *req = rj->req;
+	const svc_env *env = rj->env;
+	const char *ns = svc_ns_unnamed(env, rj->ns) ? NULL : rj->ns;
+	int64_t deleted = 0, records = 0, files = 0;
+	const char *component = "collections";
+	if (req->scope == COLLECTOR__RESET_REQUEST__SCOPE__COLLECTIONS) {
+		/* The user collections of the namespace (every one when none is named); the
+		 * node's own (system, backups...) are never a user's to reset. */
+		doomed d = {0};
+		store_list_filter f = {.ns = ns, .users_only = true};
+		int rc = store_collection_list(env->store, &f, add_doomed, &d, NULL);
+		for (size_t i = 0; !rc && !d.failed && i < d.n; i++) {
+			int64_t r = 0, fl = 0;
+			int drc = store_collection_delete(env->store, d.ns[i], d.name[i], &r, &fl);
+			if (drc == -ENOENT) /* gone meanwhile */
+				continue;
+			if (drc) {
+				rc = drc;
+				break;
+			}
+			deleted++;
+			records += r;
+			files += fl;
+		}
+		bool failed = d.failed;
+		doomed_free(&d);
+		if (rc || failed) {
+			svc_job_fail(j, failed ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL,
+				     "reset stopped after %lld collection(s): %s",
+				     (long long)deleted,
+				     failed ? "out of memory" : store_err_msg());
+			return;
+		}
+	} else {
+		component = req->scope == COLLECTOR__RESET_REQUEST__SCOPE__WORKFLOWS ? "workflows"
+										     : "executions";
+	}
+	/* Workflows and executions: the worker is not built, nothing is stored to delete. */
+	Collector__ResetResponse__DeletedCountsEntry e[3], *ep[3];
+	const char *keys[3] = {"collections", "records", "files"};
+	int64_t vals[3] = {deleted, records, files};
+	size_t ne = req->scope == COLLECTOR__RESET_REQUEST__SCOPE__COLLECTIONS ? 3 : 0;
+	for (size_t i = 0; i < ne; i++) {
+		collector__reset_response__deleted_counts_entry__init(&e[i]);
+		e[i].key = (char *)keys[i];
+		e[i].value = vals[i];
+		ep[i] = &e[i];
+	}
+	char *comp = (char *)component;
+	Collector__Status ok = COLLECTOR__STATUS__INIT;
+	Collector__ResetResponse r = COLLECTOR__RESET_RESPONSE__INIT;
+	r.status = &ok;
+	r.reset_components = &comp;
+	r.n_reset_components = 1;
+	r.deleted_counts = ep;
+	r.n_deleted_counts = ne;
+	svc_job_answer(j, &r.base);
+}
+
+static void reset(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__ResetRequest *req = (const void *)msg;
+	const svc_env *env = call_ctx(c);
+	if (!admin_allowed(c, env, "Reset"))
+		return;
+	if (!req->confirm) {
+		call_finish(c, GRPC_FAILED_PRECONDITION,
+			    "Reset deletes what its scope names: set confirm to true");
+		return;
+	}
+	if (req->scope == COLLECTOR__RESET_REQUEST__SCOPE__EVERYTHING ||
+	    req->scope == COLLECTOR__RESET_REQUEST__SCOPE__REGISTRIES) {
+		call_finish(
+			c, GRPC_UNIMPLEMENTED,
+			"resetting the registry is not built yet: scopes COLLECTIONS, WORKFLOWS "
+			"and EXECUTIONS are");
+		return;
+	}
+	if ((unsigned)req->scope > COLLECTOR__RESET_REQUEST__SCOPE__EXECUTIONS) {
+		call_finishf(c, GRPC_INVALID_ARGUMENT, "scope %d is not a Reset scope",
+			     (int)req->scope);
+		return;
+	}
+	svc_start(c, req, req->namespace_, reset_work);
+}
+
 int console_register(method_table *t, svc_env *env)
 {
-	const method m = {CONSOLE "Display",
-			  METHOD_UNARY,
-			  &collector__display_request__descriptor,
-			  &collector__display_response__descriptor,
-			  {.on_request = display, .on_cancel = svc_job_on_cancel},
-			  env};
-	return method_table_add(t, &m);
+	const method methods[] = {
+		{CONSOLE "Display",
+		 METHOD_UNARY,
+		 &collector__display_request__descriptor,
+		 &collector__display_response__descriptor,
+		 {.on_request = display, .on_cancel = svc_job_on_cancel},
+		 env},
+		{CONSOLE "Stop",
+		 METHOD_UNARY,
+		 &collector__stop_request__descriptor,
+		 &collector__stop_response__descriptor,
+		 {.on_request = stop},
+		 env},
+		{CONSOLE "Reset",
+		 METHOD_UNARY,
+		 &collector__reset_request__descriptor,
+		 &collector__reset_response__descriptor,
+		 {.on_request = reset, .on_cancel = svc_job_on_cancel},
+		 env},
+	};
+	return method_table_add_all(t, methods, sizeof(methods) / sizeof(methods[0]));
 }

@@ -37,8 +37,13 @@ typedef struct svc_env {
 	const method_table *methods; /* every method the node serves (set once built) */
 	struct mesh *mesh;	     /* the node's links (mesh.h); NULL: none */
 	const char *version;	     /* the node's version */
-	int64_t started_ns;	     /* when it started (monotonic clock) */
-	const char *backup_dir;	     /* --backup-dir, resolved; NULL: none */
+	bool admin;		     /* --admin: Stop and Reset allowed */
+	/* Stops the node (the console's Stop): GOAWAY, calls in flight get grace_ns. Thread
+	 * safe; returns at once. */
+	void (*stop_node)(void *ctx, int64_t grace_ns);
+	void *stop_ctx;
+	int64_t started_ns;	/* when it started (monotonic clock) */
+	const char *backup_dir; /* --backup-dir, resolved; NULL: none */
 } svc_env;
 
 /* The namespace a request means (reactor thread): its own field when set, else the

@@ -1,12 +1,13 @@
-"""CollectorConsole.Display: every view of the node as a Struct a console can draw, with a
-summary line; parts not built yet (the worker) empty with a note. Stop and Reset are not
-built yet: UNIMPLEMENTED."""
+"""CollectorConsole: Display, every view of the node as a Struct a console can draw, with a
+summary line (parts not built yet, the worker, empty with a note); Stop and Reset, admin
+operations refused without --admin, Reset without confirm, and what is not built yet
+(stopping one component, resetting the registry) UNIMPLEMENTED."""
 
 import grpc
 import pytest
 from google.protobuf import json_format
 
-from collections_util import Api, C, expect_error, uniq
+from collections_util import Api, C, expect_error, sr, uniq
 from collector import console_pb2, console_pb2_grpc
 from mesh_util import link, start, wait_state
 
@@ -50,8 +51,62 @@ def test_overview_collections_registries_connections(servers):
         assert data[field] == [] and "not built" in data["note"] and "not built" in summary
 
 
-def test_bad_display_type_and_unbuilt_admin_methods(shared_node):
+def test_bad_display_type(shared_node):
     stub = console_pb2_grpc.CollectorConsoleStub(shared_node.channel())
     expect_error(C.INVALID_ARGUMENT, stub.Display, D(display_type=42))
-    expect_error(C.UNIMPLEMENTED, stub.Stop, console_pb2.StopRequest())
-    expect_error(C.UNIMPLEMENTED, stub.Reset, console_pb2.ResetRequest(confirm=True))
+
+
+def test_admin_operations_need_admin(shared_node):
+    stub = console_pb2_grpc.CollectorConsoleStub(shared_node.channel())
+    api = Api(shared_node)
+    coll = api.coll()
+    expect_error(C.PERMISSION_DENIED, stub.Stop, console_pb2.StopRequest(), mentions=("--admin",))
+    expect_error(C.PERMISSION_DENIED, stub.Reset,
+                 console_pb2.ResetRequest(scope=console_pb2.ResetRequest.COLLECTIONS, confirm=True))
+    assert coll.describe()  # still there
+    assert shared_node.alive()
+
+
+def test_reset(servers):
+    node = start(servers, "node-a", "--admin")
+    stub = console_pb2_grpc.CollectorConsoleStub(node.channel())
+    api = Api(node)
+    doomed_ns, kept_ns = uniq("doomed"), uniq("kept")
+    for ns in (doomed_ns, kept_ns):
+        api.serve_in(ns)
+    doomed = [api.coll(ns=doomed_ns) for _ in range(2)]
+    for c in doomed:
+        c.put(sr(body="x"), id="1")
+        c.put(sr(body="y"), id="2")
+    kept = api.coll(ns=kept_ns)
+    kept.put(sr(body="k"), id="1")
+    R = console_pb2.ResetRequest
+    expect_error(C.FAILED_PRECONDITION, stub.Reset, R(scope=R.COLLECTIONS, namespace=doomed_ns),
+                 mentions=("confirm",))
+    assert doomed[0].describe()
+    expect_error(C.UNIMPLEMENTED, stub.Reset, R(scope=R.REGISTRIES, namespace=doomed_ns, confirm=True))
+    expect_error(C.UNIMPLEMENTED, stub.Reset, R(scope=R.EVERYTHING, confirm=True))
+    r = stub.Reset(R(scope=R.COLLECTIONS, namespace=doomed_ns, confirm=True), timeout=10)
+    assert list(r.reset_components) == ["collections"]
+    assert dict(r.deleted_counts) == {"collections": 2, "records": 4, "files": 0}
+    for c in doomed:
+        api.assert_absent(doomed_ns, c.name)
+    assert kept.get("1")
+    data, _ = display(node, D.COLLECTIONS, doomed_ns)
+    assert data["collections"] == []
+    # The node's own state is not a user's collection: the registry still answers.
+    api.serve_in(uniq("after"))
+    r = stub.Reset(R(scope=R.WORKFLOWS, confirm=True), timeout=10)
+    assert list(r.reset_components) == ["workflows"] and dict(r.deleted_counts) == {}
+
+
+def test_stop(servers):
+    node = start(servers, "node-a", "--admin")
+    stub = console_pb2_grpc.CollectorConsoleStub(node.channel())
+    S = console_pb2.StopRequest
+    expect_error(C.UNIMPLEMENTED, stub.Stop, S(target=S.DISPATCHER))
+    expect_error(C.INVALID_ARGUMENT, stub.Stop, S(graceful=True, timeout_seconds=-1))
+    r = stub.Stop(S(target=S.ALL, graceful=True, timeout_seconds=2), timeout=10)
+    assert list(r.stopped_components) == ["node"]
+    node.proc.wait(10)
+    assert node.proc.returncode == 0

@@ -23,7 +23,7 @@ import pytest
 from conftest import INTEROP_SERVER_BIN, binary_has_asan
 from h2raw import CANCEL, H2Client, frame_msg, parse_msgs, raw_call
 
-from collector import console_pb2, console_pb2_grpc
+from collector import worker_pb2, worker_pb2_grpc
 from stdgrpc.health.v1 import health_pb2, health_pb2_grpc
 from stdgrpc.testing import empty_pb2, messages_pb2, test_pb2_grpc
 
@@ -576,7 +576,8 @@ def test_health_check_node(shared_node, hstub):
 
 def test_collector_methods_unimplemented(shared_node):
     ch = shared_node.channel()
-    e = rpc_error(console_pb2_grpc.CollectorConsoleStub(ch).Stop, console_pb2.StopRequest(), timeout=10)
+    e = rpc_error(worker_pb2_grpc.CollectiveWorkerStub(ch).StartWorkflow, worker_pb2.StartWorkflowRequest(),
+                  timeout=10)
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED and e.details()
 
 
