@@ -250,6 +250,19 @@ static void bind_text_or(sqlite3_stmt *st, int i, const char *v, const char *dfl
 	sqlite3_bind_text(st, i, v ? v : dflt, -1, SQLITE_STATIC);
 }
 
+/* A catalog row's parameters ?1 to ?7: namespace, name, definition, type namespace and
+ * name, labels, indexed fields (every statement that writes a row binds them). */
+static void bind_row(sqlite3_stmt *st, const store_collection *c)
+{
+	sqlite3_bind_text(st, 1, c->ns, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 3, c->def ? c->def : "", (int)c->def_len, SQLITE_STATIC);
+	bind_text_or(st, 4, c->type_ns, "");
+	bind_text_or(st, 5, c->type_name, "");
+	bind_text_or(st, 6, c->labels, "{}");
+	bind_text_or(st, 7, c->indexed, "[]");
+}
+
 static void row_view(sqlite3_stmt *st, store_collection *c)
 {
 	c->ns = (const char *)sqlite3_column_text(st, 0);
@@ -542,13 +555,7 @@ int store_collection_create(store *s, const store_collection *c, int flags)
 				     -1, &st, NULL);
 	if (src == SQLITE_OK) {
 		int64_t now = now_us();
-		sqlite3_bind_text(st, 1, c->ns, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 3, c->def ? c->def : "", (int)c->def_len, SQLITE_STATIC);
-		bind_text_or(st, 4, c->type_ns, "");
-		bind_text_or(st, 5, c->type_name, "");
-		bind_text_or(st, 6, c->labels, "{}");
-		bind_text_or(st, 7, c->indexed, "[]");
+		bind_row(st, c);
 		sqlite3_bind_int64(st, 8, c->created_at ? c->created_at : now);
 		sqlite3_bind_int64(st, 9, c->updated_at ? c->updated_at : now);
 		src = sqlite3_step(st);
@@ -851,13 +858,7 @@ int store_collection_update_def(store *s, const store_collection *c)
 				     " updated_at = ?8 WHERE namespace = ?1 AND name = ?2",
 				     -1, &st, NULL);
 	if (src == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, c->ns, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 3, c->def ? c->def : "", (int)c->def_len, SQLITE_STATIC);
-		bind_text_or(st, 4, c->type_ns, "");
-		bind_text_or(st, 5, c->type_name, "");
-		bind_text_or(st, 6, c->labels, "{}");
-		bind_text_or(st, 7, c->indexed, "[]");
+		bind_row(st, c);
 		sqlite3_bind_int64(st, 8, c->updated_at ? c->updated_at : now_us());
 		src = sqlite3_step(st);
 	}
@@ -1079,13 +1080,7 @@ static int catalog_insert(store *s, const store_collection *c, int64_t now)
 				     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 				     -1, &st, NULL);
 	if (src == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, c->ns, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
-		sqlite3_bind_blob(st, 3, c->def ? c->def : "", (int)c->def_len, SQLITE_STATIC);
-		bind_text_or(st, 4, c->type_ns, "");
-		bind_text_or(st, 5, c->type_name, "");
-		bind_text_or(st, 6, c->labels, "{}");
-		bind_text_or(st, 7, c->indexed, "[]");
+		bind_row(st, c);
 		/* A new incarnation of the name: page tokens of the one replaced stop. */
 		sqlite3_bind_int64(st, 8, now);
 		sqlite3_bind_int64(st, 9, now);
