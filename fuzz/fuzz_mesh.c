@@ -184,7 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mesh *m = mesh_new(&o);
 	if (!m)
 		return 0;
-	mesh_set_services(m, services, NULL);
+	mesh_set_services(m, services, NULL, NULL);
 	int64_t now = 1;
 	size_t start = 0;
 	for (size_t i = 0; i + sizeof(SEP) <= size; i++) {

@@ -311,7 +311,7 @@ static int mesh_build(collector *c, char *err, size_t cap)
 		return -ENOMEM;
 	}
 	c->env.mesh = c->mesh;
-	mesh_set_services(c->mesh, handler_each_served, &c->env);
+	mesh_set_services(c->mesh, handler_each_served, handler_served_generation, &c->env);
 	int rc = mesh_links_load(c->mesh, &c->env);
 	if (rc) {
 		snprintf(err, cap, "cannot read the stored links: %s", store_err_msg());

@@ -219,3 +219,9 @@ void handler_each_served(void *env, void (*add)(void *acc, const char *ns_servic
 	if (e->registry)
 		regindex_each_service(e->registry->ix, NULL, add_served, &sv);
 }
+
+uint64_t handler_served_generation(void *env)
+{
+	const svc_env *e = env;
+	return e->registry ? regindex_generation(e->registry->ix) : 0;
+}

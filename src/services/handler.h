@@ -46,6 +46,8 @@ const method *handler_fallback(void *ctx, call *c, const char *path, size_t path
 /* The mesh's services callback (mesh_services_fn; ctx the node's svc_env): "ns/name" of
  * every registered service with a handler endpoint, in every namespace. */
 void handler_each_served(void *env, void (*add)(void *acc, const char *ns_service), void *acc);
+/* Changes whenever what handler_each_served lists may have (mesh_services_gen_fn). */
+uint64_t handler_served_generation(void *env);
 
 /* The route of a call path "/pkg.Service/Method" (path_len bytes); as above. */
 int handler_route_of_path(const svc_env *env, const char *ns, const char *path, size_t path_len,

@@ -59,7 +59,11 @@ struct mesh {
 	peer *p[MESH_PEERS_MAX];
 	size_t n;
 	mesh_services_fn services_fn;
+	mesh_services_gen_fn services_gen;
 	void *services_ctx;
+	strvec services; /* what services_fn listed, at services_at */
+	uint64_t services_at;
+	bool services_made;
 	uint64_t picks;
 	uint64_t log_seq;
 	unsigned seed;
@@ -146,6 +150,7 @@ void mesh_free(mesh *m)
 		peer_free(m->p[i]);
 	strmap_each(&m->counts, free_counter, NULL);
 	strmap_free(&m->counts);
+	strvec_free(&m->services);
 	strvec_free(&m->ns);
 	pthread_mutex_destroy(&m->mu);
 	mem_free(m);
@@ -154,11 +159,13 @@ void mesh_free(mesh *m)
 const char *mesh_self_id(const mesh *m) { return m->self; }
 const char *mesh_advertise(const mesh *m) { return m->advertise; }
 
-void mesh_set_services(mesh *m, mesh_services_fn fn, void *ctx)
+void mesh_set_services(mesh *m, mesh_services_fn fn, mesh_services_gen_fn gen, void *ctx)
 {
 	pthread_mutex_lock(&m->mu);
 	m->services_fn = fn;
+	m->services_gen = gen;
 	m->services_ctx = ctx;
+	m->services_made = false;
 	pthread_mutex_unlock(&m->mu);
 }
 
@@ -281,8 +288,16 @@ int mesh_info_self(mesh *m, mesh_info *out)
 {
 	strvec services = {0}, peers = {0}, peer_services = {0};
 	pthread_mutex_lock(&m->mu);
-	if (m->services_fn)
-		m->services_fn(m->services_ctx, add_to, &services);
+	uint64_t at = m->services_gen ? m->services_gen(m->services_ctx) : 0;
+	if (m->services_fn && (!m->services_made || at != m->services_at || m->services.failed)) {
+		strvec_free(&m->services);
+		m->services = (strvec){0};
+		m->services_fn(m->services_ctx, add_to, &m->services);
+		m->services_at = at;
+		m->services_made = true;
+	}
+	for (size_t i = 0; i < m->services.n; i++)
+		add_to(&services, m->services.v[i]);
 	for (size_t i = 0; i < m->n; i++) {
 		peer *p = m->p[i];
 		if (!p->up || !*p->id)

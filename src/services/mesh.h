@@ -80,7 +80,10 @@ typedef struct mesh_info {
 	 (msg).n_peer_services = (info).npeer_services)
 typedef void (*mesh_services_fn)(void *ctx, void (*add)(void *acc, const char *ns_service),
 				 void *acc);
-void mesh_set_services(mesh *m, mesh_services_fn fn, void *ctx);
+/* What changes whenever the services fn lists may have: the list is made again only then
+ * (it may decode every registration). */
+typedef uint64_t (*mesh_services_gen_fn)(void *ctx);
+void mesh_set_services(mesh *m, mesh_services_fn fn, mesh_services_gen_fn gen, void *ctx);
 int mesh_info_self(mesh *m, mesh_info *out);
 void mesh_info_free(mesh_info *i);
 

@@ -26,6 +26,9 @@ struct regindex {
 	 * in the pointer): upstream registers bare names, and this tells in one lookup whether
 	 * such a name is unambiguous. */
 	strmap last_names;
+	/* Bumped by every change of a service, under the write lock: readers that keep
+	 * something derived from the services (the mesh's advertisement) know when to redo it. */
+	uint64_t generation;
 };
 
 /* The part of a service's full name after its last dot. */
@@ -180,6 +183,7 @@ int regindex_put_service(regindex *x, const char *ns, const char *name, const ui
 				strlen(last_name(name)));
 	static char present = 1;
 	pthread_rwlock_wrlock(&x->lock);
+	x->generation++;
 	reg_service *old = strmap_get(&x->services, key, klen);
 	bool new_last = !old && !last_count(x, lkey, lklen);
 	/* Every insertion first, so that a failure leaves the old registration whole: a key
@@ -224,6 +228,7 @@ int regindex_remove_service(regindex *x, const char *ns, const char *name)
 	if (!klen)
 		return -ENOENT;
 	pthread_rwlock_wrlock(&x->lock);
+	x->generation++;
 	reg_service *s = strmap_get(&x->services, key, klen);
 	if (s) {
 		strmap_del(&x->services, key, klen);
@@ -371,4 +376,12 @@ int regindex_resolve_service(regindex *x, const char *ns, const char *name, char
 	}
 	pthread_rwlock_unlock(&x->lock);
 	return rc;
+}
+
+uint64_t regindex_generation(regindex *x)
+{
+	pthread_rwlock_rdlock(&x->lock);
+	uint64_t g = x->generation;
+	pthread_rwlock_unlock(&x->lock);
+	return g;
 }

@@ -28,6 +28,8 @@ int regindex_remove_service(regindex *x, const char *ns, const char *name);
 /* A malloc'd copy of the service's packed RegisteredService, or NULL (*len 0) when it is not
  * registered (or out of memory: *len is then 1). */
 uint8_t *regindex_get_service(regindex *x, const char *ns, const char *name, size_t *len);
+/* A number that changes with every change of a registered service (any thread). */
+uint64_t regindex_generation(regindex *x);
 /* Calls fn for each service of ns (NULL: of every namespace) in (namespace, name) order,
  * under the read lock: fn must not call into the index. -ENOMEM, or fn's first nonzero. */
 int regindex_each_service(regindex *x, const char *ns,

@@ -178,3 +178,16 @@ def test_a_cancelled_dispatch_cancels_the_call_two_nodes_away(servers, handler):
     # a cancels its forwarded Dispatch, b cancels its call to the handler.
     assert handler.slow_cancelled.wait(3), "the handler never saw the cancel"
     assert time.monotonic() - t0 < 3
+
+
+def test_what_a_node_serves_is_told_again_when_it_changes(servers, handler):
+    a = start(servers, "node-a")
+    b = start(servers, "node-b")
+    link(a, b)
+    wait_state(a, "node-b", "up")
+    key = f"{NS}/fwd.Echo"
+    assert key not in peers(a)["node-b"][0].capabilities
+    assert register(Reg(b), NS, handler.endpoint).status.code == 0
+    wait_until("a learns of b's new handler", lambda: key in peers(a)["node-b"][0].capabilities, timeout=5)
+    Reg(b).unregister_service(NS, "fwd.Echo")
+    wait_until("a hears that b has it no more", lambda: key not in peers(a)["node-b"][0].capabilities, timeout=5)
