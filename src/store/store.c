@@ -628,6 +628,21 @@ static void count_contents(store *s, int nsfd, const char *ns, const char *name,
 		close(fd);
 }
 
+static int catalog_remove(store *s, const char *ns, const char *name)
+{
+	sqlite3_stmt *st = NULL;
+	int src = sqlite3_prepare_v2(s->ddl,
+				     "DELETE FROM collections WHERE namespace = ?1 AND name = ?2",
+				     -1, &st, NULL);
+	if (src == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		src = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return src == SQLITE_DONE ? 0 : db_fail(s->ddl, src, "catalog delete");
+}
+
 int store_collection_delete(store *s, const char *ns, const char *name, int64_t *records,
 			    int64_t *files)
 {
@@ -674,19 +689,8 @@ int store_collection_delete(store *s, const char *ns, const char *name, int64_t 
 	int64_t nrec = 0, nfiles = 0;
 	count_contents(s, nsfd, ns, name, &nrec, &nfiles);
 
-	sqlite3_stmt *st = NULL;
-	int src = sqlite3_prepare_v2(s->ddl,
-				     "DELETE FROM collections WHERE namespace = ?1 AND name = ?2",
-				     -1, &st, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-		src = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	if (src != SQLITE_DONE) {
-		rc = db_fail(s->ddl, src, "catalog delete");
-	} else if (nsfd >= 0) {
+	rc = catalog_remove(s, ns, name);
+	if (!rc && nsfd >= 0) {
 		/* The row is gone: from here on the directory is garbage however far we get.
 		 * Renaming first makes what a crash leaves recognisable to the sweep. */
 		char uuid[UUID_STR_LEN], del[64];
@@ -1095,21 +1099,6 @@ static int catalog_insert(store *s, const store_collection *c, int64_t now)
 	if (rc == -EINVAL)
 		return store_err_set(rc, "invalid collection: %s", sqlite3_errmsg(s->ddl));
 	return db_fail(s->ddl, src, "catalog insert");
-}
-
-static int catalog_remove(store *s, const char *ns, const char *name)
-{
-	sqlite3_stmt *st = NULL;
-	int src = sqlite3_prepare_v2(s->ddl,
-				     "DELETE FROM collections WHERE namespace = ?1 AND name = ?2",
-				     -1, &st, NULL);
-	if (src == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-		src = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	return src == SQLITE_DONE ? 0 : db_fail(s->ddl, src, "catalog delete");
 }
 
 /* Marks ns/name SWAPPING (adding a slot when it is not open), waits for its handles to be
