@@ -85,7 +85,8 @@ int coll_any_pack(const char *type_url, const uint8_t *value, size_t len, buf *o
 
 int coll_any_split(const void *data, size_t len, coll_any_parts *out)
 {
-	const uint8_t *p = data, *end = p + len;
+	/* An empty record may come as NULL (SQLite's empty blob): no pointer arithmetic on it. */
+	const uint8_t *p = data ? data : (const uint8_t *)"", *end = p + (data ? len : 0);
 	*out = (coll_any_parts){.url = "", .value = (const uint8_t *)""};
 	while (p < end) {
 		uint64_t tag, n;
