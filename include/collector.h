@@ -110,6 +110,15 @@ typedef struct collector_config {
 	/* Backups (README, Backups): the directory below which BackupCollection's dest_path
 	 * may name a directory; "": dest_path must be empty. */
 	char backup_dir[512];
+
+	/* The worker (README, Workflows); 0 takes the default. */
+	size_t workflow_max_active;	 /* workflows running at once; 10000 */
+	size_t workflow_max_tasks;	 /* tasks per definition; 256 */
+	size_t workflow_max_history;	 /* executions kept per workflow; 10000 */
+	size_t workflow_max_running;	 /* task calls in flight on the node; 1024 */
+	size_t workflow_concurrency;	 /* task calls in flight per workflow; 16 */
+	size_t workflow_max_definitions; /* definitions and continuations; 10000 */
+	uint32_t workflow_task_timeout;	 /* seconds a task call may take; 60 */
 } collector_config;
 
 /* Thread and signal safe (a SIGHUP handler may call it): asks the node to read its TLS

@@ -34,6 +34,7 @@
 #include "services/proxy.h"
 #include "services/registry.h"
 #include "services/svc.h"
+#include "services/wf_engine.h"
 #include "store/store.h"
 #include "store/typepool.h"
 
@@ -60,6 +61,7 @@ struct collector {
 	mesh *mesh;
 	mesh_driver *mesh_driver;
 	backup_sched *backup_sched;
+	wf_engine *worker;
 	char backup_dir[PATH_MAX]; /* --backup-dir, resolved */
 	char advertise[128];
 	char **services;
@@ -214,6 +216,7 @@ static int start_reactor(reactor *r, void *ctx)
 	collector *c = ctx;
 	mesh_driver_start(c->mesh_driver, r);
 	backup_sched_start(c->backup_sched, r);
+	wf_engine_start(c->worker, r);
 	return 0;
 }
 
@@ -222,6 +225,7 @@ static void drain_reactor(reactor *r, void *ctx)
 	collector *c = ctx;
 	mesh_driver_drain(c->mesh_driver, r);
 	backup_sched_drain(c->backup_sched, r);
+	wf_engine_drain(c->worker, r);
 	health_notify(r);
 	proxy_reactor_drain(r); /* its outbound connections would keep the loop going */
 }
@@ -385,6 +389,26 @@ static int tls_build(collector *c, char *err, size_t cap)
 	return 0;
 }
 
+/* The limits of the worker: the flags', or their defaults. */
+static size_t or_default(size_t v, size_t dflt) { return v ? v : dflt; }
+
+static int worker_open(collector *c, char *err, size_t cap)
+{
+	const collector_config *cfg = &c->cfg;
+	wf_limits l = {
+		.max_active = or_default(cfg->workflow_max_active, 10000),
+		.max_tasks = or_default(cfg->workflow_max_tasks, 256),
+		.max_history = or_default(cfg->workflow_max_history, 10000),
+		.max_running = or_default(cfg->workflow_max_running, 1024),
+		.per_workflow = or_default(cfg->workflow_concurrency, 16),
+		.max_defs = or_default(cfg->workflow_max_definitions, 10000),
+		.task_timeout_ns = (int64_t)or_default(cfg->workflow_task_timeout, 60) * NS_PER_SEC,
+	};
+	int rc = wf_engine_open(&c->env, &l, false, &c->worker, err, cap);
+	c->env.worker = c->worker;
+	return rc;
+}
+
 /* Everything but the reactors, in the order it is built; each step undone by
  * collector_free_parts. */
 static int node_build(collector *c, char *err, size_t cap)
@@ -479,6 +503,8 @@ static int node_build(collector *c, char *err, size_t cap)
 		snprintf(err, cap, "out of memory");
 		return -ENOMEM;
 	}
+	if ((rc = worker_open(c, err, cap)))
+		return rc;
 	c->methods = method_table_new();
 	c->env.methods = c->methods;
 	if (!c->methods || collector_api_register_all(c->methods, &c->env) ||
@@ -535,6 +561,7 @@ static void collector_free_parts(collector *c)
 	registry_free(c->env.registry);
 	mesh_driver_free(c->mesh_driver);
 	backup_sched_free(c->backup_sched);
+	wf_engine_free(c->worker);
 	mesh_free(c->mesh);
 	store_close(c->store);
 	tp_free(c->types);

@@ -244,6 +244,14 @@ static void config_usage(const char *prog)
 	       "  --backup-dir DIR           BackupCollection's dest_path may name a directory\n"
 	       "                             below DIR only (default: none; backups go to\n"
 	       "                             DATA/backups)\n"
+	       "  --workflow-max-active N    workflows running at once (default 10000)\n"
+	       "  --workflow-max-tasks N     tasks per workflow definition (default 256)\n"
+	       "  --workflow-max-history N   executions kept per workflow (default 10000)\n"
+	       "  --workflow-max-running N   task calls in flight on the node (default 1024)\n"
+	       "  --workflow-concurrency N   task calls in flight per workflow (default 16)\n"
+	       "  --workflow-max-definitions N  workflow definitions and continuations kept\n"
+	       "                             (default 10000)\n"
+	       "  --workflow-task-timeout S  deadline of each task call (default 60)\n"
 	       "  --log-level LEVEL          error, warn, info or debug (default info)\n"
 	       "  --grace-seconds N          on SIGTERM/SIGINT, time given to calls in flight\n"
 	       "                             after GOAWAY (default 10)\n"
@@ -342,6 +350,34 @@ static int set_option(collector_config *c, const char *name, const char *v)
 		return copy_str(name, c->mesh_namespaces, sizeof(c->mesh_namespaces), v);
 	if (!strcmp(name, "backup-dir"))
 		return copy_str(name, c->backup_dir, sizeof(c->backup_dir), v);
+	static const struct {
+		const char *flag;
+		size_t offset;
+		long max;
+	} wf_flags[] = {
+		{"workflow-max-active", offsetof(collector_config, workflow_max_active), 10000000},
+		{"workflow-max-tasks", offsetof(collector_config, workflow_max_tasks), 10000},
+		{"workflow-max-history", offsetof(collector_config, workflow_max_history),
+		 100000000},
+		{"workflow-max-running", offsetof(collector_config, workflow_max_running), 1000000},
+		{"workflow-concurrency", offsetof(collector_config, workflow_concurrency), 10000},
+		{"workflow-max-definitions", offsetof(collector_config, workflow_max_definitions),
+		 10000000},
+	};
+	for (size_t i = 0; i < sizeof(wf_flags) / sizeof(wf_flags[0]); i++) {
+		if (strcmp(name, wf_flags[i].flag))
+			continue;
+		if (parse_int(name, v, 1, wf_flags[i].max, &n))
+			return -1;
+		*(size_t *)((char *)c + wf_flags[i].offset) = (size_t)n;
+		return 0;
+	}
+	if (!strcmp(name, "workflow-task-timeout")) {
+		if (parse_int(name, v, 1, 86400 * 7, &n))
+			return -1;
+		c->workflow_task_timeout = (uint32_t)n;
+		return 0;
+	}
 	if (!strcmp(name, "mesh-max-outstanding")) {
 		if (parse_int(name, v, 1, 1000000, &n))
 			return -1;

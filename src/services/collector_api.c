@@ -21,6 +21,7 @@
 #include "services/reflection.h"
 #include "services/registry.h"
 #include "services/repo.h"
+#include "services/worker.h"
 
 extern const uint8_t api_descriptor_set[];
 extern const size_t api_descriptor_set_len;
@@ -101,6 +102,8 @@ int collector_api_register_all(method_table *t, svc_env *env)
 		rc = invoke_register(t, env);
 	if (!rc)
 		rc = console_register(t, env);
+	if (!rc)
+		rc = worker_register(t, env);
 	if (!rc)
 		rc = dispatch_register(t, env);
 	if (!rc)

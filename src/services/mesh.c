@@ -570,12 +570,16 @@ int mesh_choose(mesh *m, const mesh_want *w, mesh_choice *out)
 	pthread_mutex_lock(&m->mu);
 	peer *best = NULL;
 	int best_rank = 2;
-	bool busy = false;
+	bool busy = false, down = false;
 	for (size_t i = 0; i < m->n; i++) {
 		peer *p = m->p[i];
-		if (!p->up || !*p->id || avoided(w, p->id) || !shares(p, w->ns))
+		if (!*p->id || avoided(w, p->id) || !shares(p, w->ns))
 			continue;
 		int r = rank(p, w, key);
+		if (!p->up) {
+			down |= r >= 0; /* it would serve it: the call may work later */
+			continue;
+		}
 		if (r < 0 || r > best_rank)
 			continue;
 		if (p->outstanding >= m->max_outstanding) {
@@ -601,7 +605,7 @@ int mesh_choose(mesh *m, const mesh_want *w, mesh_choice *out)
 		out->final = best_rank == 0;
 	}
 	pthread_mutex_unlock(&m->mu);
-	return best ? 0 : busy ? -EBUSY : -ENOENT;
+	return best ? 0 : busy ? -EBUSY : down ? -EHOSTDOWN : -ENOENT;
 }
 
 void mesh_release(mesh *m, const char *id)

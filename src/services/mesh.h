@@ -127,7 +127,8 @@ typedef struct mesh_choice {
 } mesh_choice;
 
 /* Chooses an up peer for w and counts a call outstanding on it. 0; -ENOENT when no peer
- * can serve it; -EBUSY when every one that can is at its cap. */
+ * can serve it; -EHOSTDOWN when only peers that are down now could; -EBUSY when every one
+ * that can is at its cap. */
 int mesh_choose(mesh *m, const mesh_want *w, mesh_choice *out);
 /* The call on a chosen peer ended. */
 void mesh_release(mesh *m, const char *id);

@@ -16,7 +16,9 @@
 #define VISITED_MAX 1024 /* bytes of the visited header: 8 hops of long ids fit */
 
 struct route {
-	call *c;
+	call *c;     /* the call served; NULL for the worker's calls */
+	reactor *rx; /* the reactor the route runs on */
+	int64_t deadline_ns;
 	const svc_env *env;
 	route_done_fn done;
 	void *user;
@@ -33,6 +35,8 @@ struct route {
 	mesh_choice choice;
 	bool retried, unprocessed;
 	char failed_on[MESH_ID_MAX];
+	/* a workflow task's execution, passed on to whoever runs it (empty: none) */
+	char exec_id[ROUTE_EXEC_ID_MAX], attempt[12];
 };
 
 static const char *self_id(const svc_env *env) { return env->node_id ? env->node_id : ""; }
@@ -186,7 +190,7 @@ static bool listed(const uint8_t *list, size_t len, const char *id)
 static bool route_path(route *r, route_req *q)
 {
 	call *c = r->c;
-	long hops = route_hops_of(c);
+	long hops = c ? route_hops_of(c) : 0;
 	if (hops < 0) {
 		failf(q, GRPC_INVALID_ARGUMENT, "%s", DISPATCH_HOPS_HEADER " must be a number");
 		return false;
@@ -199,7 +203,7 @@ static bool route_path(route *r, route_req *q)
 	}
 	snprintf(r->hops, sizeof(r->hops), "%ld", hops + 1);
 	const char *self = self_id(r->env);
-	const call_md *v = call_md_get(c, MESH_VISITED_HEADER);
+	const call_md *v = c ? call_md_get(c, MESH_VISITED_HEADER) : NULL;
 	snprintf(r->source, sizeof(r->source), "%s", self);
 	if (!v || !v->value_len) {
 		snprintf(r->visited, sizeof(r->visited), "%s", self);
@@ -221,6 +225,31 @@ static bool route_path(route *r, route_req *q)
 	snprintf(r->source, sizeof(r->source), "%.*s", (int)(v->value_len - from), v->value + from);
 	snprintf(r->visited, sizeof(r->visited), "%.*s,%s", (int)v->value_len, v->value, self);
 	return true;
+}
+
+/* A metadata value of c into out (cap bytes), when it fits. */
+static void md_copy(call *c, const char *key, char *out, size_t cap)
+{
+	const call_md *md = c ? call_md_get(c, key) : NULL;
+	if (md && md->value_len < cap) {
+		memcpy(out, md->value, md->value_len);
+		out[md->value_len] = 0;
+	}
+}
+
+/* The execution a route runs for: the worker's (q), or the one the call served carries
+ * (a task sent on by a peer's Dispatch), so that the handler that runs it sees it. */
+static void exec_of(route *r, const route_req *q)
+{
+	if (q->exec_id && *q->exec_id) {
+		snprintf(r->exec_id, sizeof(r->exec_id), "%s", q->exec_id);
+		snprintf(r->attempt, sizeof(r->attempt), "%d", q->attempt);
+		return;
+	}
+	md_copy(r->c, ROUTE_EXEC_ID_HEADER, r->exec_id, sizeof(r->exec_id));
+	md_copy(r->c, ROUTE_ATTEMPT_HEADER, r->attempt, sizeof(r->attempt));
+	if (!r->attempt[0])
+		r->exec_id[0] = 0; /* both or neither */
 }
 
 /* ---- the end ---- */
@@ -246,7 +275,8 @@ static void route_end(route *r, int code, const char *message, const char *type_
 		mesh_log(r->env->mesh, &rec);
 	}
 	r->done(r->user, code, message, type_url, out, len, handled_by);
-	call_unref(r->c);
+	if (r->c)
+		call_unref(r->c);
 	route_free(r);
 }
 
@@ -288,7 +318,7 @@ static void local_done(void *user, int code, const char *message, const uint8_t 
 static proxy_call *route_call(route *r, const char *target, const char *path,
 			      const uint8_t *request, size_t len, bool to_peer, proxy_done_fn done)
 {
-	call_md md[2];
+	call_md md[4];
 	size_t n = 0;
 	if (!to_peer)
 		md[n++] = (call_md){SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER),
@@ -298,11 +328,17 @@ static proxy_call *route_call(route *r, const char *target, const char *path,
 	if (to_peer)
 		md[n++] = (call_md){MESH_VISITED_HEADER, strlen(MESH_VISITED_HEADER),
 				    (const uint8_t *)r->visited, strlen(r->visited)};
+	if (r->exec_id[0]) {
+		md[n++] = (call_md){ROUTE_EXEC_ID_HEADER, strlen(ROUTE_EXEC_ID_HEADER),
+				    (const uint8_t *)r->exec_id, strlen(r->exec_id)};
+		md[n++] = (call_md){ROUTE_ATTEMPT_HEADER, strlen(ROUTE_ATTEMPT_HEADER),
+				    (const uint8_t *)r->attempt, strlen(r->attempt)};
+	}
 	proxy_args a = {.target = target,
 			.path = path,
 			.request = request,
 			.request_len = len,
-			.deadline_ns = call_deadline(r->c),
+			.deadline_ns = r->deadline_ns,
 			.md = md,
 			.nmd = n,
 			.max_message_bytes = r->env->max_message_bytes,
@@ -311,7 +347,7 @@ static proxy_call *route_call(route *r, const char *target, const char *path,
 			.unprocessed = to_peer ? &r->unprocessed : NULL,
 			/* a node (this one, a peer), or a handler process */
 			.node = to_peer || !r->h};
-	return proxy_start(call_reactor(r->c), &a);
+	return proxy_start(r->rx, &a);
 }
 
 static bool run_local(route *r, route_req *q)
@@ -404,6 +440,12 @@ static int forward(route *r, char *why, size_t cap)
 			 "may",
 			 r->service);
 		return GRPC_RESOURCE_EXHAUSTED;
+	}
+	if (rc == -EHOSTDOWN && !r->target) {
+		snprintf(why, cap,
+			 "every node known to serve %.200s.%.100s in namespace %.100s is down now",
+			 r->service, r->method, r->ns);
+		return GRPC_UNAVAILABLE;
 	}
 	if (rc && r->target) {
 		snprintf(why, cap,
@@ -510,6 +552,8 @@ route *route_start(route_req *q)
 	}
 	char *at = (char *)(r + 1);
 	*r = (route){.c = c,
+		     .rx = c ? call_reactor(c) : q->rx,
+		     .deadline_ns = c ? call_deadline(c) : q->deadline_ns,
 		     .env = q->env,
 		     .done = q->done,
 		     .user = q->user,
@@ -521,7 +565,9 @@ route *route_start(route_req *q)
 		     .target = target ? put(&at, target, target_len) : NULL,
 		     .round_robin = q->round_robin,
 		     .everywhere = m != NULL};
-	call_ref(c);
+	if (c)
+		call_ref(c);
+	exec_of(r, q);
 	bool started = route_path(r, q);
 	bool here = started && (m || h) && !target && (here_only || !q->prefer_remote);
 	if (started && here) {
@@ -544,7 +590,8 @@ route *route_start(route_req *q)
 		}
 	}
 	if (!started) {
-		call_unref(c);
+		if (c)
+			call_unref(c);
 		route_free(r);
 		return NULL;
 	}

@@ -20,6 +20,11 @@
 
 #define DISPATCH_HOPS_HEADER "x-collector-hops"
 #define DISPATCH_HOP_LIMIT 8
+/* A workflow task's execution id and attempt number, sent with its calls so that handlers
+ * can tell a repeated attempt from a new call. */
+#define ROUTE_EXEC_ID_HEADER "x-collector-execution-id"
+#define ROUTE_ATTEMPT_HEADER "x-collector-attempt"
+#define ROUTE_EXEC_ID_MAX 64
 
 /* The hops a call has made (DISPATCH_HOPS_HEADER), 0 when it carries none; -1 when the
  * header is not a number. */
@@ -35,6 +40,12 @@ typedef void (*route_done_fn)(void *user, int code, const char *message, const c
 
 typedef struct route_req {
 	call *c; /* the call this serves: its deadline, hops and visited nodes, its reactor */
+	/* Without a call (the worker's): the reactor (the calling thread's) and deadline. */
+	reactor *rx;
+	int64_t deadline_ns;
+	/* The execution it runs for (NULL: the call's own, if it carries one). */
+	const char *exec_id;
+	int attempt;
 	const svc_env *env;
 	const char *ns;
 	const char *service; /* full name, or bare when one of the node's services ends so */

@@ -23,6 +23,7 @@
 
 struct registry;
 struct mesh;
+struct wf_engine;
 
 typedef struct svc_env {
 	pool *pool;
@@ -44,6 +45,7 @@ typedef struct svc_env {
 	void *stop_ctx;
 	int64_t started_ns;	/* when it started (monotonic clock) */
 	const char *backup_dir; /* --backup-dir, resolved; NULL: none */
+	struct wf_engine *worker; /* the workflow engine (wf_engine.h); NULL: none */
 } svc_env;
 
 /* The namespace a request means (reactor thread): its own field when set, else the
