@@ -43,8 +43,8 @@ typedef struct svc_env {
 	 * safe; returns at once. */
 	void (*stop_node)(void *ctx, int64_t grace_ns);
 	void *stop_ctx;
-	int64_t started_ns;	/* when it started (monotonic clock) */
-	const char *backup_dir; /* --backup-dir, resolved; NULL: none */
+	int64_t started_ns;	  /* when it started (monotonic clock) */
+	const char *backup_dir;	  /* --backup-dir, resolved; NULL: none */
 	struct wf_engine *worker; /* the workflow engine (wf_engine.h); NULL: none */
 } svc_env;
 
