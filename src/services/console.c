@@ -1,6 +1,6 @@
 /* collector.CollectorConsole. Display: a view of the node as a google.protobuf.Struct,
  * built as JSON text and transcoded through the type pool, with a line a person reads.
- * Parts not built yet (the worker) show as empty with a note, never as an error. Runs on
+ * A view of a part that is not running shows as empty with a note, never as an error. Runs on
  * the pool: the catalog and the registry are read there. Stop and Reset are admin
  * operations, refused unless the node runs with --admin (until authentication exists). */
 #include "services/console.h"
@@ -18,6 +18,8 @@
 #include "services/mesh.h"
 #include "services/regindex.h"
 #include "services/registry_priv.h"
+#include "services/wf_engine.h"
+#include "services/wf_view.h"
 #include "store/json.h"
 
 #define CONSOLE "/collector.CollectorConsole/"
@@ -137,14 +139,6 @@ static size_t services(const svc_env *env, const char *ns, buf *b)
 	return r.n;
 }
 
-static void not_built(buf *b, const char *what)
-{
-	key(b, what);
-	buf_puts(b, "[],");
-	key(b, "note");
-	str(b, "the worker (CollectiveWorker) is not built yet on this node: nothing to show");
-}
-
 /* The view's JSON into b and its summary line into sum; a gRPC code. */
 static int view(const svc_env *env, int type, const char *ns, buf *b, char *sum, size_t cap)
 {
@@ -163,12 +157,10 @@ static int view(const svc_env *env, int type, const char *ns, buf *b, char *sum,
 		snprintf(sum, cap, "%zu collection(s) in %s", n, ns ? ns : "every namespace");
 		break;
 	case COLLECTOR__DISPLAY_REQUEST__DISPLAY_TYPE__WORKFLOWS:
-		not_built(b, "workflows");
-		snprintf(sum, cap, "no workflows: the worker is not built yet");
+		rc = wf_view_workflows(env, ns, b, sum, cap);
 		break;
 	case COLLECTOR__DISPLAY_REQUEST__DISPLAY_TYPE__EXECUTIONS:
-		not_built(b, "executions");
-		snprintf(sum, cap, "no executions: the worker is not built yet");
+		rc = wf_view_executions(env, ns, b, sum, cap);
 		break;
 	case COLLECTOR__DISPLAY_REQUEST__DISPLAY_TYPE__CONNECTIONS:
 		key(b, "peers");
@@ -204,12 +196,14 @@ static int view(const svc_env *env, int type, const char *ns, buf *b, char *sum,
 		else
 			buf_puts(b, "[]");
 		buf_putc(b, ',');
-		not_built(b, "workflows");
+		char wsum[300];
+		if (!rc)
+			rc = wf_view_workflows(env, ns, b, wsum, sizeof(wsum));
 		snprintf(sum, cap,
 			 "node %s (%s): %zu collection(s), %zu registered service(s), %d/%d linked "
-			 "node(s) up; the worker is not built yet",
+			 "node(s) up; %s",
 			 env->node_id ? env->node_id : "", env->version ? env->version : "", n, s,
-			 peers_up, peers);
+			 peers_up, peers, rc ? "" : wsum);
 	}
 	buf_putc(b, '}');
 	return rc ? GRPC_INTERNAL : b->failed ? GRPC_RESOURCE_EXHAUSTED : GRPC_OK;
@@ -412,14 +406,29 @@ static void reset_work(svc_job *j)
 			return;
 		}
 	} else {
-		component = req->scope == COLLECTOR__RESET_REQUEST__SCOPE__WORKFLOWS ? "workflows"
-										     : "executions";
+		/* Workflows (those running cancelled) with their history, or the history of
+		 * the workflows that ended. */
+		bool execs = req->scope == COLLECTOR__RESET_REQUEST__SCOPE__EXECUTIONS;
+		component = execs ? "executions" : "workflows";
+		char why[320] = "the worker is not running on this node";
+		int code = env->worker ? wf_engine_reset(env->worker, ns, execs, &deleted, &records,
+							 why, sizeof(why))
+				       : GRPC_UNAVAILABLE;
+		if (code != GRPC_OK) {
+			svc_job_fail(j, code, "reset of %s failed: %s", component, why);
+			return;
+		}
 	}
-	/* Workflows and executions: the worker is not built, nothing is stored to delete. */
+	bool colls = req->scope == COLLECTOR__RESET_REQUEST__SCOPE__COLLECTIONS;
 	Collector__ResetResponse__DeletedCountsEntry e[3], *ep[3];
-	const char *keys[3] = {"collections", "records", "files"};
+	const char *keys[3] = {colls ? "collections" : "workflows",
+			       colls ? "records" : "executions", "files"};
 	int64_t vals[3] = {deleted, records, files};
-	size_t ne = req->scope == COLLECTOR__RESET_REQUEST__SCOPE__COLLECTIONS ? 3 : 0;
+	size_t ne = colls ? 3 : req->scope == COLLECTOR__RESET_REQUEST__SCOPE__WORKFLOWS ? 2 : 1;
+	if (ne == 1) { /* executions alone */
+		keys[0] = "executions";
+		vals[0] = records;
+	}
 	for (size_t i = 0; i < ne; i++) {
 		collector__reset_response__deleted_counts_entry__init(&e[i]);
 		e[i].key = (char *)keys[i];

@@ -1,4 +1,5 @@
 #include "services/wf_engine.h"
+#include "services/wf_engine_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -21,63 +22,7 @@
 #define NS_PER_US 1000
 #define INTERRUPTED "the node stopped while the call ran: retried as a new attempt"
 
-typedef struct def_entry {
-	char kind; /* 'w' or 'c' */
-	char *ns;
-	uint8_t *body;
-	size_t len;
-	Collector__WorkflowDefinition *wf;
-	Collector__Continuation *cont;
-} def_entry;
-
-typedef struct task_state {
-	int state, attempt, iteration;
-	char exec_id[UUID_STR_LEN];
-	Google__Protobuf__Any *output; /* the last output (owned) */
-	int64_t next_at_us;	       /* RETRYING: due then (wall clock) */
-	wf_call *call;		       /* in flight: read here, freed when it comes back */
-} task_state;
-
-typedef struct wf {
-	char id[UUID_STR_LEN];
-	char *ns;
-	Collector__WorkflowDefinition *def; /* as started (owned) */
-	Google__Protobuf__Any *input;	    /* owned */
-	task_state *tasks;
-	size_t running; /* tasks RUNNING */
-	int64_t nexec;	/* executions recorded */
-	bool dirty, blocked;
-	struct wf *next_dirty;
-} wf;
-
-struct wf_engine {
-	const svc_env *env;
-	wf_limits lim;
-	wfstore *st;
-	wf_calls *calls;
-	pthread_t thread;
-	bool thread_started;
-	/* handed over, under mu */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool stopping;
-	wf_req *reqs, *reqs_tail;
-	wf_call *results;
-	/* the engine thread's */
-	strmap defs; /* "<kind>:<ns>/<key>" -> def_entry */
-	size_t ndefs;
-	strmap active; /* id -> wf */
-	wf *dirty;
-	size_t running;	     /* calls handed over and not back */
-	int64_t next_due_us; /* the earliest retry due */
-	bool any_blocked;
-	/* what the step acts on once committed */
-	wf_call *to_post;
-	char (*to_cancel)[UUID_STR_LEN];
-	size_t ncancel, cancel_cap;
-};
-
-static int64_t wall_us(void) { return clock_wall_ns() / NS_PER_US; }
+int64_t eng_wall_us(void) { return clock_wall_ns() / NS_PER_US; }
 
 wfstore *wf_engine_store(wf_engine *e) { return e->st; }
 const wf_limits *wf_engine_limits(wf_engine *e) { return &e->lim; }
@@ -90,7 +35,7 @@ static int def_key(char *out, size_t cap, char kind, const char *ns, const char 
 	return n > 0 && (size_t)n < cap ? n : -1;
 }
 
-static def_entry *def_find(wf_engine *e, char kind, const char *ns, const char *key)
+def_entry *eng_def_find(wf_engine *e, char kind, const char *ns, const char *key)
 {
 	char k[400];
 	int n = def_key(k, sizeof(k), kind, ns, key);
@@ -111,8 +56,8 @@ static void def_free(def_entry *d)
 }
 
 /* Keeps body (copied) as the definition of kind/ns/key, replacing the one before. */
-static int def_keep(wf_engine *e, char kind, const char *ns, const char *key, const uint8_t *body,
-		    size_t len)
+int eng_def_keep(wf_engine *e, char kind, const char *ns, const char *key, const uint8_t *body,
+		 size_t len)
 {
 	char k[400];
 	int n = def_key(k, sizeof(k), kind, ns, key);
@@ -147,15 +92,15 @@ static int def_keep(wf_engine *e, char kind, const char *ns, const char *key, co
 	return 0;
 }
 
-static const Collector__Continuation *cont_of(void *ctx, const char *ns, const char *id)
+const Collector__Continuation *eng_cont_of(void *ctx, const char *ns, const char *id)
 {
-	def_entry *d = def_find(ctx, 'c', ns, id);
+	def_entry *d = eng_def_find(ctx, 'c', ns, id);
 	return d ? d->cont : NULL;
 }
 
 /* ---- workflows in memory ---- */
 
-static void wf_free(wf *w)
+void eng_wf_free(wf *w)
 {
 	if (!w)
 		return;
@@ -172,8 +117,8 @@ static void wf_free(wf *w)
 }
 
 /* A workflow from its stored parts; NULL when they do not decode or memory runs out. */
-static wf *wf_make(const char *id, const char *ns, const uint8_t *def, size_t def_len,
-		   const uint8_t *input, size_t input_len)
+wf *eng_wf_make(const char *id, const char *ns, const uint8_t *def, size_t def_len,
+		const uint8_t *input, size_t input_len)
 {
 	wf *w = mem_calloc(1, sizeof(*w));
 	if (!w)
@@ -187,13 +132,13 @@ static wf *wf_make(const char *id, const char *ns, const uint8_t *def, size_t de
 	w->input = svc_decode(&google__protobuf__any__descriptor, input, input_len);
 	w->tasks = w->def ? mem_calloc(w->def->n_tasks + 1, sizeof(*w->tasks)) : NULL;
 	if (!w->ns || !w->def || !w->input || !w->tasks) {
-		wf_free(w);
+		eng_wf_free(w);
 		return NULL;
 	}
 	return w;
 }
 
-static void mark_dirty(wf_engine *e, wf *w)
+void eng_mark_dirty(wf_engine *e, wf *w)
 {
 	if (!w->dirty) {
 		w->dirty = true;
@@ -202,7 +147,7 @@ static void mark_dirty(wf_engine *e, wf *w)
 	}
 }
 
-static void forget(wf_engine *e, wf *w)
+void eng_forget(wf_engine *e, wf *w)
 {
 	strmap_del(&e->active, w->id, strlen(w->id));
 	if (w->dirty) { /* unlink from the dirty list */
@@ -212,7 +157,7 @@ static void forget(wf_engine *e, wf *w)
 				break;
 			}
 	}
-	wf_free(w);
+	eng_wf_free(w);
 }
 
 /* ---- what is written ---- */
@@ -303,7 +248,7 @@ static int put_exec(wf_engine *e, wf *w, size_t i, int state, int grpc_code, con
 	return rc;
 }
 
-static uint8_t *pack_any(const Google__Protobuf__Any *a, size_t *len)
+uint8_t *eng_pack_any(const Google__Protobuf__Any *a, size_t *len)
 {
 	*len = a ? google__protobuf__any__get_packed_size(a) : 0;
 	uint8_t *b = mem_alloc(*len ? *len : 1);
@@ -312,7 +257,7 @@ static uint8_t *pack_any(const Google__Protobuf__Any *a, size_t *len)
 	return b;
 }
 
-static void cancel_later(wf_engine *e, const char *exec_id)
+void eng_cancel_later(wf_engine *e, const char *exec_id)
 {
 	if (e->ncancel == e->cancel_cap) {
 		size_t cap = e->cancel_cap ? e->cancel_cap * 2 : 16;
@@ -327,7 +272,7 @@ static void cancel_later(wf_engine *e, const char *exec_id)
 
 /* Ends w in state (FAILED or CANCELLED) for why: calls in flight are cancelled and recorded
  * so, tasks waiting for a retry are cancelled. */
-static int end_workflow(wf_engine *e, wf *w, int state, const char *why)
+int eng_end_workflow(wf_engine *e, wf *w, int state, const char *why)
 {
 	int rc = 0;
 	for (size_t i = 0; !rc && i < w->def->n_tasks; i++) {
@@ -335,7 +280,7 @@ static int end_workflow(wf_engine *e, wf *w, int state, const char *why)
 		if (t->state == COLLECTOR__EXECUTION_STATE__EXECUTION_RUNNING) {
 			rc = put_exec(e, w, i, COLLECTOR__EXECUTION_STATE__EXECUTION_CANCELLED,
 				      GRPC_CANCELLED, why, NULL, NULL);
-			cancel_later(e, t->exec_id);
+			eng_cancel_later(e, t->exec_id);
 			t->call = NULL;
 		}
 		if (t->state == COLLECTOR__EXECUTION_STATE__EXECUTION_RUNNING ||
@@ -346,8 +291,8 @@ static int end_workflow(wf_engine *e, wf *w, int state, const char *why)
 		}
 	}
 	if (!rc)
-		rc = wfstore_wf_update(e->st, w->id, state, NULL, 0, why, wall_us());
-	forget(e, w);
+		rc = wfstore_wf_update(e->st, w->id, state, NULL, 0, why, eng_wall_us());
+	eng_forget(e, w);
 	return rc;
 }
 
@@ -355,13 +300,13 @@ static int succeed_workflow(wf_engine *e, wf *w)
 {
 	size_t k = wf_def_output_task(w->def);
 	size_t len;
-	uint8_t *out = pack_any(w->tasks[k].output, &len);
+	uint8_t *out = eng_pack_any(w->tasks[k].output, &len);
 	int rc =
 		out ? wfstore_wf_update(e->st, w->id, COLLECTOR__WORKFLOW_STATE__WORKFLOW_SUCCEEDED,
-					out, len, "", wall_us())
+					out, len, "", eng_wall_us())
 		    : -ENOMEM;
 	mem_free(out);
-	forget(e, w);
+	eng_forget(e, w);
 	return rc;
 }
 
@@ -419,12 +364,13 @@ static int start_task(wf_engine *e, wf *w, size_t i)
 	const Collector__ServiceTypeRef *svc = t->service;
 	const char *method = t->method_name;
 	if (ts->iteration > 0) {
-		const Collector__Continuation *c = cont_of(e, w->ns, t->continuation_id);
+		const Collector__Continuation *c = eng_cont_of(e, w->ns, t->continuation_id);
 		if (!c) {
 			snprintf(why, sizeof(why),
 				 "task %s: continuation %s is no longer registered", t->id,
 				 t->continuation_id);
-			return end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED, why);
+			return eng_end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED,
+						why);
 		}
 		svc = c->service;
 		method = c->method_name;
@@ -434,7 +380,7 @@ static int start_task(wf_engine *e, wf *w, size_t i)
 			 "task %s: the workflow made %lld executions, the most one may keep "
 			 "(--workflow-max-history)",
 			 t->id, (long long)w->nexec);
-		return end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED, why);
+		return eng_end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED, why);
 	}
 	const tp_method *m = wf_method_find(e->env, w->ns, svc, method, why, sizeof(why));
 	buf in = BUF_INIT;
@@ -447,7 +393,7 @@ static int start_task(wf_engine *e, wf *w, size_t i)
 	if (!c) {
 		char msg[800];
 		snprintf(msg, sizeof(msg), "task %s: %s", t->id, m ? why : why);
-		return end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED, msg);
+		return eng_end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED, msg);
 	}
 	if (uuid7_make(c->exec_id)) {
 		wf_call_free(c);
@@ -571,7 +517,7 @@ static int task_failed(wf_engine *e, wf *w, size_t i, int code, const char *msg,
 	char why[700];
 	snprintf(why, sizeof(why), "task %s failed after %d attempt(s): %s: %s", t->id, ts->attempt,
 		 grpc_code_name(code), msg);
-	return rc ? rc : end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED, why);
+	return rc ? rc : eng_end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED, why);
 }
 
 /* Task i's call succeeded: its output kept; with a continuation whose condition holds, the
@@ -585,7 +531,7 @@ static int task_succeeded(wf_engine *e, wf *w, size_t i, Google__Protobuf__Any *
 	ts->output = out;
 	ts->state = COLLECTOR__EXECUTION_STATE__EXECUTION_SUCCEEDED;
 	if (t->continuation_id && *t->continuation_id) {
-		const Collector__Continuation *c = cont_of(e, w->ns, t->continuation_id);
+		const Collector__Continuation *c = eng_cont_of(e, w->ns, t->continuation_id);
 		int max = c && c->max_iterations > 0 ? c->max_iterations : WF_DEFAULT_ITERATIONS;
 		char why[600];
 		int holds = c ? wf_cond_eval(e->env->types, w->ns, c->loop_condition, out, why,
@@ -597,8 +543,8 @@ static int task_succeeded(wf_engine *e, wf *w, size_t i, Google__Protobuf__Any *
 			ts->state = COLLECTOR__EXECUTION_STATE__EXECUTION_FAILED;
 			int rc = put_task(e, w, i);
 			return rc ? rc
-				  : end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED,
-						 msg);
+				  : eng_end_workflow(
+					    e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED, msg);
 		}
 		if (holds && ts->iteration < max) {
 			ts->iteration++;
@@ -619,7 +565,7 @@ static int handle_result(wf_engine *e, wf_call *c, int64_t now)
 	if (!ts || ts->call != c || ts->state != COLLECTOR__EXECUTION_STATE__EXECUTION_RUNNING)
 		return 0;
 	w->running--;
-	mark_dirty(e, w);
+	eng_mark_dirty(e, w);
 	int rc;
 	if (c->code == GRPC_OK) {
 		Google__Protobuf__Any *out = mem_calloc(1, sizeof(*out));
@@ -653,226 +599,6 @@ static int handle_result(wf_engine *e, wf_call *c, int64_t now)
 	return rc ? rc : task_failed(e, w, c->task, c->code, c->msg, now);
 }
 
-/* ---- requests ---- */
-
-static int do_register(wf_engine *e, wf_req *r)
-{
-	char why[700];
-	bool cont = r->kind == WF_REQ_CONTINUATION;
-	const char *key = cont ? r->cont->id : r->def->name;
-	if (!def_find(e, cont ? 'c' : 'w', r->ns, key ? key : "") && e->ndefs >= e->lim.max_defs) {
-		svc_job_fail(r->j, GRPC_RESOURCE_EXHAUSTED,
-			     "the node keeps %zu workflow definitions and continuations, its most "
-			     "(--workflow-max-definitions)",
-			     e->ndefs);
-		return 0;
-	}
-	bool ok = cont ? wf_cont_check(e->env, r->ns, r->cont, why, sizeof(why))
-		       : wf_def_check(e->env, r->ns, r->def, e->lim.max_tasks, cont_of, e, why,
-				      sizeof(why));
-	if (!ok) {
-		svc_job_fail(r->j, GRPC_INVALID_ARGUMENT, "%s", why);
-		return 0;
-	}
-	/* Kept with its namespace, and a workflow with an id of its version when it has none
-	 * (the request's own strings are put back: the request owns and frees them). */
-	char version[UUID_STR_LEN];
-	char **ns_field = cont ? &r->cont->namespace_ : &r->def->namespace_;
-	char *ns_was = *ns_field, *id_was = cont ? NULL : r->def->id;
-	*ns_field = (char *)r->ns;
-	if (!cont && (!id_was || !*id_was)) {
-		if (uuid7_make(version))
-			return -EIO;
-		r->def->id = version;
-	}
-	snprintf(r->id, sizeof(r->id), "%s", cont ? r->cont->id : r->def->id);
-	const ProtobufCMessage *m = cont ? &r->cont->base : &r->def->base;
-	size_t len = protobuf_c_message_get_packed_size(m);
-	uint8_t *b = mem_alloc(len ? len : 1);
-	if (b)
-		protobuf_c_message_pack(m, b);
-	*ns_field = ns_was;
-	if (!cont)
-		r->def->id = id_was;
-	if (!b)
-		return -ENOMEM;
-	int rc = wfstore_def_put(e->st, cont ? 'c' : 'w', r->ns, key, b, len, wall_us());
-	if (!rc)
-		rc = def_keep(e, cont ? 'c' : 'w', r->ns, key, b, len);
-	mem_free(b);
-	return rc;
-}
-
-/* The StartWorkflowRequest's metadata as the workflow's Metadata labels. */
-static uint8_t *start_meta(const Collector__StartWorkflowRequest *s, int64_t now, size_t *len)
-{
-	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
-	ts.seconds = now / 1000000;
-	ts.nanos = (int32_t)(now % 1000000) * 1000;
-	Collector__Metadata m = COLLECTOR__METADATA__INIT;
-	m.created_at = &ts;
-	m.n_labels = s->n_metadata;
-	Collector__Metadata__LabelsEntry *ents = mem_calloc(s->n_metadata + 1, sizeof(*ents));
-	m.labels = mem_calloc(s->n_metadata + 1, sizeof(*m.labels));
-	uint8_t *b = NULL;
-	if (ents && m.labels) {
-		for (size_t i = 0; i < s->n_metadata; i++) {
-			collector__metadata__labels_entry__init(&ents[i]);
-			ents[i].key = s->metadata[i]->key;
-			ents[i].value = s->metadata[i]->value;
-			m.labels[i] = &ents[i];
-		}
-		*len = collector__metadata__get_packed_size(&m);
-		if ((b = mem_alloc(*len ? *len : 1)))
-			collector__metadata__pack(&m, b);
-	}
-	mem_free(ents);
-	mem_free(m.labels);
-	return b;
-}
-
-static const char *start_label(const Collector__StartWorkflowRequest *s, const char *key)
-{
-	for (size_t i = 0; i < s->n_metadata; i++)
-		if (s->metadata[i]->key && !strcmp(s->metadata[i]->key, key))
-			return s->metadata[i]->value;
-	return NULL;
-}
-
-static int do_start(wf_engine *e, wf_req *r, int64_t now)
-{
-	const Collector__StartWorkflowRequest *s = r->start;
-	const char *key = start_label(s, WF_IDEMPOTENCY_KEY);
-	if (key && *key) {
-		int rc = wfstore_wf_by_key(e->st, r->ns, key, r->id, sizeof(r->id));
-		if (rc != -ENOENT)
-			return rc; /* 0: started before, the same id */
-	}
-	def_entry *d = def_find(e, 'w', r->ns, s->workflow_name ? s->workflow_name : "");
-	if (!d) {
-		svc_job_fail(r->j, GRPC_NOT_FOUND, "no workflow named '%.200s' in namespace %s",
-			     s->workflow_name ? s->workflow_name : "", r->ns);
-		return 0;
-	}
-	if (e->active.used >= e->lim.max_active) {
-		svc_job_fail(r->j, GRPC_RESOURCE_EXHAUSTED,
-			     "%zu workflows run on the node, its most (--workflow-max-active)",
-			     e->active.used);
-		return 0;
-	}
-	/* The input: as given; absent, an empty message of the definition's input type. */
-	Google__Protobuf__Any in = GOOGLE__PROTOBUF__ANY__INIT;
-	char url[600] = "";
-	const tp_message *want = svc_find_type(e->env, r->ns, d->wf->input_type);
-	if (s->input) {
-		in = *s->input;
-	} else if (want) {
-		snprintf(url, sizeof(url), SVC_TYPE_URL_PREFIX "%s",
-			 tp_message_get(want)->full_name);
-		in.type_url = url;
-	}
-	const char *in_url = in.type_url ? in.type_url : "";
-	if (want && !svc_type_url_is(in_url, want)) {
-		svc_job_fail(r->j, GRPC_INVALID_ARGUMENT,
-			     "input is an Any of '%.200s'; %s takes %s", in_url, d->wf->name,
-			     tp_message_get(want)->full_name);
-		return 0;
-	}
-	if (*in_url && !tp_find_type_url(e->env->types, r->ns, in_url, strlen(in_url))) {
-		svc_job_fail(r->j, GRPC_INVALID_ARGUMENT,
-			     "input is an Any of '%.200s', a type not known in namespace %s",
-			     in_url, r->ns);
-		return 0;
-	}
-	char id[UUID_STR_LEN];
-	if (uuid7_make(id))
-		return -EIO;
-	size_t in_len, meta_len = 0;
-	uint8_t *in_b = pack_any(&in, &in_len), *meta = start_meta(s, now, &meta_len);
-	wf *w = in_b ? wf_make(id, r->ns, d->body, d->len, in_b, in_len) : NULL;
-	int rc = in_b && meta && w ? 0 : -ENOMEM;
-	wfstore_wf row = {.id = id,
-			  .ns = r->ns,
-			  .name = d->wf->name,
-			  .state = COLLECTOR__WORKFLOW_STATE__WORKFLOW_RUNNING,
-			  .def = d->body,
-			  .def_len = d->len,
-			  .input = in_b,
-			  .input_len = in_len,
-			  .meta = meta,
-			  .meta_len = meta_len,
-			  .error = "",
-			  .idem_key = key && *key ? key : NULL,
-			  .created_us = now,
-			  .updated_us = now};
-	if (!rc)
-		rc = wfstore_wf_insert(e->st, &row);
-	if (!rc)
-		rc = strmap_put(&e->active, w->id, strlen(w->id), w, NULL);
-	mem_free(in_b);
-	mem_free(meta);
-	if (rc) {
-		wf_free(w);
-		return rc;
-	}
-	mark_dirty(e, w);
-	snprintf(r->id, sizeof(r->id), "%s", id);
-	return 0;
-}
-
-typedef struct state_of {
-	int state;
-	bool ns_ok;
-	const char *ns;
-} state_of;
-
-static int got_state(void *ctx, const wfstore_wf *w)
-{
-	state_of *s = ctx;
-	s->state = w->state;
-	s->ns_ok = !strcmp(w->ns, s->ns);
-	return 0;
-}
-
-static int do_cancel(wf_engine *e, wf_req *r)
-{
-	wf *w = strmap_get(&e->active, r->wf_id, strlen(r->wf_id));
-	if (w && !strcmp(w->ns, r->ns)) {
-		char why[400];
-		snprintf(why, sizeof(why), "cancelled%s%.300s", r->reason && *r->reason ? ": " : "",
-			 r->reason ? r->reason : "");
-		r->state = COLLECTOR__WORKFLOW_STATE__WORKFLOW_CANCELLED;
-		return end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_CANCELLED, why);
-	}
-	state_of s = {.ns = r->ns};
-	int rc = wfstore_wf_get(e->st, false, r->wf_id, got_state, &s);
-	if (rc == -ENOENT || (!rc && !s.ns_ok)) {
-		svc_job_fail(r->j, GRPC_NOT_FOUND, "no workflow %.100s in namespace %s", r->wf_id,
-			     r->ns);
-		return 0;
-	}
-	if (!rc) {
-		r->state = s.state;
-		svc_job_fail(r->j, GRPC_FAILED_PRECONDITION, "workflow %.100s has ended (%s)",
-			     r->wf_id, collector__workflow_state__descriptor.values[s.state].name);
-	}
-	return rc;
-}
-
-static int handle_req(wf_engine *e, wf_req *r, int64_t now)
-{
-	switch (r->kind) {
-	case WF_REQ_REGISTER:
-	case WF_REQ_CONTINUATION:
-		return do_register(e, r);
-	case WF_REQ_START:
-		return do_start(e, r, now);
-	case WF_REQ_CANCEL:
-		return do_cancel(e, r);
-	}
-	return -EINVAL;
-}
-
 void wf_engine_submit(wf_engine *e, wf_req *r)
 {
 	r->next = NULL;
@@ -888,8 +614,8 @@ void wf_engine_submit(wf_engine *e, wf_req *r)
 	}
 	pthread_mutex_unlock(&e->mu);
 	if (refused) {
-		svc_job_fail(r->j, GRPC_UNAVAILABLE, "the node is stopping");
-		svc_job_resume(r->j);
+		wf_req_fail(r, GRPC_UNAVAILABLE, "the node is stopping");
+		wf_req_finish(r);
 	}
 }
 
@@ -977,7 +703,7 @@ static int interrupted(wf_engine *e, wf *w, size_t i, int64_t now)
 static int load_wf(void *ctx, const wfstore_wf *row)
 {
 	load_ctx *l = ctx;
-	wf *w = wf_make(row->id, row->ns, row->def, row->def_len, row->input, row->input_len);
+	wf *w = eng_wf_make(row->id, row->ns, row->def, row->def_len, row->input, row->input_len);
 	if (!w)
 		return l->rc = -ENOMEM;
 	l->w = w;
@@ -989,17 +715,17 @@ static int load_wf(void *ctx, const wfstore_wf *row)
 	if (!rc)
 		rc = strmap_put(&l->e->active, w->id, strlen(w->id), w, NULL);
 	if (rc) {
-		wf_free(w);
+		eng_wf_free(w);
 		return l->rc = rc;
 	}
-	mark_dirty(l->e, w);
+	eng_mark_dirty(l->e, w);
 	return 0;
 }
 
 static int load_def(void *ctx, char kind, const char *ns, const char *key, const uint8_t *body,
 		    size_t len)
 {
-	return def_keep(ctx, kind, ns, key, body, len);
+	return eng_def_keep(ctx, kind, ns, key, body, len);
 }
 
 static void forget_all(wf_engine *e)
@@ -1007,7 +733,7 @@ static void forget_all(wf_engine *e)
 	while (e->active.used) {
 		for (size_t i = 0; i < e->active.cap; i++)
 			if (e->active.slots[i].key) {
-				forget(e, e->active.slots[i].value);
+				eng_forget(e, e->active.slots[i].value);
 				break;
 			}
 	}
@@ -1023,7 +749,7 @@ static int recover(wf_engine *e)
 					  load_wf, &l);
 	if (rc || l.rc)
 		return rc ? rc : l.rc;
-	int64_t now = wall_us();
+	int64_t now = eng_wall_us();
 	e->next_due_us = INT64_MAX;
 	if ((rc = wfstore_begin(e->st)))
 		return rc;
@@ -1062,7 +788,7 @@ static void timers_due(wf_engine *e, int64_t now)
 			if (t->state != COLLECTOR__EXECUTION_STATE__EXECUTION_RETRYING)
 				continue;
 			if (t->next_at_us <= now)
-				mark_dirty(e, w);
+				eng_mark_dirty(e, w);
 			else if (t->next_at_us < e->next_due_us)
 				e->next_due_us = t->next_at_us;
 		}
@@ -1078,17 +804,17 @@ static void unblock(wf_engine *e)
 	for (size_t s = 0; s < e->active.cap; s++) {
 		wf *w = e->active.slots[s].key ? e->active.slots[s].value : NULL;
 		if (w && w->blocked)
-			mark_dirty(e, w);
+			eng_mark_dirty(e, w);
 	}
 }
 
 /* Applies what arrived in one transaction; what it acts on waits for the commit. */
 static int apply(wf_engine *e, wf_req *reqs, wf_call *results)
 {
-	int64_t now = wall_us();
+	int64_t now = eng_wall_us();
 	int rc = wfstore_begin(e->st);
 	for (wf_req *r = reqs; !rc && r; r = r->next)
-		rc = handle_req(e, r, now);
+		rc = eng_handle_req(e, r, now);
 	for (wf_call *c = results; !rc && c; c = c->next)
 		rc = handle_result(e, c, now);
 	if (!rc && now >= e->next_due_us)
@@ -1122,8 +848,8 @@ static void step(wf_engine *e, wf_req *reqs, wf_call *results)
 		e->to_post = NULL;
 		e->ncancel = 0;
 		for (wf_req *r = reqs; r; r = r->next)
-			svc_job_fail(r->j, GRPC_UNAVAILABLE, "the workflow store failed: %s",
-				     store_err_msg());
+			wf_req_fail(r, GRPC_UNAVAILABLE, "the workflow store failed: %s",
+				    store_err_msg());
 		if (recover(e))
 			log_error("worker: the workflow store cannot be read back: %s",
 				  store_err_msg());
@@ -1140,7 +866,7 @@ static void step(wf_engine *e, wf_req *reqs, wf_call *results)
 	e->to_post = NULL;
 	for (wf_req *r = reqs, *next; r; r = next) {
 		next = r->next;
-		svc_job_resume(r->j);
+		wf_req_finish(r);
 	}
 }
 
@@ -1151,7 +877,7 @@ static void *engine_main(void *arg)
 	bool first = true;
 	for (;;) {
 		while (!e->stopping && !e->reqs && !e->results && !first &&
-		       wall_us() < e->next_due_us) {
+		       eng_wall_us() < e->next_due_us) {
 			if (e->next_due_us == INT64_MAX) {
 				pthread_cond_wait(&e->cv, &e->mu);
 			} else {
@@ -1177,8 +903,8 @@ static void *engine_main(void *arg)
 	pthread_mutex_unlock(&e->mu);
 	for (wf_req *r = reqs, *next; r; r = next) {
 		next = r->next;
-		svc_job_fail(r->j, GRPC_UNAVAILABLE, "the node is stopping");
-		svc_job_resume(r->j);
+		wf_req_fail(r, GRPC_UNAVAILABLE, "the node is stopping");
+		wf_req_finish(r);
 	}
 	return NULL;
 }

@@ -13,6 +13,7 @@
  * results, exactly once. */
 #ifndef SERVICES_WF_ENGINE_H
 #define SERVICES_WF_ENGINE_H
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,25 +51,41 @@ void wf_engine_free(wf_engine *e);
 wfstore *wf_engine_store(wf_engine *e);
 const wf_limits *wf_engine_limits(wf_engine *e);
 
-typedef enum { WF_REQ_REGISTER, WF_REQ_CONTINUATION, WF_REQ_START, WF_REQ_CANCEL } wf_req_kind;
+typedef enum {
+	WF_REQ_REGISTER,
+	WF_REQ_CONTINUATION,
+	WF_REQ_START,
+	WF_REQ_CANCEL,
+	WF_REQ_RESET
+} wf_req_kind;
 
 /* A request of an RPC, answered on its job after the engine committed it. Inputs are
  * borrowed from the call's request (valid while the job holds the call). */
 typedef struct wf_req {
 	struct wf_req *next;
 	wf_req_kind kind;
-	svc_job *j; /* resumed when done (svc_job_fail on refusal) */
+	svc_job *j;  /* resumed when done (svc_job_fail on refusal); NULL: a waiter below */
+	sem_t *done; /* without a job: posted when done, code and msg say how */
+	int code;
+	char msg[320];
 	const char *ns;
 	Collector__WorkflowDefinition *def; /* REGISTER: namespace and id are set here */
 	Collector__Continuation *cont;	    /* CONTINUATION */
 	const Collector__StartWorkflowRequest *start;
 	const char *wf_id, *reason; /* CANCEL */
+	bool executions_only;	    /* RESET: the history of ended workflows only */
 	/* out */
-	char id[WF_ID_MAX]; /* the workflow's or definition's id */
-	int state;	    /* CANCEL: the workflow's state after it */
+	char id[WF_ID_MAX];			       /* the workflow's or definition's id */
+	int state;				       /* CANCEL: the workflow's state after it */
+	int64_t deleted_workflows, deleted_executions; /* RESET */
 } wf_req;
 
 /* Pool thread, from a job's work: j must be deferred (svc_job_defer) first. */
 void wf_engine_submit(wf_engine *e, wf_req *r);
+/* Pool thread: deletes the workflows of ns (NULL: all; those running are cancelled) with
+ * their history, or (executions_only) the history of those that ended; waits for the
+ * commit. A gRPC code; err says why when not OK. */
+int wf_engine_reset(wf_engine *e, const char *ns, bool executions_only, int64_t *workflows,
+		    int64_t *executions, char *err, size_t cap);
 
 #endif

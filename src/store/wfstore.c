@@ -457,6 +457,14 @@ int wfstore_wf_delete_ns(wfstore *s, const char *ns, int64_t *n, int64_t *execs)
 	return rc;
 }
 
+int wfstore_exec_delete_ended(wfstore *s, const char *ns, int64_t *n)
+{
+	return exec_ns(s,
+		       "DELETE FROM executions WHERE wf_id IN (SELECT id FROM workflows WHERE (?1 "
+		       "IS NULL OR ns = ?1) AND state NOT IN (0, 1, 5))",
+		       ns, n);
+}
+
 /* ---- tasks ---- */
 
 int wfstore_task_put(wfstore *s, const wfstore_task *t)

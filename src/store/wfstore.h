@@ -75,6 +75,9 @@ int wfstore_wf_counts(wfstore *s, const char *ns, int64_t counts[6]);
  * *n the workflows deleted, *execs their executions. */
 int wfstore_wf_delete_ns(wfstore *s, const char *ns, int64_t *n, int64_t *execs);
 
+/* Deletes the executions of the workflows of ns (NULL: all) that ended; *n how many. */
+int wfstore_exec_delete_ended(wfstore *s, const char *ns, int64_t *n);
+
 /* ---- a workflow's tasks ---- */
 
 typedef struct wfstore_task {

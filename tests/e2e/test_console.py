@@ -1,5 +1,5 @@
 """CollectorConsole: Display, every view of the node as a Struct a console can draw, with a
-summary line (parts not built yet, the worker, empty with a note); Stop and Reset, admin
+summary line (workflows as test_workflows.py shows them); Stop and Reset, admin
 operations refused without --admin, Reset without confirm, and what is not built yet
 (stopping one component, resetting the registry) UNIMPLEMENTED."""
 
@@ -34,7 +34,7 @@ def test_overview_collections_registries_connections(servers):
     assert data["node_id"] == "node-a" and data["version"] and data["uptime_seconds"] >= 0
     assert any(c["namespace"] == ns for c in data["collections"])
     assert [p["id"] for p in data["peers"]] == ["node-b"] and data["peers"][0]["state"] == "up"
-    assert data["workflows"] == [] and "not built" in data["note"]
+    assert data["workflows"] == [] and data["counts"]["RUNNING"] == 0
     assert "node-a" in summary and "1/1" in summary
     data, summary = display(a, D.COLLECTIONS, ns)
     assert [c["namespace"] for c in data["collections"]] == [ns] and data["more"] is False
@@ -48,7 +48,7 @@ def test_overview_collections_registries_connections(servers):
     assert "1 linked node" in summary
     for kind, field in ((D.WORKFLOWS, "workflows"), (D.EXECUTIONS, "executions")):
         data, summary = display(a, kind)
-        assert data[field] == [] and "not built" in data["note"] and "not built" in summary
+        assert data[field] == [] and "not built" not in summary
 
 
 def test_bad_display_type(shared_node):
@@ -97,7 +97,8 @@ def test_reset(servers):
     # The node's own state is not a user's collection: the registry still answers.
     api.serve_in(uniq("after"))
     r = stub.Reset(R(scope=R.WORKFLOWS, confirm=True), timeout=10)
-    assert list(r.reset_components) == ["workflows"] and dict(r.deleted_counts) == {}
+    assert list(r.reset_components) == ["workflows"]
+    assert dict(r.deleted_counts) == {"workflows": 0, "executions": 0}
 
 
 def test_stop(servers):

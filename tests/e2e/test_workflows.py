@@ -341,3 +341,38 @@ def test_caps_refuse_with_resource_exhausted_and_start_nothing(servers, handler)
     for w in (a, b):
         assert wait_done(node, NS, w).state == E.WORKFLOW_SUCCEEDED
     start(node, NS, "hold", num_any(0, "cap"))  # room again
+
+
+def test_the_console_shows_and_resets_workflows(servers, handler):
+    from google.protobuf import json_format
+    from collector import console_pb2, console_pb2_grpc
+    node = servers.node("--admin")
+    register_steps(node, NS, handler.endpoint)
+    ok(node, definition(NS, "shown", [task("a", "Inc"), task("b", "Double", ["a"])]))
+    ok(node, definition(NS, "held", [task("s", "Slow", config={"ms": 10000, "tag": "held"})]))
+    done = wait_done(node, NS, start(node, NS, "shown", num_any(1, "shown")))
+    held = start(node, NS, "held", num_any(0, "held"))
+    console = console_pb2_grpc.CollectorConsoleStub(node.channel())
+    D = console_pb2.DisplayRequest
+    r = console.Display(D(display_type=D.WORKFLOWS, namespace=NS), timeout=10)
+    data = json_format.MessageToDict(r.display_data)
+    assert data["counts"]["SUCCEEDED"] == 1 and data["counts"]["RUNNING"] == 1
+    assert {w["id"] for w in data["workflows"]} == {done.id, held}
+    shown = [d for d in data["definitions"] if d["name"] == "shown"][0]
+    assert [t["id"] for t in shown["tasks"]] == ["a", "b"] and shown["tasks"][1]["dependencies"] == ["a"]
+    assert "1 running" in r.summary and "1 succeeded" in r.summary
+    r = console.Display(D(display_type=D.EXECUTIONS, namespace=NS), timeout=10)
+    data = json_format.MessageToDict(r.display_data)
+    assert [x["task_id"] for x in data["executions"]][:3] == ["s", "b", "a"]
+    # Reset EXECUTIONS keeps the running workflow's history; WORKFLOWS cancels and deletes.
+    R = console_pb2.ResetRequest
+    r = console.Reset(R(scope=R.EXECUTIONS, namespace=NS, confirm=True), timeout=10)
+    assert dict(r.deleted_counts) == {"executions": 2}
+    assert history(node, NS, done.id) == [] and len(history(node, NS, held)) == 1
+    handler.cancelled.clear()
+    r = console.Reset(R(scope=R.WORKFLOWS, namespace=NS, confirm=True), timeout=10)
+    assert dict(r.deleted_counts) == {"workflows": 2, "executions": 1}
+    assert handler.cancelled.wait(5), "the running workflow's call was not cancelled"
+    assert code_of(lambda: status(node, NS, held))[0] == grpc.StatusCode.NOT_FOUND
+    # The definitions stay: the workflow starts again.
+    wait_done(node, NS, start(node, NS, "shown", num_any(1, "shown-2")))
