@@ -14,9 +14,10 @@ Writes bench/results/latest.json, PNG charts (gnuplot) and docs/benchmarks.md.
 Then the registry's validation cost (bench/validation_cost.py): one node, validation on and off.
 Then the mesh's cost per hop (bench/mesh_scenarios.py): two linked nodes.
 Then TLS beside stock gRPC's (bench/tls_scenarios.py).
+Then the worker's durable workflows per second (bench/wf_scenarios.py).
 
 Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
-                    [--only core|collections|validation|mesh|tls]
+                    [--only core|collections|validation|mesh|tls|workflows]
 """
 import argparse
 import json
@@ -35,6 +36,7 @@ import coll_scenarios
 import mesh_scenarios
 import tls_scenarios
 import validation_cost
+import wf_scenarios
 from benchlib import LOAD_CORE, Server, fmt, machine, median_of, ratio, run_loadgen, varint as _varint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,7 +252,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="one run of 2 s per scenario")
-    ap.add_argument("--only", choices=["core", "collections", "validation", "mesh", "tls"],
+    ap.add_argument("--only", choices=["core", "collections", "validation", "mesh", "tls", "workflows"],
                     help="run one part; the others keep their figures from the last latest.json")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"))
@@ -272,8 +274,10 @@ def main():
             data["mesh"] = mesh_scenarios.run(args, tmp)
         if args.only in (None, "tls"):
             data["tls"] = tls_scenarios.run(args, tmp)
+        if args.only in (None, "workflows"):
+            data["workflows"] = wf_scenarios.run(args, tmp)
     latest.write_text(json.dumps(data, indent=2) + "\n")
-    if args.only in ("collections", "validation", "mesh", "tls"):
+    if args.only in ("collections", "validation", "mesh", "tls", "workflows"):
         made = [c for c in ("rps.png", "cpu_per_call.png") if (Path(args.out) / c).exists()]
     else:
         made = charts(data["results"], args.out)
@@ -312,6 +316,8 @@ def write_docs(args, data, made):
         doc.append(mesh_scenarios.docs(data["mesh"]))
     if "tls" in data:
         doc.append(tls_scenarios.docs(data["tls"]))
+    if "workflows" in data:
+        doc.append(wf_scenarios.docs(data["workflows"]))
     Path(args.docs).parent.mkdir(parents=True, exist_ok=True)
     Path(args.docs).write_text("\n".join(doc) + "\n")
 

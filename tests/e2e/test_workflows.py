@@ -376,3 +376,26 @@ def test_the_console_shows_and_resets_workflows(servers, handler):
     assert code_of(lambda: status(node, NS, held))[0] == grpc.StatusCode.NOT_FOUND
     # The definitions stay: the workflow starts again.
     wait_done(node, NS, start(node, NS, "shown", num_any(1, "shown-2")))
+
+
+def test_the_readme_example_runs_as_written(node):
+    """README.md's worked example: its Python block, run as a user would (from the
+    repository's root), against a real node instead of `make run`'s port."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    code = readme.split("<!-- workflow-example -->", 1)[1].split("```python\n")[1].split("\n```\n")[0]
+    assert "127.0.0.1:50051" in code
+    code = code.replace("127.0.0.1:50051", node.address)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYGEN_DIR", ""), env.get("PYTHONPATH", "")) if p)
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("WORKFLOW_SUCCEEDED") and "GetResponse" in lines[0], r.stdout
+    assert [ln.split()[:3] for ln in lines[-2:]] == [["put", "EXECUTION_SUCCEEDED", "1"],
+                                                    ["get", "EXECUTION_SUCCEEDED", "1"]], r.stdout
