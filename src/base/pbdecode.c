@@ -167,6 +167,8 @@ int pbdecode_check(const ProtobufCMessageDescriptor *d, const uint8_t *data, siz
 	walk w = {.err = err, .cap = cap};
 	if (cap)
 		err[0] = 0;
+	if (!data) /* an empty message given as NULL: no arithmetic on it */
+		data = (const uint8_t *)"";
 	int rc = check(&w, d, data, data + len, 0);
 	if (info)
 		info->merges = w.merges;
@@ -195,6 +197,8 @@ static bool count_fields(const ProtobufCMessageDescriptor *d, const uint8_t *p, 
 bool pbdecode_fields_within(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
 			    size_t max_fields)
 {
+	if (!data)
+		data = (const uint8_t *)"";
 	return count_fields(d, data, data + len, 0, &max_fields);
 }
 

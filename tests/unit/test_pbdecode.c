@@ -338,6 +338,21 @@ static void test_fields_within(void **state)
 	w_free(&w);
 }
 
+/* An empty message may come as NULL and no length (an empty buffer never written): it
+ * decodes, with no arithmetic on the NULL (UBSan in fuzz_workflow). */
+static void test_empty_as_null(void **state)
+{
+	(void)state;
+	const ProtobufCMessageDescriptor *d = &collector__get_request__descriptor;
+	char err[200];
+	assert_int_equal(pbdecode_check(d, NULL, 0, NULL, err, sizeof(err)), 0);
+	assert_true(pbdecode_fields_within(d, NULL, 0, 0));
+	ProtobufCMessage *m = NULL;
+	assert_int_equal(pbdecode(d, NULL, 0, &m, err, sizeof(err)), 0);
+	assert_non_null(m);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -349,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_merge_random),
 		cmocka_unit_test(test_merge_is_linear),
 		cmocka_unit_test(test_fields_within),
+		cmocka_unit_test(test_empty_as_null),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
