@@ -437,6 +437,8 @@ static int advance(wf_engine *e, wf *w, int64_t now)
 	if (done == n)
 		return succeed_workflow(e, w);
 	w->blocked = false;
+	if (w->paused)
+		return 0;
 	for (size_t i = 0; i < n; i++) {
 		task_state *t = &w->tasks[i];
 		bool ready = (t->state == COLLECTOR__EXECUTION_STATE__EXECUTION_PENDING &&
@@ -707,6 +709,7 @@ static int load_wf(void *ctx, const wfstore_wf *row)
 	if (!w)
 		return l->rc = -ENOMEM;
 	l->w = w;
+	w->paused = row->state == COLLECTOR__WORKFLOW_STATE__WORKFLOW_PAUSED;
 	int rc = wfstore_task_each(l->e->st, false, w->id, load_task, l);
 	if (!rc)
 		rc = l->rc;
@@ -747,6 +750,9 @@ static int recover(wf_engine *e)
 	load_ctx l = {.e = e};
 	int rc = wfstore_wf_each_in_state(e->st, COLLECTOR__WORKFLOW_STATE__WORKFLOW_RUNNING,
 					  load_wf, &l);
+	if (!rc && !l.rc)
+		rc = wfstore_wf_each_in_state(e->st, COLLECTOR__WORKFLOW_STATE__WORKFLOW_PAUSED,
+					      load_wf, &l);
 	if (rc || l.rc)
 		return rc ? rc : l.rc;
 	int64_t now = eng_wall_us();

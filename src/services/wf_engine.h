@@ -56,6 +56,8 @@ typedef enum {
 	WF_REQ_CONTINUATION,
 	WF_REQ_START,
 	WF_REQ_CANCEL,
+	WF_REQ_PAUSE,
+	WF_REQ_RESUME,
 	WF_REQ_RESET
 } wf_req_kind;
 
@@ -72,7 +74,7 @@ typedef struct wf_req {
 	Collector__WorkflowDefinition *def; /* REGISTER: namespace and id are set here */
 	Collector__Continuation *cont;	    /* CONTINUATION */
 	const Collector__StartWorkflowRequest *start;
-	const char *wf_id, *reason; /* CANCEL */
+	const char *wf_id, *reason; /* CANCEL, PAUSE, RESUME */
 	bool executions_only;	    /* RESET: the history of ended workflows only */
 	/* out */
 	char id[WF_ID_MAX];			       /* the workflow's or definition's id */

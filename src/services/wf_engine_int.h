@@ -35,6 +35,7 @@ typedef struct wf {
 	size_t running; /* tasks RUNNING */
 	int64_t nexec;	/* executions recorded */
 	bool dirty, blocked;
+	bool paused; /* PAUSED: no new call starts; those in flight end as usual */
 	struct wf *next_dirty;
 } wf;
 

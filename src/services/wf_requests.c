@@ -189,6 +189,26 @@ static int got_state(void *ctx, const wfstore_wf *w)
 	return 0;
 }
 
+/* A change asked of a workflow that is not running here: NOT_FOUND, or FAILED_PRECONDITION
+ * saying how it ended. */
+static int refuse_not_active(wf_engine *e, wf_req *r, const char *what)
+{
+	state_of s = {.ns = r->ns};
+	int rc = wfstore_wf_get(e->st, false, r->wf_id, got_state, &s);
+	if (rc == -ENOENT || (!rc && !s.ns_ok)) {
+		wf_req_fail(r, GRPC_NOT_FOUND, "no workflow %.100s in namespace %s", r->wf_id,
+			    r->ns);
+		return 0;
+	}
+	if (!rc) {
+		r->state = s.state;
+		wf_req_fail(r, GRPC_FAILED_PRECONDITION,
+			    "workflow %.100s has ended (%s): it cannot be %s", r->wf_id,
+			    collector__workflow_state__descriptor.values[s.state].name, what);
+	}
+	return rc;
+}
+
 static int do_cancel(wf_engine *e, wf_req *r)
 {
 	wf *w = strmap_get(&e->active, r->wf_id, strlen(r->wf_id));
@@ -199,19 +219,23 @@ static int do_cancel(wf_engine *e, wf_req *r)
 		r->state = COLLECTOR__WORKFLOW_STATE__WORKFLOW_CANCELLED;
 		return eng_end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_CANCELLED, why);
 	}
-	state_of s = {.ns = r->ns};
-	int rc = wfstore_wf_get(e->st, false, r->wf_id, got_state, &s);
-	if (rc == -ENOENT || (!rc && !s.ns_ok)) {
-		wf_req_fail(r, GRPC_NOT_FOUND, "no workflow %.100s in namespace %s", r->wf_id,
-			    r->ns);
+	return refuse_not_active(e, r, "cancelled");
+}
+
+/* PAUSE and RESUME: the state stored, then the engine stops or starts making calls. */
+static int do_pause(wf_engine *e, wf_req *r, bool pause)
+{
+	wf *w = strmap_get(&e->active, r->wf_id, strlen(r->wf_id));
+	if (!w || strcmp(w->ns, r->ns))
+		return refuse_not_active(e, r, pause ? "paused" : "resumed");
+	int state = pause ? COLLECTOR__WORKFLOW_STATE__WORKFLOW_PAUSED
+			  : COLLECTOR__WORKFLOW_STATE__WORKFLOW_RUNNING;
+	r->state = state;
+	if (w->paused == pause)
 		return 0;
-	}
-	if (!rc) {
-		r->state = s.state;
-		wf_req_fail(r, GRPC_FAILED_PRECONDITION, "workflow %.100s has ended (%s)", r->wf_id,
-			    collector__workflow_state__descriptor.values[s.state].name);
-	}
-	return rc;
+	w->paused = pause;
+	eng_mark_dirty(e, w);
+	return wfstore_wf_update(e->st, w->id, state, NULL, 0, "", eng_wall_us());
 }
 
 typedef struct reset_ctx {
@@ -296,6 +320,9 @@ int eng_handle_req(wf_engine *e, wf_req *r, int64_t now)
 		return do_cancel(e, r);
 	case WF_REQ_RESET:
 		return do_reset(e, r);
+	case WF_REQ_PAUSE:
+	case WF_REQ_RESUME:
+		return do_pause(e, r, r->kind == WF_REQ_PAUSE);
 	}
 	return -EINVAL;
 }

@@ -187,6 +187,38 @@ static void cancel_workflow(call *c, const ProtobufCMessage *msg)
 	start_job(c, req, req->namespace_, cancel_work, cancel_reply);
 }
 
+static void pause_work(svc_job *j)
+{
+	wjob *w = (wjob *)j;
+	const Collector__PauseWorkflowRequest *req = w->req;
+	if (!svc_check_user_ns(j, w->ns))
+		return;
+	if (!req->workflow_id || !*req->workflow_id) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "workflow_id is required");
+		return;
+	}
+	/* PauseWorkflow and ResumeWorkflow share this method's work. */
+	bool pause = strstr(call_method(j->c)->path, "/PauseWorkflow") != NULL;
+	w->r.kind = pause ? WF_REQ_PAUSE : WF_REQ_RESUME;
+	w->r.wf_id = req->workflow_id;
+	submit(w);
+}
+
+static void pause_reply(svc_job *j)
+{
+	wjob *w = (wjob *)j;
+	Collector__PauseWorkflowResponse resp = COLLECTOR__PAUSE_WORKFLOW_RESPONSE__INIT;
+	resp.status = &ok_status;
+	resp.state = w->r.state;
+	call_reply(j->c, &resp.base);
+}
+
+static void pause_workflow(call *c, const ProtobufCMessage *msg)
+{
+	const Collector__PauseWorkflowRequest *req = (const void *)msg;
+	start_job(c, req, req->namespace_, pause_work, pause_reply);
+}
+
 /* ---- reads ---- */
 
 /* Messages decoded from the store for one answer, freed with it. */
@@ -696,6 +728,9 @@ int worker_register(method_table *t, svc_env *env)
 		M("ListWorkflows", list_workflows_request, list_workflows_response, list_workflows),
 		M("ListWorkflowDefinitions", list_workflow_definitions_request,
 		  list_workflow_definitions_response, list_definitions),
+		M("PauseWorkflow", pause_workflow_request, pause_workflow_response, pause_workflow),
+		M("ResumeWorkflow", pause_workflow_request, pause_workflow_response,
+		  pause_workflow),
 	};
 #undef M
 	return method_table_add_all(t, methods, sizeof(methods) / sizeof(methods[0]));

@@ -399,3 +399,39 @@ def test_the_readme_example_runs_as_written(node):
     assert lines[0].startswith("WORKFLOW_SUCCEEDED") and "GetResponse" in lines[0], r.stdout
     assert [ln.split()[:3] for ln in lines[-2:]] == [["put", "EXECUTION_SUCCEEDED", "1"],
                                                     ["get", "EXECUTION_SUCCEEDED", "1"]], r.stdout
+
+
+def test_pause_holds_new_calls_and_resume_goes_on(servers, handler):
+    node = servers.node()
+    register_steps(node, NS, handler.endpoint)
+    ok(node, definition(NS, "pausable", [
+        task("a", "Slow", config={"n": "$.input.n", "tag": "$.input.tag", "ms": 400}),
+        task("b", "Inc", ["a"])]))
+    wid = start(node, NS, "pausable", num_any(1, "pause-1"))
+    deadline = time.monotonic() + 5
+    while status(node, NS, wid).task_executions["a"].state != E.EXECUTION_RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pause = E.PauseWorkflowRequest(namespace=NS, workflow_id=wid)
+    assert worker(node).PauseWorkflow(pause, timeout=10).state == E.WORKFLOW_PAUSED
+    # a's call in flight ends and is kept; b does not start while paused, not even across a restart.
+    time.sleep(0.8)
+    w = status(node, NS, wid)
+    assert w.state == E.WORKFLOW_PAUSED
+    assert w.task_executions["a"].state == E.EXECUTION_SUCCEEDED
+    assert w.task_executions["b"].state == E.EXECUTION_PENDING
+    node.proc.send_signal(9)
+    node.proc.wait()
+    node = servers.node(listen=f"127.0.0.1:{node.port}", data_dir=node.data_dir)
+    time.sleep(0.3)
+    assert status(node, NS, wid).state == E.WORKFLOW_PAUSED
+    assert not handler.calls_of("pause-1", "Inc")
+    r = worker(node).ResumeWorkflow(pause, timeout=10)
+    assert r.state == E.WORKFLOW_RUNNING
+    w = wait_done(node, NS, wid)
+    assert w.state == E.WORKFLOW_SUCCEEDED and num_of(w.current_output).n == 3
+    code, msg = code_of(lambda: worker(node).PauseWorkflow(pause, timeout=10))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "SUCCEEDED" in msg
+    code, _ = code_of(lambda: worker(node).ResumeWorkflow(
+        E.PauseWorkflowRequest(namespace=NS, workflow_id="nope"), timeout=10))
+    assert code == grpc.StatusCode.NOT_FOUND
