@@ -392,7 +392,7 @@ static int start_task(wf_engine *e, wf *w, size_t i)
 	buf_free(&in);
 	if (!c) {
 		char msg[800];
-		snprintf(msg, sizeof(msg), "task %s: %s", t->id, m ? why : why);
+		snprintf(msg, sizeof(msg), "task %s: %s", t->id, why);
 		return eng_end_workflow(e, w, COLLECTOR__WORKFLOW_STATE__WORKFLOW_FAILED, msg);
 	}
 	if (uuid7_make(c->exec_id)) {
@@ -455,8 +455,10 @@ static int advance(wf_engine *e, wf *w, int64_t now)
 		}
 		if (t->state == COLLECTOR__EXECUTION_STATE__EXECUTION_PENDING && !t->attempt)
 			t->attempt = 1;
+		char id[UUID_STR_LEN];
+		memcpy(id, w->id, sizeof(id));
 		int rc = start_task(e, w, i);
-		if (rc || !strmap_get(&e->active, w->id, strlen(w->id)))
+		if (rc || !strmap_get(&e->active, id, strlen(id)))
 			return rc; /* failed, or the workflow ended (w is gone) */
 	}
 	return 0;

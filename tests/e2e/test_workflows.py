@@ -328,7 +328,8 @@ def test_workflows_are_listed_newest_first_by_state_in_pages(wnode):
 
 
 def test_caps_refuse_with_resource_exhausted_and_start_nothing(servers, handler):
-    node = servers.node("--workflow-max-active", "2", "--workflow-max-tasks", "3")
+    node = servers.node("--workflow-max-active", "2", "--workflow-max-tasks", "3",
+                        "--workflow-max-history", "4")
     register_steps(node, NS, handler.endpoint)
     refused(node, definition(NS, "big", [task(f"t{i}", "Inc") for i in range(4)]), "1 to 3")
     ok(node, definition(NS, "hold", [task("s", "Slow", config={"ms": 3000, "tag": "cap"})]))
@@ -341,6 +342,16 @@ def test_caps_refuse_with_resource_exhausted_and_start_nothing(servers, handler)
     for w in (a, b):
         assert wait_done(node, NS, w).state == E.WORKFLOW_SUCCEEDED
     start(node, NS, "hold", num_any(0, "cap"))  # room again
+    # A workflow that would keep more executions than --workflow-max-history fails saying so.
+    cont = E.Continuation(id="long-loop", namespace=NS, method_name="Inc",
+                          service=common_pb2.ServiceTypeRef(service_name=SERVICE), max_iterations=100)
+    cont.loop_condition.update({"tag": "hist"})
+    worker(node).RegisterContinuation(E.RegisterContinuationRequest(continuation=cont), timeout=10)
+    ok(node, definition(NS, "longloop", [task("l", "Inc", cont="long-loop")]))
+    wid = start(node, NS, "longloop", num_any(0, "hist"))
+    w = wait_done(node, NS, wid)
+    assert w.state == E.WORKFLOW_FAILED and "workflow-max-history" in w.metadata.labels["error"]
+    assert len(history(node, NS, wid)) == 4
 
 
 def test_the_console_shows_and_resets_workflows(servers, handler):
