@@ -197,40 +197,6 @@ static long node_at(const jdoc *d, const char *path)
 	return at;
 }
 
-/* Appends the JSON text of node at. */
-static int put_node(buf *b, const jdoc *d, uint32_t at)
-{
-	const jdoc_node *j = &d->nodes[at];
-	switch (j->type) {
-	case JDOC_NULL:
-		return buf_puts(b, "null");
-	case JDOC_FALSE:
-		return buf_puts(b, "false");
-	case JDOC_TRUE:
-		return buf_puts(b, "true");
-	case JDOC_NUMBER:
-		return buf_append(b, d->src + j->off, j->len);
-	case JDOC_STRING: /* as written, escapes and quotes included */
-		return buf_append(b, d->src + j->off - 1, j->len + 2);
-	default:
-		break;
-	}
-	bool obj = j->type == JDOC_OBJECT;
-	buf_putc(b, obj ? '{' : '[');
-	for (uint32_t i = at + 1, k = 0; i < j->end; k++) {
-		if (k)
-			buf_putc(b, ',');
-		put_node(b, d, i);
-		i = d->nodes[i].end;
-		if (obj) {
-			buf_putc(b, ':');
-			put_node(b, d, i);
-			i = d->nodes[i].end;
-		}
-	}
-	return buf_putc(b, obj ? '}' : ']');
-}
-
 /* ---- building an input ---- */
 
 typedef struct build {
@@ -309,7 +275,7 @@ static int put_value(build *bd, buf *b, const Google__Protobuf__Value *v)
 		if (!s)
 			return -1;
 		long at = node_at(&s->doc, r.path);
-		return at < 0 ? buf_puts(b, "null") : put_node(b, &s->doc, (uint32_t)at);
+		return at < 0 ? buf_puts(b, "null") : jdoc_write(b, &s->doc, (uint32_t)at);
 	}
 	case GOOGLE__PROTOBUF__VALUE__KIND_STRUCT_VALUE:
 		return put_struct(bd, b, v->struct_value);

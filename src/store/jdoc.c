@@ -408,3 +408,36 @@ bool jdoc_string_eq(const jdoc *d, const jdoc_node *j, const char *s, size_t n)
 {
 	return j->ulen == n && unescape_walk(d, j, NULL, s);
 }
+
+int jdoc_write(buf *b, const jdoc *d, uint32_t at)
+{
+	const jdoc_node *j = &d->nodes[at];
+	switch (j->type) {
+	case JDOC_NULL:
+		return buf_puts(b, "null");
+	case JDOC_FALSE:
+		return buf_puts(b, "false");
+	case JDOC_TRUE:
+		return buf_puts(b, "true");
+	case JDOC_NUMBER:
+		return buf_append(b, d->src + j->off, j->len);
+	case JDOC_STRING: /* as written, escapes and quotes included */
+		return buf_append(b, d->src + j->off - 1, j->len + 2);
+	default:
+		break;
+	}
+	bool obj = j->type == JDOC_OBJECT;
+	buf_putc(b, obj ? '{' : '[');
+	for (uint32_t i = at + 1, k = 0; i < j->end; k++) {
+		if (k)
+			buf_putc(b, ',');
+		jdoc_write(b, d, i);
+		i = d->nodes[i].end;
+		if (obj) {
+			buf_putc(b, ':');
+			jdoc_write(b, d, i);
+			i = d->nodes[i].end;
+		}
+	}
+	return buf_putc(b, obj ? '}' : ']');
+}

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/buf.h"
+
 typedef enum {
 	JDOC_NULL,
 	JDOC_FALSE,
@@ -45,6 +47,10 @@ void jdoc_free(jdoc *d);
 
 /* Writes the unescaped bytes of string node j (j->ulen of them) to dst. */
 void jdoc_unescape(const jdoc *d, const jdoc_node *j, char *dst);
+
+/* Appends the JSON text of node at and its subtree to b (strings as written, escapes
+ * and all). 0 or -ENOMEM. */
+int jdoc_write(buf *b, const jdoc *d, uint32_t at);
 
 /* True when string node j equals s[0..n). */
 bool jdoc_string_eq(const jdoc *d, const jdoc_node *j, const char *s, size_t n);

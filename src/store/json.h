@@ -31,6 +31,9 @@
 
 enum {
 	JSON_PROTO_NAMES = 1, /* keys are .proto field names instead of JSON names */
+	/* For showing, not for reading back: an Any of a type the pool does not know is
+	 * {"@type": url, "@bytes": base64 of its value} instead of an error. */
+	JSON_OPAQUE_ANY = 2,
 };
 
 /* Appends the JSON of the message m encoded in bytes[0..len) to out and NUL-terminates it

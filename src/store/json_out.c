@@ -972,6 +972,15 @@ static int emit_any(ctx *c, const tp_message *m, const uint8_t *p, size_t n, int
 	if (!utf8_valid(url, url_len, false))
 		return fail(c, "Any type URL is not valid UTF-8");
 	const tp_message *inner = tp_find_type_url(c->tp, c->ns, (const char *)url, url_len);
+	if (!inner && (c->flags & JSON_OPAQUE_ANY)) {
+		/* Shown, not transcoded: the type and its bytes in base64. */
+		buf_puts(c->out, "{\"@type\":");
+		jsonstr_put(c->out, (const char *)url, url_len);
+		buf_puts(c->out, ",\"@bytes\":\"");
+		base64_put(c->out, val, val_len, 0);
+		buf_puts(c->out, "\"}");
+		return 0;
+	}
 	if (!inner)
 		return fail(c, "Any type \"%.*s\" is not known",
 			    (int)(url_len > 128 ? 128 : url_len), (const char *)url);
