@@ -36,8 +36,9 @@ typedef struct h2_server_opts {
 	uint32_t ping_max_strikes;
 	int64_t send_stall_timeout; /* output waiting with no progress this long: close */
 	bool require_te_trailers;   /* refuse requests without te: trailers */
-	/* TLS under every connection (io/tls.h; ALPN h2); NULL: plaintext. Outlives the
-	 * server. */
+	bool http1; /* HTTP/1.1 on the same port (http1.h), told apart by the preface or ALPN */
+	/* TLS under every connection (io/tls.h; ALPN h2, and http/1.1 with http1); NULL:
+	 * plaintext. Outlives the server. */
 	struct tls_ctx *tls;
 } h2_server_opts;
 
@@ -63,6 +64,26 @@ void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx);
  * once. Set before the reactors start. */
 typedef const method *(*h2_call_fallback)(void *ctx, call *c, const char *path, size_t path_len);
 void h2_server_set_fallback(h2_server *s, h2_call_fallback fn, void *ctx);
+/* What the plain-HTTP side of the port (HTTP/1.1 and HTTP/2 alike: /healthz, /metrics,
+ * the Connect protocol; web.h) needs from the layers above, which h2 does not see. Every
+ * function is optional and runs on any reactor thread at once. */
+typedef struct h2_web_hooks {
+	/* /healthz: false while the node is going down (503). Without it: serving until the
+	 * endpoint's GOAWAY. */
+	bool (*serving)(void *ctx);
+	/* /metrics: appends the Prometheus text of the layers above (pool, store...). */
+	void (*metrics)(void *ctx, buf *out);
+	/* Connect with JSON: turns the request (response false) or response (true) message of
+	 * c's method between protobuf bytes and proto3 JSON (to_json says which way), appending
+	 * to out. *state is the call's slot for the hook (NULL at first; call_alloc memory),
+	 * kept from the request to the response. Returns GRPC_OK, or a status code with
+	 * err[0..cap) saying why. Without it, JSON requests are answered UNIMPLEMENTED. */
+	int (*transcode)(void *ctx, call *c, void **state, bool response, bool to_json,
+			 const uint8_t *in, size_t len, buf *out, char *err, size_t cap);
+	void *ctx;
+} h2_web_hooks;
+/* Copies *hooks. Set before the reactors start. */
+void h2_server_set_web(h2_server *s, const h2_web_hooks *hooks);
 /* The pool that decodes large and compressed requests (decode.h), so that no reactor is
  * held by one; without one (tests, fuzzers), everything is decoded on the reactor. */
 void h2_server_set_pool(h2_server *s, pool *p);

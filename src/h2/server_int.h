@@ -35,7 +35,9 @@ struct h2_server {
 	void *gate_ctx;
 	h2_call_fallback fallback;
 	void *fallback_ctx;
-	pool *pool;	     /* decodes large and compressed requests; NULL: all on the reactor */
+	pool *pool; /* decodes large and compressed requests; NULL: all on the reactor */
+	h2_web_hooks web;
+	struct metrics_set *metrics; /* per-endpoint counters, summed at scrape time */
 	_Atomic size_t held; /* message bytes buffered by every connection (o.max_buffered_bytes) */
 };
 
@@ -46,18 +48,28 @@ struct h2_endpoint {
 	size_t nconns;
 	size_t active_calls;
 	bool goaway;
-	size_t held;	    /* this endpoint's share of s->held */
-	timer budget_timer; /* sheds connections while the node is over its budget */
+	size_t held;		    /* this endpoint's share of s->held */
+	timer budget_timer;	    /* sheds connections while the node is over its budget */
+	struct metrics_ep *metrics; /* this reactor's counters (metrics.h) */
 };
+
+/* What a connection speaks: HTTP/2 or HTTP/1.1 (http1.c), known from the client's first
+ * bytes or from ALPN. Nothing is sent before that: our SETTINGS would be garbage to an
+ * HTTP/1.1 client. */
+enum conn_proto { PROTO_SNIFF, PROTO_H2, PROTO_H1 };
 
 struct h2_conn {
 	h2_endpoint *e;
-	reactor_conn *io; /* NULL for a detached (fuzzing) connection */
-	buf *keep;	  /* detached: where its output goes (NULL: nowhere) */
-	nghttp2_session *ng;
-	list_node link;	   /* in e->conns */
-	list_node calls;   /* streams with a call attached */
-	list_node zombies; /* calls whose stream is gone but whose handler still holds them */
+	reactor_conn *io;    /* NULL for a detached (fuzzing) connection */
+	buf *keep;	     /* detached: where its output goes (NULL: nowhere) */
+	nghttp2_session *ng; /* NULL once the connection turned out to be HTTP/1.1 */
+	enum conn_proto proto;
+	uint8_t sniffed[24]; /* the first bytes while they still match the HTTP/2 preface */
+	size_t nsniffed;
+	struct http1_conn *h1; /* PROTO_H1 */
+	list_node link;	       /* in e->conns */
+	list_node calls;       /* streams with a call attached */
+	list_node zombies;     /* calls whose stream is gone but whose handler still holds them */
 	size_t ncalls, nzombies;
 	call *writable; /* calls to tell on_writable after this send */
 	char peer[64];
@@ -87,6 +99,11 @@ struct h2_conn {
 	int64_t stall_since; /* output waiting without progress since, 0 if none */
 };
 
+/* How a call's messages and status travel (connect.c): gRPC framing with trailers, or
+ * the Connect protocol's unary form (one plain message in the body, the status as the
+ * HTTP status and a JSON error body), or a plain HTTP answer with no handler (web.c). */
+enum call_wire { WIRE_GRPC, WIRE_CONNECT_PROTO, WIRE_CONNECT_JSON, WIRE_PLAIN };
+
 struct call {
 	int refs;
 	h2_conn *conn;	    /* NULL once the stream is gone */
@@ -101,7 +118,9 @@ struct call {
 	/* request headers */
 	const char *path;
 	size_t path_len;
-	bool is_post, grpc_content_type, te_trailers, headers_too_large, bad_metadata;
+	bool is_post, is_get, grpc_content_type, te_trailers, headers_too_large, bad_metadata;
+	enum call_wire wire;
+	bool connect_encoded; /* a content-encoding other than identity (not supported) */
 	bool over_call_cap;
 	size_t header_bytes;
 	md_list md;
@@ -142,6 +161,19 @@ struct call {
 	grpcmsg_queue out;
 	int status;
 	const char *status_msg;
+
+	/* Connect and plain answers: the request body, the response message, then the whole
+	 * response (HTTP status, content type, body) once the call is finished. */
+	buf body_in, resp_msg, body_out;
+	size_t out_off; /* bytes of body_out taken by nghttp2 */
+	int http_status;
+	const char *resp_ctype;
+	bool have_resp_msg;
+	void *web_state; /* h2_web_hooks.transcode's */
+	/* metrics: the method's row (metrics.h) and when the call began */
+	uint32_t mrow;
+	int64_t began;
+	bool counted;
 };
 
 /* A message that arrived while an earlier one of its call was still being decoded. */
@@ -189,6 +221,42 @@ void call_account(call *c);
 /* Drops what c holds of request messages (the call is being ended). */
 void call_release_input(call *c);
 void call_pending_free(call *c);
+
+/* connect.c */
+/* Request body bytes of a Connect call (whole, unframed), bounded by the message limit. */
+void connect_body_in(call *c, const uint8_t *data, size_t len);
+/* The body is complete: transcoded when JSON, then handed on as the call's one message. */
+void connect_deliver(call *c);
+/* A response message of a Connect call (unary: one). 0, -EMSGSIZE, -ENOMEM, -EPROTO. */
+int connect_queue(call *c, const uint8_t *data, size_t len);
+/* The call is finished (c->status): builds http_status, resp_ctype and body_out. */
+void connect_build(call *c);
+/* The wire of a request content type; WIRE_PLAIN when it is none of ours. */
+enum call_wire connect_wire_of(const uint8_t *v, size_t len);
+/* connect-timeout-ms into a deadline on c. false: malformed. */
+bool connect_timeout(call *c, const uint8_t *v, size_t len);
+
+/* web.c */
+/* A request that is no call: GET /healthz, GET /metrics; anything else 404 (or 405).
+ * Fills c->http_status, resp_ctype and body_out. */
+void web_answer(h2_endpoint *e, call *c);
+/* The reason phrase of an HTTP status. */
+const char *web_reason(int status);
+
+/* server.c: the response of a finished Connect or plain call goes out on its stream. */
+void h2_submit_plain(call *c);
+
+/* http1.c */
+/* A connection's first bytes said HTTP/1.1: from now on http1.c owns it. <0: no memory. */
+int http1_attach(h2_conn *h);
+void http1_detach(h2_conn *h);
+int http1_recv(h2_conn *h, const uint8_t *data, size_t len);
+void http1_produce(h2_conn *h);
+/* c, a call of this HTTP/1.1 connection, is finished: its response may go. */
+void http1_call_finished(call *c);
+void http1_schedule(h2_conn *h);
+/* The endpoint is going down: no keep-alive from now on, idle connections close. */
+void http1_goaway(h2_conn *h);
 
 /* conn_limits.c */
 bool server_over_budget(const h2_server *s);
