@@ -244,6 +244,31 @@ def test_connect_goes_through_the_registry_gate(servers):
     assert body["message"] == e.value.details(), (body, e.value.details())
 
 
+def test_connect_reaches_a_registered_service_with_a_handler(servers):
+    """A registered service served by another process: Connect JSON is transcoded with
+    the registered descriptor and the call is forwarded like a gRPC one (metadata both
+    ways, the namespace header, the handler's trailers as trailer- headers)."""
+    from registry_util import Reg
+    from test_handler_forward import NS as FNS, Handler, register
+    handler = Handler()
+    try:
+        node = servers.node()
+        assert register(Reg(node), FNS, handler.endpoint).status.code == 0
+        for http2 in (False, True):
+            st, h, body, _ = connect_json(node, "fwd.Echo/Unary", {"text": "hi", "n": 1},
+                                          "-H", f"{NS_HEADER}: {FNS}", "-H", "x-token: tok",
+                                          http2=http2)
+            assert st == 200, body
+            assert body == {"text": f"hi|tok|1|{FNS}", "n": 2}, body
+            assert h["x-init"] == "i1" and h["trailer-x-trail"] == "t1", h
+        st, h, body, _ = connect_json(node, "fwd.Echo/Fail", {"text": "x"},
+                                      "-H", f"{NS_HEADER}: {FNS}")
+        assert (st, body["code"], body["message"]) == (400, "failed_precondition", "no way: x")
+        assert h["trailer-x-why"] == "because", h
+    finally:
+        handler.stop()
+
+
 # ---------------------------------------------------------------------------------------
 # /metrics
 
