@@ -123,6 +123,7 @@ void call_detach(call *c)
 	if (!c->finished)
 		call_count(c, h, GRPC_CANCELLED);
 	reactor_timer_disarm(c->r, &c->deadline_timer);
+	connect_cancel(c);
 	if (!c->finished && !c->cancelled) {
 		c->cancelled = true;
 		if (c->started && c->m->h.on_cancel)
@@ -353,12 +354,12 @@ static void send_status(call *c, int code, const char *message)
 	call_count(c, c->conn, code);
 	if (c->wire != WIRE_GRPC) {
 		/* Connect: the status is the HTTP status; the response goes whole. */
-		if (c->wire != WIRE_PLAIN)
-			connect_build(c);
-		if (c->conn->proto == PROTO_H1)
-			http1_call_finished(c);
-		else
-			h2_submit_plain(c);
+		if (c->wire != WIRE_PLAIN) {
+			connect_finish(c);
+		} else {
+			c->resp_ready = true;
+			connect_respond(c);
+		}
 		return;
 	}
 	if (!c->headers_submitted) {

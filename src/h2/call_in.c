@@ -214,6 +214,7 @@ void call_start(h2_conn *h, call *c)
 		/* Not a call: /healthz, /metrics or an HTTP error, no handler. */
 		web_answer(h->e, c);
 		c->finished = true;
+		c->resp_ready = true;
 		if (h->proto == PROTO_H1)
 			http1_call_finished(c);
 		else
@@ -311,14 +312,20 @@ void call_half_close(call *c)
 	if (c->wire != WIRE_GRPC) {
 		c->body_since = 0;
 		connect_deliver(c);
-		if (call_done(c))
-			return;
+		if (call_done(c) || c->json_job)
+			return; /* the job goes on with call_half_close_continue */
 	}
 	if (c->held.len) {
 		c->half_close_held = true; /* call_resume_input finishes it */
 		return;
 	}
 	half_close_now(c);
+}
+
+void call_half_close_continue(call *c)
+{
+	if (!call_done(c))
+		half_close_now(c);
 }
 
 /* Every DATA byte of the half-closed call has been read. */

@@ -481,7 +481,7 @@ void http1_produce(h2_conn *h)
 {
 	http1_conn *x = h->h1;
 	/* Each round answers one request and parses the next, while the socket keeps up. */
-	while (x && !x->closing && x->cur && x->cur_complete && x->cur->finished) {
+	while (x && !x->closing && x->cur && x->cur_complete && x->cur->resp_ready) {
 		call *c = x->cur;
 		bool close = !x->keep_alive || x->goaway || x->pipeline_over;
 		write_response(x, c, close);
@@ -509,7 +509,7 @@ void http1_produce(h2_conn *h)
 	}
 	if (!x || !h->io)
 		return;
-	if (x->cur && x->cur_complete && x->cur->finished)
+	if (x->cur && x->cur_complete && x->cur->resp_ready)
 		reactor_conn_want_send(h->io);
 	if (!x->stall_since && reactor_conn_out_pending(h->io)) {
 		x->stall_since = now_of(h);

@@ -73,13 +73,18 @@ typedef struct h2_web_hooks {
 	bool (*serving)(void *ctx);
 	/* /metrics: appends the Prometheus text of the layers above (pool, store...). */
 	void (*metrics)(void *ctx, buf *out);
-	/* Connect with JSON: turns the request (response false) or response (true) message of
-	 * c's method between protobuf bytes and proto3 JSON (to_json says which way), appending
-	 * to out. *state is the call's slot for the hook (NULL at first; call_alloc memory),
-	 * kept from the request to the response. Returns GRPC_OK, or a status code with
-	 * err[0..cap) saying why. Without it, JSON requests are answered UNIMPLEMENTED. */
-	int (*transcode)(void *ctx, call *c, void **state, bool response, bool to_json,
-			 const uint8_t *in, size_t len, buf *out, char *err, size_t cap);
+	/* Connect with JSON, in two steps so that a big document is transcoded on the pool
+	 * rather than on a reactor. json_prepare runs on c's reactor once its request body is
+	 * in (json[0..len)) and returns c's transcoding state (memory of the call:
+	 * call_alloc), or NULL with a status code in *code and err[0..cap). json_transcode
+	 * touches no call and may run on a pool thread: it turns the request (response false)
+	 * from JSON into protobuf bytes, or the response (true) from protobuf bytes into JSON,
+	 * appending to out; GRPC_OK or a status code with err. Without them, JSON requests
+	 * are answered UNIMPLEMENTED. */
+	void *(*json_prepare)(void *ctx, call *c, const uint8_t *json, size_t len, int *code,
+			      char *err, size_t cap);
+	int (*json_transcode)(void *ctx, void *state, bool response, const uint8_t *in, size_t len,
+			      buf *out, char *err, size_t cap);
 	void *ctx;
 } h2_web_hooks;
 /* Copies *hooks. Set before the reactors start. */

@@ -169,7 +169,9 @@ struct call {
 	int http_status;
 	const char *resp_ctype;
 	bool have_resp_msg;
-	void *web_state; /* h2_web_hooks.transcode's */
+	void *web_state;	   /* h2_web_hooks.json_prepare's */
+	struct json_job *json_job; /* a JSON transcoding on the pool, NULL if none */
+	bool resp_ready;	   /* Connect, plain: http_status, resp_ctype, body_out set */
 	/* metrics: the method's row (metrics.h) and when the call began */
 	uint32_t mrow;
 	int64_t began;
@@ -207,6 +209,9 @@ void call_start(h2_conn *h, call *c);
 /* END_STREAM from the client: the single request or on_half_close, once every message
  * is handled. */
 void call_half_close(call *c);
+/* A Connect request's message was handed on after a wait (JSON on the pool): the
+ * half-close goes on. */
+void call_half_close_continue(call *c);
 /* One whole gRPC message of the call, in arrival order. */
 void call_message_in(call *c, const uint8_t *data, size_t len, bool compressed);
 /* DATA bytes of the call: read into messages until they end, the call ends or its input
@@ -225,12 +230,18 @@ void call_pending_free(call *c);
 /* connect.c */
 /* Request body bytes of a Connect call (whole, unframed), bounded by the message limit. */
 void connect_body_in(call *c, const uint8_t *data, size_t len);
-/* The body is complete: transcoded when JSON, then handed on as the call's one message. */
+/* The body is complete: transcoded when JSON (on the pool when big), then handed on as
+ * the call's one message, and the half-close goes on (call_half_close_continue). */
 void connect_deliver(call *c);
 /* A response message of a Connect call (unary: one). 0, -EMSGSIZE, -ENOMEM, -EPROTO. */
 int connect_queue(call *c, const uint8_t *data, size_t len);
-/* The call is finished (c->status): builds http_status, resp_ctype and body_out. */
-void connect_build(call *c);
+/* The call is finished (c->status): builds http_status, resp_ctype and body_out, on the
+ * pool when a big response becomes JSON, then the response goes (connect_respond). */
+void connect_finish(call *c);
+/* The response is built: out it goes, on HTTP/1.1 or its stream. */
+void connect_respond(call *c);
+/* The stream is gone: a JSON job's result will be dropped. */
+void connect_cancel(call *c);
 /* The wire of a request content type; WIRE_PLAIN when it is none of ours. */
 enum call_wire connect_wire_of(const uint8_t *v, size_t len);
 /* connect-timeout-ms into a deadline on c. false: malformed. */

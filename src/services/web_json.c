@@ -3,7 +3,7 @@
  * served elsewhere, by the service's registered descriptor; Any values resolve in the
  * call's namespace, which is the request's own "namespace" field when it has one (as the
  * services read it, svc_namespace), else the x-collector-namespace header, else the
- * node's default. */
+ * node's default. store_err_msg is per thread, so a pool thread may transcode. */
 #include "services/web_json.h"
 
 #include <errno.h>
@@ -15,91 +15,116 @@
 #include "store/jdoc.h"
 #include "store/json.h"
 
-/* The namespace of one call, chosen when its request is read. */
+/* What a call's transcoding needs, taken from the call on its reactor so that the
+ * transcoding itself may run on the pool. The namespace is the header's (or the default)
+ * until the request's own "namespace" field is read, which the request's transcoding does
+ * before the response's (which is sequenced after it through the pool's completion). */
 typedef struct web_state {
-	const char *ns;
+	const svc_env *env;
+	const char *input, *output; /* full names from the method table, NULL: by path */
+	char *service, *method;	    /* a registered service's names from the path */
+	char ns[256];
 } web_state;
 
-/* The top-level "namespace" string of a JSON request, NULL when it has none. */
-static const char *json_namespace(call *c, const uint8_t *json, size_t len)
+/* The top-level "namespace" string of a JSON request into ns; false when it has none. */
+static bool json_namespace(const uint8_t *json, size_t len, char *ns, size_t cap)
 {
 	jdoc d = {0};
-	const char *ns = NULL;
+	bool found = false;
 	if (jdoc_parse(&d, (const char *)json, len, JSON_MAX_DEPTH) ||
 	    d.nodes[0].type != JDOC_OBJECT) {
 		jdoc_free(&d);
-		return NULL;
+		return false;
 	}
 	for (uint32_t i = 1; i < d.n && i < d.nodes[0].end;) {
 		const jdoc_node *k = &d.nodes[i], *v = &d.nodes[i + 1];
-		if (jdoc_string_eq(&d, k, "namespace", 9) && v->type == JDOC_STRING && v->ulen) {
-			char *s = call_alloc(c, v->ulen + 1);
-			if (s) {
-				jdoc_unescape(&d, v, s);
-				s[v->ulen] = 0;
-				ns = s;
+		if (jdoc_string_eq(&d, k, "namespace", 9)) {
+			if (v->type == JDOC_STRING && v->ulen && v->ulen < cap) {
+				jdoc_unescape(&d, v, ns);
+				ns[v->ulen] = 0;
+				found = true;
 			}
 			break;
 		}
 		i = v->end;
 	}
 	jdoc_free(&d);
-	return ns;
+	return found;
 }
 
-/* The request or response type of c's method as the pool sees it from ns. */
-static const tp_message *method_type(const svc_env *env, call *c, const char *ns, bool response)
+static void *prepare(void *ctx, call *c, const uint8_t *json, size_t len, int *code, char *err,
+		     size_t cap)
 {
+	(void)json;
+	(void)len;
+	const svc_env *env = ctx;
+	web_state *st = call_alloc(c, sizeof(*st));
+	if (!st) {
+		*code = GRPC_RESOURCE_EXHAUSTED;
+		snprintf(err, cap, "out of memory");
+		return NULL;
+	}
+	*st = (web_state){.env = env};
+	snprintf(st->ns, sizeof(st->ns), "%s", svc_namespace(c, env, NULL));
 	const method *m = call_method(c);
-	const ProtobufCMessageDescriptor *d = m ? (response ? m->output : m->input) : NULL;
-	if (d)
-		return tp_find_message(env->types, ns, d->name);
+	if (m && m->input && m->output) {
+		st->input = m->input->name;
+		st->output = m->output->name;
+		return st;
+	}
 	/* A registered service: "/pkg.Service/Method". */
-	size_t len;
-	const char *path = call_path(c, &len);
-	const char *slash = len > 1 ? memchr(path + 1, '/', len - 1) : NULL;
-	if (!slash || path[0] != '/')
+	size_t plen;
+	const char *path = call_path(c, &plen);
+	const char *slash = plen > 1 && path[0] == '/' ? memchr(path + 1, '/', plen - 1) : NULL;
+	size_t sl = slash ? (size_t)(slash - path - 1) : 0;
+	st->service = slash ? call_alloc(c, sl + 1) : NULL;
+	st->method = slash ? call_alloc(c, plen - sl - 1) : NULL;
+	if (!st->service || !st->method) {
+		*code = GRPC_UNIMPLEMENTED;
+		snprintf(err, cap, "no descriptor of this method for JSON");
 		return NULL;
-	char svc[256], meth[256];
-	size_t sl = (size_t)(slash - path - 1), ml = len - (size_t)(slash - path) - 1;
-	if (sl >= sizeof(svc) || ml >= sizeof(meth))
-		return NULL;
-	memcpy(svc, path + 1, sl);
-	svc[sl] = 0;
-	memcpy(meth, slash + 1, ml);
-	meth[ml] = 0;
-	const tp_service *s = tp_find_service(env->types, ns, svc);
+	}
+	memcpy(st->service, path + 1, sl);
+	st->service[sl] = 0;
+	memcpy(st->method, slash + 1, plen - sl - 2);
+	st->method[plen - sl - 2] = 0;
+	return st;
+}
+
+/* The request or response type of the call's method as the pool sees it from ns. */
+static const tp_message *method_type(const web_state *st, bool response)
+{
+	tp_pool *tp = st->env->types;
+	const char *name = response ? st->output : st->input;
+	if (name)
+		return tp_find_message(tp, st->ns, name);
+	const tp_service *s = tp_find_service(tp, st->ns, st->service);
 	const tp_service_info *si = s ? tp_service_get(s) : NULL;
 	for (size_t i = 0; si && i < si->n_methods; i++)
-		if (!strcmp(si->methods[i].name, meth))
+		if (!strcmp(si->methods[i].name, st->method))
 			return response ? si->methods[i].output : si->methods[i].input;
 	return NULL;
 }
 
-static int transcode(void *ctx, call *c, void **state, bool response, bool to_json,
-		     const uint8_t *in, size_t len, buf *out, char *err, size_t cap)
+static int transcode(void *ctx, void *state, bool response, const uint8_t *in, size_t len, buf *out,
+		     char *err, size_t cap)
 {
-	const svc_env *env = ctx;
-	web_state *st = *state;
-	if (!st) {
-		if (!(st = call_alloc(c, sizeof(*st)))) {
-			snprintf(err, cap, "out of memory");
-			return GRPC_RESOURCE_EXHAUSTED;
-		}
-		const char *body_ns = !response && !to_json ? json_namespace(c, in, len) : NULL;
-		st->ns = svc_namespace(c, env, body_ns);
-		*state = st;
-	}
-	const tp_message *m = method_type(env, c, st->ns, response);
+	(void)ctx;
+	web_state *st = state;
+	/* The request's own namespace field wins, as in the services (svc_namespace). */
+	if (!response)
+		json_namespace(in, len, st->ns, sizeof(st->ns));
+	const tp_message *m = method_type(st, response);
 	if (!m) {
 		snprintf(err, cap, "no descriptor of this method's %s in namespace '%s' for JSON",
 			 response ? "response" : "request", st->ns);
 		return GRPC_UNIMPLEMENTED;
 	}
-	int rc = to_json ? json_from_proto(env->types, st->ns, m, in, len, 0, out)
-			 : json_to_proto(env->types, st->ns, m, (const char *)in, len, out);
+	tp_pool *tp = st->env->types;
+	int rc = response ? json_from_proto(tp, st->ns, m, in, len, 0, out)
+			  : json_to_proto(tp, st->ns, m, (const char *)in, len, out);
 	if (rc) {
-		snprintf(err, cap, "%s: %s", to_json ? "response to JSON" : "JSON request",
+		snprintf(err, cap, "%s: %s", response ? "response to JSON" : "JSON request",
 			 store_err_msg());
 		/* A request the client wrote is its error; a response we cannot show is ours. */
 		return rc == -ENOMEM ? GRPC_RESOURCE_EXHAUSTED
@@ -117,5 +142,8 @@ static bool serving(void *ctx)
 
 void web_json_hooks(svc_env *env, h2_web_hooks *hooks)
 {
-	*hooks = (h2_web_hooks){.serving = serving, .transcode = transcode, .ctx = env};
+	*hooks = (h2_web_hooks){.serving = serving,
+				.json_prepare = prepare,
+				.json_transcode = transcode,
+				.ctx = env};
 }
