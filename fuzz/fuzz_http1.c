@@ -1,7 +1,8 @@
 /* A connection of a server that speaks HTTP/1.1 beside HTTP/2, fed raw bytes: the sniffing
  * of the first bytes, libhttp-parser and our callbacks (limits, pipelining), /healthz and
- * /metrics, and Connect requests (JSON through the type pool, binary) into the method
- * table, in pieces whose sizes come from the input.
+ * /metrics, Connect requests (JSON through the type pool, binary), gRPC-Web (binary and
+ * text) and CORS preflights into the method table, in pieces whose sizes come from the
+ * input.
  *
  * Invariant: a connection that is not HTTP/2 answers nothing but HTTP/1.1 responses. */
 #include <stdbool.h>

@@ -96,6 +96,7 @@ h2_endpoint *fuzz_http1_endpoint(void)
 	o.max_message_bytes = 64 * 1024;
 	o.max_header_list_bytes = 4096;
 	o.http1 = true;
+	o.cors_origins = "http://x";
 	h2_server *s = h2_server_new(table, &o);
 	if (!s)
 		abort();

@@ -211,6 +211,7 @@ static void wire_opts(const collector_config *c, h2_server_opts *w)
 	w->send_stall_timeout = (int64_t)c->send_stall_timeout * NS_PER_SEC;
 	w->require_te_trailers = c->require_te_trailers;
 	w->http1 = !c->no_http1;
+	w->cors_origins = c->cors_origin;
 }
 
 static int start_reactor(reactor *r, void *ctx)

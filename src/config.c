@@ -222,6 +222,9 @@ static void config_usage(const char *prog)
 	       "  --no-http1                 serve HTTP/2 alone on the port: no HTTP/1.1\n"
 	       "                             (by default the port also answers HTTP/1.1:\n"
 	       "                             /healthz, /metrics, Connect JSON and binary)\n"
+	       "  --cors-origin LIST         origins whose pages may call the node (gRPC-Web,\n"
+	       "                             Connect, /metrics): comma-separated, * for any\n"
+	       "                             (default: none)\n"
 	       "  --id ID                    node id (default: a UUIDv7 made once and kept in\n"
 	       "                             DIR/node-id)\n"
 	       "  --tls-cert FILE            serve TLS (1.2, 1.3; ALPN h2, http/1.1) with this PEM\n"
@@ -315,6 +318,8 @@ static int set_option(collector_config *c, const char *name, const char *v)
 		c->admin = v ? n != 0 : true;
 		return 0;
 	}
+	if (!strcmp(name, "cors-origin"))
+		return copy_str(name, c->cors_origin, sizeof(c->cors_origin), v);
 	if (!strcmp(name, "no-http1")) {
 		/* Bare on the command line; "= 1" or "= 0" in a config file. */
 		if (v && parse_int(name, v, 0, 1, &n))

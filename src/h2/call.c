@@ -281,6 +281,14 @@ static void send_status(call *c, int code, const char *message);
 static int queue_message(call *c, const uint8_t *data, size_t len)
 {
 	h2_conn *h = c->conn;
+	if (grpcweb_is(c)) {
+		int rc = grpcweb_queue(c, data, len);
+		if (rc != -ENOBUFS)
+			return rc;
+		send_status(c, GRPC_RESOURCE_EXHAUSTED,
+			    "gRPC-Web response larger than the node buffers for one call");
+		return -ECANCELED;
+	}
 	if (c->wire != WIRE_GRPC)
 		return connect_queue(c, data, len);
 	const h2_server_opts *o = &h->e->s->o;
@@ -354,7 +362,9 @@ static void send_status(call *c, int code, const char *message)
 	call_count(c, c->conn, code);
 	if (c->wire != WIRE_GRPC) {
 		/* Connect: the status is the HTTP status; the response goes whole. */
-		if (c->wire != WIRE_PLAIN) {
+		if (grpcweb_is(c)) {
+			grpcweb_finish(c);
+		} else if (c->wire != WIRE_PLAIN) {
 			connect_finish(c);
 		} else {
 			c->resp_ready = true;

@@ -258,9 +258,12 @@ void call_start(h2_conn *h, call *c)
 		call_fail(c, GRPC_UNIMPLEMENTED, msg);
 		return;
 	}
-	if (c->wire != WIRE_GRPC && c->m->kind != METHOD_UNARY) {
+	if (c->wire != WIRE_GRPC && c->m->kind != METHOD_UNARY &&
+	    !(grpcweb_is(c) && c->m->kind == METHOD_SERVER_STREAM)) {
 		call_fail(c, GRPC_UNIMPLEMENTED,
-			  "the Connect protocol is served for unary methods only; use gRPC");
+			  grpcweb_is(c) ? "gRPC-Web serves unary and server-streaming methods"
+					: "the Connect protocol is served for unary methods only; "
+					  "use gRPC or gRPC-Web");
 		return;
 	}
 	if (c->deadline != INT64_MAX) {
@@ -311,7 +314,10 @@ void call_half_close(call *c)
 		return;
 	if (c->wire != WIRE_GRPC) {
 		c->body_since = 0;
-		connect_deliver(c);
+		if (grpcweb_is(c))
+			grpcweb_deliver(c);
+		else
+			connect_deliver(c);
 		if (call_done(c) || c->json_job)
 			return; /* the job goes on with call_half_close_continue */
 	}

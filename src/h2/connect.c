@@ -26,6 +26,12 @@ static bool ctype_is(const uint8_t *v, size_t len, const char *want)
 
 enum call_wire connect_wire_of(const uint8_t *v, size_t len)
 {
+	if (ctype_is(v, len, "application/grpc-web") ||
+	    ctype_is(v, len, "application/grpc-web+proto"))
+		return WIRE_GRPC_WEB;
+	if (ctype_is(v, len, "application/grpc-web-text") ||
+	    ctype_is(v, len, "application/grpc-web-text+proto"))
+		return WIRE_GRPC_WEB_TEXT;
 	static const char grpc[] = "application/grpc";
 	size_t n = sizeof(grpc) - 1;
 	if (len >= n && !memcmp(v, grpc, n) && (len == n || v[n] == '+' || v[n] == ';'))
@@ -57,6 +63,11 @@ void connect_body_in(call *c, const uint8_t *data, size_t len)
 	if (call_done(c) || !len)
 		return;
 	size_t max = c->conn->e->s->o.max_message_bytes;
+	/* gRPC-Web: one framed message, in base64 for grpc-web-text. */
+	if (c->wire == WIRE_GRPC_WEB)
+		max += 5;
+	else if (c->wire == WIRE_GRPC_WEB_TEXT)
+		max = (max + 5 + 2) / 3 * 4 + 64;
 	if (c->body_in.len + len > max) {
 		buf_free(&c->body_in);
 		call_fail(c, GRPC_RESOURCE_EXHAUSTED, "request message larger than the limit");

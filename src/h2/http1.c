@@ -92,11 +92,23 @@ static void close_conn(http1_conn *x)
 static void write_head(http1_conn *x, int status, const char *ctype, size_t clen, bool close)
 {
 	char head[512];
-	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %03d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s",
-			 status % 1000, web_reason(status), ctype, clen,
-			 close ? "Connection: close\r\n" : "");
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %03d %s\r\nContent-Type: %s\r\n",
+			 status % 1000, web_reason(status), ctype);
+	/* A 204 has no body and says nothing of its length. */
+	if (status != 204)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %zu\r\n", clen);
+	if (close)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n");
 	out(x, head, (size_t)n);
+}
+
+static void add_header(void *arg, const char *name, const char *value)
+{
+	http1_conn *x = arg;
+	out(x, name, strlen(name));
+	out(x, ": ", 2);
+	out(x, value, strlen(value));
+	out(x, "\r\n", 2);
 }
 
 /* An answer found by this layer (bad request, limits, timeouts): then the close. A
@@ -221,10 +233,9 @@ static bool hop_header(const h1_header *hd)
 		"upgrade",
 		"expect",
 		"accept",
-		"user-agent",
 		"accept-encoding",
 		"accept-language",
-		"origin",
+
 		"referer",
 		"cookie",
 		"http2-settings",
@@ -257,6 +268,19 @@ static int call_headers(http1_conn *x, call *c)
 		} else if (is(hd, "connect-timeout-ms")) {
 			if (!connect_timeout(c, v, hd->vlen))
 				c->bad_metadata = true;
+		} else if (is(hd, "grpc-timeout")) {
+			int64_t ns;
+			if (md_timeout_parse(hd->value, hd->vlen, &ns) == 0)
+				c->deadline = reactor_now(c->r) +
+					      (ns > INT64_MAX / 2 ? INT64_MAX / 2 : ns);
+			else
+				c->bad_metadata = true;
+		} else if (is(hd, "grpc-encoding")) {
+			c->req_encoding = hd->vlen == 4 && !memcmp(v, "gzip", 4) ? ENC_GZIP
+					  : hd->vlen == 8 && !memcmp(v, "identity", 8)
+						  ? ENC_IDENTITY
+						  : ENC_OTHER;
+			c->req_encoding_name = arena_strndup(&c->arena, hd->value, hd->vlen);
 		} else if (is(hd, "content-encoding")) {
 			c->connect_encoded = !(hd->vlen == 8 && !memcmp(v, "identity", 8));
 		} else if (hop_header(hd) || md_is_reserved(hd->name, hd->nlen)) {
@@ -309,6 +333,7 @@ static int on_headers_complete(http_parser *p)
 	x->cur_complete = false;
 	c->is_post = p->method == HTTP_POST;
 	c->is_get = p->method == HTTP_GET;
+	c->is_options = p->method == HTTP_OPTIONS;
 	c->path = arena_strndup(&c->arena, x->url.data ? x->url.data : (uint8_t *)"", x->url.len);
 	c->path_len = x->url.len;
 	if (!c->path || call_headers(x, c)) {
@@ -455,7 +480,9 @@ int http1_recv(h2_conn *h, const uint8_t *data, size_t len)
 static void write_response(http1_conn *x, call *c, bool close)
 {
 	write_head(x, c->http_status, c->resp_ctype, c->body_out.len, close);
-	for (size_t i = 0; i < c->initial_md.n + c->trailing_md.n; i++) {
+	web_cors_headers(c, add_header, x);
+	size_t ntrail = grpcweb_is(c) ? 0 : c->trailing_md.n; /* gRPC-Web: in its body */
+	for (size_t i = 0; i < c->initial_md.n + ntrail; i++) {
 		bool trailer = i >= c->initial_md.n;
 		const nghttp2_nv *nv =
 			trailer ? &c->trailing_md.v[i - c->initial_md.n] : &c->initial_md.v[i];

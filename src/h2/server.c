@@ -122,6 +122,7 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 		} else if (header_is(name, nlen, ":method")) {
 			c->is_post = header_is(value, vlen, "POST");
 			c->is_get = header_is(value, vlen, "GET");
+			c->is_options = header_is(value, vlen, "OPTIONS");
 		}
 		return 0;
 	}
@@ -271,8 +272,21 @@ static ssize_t read_plain(nghttp2_session *ng, int32_t stream_id, uint8_t *out, 
 	return (ssize_t)n;
 }
 
-/* The headers of a Connect or plain answer: status, type, length, the handler's metadata
- * (its trailing metadata as trailer- headers, Connect's unary form). */
+typedef struct nv_adder {
+	nv_list *l;
+	int rc;
+} nv_adder;
+
+static void add_nv(void *arg, const char *name, const char *value)
+{
+	nv_adder *a = arg;
+	if (!a->rc)
+		a->rc = nv_list_push(a->l, name, strlen(name), value, strlen(value));
+}
+
+/* The headers of a Connect or plain answer: status, type, length, CORS, the handler's
+ * metadata (its trailing metadata as trailer- headers, Connect's unary form; gRPC-Web
+ * carries it in its body). */
 static int plain_headers(call *c, nv_list *l)
 {
 	/* nghttp2 reads the values when the frame goes out (NO_COPY): the call's arena. */
@@ -284,11 +298,15 @@ static int plain_headers(call *c, nv_list *l)
 	int rc = nv_list_push(l, ":status", 7, status, 3);
 	rc = rc ? rc
 		: nv_list_push(l, "content-type", 12, (char *)c->resp_ctype, strlen(c->resp_ctype));
-	rc = rc ? rc : nv_list_push(l, "content-length", 14, clen, strlen(clen));
+	if (!rc && c->http_status != 204)
+		rc = nv_list_push(l, "content-length", 14, clen, strlen(clen));
+	nv_adder a = {l, rc};
+	web_cors_headers(c, add_nv, &a);
+	rc = a.rc;
 	for (size_t i = 0; !rc && i < c->initial_md.n; i++)
 		rc = nv_list_push(l, (char *)c->initial_md.v[i].name, c->initial_md.v[i].namelen,
 				  (char *)c->initial_md.v[i].value, c->initial_md.v[i].valuelen);
-	for (size_t i = 0; !rc && i < c->trailing_md.n; i++) {
+	for (size_t i = 0; !rc && !grpcweb_is(c) && i < c->trailing_md.n; i++) {
 		size_t n = c->trailing_md.v[i].namelen;
 		char *name = call_alloc(c, n + 8);
 		if (!name)

@@ -37,6 +37,9 @@ typedef struct h2_server_opts {
 	int64_t send_stall_timeout; /* output waiting with no progress this long: close */
 	bool require_te_trailers;   /* refuse requests without te: trailers */
 	bool http1; /* HTTP/1.1 on the same port (http1.h), told apart by the preface or ALPN */
+	/* Origins whose browsers may call (CORS), comma-separated, "*" for any; NULL or "":
+	 * none. Outlives the server. */
+	const char *cors_origins;
 	/* TLS under every connection (io/tls.h; ALPN h2, and http/1.1 with http1); NULL:
 	 * plaintext. Outlives the server. */
 	struct tls_ctx *tls;

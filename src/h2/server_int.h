@@ -102,7 +102,14 @@ struct h2_conn {
 /* How a call's messages and status travel (connect.c): gRPC framing with trailers, or
  * the Connect protocol's unary form (one plain message in the body, the status as the
  * HTTP status and a JSON error body), or a plain HTTP answer with no handler (web.c). */
-enum call_wire { WIRE_GRPC, WIRE_CONNECT_PROTO, WIRE_CONNECT_JSON, WIRE_PLAIN };
+enum call_wire {
+	WIRE_GRPC,
+	WIRE_CONNECT_PROTO,
+	WIRE_CONNECT_JSON,
+	WIRE_GRPC_WEB,	    /* grpcweb.c */
+	WIRE_GRPC_WEB_TEXT, /* the same in base64 */
+	WIRE_PLAIN,
+};
 
 struct call {
 	int refs;
@@ -118,7 +125,8 @@ struct call {
 	/* request headers */
 	const char *path;
 	size_t path_len;
-	bool is_post, is_get, grpc_content_type, te_trailers, headers_too_large, bad_metadata;
+	bool is_post, is_get, is_options, grpc_content_type, te_trailers, headers_too_large,
+		bad_metadata;
 	enum call_wire wire;
 	bool connect_encoded; /* a content-encoding other than identity (not supported) */
 	bool over_call_cap;
@@ -247,10 +255,24 @@ enum call_wire connect_wire_of(const uint8_t *v, size_t len);
 /* connect-timeout-ms into a deadline on c. false: malformed. */
 bool connect_timeout(call *c, const uint8_t *v, size_t len);
 
+/* grpcweb.c */
+bool grpcweb_is(const call *c);
+/* The whole request body: its framed messages into the call's path. */
+void grpcweb_deliver(call *c);
+/* A response message, framed; the response goes whole at the end. 0, -EMSGSIZE, -ENOMEM,
+ * -ENOBUFS (over the buffered output's bound). */
+int grpcweb_queue(call *c, const uint8_t *data, size_t len);
+/* The call is finished: messages and the trailer frame into body_out, then out. */
+void grpcweb_finish(call *c);
+
 /* web.c */
 /* A request that is no call: GET /healthz, GET /metrics; anything else 404 (or 405).
  * Fills c->http_status, resp_ctype and body_out. */
 void web_answer(h2_endpoint *e, call *c);
+/* Calls add(arg, name, value) for each CORS header the response to c gets: none unless
+ * its Origin is one of --cors-origin's. The strings live as long as c. */
+void web_cors_headers(call *c, void (*add)(void *arg, const char *name, const char *value),
+		      void *arg);
 /* The reason phrase of an HTTP status. */
 const char *web_reason(int status);
 

@@ -49,6 +49,50 @@ const char *web_reason(int status)
 	}
 }
 
+static bool origin_allowed(const h2_server *s, const uint8_t *o, size_t n)
+{
+	for (const char *p = s->o.cors_origins; p && *p;) {
+		p += strspn(p, ", ");
+		size_t len = strcspn(p, ", ");
+		if ((len == 1 && *p == '*') || (len && len == n && !memcmp(p, o, n)))
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+/* The request's allowed Origin (NUL-terminated in c's arena), NULL when none. */
+static const char *cors_origin(call *c)
+{
+	const call_md *o = call_md_get(c, "origin");
+	if (!o || !c->conn || !origin_allowed(c->conn->e->s, o->value, o->value_len))
+		return NULL;
+	return arena_strndup(&c->arena, o->value, o->value_len);
+}
+
+void web_cors_headers(call *c, void (*add)(void *arg, const char *name, const char *value),
+		      void *arg)
+{
+	const char *origin = cors_origin(c);
+	if (!origin)
+		return;
+	add(arg, "access-control-allow-origin", origin);
+	add(arg, "vary", "Origin");
+	add(arg, "access-control-expose-headers",
+	    "grpc-status, grpc-message, grpc-status-details-bin, content-type");
+	if (!c->is_options)
+		return;
+	/* A preflight: whatever headers the page asks to send are metadata to us. */
+	const call_md *rh = call_md_get(c, "access-control-request-headers");
+	const char *headers = rh ? arena_strndup(&c->arena, rh->value, rh->value_len) : NULL;
+	add(arg, "access-control-allow-methods", "POST, GET, OPTIONS");
+	add(arg, "access-control-allow-headers",
+	    headers ? headers
+		    : "content-type, x-grpc-web, x-user-agent, grpc-timeout, "
+		      "connect-protocol-version, connect-timeout-ms, x-collector-namespace");
+	add(arg, "access-control-max-age", "7200");
+}
+
 /* The path without its query string. */
 static bool path_is(const call *c, const char *want)
 {
@@ -112,10 +156,16 @@ void web_answer(h2_endpoint *e, call *c)
 			answer(c, 503, "text/plain", "draining\n");
 	} else if (metrics) {
 		metrics_page(e, c);
+	} else if (c->is_options) {
+		/* A browser's CORS preflight (its headers: web_cors_headers). */
+		if (call_md_get(c, "origin") && cors_origin(c))
+			answer(c, 204, "text/plain", NULL);
+		else
+			answer(c, 403, "text/plain", "origin not allowed (--cors-origin)\n");
 	} else if (c->is_post) {
 		answer(c, 415, "text/plain",
-		       "unsupported content-type: application/grpc, application/json or "
-		       "application/proto\n");
+		       "unsupported content-type: application/grpc, application/grpc-web, "
+		       "application/json or application/proto\n");
 	} else if (c->is_get) {
 		answer(c, 404, "text/plain", "not found\n");
 	} else {
