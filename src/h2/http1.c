@@ -53,6 +53,7 @@ typedef struct http1_conn {
 	call *cur;
 	bool cur_complete; /* its request ended: its response may go once the call is done */
 	bool keep_alive;
+	bool http10; /* an HTTP/1.0 request: keep-alive only when asked, and said back */
 	/* the connection */
 	int error; /* HTTP status found by the parser's callbacks, 0: none */
 	const char *error_msg;
@@ -99,6 +100,8 @@ static void write_head(http1_conn *x, int status, const char *ctype, size_t clen
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %zu\r\n", clen);
 	if (close)
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n");
+	else if (x->http10)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: keep-alive\r\n");
 	out(x, head, (size_t)n);
 }
 
@@ -307,6 +310,7 @@ static int on_headers_complete(http_parser *p)
 	x->in_body = true;
 	x->body_at = now_of(h);
 	x->keep_alive = http_should_keep_alive(p);
+	x->http10 = p->http_major == 1 && p->http_minor == 0;
 	if (p->http_major != 1) {
 		x->error = 505;
 		x->error_msg = "HTTP/1.x only here (HTTP/2 by its preface or ALPN)";

@@ -502,7 +502,10 @@ def test_malformed_requests_get_400_and_close(shared_node):
                                b"HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc\r\n"
                                b"Content-Length: 5\r\nConnection: close\r\n\r\n\0\0\0\0\0")
     assert out.startswith(b"HTTP/1.1 415") and closed, out
-    # HTTP/1.0 works, and closes.
+    # HTTP/1.0 works, and closes; with keep-alive asked for, it is said back.
     out, closed = raw_exchange(shared_node.port, b"GET /healthz HTTP/1.0\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"ok\n") and closed, out
+    out, closed = raw_exchange(shared_node.port, b"GET /healthz HTTP/1.0\r\n"
+                               b"Connection: keep-alive\r\n\r\n" * 2, timeout=2)
+    assert out.count(b"Connection: keep-alive\r\n") == 2 and not closed, out
     assert grpc_healthy(shared_node)
