@@ -14,7 +14,7 @@ APT_PACKAGES := meson ninja-build pkg-config gcc clang libclang-rt-14-dev clang-
 	libnghttp2-dev liburing-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler \
 	libsqlite3-dev zlib1g-dev libssl-dev libcmocka-dev grpc-proto protobuf-compiler-grpc \
 	python3 python3-grpcio python3-protobuf python3-pytest python3-h2 nghttp2-client openssl \
-	procps libc-ares-dev dnsmasq-base iproute2 tmux
+	procps libc-ares-dev dnsmasq-base iproute2 tmux libhttp-parser-dev curl
 
 BENCH := build-bench
 BENCH_PACKAGES := libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc g++ gnuplot-nox

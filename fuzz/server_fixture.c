@@ -7,12 +7,15 @@
 #include "h2/call.h"
 #include "services/health.h"
 #include "services/reflection.h"
+#include "services/web_json.h"
+#include "store/typepool.h"
 
 extern const uint8_t api_descriptor_set[];
 extern const size_t api_descriptor_set_len;
 
 static reactor *r;
-static h2_endpoint *ep;
+static h2_endpoint *ep, *ep1;
+static method_table *table;
 
 static void echo_raw(call *c, const uint8_t *data, size_t len)
 {
@@ -61,7 +64,7 @@ h2_endpoint *fuzz_server_endpoint(void)
 	log_set_level(LOG_ERROR);
 	int err;
 	r = reactor_new(&err);
-	method_table *t = method_table_new();
+	method_table *t = table = method_table_new();
 	if (!r || !t || health_register(t) ||
 	    reflection_register(t, api_descriptor_set, api_descriptor_set_len, NULL))
 		abort();
@@ -75,6 +78,34 @@ h2_endpoint *fuzz_server_endpoint(void)
 	if (!ep)
 		abort();
 	return ep;
+}
+
+h2_endpoint *fuzz_http1_endpoint(void)
+{
+	if (ep1)
+		return ep1;
+	fuzz_server_endpoint();
+	static svc_env env;
+	env.types = tp_new();
+	env.default_ns = "default";
+	env.max_message_bytes = 64 * 1024;
+	if (!env.types || tp_add_set(env.types, NULL, api_descriptor_set, api_descriptor_set_len))
+		abort();
+	h2_server_opts o;
+	h2_server_opts_default(&o);
+	o.max_message_bytes = 64 * 1024;
+	o.max_header_list_bytes = 4096;
+	o.http1 = true;
+	o.cors_origins = "http://x";
+	h2_server *s = h2_server_new(table, &o);
+	if (!s)
+		abort();
+	h2_web_hooks hooks;
+	web_json_hooks(&env, &hooks);
+	h2_server_set_web(s, &hooks);
+	if (!(ep1 = h2_endpoint_new(s, r)))
+		abort();
+	return ep1;
 }
 
 void fuzz_server_run_timers(void) { reactor_run_once(r, 0); }

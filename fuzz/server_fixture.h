@@ -6,6 +6,10 @@
 
 /* Made once per process; aborts if it cannot be. */
 h2_endpoint *fuzz_server_endpoint(void);
+/* The same methods on a server that also speaks HTTP/1.1 (its connections tell the
+ * protocols apart by their first bytes), with the node's JSON hooks over a type pool of
+ * the compiled-in API. Made once per process; aborts if it cannot be. */
+h2_endpoint *fuzz_http1_endpoint(void);
 /* Runs what the input armed (deadlines) so that nothing outlives a connection. */
 void fuzz_server_run_timers(void);
 

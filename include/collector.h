@@ -51,6 +51,8 @@ typedef struct collector_config {
 	size_t max_message_bytes;    /* largest request or response message */
 	bool no_validation;	     /* calls are not checked against the registry */
 	bool admin;		     /* the console's Stop and Reset are allowed */
+	bool no_http1;		     /* HTTP/1.1 (curl, browsers, probes) not on the port */
+	char cors_origin[512];	     /* origins allowed to call from a browser, comma-separated */
 	int log_level;		     /* enum collector_log_level */
 	int grace_seconds;	     /* for calls in flight when the node stops */
 

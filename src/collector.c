@@ -34,6 +34,7 @@
 #include "services/proxy.h"
 #include "services/registry.h"
 #include "services/svc.h"
+#include "services/web_json.h"
 #include "services/wf_engine.h"
 #include "store/store.h"
 #include "store/typepool.h"
@@ -209,6 +210,8 @@ static void wire_opts(const collector_config *c, h2_server_opts *w)
 	w->ping_max_strikes = c->ping_max_strikes;
 	w->send_stall_timeout = (int64_t)c->send_stall_timeout * NS_PER_SEC;
 	w->require_te_trailers = c->require_te_trailers;
+	w->http1 = !c->no_http1;
+	w->cors_origins = c->cors_origin;
 }
 
 static int start_reactor(reactor *r, void *ctx)
@@ -361,7 +364,7 @@ static int tls_build(collector *c, char *err, size_t cap)
 		       .key_file = cfg->tls_key[0] ? cfg->tls_key : NULL,
 		       .ca_file = cfg->tls_client_ca[0] ? cfg->tls_client_ca : NULL,
 		       .min_version = cfg->tls_min_version,
-		       .alpn = "h2"};
+		       .alpn = cfg->no_http1 ? "h2" : "h2,http/1.1"};
 	char why[400];
 	if (tls_ctx_new(&to, &c->tls, why, sizeof(why))) {
 		snprintf(err, cap, "tls: %s", why);
@@ -533,6 +536,9 @@ static int node_build(collector *c, char *err, size_t cap)
 		h2_server_set_gate(c->server, registry_gate, c->env.registry);
 	/* Registered services served by other processes (handler_endpoint). */
 	h2_server_set_fallback(c->server, handler_fallback, &c->env);
+	h2_web_hooks web;
+	web_json_hooks(&c->env, &web);
+	h2_server_set_web(c->server, &web);
 	return 0;
 }
 

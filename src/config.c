@@ -219,9 +219,15 @@ static void config_usage(const char *prog)
 	       "  --admin                    allow the console's admin operations (Stop, Reset)\n"
 	       "                             to any caller: until authentication exists they\n"
 	       "                             are refused without it\n"
+	       "  --no-http1                 serve HTTP/2 alone on the port: no HTTP/1.1\n"
+	       "                             (by default the port also answers HTTP/1.1:\n"
+	       "                             /healthz, /metrics, Connect JSON and binary)\n"
+	       "  --cors-origin LIST         origins whose pages may call the node (gRPC-Web,\n"
+	       "                             Connect, /metrics): comma-separated, * for any\n"
+	       "                             (default: none)\n"
 	       "  --id ID                    node id (default: a UUIDv7 made once and kept in\n"
 	       "                             DIR/node-id)\n"
-	       "  --tls-cert FILE            serve TLS (1.2, 1.3; ALPN h2) with this PEM\n"
+	       "  --tls-cert FILE            serve TLS (1.2, 1.3; ALPN h2, http/1.1) with this PEM\n"
 	       "                             certificate chain (with --tls-key); SIGHUP reads\n"
 	       "                             it again\n"
 	       "  --tls-key FILE             the certificate's PEM private key\n"
@@ -310,6 +316,15 @@ static int set_option(collector_config *c, const char *name, const char *v)
 		if (v && parse_int(name, v, 0, 1, &n))
 			return -1;
 		c->admin = v ? n != 0 : true;
+		return 0;
+	}
+	if (!strcmp(name, "cors-origin"))
+		return copy_str(name, c->cors_origin, sizeof(c->cors_origin), v);
+	if (!strcmp(name, "no-http1")) {
+		/* Bare on the command line; "= 1" or "= 0" in a config file. */
+		if (v && parse_int(name, v, 0, 1, &n))
+			return -1;
+		c->no_http1 = v ? n != 0 : true;
 		return 0;
 	}
 	if (!strcmp(name, "no-validation")) {
@@ -519,7 +534,7 @@ static int next_flag(int argc, char **argv, int *i, char *name, size_t cap, cons
 	if (eq) {
 		*value = eq + 1;
 	} else if (!strcmp(name, "help") || !strcmp(name, "no-validation") ||
-		   !strcmp(name, "admin")) {
+		   !strcmp(name, "admin") || !strcmp(name, "no-http1")) {
 		*value = NULL;
 	} else if (*i + 1 < argc) {
 		*value = argv[++*i];

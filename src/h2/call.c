@@ -12,6 +12,7 @@
 #include "base/mem.h"
 #include "h2/call.h"
 #include "h2/metadata.h"
+#include "h2/metrics.h"
 #include "h2/nvlist.h"
 #include "h2/server_int.h"
 #include "h2/session.h"
@@ -35,7 +36,20 @@ call *call_new(h2_conn *h, int32_t stream_id)
 	list_push_front(&h->calls, &c->link);
 	h->ncalls++;
 	h->e->active_calls++;
+	c->began = h->io ? reactor_now(c->r) : 0;
+	metrics_stream_open(h->e->metrics);
 	return c;
+}
+
+/* The call's end in the metrics, once: its status, or CANCELLED when its stream went
+ * first. Plain answers (/healthz, /metrics) are no calls. */
+static void call_count(call *c, h2_conn *h, int code)
+{
+	if (c->counted || c->wire == WIRE_PLAIN || !h)
+		return;
+	c->counted = true;
+	int64_t now = h->io ? reactor_now(c->r) : 0;
+	metrics_call_end(h->e->metrics, c->mrow, code, now - c->began);
 }
 
 /* A call ended on h: the connection may have become idle. */
@@ -63,6 +77,9 @@ static void call_free(call *c)
 		protobuf_c_message_free_unpacked(c->request, NULL);
 	buf_free(&c->raw_request);
 	buf_free(&c->held);
+	buf_free(&c->body_in);
+	buf_free(&c->resp_msg);
+	buf_free(&c->body_out);
 	grpcmsg_queue_free(&c->out);
 	nv_list_free(&c->initial_md);
 	nv_list_free(&c->trailing_md);
@@ -102,7 +119,11 @@ void call_detach(call *c)
 	c->conn = NULL;
 	conn_send_sub(h, grpcmsg_queue_pending(&c->out));
 	h->e->active_calls--;
+	metrics_stream_close(h->e->metrics);
+	if (!c->finished)
+		call_count(c, h, GRPC_CANCELLED);
 	reactor_timer_disarm(c->r, &c->deadline_timer);
+	connect_cancel(c);
 	if (!c->finished && !c->cancelled) {
 		c->cancelled = true;
 		if (c->started && c->m->h.on_cancel)
@@ -122,6 +143,11 @@ size_t call_md_count(const call *c) { return c->md.n; }
 const call_md *call_md_at(const call *c, size_t i) { return i < c->md.n ? &c->md.v[i] : NULL; }
 int64_t call_deadline(const call *c) { return c->deadline; }
 bool call_request_compressed(const call *c) { return c->last_compressed; }
+const char *call_path(const call *c, size_t *len)
+{
+	*len = c->path_len;
+	return c->path ? c->path : "";
+}
 const char *call_peer(const call *c) { return c->conn ? c->conn->peer : ""; }
 bool call_done(const call *c) { return c->finished || c->cancelled || !c->conn; }
 bool call_cancelled(const call *c) { return c->cancelled; }
@@ -255,6 +281,16 @@ static void send_status(call *c, int code, const char *message);
 static int queue_message(call *c, const uint8_t *data, size_t len)
 {
 	h2_conn *h = c->conn;
+	if (grpcweb_is(c)) {
+		int rc = grpcweb_queue(c, data, len);
+		if (rc != -ENOBUFS)
+			return rc;
+		send_status(c, GRPC_RESOURCE_EXHAUSTED,
+			    "gRPC-Web response larger than the node buffers for one call");
+		return -ECANCELED;
+	}
+	if (c->wire != WIRE_GRPC)
+		return connect_queue(c, data, len);
 	const h2_server_opts *o = &h->e->s->o;
 	if (len > o->max_message_bytes)
 		return -EMSGSIZE;
@@ -323,6 +359,19 @@ static void send_status(call *c, int code, const char *message)
 	reactor_timer_disarm(c->r, &c->deadline_timer);
 	if (!c->conn)
 		return;
+	call_count(c, c->conn, code);
+	if (c->wire != WIRE_GRPC) {
+		/* Connect: the status is the HTTP status; the response goes whole. */
+		if (grpcweb_is(c)) {
+			grpcweb_finish(c);
+		} else if (c->wire != WIRE_PLAIN) {
+			connect_finish(c);
+		} else {
+			c->resp_ready = true;
+			connect_respond(c);
+		}
+		return;
+	}
 	if (!c->headers_submitted) {
 		/* Trailers-Only when nothing was sent; otherwise headers + queued body. */
 		submit_headers(c, grpcmsg_queue_pending(&c->out) > 0);

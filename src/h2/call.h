@@ -44,6 +44,8 @@ const call_md *call_md_get(const call *c, const char *name);
 int64_t call_deadline(const call *c);
 /* Whether the most recent request message arrived compressed. */
 bool call_request_compressed(const call *c);
+/* The request's :path (not NUL-terminated past *len for HTTP/1.1 query strings). */
+const char *call_path(const call *c, size_t *len);
 /* The peer's address as host:port. */
 const char *call_peer(const call *c);
 

@@ -13,6 +13,7 @@
 #include "base/pbdecode.h"
 #include "h2/decode.h"
 #include "h2/gzip.h"
+#include "h2/metrics.h"
 #include "h2/server_int.h"
 
 /* ---- request path ---- */
@@ -210,19 +211,21 @@ void call_start(h2_conn *h, call *c)
 {
 	h2_server *s = h->e->s;
 	if (!c->grpc_content_type || !c->is_post) {
-		/* Not a gRPC request: plain HTTP answer, no handler. */
-		nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)(c->is_post ? "415" : "405"),
-				    7, 3, NGHTTP2_NV_FLAG_NONE}};
-		nghttp2_submit_response(h->ng, c->stream_id, nv, 1, NULL);
+		/* Not a call: /healthz, /metrics or an HTTP error, no handler. */
+		web_answer(h->e, c);
 		c->finished = true;
-		conn_want_send(h);
+		c->resp_ready = true;
+		if (h->proto == PROTO_H1)
+			http1_call_finished(c);
+		else
+			h2_submit_plain(c);
 		return;
 	}
 	if (c->headers_too_large) {
 		call_fail(c, GRPC_RESOURCE_EXHAUSTED, "request headers larger than the limit");
 		return;
 	}
-	if (!c->te_trailers && s->o.require_te_trailers) {
+	if (!c->te_trailers && s->o.require_te_trailers && c->wire == WIRE_GRPC) {
 		call_fail(c, GRPC_INTERNAL, "the request has no 'te: trailers' header");
 		return;
 	}
@@ -238,6 +241,8 @@ void call_start(h2_conn *h, call *c)
 	c->m = c->path ? method_table_find(s->methods, c->path, c->path_len) : NULL;
 	if (!c->m && c->path && s->fallback)
 		c->m = s->fallback(s->fallback_ctx, c, c->path, c->path_len);
+	if (s->metrics)
+		c->mrow = metrics_row(s->metrics, c->m);
 	if (s->gate && c->path) {
 		char msg[400];
 		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg,
@@ -251,6 +256,14 @@ void call_start(h2_conn *h, call *c)
 		char msg[300];
 		snprintf(msg, sizeof(msg), "unknown method %.250s", c->path ? c->path : "");
 		call_fail(c, GRPC_UNIMPLEMENTED, msg);
+		return;
+	}
+	if (c->wire != WIRE_GRPC && c->m->kind != METHOD_UNARY &&
+	    !(grpcweb_is(c) && c->m->kind == METHOD_SERVER_STREAM)) {
+		call_fail(c, GRPC_UNIMPLEMENTED,
+			  grpcweb_is(c) ? "gRPC-Web serves unary and server-streaming methods"
+					: "the Connect protocol is served for unary methods only; "
+					  "use gRPC or gRPC-Web");
 		return;
 	}
 	if (c->deadline != INT64_MAX) {
@@ -299,11 +312,26 @@ void call_half_close(call *c)
 	c->half_closed = true;
 	if (call_done(c))
 		return;
+	if (c->wire != WIRE_GRPC) {
+		c->body_since = 0;
+		if (grpcweb_is(c))
+			grpcweb_deliver(c);
+		else
+			connect_deliver(c);
+		if (call_done(c) || c->json_job)
+			return; /* the job goes on with call_half_close_continue */
+	}
 	if (c->held.len) {
 		c->half_close_held = true; /* call_resume_input finishes it */
 		return;
 	}
 	half_close_now(c);
+}
+
+void call_half_close_continue(call *c)
+{
+	if (!call_done(c))
+		half_close_now(c);
 }
 
 /* Every DATA byte of the half-closed call has been read. */
@@ -323,7 +351,7 @@ static void half_close_now(call *c)
  * DATA held while its input is paused. */
 static size_t call_held(const call *c)
 {
-	return grpcmsg_reader_held(&c->reader) + c->pending_bytes + c->held.cap;
+	return grpcmsg_reader_held(&c->reader) + c->pending_bytes + c->held.cap + c->body_in.cap;
 }
 
 size_t call_data_in(call *c, const uint8_t *data, size_t len)
@@ -356,7 +384,7 @@ size_t call_data_in(call *c, const uint8_t *data, size_t len)
 
 void call_consume(call *c, size_t n)
 {
-	if (c->conn && n) {
+	if (c->conn && c->conn->ng && n) {
 		nghttp2_session_consume(c->conn->ng, c->stream_id, n);
 		conn_want_send(c->conn);
 	}
@@ -482,7 +510,9 @@ void call_received(h2_conn *h, call *c)
 			"the node's budget for buffered messages is spent (--max-buffered-bytes)");
 		return;
 	}
-	if (!grpcmsg_reader_partial(&c->reader)) {
+	/* A Connect body is partial until the request ends. */
+	bool partial = c->wire == WIRE_GRPC ? grpcmsg_reader_partial(&c->reader) : !c->half_closed;
+	if (!partial) {
 		c->body_since = 0;
 		return;
 	}

@@ -87,6 +87,13 @@ void conn_terminate(h2_conn *h, uint32_t code, const char *why)
 		return;
 	h->closing = true;
 	h->closing_at = h->io ? reactor_now(h->e->r) : 0;
+	if (h->proto == PROTO_H1) {
+		/* No GOAWAY in HTTP/1.1: what is queued goes, then the close. */
+		log_info("connection from %s (HTTP/1.1): closed: %s", h->peer, why);
+		if (h->io)
+			reactor_conn_close(h->io);
+		return;
+	}
 	log_msg(code == NGHTTP2_NO_ERROR ? LOG_DEBUG : LOG_INFO,
 		"connection from %s: GOAWAY %s: %s", h->peer, nghttp2_http2_strerror(code), why);
 	nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
@@ -163,6 +170,10 @@ void conn_schedule(h2_conn *h)
 {
 	if (!h->io)
 		return;
+	if (h->proto == PROTO_H1) {
+		http1_schedule(h);
+		return;
+	}
 	reactor *r = h->e->r;
 	int64_t next = conn_next_deadline(h, reactor_now(r));
 	if (next == INT64_MAX)

@@ -15,6 +15,7 @@
 #include "base/mem.h"
 #include "h2/call.h"
 #include "h2/metadata.h"
+#include "h2/metrics.h"
 #include "h2/server_int.h"
 #include "h2/session.h"
 #include "io/sock.h"
@@ -79,13 +80,6 @@ static bool header_is(const uint8_t *name, size_t len, const char *lit)
 	return len == strlen(lit) && !memcmp(name, lit, len);
 }
 
-static bool grpc_content_type(const uint8_t *v, size_t len)
-{
-	static const char ct[] = "application/grpc";
-	size_t n = sizeof(ct) - 1;
-	return len >= n && !memcmp(v, ct, n) && (len == n || v[n] == '+' || v[n] == ';');
-}
-
 static bool list_has_token(const uint8_t *v, size_t len, const char *token)
 {
 	size_t tlen = strlen(token);
@@ -127,11 +121,19 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
 			c->path_len = vlen;
 		} else if (header_is(name, nlen, ":method")) {
 			c->is_post = header_is(value, vlen, "POST");
+			c->is_get = header_is(value, vlen, "GET");
+			c->is_options = header_is(value, vlen, "OPTIONS");
 		}
 		return 0;
 	}
 	if (header_is(name, nlen, "content-type")) {
-		c->grpc_content_type = grpc_content_type(value, vlen);
+		c->wire = connect_wire_of(value, vlen);
+		c->grpc_content_type = c->wire != WIRE_PLAIN;
+	} else if (header_is(name, nlen, "connect-timeout-ms")) {
+		if (!connect_timeout(c, value, vlen))
+			c->bad_metadata = true;
+	} else if (header_is(name, nlen, "content-encoding")) {
+		c->connect_encoded = !header_is(value, vlen, "identity");
 	} else if (header_is(name, nlen, "te")) {
 		c->te_trailers = header_is(value, vlen, "trailers");
 	} else if (header_is(name, nlen, "grpc-timeout")) {
@@ -199,6 +201,14 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t stream_id, 
 		return 0;
 	}
 	h2_conn *h = c->conn;
+	if (c->wire != WIRE_GRPC) {
+		/* A Connect body is read whole, bounded by the message limit. */
+		connect_body_in(c, data, len);
+		nghttp2_session_consume(ng, stream_id, len);
+		if (c->conn)
+			call_received(h, c);
+		return 0;
+	}
 	call_ref(c);
 	size_t used = c->held.len ? 0 : call_data_in(c, data, len);
 	if (call_done(c))
@@ -243,6 +253,89 @@ static int on_stream_close(nghttp2_session *ng, int32_t stream_id, uint32_t erro
 	return 0;
 }
 
+/* ---- Connect and plain answers on a stream ---- */
+
+static ssize_t read_plain(nghttp2_session *ng, int32_t stream_id, uint8_t *out, size_t length,
+			  uint32_t *data_flags, nghttp2_data_source *src, void *user)
+{
+	(void)ng;
+	(void)stream_id;
+	(void)user;
+	call *c = src->ptr;
+	size_t n = c->body_out.len - c->out_off;
+	if (n > length)
+		n = length;
+	memcpy(out, c->body_out.data + c->out_off, n);
+	c->out_off += n;
+	if (c->out_off == c->body_out.len)
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+typedef struct nv_adder {
+	nv_list *l;
+	int rc;
+} nv_adder;
+
+static void add_nv(void *arg, const char *name, const char *value)
+{
+	nv_adder *a = arg;
+	if (!a->rc)
+		a->rc = nv_list_push(a->l, name, strlen(name), value, strlen(value));
+}
+
+/* The headers of a Connect or plain answer: status, type, length, CORS, the handler's
+ * metadata (its trailing metadata as trailer- headers, Connect's unary form; gRPC-Web
+ * carries it in its body). */
+static int plain_headers(call *c, nv_list *l)
+{
+	/* nghttp2 reads the values when the frame goes out (NO_COPY): the call's arena. */
+	char *status = call_alloc(c, 4), *clen = call_alloc(c, 24);
+	if (!status || !clen)
+		return -ENOMEM;
+	snprintf(status, 4, "%03d", (c->http_status % 1000 + 1000) % 1000);
+	snprintf(clen, 24, "%zu", c->body_out.len);
+	int rc = nv_list_push(l, ":status", 7, status, 3);
+	rc = rc ? rc
+		: nv_list_push(l, "content-type", 12, (char *)c->resp_ctype, strlen(c->resp_ctype));
+	if (!rc && c->http_status != 204)
+		rc = nv_list_push(l, "content-length", 14, clen, strlen(clen));
+	nv_adder a = {l, rc};
+	web_cors_headers(c, add_nv, &a);
+	rc = a.rc;
+	for (size_t i = 0; !rc && i < c->initial_md.n; i++)
+		rc = nv_list_push(l, (char *)c->initial_md.v[i].name, c->initial_md.v[i].namelen,
+				  (char *)c->initial_md.v[i].value, c->initial_md.v[i].valuelen);
+	for (size_t i = 0; !rc && !grpcweb_is(c) && i < c->trailing_md.n; i++) {
+		size_t n = c->trailing_md.v[i].namelen;
+		char *name = call_alloc(c, n + 8);
+		if (!name)
+			return -ENOMEM;
+		memcpy(name, "trailer-", 8);
+		memcpy(name + 8, c->trailing_md.v[i].name, n);
+		rc = nv_list_push(l, name, n + 8, (char *)c->trailing_md.v[i].value,
+				  c->trailing_md.v[i].valuelen);
+	}
+	return rc;
+}
+
+void h2_submit_plain(call *c)
+{
+	h2_conn *h = c->conn;
+	nv_list l = {0};
+	int rc = plain_headers(c, &l);
+	nghttp2_data_provider dp = {.source.ptr = c, .read_callback = read_plain};
+	if (!rc)
+		rc = nghttp2_submit_response(h->ng, c->stream_id, l.v, l.n,
+					     c->body_out.len ? &dp : NULL);
+	nv_list_free(&l);
+	if (rc)
+		nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, c->stream_id,
+					  NGHTTP2_INTERNAL_ERROR);
+	c->headers_submitted = true;
+	conn_want_send(h);
+}
+
 /* ---- server and endpoints ---- */
 
 h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts)
@@ -278,7 +371,8 @@ h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts
 	if (s->o.conn_buffer_bytes < s->o.max_message_bytes + 64 * 1024)
 		s->o.conn_buffer_bytes = s->o.max_message_bytes + 64 * 1024;
 	s->admit = admit_new(s->o.max_conns, s->o.max_conns_per_peer);
-	if (!s->admit) {
+	s->metrics = metrics_set_new(methods);
+	if (!s->admit || !s->metrics) {
 		h2_server_free(s);
 		return NULL;
 	}
@@ -299,6 +393,8 @@ void h2_server_set_fallback(h2_server *s, h2_call_fallback fn, void *ctx)
 
 void h2_server_set_pool(h2_server *s, pool *p) { s->pool = p; }
 
+void h2_server_set_web(h2_server *s, const h2_web_hooks *hooks) { s->web = *hooks; }
+
 void h2_server_free(h2_server *s)
 {
 	if (!s)
@@ -306,6 +402,7 @@ void h2_server_free(h2_server *s)
 	nghttp2_session_callbacks_del(s->cbs);
 	nghttp2_option_del(s->opt);
 	admit_free(s->admit);
+	metrics_set_free(s->metrics);
 	mem_free(s);
 }
 
@@ -317,7 +414,9 @@ h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r)
 	e->s = s;
 	e->r = r;
 	list_init(&e->conns);
-	if (endpoint_budget_start(e)) {
+	e->metrics = metrics_ep_new(s->metrics);
+	if (!e->metrics || endpoint_budget_start(e)) {
+		metrics_ep_free(e->metrics);
 		mem_free(e);
 		return NULL;
 	}
@@ -343,6 +442,9 @@ static void conn_destroy(h2_conn *h)
 	}
 	list_remove(&h->link);
 	h->e->nconns--;
+	if (h->proto != PROTO_SNIFF)
+		metrics_conn_close(h->e->metrics, h->proto == PROTO_H1);
+	http1_detach(h);
 	nghttp2_session_del(h->ng);
 	mem_free(h);
 }
@@ -358,6 +460,7 @@ void h2_endpoint_free(h2_endpoint *e)
 		conn_destroy(h);
 	}
 	reactor_timer_disarm(e->r, &e->budget_timer);
+	metrics_ep_free(e->metrics);
 	mem_free(e);
 }
 
@@ -397,6 +500,11 @@ static h2_conn *conn_new(h2_endpoint *e)
 	}
 	list_push_front(&e->conns, &h->link);
 	e->nconns++;
+	/* Without HTTP/1.1 on the port there is nothing to tell apart. */
+	if (!e->s->o.http1) {
+		h->proto = PROTO_H2;
+		metrics_conn_open(e->metrics, false);
+	}
 	if (e->goaway) {
 		nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
 		h->goaway_sent = true;
@@ -420,8 +528,12 @@ static void run_writable(h2_conn *h)
 static void conn_produce(reactor_conn *io)
 {
 	h2_conn *h = reactor_conn_user(io);
-	if (!h)
+	if (!h || h->proto == PROTO_SNIFF)
 		return;
+	if (h->proto == PROTO_H1) {
+		http1_produce(h);
+		return;
+	}
 	/* Handlers woken by drained output may queue more: give them a few rounds. */
 	for (int round = 0; round < 4; round++) {
 		if (session_pump(h->ng, io))
@@ -439,18 +551,68 @@ static void conn_produce(reactor_conn *io)
 	conn_watch_stall(h);
 }
 
-static int conn_recv(reactor_conn *io, const uint8_t *data, size_t len)
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/* What the first bytes say: ALPN when TLS negotiated one, else whether they are the
+ * HTTP/2 client preface (held in h->sniffed while they match but are not all here). */
+static enum conn_proto conn_sniff(h2_conn *h, const uint8_t *data, size_t len)
 {
-	h2_conn *h = reactor_conn_user(io);
-	if (!h)
-		return -ECONNRESET;
+	tls_conn *t = h->io ? reactor_conn_tls(h->io) : NULL;
+	const char *alpn = t ? tls_conn_alpn(t) : "";
+	if (!strcmp(alpn, "h2"))
+		return PROTO_H2;
+	if (!strcmp(alpn, "http/1.1"))
+		return PROTO_H1;
+	size_t want = sizeof(h2_preface) - 1, n = want - h->nsniffed;
+	if (n > len)
+		n = len;
+	if (memcmp(data, h2_preface + h->nsniffed, n))
+		return PROTO_H1;
+	if (h->nsniffed + n == want)
+		return PROTO_H2;
+	memcpy(h->sniffed + h->nsniffed, data, n);
+	h->nsniffed += n;
+	return PROTO_SNIFF;
+}
+
+static int conn_recv_h2(h2_conn *h, const uint8_t *data, size_t len)
+{
 	if (h->closing)
 		return 0; /* after our GOAWAY for misbehaviour, nothing more is read */
 	h->last_recv = reactor_now(h->e->r);
 	conn_scan(h, data, len);
 	ssize_t n = h->closing ? 0 : nghttp2_session_mem_recv(h->ng, data, len);
-	reactor_conn_want_send(io);
+	reactor_conn_want_send(h->io);
 	return n < 0 ? -EPROTO : 0;
+}
+
+static int conn_recv(reactor_conn *io, const uint8_t *data, size_t len)
+{
+	h2_conn *h = reactor_conn_user(io);
+	if (!h)
+		return -ECONNRESET;
+	if (h->proto == PROTO_SNIFF) {
+		enum conn_proto p = conn_sniff(h, data, len);
+		if (p == PROTO_SNIFF)
+			return 0;
+		h->proto = p;
+		metrics_conn_open(h->e->metrics, p == PROTO_H1);
+		if (p == PROTO_H1 && http1_attach(h))
+			return -ENOMEM;
+		/* The preface's first bytes, held while they matched. */
+		if (h->nsniffed) {
+			size_t n = h->nsniffed;
+			h->nsniffed = 0;
+			int rc = p == PROTO_H1 ? http1_recv(h, h->sniffed, n)
+					       : conn_recv_h2(h, h->sniffed, n);
+			if (rc)
+				return rc;
+		}
+		reactor_conn_want_send(io); /* HTTP/2: our SETTINGS */
+	}
+	if (h->proto == PROTO_H1)
+		return http1_recv(h, data, len);
+	return conn_recv_h2(h, data, len);
 }
 
 static void conn_closed(reactor_conn *io, int err)
@@ -501,7 +663,9 @@ static void endpoint_accept(h2_endpoint *e, int fd)
 			       adm == ADMIT_PEER ? "too many connections from this address"
 						 : "too many connections");
 	conn_schedule(h);
-	reactor_conn_want_send(h->io); /* our SETTINGS */
+	/* Our SETTINGS; with HTTP/1.1 on the port, once the first bytes said HTTP/2. */
+	if (h->proto == PROTO_H2)
+		reactor_conn_want_send(h->io);
 }
 
 static void listener_accept(reactor *r, int fd, void *user)
@@ -517,7 +681,9 @@ void h2_endpoint_goaway(h2_endpoint *e)
 	e->goaway = true;
 	list_each (it, &e->conns) {
 		h2_conn *h = container_of(it, h2_conn, link);
-		if (h->goaway_sent)
+		if (h->proto == PROTO_H1)
+			http1_goaway(h);
+		if (h->goaway_sent || h->proto != PROTO_H2)
 			continue;
 		h->goaway_sent = true;
 		nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE,
@@ -556,6 +722,29 @@ int h2_conn_feed(h2_conn *h, const uint8_t *data, size_t len)
 {
 	if (h->broken)
 		return -EPROTO;
+	if (h->proto == PROTO_SNIFF) {
+		enum conn_proto p = conn_sniff(h, data, len);
+		if (p == PROTO_SNIFF)
+			return 0;
+		h->proto = p;
+		if (p == PROTO_H1 && http1_attach(h))
+			return -ENOMEM;
+		if (h->nsniffed) {
+			/* Fed again below with the held bytes in front. */
+			uint8_t held[sizeof(h->sniffed)];
+			size_t n = h->nsniffed;
+			memcpy(held, h->sniffed, n);
+			h->nsniffed = 0;
+			if (h2_conn_feed(h, held, n))
+				return -EPROTO;
+		}
+	}
+	if (h->proto == PROTO_H1) {
+		if (http1_recv(h, data, len))
+			h->broken = true;
+		http1_produce(h);
+		return h->broken ? -EPROTO : 0;
+	}
 	conn_scan(h, data, len);
 	if (h->closing || nghttp2_session_mem_recv(h->ng, data, len) < 0)
 		h->broken = true;

@@ -36,8 +36,12 @@ typedef struct h2_server_opts {
 	uint32_t ping_max_strikes;
 	int64_t send_stall_timeout; /* output waiting with no progress this long: close */
 	bool require_te_trailers;   /* refuse requests without te: trailers */
-	/* TLS under every connection (io/tls.h; ALPN h2); NULL: plaintext. Outlives the
-	 * server. */
+	bool http1; /* HTTP/1.1 on the same port (http1.h), told apart by the preface or ALPN */
+	/* Origins whose browsers may call (CORS), comma-separated, "*" for any; NULL or "":
+	 * none. Outlives the server. */
+	const char *cors_origins;
+	/* TLS under every connection (io/tls.h; ALPN h2, and http/1.1 with http1); NULL:
+	 * plaintext. Outlives the server. */
 	struct tls_ctx *tls;
 } h2_server_opts;
 
@@ -63,6 +67,31 @@ void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx);
  * once. Set before the reactors start. */
 typedef const method *(*h2_call_fallback)(void *ctx, call *c, const char *path, size_t path_len);
 void h2_server_set_fallback(h2_server *s, h2_call_fallback fn, void *ctx);
+/* What the plain-HTTP side of the port (HTTP/1.1 and HTTP/2 alike: /healthz, /metrics,
+ * the Connect protocol; web.h) needs from the layers above, which h2 does not see. Every
+ * function is optional and runs on any reactor thread at once. */
+typedef struct h2_web_hooks {
+	/* /healthz: false while the node is going down (503). Without it: serving until the
+	 * endpoint's GOAWAY. */
+	bool (*serving)(void *ctx);
+	/* /metrics: appends the Prometheus text of the layers above (pool, store...). */
+	void (*metrics)(void *ctx, buf *out);
+	/* Connect with JSON, in two steps so that a big document is transcoded on the pool
+	 * rather than on a reactor. json_prepare runs on c's reactor once its request body is
+	 * in (json[0..len)) and returns c's transcoding state (memory of the call:
+	 * call_alloc), or NULL with a status code in *code and err[0..cap). json_transcode
+	 * touches no call and may run on a pool thread: it turns the request (response false)
+	 * from JSON into protobuf bytes, or the response (true) from protobuf bytes into JSON,
+	 * appending to out; GRPC_OK or a status code with err. Without them, JSON requests
+	 * are answered UNIMPLEMENTED. */
+	void *(*json_prepare)(void *ctx, call *c, const uint8_t *json, size_t len, int *code,
+			      char *err, size_t cap);
+	int (*json_transcode)(void *ctx, void *state, bool response, const uint8_t *in, size_t len,
+			      buf *out, char *err, size_t cap);
+	void *ctx;
+} h2_web_hooks;
+/* Copies *hooks. Set before the reactors start. */
+void h2_server_set_web(h2_server *s, const h2_web_hooks *hooks);
 /* The pool that decodes large and compressed requests (decode.h), so that no reactor is
  * held by one; without one (tests, fuzzers), everything is decoded on the reactor. */
 void h2_server_set_pool(h2_server *s, pool *p);

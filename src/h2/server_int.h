@@ -35,7 +35,9 @@ struct h2_server {
 	void *gate_ctx;
 	h2_call_fallback fallback;
 	void *fallback_ctx;
-	pool *pool;	     /* decodes large and compressed requests; NULL: all on the reactor */
+	pool *pool; /* decodes large and compressed requests; NULL: all on the reactor */
+	h2_web_hooks web;
+	struct metrics_set *metrics; /* per-endpoint counters, summed at scrape time */
 	_Atomic size_t held; /* message bytes buffered by every connection (o.max_buffered_bytes) */
 };
 
@@ -46,18 +48,28 @@ struct h2_endpoint {
 	size_t nconns;
 	size_t active_calls;
 	bool goaway;
-	size_t held;	    /* this endpoint's share of s->held */
-	timer budget_timer; /* sheds connections while the node is over its budget */
+	size_t held;		    /* this endpoint's share of s->held */
+	timer budget_timer;	    /* sheds connections while the node is over its budget */
+	struct metrics_ep *metrics; /* this reactor's counters (metrics.h) */
 };
+
+/* What a connection speaks: HTTP/2 or HTTP/1.1 (http1.c), known from the client's first
+ * bytes or from ALPN. Nothing is sent before that: our SETTINGS would be garbage to an
+ * HTTP/1.1 client. */
+enum conn_proto { PROTO_SNIFF, PROTO_H2, PROTO_H1 };
 
 struct h2_conn {
 	h2_endpoint *e;
-	reactor_conn *io; /* NULL for a detached (fuzzing) connection */
-	buf *keep;	  /* detached: where its output goes (NULL: nowhere) */
-	nghttp2_session *ng;
-	list_node link;	   /* in e->conns */
-	list_node calls;   /* streams with a call attached */
-	list_node zombies; /* calls whose stream is gone but whose handler still holds them */
+	reactor_conn *io;    /* NULL for a detached (fuzzing) connection */
+	buf *keep;	     /* detached: where its output goes (NULL: nowhere) */
+	nghttp2_session *ng; /* NULL once the connection turned out to be HTTP/1.1 */
+	enum conn_proto proto;
+	uint8_t sniffed[24]; /* the first bytes while they still match the HTTP/2 preface */
+	size_t nsniffed;
+	struct http1_conn *h1; /* PROTO_H1 */
+	list_node link;	       /* in e->conns */
+	list_node calls;       /* streams with a call attached */
+	list_node zombies;     /* calls whose stream is gone but whose handler still holds them */
 	size_t ncalls, nzombies;
 	call *writable; /* calls to tell on_writable after this send */
 	char peer[64];
@@ -87,6 +99,18 @@ struct h2_conn {
 	int64_t stall_since; /* output waiting without progress since, 0 if none */
 };
 
+/* How a call's messages and status travel (connect.c): gRPC framing with trailers, or
+ * the Connect protocol's unary form (one plain message in the body, the status as the
+ * HTTP status and a JSON error body), or a plain HTTP answer with no handler (web.c). */
+enum call_wire {
+	WIRE_GRPC,
+	WIRE_CONNECT_PROTO,
+	WIRE_CONNECT_JSON,
+	WIRE_GRPC_WEB,	    /* grpcweb.c */
+	WIRE_GRPC_WEB_TEXT, /* the same in base64 */
+	WIRE_PLAIN,
+};
+
 struct call {
 	int refs;
 	h2_conn *conn;	    /* NULL once the stream is gone */
@@ -101,7 +125,10 @@ struct call {
 	/* request headers */
 	const char *path;
 	size_t path_len;
-	bool is_post, grpc_content_type, te_trailers, headers_too_large, bad_metadata;
+	bool is_post, is_get, is_options, grpc_content_type, te_trailers, headers_too_large,
+		bad_metadata;
+	enum call_wire wire;
+	bool connect_encoded; /* a content-encoding other than identity (not supported) */
 	bool over_call_cap;
 	size_t header_bytes;
 	md_list md;
@@ -142,6 +169,21 @@ struct call {
 	grpcmsg_queue out;
 	int status;
 	const char *status_msg;
+
+	/* Connect and plain answers: the request body, the response message, then the whole
+	 * response (HTTP status, content type, body) once the call is finished. */
+	buf body_in, resp_msg, body_out;
+	size_t out_off; /* bytes of body_out taken by nghttp2 */
+	int http_status;
+	const char *resp_ctype;
+	bool have_resp_msg;
+	void *web_state;	   /* h2_web_hooks.json_prepare's */
+	struct json_job *json_job; /* a JSON transcoding on the pool, NULL if none */
+	bool resp_ready;	   /* Connect, plain: http_status, resp_ctype, body_out set */
+	/* metrics: the method's row (metrics.h) and when the call began */
+	uint32_t mrow;
+	int64_t began;
+	bool counted;
 };
 
 /* A message that arrived while an earlier one of its call was still being decoded. */
@@ -175,6 +217,9 @@ void call_start(h2_conn *h, call *c);
 /* END_STREAM from the client: the single request or on_half_close, once every message
  * is handled. */
 void call_half_close(call *c);
+/* A Connect request's message was handed on after a wait (JSON on the pool): the
+ * half-close goes on. */
+void call_half_close_continue(call *c);
 /* One whole gRPC message of the call, in arrival order. */
 void call_message_in(call *c, const uint8_t *data, size_t len, bool compressed);
 /* DATA bytes of the call: read into messages until they end, the call ends or its input
@@ -189,6 +234,62 @@ void call_account(call *c);
 /* Drops what c holds of request messages (the call is being ended). */
 void call_release_input(call *c);
 void call_pending_free(call *c);
+
+/* connect.c */
+/* Request body bytes of a Connect call (whole, unframed), bounded by the message limit. */
+void connect_body_in(call *c, const uint8_t *data, size_t len);
+/* The body is complete: transcoded when JSON (on the pool when big), then handed on as
+ * the call's one message, and the half-close goes on (call_half_close_continue). */
+void connect_deliver(call *c);
+/* A response message of a Connect call (unary: one). 0, -EMSGSIZE, -ENOMEM, -EPROTO. */
+int connect_queue(call *c, const uint8_t *data, size_t len);
+/* The call is finished (c->status): builds http_status, resp_ctype and body_out, on the
+ * pool when a big response becomes JSON, then the response goes (connect_respond). */
+void connect_finish(call *c);
+/* The response is built: out it goes, on HTTP/1.1 or its stream. */
+void connect_respond(call *c);
+/* The stream is gone: a JSON job's result will be dropped. */
+void connect_cancel(call *c);
+/* The wire of a request content type; WIRE_PLAIN when it is none of ours. */
+enum call_wire connect_wire_of(const uint8_t *v, size_t len);
+/* connect-timeout-ms into a deadline on c. false: malformed. */
+bool connect_timeout(call *c, const uint8_t *v, size_t len);
+
+/* grpcweb.c */
+bool grpcweb_is(const call *c);
+/* The whole request body: its framed messages into the call's path. */
+void grpcweb_deliver(call *c);
+/* A response message, framed; the response goes whole at the end. 0, -EMSGSIZE, -ENOMEM,
+ * -ENOBUFS (over the buffered output's bound). */
+int grpcweb_queue(call *c, const uint8_t *data, size_t len);
+/* The call is finished: messages and the trailer frame into body_out, then out. */
+void grpcweb_finish(call *c);
+
+/* web.c */
+/* A request that is no call: GET /healthz, GET /metrics; anything else 404 (or 405).
+ * Fills c->http_status, resp_ctype and body_out. */
+void web_answer(h2_endpoint *e, call *c);
+/* Calls add(arg, name, value) for each CORS header the response to c gets: none unless
+ * its Origin is one of --cors-origin's. The strings live as long as c. */
+void web_cors_headers(call *c, void (*add)(void *arg, const char *name, const char *value),
+		      void *arg);
+/* The reason phrase of an HTTP status. */
+const char *web_reason(int status);
+
+/* server.c: the response of a finished Connect or plain call goes out on its stream. */
+void h2_submit_plain(call *c);
+
+/* http1.c */
+/* A connection's first bytes said HTTP/1.1: from now on http1.c owns it. <0: no memory. */
+int http1_attach(h2_conn *h);
+void http1_detach(h2_conn *h);
+int http1_recv(h2_conn *h, const uint8_t *data, size_t len);
+void http1_produce(h2_conn *h);
+/* c, a call of this HTTP/1.1 connection, is finished: its response may go. */
+void http1_call_finished(call *c);
+void http1_schedule(h2_conn *h);
+/* The endpoint is going down: no keep-alive from now on, idle connections close. */
+void http1_goaway(h2_conn *h);
 
 /* conn_limits.c */
 bool server_over_budget(const h2_server *s);

@@ -39,26 +39,51 @@ static void ssl_error(char *err, size_t cap, const char *what)
 	snprintf(err, cap, "%s%s%s", what, *why ? ": " : "", why);
 }
 
-/* ALPN, server side: "h2" when the client offers it. A client offering only other
- * protocols is refused (gRPC needs HTTP/2); one offering none goes on without. */
+/* ALPN, server side: o->alpn is a comma-separated list in the server's order of
+ * preference ("h2,http/1.1"): the first of ours that the client offers wins, so that a
+ * browser offering both gets HTTP/2. A client offering only other protocols is refused;
+ * one offering none goes on without. */
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		       const unsigned char *in, unsigned int inlen, void *arg)
 {
 	(void)ssl;
-	const char *want = arg;
-	size_t wlen = strlen(want);
-	for (unsigned int i = 0; i < inlen;) {
-		unsigned int n = in[i];
-		if (i + 1 + n > inlen)
-			break;
-		if (n == wlen && !memcmp(in + i + 1, want, n)) {
-			*out = in + i + 1;
-			*outlen = (unsigned char)n;
-			return SSL_TLSEXT_ERR_OK;
+	for (const char *want = arg; *want;) {
+		size_t wlen = strcspn(want, ",");
+		for (unsigned int i = 0; i < inlen;) {
+			unsigned int n = in[i];
+			if (i + 1 + n > inlen)
+				break;
+			if (n == wlen && !memcmp(in + i + 1, want, n)) {
+				*out = in + i + 1;
+				*outlen = (unsigned char)n;
+				return SSL_TLSEXT_ERR_OK;
+			}
+			i += 1 + n;
 		}
-		i += 1 + n;
+		want += wlen;
+		if (*want == ',')
+			want++;
 	}
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* A client's ALPN list ("h2" or "h2,http/1.1") in the wire form: length-prefixed names.
+ * Returns the wire length, 0 when it does not fit or a name is empty. */
+static size_t alpn_wire(const char *list, unsigned char *wire, size_t cap)
+{
+	size_t w = 0;
+	for (const char *p = list; *p;) {
+		size_t n = strcspn(p, ",");
+		if (!n || n > 255 || w + 1 + n > cap)
+			return 0;
+		wire[w++] = (unsigned char)n;
+		memcpy(wire + w, p, n);
+		w += n;
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return w;
 }
 
 static SSL_CTX *build(const tls_opts *o, char *err, size_t cap)
@@ -107,12 +132,9 @@ static SSL_CTX *build(const tls_opts *o, char *err, size_t cap)
 		SSL_CTX_set_alpn_select_cb(ctx, alpn_select, (void *)o->alpn);
 	} else if (o->alpn) {
 		unsigned char wire[64];
-		size_t n = strlen(o->alpn);
-		if (n && n < sizeof(wire)) {
-			wire[0] = (unsigned char)n;
-			memcpy(wire + 1, o->alpn, n);
-			SSL_CTX_set_alpn_protos(ctx, wire, (unsigned)n + 1);
-		}
+		size_t n = alpn_wire(o->alpn, wire, sizeof(wire));
+		if (n)
+			SSL_CTX_set_alpn_protos(ctx, wire, (unsigned)n);
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	return ctx;

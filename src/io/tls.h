@@ -26,7 +26,7 @@ typedef struct tls_opts {
 	const char *ca_file;
 	bool verify_peer; /* client: check the server's certificate (and name) */
 	int min_version;  /* 12 or 13 (TLS 1.2, 1.3); 0: 1.2 */
-	const char *alpn; /* one protocol, e.g. "h2" */
+	const char *alpn; /* protocols, comma-separated, preferred first: "h2,http/1.1" */
 } tls_opts;
 
 /* 0, or a negative errno with err[0..cap) saying what failed (a file, a key that does not

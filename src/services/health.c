@@ -65,6 +65,8 @@ static bool service_known(const char *name)
 	return q.found;
 }
 
+bool health_serving(void) { return atomic_load_explicit(&serving, memory_order_acquire); }
+
 static serving_status server_status(void)
 {
 	return atomic_load_explicit(&serving, memory_order_acquire) ? STATUS_SERVING

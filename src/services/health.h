@@ -18,6 +18,8 @@ int health_register(method_table *t);
  * its Watch calls get NOT_SERVING and then end with OK, so that they do not hold the
  * shutdown grace period open; a Watch started meanwhile does the same at once. */
 void health_set_serving(bool serving);
+/* Thread-safe: the flag above (/healthz). */
+bool health_serving(void);
 
 /* On r's thread, after health_set_serving: sends the new status to r's Watch calls. */
 void health_notify(reactor *r);

@@ -84,8 +84,11 @@ def test_alpn_and_versions(servers, pki):
     assert "TLSv1.3" in out
     out = s_client(node, "-tls1_2", "-CAfile", str(pki["ca"]))
     assert "ALPN protocol" not in out and ("alert" in out or "error" in out.lower()), out
-    # A client that offers only another protocol is refused (gRPC is HTTP/2).
+    # HTTP/1.1 is served on the same port (browsers, curl: test_http1.py); a client that
+    # offers only a protocol the node does not speak is refused.
     out = s_client(node, "-alpn", "http/1.1", "-CAfile", str(pki["ca"]))
+    assert "ALPN protocol: http/1.1" in out, out
+    out = s_client(node, "-alpn", "spdy/3", "-CAfile", str(pki["ca"]))
     assert "no application protocol" in out or "alert" in out, out
     with secure(node, pki) as ch:
         assert check(ch) == SERVING
