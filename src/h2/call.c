@@ -117,6 +117,8 @@ const method *call_method(const call *c) { return c->m; }
 void *call_ctx(const call *c) { return c->m ? c->m->ctx : NULL; }
 void call_set_user(call *c, void *user) { c->user = user; }
 void *call_user(const call *c) { return c->user; }
+void call_set_auth(call *c, void *auth) { c->auth = auth; }
+void *call_auth(const call *c) { return c->auth; }
 reactor *call_reactor(const call *c) { return c->r; }
 size_t call_md_count(const call *c) { return c->md.n; }
 const call_md *call_md_at(const call *c, size_t i) { return i < c->md.n ? &c->md.v[i] : NULL; }

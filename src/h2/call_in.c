@@ -28,11 +28,40 @@ static bool kind_single_request(method_kind k)
 	return k == METHOD_UNARY || k == METHOD_SERVER_STREAM;
 }
 
+static void free_decoded(ProtobufCMessage *msg, pool *p)
+{
+	if (p)
+		decode_free_later(p, msg);
+	else
+		protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* The authorizer's look at the first request message, when it asked for one (server.h,
+ * h2_server_set_auth). False when it ended the call. */
+static bool auth_request(call *c, const ProtobufCMessage *msg)
+{
+	if (!c->auth_pending)
+		return true;
+	c->auth_pending = false;
+	h2_server *s = c->conn->e->s;
+	char err[300] = "";
+	bool again = false;
+	int code = s->auth(s->auth_ctx, c, c->m, msg, &again, err, sizeof(err));
+	if (code == GRPC_OK)
+		return true;
+	call_fail(c, code, err);
+	return false;
+}
+
 /* A decoded request: the unary request, or one message of a stream (freed here). One
  * that was decoded on pool p is freed there too. */
 static void deliver_decoded(call *c, ProtobufCMessage *msg, pool *p)
 {
 	const method *m = c->m;
+	if (!auth_request(c, msg)) {
+		free_decoded(msg, p);
+		return;
+	}
 	if (kind_single_request(m->kind)) {
 		c->request = msg;
 		c->request_pool = p;
@@ -41,10 +70,7 @@ static void deliver_decoded(call *c, ProtobufCMessage *msg, pool *p)
 	call_ref(c);
 	if (m->h.on_message)
 		m->h.on_message(c, msg);
-	if (p)
-		decode_free_later(p, msg);
-	else
-		protobuf_c_message_free_unpacked(msg, NULL);
+	free_decoded(msg, p);
 	call_unref(c);
 }
 
@@ -206,6 +232,28 @@ void call_message_in(call *c, const uint8_t *data, size_t len, bool compressed)
 	c->pending_bytes += len;
 }
 
+/* The authorizer's look at the call's headers (server.h, h2_server_set_auth). False when
+ * it ended the call. */
+static bool call_auth_start(h2_server *s, call *c)
+{
+	if (!s->auth)
+		return true;
+	char err[300] = "";
+	bool need = false;
+	int code = s->auth(s->auth_ctx, c, c->m, NULL, &need, err, sizeof(err));
+	if (code != GRPC_OK) {
+		call_fail(c, code, err);
+		return false;
+	}
+	if (need && !(c->m && c->m->input)) {
+		/* Nothing will be decoded to show it: refused rather than let through. */
+		call_fail(c, GRPC_INTERNAL, "the call cannot be authorized");
+		return false;
+	}
+	c->auth_pending = need;
+	return true;
+}
+
 void call_start(h2_conn *h, call *c)
 {
 	h2_server *s = h->e->s;
@@ -236,8 +284,13 @@ void call_start(h2_conn *h, call *c)
 		return;
 	}
 	c->m = c->path ? method_table_find(s->methods, c->path, c->path_len) : NULL;
-	if (!c->m && c->path && s->fallback)
+	if (!call_auth_start(s, c))
+		return;
+	if (!c->m && c->path && s->fallback) {
 		c->m = s->fallback(s->fallback_ctx, c, c->path, c->path_len);
+		if (c->m && !call_auth_start(s, c))
+			return;
+	}
 	if (s->gate && c->path) {
 		char msg[400];
 		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg,

@@ -32,11 +32,13 @@ typedef struct fwd {
 
 /* Request metadata passed on: the client's custom headers (the h2 layer leaves out the
  * pseudo, hop-by-hop and grpc- ones), not its user-agent (the node's client sends its
- * own) nor the hop count and namespace (replaced). */
+ * own) nor the hop count and namespace (replaced), nor its token: this node's token means
+ * nothing to a handler or another node, and is not theirs to see (a node gets the node
+ * credential instead). */
 static bool md_passed(const call_md *m)
 {
 	return strcmp(m->name, "user-agent") && strcmp(m->name, DISPATCH_HOPS_HEADER) &&
-	       strcmp(m->name, SVC_NAMESPACE_HEADER);
+	       strcmp(m->name, SVC_NAMESPACE_HEADER) && strcmp(m->name, "authorization");
 }
 
 static void fwd_end(fwd *f)
@@ -140,10 +142,11 @@ static void c_start(call *c)
 		return;
 	}
 	size_t n = 0, count = call_md_count(c);
-	call_md *md = call_alloc(c, (count + 2) * sizeof(*md));
+	call_md *md = call_alloc(c, (count + 3) * sizeof(*md));
+	call_md *with = call_alloc(c, (count + 3) * sizeof(*md));
 	char *next = call_alloc(c, 12);
 	fwd *f = mem_calloc(1, sizeof(*f));
-	if (!md || !next || !f) {
+	if (!md || !with || !next || !f) {
 		mem_free(f);
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
@@ -164,9 +167,10 @@ static void c_start(call *c)
 	}
 	client_channel *ch =
 		proxy_channel(call_reactor(c), t->target, t->max_message_bytes, t->node);
+	const call_md *out = proxy_md_for_node(md, n, t->node, with, &n);
 	client_call_args a = {.path = t->path,
 			      .timeout_ns = timeout,
-			      .md = md,
+			      .md = out,
 			      .nmd = n,
 			      .ops = &cc_ops,
 			      .user = f};

@@ -323,6 +323,12 @@ static proxy_call *route_call(route *r, const char *target, const char *path,
 	if (!to_peer)
 		md[n++] = (call_md){SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER),
 				    (const uint8_t *)r->ns, strlen(r->ns)};
+	/* To this node itself: the caller's own token, so that the method run is checked
+	 * against the caller's rights in the namespace its request names (not only the
+	 * Dispatch's); a peer's call carries the node credential on (proxy.h). */
+	const call_md *auth = !to_peer && !r->h ? call_md_get(r->c, "authorization") : NULL;
+	if (auth)
+		md[n++] = *auth;
 	md[n++] = (call_md){DISPATCH_HOPS_HEADER, strlen(DISPATCH_HOPS_HEADER),
 			    (const uint8_t *)r->hops, strlen(r->hops)};
 	if (to_peer)
