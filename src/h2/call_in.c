@@ -36,6 +36,29 @@ static void free_decoded(ProtobufCMessage *msg, pool *p)
 		protobuf_c_message_free_unpacked(msg, NULL);
 }
 
+static void run_on_start(call *c)
+{
+	if (c->m->h.on_start) {
+		call_ref(c);
+		c->m->h.on_start(c);
+		call_unref(c);
+	}
+}
+
+/* The registry's check of the call (h2_server_set_gate). False when it ended the call. */
+static bool call_gate(h2_server *s, call *c)
+{
+	if (!s->gate || !c->path)
+		return true;
+	char msg[400];
+	int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg, sizeof(msg));
+	if (code != GRPC_OK) {
+		call_fail(c, code, msg);
+		return false;
+	}
+	return true;
+}
+
 /* The authorizer's look at the first request message, when it asked for one (server.h,
  * h2_server_set_auth). False when it ended the call. */
 static bool auth_request(call *c, const ProtobufCMessage *msg)
@@ -47,10 +70,15 @@ static bool auth_request(call *c, const ProtobufCMessage *msg)
 	char err[300] = "";
 	bool again = false;
 	int code = s->auth(s->auth_ctx, c, c->m, msg, &again, err, sizeof(err));
-	if (code == GRPC_OK)
-		return true;
-	call_fail(c, code, err);
-	return false;
+	if (code != GRPC_OK) {
+		call_fail(c, code, err);
+		return false;
+	}
+	/* The gate and on_start waited for this check (call_start). */
+	if (!call_gate(s, c))
+		return false;
+	run_on_start(c);
+	return !call_done(c);
 }
 
 /* A decoded request: the unary request, or one message of a stream (freed here). One
@@ -291,15 +319,11 @@ void call_start(h2_conn *h, call *c)
 		if (c->m && !call_auth_start(s, c))
 			return;
 	}
-	if (s->gate && c->path) {
-		char msg[400];
-		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg,
-				   sizeof(msg));
-		if (code != GRPC_OK) {
-			call_fail(c, code, msg);
-			return;
-		}
-	}
+	/* A call whose namespace the authorizer reads from the request meets the gate after
+	 * that check: the gate's answer (what is registered in a namespace) is only for
+	 * callers allowed there. */
+	if (!c->auth_pending && !call_gate(s, c))
+		return;
 	if (!c->m) {
 		char msg[300];
 		snprintf(msg, sizeof(msg), "unknown method %.250s", c->path ? c->path : "");
@@ -318,11 +342,9 @@ void call_start(h2_conn *h, call *c)
 		}
 	}
 	c->started = true;
-	if (c->m->h.on_start) {
-		call_ref(c);
-		c->m->h.on_start(c);
-		call_unref(c);
-	}
+	/* No handler code runs before the authorizer's last word (auth_request). */
+	if (!c->auth_pending)
+		run_on_start(c);
 }
 
 /* The client is done sending and every message it sent has been handled. */

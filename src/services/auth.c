@@ -917,6 +917,8 @@ static void list_audit_work(svc_job *sj)
 		/* Rows are ordered by their zero-padded seq: the scan is oldest first. */
 		rc = syscoll_each(c, audit_one, &l);
 		store_coll_release(c);
+		if (rc > 0)
+			rc = 0; /* audit_one stopped it: the page is full */
 	}
 	if (rc) {
 		svc_fail_store(sj, rc, "reading the audit log");
