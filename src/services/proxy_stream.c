@@ -11,6 +11,7 @@
 
 #include "base/mem.h"
 #include "h2/client.h"
+#include "services/auth.h"
 #include "services/proxy.h"
 #include "services/route.h"
 #include "services/svc.h"
@@ -235,12 +236,19 @@ static void c_cancel(call *c)
 		.on_writable = c_writable, .on_cancel = c_cancel                                   \
 	}
 
+/* Who may call a registered service: a writer of the call's namespace (the metadata's,
+ * which is where the fallback found the service), or a linked node passing a call on. */
+#define FWD_ACCESS                                                                                 \
+	{                                                                                          \
+		.scopes = AUTH_WRITE | AUTH_NODE                                                   \
+	}
+
 /* Paths vary per call: the method's path is left empty, the call keeps its own. */
 static const method fwd_methods[] = {
-	{"", METHOD_UNARY, NULL, NULL, FWD_HANDLERS, NULL},
-	{"", METHOD_CLIENT_STREAM, NULL, NULL, FWD_HANDLERS, NULL},
-	{"", METHOD_SERVER_STREAM, NULL, NULL, FWD_HANDLERS, NULL},
-	{"", METHOD_BIDI, NULL, NULL, FWD_HANDLERS, NULL},
+	{"", METHOD_UNARY, NULL, NULL, FWD_HANDLERS, NULL, FWD_ACCESS},
+	{"", METHOD_CLIENT_STREAM, NULL, NULL, FWD_HANDLERS, NULL, FWD_ACCESS},
+	{"", METHOD_SERVER_STREAM, NULL, NULL, FWD_HANDLERS, NULL, FWD_ACCESS},
+	{"", METHOD_BIDI, NULL, NULL, FWD_HANDLERS, NULL, FWD_ACCESS},
 };
 
 const method *proxy_forward_method(call *c, method_kind kind, const char *target, const char *path,

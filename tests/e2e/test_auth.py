@@ -433,3 +433,45 @@ def test_mesh_links_with_the_mesh_token(servers, tmp_path):
         pass
     time.sleep(1)
     assert not up(c, admin_token(c), "node-a")
+
+
+def test_registered_handler_calls_need_write_and_never_see_the_token(servers):
+    """A call to a registered service served by another process (the fallback's forwarded
+    method): a writer of the namespace may call it, a reader may not, and the handler gets
+    no authorization header."""
+    from test_handler_forward import MSG, Handler, stub
+    from registry_util import Reg
+    FWD_NS = "fwdauth"
+
+    class Seeing(Handler):
+        def unary(self, req, ctx):
+            got = dict(ctx.invocation_metadata())
+            return MSG(text=f"{got.get('authorization', 'none')}|{got.get('x-token', '')}", n=req.n + 1)
+
+    node = auth_node(servers)
+    admin = admin_token(node)
+    h = Seeing()
+    try:
+        reg = Reg(node)
+        r = reg.stub.RegisterService(_service_req(FWD_NS, h.endpoint), metadata=md(admin), timeout=T)
+        assert r.status.code == 0, r
+        writer, _ = new_token(node, admin, "fwd-writer", [(FWD_NS, ["write"])])
+        reader, _ = new_token(node, admin, "fwd-reader", [(FWD_NS, ["read"])])
+        call = stub(node.channel(), "Unary")
+        hdrs = [("x-collector-namespace", FWD_NS), ("x-token", "seen")]
+        out = call(MSG(text="hi", n=1), metadata=md(writer) + hdrs, timeout=T)
+        assert (out.text, out.n) == ("none|seen", 2)
+        for tok, code in ((reader, DENIED), (None, UNAUTH)):
+            with pytest.raises(grpc.RpcError) as e:
+                call(MSG(text="hi"), metadata=md(tok) + hdrs, timeout=T)
+            assert e.value.code() == code
+    finally:
+        h.stop()
+
+
+def _service_req(ns, endpoint):
+    from test_handler_forward import echo_file
+    from registry_util import Reg
+    req = Reg.service_req(ns, echo_file().service[0], echo_file())
+    req.handler_endpoint = endpoint
+    return req
