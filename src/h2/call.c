@@ -15,6 +15,7 @@
 #include "h2/nvlist.h"
 #include "h2/server_int.h"
 #include "h2/session.h"
+#include "io/tls.h"
 
 void *call_alloc(call *c, size_t size) { return arena_alloc(&c->arena, size); }
 
@@ -125,6 +126,12 @@ const call_md *call_md_at(const call *c, size_t i) { return i < c->md.n ? &c->md
 int64_t call_deadline(const call *c) { return c->deadline; }
 bool call_request_compressed(const call *c) { return c->last_compressed; }
 const char *call_peer(const call *c) { return c->conn ? c->conn->peer : ""; }
+
+const char *call_peer_subject(const call *c)
+{
+	tls_conn *t = c->conn && c->conn->io ? reactor_conn_tls(c->conn->io) : NULL;
+	return t ? tls_conn_peer_subject(t) : "";
+}
 bool call_done(const call *c) { return c->finished || c->cancelled || !c->conn; }
 bool call_cancelled(const call *c) { return c->cancelled; }
 

@@ -50,6 +50,10 @@ int64_t call_deadline(const call *c);
 bool call_request_compressed(const call *c);
 /* The peer's address as host:port. */
 const char *call_peer(const call *c);
+/* The subject of the client's certificate, one line ("/CN=alice"), verified against
+ * --tls-client-ca by the handshake (a server without one asks for no certificate); ""
+ * without one. */
+const char *call_peer_subject(const call *c);
 
 /* Compress response messages with gzip when the client accepts it. */
 void call_set_response_compression(call *c, bool on);

@@ -55,6 +55,7 @@
 #define NAME_MAX_LEN 64
 #define WHO_MAX (AUTH_ID_HEX + NAME_MAX_LEN + 4)
 #define MAX_TOKENS 100000
+#define SUBJECT_MAX 256
 
 typedef struct grant {
 	char ns[NS_MAX]; /* a namespace, or "*" */
@@ -73,7 +74,8 @@ typedef struct token {
 	char id[AUTH_ID_HEX + 1];
 	char name[NAME_MAX_LEN];
 	uint8_t hash[SHA256_DIGEST_LENGTH];
-	bool node; /* the mesh credential (not stored; from --mesh-token-file) */
+	bool node;		   /* the mesh credential (not stored; from --mesh-token-file) */
+	char subject[SUBJECT_MAX]; /* a client certificate's that stands for it; "": none */
 	size_t ngrants;
 	grant grants[AUTH_MAX_GRANTS];
 } token;
@@ -82,7 +84,8 @@ struct auth {
 	const svc_env *env;
 	bool on;
 	pthread_rwlock_t lock;
-	strmap tokens; /* id -> token */
+	strmap tokens;	 /* id -> token */
+	strmap subjects; /* certificate subject -> the same token */
 	char node_credential[7 + AUTH_TOKEN_LEN + 1];
 	_Atomic int64_t audit_seq; /* the last one written */
 	_Atomic int64_t audit_sec, audit_in_sec, audit_dropped;
@@ -228,11 +231,19 @@ static int table_put(auth *a, const token *t)
 	if (!copy)
 		return -ENOMEM;
 	*copy = *t;
-	void *old = NULL;
+	token *old = NULL;
+	size_t sl = strlen(copy->subject);
 	pthread_rwlock_wrlock(&a->lock);
-	int rc = a->tokens.used >= MAX_TOKENS
-			 ? -ENOSPC
-			 : strmap_put(&a->tokens, copy->id, strlen(copy->id), copy, &old);
+	int rc = a->tokens.used >= MAX_TOKENS ? -ENOSPC : 0;
+	if (!rc && sl && strmap_get(&a->subjects, copy->subject, sl))
+		rc = -EEXIST; /* one certificate subject stands for one token */
+	if (!rc && sl)
+		rc = strmap_put(&a->subjects, copy->subject, sl, copy, NULL);
+	if (!rc && (rc = strmap_put(&a->tokens, copy->id, strlen(copy->id), copy, (void **)&old)) &&
+	    sl)
+		strmap_del(&a->subjects, copy->subject, sl);
+	if (!rc && old && old->subject[0] && strcmp(old->subject, copy->subject))
+		strmap_del(&a->subjects, old->subject, strlen(old->subject));
 	pthread_rwlock_unlock(&a->lock);
 	mem_free(rc ? copy : old);
 	return rc;
@@ -246,9 +257,27 @@ static bool table_del(auth *a, const char *id)
 		t = NULL; /* the mesh credential is the operator's file, not a stored token */
 	else
 		t = strmap_del(&a->tokens, id, strlen(id));
+	if (t && t->subject[0])
+		strmap_del(&a->subjects, t->subject, strlen(t->subject));
 	pthread_rwlock_unlock(&a->lock);
 	mem_free(t);
 	return t != NULL;
+}
+
+/* t as the principal of c, in c's arena (under the lock). */
+static principal *principal_of(call *c, const token *t)
+{
+	principal *p = call_alloc(c, sizeof(*p) + t->ngrants * sizeof(grant));
+	if (!p)
+		return NULL;
+	if (t->node)
+		snprintf(p->who, sizeof(p->who), "node");
+	else
+		snprintf(p->who, sizeof(p->who), "%s (%s)", t->id, t->name);
+	memcpy(p->id, t->id, sizeof(p->id));
+	p->ngrants = t->ngrants;
+	memcpy(p->grants, t->grants, t->ngrants * sizeof(grant));
+	return p;
 }
 
 /* The principal the token tok stands for, in c's arena; NULL when it stands for none. */
@@ -264,16 +293,26 @@ static principal *lookup(auth *a, call *c, const uint8_t *tok, size_t len)
 	/* The id picks the entry (it is no secret); the secret is judged by its digest,
 	 * compared in constant time. */
 	const token *t = strmap_get(&a->tokens, id, strlen(id));
-	if (t && !CRYPTO_memcmp(h, t->hash, sizeof(h)) &&
-	    (p = call_alloc(c, sizeof(*p) + t->ngrants * sizeof(grant)))) {
-		if (t->node)
-			snprintf(p->who, sizeof(p->who), "node");
-		else
-			snprintf(p->who, sizeof(p->who), "%s (%s)", t->id, t->name);
-		memcpy(p->id, t->id, sizeof(p->id));
-		p->ngrants = t->ngrants;
-		memcpy(p->grants, t->grants, t->ngrants * sizeof(grant));
-	}
+	if (t && !CRYPTO_memcmp(h, t->hash, sizeof(h)))
+		p = principal_of(c, t);
+	pthread_rwlock_unlock(&a->lock);
+	return p;
+}
+
+/* The principal a verified client certificate stands for (its subject mapped to a
+ * token); NULL for none. The handshake verified the chain against --tls-client-ca: the
+ * subject is not a secret to compare, only a name to find. */
+static principal *lookup_subject(auth *a, call *c)
+{
+	const char *subject = call_peer_subject(c);
+	size_t n = subject ? strlen(subject) : 0;
+	if (!n)
+		return NULL;
+	principal *p = NULL;
+	pthread_rwlock_rdlock(&a->lock);
+	const token *t = strmap_get(&a->subjects, subject, n);
+	if (t)
+		p = principal_of(c, t);
 	pthread_rwlock_unlock(&a->lock);
 	return p;
 }
@@ -394,8 +433,12 @@ int auth_check(void *ctx, call *c, const method *m, const ProtobufCMessage *req,
 		const call_md *md = call_md_get(c, "authorization");
 		const uint8_t *tok;
 		size_t len;
+		/* A bearer token, when there is one, is what the caller means; else the
+		 * client certificate may stand for a token. */
 		if (md && !auth_parse_bearer(md->value, md->value_len, &tok, &len))
 			p = lookup(a, c, tok, len);
+		else if (!md)
+			p = lookup_subject(a, c);
 		if (!p) {
 			audit(a, c, NULL, NULL, GRPC_UNAUTHENTICATED);
 			snprintf(msg, cap, "a valid bearer token is required");
@@ -483,6 +526,8 @@ static int load_one(void *ctx, const store_record *rec)
 		memcpy(t.id, m->id, sizeof(t.id));
 		snprintf(t.name, sizeof(t.name), "%s", m->name ? m->name : "");
 		memcpy(t.hash, m->secret_hash.data, sizeof(t.hash));
+		snprintf(t.subject, sizeof(t.subject), "%s",
+			 m->cert_subject ? m->cert_subject : "");
 		if (table_put(a, &t))
 			log_warn("auth: token %s not loaded", m->id);
 	} else {
@@ -516,6 +561,7 @@ static int token_store(const svc_env *env, const token *t, const char *by, int64
 	m.created_by = (char *)by;
 	m.secret_hash.data = (uint8_t *)t->hash;
 	m.secret_hash.len = sizeof(t->hash);
+	m.cert_subject = (char *)t->subject;
 	store_coll *c;
 	int rc = syscoll_open(env, TOKENS, "collector.AuthToken", &c);
 	if (rc)
@@ -724,6 +770,7 @@ void auth_free(auth *a)
 		return;
 	strmap_each(&a->tokens, free_token, NULL);
 	strmap_free(&a->tokens);
+	strmap_free(&a->subjects);
 	pthread_rwlock_destroy(&a->lock);
 	OPENSSL_cleanse(a->node_credential, sizeof(a->node_credential));
 	mem_free(a);
@@ -767,6 +814,26 @@ static void create_work(svc_job *sj)
 		return;
 	}
 	memcpy(t.name, name, nlen + 1);
+	const char *subject = req->cert_subject ? req->cert_subject : "";
+	size_t slen = strlen(subject);
+	bool ok = slen < SUBJECT_MAX;
+	for (size_t i = 0; ok && i < slen; i++)
+		ok = (unsigned char)subject[i] >= 0x20 && subject[i] != 0x7f;
+	if (!ok) {
+		svc_job_fail(sj, GRPC_INVALID_ARGUMENT,
+			     "cert_subject: at most %d bytes without control characters",
+			     SUBJECT_MAX - 1);
+		return;
+	}
+	memcpy(t.subject, subject, slen + 1);
+	pthread_rwlock_rdlock(&a->lock);
+	bool taken = slen && strmap_get(&a->subjects, subject, slen);
+	pthread_rwlock_unlock(&a->lock);
+	if (taken) {
+		svc_job_fail(sj, GRPC_ALREADY_EXISTS,
+			     "another token stands for certificates of that subject");
+		return;
+	}
 	char text[AUTH_TOKEN_LEN + 1];
 	int64_t now = clock_wall_ns() / 1000000;
 	int rc = token_new(&t, text);
@@ -785,6 +852,7 @@ static void create_work(svc_job *sj)
 	info.n_grants = req->n_grants;
 	info.created_at = now;
 	info.created_by = (char *)caller_id(sj);
+	info.cert_subject = t.subject;
 	resp.status = &status_ok;
 	resp.token = text;
 	resp.info = &info;

@@ -475,3 +475,52 @@ def _service_req(ns, endpoint):
     req = Reg.service_req(ns, echo_file().service[0], echo_file())
     req.handler_endpoint = endpoint
     return req
+
+
+def test_client_certificate_stands_for_a_token(servers, tmp_path):
+    """With mTLS, a token made with cert_subject is what a client presenting a certificate
+    of that subject (and no bearer token) acts as; another certificate of the same CA is
+    UNAUTHENTICATED, and a bearer token still wins over the certificate."""
+    from test_tls import secure
+    from tls_util import make_ca, make_cert
+    ca = make_ca(tmp_path)
+    cert, key = make_cert(tmp_path, "server", "localhost")
+    alice = make_cert(tmp_path, "alice", "alice")
+    bob = make_cert(tmp_path, "bob", "bob")
+    node = servers.node("--auth", "on", "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", ca)
+    admin = admin_token(node)
+    pki = {"ca": ca}
+    as_alice = secure(node, pki, client=alice)
+    stub = auth_pb2_grpc.CollectorAuthStub(as_alice)
+    r = stub.CreateToken(auth_pb2.CreateTokenRequest(
+        name="alice", cert_subject="/CN=alice", grants=[auth_pb2.AuthGrant(namespace=NS, scopes=["read"])]),
+        metadata=md(admin), timeout=T)
+    assert r.info.cert_subject == "/CN=alice"
+    with pytest.raises(grpc.RpcError) as e:
+        stub.CreateToken(auth_pb2.CreateTokenRequest(
+            name="again", cert_subject="/CN=alice", grants=[auth_pb2.AuthGrant(namespace=NS, scopes=["read"])]),
+            metadata=md(admin), timeout=T)
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    cs = collection_server_pb2_grpc.CollectionServiceStub(as_alice)
+    desc = collection_server_pb2.DescribeRequest(namespace=NS, collection_name="nothing")
+    with pytest.raises(grpc.RpcError) as e:
+        cs.Describe(desc, timeout=T)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND  # allowed: read in NS
+    with pytest.raises(grpc.RpcError) as e:
+        cs.Describe(collection_server_pb2.DescribeRequest(namespace=OTHER, collection_name="x"), timeout=T)
+    assert e.value.code() == DENIED
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ListTokens(auth_pb2.ListTokensRequest(), timeout=T)
+    assert e.value.code() == DENIED
+    # The bearer token wins: alice's connection acts as the admin with it.
+    assert [t for t in stub.ListTokens(auth_pb2.ListTokensRequest(), metadata=md(admin), timeout=T).tokens
+            if t.cert_subject == "/CN=alice"]
+    as_bob = collection_server_pb2_grpc.CollectionServiceStub(secure(node, pki, client=bob))
+    with pytest.raises(grpc.RpcError) as e:
+        as_bob.Describe(desc, timeout=T)
+    assert e.value.code() == UNAUTH
+    # Revoked: the certificate stands for nothing any more.
+    stub.RevokeToken(auth_pb2.RevokeTokenRequest(id=r.info.id), metadata=md(admin), timeout=T)
+    with pytest.raises(grpc.RpcError) as e:
+        cs.Describe(desc, timeout=T)
+    assert e.value.code() == UNAUTH
