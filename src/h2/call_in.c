@@ -81,6 +81,20 @@ static bool auth_request(call *c, const ProtobufCMessage *msg)
 	return !call_done(c);
 }
 
+/* A client stream that ended without a message, while the authorizer waited for one: it
+ * judges an empty request (the namespace then comes from the metadata, as the handler
+ * would take it), and on_start runs after it as usual. False when the call ended. */
+static bool auth_empty_stream(call *c)
+{
+	ProtobufCMessage *empty = call_alloc(c, c->m->input->sizeof_message);
+	if (!empty) {
+		call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return false;
+	}
+	protobuf_c_message_init(c->m->input, empty);
+	return auth_request(c, empty);
+}
+
 /* A decoded request: the unary request, or one message of a stream (freed here). One
  * that was decoded on pool p is freed there too. */
 static void deliver_decoded(call *c, ProtobufCMessage *msg, pool *p)
@@ -359,6 +373,8 @@ static void finish_half_close(call *c)
 			m->h.on_raw(c, c->raw_request.data, c->raw_request.len);
 		else if (m->input && m->h.on_request)
 			m->h.on_request(c, c->request);
+	} else if (c->auth_pending && !auth_empty_stream(c)) {
+		/* refused: the handler never ran */
 	} else if (m->h.on_half_close) {
 		m->h.on_half_close(c);
 	}

@@ -524,3 +524,21 @@ def test_client_certificate_stands_for_a_token(servers, tmp_path):
     with pytest.raises(grpc.RpcError) as e:
         cs.Describe(desc, timeout=T)
     assert e.value.code() == UNAUTH
+
+
+def test_empty_client_stream_is_checked_too(servers):
+    """A client stream that ends before its first message is judged on the metadata's
+    namespace: the handler never runs for a caller without the scope."""
+    node = auth_node(servers)
+    admin = admin_token(node)
+    reader, _ = new_token(node, admin, "r", [(NS, ["read"])])
+    writer, _ = new_token(node, admin, "w", [(NS, ["write"])])
+    put = node.channel().stream_unary("/collector.CollectionService/PutFile",
+                                      lambda x: x, lambda b: b)
+    for tok, code in ((None, UNAUTH), (reader, DENIED)):
+        with pytest.raises(grpc.RpcError) as e:
+            put(iter([]), metadata=md(tok) + [("x-collector-namespace", NS)], timeout=T)
+        assert e.value.code() == code
+    with pytest.raises(grpc.RpcError) as e:
+        put(iter([]), metadata=md(writer) + [("x-collector-namespace", NS)], timeout=T)
+    assert e.value.code() not in (UNAUTH, DENIED)  # the handler's own answer
