@@ -707,13 +707,15 @@ int auth_open(const svc_env *env, const auth_opts *o, auth **out, char *err, siz
 	a->env = env;
 	a->on = o->on;
 	pthread_rwlock_init(&a->lock, NULL);
+	/* With auth off nothing is checked, so nothing is loaded (the collections open when
+	 * the token RPCs first use them). */
 	store_coll *c;
-	int rc = syscoll_open(env, TOKENS, "collector.AuthToken", &c);
-	if (!rc) {
+	int rc = o->on ? syscoll_open(env, TOKENS, "collector.AuthToken", &c) : 0;
+	if (!rc && o->on) {
 		rc = syscoll_each(c, load_one, a);
 		store_coll_release(c);
 	}
-	if (!rc && !(rc = syscoll_open(env, AUDIT, "collector.AuditEntry", &c))) {
+	if (!rc && o->on && !(rc = syscoll_open(env, AUDIT, "collector.AuditEntry", &c))) {
 		/* The newest row's seq, to go on from: ids are its zero-padded seq. */
 		int64_t last = 0;
 		rc = syscoll_each(c, audit_last, &last);
