@@ -446,9 +446,10 @@ int auth_check(void *ctx, call *c, const method *m, const ProtobufCMessage *req,
 		}
 		call_set_auth(c, p);
 	}
+	/* No method yet: the fallback may still supply one (then this runs again); else the
+	 * call is UNIMPLEMENTED, which only a caller with a valid token gets to see. */
 	if (!m)
-		return GRPC_OK; /* the fallback may serve it; else UNIMPLEMENTED, to callers known
-				 */
+		return GRPC_OK;
 	const method_access *ac = &m->access;
 	if ((ac->ns_field || ac->ns_field2) && m->input && !req) {
 		*need_request = true;
@@ -464,9 +465,10 @@ int auth_check(void *ctx, call *c, const method *m, const ProtobufCMessage *req,
 		snprintf(msg, cap, "the token does not allow this call");
 		return GRPC_PERMISSION_DENIED;
 	}
-	/* Admin actions are recorded, not the heartbeats of linked nodes nor the reading of
-	 * the log itself. */
-	if ((ac->scopes & AUTH_ADMIN || !ac->scopes) && strcmp(p->who, "node") && !ac->not_audited)
+	/* Admin actions are recorded (undeclared methods are admin-only), not the heartbeats
+	 * of linked nodes nor the reading of the log itself. */
+	bool admin_only = (ac->scopes & AUTH_ADMIN) || (!ac->scopes && !ac->any_token);
+	if (admin_only && strcmp(p->who, "node") && !ac->not_audited)
 		audit(a, c, p, ns, GRPC_OK);
 	return GRPC_OK;
 }

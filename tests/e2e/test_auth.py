@@ -306,7 +306,8 @@ def test_audit_records_admin_actions_and_refusals(servers):
                   metadata=md(tok), timeout=T)
     with pytest.raises(grpc.RpcError):
         cs.Get(collection_server_pb2.GetRequest(namespace=NS, collection_name="x", id="1"), timeout=T)
-    # Reads are not recorded.
+    # Reads are not recorded, nor Meta.
+    cs.Meta(collection_server_pb2.MetaRequest(), metadata=md(tok), timeout=T)
     with pytest.raises(grpc.RpcError):
         cs.Get(collection_server_pb2.GetRequest(namespace=NS, collection_name="x", id="1"),
                metadata=md(tok), timeout=T)
