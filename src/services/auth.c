@@ -74,7 +74,10 @@ typedef struct token {
 	char id[AUTH_ID_HEX + 1];
 	char name[NAME_MAX_LEN];
 	uint8_t hash[SHA256_DIGEST_LENGTH];
-	bool node;		   /* the mesh credential (not stored; from --mesh-token-file) */
+	bool node; /* the mesh credential (not stored; from --mesh-token-file) */
+	/* The local credential (made at start, never stored nor shown): read and write in
+	 * the namespace the call's metadata names, nothing else. */
+	bool local;
 	char subject[SUBJECT_MAX]; /* a client certificate's that stands for it; "": none */
 	size_t ngrants;
 	grant grants[AUTH_MAX_GRANTS];
@@ -87,6 +90,7 @@ struct auth {
 	strmap tokens;	 /* id -> token */
 	strmap subjects; /* certificate subject -> the same token */
 	char node_credential[7 + AUTH_TOKEN_LEN + 1];
+	char local_credential[7 + AUTH_TOKEN_LEN + 1];
 	_Atomic int64_t audit_seq; /* the last one written */
 	_Atomic int64_t audit_sec, audit_in_sec, audit_dropped;
 };
@@ -253,8 +257,8 @@ static bool table_del(auth *a, const char *id)
 {
 	pthread_rwlock_wrlock(&a->lock);
 	token *t = strmap_get(&a->tokens, id, strlen(id));
-	if (t && t->node)
-		t = NULL; /* the mesh credential is the operator's file, not a stored token */
+	if (t && (t->node || t->local))
+		t = NULL; /* the operator's file, or the node's own: not stored tokens */
 	else
 		t = strmap_del(&a->tokens, id, strlen(id));
 	if (t && t->subject[0])
@@ -265,18 +269,27 @@ static bool table_del(auth *a, const char *id)
 }
 
 /* t as the principal of c, in c's arena (under the lock). */
-static principal *principal_of(call *c, const token *t)
+static principal *principal_of(const auth *a, call *c, const token *t)
 {
-	principal *p = call_alloc(c, sizeof(*p) + t->ngrants * sizeof(grant));
+	size_t n = t->local ? 1 : t->ngrants;
+	principal *p = call_alloc(c, sizeof(*p) + n * sizeof(grant));
 	if (!p)
 		return NULL;
-	if (t->node)
-		snprintf(p->who, sizeof(p->who), "node");
+	if (t->node || t->local)
+		snprintf(p->who, sizeof(p->who), "%s", t->node ? "node" : "local");
 	else
 		snprintf(p->who, sizeof(p->who), "%s (%s)", t->id, t->name);
 	memcpy(p->id, t->id, sizeof(p->id));
-	p->ngrants = t->ngrants;
-	memcpy(p->grants, t->grants, t->ngrants * sizeof(grant));
+	p->ngrants = n;
+	if (t->local) {
+		/* Where the route that made the call runs, which its caller (or the starter
+		 * of its workflow) was allowed to write to; a request naming another
+		 * namespace is refused. */
+		snprintf(p->grants[0].ns, NS_MAX, "%s", svc_namespace(c, a->env, NULL));
+		p->grants[0].scopes = AUTH_READ | AUTH_WRITE;
+	} else {
+		memcpy(p->grants, t->grants, n * sizeof(grant));
+	}
 	return p;
 }
 
@@ -294,7 +307,7 @@ static principal *lookup(auth *a, call *c, const uint8_t *tok, size_t len)
 	 * compared in constant time. */
 	const token *t = strmap_get(&a->tokens, id, strlen(id));
 	if (t && !CRYPTO_memcmp(h, t->hash, sizeof(h)))
-		p = principal_of(c, t);
+		p = principal_of(a, c, t);
 	pthread_rwlock_unlock(&a->lock);
 	return p;
 }
@@ -312,7 +325,7 @@ static principal *lookup_subject(auth *a, call *c)
 	pthread_rwlock_rdlock(&a->lock);
 	const token *t = strmap_get(&a->subjects, subject, n);
 	if (t)
-		p = principal_of(c, t);
+		p = principal_of(a, c, t);
 	pthread_rwlock_unlock(&a->lock);
 	return p;
 }
@@ -471,6 +484,11 @@ int auth_check(void *ctx, call *c, const method *m, const ProtobufCMessage *req,
 	if (admin_only && strcmp(p->who, "node") && !ac->not_audited)
 		audit(a, c, p, ns, GRPC_OK);
 	return GRPC_OK;
+}
+
+const char *auth_local_credential(const auth *a)
+{
+	return a && a->local_credential[0] ? a->local_credential : NULL;
 }
 
 const char *auth_node_credential(const auth *a)
@@ -733,6 +751,18 @@ int auth_open(const svc_env *env, const auth_opts *o, auth **out, char *err, siz
 		auth_free(a);
 		return rc;
 	}
+	{
+		char text[AUTH_TOKEN_LEN + 1];
+		token t = {.local = true};
+		snprintf(t.name, sizeof(t.name), "local");
+		if ((rc = token_new(&t, text)) || (rc = table_put(a, &t))) {
+			snprintf(err, cap, "cannot make the local credential: %s", strerror(-rc));
+			auth_free(a);
+			return rc;
+		}
+		snprintf(a->local_credential, sizeof(a->local_credential), "Bearer %s", text);
+		OPENSSL_cleanse(text, sizeof(text));
+	}
 	if (o->mesh_token_file) {
 		char text[AUTH_TOKEN_LEN + 1];
 		token t = {.node = true,
@@ -777,6 +807,7 @@ void auth_free(auth *a)
 	strmap_free(&a->subjects);
 	pthread_rwlock_destroy(&a->lock);
 	OPENSSL_cleanse(a->node_credential, sizeof(a->node_credential));
+	OPENSSL_cleanse(a->local_credential, sizeof(a->local_credential));
 	mem_free(a);
 }
 

@@ -48,6 +48,11 @@ int auth_check(void *ctx, call *c, const method *m, const ProtobufCMessage *req,
 	       char *msg, size_t cap);
 /* "Bearer <mesh token>" for calls to other nodes; NULL without --mesh-token-file. */
 const char *auth_node_credential(const auth *a);
+/* "Bearer <local token>" for the node's calls to itself that carry no caller's token
+ * (the worker's tasks; a caller known by its certificate): it allows read and write in
+ * the namespace the call's x-collector-namespace names and nothing else. Made at each
+ * start, never stored or shown. NULL for a NULL a. */
+const char *auth_local_credential(const auth *a);
 /* collector.CollectorAuth; env->auth must be set. */
 int auth_register(method_table *t, svc_env *env);
 

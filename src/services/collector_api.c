@@ -174,6 +174,12 @@ static const access_decl access_table[] = {
 	{"/collector.CollectiveWorker/RegisterWorkflow",
 	 {.scopes = G, .ns_field = "workflow.namespace"}},
 	{"/collector.CollectiveWorker/CancelWorkflow", {.scopes = W, .ns_field = "namespace"}},
+	{"/collector.CollectiveWorker/RegisterContinuation",
+	 {.scopes = G, .ns_field = "continuation.namespace"}},
+	{"/collector.CollectiveWorker/ListWorkflows",
+	 {.scopes = R, .ns_field = "namespace", .unnamed_all = true}},
+	{"/collector.CollectiveWorker/ListWorkflowDefinitions",
+	 {.scopes = R, .ns_field = "namespace", .unnamed_all = true}},
 	/* CollectorConsole: Display of no namespace shows them all. */
 	{"/collector.CollectorConsole/Display",
 	 {.scopes = R, .ns_field = "namespace", .unnamed_all = true}},

@@ -36,7 +36,7 @@ READS = {
     "CollectionService": {"Get", "List", "Search", "Describe", "GetFile", "ListFiles", "Meta"},
     "CollectionRepo": {"Discover", "Route", "SearchCollections", "PullCollection"},
     "CollectorRegistry": {"LookupService", "ValidateMethod", "ListServices"},
-    "CollectiveWorker": {"GetWorkflowStatus", "GetWorkflowHistory"},
+    "CollectiveWorker": {"GetWorkflowStatus", "GetWorkflowHistory", "ListWorkflows", "ListWorkflowDefinitions"},
     "CollectorConsole": {"Display"},
 }
 
@@ -543,3 +543,69 @@ def test_empty_client_stream_is_checked_too(servers):
     with pytest.raises(grpc.RpcError) as e:
         put(iter([]), metadata=md(writer) + [("x-collector-namespace", NS)], timeout=T)
     assert e.value.code() not in (UNAUTH, DENIED)  # the handler's own answer
+
+
+def test_workflow_tasks_run_in_their_namespace_only(servers):
+    """The worker's tasks call the node itself with the local credential: read and write in
+    the workflow's namespace. A task whose request names another namespace is refused."""
+    from google.protobuf import descriptor_pb2
+    from collector import worker_pb2, worker_pb2_grpc
+    from google.protobuf import struct_pb2
+    from wf_util import DONE, definition, task
+
+    def struct_any(**kv):
+        st = struct_pb2.Struct()
+        st.update(kv)
+        a = any_pb2.Any()
+        a.Pack(st)
+        return a
+
+    node = auth_node(servers)
+    admin = admin_token(node)
+    WNS = "wfa"
+    reg = registry_pb2_grpc.CollectorRegistryStub(node.channel())
+    for module in (collection_repo_pb2, collection_server_pb2):
+        fdp = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(fdp)
+        for sd in fdp.service:
+            r = reg.RegisterService(registry_pb2.RegisterServiceRequest(
+                namespace=WNS, service_descriptor=sd, file_descriptor=fdp), metadata=md(admin), timeout=T)
+            assert r.status.code == 0
+    repo = collection_repo_pb2_grpc.CollectionRepoStub(node.channel())
+    for ns in (WNS, OTHER):
+        repo.CreateCollection(collection_repo_pb2.CreateCollectionRequest(collection=collection_pb2.Collection(
+            namespace=ns, name="items")), metadata=md(admin), timeout=T)
+    writer, _ = new_token(node, admin, "wf-writer", [(WNS, ["write", "register"])])
+    wk = worker_pb2_grpc.CollectiveWorkerStub(node.channel())
+    item = {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"made": "by a workflow"}}
+
+    def run(name, ns_of_task):
+        d = definition(WNS, name, [task("put", "Create", service_name="collector.CollectionService",
+                                        config={"namespace": ns_of_task, "collection_name": "items",
+                                                "id": "$.input.tag", "item": item})],
+                       input_type="google.protobuf.Struct")
+        r = wk.RegisterWorkflow(worker_pb2.RegisterWorkflowRequest(workflow=d), metadata=md(writer), timeout=T)
+        assert r.status.code == 0, r
+        wid = wk.StartWorkflow(worker_pb2.StartWorkflowRequest(namespace=WNS, workflow_name=name,
+                                                               input=struct_any(tag=name)),
+                               metadata=md(writer), timeout=T).workflow_id
+        end = time.monotonic() + 30
+        while True:
+            w = wk.GetWorkflowStatus(worker_pb2.GetWorkflowStatusRequest(namespace=WNS, workflow_id=wid),
+                                     metadata=md(writer), timeout=T).workflow
+            if w.state in DONE or time.monotonic() > end:
+                return w
+
+    assert run("own", WNS).state == worker_pb2.WORKFLOW_SUCCEEDED
+    w = run("elsewhere", OTHER)
+    assert w.state == worker_pb2.WORKFLOW_FAILED, w
+    hist = wk.GetWorkflowHistory(worker_pb2.GetWorkflowHistoryRequest(namespace=WNS, workflow_id=w.id),
+                                 metadata=md(writer), timeout=T).executions
+    assert [x.error.details["grpc_code"] for x in hist] == ["PERMISSION_DENIED"], hist
+    cs = collection_server_pb2_grpc.CollectionServiceStub(node.channel())
+    got = cs.List(collection_server_pb2.ListRequest(namespace=OTHER, collection_name="items"),
+                  metadata=md(admin), timeout=T)
+    assert not got.items
+    got = cs.List(collection_server_pb2.ListRequest(namespace=WNS, collection_name="items"),
+                  metadata=md(admin), timeout=T)
+    assert len(got.items) == 1
