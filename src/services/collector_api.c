@@ -174,6 +174,8 @@ static const access_decl access_table[] = {
 	{"/collector.CollectiveWorker/RegisterWorkflow",
 	 {.scopes = G, .ns_field = "workflow.namespace"}},
 	{"/collector.CollectiveWorker/CancelWorkflow", {.scopes = W, .ns_field = "namespace"}},
+	{"/collector.CollectiveWorker/PauseWorkflow", {.scopes = W, .ns_field = "namespace"}},
+	{"/collector.CollectiveWorker/ResumeWorkflow", {.scopes = W, .ns_field = "namespace"}},
 	{"/collector.CollectiveWorker/RegisterContinuation",
 	 {.scopes = G, .ns_field = "continuation.namespace"}},
 	{"/collector.CollectiveWorker/ListWorkflows",
