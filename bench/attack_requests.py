@@ -44,7 +44,7 @@ MiB = 1 << 20
 class Node:
     def __init__(self, binary, *flags):
         self.dir = tempfile.mkdtemp(prefix="attack-")
-        self.p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--data", self.dir,
+        self.p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--auth", "off", "--data", self.dir,
                                    "--threads", "2", *flags],
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + 20

@@ -127,7 +127,7 @@ def write_requests(tmp):
 
 
 def start_node(build, data, *flags):
-    return Server([str(Path(build) / "collector"), "--listen", "127.0.0.1:0", "--data", str(data),
+    return Server([str(Path(build) / "collector"), "--listen", "127.0.0.1:0", "--auth", "off", "--data", str(data),
                    "--threads", "1", "--log-level", "warn", *flags])
 
 

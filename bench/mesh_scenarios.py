@@ -42,7 +42,7 @@ def dispatch_request(target):
 
 
 def _node(build, data, node_id, *extra):
-    argv = [str(Path(build) / "collector"), "--listen", "127.0.0.1:0", "--data", data,
+    argv = [str(Path(build) / "collector"), "--listen", "127.0.0.1:0", "--auth", "off", "--data", data,
             "--threads", "1", "--id", node_id, *extra]
     return Server(argv)
 

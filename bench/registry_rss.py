@@ -105,7 +105,7 @@ def rss_kib(pid):
 
 class Node:
     def __init__(self, binary, data, flags):
-        self.p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--data", data, "--threads", "1",
+        self.p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--auth", "off", "--data", data, "--threads", "1",
                                    "--log-level", "error", *flags],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         for line in self.p.stdout:

@@ -21,7 +21,7 @@ def _request_file(tmp):
 
 def _one_run(build, requests, validation, conns, streams, seconds):
     with tempfile.TemporaryDirectory() as data:
-        argv = [str(Path(build) / "collector"), "--listen", "127.0.0.1:0", "--data", data,
+        argv = [str(Path(build) / "collector"), "--listen", "127.0.0.1:0", "--auth", "off", "--data", data,
                 "--threads", "1"] + ([] if validation else ["--no-validation"])
         srv = Server(argv)
         try:

@@ -121,6 +121,11 @@ typedef struct collector_config {
 	size_t workflow_concurrency;	 /* task calls in flight per workflow; 16 */
 	size_t workflow_max_definitions; /* definitions and continuations; 10000 */
 	uint32_t workflow_task_timeout;	 /* seconds a task call may take; 60 */
+	/* Who may do what (README, Security). */
+	bool auth;		    /* `--auth on|off`; on by default */
+	char admin_token_file[512]; /* the first admin token, read or made there */
+	char mesh_token_file[512];  /* the credential of calls between nodes */
+	char auth_open[128];	    /* services open without a token: "health,reflection" */
 } collector_config;
 
 /* Thread and signal safe (a SIGHUP handler may call it): asks the node to read its TLS

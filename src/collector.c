@@ -24,6 +24,7 @@
 #include "io/pool.h"
 #include "io/sock.h"
 #include "io/tls.h"
+#include "services/auth.h"
 #include "services/backup.h"
 #include "services/collector_api.h"
 #include "services/handler.h"
@@ -63,6 +64,7 @@ struct collector {
 	mesh_driver *mesh_driver;
 	backup_sched *backup_sched;
 	wf_engine *worker;
+	auth *auth;
 	char backup_dir[PATH_MAX]; /* --backup-dir, resolved */
 	char advertise[128];
 	char **services;
@@ -145,6 +147,8 @@ void collector_config_defaults(collector_config *c)
 	c->log_level = COLLECTOR_LOG_INFO;
 	c->grace_seconds = 10;
 	c->peers_dns_interval = 30;
+	c->auth = true;
+	snprintf(c->auth_open, sizeof(c->auth_open), "health,reflection");
 
 	/* The wire's defaults live with the wire (h2_server_opts_default), the quotas' with the
 	 * registry: copied, not restated. */
@@ -353,6 +357,8 @@ static int tls_build(collector *c, char *err, size_t cap)
 	const collector_config *cfg = &c->cfg;
 	if (!cfg->tls_cert[0] && !cfg->tls_key[0] && !cfg->tls_client_ca[0]) {
 		proxy_set_node_tls(NULL);
+		proxy_set_node_credential(NULL);
+		auth_free(c->auth);
 		if (cfg->tls_peer_ca[0]) {
 			snprintf(err, cap, "tls: --tls-peer-ca needs --tls-cert and --tls-key");
 			return -EINVAL;
@@ -474,7 +480,8 @@ static int node_build(collector *c, char *err, size_t cap)
 			   .node_id = c->id,
 			   .token_key = c->token_key,
 			   .version = COLLECTOR_VERSION,
-			   .admin = cfg->admin,
+			   /* With auth on, the admin scope guards Stop and Reset. */
+			   .admin = cfg->admin || cfg->auth,
 			   .stop_node = stop_from_console,
 			   .stop_ctx = c,
 			   .started_ns = clock_now_ns(),
@@ -506,6 +513,16 @@ static int node_build(collector *c, char *err, size_t cap)
 		snprintf(err, cap, "out of memory");
 		return -ENOMEM;
 	}
+	auth_opts ao = {.on = cfg->auth,
+			.data_dir = cfg->data,
+			.admin_token_file = cfg->admin_token_file[0] ? cfg->admin_token_file : NULL,
+			.mesh_token_file = cfg->mesh_token_file[0] ? cfg->mesh_token_file : NULL};
+	if ((rc = auth_open(&c->env, &ao, &c->auth, err, cap)))
+		return rc;
+	c->env.auth = c->auth;
+	c->env.auth_open = (strstr(cfg->auth_open, "health") ? SVC_OPEN_HEALTH : 0) |
+			   (strstr(cfg->auth_open, "reflection") ? SVC_OPEN_REFLECTION : 0);
+	proxy_set_node_credential(auth_node_credential(c->auth));
 	if ((rc = worker_open(c, err, cap)))
 		return rc;
 	c->methods = method_table_new();
@@ -534,6 +551,7 @@ static int node_build(collector *c, char *err, size_t cap)
 	h2_server_set_pool(c->server, c->pool);
 	if (!cfg->no_validation)
 		h2_server_set_gate(c->server, registry_gate, c->env.registry);
+	h2_server_set_auth(c->server, auth_check, c->auth);
 	/* Registered services served by other processes (handler_endpoint). */
 	h2_server_set_fallback(c->server, handler_fallback, &c->env);
 	h2_web_hooks web;
@@ -573,6 +591,8 @@ static void collector_free_parts(collector *c)
 	tp_free(c->types);
 	h2_server_free(c->server);
 	proxy_set_node_tls(NULL);
+	proxy_set_node_credential(NULL);
+	auth_free(c->auth);
 	tls_ctx_free(c->tls);
 	tls_ctx_free(c->tls_client);
 	method_table_free(c->methods);

@@ -216,9 +216,18 @@ static void config_usage(const char *prog)
 	       "  --no-validation            do not check calls against the registry (by\n"
 	       "                             default a method not registered in the call's\n"
 	       "                             namespace answers UNIMPLEMENTED)\n"
-	       "  --admin                    allow the console's admin operations (Stop, Reset)\n"
-	       "                             to any caller: until authentication exists they\n"
-	       "                             are refused without it\n"
+	       "  --admin                    with --auth off: allow the console's admin\n"
+	       "                             operations (Stop, Reset) to any caller (refused\n"
+	       "                             without it); with auth on the admin scope does\n"
+	       "  --auth on|off              check bearer tokens on every call (default on);\n"
+	       "                             off: any caller may do anything (local development)\n"
+	       "  --admin-token-file FILE    the first admin token: read from FILE, or made and\n"
+	       "                             written there (0600) when missing (default: made\n"
+	       "                             at first start, printed once, DIR/system/admin-token)\n"
+	       "  --mesh-token-file FILE     the credential of calls between nodes: the same\n"
+	       "                             file on every node of a mesh (made when missing)\n"
+	       "  --auth-open LIST           services callable without a token: health,\n"
+	       "                             reflection, or none (default health,reflection)\n"
 	       "  --no-http1                 serve HTTP/2 alone on the port: no HTTP/1.1\n"
 	       "                             (by default the port also answers HTTP/1.1:\n"
 	       "                             /healthz, /metrics, Connect JSON and binary)\n"
@@ -392,6 +401,31 @@ static int set_option(collector_config *c, const char *name, const char *v)
 			return -1;
 		c->workflow_task_timeout = (uint32_t)n;
 		return 0;
+	}
+	if (!strcmp(name, "auth")) {
+		if (strcmp(v, "on") && strcmp(v, "off")) {
+			fprintf(stderr, "collector: --auth: expected on or off\n");
+			return -1;
+		}
+		c->auth = !strcmp(v, "on");
+		return 0;
+	}
+	if (!strcmp(name, "admin-token-file"))
+		return copy_str(name, c->admin_token_file, sizeof(c->admin_token_file), v);
+	if (!strcmp(name, "mesh-token-file"))
+		return copy_str(name, c->mesh_token_file, sizeof(c->mesh_token_file), v);
+	if (!strcmp(name, "auth-open")) {
+		/* Checked here so that a typo does not quietly close (or open) a service. */
+		char list[sizeof(c->auth_open)];
+		if (copy_str(name, list, sizeof(list), v))
+			return -1;
+		for (char *save, *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save))
+			if (strcmp(w, "health") && strcmp(w, "reflection") && strcmp(w, "none")) {
+				fprintf(stderr,
+					"collector: --auth-open: health, reflection or none\n");
+				return -1;
+			}
+		return copy_str(name, c->auth_open, sizeof(c->auth_open), v);
 	}
 	if (!strcmp(name, "mesh-max-outstanding")) {
 		if (parse_int(name, v, 1, 1000000, &n))

@@ -16,6 +16,7 @@
 #include "h2/nvlist.h"
 #include "h2/server_int.h"
 #include "h2/session.h"
+#include "io/tls.h"
 
 void *call_alloc(call *c, size_t size) { return arena_alloc(&c->arena, size); }
 
@@ -138,6 +139,8 @@ const method *call_method(const call *c) { return c->m; }
 void *call_ctx(const call *c) { return c->m ? c->m->ctx : NULL; }
 void call_set_user(call *c, void *user) { c->user = user; }
 void *call_user(const call *c) { return c->user; }
+void call_set_auth(call *c, void *auth) { c->auth = auth; }
+void *call_auth(const call *c) { return c->auth; }
 reactor *call_reactor(const call *c) { return c->r; }
 size_t call_md_count(const call *c) { return c->md.n; }
 const call_md *call_md_at(const call *c, size_t i) { return i < c->md.n ? &c->md.v[i] : NULL; }
@@ -149,6 +152,12 @@ const char *call_path(const call *c, size_t *len)
 	return c->path ? c->path : "";
 }
 const char *call_peer(const call *c) { return c->conn ? c->conn->peer : ""; }
+
+const char *call_peer_subject(const call *c)
+{
+	tls_conn *t = c->conn && c->conn->io ? reactor_conn_tls(c->conn->io) : NULL;
+	return t ? tls_conn_peer_subject(t) : "";
+}
 bool call_done(const call *c) { return c->finished || c->cancelled || !c->conn; }
 bool call_cancelled(const call *c) { return c->cancelled; }
 

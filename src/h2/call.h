@@ -32,6 +32,10 @@ void *call_ctx(const call *c);
 void call_set_user(call *c, void *user);
 void *call_user(const call *c);
 reactor *call_reactor(const call *c);
+/* The authorizer's per-call state (h2_server_set_auth): who the caller is, for handlers
+ * that record it. Lives in the call's arena or longer. */
+void call_set_auth(call *c, void *auth);
+void *call_auth(const call *c);
 /* Scratch memory freed when the call object goes (arena: no individual free). */
 void *call_alloc(call *c, size_t size);
 
@@ -48,6 +52,10 @@ bool call_request_compressed(const call *c);
 const char *call_path(const call *c, size_t *len);
 /* The peer's address as host:port. */
 const char *call_peer(const call *c);
+/* The subject of the client's certificate, one line ("/CN=alice"), verified against
+ * --tls-client-ca by the handshake (a server without one asks for no certificate); ""
+ * without one. */
+const char *call_peer_subject(const call *c);
 
 /* Compress response messages with gzip when the client accepts it. */
 void call_set_response_compression(call *c, bool on);

@@ -29,11 +29,82 @@ static bool kind_single_request(method_kind k)
 	return k == METHOD_UNARY || k == METHOD_SERVER_STREAM;
 }
 
+static void free_decoded(ProtobufCMessage *msg, pool *p)
+{
+	if (p)
+		decode_free_later(p, msg);
+	else
+		protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void run_on_start(call *c)
+{
+	if (c->m->h.on_start) {
+		call_ref(c);
+		c->m->h.on_start(c);
+		call_unref(c);
+	}
+}
+
+/* The registry's check of the call (h2_server_set_gate). False when it ended the call. */
+static bool call_gate(h2_server *s, call *c)
+{
+	if (!s->gate || !c->path)
+		return true;
+	char msg[400];
+	int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg, sizeof(msg));
+	if (code != GRPC_OK) {
+		call_fail(c, code, msg);
+		return false;
+	}
+	return true;
+}
+
+/* The authorizer's look at the first request message, when it asked for one (server.h,
+ * h2_server_set_auth). False when it ended the call. */
+static bool auth_request(call *c, const ProtobufCMessage *msg)
+{
+	if (!c->auth_pending)
+		return true;
+	c->auth_pending = false;
+	h2_server *s = c->conn->e->s;
+	char err[300] = "";
+	bool again = false;
+	int code = s->auth(s->auth_ctx, c, c->m, msg, &again, err, sizeof(err));
+	if (code != GRPC_OK) {
+		call_fail(c, code, err);
+		return false;
+	}
+	/* The gate and on_start waited for this check (call_start). */
+	if (!call_gate(s, c))
+		return false;
+	run_on_start(c);
+	return !call_done(c);
+}
+
+/* A client stream that ended without a message, while the authorizer waited for one: it
+ * judges an empty request (the namespace then comes from the metadata, as the handler
+ * would take it), and on_start runs after it as usual. False when the call ended. */
+static bool auth_empty_stream(call *c)
+{
+	ProtobufCMessage *empty = call_alloc(c, c->m->input->sizeof_message);
+	if (!empty) {
+		call_fail(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return false;
+	}
+	protobuf_c_message_init(c->m->input, empty);
+	return auth_request(c, empty);
+}
+
 /* A decoded request: the unary request, or one message of a stream (freed here). One
  * that was decoded on pool p is freed there too. */
 static void deliver_decoded(call *c, ProtobufCMessage *msg, pool *p)
 {
 	const method *m = c->m;
+	if (!auth_request(c, msg)) {
+		free_decoded(msg, p);
+		return;
+	}
 	if (kind_single_request(m->kind)) {
 		c->request = msg;
 		c->request_pool = p;
@@ -42,10 +113,7 @@ static void deliver_decoded(call *c, ProtobufCMessage *msg, pool *p)
 	call_ref(c);
 	if (m->h.on_message)
 		m->h.on_message(c, msg);
-	if (p)
-		decode_free_later(p, msg);
-	else
-		protobuf_c_message_free_unpacked(msg, NULL);
+	free_decoded(msg, p);
 	call_unref(c);
 }
 
@@ -207,6 +275,28 @@ void call_message_in(call *c, const uint8_t *data, size_t len, bool compressed)
 	c->pending_bytes += len;
 }
 
+/* The authorizer's look at the call's headers (server.h, h2_server_set_auth). False when
+ * it ended the call. */
+static bool call_auth_start(h2_server *s, call *c)
+{
+	if (!s->auth)
+		return true;
+	char err[300] = "";
+	bool need = false;
+	int code = s->auth(s->auth_ctx, c, c->m, NULL, &need, err, sizeof(err));
+	if (code != GRPC_OK) {
+		call_fail(c, code, err);
+		return false;
+	}
+	if (need && !(c->m && c->m->input)) {
+		/* Nothing will be decoded to show it: refused rather than let through. */
+		call_fail(c, GRPC_INTERNAL, "the call cannot be authorized");
+		return false;
+	}
+	c->auth_pending = need;
+	return true;
+}
+
 void call_start(h2_conn *h, call *c)
 {
 	h2_server *s = h->e->s;
@@ -239,19 +329,20 @@ void call_start(h2_conn *h, call *c)
 		return;
 	}
 	c->m = c->path ? method_table_find(s->methods, c->path, c->path_len) : NULL;
-	if (!c->m && c->path && s->fallback)
+	if (!call_auth_start(s, c))
+		return;
+	if (!c->m && c->path && s->fallback) {
 		c->m = s->fallback(s->fallback_ctx, c, c->path, c->path_len);
+		if (c->m && !call_auth_start(s, c))
+			return;
+	}
 	if (s->metrics)
 		c->mrow = metrics_row(s->metrics, c->m);
-	if (s->gate && c->path) {
-		char msg[400];
-		int code = s->gate(s->gate_ctx, c, c->path, c->path_len, c->m != NULL, msg,
-				   sizeof(msg));
-		if (code != GRPC_OK) {
-			call_fail(c, code, msg);
-			return;
-		}
-	}
+	/* A call whose namespace the authorizer reads from the request meets the gate after
+	 * that check: the gate's answer (what is registered in a namespace) is only for
+	 * callers allowed there. */
+	if (!c->auth_pending && !call_gate(s, c))
+		return;
 	if (!c->m) {
 		char msg[300];
 		snprintf(msg, sizeof(msg), "unknown method %.250s", c->path ? c->path : "");
@@ -278,11 +369,9 @@ void call_start(h2_conn *h, call *c)
 		}
 	}
 	c->started = true;
-	if (c->m->h.on_start) {
-		call_ref(c);
-		c->m->h.on_start(c);
-		call_unref(c);
-	}
+	/* No handler code runs before the authorizer's last word (auth_request). */
+	if (!c->auth_pending)
+		run_on_start(c);
 }
 
 /* The client is done sending and every message it sent has been handled. */
@@ -297,6 +386,8 @@ static void finish_half_close(call *c)
 			m->h.on_raw(c, c->raw_request.data, c->raw_request.len);
 		else if (m->input && m->h.on_request)
 			m->h.on_request(c, c->request);
+	} else if (c->auth_pending && !auth_empty_stream(c)) {
+		/* refused: the handler never ran */
 	} else if (m->h.on_half_close) {
 		m->h.on_half_close(c);
 	}

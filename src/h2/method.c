@@ -207,3 +207,13 @@ void method_table_each_service(const method_table *t,
 	for (size_t i = 0; i < t->nservices; i++)
 		fn(t->services[i].name, t->services[i].len, arg);
 }
+
+int method_table_set_access(method_table *t, const char *path, const method_access *a)
+{
+	/* The table is read-only while reactors run: this is for start-up, before them. */
+	const method *m = method_table_find(t, path, strlen(path));
+	if (!m)
+		return -ENOENT;
+	t->v[m - t->v].access = *a;
+	return 0;
+}

@@ -3,6 +3,7 @@
 #ifndef H2_METHOD_H
 #define H2_METHOD_H
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct call call;
@@ -35,6 +36,28 @@ typedef struct method_handlers {
 	void (*on_cancel)(call *c);
 } method_handlers;
 
+/* Who may call a method, for the server's authorizer (h2_server_set_auth), which gives
+ * scope bits their meaning; this layer only carries the declaration from the table to the
+ * check. A namespace is named by a field of the request (a dotted path of string fields
+ * into the decoded message, "collection.namespace"), or, when ns_field is NULL, by the
+ * call's metadata alone. */
+typedef struct method_access {
+	unsigned scopes;      /* any one of them allows the call; 0: undeclared */
+	const char *ns_field; /* NULL: the metadata's namespace (or node-wide, see scopes) */
+	/* A second namespace the call touches (Clone's source and destination): both
+	 * checks must pass. 0: none. */
+	unsigned scopes2;
+	const char *ns_field2;
+	bool open;	/* no credential needed (health, reflection) */
+	bool any_token; /* any valid credential (Meta) */
+	bool node_wide; /* acts on the node, not in a namespace: the scope on every one */
+	/* The handler reads a namespace that nothing names (svc_ns_unnamed) as every one. */
+	bool unnamed_all;
+	/* The handler reads an empty ns_field as every namespace, whatever the metadata. */
+	bool empty_all;
+	bool not_audited; /* an admin call that is not recorded (reading the audit log) */
+} method_access;
+
 typedef struct method {
 	const char *path;
 	method_kind kind;
@@ -42,6 +65,7 @@ typedef struct method {
 	const ProtobufCMessageDescriptor *output; /* NULL: handler sends raw bytes */
 	method_handlers h;
 	void *ctx; /* the service's state, see call_ctx */
+	method_access access;
 } method;
 
 typedef struct method_table method_table;
@@ -54,6 +78,9 @@ int method_table_add(method_table *t, const method *m);
 /* method_table_add for each of the n methods of m, in order; the first error stops it
  * (the methods added before stay). */
 int method_table_add_all(method_table *t, const method *m, size_t n);
+/* Sets the access of the method at path (the table's declaration of who may call what,
+ * made in one place after the services added their methods). -ENOENT when not served. */
+int method_table_set_access(method_table *t, const char *path, const method_access *a);
 const method *method_table_find(const method_table *t, const char *path, size_t len);
 size_t method_table_count(const method_table *t);
 const method *method_table_at(const method_table *t, size_t i);

@@ -385,6 +385,12 @@ void h2_server_set_gate(h2_server *s, h2_call_gate gate, void *ctx)
 	s->gate_ctx = ctx;
 }
 
+void h2_server_set_auth(h2_server *s, h2_call_auth fn, void *ctx)
+{
+	s->auth = fn;
+	s->auth_ctx = ctx;
+}
+
 void h2_server_set_fallback(h2_server *s, h2_call_fallback fn, void *ctx)
 {
 	s->fallback = fn;

@@ -92,6 +92,19 @@ typedef struct h2_web_hooks {
 } h2_web_hooks;
 /* Copies *hooks. Set before the reactors start. */
 void h2_server_set_web(h2_server *s, const h2_web_hooks *hooks);
+/* The authorizer (who may call what): one check on the call path of every call, before
+ * its handler does any work. It runs when the headers are in (req NULL): first with the
+ * method the table serves (m NULL: none; then only the credential can be judged), and
+ * again with the method the fallback supplies, if any; both before the gate and on_start.
+ * When the namespace the call acts in is in the request (method_access.ns_field), it sets
+ * *need_request and runs once more with the first decoded request message, before the
+ * handler sees it (decoding is bounded and does nothing; an unknown credential was
+ * refused before any byte of a message was read). Returns GRPC_OK, or the status that
+ * ends the call with msg[0..cap). Runs on every reactor thread at once; set before the
+ * reactors start. */
+typedef int (*h2_call_auth)(void *ctx, call *c, const method *m, const ProtobufCMessage *req,
+			    bool *need_request, char *msg, size_t cap);
+void h2_server_set_auth(h2_server *s, h2_call_auth fn, void *ctx);
 /* The pool that decodes large and compressed requests (decode.h), so that no reactor is
  * held by one; without one (tests, fuzzers), everything is decoded on the reactor. */
 void h2_server_set_pool(h2_server *s, pool *p);

@@ -35,6 +35,8 @@ struct h2_server {
 	void *gate_ctx;
 	h2_call_fallback fallback;
 	void *fallback_ctx;
+	h2_call_auth auth;
+	void *auth_ctx;
 	pool *pool; /* decodes large and compressed requests; NULL: all on the reactor */
 	h2_web_hooks web;
 	struct metrics_set *metrics; /* per-endpoint counters, summed at scrape time */
@@ -121,6 +123,8 @@ struct call {
 	reactor *r;
 	arena arena;
 	void *user;
+	void *auth;	   /* the authorizer's (call_set_auth) */
+	bool auth_pending; /* the authorizer waits for the first request message */
 
 	/* request headers */
 	const char *path;

@@ -14,6 +14,8 @@
  * closes (its calls end CANCELLED). The mesh's peers are few; a node forwarding to more
  * targets than this pays a reconnect. */
 #define PROXY_CHANNELS 64
+/* Metadata entries of a unary forward (route.c sends three). */
+#define PROXY_MAX_MD 8
 
 typedef struct channel_slot {
 	char target[128];
@@ -130,6 +132,28 @@ static void on_done(client_call *c, int code, const char *message)
 static const client_call_ops ops = {.on_message = on_message, .on_done = on_done};
 
 static struct tls_ctx *node_tls;
+static const char *node_credential;
+
+void proxy_set_node_credential(const char *authorization) { node_credential = authorization; }
+
+/* md with the node credential added for a call to a node (in extra, which the caller
+ * gives room for n + 1 entries), or md itself. */
+const call_md *proxy_md_for_node(const call_md *md, size_t n, bool node, call_md *extra,
+				 size_t *nout)
+{
+	*nout = n;
+	if (!node || !node_credential)
+		return md;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(md[i].name, "authorization"))
+			return md;
+	if (n)
+		memcpy(extra, md, n * sizeof(*md));
+	extra[n] = (call_md){"authorization", 13, (const uint8_t *)node_credential,
+			     strlen(node_credential)};
+	*nout = n + 1;
+	return extra;
+}
 
 void proxy_set_node_tls(struct tls_ctx *t) { node_tls = t; }
 
@@ -156,10 +180,15 @@ proxy_call *proxy_start(reactor *r, const proxy_args *a)
 	p->done = a->done;
 	p->user = a->user;
 	p->unprocessed = a->unprocessed;
+	call_md extra[PROXY_MAX_MD + 1];
+	size_t nmd = a->nmd;
+	const call_md *md = a->md;
+	if (nmd <= PROXY_MAX_MD)
+		md = proxy_md_for_node(a->md, a->nmd, a->node, extra, &nmd);
 	client_call_args ca = {.path = a->path,
 			       .timeout_ns = timeout,
-			       .md = a->md,
-			       .nmd = a->nmd,
+			       .md = md,
+			       .nmd = nmd,
 			       .ops = &ops,
 			       .user = p};
 	p->c = client_call_start(ch, &ca);

@@ -43,6 +43,15 @@ typedef struct proxy_args {
 struct tls_ctx;
 void proxy_set_node_tls(struct tls_ctx *t);
 
+/* The authorization header value ("Bearer ...") of calls to nodes (auth.h,
+ * auth_node_credential); NULL: none. Calls to a node carry it unless their md names an
+ * authorization of their own (route.c's loopback carries its caller's); no call carries
+ * a client's authorization on to a handler or a peer. Set before the reactors start. */
+void proxy_set_node_credential(const char *authorization);
+/* md with the node credential added when node (into extra, room for n + 1), else md. */
+const call_md *proxy_md_for_node(const call_md *md, size_t n, bool node, call_md *extra,
+				 size_t *nout);
+
 /* Starts the call on reactor r (the calling thread's). NULL when it cannot start (a bad
  * target, no memory, the reactor draining): done is not called then. */
 proxy_call *proxy_start(reactor *r, const proxy_args *a);

@@ -11,6 +11,7 @@
 
 #include "base/mem.h"
 #include "h2/client.h"
+#include "services/auth.h"
 #include "services/proxy.h"
 #include "services/route.h"
 #include "services/svc.h"
@@ -32,11 +33,13 @@ typedef struct fwd {
 
 /* Request metadata passed on: the client's custom headers (the h2 layer leaves out the
  * pseudo, hop-by-hop and grpc- ones), not its user-agent (the node's client sends its
- * own) nor the hop count and namespace (replaced). */
+ * own) nor the hop count and namespace (replaced), nor its token: this node's token means
+ * nothing to a handler or another node, and is not theirs to see (a node gets the node
+ * credential instead). */
 static bool md_passed(const call_md *m)
 {
 	return strcmp(m->name, "user-agent") && strcmp(m->name, DISPATCH_HOPS_HEADER) &&
-	       strcmp(m->name, SVC_NAMESPACE_HEADER);
+	       strcmp(m->name, SVC_NAMESPACE_HEADER) && strcmp(m->name, "authorization");
 }
 
 static void fwd_end(fwd *f)
@@ -140,10 +143,11 @@ static void c_start(call *c)
 		return;
 	}
 	size_t n = 0, count = call_md_count(c);
-	call_md *md = call_alloc(c, (count + 2) * sizeof(*md));
+	call_md *md = call_alloc(c, (count + 3) * sizeof(*md));
+	call_md *with = call_alloc(c, (count + 3) * sizeof(*md));
 	char *next = call_alloc(c, 12);
 	fwd *f = mem_calloc(1, sizeof(*f));
-	if (!md || !next || !f) {
+	if (!md || !with || !next || !f) {
 		mem_free(f);
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return;
@@ -164,9 +168,10 @@ static void c_start(call *c)
 	}
 	client_channel *ch =
 		proxy_channel(call_reactor(c), t->target, t->max_message_bytes, t->node);
+	const call_md *out = proxy_md_for_node(md, n, t->node, with, &n);
 	client_call_args a = {.path = t->path,
 			      .timeout_ns = timeout,
-			      .md = md,
+			      .md = out,
 			      .nmd = n,
 			      .ops = &cc_ops,
 			      .user = f};
@@ -231,12 +236,19 @@ static void c_cancel(call *c)
 		.on_writable = c_writable, .on_cancel = c_cancel                                   \
 	}
 
+/* Who may call a registered service: a writer of the call's namespace (the metadata's,
+ * which is where the fallback found the service), or a linked node passing a call on. */
+#define FWD_ACCESS                                                                                 \
+	{                                                                                          \
+		.scopes = AUTH_WRITE | AUTH_NODE                                                   \
+	}
+
 /* Paths vary per call: the method's path is left empty, the call keeps its own. */
 static const method fwd_methods[] = {
-	{"", METHOD_UNARY, NULL, NULL, FWD_HANDLERS, NULL},
-	{"", METHOD_CLIENT_STREAM, NULL, NULL, FWD_HANDLERS, NULL},
-	{"", METHOD_SERVER_STREAM, NULL, NULL, FWD_HANDLERS, NULL},
-	{"", METHOD_BIDI, NULL, NULL, FWD_HANDLERS, NULL},
+	{"", METHOD_UNARY, NULL, NULL, FWD_HANDLERS, NULL, FWD_ACCESS},
+	{"", METHOD_CLIENT_STREAM, NULL, NULL, FWD_HANDLERS, NULL, FWD_ACCESS},
+	{"", METHOD_SERVER_STREAM, NULL, NULL, FWD_HANDLERS, NULL, FWD_ACCESS},
+	{"", METHOD_BIDI, NULL, NULL, FWD_HANDLERS, NULL, FWD_ACCESS},
 };
 
 const method *proxy_forward_method(call *c, method_kind kind, const char *target, const char *path,

@@ -8,6 +8,7 @@
 
 #include "base/mem.h"
 #include "collector/dispatcher.pb-c.h"
+#include "services/auth.h"
 #include "services/handler.h"
 #include "services/mesh.h"
 #include "services/proxy.h"
@@ -318,11 +319,25 @@ static void local_done(void *user, int code, const char *message, const uint8_t 
 static proxy_call *route_call(route *r, const char *target, const char *path,
 			      const uint8_t *request, size_t len, bool to_peer, proxy_done_fn done)
 {
-	call_md md[4];
+	call_md md[5];
 	size_t n = 0;
 	if (!to_peer)
 		md[n++] = (call_md){SVC_NAMESPACE_HEADER, strlen(SVC_NAMESPACE_HEADER),
 				    (const uint8_t *)r->ns, strlen(r->ns)};
+	/* To this node itself: the caller's own token, so that the method run is checked
+	 * against the caller's rights in the namespace its request names (not only the
+	 * Dispatch's). Without one (the worker's tasks, a caller known by its certificate):
+	 * the local credential, good for this route's namespace only (auth.h). A peer's call
+	 * carries the node credential (proxy.h). */
+	if (!to_peer && !r->h) {
+		const call_md *own = r->c ? call_md_get(r->c, "authorization") : NULL;
+		const char *local = auth_local_credential(r->env->auth);
+		if (own)
+			md[n++] = *own;
+		else if (local)
+			md[n++] = (call_md){"authorization", 13, (const uint8_t *)local,
+					    strlen(local)};
+	}
 	md[n++] = (call_md){DISPATCH_HOPS_HEADER, strlen(DISPATCH_HOPS_HEADER),
 			    (const uint8_t *)r->hops, strlen(r->hops)};
 	if (to_peer)

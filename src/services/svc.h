@@ -24,6 +24,11 @@
 struct registry;
 struct mesh;
 struct wf_engine;
+struct auth;
+
+/* svc_env.auth_open: the standard services that need no credential (--auth-open). */
+#define SVC_OPEN_HEALTH 1u
+#define SVC_OPEN_REFLECTION 2u
 
 typedef struct svc_env {
 	pool *pool;
@@ -46,6 +51,8 @@ typedef struct svc_env {
 	int64_t started_ns;	  /* when it started (monotonic clock) */
 	const char *backup_dir;	  /* --backup-dir, resolved; NULL: none */
 	struct wf_engine *worker; /* the workflow engine (wf_engine.h); NULL: none */
+	struct auth *auth;	  /* tokens and the audit log (auth.h) */
+	unsigned auth_open;	  /* SVC_OPEN_* */
 } svc_env;
 
 /* The namespace a request means (reactor thread): its own field when set, else the

@@ -258,7 +258,11 @@ class _Factory:
 
     def node(self, *extra, data_dir=None, threads=2, listen="127.0.0.1:0", timeout=READY_TIMEOUT):
         data = Path(data_dir) if data_dir else self.tmp.mktemp("node-data")
-        argv = [COLLECTOR_BIN, "--listen", listen, "--data", data, "--threads", threads, *extra]
+        # The suite tests the node's features with auth off (README, Security); a test of
+        # auth itself passes --auth on.
+        auth = [] if "--auth" in extra else ["--auth", "off"]
+        argv = [COLLECTOR_BIN, "--listen", listen, "--data", data, "--threads", threads, *auth,
+                *extra]
         sp = start_server(argv, "collector", timeout)
         sp.data_dir = data
         self.procs.append(sp)

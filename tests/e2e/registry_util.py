@@ -24,7 +24,7 @@ FEEDER_FILE = "zoo/feeder.proto"
 NODE_SERVICES = sorted([
     "collector.CollectorRegistry", "collector.CollectionService", "collector.CollectionRepo",
     "collector.CollectiveDispatcher", "collector.CollectiveWorker", "collector.CollectorConsole",
-    "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
+    "collector.CollectorAuth", "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
 ])
 

@@ -33,7 +33,7 @@ from collections_util import (
     cs_pb2, expect_error, flt, nn, pack, repo_pb2, uniq,
 )
 from collector import collection_repo_pb2, collection_server_pb2, console_pb2, registry_pb2
-from collector import dispatcher_pb2, worker_pb2
+from collector import auth_pb2, dispatcher_pb2, worker_pb2
 from stdgrpc.testing import messages_pb2
 from registry_util import (
     ANIMAL_FILE, ANIMAL_MESSAGES, DOUBLE, ENUM, FEEDER_FILE, FEEDER_METHODS, INT32, KEEPER_FILE,
@@ -678,6 +678,7 @@ NODE_SERVICE_STUBS = {
     "collector.CollectiveDispatcher": (dispatcher_pb2, "CollectiveDispatcher"),
     "collector.CollectiveWorker": (worker_pb2, "CollectiveWorker"),
     "collector.CollectorConsole": (console_pb2, "CollectorConsole"),
+    "collector.CollectorAuth": (auth_pb2, "CollectorAuth"),
 }
 
 

@@ -667,7 +667,7 @@ def test_out_of_descriptors_does_not_spin_and_recovers(tmp_path):
     from conftest import COLLECTOR_BIN, LISTEN_RE, ServerProcess, _finish
 
     sp = ServerProcess(["/bin/sh", "-c", f"ulimit -n 40; exec {COLLECTOR_BIN} --listen 127.0.0.1:0 "
-                        f"--data {tmp_path} --threads 1"], "collector")
+                        f"--data {tmp_path} --threads 1 --auth off"], "collector")
     try:
         m = sp.wait_for_line(LISTEN_RE, 20)
         port = int(m.group(2))
