@@ -141,7 +141,7 @@ def run(args, tmp):
     out = {"machine": machine(), "runs": args.runs, "seconds": args.seconds, "shape": SHAPE,
            "scenarios": {}}
     with tempfile.TemporaryDirectory(dir=str(Path(args.build).resolve())) as data:
-        srv = Server([str(Path(args.build) / "collector"), "--listen", "127.0.0.1:0", "--data",
+        srv = Server([str(Path(args.build) / "collector"), "--listen", "127.0.0.1:0", "--auth", "off", "--data",
                       data, "--threads", "1", "--workflow-max-active", "10000000"])
         try:
             ch = grpc.insecure_channel(f"127.0.0.1:{srv.port}")

@@ -142,3 +142,16 @@ def test_wait_draws_a_bar_in_a_terminal(node, handler):
         assert len(final) == 1 and final[0].startswith("[" + "#" * 30 + "] 3/3 tasks"), pane
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session])
+
+
+def test_a_token_from_the_environment_or_the_flag(servers):
+    node = servers.node("--auth", "on")
+    token = (Path(node.data_dir) / "system" / "admin-token").read_text().strip()
+    r = ctl(node, "call", "CollectionRepo/Discover")
+    assert r.returncode == 16 and "UNAUTHENTICATED" in r.stderr
+    r = ctl(node, "--token", token, "call", "CollectionRepo/Discover")
+    assert r.returncode == 0, r.stderr
+    argv = [str(CTL), "--node", node.address, "call", "CollectionRepo/Discover"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, COLLECTOR_TOKEN=token))
+    assert r.returncode == 0, r.stderr

@@ -389,7 +389,8 @@ def test_the_console_shows_and_resets_workflows(servers, handler):
     wait_done(node, NS, start(node, NS, "shown", num_any(1, "shown-2")))
 
 
-def test_the_readme_example_runs_as_written(node):
+@pytest.mark.parametrize("auth", ["off", "on"])
+def test_the_readme_example_runs_as_written(servers, auth):
     """README.md's worked example: its Python block, run as a user would (from the
     repository's root), against a real node instead of `make run`'s port."""
     import os
@@ -400,8 +401,12 @@ def test_the_readme_example_runs_as_written(node):
     readme = (root / "README.md").read_text()
     code = readme.split("<!-- workflow-example -->", 1)[1].split("```python\n")[1].split("\n```\n")[0]
     assert "127.0.0.1:50051" in code
+    node = servers.node("--auth", auth)
     code = code.replace("127.0.0.1:50051", node.address)
     env = dict(os.environ)
+    env.pop("COLLECTOR_TOKEN", None)
+    if auth == "on":  # the first admin token, as make run prints it
+        env["COLLECTOR_TOKEN"] = (Path(node.data_dir) / "system" / "admin-token").read_text().strip()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYGEN_DIR", ""), env.get("PYTHONPATH", "")) if p)
     r = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                        timeout=60)
