@@ -156,6 +156,10 @@ void collector_stop(collector *c);
  * down first, as collector_serve does. NULL is ignored. */
 void collector_close(collector *c);
 
+/* Whether every reactor's loop turned within the last within_ns (a stuck reactor makes it
+ * false; so does a node not serving yet). Thread-safe: for a watchdog. */
+bool collector_alive(collector *c, int64_t within_ns);
+
 /* HOST:PORT the node listens on, port 0 resolved. Valid until collector_close. */
 const char *collector_address(const collector *c);
 /* The node id (cfg.id, or the one kept in the data directory). */

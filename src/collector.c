@@ -47,6 +47,15 @@ extern const size_t api_descriptor_set_len;
 static atomic_bool node_open;
 static void stop_from_console(void *ctx, int64_t grace_ns);
 
+/* A reactor's timer marks each turn of its loop (collector_alive). */
+#define COLLECTOR_MAX_REACTORS 256
+#define ALIVE_TICK_NS (250 * NS_PER_MS)
+typedef struct alive_slot {
+	timer t;
+	reactor *r;
+	_Atomic int64_t last_ns;
+} alive_slot;
+
 struct collector {
 	collector_config cfg;
 	char id[64];
@@ -73,6 +82,8 @@ struct collector {
 	atomic_bool stop_asked, reload_asked;
 	_Atomic int64_t grace_ns;  /* the shutdown's grace: -1, the settings' */
 	tls_ctx *tls, *tls_client; /* the server's; the node's own client's (calls to nodes) */
+	alive_slot alive[COLLECTOR_MAX_REACTORS];
+	_Atomic size_t nalive;
 };
 
 /* Reads DIR/node-id, or makes and keeps a new UUIDv7 there. */
@@ -218,9 +229,52 @@ static void wire_opts(const collector_config *c, h2_server_opts *w)
 	w->cors_origins = c->cors_origin;
 }
 
+/* ---- liveness: each reactor's loop turns (collector_alive) ---- */
+
+static void alive_tick(timer *t)
+{
+	alive_slot *a = (alive_slot *)((char *)t - offsetof(alive_slot, t));
+	int64_t now = reactor_now(a->r);
+	atomic_store(&a->last_ns, clock_now_ns());
+	if (reactor_timer_arm(a->r, &a->t, now + ALIVE_TICK_NS, alive_tick))
+		atomic_store(&a->last_ns, INT64_MAX); /* no timer: not judged */
+}
+
+static void alive_start(collector *c, reactor *r)
+{
+	size_t i = atomic_fetch_add(&c->nalive, 1);
+	if (i >= COLLECTOR_MAX_REACTORS)
+		return;
+	alive_slot *a = &c->alive[i];
+	a->r = r;
+	alive_tick(&a->t);
+}
+
+static void alive_drain(collector *c, reactor *r)
+{
+	for (size_t i = 0; i < atomic_load(&c->nalive) && i < COLLECTOR_MAX_REACTORS; i++)
+		if (c->alive[i].r == r) {
+			reactor_timer_disarm(r, &c->alive[i].t);
+			atomic_store(&c->alive[i].last_ns, INT64_MAX); /* stopping: not judged */
+		}
+}
+
+bool collector_alive(collector *c, int64_t within_ns)
+{
+	int64_t now = clock_now_ns();
+	size_t n = atomic_load(&c->nalive);
+	for (size_t i = 0; i < n && i < COLLECTOR_MAX_REACTORS; i++) {
+		int64_t last = atomic_load(&c->alive[i].last_ns);
+		if (last != INT64_MAX && now - last > within_ns)
+			return false;
+	}
+	return n > 0;
+}
+
 static int start_reactor(reactor *r, void *ctx)
 {
 	collector *c = ctx;
+	alive_start(c, r);
 	mesh_driver_start(c->mesh_driver, r);
 	backup_sched_start(c->backup_sched, r);
 	wf_engine_start(c->worker, r);
@@ -230,6 +284,7 @@ static int start_reactor(reactor *r, void *ctx)
 static void drain_reactor(reactor *r, void *ctx)
 {
 	collector *c = ctx;
+	alive_drain(c, r);
 	mesh_driver_drain(c->mesh_driver, r);
 	backup_sched_drain(c->backup_sched, r);
 	wf_engine_drain(c->worker, r);

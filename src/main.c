@@ -8,15 +8,26 @@
 
 #include "collector.h"
 #include "config.h"
+#include "sdnotify.h"
 
 static collector *node;
 
 static void on_signal(int sig)
 {
-	if (sig == SIGHUP)
+	if (sig == SIGHUP) {
 		collector_reload(node);
-	else
+	} else {
+		sdnotify("STOPPING=1");
 		collector_stop(node);
+	}
+}
+
+/* The watchdog is fed while every reactor's loop turns (a stuck one gets the node
+ * restarted by systemd). */
+static int node_alive(void *ctx)
+{
+	(void)ctx;
+	return collector_alive(node, 5 * 1000000000LL);
 }
 
 int main(int argc, char **argv)
@@ -27,6 +38,7 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc > 0 ? 0 : 2;
 	signal(SIGPIPE, SIG_IGN);
+	sdnotify_init();
 	/* Calls allocate and free their buffers in waves: with glibc's default (and dynamic)
 	 * trim threshold every thread's heap shrinks after a wave (madvise) and faults its
 	 * pages back in for the next one, a third of the CPU of small calls. The heaps keep up
@@ -62,6 +74,10 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	char ready[300];
+	snprintf(ready, sizeof(ready), "READY=1\nSTATUS=serving on %s", collector_address(node));
+	sdnotify(ready);
+	sdnotify_watchdog_start(node_alive, NULL);
 	rc = collector_serve(node);
 	collector_close(node);
 	return rc ? 1 : 0;

@@ -414,7 +414,7 @@ int main(int argc, char **argv)
 	if (!o.node || !*o.node)
 		o.node = DEFAULT_NODE;
 	int i = 1;
-	for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
+	while (i < argc && !strncmp(argv[i], "--", 2)) {
 		const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!strcmp(f, "--help"))
 			return usage(NULL), 0;
@@ -436,7 +436,7 @@ int main(int argc, char **argv)
 			o.timeout_ns = s * NS_PER_SEC;
 		} else
 			return usage("unknown option");
-		i++;
+		i += 2;
 	}
 	if (i >= argc)
 		return usage("no command");
