@@ -27,6 +27,29 @@ static void num(buf *b, long long v)
 	buf_puts(b, n);
 }
 
+/* "k":value, members of an object whose last one is followed by end_object. */
+static void put_str(buf *b, const char *k, const char *v)
+{
+	key(b, k);
+	str(b, v);
+	buf_putc(b, ',');
+}
+
+static void put_num(buf *b, const char *k, long long v)
+{
+	key(b, k);
+	num(b, v);
+	buf_putc(b, ',');
+}
+
+/* Ends an object after its members (the last one's comma taken back). */
+static void end_object(buf *b)
+{
+	if (b->len && b->text[b->len - 1] == ',')
+		buf_truncate(b, b->len - 1);
+	buf_putc(b, '}');
+}
+
 static const char *name_of(const char *const *names, int k)
 {
 	return k >= 0 && k < 6 ? names[k] : "UNKNOWN";
@@ -44,27 +67,14 @@ static int wf_row(void *ctx, const wfstore_wf *w)
 	if (r->n++)
 		buf_putc(b, ',');
 	buf_putc(b, '{');
-	key(b, "id");
-	str(b, w->id);
-	buf_putc(b, ',');
-	key(b, "namespace");
-	str(b, w->ns);
-	buf_putc(b, ',');
-	key(b, "workflow_name");
-	str(b, w->name);
-	buf_putc(b, ',');
-	key(b, "state");
-	str(b, name_of(state_names, w->state));
-	buf_putc(b, ',');
-	key(b, "created_us");
-	num(b, w->created_us);
-	buf_putc(b, ',');
-	key(b, "updated_us");
-	num(b, w->updated_us);
-	buf_putc(b, ',');
-	key(b, "error");
-	str(b, w->error);
-	buf_putc(b, '}');
+	put_str(b, "id", w->id);
+	put_str(b, "namespace", w->ns);
+	put_str(b, "workflow_name", w->name);
+	put_str(b, "state", name_of(state_names, w->state));
+	put_num(b, "created_us", w->created_us);
+	put_num(b, "updated_us", w->updated_us);
+	put_str(b, "error", w->error);
+	end_object(b);
 	return b->failed;
 }
 
@@ -80,15 +90,9 @@ static int def_row(void *ctx, char kind, const char *ns, const char *k, const ui
 	if (r->n++)
 		buf_putc(b, ',');
 	buf_putc(b, '{');
-	key(b, "namespace");
-	str(b, ns);
-	buf_putc(b, ',');
-	key(b, "name");
-	str(b, k);
-	buf_putc(b, ',');
-	key(b, "id");
-	str(b, d ? d->id : "");
-	buf_putc(b, ',');
+	put_str(b, "namespace", ns);
+	put_str(b, "name", k);
+	put_str(b, "id", d ? d->id : "");
 	key(b, "tasks");
 	buf_putc(b, '[');
 	for (size_t i = 0; d && i < d->n_tasks; i++) {
@@ -96,18 +100,10 @@ static int def_row(void *ctx, char kind, const char *ns, const char *k, const ui
 		if (i)
 			buf_putc(b, ',');
 		buf_putc(b, '{');
-		key(b, "id");
-		str(b, t->id);
-		buf_putc(b, ',');
-		key(b, "service");
-		str(b, t->service ? t->service->service_name : "");
-		buf_putc(b, ',');
-		key(b, "method");
-		str(b, t->method_name);
-		buf_putc(b, ',');
-		key(b, "continuation_id");
-		str(b, t->continuation_id);
-		buf_putc(b, ',');
+		put_str(b, "id", t->id);
+		put_str(b, "service", t->service ? t->service->service_name : "");
+		put_str(b, "method", t->method_name);
+		put_str(b, "continuation_id", t->continuation_id);
 		key(b, "dependencies");
 		buf_putc(b, '[');
 		for (size_t k2 = 0; k2 < t->n_dependencies; k2++) {
@@ -188,33 +184,16 @@ static int exec_row(void *ctx, int64_t seq, const uint8_t *body, size_t len)
 	if (r->n++)
 		buf_putc(b, ',');
 	buf_putc(b, '{');
-	key(b, "id");
-	str(b, x->id);
-	buf_putc(b, ',');
-	key(b, "workflow_id");
-	str(b, x->workflow_id);
-	buf_putc(b, ',');
-	key(b, "task_id");
-	str(b, x->task_id);
-	buf_putc(b, ',');
-	key(b, "namespace");
-	str(b, x->namespace_);
-	buf_putc(b, ',');
-	key(b, "method");
-	str(b, x->method_name);
-	buf_putc(b, ',');
-	key(b, "state");
-	str(b, name_of(exec_names, x->state));
-	buf_putc(b, ',');
-	key(b, "attempt");
-	num(b, x->attempt_number);
-	buf_putc(b, ',');
-	key(b, "executor_id");
-	str(b, x->executor_id);
-	buf_putc(b, ',');
-	key(b, "error");
-	str(b, x->error ? x->error->message : "");
-	buf_putc(b, '}');
+	put_str(b, "id", x->id);
+	put_str(b, "workflow_id", x->workflow_id);
+	put_str(b, "task_id", x->task_id);
+	put_str(b, "namespace", x->namespace_);
+	put_str(b, "method", x->method_name);
+	put_str(b, "state", name_of(exec_names, x->state));
+	put_num(b, "attempt", x->attempt_number);
+	put_str(b, "executor_id", x->executor_id);
+	put_str(b, "error", x->error ? x->error->message : "");
+	end_object(b);
 	collector__execution__free_unpacked(x, NULL);
 	return b->failed;
 }
