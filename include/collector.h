@@ -121,6 +121,8 @@ typedef struct collector_config {
 	size_t workflow_concurrency;	 /* task calls in flight per workflow; 16 */
 	size_t workflow_max_definitions; /* definitions and continuations; 10000 */
 	uint32_t workflow_task_timeout;	 /* seconds a task call may take; 60 */
+	/* seconds an ended workflow is kept; 0: the default (30 days); -1: for ever */
+	int64_t workflow_retention;
 	/* Who may do what (README, Security). */
 	bool auth;		    /* `--auth on|off`; on by default */
 	char admin_token_file[512]; /* the first admin token, read or made there */

@@ -467,6 +467,11 @@ static int worker_open(collector *c, char *err, size_t cap)
 		.per_workflow = or_default(cfg->workflow_concurrency, 16),
 		.max_defs = or_default(cfg->workflow_max_definitions, 10000),
 		.task_timeout_ns = (int64_t)or_default(cfg->workflow_task_timeout, 60) * NS_PER_SEC,
+		.retention_us = cfg->workflow_retention < 0
+					? 0
+					: (cfg->workflow_retention ? cfg->workflow_retention
+								   : 30LL * 86400) *
+						  1000000LL,
 	};
 	int rc = wf_engine_open(&c->env, &l, false, &c->worker, err, cap);
 	c->env.worker = c->worker;

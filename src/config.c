@@ -267,6 +267,9 @@ static void config_usage(const char *prog)
 	       "  --workflow-max-definitions N  workflow definitions and continuations kept\n"
 	       "                             (default 10000)\n"
 	       "  --workflow-task-timeout S  deadline of each task call (default 60)\n"
+	       "  --workflow-retention-seconds S  an ended workflow and its history are\n"
+	       "                             deleted S after they ended (default 30 days;\n"
+	       "                             -1: kept for ever)\n"
 	       "  --log-level LEVEL          error, warn, info or debug (default info)\n"
 	       "  --grace-seconds N          on SIGTERM/SIGINT, time given to calls in flight\n"
 	       "                             after GOAWAY (default 10)\n"
@@ -394,6 +397,15 @@ static int set_option(collector_config *c, const char *name, const char *v)
 		if (parse_int(name, v, 1, wf_flags[i].max, &n))
 			return -1;
 		*(size_t *)((char *)c + wf_flags[i].offset) = (size_t)n;
+		return 0;
+	}
+	if (!strcmp(name, "workflow-retention-seconds")) {
+		if (parse_int(name, v, -1, 100LL * 365 * 86400, &n) || !n) {
+			fprintf(stderr, "collector: --workflow-retention-seconds: 1 or more, or -1 "
+					"(for ever)\n");
+			return -1;
+		}
+		c->workflow_retention = n;
 		return 0;
 	}
 	if (!strcmp(name, "workflow-task-timeout")) {

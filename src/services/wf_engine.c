@@ -816,6 +816,26 @@ static void unblock(wf_engine *e)
 	}
 }
 
+/* Ended workflows past their retention go, a batch per step (short transactions), checked
+ * every tenth of the retention (at most a minute). */
+#define SWEEP_BATCH 1000
+static int sweep(wf_engine *e, int64_t now)
+{
+	int64_t n = 0;
+	int rc = wfstore_wf_delete_ended_before(e->st, now - e->lim.retention_us, SWEEP_BATCH, &n);
+	int64_t every = e->lim.retention_us / 10;
+	if (every > 60 * 1000000LL)
+		every = 60 * 1000000LL;
+	e->next_sweep_us = n == SWEEP_BATCH ? now : now + every;
+	return rc;
+}
+
+/* When the thread has something to do without being told: a retry, or a sweep. */
+static int64_t next_wake(const wf_engine *e)
+{
+	return e->next_due_us < e->next_sweep_us ? e->next_due_us : e->next_sweep_us;
+}
+
 /* Applies what arrived in one transaction; what it acts on waits for the commit. */
 static int apply(wf_engine *e, wf_req *reqs, wf_call *results)
 {
@@ -827,6 +847,8 @@ static int apply(wf_engine *e, wf_req *reqs, wf_call *results)
 		rc = handle_result(e, c, now);
 	if (!rc && now >= e->next_due_us)
 		timers_due(e, now);
+	if (!rc && now >= e->next_sweep_us)
+		rc = sweep(e, now);
 	unblock(e);
 	wf *w;
 	while (!rc && (w = e->dirty)) {
@@ -885,12 +907,13 @@ static void *engine_main(void *arg)
 	bool first = true;
 	for (;;) {
 		while (!e->stopping && !e->reqs && !e->results && !first &&
-		       eng_wall_us() < e->next_due_us) {
-			if (e->next_due_us == INT64_MAX) {
+		       eng_wall_us() < next_wake(e)) {
+			int64_t wake = next_wake(e);
+			if (wake == INT64_MAX) {
 				pthread_cond_wait(&e->cv, &e->mu);
 			} else {
-				struct timespec ts = {.tv_sec = e->next_due_us / 1000000,
-						      .tv_nsec = (e->next_due_us % 1000000) * 1000};
+				struct timespec ts = {.tv_sec = wake / 1000000,
+						      .tv_nsec = (wake % 1000000) * 1000};
 				pthread_cond_timedwait(&e->cv, &e->mu, &ts);
 			}
 		}
@@ -930,6 +953,7 @@ int wf_engine_open(const svc_env *env, const wf_limits *l, bool sync_normal, wf_
 	e->env = env;
 	e->lim = *l;
 	e->next_due_us = INT64_MAX;
+	e->next_sweep_us = l->retention_us > 0 ? 0 : INT64_MAX;
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_cond_init(&e->cv, NULL);
 	char path[4096];

@@ -34,6 +34,7 @@ typedef struct wf_limits {
 	size_t per_workflow;	 /* task calls in flight per workflow */
 	size_t max_defs;	 /* definitions and continuations kept */
 	int64_t task_timeout_ns; /* the deadline of each task call */
+	int64_t retention_us;	 /* ended workflows are deleted this long after; 0: never */
 } wf_limits;
 
 typedef struct wf_engine wf_engine;

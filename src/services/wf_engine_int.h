@@ -60,6 +60,7 @@ struct wf_engine {
 	size_t running;	     /* calls handed over and not back */
 	int64_t next_due_us; /* the earliest retry due */
 	bool any_blocked;
+	int64_t next_sweep_us; /* when ended workflows past their retention are deleted next */
 	/* what the step acts on once committed */
 	wf_call *to_post;
 	char (*to_cancel)[UUID_STR_LEN];

@@ -457,6 +457,32 @@ int wfstore_wf_delete_ns(wfstore *s, const char *ns, int64_t *n, int64_t *execs)
 	return rc;
 }
 
+#define ENDED_BEFORE                                                                               \
+	"(SELECT id FROM workflows WHERE state NOT IN (0, 1, 5) AND updated < ?1 ORDER BY rid "    \
+	"LIMIT ?2)"
+
+int wfstore_wf_delete_ended_before(wfstore *s, int64_t before_us, size_t limit, int64_t *n)
+{
+	static const char *const sql[] = {
+		"DELETE FROM tasks WHERE wf_id IN " ENDED_BEFORE,
+		"DELETE FROM executions WHERE wf_id IN " ENDED_BEFORE,
+		"DELETE FROM workflows WHERE id IN " ENDED_BEFORE,
+	};
+	int rc = 0;
+	for (size_t i = 0; !rc && i < sizeof(sql) / sizeof(sql[0]); i++) {
+		sqlite3_stmt *st;
+		if ((rc = prep(s->w, sql[i], &st)))
+			break;
+		sqlite3_bind_int64(st, 1, before_us);
+		sqlite3_bind_int64(st, 2, (int64_t)limit);
+		int src = sqlite3_step(st);
+		rc = src == SQLITE_DONE ? 0 : db_fail(s->w, src, "delete ended workflows");
+		*n = sqlite3_changes64(s->w);
+		sqlite3_finalize(st);
+	}
+	return rc;
+}
+
 int wfstore_exec_delete_ended(wfstore *s, const char *ns, int64_t *n)
 {
 	return exec_ns(s,

@@ -71,6 +71,9 @@ int wfstore_wf_page(wfstore *s, const char *ns, unsigned state_mask, int64_t bef
 		    size_t limit, wfstore_wf_fn fn, void *ctx, int64_t *last);
 /* Counts by state (states[0..6)), in ns (NULL: every namespace). A reader. */
 int wfstore_wf_counts(wfstore *s, const char *ns, int64_t counts[6]);
+/* Deletes at most limit workflows that ended before before_us (their last change), with
+ * their tasks and executions, oldest first (the writer); *n how many. */
+int wfstore_wf_delete_ended_before(wfstore *s, int64_t before_us, size_t limit, int64_t *n);
 /* Deletes the workflows of ns (NULL: all) with their tasks and executions (the writer);
  * *n the workflows deleted, *execs their executions. */
 int wfstore_wf_delete_ns(wfstore *s, const char *ns, int64_t *n, int64_t *execs);

@@ -3,6 +3,7 @@ concurrency, data passed between tasks, the node's own methods as tasks, retries
 execution ids and attempts, failures, continuations, cancellation, idempotent starts,
 listing and history pages. Task handlers are a real grpcio server (wf_util.StepsHandler)."""
 
+import subprocess
 import time
 
 import grpc
@@ -16,6 +17,7 @@ from wf_util import (
 )
 
 NS = "wftest"
+COLLECTOR = __import__("conftest").COLLECTOR_BIN
 E = worker_pb2
 
 
@@ -451,3 +453,26 @@ def test_pause_holds_new_calls_and_resume_goes_on(servers, handler):
     code, _ = code_of(lambda: worker(node).ResumeWorkflow(
         E.PauseWorkflowRequest(namespace=NS, workflow_id="nope"), timeout=10))
     assert code == grpc.StatusCode.NOT_FOUND
+
+
+def test_ended_workflows_go_after_their_retention(servers, handler):
+    node = servers.node("--workflow-retention-seconds", "1")
+    register_steps(node, NS, handler.endpoint)
+    ok(node, definition(NS, "brief", [task("a", "Inc")]))
+    ok(node, definition(NS, "lasting", [task("s", "Slow", config={"ms": 3000, "tag": "lasting"})]))
+    done = wait_done(node, NS, start(node, NS, "brief", num_any(1, "brief")))
+    running = start(node, NS, "lasting", num_any(0, "lasting"))
+    deadline = time.monotonic() + 10
+    while code_of(lambda: status(node, NS, done.id))[0] != grpc.StatusCode.NOT_FOUND:
+        assert time.monotonic() < deadline, "the ended workflow outlived its retention"
+        time.sleep(0.1)
+    assert code_of(lambda: worker(node).GetWorkflowHistory(
+        E.GetWorkflowHistoryRequest(namespace=NS, workflow_id=done.id), timeout=10))[0] == grpc.StatusCode.NOT_FOUND
+    # A running workflow is not ended: it stays, and ends well.
+    assert status(node, NS, running).state == E.WORKFLOW_RUNNING
+    assert wait_done(node, NS, running).state == E.WORKFLOW_SUCCEEDED
+    # The flag's bad values are refused at start.
+    for bad in ("0", "-2", "x"):
+        r = subprocess.run([str(COLLECTOR), "--listen", "127.0.0.1:0", "--data", str(node.data_dir) + "-x",
+                            "--workflow-retention-seconds", bad], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 2 and "workflow-retention-seconds" in r.stderr, (bad, r.stderr)
