@@ -52,6 +52,7 @@ typedef struct collector_config {
 	bool no_validation;	     /* calls are not checked against the registry */
 	bool admin;		     /* the console's Stop and Reset are allowed */
 	bool no_http1;		     /* HTTP/1.1 (curl, browsers, probes) not on the port */
+	bool no_console;	     /* GET / answers 404: no web console */
 	char cors_origin[512];	     /* origins allowed to call from a browser, comma-separated */
 	int log_level;		     /* enum collector_log_level */
 	int grace_seconds;	     /* for calls in flight when the node stops */

@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/uuid.h"
+#include "console_assets.h"
 #include "h2/reactor_group.h"
 #include "h2/server.h"
 #include "io/pool.h"
@@ -227,6 +228,8 @@ static void wire_opts(const collector_config *c, h2_server_opts *w)
 	w->require_te_trailers = c->require_te_trailers;
 	w->http1 = !c->no_http1;
 	w->cors_origins = c->cors_origin;
+	w->assets = c->no_console ? NULL : console_assets;
+	w->n_assets = c->no_console ? 0 : console_assets_count;
 }
 
 /* ---- liveness: each reactor's loop turns (collector_alive) ---- */

@@ -231,6 +231,8 @@ static void config_usage(const char *prog)
 	       "  --no-http1                 serve HTTP/2 alone on the port: no HTTP/1.1\n"
 	       "                             (by default the port also answers HTTP/1.1:\n"
 	       "                             /healthz, /metrics, Connect JSON and binary)\n"
+	       "  --no-console               no web console: GET / answers 404 (by default the\n"
+	       "                             node serves it on GET /, see the README)\n"
 	       "  --cors-origin LIST         origins whose pages may call the node (gRPC-Web,\n"
 	       "                             Connect, /metrics): comma-separated, * for any\n"
 	       "                             (default: none)\n"
@@ -332,6 +334,13 @@ static int set_option(collector_config *c, const char *name, const char *v)
 	}
 	if (!strcmp(name, "cors-origin"))
 		return copy_str(name, c->cors_origin, sizeof(c->cors_origin), v);
+	if (!strcmp(name, "no-console")) {
+		/* Bare on the command line; "= 1" or "= 0" in a config file. */
+		if (v && parse_int(name, v, 0, 1, &n))
+			return -1;
+		c->no_console = v ? n != 0 : true;
+		return 0;
+	}
 	if (!strcmp(name, "no-http1")) {
 		/* Bare on the command line; "= 1" or "= 0" in a config file. */
 		if (v && parse_int(name, v, 0, 1, &n))
@@ -580,7 +589,8 @@ static int next_flag(int argc, char **argv, int *i, char *name, size_t cap, cons
 	if (eq) {
 		*value = eq + 1;
 	} else if (!strcmp(name, "help") || !strcmp(name, "no-validation") ||
-		   !strcmp(name, "admin") || !strcmp(name, "no-http1")) {
+		   !strcmp(name, "admin") || !strcmp(name, "no-http1") ||
+		   !strcmp(name, "no-console")) {
 		*value = NULL;
 	} else if (*i + 1 < argc) {
 		*value = argv[++*i];

@@ -95,8 +95,8 @@ static void write_head(http1_conn *x, int status, const char *ctype, size_t clen
 	char head[512];
 	int n = snprintf(head, sizeof(head), "HTTP/1.1 %03d %s\r\nContent-Type: %s\r\n",
 			 status % 1000, web_reason(status), ctype);
-	/* A 204 has no body and says nothing of its length. */
-	if (status != 204)
+	/* A 204 or 304 has no body and says nothing of its length. */
+	if (status != 204 && status != 304)
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %zu\r\n", clen);
 	if (close)
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n");

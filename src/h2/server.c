@@ -298,7 +298,7 @@ static int plain_headers(call *c, nv_list *l)
 	int rc = nv_list_push(l, ":status", 7, status, 3);
 	rc = rc ? rc
 		: nv_list_push(l, "content-type", 12, (char *)c->resp_ctype, strlen(c->resp_ctype));
-	if (!rc && c->http_status != 204)
+	if (!rc && c->http_status != 204 && c->http_status != 304)
 		rc = nv_list_push(l, "content-length", 14, clen, strlen(clen));
 	nv_adder a = {l, rc};
 	web_cors_headers(c, add_nv, &a);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "h2/asset.h"
 #include "h2/method.h"
 #include "io/pool.h"
 #include "io/reactor.h"
@@ -40,6 +41,11 @@ typedef struct h2_server_opts {
 	/* Origins whose browsers may call (CORS), comma-separated, "*" for any; NULL or "":
 	 * none. Outlives the server. */
 	const char *cors_origins;
+	/* Files answered to GET (web.c: ETag, If-None-Match, a Content-Security-Policy that
+	 * admits the node's own scripts alone); NULL: none, such GETs get 404. Outlive the
+	 * server. */
+	const h2_asset *assets;
+	size_t n_assets;
 	/* TLS under every connection (io/tls.h; ALPN h2, and http/1.1 with http1); NULL:
 	 * plaintext. Outlives the server. */
 	struct tls_ctx *tls;

@@ -1,5 +1,6 @@
-/* Requests on the node's port that are not calls: GET /healthz for plain HTTP probes and
- * GET /metrics for Prometheus, over HTTP/2 and HTTP/1.1 alike. */
+/* Requests on the node's port that are not calls: GET /healthz for plain HTTP probes,
+ * GET /metrics for Prometheus and the built-in files (the web console), over HTTP/2 and
+ * HTTP/1.1 alike. */
 #include <string.h>
 
 #include "h2/metrics.h"
@@ -10,6 +11,8 @@ const char *web_reason(int status)
 	switch (status) {
 	case 200:
 		return "OK";
+	case 304:
+		return "Not Modified";
 	case 400:
 		return "Bad Request";
 	case 401:
@@ -140,11 +143,81 @@ static void metrics_page(h2_endpoint *e, call *c)
 		answer(c, 500, "text/plain", NULL);
 }
 
+static const h2_asset *find_asset(const h2_server *s, const call *c)
+{
+	for (size_t i = 0; i < s->o.n_assets; i++)
+		if (path_is(c, s->o.assets[i].path))
+			return &s->o.assets[i];
+	return NULL;
+}
+
+/* Whether If-None-Match names etag (a list, or *): the browser's copy is current. */
+static bool etag_matches(call *c, const char *etag)
+{
+	const call_md *m = call_md_get(c, "if-none-match");
+	if (!m)
+		return false;
+	size_t n = strlen(etag);
+	for (size_t i = 0; i < m->value_len;) {
+		while (i < m->value_len && (m->value[i] == ' ' || m->value[i] == ','))
+			i++;
+		size_t j = i;
+		while (j < m->value_len && m->value[j] != ',')
+			j++;
+		size_t k = j;
+		while (k > i && m->value[k - 1] == ' ')
+			k--;
+		const uint8_t *v = m->value + i;
+		size_t len = k - i;
+		if (len > 2 && !memcmp(v, "W/", 2)) {
+			v += 2;
+			len -= 2;
+		}
+		if ((len == 1 && *v == '*') || (len == n && !memcmp(v, etag, n)))
+			return true;
+		i = j;
+	}
+	return false;
+}
+
+/* The page runs the node's own script and style alone: no inline script, nothing from
+ * another origin, calls to this origin only, never framed. */
+#define ASSET_CSP                                                                                  \
+	"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "          \
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+static void asset_answer(call *c, const h2_asset *a)
+{
+	static const struct {
+		const char *name, *value;
+	} hdrs[] = {
+		{"cache-control", "no-cache"}, /* revalidated each time: cheap with the ETag */
+		{"content-security-policy", ASSET_CSP},
+		{"x-content-type-options", "nosniff"},
+		{"referrer-policy", "no-referrer"},
+	};
+	int rc = call_add_initial_md(c, "etag", a->etag, strlen(a->etag));
+	for (size_t i = 0; !rc && i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
+		rc = call_add_initial_md(c, hdrs[i].name, hdrs[i].value, strlen(hdrs[i].value));
+	if (rc) {
+		answer(c, 503, "text/plain", "out of memory\n");
+		return;
+	}
+	if (etag_matches(c, a->etag)) {
+		answer(c, 304, a->content_type, NULL);
+		return;
+	}
+	answer(c, 200, a->content_type, NULL);
+	if (buf_append(&c->body_out, a->data, a->len) || c->body_out.failed)
+		answer(c, 503, "text/plain", "out of memory\n");
+}
+
 void web_answer(h2_endpoint *e, call *c)
 {
 	c->wire = WIRE_PLAIN;
 	c->out_off = 0;
 	bool healthz = path_is(c, "/healthz"), metrics = path_is(c, "/metrics");
+	const h2_asset *asset = c->is_get ? find_asset(e->s, c) : NULL;
 	if ((healthz || metrics) && !c->is_get) {
 		answer(c, 405, "text/plain", "method not allowed\n");
 	} else if (healthz) {
@@ -156,6 +229,8 @@ void web_answer(h2_endpoint *e, call *c)
 			answer(c, 503, "text/plain", "draining\n");
 	} else if (metrics) {
 		metrics_page(e, c);
+	} else if (asset) {
+		asset_answer(c, asset);
 	} else if (c->is_options) {
 		/* A browser's CORS preflight (its headers: web_cors_headers). */
 		if (call_md_get(c, "origin") && cors_origin(c))
