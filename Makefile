@@ -14,7 +14,7 @@ APT_PACKAGES := meson ninja-build pkg-config gcc clang libclang-rt-14-dev clang-
 	libnghttp2-dev liburing-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler \
 	libsqlite3-dev zlib1g-dev libssl-dev libcmocka-dev grpc-proto protobuf-compiler-grpc \
 	python3 python3-grpcio python3-protobuf python3-pytest python3-h2 nghttp2-client openssl \
-	procps libc-ares-dev dnsmasq-base iproute2 tmux libhttp-parser-dev curl
+	procps libc-ares-dev dnsmasq-base iproute2 tmux libhttp-parser-dev curl chromium
 
 BENCH := build-bench
 BENCH_PACKAGES := libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc g++ gnuplot-nox
@@ -65,6 +65,11 @@ $(PYGEN)/.done: tests/gen_stubs.sh $(wildcard proto/collector/*.proto) | deps
 tests/interop/node/node_modules/.done: tests/interop/node/package.json | deps
 	cd tests/interop/node && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.done
 
+# puppeteer-core for the web console's browser tests (tests/e2e/test_console_web.py), which
+# drive Debian's chromium.
+tests/e2e/console/node_modules/.done: tests/e2e/console/package.json tests/e2e/console/package-lock.json | deps
+	cd tests/e2e/console && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.done
+
 unit: build asan
 	meson test -C $(BUILD) --print-errorlogs
 	meson test -C $(ASAN) --print-errorlogs
@@ -93,7 +98,7 @@ fuzz-run: fuzz
 		rm -rf $$work; \
 	done
 
-e2e: build asan $(PYGEN)/.done
+e2e: build asan $(PYGEN)/.done tests/e2e/console/node_modules/.done
 	PYGEN_DIR=$(CURDIR)/$(PYGEN) COLLECTOR_BIN=$(CURDIR)/$(ASAN)/collector \
 		INTEROP_SERVER_BIN=$(CURDIR)/$(ASAN)/tests/interop/interop_server \
 		$(PY) -m pytest -q -m 'not load' tests/e2e -p no:cacheprovider

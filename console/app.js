@@ -205,6 +205,8 @@ class RateChart {
     this.el = s("svg", { id: "rate-chart", viewBox: `0 0 ${this.w} ${this.hgt}`, role: "img",
       "aria-label": "calls per second, last minute" },
     s("rect", { x: 0, y: 0, width: this.w, height: this.hgt, class: "chart-bg" }),
+    s("line", { x1: 0, y1: this.hgt - 4, x2: this.w, y2: this.hgt - 4, class: "chart-base" }),
+    s("text", { x: 8, y: this.hgt - 10, class: "rate-axis" }, "last 60 s"),
     this.line, this.max, this.label);
   }
 
@@ -243,6 +245,7 @@ class RateChart {
     this.label.textContent = `${cur.toFixed(1)} calls/s`;
     this.max.textContent = `max ${max.toFixed(1)}`;
     this.el.dataset.samples = String(this.points.length);
+    this.el.dataset.peak = String(Math.max(0, ...this.points));
   }
 }
 
@@ -302,7 +305,7 @@ async function viewCollections(root, gen) {
     { title: "Namespace", cell: (r) => r.namespace },
     { title: "Name", cell: (r) => r.name },
     { title: "Type", cell: (r) => r.message_type || "any" },
-    { title: "Created", cell: (r) => r.created_at || "" },
+    { title: "Created", cell: (r) => fmtTimeUs(Number(r.created_at) * 1e6) },
     { title: "", cls: "actions", cell: (r) => [
       h("button", { type: "button", class: "browse", onclick: () => browse(browser, r) }, "Browse"),
       h("button", { type: "button", class: "delete", onclick: () => removeCollection(r, browser) }, "Delete"),
@@ -510,7 +513,7 @@ function meshSvg(self, peers) {
   const W = 520, H = 300, cx = W / 2, cy = H / 2, R = 110;
   const svg = s("svg", { id: "mesh", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "linked nodes" });
   const spots = peers.map((p, i) => {
-    const a = (2 * Math.PI * i) / peers.length - Math.PI / 2;
+    const a = (2 * Math.PI * i) / peers.length;
     return { p, x: cx + R * Math.cos(a) * 1.6, y: cy + R * Math.sin(a) };
   });
   for (const { p, x, y } of spots) {
