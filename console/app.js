@@ -5,6 +5,7 @@
 "use strict";
 
 const TOKEN_KEY = "collector-token";
+const NS_KEY = "collector-namespace";
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 // ---- DOM helpers ----
@@ -111,8 +112,14 @@ async function api(service, method, body) {
   return doc;
 }
 
-async function display(type, namespace) {
-  const r = await api("CollectorConsole", "Display", { displayType: type, namespace: namespace || "" });
+// The namespace the views show (the header's field; empty: every namespace, which needs a
+// token with its scope on "*").
+function namespace() {
+  return sessionStorage.getItem(NS_KEY) || "";
+}
+
+async function display(type) {
+  const r = await api("CollectorConsole", "Display", { displayType: type, namespace: namespace() });
   return { data: r.displayData || {}, summary: r.summary || "" };
 }
 
@@ -138,6 +145,14 @@ function setupLogin() {
     route();
   });
   renderWho();
+  const ns = document.getElementById("ns");
+  ns.value = namespace();
+  document.getElementById("ns-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (ns.value.trim()) sessionStorage.setItem(NS_KEY, ns.value.trim());
+    else sessionStorage.removeItem(NS_KEY);
+    route();
+  });
 }
 
 function renderWho() {
@@ -278,7 +293,7 @@ async function viewCollections(root, gen) {
   const list = data.collections || [];
   const fieldErr = h("span", { class: "error", id: "create-error" });
   const form = h("form", { id: "create-form", class: "inline" },
-    h("input", { name: "namespace", placeholder: "namespace", value: "default", required: true }),
+    h("input", { name: "namespace", placeholder: "namespace", value: namespace() || "default", required: true }),
     h("input", { name: "name", placeholder: "collection name", required: true }),
     h("input", { name: "type", placeholder: "message type (empty: any)" }),
     h("button", { type: "submit" }, "Create collection"), fieldErr);

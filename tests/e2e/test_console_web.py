@@ -271,22 +271,31 @@ def test_console_views_in_chromium(servers, tmp_path):
 def test_console_sign_in_with_a_token(servers, tmp_path):
     node = servers.node("--auth", "on")
     token = (Path(node.data_dir) / "system" / "admin-token").read_text().strip()
-    ok(node, "CollectionRepo/CreateCollection",
-       {"collection": {"namespace": "default", "name": "secret_things"}}, token)
+    for ns in ("default", "other"):
+        ok(node, "CollectionRepo/CreateCollection",
+           {"collection": {"namespace": ns, "name": "secret_things"}}, token)
+    reader = ok(node, "CollectorAuth/CreateToken",
+                {"name": "reader", "grants": [{"namespace": "default", "scopes": ["read"]}]},
+                token)["token"]
     # The files themselves need no token: the page must load to ask for one.
     assert get(node, "/")[0] == 200 and get(node, "/app.js")[0] == 200
 
     shots = tmp_path / "shots"
     shots.mkdir()
     out = run_browser({"CONSOLE_URL": f"http://{node.address}/", "SHOT_DIR": str(shots),
-                       "MODE": "auth", "TOKEN": token})
-    check_shots(out, ["login", "signed-in"])
-    # Refused before signing in, with the bad token, and after signing out: 401s only.
-    check_page_errors(out, [("/collector.CollectorConsole/Display", 401)])
+                       "MODE": "auth", "TOKEN": token, "NS_TOKEN": reader})
+    check_shots(out, ["login", "signed-in", "one-namespace"])
+    # Refused before signing in, with the bad token, and after signing out (401); the
+    # reader's view of every namespace (403).
+    check_page_errors(out, [("/collector.CollectorConsole/Display", 401),
+                            ("/collector.CollectorConsole/Display", 403)])
     assert "Sign in to see this view." in out["before"]["viewText"]
     assert out["badToken"]["loginShown"] and "refused" in out["badToken"]["error"]
     after = out["after"]
     assert not after["loginShown"] and after["stored"] == token and after["nodeId"]
-    assert after["collections"] == ["default/secret_things"]
+    assert after["collections"] == ["default/secret_things", "other/secret_things"]
     assert not out["afterReload"]["loginShown"]
     assert out["afterSignOut"]["stored"] is None
+    # The reader: every namespace refused with the node's message, its namespace shown.
+    assert "the token does not allow this call" in out["nsToken"]["everyNs"]
+    assert out["nsToken"]["collections"] == ["default/secret_things"]

@@ -175,6 +175,18 @@ async function auth(page, out) {
   await page.click("#signout");
   await page.waitForSelector("#login:not([hidden])", { visible: true, timeout: WAIT });
   out.afterSignOut = { stored: await page.evaluate(() => sessionStorage.getItem("collector-token")) };
+
+  // A token that may read one namespace: every namespace is refused, its own shows.
+  await page.type("#token", env.NS_TOKEN);
+  await page.click("#login-form button[type=submit]");
+  await ready(page, "collections");
+  out.nsToken = { everyNs: await page.$eval("#view", (e) => e.textContent) };
+  await page.type("#ns", "default");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector('tr.collection[data-name="default/secret_things"]', { timeout: WAIT });
+  await ready(page, "collections");
+  out.nsToken.collections = await page.$$eval("tr.collection", (rs) => rs.map((r) => r.dataset.name));
+  out.shots.push(await shot(page, "one-namespace"));
 }
 
 async function main() {
