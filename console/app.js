@@ -353,8 +353,11 @@ function browse(panel, coll) {
   const form = h("form", { id: "search-form", class: "inline" }, q,
     h("button", { type: "submit" }, "Search"),
     h("button", { type: "button", onclick: () => { q.value = ""; list(""); } }, "All records"), searchErr);
-  panel.replaceChildren(h("h3", { id: "browsing" }, `Records of ${coll.namespace}/${coll.name}`), form, out);
+  const backups = h("div", { id: "backups" });
+  panel.replaceChildren(h("h3", { id: "browsing" }, `Records of ${coll.namespace}/${coll.name}`), form, out,
+    backups);
   const base = { namespace: coll.namespace, collectionName: coll.name };
+  showBackups(backups, coll);
 
   async function list(pageToken) {
     searchErr.textContent = "";
@@ -387,10 +390,78 @@ function browse(panel, coll) {
   list("");
 }
 
+// A collection's backups: listed, made, verified, restored into a collection of a new name.
+async function showBackups(panel, coll) {
+  const collection = { namespace: coll.namespace, name: coll.name };
+  const note = h("span", { class: "note", id: "backup-note" });
+  const make = h("button", { type: "button", id: "backup-now", onclick: async () => {
+    note.textContent = "";
+    try {
+      await api("CollectionRepo", "BackupCollection", { collection });
+      showBackups(panel, coll);
+    } catch (e) {
+      note.textContent = e.message;
+      note.className = "error";
+    }
+  } }, "Back up now");
+  const head = [h("h3", {}, "Backups"), h("div", { class: "inline" }, make, note)];
+  let list;
+  try {
+    list = (await api("CollectionRepo", "ListBackups", { collection })).backups || [];
+  } catch (e) {
+    panel.replaceChildren(...head, errorBox(e));
+    return;
+  }
+  if (!list.length) {
+    panel.replaceChildren(...head, empty("No backups of this collection."));
+    return;
+  }
+  panel.replaceChildren(...head, table([
+    { title: "Backup", cell: (r) => r.backupId },
+    { title: "Taken", cell: (r) => fmtTimeUs(Number(r.timestamp) * 1e6) },
+    { title: "Records", cell: (r) => r.recordCount || "0" },
+    { title: "Bytes", cell: (r) => r.sizeBytes || "0" },
+    { title: "", cls: "actions", cell: (r) => backupActions(r, coll) },
+  ], list, (r) => ({ class: "backup", "data-id": r.backupId })));
+}
+
+function backupActions(r, coll) {
+  const result = h("span", { class: "result" });
+  const dest = h("input", { class: "restore-name", placeholder: "restore as…", size: 14,
+    value: `${coll.name}_restored` });
+  const verify = h("button", { type: "button", class: "verify", onclick: async () => {
+    result.className = "result";
+    result.textContent = "…";
+    try {
+      const v = await api("CollectionRepo", "VerifyBackup", { backupId: r.backupId });
+      result.textContent = v.isValid ? "valid" : `invalid: ${v.errorMessage || ""}`;
+      result.classList.add(v.isValid ? "ok" : "error");
+    } catch (e) {
+      result.textContent = e.message;
+      result.classList.add("error");
+    }
+  } }, "Verify");
+  const restore = h("button", { type: "button", class: "restore", onclick: async () => {
+    result.className = "result";
+    result.textContent = "…";
+    try {
+      const x = await api("CollectionRepo", "RestoreBackup",
+        { backupId: r.backupId, destNamespace: coll.namespace, destName: dest.value.trim() });
+      result.textContent = `restored ${x.recordsRestored || 0} record(s) into ${coll.namespace}/${dest.value.trim()}`;
+      result.classList.add("ok");
+    } catch (e) {
+      result.textContent = e.message;
+      result.classList.add("error");
+    }
+  } }, "Restore");
+  return [verify, dest, restore, result];
+}
+
 async function viewWorkflows(root, gen) {
-  const { data, summary } = await display("WORKFLOWS");
+  const [{ data, summary }, ex] = await Promise.all([display("WORKFLOWS"), display("EXECUTIONS")]);
   if (gen !== generation) return;
   const wfs = data.workflows || [];
+  const recent = ex.data.executions || [];
   const defs = data.definitions || [];
   const detail = h("div", { id: "workflow-detail" });
   const counts = h("p", { class: "counts" }, Object.entries(data.counts || {})
@@ -414,7 +485,16 @@ async function viewWorkflows(root, gen) {
     { title: "Namespace", cell: (r) => r.namespace },
     { title: "Name", cell: (r) => r.name },
     { title: "Tasks", cell: (r) => (r.tasks || []).map((t) => t.id).join(", ") },
-  ], defs) : empty("No workflow definitions registered."), detail);
+  ], defs) : empty("No workflow definitions registered."), detail,
+  h("h3", {}, "Recent executions"), recent.length ? table([
+    { title: "Workflow", cell: (r) => r.workflow_id },
+    { title: "Task", cell: (r) => r.task_id },
+    { title: "Method", cell: (r) => r.method || "" },
+    { title: "Attempt", cell: (r) => r.attempt },
+    { title: "State", cell: (r) => stateBadge(r.state) },
+    { title: "Executor", cell: (r) => r.executor_id || "" },
+    { title: "Error", cell: (r) => r.error || "" },
+  ], recent, (r) => ({ class: "recent-execution", "data-task": r.task_id })) : empty("No executions yet."));
 }
 
 async function showWorkflow(panel, wf, defs) {

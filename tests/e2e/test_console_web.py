@@ -218,7 +218,7 @@ def test_console_views_in_chromium(servers, tmp_path):
     out = run_browser({"CONSOLE_URL": f"http://{a.address}/", "SHOT_DIR": str(shots),
                        "MODE": "views", "WORKFLOW_ID": wid})
     check_shots(out, ["overview", "registries", "collections-browse", "collections-search",
-                      "workflow", "connections"])
+                      "collections-backups", "workflow", "connections"])
     check_page_errors(out, [("/collector.CollectionRepo/CreateCollection", 400)])
 
     ov = out["overview"]
@@ -240,6 +240,11 @@ def test_console_views_in_chromium(servers, tmp_path):
     assert sorted(r["value"]["name"] for r in seen) == ["giraffe", "heron", "zebra"]
     assert col["searchCount"] == "1 match(es)"
     assert [json.loads(t)["value"]["name"] for t in col["searchRecords"]] == ["giraffe"]
+    assert col["backupsBefore"] == ["No backups of this collection."]
+    assert col["verify"] == "valid"
+    assert col["restore"] == "restored 3 record(s) into default/animals_restored", col["restore"]
+    assert col["backupRows"][2] == "3"
+    assert "default/animals_restored" in col["afterCreate"]
     assert col["createError"] and "name" in col["createError"].lower(), col["createError"]
     assert "default/made_in_browser" in col["afterCreate"]
     assert "default/made_in_browser" not in col["afterDelete"]
@@ -258,6 +263,8 @@ def test_console_views_in_chromium(servers, tmp_path):
     assert tasks["put"]["x"] < tasks["get"]["x"] == tasks["list"]["x"] < tasks["check"]["x"]
     assert sorted(map(tuple, wf["edges"])) == [("get", "check"), ("list", "check"),
                                                ("put", "get"), ("put", "list")]
+    # The node's recent executions: the five tasks run (four of shelve, the failed find).
+    assert sorted(wf["recent"]) == ["check", "find", "get", "list", "put"]
     hist = wf["history"]
     assert [h[0] for h in hist][0] == "put" and sorted(h[0] for h in hist) == ["check", "get", "list", "put"]
     assert all(h[2] == "SUCCEEDED" for h in hist) and all(h[4] == "console-node-a" for h in hist)

@@ -91,6 +91,26 @@ async function views(page, out) {
   out.collections.searchRecords = await texts(page, "#records .record pre");
   out.shots.push(await shot(page, "collections-search"));
 
+  // Back it up, verify the backup, restore it under a new name.
+  await page.waitForSelector("#backups .empty", { timeout: WAIT });
+  out.collections.backupsBefore = await texts(page, "#backups .empty");
+  await page.click("#backup-now");
+  await page.waitForSelector("#backups tr.backup", { timeout: WAIT });
+  await page.click("#backups tr.backup button.verify");
+  await page.waitForFunction(
+    () => !["", "…"].includes(document.querySelector("#backups tr.backup .result")?.textContent || ""),
+    { timeout: WAIT });
+  out.collections.verify = await page.$eval("#backups tr.backup .result", (e) => e.textContent);
+  await page.click("#backups tr.backup button.restore");
+  await page.waitForFunction(
+    () => {
+      const e = document.querySelector("#backups tr.backup .result");
+      return e && (e.textContent.startsWith("restored") || e.classList.contains("error"));
+    }, { timeout: WAIT });
+  out.collections.restore = await page.$eval("#backups tr.backup .result", (e) => e.textContent);
+  out.collections.backupRows = await page.$$eval("#backups tr.backup td", (tds) => tds.map((t) => t.textContent));
+  out.shots.push(await shot(page, "collections-backups"));
+
   // A bad name: the node's own message next to the form.
   await page.type('#create-form input[name="name"]', "bad name!");
   await page.click("#create-form button[type=submit]");
@@ -125,6 +145,7 @@ async function views(page, out) {
       fill: getComputedStyle(g.querySelector("rect")).fill, x: r.x, w: r.width, h: r.height };
   }));
   out.workflows.edges = await page.$$eval("#dag path.edge", (ps) => ps.map((p) => [p.dataset.from, p.dataset.to]));
+  out.workflows.recent = await page.$$eval("tr.recent-execution", (rs) => rs.map((r) => r.dataset.task));
   out.workflows.history = await page.$$eval("tr.execution", (rs) => rs.map((r) =>
     [...r.querySelectorAll("td")].map((td) => td.textContent)));
   out.shots.push(await shot(page, "workflow"));
