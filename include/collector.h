@@ -73,6 +73,7 @@ typedef struct collector_config {
 	uint32_t flood_burst;
 	uint32_t flood_rate;
 	uint32_t handshake_timeout;
+	uint32_t max_tls_handshakes; /* per reactor, in progress */
 	uint32_t header_timeout;
 	uint32_t idle_timeout;
 	uint32_t keepalive_time;

@@ -181,6 +181,7 @@ void collector_config_defaults(collector_config *c)
 	c->flood_burst = w.flood_burst;
 	c->flood_rate = w.flood_rate;
 	c->handshake_timeout = (uint32_t)(w.handshake_timeout / NS_PER_SEC);
+	c->max_tls_handshakes = w.max_tls_handshakes;
 	c->header_timeout = (uint32_t)(w.header_timeout / NS_PER_SEC);
 	c->idle_timeout = (uint32_t)(w.idle_timeout / NS_PER_SEC);
 	c->keepalive_time = (uint32_t)(w.keepalive_time / NS_PER_SEC);
@@ -218,6 +219,7 @@ static void wire_opts(const collector_config *c, h2_server_opts *w)
 	w->flood_burst = c->flood_burst;
 	w->flood_rate = c->flood_rate;
 	w->handshake_timeout = (int64_t)c->handshake_timeout * NS_PER_SEC;
+	w->max_tls_handshakes = c->max_tls_handshakes;
 	w->header_timeout = (int64_t)c->header_timeout * NS_PER_SEC;
 	w->idle_timeout = (int64_t)c->idle_timeout * NS_PER_SEC;
 	w->keepalive_time = (int64_t)c->keepalive_time * NS_PER_SEC;

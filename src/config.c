@@ -62,6 +62,9 @@ static const limit_flag limits[] = {
 	 "GOAWAY ENHANCE_YOUR_CALM"},
 	{"handshake-timeout", L_U32, CFG(handshake_timeout), 0, 3600,
 	 "seconds for the client preface, its SETTINGS and the ACK of ours"},
+	{"max-tls-handshakes", L_U32, CFG(max_tls_handshakes), 0, 1 << 20,
+	 "TLS handshakes in progress per reactor; beyond it a new connection\n"
+	 "is closed at once (0: no bound)"},
 	{"header-timeout", L_U32, CFG(header_timeout), 0, 3600,
 	 "seconds for a header block to complete (HEADERS to END_HEADERS)"},
 	{"idle-timeout", L_U32, CFG(idle_timeout), 0, 30 * 86400,

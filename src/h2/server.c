@@ -55,6 +55,7 @@ void h2_server_opts_default(h2_server_opts *o)
 	o->keepalive_timeout = 20 * NS_PER_SEC;
 	o->ping_min_interval = 300 * NS_PER_SEC;
 	o->ping_max_strikes = 2;
+	o->max_tls_handshakes = 128;
 	o->send_stall_timeout = 30 * NS_PER_SEC;
 	o->require_te_trailers = true;
 }
@@ -429,6 +430,15 @@ h2_endpoint *h2_endpoint_new(h2_server *s, reactor *r)
 	return e;
 }
 
+/* The TLS handshake of h ended (or h went first). */
+static void handshake_over(h2_conn *h)
+{
+	if (h->handshaking) {
+		h->handshaking = false;
+		h->e->handshaking--;
+	}
+}
+
 static void conn_destroy(h2_conn *h)
 {
 	while (!list_empty(&h->calls))
@@ -438,6 +448,7 @@ static void conn_destroy(h2_conn *h)
 		list_remove(it);
 	}
 	reactor_timer_disarm(h->e->r, &h->tick);
+	handshake_over(h);
 	if (h->admitted)
 		admit_release(h->e->s->admit, (struct sockaddr *)&h->peer_addr);
 	while (h->writable) {
@@ -597,6 +608,7 @@ static int conn_recv(reactor_conn *io, const uint8_t *data, size_t len)
 	h2_conn *h = reactor_conn_user(io);
 	if (!h)
 		return -ECONNRESET;
+	handshake_over(h); /* plaintext arrives once TLS is established */
 	if (h->proto == PROTO_SNIFF) {
 		enum conn_proto p = conn_sniff(h, data, len);
 		if (p == PROTO_SNIFF)
@@ -637,6 +649,11 @@ static const reactor_conn_ops conn_ops = {
 
 static void endpoint_accept(h2_endpoint *e, int fd)
 {
+	uint32_t max = e->s->o.max_tls_handshakes;
+	if (e->s->o.tls && max && e->handshaking >= max) {
+		close(fd); /* nothing to say it in before a handshake */
+		return;
+	}
 	h2_conn *h = conn_new(e);
 	if (!h) {
 		close(fd);
@@ -658,6 +675,8 @@ static void endpoint_accept(h2_endpoint *e, int fd)
 			return;
 		}
 		reactor_conn_set_tls(h->io, t, false);
+		h->handshaking = true;
+		e->handshaking++;
 	}
 	h->accepted_at = h->last_recv = h->idle_since = h->progress_at = reactor_now(e->r);
 	/* Over a cap the peer still hears why (GOAWAY) rather than seeing a bare reset. */

@@ -29,11 +29,14 @@ typedef struct h2_server_opts {
 	uint32_t max_continuations;	  /* CONTINUATION frames per header block */
 	uint32_t flood_burst, flood_rate; /* frames that ask nothing (frame.h) */
 	int64_t handshake_timeout;	  /* preface, SETTINGS and its ACK */
-	int64_t header_timeout;		  /* a header block, HEADERS to END_HEADERS */
-	int64_t idle_timeout;		  /* no calls for this long: GOAWAY and close */
-	int64_t keepalive_time;		  /* silence before we PING */
-	int64_t keepalive_timeout;	  /* PING unanswered this long: close */
-	int64_t ping_min_interval;	  /* gRPC ping policy (ping_policy.h) */
+	/* TLS handshakes in progress per reactor; a connection beyond it is closed at once
+	 * (0: no bound). Handshakes cost CPU before anything is known of the peer. */
+	uint32_t max_tls_handshakes;
+	int64_t header_timeout;	   /* a header block, HEADERS to END_HEADERS */
+	int64_t idle_timeout;	   /* no calls for this long: GOAWAY and close */
+	int64_t keepalive_time;	   /* silence before we PING */
+	int64_t keepalive_timeout; /* PING unanswered this long: close */
+	int64_t ping_min_interval; /* gRPC ping policy (ping_policy.h) */
 	uint32_t ping_max_strikes;
 	int64_t send_stall_timeout; /* output waiting with no progress this long: close */
 	bool require_te_trailers;   /* refuse requests without te: trailers */

@@ -51,6 +51,7 @@ struct h2_endpoint {
 	size_t active_calls;
 	bool goaway;
 	size_t held;		    /* this endpoint's share of s->held */
+	size_t handshaking;	    /* TLS handshakes in progress (max_tls_handshakes) */
 	timer budget_timer;	    /* sheds connections while the node is over its budget */
 	struct metrics_ep *metrics; /* this reactor's counters (metrics.h) */
 };
@@ -66,6 +67,7 @@ struct h2_conn {
 	buf *keep;	     /* detached: where its output goes (NULL: nowhere) */
 	nghttp2_session *ng; /* NULL once the connection turned out to be HTTP/1.1 */
 	enum conn_proto proto;
+	bool handshaking;    /* TLS, counted in e->handshaking until it ends */
 	uint8_t sniffed[24]; /* the first bytes while they still match the HTTP/2 preface */
 	size_t nsniffed;
 	struct http1_conn *h1; /* PROTO_H1 */

@@ -208,3 +208,42 @@ def test_a_node_with_a_certificate_from_another_ca_cannot_link(servers, pki):
                                               timeout=10)
     assert e.value.code() == grpc.StatusCode.UNAVAILABLE
     assert a.alive() and m.alive()
+
+
+def test_handshakes_in_progress_are_bounded(servers, pki):
+    """Silent or junk TLS clients hold at most --max-tls-handshakes handshakes; beyond it a
+    connection is closed at once, and the slots come back when they leave or time out."""
+    import socket
+    import ssl
+    node = tls_node(servers, pki, "--max-tls-handshakes", "3", "--handshake-timeout", "2", "--threads", "1")
+    silent = [socket.create_connection(("127.0.0.1", node.port), timeout=5) for _ in range(3)]
+    time.sleep(0.3)
+
+    def handshake():
+        ctx = ssl.create_default_context(cafile=str(pki["ca"]))
+        ctx.set_alpn_protocols(["h2"])
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                return tls.selected_alpn_protocol()
+
+    with pytest.raises((ConnectionError, ssl.SSLError, OSError)):
+        handshake()  # a fourth one is closed at once
+    silent.pop().close()
+    time.sleep(0.3)
+    assert handshake() == "h2"  # a slot came back
+    # The others time out (2 s) and free theirs; a flood of junk never takes the node down.
+    time.sleep(2.5)
+    junk = []
+    for _ in range(50):
+        try:
+            s = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+            s.sendall(b"\x16\x03\x01\x00\x05junk!")
+            junk.append(s)
+        except OSError:
+            pass
+    for s in junk + silent:
+        s.close()
+    time.sleep(0.5)
+    with secure(node, pki) as ch:
+        assert check(ch) == SERVING
+    assert node.alive()
