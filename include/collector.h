@@ -51,6 +51,7 @@ typedef struct collector_config {
 	size_t max_message_bytes;    /* largest request or response message */
 	bool no_validation;	     /* calls are not checked against the registry */
 	bool admin;		     /* the console's Stop and Reset are allowed */
+	bool insecure;		     /* plaintext on an address other than the loopback */
 	bool no_http1;		     /* HTTP/1.1 (curl, browsers, probes) not on the port */
 	bool no_console;	     /* GET / answers 404: no web console */
 	char cors_origin[512];	     /* origins allowed to call from a browser, comma-separated */

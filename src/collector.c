@@ -333,6 +333,14 @@ static int check_settings(const collector_config *cfg, char *err, size_t cap)
 		snprintf(err, cap, "listen: cannot parse '%s' (want HOST:PORT)", cfg->listen);
 		return -EINVAL;
 	}
+	/* Plaintext that the network can read and write, only when the operator says so. */
+	if (!cfg->tls_cert[0] && !cfg->insecure && !sock_is_loopback((struct sockaddr *)&ss)) {
+		snprintf(err, cap,
+			 "listen: %s would serve plaintext to the network: give --tls-cert and "
+			 "--tls-key, or --insecure to mean it",
+			 cfg->listen);
+		return -EINVAL;
+	}
 	char why[400];
 	if (cfg->peers_dns[0] && peer_dns_check_name(cfg->peers_dns, why, sizeof(why))) {
 		snprintf(err, cap, "peers-dns: %s", why);

@@ -181,6 +181,18 @@ static void print_quotas(void)
 
 static int parse_int(const char *name, const char *v, long min, long max, long *out);
 
+/* Flags that take no value on the command line (and 0 or 1 in a config file). */
+static const struct {
+	const char *name;
+	size_t offset;
+} switches[] = {
+	{"admin", offsetof(collector_config, admin)},
+	{"insecure", offsetof(collector_config, insecure)},
+	{"no-console", offsetof(collector_config, no_console)},
+	{"no-http1", offsetof(collector_config, no_http1)},
+	{"no-validation", offsetof(collector_config, no_validation)},
+};
+
 /* 1 when name is no quota flag, else set_option's answer. */
 static int set_quota(collector_config *c, const char *name, const char *v)
 {
@@ -231,6 +243,9 @@ static void config_usage(const char *prog)
 	       "                             file on every node of a mesh (made when missing)\n"
 	       "  --auth-open LIST           services callable without a token: health,\n"
 	       "                             reflection, or none (default health,reflection)\n"
+	       "  --insecure                 serve plaintext on an address other than the\n"
+	       "                             loopback (without it, such an address needs\n"
+	       "                             --tls-cert and --tls-key)\n"
 	       "  --no-http1                 serve HTTP/2 alone on the port: no HTTP/1.1\n"
 	       "                             (by default the port also answers HTTP/1.1:\n"
 	       "                             /healthz, /metrics, Connect JSON and binary)\n"
@@ -328,36 +343,17 @@ static int set_option(collector_config *c, const char *name, const char *v)
 		return copy_str(name, c->data, sizeof(c->data), v);
 	if (!strcmp(name, "namespace"))
 		return copy_str(name, c->default_namespace, sizeof(c->default_namespace), v);
-	if (!strcmp(name, "admin")) {
+	for (size_t i = 0; i < sizeof(switches) / sizeof(switches[0]); i++) {
+		if (strcmp(name, switches[i].name))
+			continue;
 		/* Bare on the command line; "= 1" or "= 0" in a config file. */
 		if (v && parse_int(name, v, 0, 1, &n))
 			return -1;
-		c->admin = v ? n != 0 : true;
+		*(bool *)((char *)c + switches[i].offset) = v ? n != 0 : true;
 		return 0;
 	}
 	if (!strcmp(name, "cors-origin"))
 		return copy_str(name, c->cors_origin, sizeof(c->cors_origin), v);
-	if (!strcmp(name, "no-console")) {
-		/* Bare on the command line; "= 1" or "= 0" in a config file. */
-		if (v && parse_int(name, v, 0, 1, &n))
-			return -1;
-		c->no_console = v ? n != 0 : true;
-		return 0;
-	}
-	if (!strcmp(name, "no-http1")) {
-		/* Bare on the command line; "= 1" or "= 0" in a config file. */
-		if (v && parse_int(name, v, 0, 1, &n))
-			return -1;
-		c->no_http1 = v ? n != 0 : true;
-		return 0;
-	}
-	if (!strcmp(name, "no-validation")) {
-		/* Bare on the command line; "= 1" or "= 0" in a config file. */
-		if (v && parse_int(name, v, 0, 1, &n))
-			return -1;
-		c->no_validation = v ? n != 0 : true;
-		return 0;
-	}
 	if (!strcmp(name, "id"))
 		return copy_str(name, c->id, sizeof(c->id), v);
 	if (!strcmp(name, "peer")) {
@@ -572,6 +568,14 @@ static int read_config_file(collector_config *c, const char *path)
 	return rc;
 }
 
+static bool is_switch(const char *name)
+{
+	for (size_t i = 0; i < sizeof(switches) / sizeof(switches[0]); i++)
+		if (!strcmp(name, switches[i].name))
+			return true;
+	return false;
+}
+
 /* Splits "--name=value" or "--name value"; advances *i past what it used. */
 static int next_flag(int argc, char **argv, int *i, char *name, size_t cap, const char **value)
 {
@@ -591,9 +595,7 @@ static int next_flag(int argc, char **argv, int *i, char *name, size_t cap, cons
 	name[n] = 0;
 	if (eq) {
 		*value = eq + 1;
-	} else if (!strcmp(name, "help") || !strcmp(name, "no-validation") ||
-		   !strcmp(name, "admin") || !strcmp(name, "no-http1") ||
-		   !strcmp(name, "no-console")) {
+	} else if (!strcmp(name, "help") || is_switch(name)) {
 		*value = NULL;
 	} else if (*i + 1 < argc) {
 		*value = argv[++*i];

@@ -87,3 +87,17 @@ void sock_format_addr(const struct sockaddr *addr, char *buf, size_t cap)
 	inet_ntop(AF_INET, &a4->sin_addr, host, sizeof(host));
 	snprintf(buf, cap, "%s:%u", host, ntohs(a4->sin_port));
 }
+
+bool sock_is_loopback(const struct sockaddr *addr)
+{
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (addr->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)addr)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}

@@ -2,11 +2,14 @@
  * only, never on a reactor's hot path. */
 #ifndef IO_SOCK_H
 #define IO_SOCK_H
+#include <stdbool.h>
 #include <sys/socket.h>
 
 /* Parses "host:port", "[v6]:port" or ":port" (numeric hosts and "localhost").
  * Returns 0 or -EINVAL. */
 int sock_parse_addr(const char *hostport, struct sockaddr_storage *ss, socklen_t *len);
+/* Whether addr is a loopback address (127.0.0.0/8, ::1, or ::ffff:127.x.y.z). */
+bool sock_is_loopback(const struct sockaddr *addr);
 /* A non-blocking listening socket with SO_REUSEPORT, so that each reactor can own one on
  * the same address. Returns the fd or a negative errno. */
 int sock_listen(const struct sockaddr *addr, socklen_t len, int backlog);

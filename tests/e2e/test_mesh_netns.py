@@ -27,7 +27,7 @@ def mesh(tmp_path_factory):
             for i, node_id in enumerate(IDS):
                 argv = lab.exec_argv(i, [COLLECTOR_BIN, "--listen", f"{lab.addr(i)}:{PORT}", "--data",
                                          tmp_path_factory.mktemp(f"mesh-{node_id}"), "--threads", 1,
-                                         "--id", node_id, "--auth", "off"])
+                                         "--id", node_id, "--auth", "off", "--insecure"])
                 sp = start_server(argv, f"{node_id} in {lab.nodes[i]}")
                 sp.node_id = node_id
                 procs.append(sp)

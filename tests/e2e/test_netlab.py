@@ -34,7 +34,7 @@ def lab(tmp_path_factory):
             for i in range(NODES):
                 argv = lab.exec_argv(i, [COLLECTOR_BIN, "--listen", f"{lab.addr(i)}:{PORT}",
                                          "--data", tmp_path_factory.mktemp(f"lab-n{i}"),
-                                         "--threads", 1, "--auth", "off"])
+                                         "--threads", 1, "--auth", "off", "--insecure"])
                 procs.append(start_server(argv, f"collector in {lab.nodes[i]}"))
             for sp in procs:
                 ch = grpc.insecure_channel(sp.address, options=[("grpc.enable_http_proxy", 0)])

@@ -247,3 +247,19 @@ def test_handshakes_in_progress_are_bounded(servers, pki):
     with secure(node, pki) as ch:
         assert check(ch) == SERVING
     assert node.alive()
+
+
+def test_plaintext_beyond_the_loopback_only_when_asked(servers, pki, tmp_path):
+    """Without a certificate the node serves plaintext on the loopback alone: another
+    address is refused at start unless --insecure; with TLS it is served."""
+    from conftest import COLLECTOR_BIN
+    r = subprocess.run([str(COLLECTOR_BIN), "--listen", "0.0.0.0:0", "--data", str(tmp_path / "d")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "--insecure" in r.stderr and "plaintext" in r.stderr
+    assert not (tmp_path / "d").exists()  # refused before the data directory is made
+    plain = servers.node("--insecure", listen="0.0.0.0:0")
+    with grpc.insecure_channel(f"127.0.0.1:{plain.port}") as ch:
+        assert check(ch) == SERVING
+    node = servers.node("--tls-cert", pki["server"][0], "--tls-key", pki["server"][1], listen="0.0.0.0:0")
+    with secure(node, pki) as ch:
+        assert check(ch) == SERVING
