@@ -38,6 +38,9 @@ static const char usage_text[] =
 	"  backups NS/NAME               its backups, newest first\n"
 	"  restore ID [--to NS/NAME] [--overwrite]\n"
 	"  verify ID | delete-backup ID\n"
+	"  token create NAME NS:SCOPE[+SCOPE...]...   e.g. shop:read+write '*:read'; the token is\n"
+	"                                shown this once\n"
+	"  token list | token revoke ID | audit [LIMIT]\n"
 	"--node defaults to $COLLECTOR_NODE, else " DEFAULT_NODE "; --token to $COLLECTOR_TOKEN.\n"
 	"Exit status: 0, the gRPC code of a failed call, 64 for a bad command line; workflow\n"
 	"wait: 0 when it succeeded, 10 (ABORTED) when it failed, 1 (CANCELLED) when cancelled.\n";
@@ -406,6 +409,73 @@ static int backups(cli_conn *c, const char *cmd, int argc, char **argv)
 	return rc;
 }
 
+/* ---- tokens (collector.CollectorAuth) ---- */
+
+/* "ns:scope+scope" as an AuthGrant member of a list. */
+static bool jgrant(buf *b, const char *arg, bool first)
+{
+	const char *colon = strrchr(arg, ':');
+	if (!colon || colon == arg || !colon[1])
+		return false;
+	if (!first)
+		buf_putc(b, ',');
+	buf_puts(b, "{\"namespace\":");
+	jsonstr_put(b, arg, (size_t)(colon - arg));
+	buf_puts(b, ",\"scopes\":[");
+	for (const char *p = colon + 1; *p;) {
+		const char *plus = strchr(p, '+');
+		size_t n = plus ? (size_t)(plus - p) : strlen(p);
+		if (!n)
+			return false;
+		if (p != colon + 1)
+			buf_putc(b, ',');
+		jsonstr_put(b, p, n);
+		p += n + (plus ? 1 : 0);
+	}
+	buf_puts(b, "]}");
+	return true;
+}
+
+static int tokens(cli_conn *c, const char *cmd, int argc, char **argv)
+{
+	buf b = BUF_INIT;
+	const char *method = NULL;
+	bool ok = true;
+	buf_putc(&b, '{');
+	if (!strcmp(cmd, "audit")) {
+		method = "CollectorAuth/ListAudit";
+		if (argc == 1 && strspn(argv[0], "0123456789") == strlen(argv[0]) && *argv[0]) {
+			jkey(&b, "limit");
+			buf_puts(&b, argv[0]);
+		} else {
+			ok = argc == 0;
+		}
+	} else if (argc >= 1 && !strcmp(argv[0], "list")) {
+		method = "CollectorAuth/ListTokens";
+		ok = argc == 1;
+	} else if (argc == 2 && !strcmp(argv[0], "revoke")) {
+		method = "CollectorAuth/RevokeToken";
+		jstr(&b, "id", argv[1]);
+	} else if (argc >= 3 && !strcmp(argv[0], "create")) {
+		method = "CollectorAuth/CreateToken";
+		jstr(&b, "name", argv[1]);
+		jkey(&b, "grants");
+		buf_putc(&b, '[');
+		for (int i = 2; ok && i < argc; i++)
+			ok = jgrant(&b, argv[i], i == 2);
+		buf_putc(&b, ']');
+	} else {
+		ok = false;
+	}
+	buf_putc(&b, '}');
+	buf_terminate(&b);
+	int rc = ok ? call_print(c, method, b.text)
+		    : usage("token create NAME NS:SCOPE[+SCOPE]..., token list, token revoke ID, "
+			    "audit [LIMIT]");
+	buf_free(&b);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	cli_opts o = {.node = getenv("COLLECTOR_NODE"),
@@ -452,6 +522,8 @@ int main(int argc, char **argv)
 		const char *req = argc - i == 3 ? (json ? json : argv[i + 2]) : "{}";
 		rc = call_print(c, argv[i + 1], req);
 		mem_free(json);
+	} else if (!strcmp(cmd, "token") || !strcmp(cmd, "audit")) {
+		rc = tokens(c, cmd, argc - i - 1, argv + i + 1);
 	} else if (!strcmp(cmd, "workflow")) {
 		rc = workflow(c, &o, argc - i - 1, argv + i + 1);
 	} else if (!strcmp(cmd, "backup") || !strcmp(cmd, "backups") || !strcmp(cmd, "restore") ||

@@ -155,3 +155,25 @@ def test_a_token_from_the_environment_or_the_flag(servers):
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, COLLECTOR_TOKEN=token))
     assert r.returncode == 0, r.stderr
+
+
+def test_tokens_from_the_command_line(servers):
+    node = servers.node("--auth", "on")
+    admin = (Path(node.data_dir) / "system" / "admin-token").read_text().strip()
+    r = ctl(node, "--token", admin, "token", "create", "reader", "shop:read", "*:read+write")
+    assert r.returncode == 0, r.stderr
+    made = json.loads(r.stdout)
+    secret, tid = made["token"], made["info"]["id"]
+    grants = {g["namespace"]: sorted(g["scopes"]) for g in made["info"]["grants"]}
+    assert grants == {"shop": ["read"], "*": ["read", "write"]}
+    listed = json.loads(ctl(node, "--token", admin, "token", "list").stdout)["tokens"]
+    assert tid in [t["id"] for t in listed] and secret not in json.dumps(listed)
+    assert ctl(node, "--token", secret, "call", "CollectionRepo/Discover").returncode == 0
+    # A reader may not make tokens: PERMISSION_DENIED (7), and the audit log says so.
+    r = ctl(node, "--token", secret, "token", "create", "x", "shop:admin")
+    assert r.returncode == 7 and "PERMISSION_DENIED" in r.stderr
+    audit = ctl(node, "--token", admin, "audit", "50")
+    assert audit.returncode == 0 and "CreateToken" in audit.stdout
+    assert ctl(node, "--token", admin, "token", "revoke", tid).returncode == 0
+    assert ctl(node, "--token", secret, "call", "CollectionRepo/Discover").returncode == 16
+    assert ctl(node, "--token", admin, "token", "create", "bad", "noscope").returncode == 64
