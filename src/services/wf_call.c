@@ -32,14 +32,7 @@ struct wf_calls {
 	bool draining;
 };
 
-static char *copy(const char *s)
-{
-	size_t n = strlen(s ? s : "");
-	char *d = mem_alloc(n + 1);
-	if (d)
-		memcpy(d, s ? s : "", n + 1);
-	return d;
-}
+static char *copy(const char *s) { return mem_strdup(s ? s : ""); }
 
 wf_call *wf_call_new(const char *ns, const char *service, const char *method, const char *type_url,
 		     const uint8_t *input, size_t len)
