@@ -7,6 +7,7 @@
 
 #include "base/mem.h"
 #include "collector/collection_repo.pb-c.h"
+#include "services/transfer.h"
 
 #define REPO "/collector.CollectionRepo/"
 #define LIST_MAX 1000
@@ -204,12 +205,6 @@ static void clone_work(svc_job *sj)
 {
 	svc_req_job *j = (svc_req_job *)sj;
 	const Collector__CloneRequest *req = j->req;
-	if (req->dest_endpoint && *req->dest_endpoint) {
-		svc_job_fail(sj, GRPC_UNIMPLEMENTED,
-			     "Clone to another node (dest_endpoint) is not implemented yet on this "
-			     "node; without dest_endpoint it makes a local copy");
-		return;
-	}
 	const char *src_name = req->source_collection ? req->source_collection->name : "";
 	const char *ns = req->dest_namespace && *req->dest_namespace ? req->dest_namespace : j->ns;
 	const char *name = req->dest_name ? req->dest_name : "";
@@ -235,6 +230,10 @@ static void clone_work(svc_job *sj)
 static void clone_collection(call *c, const ProtobufCMessage *msg)
 {
 	const Collector__CloneRequest *req = (const void *)msg;
+	if (req->dest_endpoint && *req->dest_endpoint) {
+		transfer_clone_remote(c, req);
+		return;
+	}
 	svc_start(c, req, req->source_collection ? req->source_collection->namespace_ : NULL,
 		  clone_work);
 }

@@ -18,6 +18,8 @@
 #include "io/reactor.h"
 #include "services/svc.h"
 #include "services/svc_job.h"
+#include "store/manifest.h"
+#include "store/store.h"
 
 #define BACKUP_SYSCOLL "backups"
 
@@ -61,6 +63,27 @@ bool backup_restore(svc_job *j, const svc_env *env, const Collector__BackupMetad
 bool backup_clone(svc_job *j, const svc_env *env, const char *src_ns, const char *src_name,
 		  const char *ns, const char *name, bool include_files, int64_t *records,
 		  int64_t *files, int64_t *bytes);
+
+/* ---- for transfers between nodes (transfer.c) ---- */
+
+/* ns/name is a valid destination that does not exist (or overwrite). */
+bool backup_check_dest(svc_job *j, const svc_env *env, const char *ns, const char *name,
+		       bool overwrite);
+/* A snapshot of ns/name in a new staged directory of ns (store_stage_begin: tmp and path,
+ * cap bytes): records.db and, with include_files, files/ (hard links); *m (zeroed by the
+ * caller, freed by it) describes it: sizes, SHA-256s, definition, type descriptors. The
+ * caller removes the directory with store_stage_abort(env->store, ns, tmp) when done; on
+ * failure it is gone already (tmp[0] == 0). */
+bool backup_snapshot_stage(svc_job *j, const svc_env *env, const char *ns, const char *name,
+			   bool include_files, manifest *m, char tmp[STORE_TMP_MAX], char *path,
+			   size_t cap);
+/* Makes the staged directory tmp (at path, of namespace ns), whose records.db and files/
+ * were checked against m piece by piece, the collection ns/name: checks the database
+ * (integrity, record count), registers m's type in ns when needed, installs it (atomically:
+ * ALREADY_EXISTS when the name was taken meanwhile). The stage is gone afterwards, installed
+ * or removed. */
+bool backup_adopt_stage(svc_job *j, const svc_env *env, const manifest *m, const char *ns,
+			const char *name, const char *tmp, const char *path);
 
 /* At start: removes what interrupted backups (.tmp-<id>) and deletes (.del-<id>) left in
  * DATA/backups (a dest_path tree keeps them until a backup there is deleted by hand). */

@@ -941,7 +941,7 @@ static void unstage(const svc_env *env, staged *s)
 		store_stage_abort(env->store, s->ns, s->tmp);
 }
 
-static bool check_dest(svc_job *j, const svc_env *env, const char *ns, const char *name,
+bool backup_check_dest(svc_job *j, const svc_env *env, const char *ns, const char *name,
 		       bool overwrite)
 {
 	if (!svc_check_user_ns(j, ns) || !svc_check_name(j, "collection", name))
@@ -964,7 +964,7 @@ bool backup_restore(svc_job *j, const svc_env *env, const Collector__BackupMetad
 		    const char *ns, const char *name, bool overwrite, int64_t *records,
 		    int64_t *files)
 {
-	if (!check_dest(j, env, ns, name, overwrite))
+	if (!backup_check_dest(j, env, ns, name, overwrite))
 		return false;
 	manifest m;
 	memset(&m, 0, sizeof(m));
@@ -1045,7 +1045,7 @@ bool backup_clone(svc_job *j, const svc_env *env, const char *src_ns, const char
 		  int64_t *files, int64_t *bytes)
 {
 	if (!svc_check_user_ns(j, src_ns) || !svc_check_name(j, "collection", src_name) ||
-	    !check_dest(j, env, ns, name, false))
+	    !backup_check_dest(j, env, ns, name, false))
 		return false;
 	store_coll *c = NULL;
 	store_collection *src = NULL;
@@ -1111,6 +1111,137 @@ out:
 		store_coll_release(c);
 	mem_free(src);
 	manifest_free(&m);
+	mem_free(def);
+	mem_free(labels);
+	mem_free(indexed);
+	return ok;
+}
+
+/* ---- for transfers between nodes (transfer.c) ---- */
+
+bool backup_snapshot_stage(svc_job *j, const svc_env *env, const char *ns, const char *name,
+			   bool include_files, manifest *m, char tmp[STORE_TMP_MAX], char *path,
+			   size_t cap)
+{
+	tmp[0] = 0;
+	if (!svc_check_user_ns(j, ns) || !svc_check_name(j, "collection", name))
+		return false;
+	store_coll *c = NULL;
+	store_collection *src = NULL;
+	bool ok = false;
+	int rc = store_coll_acquire(env->store, ns, name, &c);
+	if (rc == -ENOENT) {
+		svc_job_fail(j, GRPC_NOT_FOUND, "no collection %s/%s", ns, name);
+		return false;
+	}
+	if (rc) {
+		svc_fail_store(j, rc, "opening the collection");
+		return false;
+	}
+	if ((rc = store_collection_get(env->store, ns, name, &src))) {
+		svc_fail_store(j, rc, "reading the collection's definition");
+		goto out;
+	}
+	if ((rc = store_stage_begin(env->store, ns, path, cap, tmp))) {
+		tmp[0] = 0;
+		svc_fail_store(j, rc, "preparing the transfer's directory");
+		goto out;
+	}
+	char db[PATH_MAX + 16];
+	snprintf(db, sizeof(db), "%s/" SNAPSHOT_DB_NAME, path);
+	snapshot_db_info info;
+	if ((rc = snapshot_db(c, db, &info))) {
+		svc_fail_store(j, rc, "snapshot of the database");
+		goto out;
+	}
+	snprintf(m->ns, sizeof(m->ns), "%s", ns);
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	snprintf(m->backup_id, sizeof(m->backup_id), "transfer");
+	m->timestamp_us = info.taken_at_us;
+	m->records = info.records;
+	m->db_size = info.bytes;
+	memcpy(m->db_sha256, info.sha256, sizeof(info.sha256));
+	m->include_files = include_files;
+	if (include_files) {
+		/* Hard links: the snapshot of the tree costs no copy, and the files stay as they
+		 * were whatever uploads come meanwhile (snapshot.h). */
+		int d = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int f = d >= 0 ? odir(d, SNAPSHOT_FILES_DIR) : -1;
+		rc = f < 0 ? store_err_set(-EIO, "files: %s", strerror(errno))
+			   : snapshot_coll_files(c, f, manifest_file_cb, m, &m->file_count,
+						 &m->file_bytes);
+		if (f >= 0)
+			close(f);
+		if (d >= 0)
+			close(d);
+		if (rc) {
+			svc_fail_store(j, rc, "copying the attachments");
+			goto out;
+		}
+	}
+	store_coll_release(c);
+	c = NULL;
+	m->definition.len = src->def_len;
+	m->definition.data = mem_alloc(src->def_len ? src->def_len : 1);
+	if (!m->definition.data) {
+		svc_job_fail(j, GRPC_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	memcpy(m->definition.data, src->def, src->def_len);
+	ok = collect_types(j, env, src, m);
+out:
+	if (!ok && tmp[0]) {
+		store_stage_abort(env->store, ns, tmp);
+		tmp[0] = 0;
+	}
+	if (c)
+		store_coll_release(c);
+	mem_free(src);
+	return ok;
+}
+
+bool backup_adopt_stage(svc_job *j, const svc_env *env, const manifest *m, const char *ns,
+			const char *name, const char *tmp, const char *path)
+{
+	staged s = {.ns = ns, .made = true};
+	snprintf(s.tmp, sizeof(s.tmp), "%s", tmp);
+	snprintf(s.path, sizeof(s.path), "%s", path);
+	uint8_t *def = NULL;
+	char *labels = NULL, *indexed = NULL;
+	bool ok = false;
+	char db[PATH_MAX + 16];
+	snprintf(db, sizeof(db), "%s/" SNAPSHOT_DB_NAME, path);
+	int64_t records;
+	int rc = snapshot_db_check(db);
+	if (rc) {
+		svc_job_fail(j, GRPC_DATA_LOSS, "the received database is damaged: %s",
+			     store_err_msg());
+		goto out;
+	}
+	if ((rc = snapshot_db_count(db, &records)) || records != m->records) {
+		svc_job_fail(j, GRPC_DATA_LOSS,
+			     "the received database holds %lld records, the manifest says %lld",
+			     (long long)(rc ? -1 : records), (long long)m->records);
+		goto out;
+	}
+	if (!backup_check_dest(j, env, ns, name, false))
+		goto out;
+	Collector__Collection *d = svc_decode(&collector__collection__descriptor,
+					      m->definition.data, m->definition.len);
+	if (!d) {
+		svc_job_fail(j, GRPC_INVALID_ARGUMENT, "the manifest's definition does not decode");
+		goto out;
+	}
+	bool typed = ensure_type(j, env, ns, d->message_type ? d->message_type->message_name : NULL,
+				 m->type_files, m->ntype_files);
+	collector__collection__free_unpacked(d, NULL);
+	store_collection row;
+	if (!typed || !make_row(j, env, m->definition.data, m->definition.len, ns, name, &row, &def,
+				&labels, &indexed))
+		goto out;
+	ok = install(j, env, &s, &row, false);
+out:
+	unstage(env, &s);
 	mem_free(def);
 	mem_free(labels);
 	mem_free(indexed);

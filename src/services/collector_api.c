@@ -16,6 +16,7 @@
 #include "h2/call.h"
 #include "services/auth.h"
 #include "services/backup.h"
+#include "services/transfer.h"
 #include "services/collection.h"
 #include "services/console.h"
 #include "services/dispatch.h"
@@ -251,6 +252,8 @@ int collector_api_register_all(method_table *t, svc_env *env)
 		rc = repo_register(t, env);
 	if (!rc)
 		rc = backup_register(t, env);
+	if (!rc)
+		rc = transfer_register(t, env);
 	if (!rc)
 		rc = collection_register(t, env);
 	if (!rc)

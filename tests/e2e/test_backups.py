@@ -174,7 +174,7 @@ def test_refusals_change_nothing(bnode):
     expect_error(C.INVALID_ARGUMENT, api.repo.RestoreBackup,
                  repo_pb2.RestoreBackupRequest(backup_id=b.backup_id, dest_namespace="system"))
     expect_error(C.INVALID_ARGUMENT, api.repo.ListBackups, repo_pb2.ListBackupsRequest(limit=-1))
-    expect_error(C.UNIMPLEMENTED, api.repo.Clone, repo_pb2.CloneRequest(
+    expect_error(C.UNAVAILABLE, api.repo.Clone, repo_pb2.CloneRequest(
         source_collection=nn("default", coll.name), dest_name="x", dest_endpoint="127.0.0.1:1"),
         mentions=("dest_endpoint",))
     expect_error(C.ALREADY_EXISTS, api.repo.Clone, repo_pb2.CloneRequest(
