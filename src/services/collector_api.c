@@ -16,7 +16,6 @@
 #include "h2/call.h"
 #include "services/auth.h"
 #include "services/backup.h"
-#include "services/transfer.h"
 #include "services/collection.h"
 #include "services/console.h"
 #include "services/dispatch.h"
@@ -26,6 +25,7 @@
 #include "services/reflection.h"
 #include "services/registry.h"
 #include "services/repo.h"
+#include "services/transfer.h"
 #include "services/worker.h"
 
 extern const uint8_t api_descriptor_set[];
