@@ -15,9 +15,11 @@ Then the registry's validation cost (bench/validation_cost.py): one node, valida
 Then the mesh's cost per hop (bench/mesh_scenarios.py): two linked nodes.
 Then TLS beside stock gRPC's (bench/tls_scenarios.py).
 Then the worker's durable workflows per second (bench/wf_scenarios.py).
+Then Clone and Fetch between two nodes beside a plain TCP copy (bench/transfer_scenarios.py).
 
 Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
-                    [--only core|collections|validation|mesh|tls|workflows]
+                    [--only core|collections|validation|mesh|tls|workflows|transfers]
+                    [--transfer-mib N]
 """
 import argparse
 import json
@@ -35,6 +37,7 @@ from pathlib import Path
 import coll_scenarios
 import mesh_scenarios
 import tls_scenarios
+import transfer_scenarios
 import validation_cost
 import wf_scenarios
 from benchlib import LOAD_CORE, Server, fmt, machine, median_of, ratio, run_loadgen, varint as _varint
@@ -252,8 +255,11 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="one run of 2 s per scenario")
-    ap.add_argument("--only", choices=["core", "collections", "validation", "mesh", "tls", "workflows"],
+    ap.add_argument("--only", choices=["core", "collections", "validation", "mesh", "tls", "workflows",
+                                       "transfers"],
                     help="run one part; the others keep their figures from the last latest.json")
+    ap.add_argument("--transfer-mib", type=int, default=0,
+                    help="MiB moved by the transfers part (default 1024; 256 with --quick)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"))
     args = ap.parse_args()
@@ -276,8 +282,10 @@ def main():
             data["tls"] = tls_scenarios.run(args, tmp)
         if args.only in (None, "workflows"):
             data["workflows"] = wf_scenarios.run(args, tmp)
+        if args.only in (None, "transfers"):
+            data["transfers"] = transfer_scenarios.run(args, tmp)
     latest.write_text(json.dumps(data, indent=2) + "\n")
-    if args.only in ("collections", "validation", "mesh", "tls", "workflows"):
+    if args.only in ("collections", "validation", "mesh", "tls", "workflows", "transfers"):
         made = [c for c in ("rps.png", "cpu_per_call.png") if (Path(args.out) / c).exists()]
     else:
         made = charts(data["results"], args.out)
@@ -318,6 +326,8 @@ def write_docs(args, data, made):
         doc.append(tls_scenarios.docs(data["tls"]))
     if "workflows" in data:
         doc.append(wf_scenarios.docs(data["workflows"]))
+    if "transfers" in data:
+        doc.append(transfer_scenarios.docs(data["transfers"]))
     Path(args.docs).parent.mkdir(parents=True, exist_ok=True)
     Path(args.docs).write_text("\n".join(doc) + "\n")
 

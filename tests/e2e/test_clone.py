@@ -373,3 +373,35 @@ def test_memory_stays_bounded(servers):
         print(f"RSS growth of {n.address}: {grown:.1f} MiB")
         assert grown < 48, f"RSS of the node at {n.address} grew by {grown:.1f} MiB moving 96 MiB"
     assert_big_same(src, Coll(A, "default", back), 5)
+
+
+def test_clone_and_fetch_carry_a_registered_type(two):
+    """The other node has never seen the collection's type: the manifest's descriptors
+    register it there (in the destination namespace) before the collection appears."""
+    from collections_util import raw_any
+    from collector import registry_pb2
+    from registry_util import animal_file, keeper_file
+    a, b = two
+    A, B = Api(a), Api(b)
+    ns, back_ns = uniq("tx"), uniq("txback")
+    assert_ok(call(A.registry.RegisterProto, registry_pb2.RegisterProtoRequest(
+        namespace=ns, file_descriptor=keeper_file(), dependencies=[animal_file()])))
+    name = uniq("keepers")
+    A.create_collection(name, "zoo.Keeper", ns=ns)
+    coll = Coll(A, ns, name, "zoo.Keeper")
+    for i in range(4):
+        coll.put(raw_any("zoo.Keeper", b"\n\x02k" + str(i).encode()))
+    before = coll.snapshot()
+    r = assert_ok(call(A.repo.Clone, repo_pb2.CloneRequest(
+        source_collection=nn(ns, name), dest_endpoint=b.address), timeout=60))
+    assert r.collection_id == f"{ns}/{name}" and r.records_cloned == 4
+    copy = Coll(B, ns, name, "zoo.Keeper")
+    assert copy.snapshot() == before
+    d = copy.describe().collection_definition
+    assert d.namespace == ns and d.message_type.message_name == "zoo.Keeper"
+    B.create_collection(uniq("probe"), "zoo.Keeper", ns=ns)  # the type is registered on B now
+    f = assert_ok(call(A.repo.Fetch, repo_pb2.FetchRequest(
+        source_endpoint=b.address, source_collection=nn(ns, name), dest_namespace=back_ns),
+        timeout=60))
+    assert f.collection_id == f"{back_ns}/{name}"
+    assert Coll(A, back_ns, name, "zoo.Keeper").snapshot() == before
