@@ -562,12 +562,52 @@ static int sink_write(void *ctx, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* No fsync here: the pieces are synced together once all have come (stage_sync), so that
+ * the disk writes back one file while the next arrives instead of stopping the stream at
+ * the end of each. */
 static int sink_close(void *ctx)
 {
 	rx *r = ctx;
-	int rc = fsync(r->fd) ? -errno : 0;
-	close(r->fd);
+	int rc = close(r->fd) ? -errno : 0;
 	r->fd = -1;
+	return rc;
+}
+
+static int sync_at(int dirfd, const char *path, int flags)
+{
+	int fd = openat(dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | flags);
+	if (fd < 0)
+		return -errno;
+	int rc = fsync(fd) ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+/* Every piece written and every directory made for them, durable before the install. */
+static int stage_sync(rx *r)
+{
+	const manifest *m = &r->sm.m;
+	int rc = sync_at(r->dirfd, SNAPSHOT_DB_NAME, 0);
+	char prev[FILES_PATH_MAX + 16] = "";
+	for (size_t i = 0; !rc && i < m->nfiles; i++) {
+		char p[FILES_PATH_MAX + 16];
+		snprintf(p, sizeof(p), SNAPSHOT_FILES_DIR "/%s", m->files[i].path);
+		rc = sync_at(r->dirfd, p, 0);
+		/* Its directories, deepest first, each once in a row (the manifest lists a
+		 * directory's files together). */
+		for (char *slash = strrchr(p, '/'); !rc && slash; slash = strrchr(p, '/')) {
+			*slash = 0;
+			if (!strcmp(p, prev))
+				break;
+			rc = sync_at(r->dirfd, p, O_DIRECTORY);
+		}
+		snprintf(prev, sizeof(prev), SNAPSHOT_FILES_DIR "/%s", m->files[i].path);
+		char *slash = strrchr(prev, '/');
+		if (slash)
+			*slash = 0;
+	}
+	if (!rc)
+		rc = fsync(r->dirfd) ? -errno : 0;
 	return rc;
 }
 
@@ -608,6 +648,12 @@ static void rx_finish(rx *r)
 	int code = xfer_rx_end(&r->sm);
 	if (code != GRPC_OK) {
 		svc_job_fail(&r->st, code, "%s", r->sm.why);
+		return;
+	}
+	int rc = stage_sync(r);
+	if (rc) {
+		svc_job_fail(&r->st, GRPC_INTERNAL, "syncing the received collection: %s",
+			     strerror(-rc));
 		return;
 	}
 	close(r->dirfd);
