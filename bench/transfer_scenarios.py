@@ -162,23 +162,32 @@ def run(args, tmp):
             fetch = cha.unary_unary("/collector.CollectionRepo/Fetch",
                                     request_serializer=ident, response_deserializer=ident)
             res = {"clone": [], "fetch": [], "tcp (discard)": [], "tcp (to disk, fsync)": []}
+            cpu = {"clone": [], "fetch": []}
             for i in range(args.runs):
+                c0 = a.cpu_seconds() + b.cpu_seconds()
                 t0 = time.monotonic()
                 clone(_f(1, _nn("default", "big")) + _f(3, f"copy{i}") +
                       _f(4, f"127.0.0.1:{b.port}") + _v(5, 1), timeout=3600)
                 res["clone"].append(total / (time.monotonic() - t0))
+                c1 = a.cpu_seconds() + b.cpu_seconds()
+                cpu["clone"].append(c1 - c0)
                 t0 = time.monotonic()
                 fetch(_f(1, f"127.0.0.1:{b.port}") + _f(2, _nn("default", f"copy{i}")) +
                       _f(4, f"back{i}") + _v(5, 1), timeout=3600)
                 res["fetch"].append(total / (time.monotonic() - t0))
+                cpu["fetch"].append(a.cpu_seconds() + b.cpu_seconds() - c1)
                 for name, disk in (("tcp (discard)", False), ("tcp (to disk, fsync)", True)):
                     n, dt = _tcp_copy(src_files, str(db), disk)
                     res[name].append(n / dt)
             base = statistics.median(res["tcp (discard)"])
             for k, v in res.items():
                 mbs = statistics.median(v) / 1e6
-                out["scenarios"][k] = {"mb_per_s": mbs, "of_tcp": mbs * 1e6 / base}
-                print(f"transfers {k}: {mbs:.0f} MB/s ({mbs * 1e6 / base:.0%} of the TCP copy)",
+                disk = statistics.median(res["tcp (to disk, fsync)"])
+                c = statistics.median(cpu[k]) * (1 << 30) / total if k in cpu else None
+                out["scenarios"][k] = {"mb_per_s": mbs, "of_tcp": mbs * 1e6 / base,
+                                       "of_disk": mbs * 1e6 / disk, "cpu_s_per_gib": c}
+                print(f"transfers {k}: {mbs:.0f} MB/s ({mbs * 1e6 / base:.0%} of the TCP copy, "
+                      f"{mbs * 1e6 / disk:.0%} of the copy to disk); both nodes' CPU s/GiB {c}",
                       flush=True)
             out["bytes"] = total
             cha.close()
@@ -204,9 +213,12 @@ def docs(v):
              f"Machine: {m['cpu']}, {m['cores']} cores; {m['date']}.", "",
              "Command: `bench/run.py --only transfers` (part of `make bench`; `--transfer-mib N` "
              "for another size).", "",
-             "| transfer | MB/s | of the TCP copy (discard) |", "| --- | --- | --- |"]
+             "| transfer | MB/s | of the TCP copy (discard) | of the TCP copy to disk | "
+             "CPU s of both nodes per GiB |", "| --- | --- | --- | --- | --- |"]
     for name, r in v["scenarios"].items():
-        lines.append(f"| {name} | {fmt(r['mb_per_s'])} | {r['of_tcp']:.0%} |")
+        c = r.get("cpu_s_per_gib")
+        lines.append(f"| {name} | {fmt(r['mb_per_s'])} | {r['of_tcp']:.0%} | "
+                     f"{r.get('of_disk', 0):.0%} | {fmt(c) if c is not None else '-'} |")
     lines += ["", "Target (issue 18): Clone/Fetch at >= 50% of a plain TCP copy of the same bytes.",
               ""]
     return "\n".join(lines)
