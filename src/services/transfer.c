@@ -290,8 +290,14 @@ static bool tx_send_meta(tx *t)
 	}
 	client_channel *ch =
 		proxy_channel(call_reactor(t->c), t->endpoint, t->env->max_message_bytes, true);
+	/* The far node admits the push on the mesh credential (auth.h), as a linked node's. */
+	call_md cred[1];
+	size_t nmd;
+	const call_md *auth = proxy_md_for_node(NULL, 0, true, cred, &nmd);
 	client_call_args a = {.path = REPO "PushCollection",
 			      .timeout_ns = timeout_of(t->c),
+			      .md = auth,
+			      .nmd = nmd,
 			      .ops = &push_ops,
 			      .user = t};
 	t->out = ch ? client_call_start(ch, &a) : NULL;
@@ -1073,8 +1079,13 @@ static void fetch_request(call *c, const ProtobufCMessage *msg)
 	Collector__PullCollectionRequest pr = COLLECTOR__PULL_COLLECTION_REQUEST__INIT;
 	pr.source_collection = &src;
 	pr.include_files = req->include_files;
+	call_md cred[1];
+	size_t nmd;
+	const call_md *md = proxy_md_for_node(NULL, 0, true, cred, &nmd);
 	client_call_args a = {.path = REPO "PullCollection",
 			      .timeout_ns = timeout_of(c),
+			      .md = md,
+			      .nmd = nmd,
 			      .ops = &pull_ops,
 			      .user = r};
 	r->in = client_call_start(ch, &a);

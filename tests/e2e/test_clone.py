@@ -405,3 +405,38 @@ def test_clone_and_fetch_carry_a_registered_type(two):
         timeout=60))
     assert f.collection_id == f"{back_ns}/{name}"
     assert Coll(A, back_ns, name, "zoo.Keeper").snapshot() == before
+
+
+def test_clone_and_fetch_with_auth_on(servers, tmp_path):
+    """With auth on, the far node admits the push or pull on the mesh credential that nodes
+    sharing --mesh-token-file carry; a node without it is refused, and nothing is made."""
+    from collections_util import pack
+    from collector import collection_server_pb2 as cs_pb2
+    from test_auth import admin_token, md
+    mesh = tmp_path / "mesh.tok"
+    a = servers.node("--auth", "on", "--mesh-token-file", mesh)
+    b = servers.node("--auth", "on", "--mesh-token-file", mesh)
+    c = servers.node("--auth", "on")
+    ta, tb, tc = admin_token(a), admin_token(b), admin_token(c)
+    A, B, Cn = Api(a), Api(b), Api(c)
+    name = uniq("authsrc")
+    A.create_collection(name, metadata=md(ta))
+    src = Coll(A, "default", name)
+    for i in range(3):
+        A.svc.Create(cs_pb2.CreateRequest(namespace="default", collection_name=name,
+                                          item=pack(sr(size=i, body=b"x"))), metadata=md(ta), timeout=10)
+    r = assert_ok(call(A.repo.Clone, clone_req(src, b.address, uniq("authcl")), metadata=md(ta),
+                       timeout=60))
+    assert r.records_cloned == 3
+    f = assert_ok(call(B.repo.Fetch, fetch_req(src, a.address, uniq("authfe")), metadata=md(tb),
+                       timeout=60))
+    assert f.records_fetched == 3
+    # c has no mesh token: it refuses a's push, and a refuses its pull.
+    for fn, tok, req in ((A.repo.Clone, ta, clone_req(src, c.address, uniq("no"))),
+                         (Cn.repo.Fetch, tc, fetch_req(src, a.address, uniq("no")))):
+        try:
+            fn(req, metadata=md(tok), timeout=30)
+            pytest.fail("a transfer without the mesh credential succeeded")
+        except grpc.RpcError as e:
+            assert e.code() in (C.UNAUTHENTICATED, C.PERMISSION_DENIED), (e.code(), e.details())
+    assert stages(a) == [] and stages(b) == [] and stages(c) == []
