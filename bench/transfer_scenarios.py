@@ -146,10 +146,10 @@ def run(args, tmp):
     ident = lambda b: b
     with tempfile.TemporaryDirectory(dir=str(Path(args.build).resolve())) as data:
         da, db = Path(data) / "a", Path(data) / "b"
-        a = Server([str(Path(args.build) / "collector"), "--listen", "127.0.0.1:0", "--data",
-                    str(da), "--threads", "1"])
-        b = Server([str(Path(args.build) / "collector"), "--listen", "127.0.0.1:0", "--data",
-                    str(db), "--threads", "1"])
+        a = Server([str(Path(args.build) / "collector"), "--listen", "127.0.0.1:0", "--auth", "off",
+                    "--data", str(da), "--threads", "1"])
+        b = Server([str(Path(args.build) / "collector"), "--listen", "127.0.0.1:0", "--auth", "off",
+                    "--data", str(db), "--threads", "1"])
         try:
             _pin(b.pid, LOAD_CORE)
             cha = grpc.insecure_channel(f"127.0.0.1:{a.port}")
