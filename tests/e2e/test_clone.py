@@ -259,6 +259,15 @@ def test_client_cancels_push_then_retry(two):
     fut.cancel()
     wait_until("the staged directory removed", lambda: stages(b) == [], timeout=10)
     B.assert_absent("default", name)
+    # The same push cut by its deadline.
+    sent_half.clear()
+    fut = B.repo.PushCollection.future(gen(), timeout=1.5)
+    assert sent_half.wait(10)
+    with pytest.raises(grpc.RpcError) as e:
+        fut.result(timeout=20)
+    assert e.value.code() == C.DEADLINE_EXCEEDED
+    wait_until("the staged directory removed", lambda: stages(b) == [], timeout=10)
+    B.assert_absent("default", name)
     r = assert_ok(call(B.repo.PushCollection, iter([
         repo_pb2.PushCollectionRequest(metadata=repo_pb2.PushCollectionRequest.Metadata(
             dest_name=name, total_size=md.total_size, record_count=md.record_count,
