@@ -238,6 +238,12 @@ static void clone_collection(call *c, const ProtobufCMessage *msg)
 		  clone_work);
 }
 
+static void clone_cancel(call *c)
+{
+	if (!transfer_clone_cancel(c))
+		svc_job_on_cancel(c);
+}
+
 #define UNARY(name, fn, lower)                                                                     \
 	{                                                                                          \
 		REPO name, METHOD_UNARY, &collector__##lower##_request__descriptor,                \
@@ -253,7 +259,12 @@ int backup_register(method_table *t, svc_env *env)
 		UNARY("RestoreBackup", restore_backup, restore_backup),
 		UNARY("DeleteBackup", delete_backup, delete_backup),
 		UNARY("VerifyBackup", verify_backup, verify_backup),
-		UNARY("Clone", clone_collection, clone),
+		{REPO "Clone",
+		 METHOD_UNARY,
+		 &collector__clone_request__descriptor,
+		 &collector__clone_response__descriptor,
+		 {.on_request = clone_collection, .on_cancel = clone_cancel},
+		 env},
 	};
 	return method_table_add_all(t, methods, sizeof(methods) / sizeof(methods[0]));
 }

@@ -23,6 +23,7 @@
 
 #include "base/buf.h"
 #include "base/container_of.h"
+#include "base/list.h"
 #include "base/mem.h"
 #include "h2/client.h"
 #include "services/backup.h"
@@ -74,7 +75,12 @@ typedef struct tx {
 	int64_t total, read;
 	size_t chunk;
 	Collector__PushCollectionResponse *resp; /* Clone: the far side's answer */
+	list_node link;				 /* Clone: in the reactor's clones */
 } tx;
+
+/* The Clone calls pushing from this reactor: Clone's call_user is svc_job's for a local
+ * clone, so a remote one is found here by its call when it is cancelled. */
+static __thread list_node clones;
 
 static void tx_release(tx *t)
 {
@@ -165,6 +171,8 @@ static void tx_free(tx *t)
 	mem_free(t->data);
 	if (t->resp)
 		collector__push_collection_response__free_unpacked(t->resp, NULL);
+	if (t->remote)
+		list_remove(&t->link);
 	if (!t->remote)
 		call_set_user(t->c, NULL);
 	call_unref(t->c);
@@ -406,10 +414,10 @@ static void pull_writable(call *c)
 		tx_pump(t);
 }
 
-static void pull_cancel(call *c)
+/* The caller went: the transfer stops at once, or when its step is back. */
+static void pull_cancel_tx(tx *t)
 {
-	tx *t = call_user(c);
-	if (!t || t->ending)
+	if (t->ending)
 		return;
 	t->answered = true;
 	if (t->busy) {
@@ -420,7 +428,28 @@ static void pull_cancel(call *c)
 	}
 }
 
+static void pull_cancel(call *c)
+{
+	tx *t = call_user(c);
+	if (t)
+		pull_cancel_tx(t);
+}
+
 /* ---- Clone with dest_endpoint: the push ---- */
+
+bool transfer_clone_cancel(call *c)
+{
+	if (!clones.next)
+		return false;
+	list_each (it, &clones) {
+		tx *t = container_of(it, tx, link);
+		if (t->c != c)
+			continue;
+		pull_cancel_tx(t);
+		return true;
+	}
+	return false;
+}
 
 static void push_out_message(client_call *cc, const uint8_t *data, size_t len)
 {
@@ -486,14 +515,15 @@ void transfer_clone_remote(call *c, const Collector__CloneRequest *req)
 	const char *dname = req->dest_name && *req->dest_name ? req->dest_name : name;
 	if (!names_ok(c, dns, dname, "the destination"))
 		return;
-	/* Polled by the steps: Clone keeps svc_job's on_cancel, and its call is watched
-	 * through call_done at each step and each window update instead. */
 	tx *t = tx_new(c, ns, name, req->include_files, true);
 	if (!t)
 		return;
 	snprintf(t->dest_ns, sizeof(t->dest_ns), "%s", dns);
 	snprintf(t->dest_name, sizeof(t->dest_name), "%s", dname);
 	t->endpoint = req->dest_endpoint;
+	if (!clones.next)
+		list_init(&clones);
+	list_push_back(&clones, &t->link);
 	tx_step(t, TX_OPEN);
 }
 

@@ -10,6 +10,8 @@
  * (services/transfer_rx.h) and installs the collection atomically, or removes the stage. */
 #ifndef SERVICES_TRANSFER_H
 #define SERVICES_TRANSFER_H
+#include <stdbool.h>
+
 #include "collector/collection_repo.pb-c.h"
 #include "h2/call.h"
 #include "h2/method.h"
@@ -19,5 +21,8 @@
 int transfer_register(method_table *t, svc_env *env);
 /* Clone with dest_endpoint (the Clone method's on_request passes it on). */
 void transfer_clone_remote(call *c, const Collector__CloneRequest *req);
+/* Clone's on_cancel: true when c was a remote clone (now stopping); false for a local one,
+ * whose job is svc_job's to cancel. */
+bool transfer_clone_cancel(call *c);
 
 #endif

@@ -449,3 +449,27 @@ def test_clone_and_fetch_with_auth_on(servers, tmp_path):
         except grpc.RpcError as e:
             assert e.code() in (C.UNAUTHENTICATED, C.PERMISSION_DENIED), (e.code(), e.details())
     assert stages(a) == [] and stages(b) == [] and stages(c) == []
+
+
+def test_clone_cancelled_by_its_caller(servers):
+    """The caller of Clone goes mid-push: the push stops on both nodes and leaves nothing;
+    the same Clone again works."""
+    a, b = servers.node(), servers.node()
+    A, B = Api(a), Api(b)
+    src = big_source(A)
+    name = uniq("cc")
+    fut = A.repo.Clone.future(clone_req(src, b.address, name), timeout=60)
+
+    def receiving():
+        for s in stages(b):
+            p = Path(b.data_dir) / "default" / s / "files"
+            if p.is_dir() and any(p.iterdir()):
+                return True
+        return False
+    wait_until("the push under way", receiving, timeout=30, step=0.005)
+    fut.cancel()
+    wait_until("both nodes' staged directories removed",
+               lambda: stages(a) == [] and stages(b) == [], timeout=20)
+    B.assert_absent("default", name)
+    r = assert_ok(call(A.repo.Clone, clone_req(src, b.address, name), timeout=120))
+    assert_big_same(src, Coll(B, "default", name), r.records_cloned)
