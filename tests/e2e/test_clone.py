@@ -22,6 +22,7 @@ from conftest import _Factory, _finish
 from test_files import put as put_file
 from test_files import paced_msgs
 from test_backups import body_ids, get_file
+from test_tls import pki  # noqa: F401 (the fixture)
 
 STAGE_PREFIX = ".new-"  # store_stage_begin's staged directories
 
@@ -473,3 +474,30 @@ def test_clone_cancelled_by_its_caller(servers):
     B.assert_absent("default", name)
     r = assert_ok(call(A.repo.Clone, clone_req(src, b.address, name), timeout=120))
     assert_big_same(src, Coll(B, "default", name), r.records_cloned)
+
+
+def test_clone_and_fetch_over_mutual_tls(servers, pki):
+    """Nodes that serve mutual TLS push and pull over TLS, each presenting its certificate."""
+    from collector import collection_repo_pb2_grpc, collection_server_pb2_grpc
+    from collector import collection_server_pb2 as cs_pb2
+    from collections_util import create_collection_req, pack
+    from test_tls import secure, tls_peer
+    a, b = tls_peer(servers, pki, "tls-a"), tls_peer(servers, pki, "tls-b")
+    ca, cb = secure(a, pki, client=pki["client"]), secure(b, pki, client=pki["client"])
+    ra, rb = collection_repo_pb2_grpc.CollectionRepoStub(ca), collection_repo_pb2_grpc.CollectionRepoStub(cb)
+    sa, sb = collection_server_pb2_grpc.CollectionServiceStub(ca), collection_server_pb2_grpc.CollectionServiceStub(cb)
+    name = uniq("tls")
+    assert_ok(call(ra.CreateCollection, create_collection_req("default", name)))
+    for i in range(4):
+        sa.Create(cs_pb2.CreateRequest(namespace="default", collection_name=name,
+                                       item=pack(sr(size=i, body=b"t"))), timeout=10)
+    r = assert_ok(call(ra.Clone, repo_pb2.CloneRequest(
+        source_collection=nn("default", name), dest_endpoint=f"127.0.0.1:{b.port}"), timeout=60))
+    assert r.records_cloned == 4
+    f = assert_ok(call(ra.Fetch, repo_pb2.FetchRequest(
+        source_endpoint=f"127.0.0.1:{b.port}", source_collection=nn("default", name),
+        dest_name=name + "-back"), timeout=60))
+    assert f.records_fetched == 4
+    for stub, n in ((sb, name), (sa, name + "-back")):
+        lst = stub.List(cs_pb2.ListRequest(namespace="default", collection_name=n), timeout=10)
+        assert len(lst.items) == 4
