@@ -35,8 +35,24 @@
 #define TX_CHUNK (256u << 10)	/* bytes per chunk message */
 #define TX_BATCH (1u << 20)	/* bytes one read step fetches */
 #define RX_QUEUE_MAX (2u << 20) /* received bytes waiting for the disk before input pauses */
+/* Transfers open at once on the node, both directions: each holds a few MiB (a read batch,
+ * or a receive queue and a write batch) and a staged directory, so their number bounds
+ * what callers can make the node hold. */
+#define TRANSFER_MAX_OPEN 32
 
 static Collector__Status status_ok = COLLECTOR__STATUS__INIT;
+static _Atomic int open_transfers;
+
+/* Takes a place among the open transfers; false (c finished) when none is left. */
+static bool transfer_admit(call *c)
+{
+	if (++open_transfers <= TRANSFER_MAX_OPEN)
+		return true;
+	--open_transfers;
+	call_finishf(c, GRPC_RESOURCE_EXHAUSTED,
+		     "the node has %d transfers open already; try again later", TRANSFER_MAX_OPEN);
+	return false;
+}
 
 static int64_t timeout_of(call *c)
 {
@@ -173,6 +189,7 @@ static void tx_free(tx *t)
 		collector__push_collection_response__free_unpacked(t->resp, NULL);
 	if (t->remote)
 		list_remove(&t->link);
+	--open_transfers;
 	if (!t->remote)
 		call_set_user(t->c, NULL);
 	call_unref(t->c);
@@ -358,8 +375,11 @@ static void tx_done(pool_job *pj)
 static tx *tx_new(call *c, const char *ns, const char *name, bool include_files, bool remote)
 {
 	const svc_env *env = call_ctx(c);
+	if (!transfer_admit(c))
+		return NULL;
 	tx *t = mem_calloc(1, sizeof(*t));
 	if (!t) {
+		--open_transfers;
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return NULL;
 	}
@@ -734,6 +754,7 @@ static void rx_free(rx *r)
 	call_set_user(r->c, NULL);
 	call_unref(r->c);
 	mem_free(r);
+	--open_transfers;
 }
 
 static void rx_end(rx *r)
@@ -882,8 +903,11 @@ static void rx_done(pool_job *pj)
 
 static rx *rx_new(call *c, bool fetch, const char *ns, const char *name)
 {
+	if (!transfer_admit(c))
+		return NULL;
 	rx *r = mem_calloc(1, sizeof(*r));
 	if (!r) {
+		--open_transfers;
 		call_finish(c, GRPC_RESOURCE_EXHAUSTED, "out of memory");
 		return NULL;
 	}

@@ -501,3 +501,37 @@ def test_clone_and_fetch_over_mutual_tls(servers, pki):
     for stub, n in ((sb, name), (sa, name + "-back")):
         lst = stub.List(cs_pb2.ListRequest(namespace="default", collection_name=n), timeout=10)
         assert len(lst.items) == 4
+
+
+def test_open_transfers_are_bounded(servers):
+    """At most 32 transfers open at once (each holds a few MiB and a staged directory): the
+    next is RESOURCE_EXHAUSTED, and once they end a new one goes."""
+    a, b = servers.node(), servers.node()
+    A, B = Api(a), Api(b)
+    src = source(A, n=2, files=False)
+    msgs = pull(A, src, files=False)
+    md = msgs[0].metadata
+    data = b"".join(m.chunk for m in msgs[1:])
+    release = threading.Event()
+
+    def stalled(name):
+        yield repo_pb2.PushCollectionRequest(metadata=repo_pb2.PushCollectionRequest.Metadata(
+            dest_name=name, total_size=md.total_size, record_count=md.record_count,
+            file_count=md.file_count, manifest=md.manifest))
+        yield repo_pb2.PushCollectionRequest(chunk=data[:10])
+        release.wait(30)
+
+    futs = [B.repo.PushCollection.future(stalled(uniq("held")), timeout=60) for _ in range(32)]
+    try:
+        wait_until("32 staged pushes", lambda: len(stages(b)) == 32, timeout=30)
+        expect_error(C.RESOURCE_EXHAUSTED, B.repo.PushCollection, iter([
+            repo_pb2.PushCollectionRequest(metadata=repo_pb2.PushCollectionRequest.Metadata(
+                dest_name=uniq("over"), total_size=md.total_size, record_count=md.record_count,
+                file_count=md.file_count, manifest=md.manifest))]), mentions=("32",))
+    finally:
+        for f in futs:
+            f.cancel()
+        release.set()
+    wait_until("the held pushes gone", lambda: stages(b) == [], timeout=30)
+    r = assert_ok(call(A.repo.Clone, clone_req(src, b.address, uniq("after"), files=False), timeout=60))
+    assert r.records_cloned == 2
