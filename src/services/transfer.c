@@ -404,8 +404,9 @@ static tx *tx_new(call *c, const char *ns, const char *name, bool include_files,
 static bool names_ok(call *c, const char *ns, const char *name, const char *what)
 {
 	if (!name || !*name || strlen(name) > STORE_NAME_MAX || strlen(ns) > STORE_NAME_MAX) {
-		call_finishf(c, GRPC_INVALID_ARGUMENT, "%s: a namespace and a name are required",
-			     what);
+		call_finishf(c, GRPC_INVALID_ARGUMENT,
+			     "%s: a namespace and a name (each at most %d bytes) are required",
+			     what, STORE_NAME_MAX);
 		return false;
 	}
 	return true;
