@@ -38,6 +38,8 @@ static const char usage_text[] =
 	"  backups NS/NAME               its backups, newest first\n"
 	"  restore ID [--to NS/NAME] [--overwrite]\n"
 	"  verify ID | delete-backup ID\n"
+	"  clone NS/NAME --to NS/NAME [--endpoint HOST:PORT] [--files]   (to another node)\n"
+	"  fetch HOST:PORT NS/NAME [--to NS/NAME] [--files]   (from another node)\n"
 	"  token create NAME NS:SCOPE[+SCOPE...]...   e.g. shop:read+write '*:read'; the token is\n"
 	"                                shown this once\n"
 	"  token list | token revoke ID | audit [LIMIT]\n"
@@ -394,6 +396,35 @@ static int backups(cli_conn *c, const char *cmd, int argc, char **argv)
 				ok = false;
 			}
 		}
+	} else if (ok && (!strcmp(cmd, "clone") || !strcmp(cmd, "fetch"))) {
+		/* clone NS/NAME ...; fetch HOST:PORT NS/NAME ... */
+		bool fetch = !strcmp(cmd, "fetch");
+		method = fetch ? REPO "Fetch" : REPO "Clone";
+		int at = fetch ? 2 : 1;
+		if (fetch) {
+			ok = argc >= 2;
+			if (ok)
+				jstr(&b, "source_endpoint", argv[0]);
+		}
+		ok = ok && jcoll(&b, "source_collection", argv[at - 1]);
+		for (int i = at; ok && i < argc; i++) {
+			if (!strcmp(argv[i], "--files")) {
+				jkey(&b, "include_files");
+				buf_puts(&b, "true");
+			} else if (!strcmp(argv[i], "--endpoint") && !fetch && i + 1 < argc) {
+				jstr(&b, "dest_endpoint", argv[++i]);
+			} else if (!strcmp(argv[i], "--to") && i + 1 < argc) {
+				const char *to = argv[++i], *slash = strchr(to, '/');
+				ok = slash && slash != to && slash[1];
+				if (ok) {
+					jkey(&b, "dest_namespace");
+					jsonstr_put(&b, to, (size_t)(slash - to));
+					jstr(&b, "dest_name", slash + 1);
+				}
+			} else {
+				ok = false;
+			}
+		}
 	} else if (ok && (!strcmp(cmd, "verify") || !strcmp(cmd, "delete-backup"))) {
 		method = !strcmp(cmd, "verify") ? REPO "VerifyBackup" : REPO "DeleteBackup";
 		ok = argc == 1;
@@ -527,7 +558,8 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "workflow")) {
 		rc = workflow(c, &o, argc - i - 1, argv + i + 1);
 	} else if (!strcmp(cmd, "backup") || !strcmp(cmd, "backups") || !strcmp(cmd, "restore") ||
-		   !strcmp(cmd, "verify") || !strcmp(cmd, "delete-backup")) {
+		   !strcmp(cmd, "verify") || !strcmp(cmd, "delete-backup") ||
+		   !strcmp(cmd, "clone") || !strcmp(cmd, "fetch")) {
 		rc = backups(c, cmd, argc - i - 1, argv + i + 1);
 	} else {
 		rc = usage("unknown command");

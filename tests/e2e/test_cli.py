@@ -177,3 +177,24 @@ def test_tokens_from_the_command_line(servers):
     assert ctl(node, "--token", admin, "token", "revoke", tid).returncode == 0
     assert ctl(node, "--token", secret, "call", "CollectionRepo/Discover").returncode == 16
     assert ctl(node, "--token", admin, "token", "create", "bad", "noscope").returncode == 64
+
+
+def test_clone_and_fetch_between_two_nodes(servers):
+    a, b = servers.node(), servers.node()
+    assert ctl(a, "call", "CollectionRepo/CreateCollection",
+               '{"collection": {"namespace": "default", "name": "src"}}').returncode == 0
+    assert ctl(a, "call", "CollectionService/Create",
+               '{"namespace": "default", "collection_name": "src", "id": "r1",'
+               ' "item": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"k": 1}}}').returncode == 0
+    r = ctl(a, "clone", "default/src", "--to", "default/copy", "--endpoint", b.address)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["recordsCloned"] == "1"
+    r = ctl(b, "fetch", a.address, "default/src", "--to", "default/fetched")
+    assert r.returncode == 0, r.stderr
+    for name in ("copy", "fetched"):
+        got = ctl(b, "call", "CollectionService/Get", json.dumps(
+            {"namespace": "default", "collection_name": name, "id": "r1"}))
+        assert got.returncode == 0 and '"k":1' in got.stdout.replace(" ", ""), got.stderr
+    r = ctl(a, "clone", "default/src", "--to", "default/copy", "--endpoint", b.address)
+    assert r.returncode == 6 and "ALREADY_EXISTS" in r.stderr
+    assert ctl(b, "fetch", "127.0.0.1:1", "default/src", "--to", "default/x").returncode == 14
