@@ -132,8 +132,12 @@ bool cli_method(cli_conn *c, const char *name, char *path, size_t cap, const tp_
 
 /* ---- one call, driven to its end ---- */
 
+/* The next request message of a client stream: 1 with *data and *len set, 0 at its end,
+ * -1 to give up (the call is cancelled). */
+typedef int (*next_fn)(void *ctx, const uint8_t **data, size_t *len);
+
 typedef struct run {
-	bool done;
+	bool done, writable;
 	int code;
 	char *msg;
 	size_t cap;
@@ -166,9 +170,18 @@ static void on_done(client_call *cc, int code, const char *message)
 	snprintf(r->msg, r->cap, "%s", message ? message : "");
 }
 
-static const client_call_ops ops = {.on_message = on_message, .on_done = on_done};
+static void on_writable(client_call *cc)
+{
+	run *r = client_call_user(cc);
+	r->writable = true;
+}
 
-static int drive(cli_conn *c, const char *path, const uint8_t *req, size_t len, run *r)
+static const client_call_ops ops = {
+	.on_message = on_message, .on_done = on_done, .on_writable = on_writable};
+
+/* Starts the call with the request messages next gives (one: req), sent only as fast as
+ * the server takes them, and runs the reactor until the call ends. */
+static int drive_stream(cli_conn *c, const char *path, next_fn next, void *ctx, run *r)
 {
 	call_md md[1];
 	size_t n = 0;
@@ -181,16 +194,63 @@ static int drive(cli_conn *c, const char *path, const uint8_t *req, size_t len, 
 			      .ops = &ops,
 			      .user = r};
 	r->call = client_call_start(c->ch, &a);
-	if (!r->call || client_call_send(r->call, req, len)) {
+	if (!r->call) {
 		snprintf(r->msg, r->cap, "the call could not start");
-		if (r->call)
-			client_call_cancel(r->call);
 		return -1;
 	}
-	client_call_half_close(r->call);
-	while (!r->done)
+	bool sending = true;
+	while (!r->done) {
+		while (sending && r->call && !client_call_send_would_block(r->call)) {
+			const uint8_t *data;
+			size_t len;
+			int more = next(ctx, &data, &len);
+			if (more < 0) {
+				snprintf(r->msg, r->cap, "the request stream could not be read");
+				client_call_cancel(r->call);
+				return -1;
+			}
+			if (!more) {
+				client_call_half_close(r->call);
+				sending = false;
+			} else if (client_call_send(r->call, data, len)) {
+				sending = false; /* the call ended: on_done says how */
+			}
+		}
+		r->writable = false;
 		reactor_run_once(c->r, 50 * NS_PER_MS);
+	}
 	return r->code;
+}
+
+typedef struct one_req {
+	const uint8_t *data;
+	size_t len;
+	bool sent;
+} one_req;
+
+static int next_one(void *ctx, const uint8_t **data, size_t *len)
+{
+	one_req *o = ctx;
+	if (o->sent)
+		return 0;
+	o->sent = true;
+	*data = o->data;
+	*len = o->len;
+	return 1;
+}
+
+static int drive(cli_conn *c, const char *path, const uint8_t *req, size_t len, run *r)
+{
+	one_req o = {req, len, false};
+	return drive_stream(c, path, next_one, &o, r);
+}
+
+int cli_client_stream(cli_conn *c, const char *path,
+		      int (*next)(void *, const uint8_t **, size_t *), void *ctx, buf *resp,
+		      char *msg, size_t cap)
+{
+	run r = {.msg = msg, .cap = cap, .resp = resp};
+	return drive_stream(c, path, next, ctx, &r);
 }
 
 int cli_unary(cli_conn *c, const char *path, const uint8_t *req, size_t len, buf *resp, char *msg,

@@ -48,4 +48,11 @@ typedef int (*cli_message_fn)(void *ctx, const uint8_t *data, size_t len);
 int cli_stream(cli_conn *c, const char *path, const uint8_t *req, size_t len,
 	       cli_message_fn on_message, void *ctx, char *msg, size_t cap);
 
+/* A client-streaming call: next gives each request message (1, *data and *len valid until
+ * the next call of next), 0 at the end, -1 to give up; sent as fast as the server takes
+ * them. The one response's bytes in resp. The gRPC code; msg says why. */
+int cli_client_stream(cli_conn *c, const char *path,
+		      int (*next)(void *ctx, const uint8_t **data, size_t *len), void *ctx,
+		      buf *resp, char *msg, size_t cap);
+
 #endif

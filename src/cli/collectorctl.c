@@ -13,6 +13,7 @@
 #include "base/mem.h"
 #include "cli/cli_call.h"
 #include "cli/cli_progress.h"
+#include "cli/cli_transfer.h"
 #include "h2/status.h"
 #include "store/jdoc.h"
 
@@ -40,6 +41,8 @@ static const char usage_text[] =
 	"  verify ID | delete-backup ID\n"
 	"  clone NS/NAME --to NS/NAME [--endpoint HOST:PORT] [--files]   (to another node)\n"
 	"  fetch HOST:PORT NS/NAME [--to NS/NAME] [--files]   (from another node)\n"
+	"  pull NS/NAME FILE [--files]   the collection into a file (PullCollection)\n"
+	"  push FILE NS/NAME             a pulled file into the node (PushCollection)\n"
 	"  token create NAME NS:SCOPE[+SCOPE...]...   e.g. shop:read+write '*:read'; the token is\n"
 	"                                shown this once\n"
 	"  token list | token revoke ID | audit [LIMIT]\n"
@@ -440,6 +443,31 @@ static int backups(cli_conn *c, const char *cmd, int argc, char **argv)
 	return rc;
 }
 
+/* ---- pull and push, through a file ---- */
+
+/* "ns/name" split into ns (cap bytes) and a pointer to the name; false when malformed. */
+static bool split_coll(const char *arg, char *ns, size_t cap, const char **name)
+{
+	const char *slash = strchr(arg, '/');
+	if (!slash || slash == arg || !slash[1] || (size_t)(slash - arg) >= cap)
+		return false;
+	snprintf(ns, cap, "%.*s", (int)(slash - arg), arg);
+	*name = slash + 1;
+	return true;
+}
+
+static int transfer(cli_conn *c, const char *cmd, int argc, char **argv)
+{
+	char ns[128];
+	const char *name;
+	if (!strcmp(cmd, "pull") && (argc == 2 || (argc == 3 && !strcmp(argv[2], "--files"))) &&
+	    split_coll(argv[0], ns, sizeof(ns), &name))
+		return cli_pull(c, ns, name, argc == 3, argv[1]);
+	if (!strcmp(cmd, "push") && argc == 2 && split_coll(argv[1], ns, sizeof(ns), &name))
+		return cli_push(c, argv[0], ns, name);
+	return usage("pull NS/NAME FILE [--files], push FILE NS/NAME");
+}
+
 /* ---- tokens (collector.CollectorAuth) ---- */
 
 /* "ns:scope+scope" as an AuthGrant member of a list. */
@@ -553,6 +581,8 @@ int main(int argc, char **argv)
 		const char *req = argc - i == 3 ? (json ? json : argv[i + 2]) : "{}";
 		rc = call_print(c, argv[i + 1], req);
 		mem_free(json);
+	} else if (!strcmp(cmd, "pull") || !strcmp(cmd, "push")) {
+		rc = transfer(c, cmd, argc - i - 1, argv + i + 1);
 	} else if (!strcmp(cmd, "token") || !strcmp(cmd, "audit")) {
 		rc = tokens(c, cmd, argc - i - 1, argv + i + 1);
 	} else if (!strcmp(cmd, "workflow")) {

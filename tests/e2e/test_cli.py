@@ -198,3 +198,36 @@ def test_clone_and_fetch_between_two_nodes(servers):
     r = ctl(a, "clone", "default/src", "--to", "default/copy", "--endpoint", b.address)
     assert r.returncode == 6 and "ALREADY_EXISTS" in r.stderr
     assert ctl(b, "fetch", "127.0.0.1:1", "default/src", "--to", "default/x").returncode == 14
+
+
+def test_pull_to_a_file_and_push_it_elsewhere(servers, tmp_path):
+    a, b = servers.node(), servers.node()
+    assert ctl(a, "call", "CollectionRepo/CreateCollection",
+               '{"collection": {"namespace": "default", "name": "moved"}}').returncode == 0
+    for i in range(20):
+        assert ctl(a, "call", "CollectionService/Create", json.dumps(
+            {"namespace": "default", "collection_name": "moved", "id": f"r{i}",
+             "item": {"@type": "type.googleapis.com/google.protobuf.Struct", "value": {"i": i}}})).returncode == 0
+    f = tmp_path / "moved.pull"
+    r = ctl(a, "pull", "default/moved", f)
+    assert r.returncode == 0, r.stderr
+    assert f.read_bytes().startswith(b"COLLECTOR-PULL 1\n") and not Path(str(f) + ".part").exists()
+    # Piped: plain progress lines in bytes, the last one complete.
+    last = [ln for ln in r.stderr.splitlines() if ln.strip()][-1]
+    done, total = last.split(" bytes")[0].split("/")
+    assert done == total and "pulled" in last, last
+    r = ctl(b, "push", f, "default/arrived")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["recordsCloned"] == "20"
+    got = ctl(b, "call", "CollectionService/Get", '{"namespace": "default", "collection_name": "arrived", "id": "r7"}')
+    assert got.returncode == 0 and '"i":7' in got.stdout.replace(" ", "")
+    # Refusals: the gRPC code as exit status, nothing left behind.
+    r = ctl(a, "pull", "default/nothing", tmp_path / "none.pull")
+    assert r.returncode == 5 and not list(tmp_path.glob("none.pull*"))
+    assert ctl(b, "push", f, "default/arrived").returncode == 6
+    bad = tmp_path / "bad.pull"
+    bad.write_bytes(b"COLLECTOR-PULL 1\nC\x00\x00\x00\x02hi")
+    r = ctl(b, "push", bad, "default/other")
+    assert r.returncode == 74 and "not a file" in r.stderr
+    assert ctl(b, "call", "CollectionService/Get",
+               '{"namespace": "default", "collection_name": "other", "id": "r1"}').returncode == 5
