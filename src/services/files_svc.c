@@ -174,8 +174,9 @@ typedef struct put_call {
 	uint64_t total;		      /* header.total_size; 0: not announced */
 	uint64_t received;
 	bool half_closed;
-	buf queued; /* reactor: received, not yet handed to a write step */
-	buf batch;  /* the write step's bytes */
+	bool paused; /* the client waits (call_pause_input) until a write step takes queued */
+	buf queued;  /* reactor: received, not yet handed to a write step */
+	buf batch;   /* the write step's bytes */
 	files_writer *w;
 	EVP_MD_CTX *sha;
 	char hex[2 * 32 + 1];
@@ -290,6 +291,12 @@ static void put_next(put_call *p)
 		p->queued = t;
 		buf_reset(&p->queued);
 		xfer_step(&p->x, PUT_WRITE);
+		if (p->paused && !p->x.ending) {
+			/* Room again: what arrived meanwhile comes now (the step is out, so it
+			 * queues behind it). */
+			p->paused = false;
+			call_resume_input(p->x.c);
+		}
 		return;
 	}
 	if (!p->half_closed)
@@ -407,8 +414,8 @@ static void put_message(call *c, const ProtobufCMessage *msg)
 			 p->path, (unsigned long long)p->total);
 		return;
 	}
-	/* The h2 layer cannot stop reading this stream: beyond the bound, refuse. One message
-	 * is always taken, so any message the wire accepts fits. */
+	/* Paused at half the bound, the client cannot get this far ahead; a backstop all the
+	 * same (one message is always taken, so any message the wire accepts fits). */
 	if (p->queued.len && p->queued.len + len > FILES_SVC_PUT_BUFFER) {
 		put_fail(p, GRPC_RESOURCE_EXHAUSTED,
 			 "the upload of '%.200s' got more than %u bytes ahead of the disk", p->path,
@@ -420,6 +427,12 @@ static void put_message(call *c, const ProtobufCMessage *msg)
 		return;
 	}
 	p->received += len;
+	/* Half the bound ahead of the disk: the client waits on HTTP/2 flow control until a
+	 * write step takes what is queued. */
+	if (p->queued.len >= FILES_SVC_PUT_BUFFER / 2 && !p->paused) {
+		p->paused = true;
+		call_pause_input(c);
+	}
 	if (!p->x.busy)
 		put_next(p);
 }

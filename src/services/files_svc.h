@@ -13,10 +13,10 @@
  * and every byte is on disk; a failed or cancelled upload leaves nothing. A file over
  * FILES_SVC_PUT_MAX (1 GiB) is RESOURCE_EXHAUSTED; header.total_size > 0 must equal the
  * bytes sent (else INVALID_ARGUMENT). Chunks are written on the pool, one job at a time
- * per upload. The h2 layer cannot pause reading a stream (its flow-control windows are
- * replenished as data arrives), so a client that gets more than FILES_SVC_PUT_BUFFER
- * bytes ahead of the disk is refused with RESOURCE_EXHAUSTED instead of being buffered
- * without bound. The answer holds the path, the size and the content's SHA-256 in hex.
+ * per upload. A client that gets half of FILES_SVC_PUT_BUFFER ahead of the disk waits
+ * (the call's input is paused: HTTP/2 flow control stops it) until a write step takes
+ * what is queued, so an upload is as fast as the disk and its memory bounded. The answer holds the
+ * path, the size and the content's SHA-256 in hex.
  *
  * GetFile: a FileInfo (path, size_bytes of the whole file, modified_at when found, see
  * files_svc.c), then the bytes from offset for length (0: to the end) in chunks of at most
