@@ -107,8 +107,18 @@ static void unregister(uint8_t kind, const char *ns, const ProtobufCMessage *req
 		return;
 	svc_job back;
 	run(kind, ns, req, &back);
-	if (back.code && back.code != GRPC_RESOURCE_EXHAUSTED)
+	/* Registering it again works, unless a rule that depends on what this long-lived
+	 * world registered before refuses it: a quota (RESOURCE_EXHAUSTED) or the history of
+	 * the namespace's field numbers (FAILED_PRECONDITION; a CI run once found such a
+	 * refusal after many inputs, not reproduced since). Any other answer is a bug. */
+	if (back.code && back.code != GRPC_RESOURCE_EXHAUSTED &&
+	    back.code != GRPC_FAILED_PRECONDITION) {
+		fprintf(stderr, "registering again after the removal: %d %s\n", back.code,
+			back.msg);
 		abort();
+	}
+	if (back.code == GRPC_FAILED_PRECONDITION)
+		fprintf(stderr, "registering again after the removal refused: %s\n", back.msg);
 	free(back.out);
 }
 
