@@ -136,6 +136,18 @@ static bool jcoll(buf *b, const char *k, const char *arg)
 	return true;
 }
 
+/* "ns/name" as the members dest_namespace and dest_name (--to); false when malformed. */
+static bool jdest(buf *b, const char *to)
+{
+	const char *slash = strchr(to, '/');
+	if (!slash || slash == to || !slash[1])
+		return false;
+	jkey(b, "dest_namespace");
+	jsonstr_put(b, to, (size_t)(slash - to));
+	jstr(b, "dest_name", slash + 1);
+	return true;
+}
+
 /* ---- workflows ---- */
 
 /* The JSON of the workflow's namespace and id. */
@@ -388,13 +400,7 @@ static int backups(cli_conn *c, const char *cmd, int argc, char **argv)
 				jkey(&b, "overwrite");
 				buf_puts(&b, "true");
 			} else if (!strcmp(argv[i], "--to") && i + 1 < argc) {
-				const char *to = argv[++i], *slash = strchr(to, '/');
-				ok = slash && slash != to && slash[1];
-				if (ok) {
-					jkey(&b, "dest_namespace");
-					jsonstr_put(&b, to, (size_t)(slash - to));
-					jstr(&b, "dest_name", slash + 1);
-				}
+				ok = jdest(&b, argv[++i]);
 			} else {
 				ok = false;
 			}
@@ -417,13 +423,7 @@ static int backups(cli_conn *c, const char *cmd, int argc, char **argv)
 			} else if (!strcmp(argv[i], "--endpoint") && !fetch && i + 1 < argc) {
 				jstr(&b, "dest_endpoint", argv[++i]);
 			} else if (!strcmp(argv[i], "--to") && i + 1 < argc) {
-				const char *to = argv[++i], *slash = strchr(to, '/');
-				ok = slash && slash != to && slash[1];
-				if (ok) {
-					jkey(&b, "dest_namespace");
-					jsonstr_put(&b, to, (size_t)(slash - to));
-					jstr(&b, "dest_name", slash + 1);
-				}
+				ok = jdest(&b, argv[++i]);
 			} else {
 				ok = false;
 			}
