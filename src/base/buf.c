@@ -2,7 +2,22 @@
 
 #include <errno.h>
 
+#include "base/bufpool.h"
 #include "base/mem.h"
+
+/* Small buffers grow in place (realloc); from BUFPOOL_MIN on they move between the
+ * pool's size classes, so that a large buffer freed is there for the next one. */
+static uint8_t *regrow(buf *b, size_t *cap)
+{
+	if (*cap < BUFPOOL_MIN)
+		return mem_realloc(b->data, *cap);
+	uint8_t *p = bufpool_get(*cap, cap);
+	if (p && b->len)
+		memcpy(p, b->data, b->len);
+	if (p)
+		bufpool_put(b->data, b->cap);
+	return p;
+}
 
 int buf_grow(buf *b, size_t n)
 {
@@ -12,7 +27,11 @@ int buf_grow(buf *b, size_t n)
 		size_t cap = b->cap ? b->cap : 256;
 		while (cap - b->len < n)
 			cap *= 2;
-		uint8_t *p = mem_realloc(b->data, cap);
+		/* A first large reservation takes its size class, not the next power of two:
+		 * a 16 KiB message with its prefix would otherwise take 32 KiB. */
+		if (!b->cap && n >= BUFPOOL_MIN)
+			cap = n;
+		uint8_t *p = regrow(b, &cap);
 		if (p) {
 			b->data = p;
 			b->cap = cap;
@@ -54,6 +73,10 @@ void buf_reset(buf *b) { buf_truncate(b, 0); }
 
 void buf_free(buf *b)
 {
-	mem_free(b->data);
+	/* A failed buffer's cap says nothing of its block's size (see buf_grow). */
+	if (b->failed)
+		mem_free(b->data);
+	else
+		bufpool_put(b->data, b->cap);
 	*b = (buf)BUF_INIT;
 }

@@ -227,14 +227,11 @@ static void queue_writable(call *c)
 	c->conn->writable = c;
 }
 
-/* nghttp2 pulls response DATA from here; trailers go out when the queue is drained. */
-static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *out, size_t length,
-			     uint32_t *data_flags, nghttp2_data_source *src, void *user)
+/* After DATA bytes left the stream's queue: the connection's send accounting, and calls
+ * that waited for room are told they may send again. */
+static void sent_from_queue(call *c, size_t n)
 {
-	(void)user;
-	call *c = src->ptr;
 	h2_conn *h = c->conn;
-	size_t n = grpcmsg_queue_pull(&c->out, out, length);
 	conn_send_sub(h, n);
 	if (n)
 		h->progress_at = reactor_now(h->e->r);
@@ -251,7 +248,22 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 		c->would_block = false;
 		queue_writable(c);
 	}
-	if (grpcmsg_queue_pending(&c->out))
+}
+
+/* nghttp2 asks how much response DATA goes in the next frame; the bytes themselves go
+ * from the queue to the connection's output in call_send_data (NO_COPY), not through a
+ * copy in nghttp2's frame buffer. Trailers go out when the queue is drained. */
+static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *out, size_t length,
+			     uint32_t *data_flags, nghttp2_data_source *src, void *user)
+{
+	(void)user;
+	(void)out;
+	call *c = src->ptr;
+	size_t pending = grpcmsg_queue_pending(&c->out);
+	size_t n = pending < length ? pending : length;
+	if (n)
+		*data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+	if (pending > n)
 		return (ssize_t)n;
 	if (!c->finished)
 		return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
@@ -264,6 +276,22 @@ static ssize_t read_response(nghttp2_session *ng, int32_t stream_id, uint8_t *ou
 	}
 	nv_list_free(&t);
 	return (ssize_t)n;
+}
+
+int call_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+		   nghttp2_data_source *src, void *user)
+{
+	(void)ng;
+	(void)user;
+	call *c = src->ptr;
+	/* No padding is ever asked for (no select_padding callback): the frame is its
+	 * 9-byte header and the payload. */
+	if (frame->data.padlen || length > grpcmsg_queue_pending(&c->out) ||
+	    conn_out(c->conn, framehd, 9) || conn_out(c->conn, grpcmsg_queue_head(&c->out), length))
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	grpcmsg_queue_skip(&c->out, length);
+	sent_from_queue(c, length);
+	return 0;
 }
 
 static int submit_headers(call *c, bool with_body)
@@ -287,7 +315,9 @@ static int submit_headers(call *c, bool with_body)
 
 static void send_status(call *c, int code, const char *message);
 
-static int queue_message(call *c, const uint8_t *data, size_t len)
+/* Queues one message: data (len bytes), or msg packed straight into the queue when the
+ * caller already knows that is possible (plain gRPC, no compression). */
+static int queue_message(call *c, const uint8_t *data, const ProtobufCMessage *msg, size_t len)
 {
 	h2_conn *h = c->conn;
 	if (grpcweb_is(c)) {
@@ -313,7 +343,8 @@ static int queue_message(call *c, const uint8_t *data, size_t len)
 			    "send buffer limit reached: the client is not reading");
 		return -ECANCELED;
 	}
-	int rc = grpcmsg_queue_push(&c->out, data, len, response_gzip(c));
+	int rc = msg ? grpcmsg_queue_push_packed(&c->out, msg, len)
+		     : grpcmsg_queue_push(&c->out, data, len, response_gzip(c));
 	if (rc)
 		return rc;
 	conn_send_add(h, grpcmsg_queue_pending(&c->out) - before);
@@ -335,20 +366,22 @@ int call_send_raw(call *c, const uint8_t *data, size_t len)
 {
 	if (call_done(c))
 		return -ECANCELED;
-	return queue_message(c, data, len);
+	return queue_message(c, data, NULL, len);
 }
 
 int call_send(call *c, const ProtobufCMessage *msg)
 {
 	if (call_done(c))
 		return -ECANCELED;
-	uint8_t stackbuf[1024], *p;
-	size_t len;
-	if (protobuf_c_message_get_packed_size(msg) > c->conn->e->s->o.max_message_bytes)
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	if (len > c->conn->e->s->o.max_message_bytes)
 		return -EMSGSIZE;
+	if (c->wire == WIRE_GRPC && !response_gzip(c))
+		return queue_message(c, NULL, msg, len);
+	uint8_t stackbuf[1024], *p;
 	if (grpcmsg_pack(msg, stackbuf, sizeof(stackbuf), &p, &len))
 		return -ENOMEM;
-	int rc = queue_message(c, p, len);
+	int rc = queue_message(c, p, NULL, len);
 	if (p != stackbuf)
 		mem_free(p);
 	return rc;

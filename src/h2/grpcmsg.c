@@ -104,7 +104,16 @@ int grpcmsg_reader_next(grpcmsg_reader *d, const uint8_t **data, size_t *len, co
 	if (!take)
 		return GRPCMSG_NEED_MORE;
 	/* Grows with the bytes actually received, never to the declared length up front: a
-	 * peer announcing large messages without sending them cannot make us allocate. */
+	 * peer announcing large messages without sending them cannot make us allocate. But
+	 * ahead of them by a factor, so that a message of a few frames takes one buffer (or
+	 * a few) rather than a doubling chain from 256 bytes, each growth a copy. */
+	if (d->body.cap - d->body.len < take) {
+		size_t room = d->body.len * 3 + take * 2;
+		if (room > d->need - d->body.len)
+			room = d->need - d->body.len;
+		if (buf_reserve(&d->body, room))
+			return GRPCMSG_NOMEM;
+	}
 	if (buf_append(&d->body, *data, take))
 		return GRPCMSG_NOMEM;
 	*data += take;
@@ -114,36 +123,69 @@ int grpcmsg_reader_next(grpcmsg_reader *d, const uint8_t **data, size_t *len, co
 	return deliver(d, d->body.data, d->body.len, msg, msg_len, compressed);
 }
 
+/* Makes room for a prefixed message of len bytes at the end of the queue. */
+static int queue_room(grpcmsg_queue *q, size_t len)
+{
+	if (len > UINT32_MAX)
+		return -ENOMEM;
+	/* Bytes already pulled go before the buffer grows: a queue refilled before it drains
+	 * (a stream kept near its high-water mark) would otherwise grow by all it ever sent.
+	 * Only once they are at least what is left, so each byte moves O(1) times. */
+	if (q->off && q->off >= q->data.len - q->off) {
+		buf_consume(&q->data, q->off);
+		q->off = 0;
+	}
+	/* Room for the whole message first: a prefix queued without its body would garble
+	 * the stream. */
+	int rc = buf_reserve(&q->data, GRPCMSG_PREFIX_LEN + len);
+	if (rc && q->data.failed) /* the queue still takes the next message */
+		buf_truncate(&q->data, q->data.len);
+	return rc;
+}
+
+static void queue_prefix(grpcmsg_queue *q, bool compressed, size_t len)
+{
+	grpcmsg_prefix(q->data.data + q->data.len, compressed, (uint32_t)len);
+	q->data.len += GRPCMSG_PREFIX_LEN;
+}
+
 int grpcmsg_queue_push(grpcmsg_queue *q, const uint8_t *msg, size_t len, bool gzip)
 {
-	uint8_t prefix[GRPCMSG_PREFIX_LEN];
 	buf z = BUF_INIT;
 	int rc = gzip ? gzip_compress(&z, msg, len) : 0;
 	if (gzip) {
 		msg = z.data;
 		len = z.len;
 	}
-	if (!rc && len > UINT32_MAX)
-		rc = -ENOMEM;
-	/* Bytes already pulled go before the buffer grows: a queue refilled before it drains
-	 * (a stream kept near its high-water mark) would otherwise grow by all it ever sent.
-	 * Only once they are at least what is left, so each byte moves O(1) times. */
-	if (!rc && q->off && q->off >= q->data.len - q->off) {
-		buf_consume(&q->data, q->off);
-		q->off = 0;
-	}
-	/* Room for the whole message first: a prefix queued without its body would garble
-	 * the stream. */
-	if (!rc && !(rc = buf_reserve(&q->data, sizeof(prefix) + len))) {
-		grpcmsg_prefix(prefix, gzip, (uint32_t)len);
-		buf_append(&q->data, prefix, sizeof(prefix));
+	if (!rc && !(rc = queue_room(q, len))) {
+		queue_prefix(q, gzip, len);
 		buf_append(&q->data, msg, len);
-	} else if (q->data.failed) {
-		/* The queue still takes the next message: a refused one leaves no trace. */
-		buf_truncate(&q->data, q->data.len);
 	}
 	buf_free(&z);
 	return rc;
+}
+
+int grpcmsg_queue_push_packed(grpcmsg_queue *q, const ProtobufCMessage *msg, size_t len)
+{
+	int rc = queue_room(q, len);
+	if (!rc) {
+		queue_prefix(q, false, len);
+		protobuf_c_message_pack(msg, q->data.data + q->data.len);
+		q->data.len += len;
+	}
+	return rc;
+}
+
+void grpcmsg_queue_skip(grpcmsg_queue *q, size_t n)
+{
+	q->off += n;
+	if (q->off == q->data.len) {
+		buf_reset(&q->data);
+		q->off = 0;
+		/* A burst's buffer is not kept by an idle stream. */
+		if (q->data.cap > 64 * 1024)
+			buf_free(&q->data);
+	}
 }
 
 size_t grpcmsg_queue_pull(grpcmsg_queue *q, uint8_t *out, size_t cap)
@@ -153,14 +195,7 @@ size_t grpcmsg_queue_pull(grpcmsg_queue *q, uint8_t *out, size_t cap)
 	if (!n)
 		return 0;
 	memcpy(out, q->data.data + q->off, n);
-	q->off += n;
-	if (q->off == q->data.len) {
-		buf_reset(&q->data);
-		q->off = 0;
-		/* A burst's buffer is not kept by an idle stream. */
-		if (q->data.cap > 64 * 1024)
-			buf_free(&q->data);
-	}
+	grpcmsg_queue_skip(q, n);
 	return n;
 }
 

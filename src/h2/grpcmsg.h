@@ -54,8 +54,19 @@ typedef struct grpcmsg_queue {
 
 /* Appends one message with its prefix, gzip-compressed when gzip is set. */
 int grpcmsg_queue_push(grpcmsg_queue *q, const uint8_t *msg, size_t len, bool gzip);
+/* Appends one message (not compressed) packed straight into the queue: no copy between
+ * the packing and the queue. len is protobuf_c_message_get_packed_size(msg). */
+int grpcmsg_queue_push_packed(grpcmsg_queue *q, const ProtobufCMessage *msg, size_t len);
 /* Copies up to cap queued bytes to out; returns how many. */
 size_t grpcmsg_queue_pull(grpcmsg_queue *q, uint8_t *out, size_t cap);
+/* The queued bytes (grpcmsg_queue_pending of them), valid until the queue changes: for a
+ * sender that copies them out itself, then grpcmsg_queue_skip. */
+static inline const uint8_t *grpcmsg_queue_head(const grpcmsg_queue *q)
+{
+	return q->data.data + q->off;
+}
+/* Drops n bytes (at most the pending ones) from the head. */
+void grpcmsg_queue_skip(grpcmsg_queue *q, size_t n);
 size_t grpcmsg_queue_pending(const grpcmsg_queue *q);
 void grpcmsg_queue_free(grpcmsg_queue *q);
 

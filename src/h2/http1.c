@@ -71,12 +71,8 @@ static int64_t now_of(h2_conn *h) { return h->io ? reactor_now(h->e->r) : 0; }
 static void out(http1_conn *x, const void *data, size_t len)
 {
 	h2_conn *h = x->h;
-	if (h->io) {
-		if (reactor_conn_write(h->io, data, len))
-			reactor_conn_abort(h->io, -ENOMEM);
-	} else if (h->keep) {
-		buf_append(h->keep, data, len);
-	}
+	if (conn_out(h, data, len) && h->io)
+		reactor_conn_abort(h->io, -ENOMEM);
 }
 
 /* The socket goes once what is queued is out; for a detached connection, its end. */

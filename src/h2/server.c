@@ -337,6 +337,13 @@ void h2_submit_plain(call *c)
 	conn_want_send(h);
 }
 
+int conn_out(h2_conn *h, const void *data, size_t len)
+{
+	if (h->io)
+		return reactor_conn_write(h->io, data, len);
+	return h->keep ? buf_append(h->keep, data, len) : 0;
+}
+
 /* ---- server and endpoints ---- */
 
 h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts)
@@ -359,6 +366,7 @@ h2_server *h2_server_new(const method_table *methods, const h2_server_opts *opts
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(s->cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_send_callback(s->cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(s->cbs, on_stream_close);
+	nghttp2_session_callbacks_set_send_data_callback(s->cbs, call_send_data);
 	nghttp2_option_set_max_deflate_dynamic_table_size(s->opt, 4096);
 	/* Set explicitly rather than trusting the library's defaults to stay as they are. */
 	nghttp2_option_set_stream_reset_rate_limit(s->opt, s->o.reset_burst, s->o.reset_rate);

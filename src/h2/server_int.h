@@ -303,6 +303,13 @@ bool server_over_budget(const h2_server *s);
 int endpoint_budget_start(h2_endpoint *e);
 void conn_held_add(h2_conn *h, size_t n);
 void conn_held_sub(h2_conn *h, size_t n);
+/* Appends bytes to the connection's output (a detached one's keep buffer, or nowhere).
+ * 0 or -ENOMEM. */
+int conn_out(h2_conn *h, const void *data, size_t len);
+/* nghttp2's send_data callback: a response DATA frame whose payload read_response left in
+ * the call's queue (NO_COPY) goes from there to the output. */
+int call_send_data(nghttp2_session *ng, nghttp2_frame *frame, const uint8_t *framehd, size_t length,
+		   nghttp2_data_source *src, void *user);
 void conn_send_add(h2_conn *h, size_t n);
 void conn_send_sub(h2_conn *h, size_t n);
 /* GOAWAY with a reason; no more input; closed once the GOAWAY is out. */

@@ -1,6 +1,7 @@
 /* The base layer: the allocation hook and its failure injection, the arena, the byte
  * buffer, lists and container_of, base64, hex, UTF-8, JSON strings and mkdir -p. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdalign.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include "base/arena.h"
 #include "base/base64.h"
 #include "base/buf.h"
+#include "base/bufpool.h"
 #include "base/fs.h"
 #include "base/hex.h"
 #include "base/jsonstr.h"
@@ -209,6 +211,100 @@ static void test_buf_failure_is_sticky(void **state)
 	buf_reset(&b);
 	expect_buf(&b, "");
 	buf_free(&b);
+}
+
+/* ---- bufpool ---- */
+
+static void test_bufpool_classes(void **state)
+{
+	(void)state;
+	assert_int_equal(bufpool_class_size(100), 100); /* not pooled */
+	assert_int_equal(bufpool_class_size(4096), 4096);
+	assert_int_equal(bufpool_class_size(4097), 5120);
+	assert_int_equal(bufpool_class_size(8192), 8192);
+	assert_int_equal(bufpool_class_size(16384 + 5), 20480);
+	assert_int_equal(bufpool_class_size((1 << 20) + 5), (1 << 20) + (1 << 18));
+	assert_int_equal(bufpool_class_size(BUFPOOL_MAX), BUFPOOL_MAX);
+	assert_int_equal(bufpool_class_size(BUFPOOL_MAX + 1), BUFPOOL_MAX + 1);
+}
+
+static void test_bufpool_reuses_within_bounds(void **state)
+{
+	(void)state;
+	bufpool_thread_release();
+	size_t cap;
+	uint8_t *p = bufpool_get(10000, &cap);
+	assert_non_null(p);
+	assert_int_equal(cap, 10240);
+	memset(p, 7, cap);
+	bufpool_put(p, cap);
+	assert_int_equal(bufpool_thread_cached(), 10240);
+	/* The same class gets the same block back; another class does not. */
+	size_t cap2;
+	uint8_t *q = bufpool_get(9000, &cap2);
+	assert_ptr_equal(q, p);
+	assert_int_equal(cap2, 10240);
+	assert_int_equal(bufpool_thread_cached(), 0);
+	/* A cached block still counts as an allocation for failure injection. */
+	bufpool_put(q, cap2);
+	mem_fail_arm(1, false);
+	assert_null(bufpool_get(9000, &cap2));
+	assert_int_equal(mem_fail_disarm(), 1);
+	q = bufpool_get(9000, &cap2);
+	assert_ptr_equal(q, p);
+	bufpool_put(q, cap2);
+	/* A size that is no class, and anything past the thread's bound, is freed. */
+	bufpool_put(mem_alloc(5000), 5000);
+	assert_int_equal(bufpool_thread_cached(), 10240);
+	size_t big = (size_t)4 << 20;
+	for (int i = 0; i < 3; i++)
+		bufpool_put(mem_alloc(big), big);
+	assert_true(bufpool_thread_cached() <= BUFPOOL_THREAD_BYTES);
+	assert_int_equal(bufpool_thread_cached(), 10240 + big);
+	bufpool_thread_release();
+	assert_int_equal(bufpool_thread_cached(), 0);
+}
+
+/* A buffer that grows through the pool's classes keeps its bytes, and one freed leaves
+ * its block for the next. */
+static void test_buf_grows_through_pool(void **state)
+{
+	(void)state;
+	bufpool_thread_release();
+	buf b = BUF_INIT;
+	for (int i = 0; i < 300000; i++)
+		assert_int_equal(buf_putc(&b, (char)(i % 251)), 0);
+	for (int i = 0; i < 300000; i++)
+		assert_int_equal((uint8_t)b.data[i], i % 251);
+	assert_int_equal(bufpool_class_size(b.cap), b.cap);
+	size_t cap = b.cap;
+	buf_free(&b);
+	assert_int_equal(bufpool_thread_cached() >= cap, true);
+	/* A first large reservation takes its class, not the next power of two. */
+	assert_int_equal(buf_reserve(&b, 16384 + 5), 0);
+	assert_int_equal(b.cap, 20480);
+	buf_free(&b);
+	bufpool_thread_release();
+}
+
+static void *put_and_exit(void *arg)
+{
+	(void)arg;
+	size_t cap;
+	void *p = bufpool_get(65536, &cap);
+	bufpool_put(p, cap);
+	return (void *)bufpool_thread_cached();
+}
+
+/* A thread's cache is freed when it ends (LeakSanitizer fails this test otherwise). */
+static void test_bufpool_thread_exit(void **state)
+{
+	(void)state;
+	pthread_t t;
+	void *cached = NULL;
+	assert_int_equal(pthread_create(&t, NULL, put_and_exit, NULL), 0);
+	assert_int_equal(pthread_join(t, &cached), 0);
+	assert_int_equal((size_t)cached, 65536);
 }
 
 /* ---- lists ---- */
@@ -548,6 +644,10 @@ int main(void)
 		cmocka_unit_test(test_arena_sizes),
 		cmocka_unit_test(test_buf_writes),
 		cmocka_unit_test(test_buf_failure_is_sticky),
+		cmocka_unit_test(test_bufpool_classes),
+		cmocka_unit_test(test_bufpool_reuses_within_bounds),
+		cmocka_unit_test(test_buf_grows_through_pool),
+		cmocka_unit_test(test_bufpool_thread_exit),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_base64_encode),
 		cmocka_unit_test(test_base64_decode),
