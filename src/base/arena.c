@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/bufpool.h"
 #include "base/mem.h"
 
 struct arena_block {
@@ -31,15 +32,19 @@ void *arena_alloc(arena *a, size_t n)
 	arena_block *b = a->head;
 	if (!b || b->cap - b->used < n) {
 		size_t cap = b ? a->next : a->first;
-		if (!cap)
-			cap = ARENA_BLOCK;
+		if (!cap) /* the default block, its header included, is a pool class */
+			cap = ARENA_BLOCK - sizeof(*b);
 		if (n > cap)
 			cap = n;
-		if (cap > SIZE_MAX - sizeof(*b) || !(b = mem_alloc(sizeof(*b) + cap)))
+		/* Blocks come from the buffer pool: an arena per call made every call allocate
+		 * and free a block of this size, which glibc serves slowly (a request past its
+		 * small bins consolidates its fast bins first). */
+		size_t got;
+		if (cap > SIZE_MAX - sizeof(*b) || !(b = bufpool_get(sizeof(*b) + cap, &got)))
 			return NULL;
 		b->prev = a->head;
 		b->used = 0;
-		b->cap = cap;
+		b->cap = got - sizeof(*b);
 		a->head = b;
 	}
 	void *p = (char *)b->data + b->used;
@@ -76,7 +81,7 @@ void arena_release(arena *a, arena_mark m)
 	while (a->head != m.block) {
 		arena_block *b = a->head;
 		a->head = b->prev;
-		mem_free(b);
+		bufpool_put(b, sizeof(*b) + b->cap);
 	}
 	if (a->head)
 		a->head->used = m.used;

@@ -24,12 +24,14 @@
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define MIN_SHIFT 12 /* BUFPOOL_MIN */
+#define MIN_SHIFT 10 /* BUFPOOL_MIN */
 #define MAX_SHIFT 24 /* BUFPOOL_MAX */
 /* Class 0 is BUFPOOL_MIN; then four per doubling up to BUFPOOL_MAX. */
 #define NCLASSES (1 + 4 * (MAX_SHIFT - MIN_SHIFT))
-/* A class keeps at most this many blocks, whatever the byte bound leaves. */
-#define CLASS_KEEP 64
+/* A class keeps at most half the thread's bound, so that one size cannot take it all. At
+ * thousands of calls in flight the churn of a loop turn is thousands of blocks of a
+ * class (one arena block per call). */
+#define CLASS_BYTES (BUFPOOL_THREAD_BYTES / 2)
 
 typedef struct block {
 	struct block *next;
@@ -39,7 +41,7 @@ typedef struct block {
  * scan thread-local storage, and the main thread's cache is still there at exit. */
 typedef struct cache {
 	block *head[NCLASSES];
-	unsigned count[NCLASSES];
+	size_t class_bytes[NCLASSES];
 	size_t bytes;
 	struct cache *prev, *next;
 } cache;
@@ -93,7 +95,7 @@ static void release(cache *c)
 			c->head[i] = b->next;
 			mem_free(b);
 		}
-		c->count[i] = 0;
+		c->class_bytes[i] = 0;
 	}
 	c->bytes = 0;
 }
@@ -153,7 +155,7 @@ void *bufpool_get(size_t n, size_t *cap)
 	if (b && !mem_fails()) {
 		UNPOISON(b, size);
 		c->head[k] = b->next;
-		c->count[k]--;
+		c->class_bytes[k] -= size;
 		c->bytes -= size;
 		return b;
 	}
@@ -167,14 +169,15 @@ void bufpool_put(void *p, size_t cap)
 	size_t size;
 	int k = cap >= BUFPOOL_MIN && cap <= BUFPOOL_MAX ? class_of(cap, &size) : -1;
 	cache *c = k < 0 || size != cap ? NULL : my_cache();
-	if (!c || c->count[k] >= CLASS_KEEP || c->bytes + size > BUFPOOL_THREAD_BYTES) {
+	if (!c || c->class_bytes[k] + size > CLASS_BYTES ||
+	    c->bytes + size > BUFPOOL_THREAD_BYTES) {
 		mem_free(p);
 		return;
 	}
 	block *b = p;
 	b->next = c->head[k];
 	c->head[k] = b;
-	c->count[k]++;
+	c->class_bytes[k] += size;
 	c->bytes += size;
 	/* The link stays readable: LeakSanitizer follows it to the blocks behind. */
 	POISON((char *)p + sizeof(block), size - sizeof(block));

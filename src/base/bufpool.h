@@ -11,12 +11,13 @@
 #define BASE_BUFPOOL_H
 #include <stddef.h>
 
-/* Below this a buffer is not pooled (the C library's small bins serve it well). */
-#define BUFPOOL_MIN ((size_t)4096)
+/* Below this a buffer is not pooled (the C library's thread cache and small bins serve it
+ * well; from 1 KiB on, glibc consolidates its fast bins before each request). */
+#define BUFPOOL_MIN ((size_t)1024)
 /* Above this neither: such buffers are rare, and a cache of them would hold too much. */
 #define BUFPOOL_MAX ((size_t)16 << 20)
 /* What one thread keeps at most. */
-#define BUFPOOL_THREAD_BYTES ((size_t)8 << 20)
+#define BUFPOOL_THREAD_BYTES ((size_t)16 << 20)
 
 /* The capacity bufpool_get gives for a request of n bytes (n itself when it is not
  * pooled): the size class, with four classes per doubling so that a message of a round

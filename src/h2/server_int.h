@@ -123,7 +123,8 @@ struct call {
 	int32_t stream_id;
 	const method *m;
 	reactor *r;
-	arena arena;
+	arena arena; /* its first block shares the call's allocation (call_new) */
+	size_t alloc_cap;
 	void *user;
 	void *auth;	   /* the authorizer's (call_set_auth) */
 	bool auth_pending; /* the authorizer waits for the first request message */
