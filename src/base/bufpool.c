@@ -31,7 +31,7 @@
 /* A class keeps at most half the thread's bound, so that one size cannot take it all. At
  * thousands of calls in flight the churn of a loop turn is thousands of blocks of a
  * class (one arena block per call). */
-#define CLASS_BYTES (BUFPOOL_THREAD_BYTES / 2)
+#define CLASS_BYTES (limit / 2)
 
 typedef struct block {
 	struct block *next;
@@ -47,6 +47,7 @@ typedef struct cache {
 } cache;
 
 static _Thread_local cache *mine;
+static _Thread_local size_t limit = BUFPOOL_THREAD_BYTES;
 static cache *all;
 static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t exit_key;
@@ -169,8 +170,7 @@ void bufpool_put(void *p, size_t cap)
 	size_t size;
 	int k = cap >= BUFPOOL_MIN && cap <= BUFPOOL_MAX ? class_of(cap, &size) : -1;
 	cache *c = k < 0 || size != cap ? NULL : my_cache();
-	if (!c || c->class_bytes[k] + size > CLASS_BYTES ||
-	    c->bytes + size > BUFPOOL_THREAD_BYTES) {
+	if (!c || c->class_bytes[k] + size > CLASS_BYTES || c->bytes + size > limit) {
 		mem_free(p);
 		return;
 	}
@@ -181,6 +181,12 @@ void bufpool_put(void *p, size_t cap)
 	c->bytes += size;
 	/* The link stays readable: LeakSanitizer follows it to the blocks behind. */
 	POISON((char *)p + sizeof(block), size - sizeof(block));
+}
+
+void bufpool_thread_limit(size_t bytes)
+{
+	limit = bytes;
+	bufpool_thread_release();
 }
 
 void bufpool_thread_release(void)

@@ -16,7 +16,7 @@
 #define BUFPOOL_MIN ((size_t)1024)
 /* Above this neither: such buffers are rare, and a cache of them would hold too much. */
 #define BUFPOOL_MAX ((size_t)16 << 20)
-/* What one thread keeps at most. */
+/* What one thread keeps at most, unless it says otherwise (bufpool_thread_limit). */
 #define BUFPOOL_THREAD_BYTES ((size_t)16 << 20)
 
 /* The capacity bufpool_get gives for a request of n bytes (n itself when it is not
@@ -30,6 +30,10 @@ void *bufpool_get(size_t n, size_t *cap);
  * least cap bytes); frees it when it is not of a class or the cache is full. NULL is
  * ignored. */
 void bufpool_put(void *p, size_t cap);
+/* Sets what this thread keeps at most (BUFPOOL_THREAD_BYTES until then) and empties its
+ * cache. Worker threads keep less: what they free is mostly what a reactor made, which
+ * they would hold without reusing. */
+void bufpool_thread_limit(size_t bytes);
 /* Frees this thread's cache (thread exit does it too). */
 void bufpool_thread_release(void);
 /* Bytes this thread's cache holds (tests). */

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "base/bufpool.h"
 #include "base/mem.h"
 
 struct pool {
@@ -45,6 +46,9 @@ static void queue_unlink(pool *p, pool_job *j)
 	p->queued--;
 }
 
+/* What a pool thread keeps of the buffer pool (base/bufpool.h). */
+#define POOL_THREAD_CACHE_BYTES ((size_t)1 << 20)
+
 static void *pool_main(void *arg)
 {
 	pool *p = arg;
@@ -54,6 +58,8 @@ static void *pool_main(void *arg)
 	 * read's cost when reactor and pool share a core. */
 	struct sched_param sp = {0};
 	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	/* Buffers a reactor made and a job freed would sit in this thread's cache unused. */
+	bufpool_thread_limit(POOL_THREAD_CACHE_BYTES);
 	for (;;) {
 		pthread_mutex_lock(&p->mu);
 		while (list_empty(&p->queue) && !p->stopping)

@@ -302,6 +302,27 @@ static void *put_and_exit(void *arg)
 	return (void *)bufpool_thread_cached();
 }
 
+static void *limited_thread(void *arg)
+{
+	(void)arg;
+	bufpool_thread_limit(65536);
+	bufpool_put(mem_alloc(81920), 81920); /* past the thread's bound: freed */
+	size_t after_big = bufpool_thread_cached();
+	bufpool_put(mem_alloc(32768), 32768); /* a class takes half the bound */
+	bufpool_put(mem_alloc(32768), 32768); /* and no more */
+	return (void *)(after_big * 1000000 + bufpool_thread_cached());
+}
+
+static void test_bufpool_thread_limit(void **state)
+{
+	(void)state;
+	pthread_t t;
+	void *res = NULL;
+	assert_int_equal(pthread_create(&t, NULL, limited_thread, NULL), 0);
+	assert_int_equal(pthread_join(t, &res), 0);
+	assert_int_equal((size_t)res, 32768);
+}
+
 /* A thread's cache is freed when it ends (LeakSanitizer fails this test otherwise). */
 static void test_bufpool_thread_exit(void **state)
 {
@@ -654,6 +675,7 @@ int main(void)
 		cmocka_unit_test(test_bufpool_reuses_within_bounds),
 		cmocka_unit_test(test_buf_grows_through_pool),
 		cmocka_unit_test(test_bufpool_thread_exit),
+		cmocka_unit_test(test_bufpool_thread_limit),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_base64_encode),
 		cmocka_unit_test(test_base64_decode),
