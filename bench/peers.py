@@ -165,7 +165,7 @@ def run_row(build, conns, streams, size, runs, seconds, tmp):
         for name, (srv, tool) in targets.items():
             rs = samples[name]
             if name in failed or not rs:
-                out[name] = None
+                out[name] = {"failed": failed.get(name, "no run")}
                 continue
             out[name] = {k: median_of(rs, k) for k in rs[0]}
             out[name]["peak_rss_kib"] = srv.status_kib("VmHWM")
@@ -176,12 +176,44 @@ def run_row(build, conns, streams, size, runs, seconds, tmp):
     return out
 
 
+def check_answers(build):
+    """Each gRPC server answers one call per size as generated protobuf code reads it: the
+    Go and JS peers' hand codecs are checked against python3-grpcio and protobuf, beyond the
+    status and length bench/loadgen checks on every call."""
+    out = Path(build) / "pygen"
+    if not (out / "stdgrpc" / "testing" / "messages_pb2.py").exists():
+        subprocess.run([str(REPO / "tests" / "gen_stubs.sh"), str(out)], check=True)
+    if str(out) not in sys.path:
+        sys.path.insert(0, str(out))
+    import grpc
+    from stdgrpc.testing import messages_pb2
+
+    for name, argv in argvs(build).items():
+        srv = Server(argv)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+                call = ch.unary_unary(PATH, request_serializer=messages_pb2.SimpleRequest
+                                      .SerializeToString,
+                                      response_deserializer=messages_pb2.SimpleResponse.FromString)
+                for size in SIZES + [0]:
+                    req = messages_pb2.SimpleRequest(
+                        response_size=size, payload=messages_pb2.Payload(body=b"\1" * size),
+                        fill_username=True)  # a field the servers skip
+                    resp = call(req, timeout=30)
+                    if resp.payload.body != b"\0" * size:
+                        raise RuntimeError(f"{name}: {len(resp.payload.body)} bytes back for "
+                                           f"response_size {size}")
+        finally:
+            srv.stop()
+
+
 def run(args, tmp):
     if not shutil.which("nghttpd"):
         raise SystemExit("nghttpd not found: `make bench-deps` installs nghttp2-server")
     go = Path(args.build) / "peers" / "go_server"
     if not go.exists():
         raise SystemExit(f"{go} missing: `make bench` builds it")
+    check_answers(args.build)
     res = []
     for size in SIZES:
         for conns, streams in ROWS[size]:
@@ -192,8 +224,12 @@ def run(args, tmp):
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def good(r):
+    return bool(r) and "failed" not in r
+
+
 def ratios(row):
-    s = row["servers"]
+    s = {k: v for k, v in row["servers"].items() if good(v)}
     node = s.get("node")
     peers = [s[p]["rps"] for p in PEERS[1:] if s.get(p)]
     best = ratio(node["rps"], max(peers)) if node and peers else "-"
@@ -203,8 +239,8 @@ def ratios(row):
 
 
 def cell(r):
-    if not r:
-        return "failed"
+    if not good(r):
+        return "failed*"
     return (f"**{fmt(r['rps'])}**<br>{fmt(r['cpu_us_per_call'])} µs<br>"
             f"{fmt(r.get('p50_us'))} / {fmt(r.get('p99_us'))} µs<br>"
             f"{r['peak_rss_kib'] / 1024:.0f} MiB")
@@ -213,7 +249,7 @@ def cell(r):
 def row_line(row):
     s = row["servers"]
     best, ceil = ratios(row)
-    parts = [f"{p} {fmt(s[p]['rps']) if s.get(p) else 'failed'}" for p in s]
+    parts = [f"{p} {fmt(s[p]['rps']) if good(s.get(p)) else 'failed'}" for p in s]
     return (f"peers {size_name(row['size'])} {row['conns']}x{row['streams']}: "
             + ", ".join(parts) + f"; node/best peer {best}, node/ceiling {ceil}")
 
@@ -226,10 +262,16 @@ def table(p):
         s = row["servers"]
         best, ceil = ratios(row)
         hn, hc = s.get("node (h2load)"), s.get("nghttpd (h2load)")
-        h2 = (f"{fmt(hn['rps']) if hn else 'failed'} / {fmt(hc['rps']) if hc else 'failed'}")
+        h2 = (f"{fmt(hn['rps']) if good(hn) else 'failed*'} / "
+              f"{fmt(hc['rps']) if good(hc) else 'failed*'}")
         lines.append(f"| {size_name(row['size'])} | {row['conns']}x{row['streams']} | "
                      + " | ".join(cell(s.get(n)) for n in PEERS)
                      + f" | {best} | {h2} | {ceil} |")
+    fails = [f"- \\* {name} at {size_name(row['size'])} {row['conns']}x{row['streams']}: "
+             f"{(r or {}).get('failed') or 'no result'}" for row in p["rows"]
+             for name, r in row["servers"].items() if not good(r)]
+    if fails:
+        lines += ["", "Failed (left out of the ratios):", *fails]
     return "\n".join(lines) + "\n"
 
 
@@ -242,7 +284,7 @@ def chart(p, outdir):
         f.write("row " + " ".join(f'"{n}"' for n in names) + "\n")
         for row in p["rows"]:
             s = row["servers"]
-            vals = [str(s[n]["rps"]) if s.get(n) else "NaN" for n in names]
+            vals = [str(s[n]["rps"]) if good(s.get(n)) else "NaN" for n in names]
             f.write(f'"{size_name(row["size"])} {row["conns"]}x{row["streams"]}" '
                     + " ".join(vals) + "\n")
     png = Path(outdir) / "peers_rps.png"
@@ -284,7 +326,10 @@ def docs(p, rel, png):
         "p50 / p99 latency, server peak RSS (VmHWM). "
         f"Median of {p['runs']} runs of {p['seconds']} s after a warm-up; per row every "
         "server runs at once and the runs take turns, so that the other load on this shared "
-        f"2-core machine falls on all of them alike. Measured {p['date']}.", "",
+        f"2-core machine falls on all of them alike. Measured {p['date']} while other "
+        "engineers built and tested on the same machine: the absolute figures are noisy and "
+        "below a quiet machine's; read the ratios within a row, which were measured side by "
+        "side.", "",
         "The 1 MiB rows stop at 8x8 (64 MiB of requests in flight): 100x100 would be 10 GiB.",
         "", table(p)]
     if png:
