@@ -290,6 +290,12 @@ def verdict_lines(s):
         out.append(f"- {name}: minute {n} is {'-' if r is None else f'{r:.2f}x'} minute 2's "
                    f"({'level' if v[key]['ok'] else 'NOT level'}: the bound is "
                    f"{1 + LEVEL:.2f}x)")
+    worst = max(((row["kinds"][k]["p99_us"] or 0, row["minute"], k) for row in s["rows"]
+                 for k in KINDS), default=None)
+    if worst and worst[0]:
+        out.append(f"- the worst minute: {worst[1]}, {worst[2]} p99 {worst[0] / 1000:.0f} ms "
+                   "(the table shows whether every kind stalled at once, as a store or machine "
+                   "stall does, or one alone)")
     errs = sum(s["errors"].values())
     skipped = sum(s["skipped"].values())
     out.append(f"- errors: {errs}; calls skipped because {MAX_INFLIGHT} of a kind were "
