@@ -292,7 +292,7 @@ def chart(p, outdir):
     script = f"""
 set terminal pngcairo size 1400,600 noenhanced
 set output '{png}'
-set title 'UnaryCall req/s by size and c x m, one core: four gRPC servers under bench/loadgen, then the node and nghttpd (raw HTTP/2) under h2load (higher is better; log scale)'
+set title 'UnaryCall req/s, one core: gRPC servers under bench/loadgen; node and nghttpd (raw HTTP/2) under h2load (log scale)'
 set format y '%.0f'
 set style data histograms
 set style histogram clustered gap 1
