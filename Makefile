@@ -17,7 +17,10 @@ APT_PACKAGES := meson ninja-build pkg-config gcc clang libclang-rt-14-dev clang-
 	procps libc-ares-dev dnsmasq-base iproute2 tmux libhttp-parser-dev curl chromium
 
 BENCH := build-bench
-BENCH_PACKAGES := libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc g++ gnuplot-nox
+# The peers of bench/peers.py: grpc-go built offline in GOPATH mode from Debian's sources,
+# nghttpd for raw HTTP/2 (grpc-js is the one tests/interop/node installs).
+BENCH_PACKAGES := libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc g++ gnuplot-nox \
+	golang-go golang-google-grpc-dev nghttp2-server
 
 .PHONY: all deps bench-deps apt-install build asan run test unit e2e interop fuzz fuzz-run bench clean
 
@@ -114,7 +117,13 @@ $(BENCH)/build.ninja: | bench-deps
 	meson setup $(BENCH) --buildtype=release -Dbench=true
 
 # Not part of `make test`: this project's core against stock gRPC, side by side.
-bench: bench-deps $(BENCH)/build.ninja
+# Go's build cache and GOPATH stay inside the bench build tree (make clean removes them).
+$(BENCH)/peers/go_server: bench/peers/go/server.go | bench-deps $(BENCH)/build.ninja
+	mkdir -p $(BENCH)/peers/gopath
+	cd bench/peers/go && GO111MODULE=off GOFLAGS= GOPATH=$(CURDIR)/$(BENCH)/peers/gopath:/usr/share/gocode \
+		GOCACHE=$(CURDIR)/$(BENCH)/peers/gocache go build -o $(CURDIR)/$@ server.go
+
+bench: bench-deps $(BENCH)/build.ninja $(BENCH)/peers/go_server tests/interop/node/node_modules/.done
 	ninja -C $(BENCH)
 	$(PY) bench/run.py --build $(BENCH)
 

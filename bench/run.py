@@ -16,10 +16,12 @@ Then the mesh's cost per hop (bench/mesh_scenarios.py): two linked nodes.
 Then TLS beside stock gRPC's (bench/tls_scenarios.py).
 Then the worker's durable workflows per second (bench/wf_scenarios.py).
 Then Clone and Fetch between two nodes beside a plain TCP copy (bench/transfer_scenarios.py).
+Then the peers side by side: grpc-go, grpc-js, stock C++ and nghttpd's raw HTTP/2 (bench/peers.py).
+Then a bounded soak of mixed Collections load on one node (bench/soak.py).
 
 Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
-                    [--only core|collections|validation|mesh|tls|workflows|transfers]
-                    [--transfer-mib N]
+                    [--only core|collections|validation|mesh|tls|workflows|transfers|peers|soak]
+                    [--transfer-mib N] [--soak-minutes N]
 """
 import argparse
 import json
@@ -36,6 +38,8 @@ from pathlib import Path
 
 import coll_scenarios
 import mesh_scenarios
+import peers
+import soak
 import tls_scenarios
 import transfer_scenarios
 import validation_cost
@@ -256,10 +260,11 @@ def main():
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="one run of 2 s per scenario")
     ap.add_argument("--only", choices=["core", "collections", "validation", "mesh", "tls", "workflows",
-                                       "transfers"],
+                                       "transfers", "peers", "soak"],
                     help="run one part; the others keep their figures from the last latest.json")
     ap.add_argument("--transfer-mib", type=int, default=0,
                     help="MiB moved by the transfers part (default 1024; 256 with --quick)")
+    ap.add_argument("--soak-minutes", type=int, default=10, help="length of the soak part")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"))
     args = ap.parse_args()
@@ -284,8 +289,13 @@ def main():
             data["workflows"] = wf_scenarios.run(args, tmp)
         if args.only in (None, "transfers"):
             data["transfers"] = transfer_scenarios.run(args, tmp)
+        if args.only in (None, "peers"):
+            data["peers"] = peers.run(args, tmp)
+        if args.only in (None, "soak"):
+            data["soak"] = soak.run(args, tmp, args.soak_minutes)
     latest.write_text(json.dumps(data, indent=2) + "\n")
-    if args.only in ("collections", "validation", "mesh", "tls", "workflows", "transfers"):
+    if args.only in ("collections", "validation", "mesh", "tls", "workflows", "transfers",
+                     "peers", "soak"):
         made = [c for c in ("rps.png", "cpu_per_call.png") if (Path(args.out) / c).exists()]
     else:
         made = charts(data["results"], args.out)
@@ -328,6 +338,10 @@ def write_docs(args, data, made):
         doc.append(wf_scenarios.docs(data["workflows"]))
     if "transfers" in data:
         doc.append(transfer_scenarios.docs(data["transfers"]))
+    if "peers" in data:
+        doc.append(peers.docs(data["peers"], rel, peers.chart(data["peers"], args.out)))
+    if "soak" in data:
+        doc.append(soak.docs(data["soak"], rel, soak.chart(data["soak"], args.out)))
     Path(args.docs).parent.mkdir(parents=True, exist_ok=True)
     Path(args.docs).write_text("\n".join(doc) + "\n")
 
