@@ -154,6 +154,21 @@ void call_set_user(call *c, void *user) { c->user = user; }
 void *call_user(const call *c) { return c->user; }
 void call_set_auth(call *c, void *auth) { c->auth = auth; }
 void *call_auth(const call *c) { return c->auth; }
+
+void *call_conn_memo(const call *c) { return c->conn ? c->conn->auth_memo : NULL; }
+
+void call_set_conn_memo(call *c, void *memo, void (*free_fn)(void *))
+{
+	h2_conn *h = c->conn;
+	if (!h) {
+		free_fn(memo);
+		return;
+	}
+	if (h->auth_memo)
+		h->auth_memo_free(h->auth_memo);
+	h->auth_memo = memo;
+	h->auth_memo_free = free_fn;
+}
 reactor *call_reactor(const call *c) { return c->r; }
 size_t call_md_count(const call *c) { return c->md.n; }
 const call_md *call_md_at(const call *c, size_t i) { return i < c->md.n ? &c->md.v[i] : NULL; }

@@ -36,6 +36,12 @@ reactor *call_reactor(const call *c);
  * that record it. Lives in the call's arena or longer. */
 void call_set_auth(call *c, void *auth);
 void *call_auth(const call *c);
+/* The authorizer's memo on the call's connection (NULL: none yet, or the stream is gone):
+ * what it concluded about the credential an earlier call there carried, so that the next
+ * call with the same one costs a comparison instead of a digest and a lookup. Setting one
+ * frees the one before with its free_fn; the connection frees the last when it ends. */
+void *call_conn_memo(const call *c);
+void call_set_conn_memo(call *c, void *memo, void (*free_fn)(void *));
 /* Scratch memory freed when the call object goes (arena: no individual free). */
 void *call_alloc(call *c, size_t size);
 

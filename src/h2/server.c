@@ -470,6 +470,8 @@ static void conn_destroy(h2_conn *h)
 	if (h->proto != PROTO_SNIFF)
 		metrics_conn_close(h->e->metrics, h->proto == PROTO_H1);
 	http1_detach(h);
+	if (h->auth_memo)
+		h->auth_memo_free(h->auth_memo);
 	nghttp2_session_del(h->ng);
 	mem_free(h);
 }

@@ -71,9 +71,11 @@ struct h2_conn {
 	uint8_t sniffed[24]; /* the first bytes while they still match the HTTP/2 preface */
 	size_t nsniffed;
 	struct http1_conn *h1; /* PROTO_H1 */
-	list_node link;	       /* in e->conns */
-	list_node calls;       /* streams with a call attached */
-	list_node zombies;     /* calls whose stream is gone but whose handler still holds them */
+	void *auth_memo;       /* call_set_conn_memo */
+	void (*auth_memo_free)(void *);
+	list_node link;	   /* in e->conns */
+	list_node calls;   /* streams with a call attached */
+	list_node zombies; /* calls whose stream is gone but whose handler still holds them */
 	size_t ncalls, nzombies;
 	call *writable; /* calls to tell on_writable after this send */
 	char peer[64];

@@ -91,6 +91,7 @@ struct auth {
 	strmap subjects; /* certificate subject -> the same token */
 	char node_credential[7 + AUTH_TOKEN_LEN + 1];
 	char local_credential[7 + AUTH_TOKEN_LEN + 1];
+	_Atomic uint64_t gen;	   /* bumped by every change of the tables (memos) */
 	_Atomic int64_t audit_seq; /* the last one written */
 	_Atomic int64_t audit_sec, audit_in_sec, audit_dropped;
 };
@@ -248,6 +249,8 @@ static int table_put(auth *a, const token *t)
 		strmap_del(&a->subjects, copy->subject, sl);
 	if (!rc && old && old->subject[0] && strcmp(old->subject, copy->subject))
 		strmap_del(&a->subjects, old->subject, strlen(old->subject));
+	if (!rc)
+		a->gen++;
 	pthread_rwlock_unlock(&a->lock);
 	mem_free(rc ? copy : old);
 	return rc;
@@ -263,6 +266,8 @@ static bool table_del(auth *a, const char *id)
 		t = strmap_del(&a->tokens, id, strlen(id));
 	if (t && t->subject[0])
 		strmap_del(&a->subjects, t->subject, strlen(t->subject));
+	if (t)
+		a->gen++;
 	pthread_rwlock_unlock(&a->lock);
 	mem_free(t);
 	return t != NULL;
@@ -293,22 +298,73 @@ static principal *principal_of(const auth *a, call *c, const token *t)
 	return p;
 }
 
+/* What a connection's last bearer token stood for (call_set_conn_memo): the next call
+ * there with the same token is judged by a comparison in constant time, not by a digest
+ * and a lookup under the lock; any change of the tables (a token revoked or replaced)
+ * makes every memo stale. Not for the local credential, whose grant depends on the call. */
+typedef struct memo {
+	uint64_t gen;
+	uint8_t tok[AUTH_TOKEN_LEN];
+	size_t size;  /* of *p */
+	principal *p; /* right after the memo, in its allocation */
+} memo;
+
+static void memo_free(void *m)
+{
+	if (m)
+		OPENSSL_cleanse(m, sizeof(memo));
+	mem_free(m);
+}
+
+static principal *principal_copy(call *c, const principal *from, size_t size)
+{
+	principal *p = call_alloc(c, size);
+	if (p)
+		memcpy(p, from, size);
+	return p;
+}
+
+static void remember(call *c, const uint8_t *tok, uint64_t gen, const principal *p)
+{
+	size_t size = sizeof(*p) + p->ngrants * sizeof(grant);
+	memo *m = mem_alloc(sizeof(*m) + size);
+	if (!m)
+		return; /* the next call looks it up again */
+	m->gen = gen;
+	memcpy(m->tok, tok, AUTH_TOKEN_LEN);
+	m->size = size;
+	m->p = (principal *)(m + 1);
+	memcpy(m->p, p, size);
+	call_set_conn_memo(c, m, memo_free);
+}
+
 /* The principal the token tok stands for, in c's arena; NULL when it stands for none. */
 static principal *lookup(auth *a, call *c, const uint8_t *tok, size_t len)
 {
 	char id[AUTH_ID_HEX + 1];
 	if (!auth_parse_token(tok, len, id))
 		return NULL;
+	const memo *m = call_conn_memo(c);
+	uint64_t gen = atomic_load(&a->gen);
+	if (m && m->gen == gen && !CRYPTO_memcmp(m->tok, tok, AUTH_TOKEN_LEN))
+		return principal_copy(c, m->p, m->size);
 	uint8_t h[SHA256_DIGEST_LENGTH];
 	sha256(tok, len, h);
 	principal *p = NULL;
+	bool local = false;
 	pthread_rwlock_rdlock(&a->lock);
+	/* The generation the entry is read at: a change after it makes the memo stale. */
+	gen = atomic_load(&a->gen);
 	/* The id picks the entry (it is no secret); the secret is judged by its digest,
 	 * compared in constant time. */
 	const token *t = strmap_get(&a->tokens, id, strlen(id));
-	if (t && !CRYPTO_memcmp(h, t->hash, sizeof(h)))
+	if (t && !CRYPTO_memcmp(h, t->hash, sizeof(h))) {
 		p = principal_of(a, c, t);
+		local = t->local;
+	}
 	pthread_rwlock_unlock(&a->lock);
+	if (p && !local)
+		remember(c, tok, gen, p);
 	return p;
 }
 

@@ -254,6 +254,45 @@ def test_token_create_list_revoke_and_restart(servers, tmp_path):
     assert e.value.code() == UNAUTH
 
 
+def test_same_connection_tokens_and_revocation(servers, tmp_path):
+    """The node remembers per connection what the last token stood for (a comparison instead
+    of a digest and a lookup): tokens taking turns on one connection each keep their own
+    scopes, and a token revoked is refused on a connection that used it a moment ago."""
+    node = servers.node("--auth", "on", data_dir=tmp_path / "d")
+    admin = admin_token(node)
+    reader, reader_id = new_token(node, admin, "reader", [(NS, ["read"])])
+    ch = node.channel()
+    stub = auth_pb2_grpc.CollectorAuthStub(ch)
+    cs = collection_server_pb2_grpc.CollectionServiceStub(ch)
+    desc = collection_server_pb2.DescribeRequest(namespace=NS, collection_name="nothing")
+    for _ in range(3):
+        with pytest.raises(grpc.RpcError) as e:
+            cs.Describe(desc, metadata=md(reader), timeout=T)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND  # allowed: nothing there
+        with pytest.raises(grpc.RpcError) as e:
+            stub.ListTokens(auth_pb2.ListTokensRequest(), metadata=md(reader), timeout=T)
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert stub.ListTokens(auth_pb2.ListTokensRequest(), metadata=md(admin), timeout=T).tokens
+    # The reader's last call on this connection was a moment ago; now it is revoked, by
+    # another connection (this one still remembers the reader).
+    with pytest.raises(grpc.RpcError) as e:
+        cs.Describe(desc, metadata=md(reader), timeout=T)
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    other = grpc.insecure_channel(f"127.0.0.1:{node.port}")
+    auth_pb2_grpc.CollectorAuthStub(other).RevokeToken(
+        auth_pb2.RevokeTokenRequest(id=reader_id), metadata=md(admin), timeout=T)
+    other.close()
+    with pytest.raises(grpc.RpcError) as e:
+        cs.Describe(desc, metadata=md(reader), timeout=T)
+    assert e.value.code() == UNAUTH
+    # A token that differs from the remembered one in its last character is no match.
+    stub.ListTokens(auth_pb2.ListTokensRequest(), metadata=md(admin), timeout=T)
+    with pytest.raises(grpc.RpcError) as e:
+        stub.ListTokens(auth_pb2.ListTokensRequest(),
+                        metadata=md(admin[:-1] + ("0" if admin[-1] != "0" else "1")), timeout=T)
+    assert e.value.code() == UNAUTH
+
+
 def test_first_admin_token(servers, tmp_path):
     node = auth_node(servers)
     path = node.data_dir / "system" / "admin-token"
