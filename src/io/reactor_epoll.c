@@ -20,6 +20,8 @@
 
 /* One receive buffer per reactor: the owner's on_recv consumes what it is given. */
 #define RECV_BUF_SIZE (64 * 1024)
+/* Reads per connection and turn: a fast sender cannot hold the loop for longer. */
+#define RECV_BATCH 16
 #define MAX_EVENTS 256
 /* Accepts per listener readiness, so that a flood of connections does not starve the rest
  * of the turn (level-triggered: the rest is reported again). */
@@ -230,10 +232,9 @@ static void try_send(reactor_conn *c)
 			res = rc;
 		}
 	}
-	if (total)
-		reactor_on_sent(c, (ssize_t)total);
-	else if (res)
-		reactor_on_sent(c, res);
+	/* Blocked with nothing taken: EPOLLOUT brings the next try, the send stays in flight. */
+	if (total || res || !blocked)
+		reactor_on_sent(c, total ? (ssize_t)total : res);
 }
 
 static void ep_shutdown(reactor_conn *c)
@@ -255,20 +256,30 @@ static void ep_release(reactor_conn *c)
 	ec->events = 0;
 }
 
+/* Reads what the socket holds, up to RECV_BATCH buffers: as io_uring's multishot recv
+ * hands over everything that arrived in one turn, so that the owner sees a burst as a
+ * burst (its bounds on pipelined or flooding input are met the same way on both). */
 static void on_readable(ep_reactor *e, reactor_conn *c)
 {
-	ssize_t n = recv(c->fd, e->rbuf, RECV_BUF_SIZE, 0);
-	if (n > 0) {
-		reactor_on_recv(c, e->rbuf, (size_t)n);
+	for (int i = 0; i < RECV_BATCH && c->recv_armed; i++) {
+		ssize_t n = recv(c->fd, e->rbuf, RECV_BUF_SIZE, 0);
+		if (n > 0) {
+			reactor_on_recv(c, e->rbuf, (size_t)n);
+			if ((size_t)n < RECV_BUF_SIZE)
+				return; /* drained: no EAGAIN round trip to learn it */
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		int res = n == 0 ? 0 : -errno;
+		/* Level-triggered, EOF would be reported every turn: stop watching input. */
+		c->recv_armed = false;
+		ep_watch(c, conn_events(c));
+		reactor_on_recv_end(c, res);
 		return;
 	}
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
-	int res = n == 0 ? 0 : -errno;
-	/* Level-triggered, EOF would be reported every turn: stop watching input. */
-	c->recv_armed = false;
-	ep_watch(c, conn_events(c));
-	reactor_on_recv_end(c, res);
 }
 
 static void on_conn_event(ep_reactor *e, reactor_conn *c, uint32_t ev)
