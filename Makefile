@@ -105,12 +105,16 @@ e2e: build asan $(PYGEN)/.done tests/e2e/console/node_modules/.done
 	PYGEN_DIR=$(CURDIR)/$(PYGEN) COLLECTOR_BIN=$(CURDIR)/$(ASAN)/collector \
 		INTEROP_SERVER_BIN=$(CURDIR)/$(ASAN)/tests/interop/interop_server \
 		$(PY) -m pytest -q -m 'not load' tests/e2e -p no:cacheprovider
+	COLLECTOR_IO=epoll PYGEN_DIR=$(CURDIR)/$(PYGEN) COLLECTOR_BIN=$(CURDIR)/$(ASAN)/collector \
+		INTEROP_SERVER_BIN=$(CURDIR)/$(ASAN)/tests/interop/interop_server \
+		$(PY) -m pytest -q -m 'not load' tests/e2e -p no:cacheprovider
 	PYGEN_DIR=$(CURDIR)/$(PYGEN) COLLECTOR_BIN=$(CURDIR)/$(BUILD)/collector \
 		INTEROP_SERVER_BIN=$(CURDIR)/$(BUILD)/tests/interop/interop_server \
 		$(PY) -m pytest -q tests/e2e -p no:cacheprovider
 
 # Unit tests (plain and ASan+UBSan), fuzzers, interop with two stock clients, then the
-# end-to-end suite on the ASan build and on the plain build (its summary ends the run).
+# end-to-end suite on the ASan build (io_uring, then every node on epoll: COLLECTOR_IO) and
+# on the plain build (its summary ends the run).
 test: unit fuzz-run interop e2e
 
 $(BENCH)/build.ninja: | bench-deps

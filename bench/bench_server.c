@@ -282,7 +282,7 @@ static int usage(const char *why)
 {
 	fprintf(stderr,
 		"bench_server: %s\nusage: bench_server --port N [--threads T] "
-		"[--codec protobuf-c|raw]\n",
+		"[--codec protobuf-c|raw] [--io auto|uring|epoll]\n",
 		why);
 	return 2;
 }
@@ -302,6 +302,7 @@ int main(int argc, char **argv)
 {
 	long port = -1, threads = 1;
 	bool raw = false;
+	reactor_io io = REACTOR_IO_AUTO;
 	const char *tls_cert = NULL, *tls_key = NULL;
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
@@ -321,6 +322,9 @@ int main(int argc, char **argv)
 			if (!val || (strcmp(val, "raw") && strcmp(val, "protobuf-c")))
 				return usage("--codec is protobuf-c or raw");
 			raw = !strcmp(val, "raw");
+		} else if (nlen == 4 && !strncmp(arg, "--io", nlen)) {
+			if (!val || reactor_io_parse(val, &io))
+				return usage("--io is auto, uring or epoll");
 		} else if (nlen == 10 && !strncmp(arg, "--tls-cert", nlen)) {
 			tls_cert = val;
 		} else if (nlen == 9 && !strncmp(arg, "--tls-key", nlen)) {
@@ -362,6 +366,7 @@ int main(int argc, char **argv)
 	reactor_group_opts gopts = {.listen = hostport,
 				    .threads = (int)threads,
 				    .backlog = LISTEN_BACKLOG,
+				    .io = io,
 				    .on_start = bench_reactor_new,
 				    .on_exit = bench_reactor_free,
 				    .ctx = &opts.max_message_bytes};
@@ -379,6 +384,8 @@ int main(int argc, char **argv)
 		   (rc = reactor_group_start(group, server, err, sizeof(err)))) {
 		fprintf(stderr, "bench_server: %s\n", err);
 	} else {
+		fprintf(stderr, "bench_server: reactors on %s\n",
+			reactor_io_name(reactor_group_io(group)));
 		printf("listening on %s\n", reactor_group_address(group));
 		fflush(stdout);
 		int sig;

@@ -53,6 +53,8 @@ def servers(build):
     b = Path(build) / "bench"
     return {
         "node": [str(b / "bench_server"), "--port", "0", "--threads", "1"],
+        # The same core on the epoll backend (where io_uring is refused): what it costs.
+        "node-epoll": [str(b / "bench_server"), "--port", "0", "--threads", "1", "--io", "epoll"],
         "stock-callback": [str(b / "stock_server"), "--port", "0", "--api", "callback"],
         # No thread quota: the sync API needs a thread per call in flight.
         "stock-sync": [str(b / "stock_server"), "--port", "0", "--api", "sync",
@@ -177,6 +179,10 @@ def table(results, scen):
         lines.append("")
         lines.append(f"node / best stock: req/s {ratio(node['rps'], best_rps)}, "
                      f"CPU per call {ratio(node['cpu_us_per_call'], best_cpu, invert=True)} less")
+    epoll = rows.get("node-epoll")
+    if node and epoll:
+        lines.append(f"node-epoll / node: req/s {ratio(epoll['rps'], node['rps'])}, "
+                     f"CPU per call {ratio(epoll['cpu_us_per_call'], node['cpu_us_per_call'])}")
     lines.append("")
     return "\n".join(lines)
 

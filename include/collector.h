@@ -35,6 +35,15 @@ enum collector_log_level {
 	COLLECTOR_LOG_DEBUG,
 };
 
+/* The reactors' I/O backend (`--io`): io_uring by default; epoll where io_uring is refused
+ * (containers' seccomp profiles, sysctl kernel.io_uring_disabled). AUTO tries io_uring and
+ * falls back to epoll when the kernel refuses it, saying so in the log. */
+enum collector_io {
+	COLLECTOR_IO_AUTO,
+	COLLECTOR_IO_URING,
+	COLLECTOR_IO_EPOLL,
+};
+
 /* The node's settings; each field is the `collector` flag of the same name (README,
  * Running and Security): `--max-calls-per-connection` is max_calls_per_connection, and so
  * on. Start from collector_config_defaults. Times are whole seconds; 0 turns a timeout or
@@ -131,6 +140,7 @@ typedef struct collector_config {
 	char admin_token_file[512]; /* the first admin token, read or made there */
 	char mesh_token_file[512];  /* the credential of calls between nodes */
 	char auth_open[128];	    /* services open without a token: "health,reflection" */
+	int io;			    /* enum collector_io: `--io auto|uring|epoll` */
 } collector_config;
 
 /* Thread and signal safe (a SIGHUP handler may call it): asks the node to read its TLS

@@ -354,6 +354,10 @@ static int check_settings(const collector_config *cfg, char *err, size_t cap)
 		snprintf(err, cap, "peers-dns-interval: at least 1 second");
 		return -EINVAL;
 	}
+	if (cfg->io < COLLECTOR_IO_AUTO || cfg->io > COLLECTOR_IO_EPOLL) {
+		snprintf(err, cap, "io: %d is not an enum collector_io", cfg->io);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -507,6 +511,9 @@ static int node_build(collector *c, char *err, size_t cap)
 	reactor_group_opts gopts = {.listen = cfg->listen,
 				    .threads = c->threads,
 				    .backlog = 4096,
+				    .io = cfg->io == COLLECTOR_IO_EPOLL	  ? REACTOR_IO_EPOLL
+					  : cfg->io == COLLECTOR_IO_URING ? REACTOR_IO_URING
+									  : REACTOR_IO_AUTO,
 				    .on_start = start_reactor,
 				    .on_drain = drain_reactor,
 				    .on_exit = exit_reactor,
@@ -721,8 +728,9 @@ int collector_open(const collector_config *cfg, collector **out, char *err, size
 		collector_free_parts(c);
 		return rc;
 	}
-	log_info("serving on %s with %d reactor(s), pool %d threads / queue %d", c->address,
-		 c->threads, c->pool_threads, cfg->pool_queue);
+	log_info("serving on %s with %d reactor(s) on %s, pool %d threads / queue %d", c->address,
+		 c->threads, reactor_group_io(c->group) == REACTOR_IO_EPOLL ? "epoll" : "io_uring",
+		 c->pool_threads, cfg->pool_queue);
 	*out = c;
 	return 0;
 }

@@ -220,6 +220,10 @@ static void config_usage(const char *prog)
 	       "  --data DIR                 data directory (default ./data)\n"
 	       "  --threads N                reactor threads (default: one per core)\n"
 	       "  --pool-threads N           blocking pool threads (default: two per core)\n"
+	       "  --io auto|uring|epoll      the reactors' I/O: io_uring, or epoll where io_uring\n"
+	       "                             is refused (containers' seccomp profiles, sysctl\n"
+	       "                             kernel.io_uring_disabled); auto tries io_uring and\n"
+	       "                             falls back to epoll, saying so (default auto)\n"
 	       "  --pool-queue N             blocking pool queue bound; when full, calls get\n"
 	       "                             RESOURCE_EXHAUSTED (default 1024)\n"
 	       "  --store-group-max N        write requests committed in one transaction\n"
@@ -421,6 +425,18 @@ static int set_option(collector_config *c, const char *name, const char *v)
 			return -1;
 		c->workflow_task_timeout = (uint32_t)n;
 		return 0;
+	}
+	if (!strcmp(name, "io")) {
+		static const char *const names[] = {[COLLECTOR_IO_AUTO] = "auto",
+						    [COLLECTOR_IO_URING] = "uring",
+						    [COLLECTOR_IO_EPOLL] = "epoll"};
+		for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+			if (!strcmp(v, names[i])) {
+				c->io = i;
+				return 0;
+			}
+		fprintf(stderr, "collector: --io: expected auto, uring or epoll, not '%s'\n", v);
+		return -1;
 	}
 	if (!strcmp(name, "auth")) {
 		if (strcmp(v, "on") && strcmp(v, "off")) {

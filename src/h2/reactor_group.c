@@ -80,7 +80,7 @@ static void *slot_main(void *arg)
 {
 	group_slot *s = arg;
 	reactor_group *g = s->g;
-	s->r = reactor_new(&s->err);
+	s->r = reactor_new_io(g->o.io, &s->err);
 	if (s->r) {
 		s->ep = h2_endpoint_new(g->server, s->r);
 		if (!s->ep)
@@ -117,11 +117,11 @@ static void *slot_main(void *arg)
 	return NULL;
 }
 
-static const char *io_uring_hint(int err)
+static const char *io_uring_hint(const reactor_group *g, int err)
 {
-	if (err == -EPERM || err == -ENOSYS || err == -EACCES)
-		return " (io_uring is disabled here: check sysctl kernel.io_uring_disabled, or the "
-		       "container's seccomp profile)";
+	if (g->o.io == REACTOR_IO_URING && reactor_io_refused(err))
+		return " (io_uring is refused here: check sysctl kernel.io_uring_disabled, or the "
+		       "container's seccomp profile; --io epoll or --io auto runs on epoll)";
 	return "";
 }
 
@@ -213,7 +213,7 @@ int reactor_group_start(reactor_group *g, h2_server *s, char *err, size_t cap)
 		if (sl->err) {
 			rc = sl->err;
 			snprintf(err, cap, "cannot start a reactor: %s%s", strerror(-rc),
-				 io_uring_hint(rc));
+				 io_uring_hint(g, rc));
 		}
 	}
 	if (rc) {
@@ -224,6 +224,13 @@ int reactor_group_start(reactor_group *g, h2_server *s, char *err, size_t cap)
 }
 
 const char *reactor_group_address(const reactor_group *g) { return g->address; }
+
+reactor_io reactor_group_io(const reactor_group *g)
+{
+	/* Under AUTO the first reactor's choice is every reactor's: a refusal of io_uring is
+	 * the kernel's, the same for each thread. */
+	return g->nstarted && g->slots[0].r ? reactor_io_of(g->slots[0].r) : g->o.io;
+}
 
 void reactor_group_stop(reactor_group *g, int64_t grace_ns)
 {

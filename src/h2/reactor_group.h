@@ -23,6 +23,7 @@ typedef struct reactor_group_opts {
 	const char *listen; /* HOST:PORT; port 0 picks one free port for every reactor */
 	int threads;	    /* reactors, at least 1 */
 	int backlog;	    /* of each listener */
+	reactor_io io;	    /* the reactors' backend (io/reactor.h); 0 is AUTO */
 	/* Each hook is optional and runs on the reactor's own thread, with ctx. on_start: before
 	 * the reactor accepts; a negative errno fails the group's start. on_drain: when the
 	 * shutdown begins, after the reactor stopped accepting. on_exit: after the loop ended,
@@ -43,6 +44,9 @@ int reactor_group_open(const reactor_group_opts *o, reactor_group **out, char *e
  * On failure the reactors that started are stopped again and err says what failed. The
  * threads inherit the caller's signal mask. */
 int reactor_group_start(reactor_group *g, h2_server *s, char *err, size_t cap);
+/* The backend the reactors run on, once started: REACTOR_IO_URING or REACTOR_IO_EPOLL
+ * (AUTO resolved). */
+reactor_io reactor_group_io(const reactor_group *g);
 /* The address the listeners are bound to, HOST:PORT with port 0 resolved. */
 const char *reactor_group_address(const reactor_group *g);
 /* Thread-safe; the first call counts. Begins the shutdown above on every reactor, calls in

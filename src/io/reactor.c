@@ -1,218 +1,113 @@
+/* The reactor's common part: connections and their output, TLS under them, listeners,
+ * timers, posted tasks and the loop turn. The backend (reactor_uring.c, reactor_epoll.c)
+ * moves the bytes; every decision on what its reports mean is taken here, once. */
 #include "io/reactor.h"
 
 #include <errno.h>
-#include <liburing.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
-#include <stdbool.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "base/buf.h"
 #include "base/clock.h"
-#include "base/list.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "io/reactor_impl.h"
 #include "io/tls.h"
 
-/* Receive buffers: one provided-buffer ring per reactor, shared by its connections. */
-#define RECV_BUF_SIZE (16 * 1024)
-#define RECV_BUF_COUNT 256
-#define RECV_BGID 1
-#define RING_ENTRIES 1024
 /* Output buffers come in blocks cached per reactor: a connection holds one only while it
  * has output, so an idle connection costs no buffer memory and a busy one no malloc. */
 #define OUT_BLOCK (16 * 1024)
 #define OUT_FREE_MAX 256
 
-/* The low bits of an io_uring user_data say which operation completed. */
-enum op_tag {
-	OP_IGNORE = 0,
-	OP_RECV = 1,
-	OP_SEND = 2,
-	OP_CONNECT = 3,
-	OP_ACCEPT = 4,
-	OP_WAKE = 5,
-};
-#define TAG_MASK 7ULL
-
-typedef struct out_buf {
-	buf b;
-	size_t off; /* bytes the kernel has taken */
-} out_buf;
-
-struct reactor_conn {
-	reactor *r;
-	int fd;
-	const reactor_conn_ops *ops;
-	void *user;
-	out_buf pending;  /* filled by reactor_conn_write */
-	out_buf inflight; /* handed to the kernel */
-	bool recv_armed, send_inflight, connect_inflight;
-	bool want_send, on_dirty_list;
-	bool closing, close_now, dead;
-	int close_err;
-	uint64_t bytes_sent;
-	tls_conn *tls;	 /* NULL: plaintext */
-	bool tls_closed; /* close_notify queued */
-	buf plain;	 /* TLS: what the owner wrote, encrypted when the output is flushed */
-	reactor_conn *dirty_next;
-	list_node link; /* in the reactor's conns */
-	struct sockaddr_storage peer;
-};
-
 /* After accept fails for lack of descriptors or memory, wait this long before trying
  * again instead of spinning on the same error. */
 #define ACCEPT_RETRY_NS (100 * NS_PER_MS)
 
-typedef struct listener {
-	int fd;
-	bool closed;
-	reactor *r;
-	timer retry;
-	const reactor_listener_ops *ops;
-	void *user;
-	struct listener *next;
-} listener;
-
-struct reactor {
-	struct io_uring ring;
-	struct io_uring_buf_ring *bufring;
-	uint8_t *bufs;
-	size_t bufring_bytes;
-	timer_heap timers;
-	int64_t now;
-	bool stopping;
-	int wake_fd;
-	uint64_t wake_val;
-	pthread_mutex_t post_mu;
-	reactor_task *post_head, *post_tail;
-	bool wake_pending;
-	reactor_conn *dirty;
-	void *out_free; /* cached OUT_BLOCK buffers, linked through their first bytes */
-	size_t nout_free;
-	list_node conns;
-	size_t nconns;
-	size_t jobs_pending;
-	listener *listeners;
-	void *user;
-};
-
 static void mark_dirty(reactor_conn *c);
 static void pending_take_block(reactor_conn *c);
 
-static inline uint64_t tag(void *p, enum op_tag t) { return (uint64_t)(uintptr_t)p | t; }
-
-static struct io_uring_sqe *get_sqe(reactor *r)
+int reactor_io_parse(const char *s, reactor_io *out)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-	if (!sqe) {
-		io_uring_submit(&r->ring);
-		sqe = io_uring_get_sqe(&r->ring);
+	static const reactor_io all[] = {REACTOR_IO_AUTO, REACTOR_IO_URING, REACTOR_IO_EPOLL};
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (!strcmp(s, reactor_io_name(all[i]))) {
+			*out = all[i];
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *reactor_io_name(reactor_io io)
+{
+	switch (io) {
+	case REACTOR_IO_URING:
+		return "uring";
+	case REACTOR_IO_EPOLL:
+		return "epoll";
+	case REACTOR_IO_AUTO:
+		break;
 	}
-	return sqe;
+	return "auto";
 }
 
-static int setup_ring(reactor *r)
+bool reactor_io_refused(int err) { return err == -EPERM || err == -ENOSYS || err == -EACCES; }
+
+static reactor *reactor_make(const reactor_backend *be, int *err)
 {
-	struct io_uring_params p;
-	unsigned flag_sets[] = {
-		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_COOP_TASKRUN,
-		0,
-	};
-	int rc = -EINVAL;
-	for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
-		memset(&p, 0, sizeof(p));
-		p.flags = flag_sets[i] | IORING_SETUP_SUBMIT_ALL;
-		rc = io_uring_queue_init_params(RING_ENTRIES, &r->ring, &p);
-		if (rc != -EINVAL)
-			break;
+	reactor *r = mem_calloc(1, be->reactor_size);
+	if (!r) {
+		*err = -ENOMEM;
+		return NULL;
 	}
-	return rc;
-}
-
-static void recycle_buf(reactor *r, unsigned bid)
-{
-	io_uring_buf_ring_add(r->bufring, r->bufs + (size_t)bid * RECV_BUF_SIZE, RECV_BUF_SIZE, bid,
-			      io_uring_buf_ring_mask(RECV_BUF_COUNT), 0);
-	io_uring_buf_ring_advance(r->bufring, 1);
-}
-
-static int setup_bufring(reactor *r)
-{
-	/* liburing 2.3 has no io_uring_setup_buf_ring: map the ring memory ourselves. */
-	r->bufring_bytes = RECV_BUF_COUNT * sizeof(struct io_uring_buf);
-	r->bufring = mem_aligned_alloc(4096, r->bufring_bytes);
-	if (!r->bufring)
-		return -ENOMEM;
-	io_uring_buf_ring_init(r->bufring);
-	struct io_uring_buf_reg reg = {
-		.ring_addr = (uint64_t)(uintptr_t)r->bufring,
-		.ring_entries = RECV_BUF_COUNT,
-		.bgid = RECV_BGID,
-	};
-	int rc = io_uring_register_buf_ring(&r->ring, &reg, 0);
-	if (rc)
-		return rc;
-	r->bufs = mem_alloc((size_t)RECV_BUF_COUNT * RECV_BUF_SIZE);
-	if (!r->bufs)
-		return -ENOMEM;
-	for (unsigned i = 0; i < RECV_BUF_COUNT; i++)
-		recycle_buf(r, i);
-	return 0;
-}
-
-static void arm_wake(reactor *r)
-{
-	struct io_uring_sqe *sqe = get_sqe(r);
-	io_uring_prep_read(sqe, r->wake_fd, &r->wake_val, sizeof(r->wake_val), 0);
-	io_uring_sqe_set_data64(sqe, tag(r, OP_WAKE));
-}
-
-reactor *reactor_new(int *err)
-{
-	reactor *r = mem_calloc(1, sizeof(*r));
-	int rc = -ENOMEM;
-	if (!r)
-		goto fail;
-	r->wake_fd = -1;
+	r->be = be;
 	list_init(&r->conns);
-	rc = setup_ring(r);
-	if (rc < 0) {
-		mem_free(r);
-		r = NULL;
-		goto fail;
-	}
-	rc = setup_bufring(r);
-	if (rc < 0)
-		goto fail;
-	r->wake_fd = eventfd(0, EFD_CLOEXEC);
-	if (r->wake_fd < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	pthread_mutex_init(&r->post_mu, NULL);
 	timer_heap_init(&r->timers);
+	pthread_mutex_init(&r->post_mu, NULL);
 	r->now = clock_now_ns();
-	arm_wake(r);
-	return r;
-fail:
-	if (err)
+	r->wake_fd = eventfd(0, EFD_CLOEXEC);
+	int rc = r->wake_fd < 0 ? -errno : be->init(r);
+	if (rc < 0) {
 		*err = rc;
-	if (r) {
-		io_uring_queue_exit(&r->ring);
-		mem_free(r->bufring);
-		mem_free(r->bufs);
-		if (r->wake_fd >= 0)
-			close(r->wake_fd);
-		mem_free(r);
+		reactor_free(r);
+		return NULL;
 	}
-	return NULL;
+	return r;
 }
+
+/* Set once io_uring was refused under AUTO: the next reactors go to epoll at once, and the
+ * log says it once. */
+static atomic_bool uring_refused;
+
+reactor *reactor_new_io(reactor_io io, int *err)
+{
+	int rc = 0;
+	reactor *r = NULL;
+	if (io == REACTOR_IO_EPOLL || (io == REACTOR_IO_AUTO && atomic_load(&uring_refused))) {
+		r = reactor_make(&reactor_backend_epoll, &rc);
+	} else {
+		r = reactor_make(&reactor_backend_uring, &rc);
+		if (!r && io == REACTOR_IO_AUTO && reactor_io_refused(rc)) {
+			if (!atomic_exchange(&uring_refused, true))
+				log_warn(
+					"io_uring is refused here (%s: a seccomp profile or sysctl "
+					"kernel.io_uring_disabled): running on epoll",
+					strerror(-rc));
+			r = reactor_make(&reactor_backend_epoll, &rc);
+		}
+	}
+	/* *err is left alone on success, as callers that start from 0 expect. */
+	if (!r && err)
+		*err = rc;
+	return r;
+}
+
+reactor *reactor_new(int *err) { return reactor_new_io(REACTOR_IO_AUTO, err); }
+
+reactor_io reactor_io_of(const reactor *r) { return r->be->io; }
 
 static void out_release(reactor *r, out_buf *o)
 {
@@ -244,8 +139,10 @@ void reactor_free(reactor *r)
 		return;
 	while (!list_empty(&r->conns)) {
 		reactor_conn *c = container_of(r->conns.next, reactor_conn, link);
-		if (c->fd >= 0)
+		if (c->fd >= 0) {
+			r->be->release(c);
 			close(c->fd);
+		}
 		if (!c->dead && c->ops->on_close)
 			c->ops->on_close(c, -ECANCELED);
 		conn_free(c);
@@ -261,27 +158,19 @@ void reactor_free(reactor *r)
 		mem_free(r->out_free);
 		r->out_free = next;
 	}
-	io_uring_queue_exit(&r->ring);
-	mem_free(r->bufring);
-	mem_free(r->bufs);
-	close(r->wake_fd);
+	r->be->fini(r);
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
 	timer_heap_free(&r->timers);
 	pthread_mutex_destroy(&r->post_mu);
 	mem_free(r);
-}
-
-static void arm_accept(reactor *r, listener *l)
-{
-	struct io_uring_sqe *sqe = get_sqe(r);
-	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, tag(l, OP_ACCEPT));
 }
 
 static void retry_accept(timer *t)
 {
 	listener *l = container_of(t, listener, retry);
 	if (!l->closed)
-		arm_accept(l->r, l);
+		l->r->be->accept(l->r, l);
 }
 
 int reactor_listen(reactor *r, int fd, const reactor_listener_ops *ops, void *user)
@@ -295,7 +184,7 @@ int reactor_listen(reactor *r, int fd, const reactor_listener_ops *ops, void *us
 	l->user = user;
 	l->next = r->listeners;
 	r->listeners = l;
-	arm_accept(r, l);
+	r->be->accept(r, l);
 	return 0;
 }
 
@@ -306,31 +195,42 @@ void reactor_close_listeners(reactor *r)
 			continue;
 		l->closed = true;
 		if (timer_armed(&l->retry)) {
-			/* Waiting to retry: no accept is in flight to cancel. */
+			/* Waiting to retry: no accept is armed to cancel. */
 			timer_disarm(&r->timers, &l->retry);
 			close(l->fd);
 			l->fd = -1;
 			continue;
 		}
-		struct io_uring_sqe *sqe = get_sqe(r);
-		io_uring_prep_cancel64(sqe, tag(l, OP_ACCEPT), 0);
-		io_uring_sqe_set_data64(sqe, OP_IGNORE);
+		r->be->accept_cancel(r, l);
 	}
 }
 
-static void arm_recv(reactor_conn *c)
+void reactor_on_accept(reactor *r, listener *l, int res, bool more)
 {
-	struct io_uring_sqe *sqe = get_sqe(c->r);
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = RECV_BGID;
-	io_uring_sqe_set_data64(sqe, tag(c, OP_RECV));
-	c->recv_armed = true;
+	if (res >= 0 && l->closed) {
+		close(res);
+	} else if (res >= 0) {
+		int one = 1;
+		setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		l->ops->on_accept(r, res, l->user);
+	}
+	if (more)
+		return;
+	bool starved = res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM;
+	if (l->closed) {
+		if (l->fd >= 0)
+			close(l->fd);
+		l->fd = -1;
+	} else if (starved) {
+		timer_arm(&r->timers, &l->retry, r->now + ACCEPT_RETRY_NS, retry_accept);
+	} else {
+		r->be->accept(r, l);
+	}
 }
 
 static reactor_conn *conn_alloc(reactor *r, int fd, const reactor_conn_ops *ops, void *user)
 {
-	reactor_conn *c = mem_calloc(1, sizeof(*c));
+	reactor_conn *c = mem_calloc(1, r->be->conn_size);
 	if (!c)
 		return NULL;
 	c->r = r;
@@ -346,7 +246,7 @@ reactor_conn *reactor_conn_new(reactor *r, int fd, const reactor_conn_ops *ops, 
 {
 	reactor_conn *c = conn_alloc(r, fd, ops, user);
 	if (c)
-		arm_recv(c);
+		r->be->recv(c);
 	return c;
 }
 
@@ -367,10 +267,11 @@ reactor_conn *reactor_conn_connect(reactor *r, const struct sockaddr *addr, sock
 		return NULL;
 	}
 	memcpy(&c->peer, addr, len);
-	struct io_uring_sqe *sqe = get_sqe(r);
-	io_uring_prep_connect(sqe, fd, (struct sockaddr *)&c->peer, len);
-	io_uring_sqe_set_data64(sqe, tag(c, OP_CONNECT));
-	c->connect_inflight = true;
+	if (r->be->connect(c, len)) {
+		conn_free(c);
+		close(fd);
+		return NULL;
+	}
 	return c;
 }
 
@@ -393,7 +294,8 @@ uint64_t reactor_conn_bytes_sent(const reactor_conn *c) { return c->bytes_sent; 
 
 size_t reactor_conn_out_pending(reactor_conn *c)
 {
-	return c->plain.len + c->pending.b.len + (c->inflight.b.len - c->inflight.off);
+	return c->plain.len + (c->pending.b.len - c->pending.off) +
+	       (c->inflight.b.len - c->inflight.off);
 }
 
 static void mark_dirty(reactor_conn *c)
@@ -463,23 +365,14 @@ void reactor_conn_abort(reactor_conn *c, int err)
 	mark_dirty(c);
 }
 
-static void submit_send(reactor_conn *c)
-{
-	out_buf *o = &c->inflight;
-	struct io_uring_sqe *sqe = get_sqe(c->r);
-	io_uring_prep_send(sqe, c->fd, o->b.data + o->off, o->b.len - o->off, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, tag(c, OP_SEND));
-	c->send_inflight = true;
-}
-
-/* Finishes a closing connection once the kernel holds no operation on it. */
-static void try_finish_close(reactor_conn *c)
+void reactor_finish_close(reactor_conn *c)
 {
 	if (c->recv_armed || c->send_inflight || c->connect_inflight)
 		return;
 	if (c->dead)
 		return;
 	c->dead = true;
+	c->r->be->release(c);
 	close(c->fd);
 	c->fd = -1;
 	if (c->ops->on_close)
@@ -490,10 +383,29 @@ static void try_finish_close(reactor_conn *c)
 
 static void begin_shutdown(reactor_conn *c)
 {
-	/* shutdown() ends the armed multishot recv with a 0-byte completion. */
-	if (c->fd >= 0)
+	/* On io_uring, shutdown() ends the armed multishot recv with a 0-byte completion. */
+	if (c->fd >= 0) {
 		shutdown(c->fd, SHUT_RDWR);
-	try_finish_close(c);
+		c->r->be->shutdown(c);
+	}
+	reactor_finish_close(c);
+}
+
+/* Pending output goes to the backend when nothing is in flight: what a backend's send
+ * took of pending already (epoll's writev) stays counted in its off. */
+static void start_send(reactor_conn *c)
+{
+	if (c->pending.off == c->pending.b.len) {
+		buf_reset(&c->pending.b);
+		c->pending.off = 0;
+		return;
+	}
+	out_buf tmp = c->inflight;
+	c->inflight = c->pending;
+	c->pending = tmp;
+	buf_reset(&c->pending.b);
+	c->pending.off = 0;
+	c->r->be->send(c);
 }
 
 static void flush_conn(reactor_conn *c)
@@ -516,14 +428,8 @@ static void flush_conn(reactor_conn *c)
 		pending_take_block(c);
 		tls_conn_shutdown(c->tls, &c->pending.b);
 	}
-	if (!c->close_now && !c->send_inflight && c->pending.b.len) {
-		out_buf tmp = c->inflight;
-		c->inflight = c->pending;
-		c->pending = tmp;
-		buf_reset(&c->pending.b);
-		c->pending.off = 0;
-		submit_send(c);
-	}
+	if (!c->close_now && !c->send_inflight && c->pending.b.len)
+		start_send(c);
 	if (c->closing && (c->close_now || (!c->send_inflight && !c->pending.b.len)))
 		begin_shutdown(c);
 }
@@ -566,82 +472,68 @@ static int tls_recv(reactor_conn *c, const uint8_t *data, size_t len)
 	return rc;
 }
 
-static void on_recv_cqe(reactor *r, reactor_conn *c, struct io_uring_cqe *cqe)
+void reactor_on_recv(reactor_conn *c, const uint8_t *data, size_t len)
 {
-	if (!(cqe->flags & IORING_CQE_F_MORE))
-		c->recv_armed = false;
-	if (cqe->res > 0) {
-		unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
-		if (!c->closing) {
-			const uint8_t *data = r->bufs + (size_t)bid * RECV_BUF_SIZE;
-			int rc = c->tls ? tls_recv(c, data, (size_t)cqe->res)
-					: c->ops->on_recv(c, data, (size_t)cqe->res);
-			if (rc < 0)
-				reactor_conn_abort(c, rc);
-		}
-		recycle_buf(r, bid);
-		if (!c->recv_armed && !c->closing)
-			arm_recv(c);
-		if (c->closing && !c->recv_armed)
-			try_finish_close(c);
+	if (c->closing)
 		return;
-	}
-	if (cqe->res == -ENOBUFS && !c->closing) {
-		/* Every buffer was in use: they are recycled as completions are handled. */
-		if (!c->recv_armed)
-			arm_recv(c);
-		return;
-	}
-	/* EOF or error: the peer is gone. */
-	if (!c->closing)
-		reactor_conn_abort(c, cqe->res == 0 ? 0 : cqe->res);
-	if (!c->recv_armed)
-		try_finish_close(c);
+	int rc = c->tls ? tls_recv(c, data, len) : c->ops->on_recv(c, data, len);
+	if (rc < 0)
+		reactor_conn_abort(c, rc);
 }
 
-static void on_send_cqe(reactor_conn *c, struct io_uring_cqe *cqe)
+void reactor_on_recv_end(reactor_conn *c, int res)
+{
+	/* EOF or error: the peer is gone. */
+	if (!c->closing)
+		reactor_conn_abort(c, res);
+	reactor_finish_close(c);
+}
+
+void reactor_on_sent(reactor_conn *c, ssize_t res)
 {
 	c->send_inflight = false;
-	out_buf *o = &c->inflight;
-	if (cqe->res < 0) {
-		reactor_conn_abort(c, cqe->res);
-		try_finish_close(c);
+	if (res < 0) {
+		reactor_conn_abort(c, (int)res);
+		reactor_finish_close(c);
 		return;
 	}
-	o->off += (size_t)cqe->res;
-	c->bytes_sent += (uint64_t)cqe->res;
+	c->bytes_sent += (uint64_t)res;
+	out_buf *o = &c->inflight;
+	size_t n = (size_t)res, in = o->b.len - o->off;
+	o->off += n < in ? n : in;
+	c->pending.off += n < in ? 0 : n - in;
 	if (o->off < o->b.len && !c->close_now) {
-		submit_send(c);
+		c->r->be->send(c);
 		return;
 	}
 	out_release(c->r, o);
 	if (c->pending.b.len || c->want_send || c->closing)
 		mark_dirty(c);
 	if (c->close_now)
-		try_finish_close(c);
+		reactor_finish_close(c);
 }
 
-static void on_connect_cqe(reactor_conn *c, struct io_uring_cqe *cqe)
+void reactor_on_connected(reactor_conn *c, int res)
 {
 	c->connect_inflight = false;
-	if (cqe->res < 0) {
-		c->close_err = cqe->res;
+	if (res < 0) {
+		c->close_err = res;
 		c->closing = c->close_now = true;
 		if (c->ops->on_connect)
-			c->ops->on_connect(c, cqe->res);
-		try_finish_close(c);
+			c->ops->on_connect(c, res);
+		reactor_finish_close(c);
 		return;
 	}
 	int one = 1;
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	arm_recv(c);
+	c->r->be->recv(c);
 	if (c->ops->on_connect)
 		c->ops->on_connect(c, 0);
 	if (c->pending.b.len || c->want_send || c->closing)
 		mark_dirty(c);
 }
 
-static void drain_posted(reactor *r)
+void reactor_on_wake(reactor *r)
 {
 	pthread_mutex_lock(&r->post_mu);
 	reactor_task *t = r->post_head;
@@ -655,53 +547,6 @@ static void drain_posted(reactor *r)
 	}
 }
 
-static void handle_cqe(reactor *r, struct io_uring_cqe *cqe)
-{
-	uint64_t ud = io_uring_cqe_get_data64(cqe);
-	void *p = (void *)(uintptr_t)(ud & ~TAG_MASK);
-	switch ((enum op_tag)(ud & TAG_MASK)) {
-	case OP_RECV:
-		on_recv_cqe(r, p, cqe);
-		break;
-	case OP_SEND:
-		on_send_cqe(p, cqe);
-		break;
-	case OP_CONNECT:
-		on_connect_cqe(p, cqe);
-		break;
-	case OP_ACCEPT: {
-		listener *l = p;
-		if (cqe->res >= 0 && l->closed) {
-			close(cqe->res);
-		} else if (cqe->res >= 0) {
-			int one = 1;
-			setsockopt(cqe->res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			l->ops->on_accept(r, cqe->res, l->user);
-		}
-		if (cqe->flags & IORING_CQE_F_MORE)
-			break;
-		bool starved = cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
-			       cqe->res == -ENOMEM;
-		if (l->closed) {
-			if (l->fd >= 0)
-				close(l->fd);
-			l->fd = -1;
-		} else if (starved) {
-			timer_arm(&r->timers, &l->retry, r->now + ACCEPT_RETRY_NS, retry_accept);
-		} else {
-			arm_accept(r, l);
-		}
-		break;
-	}
-	case OP_WAKE:
-		arm_wake(r);
-		drain_posted(r);
-		break;
-	case OP_IGNORE:
-		break;
-	}
-}
-
 int reactor_run_once(reactor *r, int64_t timeout_ns)
 {
 	flush_dirty(r);
@@ -709,22 +554,9 @@ int reactor_run_once(reactor *r, int64_t timeout_ns)
 	int64_t now = clock_now_ns();
 	if (next != INT64_MAX && next - now < timeout_ns)
 		timeout_ns = next > now ? next - now : 0;
-	struct __kernel_timespec ts = {
-		.tv_sec = timeout_ns / NS_PER_SEC,
-		.tv_nsec = timeout_ns % NS_PER_SEC,
-	};
-	struct io_uring_cqe *cqe;
-	int rc = io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
-	if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+	int rc = r->be->poll(r, timeout_ns);
+	if (rc < 0)
 		return rc;
-	r->now = clock_now_ns();
-	unsigned head, seen = 0;
-	io_uring_for_each_cqe(&r->ring, head, cqe)
-	{
-		handle_cqe(r, cqe);
-		seen++;
-	}
-	io_uring_cq_advance(&r->ring, seen);
 	timer_run(&r->timers, r->now);
 	flush_dirty(r);
 	return 0;

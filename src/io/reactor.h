@@ -1,7 +1,8 @@
-/* The reactor: one io_uring ring driven by one thread. It owns TCP connections (accepted
- * or outbound), a timer heap, and a queue of tasks posted from other threads (pool
- * completions, shutdown). Everything here except reactor_post runs on the reactor's
- * own thread. */
+/* The reactor: one event loop driven by one thread, over io_uring (one ring) or epoll. It
+ * owns TCP connections (accepted or outbound), a timer heap, and a queue of tasks posted
+ * from other threads (pool completions, shutdown). Everything here except reactor_post
+ * runs on the reactor's own thread. The backend is chosen when the reactor is made and is
+ * invisible above this header: both behave the same to their callers. */
 #ifndef IO_REACTOR_H
 #define IO_REACTOR_H
 #include <stdbool.h>
@@ -36,11 +37,27 @@ typedef struct reactor_listener_ops {
 	void (*on_accept)(reactor *r, int fd, void *user);
 } reactor_listener_ops;
 
-/* Creates a reactor bound to the calling thread (the ring is single-issuer).
- * On failure returns NULL and sets *err to a negative errno. */
+/* The I/O backend. io_uring is the default and the faster; epoll is for hosts that refuse
+ * io_uring (a container's seccomp profile, sysctl kernel.io_uring_disabled). AUTO tries
+ * io_uring and, when the kernel refuses it (reactor_io_refused), runs on epoll and says so
+ * once in the log. */
+typedef enum reactor_io { REACTOR_IO_AUTO, REACTOR_IO_URING, REACTOR_IO_EPOLL } reactor_io;
+/* "auto", "uring" or "epoll": 0, or -EINVAL for anything else. */
+int reactor_io_parse(const char *s, reactor_io *out);
+const char *reactor_io_name(reactor_io io);
+/* The errors by which a kernel refuses io_uring (as opposed to lacking memory). */
+bool reactor_io_refused(int err);
+
+/* Creates a reactor bound to the calling thread (the ring is single-issuer) on the given
+ * backend. On failure returns NULL and sets *err to a negative errno. */
+reactor *reactor_new_io(reactor_io io, int *err);
+/* reactor_new_io(REACTOR_IO_AUTO, err). */
 reactor *reactor_new(int *err);
+/* The backend r runs on: REACTOR_IO_URING or REACTOR_IO_EPOLL. */
+reactor_io reactor_io_of(const reactor *r);
 void reactor_free(reactor *r);
-/* Multishot accept on an already listening socket; the reactor owns fd from now on. */
+/* Accepts on an already listening socket (multishot on io_uring); the reactor owns fd
+ * from now on. */
 int reactor_listen(reactor *r, int fd, const reactor_listener_ops *ops, void *user);
 /* Stops accepting: new connections are refused from now on (graceful shutdown). */
 void reactor_close_listeners(reactor *r);

@@ -1,7 +1,7 @@
 /* TLS for the reactor's connections, with OpenSSL through memory BIOs: ciphertext in from
  * the socket's completions, plaintext out to the connection's owner, and back; the socket
- * itself stays io_uring's. A reactor_conn with TLS (reactor_conn_set_tls) does this on its
- * own, so the layers above see plaintext alone.
+ * itself stays the reactor backend's (io_uring or epoll). A reactor_conn with TLS
+ * (reactor_conn_set_tls) does this on its own, so the layers above see plaintext alone.
  *
  * A tls_ctx holds the settings (certificate, key, CA of the clients, versions, ALPN) and
  * may be reloaded while connections run: each connection keeps the context it started

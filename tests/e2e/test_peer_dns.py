@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import COLLECTOR_BIN, SANITIZER_MARKS
+from conftest import COLLECTOR_BIN, SANITIZER_MARKS, with_io
 
 DNS_PROBE_BIN = Path(
     os.environ.get("DNS_PROBE_BIN", COLLECTOR_BIN.parent / "tests" / "tools" / "dns_probe")
@@ -292,8 +292,8 @@ def test_silent_server_times_out_within_the_bound():
     (["--peers-dns-interval", "0"], "peers-dns-interval"),
 ])
 def test_node_refuses_bad_dns_flags(tmp_path, flags, message):
-    r = subprocess.run([str(COLLECTOR_BIN), "--listen", "127.0.0.1:0", "--data",
-                        str(tmp_path), *flags], capture_output=True, text=True, timeout=20)
+    r = subprocess.run(with_io([COLLECTOR_BIN, "--listen", "127.0.0.1:0", "--data", tmp_path,
+                                *flags]), capture_output=True, text=True, timeout=20)
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr
 

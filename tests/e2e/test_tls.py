@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from collections_util import Api, sr
-from conftest import COLLECTOR_BIN
+from conftest import COLLECTOR_BIN, with_io
 from stdgrpc.health.v1 import health_pb2, health_pb2_grpc
 from tls_util import make_ca, make_cert
 
@@ -126,8 +126,8 @@ def test_bad_tls_settings_stop_the_start(tmp_path, pki, what):
         "no-key": ["--tls-cert", cert],
         "bad-version": ["--tls-cert", cert, "--tls-key", key, "--tls-min-version", "1.1"],
     }[what]
-    r = subprocess.run([str(COLLECTOR_BIN), "--listen", "127.0.0.1:0", "--data", tmp_path / "d",
-                        *map(str, args)], capture_output=True, text=True, timeout=20)
+    r = subprocess.run(with_io([COLLECTOR_BIN, "--listen", "127.0.0.1:0", "--data", tmp_path / "d",
+                                *args]), capture_output=True, text=True, timeout=20)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "tls" in r.stderr.lower(), r.stderr
 
@@ -253,7 +253,7 @@ def test_plaintext_beyond_the_loopback_only_when_asked(servers, pki, tmp_path):
     """Without a certificate the node serves plaintext on the loopback alone: another
     address is refused at start unless --insecure; with TLS it is served."""
     from conftest import COLLECTOR_BIN
-    r = subprocess.run([str(COLLECTOR_BIN), "--listen", "0.0.0.0:0", "--data", str(tmp_path / "d")],
+    r = subprocess.run(with_io([COLLECTOR_BIN, "--listen", "0.0.0.0:0", "--data", tmp_path / "d"]),
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 2 and "--insecure" in r.stderr and "plaintext" in r.stderr
     assert not (tmp_path / "d").exists()  # refused before the data directory is made

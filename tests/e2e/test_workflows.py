@@ -473,6 +473,7 @@ def test_ended_workflows_go_after_their_retention(servers, handler):
     assert wait_done(node, NS, running).state == E.WORKFLOW_SUCCEEDED
     # The flag's bad values are refused at start.
     for bad in ("0", "-2", "x"):
-        r = subprocess.run([str(COLLECTOR), "--listen", "127.0.0.1:0", "--data", str(node.data_dir) + "-x",
-                            "--workflow-retention-seconds", bad], capture_output=True, text=True, timeout=20)
+        r = subprocess.run(__import__("conftest").with_io(
+            [COLLECTOR, "--listen", "127.0.0.1:0", "--data", str(node.data_dir) + "-x",
+             "--workflow-retention-seconds", bad]), capture_output=True, text=True, timeout=20)
         assert r.returncode == 2 and "workflow-retention-seconds" in r.stderr, (bad, r.stderr)
