@@ -18,6 +18,7 @@ static int cc_init(cc *c, const query_schema *s)
 		query_fail_errno(c, -ENOMEM, "query");
 		return c->rc;
 	}
+	c->q->carried = -1;
 	if (s->token_key)
 		memcpy(c->q->key, s->token_key, 16);
 	if (s->scope)
@@ -113,8 +114,13 @@ static void finish(cc *c, const order *o, bool keys, const buf *after, int plimi
 		buf_puts(&page, " OFFSET ");
 		query_put_param(&page, poffset);
 	}
-	buf_puts(&count, "SELECT count(*)");
-	put_from_where(c, &count, &c->w);
+	/* Without conditions, the count the writer keeps (writer.c): one row, not a scan. */
+	if (!c->fts && !c->w.len) {
+		buf_puts(&count, "SELECT n FROM records_count");
+	} else {
+		buf_puts(&count, "SELECT count(*)");
+		put_from_where(c, &count, &c->w);
+	}
 	bool oom = where.failed || c->w.failed;
 	buf_free(&where);
 	set_statements(c, &page, &count, oom);
@@ -178,6 +184,7 @@ int query_compile_list(const query_schema *s, const query_list_params *p, query 
 	buf_free(&h);
 	buf_free(&ob);
 
+	c.q->carry = c.w.len > 0;
 	buf after = BUF_INIT;
 	if (!c.rc && p->page_token && *p->page_token)
 		query_token_after(&c, p->page_token, &o, &after);

@@ -60,6 +60,10 @@ struct query {
 	unsigned nkeys;
 	uint64_t qhash, scope_hash;
 	uint8_t key[16];
+	/* A filtered List counts its matches once, on its first page, and its tokens carry
+	 * that count to the next pages (carry); carried is the count a token brought, or -1. */
+	bool carry;
+	int64_t carried;
 };
 
 /* A place a comparison reads from: a record column, the JSON at a path, or the current

@@ -94,5 +94,9 @@ int query_bind(sqlite3_stmt *st, const query *q);
  * 0 with *token (mem_free()), -EOVERFLOW when an order-key string is longer than
  * QUERY_MAX_TOKEN_TEXT, -EINVAL (not a List query), -ENOMEM. */
 int query_token_next(const query *q, sqlite3_stmt *st, char **token);
+/* The same, carrying total (the query's count, -1 for none) when the query carries one. */
+int query_token_next_total(const query *q, sqlite3_stmt *st, int64_t total, char **token);
+/* The count a page token brought (a filtered List's after its first page), or -1. */
+int64_t query_carried_total(const query *q);
 
 #endif
