@@ -14,7 +14,7 @@
 /* The reads every reader runs are prepared once per connection, on first use, and kept
  * apart from the cache: a Get costs no lookup, and a vector search can read hit after hit
  * with the same statement. */
-enum { RD_GET, RD_HIT, RD_VECTOR, RD_COUNT_KEPT, RD_COUNT_ALL, RD_FIXED };
+enum { RD_GET, RD_HIT, RD_VECTOR, RD_COUNT_KEPT, RD_COUNT_ALL, RD_ORDERED, RD_FIXED };
 
 static const char *const fixed_sql[RD_FIXED] = {
 	[RD_GET] = "SELECT data FROM records WHERE id = ?1",
@@ -24,6 +24,7 @@ static const char *const fixed_sql[RD_FIXED] = {
 	 * schema, which no writer has opened since, is counted. */
 	[RD_COUNT_KEPT] = "SELECT n FROM records_count",
 	[RD_COUNT_ALL] = "SELECT count(*) FROM records",
+	[RD_ORDERED] = "SELECT ordered FROM records_count",
 };
 
 struct store_reader {
@@ -230,6 +231,16 @@ static int query_stmt(store_reader *r, const char *sql, const query *q, sqlite3_
 	return rc;
 }
 
+/* The query's fast page query when the records allow it (query_fast_sql), else its own. */
+static const char *page_sql(store_reader *r, const query *q)
+{
+	sqlite3_stmt *st = NULL;
+	if (!query_fast_sql(q) || fixed(r, RD_ORDERED, &st) || sqlite3_step(st) != SQLITE_ROW ||
+	    !sqlite3_column_int(st, 0))
+		return query_sql(q);
+	return query_fast_sql(q);
+}
+
 int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void *ctx, bool *more,
 		       int64_t *total)
 {
@@ -249,7 +260,7 @@ int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void
 		*total = sqlite3_column_int64(count, 0);
 	}
 	r->total = *total;
-	if ((rc = query_stmt(r, query_sql(q), q, &st)))
+	if ((rc = query_stmt(r, page_sql(r, q), q, &st)))
 		return rc;
 	r->q = q;
 	r->page = st;

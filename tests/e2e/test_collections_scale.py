@@ -279,3 +279,25 @@ def test_collection_of_the_old_schema_is_migrated(servers):
         assert sorted(s for n, s in names.items() if n.startswith("ix_")) == sorted(s for _, s in ix)
     finally:
         db.close()
+
+
+def test_full_text_ranks_the_newest_matches_then_the_rest(api):
+    """Ranked full text scores the newest 10,000 matches; the older follow unranked (score
+    0), newest first; total_count counts them all. order_by @created_at gives the newest
+    matches first without ranking."""
+    coll = scale_coll(api)
+    n = 10_050
+    load(coll, range(n), size=1000)
+    r = coll.search(full_text="srv", limit=100, offset=n - 125)
+    assert r.total_count == n
+    got = [(unpack(x.item, BACKUP).backup_id, x.score) for x in r.results]
+    assert len(got) == 100
+    assert all(s > 0 and int(b[1:]) >= 50 for b, s in got[:75]), got[:3]
+    assert got[75:] == [(f"b{i:04d}", 0.0) for i in range(49, 24, -1)]
+    r = coll.search(full_text="srv", limit=20, order_by="@created_at")
+    assert [unpack(x.item, BACKUP).backup_id for x in r.results] == \
+        [f"b{i:04d}" for i in range(n - 1, n - 21, -1)]
+    r = coll.search(full_text="srv", limit=20, offset=30, order_by="@created_at", ascending=True)
+    assert [unpack(x.item, BACKUP).backup_id for x in r.results] == \
+        [f"b{i:04d}" for i in range(30, 50)]
+    assert r.total_count == n
