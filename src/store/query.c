@@ -65,15 +65,15 @@ static void set_statements(cc *c, buf *page, buf *count, bool oom)
 	c->q->count_sql = count->text;
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 /* Full text alone, ranked by score: FTS5 ranks and cuts the page by itself, and only the
  * rows kept are joined with `records` (whose data the general form would carry through
  * the sort of every match); the count needs no join at all. Ranking is O(matches): only
  * the newest QUERY_FTS_RANKED matches (by rid) are scored; when the page reaches past
  * them, the older matches follow them unranked (score 0), newest first (the reverse of
  * all this ascending). */
-#define STR_(x) #x
-#define STR(x) STR_(x)
-
 static void finish_fts_alone(cc *c, bool desc, int plimit, int poffset, bool past_cap)
 {
 	buf page = BUF_INIT, count = BUF_INIT;
@@ -155,9 +155,14 @@ static void finish(cc *c, const order *o, bool keys, const buf *after, int plimi
 		buf_puts(&page, " OFFSET ");
 		query_put_param(&page, poffset);
 	}
-	/* Without conditions, the count the writer keeps (writer.c): one row, not a scan. */
+	/* Without conditions, the count the writer keeps (writer.c): one row, not a scan; full
+	 * text alone counts in its own index (a records row for each of its rows), not
+	 * joined with the records. */
 	if (!c->fts && !c->w.len) {
 		buf_puts(&count, "SELECT n FROM records_count");
+	} else if (c->fts && c->w.len == c->fts_wlen) {
+		buf_puts(&count, "SELECT count(*) FROM records_fts WHERE records_fts MATCH ");
+		query_put_param(&count, c->fts_param);
 	} else {
 		buf_puts(&count, "SELECT count(*)");
 		put_from_where(c, &count, &c->w);
