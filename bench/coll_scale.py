@@ -206,6 +206,7 @@ def run(args, tmp):
     stubs(args.build)
     sizes = [s for s in SIZES if s <= args.max_records]
     rng = random.Random(1)
+    load_before = os.getloadavg()[0]
     data = Path(tmp) / "scale"
     srv = start_node(args.build, data)
     res, loads = {}, {}
@@ -231,7 +232,8 @@ def run(args, tmp):
             print(table({"sizes": [s for s in sizes if s in res], "results": res}), flush=True)
     finally:
         srv.stop()
-    return {"machine": machine(), "seconds": args.seconds, "max_records": args.max_records,
+    return {"machine": machine(), "load_average_before": load_before,
+            "seconds": args.seconds, "max_records": args.max_records,
             "sizes": sizes, "load_per_s": {str(k): v for k, v in loads.items()},
             "results": {str(k): v for k, v in res.items()}}
 
@@ -278,8 +280,17 @@ def docs(c):
         "of their own, then remove them, 3 times (the median of the 3 p50s: an fsync's time "
         "moves a lot on this shared machine). Target (issue 16, section 5): p50 at the largest "
         "size within 1.5x of the smallest for every row but full-text Search (ranked by bm25 "
-        "over its matches, up to the cap of 10,000 scored: O(matches) by nature).", "",
-        f"Machine: {m['cpu']}, {m['cores']} cores; {m['date']}. {c['seconds']} s per read row; "
+        "over its matches, up to the cap of 10,000 scored: O(matches) by nature). A 0.1% "
+        "filter matches one record at 1,000 and fills its page from 20,000 (List) or 10,000 "
+        "(Search) up; the first page of a filtered List and every Search count their matches "
+        "(1,000 at 1M, through the field's index): the ratio to 100k says whether a full "
+        "page grows with the collection. Full text newest first walks the full-text index "
+        "to the page, but bm25's statistics and the count still read the word's whole "
+        "list of matches.", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores; {m['date']}"
+        + (f", load average {c['load_average_before']:.1f} before the run (shared: the "
+           "figures move between runs)" if "load_average_before" in c else "")
+        + f". {c['seconds']} s per read row; "
         f"up to {c['max_records']:,} records (`--max-records`). Loading by Batch "
         f"(1,000 per call, 4 clients): {loads} records/s.", "",
         "Command: `bench/run.py --only scale` (`bench/coll_scale.py` alone; `--max-records` "
