@@ -18,10 +18,11 @@ Then the worker's durable workflows per second (bench/wf_scenarios.py).
 Then Clone and Fetch between two nodes beside a plain TCP copy (bench/transfer_scenarios.py).
 Then the peers side by side: grpc-go, grpc-js, stock C++ and nghttpd's raw HTTP/2 (bench/peers.py).
 Then a bounded soak of mixed Collections load on one node (bench/soak.py).
+Then Collections as they grow, 1k to 1M records (bench/coll_scale.py).
 
 Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
-                    [--only core|collections|validation|mesh|tls|workflows|transfers|peers|soak]
-                    [--transfer-mib N] [--soak-minutes N]
+                    [--only core|collections|validation|mesh|tls|workflows|transfers|peers|soak|scale]
+                    [--transfer-mib N] [--soak-minutes N] [--max-records N]
 """
 import argparse
 import json
@@ -36,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import coll_scale
 import coll_scenarios
 import mesh_scenarios
 import peers
@@ -266,11 +268,13 @@ def main():
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="one run of 2 s per scenario")
     ap.add_argument("--only", choices=["core", "collections", "validation", "mesh", "tls", "workflows",
-                                       "transfers", "peers", "soak"],
+                                       "transfers", "peers", "soak", "scale"],
                     help="run one part; the others keep their figures from the last latest.json")
     ap.add_argument("--transfer-mib", type=int, default=0,
                     help="MiB moved by the transfers part (default 1024; 256 with --quick)")
     ap.add_argument("--soak-minutes", type=int, default=10, help="length of the soak part")
+    ap.add_argument("--max-records", type=int, default=1_000_000,
+                    help="the largest collection of the scale part (default 1,000,000)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     ap.add_argument("--docs", default=str(REPO / "docs" / "benchmarks.md"))
     args = ap.parse_args()
@@ -299,9 +303,12 @@ def main():
             data["peers"] = peers.run(args, tmp)
         if args.only in (None, "soak"):
             data["soak"] = soak.run(args, tmp, args.soak_minutes)
+        if args.only in (None, "scale"):
+            data["scale"] = coll_scale.run(args, tmp)
+            print(coll_scale.table(data["scale"]), flush=True)
     latest.write_text(json.dumps(data, indent=2) + "\n")
     if args.only in ("collections", "validation", "mesh", "tls", "workflows", "transfers",
-                     "peers", "soak"):
+                     "peers", "soak", "scale"):
         made = [c for c in ("rps.png", "cpu_per_call.png") if (Path(args.out) / c).exists()]
     else:
         made = charts(data["results"], args.out)
@@ -348,6 +355,8 @@ def write_docs(args, data, made):
         doc.append(peers.docs(data["peers"], rel, peers.chart(data["peers"], args.out)))
     if "soak" in data:
         doc.append(soak.docs(data["soak"], rel, soak.chart(data["soak"], args.out)))
+    if "scale" in data:
+        doc.append(coll_scale.docs(data["scale"]))
     Path(args.docs).parent.mkdir(parents=True, exist_ok=True)
     Path(args.docs).write_text("\n".join(doc) + "\n")
 

@@ -18,6 +18,7 @@ static int cc_init(cc *c, const query_schema *s)
 		query_fail_errno(c, -ENOMEM, "query");
 		return c->rc;
 	}
+	c->q->carried = -1;
 	if (s->token_key)
 		memcpy(c->q->key, s->token_key, 16);
 	if (s->scope)
@@ -64,29 +65,70 @@ static void set_statements(cc *c, buf *page, buf *count, bool oom)
 	c->q->count_sql = count->text;
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 /* Full text alone, ranked by score: FTS5 ranks and cuts the page by itself, and only the
  * rows kept are joined with `records` (whose data the general form would carry through
- * the sort of every match); the count needs no join at all. */
-static void finish_fts_alone(cc *c, bool desc, int plimit, int poffset)
+ * the sort of every match); the count needs no join at all. Ranking is O(matches): only
+ * the newest QUERY_FTS_RANKED matches (by rid) are scored; when the page reaches past
+ * them, the older matches follow them unranked (score 0), newest first (the reverse of
+ * all this ascending). */
+static void finish_fts_alone(cc *c, bool desc, int plimit, int poffset, bool past_cap)
 {
 	buf page = BUF_INIT, count = BUF_INIT;
-	buf_puts(&page,
-		 "SELECT rid, id, data, labels, created_at, updated_at, f.score AS score"
-		 " FROM (SELECT rowid, -rank AS score FROM records_fts WHERE records_fts MATCH ");
+	char cap[64];
+	snprintf(cap, sizeof cap, " ORDER BY rowid DESC LIMIT -1 OFFSET %d", QUERY_FTS_RANKED);
+	buf_puts(&page, "SELECT rid, id, data, labels, created_at, updated_at, f.score AS score"
+			" FROM (SELECT rowid, score, grp FROM (SELECT rowid, -bm25(records_fts) AS"
+			" score, 0 AS grp FROM records_fts WHERE records_fts MATCH ");
 	query_put_param(&page, c->fts_param);
+	buf_puts(&page, " ORDER BY rowid DESC LIMIT " STR(QUERY_FTS_RANKED) ")");
+	if (past_cap) {
+		buf_puts(&page,
+			 " UNION ALL SELECT rowid, 0.0, 1 FROM (SELECT rowid FROM records_fts"
+			 " WHERE records_fts MATCH ");
+		query_put_param(&page, c->fts_param);
+		buf_puts(&page, cap);
+		buf_puts(&page, ")");
+	}
 	/* The order of the general form: score, then rid in the same direction. */
-	buf_puts(&page, desc ? " ORDER BY rank ASC, rowid DESC LIMIT "
-			     : " ORDER BY rank DESC, rowid ASC LIMIT ");
+	buf_puts(&page, desc ? " ORDER BY grp ASC, score DESC, rowid DESC LIMIT "
+			     : " ORDER BY grp DESC, score ASC, rowid ASC LIMIT ");
 	query_put_param(&page, plimit);
 	buf_puts(&page, " OFFSET ");
 	query_put_param(&page, poffset);
-	buf_puts(
-		&page,
-		desc ? ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score DESC, rid DESC"
-		     : ") AS f JOIN records ON records.rid = f.rowid ORDER BY f.score ASC, rid ASC");
+	buf_puts(&page, desc ? ") AS f JOIN records ON records.rid = f.rowid"
+			       " ORDER BY f.grp ASC, f.score DESC, rid DESC"
+			     : ") AS f JOIN records ON records.rid = f.rowid"
+			       " ORDER BY f.grp DESC, f.score ASC, rid ASC");
 	buf_puts(&count, "SELECT count(*) FROM records_fts WHERE records_fts MATCH ");
 	query_put_param(&count, c->fts_param);
 	set_statements(c, &page, &count, false);
+}
+
+/* Full text alone in created_at order, where created_at never decreases in rid order (so
+ * that the order is the rid's): FTS5 walks its index in rid order and stops at the page,
+ * whatever the number of matches; scores only the rows of the page. */
+static void fts_in_rid_order(cc *c, bool desc, int plimit, int poffset)
+{
+	buf page = BUF_INIT;
+	buf_puts(&page, "SELECT rid, id, data, labels, created_at, updated_at, f.score AS score"
+			" FROM (SELECT rowid, -bm25(records_fts) AS score FROM records_fts"
+			" WHERE records_fts MATCH ");
+	query_put_param(&page, c->fts_param);
+	buf_puts(&page, desc ? " ORDER BY rowid DESC LIMIT " : " ORDER BY rowid ASC LIMIT ");
+	query_put_param(&page, plimit);
+	buf_puts(&page, " OFFSET ");
+	query_put_param(&page, poffset);
+	buf_puts(&page, desc ? ") AS f JOIN records ON records.rid = f.rowid ORDER BY rid DESC"
+			     : ") AS f JOIN records ON records.rid = f.rowid ORDER BY rid ASC");
+	if (page.failed || buf_terminate(&page)) {
+		buf_free(&page);
+		query_fail_errno(c, -ENOMEM, "query");
+		return;
+	}
+	c->q->fast_sql = page.text;
 }
 
 /* Writes both statements. after: the keyset condition (List with a token), or NULL. */
@@ -113,8 +155,18 @@ static void finish(cc *c, const order *o, bool keys, const buf *after, int plimi
 		buf_puts(&page, " OFFSET ");
 		query_put_param(&page, poffset);
 	}
-	buf_puts(&count, "SELECT count(*)");
-	put_from_where(c, &count, &c->w);
+	/* Without conditions, the count the writer keeps (writer.c): one row, not a scan; full
+	 * text alone counts in its own index (a records row for each of its rows), not
+	 * joined with the records. */
+	if (!c->fts && !c->w.len) {
+		buf_puts(&count, "SELECT n FROM records_count");
+	} else if (c->fts && c->w.len == c->fts_wlen) {
+		buf_puts(&count, "SELECT count(*) FROM records_fts WHERE records_fts MATCH ");
+		query_put_param(&count, c->fts_param);
+	} else {
+		buf_puts(&count, "SELECT count(*)");
+		put_from_where(c, &count, &c->w);
+	}
 	bool oom = where.failed || c->w.failed;
 	buf_free(&where);
 	set_statements(c, &page, &count, oom);
@@ -178,6 +230,7 @@ int query_compile_list(const query_schema *s, const query_list_params *p, query 
 	buf_free(&h);
 	buf_free(&ob);
 
+	c.q->carry = c.w.len > 0;
 	buf after = BUF_INIT;
 	if (!c.rc && p->page_token && *p->page_token)
 		query_token_after(&c, p->page_token, &o, &after);
@@ -262,10 +315,14 @@ int query_compile_search(const query_schema *s, const query_search_params *p, qu
 		o.desc[0] = !p->ascending;
 	int plimit = query_param_int(&c, c.q->page_size);
 	int poffset = query_param_int(&c, p->offset);
+	bool past_cap = (int64_t)p->offset + c.q->page_size > QUERY_FTS_RANKED;
 	if (!c.rc && c.fts && c.w.len == c.fts_wlen && o.n == 1 && o.k[0].score)
-		finish_fts_alone(&c, o.desc[0], plimit, poffset);
+		finish_fts_alone(&c, o.desc[0], plimit, poffset, past_cap);
 	else if (!c.rc)
 		finish(&c, &o, false, NULL, plimit, poffset);
+	if (!c.rc && c.fts && c.w.len == c.fts_wlen && o.n == 1 && o.k[0].o.col &&
+	    !strcmp(o.k[0].o.col, "created_at"))
+		fts_in_rid_order(&c, o.desc[0], plimit, poffset);
 	return cc_end(&c, out);
 }
 
@@ -279,12 +336,15 @@ void query_free(query *q)
 	mem_free(q->binds);
 	mem_free(q->sql);
 	mem_free(q->count_sql);
+	mem_free(q->fast_sql);
 	mem_free(q);
 }
 
 const char *query_sql(const query *q) { return q->sql; }
 
 const char *query_count_sql(const query *q) { return q->count_sql; }
+
+const char *query_fast_sql(const query *q) { return q->fast_sql; }
 
 const query_bindval *query_binds(const query *q, size_t *n)
 {

@@ -77,6 +77,9 @@
  * another scope, it is -EINVAL saying which. Tokens are base64url, versioned and
  * authenticated with SipHash-2-4 under the schema's token key.
  * Search: limit 0 means 50, 1..1000; offset 0..100000.
+ * Ranked full text (@score order, full text alone) scores the newest QUERY_FTS_RANKED
+ * matches (by rid) only, so that a search is bounded whatever the number of matches; the
+ * older ones follow them unranked (score 0), newest first; ascending reverses it all.
  */
 #ifndef STORE_QUERY_H
 #define STORE_QUERY_H
@@ -96,6 +99,7 @@
 #define QUERY_MAX_BINDS 8192	   /* bound parameters of one query */
 #define QUERY_MAX_TEXT 4096	   /* full_text length */
 #define QUERY_MAX_TOKEN_TEXT 65536 /* an order-key string value a page token can carry */
+#define QUERY_FTS_RANKED 10000	   /* full-text matches ranked by score: the newest ones */
 
 /* Same numbers as collector.FilterOperator. */
 enum query_op {

@@ -317,11 +317,17 @@ static int typed_rhs(cc *c, const opnd *o, enum ty ty, enum query_op op, const q
 				return 0;
 			}
 		}
-		out[0].param = query_param_int(c, i);
-		if (ty == TY_MICROS || ordering)
+		if (ty == TY_MICROS || ordering) {
+			out[0].param = query_param_int(c, i);
 			return out[0].param ? 1 : 0;
-		out[1].param = bind_i64_text(c, i);
-		return out[1].param ? 2 : 0;
+		}
+		/* An int64 field of a typed record is a decimal string in its JSON, always: the
+		 * JSON is rendered from the binary (json_out, as proto3 JSON renders 64-bit
+		 * ints), and the registry refuses a change of a field's type. So equality is
+		 * with that text alone: a plain `=`, which an index on the field serves in
+		 * order, where `IN (int, text)` made SQLite sort every match. */
+		out[0].param = bind_i64_text(c, i);
+		return out[0].param ? 1 : 0;
 	case TY_TIMESTAMP: {
 		int64_t secs;
 		int32_t ns;

@@ -53,6 +53,10 @@ static inline void query_put_param(buf *b, int n)
 
 struct query {
 	char *sql, *count_sql;
+	/* Or NULL: a page query equal to sql where created_at never decreases in rid order
+	 * (records_count.ordered), and faster (full text in created_at order: the full-text
+	 * index walked in rid order, to the page). */
+	char *fast_sql;
 	query_bindval *binds;
 	size_t nbinds, cap;
 	int32_t page_size;
@@ -60,6 +64,10 @@ struct query {
 	unsigned nkeys;
 	uint64_t qhash, scope_hash;
 	uint8_t key[16];
+	/* A filtered List counts its matches once, on its first page, and its tokens carry
+	 * that count to the next pages (carry); carried is the count a token brought, or -1. */
+	bool carry;
+	int64_t carried;
 };
 
 /* A place a comparison reads from: a record column, the JSON at a path, or the current

@@ -7,9 +7,11 @@
 #include "base/mem.h"
 #include "store/query_int.h"
 
-/* Page tokens: version byte, query hash, scope hash, key count, typed key values, rid, MAC.
- * Version 1 had no scope: its tokens are refused. */
-#define TOKEN_VERSION 2
+/* Page tokens: version byte, query hash, scope hash, key count, typed key values, rid, the
+ * query's count (-1: none), MAC. Version 1 had no scope: its tokens are refused; version 2
+ * had no count: its tokens are taken, and the count is made again. */
+#define TOKEN_VERSION 3
+#define TOKEN_VERSION_NO_COUNT 2
 #define TOKEN_HEADER 18
 #define TOKEN_MAX_CHARS (4 * (QUERY_MAX_ORDER_KEYS * (5 + QUERY_MAX_TOKEN_TEXT) + 64) / 3)
 
@@ -143,6 +145,17 @@ int query_token_open(const uint8_t *key, const char *token, size_t max_chars, ui
 	return 0;
 }
 
+/* Whether the keyset condition can be one row-value comparison, which SQLite runs as a
+ * range of an index on the keys (the OR form below it does not): every key a record
+ * column (never NULL), all in one direction. */
+static bool row_value_form(const order *o)
+{
+	for (unsigned i = 0; i < o->n; i++)
+		if (!o->k[i].o.col || o->k[i].score || o->desc[i] != o->desc[0])
+			return false;
+	return true;
+}
+
 /* Decodes and checks a token, then appends the keyset condition "after this row" to w. */
 void query_token_after(cc *c, const char *token, const order *o, buf *w)
 {
@@ -161,7 +174,7 @@ void query_token_after(cc *c, const char *token, const order *o, buf *w)
 	int params[QUERY_MAX_ORDER_KEYS];
 	size_t at = TOKEN_HEADER;
 	unsigned i;
-	if (n < TOKEN_HEADER + 8 || t[0] != TOKEN_VERSION) {
+	if (n < TOKEN_HEADER + 8 || (t[0] != TOKEN_VERSION && t[0] != TOKEN_VERSION_NO_COUNT)) {
 		query_fail(c, "page_token is not a List token of this node (bad version)");
 		goto out;
 	}
@@ -213,11 +226,31 @@ void query_token_after(cc *c, const char *token, const order *o, buf *w)
 			goto bad;
 		}
 	}
-	if (n - at != 8)
+	if (n - at != (t[0] == TOKEN_VERSION ? 16u : 8u))
 		goto bad;
 	int prid = query_param_int(c, (int64_t)get_be64(t + at));
+	if (t[0] == TOKEN_VERSION && c->q->carry) {
+		int64_t total = (int64_t)get_be64(t + at + 8);
+		c->q->carried = total >= 0 ? total : -1;
+	}
 	for (i = 0; i < o->n; i++)
 		params[i] = vals[i].type == QUERY_BIND_NULL ? 0 : query_param(c, vals[i]);
+	if (row_value_form(o)) {
+		/* (k0, ..., rid) > (v0, ..., r): one range of an index on the keys. */
+		buf_puts(w, "((");
+		for (i = 0; i < o->n; i++) {
+			query_order_key(c, w, &o->k[i]);
+			buf_puts(w, ", ");
+		}
+		buf_puts(w, o->desc[0] ? "rid) < (" : "rid) > (");
+		for (i = 0; i < o->n; i++) {
+			query_put_param(w, params[i]);
+			buf_puts(w, ", ");
+		}
+		query_put_param(w, prid);
+		buf_puts(w, "))");
+		goto out;
+	}
 	/* (k0 > v0) OR (k0 IS v0 AND k1 > v1) OR ... OR (all equal AND rid > r), where a
 	 * missing key (NULL) sorts first ascending and last descending. */
 	buf_puts(w, "(");
@@ -266,7 +299,14 @@ out:
 	mem_free(t);
 }
 
+int64_t query_carried_total(const query *q) { return q->carried; }
+
 int query_token_next(const query *q, sqlite3_stmt *st, char **token)
+{
+	return query_token_next_total(q, st, -1, token);
+}
+
+int query_token_next_total(const query *q, sqlite3_stmt *st, int64_t total, char **token)
 {
 	buf b = BUF_INIT;
 	uint8_t ver = TOKEN_VERSION, nkeys = (uint8_t)q->nkeys;
@@ -320,6 +360,7 @@ int query_token_next(const query *q, sqlite3_stmt *st, char **token)
 		}
 	}
 	put_be64(&b, (uint64_t)sqlite3_column_int64(st, QUERY_COL_RID));
+	put_be64(&b, (uint64_t)(q->carry && total >= 0 ? total : -1));
 	if (!rc)
 		rc = b.failed ? -ENOMEM : query_token_seal(q->key, b.data, b.len, token);
 	buf_free(&b);

@@ -14,13 +14,17 @@
 /* The reads every reader runs are prepared once per connection, on first use, and kept
  * apart from the cache: a Get costs no lookup, and a vector search can read hit after hit
  * with the same statement. */
-enum { RD_GET, RD_HIT, RD_VECTOR, RD_COUNT_ALL, RD_FIXED };
+enum { RD_GET, RD_HIT, RD_VECTOR, RD_COUNT_KEPT, RD_COUNT_ALL, RD_ORDERED, RD_FIXED };
 
 static const char *const fixed_sql[RD_FIXED] = {
 	[RD_GET] = "SELECT data FROM records WHERE id = ?1",
 	[RD_HIT] = "SELECT data, id FROM records WHERE rid = ?1",
 	[RD_VECTOR] = "SELECT rid, json_extract(json, ?1) FROM records",
+	/* The count the writer keeps (writer.c, schema version 1); a database of an older
+	 * schema, which no writer has opened since, is counted. */
+	[RD_COUNT_KEPT] = "SELECT n FROM records_count",
 	[RD_COUNT_ALL] = "SELECT count(*) FROM records",
+	[RD_ORDERED] = "SELECT ordered FROM records_count",
 };
 
 struct store_reader {
@@ -37,6 +41,7 @@ struct store_reader {
 	/* store_reader_query's page, for store_reader_page_token. */
 	const query *q;
 	sqlite3_stmt *page;
+	int64_t total;
 };
 
 /* Steps a statement that returns no rows, then resets it. The SQLite code. */
@@ -206,8 +211,8 @@ const char *store_reader_hit_id(store_reader *r)
 int store_reader_count(store_reader *r, int64_t *n)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = fixed(r, RD_COUNT_ALL, &st);
-	if (rc)
+	int rc = fixed(r, RD_COUNT_KEPT, &st);
+	if (rc && (rc = fixed(r, RD_COUNT_ALL, &st)))
 		return rc;
 	int src = sqlite3_step(st);
 	if (src != SQLITE_ROW)
@@ -226,18 +231,41 @@ static int query_stmt(store_reader *r, const char *sql, const query *q, sqlite3_
 	return rc;
 }
 
+/* The query's fast page query when the records allow it (query_fast_sql), else its own. */
+static const char *page_sql(store_reader *r, const query *q)
+{
+	sqlite3_stmt *st = NULL;
+	if (!query_fast_sql(q) || fixed(r, RD_ORDERED, &st) || sqlite3_step(st) != SQLITE_ROW ||
+	    !sqlite3_column_int(st, 0))
+		return query_sql(q);
+	return query_fast_sql(q);
+}
+
 int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void *ctx, bool *more,
 		       int64_t *total)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st, *count;
 	*more = false;
-	int rc = query_stmt(r, query_sql(q), q, &st);
-	if (rc)
+	/* The count first: a filtered List's next-page token carries it (query.h). */
+	int64_t carried = query_carried_total(q);
+	int rc, src;
+	if (carried >= 0) {
+		*total = carried;
+	} else {
+		if ((rc = query_stmt(r, query_count_sql(q), q, &count)))
+			return rc;
+		src = sqlite3_step(count);
+		if (src != SQLITE_ROW)
+			return db_fail(r->db, src, "count");
+		*total = sqlite3_column_int64(count, 0);
+	}
+	r->total = *total;
+	if ((rc = query_stmt(r, page_sql(r, q), q, &st)))
 		return rc;
 	r->q = q;
 	r->page = st;
 	int32_t page = query_page_size(q);
-	int n = 0, src;
+	int n = 0;
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == page) {
 			*more = true;
@@ -258,13 +286,6 @@ int store_reader_query(store_reader *r, const query *q, store_record_fn fn, void
 	}
 	if (src != SQLITE_ROW && src != SQLITE_DONE)
 		return db_fail(r->db, src, "query");
-	sqlite3_stmt *count;
-	if ((rc = query_stmt(r, query_count_sql(q), q, &count)))
-		return rc;
-	src = sqlite3_step(count);
-	if (src != SQLITE_ROW)
-		return db_fail(r->db, src, "count");
-	*total = sqlite3_column_int64(count, 0);
 	return 0;
 }
 
@@ -272,7 +293,7 @@ int store_reader_page_token(store_reader *r, char **token)
 {
 	if (!r->q)
 		return store_err_set(-EINVAL, "no query at hand");
-	return query_token_next(r->q, r->page, token);
+	return query_token_next_total(r->q, r->page, r->total, token);
 }
 
 /* ---- scans ---- */

@@ -85,6 +85,9 @@ enum {
 /* The page query and the count query (one row: count(*) with the same conditions). */
 const char *query_sql(const query *q);
 const char *query_count_sql(const query *q);
+/* NULL, or a page query that gives what query_sql gives where created_at never decreases
+ * in rid order (records_count.ordered), faster. */
+const char *query_fast_sql(const query *q);
 /* All parameter values, ?1 first. The count query uses a prefix of them. */
 const query_bindval *query_binds(const query *q, size_t *n);
 /* Binds every parameter st has (st was prepared from query_sql or query_count_sql).
@@ -94,5 +97,9 @@ int query_bind(sqlite3_stmt *st, const query *q);
  * 0 with *token (mem_free()), -EOVERFLOW when an order-key string is longer than
  * QUERY_MAX_TOKEN_TEXT, -EINVAL (not a List query), -ENOMEM. */
 int query_token_next(const query *q, sqlite3_stmt *st, char **token);
+/* The same, carrying total (the query's count, -1 for none) when the query carries one. */
+int query_token_next_total(const query *q, sqlite3_stmt *st, int64_t total, char **token);
+/* The count a page token brought (a filtered List's after its first page), or -1. */
+int64_t query_carried_total(const query *q);
 
 #endif

@@ -20,6 +20,38 @@
 	" created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"                              \
 	"CREATE VIRTUAL TABLE records_fts USING fts5(text);"
 
+/* Schema version 1 (PRAGMA user_version), added to a database of version 0 when the writer
+ * opens it, so that collections made before it get it too:
+ * - records_by_created serves the default order (created_at, rid: an index holds the rid
+ *   after its columns), so that a page of List is a range of it, not a sort of every row;
+ * - records_count holds the exact number of records, kept by triggers in the transaction
+ *   of every insert and delete, whoever runs it (the writer, a restore's or a clone's copy
+ *   carries it whole), so that Describe and an unfiltered total_count read one row; and
+ *   `ordered`, whether created_at never decreases in rid order (true while records are
+ *   written as they are made; a record written with an older time, as a transfer may,
+ *   clears it for good), which lets full text in created_at order walk the full-text
+ *   index in rid order and stop at the page (query.c);
+ * - ix_* field indexes end with created_at (then the rid), so that an equality on the
+ *   field serves its matches in the default order (see store_writer_set_indexes). */
+#define SCHEMA_VERSION 1
+#define SCHEMA_V1                                                                                  \
+	"CREATE INDEX IF NOT EXISTS records_by_created ON records(created_at);"                    \
+	"CREATE TABLE IF NOT EXISTS records_count (one INTEGER PRIMARY KEY CHECK (one = 1),"       \
+	" n INTEGER NOT NULL, ordered INTEGER NOT NULL);"                                          \
+	"INSERT OR REPLACE INTO records_count (one, n, ordered) SELECT 1, count(*),"               \
+	" NOT EXISTS (SELECT 1 FROM (SELECT created_at,"                                           \
+	" lag(created_at) OVER (ORDER BY rid) AS prev FROM records) WHERE created_at < prev)"      \
+	" FROM records;"                                                                           \
+	"CREATE TRIGGER IF NOT EXISTS records_count_ins AFTER INSERT ON records"                   \
+	" BEGIN UPDATE records_count SET n = n + 1, ordered = ordered AND NEW.created_at >="       \
+	" coalesce((SELECT created_at FROM records WHERE rid < NEW.rid ORDER BY rid DESC"          \
+	" LIMIT 1), NEW.created_at); END;"                                                         \
+	"CREATE TRIGGER IF NOT EXISTS records_count_del AFTER DELETE ON records"                   \
+	" BEGIN UPDATE records_count SET n = n - 1; END;"
+
+/* The SQL of a field index, as sqlite_master keeps it. */
+#define FIELD_INDEX_SQL "CREATE INDEX ix_%s ON records(%s, created_at)"
+
 enum {
 	ST_BEGIN,
 	ST_COMMIT,
@@ -552,8 +584,7 @@ int store_writer_set_indexes(store_writer *w, size_t n, const char *const names[
 	for (size_t k = 0; k < nhave && rc == 0; k++) {
 		bool wanted = false;
 		for (size_t i = 0; i < n && !wanted; i++) {
-			snprintf(sql, sizeof(sql), "CREATE INDEX ix_%s ON records(%s)", names[i],
-				 exprs[i]);
+			snprintf(sql, sizeof(sql), FIELD_INDEX_SQL, names[i], exprs[i]);
 			wanted = !strcmp(have[k] + 3, names[i]) && !strcmp(have_sql[k], sql);
 		}
 		/* Only names we could have made are spliced back into SQL. */
@@ -563,8 +594,9 @@ int store_writer_set_indexes(store_writer *w, size_t n, const char *const names[
 		}
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		snprintf(sql, sizeof(sql), "CREATE INDEX IF NOT EXISTS ix_%s ON records(%s)",
-			 names[i], exprs[i]);
+		snprintf(sql, sizeof(sql),
+			 "CREATE INDEX IF NOT EXISTS ix_%s ON records(%s, created_at)", names[i],
+			 exprs[i]);
 		rc = idx_exec(w, sql);
 	}
 free_have:
@@ -580,6 +612,102 @@ out:
 	if (rc < 0 && !sqlite3_get_autocommit(w->db))
 		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
+}
+
+/* --- schema migration ------------------------------------------------------------------ */
+
+/* A field index of version 0, ON records(<expr>), made again in the form of version 1. The
+ * expression is taken back from the index's own SQL and screened as set_indexes does. */
+static int migrate_field_index(store_writer *w, const char *name, const char *sql)
+{
+	static const char on[] = " ON records(";
+	const char *a = strstr(sql, on);
+	size_t len = strlen(sql);
+	if (!a || len < 2 || sql[len - 1] != ')' || !index_name_ok(name + 3))
+		return 0; /* not one of ours: left alone */
+	a += sizeof(on) - 1;
+	char expr[1100], q[1200];
+	size_t n = (size_t)(sql + len - 1 - a);
+	if (n >= sizeof(expr))
+		return 0;
+	memcpy(expr, a, n);
+	expr[n] = 0;
+	if (strstr(expr, ", created_at") || !index_expr_ok(expr))
+		return 0;
+	snprintf(q, sizeof(q), "DROP INDEX %s", name);
+	int rc = idx_exec(w, q);
+	if (!rc) {
+		snprintf(q, sizeof(q), FIELD_INDEX_SQL, name + 3, expr);
+		rc = idx_exec(w, q);
+	}
+	return rc;
+}
+
+static int user_version(sqlite3 *db, int *v)
+{
+	sqlite3_stmt *st = NULL;
+	int src = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+	if (src == SQLITE_OK && (src = sqlite3_step(st)) == SQLITE_ROW)
+		*v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return src == SQLITE_ROW ? 0 : db_fail(db, src, "schema version");
+}
+
+/* Brings a database of an older schema to SCHEMA_VERSION, in one transaction. */
+static int migrate(store_writer *w)
+{
+	int v = 0;
+	int rc = user_version(w->db, &v);
+	if (rc || v >= SCHEMA_VERSION)
+		return rc;
+	if ((rc = idx_exec(w, "BEGIN IMMEDIATE")))
+		return rc;
+	rc = idx_exec(w, SCHEMA_V1);
+	sqlite3_stmt *st = NULL;
+	int src = rc ? SQLITE_OK
+		     : sqlite3_prepare_v2(
+			       w->db,
+			       "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+			       " AND tbl_name = 'records' AND name LIKE 'ix\\_%' ESCAPE '\\'",
+			       -1, &st, NULL);
+	if (src != SQLITE_OK)
+		rc = db_fail(w->db, src, "index list");
+	/* Names and SQL copied out first: the schema changes under the statement. */
+	typedef struct {
+		char name[80], sql[1200];
+	} ixdef;
+	enum { MIGRATE_MAX = 64 };
+	ixdef *ix = rc ? NULL : mem_calloc(MIGRATE_MAX, sizeof(*ix));
+	size_t n = 0;
+	if (!rc && !ix)
+		rc = store_err_set(-ENOMEM, "out of memory");
+	while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW && n < MIGRATE_MAX) {
+		const char *nm = (const char *)sqlite3_column_text(st, 0);
+		const char *sq = (const char *)sqlite3_column_text(st, 1);
+		if (nm && sq && strlen(nm) < sizeof(ix->name) && strlen(sq) < sizeof(ix->sql)) {
+			snprintf(ix[n].name, sizeof(ix->name), "%s", nm);
+			snprintf(ix[n].sql, sizeof(ix->sql), "%s", sq);
+			n++;
+		}
+	}
+	if (!rc && src != SQLITE_DONE && src != SQLITE_ROW)
+		rc = db_fail(w->db, src, "index list");
+	sqlite3_finalize(st);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = migrate_field_index(w, ix[i].name, ix[i].sql);
+	mem_free(ix);
+	if (!rc)
+		rc = idx_exec(w, "PRAGMA user_version = " STR(SCHEMA_VERSION));
+	if (!rc)
+		rc = idx_exec(w, "COMMIT");
+	if (rc) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", store_err_msg());
+		if (!sqlite3_get_autocommit(w->db))
+			sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+		return store_err_set(rc, "schema migration: %s", why);
+	}
+	return 0;
 }
 
 /* --- checks, open, close ------------------------------------------------------------- */
@@ -644,6 +772,11 @@ int store_writer_open(const char *path, bool sync_normal, int busy_timeout_ms, s
 					   : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 					     " PRAGMA journal_size_limit=67108864;",
 				   NULL, NULL, NULL);
+	}
+	int mrc = src == SQLITE_OK ? migrate(w) : 0;
+	if (mrc) {
+		store_writer_close(w);
+		return mrc;
 	}
 	for (int i = 0; i < ST_COUNT && src == SQLITE_OK; i++)
 		src = sqlite3_prepare_v3(w->db, writer_sql[i], -1, SQLITE_PREPARE_PERSISTENT,

@@ -23,7 +23,18 @@ static const char schema_sql[] =
 	"CREATE TABLE records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
 	" data BLOB NOT NULL, json TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}',"
 	" created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
-	"CREATE VIRTUAL TABLE records_fts USING fts5(text);";
+	"CREATE VIRTUAL TABLE records_fts USING fts5(text);"
+	/* As the writer keeps it (writer.c, schema version 1). */
+	"CREATE INDEX records_by_created ON records(created_at);"
+	"CREATE TABLE records_count (one INTEGER PRIMARY KEY CHECK (one = 1), n INTEGER NOT NULL,"
+	" ordered INTEGER NOT NULL);"
+	"INSERT INTO records_count VALUES (1, 0, 1);"
+	"CREATE TRIGGER records_count_ins AFTER INSERT ON records"
+	" BEGIN UPDATE records_count SET n = n + 1, ordered = ordered AND NEW.created_at >="
+	" coalesce((SELECT created_at FROM records WHERE rid < NEW.rid ORDER BY rid DESC"
+	" LIMIT 1), NEW.created_at); END;"
+	"CREATE TRIGGER records_count_del AFTER DELETE ON records"
+	" BEGIN UPDATE records_count SET n = n - 1; END;";
 
 static sqlite3 *db;
 
@@ -1052,6 +1063,104 @@ static void test_full_text(void **state)
 
 /* ---- search order, limits ---- */
 
+/* Ids and scores of a query's page, from sql (query_sql or query_fast_sql). */
+static size_t run_scores(const query *q, const char *sql, char ids[][16], double *scores,
+			 size_t cap)
+{
+	sqlite3_stmt *st = prepare(sql, q);
+	size_t n = 0;
+	while (n < cap && sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(ids[n], 16, "%s", (const char *)sqlite3_column_text(st, QUERY_COL_ID));
+		scores[n++] = sqlite3_column_double(st, QUERY_COL_SCORE);
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+static int64_t ordered(void)
+{
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT ordered FROM records_count", -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* Ranked full text scores the newest QUERY_FTS_RANKED matches, the older follow unranked;
+ * in created_at order the fast form (rid order) gives what the general one gives. */
+static void test_fts_cap_and_rid_order(void **state)
+{
+	(void)state;
+	enum { N = QUERY_FTS_RANKED + 50 };
+	exec("BEGIN");
+	char id[16], json[64];
+	for (int i = 0; i < N; i++) {
+		snprintf(id, sizeof id, "f%05d", i);
+		/* Some records say the word twice: they rank first among the newest. */
+		snprintf(json, sizeof json, "{\"t\":\"word%s x%d\"}", i % 97 ? "" : " word", i);
+		put(id, json, NULL, 1000 + i);
+	}
+	exec("COMMIT");
+	assert_int_equal(ordered(), 1);
+	static char ids[1000][16];
+	static double scores[1000];
+	query *q;
+	query_search_params p = {.full_text = "word", .limit = 100, .offset = N - 100 - 25};
+	assert_int_equal(query_compile_search(&untyped, &p, &q), 0);
+	assert_int_equal(count(q), N);
+	size_t n = run_scores(q, query_sql(q), ids, scores, 1000);
+	assert_int_equal(n, 100);
+	/* The page ends 25 before the last: 25 ranked, then the 50 oldest's first 75... */
+	for (size_t i = 0; i < n; i++) {
+		int k = atoi(ids[i] + 1);
+		if (i < 75) {
+			assert_true(scores[i] > 0);
+			assert_true(k >= 50); /* among the newest QUERY_FTS_RANKED */
+		} else {
+			assert_true(scores[i] == 0);
+			assert_int_equal(k, 49 - (int)(i - 75)); /* the older, newest first */
+		}
+	}
+	query_free(q);
+	/* The best of the newest come first. */
+	p = (query_search_params){.full_text = "word", .limit = 3};
+	assert_int_equal(query_compile_search(&untyped, &p, &q), 0);
+	assert_null(query_fast_sql(q));
+	assert_int_equal(run_scores(q, query_sql(q), ids, scores, 1000), 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(atoi(ids[i] + 1) % 97, 0);
+	assert_true(atoi(ids[0] + 1) > atoi(ids[1] + 1));
+	query_free(q);
+
+	/* created_at order: both forms agree, either direction, at any offset. */
+	static char ids2[1000][16];
+	static double scores2[1000];
+	for (int dir = 0; dir < 2; dir++) {
+		p = (query_search_params){.full_text = "word",
+					  .order_by = dir ? "@created_at asc" : "@created_at desc",
+					  .limit = 50,
+					  .offset = 70};
+		assert_int_equal(query_compile_search(&untyped, &p, &q), 0);
+		assert_non_null(query_fast_sql(q));
+		n = run_scores(q, query_sql(q), ids, scores, 1000);
+		assert_int_equal(n, 50);
+		assert_int_equal(run_scores(q, query_fast_sql(q), ids2, scores2, 1000), n);
+		for (size_t i = 0; i < n; i++) {
+			assert_string_equal(ids[i], ids2[i]);
+			assert_true(fabs(scores[i] - scores2[i]) < 1e-9);
+		}
+		assert_int_equal(atoi(ids[0] + 1), dir ? 70 : N - 71);
+		query_free(q);
+	}
+	/* A record written with an older time clears `ordered`, for good. */
+	put("late", "{\"t\":\"word\"}", NULL, 5);
+	assert_int_equal(ordered(), 0);
+	put("later", "{\"t\":\"word\"}", NULL, 1000000);
+	assert_int_equal(ordered(), 0);
+}
+
 static void test_search_order_and_limits(void **state)
 {
 	(void)state;
@@ -1635,7 +1744,9 @@ static void test_token_tampering(void **state)
 	forged[m++] = 3;
 	memcpy(forged + m, "\0\0\0\2zz", 6);
 	m += 6;
-	memset(forged + m, 0, 8);
+	memset(forged + m, 0, 8); /* rid */
+	m += 8;
+	memset(forged + m, 0xff, 8); /* no count */
 	m += 8;
 	assert_int_equal(query_token_seal(key, forged, m, &sealed), 0);
 	assert_int_equal(with_token(&s, &f, "s desc, big", sealed), 0);
@@ -1730,6 +1841,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_search_collections_struct, typed_db, close_db),
 		cmocka_unit_test_setup_teardown(test_labels, typed_db, close_db),
 		cmocka_unit_test_setup_teardown(test_full_text, typed_db, close_db),
+		cmocka_unit_test_setup_teardown(test_fts_cap_and_rid_order, open_db, close_db),
 		cmocka_unit_test_setup_teardown(test_search_order_and_limits, typed_db, close_db),
 		cmocka_unit_test_setup_teardown(test_bare_names, typed_db, close_db),
 		cmocka_unit_test_setup_teardown(test_indexed, typed_db, close_db),

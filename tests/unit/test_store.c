@@ -1482,8 +1482,9 @@ static void test_indexes(void **state)
 	const char *names[] = {"a_b", "c"};
 	const char *exprs[] = {"json_extract(json,'$.a.b')", "json_extract(json,'$.c')"};
 	assert_int_equal(store_coll_set_indexes(c, 2, names, exprs), 0);
-	assert_true(index_sql(c, "ix_a_b",
-			      "CREATE INDEX ix_a_b ON records(json_extract(json,'$.a.b'))"));
+	assert_true(index_sql(
+		c, "ix_a_b",
+		"CREATE INDEX ix_a_b ON records(json_extract(json,'$.a.b'), created_at)"));
 	assert_true(index_sql(c, "ix_c", NULL));
 	assert_int_equal(
 		query_int(c, "SELECT count(*) FROM records WHERE json_extract(json,'$.a.b') = 1",
@@ -1509,7 +1510,8 @@ static void test_indexes(void **state)
 	assert_int_equal(store_coll_set_indexes(c, 1, &names[1], exprs2), 0);
 	assert_false(index_sql(c, "ix_a_b", NULL));
 	assert_true(
-		index_sql(c, "ix_c", "CREATE INDEX ix_c ON records(json_extract(json,'$.c[0]'))"));
+		index_sql(c, "ix_c",
+			  "CREATE INDEX ix_c ON records(json_extract(json,'$.c[0]'), created_at)"));
 	/* Indexes that are not ours stay. */
 	assert_int_equal(
 		query_int(c,
@@ -1546,6 +1548,95 @@ static void test_indexes(void **state)
 }
 
 /* --- stats, eviction, delete while in use --------------------------------------------------- */
+
+static int64_t kept_count(store_coll *c)
+{
+	int64_t n = -1, bytes;
+	assert_int_equal(store_coll_stats(c, &n, &bytes), 0);
+	assert_int_equal(n, query_int(c, "SELECT count(*) FROM records", NULL));
+	return n;
+}
+
+/* A collection made by the schema before version 1 (no order index, no kept count, field
+ * indexes on the field alone) gets them when opened, and its count is right from then
+ * on through every kind of write. */
+static void test_migration(void **state)
+{
+	(void)state;
+	store *s = open_store(NULL);
+	create(s, "zoo", "animals");
+	store_coll *c = acquire(s, "zoo", "animals");
+	char id[16];
+	for (int i = 0; i < 5; i++) {
+		snprintf(id, sizeof(id), "r%d", i);
+		assert_int_equal(insert(c, id, "{\"a\":{\"b\":1}}"), 0);
+	}
+	const char *names[] = {"a_b"};
+	const char *exprs[] = {"json_extract(json,'$.a.b')"};
+	assert_int_equal(store_coll_set_indexes(c, 1, names, exprs), 0);
+	assert_int_equal(kept_count(c), 5);
+	assert_int_equal(query_int(c, "PRAGMA user_version", NULL), 1);
+	store_coll_release(c);
+	store_close(s);
+
+	/* Back to version 0, with a row the old schema counted only by scanning. */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/zoo/animals/records.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(db,
+			     "DROP TRIGGER records_count_ins; DROP TRIGGER records_count_del;"
+			     " DROP TABLE records_count; DROP INDEX records_by_created;"
+			     " DROP INDEX ix_a_b;"
+			     " CREATE INDEX ix_a_b ON records(json_extract(json,'$.a.b'));"
+			     " INSERT INTO records (id, data, json, created_at, updated_at)"
+			     " VALUES ('old', x'00', '{}', 1, 1);"
+			     " PRAGMA user_version = 0;",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
+	sqlite3_close(db);
+
+	s = open_store(NULL);
+	c = acquire(s, "zoo", "animals");
+	assert_int_equal(query_int(c, "PRAGMA user_version", NULL), 1);
+	assert_int_equal(kept_count(c), 6);
+	assert_true(index_sql(c, "records_by_created",
+			      "CREATE INDEX records_by_created ON records(created_at)"));
+	assert_true(index_sql(
+		c, "ix_a_b",
+		"CREATE INDEX ix_a_b ON records(json_extract(json,'$.a.b'), created_at)"));
+	/* Every kind of write keeps it: insert, update, delete, an atomic request undone. */
+	assert_int_equal(insert(c, "n1", "{}"), 0);
+	assert_int_equal(kept_count(c), 7);
+	assert_int_equal(insert(c, "n1", "{}"), -EEXIST);
+	assert_int_equal(kept_count(c), 7);
+	assert_int_equal(write1(c, (store_op){.kind = STORE_OP_UPDATE,
+					      .id = "n1",
+					      .row = {.data = "x", .data_len = 1, .json = "{}"}}),
+			 0);
+	assert_int_equal(kept_count(c), 7);
+	assert_int_equal(write1(c, (store_op){.kind = STORE_OP_DELETE, .id = "old"}), 0);
+	assert_int_equal(write1(c, (store_op){.kind = STORE_OP_DELETE, .id = "old"}), -ENOENT);
+	assert_int_equal(kept_count(c), 6);
+	treq t;
+	treq_init(&t, 3, true);
+	op_insert(&t.ops[0], "a1", "{}");
+	op_insert(&t.ops[1], "a2", "{}");
+	op_insert(&t.ops[2], "n1", "{}"); /* exists: the request is undone */
+	assert_int_equal(store_coll_write(c, &t.r), 0);
+	assert_int_equal(treq_wait(&t), -EEXIST);
+	assert_int_equal(kept_count(c), 6);
+	treq_init(&t, 3, false);
+	op_insert(&t.ops[0], "a1", "{}");
+	op_insert(&t.ops[1], "a2", "{}");
+	op_insert(&t.ops[2], "n1", "{}"); /* exists: the others stay */
+	assert_int_equal(store_coll_write(c, &t.r), 0);
+	assert_int_equal(treq_wait(&t), -EEXIST);
+	assert_int_equal(kept_count(c), 8);
+	store_coll_release(c);
+	store_close(s);
+}
 
 static void test_stats(void **state)
 {
@@ -1872,6 +1963,8 @@ static void test_crash(void **state)
 			store_coll_read_end(r);
 			acked++;
 		}
+		/* The kept count is the rows' count after a kill -9 too. */
+		kept_count(c);
 		assert_true(acked > 0);
 		assert_int_equal(query_int(c,
 					   "SELECT count(*) FROM pragma_integrity_check"
@@ -1907,6 +2000,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_readers, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_indexes, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_stats, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_migration, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_eviction, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_delete_waits_for_handles, setup_dir,
 						teardown_dir),
