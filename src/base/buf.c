@@ -43,6 +43,23 @@ int buf_grow(buf *b, size_t n)
 	return -ENOMEM;
 }
 
+int buf_grow_to(buf *b, size_t cap)
+{
+	if (b->failed)
+		return -ENOMEM;
+	if (cap <= b->cap)
+		return 0;
+	uint8_t *p = regrow(b, &cap);
+	if (!p) {
+		b->failed = true;
+		b->cap = b->len;
+		return -ENOMEM;
+	}
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
 int buf_terminate(buf *b)
 {
 	int rc = buf_reserve(b, 1);

@@ -38,6 +38,11 @@ static inline int buf_reserve(buf *b, size_t n)
 	return n <= b->cap - b->len ? 0 : buf_grow(b, n);
 }
 
+/* Grows the capacity to at least cap (rounded up to the buffer pool's size class, at most
+ * 1.25x), without the doubling of buf_reserve: for a caller that bounds its memory by what
+ * it received. 0 or -ENOMEM. */
+int buf_grow_to(buf *b, size_t cap);
+
 static inline int buf_append(buf *b, const void *p, size_t n)
 {
 	int rc = buf_reserve(b, n);

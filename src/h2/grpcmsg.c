@@ -104,14 +104,15 @@ int grpcmsg_reader_next(grpcmsg_reader *d, const uint8_t **data, size_t *len, co
 	if (!take)
 		return GRPCMSG_NEED_MORE;
 	/* Grows with the bytes actually received, never to the declared length up front: a
-	 * peer announcing large messages without sending them cannot make us allocate. But
-	 * ahead of them by a factor, so that a message of a few frames takes one buffer (or
-	 * a few) rather than a doubling chain from 256 bytes, each growth a copy. */
-	if (d->body.cap - d->body.len < take) {
-		size_t room = d->body.len * 3 + take * 2;
-		if (room > d->need - d->body.len)
-			room = d->need - d->body.len;
-		if (buf_reserve(&d->body, room))
+	 * peer announcing large messages without sending them cannot make us allocate. To
+	 * twice what arrived (or the declared length, if less) at each growth: a message of a
+	 * few frames takes one buffer, not a doubling chain from 256 bytes, each growth a
+	 * copy, while what is held stays within 2.5x what arrived (the pool's size classes
+	 * round up by at most 1.25x). */
+	size_t have = d->body.len + take;
+	if (d->body.cap < have) {
+		size_t target = have <= d->need / 2 ? 2 * have : d->need;
+		if (buf_grow_to(&d->body, target))
 			return GRPCMSG_NOMEM;
 	}
 	if (buf_append(&d->body, *data, take))
