@@ -21,6 +21,7 @@
 
 #include "fuzz_check.h"
 #include "store/query.h"
+#include "store/records_schema.h"
 #include "store/store_int.h"
 
 static sqlite3 *db;
@@ -64,10 +65,7 @@ static void exec_or_die(const char *sql)
 static void setup(void)
 {
 	CHECK(sqlite3_open(":memory:", &db) == SQLITE_OK);
-	exec_or_die("CREATE TABLE records (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
-		    " data BLOB NOT NULL, json TEXT NOT NULL, labels TEXT NOT NULL DEFAULT '{}',"
-		    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
-		    "CREATE VIRTUAL TABLE records_fts USING fts5(text);");
+	exec_or_die(RECORDS_SCHEMA);
 	sqlite3_stmt *st;
 	CHECK(sqlite3_prepare_v2(db,
 				 "INSERT INTO records(id, data, json, labels, created_at,"
@@ -88,10 +86,13 @@ static void setup(void)
 	exec_or_die("INSERT INTO records_fts(rowid, text) SELECT rid, (SELECT"
 		    " group_concat(value, ' ') FROM json_tree(records.json) WHERE type = 'text')"
 		    " FROM records");
+	/* The writer's current schema: the record count, the order index. */
+	exec_or_die(SCHEMA_V1);
 	for (size_t i = 0; i < sizeof indexed / sizeof indexed[0]; i++) {
 		char expr[QUERY_INDEX_EXPR_MAX], name[QUERY_INDEX_NAME_MAX], sql[2048];
 		CHECK(query_index_field(indexed[i], expr, name) == 0);
-		snprintf(sql, sizeof sql, "CREATE INDEX %s ON records(%s)", name, expr);
+		/* The writer's form; name is the index's whole name (ix_...). */
+		snprintf(sql, sizeof sql, FIELD_INDEX_SQL, name + 3, expr);
 		exec_or_die(sql);
 	}
 }
