@@ -71,6 +71,34 @@ def run_loadgen(build, port, conns, streams, seconds, flags):
             "p999_us": r["p999_us"]}
 
 
+def h2load_unary(port, path, conns, streams, seconds, body):
+    """h2load sending the framed request in file body to a unary method for `seconds`.
+    Returns calls done, calls succeeded, calls failed, response body bytes, req/s and the
+    mean request time in µs (None when h2load printed none). h2load counts a gRPC error
+    (HTTP 200, status in the trailers) as a success: callers check the response bytes."""
+    argv = ["taskset", "-c", LOAD_CORE, "h2load", "-D", str(seconds), "-c", str(conns), "-m",
+            str(streams), "-d", str(body), "-H", "content-type: application/grpc", "-H",
+            "te: trailers", f"http://127.0.0.1:{port}{path}"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed",
+                  out)
+    # "finished in 4.00s" or, under a second, "finished in 999.08ms".
+    t = re.search(r"finished in [\d.]+m?s, ([\d.]+) req/s", out)
+    d = re.search(r"\((\d+)\) data", out)
+    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if not (m and t and d):
+        raise RuntimeError(f"h2load output not understood:\n{out}")
+    return {"done": int(m.group(1)), "ok": int(m.group(2)), "failed": int(m.group(3)),
+            "bytes": int(d.group(1)), "rps": float(t.group(1)),
+            "mean_us": to_us(lat.group(3)) if lat else None}
+
+
+def to_us(s):
+    """An h2load duration ("812us", "1.72ms", "2.01s") in µs."""
+    m = re.match(r"([\d.]+)(us|ms|s)", s)
+    return float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1e6}[m.group(2)]
+
+
 def varint(n):
     """n as a protobuf varint."""
     out = b""

@@ -18,7 +18,6 @@ Per row every server is started once and the runs take turns (run 1 of each serv
 run 2 of each, ...), so that a neighbour's load on this shared machine falls on all of them
 alike; each figure is the median of --runs runs after a warm-up of one second.
 """
-import re
 import shutil
 import socket
 import struct
@@ -27,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import LOAD_CORE, SERVER_CORE, Server, fmt, median_of, ratio, run_loadgen, varint
+from benchlib import (SERVER_CORE, Server, fmt, h2load_unary, median_of, ratio, run_loadgen,
+                      varint)
 
 REPO = Path(__file__).resolve().parents[1]
 PATH = "/grpc.testing.BenchmarkService/UnaryCall"
@@ -97,24 +97,15 @@ class Nghttpd(Server):
 
 
 def h2load(port, conns, streams, size, seconds, body):
-    argv = ["taskset", "-c", LOAD_CORE, "h2load", "-D", str(seconds), "-c", str(conns), "-m",
-            str(streams), "-d", str(body), "-H", "content-type: application/grpc", "-H",
-            "te: trailers", f"http://127.0.0.1:{port}{PATH}"]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
-    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
-    t = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", out)
-    d = re.search(r"\((\d+)\) data", out)
-    if not (m and t and d):
-        raise RuntimeError(f"h2load output not understood:\n{out}")
-    ok, each = int(m.group(2)), len(response(size))
-    # h2load counts a gRPC error (HTTP 200, status in trailers) as a success: the response
-    # bytes tell whether every call really got its payload. Calls cut off by the end of the
-    # run may have received part of theirs (at most one response per open stream).
-    got, least, most = int(d.group(1)), ok * each, (ok + conns * streams) * each
-    if int(m.group(3)) or not least <= got <= most:
-        raise RuntimeError(f"h2load: {m.group(3)} failed, data {got} bytes, want {least}"
+    r = h2load_unary(port, PATH, conns, streams, seconds, body)
+    ok, each = r["ok"], len(response(size))
+    # The response bytes tell whether every call really got its payload. Calls cut off by
+    # the end of the run may have received part of theirs (at most one per open stream).
+    got, least, most = r["bytes"], ok * each, (ok + conns * streams) * each
+    if r["failed"] or not least <= got <= most:
+        raise RuntimeError(f"h2load: {r['failed']} failed, data {got} bytes, want {least}"
                            f" to {most}")
-    return {"calls": int(m.group(1)), "rps": float(t.group(2))}
+    return {"calls": r["done"], "rps": r["rps"]}
 
 
 def measure(build, srv, tool, conns, streams, size, seconds, body):

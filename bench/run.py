@@ -27,7 +27,6 @@ Usage: bench/run.py [--build DIR] [--runs N] [--seconds S] [--quick]
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import struct
@@ -46,7 +45,8 @@ import tls_scenarios
 import transfer_scenarios
 import validation_cost
 import wf_scenarios
-from benchlib import LOAD_CORE, Server, fmt, machine, median_of, ratio, run_loadgen, varint as _varint
+from benchlib import (Server, fmt, h2load_unary, machine, median_of, ratio, run_loadgen,
+                      varint as _varint)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,31 +96,14 @@ def response_size(payload):
 def run_h2load(port, conns, streams, payload, seconds, tmp):
     body = Path(tmp) / f"req{payload}.bin"
     body.write_bytes(simple_request(payload))
-    argv = ["taskset", "-c", LOAD_CORE, "h2load", "-D", str(seconds), "-c", str(conns), "-m",
-            str(streams), "-d", str(body), "-H", "content-type: application/grpc", "-H",
-            "te: trailers", f"http://127.0.0.1:{port}/grpc.testing.BenchmarkService/UnaryCall"]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
-    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
-    t = re.search(r"finished in ([\d.]+)s, ([\d.]+) req/s", out)
-    d = re.search(r"\((\d+)\) data", out)
-    lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
-    if not (m and t and d):
-        raise RuntimeError(f"h2load output not understood:\n{out}")
-    done, ok = int(m.group(1)), int(m.group(2))
-    # h2load counts a gRPC error (HTTP 200, status in trailers) as a success: the response
-    # bytes tell whether every call really got its payload.
-    want = ok * response_size(payload)
-    if int(m.group(3)) or int(d.group(1)) != want:
-        raise RuntimeError(f"h2load: {m.group(3)} failed, data {d.group(1)} bytes, want {want}")
-    mean_us = _to_us(lat.group(3)) if lat else 0
-    return {"calls": done, "rps": float(t.group(2)), "p50_us": mean_us, "p99_us": None,
+    r = h2load_unary(port, "/grpc.testing.BenchmarkService/UnaryCall", conns, streams, seconds,
+                     body)
+    # The response bytes tell whether every call really got its payload.
+    want = r["ok"] * response_size(payload)
+    if r["failed"] or r["bytes"] != want:
+        raise RuntimeError(f"h2load: {r['failed']} failed, data {r['bytes']} bytes, want {want}")
+    return {"calls": r["done"], "rps": r["rps"], "p50_us": r["mean_us"] or 0, "p99_us": None,
             "p999_us": None}
-
-
-def _to_us(s):
-    m = re.match(r"([\d.]+)(us|ms|s)", s)
-    v = float(m.group(1))
-    return v * {"us": 1, "ms": 1000, "s": 1e6}[m.group(2)]
 
 
 def measure(build, server, scenario, seconds, tmp):
