@@ -363,6 +363,18 @@ static void test_slow_reader_gets_every_byte_then_eof(void **state)
 	reactor_free(r);
 }
 
+/* Asks c's owner to produce, and runs r until the kernel's buffers are full and output
+ * waits in c (within 5 s). */
+static void fill_until_output_waits(reactor *r, reactor_conn *c)
+{
+	reactor_conn_want_send(c);
+	int64_t end = clock_now_ns() + 5 * NS_PER_SEC;
+	while (reactor_conn_out_pending(c) < 128 * 1024) {
+		assert_true(clock_now_ns() < end);
+		assert_int_equal(reactor_run_once(r, NS_PER_MS), 0);
+	}
+}
+
 /* The peer stops reading and sends EOF while output is pending: the connection ends
  * (EOF aborts it: nobody reads what is left), unsent output dropped. */
 static void test_eof_with_output_pending_ends_the_conn(void **state)
@@ -373,13 +385,7 @@ static void test_eof_with_output_pending_ends_the_conn(void **state)
 	tcp_pair(&fd, &pfd);
 	owner o = {.r = r, .produce_total = 64 << 20, .chunk = 65536};
 	o.c = reactor_conn_new(r, fd, &owner_ops, &o);
-	reactor_conn_want_send(o.c);
-	/* Until the kernel's buffers are full and output waits. */
-	int64_t end = clock_now_ns() + 5 * NS_PER_SEC;
-	while (reactor_conn_out_pending(o.c) < 128 * 1024) {
-		assert_true(clock_now_ns() < end);
-		assert_int_equal(reactor_run_once(r, NS_PER_MS), 0);
-	}
+	fill_until_output_waits(r, o.c);
 	shutdown(pfd, SHUT_WR);
 	run_until(r, &o.closed, 5 * NS_PER_SEC);
 	assert_int_equal(o.close_err, 0);
@@ -400,12 +406,7 @@ static void test_peer_reset_with_output_pending(void **state)
 	tcp_pair(&fd, &pfd);
 	owner o = {.r = r, .produce_total = 64 << 20, .chunk = 65536};
 	o.c = reactor_conn_new(r, fd, &owner_ops, &o);
-	reactor_conn_want_send(o.c);
-	int64_t end = clock_now_ns() + 5 * NS_PER_SEC;
-	while (reactor_conn_out_pending(o.c) < 128 * 1024) {
-		assert_true(clock_now_ns() < end);
-		assert_int_equal(reactor_run_once(r, NS_PER_MS), 0);
-	}
+	fill_until_output_waits(r, o.c);
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	setsockopt(pfd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	close(pfd);
